@@ -1,0 +1,59 @@
+"""One exception hierarchy for the whole library.
+
+Every error raised on bad input is a subclass of :class:`GeLoRAError`, so callers can catch one type.
+Input problems also subclass :class:`ValueError` so code written against NumPy conventions still works.
+"""
+
+from __future__ import annotations
+
+
+class GeLoRAError(Exception):
+    """Base class of every error gelora raises on purpose."""
+
+
+class InvalidInputError(GeLoRAError, ValueError):
+    """An array or argument has the wrong shape, dtype, range or contains NaN/inf."""
+
+
+class NotEnoughSamplesError(InvalidInputError):
+    """Fewer points than the estimator needs (for example fewer than k + 1 for a k-NN estimator)."""
+
+
+class DegenerateDataError(InvalidInputError):
+    """Data without spread: constant rows, a single distinct point, or zero neighbour distances."""
+
+
+class DuplicatePointsError(DegenerateDataError):
+    """Duplicate points give zero nearest-neighbour distances (log(0) in every k-NN estimator)."""
+
+
+class ConfigError(GeLoRAError, ValueError):
+    """An inconsistent or unknown configuration value."""
+
+
+class UnknownLayerError(GeLoRAError, KeyError):
+    """A layer or module name that the model does not have."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelLoadError(GeLoRAError):
+    """A model or tokenizer could not be loaded (unknown path, no network, no hidden states)."""
+
+
+class ResultFileError(GeLoRAError):
+    """A result file is missing, truncated or not valid JSON of the expected schema."""
+
+
+__all__ = [
+    "ConfigError",
+    "DegenerateDataError",
+    "DuplicatePointsError",
+    "GeLoRAError",
+    "InvalidInputError",
+    "ModelLoadError",
+    "NotEnoughSamplesError",
+    "ResultFileError",
+    "UnknownLayerError",
+]

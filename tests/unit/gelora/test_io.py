@@ -1,0 +1,42 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from gelora._io import atomic_write_json, atomic_write_text, read_json
+from gelora.errors import ResultFileError
+
+
+def test_atomic_write_json_roundtrip_numpy(tmp_path):
+    p = atomic_write_json(tmp_path / "sub" / "cell.json", {"a": np.float64(1.5), "b": np.arange(3)})
+    assert read_json(p) == {"a": 1.5, "b": [0, 1, 2]}
+    # no temporary files left behind
+    assert sorted(os.listdir(p.parent)) == ["cell.json"]
+
+
+def test_atomic_write_refuses_nan(tmp_path):
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "x.json", {"a": float("nan")})
+    assert not (tmp_path / "x.json").exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_failed_write_keeps_old_file(tmp_path):
+    p = atomic_write_text(tmp_path / "r.json", json.dumps({"v": 1}))
+
+    class Boom:
+        pass
+
+    with pytest.raises(TypeError):
+        atomic_write_json(p, {"v": Boom()})
+    assert read_json(p) == {"v": 1}
+
+
+def test_read_json_corrupt_and_missing(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"truncated": ')
+    with pytest.raises(ResultFileError, match="corrupt"):
+        read_json(bad)
+    with pytest.raises(ResultFileError, match="not found"):
+        read_json(tmp_path / "missing.json")

@@ -1,0 +1,426 @@
+"""Estimator cross-comparison on real hidden states (GeLoRA's open question 2).
+
+For one model and one text sample, estimate the intrinsic dimension (ID) of every layer with TwoNN, MLE
+and DANCo across sample sizes, token-sampling choices and seeds, then report
+
+* per-layer agreement between estimators: Spearman rank correlation of the ID profiles and absolute
+  differences with a confidence interval (the two estimators' CI half-widths combined in quadrature);
+* the GeLoRA ranks each estimator implies and how many blocks change rank between estimators;
+* the same estimators on synthetic data of known ID with the same ``n`` and ambient dimension, so the
+  reader sees which estimator is closest where the truth is known;
+* the wall time of the estimation after the forward pass (the issue's target: all layers, all three
+  estimators, 16k tokens per layer, under 10 s of GPU time).
+
+Hidden states are collected once per (token sampling, seed) at the largest sample size and nested
+subsamples (the first ``n`` rows of one seeded permutation) give the smaller sizes, so differences
+between sizes are not confounded with different token draws.
+
+Command line::
+
+    python -m validation.crosscompare --task stsb --sizes 1000,4000,16000 --seeds 0,1,2 \
+        --device cuda --out reports/crosscompare/crosscompare.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gelora._io import atomic_write_json
+from gelora.errors import ConfigError
+from gelora.estimators import estimate_id
+from gelora.ranks import ranks_from_dimensions
+
+SCHEMA = "gelora.crosscompare/1"
+ESTIMATORS: tuple[str, ...] = ("twonn", "mle", "danco")
+#: estimator parameters used throughout (duplicates are dropped: identical tokens at identical positions
+#: give identical embedding-layer rows, which would otherwise make every k-NN estimator take log(0))
+DEFAULT_ESTIMATOR_PARAMS: dict[str, dict[str, Any]] = {
+    "twonn": {"duplicates": "dedupe"},
+    "mle": {"duplicates": "dedupe", "k": 20},
+    "danco": {"duplicates": "dedupe", "k": 10},
+}
+#: synthetic comparison: intrinsic dimensions that bracket what the estimators see on hidden states
+SYNTHETIC_DIMS: tuple[int, ...] = (4, 8, 16)
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device is not None and str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _estimate_layers(
+    layers: Sequence[Any], estimator: str, params: dict[str, Any], device: Any, seed: int
+) -> tuple[list[dict[str, Any]], float]:
+    """Estimate every layer; return per-layer dicts and the wall time in seconds."""
+    out: list[dict[str, Any]] = []
+    _sync(device)
+    t0 = time.perf_counter()
+    for X in layers:
+        res = estimate_id(X, method=estimator, device=device, seed=seed, **params)
+        out.append(
+            {
+                "dimension": float(res.dimension),
+                "ci": [float(res.ci[0]), float(res.ci[1])],
+                "n_samples": int(res.n_samples),
+                "n_duplicates_removed": int(res.n_duplicates_removed),
+            }
+        )
+    _sync(device)
+    return out, time.perf_counter() - t0
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    from scipy.stats import spearmanr
+
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    rho = spearmanr(a, b).statistic
+    return None if not math.isfinite(float(rho)) else float(rho)
+
+
+def agreement(cell_a: dict[str, Any], cell_b: dict[str, Any], ci_level: float = 0.95) -> dict[str, Any]:
+    """Agreement of two estimators' ID profiles on the same data.
+
+    Parameters
+    ----------
+    cell_a, cell_b : dict
+        Cells of :func:`run_crosscompare` (``layers``: list of ``{"dimension", "ci"}``, ``ranks``).
+    ci_level : float
+        Level of the per-layer difference intervals (the estimators' own CIs are at this level).
+
+    Returns
+    -------
+    dict
+        ``spearman`` (None when a profile is constant), per-layer ``abs_diff`` and ``diff_ci`` (the
+        difference ± the half-widths combined in quadrature, i.e. treating the two estimates as
+        independent normal errors), ``mean_abs_diff``, ``layers_differing`` (CI of the difference
+        excludes 0), ``rank_changes`` (blocks whose GeLoRA rank differs) and ``max_rank_change``.
+    """
+    da = np.array([x["dimension"] for x in cell_a["layers"]])
+    db = np.array([x["dimension"] for x in cell_b["layers"]])
+    ha = np.array([(x["ci"][1] - x["ci"][0]) / 2 for x in cell_a["layers"]])
+    hb = np.array([(x["ci"][1] - x["ci"][0]) / 2 for x in cell_b["layers"]])
+    diff = db - da
+    half = np.sqrt(ha**2 + hb**2)
+    ra = np.array(cell_a["ranks"])
+    rb = np.array(cell_b["ranks"])
+    return {
+        "pair": [cell_a["estimator"], cell_b["estimator"]],
+        "spearman": _spearman(da.tolist(), db.tolist()),
+        "diff": diff.tolist(),
+        "abs_diff": np.abs(diff).tolist(),
+        "diff_ci": np.stack([diff - half, diff + half], axis=1).tolist(),
+        "mean_abs_diff": float(np.mean(np.abs(diff))),
+        "layers_differing": int(np.sum((diff - half > 0) | (diff + half < 0))),
+        "rank_changes": int(np.sum(ra != rb)),
+        "max_rank_change": int(np.max(np.abs(ra - rb))) if ra.size else 0,
+    }
+
+
+def synthetic_comparison(
+    sizes: Sequence[int],
+    ambient_dim: int,
+    *,
+    estimators: Sequence[str] = ESTIMATORS,
+    dims: Sequence[int] = SYNTHETIC_DIMS,
+    noise: float = 0.0,
+    seed: int = 0,
+    device: Any = None,
+    estimator_params: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Estimators on data of known ID with the same ``n`` and ambient dimension as the hidden states.
+
+    Two families per ``d``: a uniformly sampled ``d``-sphere and a Gaussian ``d``-dimensional linear
+    subspace, both isometrically embedded in ``R^ambient_dim`` (``synthetic.manifolds``).
+
+    Returns
+    -------
+    list of dict
+        One row per (manifold, d, n, estimator): ``dimension``, ``ci``, ``abs_error``, ``covered``
+        (truth inside the CI), ``seconds``.
+    """
+    import synthetic.manifolds as sm
+
+    params = {**DEFAULT_ESTIMATOR_PARAMS, **(estimator_params or {})}
+    rows: list[dict[str, Any]] = []
+    for d, n in itertools.product(dims, sizes):
+        if d + 1 > ambient_dim:
+            continue
+        samples = [
+            sm.hypersphere(int(n), int(d), embed_dim=int(ambient_dim), noise=noise, seed=seed),
+            sm.linear_subspace(int(n), int(d), int(ambient_dim), noise=noise, seed=seed),
+        ]
+        for s in samples:
+            X = s.X
+            if device is not None and not str(device).startswith("cpu"):
+                import torch
+
+                X = torch.as_tensor(X, dtype=torch.float32, device=device)
+            for est in estimators:
+                (res,), seconds = _estimate_layers([X], est, params.get(est, {}), device, seed)
+                rows.append(
+                    {
+                        "manifold": s.name,
+                        "true_dim": int(s.intrinsic_dim),
+                        "n": int(n),
+                        "ambient_dim": int(ambient_dim),
+                        "noise": float(noise),
+                        "estimator": est,
+                        "dimension": res["dimension"],
+                        "ci": res["ci"],
+                        "abs_error": abs(res["dimension"] - s.intrinsic_dim),
+                        "covered": bool(res["ci"][0] <= s.intrinsic_dim <= res["ci"][1]),
+                        "seconds": seconds,
+                    }
+                )
+    return rows
+
+
+def run_crosscompare(
+    texts: Sequence[str],
+    *,
+    model: Any = None,
+    estimators: Sequence[str] = ESTIMATORS,
+    sizes: Sequence[int] = (1000, 4000, 16000),
+    token_samplings: Sequence[str] = ("all", "first", "mean"),
+    seeds: Sequence[int] = (0,),
+    device: Any = "cpu",
+    dtype: Any = None,
+    max_length: int = 128,
+    batch_size: int = 64,
+    offset: int = 1,
+    estimator_params: dict[str, dict[str, Any]] | None = None,
+    synthetic: bool = True,
+    data_label: str | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the cross-comparison and return (and optionally write) its JSON-ready summary.
+
+    Parameters
+    ----------
+    texts : sequence of str
+        The text sample (e.g. a GLUE task's training sentences).
+    model : str, path, LoadedModel or None
+        Model name/path (``None``: the bundled encoder) or an already loaded :class:`gelora.models.LoadedModel`.
+    estimators : sequence of str
+        Estimator names (``gelora.estimators.ESTIMATORS``).
+    sizes : sequence of int
+        Rows per layer; sizes above the available rows of a sampling mode are skipped and listed in
+        ``skipped``.
+    token_samplings : sequence of str
+        ``"all"`` (token representations), ``"first"`` ([CLS]) and/or ``"mean"`` (mean-pooled texts).
+    seeds : sequence of int
+        One hidden-state draw and estimator seed per value.
+    device, dtype
+        Where the model runs and the estimators compute (``"cuda"`` on a GPU); model dtype.
+    offset : int
+        The rank rule's offset.
+    estimator_params : dict, optional
+        Per-estimator overrides of :data:`DEFAULT_ESTIMATOR_PARAMS`.
+    synthetic : bool
+        Add :func:`synthetic_comparison` at the same sizes and the model's hidden size.
+    out : path, optional
+        Write the summary atomically there.
+
+    Returns
+    -------
+    dict
+        ``schema``, ``params``, ``cells`` (one per sampling × size × seed × estimator, with per-layer
+        IDs, CIs, ranks and estimation seconds), ``agreement`` (per pair), ``summary`` (per sampling ×
+        size: mean Spearman, mean |ΔID|, rank changes, averaged over seeds), ``synthetic``, ``timing``,
+        ``skipped``.
+    """
+    from tqdm.auto import tqdm
+
+    from gelora.hidden_states import collect_hidden_states
+    from gelora.models import LoadedModel, load_model
+
+    unknown = [e for e in estimators if e not in ESTIMATORS]
+    if unknown:
+        raise ConfigError(f"unknown estimators {unknown}; choose from {ESTIMATORS}")
+    sizes = sorted(int(s) for s in sizes)
+    if not sizes or sizes[0] < 50:
+        raise ConfigError(f"sizes must be >= 50 rows per layer, got {sizes}")
+    params = {e: {**DEFAULT_ESTIMATOR_PARAMS.get(e, {}), **(estimator_params or {}).get(e, {})} for e in estimators}
+    lm = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
+    texts = list(texts)
+
+    cells: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    forward_seconds: dict[str, float] = {}
+    combos = list(itertools.product(token_samplings, seeds))
+    bar = tqdm(total=len(combos) * len(sizes) * len(estimators), desc="crosscompare", disable=not progress)
+    for sampling, seed in combos:
+        _sync(device)
+        t0 = time.perf_counter()
+        hs = collect_hidden_states(
+            lm.model,
+            lm.tokenizer,
+            texts,
+            token_sampling=sampling,
+            max_tokens=sizes[-1],
+            max_length=max_length,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        _sync(device)
+        forward_seconds[f"{sampling}/seed{seed}"] = time.perf_counter() - t0
+        perm = np.random.default_rng(seed).permutation(hs.n_samples)
+        for n in sizes:
+            if n > hs.n_samples:
+                skipped.append(
+                    {"token_sampling": sampling, "n": n, "seed": seed, "reason": f"only {hs.n_samples} rows available"}
+                )
+                bar.update(len(estimators))
+                continue
+            import torch
+
+            rows = torch.as_tensor(perm[:n], device=hs.layers[0].device)
+            layers = [layer.index_select(0, rows) for layer in hs.layers]
+            for est in estimators:
+                per_layer, seconds = _estimate_layers(layers, est, params[est], device, seed)
+                dims = [x["dimension"] for x in per_layer]
+                cells.append(
+                    {
+                        "token_sampling": sampling,
+                        "n": n,
+                        "seed": seed,
+                        "estimator": est,
+                        "layers": per_layer,
+                        "ranks": ranks_from_dimensions(dims, offset=offset),
+                        "seconds": seconds,
+                    }
+                )
+                bar.update(1)
+    bar.close()
+
+    agreements: list[dict[str, Any]] = []
+    by_key: dict[tuple[str, int, int], dict[str, dict[str, Any]]] = {}
+    for c in cells:
+        by_key.setdefault((c["token_sampling"], c["n"], c["seed"]), {})[c["estimator"]] = c
+    for (sampling, n, seed), group in by_key.items():
+        for a, b in itertools.combinations([e for e in estimators if e in group], 2):
+            agreements.append({"token_sampling": sampling, "n": n, "seed": seed, **agreement(group[a], group[b])})
+
+    summary: list[dict[str, Any]] = []
+    for sampling, n in itertools.product(token_samplings, sizes):
+        for a, b in itertools.combinations(estimators, 2):
+            rows_ = [
+                g for g in agreements if g["token_sampling"] == sampling and g["n"] == n and g["pair"] == [a, b]
+            ]
+            if not rows_:
+                continue
+            rhos = [g["spearman"] for g in rows_ if g["spearman"] is not None]
+            summary.append(
+                {
+                    "token_sampling": sampling,
+                    "n": n,
+                    "pair": [a, b],
+                    "n_seeds": len(rows_),
+                    "spearman_mean": float(np.mean(rhos)) if rhos else None,
+                    "mean_abs_diff": float(np.mean([g["mean_abs_diff"] for g in rows_])),
+                    "rank_changes_mean": float(np.mean([g["rank_changes"] for g in rows_])),
+                    "max_rank_change": int(max(g["max_rank_change"] for g in rows_)),
+                }
+            )
+
+    # estimation time per (sampling, n, seed) summed over estimators and layers
+    est_time: dict[str, float] = {}
+    for c in cells:
+        key = f"{c['token_sampling']}/n{c['n']}/seed{c['seed']}"
+        est_time[key] = est_time.get(key, 0.0) + c["seconds"]
+    width = int(hs.layers[0].shape[1])
+    syn = (
+        synthetic_comparison(sizes, width, estimators=estimators, device=device, estimator_params=params)
+        if synthetic
+        else []
+    )
+    result = {
+        "schema": SCHEMA,
+        "params": {
+            "model": lm.name,
+            "data": data_label,
+            "n_texts": len(texts),
+            "estimators": list(estimators),
+            "estimator_params": params,
+            "sizes": sizes,
+            "token_samplings": list(token_samplings),
+            "seeds": [int(s) for s in seeds],
+            "device": str(device),
+            "dtype": str(dtype),
+            "max_length": max_length,
+            "offset": offset,
+            "hidden_size": width,
+            "n_hidden_states": len(hs.layers),
+        },
+        "cells": cells,
+        "agreement": agreements,
+        "summary": summary,
+        "synthetic": syn,
+        "timing": {"forward_seconds": forward_seconds, "estimation_seconds_all_estimators": est_time},
+        "skipped": skipped,
+    }
+    if out is not None:
+        atomic_write_json(out, result)
+    return result
+
+
+def _texts_for_task(task: str, data_dir: str | None, limit: int | None) -> tuple[list[str], str]:
+    from validation.data.glue import load_glue
+
+    split = load_glue(task, "train", data_dir=data_dir).take(limit, seed=0)
+    d = split.describe()
+    return split.joined_texts(), f"GLUE {d['task']} {d['split']} ({d['n']} texts, {d['source']})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m validation.crosscompare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="stsb", help="GLUE task whose training texts are used (default stsb)")
+    p.add_argument("--data-dir", default=None, help="GLUE directory (default: $GELORA_DATA_DIR or ../shared/data)")
+    p.add_argument("--model", default=None, help="model name or path (default: the bundled encoder)")
+    p.add_argument("--estimators", default=",".join(ESTIMATORS))
+    p.add_argument("--sizes", default="1000,4000,16000")
+    p.add_argument("--samplings", default="all,first,mean")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--max-texts", type=int, default=None)
+    p.add_argument("--no-synthetic", action="store_true")
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    texts, label = _texts_for_task(a.task, a.data_dir, a.max_texts)
+    res = run_crosscompare(
+        texts,
+        model=a.model,
+        estimators=a.estimators.split(","),
+        sizes=[int(s) for s in a.sizes.split(",")],
+        token_samplings=a.samplings.split(","),
+        seeds=[int(s) for s in a.seeds.split(",")],
+        device=a.device,
+        dtype=a.dtype,
+        synthetic=not a.no_synthetic,
+        data_label=label,
+        out=a.out,
+    )
+    for row in res["summary"]:
+        print(
+            f"{row['token_sampling']:>5} n={row['n']:>6} {row['pair'][0]:>5}-{row['pair'][1]:<5} "
+            f"spearman={row['spearman_mean']} |dID|={row['mean_abs_diff']:.2f} "
+            f"rank changes={row['rank_changes_mean']:.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""Intrinsic-dimension drift during fine-tuning (GeLoRA's open question 3).
+
+GeLoRA chooses ranks once, from the pretrained model's hidden states. :class:`IDTrajectoryCallback`
+re-estimates every layer's intrinsic dimension at checkpoints of a ``transformers.Trainer`` run, on a
+fixed, seeded token sample of fixed texts, and records the ranks the rule would give at each checkpoint,
+so a report can say how far the IDs and the ranks move while the adapters train.
+
+The callback is added to the runner's Trainer (``validation.runner``) through ``extra_callbacks``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gelora.errors import ConfigError
+from gelora.ranks import ranks_from_dimensions
+
+try:  # transformers is a dependency; keep import-time cheap for docs tools
+    from transformers import TrainerCallback
+except ImportError:  # pragma: no cover
+    TrainerCallback = object  # type: ignore[assignment,misc]
+
+
+class IDTrajectoryCallback(TrainerCallback):  # type: ignore[misc]
+    """Re-estimate per-layer IDs and GeLoRA ranks at training checkpoints.
+
+    Parameters
+    ----------
+    texts : sequence of str
+        Fixed probe texts (the same rows are sampled at every checkpoint: same seed, same texts).
+    tokenizer : transformers tokenizer
+        The model's tokenizer.
+    n_checkpoints : int
+        Checkpoints evenly spaced over ``state.max_steps``, besides step 0 (before training) and the
+        final step; ignored when ``every_n_steps`` is given.
+    every_n_steps : int, optional
+        Fixed checkpoint interval in optimizer steps.
+    estimator : str
+        Estimator name (``gelora.estimators.ESTIMATORS``).
+    estimator_params : dict, optional
+        Estimator parameters (default: ``{"duplicates": "dedupe"}``).
+    token_sampling, max_tokens, max_length, batch_size, seed
+        Passed to :func:`gelora.hidden_states.collect_hidden_states`.
+    offset : int
+        Offset of the rank rule.
+
+    Attributes
+    ----------
+    records : list of dict
+        One per checkpoint: ``step``, ``dims`` (``B + 1`` floats), ``cis``, ``ranks`` (``B`` ints),
+        ``seconds`` (collection + estimation time).
+    """
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        tokenizer: Any,
+        *,
+        n_checkpoints: int = 4,
+        every_n_steps: int | None = None,
+        estimator: str = "twonn",
+        estimator_params: dict[str, Any] | None = None,
+        token_sampling: str = "all",
+        max_tokens: int = 2000,
+        max_length: int = 128,
+        batch_size: int = 32,
+        seed: int = 0,
+        offset: int = 1,
+    ) -> None:
+        if n_checkpoints < 0:
+            raise ConfigError(f"n_checkpoints must be >= 0, got {n_checkpoints}")
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ConfigError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.texts = list(texts)
+        self.tokenizer = tokenizer
+        self.n_checkpoints = int(n_checkpoints)
+        self.every_n_steps = every_n_steps
+        self.estimator = estimator
+        self.estimator_params = dict(estimator_params or {"duplicates": "dedupe"})
+        self.sampling = {
+            "token_sampling": token_sampling,
+            "max_tokens": int(max_tokens),
+            "max_length": int(max_length),
+            "batch_size": int(batch_size),
+            "seed": int(seed),
+        }
+        self.offset = int(offset)
+        self.records: list[dict[str, Any]] = []
+        self._due: set[int] = set()
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _schedule(self, max_steps: int) -> set[int]:
+        if max_steps <= 0:
+            return set()
+        if self.every_n_steps is not None:
+            return set(range(self.every_n_steps, max_steps + 1, self.every_n_steps)) | {max_steps}
+        steps = np.linspace(0, max_steps, self.n_checkpoints + 2)[1:]
+        return {int(round(s)) for s in steps if round(s) >= 1}
+
+    def measure(self, model: Any, step: int) -> dict[str, Any]:
+        """Collect hidden states of ``model`` and estimate every layer now; append and return the record."""
+        from gelora.estimators import estimate_id
+        from gelora.hidden_states import collect_hidden_states
+
+        t0 = time.perf_counter()
+        hs = collect_hidden_states(model, self.tokenizer, self.texts, **self.sampling)
+        device = hs.layers[0].device
+        results = [
+            estimate_id(X, method=self.estimator, device=device, seed=self.sampling["seed"], **self.estimator_params)
+            for X in hs.layers
+        ]
+        dims = [float(r.dimension) for r in results]
+        rec = {
+            "step": int(step),
+            "dims": dims,
+            "cis": [[float(r.ci[0]), float(r.ci[1])] for r in results],
+            "ranks": ranks_from_dimensions(dims, offset=self.offset),
+            "n_samples": hs.n_samples,
+            "seconds": time.perf_counter() - t0,
+        }
+        self.records.append(rec)
+        return rec
+
+    # -- Trainer hooks -----------------------------------------------------------------------------
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        self._due = self._schedule(int(state.max_steps))
+        if model is not None and not any(r["step"] == state.global_step for r in self.records):
+            self.measure(model, state.global_step)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if model is not None and state.global_step in self._due:
+            self._due.discard(state.global_step)
+            self.measure(model, state.global_step)
+
+    # -- summary -----------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready trajectory and drift summary (see :func:`drift_summary`)."""
+        return {
+            "estimator": self.estimator,
+            "estimator_params": self.estimator_params,
+            "sampling": self.sampling,
+            "n_texts": len(self.texts),
+            "offset": self.offset,
+            "records": self.records,
+            **drift_summary(self.records),
+        }
+
+
+def drift_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How far IDs and rule ranks move from the first checkpoint.
+
+    Parameters
+    ----------
+    records : sequence of dict
+        Checkpoint records with ``step``, ``dims`` and ``ranks``, the first being the reference.
+
+    Returns
+    -------
+    dict
+        ``max_abs_id_change`` (per layer, over checkpoints), ``max_rel_id_change`` (same, relative to the
+        reference ID), ``rank_changes`` (per checkpoint: blocks whose rank differs from the reference),
+        ``max_rank_change`` (largest absolute rank difference at any checkpoint), ``final_rank_changes``.
+    """
+    if not records:
+        return {"max_abs_id_change": [], "max_rel_id_change": [], "rank_changes": [], "max_rank_change": 0,
+                "final_rank_changes": 0}
+    ref = records[0]
+    d0 = np.asarray(ref["dims"], dtype=np.float64)
+    r0 = np.asarray(ref["ranks"], dtype=np.int64)
+    D = np.asarray([r["dims"] for r in records], dtype=np.float64)
+    R = np.asarray([r["ranks"] for r in records], dtype=np.int64)
+    abs_change = np.max(np.abs(D - d0), axis=0)
+    changes = [{"step": int(r["step"]), "blocks_changed": int(np.sum(rr != r0))} for r, rr in zip(records, R)]
+    return {
+        "max_abs_id_change": abs_change.tolist(),
+        "max_rel_id_change": (abs_change / np.maximum(d0, 1e-12)).tolist(),
+        "rank_changes": changes,
+        "max_rank_change": int(np.max(np.abs(R - r0))),
+        "final_rank_changes": int(np.sum(R[-1] != r0)),
+    }
