@@ -16,6 +16,14 @@ strategies
     Hypothesis strategies (import explicitly: ``from synthetic import strategies``; needs hypothesis).
 """
 
+from synthetic.benchmark import BENCHMARK_MANIFOLDS, benchmark_manifold
+from synthetic.local_pca import local_pca_dimension
 from synthetic.manifolds import SampledManifold, embed_isometric
 
-__all__ = ["SampledManifold", "embed_isometric"]
+__all__ = [
+    "BENCHMARK_MANIFOLDS",
+    "SampledManifold",
+    "benchmark_manifold",
+    "embed_isometric",
+    "local_pca_dimension",
+]
