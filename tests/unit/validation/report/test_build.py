@@ -1,0 +1,223 @@
+"""The builder: resumable sections, atomic raw files, clear errors on corrupt files, --from byte for byte."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gelora.errors import ConfigError, ResultFileError
+from validation.report import build as B
+
+
+@pytest.fixture
+def fake_runners(monkeypatch, f):
+    """Replace the section runners by fast fakes; returns the call counter."""
+    calls: dict[str, int] = {}
+
+    def counted(name, fn):
+        def run(ctx):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(ctx)
+
+        return run
+
+    def not_run(ctx):
+        raise B.SectionNotRun("validation.theory is not available (test)")
+
+    def broken(ctx):
+        raise RuntimeError("section exploded (test)")
+
+    runners = {
+        "estimators": counted("estimators", lambda ctx: f.estimator_section()),
+        "theory": counted("theory", not_run),
+        "model_profile": counted("model_profile", lambda ctx: f.profile_section([3.0, 5.0, 9.0])),
+        "grid": counted("grid", lambda ctx: f.grid_section(0.8, 0.7, 0.01, 3)),
+        "trajectories": counted("trajectories", broken),
+    }
+    monkeypatch.setattr(B, "RUNNERS", runners)
+    monkeypatch.setattr(
+        "validation.report.environment.collect_environment",
+        lambda **kw: {**f.env, "commands": list(kw["commands"])},
+    )
+    return calls
+
+
+def test_build_writes_all_outputs(tmp_path, fake_runners):
+    path = B.build_report("quick", tmp_path / "r", command="gelora report --out r", progress=False)
+    out = path.parent
+    for name in ("report.json", "report.md", "report.html", "figures/estimator_accuracy.png"):
+        assert (out / name).is_file(), name
+    for s in B.SECTIONS:
+        assert (out / "raw" / f"{s}.json").is_file()
+    report = json.loads(path.read_text())
+    assert report["schema"] == B.SCHEMA
+    assert report["sections"]["theory"]["status"] == "not run"
+    assert report["sections"]["trajectories"]["status"] == "error"
+    assert "section exploded (test)" in report["sections"]["trajectories"]["reason"]
+    assert report["environment"]["commands"] == ["gelora report --out r"]
+
+
+def test_rerun_reuses_finished_sections_only(tmp_path, fake_runners):
+    B.build_report("quick", tmp_path / "r", progress=False)
+    B.build_report("quick", tmp_path / "r", progress=False)
+    assert fake_runners["estimators"] == 1  # finished: reused
+    assert fake_runners["theory"] == 2  # not run: tried again
+    assert fake_runners["trajectories"] == 2  # error: tried again
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["sections"]["estimators"]["origin"] == "reused"
+    # a different seed is a different input: recomputed
+    B.build_report("quick", tmp_path / "r", seed=1, progress=False)
+    assert fake_runners["estimators"] == 2
+    B.build_report("quick", tmp_path / "r", seed=1, force=True, progress=False)
+    assert fake_runners["estimators"] == 3
+
+
+def test_corrupt_section_file_raises_result_file_error(tmp_path, fake_runners):
+    B.build_report("quick", tmp_path / "r", progress=False)
+    raw = tmp_path / "r" / "raw" / "estimators.json"
+    raw.write_text('{"schema": "gelora.report.section/1", "status": "ok", "data": {')  # truncated
+    with pytest.raises(ResultFileError, match="estimators.json"):
+        B.build_report("quick", tmp_path / "r", progress=False)
+    raw.write_text('{"something": "else"}')
+    with pytest.raises(ResultFileError, match="not a report section"):
+        B.build_report("quick", tmp_path / "r", progress=False)
+
+
+def test_from_json_rebuilds_byte_for_byte(tmp_path, fake_runners):
+    path = B.build_report("quick", tmp_path / "a", progress=False)
+    B.rebuild_from(path, tmp_path / "b")
+    a, b = tmp_path / "a", tmp_path / "b"
+    for name in ("report.json", "report.md", "report.html"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    figs = sorted(p.name for p in (a / "figures").glob("*.png"))
+    assert figs and figs == sorted(p.name for p in (b / "figures").glob("*.png"))
+    for name in figs:
+        assert (a / "figures" / name).read_bytes() == (b / "figures" / name).read_bytes(), name
+    # in place, too
+    before = (a / "report.html").read_bytes()
+    B.rebuild_from(path)
+    assert (a / "report.html").read_bytes() == before
+
+
+def test_from_rejects_corrupt_or_foreign_json(tmp_path):
+    bad = tmp_path / "report.json"
+    bad.write_text("{not json")
+    with pytest.raises(ResultFileError, match="corrupt"):
+        B.rebuild_from(bad)
+    bad.write_text(json.dumps({"schema": "something/1"}))
+    with pytest.raises(ResultFileError, match="not a gelora report"):
+        B.rebuild_from(bad)
+    with pytest.raises(ResultFileError, match="not found"):
+        B.rebuild_from(tmp_path / "missing.json")
+
+
+def test_bad_arguments_raise_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="profile"):
+        B.build_report("medium", tmp_path)
+    with pytest.raises(ConfigError, match="section"):
+        B.build_report("quick", tmp_path, sections=["nope"])
+
+
+def test_unrequested_sections_are_marked_not_run(tmp_path, fake_runners):
+    path = B.build_report("quick", tmp_path / "r", sections=["estimators"], progress=False)
+    report = json.loads(path.read_text())
+    assert report["sections"]["grid"] == {
+        "status": "not run",
+        "reason": "not requested (--sections)",
+        "wall_s": None,
+        "origin": None,
+        "data": None,
+    }
+    assert fake_runners == {"estimators": 1}
+
+
+def test_non_finite_numbers_are_stored_as_null():
+    assert B._clean({"a": float("nan"), "b": [1.0, float("inf")], "c": (1, 2)}) == {
+        "a": None,
+        "b": [1.0, None],
+        "c": [1, 2],
+    }
+
+
+def test_normalise_grid_keeps_missing_cells_as_not_run():
+    summary = {
+        "profile": {"model": None},
+        "primary_metric": {"stsb": "pearson"},
+        "table": {
+            "stsb": {
+                "lora": {
+                    "metrics": {"pearson": {"mean": 0.5, "std": None, "n": 1, "values": [0.5]}},
+                    "budget_params": [100],
+                    "trainable_adapter_params": [100],
+                    "wall_time_s": {"mean": 2.0},
+                },
+                "gelora": {
+                    "metrics": {"pearson": {"mean": 0.6, "std": None, "n": 1, "values": [0.6]}},
+                    "budget_params": [100],
+                    "trainable_adapter_params": [98],
+                    "wall_time_s": {"mean": 3.0},
+                },
+            }
+        },
+        "missing": [{"task": "stsb", "method": "adalora", "seed": 0, "reason": "failed: ValueError: x"}],
+    }
+    data = B.normalise_grid(summary, "test")
+    rows = {r["method"]: r for r in data["rows"]}
+    assert rows["adalora"]["mean"] is None and rows["adalora"]["reason"] == "failed: ValueError: x"
+    (ratio,) = data["ratios"]
+    assert ratio["peer"] == "lora"
+    assert ratio["score_ratio"] == pytest.approx(0.6 / 0.5)
+    assert ratio["time_ratio"] == pytest.approx(1.5)
+    assert ratio["budget_ratio"] == pytest.approx(0.98)
+
+
+def test_paper_numbers_have_citation_and_no_unverified_task_values():
+    paper = B.load_paper_numbers()
+    assert "2412.09250" in paper["citation"]
+    assert paper["glue"]["tasks"] == {}  # table text not available offline: nothing guessed
+    assert paper["glue_average"]["value"] == 87.92
+
+
+def test_normalise_theory_reads_properties():
+    raw = {
+        "schema": "x",
+        "properties": [
+            {
+                "property": "exact_layer",
+                "description": "rank bound",
+                "examples": 4,
+                "checks": 10,
+                "failed": 0,
+                "pass": True,
+                "worst_margin": 2.5,
+            },
+            {
+                "property": "estimated_layer",
+                "description": "estimate bound",
+                "examples": 3,
+                "checks": 9,
+                "failed": 1,
+                "pass": False,
+                "worst_margin": -0.1,
+                "overshoots": 2,
+                "false_failure_rate": "<= 1e-4",
+            },
+        ],
+        "tightness": {"twonn": 1.0},
+    }
+    data = B._normalise_theory(raw)
+    a, b = data["checks"]
+    assert (a["name"], a["passed"], a["worst_margin"], a["n_cases"]) == ("exact_layer", True, 2.5, 10)
+    assert b["passed"] is False and "1 of 9 checks failed" in b["details"] and "<= 1e-4" in b["details"]
+    assert data["tightness"] == {"twonn": 1.0}
+
+
+def test_corrupt_input_file_of_a_section_stops_the_build(tmp_path, fake_runners, monkeypatch):
+    def corrupt(ctx):
+        raise ResultFileError("result file runs/cells/x.json is corrupt (test)")
+
+    monkeypatch.setitem(B.RUNNERS, "grid", corrupt)
+    with pytest.raises(ResultFileError, match="x.json is corrupt"):
+        B.build_report("quick", tmp_path / "r", progress=False)
+    assert not (tmp_path / "r" / "raw" / "grid.json").exists()

@@ -1,0 +1,119 @@
+"""Verdicts of the paper's claims from hand-made evidence (each verdict branch is reached)."""
+
+from __future__ import annotations
+
+import pytest
+
+from validation.report.claims import (
+    HOLDS,
+    HOLDS_WITHIN_ERROR,
+    NOT_REPRODUCED,
+    NOT_TESTED,
+    TWONN_REL_TOL,
+    TWONN_REL_TOL_LOOSE,
+    VERDICTS,
+    evaluate_claims,
+)
+
+
+def verdict(report: dict, cid: str) -> str:
+    return next(c["verdict"] for c in report["claims"] if c["id"] == cid)
+
+
+def test_every_claim_has_a_known_verdict_and_evidence(report):
+    ids = [c["id"] for c in report["claims"]]
+    assert ids == sorted(set(ids)) and len(ids) == 6
+    for c in report["claims"]:
+        assert c["verdict"] in VERDICTS
+        assert c["evidence"], c
+
+
+def test_claims_are_recomputable_from_the_report(report):
+    assert evaluate_claims(report) == report["claims"]
+
+
+@pytest.mark.parametrize(
+    ("rel_ours", "rel_peer", "expected"),
+    [
+        (TWONN_REL_TOL / 2, 0.05, HOLDS),
+        (
+            (TWONN_REL_TOL + TWONN_REL_TOL_LOOSE) / 2,
+            (TWONN_REL_TOL + TWONN_REL_TOL_LOOSE) / 2,
+            HOLDS_WITHIN_ERROR,
+        ),
+        ((TWONN_REL_TOL + TWONN_REL_TOL_LOOSE) / 2, 0.01, NOT_REPRODUCED),  # much worse than the peer
+        (TWONN_REL_TOL_LOOSE * 2, TWONN_REL_TOL_LOOSE * 2, NOT_REPRODUCED),
+    ],
+)
+def test_estimator_claim(rel_ours, rel_peer, expected, f):
+    r = f.make_report(estimators=f.sec(f.estimator_section(rel_ours, rel_peer)))
+    assert verdict(r, "C1") == expected
+
+
+def test_section_not_run_means_not_tested_with_reason(f):
+    r = f.make_report(estimators=f.sec(None, "not run", "gelora.estimators is not available"))
+    c1 = next(c for c in r["claims"] if c["id"] == "C1")
+    assert c1["verdict"] == NOT_TESTED
+    assert "gelora.estimators is not available" in " ".join(c1["evidence"])
+
+
+def test_theory_claim_fails_when_a_check_fails(f):
+    checks = {
+        "checks": [
+            {"name": "a", "passed": True, "worst_margin": 1.0},
+            {"name": "b", "passed": False, "worst_margin": -0.5},
+        ]
+    }
+    r = f.make_report(theory=f.sec(checks))
+    assert verdict(r, "C2") == NOT_REPRODUCED
+    assert verdict(f.make_report(), "C2") == HOLDS
+
+
+def test_low_id_claim_branches(f):
+    # clear variation, CIs of extreme layers disjoint -> holds
+    assert verdict(f.make_report(model_profile=f.sec(f.profile_section([3.0, 5.0, 9.0]))), "C3") == HOLDS
+    # variation inside the CIs -> within error
+    assert (
+        verdict(f.make_report(model_profile=f.sec(f.profile_section([3.0, 3.2, 3.1], half_width=1.0))), "C3")
+        == HOLDS_WITHIN_ERROR
+    )
+    # ID close to the hidden size -> not reproduced
+    assert (
+        verdict(f.make_report(model_profile=f.sec(f.profile_section([300.0, 350.0], hidden=384))), "C3")
+        == NOT_REPRODUCED
+    )
+
+
+def test_performance_claim_branches(f):
+    assert verdict(f.make_report(grid=f.sec(f.grid_section(0.80, 0.70, 0.01, 3))), "C4") == HOLDS
+    assert verdict(f.make_report(grid=f.sec(f.grid_section(0.70, 0.80, 0.01, 3))), "C4") == NOT_REPRODUCED
+    # within the seed spread
+    assert verdict(f.make_report(grid=f.sec(f.grid_section(0.71, 0.70, 0.05, 3))), "C4") == HOLDS_WITHIN_ERROR
+    # one seed, better: cannot be more than "within error"
+    assert verdict(f.make_report(grid=f.sec(f.grid_section(0.80, 0.70, None, 1))), "C4") == HOLDS_WITHIN_ERROR
+
+
+def test_time_claim_uses_adaptive_baselines_only(f):
+    assert (
+        verdict(f.make_report(grid=f.sec(f.grid_section(0.8, 0.7, 0.01, 3, t_gelora=10, t_ada=20))), "C5")
+        == HOLDS
+    )
+    assert (
+        verdict(f.make_report(grid=f.sec(f.grid_section(0.8, 0.7, 0.01, 3, t_gelora=30, t_ada=20))), "C5")
+        == NOT_REPRODUCED
+    )
+
+
+def test_glue_average_is_not_tested_without_deberta(report):
+    c6 = next(c for c in report["claims"] if c["id"] == "C6")
+    assert c6["verdict"] == NOT_TESTED
+    assert "87.92" in c6["evidence"][0]
+
+
+def test_smoke_test_grid_does_not_decide_performance_claims(f):
+    grid = f.grid_section(0.70, 0.80, 0.01, 3)
+    grid["smoke_test"] = True
+    r = f.make_report(grid=f.sec(grid))
+    for cid in ("C4", "C5"):
+        c = next(c for c in r["claims"] if c["id"] == cid)
+        assert c["verdict"] == NOT_TESTED and "smoke test" in c["evidence"][0]

@@ -1,0 +1,83 @@
+"""``gelora report``: build the validation report, or re-render one from its ``report.json``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Run (or collect the finished results of) the estimator validation, the theory checks, the model's
+per-layer ranks and the fine-tuning grid, and write reports/NAME/ with report.md, a self-contained
+report.html, report.json (every number) and figures/*.png.
+
+  gelora report                                  # quick profile on CPU -> reports/quick/
+  gelora report --profile full --runs runs/glue  # collect a finished GPU grid
+  gelora report --from reports/quick/report.json # re-render byte for byte
+
+Finished sections are kept in reports/NAME/raw/ and reused by the next run (use --force to redo them).
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``report`` subcommand to ``subparsers``."""
+    from validation.report.build import PROFILES, SECTIONS
+
+    p = subparsers.add_parser(
+        "report",
+        help="build the validation report (Markdown, HTML, JSON, figures)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--profile", choices=PROFILES, default="quick", help="quick (CPU, minutes) or full (default quick)"
+    )
+    p.add_argument("--out", type=Path, default=None, help="report directory (default reports/<profile>)")
+    p.add_argument("--runs", type=Path, default=None, help="finished grid run directory to collect")
+    p.add_argument("--seed", type=int, default=0, help="base seed of every section (default 0)")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default all)",
+    )
+    p.add_argument("--force", action="store_true", help="recompute sections that already finished")
+    p.add_argument(
+        "--from",
+        dest="from_json",
+        type=Path,
+        default=None,
+        help="re-render an existing report.json (no section is run)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``gelora report`` with parsed ``args``; returns the exit code."""
+    from validation.report.build import SECTIONS, build_report, rebuild_from
+
+    if args.from_json is not None:
+        path = rebuild_from(args.from_json, args.out)
+        print(
+            f"re-rendered {path.parent / 'report.md'} and {path.parent / 'report.html'} from {args.from_json}"
+        )
+        return 0
+    out = args.out if args.out is not None else Path("reports") / args.profile
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    parts = ["gelora", "report", "--profile", args.profile, "--out", str(out), "--seed", str(args.seed)]
+    if args.runs is not None:
+        parts += ["--runs", str(args.runs)]
+    if args.sections != ",".join(SECTIONS):
+        parts += ["--sections", args.sections]
+    command = " ".join(shlex.quote(a) for a in parts)
+    path = build_report(
+        args.profile,
+        out,
+        runs_dir=args.runs,
+        seed=args.seed,
+        sections=sections,
+        force=args.force,
+        command=command,
+    )
+    print(f"wrote {path.parent / 'report.md'}, {path.parent / 'report.html'} and {path}")
+    return 0

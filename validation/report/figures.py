@@ -1,0 +1,253 @@
+"""Figures of the report, drawn deterministically from ``report.json``.
+
+Every figure is a pure function of the report dictionary and returns PNG bytes. Matplotlib runs on the Agg
+backend with fixed style settings and without the ``Software`` metadata entry, so the same report gives
+byte-identical PNGs (which keeps the self-contained HTML byte-identical too).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+#: style shared by every figure (readable at 100% zoom in a browser: >= 10 pt text at 110 dpi)
+STYLE: dict[str, Any] = {
+    "font.family": "DejaVu Sans",
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "path.simplify": False,
+    "svg.hashsalt": "gelora",
+}
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _ok(report: dict[str, Any], name: str) -> dict[str, Any] | None:
+    sec = report.get("sections", {}).get(name)
+    if not sec or sec.get("status") != "ok":
+        return None
+    return sec.get("data")
+
+
+def fig_estimator_accuracy(report: dict[str, Any]) -> bytes | None:
+    """Estimated vs true intrinsic dimension for every estimator (one marker per cell)."""
+    data = _ok(report, "estimators")
+    if not data:
+        return None
+    keys = [e["key"] for e in data["estimators"]]
+    cells = [c for c in data["cells"] if c["status"] == "ok"]
+    if not cells:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    dmax = max(max(c["true_dim"] for c in cells), max(c["estimate"] for c in cells))
+    ax1.plot([0, dmax * 1.05], [0, dmax * 1.05], color="0.4", lw=1, ls="--", label="exact")
+    manifolds = sorted({(c["true_dim"], c["manifold"]) for c in cells})
+    xpos = {m: i for i, (_, m) in enumerate(manifolds)}
+    width = 0.8 / max(len(keys), 1)
+    for j, key in enumerate(keys):
+        mine = [c for c in cells if c["estimator"] == key]
+        if not mine:
+            continue
+        jitter = (j - (len(keys) - 1) / 2) * 0.06 * max(1.0, dmax / 10)
+        ax1.scatter(
+            [c["true_dim"] + jitter for c in mine],
+            [c["estimate"] for c in mine],
+            marker=MARKERS[j % len(MARKERS)],
+            color=COLORS[j % len(COLORS)],
+            s=30,
+            label=key,
+            zorder=3,
+        )
+        rel: dict[str, list[float]] = {}
+        for c in mine:
+            rel.setdefault(c["manifold"], []).append(100 * c["signed_error"] / c["true_dim"])
+        xs = [xpos[m] + (j - (len(keys) - 1) / 2) * width for m in rel]
+        ax2.bar(
+            xs,
+            [float(np.mean(v)) for v in rel.values()],
+            width=width,
+            color=COLORS[j % len(COLORS)],
+            label=key,
+        )
+    ax1.set_xlabel("true intrinsic dimension d")
+    ax1.set_ylabel("estimated dimension")
+    ax1.set_title("Estimate vs truth (benchmark manifolds)")
+    ax1.legend(loc="upper left", ncol=2)
+    ax2.axhline(0, color="0.3", lw=1)
+    ax2.set_xticks(range(len(manifolds)))
+    ax2.set_xticklabels([f"{m}\n(d={d})" for d, m in manifolds], rotation=30, ha="right", fontsize=8)
+    ax2.set_ylabel("signed relative error (%)")
+    ax2.set_title("Relative error per manifold")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def fig_model_profile(report: dict[str, Any]) -> bytes | None:
+    """Per-layer ID with 95% confidence bands (one line per estimator) and the resulting LoRA ranks."""
+    data = _ok(report, "model_profile")
+    if not data:
+        return None
+    profs = {k: v for k, v in data.get("estimators", {}).items() if v.get("status", "ok") == "ok"}
+    if not profs:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    width = 0.8 / len(profs)
+    for j, (name, p) in enumerate(profs.items()):
+        x = np.arange(len(p["dimension"]))
+        col = COLORS[j % len(COLORS)]
+        ax1.plot(x, p["dimension"], marker=MARKERS[j % len(MARKERS)], color=col, label=name)
+        if p.get("ci_low") and p.get("ci_high"):
+            ax1.fill_between(x, p["ci_low"], p["ci_high"], color=col, alpha=0.2, lw=0)
+        if p.get("ranks"):
+            xr = np.arange(len(p["ranks"])) + (j - (len(profs) - 1) / 2) * width
+            ax2.bar(xr, p["ranks"], width=width, color=col, label=name)
+    first = next(iter(profs.values()))
+    labels = first.get("layers") or [str(i) for i in range(len(first["dimension"]))]
+    ax1.set_xticks(range(len(labels)))
+    ax1.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+    ax1.set_xlabel("layer (hidden-state index)")
+    ax1.set_ylabel("intrinsic dimension (95% CI band)")
+    ax1.set_title(f"ID profile: {data.get('model')}")
+    ax1.legend()
+    rank_labels = first.get("rank_layers") or [str(i) for i in range(len(first.get("ranks") or []))]
+    ax2.set_xticks(range(len(rank_labels)))
+    ax2.set_xticklabels(rank_labels, rotation=45, ha="right", fontsize=8)
+    ax2.set_xlabel("transformer block")
+    ax2.set_ylabel("LoRA rank")
+    ax2.set_title("GeLoRA ranks per estimator")
+    ax2.legend()
+    fig.tight_layout()
+    return _png(fig)
+
+
+def fig_grid(report: dict[str, Any]) -> bytes | None:
+    """Mean score +- std over seeds per task and method, with the paper's numbers where known."""
+    data = _ok(report, "grid")
+    if not data:
+        return None
+    rows = [r for r in data.get("rows", []) if r.get("mean") is not None]
+    if not rows:
+        return None
+    tasks = sorted({r["task"] for r in rows})
+    methods = sorted({r["method"] for r in rows})
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(tasks) * max(1, len(methods)) / 2), 4.2))
+    width = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        xs, ys, es = [], [], []
+        for i, t in enumerate(tasks):
+            r = next((r for r in rows if r["task"] == t and r["method"] == m), None)
+            if r is None:
+                continue
+            xs.append(i + (j - (len(methods) - 1) / 2) * width)
+            ys.append(r["mean"])
+            es.append(r.get("std") or 0.0)
+        bars = ax.bar(xs, ys, width=width, yerr=es, capsize=3, color=COLORS[j % len(COLORS)], label=m)
+        ax.bar_label(bars, labels=[f"{y:.3f}" for y in ys], fontsize=8, padding=2)
+    ax.set_xticks(range(len(tasks)))
+    ax.set_xticklabels(tasks)
+    metric = ", ".join(sorted({str(r.get("metric") or "score") for r in rows}))
+    ax.set_ylabel(f"dev score ({metric}; 1 = perfect)")
+    ax.set_title(f"Fine-tuning: {data.get('model')} (mean ± std over seeds)")
+    ax.axhline(0, color="0.3", lw=1)
+    ax.legend(loc="best", framealpha=0.9)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def fig_trajectories(report: dict[str, Any]) -> bytes | None:
+    """Total adapter rank over training steps for the rank-adaptive methods (AdaLoRA, GeoLoRA)."""
+    data = _ok(report, "trajectories")
+    if not data:
+        return None
+    series = data.get("series", {})
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for j, (name, s) in enumerate(sorted(series.items())):
+        ax.plot(
+            s["steps"],
+            s["total_rank"],
+            color=COLORS[j % len(COLORS)],
+            marker=MARKERS[j % len(MARKERS)],
+            ms=3,
+            label=name,
+        )
+    ax.set_xlabel("training step")
+    ax.set_ylabel("total adapter rank (sum over layers)")
+    ax.set_title("Rank trajectories")
+    ax.legend()
+    fig.tight_layout()
+    return _png(fig)
+
+
+def fig_theory(report: dict[str, Any]) -> bytes | None:
+    """Worst margin of each theory check (positive = property holds with room to spare)."""
+    data = _ok(report, "theory")
+    if not data:
+        return None
+    checks = [c for c in data.get("checks", []) if isinstance(c.get("worst_margin"), int | float)]
+    if not checks:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(checks) + 1.6))
+    y = np.arange(len(checks))
+    vals = [c["worst_margin"] for c in checks]
+    bars = ax.barh(y, vals, color=[COLORS[2] if c.get("passed") else COLORS[1] for c in checks])
+    ax.bar_label(bars, labels=[f"{v:.3g}" for v in vals], fontsize=9, padding=3)
+    ax.margins(x=0.15)
+    ax.axvline(0, color="0.3", lw=1)
+    ax.set_yticks(y)
+    ax.set_yticklabels([c["name"] for c in checks], fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlabel("worst margin (each check's own units; >= 0 passes)")
+    ax.set_title("Theory checks: worst margins (green pass, red fail)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+#: figure file stem -> (function, caption)
+FIGURES: dict[str, tuple[Callable[[dict[str, Any]], bytes | None], str]] = {
+    "estimator_accuracy": (
+        fig_estimator_accuracy,
+        "Estimated vs true intrinsic dimension on the benchmark manifolds (left) and signed relative error per manifold (right).",
+    ),
+    "theory_margins": (fig_theory, "Worst margin of each theory check."),
+    "model_id_profile": (
+        fig_model_profile,
+        "Per-layer intrinsic dimension with 95% confidence bands per estimator (left) and the resulting GeLoRA ranks (right).",
+    ),
+    "grid_scores": (fig_grid, "Dev-set scores, mean ± std over seeds, per task and method."),
+    "rank_trajectories": (fig_trajectories, "Total adapter rank during training for rank-adaptive methods."),
+}
+
+
+def make_figures(report: dict[str, Any]) -> dict[str, bytes]:
+    """All figures the report's data supports, as ``{stem: png_bytes}`` in :data:`FIGURES` order."""
+    out = {}
+    with plt.rc_context(STYLE):  # type: ignore[arg-type]
+        for stem, (fn, _) in FIGURES.items():
+            png = fn(report)
+            if png is not None:
+                out[stem] = png
+    return out
