@@ -221,7 +221,8 @@ def run_crosscompare(
     token_samplings : sequence of str
         ``"all"`` (token representations), ``"first"`` ([CLS]) and/or ``"mean"`` (mean-pooled texts).
     seeds : sequence of int
-        One hidden-state draw and estimator seed per value.
+        One hidden-state draw (token sample and nested subsamples) per value; the estimators' own
+        randomness (bootstrap, DANCo calibration) uses seed 0 throughout.
     device, dtype
         Where the model runs and the estimators compute (``"cuda"`` on a GPU); model dtype.
     offset : int
@@ -252,7 +253,9 @@ def run_crosscompare(
     sizes = sorted(int(s) for s in sizes)
     if not sizes or sizes[0] < 50:
         raise ConfigError(f"sizes must be >= 50 rows per layer, got {sizes}")
-    params = {e: {**DEFAULT_ESTIMATOR_PARAMS.get(e, {}), **(estimator_params or {}).get(e, {})} for e in estimators}
+    params = {
+        e: {**DEFAULT_ESTIMATOR_PARAMS.get(e, {}), **(estimator_params or {}).get(e, {})} for e in estimators
+    }
     lm = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
     texts = list(texts)
 
@@ -280,7 +283,12 @@ def run_crosscompare(
         for n in sizes:
             if n > hs.n_samples:
                 skipped.append(
-                    {"token_sampling": sampling, "n": n, "seed": seed, "reason": f"only {hs.n_samples} rows available"}
+                    {
+                        "token_sampling": sampling,
+                        "n": n,
+                        "seed": seed,
+                        "reason": f"only {hs.n_samples} rows available",
+                    }
                 )
                 bar.update(len(estimators))
                 continue
@@ -289,7 +297,9 @@ def run_crosscompare(
             rows = torch.as_tensor(perm[:n], device=hs.layers[0].device)
             layers = [layer.index_select(0, rows) for layer in hs.layers]
             for est in estimators:
-                per_layer, seconds = _estimate_layers(layers, est, params[est], device, seed)
+                # the seed varies the token draw; estimator randomness (bootstrap, DANCo's calibration)
+                # keeps seed 0 so that DANCo's disk-cached calibration is shared by all draws
+                per_layer, seconds = _estimate_layers(layers, est, params[est], device, 0)
                 dims = [x["dimension"] for x in per_layer]
                 cells.append(
                     {
@@ -311,13 +321,17 @@ def run_crosscompare(
         by_key.setdefault((c["token_sampling"], c["n"], c["seed"]), {})[c["estimator"]] = c
     for (sampling, n, seed), group in by_key.items():
         for a, b in itertools.combinations([e for e in estimators if e in group], 2):
-            agreements.append({"token_sampling": sampling, "n": n, "seed": seed, **agreement(group[a], group[b])})
+            agreements.append(
+                {"token_sampling": sampling, "n": n, "seed": seed, **agreement(group[a], group[b])}
+            )
 
     summary: list[dict[str, Any]] = []
     for sampling, n in itertools.product(token_samplings, sizes):
         for a, b in itertools.combinations(estimators, 2):
             rows_ = [
-                g for g in agreements if g["token_sampling"] == sampling and g["n"] == n and g["pair"] == [a, b]
+                g
+                for g in agreements
+                if g["token_sampling"] == sampling and g["n"] == n and g["pair"] == [a, b]
             ]
             if not rows_:
                 continue
@@ -385,9 +399,13 @@ def _texts_for_task(task: str, data_dir: str | None, limit: int | None) -> tuple
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m validation.crosscompare", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m validation.crosscompare", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--task", default="stsb", help="GLUE task whose training texts are used (default stsb)")
-    p.add_argument("--data-dir", default=None, help="GLUE directory (default: $GELORA_DATA_DIR or ../shared/data)")
+    p.add_argument(
+        "--data-dir", default=None, help="GLUE directory (default: $GELORA_DATA_DIR or ../shared/data)"
+    )
     p.add_argument("--model", default=None, help="model name or path (default: the bundled encoder)")
     p.add_argument("--estimators", default=",".join(ESTIMATORS))
     p.add_argument("--sizes", default="1000,4000,16000")

@@ -110,7 +110,9 @@ class IDTrajectoryCallback(TrainerCallback):  # type: ignore[misc]
         hs = collect_hidden_states(model, self.tokenizer, self.texts, **self.sampling)
         device = hs.layers[0].device
         results = [
-            estimate_id(X, method=self.estimator, device=device, seed=self.sampling["seed"], **self.estimator_params)
+            estimate_id(
+                X, method=self.estimator, device=device, seed=self.sampling["seed"], **self.estimator_params
+            )
             for X in hs.layers
         ]
         dims = [float(r.dimension) for r in results]
@@ -166,8 +168,13 @@ def drift_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         ``max_rank_change`` (largest absolute rank difference at any checkpoint), ``final_rank_changes``.
     """
     if not records:
-        return {"max_abs_id_change": [], "max_rel_id_change": [], "rank_changes": [], "max_rank_change": 0,
-                "final_rank_changes": 0}
+        return {
+            "max_abs_id_change": [],
+            "max_rel_id_change": [],
+            "rank_changes": [],
+            "max_rank_change": 0,
+            "final_rank_changes": 0,
+        }
     ref = records[0]
     d0 = np.asarray(ref["dims"], dtype=np.float64)
     r0 = np.asarray(ref["ranks"], dtype=np.int64)

@@ -1352,7 +1352,7 @@ def _draw_manifold_map(
     n_range: tuple[int, int],
     map_kinds: Sequence[str] = ("linear", "mlp", "residual"),
 ) -> tuple[Any, Any, dict[str, Any]]:
-    """The parameter space of ``tests/theory/strategies_theory.manifold_map_pairs`` with larger ``n``."""
+    """The parameter space of ``synthetic.strategies.manifold_map_pairs`` with larger ``n``."""
     from synthetic.maps import BottleneckMLP, LinearMap, ResidualBlock
     from synthetic.strategies import build_manifold
 

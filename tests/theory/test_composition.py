@@ -24,7 +24,7 @@ from __future__ import annotations
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from tests.theory.strategies_theory import transformers_with_inputs
+from synthetic.strategies import transformers_with_inputs
 from validation.theory import METHODS, PlantedUpdateNetwork, check_planted_network, check_toy_transformer
 
 #: estimators held to the per-layer bound on toy transformers; MLE (k = 20) is not -- see the docstring

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from hypothesis import given, note
 
-from tests.theory.strategies_theory import manifold_map_pairs
+from synthetic.strategies import manifold_map_pairs
 from validation.theory import METHODS, check_upper_bound
 
 

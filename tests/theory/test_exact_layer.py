@@ -21,7 +21,7 @@ from hypothesis import given, note
 from hypothesis import strategies as st
 
 from synthetic.local_pca import local_pca_dimension
-from tests.theory.strategies_theory import manifold_map_pairs, transformers_with_inputs
+from synthetic.strategies import manifold_map_pairs, transformers_with_inputs
 from validation.theory import (
     FLAT_KINDS,
     RANK_RTOL,
