@@ -1,0 +1,223 @@
+"""One cell end to end (test profile: 32 examples, 32 tokens, 4 steps), resume, the grid and its summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from gelora._io import atomic_write_json
+from gelora.errors import ConfigError, ResultFileError
+from validation import grid as grid_mod
+from validation.grid import run_grid, summarise, write_plan
+from validation.runner import CELL_SCHEMA, cell_path, failure_path, get_profile, read_cell, run_cell
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+PROFILE = get_profile("test")
+
+
+@pytest.fixture(autouse=True)
+def _quiet() -> None:
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+
+
+def test_one_cell_writes_a_complete_result(tmp_path: Path) -> None:
+    result = run_cell("rte", "lora", 0, profile=PROFILE, run_dir=tmp_path, device="cpu")
+    on_disk = read_cell(cell_path(tmp_path, "rte", "lora", 0))
+    assert on_disk == json.loads(json.dumps(result))
+    assert on_disk["schema"] == CELL_SCHEMA
+    assert 0.0 <= on_disk["metrics"]["accuracy"] <= 1.0 and on_disk["primary_metric"] == "accuracy"
+    assert on_disk["budget"]["within_budget"] is True
+    assert on_disk["budget"]["trainable_adapter_params"] == on_disk["budget"]["budget_params"] == 73728
+    # 32 examples / batch 8 = 4 optimizer steps, exactly as planned
+    assert on_disk["train"]["steps"] == on_disk["train"]["planned_steps"] == 4
+    assert on_disk["data"]["train"]["subset"] == {"n": 32, "seed": 0, "of": 2490}
+    assert on_disk["data"]["eval"]["validation"]["n"] == 32
+    assert on_disk["peak_memory"]["bytes"] > 0 and on_disk["wall_time_s"] > 0
+    assert on_disk["method_info"]["ranks"]
+    assert not (tmp_path / "work" / "rte__lora__seed0").exists()  # checkpoints removed once the cell is done
+
+
+def test_regression_task_and_adalora_schedule(tmp_path: Path) -> None:
+    result = run_cell("stsb", "adalora", 1, profile=PROFILE, run_dir=tmp_path, device="cpu")
+    assert set(result["metrics"]) == {"pearson", "spearman", "combined"}
+    info = result["method_info"]
+    assert info["schedule_calls"] == result["train"]["steps"] == 4
+    # after the final allocation the total rank equals uniform LoRA's: 12 matrices x 8
+    assert info["total_rank"] == 96
+
+
+def test_interrupted_cell_resumes_from_its_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import Trainer
+
+    original = Trainer._save_checkpoint
+
+    def save_then_die(self, model, trial):  # noqa: ANN001, ANN202
+        original(self, model, trial)
+        raise RuntimeError("killed after the first checkpoint")
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_cell("rte", "lora", 0, profile=PROFILE, run_dir=tmp_path, device="cpu")
+    checkpoint = os.path.join("work", "rte__lora__seed0", "checkpoint-2")
+    assert (tmp_path / checkpoint).is_dir()
+    assert not cell_path(tmp_path, "rte", "lora", 0).exists()
+    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+    result = run_cell("rte", "lora", 0, profile=PROFILE, run_dir=tmp_path, device="cpu")
+    assert result["train"]["resumed_from"] == checkpoint
+    assert result["train"]["steps"] == 4
+
+
+def test_adalora_cells_restart_instead_of_resuming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """peft saves AdaLoRA adapters pruned to the allocated ranks; they cannot be loaded back into init_r."""
+    from transformers import Trainer
+
+    def no_checkpoints(self, model, trial):  # noqa: ANN001, ANN202
+        raise AssertionError("AdaLoRA cells must not write checkpoints")
+
+    stale = tmp_path / "work" / "rte__adalora__seed0" / "checkpoint-2"
+    stale.mkdir(parents=True)  # e.g. left by an older version of the runner
+    monkeypatch.setattr(Trainer, "_save_checkpoint", no_checkpoints)
+    result = run_cell("rte", "adalora", 0, profile=PROFILE, run_dir=tmp_path, device="cpu")
+    assert result["train"]["resumed_from"] is None
+    assert result["train"]["restarted_discarding"] == os.path.join(
+        "work", "rte__adalora__seed0", "checkpoint-2"
+    )
+    assert result["train"]["steps"] == 4 and result["method_info"]["schedule_calls"] == 4
+
+
+def test_grid_failure_keeps_finished_cells_and_rerun_skips_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = grid_mod.run_cell
+    calls: list[str] = []
+
+    def flaky(task, method, seed, **kw):  # noqa: ANN001, ANN202
+        calls.append(f"{task}/{method}/{seed}")
+        if seed == 1:
+            raise RuntimeError("injected failure")
+        return real(task, method, seed, **kw)
+
+    monkeypatch.setattr(grid_mod, "run_cell", flaky)
+    out = run_grid(["rte"], ["lora"], [0, 1], profile=PROFILE, run_dir=tmp_path, device="cpu")
+    assert out.ran == ["rte__lora__seed0"] and out.failed == ["rte__lora__seed1"]
+    first = cell_path(tmp_path, "rte", "lora", 0)
+    stamp = first.stat().st_mtime_ns
+    assert failure_path(tmp_path, "rte", "lora", 1).exists()
+    summary = summarise(tmp_path)
+    assert summary["missing"] == [
+        {"task": "rte", "method": "lora", "seed": 1, "reason": "failed: RuntimeError: injected failure"}
+    ]
+    assert summary["table"]["rte"]["lora"]["metrics"]["accuracy"]["n"] == 1
+    # rerun: the finished cell is skipped (file untouched), the failed one retried
+    monkeypatch.setattr(grid_mod, "run_cell", lambda *a, **k: calls.append("retry"))
+    out2 = run_grid(["rte"], ["lora"], [0, 1], profile=PROFILE, run_dir=tmp_path, device="cpu")
+    assert out2.skipped == ["rte__lora__seed0"] and out2.ran == ["rte__lora__seed1"]
+    assert first.stat().st_mtime_ns == stamp and calls[-1] == "retry"
+
+
+def _fake_cell(task: str, method: str, seed: int, acc: float) -> dict:
+    return {
+        "method_info": {"block_ranks": [4, 8]} if seed == 0 else {},
+        "schema": CELL_SCHEMA,
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "metrics": {"accuracy": acc},
+        "budget": {"budget_params": 100, "trainable_adapter_params": 99, "within_budget": True},
+        "wall_time_s": 2.0 + seed,
+        "peak_memory": {"bytes": 1000 * (seed + 1)},
+    }
+
+
+def test_summary_statistics_missing_and_corrupt(tmp_path: Path) -> None:
+    write_plan(tmp_path, ["rte"], ["lora", "gelora"], [0, 1], PROFILE)
+    atomic_write_json(cell_path(tmp_path, "rte", "lora", 0), _fake_cell("rte", "lora", 0, 0.5))
+    atomic_write_json(cell_path(tmp_path, "rte", "lora", 1), _fake_cell("rte", "lora", 1, 0.7))
+    atomic_write_json(cell_path(tmp_path, "rte", "gelora", 0), _fake_cell("rte", "gelora", 0, 0.6))
+    s = summarise(tmp_path)
+    acc = s["table"]["rte"]["lora"]["metrics"]["accuracy"]
+    # mean 0.6, sample std sqrt(((0.1)^2 + (0.1)^2) / 1) = 0.1414
+    assert acc["mean"] == pytest.approx(0.6) and acc["std"] == pytest.approx(math.sqrt(0.02))
+    assert s["table"]["rte"]["gelora"]["metrics"]["accuracy"]["std"] is None  # one seed: no spread
+    assert s["table"]["rte"]["lora"]["wall_time_s"]["mean"] == pytest.approx(2.5)
+    assert s["table"]["rte"]["lora"]["peak_memory_bytes"] == 2000
+    assert s["table"]["rte"]["lora"]["ranks_used"] == [[4, 8], None]
+    assert s["n_cells"] == 3 and s["n_planned"] == 4
+    assert [m["seed"] for m in s["missing"]] == [1] and s["missing"][0]["reason"].startswith("not run")
+    cell_path(tmp_path, "rte", "gelora", 1).write_text(
+        '{"schema": "gelora.validation.cell/1", "task"', "utf-8"
+    )
+    with pytest.raises(ResultFileError, match="corrupt"):
+        summarise(tmp_path)
+    with pytest.raises(ResultFileError, match="corrupt"):
+        run_grid(["rte"], ["gelora"], [1], profile=PROFILE, run_dir=tmp_path)
+
+
+def test_run_dir_refuses_a_changed_profile(tmp_path: Path) -> None:
+    write_plan(tmp_path, ["rte"], ["lora"], [0], PROFILE)
+    write_plan(tmp_path, ["stsb"], ["lora"], [0], get_profile("test", eval_batch_size=7))  # harmless change
+    with pytest.raises(ConfigError, match="learning_rate"):
+        write_plan(tmp_path, ["rte"], ["lora"], [0], get_profile("test", learning_rate=0.1))
+    with pytest.raises(ResultFileError, match="no result|not found"):
+        summarise(tmp_path / "elsewhere")
+
+
+def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under torchrun every process runs the grid; ranks other than 0 must not write plan or failure files."""
+    from validation.runner import record_failure
+
+    monkeypatch.setenv("RANK", "1")
+    write_plan(tmp_path, ["rte"], ["lora"], [0], PROFILE)
+    assert not (tmp_path / "grid.json").exists()
+    assert record_failure(tmp_path, "rte", "lora", 0, RuntimeError("x")) is None
+    monkeypatch.setenv("RANK", "0")
+    write_plan(tmp_path, ["rte"], ["lora"], [0], PROFILE)
+    assert (tmp_path / "grid.json").exists()
+    assert record_failure(tmp_path, "rte", "lora", 0, RuntimeError("x")) == failure_path(
+        tmp_path, "rte", "lora", 0
+    )
+
+
+def _squad_dir(tmp_path: Path) -> Path:
+    """Train on the Rhine article and score the Normans article of the real partial v2.0 dev file."""
+    import gzip
+
+    from validation.data import default_data_dir
+
+    with gzip.open(
+        default_data_dir() / "squad" / "v2.0" / "dev-partial.json.gz", "rt", encoding="utf-8"
+    ) as fh:
+        doc = json.load(fh)
+    root = tmp_path / "data" / "squad" / "v2.0"
+    root.mkdir(parents=True)
+    for name, title in (("train-v2.0.json", "Rhine"), ("dev-v2.0.json", "Normans")):
+        part = {"version": "v2.0", "data": [a for a in doc["data"] if a["title"] == title]}
+        (root / name).write_text(json.dumps(part), encoding="utf-8")
+    return tmp_path / "data"
+
+
+def test_squad_v2_cell_trains_and_scores(tmp_path: Path) -> None:
+    data = _squad_dir(tmp_path)
+    profile = get_profile("test", max_length=48, train_size=12, eval_size=16)
+    result = run_cell(
+        "squad_v2", "lora", 0, profile=profile, run_dir=tmp_path / "run", data_dir=data, device="cpu"
+    )
+    m = result["metrics"]
+    assert set(m) >= {"exact", "f1", "has_ans_f1", "no_ans_exact"} and 0.0 <= m["f1"] <= 100.0
+    assert result["primary_metric"] == "f1" and result["budget"]["within_budget"] is True
+    assert result["data"]["train"]["n_examples"] == 12 and result["data"]["eval"]["n_examples"] == 16
+    # long contexts are split into several 48-token windows, one training row each
+    assert result["data"]["train"]["n_windows"] > 12
+    assert result["train"]["steps"] == math.ceil(result["data"]["train"]["n_windows"] / PROFILE.batch_size)
+    with pytest.raises(ConfigError, match="no SQuAD v1.1 training file"):
+        run_cell(
+            "squad_v1", "lora", 0, profile=profile, run_dir=tmp_path / "run", data_dir=data, device="cpu"
+        )

@@ -1,0 +1,143 @@
+"""SQuAD: the real partial v2.0 dev file, official-format v1.1 files, features, answers, and the metric."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gelora.errors import ConfigError, InvalidInputError
+from validation.data import default_data_dir
+from validation.data.squad import (
+    load_squad,
+    parse_squad,
+    postprocess_predictions,
+    prepare_eval_features,
+    prepare_train_features,
+)
+from validation.metrics import normalize_answer, squad_metrics
+
+
+@pytest.fixture(scope="module")
+def examples() -> list:
+    return load_squad(version="2.0", data_dir=default_data_dir())
+
+
+@pytest.fixture(scope="module")
+def tokenizer():  # noqa: ANN201
+    from transformers import AutoTokenizer
+
+    from gelora.models import resolve_model_name
+
+    return AutoTokenizer.from_pretrained(resolve_model_name(None), local_files_only=True)
+
+
+def test_real_partial_v2_file(examples: list) -> None:
+    # MANIFEST: 2 articles (Normans, Rhine), 706 questions, 320 unanswerable
+    assert len(examples) == 706
+    assert sum(e.is_impossible for e in examples) == 320
+    assert {e.title for e in examples} == {"Normans", "Rhine"}
+    first = examples[0]
+    assert first.question == "In what country is Normandy located?" and first.answers[0] == "France"
+    assert all(e.context[s : s + len(a)] == a for e in examples for a, s in zip(e.answers, e.answer_starts))
+
+
+def _v11_doc() -> dict:
+    ctx = "Super Bowl 50 was played at Levi's Stadium in Santa Clara, California."
+    return {
+        "version": "1.1",
+        "data": [
+            {
+                "title": "SB50",
+                "paragraphs": [
+                    {
+                        "context": ctx,
+                        "qas": [
+                            {
+                                "id": "q1",
+                                "question": "Where was Super Bowl 50 played?",
+                                "answers": [
+                                    {"text": "Levi's Stadium", "answer_start": ctx.index("Levi")},
+                                    {"text": "Santa Clara, California", "answer_start": ctx.index("Santa")},
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def test_v11_file_and_version_checks(tmp_path: Path) -> None:
+    path = tmp_path / "dev-v1.1.json"
+    path.write_text(json.dumps(_v11_doc()), encoding="utf-8")
+    ex = load_squad(path, version="1.1")
+    assert len(ex) == 1 and ex[0].answers == ("Levi's Stadium", "Santa Clara, California")
+    assert not ex[0].is_impossible
+    with pytest.raises(InvalidInputError, match="expected v2.0"):
+        load_squad(path, version="2.0")
+    with pytest.raises(ConfigError, match="no SQuAD v1.1 file"):
+        load_squad(version="1.1", data_dir=tmp_path)
+
+
+def test_malformed_documents_are_rejected() -> None:
+    with pytest.raises(InvalidInputError, match="official SQuAD format"):
+        parse_squad({"rows": []})
+    doc = _v11_doc()
+    doc["data"][0]["paragraphs"][0]["qas"][0]["answers"][0]["answer_start"] = 0
+    with pytest.raises(InvalidInputError, match="not found at offset 0"):
+        parse_squad(doc)
+    del doc["data"][0]["paragraphs"][0]["qas"][0]["question"]
+    with pytest.raises(InvalidInputError, match="lacks key 'question'"):
+        parse_squad(doc)
+
+
+def test_train_features_point_at_the_answer(examples: list, tokenizer) -> None:  # noqa: ANN001
+    sub = examples[:60]
+    feats = prepare_train_features(sub, tokenizer, max_length=96, stride=24)
+    n = len(feats["input_ids"])
+    assert n > len(sub)  # long contexts are split into overlapping windows
+    hits = 0
+    for i in range(n):
+        ex = sub[feats["example_index"][i]]
+        s, e = feats["start_positions"][i], feats["end_positions"][i]
+        if s == 0:
+            assert e == 0
+            continue
+        hits += 1
+        assert not ex.is_impossible and s <= e
+        decoded = tokenizer.decode(feats["input_ids"][i][s : e + 1])
+        assert normalize_answer(decoded).replace(" ", "") == normalize_answer(ex.answers[0]).replace(" ", "")
+    assert hits >= sum(not e.is_impossible for e in sub)  # every answerable question is in some window
+
+
+def test_postprocess_recovers_gold_answers_and_no_answer(examples: list, tokenizer) -> None:  # noqa: ANN001
+    # oracle logits placed at the preprocessed positions must reproduce the gold answers exactly
+    train = prepare_train_features(examples, tokenizer, max_length=128, stride=32)
+    feats = prepare_eval_features(examples, tokenizer, max_length=128, stride=32)
+    n, length = len(feats["input_ids"]), len(feats["input_ids"][0])
+    start, end = np.zeros((n, length)), np.zeros((n, length))
+    start[np.arange(n), train["start_positions"]] = 10.0
+    end[np.arange(n), train["end_positions"]] = 10.0
+    preds = postprocess_predictions(examples, feats, start, end)
+    scores = squad_metrics(preds, examples, version="2.0")
+    assert scores["exact"] == pytest.approx(100.0) and scores["f1"] == pytest.approx(100.0)
+    assert scores["no_ans_total"] == 320 and scores["has_ans_total"] == 386
+    # CLS logits above every span logit: the null score wins, every question gets "no answer" (v2.0)
+    few = examples[:5]
+    few_feats = prepare_eval_features(few, tokenizer, max_length=128, stride=32)
+    cls_high = np.zeros((len(few_feats["input_ids"]), length))
+    cls_high[:, 0] = 1.0
+    blank = postprocess_predictions(few, few_feats, cls_high, cls_high)
+    assert "" not in postprocess_predictions(few, few_feats, cls_high, cls_high, version_2=False).values()
+    assert set(blank.values()) == {""}
+    with pytest.raises(InvalidInputError, match="logits must be"):
+        postprocess_predictions(examples, feats, start[:-1], end[:-1])
+
+
+def test_stride_must_fit(examples: list, tokenizer) -> None:  # noqa: ANN001
+    with pytest.raises(ConfigError, match="stride"):
+        prepare_eval_features(examples[:2], tokenizer, max_length=64, stride=40)

@@ -1,0 +1,206 @@
+"""``gelora validate``: end-to-end fine-tuning grids on GLUE, and their summaries.
+
+Examples::
+
+    gelora validate glue --tasks rte,stsb --methods lora,adalora,gelora --seeds 3 --profile quick --out runs/quick
+    gelora validate summary runs/quick
+    torchrun --nproc-per-node 2 -m gelora.cli validate glue --tasks sst2 --methods lora --profile gpu --out runs/gpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+DESCRIPTION = """\
+Fine-tune a pretrained encoder on GLUE tasks with every method (uniform LoRA, AdaLoRA, GeLoRA, GeoLoRA,
+full fine-tuning) at the same adapter-parameter budget (uniform LoRA of rank --lora-r on the attention
+query/value projections), for several seeds, with the Hugging Face Trainer. Each cell
+(task x method x seed) writes OUT/cells/<task>__<method>__seed<k>.json atomically; rerunning the same
+command skips finished cells and resumes interrupted ones from their Trainer checkpoints. Profiles:
+'test' (seconds, for tests), 'quick' (CPU, bundled all-MiniLM-L6-v2, 256 train / 256 dev examples,
+128 tokens, 1 epoch) and 'gpu' (full dev sets, 20000 train examples, 3 epochs, bf16). Multi-GPU:
+launch with torchrun / accelerate launch; only rank 0 writes results.
+"""
+
+
+def _csv(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _seeds(value: str) -> list[int]:
+    """``3`` means seeds 0, 1, 2; ``0,5,7`` lists them."""
+    try:
+        if "," in value:
+            return [int(v) for v in _csv(value)]
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--seeds takes a count (3) or a list (0,1,2), got {value!r}"
+        ) from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("--seeds count must be >= 1")
+    return list(range(n))
+
+
+def register(subparsers: Any) -> None:
+    """Add ``validate glue`` and ``validate summary`` to the ``gelora`` command."""
+    p = subparsers.add_parser(
+        "validate",
+        help="fine-tuning grids on GLUE (LoRA, AdaLoRA, GeLoRA, ...) and their summaries",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="validate_command", metavar="SUITE")
+    g = sub.add_parser(
+        "glue",
+        help="run (or resume) a GLUE grid",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g.add_argument(
+        "--tasks",
+        type=_csv,
+        default=["rte", "stsb"],
+        help="comma-separated GLUE tasks, or squad_v1/squad_v2 (needs squad/v<ver>/train-v<ver>.json[.gz] under the data dir) (default rte,stsb)",
+    )
+    g.add_argument(
+        "--methods",
+        type=_csv,
+        default=["lora", "adalora", "gelora"],
+        help="comma-separated (default lora,adalora,gelora)",
+    )
+    g.add_argument(
+        "--seeds", type=_seeds, default=[0, 1, 2], help="a count (3 = seeds 0,1,2) or a list (default 3)"
+    )
+    g.add_argument("--profile", default="quick", choices=["test", "quick", "gpu"], help="default quick")
+    g.add_argument("--out", default=None, help="run directory (default runs/glue-<profile>)")
+    g.add_argument("--model", default=None, help="model name or path (default: bundled all-MiniLM-L6-v2)")
+    g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    g.add_argument("--data-dir", default=None, help="data root (default $GELORA_DATA_DIR or ../shared/data)")
+    g.add_argument("--train-size", type=int, default=None, help="override the profile's train subset size")
+    g.add_argument("--eval-size", type=int, default=None, help="override the profile's dev subset size")
+    g.add_argument("--epochs", type=float, default=None, help="override the profile's epochs")
+    g.add_argument("--lora-r", type=int, default=None, help="rank of the uniform-LoRA budget (default 8)")
+    g.add_argument("--max-length", type=int, default=None, help="override the token length")
+    g.add_argument(
+        "--learning-rate", type=float, default=None, help="override the adapter methods' learning rate"
+    )
+    g.add_argument("--stop-on-error", action="store_true", help="stop at the first failing cell")
+    g.add_argument(
+        "--keep-checkpoints", action="store_true", help="keep Trainer checkpoints of finished cells"
+    )
+    g.set_defaults(func=run_glue)
+    q = sub.add_parser(
+        "squad",
+        help="score SQuAD predictions (official EM/F1, v2.0 no-answer handling)",
+        description="Score a predictions file {question id: answer text} ('' = no answer) against an "
+        "official SQuAD JSON file (default: the v2.0 dev file under the data directory).",
+    )
+    q.add_argument("predictions", help="JSON object {question id: predicted text}")
+    q.add_argument("--data", default=None, help="official SQuAD JSON[.gz] (default: dev file of --version)")
+    q.add_argument("--version", default="2.0", choices=["1.1", "2.0"], help="default 2.0")
+    q.add_argument("--data-dir", default=None, help="data root used when --data is not given")
+    q.add_argument("--out", default=None, help="also write the scores as JSON (atomically)")
+    q.set_defaults(func=run_squad)
+    s = sub.add_parser("summary", help="mean ± std per task x method of a run directory")
+    s.add_argument("run_dir")
+    s.add_argument("--json", action="store_true", help="print the full summary as JSON")
+    s.set_defaults(func=run_summary)
+    p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def run_glue(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as hf_logging
+
+    from validation.grid import format_summary, run_grid, summarise
+    from validation.runner import get_profile, is_main_process
+
+    hf_logging.set_verbosity_error()
+    profile = get_profile(
+        args.profile,
+        model=args.model,
+        train_size=args.train_size,
+        eval_size=args.eval_size,
+        epochs=args.epochs,
+        lora_r=args.lora_r,
+        max_length=args.max_length,
+        learning_rate=args.learning_rate,
+    )
+    out = args.out or f"runs/glue-{profile.name}"
+
+    def progress(name: str, status: str) -> None:
+        if is_main_process():
+            print(f"[{status:6s}] {name}", file=sys.stderr, flush=True)
+
+    outcome = run_grid(
+        args.tasks,
+        args.methods,
+        args.seeds,
+        profile=profile,
+        run_dir=out,
+        data_dir=args.data_dir,
+        device=args.device,
+        keep_going=not args.stop_on_error,
+        keep_checkpoints=args.keep_checkpoints,
+        progress=progress,
+    )
+    if is_main_process():
+        print(
+            f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} finished, failed {len(outcome.failed)}",
+            file=sys.stderr,
+        )
+        for name, err in outcome.errors.items():
+            print(f"  {name}: {err}", file=sys.stderr)
+        print(format_summary(summarise(out)))
+    return 1 if outcome.failed else 0
+
+
+def run_squad(args: argparse.Namespace) -> int:
+    from gelora._io import atomic_write_json, read_json
+    from gelora.errors import InvalidInputError
+    from validation.data.squad import load_squad
+    from validation.metrics import squad_metrics
+
+    examples = load_squad(args.data, version=args.version, data_dir=args.data_dir)
+    preds = read_json(args.predictions)
+    if not isinstance(preds, dict) or not all(isinstance(v, str) for v in preds.values()):
+        raise InvalidInputError(f"{args.predictions}: expected a JSON object {{question id: answer text}}")
+    scores = squad_metrics(preds, examples, version=args.version)
+    if args.out:
+        atomic_write_json(args.out, scores)
+    print(json.dumps(scores, indent=2))
+    return 0
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from validation.grid import format_summary, summarise
+
+    summary = summarise(args.run_dir)
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point (``python -m validation.commands.validate glue ...``), same as ``gelora validate``."""
+    from gelora.errors import GeLoRAError
+
+    parser = argparse.ArgumentParser(prog="gelora")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["validate", *(sys.argv[1:] if argv is None else argv)])
+    try:
+        return int(args.func(args) or 0)
+    except GeLoRAError as exc:
+        print(f"gelora validate: error: {exc}", file=sys.stderr)
+        return 2
+
+
+__all__ = ["main", "register", "run_glue", "run_squad", "run_summary"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""SQuAD v1.1 / v2.0: loader for the official JSON, features for extractive QA, answers from logits.
+
+Preprocessing follows the standard extractive-QA recipe: question and context are tokenised as a pair
+with ``truncation="only_second"``, long contexts are split into overlapping windows (``stride`` tokens of
+overlap), and the character span of the first gold answer is mapped to start/end token positions through
+the tokenizer's ``offset_mapping``; a window that does not contain the answer (and every unanswerable
+question) points at the CLS token (index 0). Postprocessing inverts it: the best valid span over all
+windows of an example (start <= end, length <= ``max_answer_length``, inside the context) is compared
+with the null score (CLS start + CLS end logits) for v2.0.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gelora.errors import ConfigError, InvalidInputError
+
+_DEFAULT_FILES = {
+    "1.1": ("squad/v1.1/dev-v1.1.json", "squad/v1.1/dev-v1.1.json.gz"),
+    "2.0": ("squad/v2.0/dev-v2.0.json", "squad/v2.0/dev-v2.0.json.gz", "squad/v2.0/dev-partial.json.gz"),
+}
+
+
+@dataclass(frozen=True)
+class SquadExample:
+    """One question.
+
+    Attributes
+    ----------
+    id : str
+        Official question id.
+    title : str
+        Article title.
+    context : str
+        Paragraph text.
+    question : str
+        Question text.
+    answers : tuple of str
+        Gold answer texts (empty for unanswerable v2.0 questions).
+    answer_starts : tuple of int
+        Character offsets of the answers in ``context``.
+    is_impossible : bool
+        True for unanswerable v2.0 questions.
+    """
+
+    id: str
+    title: str
+    context: str
+    question: str
+    answers: tuple[str, ...]
+    answer_starts: tuple[int, ...]
+    is_impossible: bool = False
+
+
+def _open_json(path: Path) -> Any:
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8") as fh:
+                return json.load(fh)
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, EOFError) as exc:
+        raise InvalidInputError(f"{path}: not a readable SQuAD JSON file: {exc}") from exc
+
+
+def parse_squad(data: Mapping[str, Any], *, source: str = "<dict>") -> tuple[str, list[SquadExample]]:
+    """Examples of an official SQuAD JSON document.
+
+    Returns
+    -------
+    (version, examples)
+        ``version`` as written in the file (``"1.1"``, ``"v2.0"``...) normalised to ``"1.1"``/``"2.0"``.
+
+    Raises
+    ------
+    InvalidInputError
+        If the document lacks the official keys (``data[].paragraphs[].context``,
+        ``qas[].id/question/answers``) or an answer does not occur at its ``answer_start``.
+    """
+    if not isinstance(data, Mapping) or not isinstance(data.get("data"), list):
+        raise InvalidInputError(f"{source}: expected the official SQuAD format {{'version', 'data': [...]}}")
+    raw_version = str(data.get("version", ""))
+    has_impossible = False
+    examples: list[SquadExample] = []
+    for article in data["data"]:
+        title = str(article.get("title", ""))
+        for para in article.get("paragraphs", []):
+            if "context" not in para or "qas" not in para:
+                raise InvalidInputError(f"{source}: paragraph of {title!r} lacks 'context' or 'qas'")
+            context = para["context"]
+            for qa in para["qas"]:
+                try:
+                    qid, question, answers = qa["id"], qa["question"], qa["answers"]
+                except KeyError as exc:
+                    raise InvalidInputError(f"{source}: question in {title!r} lacks key {exc}") from None
+                impossible = bool(qa.get("is_impossible", False))
+                has_impossible |= "is_impossible" in qa
+                texts = tuple(str(a["text"]) for a in answers)
+                starts = tuple(int(a["answer_start"]) for a in answers)
+                for t, s in zip(texts, starts):
+                    if context[s : s + len(t)] != t:
+                        raise InvalidInputError(
+                            f"{source}: question {qid}: answer {t!r} not found at offset {s} of the context"
+                        )
+                if not impossible and not texts:
+                    raise InvalidInputError(
+                        f"{source}: question {qid} has no answer and is not marked impossible"
+                    )
+                examples.append(SquadExample(qid, title, context, question, texts, starts, impossible))
+    version = "2.0" if ("2" in raw_version.split(".")[0] or has_impossible) else "1.1"
+    return version, examples
+
+
+def load_squad(
+    path: str | Path | None = None, *, version: str = "2.0", data_dir: str | Path | None = None
+) -> list[SquadExample]:
+    """Load SQuAD examples from an official JSON file (``.json`` or ``.json.gz``).
+
+    Parameters
+    ----------
+    path : str, Path or None
+        The file; ``None`` looks for the dev file of ``version`` under ``data_dir``
+        (``squad/v2.0/dev-v2.0.json[.gz]``, then the partial copy ``dev-partial.json.gz``;
+        ``squad/v1.1/dev-v1.1.json[.gz]``).
+    version : {"1.1", "2.0"}
+        Expected version; a file of the other version raises.
+    data_dir : str, Path or None
+        Root of the local data (default :func:`validation.data.default_data_dir`).
+    """
+    version = version.removeprefix("v")
+    if version not in _DEFAULT_FILES:
+        raise ConfigError(f"SQuAD version must be '1.1' or '2.0', got {version!r}")
+    if path is None:
+        if data_dir is None:
+            from validation.data import default_data_dir
+
+            data_dir = default_data_dir()
+        candidates = [Path(data_dir) / rel for rel in _DEFAULT_FILES[version]]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise ConfigError(f"no SQuAD v{version} file; tried {[str(c) for c in candidates]}")
+        path = found
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"SQuAD file not found: {path}")
+    file_version, examples = parse_squad(_open_json(path), source=str(path))
+    if file_version != version:
+        raise InvalidInputError(f"{path} is SQuAD v{file_version}, expected v{version}")
+    return examples
+
+
+# ------------------------------------------------------------------------------------------ features
+def _tokenize(tokenizer: Any, examples: Sequence[SquadExample], max_length: int, stride: int) -> Any:
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError("SQuAD preprocessing needs a fast tokenizer (offset mappings)")
+    if stride >= max_length // 2:
+        raise ConfigError(f"stride ({stride}) must be well below max_length ({max_length})")
+    pad_right = tokenizer.padding_side == "right"
+    return tokenizer(
+        [e.question.lstrip() for e in examples],
+        [e.context for e in examples],
+        truncation="only_second" if pad_right else "only_first",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
+
+
+def prepare_train_features(
+    examples: Sequence[SquadExample], tokenizer: Any, *, max_length: int = 384, stride: int = 128
+) -> dict[str, list[Any]]:
+    """Tokenised windows with ``start_positions``/``end_positions`` (token indices, CLS = 0 when absent).
+
+    Returns
+    -------
+    dict
+        ``input_ids``, ``attention_mask`` (and ``token_type_ids`` if the tokenizer makes them),
+        ``start_positions``, ``end_positions``, ``example_index``; one entry per window (n_features).
+    """
+    enc = _tokenize(tokenizer, examples, max_length, stride)
+    sample_map = enc.pop("overflow_to_sample_mapping")
+    offsets_all = enc.pop("offset_mapping")
+    starts: list[int] = []
+    ends: list[int] = []
+    for i, offsets in enumerate(offsets_all):
+        ex = examples[sample_map[i]]
+        seq_ids = enc.sequence_ids(i)
+        cls = enc["input_ids"][i].index(tokenizer.cls_token_id) if tokenizer.cls_token_id is not None else 0
+        if ex.is_impossible or not ex.answers:
+            starts.append(cls)
+            ends.append(cls)
+            continue
+        a_start = ex.answer_starts[0]
+        a_end = a_start + len(ex.answers[0])
+        ctx = [k for k, s in enumerate(seq_ids) if s == 1]
+        c0, c1 = ctx[0], ctx[-1]
+        if not (offsets[c0][0] <= a_start and offsets[c1][1] >= a_end):
+            starts.append(cls)
+            ends.append(cls)
+            continue
+        s = c0
+        while s <= c1 and offsets[s][0] <= a_start:
+            s += 1
+        e = c1
+        while e >= c0 and offsets[e][1] >= a_end:
+            e -= 1
+        starts.append(s - 1)
+        ends.append(e + 1)
+    out = {k: list(v) for k, v in enc.items()}
+    out["start_positions"] = starts
+    out["end_positions"] = ends
+    out["example_index"] = list(sample_map)
+    return out
+
+
+def prepare_eval_features(
+    examples: Sequence[SquadExample], tokenizer: Any, *, max_length: int = 384, stride: int = 128
+) -> dict[str, list[Any]]:
+    """Tokenised windows for prediction, keeping ``offset_mapping`` (None outside the context).
+
+    Returns
+    -------
+    dict
+        ``input_ids``, ``attention_mask``, ..., ``offset_mapping`` (list of (start, end) character
+        offsets or None per token), ``example_id`` (the question id of each window).
+    """
+    enc = _tokenize(tokenizer, examples, max_length, stride)
+    sample_map = enc.pop("overflow_to_sample_mapping")
+    offsets_all = enc.pop("offset_mapping")
+    out = {k: list(v) for k, v in enc.items()}
+    out["offset_mapping"] = [
+        [tuple(o) if s == 1 else None for o, s in zip(offsets, enc.sequence_ids(i))]
+        for i, offsets in enumerate(offsets_all)
+    ]
+    out["example_id"] = [examples[j].id for j in sample_map]
+    return out
+
+
+def postprocess_predictions(
+    examples: Sequence[SquadExample],
+    features: Mapping[str, Sequence[Any]],
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+    version_2: bool = True,
+    null_threshold: float = 0.0,
+) -> dict[str, str]:
+    """Text answers from start/end logits.
+
+    Parameters
+    ----------
+    examples : sequence of SquadExample
+    features : mapping
+        Output of :func:`prepare_eval_features` (needs ``offset_mapping`` and ``example_id``).
+    start_logits, end_logits : numpy.ndarray
+        Shape (n_features, max_length) float.
+    n_best : int
+        Candidate starts and ends per window.
+    max_answer_length : int
+        Longest answer in tokens.
+    version_2 : bool
+        Allow "no answer": predict ``""`` when the null score (CLS start + CLS end logit, minimum over
+        windows) exceeds the best span score by more than ``null_threshold``.
+
+    Returns
+    -------
+    dict
+        ``{question id: answer text}`` (``""`` = no answer).
+    """
+    start_logits = np.asarray(start_logits, dtype=np.float64)
+    end_logits = np.asarray(end_logits, dtype=np.float64)
+    n_feat = len(features["example_id"])
+    if start_logits.shape != end_logits.shape or start_logits.ndim != 2 or start_logits.shape[0] != n_feat:
+        raise InvalidInputError(
+            f"logits must be (n_features={n_feat}, seq_len); got {start_logits.shape} and {end_logits.shape}"
+        )
+    by_example: dict[str, list[int]] = {}
+    for i, qid in enumerate(features["example_id"]):
+        by_example.setdefault(qid, []).append(i)
+    preds: dict[str, str] = {}
+    for ex in examples:
+        best_text, best_score = "", -np.inf
+        null_score = np.inf
+        for i in by_example.get(ex.id, []):
+            offsets = features["offset_mapping"][i]
+            sl, el = start_logits[i], end_logits[i]
+            null_score = min(null_score, sl[0] + el[0])
+            for s in np.argsort(sl)[::-1][:n_best]:
+                for e in np.argsort(el)[::-1][:n_best]:
+                    if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
+                        continue
+                    if e < s or e - s + 1 > max_answer_length:
+                        continue
+                    score = sl[s] + el[e]
+                    if score > best_score:
+                        best_score = score
+                        best_text = ex.context[offsets[s][0] : offsets[e][1]]
+        if version_2 and (not np.isfinite(best_score) or null_score > best_score + null_threshold):
+            preds[ex.id] = ""
+        else:
+            preds[ex.id] = best_text
+    return preds
+
+
+__all__ = [
+    "SquadExample",
+    "load_squad",
+    "parse_squad",
+    "postprocess_predictions",
+    "prepare_eval_features",
+    "prepare_train_features",
+]

@@ -1,0 +1,319 @@
+"""The run grid (tasks x methods x seeds): resumable execution and a summary for the report.
+
+Layout of a run directory::
+
+    runs/NAME/grid.json                         planned cells and the profile (written first)
+    runs/NAME/cells/<task>__<method>__seed<k>.json          one finished cell (atomic)
+    runs/NAME/cells/<task>__<method>__seed<k>.failed.json   why a cell failed (removed on success)
+    runs/NAME/work/<task>__<method>__seed<k>/checkpoint-*   Trainer checkpoints of an unfinished cell
+
+A rerun of the same command skips every cell whose result file exists, resumes a cell with checkpoints
+from its last checkpoint, and retries failed cells. A run directory remembers its profile: rerunning it
+with different hyper-parameters is refused (the cells would not be comparable).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gelora._io import atomic_write_json, read_json
+from gelora.errors import ConfigError, ResultFileError
+from validation.runner import (
+    Profile,
+    cell_name,
+    cell_path,
+    failure_path,
+    is_main_process,
+    read_cell,
+    record_failure,
+    run_cell,
+)
+
+GRID_SCHEMA = "gelora.validation.grid/1"
+
+
+@dataclass
+class GridOutcome:
+    """What one call of :func:`run_grid` did.
+
+    Attributes
+    ----------
+    ran, skipped, failed : list of str
+        Cell names trained now, already finished before, and raising an error now.
+    errors : dict
+        ``{cell name: "ErrorType: message"}`` of the failed cells.
+    """
+
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _profile_key(profile: dict[str, Any]) -> dict[str, Any]:
+    # fields that change results; batch sizes for evaluation and checkpoint interval do not
+    ignore = {"eval_batch_size", "save_steps"}
+    return {k: v for k, v in profile.items() if k not in ignore}
+
+
+def write_plan(
+    run_dir: Path, tasks: Sequence[str], methods: Sequence[str], seeds: Sequence[int], profile: Profile
+) -> None:
+    """Create or extend ``grid.json`` (the union of all planned cells), refusing a changed profile."""
+    path = run_dir / "grid.json"
+    planned: list[dict[str, Any]] = []
+    if path.exists():
+        old = read_json(path)
+        if not isinstance(old, dict) or old.get("schema") != GRID_SCHEMA:
+            raise ResultFileError(f"{path} is not a grid plan (schema {GRID_SCHEMA!r} expected)")
+        if _profile_key(old["profile"]) != _profile_key(profile.to_dict()):
+            diff = sorted(
+                k
+                for k in set(old["profile"]) | set(profile.to_dict())
+                if old["profile"].get(k) != profile.to_dict().get(k)
+            )
+            raise ConfigError(
+                f"{run_dir} was started with a different profile (fields {diff} differ); "
+                "use another --out directory or the same settings"
+            )
+        planned = list(old["cells"])
+    seen = {(c["task"], c["method"], int(c["seed"])) for c in planned}
+    for t in tasks:
+        for m in methods:
+            for s in seeds:
+                if (t, m, int(s)) not in seen:
+                    planned.append({"task": t, "method": m, "seed": int(s)})
+                    seen.add((t, m, int(s)))
+    if is_main_process():
+        atomic_write_json(
+            path,
+            {
+                "schema": GRID_SCHEMA,
+                "profile": profile.to_dict(),
+                "cells": planned,
+                "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
+
+
+def run_grid(
+    tasks: Sequence[str],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    profile: Profile,
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    keep_going: bool = True,
+    keep_checkpoints: bool = False,
+    progress: Callable[[str, str], None] | None = None,
+) -> GridOutcome:
+    """Run every missing cell of the grid, in task, method, seed order.
+
+    Parameters
+    ----------
+    tasks, methods : sequence of str
+        GLUE tasks and method names (validated before anything runs).
+    seeds : sequence of int
+        Training seeds.
+    profile : Profile
+        Shared settings (see :data:`validation.runner.PROFILES`).
+    run_dir : str or Path
+        Output directory (created).
+    data_dir, device
+        See :func:`validation.runner.run_cell`.
+    keep_going : bool
+        Record a failing cell (``.failed.json``) and continue; False re-raises the first error.
+    progress : callable, optional
+        ``progress(cell_name, status)`` with status ``"skip"``, ``"run"``, ``"done"`` or ``"failed"``.
+
+    Returns
+    -------
+    GridOutcome
+
+    Raises
+    ------
+    ResultFileError
+        An existing cell file is corrupt (delete it to rerun that cell).
+    """
+    from validation.data.glue import task_spec
+    from validation.methods import METHODS
+    from validation.runner import QA_TASKS
+
+    tasks = [t if t in QA_TASKS else task_spec(t).name for t in tasks]
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(f"unknown method {m!r}; expected one of {sorted(METHODS)}")
+    if not tasks or not methods or not seeds:
+        raise ConfigError("the grid needs at least one task, one method and one seed")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_plan(run_dir, tasks, methods, seeds, profile)
+    outcome = GridOutcome()
+    for t in tasks:
+        for m in methods:
+            for s in seeds:
+                name = cell_name(t, m, s)
+                path = cell_path(run_dir, t, m, s)
+                if path.exists():
+                    read_cell(path)  # corrupt files raise ResultFileError instead of being overwritten
+                    outcome.skipped.append(name)
+                    if progress:
+                        progress(name, "skip")
+                    continue
+                if progress:
+                    progress(name, "run")
+                try:
+                    run_cell(
+                        t,
+                        m,
+                        int(s),
+                        profile=profile,
+                        run_dir=run_dir,
+                        data_dir=data_dir,
+                        device=device,
+                        keep_checkpoints=keep_checkpoints,
+                    )
+                except Exception as exc:  # noqa: BLE001 - recorded per cell; KeyboardInterrupt propagates
+                    record_failure(run_dir, t, m, int(s), exc)
+                    outcome.failed.append(name)
+                    outcome.errors[name] = f"{type(exc).__name__}: {exc}"
+                    if progress:
+                        progress(name, "failed")
+                    if not keep_going:
+                        raise
+                    continue
+                outcome.ran.append(name)
+                if progress:
+                    progress(name, "done")
+    return outcome
+
+
+# --------------------------------------------------------------------------------------------- summary
+def _mean_std(values: Sequence[float]) -> dict[str, Any]:
+    n = len(values)
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    return {"mean": mean, "std": std, "n": n, "values": list(values)}
+
+
+def summarise(run_dir: str | Path) -> dict[str, Any]:
+    """Summary of a run directory for the report builder.
+
+    Returns
+    -------
+    dict
+        ``run_dir``, ``profile``; ``table[task][method]`` with, for every metric, ``{"mean", "std"
+        (sample standard deviation, ddof=1; None for one seed), "n", "values"}`` plus ``seeds``,
+        ``budget_params``, ``trainable_adapter_params`` (per seed), ``within_budget``, ``ranks_used`` (per
+        seed: GeLoRA block ranks, AdaLoRA's final allocation, LoRA's per-module ranks), ``wall_time_s``
+        (mean/std) and ``peak_memory_bytes`` (max); ``primary_metric[task]``; ``missing``: a list of
+        ``{"task", "method", "seed", "reason"}`` for planned cells without a result (a failed cell's
+        reason is its error; never a zero); ``n_cells``/``n_planned``.
+
+    Raises
+    ------
+    ResultFileError
+        ``grid.json`` missing or corrupt, or a cell file corrupt.
+    """
+    from validation.metrics import PRIMARY_METRIC
+
+    run_dir = Path(run_dir)
+    plan = read_json(run_dir / "grid.json")
+    if not isinstance(plan, dict) or plan.get("schema") != GRID_SCHEMA or "cells" not in plan:
+        raise ResultFileError(f"{run_dir / 'grid.json'} is not a grid plan (schema {GRID_SCHEMA!r} expected)")
+    cells_dir = run_dir / "cells"
+    planned = [(c["task"], c["method"], int(c["seed"])) for c in plan["cells"]]
+    found: dict[tuple[str, str, int], dict[str, Any]] = {}
+    if cells_dir.is_dir():
+        for p in sorted(cells_dir.glob("*.json")):
+            if p.name.endswith(".failed.json"):
+                continue
+            cell = read_cell(p)
+            found[(cell["task"], cell["method"], int(cell["seed"]))] = cell
+    missing = []
+    for t, m, s in planned:
+        if (t, m, s) in found:
+            continue
+        fail = failure_path(run_dir, t, m, s)
+        if fail.exists():
+            try:
+                info = read_json(fail)
+                reason = f"failed: {info.get('error')}: {info.get('message')}"
+            except ResultFileError as exc:
+                reason = f"failed (failure record unreadable: {exc})"
+        elif (run_dir / "work" / cell_name(t, m, s)).is_dir():
+            reason = "not run: interrupted (checkpoints present; rerun the command to resume)"
+        else:
+            reason = "not run: no result file (grid interrupted before this cell or not yet run)"
+        missing.append({"task": t, "method": m, "seed": s, "reason": reason})
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for (t, m, _s), cell in sorted(found.items(), key=lambda kv: kv[0]):
+        groups.setdefault(t, {}).setdefault(m, []).append(cell)
+    table: dict[str, dict[str, Any]] = {}
+    for t, by_method in groups.items():
+        table[t] = {}
+        for m, cells in by_method.items():
+            entry: dict[str, Any] = {"seeds": [int(c["seed"]) for c in cells], "metrics": {}}
+            names = sorted({k for c in cells for k, v in c["metrics"].items() if v is not None})
+            for k in names:
+                vals = [float(c["metrics"][k]) for c in cells if c["metrics"].get(k) is not None]
+                entry["metrics"][k] = _mean_std(vals)
+            entry["budget_params"] = sorted({int(c["budget"]["budget_params"]) for c in cells})
+            entry["trainable_adapter_params"] = [int(c["budget"]["trainable_adapter_params"]) for c in cells]
+            entry["within_budget"] = [c["budget"].get("within_budget") for c in cells]
+            entry["wall_time_s"] = _mean_std([float(c["wall_time_s"]) for c in cells])
+            entry["ranks_used"] = [_ranks_used(c.get("method_info", {})) for c in cells]
+            mems = [c.get("peak_memory", {}).get("bytes") for c in cells]
+            entry["peak_memory_bytes"] = max((int(x) for x in mems if x is not None), default=None)
+            table[t][m] = entry
+    return {
+        "run_dir": str(run_dir),
+        "profile": plan.get("profile"),
+        "table": table,
+        "primary_metric": {t: PRIMARY_METRIC.get(t) for t in sorted({t for t, _, _ in planned})},
+        "missing": missing,
+        "n_cells": len(found),
+        "n_planned": len(planned),
+    }
+
+
+def _ranks_used(info: dict[str, Any]) -> Any:
+    """Ranks a cell trained with: GeLoRA's per-block ranks, AdaLoRA's final allocation, else per module."""
+    for key in ("block_ranks", "allocated_ranks", "ranks"):
+        if info.get(key):
+            return info[key]
+    summary = info.get("summary")
+    if isinstance(summary, dict) and summary.get("final_ranks"):  # GeoLoRA
+        return summary["final_ranks"]
+    return None
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Plain-text table: primary metric mean ± std per task x method, then missing cells."""
+    lines = [f"run {summary['run_dir']}: {summary['n_cells']}/{summary['n_planned']} cells"]
+    for t, by_method in summary["table"].items():
+        metric = summary["primary_metric"].get(t)
+        for m, entry in by_method.items():
+            st = entry["metrics"].get(metric)
+            if st is None:
+                val = "n/a"
+            else:
+                val = f"{st['mean']:.4f}" + (f" ± {st['std']:.4f}" if st["std"] is not None else "")
+            lines.append(
+                f"  {t:6s} {m:8s} {metric}={val} (n={len(entry['seeds'])}, "
+                f"adapter params {entry['trainable_adapter_params'][0]}, "
+                f"{entry['wall_time_s']['mean']:.1f} s/cell)"
+            )
+    for miss in summary["missing"]:
+        lines.append(f"  missing {miss['task']} {miss['method']} seed{miss['seed']}: {miss['reason']}")
+    return "\n".join(lines)
+
+
+__all__ = ["GRID_SCHEMA", "GridOutcome", "format_summary", "run_grid", "summarise", "write_plan"]
