@@ -189,3 +189,138 @@ def drift_summary(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "max_rank_change": int(np.max(np.abs(R - r0))),
         "final_rank_changes": int(np.sum(R[-1] != r0)),
     }
+
+
+def run_id_drift(
+    tasks: Sequence[str],
+    *,
+    seeds: Sequence[int] = (0,),
+    profile: Any = "quick",
+    run_dir: str | Any = "runs/id_drift",
+    device: str | None = None,
+    data_dir: str | None = None,
+    n_checkpoints: int = 4,
+    estimator: str = "twonn",
+    probe_texts: int = 256,
+    max_tokens: int = 2000,
+    method: str = "gelora",
+) -> dict[str, Any]:
+    """Fine-tune with the runner's GeLoRA method and track per-layer IDs and rule ranks at checkpoints.
+
+    Each (task, seed) is one runner cell (:func:`validation.runner.run_cell`) with an
+    :class:`IDTrajectoryCallback` whose probe is the first ``probe_texts`` training inputs of the cell
+    (the same for every checkpoint). Finished cells are read back, not rerun, so the run resumes.
+
+    Returns
+    -------
+    dict
+        ``{"schema", "params", "cells": [{"task", "seed", "primary", "drift": summary}, ...]}``.
+    """
+    from pathlib import Path
+
+    from gelora._io import read_json
+    from validation.runner import cell_path, get_profile, run_cell
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    out: list[dict[str, Any]] = []
+    for task in tasks:
+        for seed in seeds:
+            path = cell_path(run_dir, task, method, int(seed))
+            if Path(path).is_file():
+                cell = read_json(path)
+            else:
+
+                def factory(context: Any) -> IDTrajectoryCallback:
+                    return IDTrajectoryCallback(
+                        list(context.train_texts)[:probe_texts],
+                        context.tokenizer,
+                        n_checkpoints=n_checkpoints,
+                        estimator=estimator,
+                        max_tokens=max_tokens,
+                        max_length=context.max_length,
+                        seed=int(seed),
+                    )
+
+                cell = run_cell(
+                    task,
+                    method,
+                    int(seed),
+                    profile=prof,
+                    run_dir=run_dir,
+                    data_dir=data_dir,
+                    device=device,
+                    callback_factories=[factory],
+                )
+            drift = cell.get("callbacks", {}).get("IDTrajectoryCallback")
+            if drift is None:
+                raise ConfigError(f"cell {path} has no ID trajectory; delete it to rerun with the callback")
+            out.append(
+                {
+                    "task": cell["task"],
+                    "seed": int(seed),
+                    "method": method,
+                    "primary_metric": cell.get("primary_metric"),
+                    "primary": cell.get("primary"),
+                    "initial_ranks_used": cell.get("method_info", {}).get("block_ranks"),
+                    "drift": drift,
+                }
+            )
+    return {
+        "schema": "gelora.id_drift/1",
+        "params": {
+            "tasks": list(tasks),
+            "seeds": [int(s) for s in seeds],
+            "profile": prof.to_dict(),
+            "n_checkpoints": n_checkpoints,
+            "estimator": estimator,
+            "probe_texts": probe_texts,
+            "max_tokens": max_tokens,
+            "device": str(device),
+        },
+        "cells": out,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from gelora._io import atomic_write_json
+
+    p = argparse.ArgumentParser(prog="python -m validation.id_drift", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", default="rte,stsb")
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--profile", default="quick")
+    p.add_argument("--run-dir", default="runs/id_drift")
+    p.add_argument("--device", default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--checkpoints", type=int, default=4)
+    p.add_argument("--estimator", default="twonn")
+    p.add_argument("--probe-texts", type=int, default=256)
+    p.add_argument("--max-tokens", type=int, default=2000)
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+    res = run_id_drift(
+        a.tasks.split(","),
+        seeds=[int(s) for s in a.seeds.split(",")],
+        profile=a.profile,
+        run_dir=a.run_dir,
+        device=a.device,
+        data_dir=a.data_dir,
+        n_checkpoints=a.checkpoints,
+        estimator=a.estimator,
+        probe_texts=a.probe_texts,
+        max_tokens=a.max_tokens,
+    )
+    atomic_write_json(a.out, res)
+    for c in res["cells"]:
+        d = c["drift"]
+        print(
+            f"{c['task']} seed {c['seed']}: {c['primary_metric']}={c['primary']}, "
+            f"max |dID| per layer={[round(x, 2) for x in d['max_abs_id_change']]}, "
+            f"max rank change={d['max_rank_change']}, blocks changed at end={d['final_rank_changes']}"
+        )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
