@@ -230,7 +230,7 @@ def run_id_drift(
                 cell = read_json(path)
             else:
 
-                def factory(context: Any) -> IDTrajectoryCallback:
+                def factory(context: Any, seed: int = int(seed)) -> IDTrajectoryCallback:
                     return IDTrajectoryCallback(
                         list(context.train_texts)[:probe_texts],
                         context.tokenizer,
@@ -238,7 +238,7 @@ def run_id_drift(
                         estimator=estimator,
                         max_tokens=max_tokens,
                         max_length=context.max_length,
-                        seed=int(seed),
+                        seed=seed,
                     )
 
                 cell = run_cell(
