@@ -45,7 +45,8 @@ ESTIMATORS: tuple[str, ...] = ("twonn", "mle", "danco")
 DEFAULT_ESTIMATOR_PARAMS: dict[str, dict[str, Any]] = {
     "twonn": {"duplicates": "dedupe"},
     "mle": {"duplicates": "dedupe", "k": 20},
-    "danco": {"duplicates": "dedupe", "k": 10},
+    # DANCo calibrates at the data's n; above 16k rows it runs on a seeded 16k-row subset (calibration_n)
+    "danco": {"duplicates": "dedupe", "k": 10, "calibration_n": 16000},
 }
 #: synthetic comparison: intrinsic dimensions that bracket what the estimators see on hidden states
 SYNTHETIC_DIMS: tuple[int, ...] = (4, 8, 16)
