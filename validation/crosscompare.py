@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from gelora._io import atomic_write_json
-from gelora.errors import ConfigError
+from gelora.errors import ConfigError, DegenerateDataError
 from gelora.estimators import estimate_id
 from gelora.ranks import ranks_from_dimensions
 
@@ -67,7 +67,13 @@ def _estimate_layers(
     _sync(device)
     t0 = time.perf_counter()
     for X in layers:
-        res = estimate_id(X, method=estimator, device=device, seed=seed, **params)
+        try:
+            res = estimate_id(X, method=estimator, device=device, seed=seed, **params)
+        except DegenerateDataError as exc:
+            # e.g. the embedding output of the first token ([CLS] at position 0) is the same vector for
+            # every text: flag the layer instead of inventing a dimension
+            out.append({"dimension": None, "ci": None, "degenerate": str(exc)})
+            continue
         out.append(
             {
                 "dimension": float(res.dimension),
@@ -78,6 +84,16 @@ def _estimate_layers(
         )
     _sync(device)
     return out, time.perf_counter() - t0
+
+
+def _ranks_or_none(dims: Sequence[float | None], offset: int) -> list[int | None]:
+    """The rule's ranks; a block next to a flagged (degenerate) layer gets ``None``."""
+    if all(d is not None for d in dims):
+        return ranks_from_dimensions([float(d) for d in dims if d is not None], offset=offset)
+    out: list[int | None] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        out.append(None if a is None or b is None else ranks_from_dimensions([a, b], offset=offset)[0])
+    return out
 
 
 def _spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -107,16 +123,25 @@ def agreement(cell_a: dict[str, Any], cell_b: dict[str, Any], ci_level: float = 
         independent normal errors), ``mean_abs_diff``, ``layers_differing`` (CI of the difference
         excludes 0), ``rank_changes`` (blocks whose GeLoRA rank differs) and ``max_rank_change``.
     """
-    da = np.array([x["dimension"] for x in cell_a["layers"]])
-    db = np.array([x["dimension"] for x in cell_b["layers"]])
-    ha = np.array([(x["ci"][1] - x["ci"][0]) / 2 for x in cell_a["layers"]])
-    hb = np.array([(x["ci"][1] - x["ci"][0]) / 2 for x in cell_b["layers"]])
+    both = [
+        i
+        for i, (x, y) in enumerate(zip(cell_a["layers"], cell_b["layers"]))
+        if x["dimension"] is not None and y["dimension"] is not None
+    ]
+    la = [cell_a["layers"][i] for i in both]
+    lb = [cell_b["layers"][i] for i in both]
+    da = np.array([x["dimension"] for x in la], dtype=np.float64)
+    db = np.array([x["dimension"] for x in lb], dtype=np.float64)
+    ha = np.array([(x["ci"][1] - x["ci"][0]) / 2 for x in la], dtype=np.float64)
+    hb = np.array([(x["ci"][1] - x["ci"][0]) / 2 for x in lb], dtype=np.float64)
     diff = db - da
     half = np.sqrt(ha**2 + hb**2)
-    ra = np.array(cell_a["ranks"])
-    rb = np.array(cell_b["ranks"])
+    pairs = [(x, y) for x, y in zip(cell_a["ranks"], cell_b["ranks"]) if x is not None and y is not None]
+    ra = np.array([p[0] for p in pairs], dtype=np.int64)
+    rb = np.array([p[1] for p in pairs], dtype=np.int64)
     return {
         "pair": [cell_a["estimator"], cell_b["estimator"]],
+        "layers_compared": both,
         "spearman": _spearman(da.tolist(), db.tolist()),
         "diff": diff.tolist(),
         "abs_diff": np.abs(diff).tolist(),
@@ -309,7 +334,7 @@ def run_crosscompare(
                         "seed": seed,
                         "estimator": est,
                         "layers": per_layer,
-                        "ranks": ranks_from_dimensions(dims, offset=offset),
+                        "ranks": _ranks_or_none(dims, offset),
                         "seconds": seconds,
                     }
                 )

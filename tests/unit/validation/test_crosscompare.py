@@ -9,7 +9,11 @@ from validation.crosscompare import agreement, run_crosscompare, synthetic_compa
 
 
 def _cell(est, dims, half, ranks):
-    return {"estimator": est, "layers": [{"dimension": d, "ci": [d - half, d + half]} for d in dims], "ranks": ranks}
+    return {
+        "estimator": est,
+        "layers": [{"dimension": d, "ci": [d - half, d + half]} for d in dims],
+        "ranks": ranks,
+    }
 
 
 def test_agreement_by_hand():
@@ -72,7 +76,9 @@ def test_run_crosscompare_bundled_model(texts, tmp_path):
     assert ("all", 5000) in reasons and ("mean", 300) in reasons
     for c in res["cells"]:
         assert len(c["layers"]) == 7 and len(c["ranks"]) == 6
-        assert all(math.isfinite(x["dimension"]) and x["ci"][0] <= x["dimension"] <= x["ci"][1] for x in c["layers"])
+        assert all(
+            math.isfinite(x["dimension"]) and x["ci"][0] <= x["dimension"] <= x["ci"][1] for x in c["layers"]
+        )
         assert all(r >= 1 for r in c["ranks"])
     assert len(res["agreement"]) == 2 and len(res["summary"]) == 2
     for g in res["agreement"]:
@@ -85,3 +91,24 @@ def test_run_crosscompare_rejects_bad_config(texts):
         run_crosscompare(texts, estimators=("pca",), progress=False)
     with pytest.raises(ConfigError, match="sizes"):
         run_crosscompare(texts, sizes=(10,), progress=False)
+
+
+def test_agreement_skips_flagged_layers():
+    a = _cell("twonn", [10.0, 12.0, 11.0], 0.3, [3, 1])
+    b = _cell("mle", [11.0, 12.5, 11.5], 0.4, [2, 1])
+    a["layers"][0] = {"dimension": None, "ci": None, "degenerate": "constant"}
+    a["ranks"] = [None, 1]
+    g = agreement(a, b)
+    assert g["layers_compared"] == [1, 2]
+    assert g["diff"] == pytest.approx([0.5, 0.5])
+    assert g["rank_changes"] == 0
+
+
+def test_first_token_embedding_layer_is_flagged_not_fatal(texts):
+    # position 0 is [CLS] in every text: its embedding output is one constant vector
+    res = run_crosscompare(
+        texts, estimators=("twonn",), sizes=(60,), token_samplings=("first",), synthetic=False, progress=False
+    )
+    (cell,) = res["cells"]
+    assert cell["layers"][0]["dimension"] is None and "constant" in cell["layers"][0]["degenerate"]
+    assert cell["ranks"][0] is None and all(r is not None for r in cell["ranks"][1:])
