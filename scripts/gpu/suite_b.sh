@@ -15,7 +15,7 @@ for task in stsb mrpc rte sst2; do
   size=""; [[ $task == sst2 ]] && size="--train-size 4000"
   for methods in lora,gelora adalora,geolora; do
     python3 -m validation.commands.validate glue --tasks $task --methods $methods --seeds 0,1,2 \
-      --profile gpu --device cuda $size --out "$GRID" > "$OUT/../grid_${task}_${methods/,/_}.log" 2>&1 &
+      --profile gpu --device cuda $size --out "$GRID" > "/tmp/grid_${task}_${methods/,/_}.log" 2>&1 &
     pids+=($!)
   done
 done
@@ -28,4 +28,4 @@ kill "${pids[@]}" 2>/dev/null; sleep 3
 echo "=== cells done: $(ls "$GRID"/cells/*.json 2>/dev/null | grep -vc failed) ($(date +%T))"
 ls "$GRID"/cells/ | grep failed && for f in "$GRID"/cells/*failed*; do head -c 600 "$f"; echo; done
 tar -czf "$OUT/grid-gpu.tgz" -C "$(dirname "$GRID")" "$(basename "$GRID")/cells"
-tail -3 "$OUT"/../grid_*.log | grep -v -i warn | tail -40
+tail -3 /tmp/grid_*.log | grep -v -i warn | tail -40
