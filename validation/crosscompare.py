@@ -416,6 +416,73 @@ def run_crosscompare(
     return result
 
 
+def render_markdown(res: dict[str, Any]) -> str:
+    """Markdown tables of a :func:`run_crosscompare` result (agreement, profiles, synthetic truth)."""
+    p = res["params"]
+    lines = [
+        f"Model `{p['model']}`, data: {p['data']}, device {p['device']}, seeds {p['seeds']}.",
+        "",
+        "**Agreement between estimators** (means over seeds; rank changes out of "
+        f"{p['n_hidden_states'] - 1} blocks)",
+        "",
+        "| sampling | n | pair | Spearman of ID profiles | mean abs ID difference | blocks changing rank | max rank change |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in res["summary"]:
+        rho = "n/a" if r["spearman_mean"] is None else f"{r['spearman_mean']:.2f}"
+        lines.append(
+            f"| {r['token_sampling']} | {r['n']} | {r['pair'][0]} vs {r['pair'][1]} | {rho} | "
+            f"{r['mean_abs_diff']:.2f} | {r['rank_changes_mean']:.1f} | {r['max_rank_change']} |"
+        )
+    all_cells = [c for c in res["cells"] if c["token_sampling"] == "all" and c["seed"] == p["seeds"][0]]
+    if all_cells:
+        n_max = max(c["n"] for c in all_cells)
+        lines += [
+            "",
+            f"**ID profiles and GeLoRA ranks** (all tokens, n = {n_max}, seed {p['seeds'][0]}; "
+            "hidden state 0 = embedding output)",
+            "",
+            "| estimator | ID per hidden state (95% CI half-width) | ranks per block |",
+            "|---|---|---|",
+        ]
+        for c in (c for c in all_cells if c["n"] == n_max):
+            ids = ", ".join(
+                "flagged"
+                if x["dimension"] is None
+                else f"{x['dimension']:.1f} (±{(x['ci'][1] - x['ci'][0]) / 2:.1f})"
+                for x in c["layers"]
+            )
+            lines.append(f"| {c['estimator']} | {ids} | {c['ranks']} |")
+    if res.get("synthetic"):
+        lines += [
+            "",
+            f"**Known truth, same n and ambient dimension ({p['hidden_size']})**: mean absolute error "
+            "(CI coverage of the truth)",
+            "",
+        ]
+        ests = list(dict.fromkeys(r["estimator"] for r in res["synthetic"]))
+        lines += ["| manifold | d | n | " + " | ".join(ests) + " |", "|---|---|---|" + "---|" * len(ests)]
+        keys = list(dict.fromkeys((r["manifold"], r["true_dim"], r["n"]) for r in res["synthetic"]))
+        for m, d, n in keys:
+            cells = []
+            for e in ests:
+                rows = [
+                    r
+                    for r in res["synthetic"]
+                    if (r["manifold"], r["true_dim"], r["n"], r["estimator"]) == (m, d, n, e)
+                ]
+                if rows:
+                    err = float(np.mean([r["abs_error"] for r in rows]))
+                    cov = sum(r["covered"] for r in rows)
+                    cells.append(f"{err:.2f} ({cov}/{len(rows)})")
+                else:
+                    cells.append("not run")
+            lines.append(f"| {m} | {d} | {n} | " + " | ".join(cells) + " |")
+    if res.get("skipped"):
+        lines += ["", f"Skipped: {len(res['skipped'])} (sampling, n, seed) cells, e.g. {res['skipped'][0]}."]
+    return "\n".join(lines) + "\n"
+
+
 def _texts_for_task(task: str, data_dir: str | None, limit: int | None) -> tuple[list[str], str]:
     from validation.data.glue import load_glue
 
@@ -441,8 +508,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dtype", default=None)
     p.add_argument("--max-texts", type=int, default=None)
     p.add_argument("--no-synthetic", action="store_true")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=False, help="write the JSON result here (required unless --render)")
+    p.add_argument("--render", default=None, help="print the Markdown tables of an existing result JSON")
     a = p.parse_args(argv)
+    if a.render:
+        from gelora._io import read_json
+
+        print(render_markdown(read_json(a.render)), end="")
+        return 0
+    if not a.out:
+        p.error("--out is required")
     texts, label = _texts_for_task(a.task, a.data_dir, a.max_texts)
     res = run_crosscompare(
         texts,

@@ -281,6 +281,25 @@ def run_id_drift(
     }
 
 
+def render_markdown(res: dict[str, Any]) -> str:
+    """Markdown table of a :func:`run_id_drift` result: IDs and rule ranks at every checkpoint."""
+    lines = [
+        "| task | seed | metric | step | ID per hidden state | rule ranks | blocks changed vs step 0 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in res["cells"]:
+        d = c["drift"]
+        changed = {x["step"]: x["blocks_changed"] for x in d["rank_changes"]}
+        for r in d["records"]:
+            metric = f"{c['primary_metric']} {c['primary']:.3f}" if c.get("primary") is not None else "n/a"
+            ids = ", ".join(f"{x:.2f}" for x in r["dims"])
+            lines.append(
+                f"| {c['task']} | {c['seed']} | {metric} | {r['step']} | {ids} | {r['ranks']} | "
+                f"{changed.get(r['step'], 0)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -297,8 +316,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--estimator", default="twonn")
     p.add_argument("--probe-texts", type=int, default=256)
     p.add_argument("--max-tokens", type=int, default=2000)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=False, help="write the JSON result here (required unless --render)")
+    p.add_argument("--render", default=None, help="print the Markdown table of an existing result JSON")
     a = p.parse_args(argv)
+    if a.render:
+        from gelora._io import read_json
+
+        print(render_markdown(read_json(a.render)), end="")
+        return 0
+    if not a.out:
+        p.error("--out is required")
     res = run_id_drift(
         a.tasks.split(","),
         seeds=[int(s) for s in a.seeds.split(",")],
