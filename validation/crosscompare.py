@@ -89,7 +89,10 @@ def _estimate_layers(
 def _ranks_or_none(dims: Sequence[float | None], offset: int) -> list[int | None]:
     """The rule's ranks; a block next to a flagged (degenerate) layer gets ``None``."""
     if all(d is not None for d in dims):
-        return ranks_from_dimensions([float(d) for d in dims if d is not None], offset=offset)
+        full: list[int | None] = [
+            *ranks_from_dimensions([float(d) for d in dims if d is not None], offset=offset)
+        ]
+        return full
     out: list[int | None] = []
     for a, b in zip(dims[:-1], dims[1:]):
         out.append(None if a is None or b is None else ranks_from_dimensions([a, b], offset=offset)[0])
@@ -187,7 +190,7 @@ def synthetic_comparison(
             sm.linear_subspace(int(n), int(d), int(ambient_dim), noise=noise, seed=seed),
         ]
         for s in samples:
-            X = s.X
+            X: Any = s.X
             if device is not None and not str(device).startswith("cpu"):
                 import torch
 
@@ -483,6 +486,47 @@ def render_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_profiles(
+    res: dict[str, Any], path: str | Any, *, token_sampling: str = "all", seed: int | None = None
+) -> Any:
+    """ID profile per estimator (with 95% CI bands) for every sample size; one panel per size; PNG."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seed = res["params"]["seeds"][0] if seed is None else seed
+    cells = [c for c in res["cells"] if c["token_sampling"] == token_sampling and c["seed"] == seed]
+    sizes = sorted({c["n"] for c in cells})
+    if not sizes:
+        raise ConfigError(f"no cells with token_sampling={token_sampling!r} and seed={seed}")
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.8), squeeze=False, sharey=True)
+    colors = {"twonn": "tab:blue", "mle": "tab:orange", "danco": "tab:green"}
+    for ax, n in zip(axes[0], sizes):
+        for c in (c for c in cells if c["n"] == n):
+            xs = [i for i, x in enumerate(c["layers"]) if x["dimension"] is not None]
+            ys = [c["layers"][i]["dimension"] for i in xs]
+            lo = [c["layers"][i]["ci"][0] for i in xs]
+            hi = [c["layers"][i]["ci"][1] for i in xs]
+            col = colors.get(c["estimator"])
+            ax.plot(xs, ys, marker="o", ms=3, color=col, label=f"{c['estimator']} ranks {c['ranks']}")
+            ax.fill_between(xs, lo, hi, color=col, alpha=0.25, linewidth=0)
+        ax.set_title(f"n = {n} tokens per layer", fontsize=11)
+        ax.set_xlabel("hidden state (0 = embedding output)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("intrinsic dimension (95% CI)")
+    fig.suptitle(f"{res['params']['model']}: {token_sampling} tokens, seed {seed}", fontsize=11)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
 def _texts_for_task(task: str, data_dir: str | None, limit: int | None) -> tuple[list[str], str]:
     from validation.data.glue import load_glue
 
@@ -510,11 +554,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-synthetic", action="store_true")
     p.add_argument("--out", required=False, help="write the JSON result here (required unless --render)")
     p.add_argument("--render", default=None, help="print the Markdown tables of an existing result JSON")
+    p.add_argument("--plot", default=None, help="with --render: also write the ID-profile plot (PNG) here")
     a = p.parse_args(argv)
     if a.render:
         from gelora._io import read_json
 
-        print(render_markdown(read_json(a.render)), end="")
+        res_ = read_json(a.render)
+        print(render_markdown(res_), end="")
+        if a.plot:
+            plot_profiles(res_, a.plot)
         return 0
     if not a.out:
         p.error("--out is required")

@@ -81,7 +81,7 @@ class IDTrajectoryCallback(TrainerCallback):  # type: ignore[misc]
         self.every_n_steps = every_n_steps
         self.estimator = estimator
         self.estimator_params = dict(estimator_params or {"duplicates": "dedupe"})
-        self.sampling = {
+        self.sampling: dict[str, Any] = {
             "token_sampling": token_sampling,
             "max_tokens": int(max_tokens),
             "max_length": int(max_length),
@@ -300,6 +300,58 @@ def render_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_trajectories(res: dict[str, Any], path: str | Any) -> Any:
+    """Per-layer ID against training step, one panel per (task, seed) cell; writes a PNG.
+
+    Parameters
+    ----------
+    res : dict
+        A :func:`run_id_drift` result.
+    path : str or Path
+        Output PNG.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = res["cells"]
+    if not cells:
+        raise ConfigError("no cells to plot")
+    fig, axes = plt.subplots(1, len(cells), figsize=(5.2 * len(cells), 4.0), squeeze=False)
+    for ax, c in zip(axes[0], cells):
+        recs = c["drift"]["records"]
+        steps = [r["step"] for r in recs]
+        n_layers = len(recs[0]["dims"])
+        cmap = plt.get_cmap("viridis")
+        for layer in range(n_layers):
+            ys = [r["dims"][layer] for r in recs]
+            lo = [r["cis"][layer][0] for r in recs]
+            hi = [r["cis"][layer][1] for r in recs]
+            color = cmap(layer / max(n_layers - 1, 1))
+            ax.plot(steps, ys, marker="o", ms=3, color=color, label=f"h{layer}")
+            ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
+        metric = f"{c['primary_metric']} {c['primary']:.3f}" if c.get("primary") is not None else ""
+        ax.set_title(f"{c['task']} seed {c['seed']} ({metric})", fontsize=11)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"intrinsic dimension ({c['drift']['estimator']}, 95% CI)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(title="hidden state", fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
@@ -318,11 +370,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=2000)
     p.add_argument("--out", required=False, help="write the JSON result here (required unless --render)")
     p.add_argument("--render", default=None, help="print the Markdown table of an existing result JSON")
+    p.add_argument("--plot", default=None, help="with --render: also write the trajectory plot (PNG) here")
     a = p.parse_args(argv)
     if a.render:
         from gelora._io import read_json
 
-        print(render_markdown(read_json(a.render)), end="")
+        res_ = read_json(a.render)
+        print(render_markdown(res_), end="")
+        if a.plot:
+            plot_trajectories(res_, a.plot)
         return 0
     if not a.out:
         p.error("--out is required")

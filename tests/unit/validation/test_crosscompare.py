@@ -112,3 +112,41 @@ def test_first_token_embedding_layer_is_flagged_not_fatal(texts):
     (cell,) = res["cells"]
     assert cell["layers"][0]["dimension"] is None and "constant" in cell["layers"][0]["degenerate"]
     assert cell["ranks"][0] is None and all(r is not None for r in cell["ranks"][1:])
+
+
+def test_render_and_plot_profiles(tmp_path):
+    from validation.crosscompare import plot_profiles, render_markdown
+
+    cells = [
+        {**_cell(e, [3.0, 5.0 + i, 6.0], 0.2, [3, 2]), "token_sampling": "all", "n": 500, "seed": 0}
+        for i, e in enumerate(("twonn", "mle"))
+    ]
+    res = {
+        "params": {
+            "model": "m",
+            "data": "d",
+            "device": "cpu",
+            "seeds": [0],
+            "n_hidden_states": 3,
+            "hidden_size": 8,
+        },
+        "cells": cells,
+        "summary": [
+            {
+                "token_sampling": "all",
+                "n": 500,
+                "pair": ["twonn", "mle"],
+                "spearman_mean": 1.0,
+                "mean_abs_diff": 0.33,
+                "rank_changes_mean": 0.0,
+                "max_rank_change": 0,
+            }
+        ],
+        "synthetic": [],
+        "skipped": [],
+    }
+    md = render_markdown(res)
+    assert "| all | 500 | twonn vs mle | 1.00 | 0.33 | 0.0 | 0 |" in md
+    assert plot_profiles(res, tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError):
+        plot_profiles(res, tmp_path / "q.png", token_sampling="mean")

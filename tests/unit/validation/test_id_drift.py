@@ -52,3 +52,27 @@ def test_run_id_drift_records_trajectory_and_resumes(tmp_path):
     # rerun reads the finished cell instead of training again
     again = run_id_drift(["rte"], **kw)
     assert again["cells"][0]["drift"]["records"] == d["records"]
+
+
+def test_plot_trajectories_writes_png(tmp_path):
+    from validation.id_drift import plot_trajectories
+
+    recs = [
+        {"step": s, "dims": [3.0 + s / 10, 5.0], "cis": [[2.9, 3.1 + s / 10], [4.9, 5.1]], "ranks": [3]}
+        for s in (0, 5, 10)
+    ]
+    res = {
+        "cells": [
+            {
+                "task": "rte",
+                "seed": 0,
+                "primary_metric": "accuracy",
+                "primary": 0.5,
+                "drift": {"estimator": "twonn", "records": recs},
+            }
+        ]
+    }
+    out = plot_trajectories(res, tmp_path / "d.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ConfigError):
+        plot_trajectories({"cells": []}, tmp_path / "e.png")
