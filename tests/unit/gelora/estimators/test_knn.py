@@ -176,3 +176,143 @@ def test_dedupe_on_torch_and_under_cosine():
     with pytest.warns(UserWarning):
         data = knn_without_duplicates(X, 2, metric="cosine", duplicates="dedupe")
     assert data.n_duplicates_removed == 1 and isinstance(data.X, torch.Tensor)
+
+
+# --- the NumPy backend's rigorous float32 screen (gelora.estimators.knn._knn_numpy) -------------------
+
+
+def brute_force_chunked(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Same reference as :func:`brute_force` (euclidean), 64 rows at a time to bound memory."""
+    n = len(X)
+    dist, idx = np.empty((n, k)), np.empty((n, k), dtype=np.int64)
+    for s in range(0, n, 64):
+        D = np.sqrt(((X[s : s + 64, None, :] - X[None, :, :]) ** 2).sum(-1))
+        D[np.arange(D.shape[0]), np.arange(s, s + D.shape[0])] = np.inf
+        order = np.lexsort((np.broadcast_to(np.arange(n), D.shape), D), axis=1)[:, :k]
+        dist[s : s + 64], idx[s : s + 64] = np.take_along_axis(D, order, axis=1), order
+    return dist, idx
+
+
+def low_rank_cloud(n: int, D: int, seed: int, noise: float = 1e-3) -> np.ndarray:
+    """A 6-dimensional curved manifold linearly embedded in R^D plus isotropic noise."""
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(size=(n, 6))
+    Y = np.concatenate([np.sin(3 * t), np.cos(2 * t), t**2], axis=1)
+    return Y @ rng.normal(size=(18, D)) + noise * rng.normal(size=(n, D))
+
+
+def test_screen_error_bound_holds_for_the_float32_product():
+    # the per-row bound E_i of _screen_slack must dominate the actual float32 error of the screening
+    # product |g_ij - L_ij|, L computed exactly (float64 differences of the same coordinates); large
+    # offsets before centring and a wide spread of norms make the product's cancellation as bad as it gets
+    import gelora.estimators.knn as knn
+
+    rng = np.random.default_rng(11)
+    X = np.concatenate([rng.normal(size=(150, 40)) * 1e-3, rng.normal(size=(150, 40)) * 1e3]) + 1e7
+    Xc = X - X.mean(axis=0)
+    for Z, a in [(Xc, np.zeros(len(X))), (Xc[:, :10], np.linalg.norm(Xc[:, 10:], axis=1))]:
+        left, right = knn._gram_factors(Z, a, np.float32)
+        g = (left @ right.T).astype(np.float64)
+        L = ((Z[:, None, :] - Z[None, :, :]) ** 2).sum(-1) + (a[:, None] - a[None, :]) ** 2
+        E = knn._screen_slack(Z, a, knn.U32, X.shape[1]) / 4
+        assert np.all(np.abs(g - L) <= E[:, None])
+        # and the bound is not vacuous: within a factor 1e4 of the largest error seen
+        assert E.max() < 1e4 * np.abs(g - L).max()
+
+
+def test_principal_screen_is_used_on_low_rank_data_and_stays_exact():
+    import gelora.estimators.knn as knn
+
+    X = low_rank_cloud(2100, 96, seed=12)
+    Xc = X - X.mean(axis=0)
+    Z, a = knn._screen_basis(Xc, 5)
+    assert Z.shape[1] < X.shape[1]  # the cost model picked a proper subspace
+    # the screen's inequalities L <= d <= L + 4 a_i a_j on a sample of pairs
+    i, j = np.random.default_rng(0).integers(0, len(X), size=(2, 500))
+    d2 = ((X[i] - X[j]) ** 2).sum(1)
+    L = ((Z[i] - Z[j]) ** 2).sum(1) + (a[i] - a[j]) ** 2
+    assert np.all(L <= d2 * (1 + 1e-12)) and np.all(d2 <= (L + 4 * a[i] * a[j]) * (1 + 1e-12))
+    d0, i0 = brute_force_chunked(X, 5)
+    for block in (None, 97):
+        d, idx = knn_distances(X, 5, backend="numpy", block_size=block)
+        np.testing.assert_array_equal(idx, i0)
+        np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+def test_principal_screen_with_outliers_off_the_subspace():
+    # a few points far off the principal subspace have large residual norms, which loosen the screen's
+    # upper bounds u = g + 4 a_i a_j; the result must not change
+    X = low_rank_cloud(2100, 96, seed=13)
+    X[::300] += 5.0 * np.random.default_rng(13).normal(size=(7, 96))
+    d0, i0 = brute_force_chunked(X, 3)
+    d, i = knn_distances(X, 3, backend="numpy")
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+def test_far_apart_clusters_fall_back_to_a_float64_screen(monkeypatch):
+    # two tight clusters 2e5 apart: after centring every norm is ~1e5, so the float32 bound (~1e4 in
+    # squared distance) keeps each whole cluster as candidates (> SCREEN_CAP per row) and those rows are
+    # screened again in float64; the neighbours must still be the exact ones
+    import gelora.estimators.knn as knn
+
+    rng = np.random.default_rng(14)
+    c = rng.normal(size=(1, 20)) * 1e5
+    X = np.concatenate([c + rng.normal(size=(300, 20)), -c + rng.normal(size=(300, 20))])
+    dtypes = []
+    screen = knn._screen_block
+    monkeypatch.setattr(knn, "_screen_block", lambda g, *args: dtypes.append(g.dtype) or screen(g, *args))
+    d0, i0 = brute_force_chunked(X, 4)
+    d, i = knn_distances(X, 4, backend="numpy")
+    assert np.float64 in dtypes  # the fallback ran
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+def test_near_ties_below_float32_resolution():
+    # vertices of a regular simplex nudged by 1e-10: every pairwise distance is sqrt(2) to ~1e-10, far
+    # below float32 resolution, so the screen must keep all of them and the float64 re-rank decide
+    rng = np.random.default_rng(15)
+    X = 3.0 * np.eye(120) + 1e-10 * rng.normal(size=(120, 120)) + 50.0
+    d0, i0 = brute_force(X, 6)
+    for block in (None, 7):
+        d, i = knn_distances(X, 6, backend="numpy", block_size=block)
+        np.testing.assert_array_equal(i, i0)
+        np.testing.assert_allclose(d, d0, rtol=1e-14, atol=0)
+
+
+def test_duplicates_within_tolerance_in_a_large_offset_cloud():
+    # twins 1e-7 apart (relative 1e-13 of the offset): the twin must be the first neighbour, with its
+    # float64 distance, and the second neighbour must be exact as well
+    rng = np.random.default_rng(16)
+    base = rng.normal(size=(400, 50)) + 1e6
+    X = np.concatenate([base, base + 1e-7 * rng.normal(size=base.shape)])
+    d0, i0 = brute_force_chunked(X, 2)
+    d, i = knn_distances(X, 2, backend="numpy")
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+    assert np.all(i[:400, 0] == np.arange(400, 800))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_threaded_blocks_give_identical_results(monkeypatch, workers):
+    # the selection/re-rank threads and the double-buffered blocks must not change a single bit
+    import gelora.estimators.knn as knn
+
+    X = low_rank_cloud(2100, 64, seed=17)
+    monkeypatch.setattr(knn, "_n_workers", lambda: 1)
+    ref = knn_distances(X, 4, backend="numpy", block_size=2100)
+    monkeypatch.setattr(knn, "_n_workers", lambda: workers)
+    for block in (None, 301, 5):
+        d, i = knn_distances(X, 4, backend="numpy", block_size=block)
+        np.testing.assert_array_equal(i, ref[1])
+        np.testing.assert_array_equal(d, ref[0])
+
+
+def test_worker_count_follows_omp_num_threads(monkeypatch):
+    import gelora.estimators.knn as knn
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert knn._n_workers() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "not-a-number")
+    assert knn._n_workers() >= 1
