@@ -28,16 +28,36 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` so that readers see either the old file or the whole new one."""
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: the process umask, read once at import (os.umask can only be read by setting it)
+_UMASK = _current_umask()
+
+
+def set_default_mode(path: str | os.PathLike[str]) -> None:
+    """Give a ``tempfile.mkstemp`` file (created 0600) the mode a plain ``open(path, "w")`` would give."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    The bytes go to a temporary file in the same directory, are flushed and fsynced, and the file is renamed
+    over ``path`` (atomic on POSIX and Windows); the mode is the one ``open(path, "w")`` would give.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        set_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -46,6 +66,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
             pass
         raise
     return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any, *, indent: int = 2) -> Path:

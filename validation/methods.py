@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -404,8 +405,10 @@ def prepare_adalora(
     def finalise(m: Any) -> dict[str, Any]:
         cfg = m.peft_config[m.active_adapter] if hasattr(m, "peft_config") else None
         pattern = getattr(cfg, "rank_pattern", None) or {}
+        # keys are "<module>.lora_E" or, in newer peft, "<module>.lora_E.<adapter name>"
         ranks = {
-            _short_name(k.removesuffix(".lora_E")): int(sum(bool(b) for b in v)) for k, v in pattern.items()
+            _short_name(re.sub(r"\.lora_E(\.[^.]+)?$", "", k)): int(sum(bool(b) for b in v))
+            for k, v in pattern.items()
         }
         out: dict[str, Any] = {"allocated_ranks": ranks, "schedule_calls": len(callback.calls)}
         if ranks:

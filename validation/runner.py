@@ -67,6 +67,12 @@ class Profile:
         Per-device batch sizes and gradient accumulation.
     learning_rate : float
         Adapter methods' learning rate; ``full_learning_rate`` for full fine-tuning.
+    lr_multipliers : dict
+        Method -> factor applied to ``learning_rate`` (default ``{"adalora": 10.0}``). AdaLoRA's
+        parametrisation ``B diag(E) A`` starts from ``E = 0`` and ``A, B ~ N(0, 0.02^2)``, so at LoRA's
+        learning rate its update stays ~100x smaller than LoRA's over a short schedule and the model does
+        not leave chance level (docs/validation.md, "AdaLoRA's learning rate"); each method gets its own
+        rate in the AdaLoRA and GeLoRA papers too. The factor used is recorded in every cell.
     warmup_ratio, weight_decay : float
         Linear warmup fraction and AdamW weight decay.
     lora_r, lora_alpha, lora_dropout : int, float, float
@@ -96,6 +102,7 @@ class Profile:
     grad_accum: int = 1
     learning_rate: float = 5e-4
     full_learning_rate: float = 2e-5
+    lr_multipliers: dict[str, float] = field(default_factory=lambda: {"adalora": 10.0})
     warmup_ratio: float = 0.06
     weight_decay: float = 0.0
     lora_r: int = 8
@@ -594,7 +601,8 @@ def run_cell(
             "gelora": {**profile.method_options.get("gelora", {}), "n_texts": profile.gelora_texts},
         },
     )
-    lr = profile.full_learning_rate if method == "full" else profile.learning_rate
+    lr_factor = float(profile.lr_multipliers.get(method, 1.0))
+    lr = (profile.full_learning_rate if method == "full" else profile.learning_rate) * lr_factor
     args = TrainingArguments(
         output_dir=str(work_dir),
         max_steps=train_steps,
@@ -677,6 +685,7 @@ def run_cell(
             "planned_steps": train_steps,
             "train_loss": float(train_out.training_loss) if train_out.training_loss is not None else None,
             "learning_rate": lr,
+            "learning_rate_factor": lr_factor,
             "train_time_s": train_time,
             "resumed_from": os.path.relpath(resume, run_dir) if resume else None,
             "restarted_discarding": restarted,

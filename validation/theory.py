@@ -1383,21 +1383,40 @@ def _summarise(
     examples: int,
     margin_key: str | None = "margin",
     false_failure: str | None = None,
+    false_failure_per_check: float | None = None,
 ) -> dict[str, Any]:
+    """One property's summary; ``false_failure_per_check`` is the stated bound (0: deterministic).
+
+    With a bound ``a > 0`` the summary also holds ``expected_false_failures = a * strict_checks`` and
+    ``p_at_least_failed``: the probability of at least ``failed`` failures among the strict checks if each
+    failed independently with probability ``a`` — the chance that the observed failures are all false
+    failures (an upper bound on it, as ``a`` is an upper bound).
+    """
     failed = [r for r in records if not r.get("passed", True) and r.get("strict", True)]
     known = [r for r in records if not r.get("passed", True) and not r.get("strict", True)]
+    n_strict = sum(1 for r in records if r.get("strict", True))
     out: dict[str, Any] = {
         "property": name,
         "description": description,
         "examples": int(examples),
         "checks": len(records),
+        "strict_checks": n_strict,
         "failed": len(failed),
         "pass": not failed,
         "false_failure_rate": false_failure,
+        "false_failure_per_check": false_failure_per_check,
         "failures": failed[:20],
         "known_violations": len(known),
         "known_violation_cases": known[:20],
     }
+    if false_failure_per_check is not None:
+        from scipy.stats import binom
+
+        a = float(false_failure_per_check)
+        out["expected_false_failures"] = a * n_strict
+        out["p_at_least_failed"] = (
+            float(binom.sf(len(failed) - 1, n_strict, a)) if a > 0 else float(len(failed) == 0)
+        )
     if margin_key is not None and records:
         worst = min(records, key=lambda r: r[margin_key])
         out["worst_margin"] = float(worst[margin_key])
@@ -1499,6 +1518,7 @@ def run_theory_checks(
             recs,
             examples=P["exact"],
             false_failure="0 (deterministic linear algebra)",
+            false_failure_per_check=0.0,
         )
     )
     timings["exact_layer"] = time.perf_counter() - t0
@@ -1529,6 +1549,7 @@ def run_theory_checks(
             recs,
             examples=P["estimated"],
             false_failure=f"<= {ALPHA:g} per TwoNN/MLE estimate; DANCo <= rule-of-three bound of its calibration",
+            false_failure_per_check=ALPHA,
         )
     )
     timings["estimated_layer"] = time.perf_counter() - t0
@@ -1591,6 +1612,7 @@ def run_theory_checks(
             recs,
             examples=P["toy"],
             false_failure=f"<= {ALPHA:g} per layer estimate, <= {2 * ALPHA:g} per gap (TwoNN/MLE)",
+            false_failure_per_check=2 * ALPHA,
         )
     )
     timings["composition_toy_transformer"] = time.perf_counter() - t0
@@ -1655,6 +1677,7 @@ def run_theory_checks(
         recs,
         examples=P["planted"],
         false_failure=f"<= {2 * ALPHA:g} per block (TwoNN/MLE)",
+        false_failure_per_check=2 * ALPHA,
     )
     summ["exact_jacobian_ranks_pass"] = bool(exact_ok)
     summ["pass"] = bool(summ["pass"] and exact_ok)
@@ -1716,6 +1739,7 @@ def run_theory_checks(
         recs,
         examples=P["invariance"],
         false_failure="0 (deterministic)",
+        false_failure_per_check=0.0,
     )
     inv["max_rel_diff"] = {m: max(r["rel_diff"] for r in recs if r["method"] == m) for m in METHODS}
     props.append(inv)
@@ -1728,6 +1752,7 @@ def run_theory_checks(
             examples=P["duplicates"],
             margin_key=None,
             false_failure="0 (deterministic)",
+            false_failure_per_check=0.0,
         )
     )
     timings["invariances"] = time.perf_counter() - t0

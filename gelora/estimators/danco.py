@@ -46,7 +46,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -57,6 +56,7 @@ from scipy.interpolate import CubicSpline
 from scipy.optimize import minimize_scalar
 from scipy.special import binom, digamma, i0e, i1e, roots_legendre
 
+from gelora._io import atomic_write_bytes
 from gelora.errors import ConfigError, DegenerateDataError
 from gelora.estimators._base import BaseIDEstimator
 from gelora.estimators._checks import (
@@ -438,19 +438,7 @@ def _save_cache(path: Path, key: dict[str, Any], stats: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     np.savez(buf, key=np.array(json.dumps(key, sort_keys=True)), stats=stats)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def calibration_statistics(

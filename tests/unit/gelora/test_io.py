@@ -40,3 +40,19 @@ def test_read_json_corrupt_and_missing(tmp_path):
         read_json(bad)
     with pytest.raises(ResultFileError, match="not found"):
         read_json(tmp_path / "missing.json")
+
+
+def test_atomic_files_get_the_mode_of_a_plain_open(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        import importlib
+
+        import gelora._io as io_mod
+
+        importlib.reload(io_mod)  # re-read the umask set above
+        p = io_mod.atomic_write_bytes(tmp_path / "b.bin", b"x")
+        assert (p.stat().st_mode & 0o777) == 0o644  # not mkstemp's 0600
+        assert p.read_bytes() == b"x"
+    finally:
+        os.umask(mask)
+        importlib.reload(io_mod)

@@ -50,6 +50,12 @@ def test_regression_task_and_adalora_schedule(tmp_path: Path) -> None:
     assert info["schedule_calls"] == result["train"]["steps"] == 4
     # after the final allocation the total rank equals uniform LoRA's: 12 matrices x 8
     assert info["total_rank"] == 96
+    assert all(not k.endswith(("lora_E", "default")) for k in info["allocated_ranks"])
+    # all 12 matrices are 384 x 384, so any allocation of 96 ranks has the uniform budget
+    assert info["final_effective_adapter_params"] == result["budget"]["trainable_adapter_params"] == 96 * 769
+    # AdaLoRA trains at its own learning rate (profile.lr_multipliers), recorded in the cell
+    assert result["train"]["learning_rate_factor"] == PROFILE.lr_multipliers["adalora"] == 10.0
+    assert result["train"]["learning_rate"] == pytest.approx(10.0 * PROFILE.learning_rate)
 
 
 def test_interrupted_cell_resumes_from_its_checkpoint(
@@ -221,3 +227,15 @@ def test_squad_v2_cell_trains_and_scores(tmp_path: Path) -> None:
         run_cell(
             "squad_v1", "lora", 0, profile=profile, run_dir=tmp_path / "run", data_dir=data, device="cpu"
         )
+
+
+def test_lr_multiplier_option_updates_the_profile_defaults() -> None:
+    from gelora.errors import ConfigError
+    from validation.commands.validate import _lr_multipliers
+
+    assert _lr_multipliers(None) is None
+    assert _lr_multipliers(["gelora=2", "adalora=4"]) == {"adalora": 4.0, "gelora": 2.0}
+    assert get_profile("test", lr_multipliers={"adalora": 4.0}).lr_multipliers == {"adalora": 4.0}
+    for bad in ("adalora", "nope=2", "adalora=0", "adalora=-1"):
+        with pytest.raises(ConfigError, match="--lr-multiplier"):
+            _lr_multipliers([bad])

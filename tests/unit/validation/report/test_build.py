@@ -71,6 +71,10 @@ def test_rerun_reuses_finished_sections_only(tmp_path, fake_runners):
     assert fake_runners["estimators"] == 2
     B.build_report("quick", tmp_path / "r", seed=1, force=True, progress=False)
     assert fake_runners["estimators"] == 3
+    # collecting run directories changes the grid's inputs only: the estimators are reused
+    (tmp_path / "g").mkdir()
+    B.build_report("quick", tmp_path / "r", runs_dir=tmp_path / "g", seed=1, progress=False)
+    assert fake_runners["estimators"] == 3 and fake_runners["grid"] == 4
 
 
 def test_corrupt_section_file_raises_result_file_error(tmp_path, fake_runners):
@@ -127,9 +131,16 @@ def test_unrequested_sections_are_marked_not_run(tmp_path, fake_runners):
         "reason": "not requested (--sections)",
         "wall_s": None,
         "origin": None,
+        "computed_on": None,
         "data": None,
     }
     assert fake_runners == {"estimators": 1}
+    host = report["sections"]["estimators"]["computed_on"]
+    assert set(host) == {"platform", "cpu", "cpu_count", "gpu", "computed_at", "source_digest", "packages"}
+    assert (
+        "estimators" in (path.parent / "report.md").read_text()
+        and "computed at (UTC)" in (path.parent / "report.md").read_text()
+    )
 
 
 def test_non_finite_numbers_are_stored_as_null():
@@ -170,6 +181,74 @@ def test_normalise_grid_keeps_missing_cells_as_not_run():
     assert ratio["score_ratio"] == pytest.approx(0.6 / 0.5)
     assert ratio["time_ratio"] == pytest.approx(1.5)
     assert ratio["budget_ratio"] == pytest.approx(0.98)
+
+
+def _summary(task, method, mean, missing=()):
+    table = {}
+    if mean is not None:
+        table = {
+            task: {
+                method: {
+                    "metrics": {"acc": {"mean": mean, "std": 0.1, "n": 3, "values": [mean] * 3}},
+                    "budget_params": [100],
+                    "trainable_adapter_params": [100],
+                    "wall_time_s": {"mean": 2.0},
+                }
+            }
+        }
+    return {
+        "profile": {"model": None},
+        "primary_metric": {task: "acc"},
+        "table": table,
+        "missing": [{"task": task, "method": method, "seed": s, "reason": "failed: X"} for s in missing],
+    }
+
+
+def test_merge_grids_later_directory_wins_but_never_with_a_missing_row():
+    a = B.normalise_grid(_summary("rte", "lora", 0.6), "collected from A")
+    a["rows"] += B.normalise_grid(_summary("rte", "adalora", 0.5), "A")["rows"]
+    a["rows"] += B.normalise_grid(_summary("sst2", "gelora", 0.8), "A")["rows"]
+    b = B.normalise_grid(_summary("rte", "adalora", 0.55), "collected from B")
+    c = B.normalise_grid(_summary("sst2", "gelora", None, missing=[0]), "collected from C")
+    c["rows"] += B.normalise_grid(_summary("sst2", "lora", 0.7), "C")["rows"]
+    merged = B.merge_grids([a, b, c])
+    rows = {(r["task"], r["method"]): r for r in merged["rows"]}
+    assert (
+        rows[("rte", "adalora")]["mean"] == 0.55 and rows[("rte", "adalora")]["source"] == "collected from B"
+    )
+    assert rows[("rte", "lora")]["mean"] == 0.6
+    assert rows[("sst2", "gelora")]["mean"] == 0.8  # C has no result for it: A's is kept
+    assert any("superseded by collected from B" in n for n in merged["notes"])
+    assert any("no result in collected from C" in n for n in merged["notes"])
+    (ratio,) = merged["ratios"]  # recomputed on the merged rows: sst2 gelora vs lora
+    assert ratio["task"] == "sst2" and ratio["score_ratio"] == pytest.approx(0.8 / 0.7)
+    assert ratio["time_ratio"] is None  # wall times of different run directories are not compared
+    assert [p["source"] for p in merged["profile"]["per_source"]] == [
+        "collected from A",
+        "collected from B",
+        "collected from C",
+    ]
+
+
+def test_report_command_collects_several_run_directories(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_build(profile, out, **kw):
+        seen.update(kw)
+        (tmp_path / "report.json").write_text("{}")
+        return tmp_path / "report.json"
+
+    import argparse
+
+    from validation.commands import report
+
+    parser = argparse.ArgumentParser()
+    report.register(parser.add_subparsers())
+    monkeypatch.setattr("validation.report.build.build_report", fake_build)
+    args = parser.parse_args(["report", "--runs", "a", "--runs", "b"])
+    assert args.func(args) == 0
+    assert [str(d) for d in seen["runs_dir"]] == ["a", "b"]
+    assert seen["command"].endswith("--runs a --runs b")
 
 
 def test_paper_numbers_have_citation_and_no_unverified_task_values():

@@ -69,6 +69,39 @@ def test_theory_claim_fails_when_a_check_fails(f):
     assert verdict(f.make_report(), "C2") == HOLDS
 
 
+def _stat_check(failed, n, rate):
+    from scipy.stats import binom
+
+    return {
+        "name": "stat",
+        "passed": failed == 0,
+        "worst_margin": -0.1 if failed else 0.1,
+        "false_failure_per_check": rate,
+        "strict_checks": n,
+        "failed": failed,
+        "expected_false_failures": rate * n,
+        "p_at_least_failed": float(binom.sf(failed - 1, n, rate)) if rate > 0 else float(failed == 0),
+    }
+
+
+@pytest.mark.parametrize(
+    ("failed", "n", "rate", "expected"),
+    [
+        (1, 724, 2e-4, HOLDS_WITHIN_ERROR),  # P(>=1) = 0.1348: as often as the stated bound allows
+        (2, 724, 2e-4, NOT_REPRODUCED),  # P(>=2) = 0.0095 < 0.01
+        (5, 1000, 1e-4, NOT_REPRODUCED),
+        (1, 100, 0.0, NOT_REPRODUCED),  # a deterministic check may never fail
+    ],
+)
+def test_theory_claim_allows_failures_at_the_stated_false_failure_rate(f, failed, n, rate, expected):
+    exact = {"name": "exact", "passed": True, "worst_margin": 1.0, "false_failure_per_check": 0.0}
+    r = f.make_report(theory=f.sec({"checks": [exact, _stat_check(failed, n, rate)]}))
+    assert verdict(r, "C2") == expected
+    claim = next(c for c in r["claims"] if c["id"] == "C2")
+    if expected == HOLDS_WITHIN_ERROR:
+        assert "P(at least that many false failures) = 0.1348" in " ".join(claim["evidence"])
+
+
 def test_low_id_claim_branches(f):
     # clear variation, CIs of extreme layers disjoint -> holds
     assert verdict(f.make_report(model_profile=f.sec(f.profile_section([3.0, 5.0, 9.0]))), "C3") == HOLDS
@@ -117,3 +150,13 @@ def test_smoke_test_grid_does_not_decide_performance_claims(f):
     for cid in ("C4", "C5"):
         c = next(c for c in r["claims"] if c["id"] == cid)
         assert c["verdict"] == NOT_TESTED and "smoke test" in c["evidence"][0]
+
+
+def test_time_claim_compares_wall_times_only_within_one_run_directory(f):
+    grid = f.grid_section(0.8, 0.7, 0.01, 3, t_gelora=10, t_ada=20)
+    for row in grid["rows"]:
+        row["source"] = "collected from B" if row["method"] == "adalora" else "collected from A"
+    r = f.make_report(grid=f.sec(grid))
+    assert verdict(r, "C5") == NOT_TESTED  # the only adaptive baseline ran in another directory
+    claim = next(c for c in r["claims"] if c["id"] == "C5")
+    assert "adalora not compared" in " ".join(claim["evidence"])

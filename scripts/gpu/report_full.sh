@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The full report on the GPU machine (one H100 call): recompute the model's ID profile there and assemble the
+# report from every finished section. The estimator comparison and the theory checks run on a CPU machine
+# with scikit-dimension first (the GPU image lacks it); the report reuses them from reports/full/raw/:
+#   gelora report --profile full --sections estimators,theory --force --out reports/full   # on CPU
+#   bash scripts/gpu/report_full.sh                                                       # on the GPU
+source scripts/gpu/common.sh
+R=(--runs reports/gpu/grid --runs reports/gpu/grid-sst2 --runs reports/gpu/grid-adalora --runs reports/gpu/grid-sst2-adalora)
+# recompute on this machine what belongs to it, then assemble (every section reused)
+python3 -m gelora.cli report --profile full --sections model_profile --force --out reports/full 2>&1 | grep "\[report\]"
+python3 -m gelora.cli report --profile full --out reports/full "${R[@]}" --sections grid,trajectories --force 2>&1 \
+  | grep "\[report\]"
+python3 -m gelora.cli report --profile full --out reports/full "${R[@]}" 2>&1 | grep "\[report\]\|wrote"
+tar -czf "$OUT/full.tgz" reports/full
