@@ -60,11 +60,14 @@ def fig_estimator_accuracy(report: dict[str, Any]) -> bytes | None:
     cells = [c for c in data["cells"] if c["status"] == "ok"]
     if not cells:
         return None
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.4))
+    manifolds = sorted({(c["true_dim"], c["manifold"]) for c in cells})
+    # manifolds down the right panel's y axis (horizontal bars): readable labels for any number of them
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(12, max(4.4, 0.34 * len(manifolds) + 1.4)), gridspec_kw={"width_ratios": [1, 1.15]}
+    )
     dmax = max(max(c["true_dim"] for c in cells), max(c["estimate"] for c in cells))
     ax1.plot([0, dmax * 1.05], [0, dmax * 1.05], color="0.4", lw=1, ls="--", label="exact")
-    manifolds = sorted({(c["true_dim"], c["manifold"]) for c in cells})
-    xpos = {m: i for i, (_, m) in enumerate(manifolds)}
+    ypos = {m: i for i, (_, m) in enumerate(manifolds)}
     width = 0.8 / max(len(keys), 1)
     for j, key in enumerate(keys):
         mine = [c for c in cells if c["estimator"] == key]
@@ -83,11 +86,11 @@ def fig_estimator_accuracy(report: dict[str, Any]) -> bytes | None:
         rel: dict[str, list[float]] = {}
         for c in mine:
             rel.setdefault(c["manifold"], []).append(100 * c["signed_error"] / c["true_dim"])
-        xs = [xpos[m] + (j - (len(keys) - 1) / 2) * width for m in rel]
-        ax2.bar(
-            xs,
+        ys = [ypos[m] + (j - (len(keys) - 1) / 2) * width for m in rel]
+        ax2.barh(
+            ys,
             [float(np.mean(v)) for v in rel.values()],
-            width=width,
+            height=width,
             color=COLORS[j % len(COLORS)],
             label=key,
         )
@@ -95,10 +98,12 @@ def fig_estimator_accuracy(report: dict[str, Any]) -> bytes | None:
     ax1.set_ylabel("estimated dimension")
     ax1.set_title("Estimate vs truth (benchmark manifolds)")
     ax1.legend(loc="upper left", ncol=2)
-    ax2.axhline(0, color="0.3", lw=1)
-    ax2.set_xticks(range(len(manifolds)))
-    ax2.set_xticklabels([f"{m}\n(d={d})" for d, m in manifolds], rotation=30, ha="right", fontsize=8)
-    ax2.set_ylabel("signed relative error (%)")
+    ax2.axvline(0, color="0.3", lw=1)
+    ax2.set_yticks(range(len(manifolds)))
+    ax2.set_yticklabels([f"{m} (d={d})" for d, m in manifolds], fontsize=8)
+    ax2.set_ylim(-0.6, len(manifolds) - 0.4)
+    ax2.invert_yaxis()  # lowest true dimension on top
+    ax2.set_xlabel("signed relative error (%), mean over replicates")
     ax2.set_title("Relative error per manifold")
     fig.tight_layout()
     return _png(fig)
