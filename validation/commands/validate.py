@@ -48,15 +48,18 @@ def _seeds(value: str) -> list[int]:
     return list(range(n))
 
 
-def _lr_multipliers(values: list[str] | None) -> dict[str, float] | None:
-    """``["adalora=4", ...]`` -> the profile's multipliers with these replaced (None: keep the profile's)."""
+def _lr_multipliers(
+    values: list[str] | None, base: dict[str, float] | None = None
+) -> dict[str, float] | None:
+    """``["adalora=4", ...]`` -> ``base`` (the chosen profile's multipliers; default: a profile's defaults)
+    with these replaced; None when no value is given (keep the profile's)."""
     if not values:
         return None
     from gelora.errors import ConfigError
     from validation.methods import METHODS
     from validation.runner import Profile
 
-    out = dict(Profile(name="_").lr_multipliers)
+    out = dict(Profile(name="_").lr_multipliers if base is None else base)
     for item in values:
         method, sep, factor = item.partition("=")
         method = method.strip()
@@ -164,7 +167,7 @@ def run_glue(args: argparse.Namespace) -> int:
         lora_r=args.lora_r,
         max_length=args.max_length,
         learning_rate=args.learning_rate,
-        lr_multipliers=_lr_multipliers(args.lr_multiplier),
+        lr_multipliers=_lr_multipliers(args.lr_multiplier, get_profile(args.profile).lr_multipliers),
     )
     out = args.out or f"runs/glue-{profile.name}"
 

@@ -91,11 +91,6 @@ class Context:
     files: dict[str, str] = field(default_factory=dict)
 
     @property
-    def runs_dir(self) -> Path | None:
-        """The first collected run directory (None when the grid is run here)."""
-        return self.runs_dirs[0] if self.runs_dirs else None
-
-    @property
     def raw_dir(self) -> Path:
         return self.out_dir / "raw"
 
@@ -468,8 +463,8 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Merge :func:`normalise_grid` results of several run directories (later ones win per task/method).
 
     A (task, method) pair found in more than one directory keeps the row of the last directory that has a
-    result for it, and the superseded ones are named in ``notes``; GeLoRA/peer ratios are recomputed on the merged rows. The
-    ``profile`` becomes ``{"per_source": [...]}``, one profile per directory.
+    result for it, and the superseded ones are named in ``notes``; GeLoRA/peer ratios are recomputed on the
+    merged rows. The ``profile`` becomes ``{"per_source": [...]}``, one profile per directory.
     """
     chosen: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
     notes: list[str] = []

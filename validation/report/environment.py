@@ -127,12 +127,13 @@ def gpu_info() -> dict[str, Any]:
 
 
 def host_summary() -> dict[str, Any]:
-    """Where a section runs: ``{"platform", "cpu", "cpu_count", "gpu", "computed_at"}`` (UTC, seconds).
+    """Where a section runs: ``platform``, ``cpu``, ``cpu_count``, ``gpu``, ``computed_at`` (UTC, seconds),
+    ``source_digest`` and ``packages``.
 
     ``gpu`` is the list of CUDA device names (empty without a GPU); ``source_digest`` is
-    :func:`source_digest`; ``packages`` the versions of torch and scikit-dimension. Recorded per report section, because a
-    report may reuse sections computed on different machines (e.g. the estimator comparison on a CPU
-    machine with scikit-dimension, the model's profile on a GPU).
+    :func:`source_digest`; ``packages`` the versions of torch and scikit-dimension. Recorded per report
+    section, because a report may reuse sections computed on different machines (e.g. the estimator
+    comparison on a CPU machine with scikit-dimension, the model's profile on a GPU).
     """
     import datetime as _dt
 

@@ -235,6 +235,8 @@ def test_lr_multiplier_option_updates_the_profile_defaults() -> None:
 
     assert _lr_multipliers(None) is None
     assert _lr_multipliers(["gelora=2", "adalora=4"]) == {"adalora": 4.0, "gelora": 2.0}
+    # the chosen profile's multipliers are the base the overrides replace
+    assert _lr_multipliers(["lora=2"], {"adalora": 3.0}) == {"adalora": 3.0, "lora": 2.0}
     assert get_profile("test", lr_multipliers={"adalora": 4.0}).lr_multipliers == {"adalora": 4.0}
     for bad in ("adalora", "nope=2", "adalora=0", "adalora=-1"):
         with pytest.raises(ConfigError, match="--lr-multiplier"):
