@@ -138,7 +138,8 @@ def check_points(X: Any, *, min_samples: int = 2, name: str = "X") -> Any:
             f"{name} contains NaN or infinite values in {n_bad} of {arr.shape[0]} rows; "
             "remove or impute them before estimating the intrinsic dimension"
         )
-    if (arr == arr[:1]).all():
+    # rows 0 and 1 differ in almost all real data: only then is the full comparison skipped
+    if not (arr[1] != arr[0]).any() and (arr == arr[:1]).all():
         raise DegenerateDataError(
             f"{name} is constant: all {arr.shape[0]} rows are identical, so it has no intrinsic dimension"
         )

@@ -59,8 +59,11 @@ def bootstrap_weights(n: int, n_bootstrap: int, rng: np.random.Generator, chunk:
     done = 0
     while done < n_bootstrap:
         b = min(chunk, n_bootstrap - done)
-        draws = rng.integers(0, n, size=(b, n)) + (np.arange(b) * n)[:, None]
-        yield np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        draws = rng.integers(0, n, size=(b, n))
+        weights = np.empty((b, n))
+        for i in range(b):  # row by row: faster than one bincount over offset indices, same weights
+            weights[i] = np.bincount(draws[i], minlength=n)
+        yield weights
         done += b
 
 

@@ -233,10 +233,37 @@ def test_principal_screen_is_used_on_low_rank_data_and_stays_exact():
     L = ((Z[i] - Z[j]) ** 2).sum(1) + (a[i] - a[j]) ** 2
     assert np.all(L <= d2 * (1 + 1e-12)) and np.all(d2 <= (L + 4 * a[i] * a[j]) * (1 + 1e-12))
     d0, i0 = brute_force_chunked(X, 5)
-    for block in (None, 97):
-        d, idx = knn_distances(X, 5, backend="numpy", block_size=block)
-        np.testing.assert_array_equal(idx, i0)
-        np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+    first_cuts = []
+    screen = knn._screen_block
+    with pytest.MonkeyPatch.context() as mp:
+        # record whether the first cut came from the separate subset product (n / m >= 4 here)
+        mp.setattr(knn, "_screen_block", lambda g, *args: first_cuts.append(args[-1]) or screen(g, *args))
+        for block in (None, 97):
+            d, idx = knn_distances(X, 5, backend="numpy", block_size=block)
+            np.testing.assert_array_equal(idx, i0)
+            np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+    assert knn._subset_step(len(X), 5) >= 4 and all(t is not None for t in first_cuts)
+
+
+def test_principal_screen_beyond_the_first_directions_stays_exact(monkeypatch):
+    # a slowly decaying spectrum (scale 50 over 400 features) makes the cost model look past rank 61,
+    # which recomputes the principal directions and the coordinates so far; the result must not change
+    from scipy.spatial.distance import cdist
+
+    import gelora.estimators.knn as knn
+
+    rng = np.random.default_rng(18)
+    X = rng.normal(size=(2100, 400)) * np.exp(-np.arange(400) / 50)
+    ranks = []
+    principal = knn._principal_directions
+    monkeypatch.setattr(knn, "_principal_directions", lambda Xc, p: ranks.append(p) or principal(Xc, p))
+    d, i = knn_distances(X, 5, backend="numpy")
+    assert len(ranks) == 2 and ranks[1] > ranks[0]  # the second, larger basis was computed
+    D2 = cdist(X, X, "sqeuclidean")  # exact differences in float64
+    np.fill_diagonal(D2, np.inf)
+    order = np.lexsort((np.broadcast_to(np.arange(len(X)), D2.shape), D2), axis=1)[:, :5]
+    np.testing.assert_array_equal(i, order)
+    np.testing.assert_allclose(d, np.sqrt(np.take_along_axis(D2, order, axis=1)), rtol=1e-12, atol=0)
 
 
 def test_principal_screen_with_outliers_off_the_subspace():
@@ -296,7 +323,7 @@ def test_duplicates_within_tolerance_in_a_large_offset_cloud():
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_threaded_blocks_give_identical_results(monkeypatch, workers):
-    # the selection/re-rank threads and the double-buffered blocks must not change a single bit
+    # the per-thread blocks (product, selection, re-rank) must not change a single bit
     import gelora.estimators.knn as knn
 
     X = low_rank_cloud(2100, 64, seed=17)
