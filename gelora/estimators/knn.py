@@ -92,6 +92,9 @@ PAIR_RERANK_BYTES = 2 * 2**20
 U32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff of float32
 U64 = float(np.finfo(np.float64).eps) / 2  # unit roundoff of float64
 
+#: fewest points for which :func:`_screen_basis` looks for a principal subspace
+SCREEN_MIN_N = 2048
+
 #: candidate ranks of the screening basis tried by :func:`_screen_basis` (besides the full dimension):
 #: ``p + 3`` is a multiple of 8, so the screening product's width needs no zero padding (at n = 16000,
 #: D = 768 the benchmark's data keep 20.2 candidates per row at p = 21, 20.0 at p = 29 and 32)
@@ -211,7 +214,7 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
     """
     n, D = Xc.shape
     ranks = [p for p in SCREEN_RANKS if 3 * p <= D]
-    if not ranks or n < 2048:
+    if not ranks or n < SCREEN_MIN_N:
         return Xc, np.zeros(n)
     if sq is None:
         sq = np.einsum("ij,ij->i", Xc, Xc)
@@ -470,8 +473,11 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
     # one reused block buffer per thread (fresh blocks cost page faults)
     buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
 
-    def block(s: int) -> None:
-        """Screening product, selection and re-rank of the rows s..s + block_size."""
+    def block(s: int, pool: ThreadPoolExecutor | None = None) -> None:
+        """Screening product, selection and re-rank of the rows s..s + block_size.
+
+        With ``pool``, the selection and re-rank of the block's rows are split over its threads.
+        """
         e = min(n, s + block_size)
         b = e - s
         try:
@@ -481,13 +487,23 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
         try:
             g = np.matmul(left[s:e], right.T, out=buf[:b])
             g[np.arange(b), np.arange(s, e)] = np.inf  # exclude self by index
-            finish(g, s)
+            if pool is None or b < 2 * workers:
+                finish(g, s)
+            else:
+                cuts = np.linspace(0, b, workers + 1).astype(int)
+                jobs = [pool.submit(finish, g[c0:c1], s + c0) for c0, c1 in zip(cuts[:-1], cuts[1:])]
+                for job in jobs:
+                    job.result()
         finally:
             buffers.put(buf)
 
-    if workers == 1 or len(starts) == 1:
+    if workers == 1:
         for s in starts:
             block(s)
+    elif len(starts) == 1:
+        # one block (small inputs): a threaded BLAS product, then the rows' selection and re-rank split
+        with ThreadPoolExecutor(workers) as pool:
+            block(0, pool)
     else:
         # Each thread runs whole blocks (product, selection, re-rank) with a single-threaded BLAS: the
         # selection and re-rank are NumPy calls that release the GIL, and a threaded BLAS product
