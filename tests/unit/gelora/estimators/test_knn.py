@@ -321,11 +321,14 @@ def test_duplicates_within_tolerance_in_a_large_offset_cloud():
     assert np.all(i[:400, 0] == np.arange(400, 800))
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
 @pytest.mark.parametrize("workers", [1, 2, 3])
-def test_threaded_blocks_give_identical_results(monkeypatch, workers):
-    # the per-thread blocks (product, selection, re-rank) must not change a single bit
+def test_threaded_blocks_give_identical_results(monkeypatch, workers, symmetric):
+    # the per-thread blocks (product, selection, re-rank), with the full or the symmetric (half) product,
+    # must not change a single bit
     import gelora.estimators.knn as knn
 
+    monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0 if symmetric else 10**9)
     X = low_rank_cloud(2100, 64, seed=17)
     monkeypatch.setattr(knn, "_n_workers", lambda: 1)
     ref = knn_distances(X, 4, backend="numpy", block_size=2100)
@@ -334,6 +337,39 @@ def test_threaded_blocks_give_identical_results(monkeypatch, workers):
         d, i = knn_distances(X, 4, backend="numpy", block_size=block)
         np.testing.assert_array_equal(i, ref[1])
         np.testing.assert_array_equal(d, ref[0])
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_symmetric_product_is_exact_on_near_ties_and_outliers(monkeypatch, symmetric):
+    # full-rank data (plain float32 screen) with exact ties on a grid, near-ties below float32 resolution
+    # and far outliers; each pair's screening value is computed once, from either side, in the symmetric
+    # product, and every row's candidates are regrouped from several blocks
+    import gelora.estimators.knn as knn
+
+    calls = []
+    sym = knn._knn_numpy_symmetric
+    monkeypatch.setattr(knn, "_knn_numpy_symmetric", lambda *a: calls.append(1) or sym(*a))
+    monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0 if symmetric else 10**9)
+    rng = np.random.default_rng(19)
+    grid = np.stack(np.meshgrid(*[np.arange(4.0)] * 4), -1).reshape(-1, 4)  # 256 points, many exact ties
+    X = np.concatenate(
+        [
+            np.pad(grid, ((0, 0), (0, 36))) + 100.0,
+            rng.normal(size=(1800, 40)),
+            3.0 * np.eye(40) + 1e-10 * rng.normal(size=(40, 40)) + 50.0,
+            1e3 * rng.normal(size=(10, 40)),
+        ]
+    )
+    from scipy.spatial.distance import cdist
+
+    D2 = cdist(X, X, "sqeuclidean")
+    np.fill_diagonal(D2, np.inf)
+    order = np.lexsort((np.broadcast_to(np.arange(len(X)), D2.shape), D2), axis=1)[:, :6]
+    for block in (None, 129):
+        d, i = knn_distances(X, 6, backend="numpy", block_size=block)
+        np.testing.assert_array_equal(i, order)
+        np.testing.assert_allclose(d, np.sqrt(np.take_along_axis(D2, order, axis=1)), rtol=1e-13, atol=0)
+    assert bool(calls) == symmetric
 
 
 def test_worker_count_follows_omp_num_threads(monkeypatch):
