@@ -79,10 +79,15 @@ CONTENDERS: dict[str, dict[str, Callable[[np.ndarray], Any]]] = {
 }
 
 
+# The embedding output (layer 0) has exact duplicate rows (8129 of the 16000 rows have a twin: the
+# same token at the same position): our estimators refuse it by default (DuplicatePointsError) and
+# skdim's MLE returns NaN on it, so only the k-NN core is timed there.
+CELLS = [(e, layer) for e in sorted(CONTENDERS) for layer in LAYERS if e == "knn" or layer != 0]
+
+
 @pytest.mark.peers
-@pytest.mark.parametrize("layer", LAYERS)
 @pytest.mark.parametrize("impl", ["gelora", "skdim"])
-@pytest.mark.parametrize("estimator", sorted(CONTENDERS))
+@pytest.mark.parametrize(("estimator", "layer"), CELLS)
 def test_bench_hidden_states(benchmark: Any, estimator: str, impl: str, layer: int) -> None:
     X = hidden(layer)
     benchmark.group = f"{estimator}-hidden-L{layer}-n{N_ROWS}-D{X.shape[1]}"
