@@ -37,6 +37,7 @@ from gelora._io import atomic_write_json
 from gelora.errors import ConfigError, DegenerateDataError
 from gelora.estimators import estimate_id
 from gelora.ranks import ranks_from_dimensions
+from validation._cli import add_output_args, render_existing
 
 SCHEMA = "gelora.crosscompare/1"
 ESTIMATORS: tuple[str, ...] = ("twonn", "mle", "danco")
@@ -552,17 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dtype", default=None)
     p.add_argument("--max-texts", type=int, default=None)
     p.add_argument("--no-synthetic", action="store_true")
-    p.add_argument("--out", required=False, help="write the JSON result here (required unless --render)")
-    p.add_argument("--render", default=None, help="print the Markdown tables of an existing result JSON")
-    p.add_argument("--plot", default=None, help="with --render: also write the ID-profile plot (PNG) here")
+    add_output_args(p, "tables", "ID-profile plot")
     a = p.parse_args(argv)
-    if a.render:
-        from gelora._io import read_json
-
-        res_ = read_json(a.render)
-        print(render_markdown(res_), end="")
-        if a.plot:
-            plot_profiles(res_, a.plot)
+    if render_existing(a, render_markdown, plot_profiles):
         return 0
     if not a.out:
         p.error("--out is required")

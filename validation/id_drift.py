@@ -18,6 +18,7 @@ import numpy as np
 
 from gelora.errors import ConfigError
 from gelora.ranks import ranks_from_dimensions
+from validation._cli import add_output_args, render_existing
 
 try:  # transformers is a dependency; keep import-time cheap for docs tools
     from transformers import TrainerCallback
@@ -368,17 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--estimator", default="twonn")
     p.add_argument("--probe-texts", type=int, default=256)
     p.add_argument("--max-tokens", type=int, default=2000)
-    p.add_argument("--out", required=False, help="write the JSON result here (required unless --render)")
-    p.add_argument("--render", default=None, help="print the Markdown table of an existing result JSON")
-    p.add_argument("--plot", default=None, help="with --render: also write the trajectory plot (PNG) here")
+    add_output_args(p, "table", "trajectory plot")
     a = p.parse_args(argv)
-    if a.render:
-        from gelora._io import read_json
-
-        res_ = read_json(a.render)
-        print(render_markdown(res_), end="")
-        if a.plot:
-            plot_trajectories(res_, a.plot)
+    if render_existing(a, render_markdown, plot_trajectories):
         return 0
     if not a.out:
         p.error("--out is required")
