@@ -87,6 +87,10 @@ SMALL_N = 2048
 #: benchmark's width-24 screen 0.64 s against 0.58 s, where the product is cheap and the regrouping not)
 SYMMETRIC_MIN_WIDTH = 64
 
+#: most memory (bytes) the symmetric product may hold in first-cut survivors before regrouping them
+#: (about 24 k n step bytes: 60 MB at n = 16000, k = 20; beyond ~1e5 points the blockwise product is used)
+SYMMETRIC_MAX_BYTES = 2**30
+
 #: buffer of the exact re-rank on CPU (bytes)
 RERANK_BYTES = 16 * 2**20
 
@@ -528,7 +532,14 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
         finally:
             buffers.put(buf)
 
-    if right_up is not None and left.shape[1] >= SYMMETRIC_MIN_WIDTH and len(starts) > 1:
+    # the symmetric product keeps every first-cut survivor (about k * step per row, 24 bytes each) until
+    # the regrouping: only while they fit in SYMMETRIC_MAX_BYTES (memory stays bounded for large n)
+    if (
+        right_up is not None
+        and left.shape[1] >= SYMMETRIC_MIN_WIDTH
+        and len(starts) > 1
+        and 24 * n * k * step <= SYMMETRIC_MAX_BYTES
+    ):
         _knn_numpy_symmetric(left, right, slack, a_s, first_cut, finish_pairs, k, starts, block_size, workers)
     elif workers == 1:
         for s in starts:

@@ -372,6 +372,23 @@ def test_symmetric_product_is_exact_on_near_ties_and_outliers(monkeypatch, symme
     assert bool(calls) == symmetric
 
 
+def test_symmetric_product_is_skipped_beyond_its_memory_budget(monkeypatch):
+    import gelora.estimators.knn as knn
+
+    calls = []
+    sym = knn._knn_numpy_symmetric
+    monkeypatch.setattr(knn, "_knn_numpy_symmetric", lambda *a: calls.append(1) or sym(*a))
+    monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0)
+    X = low_rank_cloud(2100, 64, seed=20)
+    ref = knn_distances(X, 4, backend="numpy")
+    assert calls
+    monkeypatch.setattr(knn, "SYMMETRIC_MAX_BYTES", 0)
+    d, i = knn_distances(X, 4, backend="numpy")
+    assert len(calls) == 1  # the blockwise product ran instead, with the same result
+    np.testing.assert_array_equal(i, ref[1])
+    np.testing.assert_array_equal(d, ref[0])
+
+
 def test_worker_count_follows_omp_num_threads(monkeypatch):
     import gelora.estimators.knn as knn
 
