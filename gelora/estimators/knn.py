@@ -52,7 +52,9 @@ ratio-based estimate.)
 from __future__ import annotations
 
 import queue
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,14 +144,12 @@ def _sort_candidates(d2: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarr
 
 
 def _exact_rerank_np(
-    X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, budget: int, pad: np.ndarray | None = None
+    X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, budget: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact float64 squared distances between X[rows] and X[cand] by differences; keep k best.
 
-    ``cand`` (b, c) holds candidate row indices per row; where ``pad`` (b, c) is True the entry is
-    padding (any valid index), never returned unless a row has fewer than k real candidates. Works in
-    chunks through one reused buffer of at most ``budget`` bytes (fresh large temporaries cost more in
-    page faults than the arithmetic).
+    ``cand`` (b, c) holds candidate row indices per row. Works in chunks through one reused buffer of at
+    most ``budget`` bytes (fresh large temporaries cost more in page faults than the arithmetic).
     """
     b, c = cand.shape
     D = X.shape[1]
@@ -162,9 +162,6 @@ def _exact_rerank_np(
         np.take(X, cand[s:e], axis=0, out=diff, mode="clip")  # "clip": no buffering of ``out``
         diff -= X[rows[s:e], None, :]
         np.einsum("ijk,ijk->ij", diff, diff, out=d2[s:e])
-    if pad is not None:
-        d2[pad] = np.inf
-        cand = np.where(pad, np.iinfo(np.int64).max, cand)
     return _sort_candidates(d2, cand, k)
 
 
@@ -424,6 +421,38 @@ def _rerank_pairs(
     )
 
 
+@contextmanager
+def _reused(buffers: queue.SimpleQueue[np.ndarray], size: int, dtype: Any) -> Iterator[np.ndarray]:
+    """A flat buffer of ``size`` values taken from ``buffers`` (or new), put back afterwards.
+
+    At most one buffer per thread exists at a time, and reusing them avoids the page faults of fresh
+    blocks.
+    """
+    try:
+        buf = buffers.get_nowait()
+    except queue.Empty:
+        buf = np.empty(size, dtype=dtype)
+    try:
+        yield buf
+    finally:
+        buffers.put(buf)
+
+
+@contextmanager
+def _block_threads(workers: int) -> Iterator[ThreadPoolExecutor]:
+    """A pool of ``workers`` threads while BLAS is limited to one thread (process-wide).
+
+    Each thread runs whole blocks (product, selection, re-rank): the selection and re-rank are NumPy
+    calls that release the GIL, and a threaded BLAS product alongside them oversubscribes the cores
+    (OpenBLAS threads spin between calls). Measured 0.65-0.74 s against 0.85-0.99 s for a threaded
+    product at n = 16000, D = 768 on 2 cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        yield pool
+
+
 def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k-NN by a rigorous float32 screen and a float64 re-rank (see the module docstring).
 
@@ -521,12 +550,8 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
         """
         e = min(n, s + block_size)
         b = e - s
-        try:
-            buf = buffers.get_nowait()
-        except queue.Empty:
-            buf = np.empty((min(n, block_size), n), dtype=left.dtype)
-        try:
-            g = np.matmul(left[s:e], right.T, out=buf[:b])
+        with _reused(buffers, min(n, block_size) * n, left.dtype) as buf:
+            g = np.matmul(left[s:e], right.T, out=buf[: b * n].reshape(b, n))
             g[np.arange(b), np.arange(s, e)] = np.inf  # exclude self by index
             if pool is None or b < 2 * workers:
                 finish(g, s)
@@ -535,8 +560,6 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
                 jobs = [pool.submit(finish, g[c0:c1], s + c0) for c0, c1 in zip(cuts[:-1], cuts[1:])]
                 for job in jobs:
                     job.result()
-        finally:
-            buffers.put(buf)
 
     # the symmetric product keeps every first-cut survivor (about k * step per row, 24 bytes each) until
     # the regrouping: only while they fit in SYMMETRIC_MAX_BYTES (memory stays bounded for large n)
@@ -555,13 +578,7 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
         with ThreadPoolExecutor(workers) as pool:
             block(0, pool)
     else:
-        # Each thread runs whole blocks (product, selection, re-rank) with a single-threaded BLAS: the
-        # selection and re-rank are NumPy calls that release the GIL, and a threaded BLAS product
-        # alongside them oversubscribes the cores (OpenBLAS threads spin between calls). Measured
-        # 0.65-0.74 s against 0.85-0.99 s for a threaded product at n = 16000, D = 768 on 2 cores.
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        with _block_threads(workers) as pool:
             for job in [pool.submit(block, s) for s in starts]:
                 job.result()
     return dist, idx
@@ -606,11 +623,7 @@ def _knn_numpy_symmetric(
     def strip(s: int) -> None:
         e = min(n, s + block_size)
         b, w = e - s, n - s
-        try:
-            buf = buffers.get_nowait()
-        except queue.Empty:
-            buf = np.empty(block_size * n, dtype=dtype)
-        try:
+        with _reused(buffers, block_size * n, dtype) as buf:
             g = buf[: b * w].reshape(b, w)
             np.matmul(left[s:e], right[s:].T, out=g)
             g[np.arange(b), np.arange(b)] = np.inf  # exclude self by index
@@ -623,8 +636,6 @@ def _knn_numpy_symmetric(
                 flat = np.flatnonzero((gc <= thr_g[None, e:]).T)
                 j, i = np.divmod(flat, b)
                 col_side[s] = (j + e, i + s, gc[i, j].astype(np.float64))
-        finally:
-            buffers.put(buf)
 
     def gather(t: int) -> None:
         e = min(n, t + block_size)
@@ -646,9 +657,7 @@ def _knn_numpy_symmetric(
         r, col = _final_cut(r, col, v, b, k, slack[t:e], a_rows, a_s)
         finish_pairs(r, col, t, b)
 
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with _block_threads(workers) as pool:
         list(pool.map(thresholds, starts))
         thr_g = _round_up(thr, dtype)
         list(pool.map(strip, starts))
