@@ -10,8 +10,7 @@ import json, os, subprocess, sys, time
 
 import numpy as np
 
-sys.path.insert(0, "tests/unit/gelora/estimators")
-from gelora.estimators import knn_distances  # noqa: E402
+from gelora.estimators import knn_distances
 
 def manifold(n, D, seed):
     rng = np.random.default_rng(seed)

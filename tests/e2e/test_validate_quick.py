@@ -43,6 +43,11 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run a command from the repository root with the test environment, capturing its text output."""
+    return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
 def test_killed_grid_resumes_without_losing_or_redoing_cells(tmp_path: Path) -> None:
     out = tmp_path / "run"
     first = cell_path(out, "rte", "lora", 0)
@@ -60,7 +65,7 @@ def test_killed_grid_resumes_without_losing_or_redoing_cells(tmp_path: Path) -> 
         proc.wait(timeout=60)
     stamp = first.stat().st_mtime_ns
     json.loads(first.read_text("utf-8"))  # complete, valid JSON despite the kill
-    done = subprocess.run(_command(out), cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    done = _run(_command(out), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "[skip  ] rte__lora__seed0" in done.stderr
     assert first.stat().st_mtime_ns == stamp
@@ -71,7 +76,7 @@ def test_killed_grid_resumes_without_losing_or_redoing_cells(tmp_path: Path) -> 
 
 
 def test_user_errors_exit_2_with_a_message(tmp_path: Path) -> None:
-    bad = subprocess.run(
+    bad = _run(
         [
             sys.executable,
             "-m",
@@ -82,22 +87,11 @@ def test_user_errors_exit_2_with_a_message(tmp_path: Path) -> None:
             "--out",
             str(tmp_path),
         ],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert bad.returncode == 2
     assert "unknown GLUE task 'wnli'" in bad.stderr and "Traceback" not in bad.stderr
-    bad_lr = subprocess.run(
-        [*_command(tmp_path / "lr"), "--lr-multiplier", "adalora=fast"],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    bad_lr = _run([*_command(tmp_path / "lr"), "--lr-multiplier", "adalora=fast"], timeout=120)
     assert bad_lr.returncode == 2
     assert "--lr-multiplier factor must be a number" in bad_lr.stderr and "Traceback" not in bad_lr.stderr
 
@@ -112,22 +106,13 @@ def test_squad_scoring_command(tmp_path: Path) -> None:
     preds.update({q: "" for q in spoiled})
     (tmp_path / "preds.json").write_text(json.dumps(preds), encoding="utf-8")
     cmd = [sys.executable, "-m", "validation.commands.validate", "squad", str(tmp_path / "preds.json")]
-    done = subprocess.run(
-        [*cmd, "--out", str(tmp_path / "scores.json")],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _run([*cmd, "--out", str(tmp_path / "scores.json")], timeout=120)
     assert done.returncode == 0, done.stderr
     scores = json.loads((tmp_path / "scores.json").read_text("utf-8"))
     assert scores["exact"] == pytest.approx(100 * (706 - 10) / 706)
     assert scores["no_ans_exact"] == pytest.approx(100.0) and scores["has_ans_total"] == 386
     (tmp_path / "bad.json").write_text("[1, 2]", encoding="utf-8")
-    bad = subprocess.run(
-        [*cmd[:-1], str(tmp_path / "bad.json")], cwd=ROOT, env=_env(), capture_output=True, text=True
-    )
+    bad = _run([*cmd[:-1], str(tmp_path / "bad.json")], timeout=120)
     assert bad.returncode == 2 and "expected a JSON object" in bad.stderr
 
 
@@ -137,7 +122,7 @@ def test_quick_profile_one_cell(tmp_path: Path) -> None:
     cmd = _command(tmp_path / "quick")
     cmd[cmd.index("test")] = "quick"
     cmd[cmd.index("lora,adalora")] = "lora"
-    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1200)
+    done = _run(cmd, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     cell = json.loads(cell_path(tmp_path / "quick", "rte", "lora", 0).read_text("utf-8"))
     # 256 examples / batch 16 x 3 epochs
@@ -157,7 +142,7 @@ def test_grid_runs_under_torchrun_with_two_processes(tmp_path: Path) -> None:
         *_command(out)[1:],
     ]
     cmd[cmd.index("lora,adalora")] = "lora"
-    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    done = _run(cmd, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     cell = json.loads(cell_path(out, "rte", "lora", 0).read_text("utf-8"))
     assert cell["environment"]["world_size"] == 2
