@@ -85,8 +85,9 @@ SCREEN_BLOCK_BYTES = 32 * 2**20
 SMALL_N = 2048
 
 #: narrowest screening product (columns) for which :func:`_knn_numpy_symmetric` computes each pair once
-#: (n = 16000, 2 cores: hidden states of all-MiniLM-L6-v2, width 392, 1.02 s against 1.44 s; the
-#: benchmark's width-24 screen 0.64 s against 0.58 s, where the product is cheap and the regrouping not)
+#: (``python -m validation.knn_profile --hidden``, n = 16000, 2 cores: MiniLM hidden states, width 392,
+#: 1.05 s against 1.48 s; the benchmark's width-24 screen 0.61 s either way, 0.64 against 0.58 s in an
+#: earlier run: there the product is cheap and the regrouping is not)
 SYMMETRIC_MIN_WIDTH = 64
 
 #: most memory (bytes) the symmetric product may hold in first-cut survivors before regrouping them
