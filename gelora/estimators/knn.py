@@ -299,8 +299,8 @@ def _gram_factors(Z: np.ndarray, a: np.ndarray, dtype: type) -> tuple[np.ndarray
     left = np.empty((n, width), dtype=dtype)
     right = np.empty((n, width), dtype=dtype)
     left[:, :p] = Z
-    # written in place: a float64 temporary of -2 Z cost 4 ms of 4.3 at n = 1000, D = 768 (inline timing; same values:
-    # -2 z is exact in float64 and rounded once to dtype either way)
+    # written in place: a float64 temporary of -2 Z cost 4 ms of 4.3 at n = 1000, D = 768 (inline
+    # timing; same values: -2 z is exact in float64 and rounded once to dtype either way)
     np.multiply(Z, -2.0, out=right[:, :p], casting="same_kind")
     left[:, p], left[:, p + 1], left[:, p + 2] = a, s, 1.0
     right[:, p], right[:, p + 1], right[:, p + 2] = -2.0 * a, 1.0, s
