@@ -3,9 +3,9 @@
 # states, ID drift during fine-tuning. Writes JSON under $OUT. Usage (GPU machine): bash scripts/gpu/suite_a.sh
 source scripts/gpu/common.sh
 step() { echo "=== $1 ($(date +%T))"; }
-step knn;  python3 -m validation.gpu_bench --device cuda --n 65536 --D 4096 --k 20 --repeats 3 --json "$OUT/knn_h100.json" 2>&1 | tail -5
+step knn;  python3 -m validation.estimators.gpu_bench --device cuda --n 65536 --D 4096 --k 20 --repeats 3 --json "$OUT/knn_h100.json" 2>&1 | tail -5
 step ranks_bench
-python3 -m validation.ranks_bench --models bundled,config:bert-L24-H1024 --device cuda --dtype bf16 --task stsb \
+python3 -m validation.estimators.ranks_bench --models bundled,config:bert-L24-H1024 --device cuda --dtype bf16 --task stsb \
   --finetune-steps 20 --out "$OUT/ranks_bench_h100.json" 2>&1 | grep -v Warning | tail -8
 step timing16k
 python3 - <<'PY' 2>&1 | grep -v -i "warn\|knn_without"
@@ -35,9 +35,9 @@ cProfile.run('estimate_id(hs.layers[3], method="danco", device="cuda", duplicate
 pstats.Stats("/tmp/q").sort_stats("tottime").print_stats(8)
 PY
 step drift
-timeout 200 python3 -m validation.id_drift --tasks rte,stsb --seeds 0 --profile gpu --device cuda --checkpoints 4 \
+timeout 200 python3 -m validation.estimators.id_drift --tasks rte,stsb --seeds 0 --profile gpu --device cuda --checkpoints 4 \
   --max-tokens 4000 --run-dir /tmp/drift --out "$OUT/id_drift_h100.json" 2>&1 | grep -v -i "warn\|knn_without" | tail -6
 step crosscompare
-timeout 330 python3 -m validation.crosscompare --task stsb --sizes 1000,4000,16000,64000 --samplings all,first,mean \
+timeout 330 python3 -m validation.estimators.crosscompare --task stsb --sizes 1000,4000,16000,64000 --samplings all,first,mean \
   --seeds 0,1,2 --device cuda --out "$OUT/crosscompare_h100.json" 2>&1 | grep -v -i "warn\|knn_without" | tail -40
 step done

@@ -7,7 +7,7 @@ GRID="${GRID:-/tmp/grid-gpu}"; mkdir -p "$GRID"
 [[ -f .devcarry/grid-gpu.tgz ]] && tar -xzf .devcarry/grid-gpu.tgz -C "$GRID" --strip-components=1
 DEADLINE=$(( $(date +%s) + ${BUDGET_S:-500} ))
 echo "=== geolora bench ($(date +%T))"
-[[ -n "${SKIP_BENCH:-}" ]] || timeout 120 python3 -m validation.geolora.bench --device cuda --out "$OUT/geolora_bench_h100.json" \
+[[ -n "${SKIP_BENCH:-}" ]] || timeout 120 python3 -m validation.finetune.geolora.bench --device cuda --out "$OUT/geolora_bench_h100.json" \
   --batch-size 32 --seq-len 128 --steps 50 --warmup 5 2>&1 | grep -v -i warn | tail -8
 echo "=== grid ($(date +%T))"
 pids=()
@@ -20,7 +20,7 @@ for task in ${TASKS:-stsb mrpc rte sst2}; do
   done
 done
 echo "=== crosscompare ($(date +%T))"
-[[ -n "${SKIP_CC:-}" ]] || timeout $(( DEADLINE - $(date +%s) )) python3 -m validation.crosscompare --task stsb --sizes 1000,4000,16000,64000 \
+[[ -n "${SKIP_CC:-}" ]] || timeout $(( DEADLINE - $(date +%s) )) python3 -m validation.estimators.crosscompare --task stsb --sizes 1000,4000,16000,64000 \
   --samplings all,first,mean --seeds 0,1,2 --device cuda --out "$OUT/crosscompare_h100.json" 2>&1 \
   | grep -v -i "warn\|knn_without\|crosscompare:" | tail -30
 alive() { for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done; return 1; }

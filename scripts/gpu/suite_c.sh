@@ -11,7 +11,7 @@ source scripts/gpu/common.sh
 export OMP_NUM_THREADS=1
 DEADLINE=$(( $(date +%s) + ${BUDGET_S:-420} ))
 plan() {  # dir task methods seeds [profile overrides as python kwargs]
-  python3 -c "from validation.grid import write_plan; from validation.runner import get_profile; \
+  python3 -c "from validation.finetune.grid import write_plan; from validation.finetune.runner import get_profile; \
 write_plan(__import__('pathlib').Path('$1'), ['$2'], '$3'.split(','), [0, 1, 2], get_profile('gpu'${4:+, $4}))"
 }
 plan reports/gpu/grid-adalora stsb adalora; plan reports/gpu/grid-adalora mrpc adalora

@@ -15,7 +15,7 @@ for kv in $LRM; do lrm_args+=(--lr-multiplier "$kv"); lrm_py+=", \"${kv%%=*}\": 
 lrm_py+='}'
 methods_py="[$(printf "'%s'," $METHODS)]"
 plan() {  # dir task [profile overrides]
-  python3 -c "from pathlib import Path; from validation.grid import write_plan; from validation.runner import get_profile; \
+  python3 -c "from pathlib import Path; from validation.finetune.grid import write_plan; from validation.finetune.runner import get_profile; \
 write_plan(Path('$1'), ['$2'], $methods_py, [0, 1, 2], get_profile('gpu', lr_multipliers=$lrm_py${3:+, $3}))"
 }
 for task in stsb mrpc rte; do plan "reports/gpu/grid-$TAG" "$task"; done

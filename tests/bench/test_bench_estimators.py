@@ -4,10 +4,10 @@ Run (skipped by the default ``--benchmark-skip``)::
 
     OMP_NUM_THREADS=2 pytest tests/bench/test_bench_estimators.py --benchmark-enable --benchmark-only \
         --benchmark-json=bench_estimators.json
-    python -m validation.bench_ratio bench_estimators.json
+    python -m validation.estimators.bench_ratio bench_estimators.json
 
 Every benchmark group is one ``(estimator, n, D)`` cell with two members, ``gelora`` and ``skdim``, so
-the JSON gives our speed as a ratio (``validation.bench_ratio`` prints the table).
+the JSON gives our speed as a ratio (``validation.estimators.bench_ratio`` prints the table).
 
 Data: a 10-dimensional curved manifold (sines, cosines and squares of 10 uniform coordinates, linearly
 mapped to ``R^D``) plus isotropic noise of standard deviation 1e-3; no duplicates.

@@ -4,7 +4,7 @@ Run (skipped by the default ``--benchmark-skip``; needs the bundled model and ``
 
     pytest tests/bench/test_bench_hidden_states.py --benchmark-enable --benchmark-only \
         --benchmark-json=bench_hidden.json
-    python -m validation.bench_ratio bench_hidden.json
+    python -m validation.estimators.bench_ratio bench_hidden.json
 
 Data: token representations (``token_sampling="all"``, special tokens excluded, seed 0) of the bundled
 pretrained all-MiniLM-L6-v2 (hidden size 384) on the first 4000 SST-2 training sentences, 16000 rows

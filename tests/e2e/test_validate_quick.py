@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from validation.grid import summarise
-from validation.runner import cell_path
+from validation.finetune.grid import summarise
+from validation.finetune.runner import cell_path
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ stay below the theorem's bound ``b = min(dim M, rank f)`` plus a one-sided sampl
 sample size ``n`` (``validation.theory.estimate_limits``):
 
 * TwoNN: exact Gamma law of the censored maximum-likelihood estimate, with the variance inflation from
-  dependent neighbour ratios calibrated once (``validation/theory_calibration.json``);
+  dependent neighbour ratios calibrated once (``validation/theory/calibration.json``);
   false-failure rate ``alpha = 1e-4`` per estimate.
 * MLE: inverse-Gamma approximation with the calibrated spread; ``alpha = 1e-4`` per estimate.
 * DANCo (integer): ``b + 1``; ``d_hat >= d + 2`` never occurred in 2160 calibration fits, so its rate is

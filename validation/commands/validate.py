@@ -56,8 +56,8 @@ def _lr_multipliers(
     if not values:
         return None
     from gelora.errors import ConfigError
-    from validation.methods import METHODS
-    from validation.runner import Profile
+    from validation.finetune.methods import METHODS
+    from validation.finetune.runner import Profile
 
     out = dict(Profile(name="_").lr_multipliers if base is None else base)
     for item in values:
@@ -154,8 +154,8 @@ def register(subparsers: Any) -> None:
 def run_glue(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
-    from validation.grid import format_summary, run_grid, summarise
-    from validation.runner import get_profile, is_main_process
+    from validation.finetune.grid import format_summary, run_grid, summarise
+    from validation.finetune.runner import get_profile, is_main_process
 
     hf_logging.set_verbosity_error()
     profile = get_profile(
@@ -202,7 +202,7 @@ def run_squad(args: argparse.Namespace) -> int:
     from gelora._io import atomic_write_json, read_json
     from gelora.errors import InvalidInputError
     from validation.data.squad import load_squad
-    from validation.metrics import squad_metrics
+    from validation.finetune.metrics import squad_metrics
 
     examples = load_squad(args.data, version=args.version, data_dir=args.data_dir)
     preds = read_json(args.predictions)
@@ -216,7 +216,7 @@ def run_squad(args: argparse.Namespace) -> int:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    from validation.grid import format_summary, summarise
+    from validation.finetune.grid import format_summary, summarise
 
     summary = summarise(args.run_dir)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))

@@ -9,7 +9,7 @@ error against the true dimension and the wall time of the fit. A cell that could
 
 Command line::
 
-    python -m validation.estimator_accuracy --profile quick --out FILE.json
+    python -m validation.estimators.accuracy --profile quick --out FILE.json
 """
 
 from __future__ import annotations
@@ -486,8 +486,8 @@ def _params_of(method: str) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m validation.estimator_accuracy --profile quick --out FILE.json``."""
-    parser = argparse.ArgumentParser(prog="python -m validation.estimator_accuracy", description=__doc__)
+    """``python -m validation.estimators.accuracy --profile quick --out FILE.json``."""
+    parser = argparse.ArgumentParser(prog="python -m validation.estimators.accuracy", description=__doc__)
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-peers", action="store_true", help="skip scikit-dimension")

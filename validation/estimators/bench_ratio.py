@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m validation.bench_ratio bench_estimators.json [--stat min|mean|median]
+    python -m validation.estimators.bench_ratio bench_estimators.json [--stat min|mean|median]
 
 Each benchmark group (``"<estimator> n=<n> D=<D>"``) must hold one ``gelora`` and one ``skdim`` member
 (``extra_info["impl"]``); groups missing either are listed as incomplete.

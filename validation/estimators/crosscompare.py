@@ -17,7 +17,7 @@ between sizes are not confounded with different token draws.
 
 Command line::
 
-    python -m validation.crosscompare --task stsb --sizes 1000,4000,16000 --seeds 0,1,2 \
+    python -m validation.estimators.crosscompare --task stsb --sizes 1000,4000,16000 --seeds 0,1,2 \
         --device cuda --out reports/crosscompare/crosscompare.json
 """
 
@@ -538,7 +538,7 @@ def _texts_for_task(task: str, data_dir: str | None, limit: int | None) -> tuple
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m validation.crosscompare", description=__doc__.split("\n\n")[0]
+        prog="python -m validation.estimators.crosscompare", description=__doc__.split("\n\n")[0]
     )
     p.add_argument("--task", default="stsb", help="GLUE task whose training texts are used (default stsb)")
     p.add_argument(

@@ -5,7 +5,7 @@ product (the torch backend computes only the tiles on or above the diagonal, hal
 times :func:`gelora.estimators.knn_distances` and the bare product ``X @ X.T`` (in row blocks, same
 dtype float32, results discarded) on one device and prints both with their ratio as JSON::
 
-    python -m validation.gpu_bench --device cuda --n 65536 --D 4096 --k 20
+    python -m validation.estimators.gpu_bench --device cuda --n 65536 --D 4096 --k 20
 
 A ratio near or below 1 means the selection (top-k), the exact float64 re-rank and the bookkeeping cost
 less than the flops saved by symmetry. It runs on the CPU at tiny sizes in the unit tests.

@@ -5,7 +5,7 @@ re-estimates every layer's intrinsic dimension at checkpoints of a ``transformer
 fixed, seeded token sample of fixed texts, and records the ranks the rule would give at each checkpoint,
 so a report can say how far the IDs and the ranks move while the adapters train.
 
-The callback is added to the runner's Trainer (``validation.runner``) through ``extra_callbacks``.
+The callback is added to the runner's Trainer (``validation.finetune.runner``) through ``extra_callbacks``.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def run_id_drift(
 ) -> dict[str, Any]:
     """Fine-tune with the runner's GeLoRA method and track per-layer IDs and rule ranks at checkpoints.
 
-    Each (task, seed) is one runner cell (:func:`validation.runner.run_cell`) with an
+    Each (task, seed) is one runner cell (:func:`validation.finetune.runner.run_cell`) with an
     :class:`IDTrajectoryCallback` whose probe is the first ``probe_texts`` training inputs of the cell
     (the same for every checkpoint). Finished cells are read back, not rerun, so the run resumes.
 
@@ -220,7 +220,7 @@ def run_id_drift(
     from pathlib import Path
 
     from gelora._io import read_json
-    from validation.runner import cell_path, get_profile, run_cell
+    from validation.finetune.runner import cell_path, get_profile, run_cell
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
     out: list[dict[str, Any]] = []
@@ -358,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from gelora._io import atomic_write_json
 
-    p = argparse.ArgumentParser(prog="python -m validation.id_drift", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m validation.estimators.id_drift", description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", default="rte,stsb")
     p.add_argument("--seeds", default="0")
     p.add_argument("--profile", default="quick")

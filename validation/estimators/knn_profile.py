@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m validation.knn_profile [--n 16000] [--repeats 3] [--hidden]
+    python -m validation.estimators.knn_profile [--n 16000] [--repeats 3] [--hidden]
 
 For each data set (the benchmark manifold of ``tests/bench/test_bench_estimators.py`` at D = 768 and 64,
 isotropic Gaussian data at D = 768 and, with ``--hidden``, MiniLM layer-3 hidden states on SST-2):
@@ -104,7 +104,7 @@ def profile(name: str, X: np.ndarray, repeats: int, skdim: bool) -> dict[str, An
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m validation.knn_profile", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m validation.estimators.knn_profile", description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=16000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--hidden", action="store_true", help="also MiniLM layer-3 hidden states (model + data)")

@@ -34,7 +34,7 @@ put the preprocessing cost in proportion (the goal of issue 6: under 2 % of one 
 
 Command line (prints a Markdown table, writes JSON)::
 
-    python -m validation.ranks_bench --models bundled,config:bert-L24-H1024 --device cuda --dtype bf16 \
+    python -m validation.estimators.ranks_bench --models bundled,config:bert-L24-H1024 --device cuda --dtype bf16 \
         --task stsb --out ranks_bench.json
 """
 
@@ -548,7 +548,7 @@ def format_table(results: Sequence[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point (see the module docstring); returns the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m validation.ranks_bench", description=__doc__.split("\n\n")[0]
+        prog="python -m validation.estimators.ranks_bench", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--models", default="bundled", help="comma-separated: bundled, config:bert-L24-H1024, names/paths"

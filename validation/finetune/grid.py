@@ -23,7 +23,7 @@ from typing import Any
 
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
-from validation.runner import (
+from validation.finetune.runner import (
     Profile,
     cell_name,
     cell_path,
@@ -123,11 +123,11 @@ def run_grid(
     seeds : sequence of int
         Training seeds.
     profile : Profile
-        Shared settings (see :data:`validation.runner.PROFILES`).
+        Shared settings (see :data:`validation.finetune.runner.PROFILES`).
     run_dir : str or Path
         Output directory (created).
     data_dir, device
-        See :func:`validation.runner.run_cell`.
+        See :func:`validation.finetune.runner.run_cell`.
     keep_going : bool
         Record a failing cell (``.failed.json``) and continue; False re-raises the first error.
     progress : callable, optional
@@ -143,8 +143,8 @@ def run_grid(
         An existing cell file is corrupt (delete it to rerun that cell).
     """
     from validation.data.glue import task_spec
-    from validation.methods import METHODS
-    from validation.runner import QA_TASKS
+    from validation.finetune.methods import METHODS
+    from validation.finetune.runner import QA_TASKS
 
     tasks = [t if t in QA_TASKS else task_spec(t).name for t in tasks]
     for m in methods:
@@ -222,7 +222,7 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
     ResultFileError
         ``grid.json`` missing or corrupt, or a cell file corrupt.
     """
-    from validation.metrics import PRIMARY_METRIC
+    from validation.finetune.metrics import PRIMARY_METRIC
 
     run_dir = Path(run_dir)
     plan = read_json(run_dir / "grid.json")

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python -m validation.lr_sensitivity reports/gpu/grid reports/gpu/grid-sst2 ... \
+    python -m validation.finetune.lr_sensitivity reports/gpu/grid reports/gpu/grid-sst2 ... \
         [--json OUT.json] [--markdown OUT.md]
 
-Each run directory (``validation.grid``) holds cells at one profile; a method's learning rate there is
+Each run directory (``validation.finetune.grid``) holds cells at one profile; a method's learning rate there is
 ``profile.learning_rate * profile.lr_multipliers.get(method, 1)``. The runs are merged into one table
 keyed by (method, learning rate), one column per task with the primary metric's mean ± sample std over
 seeds; a configuration in which some seed failed (diverged: NaN predictions, or constant ones for which
@@ -33,10 +33,10 @@ def collect(run_dirs: Sequence[str | Path], summarise: Any = None) -> list[dict[
     Parameters
     ----------
     run_dirs : sequence of path
-        Grid run directories (``validation.grid``). Runs must differ only in learning rates and tasks;
+        Grid run directories (``validation.finetune.grid``). Runs must differ only in learning rates and tasks;
         a (task, method, learning rate) found in two directories raises ``ConfigError``.
     summarise : callable, optional
-        ``summarise(run_dir) -> dict`` (default :func:`validation.grid.summarise`; injectable for tests).
+        ``summarise(run_dir) -> dict`` (default :func:`validation.finetune.grid.summarise`; injectable for tests).
 
     Returns
     -------
@@ -45,7 +45,7 @@ def collect(run_dirs: Sequence[str | Path], summarise: Any = None) -> list[dict[
         ``failed`` (seeds that failed), ``run`` (directory), sorted by method, lr, task.
     """
     if summarise is None:
-        from validation.grid import summarise
+        from validation.finetune.grid import summarise
     rows: dict[tuple[str, str, float], dict[str, Any]] = {}
     for run in run_dirs:
         s = summarise(Path(run))
@@ -134,7 +134,7 @@ def render_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m validation.lr_sensitivity", description=__doc__.split("\n")[0]
+        prog="python -m validation.finetune.lr_sensitivity", description=__doc__.split("\n")[0]
     )
     p.add_argument("runs", nargs="+", help="grid run directories")
     p.add_argument("--json", type=Path, default=None, help="write rows and bests as JSON")

@@ -123,11 +123,11 @@ PrepareFn = Callable[..., PreparedMethod]
 
 #: method name -> "module:function" implementing the common ``prepare`` signature
 METHODS: dict[str, str] = {
-    "lora": "validation.methods:prepare_lora",
-    "adalora": "validation.methods:prepare_adalora",
-    "gelora": "validation.methods:prepare_gelora",
-    "full": "validation.methods:prepare_full",
-    "geolora": "validation.geolora.method:prepare",
+    "lora": "validation.finetune.methods:prepare_lora",
+    "adalora": "validation.finetune.methods:prepare_adalora",
+    "gelora": "validation.finetune.methods:prepare_gelora",
+    "full": "validation.finetune.methods:prepare_full",
+    "geolora": "validation.finetune.geolora.method:prepare",
 }
 
 #: methods trained at the common adapter budget (``full`` is a reference without a budget)

@@ -6,9 +6,9 @@ postprocessing). The GLUE path is described below; the SQuAD path differs only i
 
 One cell: load the GLUE splits (train subset + full or subset dev), tokenise, load
 ``AutoModelForSequenceClassification`` (``num_labels=1`` for STS-B regression), wrap it with the method
-(:mod:`validation.methods`) at the common adapter budget, train with the Hugging Face ``Trainer`` for an
+(:mod:`validation.finetune.methods`) at the common adapter budget, train with the Hugging Face ``Trainer`` for an
 exact number of optimizer steps (``max_steps``), evaluate with the official metric
-(:mod:`validation.metrics`) and write the result file atomically (only the main process of a
+(:mod:`validation.finetune.metrics`) and write the result file atomically (only the main process of a
 ``torchrun``/``accelerate launch`` job writes).
 
 Trainer checkpoints go to ``<run_dir>/work/<cell>/``; a rerun resumes from the last one, and the folder
@@ -88,7 +88,7 @@ class Profile:
     gelora_texts : int
         Training texts fed to GeLoRA's intrinsic-dimension estimate.
     method_options : dict
-        Per-method options (see :class:`validation.methods.MethodContext`).
+        Per-method options (see :class:`validation.finetune.methods.MethodContext`).
     """
 
     name: str
@@ -351,7 +351,7 @@ def _glue_task_data(task: str, tokenizer: Any, profile: Profile, data_dir: Any) 
     from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
     from validation.data.glue import load_glue, task_spec
-    from validation.metrics import glue_metrics
+    from validation.finetune.metrics import glue_metrics
 
     spec = task_spec(task)
     train = load_glue(spec.name, "train", data_dir=data_dir).take(
@@ -436,7 +436,7 @@ def _squad_task_data(task: str, tokenizer: Any, profile: Profile, data_dir: Any)
         prepare_eval_features,
         prepare_train_features,
     )
-    from validation.metrics import squad_metrics
+    from validation.finetune.metrics import squad_metrics
 
     version = QA_TASKS[task]
     root = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -515,7 +515,7 @@ def run_cell(
     task : str
         GLUE task (see :data:`validation.data.glue.GLUE_TASKS`).
     method : str
-        Key of :data:`validation.methods.METHODS`.
+        Key of :data:`validation.finetune.methods.METHODS`.
     seed : int
         Training seed (adapter initialisation, dropout, data order).
     profile : Profile
@@ -529,8 +529,8 @@ def run_cell(
     keep_checkpoints : bool
         Keep ``<run_dir>/work/<cell>`` after the result is written.
     callback_factories : sequence of callables
-        Each is called with the cell's :class:`~validation.methods.MethodContext` and returns an extra
-        ``TrainerCallback`` (e.g. :class:`validation.id_drift.IDTrajectoryCallback`); callbacks with a
+        Each is called with the cell's :class:`~validation.finetune.methods.MethodContext` and returns an extra
+        ``TrainerCallback`` (e.g. :class:`validation.estimators.id_drift.IDTrajectoryCallback`); callbacks with a
         ``summary()`` method have it recorded under ``"callbacks"`` in the cell result.
 
     Returns
@@ -547,14 +547,14 @@ def run_cell(
     )
 
     from gelora.models import resolve_device, resolve_model_name
-    from validation.methods import (
+    from validation.finetune.methods import (
         MethodContext,
         check_budget,
         count_trainable_params,
         get_method,
         lora_budget,
     )
-    from validation.metrics import PRIMARY_METRIC
+    from validation.finetune.metrics import PRIMARY_METRIC
 
     prepare = get_method(method)  # fail fast on unknown/unavailable methods
     dev = resolve_device(device)

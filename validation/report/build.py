@@ -156,8 +156,8 @@ def load_paper_numbers() -> dict[str, Any]:
 
 
 def section_estimators(ctx: Context) -> dict[str, Any]:
-    """Estimator accuracy on the benchmark manifolds (see :mod:`validation.estimator_accuracy`)."""
-    from validation.estimator_accuracy import run_estimator_accuracy
+    """Estimator accuracy on the benchmark manifolds (see :mod:`validation.estimators.accuracy`)."""
+    from validation.estimators.accuracy import run_estimator_accuracy
 
     return run_estimator_accuracy(ctx.profile, seed=ctx.seed, include_peers=True)
 
@@ -509,8 +509,8 @@ def _record_grid_files(ctx: Context, runner: Any, run_dir: Path) -> None:
 
 def section_grid(ctx: Context) -> dict[str, Any]:
     """The GLUE grid: collect ``--runs DIR [--runs DIR2 ...]`` or (quick profile) run a tiny grid on CPU."""
-    grid = _import("validation.grid")
-    runner = _import("validation.runner")
+    grid = _import("validation.finetune.grid")
+    runner = _import("validation.finetune.runner")
     if ctx.runs_dirs:
         for d in ctx.runs_dirs:
             if not (d / "grid.json").is_file():
@@ -549,8 +549,8 @@ def section_grid(ctx: Context) -> dict[str, Any]:
 
 def section_trajectories(ctx: Context) -> dict[str, Any]:
     """Rank trajectories (total adapter rank per step) recorded by rank-adaptive cells of the grid."""
-    runner = _import("validation.runner")
-    plots = _import("validation.geolora.plots")
+    runner = _import("validation.finetune.runner")
+    plots = _import("validation.finetune.geolora.plots")
     run_dirs = list(ctx.runs_dirs) or [ctx.out_dir / "runs"]
     cell_files = [p for d in run_dirs if (d / "cells").is_dir() for p in sorted((d / "cells").glob("*.json"))]
     if not cell_files:

@@ -1,10 +1,10 @@
 """GeoLoRA baseline (Schotthoefer et al., arXiv 2410.18720): rank-adaptive low-rank adapters.
 
-- :mod:`validation.geolora.layer`: the adapter layer ``W0 x + scaling * U S V^T x`` and its injection.
-- :mod:`validation.geolora.optim`: the integrator step (update, augmentation, global truncation).
-- :mod:`validation.geolora.method`: the runner integration (``prepare`` and a Trainer callback).
-- :mod:`validation.geolora.bench`: step-time comparison with peft LoRA / AdaLoRA.
-- :mod:`validation.geolora.plots`: per-layer rank trajectories as a PNG.
+- :mod:`validation.finetune.geolora.layer`: the adapter layer ``W0 x + scaling * U S V^T x`` and its injection.
+- :mod:`validation.finetune.geolora.optim`: the integrator step (update, augmentation, global truncation).
+- :mod:`validation.finetune.geolora.method`: the runner integration (``prepare`` and a Trainer callback).
+- :mod:`validation.finetune.geolora.bench`: step-time comparison with peft LoRA / AdaLoRA.
+- :mod:`validation.finetune.geolora.plots`: per-layer rank trajectories as a PNG.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the Trainer's AdamW step, and the method's own work --
   ``update_and_allocate`` (importance scores and budget masking) after every step, initial rank
   ``ceil(1.5 * rank)``, target rank ``rank``, budgeting active for the whole run (``tinit = tfinal = 0``,
   ``deltaT = 1``) -- its most expensive phase, which spans most of a real run;
-- ``geolora``: :class:`~validation.geolora.optim.GeoLoRAOptimizer.step` (QR of the augmented bases,
+- ``geolora``: :class:`~validation.finetune.geolora.optim.GeoLoRAOptimizer.step` (QR of the augmented bases,
   SVD of every small core, global truncation), initial rank ``rank``, maximal rank ``2 * rank``.
 
 Inputs are random token ids (seeded) of shape (batch_size, seq_len) with random binary labels; the
@@ -17,7 +17,7 @@ is bracketed by ``torch.cuda.synchronize``.
 
 Command line::
 
-    python -m validation.geolora.bench --device cpu --out geolora_bench.json \
+    python -m validation.finetune.geolora.bench --device cpu --out geolora_bench.json \
         [--batch-size 8] [--seq-len 64] [--steps 10] [--model-path DIR]
 """
 
@@ -262,11 +262,11 @@ def step_time_comparison(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m validation.geolora.bench``: run :func:`step_time_comparison`, write JSON."""
+    """``python -m validation.finetune.geolora.bench``: run :func:`step_time_comparison`, write JSON."""
     from gelora._io import atomic_write_json
 
     ap = argparse.ArgumentParser(
-        prog="python -m validation.geolora.bench", description=__doc__.split("\n")[0]
+        prog="python -m validation.finetune.geolora.bench", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", required=True, type=Path, help="JSON file to write")

@@ -28,7 +28,7 @@ autograd function computes ``G_K``, ``G_L`` and ``G_S`` directly from the layer'
 gradient in the same single backward pass (same flop count as the ordinary backward) and stores them
 in ``lora_U.grad``, ``lora_V.grad`` and ``lora_S.grad``. Consequence: ``lora_U.grad`` and
 ``lora_V.grad`` are *not* Euclidean gradients of ``U`` and ``V`` -- they are consumed by
-:class:`validation.geolora.optim.GeoLoRAOptimizer`, which clears them before any other optimizer
+:class:`validation.finetune.geolora.optim.GeoLoRAOptimizer`, which clears them before any other optimizer
 could see them.
 """
 

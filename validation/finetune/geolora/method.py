@@ -1,10 +1,10 @@
 """Runner integration of GeoLoRA: ``prepare`` (the common method signature) and a Trainer callback.
 
-``prepare`` follows :mod:`validation.methods` exactly::
+``prepare`` follows :mod:`validation.finetune.methods` exactly::
 
     prepare(model, *, budget_params, train_steps, seed, context) -> PreparedMethod
 
-- Adapters: :class:`~validation.geolora.layer.GeoLoRALinear` on ``context.target_modules``; initial
+- Adapters: :class:`~validation.finetune.geolora.layer.GeoLoRALinear` on ``context.target_modules``; initial
   rank ``context.lora_r`` (the uniform-LoRA reference that defines the budget), maximal rank
   ``2 * lora_r`` (the authors' GLUE setting 8 -> 16), dropout ``context.lora_dropout``; the task head
   (``context.modules_to_save``; default as peft: ``classifier``/``score`` for ``SEQ_CLS``,
@@ -27,7 +27,7 @@ Options (``context.options["geolora"]``, all recorded in ``info``): ``tau`` (0.1
 ``lr`` (a fixed coefficient learning rate; default: follow the Trainer's current learning rate),
 ``lr_scale`` (:data:`RUNNER_LR_SCALE` = 10, multiplies the Trainer's rate), ``coefficient_steps`` (0),
 ``cap_params`` (True), ``precondition`` (:data:`RUNNER_PRECONDITION` = ``"rms"``: per-layer
-RMS-normalised step, see :class:`~validation.geolora.optim.GeoLoRAOptimizer`; ``"none"`` is the paper's
+RMS-normalised step, see :class:`~validation.finetune.geolora.optim.GeoLoRAOptimizer`; ``"none"`` is the paper's
 plain step). The two runner defaults deviate from the paper for a measured reason (docs/geolora.md).
 
 ``coefficient_steps = c > 0`` reproduces the practical schedule of the authors' public code: the
@@ -183,19 +183,19 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
 
 
 def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, context: Any) -> Any:
-    """Inject GeoLoRA adapters and return a ``validation.methods.PreparedMethod``.
+    """Inject GeoLoRA adapters and return a ``validation.finetune.methods.PreparedMethod``.
 
     Parameters
     ----------
     model : torch.nn.Module
         Freshly loaded ``transformers`` model (fp32, CPU or GPU); modified in place.
     budget_params : int
-        Adapter budget of uniform LoRA of rank ``context.lora_r`` (``validation.methods.lora_budget``).
+        Adapter budget of uniform LoRA of rank ``context.lora_r`` (``validation.finetune.methods.lora_budget``).
     train_steps : int
         Optimizer steps the Trainer will take (recorded; GeoLoRA needs no schedule).
     seed : int
         Seeds the random initial bases.
-    context : validation.methods.MethodContext
+    context : validation.finetune.methods.MethodContext
         Target modules, ``lora_r``, ``lora_dropout``, ``modules_to_save``, ``options["geolora"]``.
 
     Returns
@@ -210,7 +210,7 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
     """
     import torch
 
-    from validation.methods import PreparedMethod
+    from validation.finetune.methods import PreparedMethod
 
     opts = dict(context.options.get("geolora", {}))
     unknown = set(opts) - _KNOWN_OPTIONS

@@ -4,7 +4,7 @@ One step of GeoLoRA (Schotthoefer et al., arXiv 2410.18720, Algorithm 1 -- the p
 integrator of Ceruti, Kusch & Lubich discretised with one explicit Euler step) for an adapter
 ``dW = U S V^T`` (U: (n, r), S: (r, r), V: (m, r), orthonormal U, V), given from one backward pass
 ``G_K = G_W V`` (n, r), ``G_L = G_W^T U`` (m, r), ``G_S = U^T G_W V`` (r, r) with ``G_W = dL/d(dW)``
-(see :mod:`validation.geolora.layer`), and a learning rate ``lr``:
+(see :mod:`validation.finetune.geolora.layer`), and a learning rate ``lr``:
 
 1. **Augment** each basis with the new directions the K- and L-steps would add:
    ``[U, U_new] = orth([U, G_K])``, ``[V, V_new] = orth([V, G_L])``, with at most ``r`` new
@@ -220,7 +220,7 @@ class GeoLoRAOptimizer:
     Parameters
     ----------
     layers : mapping of str to GeoLoRALinear
-        The adapters (e.g. from :func:`validation.geolora.layer.inject_geolora`).
+        The adapters (e.g. from :func:`validation.finetune.geolora.layer.inject_geolora`).
     lr : float
         Learning rate of the coefficient (steepest-descent) update; overridable per call of
         :meth:`step`. The authors' GLUE scripts use 1e-3 with the Trainer's warm-up/linear schedule

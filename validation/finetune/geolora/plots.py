@@ -21,7 +21,7 @@ def normalise_rank_trajectory(
     ----------
     trajectory : sequence
         ``[(step, {module: rank}), ...]`` as recorded by
-        :class:`~validation.geolora.optim.GeoLoRAOptimizer` (tuples or 2-element lists, e.g. after a JSON
+        :class:`~validation.finetune.geolora.optim.GeoLoRAOptimizer` (tuples or 2-element lists, e.g. after a JSON
         round trip), or ``[{"step": s, "ranks": {...}}, ...]``.
 
     Returns

@@ -2,13 +2,13 @@
 
 Bundled MiniLM encoder, the first ``n_train`` SST-2 training sentences of ``../shared/data`` (or any
 GLUE-layout ``train.tsv[.gz]`` / ``dev.tsv[.gz]`` pair), ``transformers.Trainer`` with AdamW, every
-method built through :func:`validation.methods.get_method` at the uniform-LoRA budget, so the probe
+method built through :func:`validation.finetune.methods.get_method` at the uniform-LoRA budget, so the probe
 exercises exactly what the runner runs. Reported per setting: final training loss, dev accuracy,
 final and time-averaged adapter parameters, total final rank. Not a benchmark: one seed, one task.
 
 Command line (the numbers in docs/geolora.md)::
 
-    OMP_NUM_THREADS=1 python -m validation.geolora.probe --out probe.json \
+    OMP_NUM_THREADS=1 python -m validation.finetune.geolora.probe --out probe.json \
         --data-dir ../shared/data/glue/SST-2 --steps 150
 """
 
@@ -99,7 +99,7 @@ def run_probe(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
 
-    from validation.methods import MethodContext, get_method, lora_budget
+    from validation.finetune.methods import MethodContext, get_method, lora_budget
 
     from .bench import default_model_path
 
@@ -210,11 +210,11 @@ def run_probe(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m validation.geolora.probe``: run :func:`run_probe`, write JSON, print a table."""
+    """``python -m validation.finetune.geolora.probe``: run :func:`run_probe`, write JSON, print a table."""
     from gelora._io import atomic_write_json
 
     ap = argparse.ArgumentParser(
-        prog="python -m validation.geolora.probe", description=__doc__.split("\n")[0]
+        prog="python -m validation.finetune.geolora.probe", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--data-dir", default="../shared/data/glue/SST-2")

@@ -17,7 +17,7 @@ from validation.data.squad import (
     prepare_eval_features,
     prepare_train_features,
 )
-from validation.metrics import normalize_answer, squad_metrics
+from validation.finetune.metrics import normalize_answer, squad_metrics
 
 
 @pytest.fixture(scope="module")

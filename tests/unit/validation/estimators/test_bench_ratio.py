@@ -1,4 +1,4 @@
-"""validation.bench_ratio: pairing of benchmark groups and the Markdown table."""
+"""validation.estimators.bench_ratio: pairing of benchmark groups and the Markdown table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gelora.errors import ResultFileError
-from validation.bench_ratio import main, markdown_table, ratio_rows
+from validation.estimators.bench_ratio import main, markdown_table, ratio_rows
 
 
 def _bench(group, impl, t, n=1000, D=64, est="mle"):

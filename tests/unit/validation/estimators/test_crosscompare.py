@@ -5,7 +5,7 @@ import math
 import pytest
 
 from gelora.errors import ConfigError
-from validation.crosscompare import agreement, run_crosscompare, synthetic_comparison
+from validation.estimators.crosscompare import agreement, run_crosscompare, synthetic_comparison
 
 
 def _cell(est, dims, half, ranks):
@@ -115,7 +115,7 @@ def test_first_token_embedding_layer_is_flagged_not_fatal(texts):
 
 
 def test_render_and_plot_profiles(tmp_path):
-    from validation.crosscompare import plot_profiles, render_markdown
+    from validation.estimators.crosscompare import plot_profiles, render_markdown
 
     cells = [
         {**_cell(e, [3.0, 5.0 + i, 6.0], 0.2, [3, 2]), "token_sampling": "all", "n": 500, "seed": 0}

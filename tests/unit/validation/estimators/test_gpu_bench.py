@@ -1,4 +1,4 @@
-"""validation.gpu_bench runs end to end on the CPU at a tiny size."""
+"""validation.estimators.gpu_bench runs end to end on the CPU at a tiny size."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from validation.gpu_bench import bench_knn, main
+from validation.estimators.gpu_bench import bench_knn, main
 
 
 def test_bench_knn_on_cpu_reports_times_and_ratio():

@@ -4,7 +4,7 @@ import pytest
 
 from gelora.errors import ConfigError
 from gelora.ranks import ranks_from_dimensions
-from validation.id_drift import IDTrajectoryCallback, drift_summary, run_id_drift
+from validation.estimators.id_drift import IDTrajectoryCallback, drift_summary, run_id_drift
 
 
 def test_drift_summary_by_hand():
@@ -33,7 +33,7 @@ def test_schedule_and_validation():
 
 
 def test_run_id_drift_records_trajectory_and_resumes(tmp_path):
-    from validation.runner import get_profile
+    from validation.finetune.runner import get_profile
 
     prof = get_profile("test", train_size=48, max_length=48)
     kw = dict(seeds=(0,), profile=prof, run_dir=tmp_path, device="cpu", n_checkpoints=1, max_tokens=400)
@@ -55,7 +55,7 @@ def test_run_id_drift_records_trajectory_and_resumes(tmp_path):
 
 
 def test_plot_trajectories_writes_png(tmp_path):
-    from validation.id_drift import plot_trajectories
+    from validation.estimators.id_drift import plot_trajectories
 
     recs = [
         {"step": s, "dims": [3.0 + s / 10, 5.0], "cis": [[2.9, 3.1 + s / 10], [4.9, 5.1]], "ranks": [3]}

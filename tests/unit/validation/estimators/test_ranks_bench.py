@@ -1,4 +1,4 @@
-"""validation.ranks_bench measures the GeLoRA preprocessing end to end on the CPU at a tiny size."""
+"""validation.estimators.ranks_bench measures the GeLoRA preprocessing end to end on the CPU at a tiny size."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from gelora.errors import ConfigError
 from gelora.pipeline import default_texts
-from validation.ranks_bench import (
+from validation.estimators.ranks_bench import (
     STAGES,
     format_table,
     main,

@@ -1,11 +1,11 @@
-"""validation.lr_sensitivity: merging runs by learning rate, failed seeds, the oracle best per task."""
+"""validation.finetune.lr_sensitivity: merging runs by learning rate, failed seeds, the oracle best per task."""
 
 from __future__ import annotations
 
 import pytest
 
 from gelora.errors import ConfigError
-from validation.lr_sensitivity import best, collect, render_markdown
+from validation.finetune.lr_sensitivity import best, collect, render_markdown
 
 
 def fake_summary(lr: float, factors: dict[str, float], table: dict, missing: list | None = None) -> dict:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gelora.errors import ConfigError
-from validation.methods import (
+from validation.finetune.methods import (
     BUDGET_RTOL,
     METHODS,
     MethodContext,

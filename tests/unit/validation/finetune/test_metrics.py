@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gelora.errors import DegenerateDataError, InvalidInputError
-from validation.metrics import (
+from validation.finetune.metrics import (
     accuracy,
     exact_match,
     f1_binary,

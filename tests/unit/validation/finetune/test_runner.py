@@ -12,8 +12,8 @@ import pytest
 from gelora._io import atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
 from validation import grid as grid_mod
-from validation.grid import run_grid, summarise, write_plan
-from validation.runner import CELL_SCHEMA, cell_path, failure_path, get_profile, read_cell, run_cell
+from validation.finetune.grid import run_grid, summarise, write_plan
+from validation.finetune.runner import CELL_SCHEMA, cell_path, failure_path, get_profile, read_cell, run_cell
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 PROFILE = get_profile("test")
@@ -178,7 +178,7 @@ def test_run_dir_refuses_a_changed_profile(tmp_path: Path) -> None:
 
 def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Under torchrun every process runs the grid; ranks other than 0 must not write plan or failure files."""
-    from validation.runner import record_failure
+    from validation.finetune.runner import record_failure
 
     monkeypatch.setenv("RANK", "1")
     write_plan(tmp_path, ["rte"], ["lora"], [0], PROFILE)

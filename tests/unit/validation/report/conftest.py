@@ -47,7 +47,7 @@ def estimator_section(rel_ours: float = 0.05, rel_peer: float = 0.06) -> dict[st
                 "reason": "skdim not installed (test)",
             }
         )
-    from validation.estimator_accuracy import _summarise
+    from validation.estimators.accuracy import _summarise
 
     keys = ["gelora/twonn", "skdim/twonn", "skdim/danco"]
     return {

@@ -10,6 +10,7 @@ import pytest
 from gelora.errors import ConfigError, InvalidInputError
 from gelora.estimators.twonn import twonn_from_ratios
 from validation import theory as T
+from validation.theory.calibration import _inverse_gamma_quantiles
 
 
 def test_inverse_gamma_quantiles_match_the_exact_twonn_law():
@@ -21,7 +22,7 @@ def test_inverse_gamma_quantiles_match_the_exact_twonn_law():
     rng = np.random.default_rng(0)
     d, n, alpha, reps = 3.0, 200, 0.05, 4000
     m = int(0.9 * n)
-    lo, hi = T._inverse_gamma_quantiles(d, m, alpha)
+    lo, hi = _inverse_gamma_quantiles(d, m, alpha)
     est = np.array([twonn_from_ratios(rng.pareto(d, n) + 1.0, discard_fraction=0.1)[0] for _ in range(reps)])
     sd = np.sqrt(reps * alpha * (1 - alpha))
     assert abs((est > hi).sum() - reps * alpha) < 5 * sd

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from gelora.errors import ConfigError, InvalidInputError
-from validation.geolora.bench import main, step_time_comparison
-from validation.geolora.plots import normalise_rank_trajectory, plot_rank_trajectories
+from validation.finetune.geolora.bench import main, step_time_comparison
+from validation.finetune.geolora.plots import normalise_rank_trajectory, plot_rank_trajectories
 
 
 def test_step_time_comparison_tiny_cpu() -> None:
@@ -76,7 +76,7 @@ def test_plot_bad_trajectory(bad, tmp_path) -> None:
 
 def test_probe_tiny(tmp_path) -> None:
     """The SST-2 probe end to end at toy size (own tiny GLUE-layout files, 2 steps, 3 settings)."""
-    from validation.geolora.probe import run_probe
+    from validation.finetune.geolora.probe import run_probe
 
     rows = "sentence\tlabel\n" + "".join(f"{w} movie\t{i % 2}\n" for i, w in enumerate(["good", "bad"] * 8))
     (tmp_path / "train.tsv").write_text(rows)

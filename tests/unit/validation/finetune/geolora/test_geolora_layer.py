@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from gelora.errors import ConfigError, UnknownLayerError
-from validation.geolora.layer import (
+from validation.finetune.geolora.layer import (
     BERT_TARGET_MODULES,
     GeoLoRALinear,
     adapter_param_count,

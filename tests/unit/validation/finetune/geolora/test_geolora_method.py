@@ -1,4 +1,4 @@
-"""Runner integration: ``prepare`` matches validation.methods, the Trainer callback runs GeoLoRA."""
+"""Runner integration: ``prepare`` matches validation.finetune.methods, the Trainer callback runs GeoLoRA."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from gelora.errors import ConfigError
-from validation.geolora.method import GeoLoRACallback, match_initial_ranks, prepare
-from validation.methods import METHODS, MethodContext, check_budget, get_method, lora_budget
+from validation.finetune.geolora.method import GeoLoRACallback, match_initial_ranks, prepare
+from validation.finetune.methods import METHODS, MethodContext, check_budget, get_method, lora_budget
 
 TARGETS = ("query", "value", "intermediate.dense")
 
@@ -68,7 +68,7 @@ def _ctx(**options) -> MethodContext:
 
 
 def test_registry_resolves_to_prepare() -> None:
-    assert METHODS["geolora"] == "validation.geolora.method:prepare"
+    assert METHODS["geolora"] == "validation.finetune.geolora.method:prepare"
     assert get_method("geolora") is prepare
 
 

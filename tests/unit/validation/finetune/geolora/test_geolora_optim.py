@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from gelora.errors import ConfigError
-from validation.geolora.layer import GeoLoRALinear
-from validation.geolora.optim import GeoLoRAOptimizer, discarded_mass, select_ranks
+from validation.finetune.geolora.layer import GeoLoRALinear
+from validation.finetune.geolora.optim import GeoLoRAOptimizer, discarded_mass, select_ranks
 
 
 def _regression(n_in: int = 20, n_out: int = 16, n: int = 400, sv=(3.0, 2.0, 1.5), seed: int = 0, noise=0.0):
