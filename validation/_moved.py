@@ -97,9 +97,13 @@ class _MovedFinder(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Put the finder of the old paths on ``sys.meta_path`` (once)."""
+    """Put the finder of the old paths first on ``sys.meta_path`` (once).
+
+    First, so that no other finder (an editable install of an older checkout, say) answers for an old
+    path; it answers only for the names of :data:`MOVED`.
+    """
     if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
-        sys.meta_path.append(_MovedFinder())
+        sys.meta_path.insert(0, _MovedFinder())
 
 
 __all__ = ["MOVED", "install", "public_names"]

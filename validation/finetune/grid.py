@@ -142,11 +142,10 @@ def run_grid(
     ResultFileError
         An existing cell file is corrupt (delete it to rerun that cell).
     """
-    from validation.data.glue import task_spec
     from validation.finetune.methods import METHODS
-    from validation.finetune.runner import QA_TASKS
+    from validation.finetune.tasks import task_family
 
-    tasks = [t if t in QA_TASKS else task_spec(t).name for t in tasks]
+    tasks = [task_family(t).canonical(t) for t in tasks]
     for m in methods:
         if m not in METHODS:
             raise ConfigError(f"unknown method {m!r}; expected one of {sorted(METHODS)}")

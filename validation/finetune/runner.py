@@ -1,8 +1,9 @@
 """Train and evaluate one grid cell (task x method x seed) with ``transformers.Trainer``.
 
-Tasks are the eight GLUE tasks and the extractive-QA tasks ``squad_v1`` / ``squad_v2`` (see
-:data:`QA_TASKS`; ``AutoModelForQuestionAnswering``, scored with the official EM/F1 after
-postprocessing). The GLUE path is described below; the SQuAD path differs only in data and scoring.
+Tasks are the eight GLUE tasks and the extractive-QA tasks ``squad_v1`` / ``squad_v2``; each belongs to a
+task family (:mod:`validation.finetune.tasks`) that owns its data, model head, collation and scoring, so
+the runner trains a task without knowing which family it is. The GLUE path is described below; the SQuAD
+path differs only in what its family builds.
 
 One cell: load the GLUE splits (train subset + full or subset dev), tokenise, load
 ``AutoModelForSequenceClassification`` (``num_labels=1`` for STS-B regression), wrap it with the method
@@ -35,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset as TorchDataset
 
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
@@ -214,37 +214,6 @@ def read_cell(path: str | Path) -> dict[str, Any]:
     return data
 
 
-# ------------------------------------------------------------------------------------------ datasets
-class EncodedDataset(TorchDataset):
-    """A map-style dataset of tokenised examples (``input_ids``, ``attention_mask``, ..., ``labels``)."""
-
-    def __init__(self, encodings: dict[str, list[Any]], labels: np.ndarray) -> None:
-        self.encodings = encodings
-        self.labels = labels
-        self._n = len(labels)
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        item = {k: v[i] for k, v in self.encodings.items()}
-        lab = self.labels[i]
-        item["labels"] = float(lab) if self.labels.dtype.kind == "f" else int(lab)
-        return item
-
-
-def encode_split(split: Any, tokenizer: Any, max_length: int) -> EncodedDataset:
-    """Tokenise a :class:`validation.data.glue.GlueSplit` (pairs truncated longest-first, no padding)."""
-    enc = tokenizer(
-        split.text_a,
-        split.text_b,
-        truncation=True,
-        max_length=max_length,
-        padding=False,
-    )
-    return EncodedDataset({k: list(v) for k, v in enc.items()}, np.asarray(split.labels))
-
-
 # ------------------------------------------------------------------------------------------ helpers
 def _peak_memory(device_type: str) -> dict[str, Any]:
     if device_type == "cuda":
@@ -296,205 +265,6 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# ------------------------------------------------------------------------------------------ tasks
-#: extractive QA tasks accepted by :func:`run_cell` next to the GLUE tasks, with their SQuAD version
-QA_TASKS: dict[str, str] = {"squad_v1": "1.1", "squad_v2": "2.0"}
-
-
-@dataclass
-class TaskData:
-    """What :func:`run_cell` needs to know about a task (built by the GLUE or SQuAD adapter below).
-
-    Attributes
-    ----------
-    name : str
-        Canonical task name (``"rte"``, ``"squad_v2"``).
-    train_ds : torch.utils.data.Dataset
-        Tokenised training examples (GLUE) or windows (SQuAD).
-    model_cls : type
-        ``AutoModelForSequenceClassification`` or ``AutoModelForQuestionAnswering``.
-    model_kwargs : dict
-        Extra ``from_pretrained`` arguments (``num_labels``, ``problem_type``).
-    task_type : str
-        peft task type (``"SEQ_CLS"`` / ``"QUESTION_ANS"``).
-    label_names : tuple of str
-        Label keys of a batch (``("labels",)`` or ``("start_positions", "end_positions")``).
-    collator : callable
-        Batch collator.
-    compute_metrics : callable or None
-        For ``Trainer.evaluate`` (GLUE); SQuAD scores in ``evaluate`` after postprocessing.
-    evaluate : callable
-        ``evaluate(trainer) -> (metrics, eval_loss)``.
-    train_texts : callable
-        ``train_texts(sep) -> list[str]``: inputs for GeLoRA's intrinsic-dimension estimate.
-    data : dict
-        Provenance recorded in the cell (files, layouts, subset sizes and seeds).
-    """
-
-    name: str
-    train_ds: Any
-    model_cls: Any
-    model_kwargs: dict[str, Any]
-    task_type: str
-    label_names: tuple[str, ...]
-    collator: Any
-    compute_metrics: Any
-    evaluate: Any
-    train_texts: Any
-    data: dict[str, Any]
-
-
-_EVAL_SKIP = ("runtime", "samples_per_second", "steps_per_second", "epoch")
-
-
-def _glue_task_data(task: str, tokenizer: Any, profile: Profile, data_dir: Any) -> TaskData:
-    from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
-
-    from validation.data.glue import load_glue, task_spec
-    from validation.finetune.metrics import glue_metrics
-
-    spec = task_spec(task)
-    train = load_glue(spec.name, "train", data_dir=data_dir).take(
-        profile.train_size, seed=profile.subset_seed
-    )
-    evals = {
-        s: load_glue(spec.name, s, data_dir=data_dir).take(profile.eval_size, seed=profile.subset_seed)
-        for s in spec.eval_splits
-    }
-    eval_ds = {s: encode_split(sp, tokenizer, profile.max_length) for s, sp in evals.items()}
-
-    def compute_metrics(eval_pred: Any) -> dict[str, float]:
-        preds, labels = eval_pred.predictions, eval_pred.label_ids
-        if isinstance(preds, tuple):
-            preds = preds[0]
-        return glue_metrics(spec.name, preds, labels)
-
-    def evaluate(trainer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        metrics: dict[str, Any] = {}
-        eval_loss: dict[str, Any] = {}
-        for split_name, ds in eval_ds.items():
-            # MNLI: accuracy_matched / accuracy_mismatched
-            suffix = "" if len(eval_ds) == 1 else "_" + split_name.removeprefix("validation_")
-            res = trainer.evaluate(eval_dataset=ds, metric_key_prefix="eval")
-            for k, v in res.items():
-                key = k.removeprefix("eval_")
-                if key in _EVAL_SKIP:
-                    continue
-                if key == "loss":
-                    eval_loss[f"loss{suffix}"] = float(v)
-                else:
-                    metrics[f"{key}{suffix}"] = float(v)
-        return metrics, eval_loss
-
-    return TaskData(
-        name=spec.name,
-        train_ds=encode_split(train, tokenizer, profile.max_length),
-        model_cls=AutoModelForSequenceClassification,
-        model_kwargs={
-            "num_labels": spec.num_labels,
-            "problem_type": "regression" if spec.is_regression else "single_label_classification",
-        },
-        task_type="SEQ_CLS",
-        label_names=("labels",),
-        collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-        evaluate=evaluate,
-        train_texts=train.joined_texts,
-        data={"train": train.describe(), "eval": {s: sp.describe() for s, sp in evals.items()}},
-    )
-
-
-class FeatureDataset(TorchDataset):
-    """Rows of a dict of equal-length lists (tokenised SQuAD windows), as tensors-ready dicts."""
-
-    def __init__(self, features: dict[str, list[Any]], keys: Sequence[str]) -> None:
-        self.features = {k: features[k] for k in keys}
-        self._n = len(next(iter(self.features.values())))
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {k: v[i] for k, v in self.features.items()}
-
-
-def _squad_subset(examples: list[Any], n: int | None, seed: int) -> list[Any]:
-    if n is None or n >= len(examples):
-        return examples
-    keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=int(n), replace=False))
-    return [examples[i] for i in keep]
-
-
-def _squad_task_data(task: str, tokenizer: Any, profile: Profile, data_dir: Any) -> TaskData:
-    """SQuAD v1.1/v2.0: train on ``squad/v<version>/train-v<version>.json[.gz]``, score the dev file."""
-    from transformers import AutoModelForQuestionAnswering, default_data_collator
-
-    from validation.data import default_data_dir
-    from validation.data.squad import (
-        load_squad,
-        postprocess_predictions,
-        prepare_eval_features,
-        prepare_train_features,
-    )
-    from validation.finetune.metrics import squad_metrics
-
-    version = QA_TASKS[task]
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
-    candidates = [root / "squad" / f"v{version}" / f"train-v{version}.json{gz}" for gz in ("", ".gz")]
-    train_file = next((c for c in candidates if c.is_file()), None)
-    if train_file is None:
-        raise ConfigError(f"no SQuAD v{version} training file; tried {[str(c) for c in candidates]}")
-    train_all = load_squad(train_file, version=version)
-    dev_all = load_squad(version=version, data_dir=root)
-    train = _squad_subset(train_all, profile.train_size, profile.subset_seed)
-    dev = _squad_subset(dev_all, profile.eval_size, profile.subset_seed)
-    stride = max(8, profile.max_length // 4)
-    tr = prepare_train_features(train, tokenizer, max_length=profile.max_length, stride=stride)
-    model_keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tr]
-    ev = prepare_eval_features(dev, tokenizer, max_length=profile.max_length, stride=stride)
-    eval_ds = FeatureDataset(ev, model_keys)
-
-    def evaluate(trainer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-        out = trainer.predict(eval_ds)
-        start, end = out.predictions[:2] if isinstance(out.predictions, tuple) else out.predictions
-        preds = postprocess_predictions(dev, ev, start, end, version_2=version == "2.0")
-        scores = squad_metrics(preds, dev, version=version)
-        return {k: v for k, v in scores.items() if not k.endswith("total")}, {}
-
-    def texts(sep: str) -> list[str]:
-        return [f"{e.question}{sep}{e.context}" for e in train]
-
-    return TaskData(
-        name=task,
-        train_ds=FeatureDataset(tr, [*model_keys, "start_positions", "end_positions"]),
-        model_cls=AutoModelForQuestionAnswering,
-        model_kwargs={},
-        task_type="QUESTION_ANS",
-        label_names=("start_positions", "end_positions"),
-        collator=default_data_collator,
-        compute_metrics=None,
-        evaluate=evaluate,
-        train_texts=texts,
-        data={
-            "train": {
-                "source": str(train_file),
-                "n_examples": len(train),
-                "of": len(train_all),
-                "n_windows": len(tr["input_ids"]),
-                "seed": profile.subset_seed,
-                "stride": stride,
-            },
-            "eval": {
-                "source": f"SQuAD v{version} dev file under {root}",
-                "n_examples": len(dev),
-                "of": len(dev_all),
-                "n_windows": len(ev["input_ids"]),
-                "seed": profile.subset_seed,
-            },
-        },
-    )
-
-
 # ------------------------------------------------------------------------------------------ one cell
 def run_cell(
     task: str,
@@ -513,7 +283,7 @@ def run_cell(
     Parameters
     ----------
     task : str
-        GLUE task (see :data:`validation.data.glue.GLUE_TASKS`).
+        A GLUE or SQuAD task: any name :func:`validation.finetune.tasks.task_family` knows.
     method : str
         Key of :data:`validation.finetune.methods.METHODS`.
     seed : int
@@ -555,6 +325,7 @@ def run_cell(
         lora_budget,
     )
     from validation.finetune.metrics import PRIMARY_METRIC
+    from validation.finetune.tasks import task_family
 
     prepare = get_method(method)  # fail fast on unknown/unavailable methods
     dev = resolve_device(device)
@@ -563,10 +334,7 @@ def run_cell(
     local = Path(model_path).is_dir()
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=local)
     # data: the same subsets for every method and seed (subset_seed), so seeds vary only training
-    if task in QA_TASKS:
-        td = _squad_task_data(task, tokenizer, profile, data_dir)
-    else:
-        td = _glue_task_data(task, tokenizer, profile, data_dir)
+    td = task_family(task).build(task, tokenizer, profile, data_dir)
     name = cell_name(td.name, method, seed)
     work_dir = run_dir / "work" / name
     t_start = time.perf_counter()
@@ -732,11 +500,9 @@ def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: 
 __all__ = [
     "CELL_SCHEMA",
     "PROFILES",
-    "EncodedDataset",
     "Profile",
     "cell_name",
     "cell_path",
-    "encode_split",
     "failure_path",
     "get_profile",
     "is_main_process",

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from gelora.errors import ConfigError
-from validation import estimator_accuracy as EA
+from validation.estimators import accuracy as EA
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 
 from gelora._io import atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
-from validation import grid as grid_mod
+from validation.finetune import grid as grid_mod
 from validation.finetune.grid import run_grid, summarise, write_plan
 from validation.finetune.runner import CELL_SCHEMA, cell_path, failure_path, get_profile, read_cell, run_cell
 

@@ -1,0 +1,86 @@
+"""What the runner needs from a task, and the interface every task family implements.
+
+A task family (GLUE, SQuAD) owns everything task-specific: reading and subsetting its splits,
+tokenisation, the model head, batch collation, the metric and any post-processing of predictions.
+:func:`validation.finetune.runner.run_cell` asks :func:`validation.finetune.tasks.task_family` for the
+family of a task name and trains whatever :class:`TaskData` it builds, without knowing which family it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from validation.finetune.runner import Profile
+
+
+@dataclass
+class TaskData:
+    """What :func:`run_cell` needs to know about a task (built by its :class:`TaskFamily`).
+
+    Attributes
+    ----------
+    name : str
+        Canonical task name (``"rte"``, ``"squad_v2"``).
+    train_ds : torch.utils.data.Dataset
+        Tokenised training examples (GLUE) or windows (SQuAD).
+    model_cls : type
+        ``AutoModelForSequenceClassification`` or ``AutoModelForQuestionAnswering``.
+    model_kwargs : dict
+        Extra ``from_pretrained`` arguments (``num_labels``, ``problem_type``).
+    task_type : str
+        peft task type (``"SEQ_CLS"`` / ``"QUESTION_ANS"``).
+    label_names : tuple of str
+        Label keys of a batch (``("labels",)`` or ``("start_positions", "end_positions")``).
+    collator : callable
+        Batch collator.
+    compute_metrics : callable or None
+        For ``Trainer.evaluate`` (GLUE); SQuAD scores in ``evaluate`` after postprocessing.
+    evaluate : callable
+        ``evaluate(trainer) -> (metrics, eval_loss)``.
+    train_texts : callable
+        ``train_texts(sep) -> list[str]``: inputs for GeLoRA's intrinsic-dimension estimate.
+    data : dict
+        Provenance recorded in the cell (files, layouts, subset sizes and seeds).
+    """
+
+    name: str
+    train_ds: Any
+    model_cls: Any
+    model_kwargs: dict[str, Any]
+    task_type: str
+    label_names: tuple[str, ...]
+    collator: Any
+    compute_metrics: Any
+    evaluate: Any
+    train_texts: Any
+    data: dict[str, Any]
+
+
+class TaskFamily(Protocol):
+    """A family of tasks sharing data format, model head and scoring.
+
+    Attributes
+    ----------
+    name : str
+        Family name (``"glue"``, ``"squad"``).
+    """
+
+    name: str
+
+    def owns(self, task: str) -> bool:
+        """Whether ``task`` (any accepted spelling) belongs to this family."""
+        ...
+
+    def canonical(self, task: str) -> str:
+        """The canonical task name recorded in cells (``"sts-b"`` -> ``"stsb"``); raises ConfigError."""
+        ...
+
+    def build(self, task: str, tokenizer: Any, profile: Profile, data_dir: str | Path | None) -> TaskData:
+        """Load, subset (``profile.train_size`` / ``eval_size`` with ``profile.subset_seed``) and tokenise."""
+        ...
+
+
+__all__ = ["TaskData", "TaskFamily"]

@@ -1,0 +1,133 @@
+"""The SQuAD family: extractive QA (v1.1, v2.0) with ``AutoModelForQuestionAnswering``.
+
+Questions and contexts are cut into overlapping windows; predictions are post-processed back to answer
+spans and scored with the official EM/F1 (:func:`validation.finetune.metrics.squad_metrics`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from torch.utils.data import Dataset as TorchDataset
+
+from gelora.errors import ConfigError
+from validation.finetune.tasks.base import TaskData
+
+if TYPE_CHECKING:
+    from validation.finetune.runner import Profile
+
+#: extractive QA tasks of this family (accepted by the runner next to the GLUE tasks), with their SQuAD version
+QA_TASKS: dict[str, str] = {"squad_v1": "1.1", "squad_v2": "2.0"}
+
+
+class FeatureDataset(TorchDataset):
+    """Rows of a dict of equal-length lists (tokenised SQuAD windows), as tensors-ready dicts."""
+
+    def __init__(self, features: dict[str, list[Any]], keys: Sequence[str]) -> None:
+        self.features = {k: features[k] for k in keys}
+        self._n = len(next(iter(self.features.values())))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {k: v[i] for k, v in self.features.items()}
+
+
+def _squad_subset(examples: list[Any], n: int | None, seed: int) -> list[Any]:
+    if n is None or n >= len(examples):
+        return examples
+    keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=int(n), replace=False))
+    return [examples[i] for i in keep]
+
+
+class SquadFamily:
+    """``squad_v1`` / ``squad_v2`` (:data:`QA_TASKS`)."""
+
+    name = "squad"
+
+    def owns(self, task: str) -> bool:
+        return task in QA_TASKS
+
+    def canonical(self, task: str) -> str:
+        if task not in QA_TASKS:
+            raise ConfigError(f"unknown SQuAD task {task!r}; expected one of {sorted(QA_TASKS)}")
+        return task
+
+    def build(self, task: str, tokenizer: Any, profile: Profile, data_dir: str | Path | None) -> TaskData:
+        """SQuAD v1.1/v2.0: train on ``squad/v<version>/train-v<version>.json[.gz]``, score the dev file."""
+        from transformers import AutoModelForQuestionAnswering, default_data_collator
+
+        from validation.data import default_data_dir
+        from validation.data.squad import (
+            load_squad,
+            postprocess_predictions,
+            prepare_eval_features,
+            prepare_train_features,
+        )
+        from validation.finetune.metrics import squad_metrics
+
+        version = QA_TASKS[task]
+        root = Path(data_dir) if data_dir is not None else default_data_dir()
+        candidates = [root / "squad" / f"v{version}" / f"train-v{version}.json{gz}" for gz in ("", ".gz")]
+        train_file = next((c for c in candidates if c.is_file()), None)
+        if train_file is None:
+            raise ConfigError(f"no SQuAD v{version} training file; tried {[str(c) for c in candidates]}")
+        train_all = load_squad(train_file, version=version)
+        dev_all = load_squad(version=version, data_dir=root)
+        train = _squad_subset(train_all, profile.train_size, profile.subset_seed)
+        dev = _squad_subset(dev_all, profile.eval_size, profile.subset_seed)
+        stride = max(8, profile.max_length // 4)
+        tr = prepare_train_features(train, tokenizer, max_length=profile.max_length, stride=stride)
+        model_keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tr]
+        ev = prepare_eval_features(dev, tokenizer, max_length=profile.max_length, stride=stride)
+        eval_ds = FeatureDataset(ev, model_keys)
+
+        def evaluate(trainer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            out = trainer.predict(eval_ds)
+            start, end = out.predictions[:2] if isinstance(out.predictions, tuple) else out.predictions
+            preds = postprocess_predictions(dev, ev, start, end, version_2=version == "2.0")
+            scores = squad_metrics(preds, dev, version=version)
+            return {k: v for k, v in scores.items() if not k.endswith("total")}, {}
+
+        def texts(sep: str) -> list[str]:
+            return [f"{e.question}{sep}{e.context}" for e in train]
+
+        return TaskData(
+            name=task,
+            train_ds=FeatureDataset(tr, [*model_keys, "start_positions", "end_positions"]),
+            model_cls=AutoModelForQuestionAnswering,
+            model_kwargs={},
+            task_type="QUESTION_ANS",
+            label_names=("start_positions", "end_positions"),
+            collator=default_data_collator,
+            compute_metrics=None,
+            evaluate=evaluate,
+            train_texts=texts,
+            data={
+                "train": {
+                    "source": str(train_file),
+                    "n_examples": len(train),
+                    "of": len(train_all),
+                    "n_windows": len(tr["input_ids"]),
+                    "seed": profile.subset_seed,
+                    "stride": stride,
+                },
+                "eval": {
+                    "source": f"SQuAD v{version} dev file under {root}",
+                    "n_examples": len(dev),
+                    "of": len(dev_all),
+                    "n_windows": len(ev["input_ids"]),
+                    "seed": profile.subset_seed,
+                },
+            },
+        )
+
+
+#: the SQuAD family (see :func:`validation.finetune.tasks.task_family`)
+SQUAD = SquadFamily()
+
+__all__ = ["QA_TASKS", "SQUAD", "FeatureDataset", "SquadFamily"]
