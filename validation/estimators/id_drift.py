@@ -358,7 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from gelora._io import atomic_write_json
 
-    p = argparse.ArgumentParser(prog="python -m validation.estimators.id_drift", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m validation.estimators.id_drift", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--tasks", default="rte,stsb")
     p.add_argument("--seeds", default="0")
     p.add_argument("--profile", default="quick")

@@ -104,7 +104,9 @@ def profile(name: str, X: np.ndarray, repeats: int, skdim: bool) -> dict[str, An
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m validation.estimators.knn_profile", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m validation.estimators.knn_profile", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--n", type=int, default=16000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--hidden", action="store_true", help="also MiniLM layer-3 hidden states (model + data)")
