@@ -7,7 +7,7 @@ the suite trains: GLUE (:mod:`.glue`) or SQuAD (:mod:`.squad`). A new family imp
 
 from __future__ import annotations
 
-from validation.finetune.tasks.base import TaskData, TaskFamily
+from validation.finetune.tasks.base import DataProfile, TaskData, TaskFamily
 from validation.finetune.tasks.glue import GLUE, EncodedDataset, encode_split
 from validation.finetune.tasks.squad import QA_TASKS, SQUAD, FeatureDataset
 
@@ -35,6 +35,7 @@ def task_family(task: str) -> TaskFamily:
 
 __all__ = [
     "FAMILIES",
+    "DataProfile",
     "QA_TASKS",
     "EncodedDataset",
     "FeatureDataset",

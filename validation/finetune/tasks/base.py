@@ -10,10 +10,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from validation.finetune.runner import Profile
+
+class DataProfile(Protocol):
+    """The settings a task family reads (the runner's :class:`~validation.finetune.runner.Profile` has them)."""
+
+    @property
+    def max_length(self) -> int:
+        """Token length (pairs truncated longest-first)."""
+        ...
+
+    @property
+    def train_size(self) -> int | None:
+        """Training examples drawn with ``subset_seed`` (None = the whole split)."""
+        ...
+
+    @property
+    def eval_size(self) -> int | None:
+        """Evaluation examples drawn with ``subset_seed`` (None = the whole split)."""
+        ...
+
+    @property
+    def subset_seed(self) -> int:
+        """Seed of the data subsets, the same for every method and training seed."""
+        ...
 
 
 @dataclass
@@ -78,9 +99,9 @@ class TaskFamily(Protocol):
         """The canonical task name recorded in cells (``"sts-b"`` -> ``"stsb"``); raises ConfigError."""
         ...
 
-    def build(self, task: str, tokenizer: Any, profile: Profile, data_dir: str | Path | None) -> TaskData:
+    def build(self, task: str, tokenizer: Any, profile: DataProfile, data_dir: str | Path | None) -> TaskData:
         """Load, subset (``profile.train_size`` / ``eval_size`` with ``profile.subset_seed``) and tokenise."""
         ...
 
 
-__all__ = ["TaskData", "TaskFamily"]
+__all__ = ["DataProfile", "TaskData", "TaskFamily"]

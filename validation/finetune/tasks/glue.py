@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset as TorchDataset
 
 from gelora.errors import ConfigError
-from validation.finetune.tasks.base import TaskData
-
-if TYPE_CHECKING:
-    from validation.finetune.runner import Profile
+from validation.finetune.tasks.base import DataProfile, TaskData
 
 
 class EncodedDataset(TorchDataset):
@@ -67,7 +64,7 @@ class GlueFamily:
 
         return task_spec(task).name
 
-    def build(self, task: str, tokenizer: Any, profile: Profile, data_dir: str | Path | None) -> TaskData:
+    def build(self, task: str, tokenizer: Any, profile: DataProfile, data_dir: str | Path | None) -> TaskData:
         from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
         from validation.data.glue import load_glue, task_spec

@@ -8,16 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset as TorchDataset
 
 from gelora.errors import ConfigError
-from validation.finetune.tasks.base import TaskData
-
-if TYPE_CHECKING:
-    from validation.finetune.runner import Profile
+from validation.finetune.tasks.base import DataProfile, TaskData
 
 #: extractive QA tasks of this family (accepted by the runner next to the GLUE tasks), with their SQuAD version
 QA_TASKS: dict[str, str] = {"squad_v1": "1.1", "squad_v2": "2.0"}
@@ -57,7 +54,7 @@ class SquadFamily:
             raise ConfigError(f"unknown SQuAD task {task!r}; expected one of {sorted(QA_TASKS)}")
         return task
 
-    def build(self, task: str, tokenizer: Any, profile: Profile, data_dir: str | Path | None) -> TaskData:
+    def build(self, task: str, tokenizer: Any, profile: DataProfile, data_dir: str | Path | None) -> TaskData:
         """SQuAD v1.1/v2.0: train on ``squad/v<version>/train-v<version>.json[.gz]``, score the dev file."""
         from transformers import AutoModelForQuestionAnswering, default_data_collator
 
