@@ -40,6 +40,7 @@ from typing import Any
 
 from gelora._io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from gelora.errors import ConfigError, ResultFileError
+from validation.report.portable import portable_json, portable_path
 
 #: version tag of report.json; bump when the layout changes
 SCHEMA = "gelora.report/1"
@@ -622,9 +623,9 @@ def _inputs_key(ctx: Context, name: str) -> dict[str, Any]:
         "runs_dir": (
             None
             if not ctx.runs_dirs or name not in ("grid", "trajectories")
-            else str(ctx.runs_dirs[0])
+            else portable_path(ctx.runs_dirs[0])
             if len(ctx.runs_dirs) == 1
-            else [str(d) for d in ctx.runs_dirs]
+            else [portable_path(d) for d in ctx.runs_dirs]
         ),
         "settings": _section_settings(name, ctx),
     }
@@ -668,17 +669,20 @@ def run_section(name: str, ctx: Context, *, force: bool = False) -> dict[str, An
     files = {k: v for k, v in ctx.files.items() if before.get(k) != v}
     from validation.report.environment import host_summary
 
-    rec = {
-        "schema": SECTION_SCHEMA,
-        "name": name,
-        "inputs": _inputs_key(ctx, name),
-        "status": status,
-        "reason": reason,
-        "wall_s": time.perf_counter() - t0,
-        "files": files,
-        "computed_on": host_summary(),
-        "data": _clean(data),
-    }
+    # committed results name no machine: every path is written against the data root / checkout
+    rec = portable_json(
+        {
+            "schema": SECTION_SCHEMA,
+            "name": name,
+            "inputs": _inputs_key(ctx, name),
+            "status": status,
+            "reason": reason,
+            "wall_s": time.perf_counter() - t0,
+            "files": files,
+            "computed_on": host_summary(),
+            "data": _clean(data),
+        }
+    )
     atomic_write_json(path, rec)
     return {**rec, "origin": "computed"}
 
@@ -707,7 +711,7 @@ def assemble_report(
     }
     report["claims"] = evaluate_claims(report)
     report["environment"] = environment
-    return _clean(report)
+    return portable_json(_clean(report))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -164,6 +164,26 @@ def portable_json(obj: Any, roots: Roots | None = None) -> Any:
     return obj
 
 
+def local_path(path: str, roots: Roots | None = None) -> Path:
+    """The file on this machine that a portable path names (the inverse of :func:`portable_path`).
+
+    ``$GELORA_DATA_DIR/x`` resolves against this machine's data root, ``site-packages/x`` against the
+    first site-packages folder holding ``x``, ``~/x`` against the home folder and a relative path against
+    the repository checkout; an absolute path is returned as it is. The result may not exist.
+    """
+    roots = default_roots() if roots is None else roots
+    if os.path.isabs(path):
+        return Path(path)
+    head, _, rest = path.partition("/")
+    candidates = [p for p, label in roots if label == head and rest] or None
+    if candidates:
+        for prefix in candidates:
+            if (Path(prefix) / rest).exists():
+                return Path(prefix) / rest
+        return Path(candidates[0]) / rest
+    return _repo_root() / path
+
+
 def find_absolute_paths(text: str) -> list[tuple[int, str]]:
     """``(line number, line)`` of every line of ``text`` holding an absolute path of a machine."""
     return [(i, line) for i, line in enumerate(text.splitlines(), 1) if ABSOLUTE_PATH_RE.search(line)]
