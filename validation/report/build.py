@@ -410,6 +410,8 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
                     "std": None if m is None else m.get("std"),
                     "n_seeds": None if m is None else m.get("n"),
                     "values": None if m is None else m.get("values"),
+                    # seeds of the cells (values follow them when every cell has the metric): paired diffs
+                    "seeds": e.get("seeds"),
                     "budget": budgets[0] if len(budgets) == 1 else (budgets or None),
                     "trainable_adapter_params": trainable[0]
                     if len(set(trainable)) == 1
@@ -435,6 +437,7 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
                     "std": None,
                     "n_seeds": 0,
                     "values": None,
+                    "seeds": None,
                     "budget": None,
                     "trainable_adapter_params": None,
                     "wall_s": None,
@@ -767,13 +770,21 @@ def write_documents(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> 
 def rebuild_from(report_json: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> Path:
     """Re-render a report from its ``report.json`` (``gelora report --from``) into ``out_dir``.
 
+    The claims' verdicts are recomputed from the sections (:func:`validation.report.claims.evaluate_claims`);
+    everything else is rendered as stored.
+
     Raises
     ------
     ResultFileError
         If the file is missing, not valid JSON or not a gelora report.
     """
+    from validation.report.claims import evaluate_claims
+
     src = Path(report_json)
     report = check_report(read_json(src), str(src))
+    # the verdicts are a pure function of the sections: re-derived with the current rules, so a report
+    # rebuilt after a change of claims.py stays consistent (unchanged rules: report.json is unchanged)
+    report["claims"] = _clean(evaluate_claims(report))
     return write_documents(report, src.parent if out_dir is None else out_dir)
 
 
