@@ -467,7 +467,8 @@ def claim_time(report: dict[str, Any]) -> Finding:
     extra: dict[str, Any] = {
         "setup": f"{_section(report, 'grid')['data'].get('model')}, mean wall time per run over seeds",
         "exclusions": "none" if not skipped else f"{len(skipped)} pair(s) from another grid directory",
-        "caveats": [SHARED_DEVICE_CAVEAT] if skipped else [],
+        "caveats": [_model_caveat(_section(report, "grid")["data"].get("model"))]
+        + ([SHARED_DEVICE_CAVEAT] if skipped else []),
     }
     if not ratios:
         extra["key"] = {"text": "no comparable adaptive baseline"}
