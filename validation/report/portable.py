@@ -10,6 +10,7 @@ root                      written as
 the data root             ``$GELORA_DATA_DIR/glue/STS-B/train.tsv.gz`` (``GELORA_DATA_DIR`` or
                           ``<repo>/../shared/data``, see :func:`validation.data.default_data_dir`)
 the repository checkout   a relative path (``validation/metrics.py``)
+the working directory     a relative path (``reports/quick/runs``)
 a site-packages folder    ``site-packages/transformers/trainer.py``
 the home folder           ``~/...``
 anything else             ``<elsewhere>/<file name>``
@@ -17,7 +18,9 @@ anything else             ``<elsewhere>/<file name>``
 
 :func:`portable_text` applies the same rewriting to every occurrence inside free text (error messages,
 "GLUE stsb train (/abs/path)"), and :func:`portable_json` to every string of a JSON value.
-``python -m validation.report.portable --root PREFIX=LABEL ... FILE ...`` rewrites committed result files
+:func:`portable_text` leaves an absolute path under none of these roots as it is (it cannot tell where a
+path ends inside free text); :func:`portable_path` does not. ``python -m validation.report.portable
+--root PREFIX=LABEL ... FILE ...`` rewrites committed result files
 in place (for results produced on another machine, whose roots are passed explicitly) and adds the
 SHA-256 of each data file it can find under ``--data-dir``.
 """
@@ -45,7 +48,7 @@ ELSEWHERE_LABEL = "<elsewhere>"
 #: absolute paths of a machine, as found in text: POSIX roots that name a machine's layout, and Windows
 #: drive paths. Used by :func:`find_absolute_paths` (and the test that scans the committed files).
 ABSOLUTE_PATH_RE = re.compile(
-    r"(?<![\w.$~<>/-])(?:/(?:work|root|home|tmp|opt|Users|mnt|scratch|data|srv|var|private)/"
+    r"(?<![\w.$~<>/-])(?:/(?:work|root|home|tmp|opt|Users|mnt|private)/"
     r"|[A-Za-z]:\\\\?[A-Za-z0-9_.$-])"
 )
 
@@ -82,7 +85,8 @@ def _site_dirs() -> list[str]:
 
 
 def default_roots() -> list[tuple[str, str]]:
-    """``(prefix, label)`` pairs of this machine, most specific first: data root, site-packages, checkout, home.
+    """``(prefix, label)`` pairs of this machine, longest first: data root, site-packages, checkout, working
+    directory (both written as relative paths), home.
 
     Both the path as given and its resolved form (symbolic links followed) are listed.
     """
@@ -99,6 +103,8 @@ def default_roots() -> list[tuple[str, str]]:
     for d in _site_dirs():
         add(d, SITE_LABEL)
     add(_repo_root(), "")
+    # the working directory: paths the user gave relative to it (--out, --runs) are written back that way
+    add(Path.cwd(), "")
     add(Path.home(), "~")
     # longest prefix first, so a data root inside the checkout wins over the checkout
     return sorted(pairs, key=lambda kv: -len(kv[0]))

@@ -133,3 +133,24 @@ def test_committed_reports_and_docs_hold_no_absolute_path_of_a_machine():
         for lineno, line in find_absolute_paths(text):
             problems.append(f"{path.relative_to(REPO)}:{lineno}: {line.strip()[:160]}")
     assert not problems, "absolute paths of a machine in committed files:\n" + "\n".join(problems)
+
+
+def test_theory_section_output_names_no_absolute_path(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from validation.report import build as B
+
+    def fake_run_theory_checks(profile, seed, out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"command": f"python -m validation.theory --out {out}"}) + "\n")
+        return {"properties": [{"property": "p", "pass": True, "checks": 1, "worst_margin": 0.5}]}
+
+    monkeypatch.setitem(
+        sys.modules, "validation.theory", types.SimpleNamespace(run_theory_checks=fake_run_theory_checks)
+    )
+    monkeypatch.chdir(tmp_path)
+    ctx = B.Context(profile="quick", seed=0, out_dir=tmp_path / "reports" / "q")
+    assert B.section_theory(ctx)["checks"][0]["passed"] is True
+    text = (tmp_path / "reports" / "q" / "raw" / "theory_checks.json").read_text()
+    assert "--out reports/q/raw/theory_checks.json" in text and str(tmp_path) not in text
