@@ -40,6 +40,7 @@ from typing import Any
 
 from gelora._io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from gelora.errors import ConfigError, ResultFileError
+from validation.report.portable import portable_json, portable_path
 
 #: version tag of report.json; bump when the layout changes
 SCHEMA = "gelora.report/1"
@@ -215,7 +216,12 @@ def section_theory(ctx: Context) -> dict[str, Any]:
     fn = getattr(mod, "run_theory_checks", None)
     if fn is None:
         raise SectionNotRun("validation.theory has no run_theory_checks yet")
-    raw = fn(profile=ctx.profile, seed=ctx.seed, out=ctx.raw_dir / "theory_checks.json")
+    out = ctx.raw_dir / "theory_checks.json"
+    raw = fn(profile=ctx.profile, seed=ctx.seed, out=out)
+    if out.is_file():  # its recorded command names the output file: no absolute path in raw/ either
+        from validation.report.portable import default_roots, rewrite_file
+
+        rewrite_file(out, default_roots())
     data = _normalise_theory(raw)
     if not data["checks"]:
         raise SectionNotRun("run_theory_checks returned no properties")
@@ -409,6 +415,8 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
                     "std": None if m is None else m.get("std"),
                     "n_seeds": None if m is None else m.get("n"),
                     "values": None if m is None else m.get("values"),
+                    # seeds of the cells (values follow them when every cell has the metric): paired diffs
+                    "seeds": e.get("seeds"),
                     "budget": budgets[0] if len(budgets) == 1 else (budgets or None),
                     "trainable_adapter_params": trainable[0]
                     if len(set(trainable)) == 1
@@ -434,6 +442,7 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
                     "std": None,
                     "n_seeds": 0,
                     "values": None,
+                    "seeds": None,
                     "budget": None,
                     "trainable_adapter_params": None,
                     "wall_s": None,
@@ -622,9 +631,9 @@ def _inputs_key(ctx: Context, name: str) -> dict[str, Any]:
         "runs_dir": (
             None
             if not ctx.runs_dirs or name not in ("grid", "trajectories")
-            else str(ctx.runs_dirs[0])
+            else portable_path(ctx.runs_dirs[0])
             if len(ctx.runs_dirs) == 1
-            else [str(d) for d in ctx.runs_dirs]
+            else [portable_path(d) for d in ctx.runs_dirs]
         ),
         "settings": _section_settings(name, ctx),
     }
@@ -668,17 +677,20 @@ def run_section(name: str, ctx: Context, *, force: bool = False) -> dict[str, An
     files = {k: v for k, v in ctx.files.items() if before.get(k) != v}
     from validation.report.environment import host_summary
 
-    rec = {
-        "schema": SECTION_SCHEMA,
-        "name": name,
-        "inputs": _inputs_key(ctx, name),
-        "status": status,
-        "reason": reason,
-        "wall_s": time.perf_counter() - t0,
-        "files": files,
-        "computed_on": host_summary(),
-        "data": _clean(data),
-    }
+    # committed results name no machine: every path is written against the data root / checkout
+    rec = portable_json(
+        {
+            "schema": SECTION_SCHEMA,
+            "name": name,
+            "inputs": _inputs_key(ctx, name),
+            "status": status,
+            "reason": reason,
+            "wall_s": time.perf_counter() - t0,
+            "files": files,
+            "computed_on": host_summary(),
+            "data": _clean(data),
+        }
+    )
     atomic_write_json(path, rec)
     return {**rec, "origin": "computed"}
 
@@ -707,7 +719,7 @@ def assemble_report(
     }
     report["claims"] = evaluate_claims(report)
     report["environment"] = environment
-    return _clean(report)
+    return portable_json(_clean(report))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -763,13 +775,21 @@ def write_documents(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> 
 def rebuild_from(report_json: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> Path:
     """Re-render a report from its ``report.json`` (``gelora report --from``) into ``out_dir``.
 
+    The claims' verdicts are recomputed from the sections (:func:`validation.report.claims.evaluate_claims`);
+    everything else is rendered as stored.
+
     Raises
     ------
     ResultFileError
         If the file is missing, not valid JSON or not a gelora report.
     """
+    from validation.report.claims import evaluate_claims
+
     src = Path(report_json)
     report = check_report(read_json(src), str(src))
+    # the verdicts are a pure function of the sections: re-derived with the current rules, so a report
+    # rebuilt after a change of claims.py stays consistent (unchanged rules: report.json is unchanged)
+    report["claims"] = _clean(evaluate_claims(report))
     return write_documents(report, src.parent if out_dir is None else out_dir)
 
 

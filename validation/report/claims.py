@@ -40,46 +40,102 @@ def _section(report: dict[str, Any], name: str) -> dict[str, Any]:
     return report.get("sections", {}).get(name) or {"status": "not run", "reason": "section missing"}
 
 
-def _not_tested(sec_name: str, sec: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
-    return NOT_TESTED, [f"section '{sec_name}' {sec.get('status', 'not run')}: {sec.get('reason') or ''}"], {}
+#: a claim function returns (verdict, evidence sentences, numbers used, extra); ``extra`` may hold
+#: ``key`` (the one number a reviewer reads first: ``{"text", "value", "ci", "n"}``), ``setup`` (model and
+#: protocol in a few words), ``exclusions`` (one line), ``table`` (``{"headers", "rows"}``, a small
+#: evidence table) and ``caveats`` (sentences that may apply to several claims; shown once)
+Finding = tuple[str, list[str], dict[str, Any], dict[str, Any]]
+
+#: the caveat every result on the bundled encoder carries (shown once, with the claims it applies to)
+MODEL_CAVEAT = (
+    "The paper used DeBERTaV3-base; every model run here is {model} (DeBERTaV3 is not available offline)."
+)
 
 
-def claim_estimator(report: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
+    """Mean and two-sided Student-t confidence interval of ``values`` (``None`` bounds for n < 2).
+
+    The interval assumes independent, roughly normal values (seeds, benchmark samples); with n = 3 seeds
+    its half-width is 4.30 standard errors.
+    """
+    from scipy.stats import t as student_t
+
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None, None
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(student_t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def _ci_text(lo: float | None, hi: float | None, digits: int = 3, signed: bool = False) -> str:
+    if lo is None or hi is None:
+        return "no CI (one value)"
+    f = f"{{:+.{digits}f}}" if signed else f"{{:.{digits}f}}"
+    return f"[{f.format(lo)}, {f.format(hi)}]"
+
+
+def _not_tested(sec_name: str, sec: dict[str, Any]) -> Finding:
+    reason = f"section '{sec_name}' {sec.get('status', 'not run')}: {sec.get('reason') or ''}"
+    return NOT_TESTED, [reason], {}, {"key": {"text": f"{sec_name}: {sec.get('status', 'not run')}"}}
+
+
+def claim_estimator(report: dict[str, Any]) -> Finding:
     sec = _section(report, "estimators")
     if sec.get("status") != "ok":
         return _not_tested("estimators", sec)
-    summary = sec["data"]["summary"]
+    data = sec["data"]
+    summary = data["summary"]
     ours = summary.get("gelora/twonn", {})
     peer = summary.get("skdim/twonn", {})
     if ours.get("status") != "ok":
-        return NOT_TESTED, [f"our TwoNN did not run: {ours.get('reason', 'unknown')}"], {}
+        return NOT_TESTED, [f"our TwoNN did not run: {ours.get('reason', 'unknown')}"], {}, {}
     rel = ours["mean_rel_error"]
     numbers: dict[str, Any] = {
         "gelora_twonn_mean_rel_error": rel,
         "gelora_twonn_max_rel_error": ours["max_rel_error"],
     }
+    cells = [c for c in data.get("cells", []) if c["estimator"] == "gelora/twonn" and c["status"] == "ok"]
+    errs = [float(c["rel_error"]) for c in cells if isinstance(c.get("rel_error"), int | float)]
+    lo = hi = None
+    if len(errs) == ours.get("n_ok") and len(errs) >= 2:
+        _, lo, hi = t_interval(errs)
+        numbers["gelora_twonn_mean_rel_error_ci95"] = [lo, hi]
     evidence = [
-        f"our TwoNN: mean relative error {rel:.3f} (max {ours['max_rel_error']:.3f}) over {ours['n_ok']} "
-        f"benchmark manifold samples ({sec['data'].get('manifold_source')})"
+        f"Our TwoNN: mean relative error {rel:.3f}, 95% CI {_ci_text(lo, hi)}, max {ours['max_rel_error']:.3f}.",
+        f"Samples: {ours['n_ok']} benchmark manifold samples ({data.get('manifold_source')}).",
     ]
     if ours.get("ci_coverage") is not None:
-        evidence.append(f"our TwoNN 95% CI covers the true ID in {100 * ours['ci_coverage']:.0f}% of cells")
+        evidence.append(
+            f"Its per-sample 95% CI covers the true ID in {100 * ours['ci_coverage']:.0f}% of samples."
+        )
         numbers["gelora_twonn_ci_coverage"] = ours["ci_coverage"]
     peer_rel = None
     if peer.get("status") == "ok":
         peer_rel = peer["mean_rel_error"]
         numbers["skdim_twonn_mean_rel_error"] = peer_rel
-        evidence.append(f"scikit-dimension TwoNN on the same samples: mean relative error {peer_rel:.3f}")
+        evidence.append(f"scikit-dimension TwoNN on the same samples: mean relative error {peer_rel:.3f}.")
     else:
-        evidence.append(f"scikit-dimension TwoNN not run: {peer.get('reason', 'unknown')}")
+        evidence.append(f"scikit-dimension TwoNN not run: {peer.get('reason', 'unknown')}.")
     evidence.append(
-        f"thresholds: holds below {TWONN_REL_TOL:.2f}, within error below {TWONN_REL_TOL_LOOSE:.2f}"
+        f"Thresholds: holds below {TWONN_REL_TOL:.2f}; within error below {TWONN_REL_TOL_LOOSE:.2f}."
     )
+    key_text = f"mean rel. error {rel:.3f} {_ci_text(lo, hi)}, {ours['n_ok']} samples"
+    if peer_rel is not None:
+        key_text += f"; scikit-dimension {peer_rel:.3f}"
+    n_bad = ours.get("n_cells", 0) - ours.get("n_ok", 0)
+    extra = {
+        "key": {"text": key_text, "value": rel, "ci": None if lo is None else [lo, hi], "n": ours["n_ok"]},
+        "setup": f"{len({m['name'] for m in data.get('manifolds', [])})} benchmark manifolds x "
+        f"{data.get('n_replicates')} replicate(s), {data.get('profile')} profile",
+        "exclusions": "none" if n_bad <= 0 else f"{n_bad} sample(s) without an estimate (see appendix A)",
+    }
     if rel <= TWONN_REL_TOL:
-        return HOLDS, evidence, numbers
+        return HOLDS, evidence, numbers, extra
     if rel <= TWONN_REL_TOL_LOOSE and (peer_rel is None or rel <= peer_rel + 0.05):
-        return HOLDS_WITHIN_ERROR, evidence, numbers
-    return NOT_REPRODUCED, evidence, numbers
+        return HOLDS_WITHIN_ERROR, evidence, numbers, extra
+    return NOT_REPRODUCED, evidence, numbers, extra
 
 
 #: a failing statistical theory check counts as "within estimator error" when the chance that all its failures
@@ -87,7 +143,7 @@ def claim_estimator(report: dict[str, Any]) -> tuple[str, list[str], dict[str, A
 FALSE_FAILURE_P = 0.01
 
 
-def claim_theory(report: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
+def claim_theory(report: dict[str, Any]) -> Finding:
     """C2. Deterministic checks (exact ranks, invariances) must all pass; a statistical check (estimates
     against calibrated one-sided limits) may fail as often as its stated false-failure rate allows:
     failures whose binomial tail probability is >= :data:`FALSE_FAILURE_P` give "holds within estimator
@@ -98,55 +154,68 @@ def claim_theory(report: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]
     checks = sec["data"].get("checks", [])
     ran = [c for c in checks if c.get("passed") is not None]
     if not ran:
-        return NOT_TESTED, ["no theory check produced a pass/fail result"], {}
+        return NOT_TESTED, ["no theory check produced a pass/fail result"], {}, {}
     failed = [c for c in ran if not c["passed"]]
     numbers: dict[str, Any] = {"n_checks": len(ran), "n_failed": len(failed)}
-    evidence = [f"{len(ran) - len(failed)}/{len(ran)} theory checks pass"]
+    evidence = [f"{len(ran) - len(failed)}/{len(ran)} theory checks pass."]
     hard: list[str] = []
     chance: list[str] = []
+    key_text = f"{len(ran) - len(failed)}/{len(ran)} checks pass"
     for c in failed:
         rate, p = c.get("false_failure_per_check"), c.get("p_at_least_failed")
-        line = f"failed: {c['name']} (worst margin {_fmt(c.get('worst_margin'))}"
+        evidence.append(f"{c['name']} fails: worst margin {_fmt(c.get('worst_margin'))}.")
         if isinstance(rate, int | float) and rate > 0 and isinstance(p, int | float):
-            line += (
-                f"; {c.get('failed')} failure(s) among {c.get('strict_checks')} strict checks, "
-                f"{_fmt(c.get('expected_false_failures'))} expected at the stated bound {_fmt(rate)} per check, "
-                f"P(at least that many false failures) = {_fmt(p)}"
+            evidence.append(
+                f"{c.get('failed')} failure(s) among {c.get('strict_checks')} strict checks; "
+                f"{_fmt(c.get('expected_false_failures'))} expected at the stated bound {_fmt(rate)} per check."
             )
+            evidence.append(f"P(at least that many false failures) = {_fmt(p)}.")
             (chance if p >= FALSE_FAILURE_P else hard).append(c["name"])
+            key_text += f"; {c['name']}: {c.get('failed')} of {c.get('strict_checks')} fail, P = {_fmt(p)}"
         else:
             hard.append(c["name"])
-        evidence.append(line + ")")
+            evidence.append(f"{c['name']} is deterministic: it may never fail.")
+            key_text += f"; {c['name']} fails (deterministic)"
     numbers["failed_beyond_chance"] = hard
     numbers["failed_within_chance"] = chance
+    extra: dict[str, Any] = {
+        "key": {"text": key_text, "value": len(ran) - len(failed), "ci": None, "n": len(ran)},
+        "setup": f"exact ranks, invariances and calibrated estimator checks ({report.get('profile')} profile)",
+        "exclusions": "none"
+        if len(ran) == len(checks)
+        else f"{len(checks) - len(ran)} check(s) without a result",
+    }
     if hard:
-        return NOT_REPRODUCED, evidence, numbers
+        return NOT_REPRODUCED, evidence, numbers, extra
     margins = [c["worst_margin"] for c in ran if isinstance(c.get("worst_margin"), int | float)]
     if chance:
+        evidence.append("Every deterministic check passes.")
         evidence.append(
-            f"every deterministic check passes; the failures of {', '.join(chance)} are as frequent as the "
-            f"checks' stated false-failure rate allows (threshold P >= {FALSE_FAILURE_P:g})"
+            f"The failures of {', '.join(chance)} are as frequent as the stated false-failure rate allows "
+            f"(threshold P >= {FALSE_FAILURE_P:g})."
         )
-        return HOLDS_WITHIN_ERROR, evidence, numbers
+        return HOLDS_WITHIN_ERROR, evidence, numbers, extra
     if margins:
-        evidence.append(f"smallest worst-case margin over all checks: {_fmt(min(margins))}")
-    return HOLDS, evidence, numbers
+        evidence.append(f"Smallest worst-case margin over all checks: {_fmt(min(margins))}.")
+    return HOLDS, evidence, numbers, extra
 
 
-def claim_low_id(report: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
+def _model_caveat(model: Any) -> str:
+    return MODEL_CAVEAT.format(model=model)
+
+
+def claim_low_id(report: dict[str, Any]) -> Finding:
     sec = _section(report, "model_profile")
     if sec.get("status") != "ok":
         return _not_tested("model_profile", sec)
     data = sec["data"]
     hidden = data.get("hidden_size")
-    profiles = {
-        k: v
-        for k, v in data.get("estimators", {}).items()
-        if v.get("status", "ok") == "ok" and v.get("dimension")
-    }
+    all_profiles = data.get("estimators", {})
+    profiles = {k: v for k, v in all_profiles.items() if v.get("status", "ok") == "ok" and v.get("dimension")}
     if not profiles or not hidden:
-        return NOT_TESTED, ["no per-layer ID profile with a known hidden size"], {}
+        return NOT_TESTED, ["no per-layer ID profile with a known hidden size"], {}, {}
     evidence = []
+    rows = []
     numbers: dict[str, Any] = {"hidden_size": hidden}
     low_all = True
     varies_any = False
@@ -165,20 +234,42 @@ def claim_low_id(report: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]
         varies_any |= spread > 0
         sig = lo[i_max] > hi[i_min]
         varies_sig |= sig
+        rows.append(
+            [name, f"{min(dims):.1f}-{max(dims):.1f}", f"{max_hi:.1f}", "separated" if sig else "overlap"]
+        )
         evidence.append(
-            f"{name}: ID {min(dims):.1f}-{max(dims):.1f} across {len(dims)} layers (hidden size {hidden}); "
-            f"max upper CI {max_hi:.1f}; highest and lowest layer {'separated' if sig else 'overlap'} at 95%"
+            f"{name}: ID {min(dims):.1f}-{max(dims):.1f} over {len(dims)} layers; max upper CI {max_hi:.1f}."
         )
     evidence.append(
-        f"criterion: every layer's upper CI below {LOW_ID_FRACTION:.0%} of the hidden size, and the profile varies "
-        "across layers (highest vs lowest layer CIs disjoint for 'holds', overlapping for 'within error')"
+        f"Criterion: every layer's upper CI below {LOW_ID_FRACTION:.0%} of the hidden size ({hidden}), and the "
+        "profile varies across layers."
     )
-    evidence.append(f"model: {data.get('model')} (the paper used DeBERTaV3-base)")
+    evidence.append("Highest vs lowest layer CIs disjoint: holds; overlapping: within error.")
+    first = next(iter(profiles))
+    fp = profiles[first]
+    f_hi = max(fp.get("ci_high") or fp["dimension"])
+    bad = [f"{k}: {v.get('status')}" for k, v in all_profiles.items() if k not in profiles]
+    extra = {
+        "key": {
+            "text": f"{first} ID {min(fp['dimension']):.1f}-{max(fp['dimension']):.1f} (upper CI <= {f_hi:.1f}) "
+            f"vs hidden size {hidden}",
+            "value": max(fp["dimension"]),
+            "ci": None,
+            "n": len(fp["dimension"]),
+        },
+        "setup": f"{data.get('model')}, {data.get('n_texts')} texts, {data.get('max_tokens')} tokens per layer",
+        "exclusions": "none" if not bad else "; ".join(bad),
+        "table": {
+            "headers": ["estimator", "ID range", "max upper CI", "extreme layers at 95%"],
+            "rows": rows,
+        },
+        "caveats": [_model_caveat(data.get("model"))],
+    }
     if not low_all:
-        return NOT_REPRODUCED, evidence, numbers
+        return NOT_REPRODUCED, evidence, numbers, extra
     if varies_sig:
-        return HOLDS, evidence, numbers
-    return (HOLDS_WITHIN_ERROR if varies_any else NOT_REPRODUCED), evidence, numbers
+        return HOLDS, evidence, numbers, extra
+    return (HOLDS_WITHIN_ERROR if varies_any else NOT_REPRODUCED), evidence, numbers, extra
 
 
 def _grid_table(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]] | None:
@@ -204,66 +295,158 @@ def _smoke_test(report: dict[str, Any]) -> list[str] | None:
     return None
 
 
-def claim_performance(report: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
+def _by_seed(row: dict[str, Any]) -> dict[int, float] | None:
+    """``{seed: score}`` of a grid row, or ``None`` when its per-seed values cannot be matched to seeds."""
+    seeds, values = row.get("seeds"), row.get("values")
+    if not isinstance(seeds, list) or not isinstance(values, list) or len(seeds) != len(values):
+        return None
+    return {int(s): float(v) for s, v in zip(seeds, values, strict=True) if isinstance(v, int | float)}
+
+
+def paired_difference(g: dict[str, Any], p: dict[str, Any]) -> dict[str, Any] | None:
+    """GeLoRA - peer over their common seeds: ``{"diff", "ci": [lo, hi] | None, "n", "seeds"}``.
+
+    ``None`` when either row carries no per-seed values with their seeds, or no seed is common.
+    """
+    a, b = _by_seed(g), _by_seed(p)
+    if a is None or b is None:
+        return None
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    diff, lo, hi = t_interval([a[s] - b[s] for s in common])
+    return {"diff": diff, "ci": None if lo is None else [lo, hi], "n": len(common), "seeds": common}
+
+
+_NAMES = {"gelora": "GeLoRA", "lora": "LoRA", "adalora": "AdaLoRA", "geolora": "GeoLoRA", "full": "full FT"}
+_TASKS = {"stsb": "STS-B", "sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "cola": "CoLA", "qnli": "QNLI"}
+
+
+def _name(m: str) -> str:
+    return _NAMES.get(m, m)
+
+
+def _task(t: str) -> str:
+    return _TASKS.get(t, t)
+
+
+def claim_performance(report: dict[str, Any]) -> Finding:
+    """C4. Per task and peer: GeLoRA - peer, paired over common seeds with a 95% t-interval where >= 2
+    seeds are shared ("better"/"worse" when the interval excludes 0); rows without per-seed values fall back
+    to the mean difference against the sum of the two seed standard deviations."""
     table = _grid_table(report)
     if table is None:
         return _not_tested("grid", _section(report, "grid"))
     smoke = _smoke_test(report)
     if smoke:
-        return NOT_TESTED, smoke, {}
+        return NOT_TESTED, smoke, {}, {"key": {"text": "smoke-test grid only"}}
     evidence: list[str] = []
     numbers: dict[str, Any] = {}
     outcomes = []
+    rows = []
+    pairs = []
     for task, methods in sorted(table.items()):
         if "gelora" not in methods or len(methods) < 2:
-            evidence.append(f"{task}: no GeLoRA-vs-baseline pair")
+            evidence.append(f"{task}: no GeLoRA-vs-baseline pair.")
             continue
         g = methods["gelora"]
         for m, row in sorted(methods.items()):
             if m == "gelora":
                 continue
-            diff = g["mean"] - row["mean"]
-            noise = (g.get("std") or 0.0) + (row.get("std") or 0.0)
-            n_min = min(g.get("n_seeds") or 1, row.get("n_seeds") or 1)
-            numbers[f"{task}/gelora-{m}"] = diff
-            tag = (
-                "better"
-                if diff > noise and n_min > 1
-                else ("worse" if diff < -noise and n_min > 1 else "tie")
-            )
-            if n_min <= 1:
-                tag = "better1" if diff > 0 else ("worse1" if diff < 0 else "tie")
+            pd = paired_difference(g, row)
+            if pd is not None and pd["ci"] is not None:
+                diff, (lo, hi), n_min = pd["diff"], pd["ci"], pd["n"]
+                numbers[f"{task}/gelora-{m}"] = diff
+                numbers[f"{task}/gelora-{m}/ci95"] = [lo, hi]
+                numbers[f"{task}/gelora-{m}/n_seeds"] = n_min
+                tag = "better" if lo > 0 else ("worse" if hi < 0 else "tie")
+                ci_txt = _ci_text(lo, hi, signed=True)
+            else:
+                diff = g["mean"] - row["mean"]
+                noise = (g.get("std") or 0.0) + (row.get("std") or 0.0)
+                n_min = min(g.get("n_seeds") or 1, row.get("n_seeds") or 1)
+                lo = hi = None
+                numbers[f"{task}/gelora-{m}"] = diff
+                tag = (
+                    "better"
+                    if diff > noise and n_min > 1
+                    else ("worse" if diff < -noise and n_min > 1 else "tie")
+                )
+                if n_min <= 1:
+                    tag = "better1" if diff > 0 else ("worse1" if diff < 0 else "tie")
+                ci_txt = "no CI (one seed)" if n_min <= 1 else f"no paired seeds; std sum {noise:.3g}"
             outcomes.append(tag)
-            evidence.append(
-                f"{task}: GeLoRA {g['mean']:.4g} vs {m} {row['mean']:.4g} (difference {diff:+.4g}, "
-                f"std sum {noise:.3g}, seeds {n_min})"
-            )
+            label = {"better1": "better (1 seed)", "worse1": "worse (1 seed)"}.get(tag, tag)
+            rows.append([_task(task), _name(m), f"{diff:+.3f}", ci_txt, str(n_min), label])
+            pairs.append((task, m, diff, lo, hi, n_min, tag))
     if not outcomes:
-        return NOT_TESTED, evidence or ["grid has no GeLoRA-vs-baseline pair"], numbers
-    evidence.append(f"model: {_section(report, 'grid')['data'].get('model')} (the paper used DeBERTaV3-base)")
+        return NOT_TESTED, evidence or ["grid has no GeLoRA-vs-baseline pair"], numbers, {}
+    data = _section(report, "grid")["data"]
+    n_worse = sum(o in ("worse", "worse1") for o in outcomes)
+    n_better = sum(o in ("better", "better1") for o in outcomes)
+    evidence.append(
+        f"GeLoRA is better on {n_better}, worse on {n_worse} and tied on {len(outcomes) - n_better - n_worse} "
+        f"of {len(outcomes)} task/baseline pairs."
+    )
+    evidence.append("A pair is better or worse when the 95% CI of the paired difference excludes 0.")
+    # the key number: the pair that decides the verdict (worst "worse", else weakest "better", else closest)
+    worse = [q for q in pairs if q[6] in ("worse", "worse1")]
+    if worse:
+        key = min(worse, key=lambda q: q[4] if q[4] is not None else q[2])
+    else:
+        key = min(pairs, key=lambda q: q[3] if q[3] is not None else q[2])
+    task, m, diff, lo, hi, n_min, _ = key
+    key_text = (
+        f"GeLoRA - {_name(m)} on {_task(task)}: {diff:+.3f} "
+        f"{_ci_text(lo, hi, signed=True) if lo is not None else '(no paired CI)'}, {n_min} seed(s); "
+        f"worse on {n_worse}/{len(outcomes)} pairs"
+    )
+    n_missing = sum(1 for r in data.get("rows", []) if r.get("mean") is None)
+    extra: dict[str, Any] = {
+        "key": {"text": key_text, "value": diff, "ci": None if lo is None else [lo, hi], "n": n_min},
+        "setup": f"{data.get('model')}, GLUE dev ({', '.join(_task(t) for t in sorted(table))}), "
+        "equal adapter budget",
+        "exclusions": "no task excluded"
+        + (f"; {n_missing} task/method cell(s) without a result" if n_missing else "")
+        + "; convergence not recorded",
+        "table": {
+            "headers": ["task", "baseline", "GeLoRA - baseline", "95% CI", "seeds", "outcome"],
+            "rows": rows,
+        },
+        "caveats": [_model_caveat(data.get("model"))],
+    }
     if any(o == "worse" for o in outcomes):
-        return NOT_REPRODUCED, evidence, numbers
+        return NOT_REPRODUCED, evidence, numbers, extra
     if all(o == "better" for o in outcomes):
-        return HOLDS, evidence, numbers
+        return HOLDS, evidence, numbers, extra
     if all(o in ("better1", "tie") for o in outcomes) or all(o in ("better", "tie") for o in outcomes):
         evidence.append(
-            "single seed or differences within the seed-to-seed spread: not conclusive beyond noise"
+            "Single seed or differences within the seed-to-seed spread: not conclusive beyond noise."
         )
-        return HOLDS_WITHIN_ERROR, evidence, numbers
-    evidence.append("GeLoRA scores below a baseline on some task (one seed, so no spread to compare with)")
-    return NOT_REPRODUCED, evidence, numbers
+        return HOLDS_WITHIN_ERROR, evidence, numbers, extra
+    evidence.append("GeLoRA scores below a baseline on some task (one seed, so no spread to compare with).")
+    return NOT_REPRODUCED, evidence, numbers, extra
 
 
-def claim_time(report: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
+#: why wall times of different run directories are not compared (stated once)
+SHARED_DEVICE_CAVEAT = (
+    "Wall times compare only runs of one grid directory: directories that shared the GPU with a different "
+    "number of concurrent cells are not comparable."
+)
+
+
+def claim_time(report: dict[str, Any]) -> Finding:
     table = _grid_table(report)
     if table is None:
         return _not_tested("grid", _section(report, "grid"))
     smoke = _smoke_test(report)
     if smoke:
-        return NOT_TESTED, smoke, {}
+        return NOT_TESTED, smoke, {}, {"key": {"text": "smoke-test grid only"}}
     evidence = []
     numbers: dict[str, Any] = {}
     ratios = []
+    rows = []
+    skipped: list[str] = []
     for task, methods in sorted(table.items()):
         g = methods.get("gelora")
         if not g or g.get("wall_s") is None:
@@ -272,55 +455,77 @@ def claim_time(report: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
             b = methods.get(m)
             if b and b.get("source") != g.get("source"):
                 # merged grids: runs of different directories shared the GPU differently (not comparable)
-                evidence.append(
-                    f"{task}: {m} not compared (its wall time comes from {b.get('source')}, GeLoRA's from "
-                    f"{g.get('source')}; runs sharing the device differently are not comparable)"
-                )
+                skipped.append(f"{_task(task)}/{_name(m)}")
                 continue
             if b and b.get("wall_s"):
                 r = g["wall_s"] / b["wall_s"]
                 ratios.append(r)
                 numbers[f"{task}/time_gelora_over_{m}"] = r
-                evidence.append(
-                    f"{task}: GeLoRA wall time {g['wall_s']:.1f} s = {r:.2f} x {m} ({b['wall_s']:.1f} s)"
-                )
+                rows.append([_task(task), _name(m), f"{g['wall_s']:.1f}", f"{b['wall_s']:.1f}", f"{r:.2f}"])
+    if skipped:
+        evidence.append(f"Not compared (other grid directory): {', '.join(skipped)}.")
+    extra: dict[str, Any] = {
+        "setup": f"{_section(report, 'grid')['data'].get('model')}, mean wall time per run over seeds",
+        "exclusions": "none" if not skipped else f"{len(skipped)} pair(s) from another grid directory",
+        "caveats": [_model_caveat(_section(report, "grid")["data"].get("model"))]
+        + ([SHARED_DEVICE_CAVEAT] if skipped else []),
+    }
     if not ratios:
+        extra["key"] = {"text": "no comparable adaptive baseline"}
         return (
             NOT_TESTED,
-            [*evidence, "no adaptive baseline (AdaLoRA/GeoLoRA) with comparable wall times in the grid"],
+            [*evidence, "No adaptive baseline (AdaLoRA/GeoLoRA) with comparable wall times in the grid."],
             numbers,
+            extra,
         )
-    evidence.append("the paper reports a 13.5%-64.2% time reduction against its baselines (abstract)")
+    evidence.insert(
+        0, f"GeLoRA / baseline wall time: {min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} pair(s)."
+    )
+    evidence.append("The paper reports a 13.5%-64.2% time reduction against its baselines (abstract).")
+    peers = sorted({q[1] for q in rows})
+    extra["key"] = {
+        "text": f"time GeLoRA / {', '.join(peers)}: {min(ratios):.2f}-{max(ratios):.2f} over {len(ratios)} "
+        "task(s); no CI (per-seed times not in the report)",
+        "value": max(ratios),
+        "ci": None,
+        "n": len(ratios),
+    }
+    extra["table"] = {"headers": ["task", "baseline", "GeLoRA (s)", "baseline (s)", "ratio"], "rows": rows}
     if all(r < 1 for r in ratios):
-        return HOLDS, evidence, numbers
-    return NOT_REPRODUCED, evidence, numbers
+        return HOLDS, evidence, numbers, extra
+    return NOT_REPRODUCED, evidence, numbers, extra
 
 
-def claim_glue_average(report: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
+def claim_glue_average(report: dict[str, Any]) -> Finding:
     paper = report.get("paper", {})
     avg = (paper.get("glue_average") or {}).get("value")
     table = _grid_table(report)
     model = (_section(report, "grid").get("data") or {}).get("model") if table else None
+    extra = {
+        "key": {"text": f"paper: {avg} (DeBERTaV3-base); no DeBERTaV3 grid here", "value": avg},
+        "setup": "needs DeBERTaV3-base on all GLUE tasks",
+        "exclusions": "none",
+    }
     if table is None or not model or "deberta" not in str(model).lower():
         return (
             NOT_TESTED,
             [
-                f"the paper's GLUE average {avg} is for DeBERTaV3-base on all GLUE tasks; "
-                f"this report's grid used {model or 'no model'} (DeBERTaV3 is not available offline)"
+                f"The paper's GLUE average {avg} is for DeBERTaV3-base on all GLUE tasks.",
+                f"This report's grid used {model or 'no model'} (DeBERTaV3 is not available offline).",
             ],
             {"paper_glue_average": avg},
+            extra,
         )
     return (
         NOT_TESTED,
         ["a DeBERTaV3 grid is present but a full-GLUE average comparison is not implemented"],
         {},
+        extra,
     )
 
 
 #: (id, claim text, where the paper states it, evaluation function)
-CLAIMS: tuple[
-    tuple[str, str, str, Callable[[dict[str, Any]], tuple[str, list[str], dict[str, Any]]]], ...
-] = (
+CLAIMS: tuple[tuple[str, str, str, Callable[[dict[str, Any]], Finding]], ...] = (
     (
         "C1",
         "The TwoNN estimator used by GeLoRA recovers the intrinsic dimension of data sampled from a manifold",
@@ -361,6 +566,17 @@ CLAIMS: tuple[
 )
 
 
+#: a few words per claim for the first page, and the anchor of the section holding its evidence
+SHORT: dict[str, tuple[str, str]] = {
+    "C1": ("TwoNN recovers the ID of manifold samples", "sec-estimators"),
+    "C2": ("ID lower-bounds the LoRA rank; rank rule", "sec-theory"),
+    "C3": ("Layer ID far below hidden size, varies", "sec-profile"),
+    "C4": ("GeLoRA >= LoRA / adaptive LoRA at equal budget", "sec-grid"),
+    "C5": ("GeLoRA trains faster than adaptive baselines", "sec-grid"),
+    "C6": ("GLUE average 87.92 on DeBERTaV3-base", "sec-grid"),
+}
+
+
 def evaluate_claims(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Verdict and evidence of every claim in :data:`CLAIMS` from a report dictionary.
 
@@ -373,21 +589,32 @@ def evaluate_claims(report: dict[str, Any]) -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        One dict per claim: ``id``, ``claim``, ``paper_reference``, ``verdict`` (one of :data:`VERDICTS`),
-        ``evidence`` (list of sentences) and ``numbers`` (the values the verdict used).
+        One dict per claim: ``id``, ``claim``, ``short`` (a few words), ``section`` (anchor of the section
+        with its evidence), ``paper_reference``, ``verdict`` (one of :data:`VERDICTS`), ``evidence`` (short
+        sentences), ``numbers`` (the values the verdict used), ``key`` (``{"text", "value", "ci", "n"}``: the
+        one number to read first), ``setup``, ``exclusions`` (one line), ``table`` (a small evidence table
+        or ``None``) and ``caveats`` (sentences that may repeat across claims; rendered once).
     """
     out = []
     for cid, text, ref, fn in CLAIMS:
-        verdict, evidence, numbers = fn(report)
+        verdict, evidence, numbers, extra = fn(report)
         assert verdict in VERDICTS
+        short, anchor = SHORT.get(cid, (text, ""))
         out.append(
             {
                 "id": cid,
                 "claim": text,
+                "short": short,
+                "section": anchor,
                 "paper_reference": ref,
                 "verdict": verdict,
                 "evidence": evidence,
                 "numbers": numbers,
+                "key": extra.get("key") or {"text": evidence[0] if evidence else ""},
+                "setup": extra.get("setup") or "",
+                "exclusions": extra.get("exclusions") or "",
+                "table": extra.get("table"),
+                "caveats": list(extra.get("caveats") or []),
             }
         )
     return out

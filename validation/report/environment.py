@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from validation.report.portable import local_path, portable_path
+
 #: distributions whose versions the report records (missing ones are recorded as "not installed")
 PACKAGES: tuple[str, ...] = (
     "gelora",
@@ -70,7 +72,9 @@ def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
         except Exception:  # noqa: BLE001 - any import failure means "not available"
             continue
         where = Path(getattr(mod, "__file__", "") or ".").resolve().parent
-        out[name] = f"{getattr(mod, '__version__', 'unknown version')} (not installed, from {where})"
+        out[name] = (
+            f"{getattr(mod, '__version__', 'unknown version')} (not installed, from {portable_path(where)})"
+        )
     return out
 
 
@@ -189,22 +193,29 @@ def collect_environment(
         Seed of each section (name -> int).
     files : dict, optional
         Label -> path of every data file and model weight file used; each is hashed (SHA-256). A path
-        that does not exist is recorded with ``sha256=None`` and the reason.
+        that does not exist is recorded with ``sha256=None`` and the reason. Paths may be absolute or
+        portable (:func:`validation.report.portable.local_path` finds the file); they are recorded
+        portable (``$GELORA_DATA_DIR/glue/...``), never as an absolute path of this machine.
 
     Returns
     -------
     dict
         ``python``, ``platform``, ``cpu``, ``cpu_count``, ``gpu``, ``packages``, ``git``,
         ``source_digest`` (:func:`source_digest`), ``seeds``,
-        ``commands``, ``files`` (label -> {path, sha256, bytes}).
+        ``commands``, ``files`` (label -> {path (portable), sha256, bytes}).
     """
     hashed: dict[str, dict[str, Any]] = {}
     for label, path in sorted((files or {}).items()):
-        p = Path(path)
+        p = local_path(os.fspath(path))
         if p.is_file():
-            hashed[label] = {"path": str(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
+            hashed[label] = {"path": portable_path(p), "sha256": sha256_file(p), "bytes": p.stat().st_size}
         else:
-            hashed[label] = {"path": str(p), "sha256": None, "bytes": None, "note": "file not found"}
+            hashed[label] = {
+                "path": portable_path(p),
+                "sha256": None,
+                "bytes": None,
+                "note": "file not found",
+            }
     return {
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),

@@ -7,7 +7,18 @@ import html
 import re
 from collections.abc import Mapping
 
-from validation.report.render_md import Block, Bullets, Code, Figure, Heading, Notice, Para, Table
+from validation.report.render_md import (
+    Block,
+    Bullets,
+    Code,
+    Details,
+    Figure,
+    Heading,
+    Notice,
+    Para,
+    Table,
+    alt_text,
+)
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em;
@@ -28,6 +39,12 @@ figcaption{font-size:13px;color:#444;margin-top:.3em}
 .v-within{color:#8a6d00;font-weight:600}
 .v-not-reproduced{color:#b00020;font-weight:600}
 .v-not-tested{color:#555;font-weight:600}
+a{color:#0b5cad}
+details{margin:.6em 0;border:1px solid #ddd;border-radius:4px;padding:.3em .8em}
+details>summary{cursor:pointer;font-weight:600;padding:.2em 0}
+table.claims{width:100%;font-size:13.5px}
+table.claims td:first-child{min-width:12em}
+table.claims td:nth-child(2){min-width:8em}
 """.strip()
 
 _VERDICT_CLASS = {
@@ -39,9 +56,10 @@ _VERDICT_CLASS = {
 
 
 def _inline(text: str) -> str:
-    """Escape text and turn `code` spans into <code>."""
+    """Escape text; turn `code` spans into <code> and ``[label](#anchor)`` into links within the page."""
     esc = html.escape(text, quote=False)
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", esc)
+    esc = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc)
+    return re.sub(r"\[([^\]]+)\]\((#[\w-]+)\)", r'<a href="\2">\1</a>', esc)
 
 
 def _cell(text: str) -> str:
@@ -79,9 +97,22 @@ def render_html(
         "</head>",
         "<body>",
     ]
+    out += _blocks_html(blocks, figures)
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+def _blocks_html(blocks: list[Block] | tuple[Block, ...], figures: Mapping[str, bytes]) -> list[str]:
+    out: list[str] = []
     for b in blocks:
-        if isinstance(b, Heading):
-            out.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
+        if isinstance(b, Details):
+            anchor = f' id="{html.escape(b.anchor)}"' if b.anchor else ""
+            out.append(f"<details{anchor}><summary>{_inline(b.summary)}</summary>")
+            out += _blocks_html(b.blocks, figures)
+            out.append("</details>")
+        elif isinstance(b, Heading):
+            anchor = f' id="{html.escape(b.anchor)}"' if b.anchor else ""
+            out.append(f"<h{b.level}{anchor}>{_inline(b.text)}</h{b.level}>")
         elif isinstance(b, Para):
             out.append(f"<p>{_inline(b.text)}</p>")
         elif isinstance(b, Notice):
@@ -91,7 +122,8 @@ def render_html(
         elif isinstance(b, Table):
             head = "<tr>" + "".join(f"<th>{_inline(h)}</th>" for h in b.headers) + "</tr>"
             body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in b.rows)
-            out.append(f"<table><thead>{head}</thead><tbody>{body}</tbody></table>")
+            cls = f' class="{html.escape(b.kind)}"' if b.kind else ""
+            out.append(f"<table{cls}><thead>{head}</thead><tbody>{body}</tbody></table>")
         elif isinstance(b, Figure):
             png = figures.get(b.stem)
             if png is None:
@@ -99,12 +131,11 @@ def render_html(
             else:
                 data = base64.b64encode(png).decode("ascii")
                 out.append(
-                    f'<figure id="fig-{html.escape(b.stem)}"><img alt="{html.escape(b.caption)}" '
+                    f'<figure id="fig-{html.escape(b.stem)}"><img alt="{html.escape(alt_text(b))}" '
                     f'src="data:image/png;base64,{data}"><figcaption>{_inline(b.caption)}</figcaption></figure>'
                 )
         elif isinstance(b, Code):
             out.append(f"<pre><code>{html.escape(b.text, quote=False)}</code></pre>")
         else:  # pragma: no cover - exhaustive
             raise TypeError(f"unknown block {b!r}")
-    out += ["</body>", "</html>"]
-    return "\n".join(out) + "\n"
+    return out

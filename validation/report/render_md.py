@@ -8,6 +8,7 @@ same thing. Both are pure functions of their input: the same ``report.json`` giv
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from validation.report.figures import FIGURES
 class Heading:
     level: int
     text: str
+    #: link target (``#anchor``) of the heading, for links from the first page
+    anchor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class Bullets:
 class Table:
     headers: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
+    #: what the table is (HTML class), e.g. ``"claims"`` for the first page's table
+    kind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,37 @@ class Notice:
     text: str
 
 
-Block = Heading | Para | Bullets | Table | Figure | Code | Notice
+@dataclass(frozen=True)
+class Details:
+    """A collapsible group (HTML ``<details>``); Markdown prints it as a level-3 heading and its blocks."""
+
+    summary: str
+    blocks: tuple[Block, ...]
+    anchor: str | None = None
+
+
+Block = Heading | Para | Bullets | Table | Figure | Code | Notice | Details
+
+#: longest visible text of a cell of the first page's claims table (characters; links count as their text)
+PAGE1_CELL_MAX = 120
+#: anchors of the sections and of the appendix entries
+ANCHORS = {
+    "claims": "sec-claims",
+    "estimators": "sec-estimators",
+    "theory": "sec-theory",
+    "model_profile": "sec-profile",
+    "grid": "sec-grid",
+    "trajectories": "sec-trajectories",
+    "environment": "sec-environment",
+    "appendix": "appendix",
+}
+APPENDIX = {
+    "estimators": ("A", "app-estimators"),
+    "theory": ("B", "app-theory"),
+    "model_profile": ("C", "app-profile"),
+    "grid": ("D", "app-grid"),
+    "trajectories": ("E", "app-trajectories"),
+}
 
 
 def fmt(x: Any, digits: int = 4) -> str:
@@ -83,48 +118,103 @@ def _not_run(name: str, sec: dict[str, Any] | None) -> Notice:
 # --------------------------------------------------------------------------------------------------
 
 
+def _claim(report: dict[str, Any], cid: str) -> dict[str, Any] | None:
+    return next((c for c in report.get("claims", []) if c.get("id") == cid), None)
+
+
+def visible(text: str) -> str:
+    """Text as a reader sees it: ``[label](#anchor)`` links reduced to their label."""
+    return re.sub(r"\[([^\]]+)\]\(#[\w-]+\)", r"\1", text)
+
+
 def _claims_blocks(report: dict[str, Any]) -> list[Block]:
+    """The first page: one row per claim (verdict, key number, setup, exclusions), caveats once."""
     rows = []
+    caveats: dict[str, list[str]] = {}
     for c in report.get("claims", []):
+        short = c.get("short") or c["claim"]
+        label = f"[{c['id']}](#{c['section']})" if c.get("section") else c["id"]
+        key = (c.get("key") or {}).get("text") or (c["evidence"][0] if c.get("evidence") else "")
         rows.append(
-            (
-                c["id"],
-                c["claim"],
-                c["verdict"],
-                " ".join(f"{e}." if not e.endswith(".") else e for e in c["evidence"]),
-            )
+            (f"{label} {short}", c["verdict"], key, c.get("setup") or "—", c.get("exclusions") or "—")
         )
-    return [
-        Heading(2, "1. The paper's claims and their verdicts here"),
-        Para(
-            "Verdicts: holds / holds within estimator error (only once confidence intervals or seed spread are "
-            "counted) / not reproduced / not tested (the evidence did not run; the reason is given). "
-            "Each verdict is computed from the numbers in report.json by validation/report/claims.py."
+        for cav in c.get("caveats") or []:
+            caveats.setdefault(cav, []).append(c["id"])
+    out: list[Block] = [
+        Heading(2, "1. The paper's claims at a glance", ANCHORS["claims"]),
+        Table(
+            (
+                "claim (link: its evidence)",
+                "verdict",
+                "key number [95% CI]",
+                "model and protocol",
+                "exclusions",
+            ),
+            tuple(rows),
+            kind="claims",
         ),
-        Table(("id", "claim", "verdict", "evidence"), tuple(rows)),
     ]
-
-
-def _estimator_blocks(report: dict[str, Any]) -> list[Block]:
-    sec = report.get("sections", {}).get("estimators")
-    out: list[Block] = [Heading(2, "2. Estimator accuracy on benchmark manifolds (ours vs scikit-dimension)")]
-    if not sec or sec.get("status") != "ok":
-        return out + [_not_run("estimator accuracy", sec)]
-    data = sec["data"]
-    keys = [e["key"] for e in data["estimators"]]
+    if caveats:
+        out.append(Bullets(tuple(f"{', '.join(ids)}: {cav}" for cav, ids in caveats.items())))
     out.append(
         Para(
-            f"Manifolds from {data['manifold_source']}; {data['n_replicates']} replicate(s); seed {data['seed']}; "
-            f"profile {data['profile']}. Estimators: "
-            + ", ".join(
-                f"{e['key']} ({', '.join(f'{k}={v}' for k, v in e['params'].items())})"
-                for e in data["estimators"]
-            )
-            + f". Peers: {data['peers']['status']}"
-            + (f" ({data['peers']['reason']})" if data["peers"].get("reason") else "")
-            + ". Relative error = |estimate - d| / d; wall time in seconds for one fit on one core."
+            "Verdicts: holds / holds within estimator error (only once confidence intervals or seed spread are "
+            "counted) / not reproduced / not tested, computed from report.json by validation/report/claims.py. "
+            "Sections 2-6 open with their figure; the full tables are in the [appendix](#appendix)."
         )
     )
+    return out
+
+
+def _claim_evidence(report: dict[str, Any], cid: str) -> list[Block]:
+    """A claim's verdict line, its short evidence sentences and its small table."""
+    c = _claim(report, cid)
+    if c is None:
+        return []
+    out: list[Block] = [Para(f"{c['id']} ({c['claim']}): {c['verdict']}.")]
+    out.append(Bullets(tuple(c.get("evidence") or ())))
+    table = c.get("table")
+    if table and table.get("rows"):
+        out.append(Table(tuple(table["headers"]), tuple(tuple(str(x) for x in r) for r in table["rows"])))
+    return out
+
+
+def _appendix_link(name: str) -> Para:
+    letter, anchor = APPENDIX[name]
+    return Para(f"Full tables: [appendix {letter}](#{anchor}).")
+
+
+def _estimator_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
+    sec = report.get("sections", {}).get("estimators")
+    out: list[Block] = [
+        Heading(
+            2,
+            "2. Estimator accuracy on benchmark manifolds (ours vs scikit-dimension)",
+            ANCHORS["estimators"],
+        )
+    ]
+    if not sec or sec.get("status") != "ok":
+        return out + [_not_run("estimator accuracy", sec)], []
+    data = sec["data"]
+    keys = [e["key"] for e in data["estimators"]]
+    out.append(Figure("estimator_accuracy", FIGURES["estimator_accuracy"][1]))
+    ours = data["summary"].get("gelora/twonn") or {}
+    peer = data["summary"].get("skdim/twonn") or {}
+    ok_cells = [c for c in data["cells"] if c["estimator"] == "gelora/twonn" and c["status"] == "ok"]
+    if ours.get("status") == "ok" and ok_cells:
+        first = (
+            f"Points on the dashed diagonal are exact; our TwoNN's mean relative error is "
+            f"{ours['mean_rel_error']:.3f}"
+            + (f" (scikit-dimension: {peer['mean_rel_error']:.3f})" if peer.get("status") == "ok" else "")
+            + f" over {ours['n_ok']} samples."
+        )
+        worst = max(ok_cells, key=lambda c: c["rel_error"])
+        second = (
+            f"Its largest error is on {worst['manifold']} (d = {worst['true_dim']}, estimate "
+            f"{fmt(worst['estimate'], 3)}); the right panel shows which manifolds are over- or under-estimated."
+        )
+        out.append(Para(f"{first} {second}"))
+    out += _claim_evidence(report, "C1")
     srows = []
     for key in keys:
         s = data["summary"][key]
@@ -159,6 +249,22 @@ def _estimator_blocks(report: dict[str, Any]) -> list[Block]:
             tuple(srows),
         )
     )
+    out.append(_appendix_link("estimators"))
+    app: list[Block] = [
+        Para(
+            f"Manifolds from {data['manifold_source']}; {data['n_replicates']} replicate(s); seed {data['seed']}; "
+            f"profile {data['profile']}. Peers: {data['peers']['status']}"
+            + (f" ({data['peers']['reason']})" if data["peers"].get("reason") else "")
+            + ". Relative error = |estimate - d| / d; wall time in seconds for one fit on one core."
+        ),
+        Bullets(
+            tuple(
+                f"{e['key']}: "
+                + (", ".join(f"{k}={v}" for k, v in e["params"].items()) or "default parameters")
+                for e in data["estimators"]
+            )
+        ),
+    ]
     by = {(c["manifold"], c["replicate"], c["estimator"]): c for c in data["cells"]}
     rows = []
     for m in data["manifolds"]:
@@ -176,27 +282,41 @@ def _estimator_blocks(report: dict[str, Any]) -> list[Block]:
             ci = "" if c.get("ci") is None else f" [{fmt(c['ci'][0], 3)}, {fmt(c['ci'][1], 3)}]"
             row.append(f"{fmt(c['estimate'], 3)}{ci} ({fmt(c['wall_s'], 2)} s)")
         rows.append(tuple(row))
-    out.append(Para("Per manifold: estimate [95% CI where the estimator gives one] (wall time)."))
-    out.append(Table(("manifold", "d", "D", "n", *keys), tuple(rows)))
+    app.append(Para("Per manifold: estimate [95% CI where the estimator gives one] (wall time)."))
+    app.append(Table(("manifold", "d", "D", "n", *keys), tuple(rows)))
     errors = sorted(
         {
             f"{c['estimator']} on {c['manifold']}: {c['reason']}"
             for c in data["cells"]
-            if c["status"] == "error"
+            if c["status"] in ("error", "not run") and c.get("reason")
         }
     )
     if errors:
-        out.append(Bullets(tuple(errors)))
-    out.append(Figure("estimator_accuracy", FIGURES["estimator_accuracy"][1]))
-    return out
+        app.append(Bullets(tuple(errors)))
+    return out, app
 
 
-def _theory_blocks(report: dict[str, Any]) -> list[Block]:
+def _theory_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     sec = report.get("sections", {}).get("theory")
-    out: list[Block] = [Heading(2, "3. Theory properties")]
+    out: list[Block] = [Heading(2, "3. Theory properties", ANCHORS["theory"])]
     if not sec or sec.get("status") != "ok":
-        return out + [_not_run("theory checks", sec)]
+        return out + [_not_run("theory checks", sec)], []
     checks = sec["data"].get("checks", [])
+    margins = [c for c in checks if isinstance(c.get("worst_margin"), int | float)]
+    if margins:
+        out.append(Figure("theory_margins", FIGURES["theory_margins"][1]))
+        ran = [c for c in checks if c.get("passed") is not None]
+        failed = [c for c in ran if not c["passed"]]
+        first = f"{len(ran) - len(failed)} of {len(ran)} checks pass; a bar at or right of 0 means the property held in every case."
+        if failed:
+            w = min(failed, key=lambda c: c.get("worst_margin") if c.get("worst_margin") is not None else 0.0)
+            second = f"{w['name']} fails with worst margin {fmt(w.get('worst_margin'))}; C2 below says whether that is within its stated false-failure rate."
+        else:
+            w = min(margins, key=lambda c: c["worst_margin"])
+            second = f"The tightest check is {w['name']} (worst margin {fmt(w['worst_margin'])})."
+        out.append(Para(f"{first} {second}"))
+    out += _claim_evidence(report, "C2")
+    out.append(_appendix_link("theory"))
     rows = []
     for c in checks:
         result = "not run" if c.get("passed") is None else ("pass" if c["passed"] else "FAIL")
@@ -210,38 +330,64 @@ def _theory_blocks(report: dict[str, Any]) -> list[Block]:
                 c.get("details") or "",
             )
         )
-    out.append(
+    app: list[Block] = [
         Para(
             "Worst margin: the smallest slack over all cases tried, in the units the check states (>= 0 means the property held in every case)."
-        )
-    )
-    out.append(Table(("check", "property", "result", "worst margin", "cases", "details"), tuple(rows)))
-    if any(isinstance(c.get("worst_margin"), int | float) for c in checks):
-        out.append(Figure("theory_margins", FIGURES["theory_margins"][1]))
-    return out
+        ),
+        Table(("check", "property", "result", "worst margin", "cases", "details"), tuple(rows)),
+    ]
+    return out, app
 
 
-def _profile_blocks(report: dict[str, Any]) -> list[Block]:
+def _profile_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     sec = report.get("sections", {}).get("model_profile")
-    out: list[Block] = [Heading(2, "4. Per-layer intrinsic dimension of the model and the resulting ranks")]
+    out: list[Block] = [
+        Heading(
+            2,
+            "4. Per-layer intrinsic dimension of the model and the resulting ranks",
+            ANCHORS["model_profile"],
+        )
+    ]
     if not sec or sec.get("status") != "ok":
-        return out + [_not_run("model ID profile", sec)]
+        return out + [_not_run("model ID profile", sec)], []
     data = sec["data"]
     profs = data.get("estimators", {})
-    out.append(
-        Para(
-            f"Model: {data.get('model')} ({data.get('model_details') or 'hidden size ' + fmt(data.get('hidden_size'))}). Texts: {data.get('texts_source')} "
-            f"({fmt(data.get('n_texts'))} texts). ID with its 95% confidence interval per hidden-state layer; ranks "
-            "r_i = max(d_(i+1) - d_i, 0) + offset, scaled to the budget."
-        )
-    )
     names = list(profs)
     ok = [n for n in names if profs[n].get("status", "ok") == "ok"]
-    for n in names:
-        if n not in ok:
-            out.append(Notice(f"estimator {n}: {profs[n].get('status')} — {profs[n].get('reason')}"))
+    notices: list[Block] = [
+        Notice(f"estimator {n}: {profs[n].get('status')} — {profs[n].get('reason')}")
+        for n in names
+        if n not in ok
+    ]
     if not ok:
-        return out
+        return out + notices, []
+    out.append(Figure("model_id_profile", FIGURES["model_id_profile"][1]))
+    hidden = data.get("hidden_size")
+    top_name = max(ok, key=lambda n: max(profs[n]["dimension"]))
+    top = profs[top_name]
+    i_top = top["dimension"].index(max(top["dimension"]))
+    top_layer = (top.get("layers") or [str(j) for j in range(len(top["dimension"]))])[i_top]
+    first = (
+        f"The highest layer ID of any estimator is {fmt(max(top['dimension']), 3)} ({top_name}, {top_layer}), "
+        f"against a hidden size of {fmt(hidden)}."
+    )
+    second = (
+        "The ranks (right) follow the ID increase from each layer to the next, scaled to the budget of uniform "
+        f"LoRA r = {data.get('budget_rank')}; the estimators disagree on where the ID rises most."
+        if data.get("budget_rank")
+        else "The ranks (right) follow the ID increase from each layer to the next."
+    )
+    out.append(Para(f"{first} {second}"))
+    out += notices
+    out += _claim_evidence(report, "C3")
+    out.append(_appendix_link("model_profile"))
+    app: list[Block] = [
+        Para(
+            f"Model: {data.get('model')} ({data.get('model_details') or 'hidden size ' + fmt(hidden)}). "
+            f"Texts: {data.get('texts_source')} ({fmt(data.get('n_texts'))} texts). ID with its 95% confidence "
+            "interval per hidden-state layer; ranks r_i = max(d_(i+1) - d_i, 0) + offset, scaled to the budget."
+        )
+    ]
     n_layers = max(len(profs[n]["dimension"]) for n in ok)
     rows = []
     for i in range(n_layers):
@@ -255,14 +401,14 @@ def _profile_blocks(report: dict[str, Any]) -> list[Block]:
             ci = f" [{fmt(p['ci_low'][i], 3)}, {fmt(p['ci_high'][i], 3)}]" if p.get("ci_low") else ""
             row.append(f"{fmt(p['dimension'][i], 3)}{ci}")
         rows.append(tuple(row))
-    out.append(Table(("layer", *(f"{n} ID [95% CI]" for n in ok)), tuple(rows)))
+    app.append(Table(("layer", *(f"{n} ID [95% CI]" for n in ok)), tuple(rows)))
     n_blocks = max(len(profs[n].get("ranks") or []) for n in ok)
     if n_blocks:
         rrows = []
         for i in range(n_blocks):
             label = (profs[ok[0]].get("rank_layers") or [str(j) for j in range(n_blocks)])[i]
             rrows.append((label, *(fmt((profs[n].get("ranks") or [None] * n_blocks)[i]) for n in ok)))
-        out.append(Table(("block", *(f"rank ({n})" for n in ok)), tuple(rrows)))
+        app.append(Table(("block", *(f"rank ({n})" for n in ok)), tuple(rrows)))
     meta = []
     for n in ok:
         p = profs[n]
@@ -275,21 +421,22 @@ def _profile_blocks(report: dict[str, Any]) -> list[Block]:
             )
             + f", wall time {fmt(p.get('wall_s'), 3)} s (hidden states + estimation)"
         )
-    out.append(Bullets(tuple(meta)))
-    out.append(Figure("model_id_profile", FIGURES["model_id_profile"][1]))
-    return out
+    app.append(Bullets(tuple(meta)))
+    return out, app
 
 
-def _grid_blocks(report: dict[str, Any]) -> list[Block]:
+def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     sec = report.get("sections", {}).get("grid")
     paper = report.get("paper", {})
-    out: list[Block] = [Heading(2, "5. Fine-tuning results (GLUE / SQuAD) beside the paper's numbers")]
+    out: list[Block] = [
+        Heading(2, "5. Fine-tuning results (GLUE / SQuAD) beside the paper's numbers", ANCHORS["grid"])
+    ]
     avg = paper.get("glue_average") or {}
     glue = paper.get("glue") or {}
     paper_lines = [f"Paper: {paper.get('citation', 'arXiv 2412.09250').rstrip('.')}."]
     if glue.get("tasks"):
         paper_lines.append(
-            f"Paper per-task numbers ({paper.get('model')}, {glue.get('table')}) are in the last column."
+            f"Paper per-task numbers ({paper.get('model')}, {glue.get('table')}) are in the last column of appendix D."
         )
     else:
         paper_lines.append(
@@ -299,20 +446,47 @@ def _grid_blocks(report: dict[str, Any]) -> list[Block]:
         paper_lines.append(
             f"Paper GLUE average for GeLoRA on {avg.get('model')}: {fmt(avg['value'])} ({avg.get('source')})."
         )
-    out.append(Para(" ".join(paper_lines)))
     if not sec or sec.get("status") != "ok":
-        return out + [_not_run("fine-tuning grid", sec)]
+        return out + [Para(" ".join(paper_lines)), _not_run("fine-tuning grid", sec)], []
     data = sec["data"]
+    scored = [r for r in data.get("rows", []) if r.get("mean") is not None]
+    if scored:
+        out.append(Figure("grid_scores", FIGURES["grid_scores"][1]))
+        tasks = sorted({r["task"] for r in scored})
+        n_seeds = sorted({int(r.get("n_seeds") or 0) for r in scored})
+        first = (
+            f"Bars are mean dev scores of {data.get('model')} over "
+            f"{'/'.join(str(n) for n in n_seeds)} seed(s), error bars one seed standard deviation."
+        )
+        gaps = []
+        for t in tasks:
+            rs = [r for r in scored if r["task"] == t]
+            best = max(rs, key=lambda r: r["mean"])
+            g = next((r for r in rs if r["method"] == "gelora"), None)
+            if g is not None and best["method"] != "gelora":
+                gaps.append((best["mean"] - g["mean"], t, g, best))
+        if gaps:
+            _, t, g, best = max(gaps, key=lambda q: q[0])
+            second = (
+                f"GeLoRA is below the best method on {len(gaps)} of {len(tasks)} task(s); the widest gap is on {t} "
+                f"({fmt(g['mean'], 3)} vs {best['method']} {fmt(best['mean'], 3)})."
+            )
+        else:
+            second = "GeLoRA has the best mean score on every task with a GeLoRA result."
+        out.append(Para(f"{first} {second}"))
+    for cid in ("C4", "C5", "C6"):
+        out += _claim_evidence(report, cid)
+    out.append(Para(" ".join(paper_lines)))
+    out.append(_appendix_link("grid"))
     tasks_paper = glue.get("tasks", {})
     rows = []
     for r in data.get("rows", []):
         if r.get("mean") is None:
             score = f"not run ({r.get('reason', 'no result')})"
+        elif r.get("std") is None:
+            score = f"{fmt(r['mean'], 4)} (n={r.get('n_seeds')}; no spread from one seed)"
         else:
-            if r.get("std") is None:
-                score = f"{fmt(r['mean'], 4)} (n={r.get('n_seeds')}; no spread from one seed)"
-            else:
-                score = f"{fmt(r['mean'], 4)} ± {fmt(r['std'], 2)} (n={r.get('n_seeds')})"
+            score = f"{fmt(r['mean'], 4)} ± {fmt(r['std'], 2)} (n={r.get('n_seeds')})"
         pv = (tasks_paper.get(r["task"]) or {}).get(r["method"])
         rows.append(
             (
@@ -326,13 +500,11 @@ def _grid_blocks(report: dict[str, Any]) -> list[Block]:
                 "—" if pv is None else f"{fmt(pv)} ({paper.get('model')})",
             )
         )
-    out.append(
+    app: list[Block] = [
         Para(
             f"This report's runs: model {data.get('model')}; source {data.get('source')}. Scores are on the dev set "
             "(mean ± std over seeds); budget = trainable adapter parameters; wall time = mean seconds per run."
-        )
-    )
-    out.append(
+        ),
         Table(
             (
                 "task",
@@ -345,12 +517,12 @@ def _grid_blocks(report: dict[str, Any]) -> list[Block]:
                 "paper",
             ),
             tuple(rows),
-        )
-    )
+        ),
+    ]
     ratios = data.get("ratios") or []
     if ratios:
-        out.append(Para("Ratios against peers (GeLoRA / peer; score > 1 is better, time < 1 is faster):"))
-        out.append(
+        app.append(Para("Ratios against peers (GeLoRA / peer; score > 1 is better, time < 1 is faster):"))
+        app.append(
             Table(
                 ("task", "peer", "score ratio", "wall-time ratio", "budget ratio"),
                 tuple(
@@ -366,29 +538,46 @@ def _grid_blocks(report: dict[str, Any]) -> list[Block]:
             )
         )
     for note in data.get("notes", []):
-        out.append(Notice(note))
-    out.append(Figure("grid_scores", FIGURES["grid_scores"][1]))
-    return out
+        app.append(Notice(note))
+    return out, app
 
 
-def _trajectory_blocks(report: dict[str, Any]) -> list[Block]:
+def _trajectory_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     sec = report.get("sections", {}).get("trajectories")
-    out: list[Block] = [Heading(2, "6. Rank trajectories (GeoLoRA / AdaLoRA)")]
+    out: list[Block] = [Heading(2, "6. Rank trajectories (GeoLoRA / AdaLoRA)", ANCHORS["trajectories"])]
     if not sec or sec.get("status") != "ok":
-        return out + [_not_run("rank trajectories", sec)]
+        return out + [_not_run("rank trajectories", sec)], []
     series = sec["data"].get("series", {})
+    out.append(Figure("rank_trajectories", FIGURES["rank_trajectories"][1]))
+    if series:
+        starts = [s["total_rank"][0] for s in series.values()]
+        ends = [s["total_rank"][-1] for s in series.values()]
+
+        def span(xs: list[Any]) -> str:
+            return fmt(min(xs)) if min(xs) == max(xs) else f"{fmt(min(xs))}-{fmt(max(xs))}"
+
+        out.append(
+            Para(
+                f"Each line is one of {len(series)} recorded runs; the total adapter rank starts at "
+                f"{span(starts)} and ends at {span(ends)}. "
+                "Runs that record only their final allocation are listed in appendix E."
+            )
+        )
+    out.append(_appendix_link("trajectories"))
     rows = tuple(
         (name, str(len(s["steps"])), fmt(s["total_rank"][0]), fmt(s["total_rank"][-1]), s.get("source", ""))
         for name, s in sorted(series.items())
     )
-    out.append(Table(("run", "points", "initial total rank", "final total rank", "source"), rows))
-    out.append(Figure("rank_trajectories", FIGURES["rank_trajectories"][1]))
-    return out
+    app: list[Block] = [Table(("run", "points", "initial total rank", "final total rank", "source"), rows)]
+    notes = sec["data"].get("notes") or []
+    if notes:
+        app.append(Bullets(tuple(notes)))
+    return out, app
 
 
 def _environment_blocks(report: dict[str, Any]) -> list[Block]:
     env = report.get("environment") or {}
-    out: list[Block] = [Heading(2, "7. Environment and how to reproduce")]
+    out: list[Block] = [Heading(2, "7. Environment and how to reproduce", ANCHORS["environment"])]
     if not env:
         return out + [Notice("environment: not recorded")]
     gpu = env.get("gpu") or {}
@@ -456,34 +645,60 @@ def _environment_blocks(report: dict[str, Any]) -> list[Block]:
     return out
 
 
+#: appendix entry titles, by section
+APPENDIX_TITLES = {
+    "estimators": "Estimator accuracy: settings and every manifold",
+    "theory": "Theory checks: every property",
+    "model_profile": "Per-layer ID with 95% CIs and ranks per block",
+    "grid": "Fine-tuning: every task and method, ratios, notes",
+    "trajectories": "Rank trajectories: every run",
+}
+
+
 def document(report: dict[str, Any]) -> list[Block]:
-    """The report's blocks, in reading order, from a report dictionary (``report.json``)."""
+    """The report's blocks in reading order: the claims (page 1), one section per kind of evidence (figure
+    first, then a two-sentence reading and the claims' evidence), the environment, and the appendix with
+    every full table (collapsible in HTML)."""
     sections = report.get("sections", {})
-    status = ", ".join(f"{k}: {v.get('status')}" for k, v in sections.items())
+    not_ok = [f"{k}: {v.get('status')}" for k, v in sections.items() if v.get("status") != "ok"]
     blocks: list[Block] = [
         Heading(1, f"GeLoRA validation report — profile {report.get('profile')}"),
         Para(
-            f"Generated at {report.get('generated_at')} (schema {report.get('schema')}); seed {report.get('seed')}. "
-            f"Sections: {status}. Reference paper: arXiv {report.get('paper', {}).get('arxiv', '2412.09250')}. "
-            "Every number below is in report.json next to this file."
+            f"Generated {report.get('generated_at')} (schema {report.get('schema')}), seed {report.get('seed')}; "
+            f"paper arXiv {report.get('paper', {}).get('arxiv', '2412.09250')}. "
+            + (f"Sections not run: {', '.join(not_ok)}. " if not_ok else "All sections ran. ")
+            + "Every number below is in report.json next to this file."
         ),
     ]
-    for fn in (
-        _claims_blocks,
-        _estimator_blocks,
-        _theory_blocks,
-        _profile_blocks,
-        _grid_blocks,
-        _trajectory_blocks,
-        _environment_blocks,
+    blocks.extend(_claims_blocks(report))
+    appendix: list[Block] = []
+    for name, fn in (
+        ("estimators", _estimator_blocks),
+        ("theory", _theory_blocks),
+        ("model_profile", _profile_blocks),
+        ("grid", _grid_blocks),
+        ("trajectories", _trajectory_blocks),
     ):
-        blocks.extend(fn(report))
+        body, app = fn(report)
+        blocks.extend(body)
+        if app:
+            letter, anchor = APPENDIX[name]
+            appendix.append(Details(f"{letter}. {APPENDIX_TITLES[name]}", tuple(app), anchor))
+    blocks.extend(_environment_blocks(report))
+    if appendix:
+        blocks.append(Heading(2, "Appendix: full tables", ANCHORS["appendix"]))
+        blocks.extend(appendix)
     return blocks
 
 
 # --------------------------------------------------------------------------------------------------
 # Markdown
 # --------------------------------------------------------------------------------------------------
+
+
+def alt_text(fig: Figure) -> str:
+    """Alternative text of a figure (what it plots, for a reader who cannot see it)."""
+    return fig.caption.rstrip(".")
 
 
 def _md_cell(text: str) -> str:
@@ -494,8 +709,11 @@ def render_markdown(blocks: list[Block], figures: set[str] | frozenset[str] = fr
     """Markdown text of ``blocks``; a :class:`Figure` links ``figures/<stem>.png`` when ``stem`` is in ``figures``."""
     parts: list[str] = []
     for b in blocks:
-        if isinstance(b, Heading):
-            parts.append("#" * b.level + " " + b.text)
+        if isinstance(b, Details):
+            parts.append(render_markdown([Heading(3, b.summary, b.anchor), *b.blocks], figures).rstrip("\n"))
+        elif isinstance(b, Heading):
+            anchor = f'<a id="{b.anchor}"></a>\n\n' if b.anchor else ""
+            parts.append(anchor + "#" * b.level + " " + b.text)
         elif isinstance(b, Para):
             parts.append(b.text)
         elif isinstance(b, Notice):
@@ -508,7 +726,7 @@ def render_markdown(blocks: list[Block], figures: set[str] | frozenset[str] = fr
             parts.append("\n".join(lines))
         elif isinstance(b, Figure):
             if b.stem in figures:
-                parts.append(f"![{b.caption}](figures/{b.stem}.png)\n\n*{b.caption}*")
+                parts.append(f"![{alt_text(b)}](figures/{b.stem}.png)\n\n*{b.caption}*")
             else:
                 parts.append(f"> **figure {b.stem}: not drawn (no data)**")
         elif isinstance(b, Code):

@@ -9,10 +9,13 @@ from validation.report.claims import (
     HOLDS_WITHIN_ERROR,
     NOT_REPRODUCED,
     NOT_TESTED,
+    SHARED_DEVICE_CAVEAT,
     TWONN_REL_TOL,
     TWONN_REL_TOL_LOOSE,
     VERDICTS,
     evaluate_claims,
+    paired_difference,
+    t_interval,
 )
 
 
@@ -159,4 +162,61 @@ def test_time_claim_compares_wall_times_only_within_one_run_directory(f):
     r = f.make_report(grid=f.sec(grid))
     assert verdict(r, "C5") == NOT_TESTED  # the only adaptive baseline ran in another directory
     claim = next(c for c in r["claims"] if c["id"] == "C5")
-    assert "adalora not compared" in " ".join(claim["evidence"])
+    assert "Not compared (other grid directory): STS-B/AdaLoRA" in " ".join(claim["evidence"])
+    assert SHARED_DEVICE_CAVEAT in claim["caveats"]  # the reason is a caveat, stated once on page 1
+
+
+def test_t_interval_matches_the_student_t_quantile():
+    mean, lo, hi = t_interval([1.0, 2.0, 3.0])
+    # sd = 1, n = 3: half-width t_{0.975, 2} / sqrt(3) = 4.302653 / 1.732051
+    assert mean == 2.0
+    assert hi - mean == pytest.approx(4.302653 / 3**0.5, rel=1e-6)
+    assert mean - lo == pytest.approx(hi - mean)
+    assert t_interval([5.0]) == (5.0, None, None)
+
+
+def test_paired_difference_uses_common_seeds_only():
+    g = {"seeds": [0, 1, 2], "values": [0.80, 0.82, 0.90]}
+    p = {"seeds": [1, 2, 3], "values": [0.70, 0.85, 0.10]}
+    d = paired_difference(g, p)
+    assert d is not None and d["seeds"] == [1, 2] and d["n"] == 2
+    assert d["diff"] == pytest.approx(((0.82 - 0.70) + (0.90 - 0.85)) / 2)
+    # values that cannot be matched to seeds (a cell without the metric): no pairing
+    assert paired_difference({"seeds": [0, 1], "values": [0.5]}, p) is None
+    assert paired_difference({"values": [0.5, 0.6]}, p) is None
+
+
+def _seeded_grid(f, gelora_values, lora_values):
+    grid = f.grid_section(0.0, 0.0, 0.01, len(gelora_values))
+    for row in grid["rows"]:
+        vals = {"gelora": gelora_values}.get(row["method"], lora_values)
+        if row["mean"] is not None:
+            row.update(values=vals, seeds=list(range(len(vals))), mean=sum(vals) / len(vals))
+    return grid
+
+
+def test_performance_claim_uses_the_paired_interval(f):
+    # GeLoRA is 0.01 above the baselines on every seed: the paired CI excludes 0 although the seed spread
+    # (0.1) is ten times the difference, so the unpaired std rule would call it a tie
+    base = [0.6, 0.7, 0.8, 0.65, 0.75]
+    r = f.make_report(grid=f.sec(_seeded_grid(f, [b + 0.01 for b in base], base)))
+    c4 = next(c for c in r["claims"] if c["id"] == "C4")
+    assert c4["verdict"] == HOLDS
+    lo, hi = c4["numbers"]["stsb/gelora-lora/ci95"]
+    assert lo > 0 and hi > 0 and lo == pytest.approx(0.01) and hi == pytest.approx(0.01)
+    assert c4["key"]["ci"] == [lo, hi] and c4["key"]["n"] == 5
+    assert "5 seed(s)" in c4["key"]["text"] and "convergence not recorded" in c4["exclusions"]
+    # noisy differences around 0: within error, with the interval shown
+    noisy = [b + d for b, d in zip(base, (0.05, -0.04, 0.03, -0.05, 0.02), strict=True)]
+    r = f.make_report(grid=f.sec(_seeded_grid(f, noisy, base)))
+    c4 = next(c for c in r["claims"] if c["id"] == "C4")
+    assert c4["verdict"] == HOLDS_WITHIN_ERROR
+    assert c4["table"]["rows"][0][3].startswith("[-")
+
+
+def test_every_claim_has_page_one_fields(report):
+    for c in report["claims"]:
+        assert c["short"] and c["key"]["text"] and c["setup"] and c["exclusions"], c["id"]
+        assert c["section"].startswith("sec-")
+        for sentence in c["evidence"]:
+            assert len(sentence) <= 200, sentence  # short sentences, never a run-on paragraph
