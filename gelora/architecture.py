@@ -367,6 +367,57 @@ def discover_architecture(model: Any, *, layers: str | None = None, n_blocks: in
     return Architecture(path, _layer_template(model, path), len(blocks), tuple(linears))
 
 
+def target_module_names(
+    model: Any, target_modules: str | Sequence[str] | None = None, *, layers: str | None = None
+) -> list[str]:
+    """Full names in ``model`` of the linears ``target_modules`` selects in every block.
+
+    These names are what every adapter method should receive: peft matches them exactly, so LoRA,
+    AdaLoRA, GeLoRA and GeoLoRA adapt the same modules and the budget counts exactly those.
+
+    Raises
+    ------
+    TargetModuleError
+        See :func:`discover_architecture` and :func:`resolve_target_modules`.
+    """
+    arch = discover_architecture(model, layers=layers)
+    return arch.module_names(model, target_modules)
+
+
+def block_relative_names(arch: Architecture, target_modules: str | Sequence[str] | None) -> list[str]:
+    """Block-relative names of ``target_modules`` given as full module names or as a selection.
+
+    Full names (``"bert.encoder.layer.3.attention.self.query"``, as from :func:`target_module_names`) must
+    select the same modules in every block, since per-block ranks need one module set per block; any
+    other entry is resolved with :func:`resolve_target_modules`.
+
+    Raises
+    ------
+    TargetModuleError
+        Full names that cover the blocks unevenly, or an entry that selects nothing.
+    """
+    items = _split_target_modules(target_modules)
+    prefix = arch.blocks_path + "."
+    full = [t for t in items if t.startswith(prefix)]
+    rest = [t for t in items if not t.startswith(prefix)]
+    per_block: dict[int, set[str]] = {}
+    for t in full:
+        index, _, rel = t[len(prefix) :].partition(".")
+        if not index.isdigit() or rel not in arch.names:
+            raise TargetModuleError(f"{t!r} is not a linear of a block; {arch.describe()}")
+        per_block.setdefault(int(index), set()).add(rel)
+    chosen = set(resolve_target_modules(arch, rest)) if rest else set()
+    if per_block:
+        sets = [per_block.get(i, set()) for i in range(arch.n_blocks)]
+        if any(x != sets[0] for x in sets):
+            raise TargetModuleError(
+                "per-block ranks need the same target modules in every block; got "
+                + ", ".join(f"block {i}: {sorted(x)}" for i, x in enumerate(sets))
+            )
+        chosen |= sets[0]
+    return [m.name for m in arch.linears if m.name in chosen]
+
+
 def format_architecture(arch: Architecture) -> str:
     """Multi-line table of the blocks and their linears (for ``gelora ranks --show-modules``)."""
     lines = [f"blocks: {arch.n_blocks} at {arch.blocks_path} (key template {arch.layer_template})"]
@@ -380,9 +431,11 @@ __all__ = [
     "ALL_LINEAR",
     "Architecture",
     "LinearModule",
+    "block_relative_names",
     "discover_architecture",
     "format_architecture",
     "is_linear",
     "linear_in_out",
     "resolve_target_modules",
+    "target_module_names",
 ]
