@@ -1,7 +1,8 @@
 """Tiny random-weight ``transformers`` models of many architectures, for plumbing tests (no hub access).
 
-Every model has 2 blocks of width 32 and uses the bundled all-MiniLM-L6-v2 WordPiece tokenizer (vocabulary
-30522, padding id 0), so one tokenizer serves encoders and decoders alike. The weights are random: these
+Every model has 2 blocks of width 32 and, saved with :func:`save_tiny_model`, the bundled all-MiniLM-L6-v2
+WordPiece tokenizer (vocabulary 30522, padding id 0), so one tokenizer serves encoders and decoders alike
+(Qwen2 gets a small byte-level BPE one, see :data:`BPE_MODEL_TYPES`). The weights are random: these
 models check module discovery, LoRA configs and the training loop, never a score.
 """
 
@@ -83,6 +84,34 @@ def tiny_model(model_type: str, *, seed: int = 0, head: str | None = None, **kwa
     return cls.from_config(cfg)
 
 
+#: architectures whose ``AutoTokenizer`` class ignores a saved WordPiece tokenizer (transformers 5 maps
+#: ``qwen2`` to ``Qwen2Tokenizer``, which re-reads the vocabulary as byte-level BPE without merges and
+#: tokenises character by character); they get a small byte-level BPE tokenizer instead
+BPE_MODEL_TYPES = frozenset({"qwen2"})
+
+
+def tiny_bpe_tokenizer(vocab_size: int = 1000) -> Any:
+    """A byte-level BPE tokenizer trained on gelora's bundled sentences (padding id 0, BOS 1, EOS 2)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from gelora.pipeline import default_texts
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|pad|>", "<|bos|>", "<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(default_texts(), trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>", eos_token="<|endoftext|>"
+    )
+
+
 def save_tiny_model(model_type: str, directory: str | Path, *, seed: int = 0, **kwargs: Any) -> Path:
     """Write a tiny ``model_type`` model (base weights) and the bundled tokenizer to ``directory``.
 
@@ -96,8 +125,18 @@ def save_tiny_model(model_type: str, directory: str | Path, *, seed: int = 0, **
     directory = Path(directory)
     model = tiny_model(model_type, seed=seed, **kwargs)
     model.save_pretrained(directory)
-    AutoTokenizer.from_pretrained(bundled_model_path(), local_files_only=True).save_pretrained(directory)
+    if model_type in BPE_MODEL_TYPES:
+        tiny_bpe_tokenizer().save_pretrained(directory)
+    else:
+        AutoTokenizer.from_pretrained(bundled_model_path(), local_files_only=True).save_pretrained(directory)
     return directory
 
 
-__all__ = ["TINY_MODEL_TYPES", "save_tiny_model", "tiny_config", "tiny_model"]
+__all__ = [
+    "BPE_MODEL_TYPES",
+    "TINY_MODEL_TYPES",
+    "save_tiny_model",
+    "tiny_bpe_tokenizer",
+    "tiny_config",
+    "tiny_model",
+]

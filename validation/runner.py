@@ -687,6 +687,7 @@ def run_cell(
         "primary": metrics.get(primary),
         "eval_loss": eval_loss,
         "budget": budget,
+        "target_modules": list(targets),
         "method_info": info,
         "train": {
             "steps": int(trainer.state.global_step),
