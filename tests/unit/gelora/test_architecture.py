@@ -145,3 +145,12 @@ def test_ambiguous_or_missing_block_list_and_the_layers_override() -> None:
         discover_architecture(model, layers="decoder")
     with pytest.raises(TargetModuleError, match="cannot tell"):
         discover_architecture(torch.nn.Linear(3, 3))
+
+
+def test_cli_wrong_target_module_is_one_line_naming_what_exists(capsys: pytest.CaptureFixture) -> None:
+    from gelora.cli import main
+
+    assert main(["ranks", "--quiet", "--target-modules", "query,foo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "'foo' matches no linear" in err and "attention.self.query" in err and "intermediate.dense" in err
