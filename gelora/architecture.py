@@ -144,9 +144,8 @@ class Architecture:
 
     def describe(self) -> str:
         """One line: where the blocks are and what linears each has."""
-        return (
-            f"{self.n_blocks} blocks at {self.blocks_path!r}, linears per block: "
-            + ", ".join(m.describe() for m in self.linears)
+        return f"{self.n_blocks} blocks at {self.blocks_path!r}, linears per block: " + ", ".join(
+            m.describe() for m in self.linears
         )
 
     def resolve(self, target_modules: str | Sequence[str] | None = None) -> list[str]:
@@ -172,7 +171,9 @@ def _split_target_modules(target_modules: str | Sequence[str] | None) -> list[st
     return items
 
 
-def resolve_target_modules(arch: Architecture, target_modules: str | Sequence[str] | None = None) -> list[str]:
+def resolve_target_modules(
+    arch: Architecture, target_modules: str | Sequence[str] | None = None
+) -> list[str]:
     """Turn ``target_modules`` into the block-relative names of ``arch`` they select (model order).
 
     Parameters
@@ -317,7 +318,9 @@ def _layer_template(model: Any, path: str) -> str:
     return path + ".{i}"
 
 
-def discover_architecture(model: Any, *, layers: str | None = None, n_blocks: int | None = None) -> Architecture:
+def discover_architecture(
+    model: Any, *, layers: str | None = None, n_blocks: int | None = None
+) -> Architecture:
     """Find the block list of ``model`` and the linears of its blocks.
 
     Parameters
@@ -423,7 +426,9 @@ def format_architecture(arch: Architecture) -> str:
     lines = [f"blocks: {arch.n_blocks} at {arch.blocks_path} (key template {arch.layer_template})"]
     width = max(len(m.name) for m in arch.linears)
     for m in arch.linears:
-        lines.append(f"  {m.name:<{width}}  {m.group:<9} {m.role or '-':<3}  {m.in_features:>6} -> {m.out_features}")
+        lines.append(
+            f"  {m.name:<{width}}  {m.group:<9} {m.role or '-':<3}  {m.in_features:>6} -> {m.out_features}"
+        )
     return "\n".join(lines)
 
 

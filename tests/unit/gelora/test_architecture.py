@@ -48,7 +48,9 @@ def tokenizer():
 
 
 def _linear_names(model) -> set[str]:
-    return {n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"}
+    return {
+        n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"
+    }
 
 
 @pytest.mark.parametrize("model_type", TINY_MODEL_TYPES)
@@ -101,7 +103,12 @@ def test_gelora_config_from_model_matches_the_ranks_pipeline_layout() -> None:
     model = tiny_model("mpnet")
     gcfg = GeLoRAConfig.from_model([3, 5], model, target_modules="attention")
     assert gcfg.layout.layer_template == "layer.{i}"
-    assert list(gcfg.layout.modules) == ["attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o"]
+    assert list(gcfg.layout.modules) == [
+        "attention.attn.q",
+        "attention.attn.k",
+        "attention.attn.v",
+        "attention.attn.o",
+    ]
     assert GeLoRAConfig.from_model([1, 1], tiny_model("gpt2")).to_lora_config().fan_in_fan_out
     with pytest.raises(ConfigError, match="3 ranks for a model with 2 blocks"):
         GeLoRAConfig.from_model([1, 2, 3], model)
@@ -140,7 +147,9 @@ def test_ambiguous_or_missing_block_list_and_the_layers_override() -> None:
     with pytest.raises(TargetModuleError, match=r"encoder_a.*encoder_b.*--layers"):
         discover_architecture(model, n_blocks=3)
     arch = discover_architecture(model, layers="encoder_b")
-    assert arch.n_blocks == 3 and [(m.name, m.in_features, m.out_features) for m in arch.linears] == [("0", 4, 6)]
+    assert arch.n_blocks == 3 and [(m.name, m.in_features, m.out_features) for m in arch.linears] == [
+        ("0", 4, 6)
+    ]
     with pytest.raises(TargetModuleError, match=r"names no module list.*encoder_a"):
         discover_architecture(model, layers="decoder")
     with pytest.raises(TargetModuleError, match="cannot tell"):

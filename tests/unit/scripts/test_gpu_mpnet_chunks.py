@@ -18,14 +18,21 @@ ASSEMBLE = ROOT / "scripts" / "gpu" / "mpnet_assemble.sh"
 
 
 def _chunks_module():
-    spec = importlib.util.spec_from_file_location("mpnet_chunks", ROOT / "scripts" / "gpu" / "mpnet_chunks.py")
+    spec = importlib.util.spec_from_file_location(
+        "mpnet_chunks", ROOT / "scripts" / "gpu" / "mpnet_chunks.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def _assemble(k: int, chunks: Path, assembly: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MPNET_CHUNK_DIR": str(chunks), "MPNET_ASSEMBLY_DIR": str(assembly), "MPNET_NAME": "tiny"}
+    env = {
+        **os.environ,
+        "MPNET_CHUNK_DIR": str(chunks),
+        "MPNET_ASSEMBLY_DIR": str(assembly),
+        "MPNET_NAME": "tiny",
+    }
     return subprocess.run(["bash", str(ASSEMBLE), str(k)], env=env, capture_output=True, text=True)
 
 
@@ -46,7 +53,9 @@ def test_chunk_and_reassemble_round_trip(tmp_path: Path, monkeypatch: pytest.Mon
     assert "verified and unpacked" in done.stdout
     assert "already appended" in _assemble(1, chunks, assembly).stdout
     out = assembly / "tiny"
-    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= {
+        p.name for p in out.iterdir()
+    }
     original = AutoModel.from_pretrained(model_dir)
     carried = AutoModel.from_pretrained(out, dtype=torch.float32)
     for (name, a), (_, b) in zip(original.state_dict().items(), carried.state_dict().items(), strict=True):

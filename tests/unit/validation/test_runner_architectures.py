@@ -45,7 +45,9 @@ def _profile(model_dir: Path, **kw):
 def test_gelora_cell_trains_one_step_on_the_discovered_modules(
     model_type: str, model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
-    result = run_cell("rte", "gelora", 0, profile=_profile(model_dirs[model_type]), run_dir=tmp_path, device="cpu")
+    result = run_cell(
+        "rte", "gelora", 0, profile=_profile(model_dirs[model_type]), run_dir=tmp_path, device="cpu"
+    )
     assert result["train"]["steps"] == 1
     assert result["budget"]["within_budget"] is True
     expected = target_module_names(tiny_model(model_type, head="seq_cls"), ("query", "value"))
@@ -72,7 +74,9 @@ def test_every_budgeted_method_adapts_the_same_modules(model_type: str, model_di
     probe = tiny_model(model_type, head="seq_cls")
     targets = tuple(target_module_names(probe, "all-linear"))
     budget = lora_budget(probe, targets, 8)
-    context = MethodContext(task="rte", tokenizer=tokenizer, train_texts=texts, target_modules=targets, lora_r=8)
+    context = MethodContext(
+        task="rte", tokenizer=tokenizer, train_texts=texts, target_modules=targets, lora_r=8
+    )
     for method in ("lora", "adalora", "gelora", "geolora"):
         model = tiny_model(model_type, head="seq_cls")
         prepared = get_method(method)(model, budget_params=budget, train_steps=10, seed=0, context=context)
@@ -87,5 +91,11 @@ def test_geolora_cell_on_gpt2_conv1d(model_dirs: dict[str, Path], tmp_path: Path
 
 def test_a_wrong_target_module_names_what_exists(model_dirs: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(TargetModuleError, match=r"'query_proj' matches no linear.*attention\.attn\.q"):
-        run_cell("rte", "lora", 0, profile=_profile(model_dirs["mpnet"], target_modules=("query_proj",)),
-                 run_dir=tmp_path, device="cpu")
+        run_cell(
+            "rte",
+            "lora",
+            0,
+            profile=_profile(model_dirs["mpnet"], target_modules=("query_proj",)),
+            run_dir=tmp_path,
+            device="cpu",
+        )
