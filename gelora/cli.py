@@ -20,6 +20,7 @@ from gelora.errors import GeLoRAError
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "gelora.commands.ranks",
     "gelora.commands.estimate",
+    "gelora.commands.models",
     "validation.commands.validate",
     "validation.commands.report",
 )

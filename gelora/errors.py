@@ -31,6 +31,10 @@ class ConfigError(GeLoRAError, ValueError):
     """An inconsistent or unknown configuration value."""
 
 
+class TargetModuleError(ConfigError):
+    """``target_modules`` or ``layers`` select no module of the model, or more than one where one is meant."""
+
+
 class UnknownLayerError(GeLoRAError, KeyError):
     """A layer or module name that the model does not have."""
 
@@ -55,5 +59,6 @@ __all__ = [
     "ModelLoadError",
     "NotEnoughSamplesError",
     "ResultFileError",
+    "TargetModuleError",
     "UnknownLayerError",
 ]

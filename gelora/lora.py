@@ -3,8 +3,11 @@
 Every block ``i`` gets one rank ``r_i`` for all of its target modules, and ``lora_alpha = alpha_ratio * r_i``
 (so the LoRA scaling ``alpha / r`` equals ``alpha_ratio`` everywhere).
 
-Module naming. :data:`TARGET_MODULES` maps a ``model_type`` to the name of block ``i`` relative to any
-parent (``layer_template``, e.g. ``"layer.{i}"``) and the target modules inside a block. The full key of a
+Module naming. The blocks and their linears are discovered from the model itself
+(:mod:`gelora.architecture`, :func:`layout_from_model`, :meth:`GeLoRAConfig.from_model`); the table
+:data:`TARGET_MODULES` only gives friendly defaults for a config built without a model. A layout is the
+name of block ``i`` relative to any parent (``layer_template``, e.g. ``"layer.{i}"``) and the target
+modules inside a block. The full key of a
 module is ``f"{layer_template.format(i=i)}.{module}"``, e.g. ``"layer.3.attention.self.query"``.
 
 How peft 0.21 matches these keys (read from ``peft.tuners.tuners_utils.check_target_module_exists`` and
@@ -123,8 +126,9 @@ def architecture_modules(
     base = TARGET_MODULES.get(model_type)
     if base is None and (layer_template is None or modules is None):
         raise ConfigError(
-            f"no target-module table for model_type {model_type!r} (known: {sorted(TARGET_MODULES)}); "
-            "pass layer_template (e.g. 'layer.{i}') and target_modules explicitly"
+            f"no target-module table for model_type {model_type!r} (known: {sorted(TARGET_MODULES)}) and no "
+            "model to read the modules from; use GeLoRAConfig.from_model(ranks, model, ...) (discovers the "
+            "blocks and linears of any model), or pass layer_template (e.g. 'layer.{i}') and target_modules"
         )
     template = layer_template if layer_template is not None else base.layer_template  # type: ignore[union-attr]
     mods = tuple(modules) if modules is not None else base.modules  # type: ignore[union-attr]
@@ -161,6 +165,8 @@ class GeLoRAConfig:
         Passed to ``LoraConfig`` (e.g. ``"SEQ_CLS"``).
     modules_to_save : list of str or None
         Passed to ``LoraConfig`` (e.g. ``["classifier"]``).
+    fan_in_fan_out : bool or None
+        peft's flag for weights stored ``(in, out)`` (GPT-2's ``Conv1D``); ``None``: true for ``gpt2``.
     """
 
     ranks: list[int]
@@ -172,6 +178,7 @@ class GeLoRAConfig:
     bias: str = "none"
     task_type: str | None = None
     modules_to_save: list[str] | None = None
+    fan_in_fan_out: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -188,6 +195,42 @@ class GeLoRAConfig:
             raise ConfigError(f"alpha_ratio must be positive, got {self.alpha_ratio!r}")
         self.layout = architecture_modules(
             self.model_type, layer_template=self.layer_template, modules=self.target_modules
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        ranks: Sequence[int],
+        model: Any,
+        *,
+        target_modules: str | Sequence[str] | None = None,
+        layers: str | None = None,
+        **kwargs: Any,
+    ) -> GeLoRAConfig:
+        """A config for ``model`` whose blocks and linears are discovered from the model itself.
+
+        ``target_modules`` / ``layers`` as in :func:`gelora.architecture.resolve_target_modules` and
+        :func:`gelora.architecture.discover_architecture` (default: every linear of every block).
+        Other keyword arguments are fields of :class:`GeLoRAConfig`.
+
+        Raises
+        ------
+        TargetModuleError
+            No block list, or ``target_modules`` selects nothing / is ambiguous.
+        ConfigError
+            ``ranks`` does not have one entry per block.
+        """
+        layout, arch = layout_from_model(model, target_modules, layers=layers)
+        if len(list(ranks)) != arch.n_blocks:
+            raise ConfigError(f"{len(list(ranks))} ranks for a model with {arch.n_blocks} blocks")
+        model_type = str(getattr(getattr(model, "config", None), "model_type", type(model).__name__))
+        kwargs.setdefault("fan_in_fan_out", arch.fan_in_fan_out)
+        return cls(
+            ranks=list(ranks),
+            model_type=model_type,
+            layer_template=layout.layer_template,
+            target_modules=list(layout.modules),
+            **kwargs,
         )
 
     @property
@@ -228,11 +271,39 @@ class GeLoRAConfig:
             "task_type": self.task_type,
             "modules_to_save": self.modules_to_save,
         }
-        if self.model_type == "gpt2":
+        fan_in_fan_out = self.model_type == "gpt2" if self.fan_in_fan_out is None else self.fan_in_fan_out
+        if fan_in_fan_out:
             kwargs["fan_in_fan_out"] = True  # GPT-2's Conv1D stores weights as (in, out)
         kwargs.update(self.extra)
         kwargs.update(overrides)
         return LoraConfig(**kwargs)
+
+
+def layout_from_model(
+    model: Any,
+    target_modules: str | Sequence[str] | None = None,
+    *,
+    layers: str | None = None,
+    n_blocks: int | None = None,
+) -> tuple[ArchitectureModules, Any]:
+    """Discover the blocks of ``model`` and resolve ``target_modules`` into an :class:`ArchitectureModules`.
+
+    Returns
+    -------
+    (ArchitectureModules, gelora.architecture.Architecture)
+        The layout (block-name template and selected block-relative modules) and the full discovery.
+
+    Raises
+    ------
+    TargetModuleError
+        See :func:`gelora.architecture.discover_architecture` and
+        :func:`gelora.architecture.resolve_target_modules`.
+    """
+    from gelora.architecture import discover_architecture
+
+    arch = discover_architecture(model, layers=layers, n_blocks=n_blocks)
+    modules = arch.resolve(target_modules)
+    return ArchitectureModules(arch.layer_template, tuple(modules)), arch
 
 
 def find_block_modules(model: Any, layout: ArchitectureModules, n_blocks: int) -> list[list[tuple[str, Any]]]:
@@ -267,14 +338,9 @@ def find_block_modules(model: Any, layout: ArchitectureModules, n_blocks: int) -
 
 def module_in_out(module: Any) -> tuple[int, int]:
     """``(in_features, out_features)`` of a linear module (``nn.Linear`` or GPT-2's ``Conv1D``)."""
-    import torch
+    from gelora.architecture import linear_in_out
 
-    if isinstance(module, torch.nn.Linear):
-        return int(module.in_features), int(module.out_features)
-    weight = getattr(module, "weight", None)
-    if type(module).__name__ == "Conv1D" and weight is not None and weight.dim() == 2:
-        return int(weight.shape[0]), int(weight.shape[1])  # Conv1D stores (in, out)
-    raise ConfigError(f"module of type {type(module).__name__} is not a linear layer LoRA can target")
+    return linear_in_out(module)
 
 
 def block_unit_costs(model: Any, layout: ArchitectureModules, n_blocks: int) -> list[int]:
@@ -301,5 +367,6 @@ __all__ = [
     "block_unit_costs",
     "count_lora_parameters",
     "find_block_modules",
+    "layout_from_model",
     "module_in_out",
 ]

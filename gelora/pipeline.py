@@ -186,6 +186,12 @@ def texts_sha256(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def _as_list(items: str | Sequence[str]) -> list[str]:
+    if isinstance(items, str):
+        return [t.strip() for t in items.split(",") if t.strip()]
+    return [str(t) for t in items]
+
+
 # ---------------------------------------------------------------------------------------------- result
 @dataclass
 class LayerID:
@@ -328,6 +334,7 @@ class GeLoRARanks:
             )
         kwargs.setdefault("layer_template", self.target_layout.get("layer_template"))
         kwargs.setdefault("target_modules", self.target_layout.get("modules"))
+        kwargs.setdefault("fan_in_fan_out", self.target_layout.get("fan_in_fan_out"))
         return GeLoRAConfig(ranks=list(self.ranks), model_type=self.model_type, **kwargs)  # type: ignore[arg-type]
 
     def to_lora_config(self, *, alpha_ratio: float = 32.0, **kwargs: Any) -> Any:
@@ -519,7 +526,8 @@ def compute_gelora_ranks(
     budget: int | None = None,
     budget_rank: int | None = None,
     layer_template: str | None = None,
-    target_modules: Sequence[str] | None = None,
+    target_modules: str | Sequence[str] | None = None,
+    layers: str | None = None,
     min_samples: int = DEFAULT_MIN_SAMPLES,
     max_duplicate_fraction: float = DEFAULT_MAX_DUPLICATE_FRACTION,
     on_degenerate: str = "raise",
@@ -560,8 +568,15 @@ def compute_gelora_ranks(
         Rescale ranks to at most this many trainable LoRA parameters (:func:`gelora.ranks.match_budget`).
     budget_rank : int, optional
         Same, with the budget of uniform LoRA of this rank on the same modules (e.g. 8).
-    layer_template, target_modules
-        Override the target-module table (:mod:`gelora.lora`).
+    target_modules : str, sequence of str or None
+        Linears of every block that receive ranks: names, suffixes, ``"attention"``, ``"ffn"``, roles
+        (``"query"``, ``"v"``) or ``"all-linear"`` (the default), resolved on the model's discovered blocks
+        (:func:`gelora.architecture.resolve_target_modules`).
+    layers : str, optional
+        Dotted path of the block list, overriding discovery (:func:`gelora.architecture.discover_architecture`).
+    layer_template : str, optional
+        Legacy explicit layout: block name with ``{i}``; ``target_modules`` are then taken as exact
+        block-relative names (no discovery).
     min_samples : int
         Fewest distinct rows per layer (default 100, see :data:`DEFAULT_MIN_SAMPLES`).
     max_duplicate_fraction : float
@@ -591,7 +606,7 @@ def compute_gelora_ranks(
     """
     import torch
 
-    from gelora.lora import architecture_modules, block_unit_costs
+    from gelora.lora import architecture_modules, block_unit_costs, layout_from_model
     from gelora.models import LoadedModel, load_model, parse_dtype, resolve_device, wrap_model
 
     t_start = time.perf_counter()
@@ -651,7 +666,22 @@ def compute_gelora_ranks(
             loaded.model.to(parse_dtype(dtype))
     t_load = time.perf_counter() - t0
     model_device = loaded.device
-    layout = architecture_modules(loaded.model_type, layer_template=layer_template, modules=target_modules)
+    fan_in_fan_out = loaded.model_type == "gpt2"
+    blocks_path = None
+    if layer_template is not None:
+        modules = None if target_modules is None else _as_list(target_modules)
+        layout = architecture_modules(loaded.model_type, layer_template=layer_template, modules=modules)
+    else:
+        layout, arch = layout_from_model(
+            loaded.model, target_modules, layers=layers, n_blocks=loaded.n_blocks
+        )
+        if arch.n_blocks != loaded.n_blocks:
+            raise ConfigError(
+                f"layers={layers!r} holds {arch.n_blocks} blocks but the model returns "
+                f"{loaded.n_blocks + 1} hidden states ({loaded.n_blocks} blocks)"
+            )
+        fan_in_fan_out = arch.fan_in_fan_out
+        blocks_path = arch.blocks_path
     unit_costs = block_unit_costs(loaded.model, layout, loaded.n_blocks)
 
     # ---- hidden states
@@ -686,7 +716,7 @@ def compute_gelora_ranks(
     estimate_id = _estimate_fn()
     params.setdefault("device", str(model_device))
     t0 = time.perf_counter()
-    layers: list[LayerID] = []
+    layer_ids: list[LayerID] = []
     iterator: Any = list(enumerate(hs.layers))
     if progress:
         from tqdm.auto import tqdm
@@ -711,7 +741,7 @@ def compute_gelora_ranks(
                 flag = f"estimator rejected the representation: {exc}"
             if result is not None and not (math.isfinite(result.dimension) and result.dimension > 0):
                 flag, result = f"estimator returned a non-positive dimension {result.dimension}", None
-        layers.append(LayerID(j, result, int(X.shape[0]), n_unique, flag, time.perf_counter() - tl))
+        layer_ids.append(LayerID(j, result, int(X.shape[0]), n_unique, flag, time.perf_counter() - tl))
         if flag is not None and on_degenerate == "raise":
             raise DegenerateDataError(
                 f"hidden state {j} ({'embeddings' if j == 0 else f'output of block {j - 1}'}) is degenerate: "
@@ -726,7 +756,7 @@ def compute_gelora_ranks(
     gaps: list[float | None] = [None] * n_blocks
     rule_ranks: list[int | None] = [None] * n_blocks
     for i in range(n_blocks):
-        a, b = layers[i], layers[i + 1]
+        a, b = layer_ids[i], layer_ids[i + 1]
         if a.result is None or b.result is None:
             continue
         pair_dims = [a.result.dimension, b.result.dimension]
@@ -776,13 +806,19 @@ def compute_gelora_ranks(
         model=loaded.name,
         model_type=loaded.model_type,
         n_blocks=n_blocks,
-        layers=layers,
+        layers=layer_ids,
         gaps=gaps,
         rule_ranks=rule_ranks,
         ranks=ranks,
         rule={"offset": offset, "rounding": rounding, "use_ci_upper": use_ci_upper},
         unit_costs=unit_costs,
-        target_layout={"layer_template": layout.layer_template, "modules": list(layout.modules)},
+        target_layout={
+            "layer_template": layout.layer_template,
+            "modules": list(layout.modules),
+            "fan_in_fan_out": fan_in_fan_out,
+            "blocks_path": blocks_path,
+            "requested": None if target_modules is None else _as_list(target_modules),
+        },
         estimator=estimator,
         estimator_params=est_params,
         sampling=sampling,

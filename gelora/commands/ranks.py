@@ -74,6 +74,23 @@ def register(subparsers: Any) -> None:
     run.add_argument(
         "--flag-degenerate", action="store_true", help="flag degenerate layers instead of failing"
     )
+    mods = p.add_argument_group("target modules (discovered from the model; any architecture)")
+    mods.add_argument(
+        "--target-modules",
+        default=None,
+        help="linears of every block that get ranks, comma-separated: names or suffixes (query,value / "
+        "q_proj,v_proj), groups (attention, ffn), roles (q,k,v,o,qkv) or all-linear (default)",
+    )
+    mods.add_argument(
+        "--layers",
+        default=None,
+        help="dotted path of the block list when discovery cannot tell (e.g. encoder.layer, model.layers)",
+    )
+    mods.add_argument(
+        "--show-modules",
+        action="store_true",
+        help="print the discovered blocks and their linears and exit (no forward pass)",
+    )
     rule = p.add_argument_group("rank rule")
     rule.add_argument("--offset", type=int, default=1, help="added to every rank (default 1)")
     rule.add_argument("--rounding", choices=ROUNDING, default="ceil", help="integer gap (default ceil)")
@@ -124,6 +141,8 @@ def run_ranks(args: argparse.Namespace) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    if args.show_modules:
+        return _show_modules(args)
     texts = None
     source = None
     if args.data is not None:
@@ -152,6 +171,8 @@ def run_ranks(args: argparse.Namespace) -> int:
         use_ci_upper=args.use_ci_upper,
         budget=args.budget,
         budget_rank=args.budget_rank,
+        target_modules=args.target_modules,
+        layers=args.layers,
         min_samples=args.min_samples,
         max_duplicate_fraction=args.max_duplicate_fraction,
         on_degenerate="flag" if args.flag_degenerate else "raise",
@@ -173,6 +194,19 @@ def run_ranks(args: argparse.Namespace) -> int:
     if args.out:
         path = result.save_json(args.out)
         print(f"wrote {path}")
+    return 0
+
+
+def _show_modules(args: argparse.Namespace) -> int:
+    from gelora.architecture import discover_architecture, format_architecture
+    from gelora.models import load_model
+
+    loaded = load_model(args.model, device="cpu")
+    arch = discover_architecture(loaded.model, layers=args.layers, n_blocks=loaded.n_blocks)
+    print(format_architecture(arch))
+    print(
+        f"selected by --target-modules {args.target_modules or 'all-linear'}: {arch.resolve(args.target_modules)}"
+    )
     return 0
 
 

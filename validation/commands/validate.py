@@ -116,6 +116,13 @@ def register(subparsers: Any) -> None:
     g.add_argument("--eval-size", type=int, default=None, help="override the profile's dev subset size")
     g.add_argument("--epochs", type=float, default=None, help="override the profile's epochs")
     g.add_argument("--lora-r", type=int, default=None, help="rank of the uniform-LoRA budget (default 8)")
+    g.add_argument(
+        "--target-modules",
+        default=None,
+        help="adapted linears of every block, comma-separated (default query,value): names, suffixes, "
+        "attention, ffn, roles q,k,v,o or all-linear; the budget is uniform LoRA on exactly these",
+    )
+    g.add_argument("--layers", default=None, help="dotted path of the block list when discovery cannot tell")
     g.add_argument("--max-length", type=int, default=None, help="override the token length")
     g.add_argument(
         "--learning-rate", type=float, default=None, help="override the adapter methods' learning rate"
@@ -151,6 +158,18 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
 
 
+def _target_modules(text: str | None) -> tuple[str, ...] | None:
+    """``"query,value"`` -> ``("query", "value")``; None keeps the profile's."""
+    if text is None:
+        return None
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        from gelora.errors import ConfigError
+
+        raise ConfigError("--target-modules is empty")
+    return items
+
+
 def run_glue(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -165,6 +184,8 @@ def run_glue(args: argparse.Namespace) -> int:
         eval_size=args.eval_size,
         epochs=args.epochs,
         lora_r=args.lora_r,
+        target_modules=_target_modules(args.target_modules),
+        layers=args.layers,
         max_length=args.max_length,
         learning_rate=args.learning_rate,
         lr_multipliers=_lr_multipliers(args.lr_multiplier, get_profile(args.profile).lr_multipliers),

@@ -141,19 +141,19 @@ def _matches(name: str, target_modules: Sequence[str]) -> bool:
 
 
 def target_linear_shapes(model: Any, target_modules: Sequence[str]) -> dict[str, tuple[int, int]]:
-    """``{module name: (in_features, out_features)}`` of the ``torch.nn.Linear`` modules LoRA targets.
+    """``{module name: (in_features, out_features)}`` of the linear modules LoRA targets (``Conv1D`` too).
 
     Raises
     ------
     ConfigError
         If no linear module matches ``target_modules``.
     """
-    import torch
+    from gelora.architecture import is_linear, linear_in_out
 
     shapes = {
-        name: (int(mod.in_features), int(mod.out_features))
+        name: linear_in_out(mod)
         for name, mod in model.named_modules()
-        if isinstance(mod, torch.nn.Linear) and _matches(name, target_modules)
+        if is_linear(mod) and _matches(name, target_modules)
     }
     if not shapes:
         raise ConfigError(
@@ -443,7 +443,6 @@ def prepare_gelora(
     from peft import get_peft_model
 
     try:
-        from gelora.lora import architecture_modules
         from gelora.pipeline import compute_gelora_ranks
     except ImportError as exc:
         raise ConfigError(f"GeLoRA core is not available (gelora.pipeline): {exc}") from exc
@@ -460,8 +459,7 @@ def prepare_gelora(
         raise ConfigError(
             f"GeLoRA needs training texts for its intrinsic-dimension estimate; got {len(texts)}"
         )
-    model_type = str(model.config.model_type)
-    block_modules = _block_relative_modules(model_type, context.target_modules, architecture_modules)
+    block_modules = _block_relative_modules(model, context.target_modules)
     _seed_all(seed)
     was_training = model.training
     result = compute_gelora_ranks(
@@ -511,24 +509,15 @@ def _same_on_every_rank(ranks: list[Any]) -> list[Any]:
     return ranks
 
 
-def _block_relative_modules(
-    model_type: str, target_modules: Sequence[str], architecture_modules: Callable[..., Any]
-) -> list[str]:
-    """Map suffixes such as ``"query"`` to the core's block-relative names (``"attention.self.query"``)."""
-    try:
-        table = architecture_modules(model_type).modules
-    except ConfigError:
-        return list(target_modules)
-    out: list[str] = []
-    for t in target_modules:
-        hits = [m for m in table if m == t or m.endswith("." + t)]
-        if len(hits) != 1:
-            raise ConfigError(
-                f"target module {t!r} matches {len(hits)} of {model_type}'s block modules {list(table)}; "
-                "name it unambiguously (e.g. 'attention.self.query')"
-            )
-        out.append(hits[0])
-    return out
+def _block_relative_modules(model: Any, target_modules: Sequence[str]) -> list[str]:
+    """Block-relative names (``"attention.self.query"``) of the target modules, found on the model itself.
+
+    ``target_modules`` are full module names (what the runner passes, resolved once for every method) or
+    a selection such as ``("query", "value")`` (:func:`gelora.architecture.block_relative_names`).
+    """
+    from gelora.architecture import block_relative_names, discover_architecture
+
+    return block_relative_names(discover_architecture(model), target_modules)
 
 
 def prepare_full(

@@ -78,7 +78,11 @@ class Profile:
     lora_r, lora_alpha, lora_dropout : int, float, float
         Uniform LoRA reference (defines the parameter budget) and the adapters' scaling/dropout.
     target_modules : tuple of str
-        Adapted linear layers.
+        Adapted linears of every block: names, suffixes, groups (``attention``, ``ffn``), roles
+        (``query``, ``value``, ``q``, ...) or ``all-linear`` (:func:`gelora.architecture.resolve_target_modules`);
+        resolved once per cell into full module names that every method adapts.
+    layers : str or None
+        Dotted path of the block list when discovery cannot tell (``None``: discovered).
     bf16 : bool
         bf16 autocast (GPU profile).
     save_steps : int
@@ -109,6 +113,7 @@ class Profile:
     lora_alpha: float = 16.0
     lora_dropout: float = 0.1
     target_modules: tuple[str, ...] = ("query", "value")
+    layers: str | None = None
     bf16: bool = False
     save_steps: int = 50
     subset_seed: int = 0
@@ -316,6 +321,7 @@ def run_cell(
         set_seed,
     )
 
+    from gelora.architecture import target_module_names
     from gelora.models import resolve_device, resolve_model_name
     from validation.finetune.methods import (
         MethodContext,
@@ -351,13 +357,15 @@ def run_cell(
     )
     per_step = profile.batch_size * world_size() * profile.grad_accum
     train_steps = max(1, math.ceil(math.ceil(len(train_ds) / per_step) * profile.epochs))
-    budget_params = lora_budget(model, profile.target_modules, profile.lora_r)
+    # one resolution for every method: the budget and all adapters use exactly these modules
+    targets = tuple(target_module_names(model, profile.target_modules, layers=profile.layers))
+    budget_params = lora_budget(model, targets, profile.lora_r)
     sep = f" {tokenizer.sep_token} " if tokenizer.sep_token else " "
     context = MethodContext(
         task=td.name,
         tokenizer=tokenizer,
         train_texts=tuple(td.train_texts(sep)),
-        target_modules=tuple(profile.target_modules),
+        target_modules=targets,
         lora_r=profile.lora_r,
         lora_alpha=profile.lora_alpha,
         lora_dropout=profile.lora_dropout,
@@ -447,6 +455,7 @@ def run_cell(
         "primary": metrics.get(primary),
         "eval_loss": eval_loss,
         "budget": budget,
+        "target_modules": list(targets),
         "method_info": info,
         "train": {
             "steps": int(trainer.state.global_step),

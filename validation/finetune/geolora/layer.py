@@ -266,6 +266,27 @@ def _matches(name: str, targets: Sequence[str]) -> bool:
     return any(name == t or name.endswith("." + t) for t in targets)
 
 
+def _as_linear(module: nn.Module) -> nn.Linear:
+    """``module`` itself, or GPT-2's ``Conv1D`` (``y = x W + b``, W stored ``(in, out)``) as an equal ``nn.Linear``."""
+    if isinstance(module, nn.Linear):
+        return module
+    weight: torch.Tensor = module.weight  # type: ignore[assignment]
+    bias: torch.Tensor | None = getattr(module, "bias", None)
+    linear = nn.Linear(
+        int(weight.shape[0]),
+        int(weight.shape[1]),
+        bias=bias is not None,
+        device=weight.device,
+        dtype=weight.dtype,
+    )
+    with torch.no_grad():
+        linear.weight.copy_(weight.T)
+        if bias is not None:
+            linear.bias.copy_(bias)
+    linear.weight.requires_grad_(bool(weight.requires_grad))
+    return linear
+
+
 def find_geolora_layers(model: nn.Module) -> dict[str, GeoLoRALinear]:
     """All :class:`GeoLoRALinear` modules of ``model`` by qualified name (model order)."""
     return {n: m for n, m in model.named_modules() if isinstance(m, GeoLoRALinear)}
@@ -323,7 +344,7 @@ def inject_geolora(
     chosen = [
         n
         for n, m in model.named_modules()
-        if isinstance(m, nn.Linear)
+        if (isinstance(m, nn.Linear) or type(m).__name__ == "Conv1D")
         and not isinstance(m, GeoLoRALinear)
         and n not in head_names
         and not any(n.startswith(h + ".") for h in head_names)
@@ -346,7 +367,7 @@ def inject_geolora(
     for name in chosen:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        base = getattr(parent, child)
+        base = _as_linear(getattr(parent, child))
         layer = GeoLoRALinear(
             base, init_rank=init_rank, max_rank=max_rank, alpha=alpha, dropout=dropout, generator=gen
         )
