@@ -1,7 +1,7 @@
 """The validate runner on nine architectures (tiny random weights): same modules, same budget, one step.
 
 Each tiny model (2 blocks, width 32, the bundled WordPiece tokenizer) is saved like a checkpoint and run
-through :func:`validation.runner.run_cell` with the test profile cut to one optimizer step. The profile's
+through :func:`validation.finetune.runner.run_cell` with the test profile cut to one optimizer step. The profile's
 default ``target_modules=("query", "value")`` is resolved on the discovered blocks, so the same command works
 for BERT's ``attention.self.query``, MPNet's ``attn.q``, Llama's ``q_proj`` and GPT-2's fused ``c_attn``; every
 budgeted method adapts exactly those modules.
@@ -18,8 +18,8 @@ from gelora.architecture import target_module_names
 from gelora.errors import TargetModuleError
 from gelora.pipeline import default_texts
 from synthetic.tiny_models import TINY_MODEL_TYPES, save_tiny_model, tiny_model
-from validation.methods import MethodContext, get_method, lora_budget
-from validation.runner import get_profile, run_cell
+from validation.finetune.methods import MethodContext, get_method, lora_budget
+from validation.finetune.runner import get_profile, run_cell
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -58,7 +58,7 @@ def test_gelora_cell_trains_one_step_on_the_discovered_modules(
 
 def _adapted(method: str, model) -> set[str]:
     if method == "geolora":
-        from validation.geolora.layer import find_geolora_layers
+        from validation.finetune.geolora.layer import find_geolora_layers
 
         return set(find_geolora_layers(model))
     names = {n.split(".lora_A")[0] for n, _ in model.named_parameters() if ".lora_A." in n}
