@@ -46,13 +46,15 @@ def test_squad_v1_cell_scores_the_held_out_articles(tmp_path: Path) -> None:
 
 
 def test_squad_v2_cell_scores_partial_dev_with_best_threshold(tmp_path: Path) -> None:
-    profile = get_profile("test", max_length=48, train_size=8, eval_size=8)
+    # few, longer windows: v1.1 dev paragraphs are long (8 questions made 211 windows of 48 tokens)
+    profile = get_profile("test", max_length=96, train_size=3, eval_size=6)
     result = run_cell("squad_v2", "lora", 0, profile=profile, run_dir=tmp_path, device="cpu")
     train, ev = result["data"]["train"], result["data"]["eval"]
     assert (train["of"], train["n_unanswerable"]) == (8298 + 4149, 4149)
     assert (ev["of"], ev["n_unanswerable"]) == (706, 320)
     assert ev["sources"][0]["file"] == "squad/v2.0/dev-partial.json.gz"
     assert "CONSTRUCTED" in train["protocol"]["note"]
+    assert ev["n_examples"] == 6 and 0 < ev["n_unanswerable_in_subset"] < 6
     m = result["metrics"]
     assert {"best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh", "no_ans_exact"} <= set(m)
     # the best threshold can only improve on the fixed threshold 0
