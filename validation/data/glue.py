@@ -161,9 +161,17 @@ class GlueSplit:
     layout : str
         ``"glue"`` (original download), ``"hf"`` (``datasets`` export file) or ``"hub"``.
     source : str
-        File path or hub identifier.
+        File path relative to the data root (``"glue/RTE/train.tsv.gz"``; see
+        :mod:`validation.data.provenance`) or hub identifier (``"hf://glue/rte/train"``).
     n_skipped : int
         Malformed rows skipped (only with ``bad_rows="skip"``).
+    sha256 : str or None
+        sha256 of the source file (None for the hub).
+    protocol : dict
+        Non-standard origin of the split (e.g. a part of a dev file, :mod:`validation.data.splits`);
+        empty for the official split.
+    path : Path or None
+        Where the file was read on this machine; used in-process only, never recorded.
     """
 
     task: str
@@ -176,6 +184,9 @@ class GlueSplit:
     source: str
     n_skipped: int = 0
     subset: dict[str, Any] = field(default_factory=dict)
+    sha256: str | None = None
+    protocol: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.text_a)
@@ -212,16 +223,26 @@ class GlueSplit:
         return [f"{a}{sep}{b}" for a, b in zip(self.text_a, self.text_b)]
 
     def describe(self) -> dict[str, Any]:
-        """JSON-ready provenance: task, split, size, layout, source, subset."""
-        return {
+        """JSON-ready provenance: task, split, size, layout, source, subset (and protocol when set).
+
+        ``source`` is ``{"file": <path relative to the data root>, "sha256": <hex>}`` for a file and
+        ``{"hub": <identifier>}`` for the hub: never an absolute path of this machine.
+        """
+        source: dict[str, Any] = (
+            {"hub": self.source} if self.layout == "hub" else {"file": self.source, "sha256": self.sha256}
+        )
+        out = {
             "task": self.task,
             "split": self.split,
             "n": len(self),
             "layout": self.layout,
-            "source": self.source,
+            "source": source,
             "n_skipped": self.n_skipped,
             "subset": dict(self.subset),
         }
+        if self.protocol:
+            out["protocol"] = dict(self.protocol)
+        return out
 
 
 def task_spec(task: str) -> GlueTask:
@@ -292,7 +313,12 @@ def _parse_label(spec: GlueTask, raw: str, where: str) -> float | int:
 
 
 def read_glue_file(
-    path: str | Path, task: str, split: str = "train", *, bad_rows: str = "raise"
+    path: str | Path,
+    task: str,
+    split: str = "train",
+    *,
+    bad_rows: str = "raise",
+    data_dir: str | Path | None = None,
 ) -> GlueSplit:
     """Read one GLUE TSV file in either layout.
 
@@ -307,6 +333,9 @@ def read_glue_file(
     bad_rows : {"raise", "skip"}
         What to do with rows that have fewer fields than the header (the QQP train file of the GLUE
         download has a few); skipped rows are counted in ``n_skipped``.
+    data_dir : str, Path or None
+        Data root the recorded ``source`` is relative to (default: the default data directory; a file
+        outside it is recorded by name, see :func:`validation.data.provenance.file_record`).
 
     Raises
     ------
@@ -380,6 +409,9 @@ def read_glue_file(
             idx.append(len(idx))
     if not text_a:
         raise InvalidInputError(f"{path}: no examples")
+    from validation.data.provenance import file_record
+
+    record = file_record(path, data_dir)
     return GlueSplit(
         task=spec.name,
         split=_split_name(spec, split),
@@ -388,8 +420,10 @@ def read_glue_file(
         labels=np.asarray(labels, dtype=np.float32 if spec.is_regression else np.int64),
         idx=np.asarray(idx, dtype=np.int64),
         layout=layout,
-        source=str(path),
+        source=record["file"],
         n_skipped=skipped,
+        sha256=record["sha256"],
+        path=path,
     )
 
 
@@ -478,7 +512,7 @@ def load_glue(
             data_dir, tried = None, str(exc)
     path = find_glue_file(spec.name, split, data_dir) if data_dir is not None else None
     if path is not None:
-        return read_glue_file(path, spec.name, split, bad_rows=bad_rows)
+        return read_glue_file(path, spec.name, split, bad_rows=bad_rows, data_dir=data_dir)
     if data_dir is not None:
         tried = f"no file glue/{spec.dir_name}/{{{'|'.join(_SPLIT_FILES[_split_name(spec, split)])}}}.tsv[.gz] under {data_dir}"
     if source == "local":

@@ -245,6 +245,60 @@ def prepare_eval_features(
     return out
 
 
+def best_spans(
+    examples: Sequence[SquadExample],
+    features: Mapping[str, Sequence[Any]],
+    start_logits: np.ndarray,
+    end_logits: np.ndarray,
+    *,
+    n_best: int = 20,
+    max_answer_length: int = 30,
+) -> dict[str, tuple[str, float]]:
+    """Best non-null answer of each question and its no-answer score.
+
+    Parameters are those of :func:`postprocess_predictions`.
+
+    Returns
+    -------
+    dict
+        ``{question id: (text, null_odds)}``: the best valid span over all windows (``""`` when none
+        is valid) and ``null_odds = null score - best span score`` (null score = CLS start + CLS end
+        logit, minimum over windows; ``inf`` without a valid span). Higher odds favour "no answer"; the
+        official v2.0 script's ``na_prob`` threshold search takes them as scores.
+    """
+    start_logits = np.asarray(start_logits, dtype=np.float64)
+    end_logits = np.asarray(end_logits, dtype=np.float64)
+    n_feat = len(features["example_id"])
+    if start_logits.shape != end_logits.shape or start_logits.ndim != 2 or start_logits.shape[0] != n_feat:
+        raise InvalidInputError(
+            f"logits must be (n_features={n_feat}, seq_len); got {start_logits.shape} and {end_logits.shape}"
+        )
+    by_example: dict[str, list[int]] = {}
+    for i, qid in enumerate(features["example_id"]):
+        by_example.setdefault(qid, []).append(i)
+    out: dict[str, tuple[str, float]] = {}
+    for ex in examples:
+        best_text, best_score = "", -np.inf
+        null_score = np.inf
+        for i in by_example.get(ex.id, []):
+            offsets = features["offset_mapping"][i]
+            sl, el = start_logits[i], end_logits[i]
+            null_score = min(null_score, sl[0] + el[0])
+            for s in np.argsort(sl)[::-1][:n_best]:
+                for e in np.argsort(el)[::-1][:n_best]:
+                    if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
+                        continue
+                    if e < s or e - s + 1 > max_answer_length:
+                        continue
+                    score = sl[s] + el[e]
+                    if score > best_score:
+                        best_score = score
+                        best_text = ex.context[offsets[s][0] : offsets[e][1]]
+        odds = float(null_score - best_score) if np.isfinite(best_score) else float("inf")
+        out[ex.id] = (best_text, odds)
+    return out
+
+
 def postprocess_predictions(
     examples: Sequence[SquadExample],
     features: Mapping[str, Sequence[Any]],
@@ -271,50 +325,22 @@ def postprocess_predictions(
         Longest answer in tokens.
     version_2 : bool
         Allow "no answer": predict ``""`` when the null score (CLS start + CLS end logit, minimum over
-        windows) exceeds the best span score by more than ``null_threshold``.
+        windows) exceeds the best span score by more than ``null_threshold`` (see :func:`best_spans`).
 
     Returns
     -------
     dict
         ``{question id: answer text}`` (``""`` = no answer).
     """
-    start_logits = np.asarray(start_logits, dtype=np.float64)
-    end_logits = np.asarray(end_logits, dtype=np.float64)
-    n_feat = len(features["example_id"])
-    if start_logits.shape != end_logits.shape or start_logits.ndim != 2 or start_logits.shape[0] != n_feat:
-        raise InvalidInputError(
-            f"logits must be (n_features={n_feat}, seq_len); got {start_logits.shape} and {end_logits.shape}"
-        )
-    by_example: dict[str, list[int]] = {}
-    for i, qid in enumerate(features["example_id"]):
-        by_example.setdefault(qid, []).append(i)
-    preds: dict[str, str] = {}
-    for ex in examples:
-        best_text, best_score = "", -np.inf
-        null_score = np.inf
-        for i in by_example.get(ex.id, []):
-            offsets = features["offset_mapping"][i]
-            sl, el = start_logits[i], end_logits[i]
-            null_score = min(null_score, sl[0] + el[0])
-            for s in np.argsort(sl)[::-1][:n_best]:
-                for e in np.argsort(el)[::-1][:n_best]:
-                    if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
-                        continue
-                    if e < s or e - s + 1 > max_answer_length:
-                        continue
-                    score = sl[s] + el[e]
-                    if score > best_score:
-                        best_score = score
-                        best_text = ex.context[offsets[s][0] : offsets[e][1]]
-        if version_2 and (not np.isfinite(best_score) or null_score > best_score + null_threshold):
-            preds[ex.id] = ""
-        else:
-            preds[ex.id] = best_text
-    return preds
+    spans = best_spans(
+        examples, features, start_logits, end_logits, n_best=n_best, max_answer_length=max_answer_length
+    )
+    return {qid: "" if version_2 and odds > null_threshold else text for qid, (text, odds) in spans.items()}
 
 
 __all__ = [
     "SquadExample",
+    "best_spans",
     "load_squad",
     "parse_squad",
     "postprocess_predictions",

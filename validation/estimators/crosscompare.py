@@ -533,7 +533,7 @@ def _texts_for_task(task: str, data_dir: str | None, limit: int | None) -> tuple
 
     split = load_glue(task, "train", data_dir=data_dir).take(limit, seed=0)
     d = split.describe()
-    return split.joined_texts(), f"GLUE {d['task']} {d['split']} ({d['n']} texts, {d['source']})"
+    return split.joined_texts(), f"GLUE {d['task']} {d['split']} ({d['n']} texts, {split.source})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

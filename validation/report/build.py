@@ -232,8 +232,8 @@ def _profile_texts(ctx: Context) -> tuple[list[str], str]:
     task, n = PROFILE_TEXTS[ctx.profile]
     data = _import("validation.data")
     split = data.load_glue(task, "train", source="local").take(n, seed=ctx.seed)
-    if os.path.isfile(split.source):
-        ctx.files[f"data: GLUE {task} train"] = split.source
+    if split.path is not None:
+        ctx.files[f"data: GLUE {task} train"] = str(split.path)
     return (
         split.joined_texts(),
         f"GLUE {task} train, {len(split)} examples drawn with seed {ctx.seed} ({split.source})",
@@ -505,6 +505,10 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _record_grid_files(ctx: Context, runner: Any, run_dir: Path) -> None:
     """Add the data files named by the grid's cells (train and eval sources) to ``ctx.files``."""
+    try:
+        data_root: Path | None = _import("validation.data").default_data_dir()
+    except ConfigError:
+        data_root = None
     for path in sorted((run_dir / "cells").glob("*.json")):
         if path.name.endswith(".failed.json"):
             continue
@@ -512,8 +516,10 @@ def _record_grid_files(ctx: Context, runner: Any, run_dir: Path) -> None:
         splits = [data.get("train") or {}, *((data.get("eval") or {}).values())]
         for sp in splits:
             src = sp.get("source") if isinstance(sp, dict) else None
-            if src and os.path.isfile(src):
-                ctx.files[f"data: GLUE {sp.get('task')} {sp.get('split')}"] = src
+            # cells record {"file": <path relative to the data root>, "sha256": ...}
+            rel = src.get("file") if isinstance(src, dict) else None
+            if rel and data_root is not None and (data_root / rel).is_file():
+                ctx.files[f"data: GLUE {sp.get('task')} {sp.get('split')}"] = str(data_root / rel)
 
 
 def section_grid(ctx: Context) -> dict[str, Any]:

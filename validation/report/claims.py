@@ -34,6 +34,8 @@ TWONN_REL_TOL = 0.10
 TWONN_REL_TOL_LOOSE = 0.25
 #: "far below the hidden size": every layer's upper confidence bound below this fraction of it
 LOW_ID_FRACTION = 0.25
+from validation.finetune.stats import paired_difference as paired_seed_difference
+from validation.finetune.stats import t_interval
 
 
 def _section(report: dict[str, Any], name: str) -> dict[str, Any]:
@@ -50,23 +52,6 @@ Finding = tuple[str, list[str], dict[str, Any], dict[str, Any]]
 MODEL_CAVEAT = (
     "The paper used DeBERTaV3-base; every model run here is {model} (DeBERTaV3 is not available offline)."
 )
-
-
-def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
-    """Mean and two-sided Student-t confidence interval of ``values`` (``None`` bounds for n < 2).
-
-    The interval assumes independent, roughly normal values (seeds, benchmark samples); with n = 3 seeds
-    its half-width is 4.30 standard errors.
-    """
-    from scipy.stats import t as student_t
-
-    n = len(values)
-    mean = math.fsum(values) / n
-    if n < 2:
-        return mean, None, None
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(student_t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
 
 
 def _ci_text(lo: float | None, hi: float | None, digits: int = 3, signed: bool = False) -> str:
@@ -311,11 +296,10 @@ def paired_difference(g: dict[str, Any], p: dict[str, Any]) -> dict[str, Any] | 
     a, b = _by_seed(g), _by_seed(p)
     if a is None or b is None:
         return None
-    common = sorted(set(a) & set(b))
-    if not common:
-        return None
-    diff, lo, hi = t_interval([a[s] - b[s] for s in common])
-    return {"diff": diff, "ci": None if lo is None else [lo, hi], "n": len(common), "seeds": common}
+    out = paired_seed_difference(a, b)
+    if out is not None:
+        out.pop("verdict")
+    return out
 
 
 _NAMES = {"gelora": "GeLoRA", "lora": "LoRA", "adalora": "AdaLoRA", "geolora": "GeoLoRA", "full": "full FT"}

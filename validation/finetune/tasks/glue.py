@@ -67,17 +67,15 @@ class GlueFamily:
     def build(self, task: str, tokenizer: Any, profile: DataProfile, data_dir: str | Path | None) -> TaskData:
         from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-        from validation.data.glue import load_glue, task_spec
+        from validation.data.glue import task_spec
+        from validation.data.splits import glue_task_splits
         from validation.finetune.metrics import glue_metrics
 
         spec = task_spec(task)
-        train = load_glue(spec.name, "train", data_dir=data_dir).take(
-            profile.train_size, seed=profile.subset_seed
-        )
-        evals = {
-            s: load_glue(spec.name, s, data_dir=data_dir).take(profile.eval_size, seed=profile.subset_seed)
-            for s in spec.eval_splits
-        }
+        # official train/dev files, or (QNLI offline) a fixed split of dev recorded in each split's protocol
+        train_all, evals_all = glue_task_splits(spec.name, data_dir)
+        train = train_all.take(profile.train_size, seed=profile.subset_seed)
+        evals = {s: sp.take(profile.eval_size, seed=profile.subset_seed) for s, sp in evals_all.items()}
         eval_ds = {s: encode_split(sp, tokenizer, profile.max_length) for s, sp in evals.items()}
 
         def compute_metrics(eval_pred: Any) -> dict[str, float]:

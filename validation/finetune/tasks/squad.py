@@ -55,28 +55,26 @@ class SquadFamily:
         return task
 
     def build(self, task: str, tokenizer: Any, profile: DataProfile, data_dir: str | Path | None) -> TaskData:
-        """SQuAD v1.1/v2.0: train on ``squad/v<version>/train-v<version>.json[.gz]``, score the dev file."""
+        """SQuAD v1.1/v2.0: the official train file when present, else a split of dev by article.
+
+        See :func:`validation.data.splits.squad_task_splits`; the protocol is recorded in ``data``.
+        """
         from transformers import AutoModelForQuestionAnswering, default_data_collator
 
-        from validation.data import default_data_dir
+        from validation.data.splits import squad_task_splits
         from validation.data.squad import (
-            load_squad,
+            best_spans,
             postprocess_predictions,
             prepare_eval_features,
             prepare_train_features,
         )
         from validation.finetune.metrics import squad_metrics
+        from validation.finetune.squad_threshold import apply_threshold, best_threshold_metrics
 
         version = QA_TASKS[task]
-        root = Path(data_dir) if data_dir is not None else default_data_dir()
-        candidates = [root / "squad" / f"v{version}" / f"train-v{version}.json{gz}" for gz in ("", ".gz")]
-        train_file = next((c for c in candidates if c.is_file()), None)
-        if train_file is None:
-            raise ConfigError(f"no SQuAD v{version} training file; tried {[str(c) for c in candidates]}")
-        train_all = load_squad(train_file, version=version)
-        dev_all = load_squad(version=version, data_dir=root)
-        train = _squad_subset(train_all, profile.train_size, profile.subset_seed)
-        dev = _squad_subset(dev_all, profile.eval_size, profile.subset_seed)
+        splits = squad_task_splits(version, data_dir)
+        train = _squad_subset(splits.train, profile.train_size, profile.subset_seed)
+        dev = _squad_subset(splits.eval, profile.eval_size, profile.subset_seed)
         stride = max(8, profile.max_length // 4)
         tr = prepare_train_features(train, tokenizer, max_length=profile.max_length, stride=stride)
         model_keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tr]
@@ -86,8 +84,17 @@ class SquadFamily:
         def evaluate(trainer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             out = trainer.predict(eval_ds)
             start, end = out.predictions[:2] if isinstance(out.predictions, tuple) else out.predictions
-            preds = postprocess_predictions(dev, ev, start, end, version_2=version == "2.0")
-            scores = squad_metrics(preds, dev, version=version)
+            if version == "1.1":
+                scores = squad_metrics(
+                    postprocess_predictions(dev, ev, start, end, version_2=False), dev, version=version
+                )
+            else:
+                spans = best_spans(dev, ev, start, end)
+                span_text = {q: t for q, (t, _) in spans.items()}
+                odds = {q: o for q, (_, o) in spans.items()}
+                # threshold 0 (postprocess_predictions' default), plus the official script's best_exact/best_f1
+                scores = squad_metrics(apply_threshold(span_text, odds, 0.0), dev, version=version)
+                scores.update(best_threshold_metrics(span_text, odds, dev))
             return {k: v for k, v in scores.items() if not k.endswith("total")}, {}
 
         def texts(sep: str) -> list[str]:
@@ -106,17 +113,19 @@ class SquadFamily:
             train_texts=texts,
             data={
                 "train": {
-                    "source": str(train_file),
+                    **splits.train_info,
                     "n_examples": len(train),
-                    "of": len(train_all),
+                    "of": len(splits.train),
+                    "n_unanswerable_in_subset": sum(e.is_impossible for e in train),
                     "n_windows": len(tr["input_ids"]),
                     "seed": profile.subset_seed,
                     "stride": stride,
                 },
                 "eval": {
-                    "source": f"SQuAD v{version} dev file under {root}",
+                    **splits.eval_info,
                     "n_examples": len(dev),
-                    "of": len(dev_all),
+                    "of": len(splits.eval),
+                    "n_unanswerable_in_subset": sum(e.is_impossible for e in dev),
                     "n_windows": len(ev["input_ids"]),
                     "seed": profile.subset_seed,
                 },

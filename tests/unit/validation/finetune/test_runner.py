@@ -223,7 +223,10 @@ def test_squad_v2_cell_trains_and_scores(tmp_path: Path) -> None:
     # long contexts are split into several 48-token windows, one training row each
     assert result["data"]["train"]["n_windows"] > 12
     assert result["train"]["steps"] == math.ceil(result["data"]["train"]["n_windows"] / PROFILE.batch_size)
-    with pytest.raises(ConfigError, match="no SQuAD v1.1 training file"):
+    # an official train file is used as such (a user's full copy); v1.1 has neither train nor dev here
+    assert result["data"]["train"]["protocol"]["name"] == "official"
+    assert result["data"]["train"]["sources"][0]["file"] == "squad/v2.0/train-v2.0.json"
+    with pytest.raises(ConfigError, match="no SQuAD v1.1 dev file"):
         run_cell(
             "squad_v1", "lora", 0, profile=profile, run_dir=tmp_path / "run", data_dir=data, device="cpu"
         )
