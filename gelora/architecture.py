@@ -152,8 +152,8 @@ class Architecture:
         """Block-relative names selected by ``target_modules`` (see :func:`resolve_target_modules`)."""
         return resolve_target_modules(self, target_modules)
 
-    def module_names(self, model: Any, target_modules: str | Sequence[str] | None = None) -> list[str]:
-        """Full names in ``model`` of the selected modules of every block (block order, then module order)."""
+    def module_names(self, target_modules: str | Sequence[str] | None = None) -> list[str]:
+        """Full names in the model of the selected modules of every block (block order, then module order)."""
         rel = self.resolve(target_modules)
         return [f"{self.blocks_path}.{i}.{name}" for i in range(self.n_blocks) for name in rel]
 
@@ -384,7 +384,7 @@ def target_module_names(
         See :func:`discover_architecture` and :func:`resolve_target_modules`.
     """
     arch = discover_architecture(model, layers=layers)
-    return arch.module_names(model, target_modules)
+    return arch.module_names(target_modules)
 
 
 def block_relative_names(arch: Architecture, target_modules: str | Sequence[str] | None) -> list[str]:
