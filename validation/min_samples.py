@@ -37,12 +37,11 @@ DEFAULT_SIZES = {
 
 
 def _estimator(name: str, k: int | None) -> Any:
-    kw = {} if k is None else {"k": k}
     if name == "twonn":
         return TwoNN()
     if name == "mle":
-        return MLE(n_bootstrap=1, **kw)  # the interval is not used here
-    return DANCo(d_max=20, n_bootstrap=0, **kw)
+        return MLE(k=20 if k is None else k, n_bootstrap=1)  # the interval is not used here
+    return DANCo(k=10 if k is None else k, d_max=20, n_bootstrap=0)
 
 
 def spread(name: str, d: int, n: int, reps: int, seed: int = 0, k: int | None = None) -> dict[str, float]:

@@ -39,19 +39,22 @@ __all__ = [
 RELIABLE_INFORMATION = (2.0 * 1.959963984540054) ** 2
 
 
-def n_for_information(per_point: float) -> int:
-    """Smallest ``n`` with ``n * per_point >= RELIABLE_INFORMATION``.
+def n_for_information(per_point: float, required: float = RELIABLE_INFORMATION) -> int:
+    """Smallest ``n`` with ``n * per_point >= required``.
 
     Parameters
     ----------
     per_point : float
-        Fisher information about ``d`` of one independent point, in units of ``1 / d**2`` (``> 0``).
+        Fisher information about ``d`` of one point, in units of ``1 / d**2`` (``> 0``).
+    required : float
+        Total information needed; :data:`RELIABLE_INFORMATION` for independent points. Neighbouring
+        points share neighbours, so the estimators use measured, larger values (docs/estimators.md).
 
     Returns
     -------
     int
     """
-    return math.ceil(RELIABLE_INFORMATION / per_point - 1e-9)
+    return math.ceil(required / per_point - 1e-9)
 
 
 def warn_small_sample(n: int, n_min: int, estimator: str, *, stacklevel: int = 3) -> None:

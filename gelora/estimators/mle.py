@@ -27,16 +27,21 @@ from gelora.estimators._checks import (
 from gelora.estimators._ci import bootstrap_statistic, gamma_rate_ci, percentile_ci
 from gelora.estimators.knn import knn_without_duplicates
 
-__all__ = ["MLE", "mle_from_distances", "mle_min_samples"]
+__all__ = ["MLE", "MLE_MIN_INFORMATION", "mle_from_distances", "mle_min_samples"]
+
+#: ``n (k - 1)`` at which the measured 95 % spread of the estimate falls to its size. Independent
+#: neighbourhoods would need 15.4 (relative s.e. ``1 / sqrt(n (k - 1))``); overlapping ones need about
+#: twice that at small k: k = 2 needs n = 30 (27 is too few), k = 3 n = 14 (10 too few), on uniform
+#: spheres of dimension 2, 5 and 10 (docs/estimators.md, "Smallest sample").
+MLE_MIN_INFORMATION = 30.0
 
 
 def mle_min_samples(k_min: int, k_max: int) -> int:
     """Smallest sample the Levina–Bickel MLE supports for neighbourhood sizes ``k_min..k_max``.
 
     Each point's ``S_k ~ Gamma(k - 1, rate d)`` carries Fisher information ``(k - 1) / d**2``, so ``n``
-    points give a relative standard error ``1 / sqrt(n (k - 1))`` (measured at n = 21, k = 20 on spheres
-    of dimension 2, 5, 10: 0.061, 0.048, 0.049 against 0.050; docs/estimators.md, "Smallest sample").
-    The 95 % interval is narrower than ``±50 %`` from ``n (k_min - 1) >= 15.4``.
+    independent points give a relative standard error ``1 / sqrt(n (k - 1))``; the 95 % spread is
+    narrower than ``±50 %`` once ``n (k_min - 1) >= MLE_MIN_INFORMATION`` (measured; see there).
 
     Parameters
     ----------
@@ -46,10 +51,10 @@ def mle_min_samples(k_min: int, k_max: int) -> int:
     Returns
     -------
     int
-        ``max(k_max + 1, ceil(15.4 / (k_min - 1)))``: the hard minimum ``k_max + 1`` for ``k >= 5``
-        (21 for the default ``k = 20``); 16 for ``k = 2``.
+        ``max(k_max + 1, ceil(30 / (k_min - 1)))``: the hard minimum ``k_max + 1`` for ``k >= 6``
+        (21 for the default ``k = 20``); 30 for ``k = 2``, 15 for ``k = 3``.
     """
-    return max(k_max + 1, n_for_information(float(k_min - 1)))
+    return max(k_max + 1, n_for_information(float(k_min - 1), MLE_MIN_INFORMATION))
 
 
 def _inverse_pointwise(dist: np.ndarray, ks: np.ndarray, unbiased: bool) -> np.ndarray:
@@ -133,7 +138,7 @@ class MLE(BaseIDEstimator):
 
     Notes
     -----
-    Smallest sample: :func:`mle_min_samples` (the hard minimum ``k + 1`` for ``k >= 5``; below the
+    Smallest sample: :func:`mle_min_samples` (the hard minimum ``k + 1`` for ``k >= 6``; below the
     variance bound a :class:`~gelora.errors.SmallSampleWarning`). Near ``n = k + 1`` every neighbourhood
     spans most of the sample, so on curved data the estimate is biased low even where its variance is
     small (docs/estimators.md).
@@ -216,7 +221,6 @@ class MLE(BaseIDEstimator):
         data = knn_without_duplicates(
             X, k_max, metric=self.metric, device=self.device, backend=self.backend, duplicates=self.duplicates
         )
-        warn_small_sample(data.X.shape[0], mle_min_samples(int(ks[0]), k_max), "MLE")
         inv = _inverse_pointwise(data.dist, ks, self.unbiased)
         dimension, pointwise = mle_from_distances(
             data.dist, ks, correction=self.correction, unbiased=self.unbiased
@@ -241,6 +245,7 @@ class MLE(BaseIDEstimator):
 
             ci = percentile_ci(bootstrap_statistic(stat, n, n_boot, seed), level)
             ci_method, used_seed = "bootstrap", seed
+        warn_small_sample(data.X.shape[0], mle_min_samples(int(ks[0]), k_max), "MLE")
         self.dimension_pw_ = pointwise
         self._store(
             dimension=dimension,

@@ -267,7 +267,6 @@ class TwoNN(BaseIDEstimator):
         data = knn_without_duplicates(
             X, 2, metric=p["metric"], device=p["device"], backend=p["backend"], duplicates=p["duplicates"]
         )
-        warn_small_sample(data.X.shape[0], twonn_min_samples(discard), "TwoNN")
         mu = data.dist[:, 1] / data.dist[:, 0]
         d, total, n_keep = twonn_from_ratios(mu, discard_fraction=discard, fit=fit)
         level = float(p["ci_level"])
@@ -284,6 +283,8 @@ class TwoNN(BaseIDEstimator):
 
             ci = percentile_ci(bootstrap_statistic(stat, lm.shape[0], n_boot, seed), level)
             ci_method, used_seed = "bootstrap", seed
+        # warned only once an estimate exists: bad input raises first
+        warn_small_sample(data.X.shape[0], twonn_min_samples(discard), "TwoNN")
         self.mu_ = mu
         self._store(
             dimension=d,

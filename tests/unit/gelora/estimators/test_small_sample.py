@@ -59,8 +59,8 @@ def test_warning_below_the_threshold_none_at_it_error_below_the_hard_minimum(mak
 def test_default_thresholds():
     assert twonn_min_samples() == 30  # 27 kept ratios at discard_fraction 0.1
     assert mle_min_samples(20, 20) == 21  # the variance bound is below the hard minimum k + 1
-    assert mle_min_samples(2, 2) == 16 and mle_min_samples(3, 3) == 8
-    assert danco_min_samples(10) == 16 and danco_min_samples(30) == 32
+    assert mle_min_samples(2, 2) == 30 and mle_min_samples(3, 3) == 15 and mle_min_samples(6, 6) == 7
+    assert danco_min_samples(10) == 14 and danco_min_samples(30) == 32
     _fit_silently(MLE(n_bootstrap=20), _points(21))  # k = 20: never a warning above the error
 
 
@@ -74,6 +74,7 @@ def test_the_stated_derivation():
     # 95 % interval no wider than the estimate: n * information >= (2 * 1.96)^2 = 15.37
     assert RELIABLE_INFORMATION == pytest.approx(15.366, abs=1e-3)
     assert n_for_information(1.0) == 16 and n_for_information(19.0) == 1
+    assert n_for_information(4.0, 30.0) == 8 and n_for_information(2.0, 30.0) == 15
     # TwoNN's exact chi-square interval (independent ratios) is narrower than d_hat from 18 kept ratios;
     # the measured threshold (shared neighbours widen the spread) is larger
     width = [(stats.chi2.ppf(0.975, 2 * m) - stats.chi2.ppf(0.025, 2 * m)) / (2 * (m - 1)) for m in (17, 18)]
