@@ -50,15 +50,30 @@ class ResultFileError(GeLoRAError):
     """A result file is missing, truncated or not valid JSON of the expected schema."""
 
 
+class GeLoRAWarning(UserWarning):
+    """Base class of every warning gelora issues on purpose."""
+
+
+class SmallSampleWarning(GeLoRAWarning):
+    """Fewer points than an estimator needs for a usable estimate (its 95 % interval wider than ±50 %).
+
+    The estimate is still returned; below the estimator's hard minimum a
+    :class:`NotEnoughSamplesError` is raised instead. The thresholds and their derivation are in
+    ``docs/estimators.md`` ("Smallest sample").
+    """
+
+
 __all__ = [
     "ConfigError",
     "DegenerateDataError",
     "DuplicatePointsError",
     "GeLoRAError",
+    "GeLoRAWarning",
     "InvalidInputError",
     "ModelLoadError",
     "NotEnoughSamplesError",
     "ResultFileError",
+    "SmallSampleWarning",
     "TargetModuleError",
     "UnknownLayerError",
 ]

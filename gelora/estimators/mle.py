@@ -16,11 +16,45 @@ import numpy as np
 
 from gelora.errors import ConfigError
 from gelora.estimators._base import BaseIDEstimator
-from gelora.estimators._checks import check_choice, check_int, check_points, check_seed
+from gelora.estimators._checks import (
+    check_choice,
+    check_int,
+    check_points,
+    check_seed,
+    n_for_information,
+    warn_small_sample,
+)
 from gelora.estimators._ci import bootstrap_statistic, gamma_rate_ci, percentile_ci
 from gelora.estimators.knn import knn_without_duplicates
 
-__all__ = ["MLE", "mle_from_distances"]
+__all__ = ["MLE", "MLE_MIN_INFORMATION", "mle_from_distances", "mle_min_samples"]
+
+#: ``n (k - 1)`` at which the measured 95 % spread of the estimate falls to its size. Independent
+#: neighbourhoods would need 15.4 (relative s.e. ``1 / sqrt(n (k - 1))``); overlapping ones need about
+#: twice that at small k: k = 2 needs n = 30 (27 is too few), k = 3 n = 14 (10 too few), on uniform
+#: spheres of dimension 2, 5 and 10 (docs/estimators.md, "Smallest sample").
+MLE_MIN_INFORMATION = 30.0
+
+
+def mle_min_samples(k_min: int, k_max: int) -> int:
+    """Smallest sample the Levina–Bickel MLE supports for neighbourhood sizes ``k_min..k_max``.
+
+    Each point's ``S_k ~ Gamma(k - 1, rate d)`` carries Fisher information ``(k - 1) / d**2``, so ``n``
+    independent points give a relative standard error ``1 / sqrt(n (k - 1))``; the 95 % spread is
+    narrower than ``±50 %`` once ``n (k_min - 1) >= MLE_MIN_INFORMATION`` (measured; see there).
+
+    Parameters
+    ----------
+    k_min, k_max : int
+        Smallest and largest neighbourhood size (both ``k`` for a single one), ``>= 2``.
+
+    Returns
+    -------
+    int
+        ``max(k_max + 1, ceil(30 / (k_min - 1)))``: the hard minimum ``k_max + 1`` for ``k >= 6``
+        (21 for the default ``k = 20``); 30 for ``k = 2``, 15 for ``k = 3``.
+    """
+    return max(k_max + 1, n_for_information(float(k_min - 1), MLE_MIN_INFORMATION))
 
 
 def _inverse_pointwise(dist: np.ndarray, ks: np.ndarray, unbiased: bool) -> np.ndarray:
@@ -104,6 +138,11 @@ class MLE(BaseIDEstimator):
 
     Notes
     -----
+    Smallest sample: :func:`mle_min_samples` (the hard minimum ``k + 1`` for ``k >= 6``; below the
+    variance bound a :class:`~gelora.errors.SmallSampleWarning`). Near ``n = k + 1`` every neighbourhood
+    spans most of the sample, so on curved data the estimate is biased low even where its variance is
+    small (docs/estimators.md).
+
     Agreement with scikit-dimension 0.5: ``MLE(k=K)`` equals ``skdim.id.MLE().fit(X, n_neighbors=K)``
     (its default ``comb="mle"`` is our ``correction=True``; ``comb="mean"`` is ``correction=False``;
     ``skdim.id.MLE(unbiased=True)`` is ``unbiased=True``) and ``dimension_pw_`` equals its
@@ -206,6 +245,7 @@ class MLE(BaseIDEstimator):
 
             ci = percentile_ci(bootstrap_statistic(stat, n, n_boot, seed), level)
             ci_method, used_seed = "bootstrap", seed
+        warn_small_sample(data.X.shape[0], mle_min_samples(int(ks[0]), k_max), "MLE")
         self.dimension_pw_ = pointwise
         self._store(
             dimension=dimension,

@@ -8,18 +8,59 @@ i.e. ``log mu ~ Exponential(rate d)``, independently of the density.
 from __future__ import annotations
 
 import types
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import stats
 
-from gelora.errors import ConfigError
+from gelora.errors import ConfigError, SmallSampleWarning
 from gelora.estimators._base import BaseIDEstimator
-from gelora.estimators._checks import check_choice, check_float, check_int, check_points, check_seed
+from gelora.estimators._checks import (
+    check_choice,
+    check_float,
+    check_int,
+    check_points,
+    check_seed,
+    warn_small_sample,
+)
 from gelora.estimators._ci import bootstrap_statistic, gamma_rate_ci, percentile_ci
 from gelora.estimators.knn import knn_without_duplicates
 
-__all__ = ["TwoNN", "ScalePoint", "twonn_from_ratios", "twonn_scale_analysis"]
+__all__ = [
+    "MIN_KEPT_RATIOS",
+    "ScalePoint",
+    "TwoNN",
+    "twonn_from_ratios",
+    "twonn_min_samples",
+    "twonn_scale_analysis",
+]
+
+#: Fewest kept ratios for a usable estimate (95 % spread of the estimate no wider than the dimension).
+#: Independent ratios would need 16 (relative s.e. 1/sqrt(n_keep)) or 18 (exact chi-square interval);
+#: neighbouring points share neighbours, and on uniform spheres of dimension 2, 5 and 10 the measured
+#: spread falls to the estimate's size only at n = 30 (27 kept). See docs/estimators.md, "Smallest sample".
+MIN_KEPT_RATIOS = 27
+
+
+def twonn_min_samples(discard_fraction: float = 0.1) -> int:
+    """Smallest sample TwoNN supports: the least ``n`` that keeps :data:`MIN_KEPT_RATIOS` ratios.
+
+    Parameters
+    ----------
+    discard_fraction : float in [0, 1)
+
+    Returns
+    -------
+    int
+        30 for the default ``discard_fraction=0.1``. Fewer points give a
+        :class:`~gelora.errors.SmallSampleWarning` (3 is the hard minimum).
+    """
+    f = check_float(discard_fraction, "discard_fraction", low=0.0, high=1.0, high_inclusive=False)
+    n = max(3, int(MIN_KEPT_RATIOS / (1.0 - f)) - 1)
+    while _n_keep(n, f) < MIN_KEPT_RATIOS:
+        n += 1
+    return n
 
 
 def _n_keep(N: int, discard_fraction: float) -> int:
@@ -149,6 +190,10 @@ class TwoNN(BaseIDEstimator):
 
     Notes
     -----
+    Smallest sample: :func:`twonn_min_samples` (30 points at the default ``discard_fraction``); fewer
+    give a :class:`~gelora.errors.SmallSampleWarning`, fewer than 3 a
+    :class:`~gelora.errors.NotEnoughSamplesError`.
+
     The standard deviation of the MLE is about ``d / sqrt(n_keep)``. The analytic interval treats the
     ratios as independent (as the paper's likelihood does); neighbouring points share neighbours, so at
     small ``n`` the true spread is somewhat larger.
@@ -197,7 +242,8 @@ class TwoNN(BaseIDEstimator):
         Parameters
         ----------
         X : array-like or torch.Tensor, shape (n_samples, n_features)
-            At least 3 points.
+            At least 3 points; fewer than :func:`twonn_min_samples` give a
+            :class:`~gelora.errors.SmallSampleWarning`.
         y : ignored
 
         Returns
@@ -237,6 +283,8 @@ class TwoNN(BaseIDEstimator):
 
             ci = percentile_ci(bootstrap_statistic(stat, lm.shape[0], n_boot, seed), level)
             ci_method, used_seed = "bootstrap", seed
+        # warned only once an estimate exists: bad input raises first
+        warn_small_sample(data.X.shape[0], twonn_min_samples(discard), "TwoNN")
         self.mu_ = mu
         self._store(
             dimension=d,
@@ -275,7 +323,9 @@ def twonn_scale_analysis(
     At each scale the points are split by one seeded random permutation into ``m`` disjoint subsets of
     ``n_s`` points; TwoNN is fitted on each and the estimates averaged. Smaller subsets have larger
     neighbour distances, so a plateau of the curve over ``n`` marks the scale range where the estimate is
-    meaningful (noise inflates it at large ``n``, curvature at small ``n``).
+    meaningful (noise inflates it at large ``n``, curvature at small ``n``). Subsets below
+    :func:`twonn_min_samples` are part of the picture, so their :class:`~gelora.errors.SmallSampleWarning`
+    is not issued here; their wide intervals say the same.
 
     Parameters
     ----------
@@ -326,7 +376,9 @@ def twonn_scale_analysis(
         dims, last = [], None
         for j in range(m):
             sub = perm[j * size : (j + 1) * size]
-            last = est.fit(X[sub]).result_
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SmallSampleWarning)
+                last = est.fit(X[sub]).result_
             dims.append(last.dimension)
         assert last is not None
         mean = float(np.mean(dims))

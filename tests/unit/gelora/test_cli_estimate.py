@@ -58,3 +58,19 @@ def test_duplicate_rows_fail_cleanly(tmp_path, points, capsys):
     np.save(f, points)
     assert main(["estimate", str(f)]) == 2
     assert "duplicate" in capsys.readouterr().err
+
+
+def test_three_points_print_the_small_sample_warning(tmp_path, capsys):
+    f = tmp_path / "three.npy"
+    np.save(f, np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]))
+    assert main(["estimate", str(f)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("twonn: intrinsic dimension") and "n=3" in lines[0]
+    assert lines[1].startswith("warning: TwoNN on 3 points: fewer than the 30 it needs")
+
+
+def test_no_warning_line_on_enough_points(tmp_path, points, capsys):
+    f = tmp_path / "x.npy"
+    np.save(f, points)
+    assert main(["estimate", str(f), "--method", "danco", "--k", "5", "--param", "d_max=6"]) == 0
+    assert "warning" not in capsys.readouterr().out

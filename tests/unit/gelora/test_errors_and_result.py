@@ -9,7 +9,10 @@ from gelora.estimators.result import IDResult
 def test_hierarchy():
     for name in errors.__all__:
         cls = getattr(errors, name)
-        assert issubclass(cls, errors.GeLoRAError)
+        if issubclass(cls, Warning):
+            assert issubclass(cls, errors.GeLoRAWarning) and issubclass(cls, UserWarning)
+        else:
+            assert issubclass(cls, errors.GeLoRAError)
     assert issubclass(errors.DuplicatePointsError, errors.DegenerateDataError)
     assert issubclass(errors.NotEnoughSamplesError, ValueError)
     assert str(errors.UnknownLayerError("no layer 'x'")) == "no layer 'x'"
