@@ -1,4 +1,4 @@
-"""validation.min_samples: the spread table behind the estimators' smallest-sample thresholds."""
+"""validation.estimators.min_samples: the spread table behind the estimators' smallest-sample thresholds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from gelora.errors import SmallSampleWarning
-from validation.min_samples import main, spread
+from validation.estimators.min_samples import main, spread
 
 
 def test_spread_is_seeded_ordered_and_quiet():

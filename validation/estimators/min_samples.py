@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m validation.min_samples [--estimator twonn|mle|danco] [--reps 200] [--dims 2 5 10]
+    python -m validation.estimators.min_samples [--estimator twonn|mle|danco] [--reps 200] [--dims 2 5 10]
                                      [--sizes 12 16 20 30] [--seed 0] [--k K]
 
 For every intrinsic dimension ``d`` and sample size ``n`` the estimator is fitted on ``--reps``
