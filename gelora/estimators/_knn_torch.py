@@ -76,14 +76,15 @@ RERANK_BYTES = 256 * 2**20
 
 
 def candidates_per_row(k: int, n: int) -> int:
-    """Columns kept per row by the screen: ``k + max(16, 2 k)`` (at most ``n - 1``).
+    """Columns kept per row by the screen: ``k + max(32, 4 k)`` (at most ``n - 1``).
 
     Wider than the old fixed margin because the proven bound is wider than the typical error: on
     isotropic Gaussian data at D = 4096 (the hardest case: every distance within a few per cent of the
-    others) the TF32 bound spans about a quarter of a standard deviation of the squared distances,
-    i.e. ~50 neighbours at n = 65536; rows that still fail the certificate go to the float64 fallback.
+    others) the TF32 bound (eps ~ 1.5e-3 of ``(R_i + R_j)^2``, ~3e-3 for the cut) spans about a quarter
+    of a standard deviation of the squared distances, i.e. the 60th-80th neighbour at n = 65536-200000
+    for k = 20 (Gaussian tail estimate); rows that still fail the certificate go to the float64 fallback.
     """
-    return min(n - 1, k + max(16, 2 * k))
+    return min(n - 1, k + max(32, 4 * k))
 
 
 def resolve_precision(precision: str, device: Any) -> str:
@@ -318,18 +319,57 @@ def _screen(left: Any, right: Any, n: int, c: int, tile: int, precision: str) ->
     return best_v[:n], best_i[:n], floor[:n], out_u
 
 
+def _pair_sq(X: Any, rows: Any, cols: Any) -> Any:
+    """``sum((x_j - x_i)^2)`` in float64 for the pairs (rows, cols): the exact re-rank formula."""
+    import torch
+
+    diff = X.index_select(0, cols).to(torch.float64)
+    diff -= X.index_select(0, rows).to(torch.float64)
+    return (diff * diff).sum(dim=1)
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def _pair_sq_fn(device: Any) -> Any:
+    """The re-rank kernel: on CUDA ``torch.compile`` fuses the gather, the float64 difference and the sum
+    into one pass over the candidates' rows (eager torch makes ~6 passes of float64 temporaries, as
+    slow as the screen itself at D = 4096); ``GELORA_KNN_COMPILE=0`` or any compile error gives the
+    eager function. Same formula either way (the summation order may differ in the last bit)."""
+    import os
+
+    if device.type != "cuda" or os.environ.get("GELORA_KNN_COMPILE", "1") == "0":
+        return _pair_sq
+    if "fn" not in _COMPILED:
+        import torch
+
+        try:
+            _COMPILED["fn"] = torch.compile(_pair_sq, dynamic=True)
+        except Exception:  # pragma: no cover - no compiler backend
+            _COMPILED["fn"] = _pair_sq
+    return _COMPILED["fn"]
+
+
 def _rerank_pairs(Xe: Any, rows: Any, cols: Any, budget: int) -> Any:
     """Exact float64 ``sum((x_j - x_i)^2)`` of the pairs (rows, cols), in chunks of ``budget`` bytes."""
     import torch
 
     D = Xe.shape[1]
+    fn = _pair_sq_fn(Xe.device)
     d2 = torch.empty(rows.shape[0], dtype=torch.float64, device=Xe.device)
     chunk = max(1, budget // (16 * D))
     for c0 in range(0, rows.shape[0], chunk):
         c1 = min(rows.shape[0], c0 + chunk)
-        diff = Xe.index_select(0, cols[c0:c1]).to(torch.float64)
-        diff -= Xe.index_select(0, rows[c0:c1]).to(torch.float64)
-        d2[c0:c1] = (diff * diff).sum(dim=1)
+        try:
+            d2[c0:c1] = fn(Xe, rows[c0:c1], cols[c0:c1])
+        except Exception:  # pragma: no cover - a compile failure surfaces at the first call
+            if fn is _pair_sq:
+                raise
+            import warnings
+
+            warnings.warn("torch.compile of the k-NN re-rank failed; using eager torch", RuntimeWarning, stacklevel=2)
+            fn = _COMPILED["fn"] = _pair_sq
+            d2[c0:c1] = fn(Xe, rows[c0:c1], cols[c0:c1])
     return d2
 
 
@@ -359,40 +399,48 @@ def _fallback64(
 
     ``g_ij = |c_i|^2 + |c_j|^2 - 2 c_i . c_j`` of the float64 centred, scaled rows ``c``; every column
     with ``g_ij <= T_i + eps64 (R_i + R_max)^2`` is kept (no cap), ``T_i`` the k-th smallest
-    ``g_ij + eps64 (R_i + R_j)^2`` (the argument of the module docstring with the float64 bound).
+    ``g_ij + eps64 (R_i + R_j)^2`` (the argument of the module docstring with the float64 bound). Two
+    passes over column chunks (each converted to float64 once per pass, all fallback rows at a time):
+    the first finds ``T_i`` by a running top-k, the second collects the pairs.
     """
     import torch
 
     n, D = Xe.shape
+    m = rows.shape[0]
     eps = eps64(D)
     rmax = float(norm.max())
-    col_chunk = max(1, budget // (8 * D))
-    qc = torch.empty(n, dtype=torch.float64, device=Xe.device)
-    for t in range(0, n, col_chunk):
-        Yc = (Xe[t : t + col_chunk].to(torch.float64) - mean) * scale
-        qc[t : t + col_chunk] = torch.einsum("ij,ij->i", Yc, Yc)
     Yr = (Xe.index_select(0, rows).to(torch.float64) - mean) * scale
-    row_chunk = max(1, min(rows.shape[0], budget // (8 * 3 * n)))
-    out_r, out_c = [], []
-    for a0 in range(0, rows.shape[0], row_chunk):
-        a1 = min(rows.shape[0], a0 + row_chunk)
-        g = torch.empty((a1 - a0, n), dtype=torch.float64, device=Xe.device)
+    qr = torch.einsum("ij,ij->i", Yr, Yr)
+    rn = norm[rows]
+    col_chunk = max(k + 1, budget // (8 * (D + 2 * m)))
+    arange_m = torch.arange(m, device=Xe.device)
+
+    def blocks() -> Iterator[tuple[int, Any]]:
         for t in range(0, n, col_chunk):
             f = min(n, t + col_chunk)
             Yc = (Xe[t:f].to(torch.float64) - mean) * scale
-            g[:, t:f] = Yr[a0:a1] @ Yc.T
-        g *= -2.0
-        g += qc[rows[a0:a1], None]
-        g += qc[None, :]
-        g[torch.arange(a1 - a0, device=Xe.device), rows[a0:a1]] = float("inf")  # self, by index
-        rn = norm[rows[a0:a1]]
-        T = torch.kthvalue(g + eps * (rn[:, None] + norm[None, :]) ** 2, k, dim=1).values
-        thr = T + eps * (rn + rmax) ** 2
+            g = Yr @ Yc.T
+            g *= -2.0
+            g += qr[:, None]
+            g += torch.einsum("ij,ij->i", Yc, Yc)[None, :]
+            own = (rows >= t) & (rows < f)
+            g[arange_m[own], rows[own] - t] = float("inf")  # self, by index
+            yield t, g
+
+    best = torch.full((m, k), float("inf"), dtype=torch.float64, device=Xe.device)
+    for t, g in blocks():
+        up = g + eps * (rn[:, None] + norm[None, t : t + g.shape[1]]) ** 2
+        both = torch.cat([best, up], dim=1)
+        best = torch.topk(both, k, dim=1, largest=False, sorted=False).values
+    thr = best.amax(dim=1) + eps * (rn + rmax) ** 2
+    out_r, out_c = [], []
+    for t, g in blocks():
         r, col = torch.nonzero(g <= thr[:, None], as_tuple=True)
-        out_r.append(r + a0)
-        out_c.append(col)
-        del g
-    return torch.cat(out_r), torch.cat(out_c)
+        out_r.append(r)
+        out_c.append(col + t)
+    r, col = torch.cat(out_r), torch.cat(out_c)
+    order = torch.sort(r, stable=True).indices
+    return r[order], col[order]
 
 
 def knn_torch(
