@@ -49,7 +49,8 @@ def ratio_rows(data: dict[str, Any], stat: str = "min") -> list[dict[str, Any]]:
         if impl not in ("gelora", *PEERS):
             continue
         g = groups.setdefault(
-            b["group"], {"data": info.get("data", ""), "estimator": info["estimator"], "n": info["n"], "D": info["D"]}
+            b["group"],
+            {"data": info.get("data", ""), "estimator": info["estimator"], "n": info["n"], "D": info["D"]},
         )
         g[impl] = float(b["stats"][stat])
     rows = []
@@ -70,7 +71,10 @@ def markdown_table(rows: list[dict[str, Any]], stat: str = "min") -> str:
     with_dadapy = any("dadapy" in r for r in rows)
     if with_dadapy:
         head += [f"dadapy {stat} (s)", "speed-up (dadapy / gelora)"]
-    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * (1 + with_data) + ["---:"] * (len(head) - 1 - with_data)) + " |"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join(["---"] * (1 + with_data) + ["---:"] * (len(head) - 1 - with_data)) + " |",
+    ]
     for r in rows:
         cells = [r["data"]] if with_data else []
         cells += [r["estimator"], str(r["n"]), str(r["D"]), f"{r['gelora']:.3f}"]

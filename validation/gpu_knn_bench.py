@@ -79,6 +79,12 @@ def _gram(X: torch.Tensor, block: int, precision: str) -> None:
             torch.mm(X[s : s + block], X.T)
 
 
+def _bf16_gram_seconds(X: torch.Tensor, block: int, repeats: int) -> float:
+    Xb = X.to(torch.bfloat16)
+    seconds, _ = _timed(lambda: _gram(Xb, block, "bf16"), X.device, repeats)
+    return seconds
+
+
 def reference_knn(X: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Float64 k nearest neighbours of ``rows`` among all points (self excluded), independently of the
     screen: float64 Gram distances of the centred data choose 8k candidates, exact differences rank them.
@@ -134,9 +140,7 @@ def bench_cell(
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
     block = max(1, min(n, 2**30 // (4 * n)))
     tf32_s, _ = _timed(lambda: _gram(X, block, "tf32"), dev, repeats)
-    Xb = X.to(torch.bfloat16)
-    bf16_s, _ = _timed(lambda: _gram(Xb, block, "bf16"), dev, repeats)
-    del Xb
+    bf16_s = _bf16_gram_seconds(X, block, repeats)
     rng = np.random.default_rng(seed)
     rows_np = np.sort(rng.choice(n, size=min(n, check_rows), replace=False))
     rows = torch.from_numpy(rows_np).to(dev)
@@ -189,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: every (data, shape) cell, resumable JSON, Markdown table on stdout."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--shapes", default=",".join(f"{n}x{D}" for n, D in SHAPES), help="e.g. 65536x768,200000x4096")
+    p.add_argument(
+        "--shapes", default=",".join(f"{n}x{D}" for n, D in SHAPES), help="e.g. 65536x768,200000x4096"
+    )
     p.add_argument("--data", default=",".join(DATA))
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--precision", default="auto", choices=list(_knn_torch.PRECISIONS))

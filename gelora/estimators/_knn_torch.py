@@ -261,7 +261,9 @@ def _merge(best_v: Any, best_i: Any, floor: Any, s: int, e: int, v: Any, j: Any,
     floor[s:e] = torch.minimum(torch.minimum(floor[s:e], fl), top_v.amax(dim=1))
 
 
-def _factors(Xe: Any, mean: Any, scale: float, precision: str, n_pad: int, chunk: int) -> tuple[Any, Any, Any]:
+def _factors(
+    Xe: Any, mean: Any, scale: float, precision: str, n_pad: int, chunk: int
+) -> tuple[Any, Any, Any]:
     """Screening factors (n_pad, W) and the float64 norms ``|y_i|`` (n,) of the scaled centred rows."""
     import torch
 
@@ -367,7 +369,9 @@ def _rerank_pairs(Xe: Any, rows: Any, cols: Any, budget: int) -> Any:
                 raise
             import warnings
 
-            warnings.warn("torch.compile of the k-NN re-rank failed; using eager torch", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "torch.compile of the k-NN re-rank failed; using eager torch", RuntimeWarning, stacklevel=2
+            )
             fn = _COMPILED["fn"] = _pair_sq
             d2[c0:c1] = fn(Xe, rows[c0:c1], cols[c0:c1])
     return d2
@@ -470,7 +474,9 @@ def knn_torch(
         chunk = max(1, budget // (16 * D))
         rmax = 0.0
         for s in range(0, n, chunk):
-            rmax = max(rmax, float(torch.linalg.vector_norm(Xe[s : s + chunk].to(torch.float64) - mean, dim=1).max()))
+            rmax = max(
+                rmax, float(torch.linalg.vector_norm(Xe[s : s + chunk].to(torch.float64) - mean, dim=1).max())
+            )
         scale = 2.0 ** -int(np.ceil(np.log2(rmax))) if rmax > 0 else 1.0
         n_pad = -(-n // GROUP) * GROUP
         left, right, norm = _factors(Xe, mean, scale, precision, n_pad, chunk)

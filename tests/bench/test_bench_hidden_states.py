@@ -82,7 +82,9 @@ CONTENDERS: dict[str, dict[str, Callable[[np.ndarray], Any]]] = {
 }
 dadapy = load_dadapy()
 if dadapy is not None:  # see test_bench_estimators.py for the configuration
-    CONTENDERS["twonn_mle"]["dadapy"] = lambda X: dadapy.IdEstimation(coordinates=X, maxk=3).compute_id_2NN()[0]
+    CONTENDERS["twonn_mle"]["dadapy"] = lambda X: dadapy.IdEstimation(coordinates=X, maxk=3).compute_id_2NN()[
+        0
+    ]
     CONTENDERS["knn"]["dadapy"] = lambda X: dadapy.compute_nn_distances(X, 20)
 
 
@@ -103,8 +105,6 @@ def test_bench_hidden_states(benchmark: Any, estimator: str, impl: str, layer: i
         pytest.skip("smaller sizes on the middle layer only")
     X = np.ascontiguousarray(hidden(layer)[:: N_ROWS // n][:n])  # evenly spaced tokens
     benchmark.group = f"{estimator}-hidden-L{layer}-n{n}-D{X.shape[1]}"
-    benchmark.extra_info.update(
-        data=f"MiniLM L{layer}", estimator=estimator, impl=impl, n=n, D=X.shape[1]
-    )
+    benchmark.extra_info.update(data=f"MiniLM L{layer}", estimator=estimator, impl=impl, n=n, D=X.shape[1])
     result = benchmark.pedantic(quiet(lambda: CONTENDERS[estimator][impl](X)), rounds=3, iterations=1)
     assert result is not None

@@ -28,7 +28,18 @@ def test_tanh_data_has_full_linear_rank():
 
 def test_main_resumes(tmp_path, capsys):
     out = tmp_path / "g.json"
-    argv = ["--device", "cpu", "--shapes", "200x16", "--data", "gaussian", "--repeats", "1", "--out", str(out)]
+    argv = [
+        "--device",
+        "cpu",
+        "--shapes",
+        "200x16",
+        "--data",
+        "gaussian",
+        "--repeats",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     first = json.loads(out.read_text())["cells"]
     assert main(argv) == 0  # the finished cell is skipped
