@@ -71,8 +71,8 @@ U64 = 2.0**-53
 #: absolute allowance for values flushed below float32's normal range (data scaled to norm <= 1)
 EPS_ABS_PER_TERM = 2.0**-120
 
-#: memory for the exact re-rank's gathered rows (bytes)
-RERANK_BYTES = 256 * 2**20
+#: memory for the exact re-rank's float64 differences (bytes per chunk of rows, eager kernel)
+RERANK_BYTES = 16 * 2**20
 
 
 def candidates_per_row(k: int, n: int) -> int:
@@ -321,78 +321,110 @@ def _screen(left: Any, right: Any, n: int, c: int, tile: int, precision: str) ->
     return best_v[:n], best_i[:n], floor[:n], out_u
 
 
-def _pair_sq(X: Any, rows: Any, cols: Any) -> Any:
-    """``sum((x_j - x_i)^2)`` in float64 for the pairs (rows, cols): the exact re-rank formula."""
+def _rows_sq(X: Any, row_ids: Any, cand: Any) -> Any:
+    """``sum((x_j - x_i)^2)`` in float64, shape (b, w), for rows ``row_ids`` (b,) and their candidates
+    ``cand`` (b, w): the exact re-rank formula (each row's own values gathered once)."""
     import torch
 
-    diff = X.index_select(0, cols).to(torch.float64)
-    diff -= X.index_select(0, rows).to(torch.float64)
-    return (diff * diff).sum(dim=1)
+    b, w = cand.shape
+    xr = X.index_select(0, row_ids).to(torch.float64)
+    out = torch.empty((b, w), dtype=torch.float64, device=X.device)
+    for j in range(w):  # one candidate column at a time: the same 2-D row-wise dot whatever the shape
+        y = X.index_select(0, cand[:, j]).to(torch.float64)
+        y -= xr
+        out[:, j] = torch.einsum("ij,ij->i", y, y)
+    return out
+
+
+def _rows_sq_fused(X: Any, row_ids: Any, cand: Any) -> Any:
+    """:func:`_rows_sq` as one expression, for ``torch.compile`` to fuse into one kernel (CUDA)."""
+    import torch
+
+    diff = X[cand].to(torch.float64) - X[row_ids].to(torch.float64)[:, None, :]
+    return (diff * diff).sum(dim=-1)
 
 
 _COMPILED: dict[str, Any] = {}
 
 
-def _pair_sq_fn(device: Any) -> Any:
+def _rows_sq_fn(device: Any) -> Any:
     """The re-rank kernel: on CUDA ``torch.compile`` fuses the gather, the float64 difference and the sum
-    into one pass over the candidates' rows (eager torch makes ~6 passes of float64 temporaries, as
-    slow as the screen itself at D = 4096); ``GELORA_KNN_COMPILE=0`` or any compile error gives the
+    into one pass over the candidates' rows (eager torch makes several passes of float64 temporaries,
+    as slow as the screen itself at D = 4096); ``GELORA_KNN_COMPILE=0`` or any compile error gives the
     eager function. Same formula either way (the summation order may differ in the last bit)."""
     import os
 
     if device.type != "cuda" or os.environ.get("GELORA_KNN_COMPILE", "1") == "0":
-        return _pair_sq
+        return _rows_sq
     if "fn" not in _COMPILED:
         import torch
 
         try:
-            _COMPILED["fn"] = torch.compile(_pair_sq, dynamic=True)
+            _COMPILED["fn"] = torch.compile(_rows_sq_fused, dynamic=True)
         except Exception:  # pragma: no cover - no compiler backend
-            _COMPILED["fn"] = _pair_sq
+            _COMPILED["fn"] = _rows_sq
     return _COMPILED["fn"]
 
 
-def _rerank_pairs(Xe: Any, rows: Any, cols: Any, budget: int) -> Any:
-    """Exact float64 ``sum((x_j - x_i)^2)`` of the pairs (rows, cols), in chunks of ``budget`` bytes."""
-    import torch
+def exact_best_k(Xe: Any, row_ids: Any, rows: Any, cols: Any, k: int, budget: int) -> tuple[Any, Any]:
+    """The k nearest of each row among its candidate pairs, by the exact float64 re-rank.
 
-    D = Xe.shape[1]
-    fn = _pair_sq_fn(Xe.device)
-    d2 = torch.empty(rows.shape[0], dtype=torch.float64, device=Xe.device)
-    chunk = max(1, budget // (16 * D))
-    for c0 in range(0, rows.shape[0], chunk):
-        c1 = min(rows.shape[0], c0 + chunk)
-        try:
-            d2[c0:c1] = fn(Xe, rows[c0:c1], cols[c0:c1])
-        except Exception:  # pragma: no cover - a compile failure surfaces at the first call
-            if fn is _pair_sq:
-                raise
-            import warnings
+    Parameters
+    ----------
+    Xe : torch.Tensor, shape (n, D)
+        The input values.
+    row_ids : torch.Tensor of int64, shape (m,)
+        The rows (indices into ``Xe``).
+    rows, cols : torch.Tensor of int64, shape (P,)
+        Candidate pairs: position in ``row_ids`` (sorted ascending, every position at least k times)
+        and column index into ``Xe``.
+    k : int
+        Neighbours per row.
+    budget : int
+        Bytes of float64 differences per chunk of rows (eager kernel).
 
-            warnings.warn(
-                "torch.compile of the k-NN re-rank failed; using eager torch", RuntimeWarning, stacklevel=2
-            )
-            fn = _COMPILED["fn"] = _pair_sq
-            d2[c0:c1] = fn(Xe, rows[c0:c1], cols[c0:c1])
-    return d2
-
-
-def _best_k_of_pairs(rows: Any, cols: Any, d2: Any, n_rows: int, k: int) -> tuple[Any, Any]:
-    """Per row (``rows`` sorted, 0..n_rows-1, each at least k pairs): the k smallest by (d2, index)."""
+    Returns
+    -------
+    d2, idx : torch.Tensor, shape (m, k)
+        Squared distances (float64) and indices, ordered by (distance, index).
+    """
     import torch
 
     dev = rows.device
-    counts = torch.bincount(rows, minlength=n_rows)
+    m = row_ids.shape[0]
+    D = Xe.shape[1]
+    counts = torch.bincount(rows, minlength=m)
     width = int(counts.max())
     starts = torch.cumsum(counts, 0) - counts
     pos = torch.arange(rows.shape[0], device=dev) - torch.repeat_interleave(starts, counts)
-    D2 = torch.full((n_rows, width), float("inf"), dtype=torch.float64, device=dev)
-    idx = torch.full((n_rows, width), torch.iinfo(torch.int64).max, dtype=torch.int64, device=dev)
-    D2[rows, pos] = d2
-    idx[rows, pos] = cols
+    cand = row_ids[:, None].repeat(1, width)  # padding points at the row itself, masked below
+    cand[rows, pos] = cols
+    valid = torch.zeros((m, width), dtype=torch.bool, device=dev)
+    valid[rows, pos] = True
+    fn = _rows_sq_fn(Xe.device)
+    # eager torch holds three float64 rows per chunk row; the fused kernel holds none, so its chunks
+    # are limited only by 32-bit element indexing of the gathered rows
+    per_row = width * D
+    step = max(1, budget // (8 * 3 * D)) if fn is _rows_sq else max(1, (2**31 - 1) // (2 * per_row))
+    d2 = torch.empty((m, width), dtype=torch.float64, device=dev)
+    for s in range(0, m, step):
+        e = min(m, s + step)
+        try:
+            d2[s:e] = fn(Xe, row_ids[s:e], cand[s:e])
+        except Exception:  # pragma: no cover - a compile failure surfaces at the first call
+            if fn is _rows_sq:
+                raise
+            import warnings
+
+            warnings.warn("torch.compile of the k-NN re-rank failed; using eager torch", RuntimeWarning, stacklevel=2)
+            fn = _COMPILED["fn"] = _rows_sq
+            d2[s:e] = fn(Xe, row_ids[s:e], cand[s:e])
+    d2[~valid] = float("inf")
+    idx = torch.where(valid, cand, torch.iinfo(torch.int64).max)
+    # order by (distance, index): sort by index, then a stable sort by distance
     ci, perm = torch.sort(idx, dim=1)
-    D2 = torch.gather(D2, 1, perm)
-    d2s, order = torch.sort(D2, dim=1, stable=True)
+    d2 = torch.gather(d2, 1, perm)
+    d2s, order = torch.sort(d2, dim=1, stable=True)
     return d2s[:, :k], torch.gather(ci, 1, order[:, :k])
 
 
@@ -508,13 +540,11 @@ def knn_torch(
         if good.numel():
             # rows renumbered 0..len(good)-1 (``r`` is sorted, ``good`` ascending)
             rank = torch.cumsum(certified.to(torch.int64), 0) - 1
-            d2 = _rerank_pairs(Xe, r, cols, RERANK_BYTES)
-            dk, ik = _best_k_of_pairs(rank[r], cols, d2, good.numel(), k)
+            dk, ik = exact_best_k(Xe, good, rank[r], cols, k, RERANK_BYTES)
             d2_out[good], idx_out[good] = dk, ik
         if bad.numel():
             fr, fc = _fallback64(Xe, mean, scale, norm, bad, k, budget)
-            d2 = _rerank_pairs(Xe, bad[fr], fc, RERANK_BYTES)
-            dk, ik = _best_k_of_pairs(fr, fc, d2, bad.numel(), k)
+            dk, ik = exact_best_k(Xe, bad, fr, fc, k, RERANK_BYTES)
             d2_out[bad], idx_out[bad] = dk, ik
             n_pairs = int(r.numel() + fr.numel())
         else:

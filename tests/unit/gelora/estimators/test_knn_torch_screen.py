@@ -26,8 +26,7 @@ def exhaustive(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     cols = torch.arange(n).repeat(n)
     off = rows != cols
     rows, cols = rows[off], cols[off]
-    d2 = kt._rerank_pairs(Xt, rows, cols, 2**24)
-    dk, ik = kt._best_k_of_pairs(rows, cols, d2, n, k)
+    dk, ik = kt.exact_best_k(Xt, torch.arange(n), rows, cols, k, 2**24)
     return np.sqrt(dk.numpy()), ik.numpy()
 
 
@@ -102,9 +101,7 @@ def test_error_bound_holds_entrywise(precision):
     left, right, norm = kt._factors(Xt, mean, scale, precision, n, n)
     g, out_u = kt._product(left, right, precision)
     s = g.to(torch.float64)
-    rows = torch.arange(n).repeat_interleave(n)
-    cols = torch.arange(n).repeat(n)
-    e = kt._rerank_pairs(Xt, rows, cols, 2**24).reshape(n, n) * scale**2
+    e = kt._rows_sq(Xt, torch.arange(n), torch.arange(n).repeat(n, 1)) * scale**2
     eps = kt.screen_eps(precision, D, left.shape[1], out_u)
     R = norm * (1 + 1e-12)
     bound = eps * (R[:, None] + R[None, :]) ** 2
