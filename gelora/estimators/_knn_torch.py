@@ -416,7 +416,9 @@ def exact_best_k(Xe: Any, row_ids: Any, rows: Any, cols: Any, k: int, budget: in
                 raise
             import warnings
 
-            warnings.warn("torch.compile of the k-NN re-rank failed; using eager torch", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "torch.compile of the k-NN re-rank failed; using eager torch", RuntimeWarning, stacklevel=2
+            )
             fn = _COMPILED["fn"] = _rows_sq
             d2[s:e] = fn(Xe, row_ids[s:e], cand[s:e])
     d2[~valid] = float("inf")

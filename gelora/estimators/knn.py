@@ -18,10 +18,11 @@ Backends
     run on ``OMP_NUM_THREADS`` (default: the usable cores) threads, each block's product, selection and
     re-rank on one thread with a single-threaded BLAS (the BLAS thread limit is process-wide while it runs).
 ``"torch"``
-    The same Gram trick in PyTorch on CPU or CUDA, in float32, over square tiles of the symmetric distance
-    matrix (only tiles on or above the diagonal are computed, each updating the running ``topk`` of its
-    rows and of its columns); the tile side is chosen from a memory budget. The only backend for torch
-    tensors or when ``device`` is given.
+    A reduced-precision screen with a proven error bound (TF32 tensor cores on CUDA by default, fp32 on
+    the CPU, bf16 on request: ``precision=``) over the tiles on or above the diagonal of the symmetric
+    distance matrix, a per-row certificate that every possible neighbour was kept (float64 screen for
+    rows without one), and the exact float64 re-rank (:mod:`gelora.estimators._knn_torch`). The only
+    backend for torch tensors or when ``device`` is given.
 ``"auto"``
     torch when ``X`` is a tensor or ``device`` is set; otherwise kdtree when ``n_features`` is at most
     :data:`KDTREE_MAX_FEATURES`, else numpy (both crossovers measured in ``docs/performance.md``: on the
@@ -29,14 +30,14 @@ Backends
 
 Exactness
 ---------
-The kdtree and torch backends select ``k + margin`` candidates per point (``margin = max(4, k // 4)``) by
-their own distances (float64 tree distances, float32 Gram distances of the centred data); the numpy
-backend keeps every candidate that could be among the k nearest given a rigorous bound on its screening
-error (proof in :func:`_knn_numpy`), so its neighbour sets are exact even for ties and near-ties. All
+The kdtree backend selects ``k + margin`` candidates per point (``margin = max(4, k // 4)``) by its
+float64 tree distances; the numpy and torch backends keep every candidate that could be among the k
+nearest given a rigorous bound on their screening error (proofs in :func:`_knn_numpy` and
+:mod:`gelora.estimators._knn_torch`), so their neighbour sets are exact even for ties and near-ties. All
 backends then recompute the distances of the candidates exactly as ``sqrt(sum((x - y)**2))`` in float64
 from the input values and keep the ``k`` smallest, ties broken by the smaller index. Distances are
 therefore accurate to float64 rounding even for near-duplicates (where the Gram trick cancels
-catastrophically); kdtree and torch return the same neighbours as numpy unless more than ``margin`` points
+catastrophically); kdtree returns the same neighbours as numpy unless more than ``margin`` points
 tie or are within their rounding error of the k-th distance. Self-matches are excluded by index, never by
 zero distance, so duplicate rows show up as zero distances (which the estimators detect).
 
