@@ -18,10 +18,11 @@ Backends
     run on ``OMP_NUM_THREADS`` (default: the usable cores) threads, each block's product, selection and
     re-rank on one thread with a single-threaded BLAS (the BLAS thread limit is process-wide while it runs).
 ``"torch"``
-    The same Gram trick in PyTorch on CPU or CUDA, in float32, over square tiles of the symmetric distance
-    matrix (only tiles on or above the diagonal are computed, each updating the running ``topk`` of its
-    rows and of its columns); the tile side is chosen from a memory budget. The only backend for torch
-    tensors or when ``device`` is given.
+    A reduced-precision screen with a proven error bound (TF32 tensor cores on CUDA by default, fp32 on
+    the CPU, bf16 on request: ``precision=``) over the tiles on or above the diagonal of the symmetric
+    distance matrix, a per-row certificate that every possible neighbour was kept (float64 screen for
+    rows without one), and the exact float64 re-rank (:mod:`gelora.estimators._knn_torch`). The only
+    backend for torch tensors or when ``device`` is given.
 ``"auto"``
     torch when ``X`` is a tensor or ``device`` is set; otherwise kdtree when ``n_features`` is at most
     :data:`KDTREE_MAX_FEATURES`, else numpy (both crossovers measured in ``docs/performance.md``: on the
@@ -29,14 +30,14 @@ Backends
 
 Exactness
 ---------
-The kdtree and torch backends select ``k + margin`` candidates per point (``margin = max(4, k // 4)``) by
-their own distances (float64 tree distances, float32 Gram distances of the centred data); the numpy
-backend keeps every candidate that could be among the k nearest given a rigorous bound on its screening
-error (proof in :func:`_knn_numpy`), so its neighbour sets are exact even for ties and near-ties. All
+The kdtree backend selects ``k + margin`` candidates per point (``margin = max(4, k // 4)``) by its
+float64 tree distances; the numpy and torch backends keep every candidate that could be among the k
+nearest given a rigorous bound on their screening error (proofs in :func:`_knn_numpy` and
+:mod:`gelora.estimators._knn_torch`), so their neighbour sets are exact even for ties and near-ties. All
 backends then recompute the distances of the candidates exactly as ``sqrt(sum((x - y)**2))`` in float64
 from the input values and keep the ``k`` smallest, ties broken by the smaller index. Distances are
 therefore accurate to float64 rounding even for near-duplicates (where the Gram trick cancels
-catastrophically); kdtree and torch return the same neighbours as numpy unless more than ``margin`` points
+catastrophically); kdtree returns the same neighbours as numpy unless more than ``margin`` points
 tie or are within their rounding error of the k-th distance. Self-matches are excluded by index, never by
 zero distance, so duplicate rows show up as zero distances (which the estimators detect).
 
@@ -678,110 +679,13 @@ def _n_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _torch_budget(device: Any) -> int:
-    import torch
-
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(min(4 * 2**30, 0.25 * free))
-    return CPU_BLOCK_BYTES
-
-
-def _torch_merge(best_d: Any, best_i: Any, s: int, e: int, v: Any, j: Any, c: int) -> None:
-    """Fold new candidates (v, j) of rows s:e into the running best c (smallest v)."""
-    import torch
-
-    all_d = torch.cat([best_d[s:e], v], dim=1)
-    all_i = torch.cat([best_i[s:e], j], dim=1)
-    top = torch.topk(all_d, c, dim=1, largest=False, sorted=False).indices
-    best_d[s:e] = torch.gather(all_d, 1, top)
-    best_i[s:e] = torch.gather(all_i, 1, top)
-
-
-def _torch_candidates(Xg: Any, c: int, block: int) -> Any:
-    """Indices (n, c) of the c nearest other rows by the Gram distances, using symmetry.
-
-    Only the block pairs (I, J) with J >= I are multiplied (half the flops): each block updates the
-    running best of its rows (top-k along dim 1) and of its columns (top-k along dim 0).
-    """
-    import torch
-
-    n = Xg.shape[0]
-    sq = (torch.linalg.vector_norm(Xg, dim=1, dtype=torch.float64) ** 2).to(Xg.dtype)
-    best_d = torch.full((n, c), float("inf"), dtype=Xg.dtype, device=Xg.device)
-    best_i = torch.full((n, c), -1, dtype=torch.int64, device=Xg.device)
-    for s in range(0, n, block):
-        e = min(n, s + block)
-        for t in range(s, n, block):
-            f = min(n, t + block)
-            g = torch.addmm(sq[None, t:f], Xg[s:e], Xg[t:f].T, beta=1.0, alpha=-2.0)
-            g += sq[s:e, None]
-            if t == s:
-                g.fill_diagonal_(float("inf"))  # exclude self by index
-            cc = min(c, f - t)
-            v, j = torch.topk(g, cc, dim=1, largest=False, sorted=False)
-            _torch_merge(best_d, best_i, s, e, v, j + t, c)
-            if t != s:
-                cc = min(c, e - s)
-                v, j = torch.topk(g.T, cc, dim=1, largest=False, sorted=False)
-                _torch_merge(best_d, best_i, t, f, v, j + s, c)
-            del g
-    return best_i
-
-
-def _torch_rerank(Xe: Any, cand: Any, k: int, budget: int) -> tuple[Any, Any]:
-    """Exact float64 squared distances to the candidates by differences; keep k by (distance, index)."""
-    import torch
-
-    n, c = cand.shape
-    D = Xe.shape[1]
-    rows = max(1, min(n, budget // (3 * D * 8)))
-    d2 = torch.empty((n, c), dtype=torch.float64, device=Xe.device)
-    for s in range(0, n, rows):
-        e = min(n, s + rows)
-        xr = Xe[s:e].to(torch.float64)
-        for j in range(c):
-            y = Xe.index_select(0, cand[s:e, j]).to(torch.float64)
-            y -= xr
-            d2[s:e, j] = torch.einsum("ij,ij->i", y, y)
-    # order by (distance, index): sort by index, then a stable sort by distance
-    ci, perm = torch.sort(cand, dim=1)
-    d2 = torch.gather(d2, 1, perm)
-    d2s, order = torch.sort(d2, dim=1, stable=True)
-    return d2s[:, :k], torch.gather(ci, 1, order[:, :k])
-
-
 def _knn_torch(
-    X: Any, k: int, metric: str, device: Any, block_size: int | None
+    X: Any, k: int, metric: str, device: Any, block_size: int | None, precision: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
-    import torch
+    """The torch backend: :func:`gelora.estimators._knn_torch.knn_torch` (certified tensor-core screen)."""
+    from gelora.estimators._knn_torch import knn_torch
 
-    if not is_torch_tensor(X):
-        X = torch.from_numpy(X)
-    dev = torch.device(device) if device is not None else X.device
-    Xe = X.to(dev)  # the exact re-rank uses the input's values (float32 or float64)
-    if metric == "cosine":
-        norms = torch.linalg.vector_norm(Xe.to(torch.float64), dim=1)
-        if bool((norms == 0).any()):
-            raise InvalidInputError(
-                "metric='cosine' is undefined for zero vectors; X has "
-                f"{int((norms == 0).sum())} all-zero rows"
-            )
-        Xe = Xe.to(torch.float64) / norms[:, None]
-    n = Xe.shape[0]
-    c = min(n - 1, k + _margin(k))
-    budget = _torch_budget(dev)
-    with torch.no_grad():
-        # candidates from a float32 Gram of the centred data (float32 BLAS is 4x faster than float64 on the
-        # CPU, docs/performance.md); the exact float64 re-rank restores full precision
-        mean = Xe.mean(dim=0, dtype=torch.float64)
-        Xg = Xe.to(torch.float32) - mean.to(torch.float32)
-        if block_size is None:
-            block_size = int(max(1, min(n, (budget // (3 * Xg.element_size())) ** 0.5)))
-        cand = _torch_candidates(Xg, c, block_size)
-        del Xg
-        dist, idx = _torch_rerank(Xe, cand, k, budget)
-    return dist.cpu().numpy(), idx.cpu().numpy()
+    return knn_torch(X, k, metric, device, block_size, precision)
 
 
 def knn_distances(
@@ -792,6 +696,7 @@ def knn_distances(
     device: Any = None,
     backend: str = "auto",
     block_size: int | None = None,
+    precision: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours of every point among the other points.
 
@@ -812,6 +717,11 @@ def knn_distances(
         Rows per distance block (numpy) or tile side (torch); by default chosen from a memory budget
         (32 MiB screening blocks for numpy, 256 MiB tiles for torch on CPU, a quarter of free GPU
         memory up to 4 GiB on CUDA).
+    precision : {"auto", "fp32", "tf32", "bf16"}
+        Operand precision of the torch backend's screening product (``"auto"``: TF32 tensor cores on
+        CUDA, fp32 elsewhere). It changes the speed only: the screen's error bound is proven for each
+        precision and every candidate within it is re-ranked exactly in float64
+        (:mod:`gelora.estimators._knn_torch`). Ignored by the other backends.
 
     Returns
     -------
@@ -832,6 +742,7 @@ def knn_distances(
     k = check_int(k, "k", minimum=1)
     if block_size is not None:
         block_size = check_int(block_size, "block_size", minimum=1)
+    precision = check_choice(precision, "precision", ("auto", "fp32", "tf32", "bf16"))
     X = check_points(X, min_samples=k + 1)
     tensor = is_torch_tensor(X)
     if backend == "auto":
@@ -845,7 +756,7 @@ def knn_distances(
             "for torch tensors or an explicit device"
         )
     if backend == "torch":
-        d2, idx = _knn_torch(X, k, metric, device, block_size)
+        d2, idx = _knn_torch(X, k, metric, device, block_size, precision)
     else:
         Xn = _normalise_rows_np(X) if metric == "cosine" else X
         if backend == "kdtree":

@@ -12,7 +12,8 @@ per layer; the embedding output (layer 0), a middle block (3) and the last block
 of ``test_bench_estimators.py`` span a 30-dimensional subspace exactly; hidden states do not, so this
 suite measures how much of the NumPy k-NN backend's principal screen survives on them.
 
-Configurations as in ``test_bench_estimators.py``; every cell runs three rounds, minimum reported.
+Configurations (and the dadapy peer) as in ``test_bench_estimators.py``; every cell runs three rounds,
+minimum reported. Layer 3 is also timed on 1000 and 4000 evenly spaced rows of its 16000.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ import numpy as np
 import pytest
 
 from gelora.estimators import MLE, TwoNN, knn_distances
+from validation.estimators.peers_dadapy import load as load_dadapy
 
 skdim = pytest.importorskip("skdim")
 from skdim._commonfuncs import get_nn  # noqa: E402
 
 N_ROWS = 16000
 LAYERS = (0, 3, 6)
+SIZES = (1000, 4000, N_ROWS)
 
 _CACHE: dict[int, np.ndarray] = {}
 
@@ -77,6 +80,12 @@ CONTENDERS: dict[str, dict[str, Callable[[np.ndarray], Any]]] = {
         "skdim": lambda X: skdim.id.TwoNN(method="mle").fit(X).dimension_,
     },
 }
+dadapy = load_dadapy()
+if dadapy is not None:  # see test_bench_estimators.py for the configuration
+    CONTENDERS["twonn_mle"]["dadapy"] = lambda X: dadapy.IdEstimation(coordinates=X, maxk=3).compute_id_2NN()[
+        0
+    ]
+    CONTENDERS["knn"]["dadapy"] = lambda X: dadapy.compute_nn_distances(X, 20)
 
 
 # The embedding output (layer 0) has exact duplicate rows (8129 of the 16000 rows have a twin: the
@@ -86,11 +95,16 @@ CELLS = [(e, layer) for e in sorted(CONTENDERS) for layer in LAYERS if e == "knn
 
 
 @pytest.mark.peers
-@pytest.mark.parametrize("impl", ["gelora", "skdim"])
+@pytest.mark.parametrize("impl", ["gelora", "skdim", "dadapy"])
 @pytest.mark.parametrize(("estimator", "layer"), CELLS)
-def test_bench_hidden_states(benchmark: Any, estimator: str, impl: str, layer: int) -> None:
-    X = hidden(layer)
-    benchmark.group = f"{estimator}-hidden-L{layer}-n{N_ROWS}-D{X.shape[1]}"
-    benchmark.extra_info.update(estimator=f"{estimator} layer {layer}", impl=impl, n=N_ROWS, D=X.shape[1])
+@pytest.mark.parametrize("n", SIZES)
+def test_bench_hidden_states(benchmark: Any, estimator: str, impl: str, layer: int, n: int) -> None:
+    if impl not in CONTENDERS[estimator]:
+        pytest.skip(f"{impl} has no {estimator} here")
+    if n < N_ROWS and layer != 3:
+        pytest.skip("smaller sizes on the middle layer only")
+    X = np.ascontiguousarray(hidden(layer)[:: N_ROWS // n][:n])  # evenly spaced tokens
+    benchmark.group = f"{estimator}-hidden-L{layer}-n{n}-D{X.shape[1]}"
+    benchmark.extra_info.update(data=f"MiniLM L{layer}", estimator=estimator, impl=impl, n=n, D=X.shape[1])
     result = benchmark.pedantic(quiet(lambda: CONTENDERS[estimator][impl](X)), rounds=3, iterations=1)
     assert result is not None

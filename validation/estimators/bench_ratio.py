@@ -1,11 +1,13 @@
-"""Turn a pytest-benchmark JSON of paired runs into a Markdown table of gelora / skdim time ratios.
+"""Turn a pytest-benchmark JSON of paired runs into a Markdown table of peer / gelora time ratios.
 
 Usage::
 
     python -m validation.estimators.bench_ratio bench_estimators.json [--stat min|mean|median]
 
-Each benchmark group (``"<estimator> n=<n> D=<D>"``) must hold one ``gelora`` and one ``skdim`` member
-(``extra_info["impl"]``); groups missing either are listed as incomplete.
+Each benchmark group (one data set, estimator, n and D) holds a ``gelora`` member and one or more peers
+(``extra_info["impl"]``: ``skdim``, ``dadapy``); groups without ``gelora`` or without any peer are left
+out. A speed-up is ``peer time / gelora time`` (above 1: we are faster); a peer that has no such
+estimator shows "–".
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from typing import Any
 from gelora._io import read_json
 from gelora.errors import ResultFileError
 
+PEERS = ("skdim", "dadapy")
+
 
 def ratio_rows(data: dict[str, Any], stat: str = "min") -> list[dict[str, Any]]:
-    """One row per complete group: estimator, n, D, both times (s) and ``speedup = skdim / gelora``.
+    """One row per group with gelora and at least one peer: data, estimator, n, D, times (s), speed-ups.
 
     Parameters
     ----------
@@ -32,7 +36,9 @@ def ratio_rows(data: dict[str, Any], stat: str = "min") -> list[dict[str, Any]]:
     Returns
     -------
     list of dict
-        Sorted by estimator, n, D.
+        Keys ``data`` (``extra_info["data"]``, "" if absent), ``estimator``, ``n``, ``D``, ``gelora`` and,
+        per peer present, its time and ``speedup`` (skdim) / ``speedup_<peer>``; sorted by data,
+        estimator, n, D.
     """
     if "benchmarks" not in data:
         raise ResultFileError("not a pytest-benchmark JSON: no 'benchmarks' list")
@@ -40,33 +46,47 @@ def ratio_rows(data: dict[str, Any], stat: str = "min") -> list[dict[str, Any]]:
     for b in data["benchmarks"]:
         info = b.get("extra_info", {})
         impl = info.get("impl")
-        if impl not in ("gelora", "skdim"):
+        if impl not in ("gelora", *PEERS):
             continue
-        g = groups.setdefault(b["group"], {"estimator": info["estimator"], "n": info["n"], "D": info["D"]})
+        g = groups.setdefault(
+            b["group"],
+            {"data": info.get("data", ""), "estimator": info["estimator"], "n": info["n"], "D": info["D"]},
+        )
         g[impl] = float(b["stats"][stat])
     rows = []
     for g in groups.values():
-        if "gelora" in g and "skdim" in g:
-            g["speedup"] = g["skdim"] / g["gelora"]
+        if "gelora" in g and any(p in g for p in PEERS):
+            for p in PEERS:
+                if p in g:
+                    g["speedup" if p == "skdim" else f"speedup_{p}"] = g[p] / g["gelora"]
             rows.append(g)
-    return sorted(rows, key=lambda r: (r["estimator"], r["n"], r["D"]))
+    return sorted(rows, key=lambda r: (r["data"], r["estimator"], r["n"], r["D"]))
 
 
 def markdown_table(rows: list[dict[str, Any]], stat: str = "min") -> str:
-    """Render :func:`ratio_rows` as a Markdown table."""
+    """Render :func:`ratio_rows` as a Markdown table (a ``data`` column when any row names its data)."""
+    with_data = any(r["data"] for r in rows)
+    head = ["data"] if with_data else []
+    head += ["estimator", "n", "D", f"gelora {stat} (s)", f"skdim {stat} (s)", "speed-up (skdim / gelora)"]
+    with_dadapy = any("dadapy" in r for r in rows)
+    if with_dadapy:
+        head += [f"dadapy {stat} (s)", "speed-up (dadapy / gelora)"]
     lines = [
-        f"| estimator | n | D | gelora {stat} (s) | skdim {stat} (s) | speed-up (skdim / gelora) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join(["---"] * (1 + with_data) + ["---:"] * (len(head) - 1 - with_data)) + " |",
     ]
     for r in rows:
-        lines.append(
-            f"| {r['estimator']} | {r['n']} | {r['D']} | {r['gelora']:.3f} | {r['skdim']:.3f} | {r['speedup']:.2f}x |"
-        )
+        cells = [r["data"]] if with_data else []
+        cells += [r["estimator"], str(r["n"]), str(r["D"]), f"{r['gelora']:.3f}"]
+        cells += [f"{r['skdim']:.3f}", f"{r['speedup']:.2f}x"] if "skdim" in r else ["–", "–"]
+        if with_dadapy:
+            cells += [f"{r['dadapy']:.3f}", f"{r['speedup_dadapy']:.2f}x"] if "dadapy" in r else ["–", "–"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="gelora / skdim ratio table from a pytest-benchmark JSON")
+    p = argparse.ArgumentParser(description="peer / gelora ratio table from a pytest-benchmark JSON")
     p.add_argument("json", type=Path)
     p.add_argument("--stat", default="min", choices=["min", "mean", "median"])
     args = p.parse_args(argv)

@@ -102,7 +102,9 @@ def test_auto_backend_chooses_by_shape(monkeypatch):
         knn, "_knn_numpy", lambda X, k, b: calls.append("numpy") or (np.ones((len(X), k)),) * 2
     )
     monkeypatch.setattr(
-        knn, "_knn_torch", lambda X, k, m, d, b: calls.append("torch") or (np.ones((len(X), k)),) * 2
+        knn,
+        "_knn_torch",
+        lambda X, k, m, d, b, p="auto": calls.append("torch") or (np.ones((len(X), k)),) * 2,
     )
     rng = np.random.default_rng(0)
     knn.knn_distances(rng.normal(size=(20, KDTREE_MAX_FEATURES)), 2)

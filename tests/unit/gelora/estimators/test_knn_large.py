@@ -4,10 +4,9 @@ Run with ``tox -e slow`` or ``pytest -m slow tests/unit/gelora/estimators/test_k
 
 At n = 16000 the NumPy backend takes its large-input paths (principal screen chosen by the pilot, first
 cut from the subset product, per-thread blocks, the symmetric product for wide screens), which the small
-unit tests reach only at n ~ 2000. The torch backend shares none of that code (float32 Gram tiles,
-``topk`` with a margin, its own float64 re-rank), so agreement of every neighbour index and of the
-distances to float64 summation-order noise is an independent check. On continuous data no neighbour is
-within float32 rounding of the k-th, so the torch backend's margin cannot make them differ.
+unit tests reach only at n ~ 2000. The torch backend shares none of that code (its own certified
+screen over symmetric tiles and its own float64 re-rank, gelora/estimators/_knn_torch.py), so agreement
+of every neighbour index and of the distances to float64 summation-order noise is an independent check.
 """
 
 from __future__ import annotations

@@ -1,0 +1,566 @@
+"""The torch backend of :func:`gelora.estimators.knn.knn_distances`: a reduced-precision tensor-core screen
+with a proven error bound, then the exact float64 re-rank of every candidate within that bound.
+
+Algorithm (same code on CPU and CUDA)
+-------------------------------------
+1. **Centre and scale** in float64: ``c_i = (x_i - mean) 2^-e`` (a power of two, so that the largest norm
+   is about 1: no overflow, and scaling changes no rounding), rounded once to float32: ``y_i``.
+2. **Screening factors** ``left_i = [y^_i, qh_i, ql_i, 1, 1]`` and ``right_j = [-2 y^_j, 1, 1, qh_j, ql_j]``
+   (zero-padded to a multiple of 16 columns) where ``y^`` is ``y`` rounded to the screen's operand
+   precision (TF32: 10 mantissa bits, rounded here, before the product, so the operand error is ours and
+   known; bf16: 7 bits; fp32: exact) and ``qh + ql`` is ``|y|^2`` (float64) split into two operands, so
+   one GEMM gives ``s^_ij ~ |y_i - y_j|^2`` with no separate pass to add the norms.
+3. **Symmetric tiles**: only tiles on or above the diagonal are multiplied (half the flops); every tile
+   serves its rows and (transposed) its columns. Each side keeps its ``c`` smallest values per row by
+   a *group-min* selection: the minima of groups of :data:`GROUP` consecutive columns (one read of
+   the tile), the ``c`` groups with the smallest minima (``topk`` on a 16x narrower array), then the
+   ``c`` smallest of those groups' members. It also returns a lower bound (the *floor*) on every value
+   it did not keep; merges into each row's running best ``c`` lower the floor likewise.
+4. **Certificate.** With ``E_ij = eps (R_i + R_j)^2 + eps_abs`` (:func:`screen_eps`, ``R_i >= |y_i|``),
+   ``|s^_ij - e_ij| <= E_ij`` where ``e_ij`` is the float64 re-rank value (scaled). Let ``T_i`` be the
+   k-th smallest ``s^_ij + E_ij`` over the kept columns: k columns have ``e_ij <= T_i``, so the k-th
+   smallest ``e`` of the row is ``<= T_i``, and every column j whose ``e_ij`` is at most that has
+   ``s^_ij <= e_ij + E_ij <= T_i + eps (R_i + R_max)^2 + eps_abs =: thr_i``. A row is *certified* when
+   its floor exceeds ``thr_i``: then every column that can be among its k nearest (ties included) was
+   kept. Uncertified rows (near-isotropic data where the screen's error exceeds the gap between the
+   k-th and c-th neighbour, or massive ties) are screened again in float64 against all points with the
+   same argument and a float64 bound, keeping every column within it (no cap).
+5. **Exact re-rank**: every kept column with ``s^_ij <= thr_i`` gets ``sum((x_j - x_i)^2)`` in float64
+   from the input values; the k smallest by (distance, index) are returned. The result is therefore
+   the one an exhaustive float64 computation of the same re-rank formula gives, ties included.
+
+Error model (what ``eps`` assumes)
+----------------------------------
+Operands are rounded here (TF32 round-to-nearest: unit roundoff ``2^-11``; bf16: ``2^-8``); products of
+the rounded operands are exact in float32 (11 x 11 and 8 x 8 significand bits); the accumulation is in
+float32 with each addition's error at most ``2^-22`` relative to the sum of the absolute terms so far —
+twice float32's unit roundoff, which covers the truncating, block-aligned accumulation measured on NVIDIA
+tensor cores (Fasi, Higham, Mikaitis, Pranesh, "Numerical behavior of NVIDIA tensor cores", PeerJ CS
+2021): ``|fl(sum p) - sum p| <= gamma_W(2^-22) sum |p|`` for W terms. The output is float32 (or bf16 when
+the device cannot return a float32 product of bf16 operands: ``2^-8`` more). Values below float32's
+normal range may be flushed to zero (an absolute term ``eps_abs``; the data are scaled to norm ~1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gelora.errors import ConfigError, InvalidInputError
+from gelora.estimators._checks import is_torch_tensor
+
+#: operand precisions of the screen, and ``"auto"`` (TF32 on CUDA, fp32 elsewhere)
+PRECISIONS = ("auto", "fp32", "tf32", "bf16")
+
+#: columns per group of the group-min selection (the topk runs on a GROUP-times narrower array)
+GROUP = 16
+
+#: unit roundoff of the operands, by screen precision
+OPERAND_U = {"fp32": 0.0, "tf32": 2.0**-11, "bf16": 2.0**-8}
+
+#: per-addition error of the GEMM accumulation, relative to the sum of absolute terms (see module doc)
+ACC_U = 2.0**-22
+
+U32 = 2.0**-24
+U64 = 2.0**-53
+
+#: absolute allowance for values flushed below float32's normal range (data scaled to norm <= 1)
+EPS_ABS_PER_TERM = 2.0**-120
+
+#: memory for the exact re-rank's float64 differences (bytes per chunk of rows, eager kernel)
+RERANK_BYTES = 16 * 2**20
+
+
+def candidates_per_row(k: int, n: int) -> int:
+    """Columns kept per row by the screen: ``k + max(32, 4 k)`` (at most ``n - 1``).
+
+    Wider than the old fixed margin because the proven bound is wider than the typical error: on
+    isotropic Gaussian data at D = 4096 (the hardest case: every distance within a few per cent of the
+    others) the TF32 bound (eps ~ 1.5e-3 of ``(R_i + R_j)^2``, ~3e-3 for the cut) spans about a quarter
+    of a standard deviation of the squared distances, i.e. the 60th-80th neighbour at n = 65536-200000
+    for k = 20 (Gaussian tail estimate); rows that still fail the certificate go to the float64 fallback.
+    """
+    return min(n - 1, k + max(32, 4 * k))
+
+
+def resolve_precision(precision: str, device: Any) -> str:
+    """``"auto"`` -> ``"tf32"`` on CUDA, ``"fp32"`` otherwise; others unchanged (validated)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "tf32" if getattr(device, "type", str(device)) == "cuda" else "fp32"
+    return precision
+
+
+def _gamma(m: int, u: float) -> float:
+    return m * u / (1.0 - m * u)
+
+
+def screen_eps(precision: str, n_features: int, width: int, out_u: float) -> float:
+    """Relative half-width ``eps`` of the screen: ``|s^_ij - e_ij| <= eps (R_i + R_j)^2 + eps_abs``.
+
+    Parameters
+    ----------
+    precision : {"fp32", "tf32", "bf16"}
+        Operand precision.
+    n_features : int
+        D (the exact re-rank sums D squared differences).
+    width : int
+        Columns of the screening factors (terms of each dot product, zero padding included).
+    out_u : float
+        Unit roundoff of the product's output (``2^-24`` float32, ``2^-8`` bf16).
+
+    Notes
+    -----
+    Terms (all relative to ``(R_i + R_j)^2``, ``2 R_i R_j <= (R_i + R_j)^2 / 2``,
+    ``R_i^2 + R_j^2 <= (R_i + R_j)^2``):
+
+    - operands: ``2 |<y^_i, y^_j> - <y_i, y_j>| <= 2 (2 u + u^2) R_i R_j``;
+    - the norms: ``|qh + ql - |y|^2| <= (u^2 (1 + u) + gamma_D(u64)) |y|^2`` (split and float64 sum);
+    - accumulation: ``gamma_W(2^-22)`` times the sum of absolute terms, ``<= (1 + u)^2 (R_i + R_j)^2``;
+    - output rounding: ``out_u`` times ``|s^| <= 1.01 (R_i + R_j)^2``;
+    - centring: ``y_i = c_i (1 + d)`` componentwise with ``|d| <= u_c = u32 + 2 u64``, so
+      ``||y_i - y_j| - |c_i - c_j|| <= u_c (|c_i| + |c_j|)`` and the squared distances differ by at most
+      ``2.01 u_c (R_i + R_j)^2``;
+    - the re-rank's own float64 error ``gamma_{D+3}(u64) |c_i - c_j|^2``.
+
+    The sum is multiplied by 1.05 for the second-order terms dropped above.
+    """
+    u = OPERAND_U[precision]
+    u_c = U32 + 2.0 * U64
+    eps = (
+        (2.0 * u + u * u) / 2.0
+        + u * u * (1.0 + u)
+        + _gamma(n_features, U64)
+        + _gamma(width, ACC_U) * (1.0 + u) ** 2
+        + 1.01 * out_u
+        + 2.01 * u_c
+        + 1.01 * _gamma(n_features + 3, U64)
+    )
+    return 1.05 * eps
+
+
+def eps64(n_features: int) -> float:
+    """The same bound for the float64 fallback screen (a generous ``16 (D + 8) u64``, as the NumPy backend)."""
+    return _gamma(16 * (n_features + 8), U64)
+
+
+def _round_tf32(y: Any) -> Any:
+    """float32 tensor rounded to TF32 (10 explicit significand bits), to nearest, ties away from zero."""
+    import torch
+
+    bits = y.contiguous().view(torch.int32)
+    return ((bits + 0x1000) & -0x2000).view(torch.float32)
+
+
+def _operand(y: Any, precision: str) -> Any:
+    import torch
+
+    if precision == "tf32":
+        return _round_tf32(y)
+    if precision == "bf16":
+        return y.to(torch.bfloat16)
+    return y
+
+
+@contextmanager
+def _tf32_matmul(device: Any, enabled: bool) -> Iterator[None]:
+    """Let CUDA float32 products use TF32 tensor cores (our operands are already TF32-exact)."""
+    import torch
+
+    if not enabled or device.type != "cuda":
+        yield
+        return
+    m = torch.backends.cuda.matmul
+    if hasattr(m, "fp32_precision"):
+        old = m.fp32_precision
+        m.fp32_precision = "tf32"
+        try:
+            yield
+        finally:
+            m.fp32_precision = old
+    else:  # pragma: no cover - older torch
+        old_flag = m.allow_tf32
+        m.allow_tf32 = True
+        try:
+            yield
+        finally:
+            m.allow_tf32 = old_flag
+
+
+@dataclass
+class ScreenStats:
+    """What the screen did (for benchmarks and tests): rows certified by the tensor-core screen, rows
+    sent to the float64 fallback, re-ranked pairs."""
+
+    precision: str
+    candidates: int
+    uncertified_rows: int
+    reranked_pairs: int
+
+
+#: the statistics of the last call in this process (read by validation.gpu_bench and the tests)
+LAST_STATS: list[ScreenStats] = []
+
+
+def _product(a: Any, b: Any, precision: str) -> tuple[Any, float]:
+    """``a @ b.T`` with a float32 result where the device can; returns it and its output roundoff."""
+    import torch
+
+    if precision == "bf16":
+        if a.device.type == "cuda":
+            try:
+                return torch.mm(a, b.T, out_dtype=torch.float32), U32
+            except (TypeError, RuntimeError):  # pragma: no cover - torch without mm(out_dtype)
+                pass
+        return torch.mm(a, b.T).float(), 2.0**-8
+    return torch.mm(a, b.T), U32
+
+
+def _select(h: Any, c: int) -> tuple[Any, Any, Any]:
+    """The ``c`` smallest values per row of ``h`` (r, w), ``w`` a multiple of :data:`GROUP`.
+
+    Returns values (r, c'), their column indices (r, c') with ``c' = min(c, w)``, and a floor (r,): a
+    lower bound on every value of the row that was not returned (``inf`` if all were).
+    """
+    import torch
+
+    r, w = h.shape
+    inf = torch.full((r,), float("inf"), dtype=h.dtype, device=h.device)
+    if w <= c:
+        cols = torch.arange(w, device=h.device).expand(r, w)
+        return h.contiguous(), cols, inf
+    gmin = h.unflatten(1, (w // GROUP, GROUP)).amin(dim=2)
+    cg = min(c, w // GROUP)
+    gv, gi = torch.topk(gmin, cg, dim=1, largest=False, sorted=False)
+    # every group not chosen has its minimum >= the largest chosen minimum
+    floor = gv.amax(dim=1) if cg < w // GROUP else inf
+    cols = (gi[:, :, None] * GROUP + torch.arange(GROUP, device=h.device)).flatten(1)
+    vals = torch.gather(h, 1, cols)
+    v, j = torch.topk(vals, c, dim=1, largest=False, sorted=False)
+    if c < cols.shape[1]:
+        floor = torch.minimum(floor, v.amax(dim=1))
+    return v, torch.gather(cols, 1, j), floor
+
+
+def _merge(best_v: Any, best_i: Any, floor: Any, s: int, e: int, v: Any, j: Any, fl: Any) -> None:
+    """Fold (v, j) with its floor into the running best of rows s:e (in place)."""
+    import torch
+
+    c = best_v.shape[1]
+    all_v = torch.cat([best_v[s:e], v], dim=1)
+    all_i = torch.cat([best_i[s:e], j], dim=1)
+    top_v, top = torch.topk(all_v, c, dim=1, largest=False, sorted=False)
+    best_v[s:e] = top_v
+    best_i[s:e] = torch.gather(all_i, 1, top)
+    # what the merge dropped is >= the largest value it kept
+    floor[s:e] = torch.minimum(torch.minimum(floor[s:e], fl), top_v.amax(dim=1))
+
+
+def _factors(
+    Xe: Any, mean: Any, scale: float, precision: str, n_pad: int, chunk: int
+) -> tuple[Any, Any, Any]:
+    """Screening factors (n_pad, W) and the float64 norms ``|y_i|`` (n,) of the scaled centred rows."""
+    import torch
+
+    n, D = Xe.shape
+    width = -(-(D + 4) // 16) * 16
+    dt = torch.bfloat16 if precision == "bf16" else torch.float32
+    left = torch.zeros((n_pad, width), dtype=dt, device=Xe.device)
+    right = torch.zeros((n_pad, width), dtype=dt, device=Xe.device)
+    norm = torch.empty(n, dtype=torch.float64, device=Xe.device)
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        y = ((Xe[s:e].to(torch.float64) - mean) * scale).to(torch.float32)
+        y64 = y.to(torch.float64)
+        q = torch.einsum("ij,ij->i", y64, y64)
+        norm[s:e] = torch.sqrt(q)
+        qh = _operand(q.to(torch.float32), precision)
+        ql = _operand((q - qh.to(torch.float64)).to(torch.float32), precision)
+        yo = _operand(y, precision)
+        left[s:e, :D] = yo
+        right[s:e, :D] = yo * -2.0  # exact
+        left[s:e, D], left[s:e, D + 1], left[s:e, D + 2], left[s:e, D + 3] = qh, ql, 1.0, 1.0
+        right[s:e, D], right[s:e, D + 1], right[s:e, D + 2], right[s:e, D + 3] = 1.0, 1.0, qh, ql
+    return left, right, norm
+
+
+def _screen(left: Any, right: Any, n: int, c: int, tile: int, precision: str) -> tuple[Any, Any, Any, float]:
+    """Running best ``c`` per row over the symmetric tiles; returns values, indices, floors, output roundoff."""
+    import torch
+
+    n_pad = left.shape[0]
+    dev = left.device
+    best_v = torch.full((n_pad, c), float("inf"), dtype=torch.float32, device=dev)
+    best_i = torch.full((n_pad, c), -1, dtype=torch.int64, device=dev)
+    floor = torch.full((n_pad,), float("inf"), dtype=torch.float32, device=dev)
+    out_u = U32
+    with _tf32_matmul(dev, precision == "tf32"):
+        for s in range(0, n_pad, tile):
+            e = min(n_pad, s + tile)
+            for t in range(s, n_pad, tile):
+                f = min(n_pad, t + tile)
+                g, u_out = _product(left[s:e], right[t:f], precision)
+                out_u = max(out_u, u_out)
+                if f > n:
+                    g[:, max(0, n - t) :] = float("inf")  # padding columns
+                if e > n:
+                    g[max(0, n - s) :, :] = float("inf")  # padding rows
+                if t == s:
+                    g.fill_diagonal_(float("inf"))  # exclude self by index
+                v, j, fl = _select(g, c)
+                _merge(best_v, best_i, floor, s, e, v, j + t, fl)
+                if t != s:
+                    v, j, fl = _select(g.T, c)
+                    _merge(best_v, best_i, floor, t, f, v, j + s, fl)
+                del g
+    return best_v[:n], best_i[:n], floor[:n], out_u
+
+
+def _rows_sq(X: Any, row_ids: Any, cand: Any) -> Any:
+    """``sum((x_j - x_i)^2)`` in float64, shape (b, w), for rows ``row_ids`` (b,) and their candidates
+    ``cand`` (b, w): the exact re-rank formula (each row's own values gathered once)."""
+    import torch
+
+    b, w = cand.shape
+    xr = X.index_select(0, row_ids).to(torch.float64)
+    out = torch.empty((b, w), dtype=torch.float64, device=X.device)
+    for j in range(w):  # one candidate column at a time: the same 2-D row-wise dot whatever the shape
+        y = X.index_select(0, cand[:, j]).to(torch.float64)
+        y -= xr
+        out[:, j] = torch.einsum("ij,ij->i", y, y)
+    return out
+
+
+def _rows_sq_fused(X: Any, row_ids: Any, cand: Any) -> Any:
+    """:func:`_rows_sq` as one expression, for ``torch.compile`` to fuse into one kernel (CUDA)."""
+    import torch
+
+    diff = X[cand].to(torch.float64) - X[row_ids].to(torch.float64)[:, None, :]
+    return (diff * diff).sum(dim=-1)
+
+
+_COMPILED: dict[str, Any] = {}
+
+
+def _rows_sq_fn(device: Any) -> Any:
+    """The re-rank kernel: on CUDA ``torch.compile`` fuses the gather, the float64 difference and the sum
+    into one pass over the candidates' rows (eager torch makes several passes of float64 temporaries,
+    as slow as the screen itself at D = 4096); ``GELORA_KNN_COMPILE=0`` or any compile error gives the
+    eager function. Same formula either way (the summation order may differ in the last bit)."""
+    import os
+
+    if device.type != "cuda" or os.environ.get("GELORA_KNN_COMPILE", "1") == "0":
+        return _rows_sq
+    if "fn" not in _COMPILED:
+        import torch
+
+        try:
+            _COMPILED["fn"] = torch.compile(_rows_sq_fused, dynamic=True)
+        except Exception:  # pragma: no cover - no compiler backend
+            _COMPILED["fn"] = _rows_sq
+    return _COMPILED["fn"]
+
+
+def exact_best_k(Xe: Any, row_ids: Any, rows: Any, cols: Any, k: int, budget: int) -> tuple[Any, Any]:
+    """The k nearest of each row among its candidate pairs, by the exact float64 re-rank.
+
+    Parameters
+    ----------
+    Xe : torch.Tensor, shape (n, D)
+        The input values.
+    row_ids : torch.Tensor of int64, shape (m,)
+        The rows (indices into ``Xe``).
+    rows, cols : torch.Tensor of int64, shape (P,)
+        Candidate pairs: position in ``row_ids`` (sorted ascending, every position at least k times)
+        and column index into ``Xe``.
+    k : int
+        Neighbours per row.
+    budget : int
+        Bytes of float64 differences per chunk of rows (eager kernel).
+
+    Returns
+    -------
+    d2, idx : torch.Tensor, shape (m, k)
+        Squared distances (float64) and indices, ordered by (distance, index).
+    """
+    import torch
+
+    dev = rows.device
+    m = row_ids.shape[0]
+    D = Xe.shape[1]
+    counts = torch.bincount(rows, minlength=m)
+    width = int(counts.max())
+    starts = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(rows.shape[0], device=dev) - torch.repeat_interleave(starts, counts)
+    cand = row_ids[:, None].repeat(1, width)  # padding points at the row itself, masked below
+    cand[rows, pos] = cols
+    valid = torch.zeros((m, width), dtype=torch.bool, device=dev)
+    valid[rows, pos] = True
+    fn = _rows_sq_fn(Xe.device)
+    # eager torch holds three float64 rows per chunk row; the fused kernel holds none, so its chunks
+    # are limited only by 32-bit element indexing of the gathered rows
+    per_row = width * D
+    step = max(1, budget // (8 * 3 * D)) if fn is _rows_sq else max(1, (2**31 - 1) // (2 * per_row))
+    d2 = torch.empty((m, width), dtype=torch.float64, device=dev)
+    for s in range(0, m, step):
+        e = min(m, s + step)
+        try:
+            d2[s:e] = fn(Xe, row_ids[s:e], cand[s:e])
+        except Exception:  # pragma: no cover - a compile failure surfaces at the first call
+            if fn is _rows_sq:
+                raise
+            import warnings
+
+            warnings.warn(
+                "torch.compile of the k-NN re-rank failed; using eager torch", RuntimeWarning, stacklevel=2
+            )
+            fn = _COMPILED["fn"] = _rows_sq
+            d2[s:e] = fn(Xe, row_ids[s:e], cand[s:e])
+    d2[~valid] = float("inf")
+    idx = torch.where(valid, cand, torch.iinfo(torch.int64).max)
+    # order by (distance, index): sort by index, then a stable sort by distance
+    ci, perm = torch.sort(idx, dim=1)
+    d2 = torch.gather(d2, 1, perm)
+    d2s, order = torch.sort(d2, dim=1, stable=True)
+    return d2s[:, :k], torch.gather(ci, 1, order[:, :k])
+
+
+def _fallback64(
+    Xe: Any, mean: Any, scale: float, norm: Any, rows: Any, k: int, budget: int
+) -> tuple[Any, Any]:
+    """Candidate pairs (row position in ``rows``, column) from a float64 screen against all points.
+
+    ``g_ij = |c_i|^2 + |c_j|^2 - 2 c_i . c_j`` of the float64 centred, scaled rows ``c``; every column
+    with ``g_ij <= T_i + eps64 (R_i + R_max)^2`` is kept (no cap), ``T_i`` the k-th smallest
+    ``g_ij + eps64 (R_i + R_j)^2`` (the argument of the module docstring with the float64 bound). Two
+    passes over column chunks (each converted to float64 once per pass, all fallback rows at a time):
+    the first finds ``T_i`` by a running top-k, the second collects the pairs.
+    """
+    import torch
+
+    n, D = Xe.shape
+    m = rows.shape[0]
+    eps = eps64(D)
+    rmax = float(norm.max())
+    Yr = (Xe.index_select(0, rows).to(torch.float64) - mean) * scale
+    qr = torch.einsum("ij,ij->i", Yr, Yr)
+    rn = norm[rows]
+    col_chunk = max(k + 1, budget // (8 * (D + 2 * m)))
+    arange_m = torch.arange(m, device=Xe.device)
+
+    def blocks() -> Iterator[tuple[int, Any]]:
+        for t in range(0, n, col_chunk):
+            f = min(n, t + col_chunk)
+            Yc = (Xe[t:f].to(torch.float64) - mean) * scale
+            g = Yr @ Yc.T
+            g *= -2.0
+            g += qr[:, None]
+            g += torch.einsum("ij,ij->i", Yc, Yc)[None, :]
+            own = (rows >= t) & (rows < f)
+            g[arange_m[own], rows[own] - t] = float("inf")  # self, by index
+            yield t, g
+
+    best = torch.full((m, k), float("inf"), dtype=torch.float64, device=Xe.device)
+    for t, g in blocks():
+        up = g + eps * (rn[:, None] + norm[None, t : t + g.shape[1]]) ** 2
+        both = torch.cat([best, up], dim=1)
+        best = torch.topk(both, k, dim=1, largest=False, sorted=False).values
+    thr = best.amax(dim=1) + eps * (rn + rmax) ** 2
+    out_r, out_c = [], []
+    for t, g in blocks():
+        r, col = torch.nonzero(g <= thr[:, None], as_tuple=True)
+        out_r.append(r)
+        out_c.append(col + t)
+    r, col = torch.cat(out_r), torch.cat(out_c)
+    order = torch.sort(r, stable=True).indices
+    return r[order], col[order]
+
+
+def knn_torch(
+    X: Any, k: int, metric: str, device: Any, block_size: int | None, precision: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-NN squared distances and indices (module docstring); float64 NumPy arrays on the host."""
+    import torch
+
+    if not is_torch_tensor(X):
+        X = torch.from_numpy(X)
+    dev = torch.device(device) if device is not None else X.device
+    precision = resolve_precision(precision, dev)
+    Xe = X.to(dev)  # the exact re-rank uses the input's values (float32 or float64)
+    if metric == "cosine":
+        norms = torch.linalg.vector_norm(Xe.to(torch.float64), dim=1)
+        if bool((norms == 0).any()):
+            raise InvalidInputError(
+                "metric='cosine' is undefined for zero vectors; X has "
+                f"{int((norms == 0).sum())} all-zero rows"
+            )
+        Xe = Xe.to(torch.float64) / norms[:, None]
+    n, D = Xe.shape
+    c = candidates_per_row(k, n)
+    budget = _budget(dev)
+    with torch.no_grad():
+        mean = Xe.mean(dim=0, dtype=torch.float64)
+        chunk = max(1, budget // (16 * D))
+        rmax = 0.0
+        for s in range(0, n, chunk):
+            rmax = max(
+                rmax, float(torch.linalg.vector_norm(Xe[s : s + chunk].to(torch.float64) - mean, dim=1).max())
+            )
+        scale = 2.0 ** -int(np.ceil(np.log2(rmax))) if rmax > 0 else 1.0
+        n_pad = -(-n // GROUP) * GROUP
+        left, right, norm = _factors(Xe, mean, scale, precision, n_pad, chunk)
+        norm = norm * (1.0 + 1e-12)  # R_i >= |y_i| despite the float64 rounding of the norm
+        if block_size is None:
+            tile = int((budget / (4 * 2.5)) ** 0.5)
+        else:
+            tile = block_size
+        tile = max(GROUP, -(-min(tile, n_pad) // GROUP) * GROUP)
+        best_v, best_i, floor, out_u = _screen(left, right, n, c, tile, precision)
+        del left, right
+        eps = screen_eps(precision, D, -(-(D + 4) // 16) * 16, out_u)
+        eps_abs = EPS_ABS_PER_TERM * (D + 16)
+        rmax_s = float(norm.max())
+        valid = best_i >= 0
+        bi = best_i.clamp(min=0)
+        v64 = best_v.to(torch.float64)
+        up = torch.where(valid, v64 + eps * (norm[:, None] + norm[bi]) ** 2 + eps_abs, float("inf"))
+        T = torch.kthvalue(up, k, dim=1).values
+        thr = T + eps * (norm + rmax_s) ** 2 + eps_abs
+        certified = floor.to(torch.float64) > thr
+        keep = valid & (v64 <= thr[:, None]) & certified[:, None]
+        r, j = torch.nonzero(keep, as_tuple=True)
+        cols = bi[r, j]
+        bad = torch.nonzero(~certified).flatten()
+        d2_out = torch.empty((n, k), dtype=torch.float64, device=dev)
+        idx_out = torch.empty((n, k), dtype=torch.int64, device=dev)
+        good = torch.nonzero(certified).flatten()
+        if good.numel():
+            # rows renumbered 0..len(good)-1 (``r`` is sorted, ``good`` ascending)
+            rank = torch.cumsum(certified.to(torch.int64), 0) - 1
+            dk, ik = exact_best_k(Xe, good, rank[r], cols, k, RERANK_BYTES)
+            d2_out[good], idx_out[good] = dk, ik
+        if bad.numel():
+            fr, fc = _fallback64(Xe, mean, scale, norm, bad, k, budget)
+            dk, ik = exact_best_k(Xe, bad, fr, fc, k, RERANK_BYTES)
+            d2_out[bad], idx_out[bad] = dk, ik
+            n_pairs = int(r.numel() + fr.numel())
+        else:
+            n_pairs = int(r.numel())
+        LAST_STATS[:] = [ScreenStats(precision, c, int(bad.numel()), n_pairs)]
+    return d2_out.cpu().numpy(), idx_out.cpu().numpy()
+
+
+def _budget(device: Any) -> int:
+    """Working memory of one tile and its selection (bytes): a quarter of free GPU memory up to 4 GiB;
+    256 MiB on the CPU."""
+    import torch
+
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(min(4 * 2**30, 0.25 * free))
+    return 256 * 2**20

@@ -1,0 +1,236 @@
+"""One command for issue 20's GPU target: the exact k-NN against the TF32 and bf16 Gram products.
+
+For each shape ``(n, D)`` and data set it measures, in the same process on one device:
+
+- ``knn_s``: :func:`gelora.estimators.knn_distances` (torch backend, screen precision ``--precision``,
+  default TF32 on CUDA), the whole call including the exact float64 re-rank and the copy to the host;
+- ``gram_tf32_s`` / ``gram_bf16_s``: the full Gram product ``X X^T`` (``2 n^2 D`` flops) in row blocks of
+  at most 1 GiB of output, TF32 tensor cores on float32 operands and bf16 operands (bf16 output);
+- exactness: on ``--check-rows`` seeded query rows, the k nearest neighbours from an independent float64
+  reference (float64 Gram distances of the centred data pick 8 k candidates, whose exact distances by
+  differences give the k nearest; the reference certifies itself: the 8k-th float64 distance must exceed the
+  k-th by more than the float64 error bound) must equal ours, indices and distances.
+
+Every timing is the minimum over ``--repeats`` runs after one warm-up (the warm-up also compiles the fused
+re-rank kernel). Each finished cell is written at once (atomically) to ``--out``; a rerun skips them.
+
+    python -m validation.estimators.gpu_knn_bench --device cuda --out gpu_knn_bench.json
+
+Data: ``gaussian`` (standard normal float32: every distance within a few per cent of the others, the hardest
+case for a screen) and ``tanh`` (a 10-dimensional manifold pushed through tanh into R^D plus noise 1e-3:
+full linear rank, like hidden states). It also runs on the CPU at tiny sizes (unit tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gelora._io import atomic_write_json, read_json
+from gelora.estimators import _knn_torch, knn_distances
+
+SHAPES = ((65536, 768), (65536, 4096), (200000, 768), (200000, 4096))
+DATA = ("gaussian", "tanh")
+
+
+def make_data(kind: str, n: int, D: int, device: torch.device, seed: int) -> torch.Tensor:
+    """float32 data (n, D) generated on ``device`` (see the module docstring)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    if kind == "gaussian":
+        return torch.randn(n, D, generator=gen, device=device, dtype=torch.float32)
+    if kind == "tanh":
+        t = torch.rand(n, 10, generator=gen, device=device, dtype=torch.float32)
+        W = torch.randn(10, D, generator=gen, device=device, dtype=torch.float32)
+        b = torch.randn(D, generator=gen, device=device, dtype=torch.float32)
+        X = torch.tanh(t @ W + b)
+        X += 1e-3 * torch.randn(n, D, generator=gen, device=device, dtype=torch.float32)
+        return X
+    raise ValueError(f"unknown data {kind!r}; expected one of {DATA}")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], Any], device: torch.device, repeats: int) -> tuple[float, Any]:
+    """Minimum wall time of ``repeats`` calls after one warm-up, and the last result."""
+    out = fn()  # warm-up
+    times = []
+    for _ in range(max(1, repeats)):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def _gram(X: torch.Tensor, block: int, precision: str) -> None:
+    """``X X^T`` in row blocks (results discarded); float32 operands use TF32 tensor cores on CUDA."""
+    with _knn_torch._tf32_matmul(X.device, precision == "tf32"):
+        for s in range(0, X.shape[0], block):
+            torch.mm(X[s : s + block], X.T)
+
+
+def _bf16_gram_seconds(X: torch.Tensor, block: int, repeats: int) -> float:
+    Xb = X.to(torch.bfloat16)
+    seconds, _ = _timed(lambda: _gram(Xb, block, "bf16"), X.device, repeats)
+    return seconds
+
+
+def reference_knn(X: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Float64 k nearest neighbours of ``rows`` among all points (self excluded), independently of the
+    screen: float64 Gram distances of the centred data choose 8k candidates, exact differences rank them.
+
+    Raises RuntimeError if the 8k-th float64 Gram distance is not beyond the k-th by the float64 error
+    bound ``16 (D + 8) u64 (|c_i| + max |c|)^2`` (the candidates would not provably contain the answer).
+    """
+    n, D = X.shape
+    mean = X.mean(dim=0, dtype=torch.float64)
+    c = min(n - 1, 8 * k)
+    sq = torch.empty(n, dtype=torch.float64, device=X.device)
+    G = torch.empty((rows.shape[0], n), dtype=torch.float64, device=X.device)
+    Yr = X[rows].double() - mean
+    step = max(1, 2**28 // (8 * D))
+    for t in range(0, n, step):
+        Yc = X[t : t + step].double() - mean
+        sq[t : t + step] = torch.einsum("ij,ij->i", Yc, Yc)
+        G[:, t : t + step] = Yr @ Yc.T
+    d2 = sq[rows, None] + sq[None, :] - 2.0 * G
+    d2[torch.arange(rows.shape[0], device=X.device), rows] = float("inf")
+    v, cand = torch.topk(d2, c, dim=1, largest=False, sorted=True)
+    bound = 16 * (D + 8) * 2.0**-53 * (sq[rows].sqrt() + sq.sqrt().max()) ** 2
+    if c < n - 1 and not bool((v[:, -1] > v[:, k - 1] + 2 * bound).all()):
+        raise RuntimeError("reference candidates not certified (ties beyond 8k neighbours)")
+    diff = X[cand].double() - X[rows].double()[:, None, :]
+    e = torch.einsum("ijk,ijk->ij", diff, diff)
+    ci, perm = torch.sort(cand, dim=1)
+    e = torch.gather(e, 1, perm)
+    es, order = torch.sort(e, dim=1, stable=True)
+    return es[:, :k].sqrt().cpu().numpy(), torch.gather(ci, 1, order[:, :k]).cpu().numpy()
+
+
+def bench_cell(
+    kind: str,
+    n: int,
+    D: int,
+    *,
+    device: str = "cuda",
+    k: int = 20,
+    precision: str = "auto",
+    repeats: int = 2,
+    check_rows: int = 1024,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time ours and both Gram products on one data set and shape; check exactness (module docstring)."""
+    dev = torch.device(device)
+    X = make_data(kind, n, D, dev, seed)
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+    knn_s, (dist, idx) = _timed(lambda: knn_distances(X, k, precision=precision), dev, repeats)
+    stats = _knn_torch.LAST_STATS[0]
+    peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
+    block = max(1, min(n, 2**30 // (4 * n)))
+    tf32_s, _ = _timed(lambda: _gram(X, block, "tf32"), dev, repeats)
+    bf16_s = _bf16_gram_seconds(X, block, repeats)
+    rng = np.random.default_rng(seed)
+    rows_np = np.sort(rng.choice(n, size=min(n, check_rows), replace=False))
+    rows = torch.from_numpy(rows_np).to(dev)
+    d_ref, i_ref = reference_knn(X, rows, k)
+    same_idx = np.all(idx[rows_np] == i_ref, axis=1)
+    rel = np.abs(dist[rows_np] - d_ref) / np.maximum(d_ref, np.finfo(np.float64).tiny)
+    flops = 2.0 * n * n * D
+    return {
+        "data": kind,
+        "n": n,
+        "D": D,
+        "k": k,
+        "precision": stats.precision,
+        "candidates_per_row": stats.candidates,
+        "uncertified_rows": stats.uncertified_rows,
+        "reranked_pairs_per_row": stats.reranked_pairs / n,
+        "knn_s": knn_s,
+        "gram_tf32_s": tf32_s,
+        "gram_bf16_s": bf16_s,
+        "ratio_knn_tf32": knn_s / tf32_s,
+        "ratio_knn_bf16": knn_s / bf16_s,
+        "tf32_tflops": flops / tf32_s / 1e12,
+        "bf16_tflops": flops / bf16_s / 1e12,
+        "peak_memory_gib": peak,
+        "check_rows": int(rows_np.size),
+        "rows_identical": int(same_idx.sum()),
+        "max_rel_distance_diff": float(rel.max()),
+        "repeats": repeats,
+        "seed": seed,
+    }
+
+
+def markdown(cells: list[dict[str, Any]]) -> str:
+    lines = [
+        "| data | n | D | knn s | TF32 Gram s | bf16 Gram s | knn / TF32 | knn / bf16 | uncertified rows "
+        "| identical rows | peak GiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in cells:
+        peak = "–" if c["peak_memory_gib"] is None else f"{c['peak_memory_gib']:.1f}"
+        lines.append(
+            f"| {c['data']} | {c['n']} | {c['D']} | {c['knn_s']:.4f} | {c['gram_tf32_s']:.4f} | "
+            f"{c['gram_bf16_s']:.4f} | {c['ratio_knn_tf32']:.2f} | {c['ratio_knn_bf16']:.2f} | "
+            f"{c['uncertified_rows']} | {c['rows_identical']}/{c['check_rows']} | {peak} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: every (data, shape) cell, resumable JSON, Markdown table on stdout."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--shapes", default=",".join(f"{n}x{D}" for n, D in SHAPES), help="e.g. 65536x768,200000x4096"
+    )
+    p.add_argument("--data", default=",".join(DATA))
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--precision", default="auto", choices=list(_knn_torch.PRECISIONS))
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--check-rows", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("gpu_knn_bench.json"))
+    args = p.parse_args(argv)
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    doc: dict[str, Any] = read_json(args.out) if args.out.exists() else {"cells": []}
+    doc["device"] = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
+    doc["torch"] = torch.__version__
+    done = {(c["data"], c["n"], c["D"], c["k"], c["precision"]) for c in doc["cells"]}
+    for kind in args.data.split(","):
+        for n, D in shapes:
+            prec = _knn_torch.resolve_precision(args.precision, torch.device(args.device))
+            if (kind, n, D, args.k, prec) in done:
+                continue
+            cell = bench_cell(
+                kind,
+                n,
+                D,
+                device=args.device,
+                k=args.k,
+                precision=args.precision,
+                repeats=args.repeats,
+                check_rows=args.check_rows,
+                seed=args.seed,
+            )
+            doc["cells"].append(cell)
+            atomic_write_json(args.out, doc)
+            print(markdown([cell]).splitlines()[-1], flush=True)
+    print(markdown(doc["cells"]))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
