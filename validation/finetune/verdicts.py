@@ -184,7 +184,7 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
         tasks[task] = rec
     counts: dict[str, Any] = {}
     for b in baselines:
-        c = {"better": 0, "tie": 0, "worse": 0, "undetermined": 0}
+        c: dict[str, Any] = {"better": 0, "tie": 0, "worse": 0, "undetermined": 0}
         for rec in tasks.values():
             pd = rec["pairs"].get(b)
             if rec["informative"] and pd is not None:
@@ -204,7 +204,7 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
         "counts": counts,
         "average": glue_average(summary, [GELORA, *baselines], exclusions=None),
     }
-    total = {k: sum(counts[b][k] for b in baselines) for k in ("better", "tie", "worse", "undetermined")}
+    total: dict[str, Any] = {k: sum(counts[b][k] for b in baselines) for k in ("better", "tie", "worse", "undetermined")}
     total["n"] = sum(counts[b]["n"] for b in baselines)
     out["line"] = claim_line(total, None)
     return out
