@@ -204,7 +204,9 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
         "counts": counts,
         "average": glue_average(summary, [GELORA, *baselines], exclusions=None),
     }
-    total: dict[str, Any] = {k: sum(counts[b][k] for b in baselines) for k in ("better", "tie", "worse", "undetermined")}
+    total: dict[str, Any] = {
+        k: sum(counts[b][k] for b in baselines) for k in ("better", "tie", "worse", "undetermined")
+    }
     total["n"] = sum(counts[b]["n"] for b in baselines)
     out["line"] = claim_line(total, None)
     return out

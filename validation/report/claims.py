@@ -342,7 +342,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
             NOT_TESTED,
             [
                 "Not tested under the paper protocol: no grid run with the paper profile was given "
-                "(gelora report --runs DIR with a grid trained under --profile paper).",
+                "(gelora report --runs DIR with a grid whose profile is `paper`).",
                 *(
                     ["The grid in section 5 is a short schedule, shown but not used for this claim."]
                     if short
