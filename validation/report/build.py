@@ -56,6 +56,8 @@ PROFILE_TEXTS: dict[str, tuple[str, int]] = {"quick": ("stsb", 256), "full": ("s
 PROFILE_MAX_TOKENS: dict[str, int] = {"quick": 2048, "full": 4096}
 #: the ranks are scaled to the parameter budget of uniform LoRA with this rank on the same modules
 PROFILE_BUDGET_RANK = 8
+#: version of the collected grid section's layout (runs labelled with their profile, paper_protocol)
+GRID_LAYOUT = 2
 #: the quick profile's tiny grid: tasks, methods, seeds, train / eval subset sizes
 QUICK_GRID: dict[str, Any] = {
     "tasks": ("sst2",),
@@ -670,6 +672,10 @@ def _section_settings(name: str, ctx: Context) -> dict[str, Any]:
         }
     if name == "grid" and not ctx.runs_dirs:
         return _clean(QUICK_GRID)
+    if name == "grid":
+        # collected grids carry per-seed records and the paper-protocol summary since this layout: a
+        # section cached before it is recollected (reading the run directories only, no training)
+        return {"layout": GRID_LAYOUT}
     return {}
 
 
