@@ -212,7 +212,11 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
         (sample standard deviation, ddof=1; None for one seed), "n", "values"}`` plus ``seeds``,
         ``budget_params``, ``trainable_adapter_params`` (per seed), ``within_budget``, ``ranks_used`` (per
         seed: GeLoRA block ranks, AdaLoRA's final allocation, LoRA's per-module ranks), ``wall_time_s``
-        (mean/std) and ``peak_memory_bytes`` (max); ``primary_metric[task]``; ``missing``: a list of
+        (mean/std), ``peak_memory_bytes`` (max), ``per_seed`` (one record per cell: ``seed``, ``primary``
+        score, ``converged`` (bool, or None when not recorded), ``convergence`` (the cell's record),
+        ``train_loss``, ``eval_loss``, ``learning_rate``, ``lr_selection`` (None when no selection ran)) and
+        ``loss_curve`` (one seed's ``{"seed", "points": [[step, loss], ...], "n_points"}`` or None);
+        ``profile_name``; ``primary_metric[task]``; ``missing``: a list of
         ``{"task", "method", "seed", "reason"}`` for planned cells without a result (a failed cell's
         reason is its error; never a zero); ``n_cells``/``n_planned``.
 
@@ -271,16 +275,76 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
             entry["ranks_used"] = [_ranks_used(c.get("method_info", {})) for c in cells]
             mems = [c.get("peak_memory", {}).get("bytes") for c in cells]
             entry["peak_memory_bytes"] = max((int(x) for x in mems if x is not None), default=None)
+            entry["per_seed"] = [_seed_record(c, PRIMARY_METRIC.get(t)) for c in cells]
+            entry["loss_curve"] = _one_loss_curve(cells)
             table[t][m] = entry
+    profile = plan.get("profile")
     return {
         "run_dir": str(run_dir),
-        "profile": plan.get("profile"),
+        "profile": profile,
+        "profile_name": profile.get("name") if isinstance(profile, dict) else None,
         "table": table,
         "primary_metric": {t: PRIMARY_METRIC.get(t) for t in sorted({t for t, _, _ in planned})},
         "missing": missing,
         "n_cells": len(found),
         "n_planned": len(planned),
     }
+
+
+#: most points of a loss curve carried into a summary (longer curves are thinned evenly, last point kept)
+LOSS_CURVE_MAX_POINTS = 200
+
+
+def _finite_or_none(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        return None
+    return float(x) if math.isfinite(float(x)) else None
+
+
+def _seed_record(cell: dict[str, Any], metric: str | None) -> dict[str, Any]:
+    """One cell's per-seed facts for the paired statistics: primary score, convergence, losses, lr choice.
+
+    ``converged`` is ``None`` when the cell records no convergence (old grids: "not recorded").
+    """
+    primary = cell.get("primary")
+    if primary is None and metric is not None:
+        primary = (cell.get("metrics") or {}).get(metric)
+    train = cell.get("train") or {}
+    conv = train.get("convergence")
+    converged = conv.get("converged") if isinstance(conv, dict) else None
+    eval_loss = cell.get("eval_loss")
+    if isinstance(eval_loss, dict):
+        eval_loss = eval_loss.get("loss")
+    return {
+        "seed": int(cell["seed"]),
+        "primary": _finite_or_none(primary),
+        "converged": converged if isinstance(converged, bool) else None,
+        "convergence": conv if isinstance(conv, dict) else None,
+        "train_loss": _finite_or_none(train.get("train_loss")),
+        "eval_loss": _finite_or_none(eval_loss),
+        "learning_rate": _finite_or_none(train.get("learning_rate")),
+        "lr_selection": cell.get("lr_selection"),
+    }
+
+
+def _one_loss_curve(cells: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The training-loss curve of the lowest seed that recorded one: ``{"seed", "points", "n_points"}``.
+
+    ``points`` is a list of ``[step, loss]``, thinned evenly to at most :data:`LOSS_CURVE_MAX_POINTS`
+    (``n_points`` is the recorded length); ``None`` when no cell recorded a curve.
+    """
+    for cell in sorted(cells, key=lambda c: int(c["seed"])):
+        curve = (cell.get("train") or {}).get("loss_curve")
+        if not isinstance(curve, list) or not curve:
+            continue
+        pts = [[int(p[0]), float(p[1])] for p in curve if _finite_or_none(p[1]) is not None]
+        if not pts:
+            continue
+        if len(pts) > LOSS_CURVE_MAX_POINTS:
+            step = (len(pts) - 1) / (LOSS_CURVE_MAX_POINTS - 1)
+            pts = [pts[round(i * step)] for i in range(LOSS_CURVE_MAX_POINTS)]
+        return {"seed": int(cell["seed"]), "points": pts, "n_points": len(curve)}
+    return None
 
 
 def _ranks_used(info: dict[str, Any]) -> Any:

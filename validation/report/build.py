@@ -56,6 +56,8 @@ PROFILE_TEXTS: dict[str, tuple[str, int]] = {"quick": ("stsb", 256), "full": ("s
 PROFILE_MAX_TOKENS: dict[str, int] = {"quick": 2048, "full": 4096}
 #: the ranks are scaled to the parameter budget of uniform LoRA with this rank on the same modules
 PROFILE_BUDGET_RANK = 8
+#: version of the collected grid section's layout (runs labelled with their profile, paper_protocol)
+GRID_LAYOUT = 2
 #: the quick profile's tiny grid: tasks, methods, seeds, train / eval subset sizes
 QUICK_GRID: dict[str, Any] = {
     "tasks": ("sst2",),
@@ -386,6 +388,16 @@ def _gelora_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return ratios
 
 
+def _row_extras(entry: dict[str, Any], profile_name: str | None) -> dict[str, Any]:
+    """Keys a grid row gains from summaries that carry them (older summaries: none, so older reports keep
+    their rows unchanged): the profile name and the per-seed final training loss (when recorded)."""
+    out: dict[str, Any] = {"profile": profile_name}
+    recs = entry.get("per_seed")
+    if isinstance(recs, list) and any(r.get("train_loss") is not None for r in recs):
+        out["train_loss"] = [r.get("train_loss") for r in recs]
+    return out
+
+
 def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
     """Rows ``{task, method, model, metric, mean, std, n_seeds, budget, wall_s}`` and GeLoRA/peer ratios.
 
@@ -395,6 +407,7 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
     profile = summary.get("profile") or {}
     model = profile.get("model") if isinstance(profile, dict) else None
     model = model or "all-MiniLM-L6-v2"
+    pname = profile.get("name") if isinstance(profile, dict) else None
     primary = summary.get("primary_metric") or {}
     rows: list[dict[str, Any]] = []
     for task, methods in (summary.get("table") or {}).items():
@@ -423,6 +436,7 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
                     else (trainable or None),
                     "wall_s": (e.get("wall_time_s") or {}).get("mean"),
                     "reason": None if m is not None else "no value of the primary metric",
+                    **_row_extras(e, pname),
                 }
             )
     present = {(r["task"], r["method"]) for r in rows}
@@ -447,6 +461,7 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
                     "trainable_adapter_params": None,
                     "wall_s": None,
                     "reason": miss["reason"],
+                    **_row_extras({}, pname),
                 }
             )
     rows.sort(key=lambda r: (r["task"], r["method"]))
@@ -475,11 +490,12 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     result for it, and the superseded ones are named in ``notes``; GeLoRA/peer ratios are recomputed on the
     merged rows. The ``profile`` becomes ``{"per_source": [...]}``, one profile per directory.
     """
-    chosen: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+    chosen: dict[tuple[str, str, bool], tuple[int, dict[str, Any]]] = {}
     notes: list[str] = []
     for i, part in enumerate(parts):
         for row in part["rows"]:
-            key = (row["task"], row["method"])
+            # rows of the paper protocol never replace other rows (nor the reverse): C4 reads only them
+            key = (row["task"], row["method"], row.get("profile") == "paper")
             if key in chosen and chosen[key][0] != i:
                 earlier = parts[chosen[key][0]]["source"]
                 if row["mean"] is None and chosen[key][1]["mean"] is not None:
@@ -491,7 +507,9 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     part_notes = [n for part in parts for n in part["notes"] if not n.startswith("SQuAD:")]
     squad = [n for n in parts[-1]["notes"] if n.startswith("SQuAD:")]
     models = sorted({str(p["model"]) for p in parts})
+    extra: dict[str, Any] = {k: parts[-1][k] for k in ("runs", "paper_protocol") if k in parts[-1]}
     return {
+        **extra,
         "model": models[0] if len(models) == 1 else ", ".join(models),
         "source": "; ".join(p["source"] for p in parts),
         "profile": {"per_source": [{"source": p["source"], "profile": p["profile"]} for p in parts]},
@@ -522,6 +540,31 @@ def _record_grid_files(ctx: Context, runner: Any, run_dir: Path) -> None:
                 ctx.files[f"data: GLUE {sp.get('task')} {sp.get('split')}"] = str(data_root / rel)
 
 
+def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Path]) -> dict[str, Any]:
+    """Each run directory labelled with its profile (``runs``) and the merged compact summary of those
+    trained under the paper protocol (``paper_protocol``; None without one), from which claim C4, the
+    average (C6) and the paper-grid figures are derived (:mod:`validation.finetune.verdicts`)."""
+    verdicts = _import("validation.finetune.verdicts")
+    runs = []
+    paper = []
+    for s, d in zip(summaries, run_dirs, strict=True):
+        name = s.get("profile_name") or (s.get("profile") or {}).get("name")
+        runs.append(
+            {"source": f"collected from {d}", "profile": name, "paper": name == verdicts.PAPER_PROFILE}
+        )
+        if name == verdicts.PAPER_PROFILE:
+            compact = verdicts.compact_summary(s)
+            compact["run_dir"] = str(d)
+            paper.append(compact)
+    merged = None
+    if paper:
+        merged = verdicts.merge_summaries(paper)
+        ps = [s.get("profile") or {} for s in summaries if s.get("profile_name") == verdicts.PAPER_PROFILE]
+        merged["model"] = ", ".join(sorted({str(p.get("model") or "all-MiniLM-L6-v2") for p in ps}))
+        merged["epochs"] = sorted({float(p["epochs"]) for p in ps if p.get("epochs") is not None})
+    return {"runs": runs, "paper_protocol": merged}
+
+
 def section_grid(ctx: Context) -> dict[str, Any]:
     """The GLUE grid: collect ``--runs DIR [--runs DIR2 ...]`` or (quick profile) run a tiny grid on CPU."""
     grid = _import("validation.finetune.grid")
@@ -531,8 +574,12 @@ def section_grid(ctx: Context) -> dict[str, Any]:
             if not (d / "grid.json").is_file():
                 raise ConfigError(f"--runs {d} is not a grid run directory (no grid.json)")
             _record_grid_files(ctx, runner, d)
-        parts = [normalise_grid(grid.summarise(d), f"collected from {d}") for d in ctx.runs_dirs]
-        return parts[0] if len(parts) == 1 else merge_grids(parts)
+        summaries = [grid.summarise(d) for d in ctx.runs_dirs]
+        parts = [
+            normalise_grid(s, f"collected from {d}") for s, d in zip(summaries, ctx.runs_dirs, strict=True)
+        ]
+        data = parts[0] if len(parts) == 1 else merge_grids(parts)
+        return {**data, **protocol_records(summaries, ctx.runs_dirs)}
     if ctx.profile != "quick":
         raise SectionNotRun(
             "profile full does not train on CPU here; run the grid (gelora validate) on a GPU and pass its "
@@ -625,6 +672,10 @@ def _section_settings(name: str, ctx: Context) -> dict[str, Any]:
         }
     if name == "grid" and not ctx.runs_dirs:
         return _clean(QUICK_GRID)
+    if name == "grid":
+        # collected grids carry per-seed records and the paper-protocol summary since this layout: a
+        # section cached before it is recollected (reading the run directories only, no training)
+        return {"layout": GRID_LAYOUT}
     return {}
 
 

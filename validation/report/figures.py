@@ -150,7 +150,7 @@ def fig_model_profile(report: dict[str, Any]) -> bytes | None:
 def fig_grid(report: dict[str, Any]) -> bytes | None:
     """Mean score +- std over seeds per task and method, with the paper's numbers where known."""
     data = _ok(report, "grid")
-    if not data:
+    if not data or _paper(report) is not None:  # the paper protocol is drawn by the forest plot instead
         return None
     rows = [r for r in data.get("rows", []) if r.get("mean") is not None]
     if not rows:
@@ -231,6 +231,96 @@ def fig_theory(report: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
+def _paper(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    from validation.report.claims import paper_protocol
+
+    return paper_protocol(report)
+
+
+def fig_paired_differences(report: dict[str, Any]) -> bytes | None:
+    """Forest plot of the paper protocol: GeLoRA - baseline per task with its 95% paired CI."""
+    pp = _paper(report)
+    if pp is None:
+        return None
+    _, v = pp
+    items = [
+        (task, b, pd)
+        for task, rec in v["tasks"].items()
+        for b, pd in rec["pairs"].items()
+        if pd["diff"] is not None
+    ]
+    if not items:
+        return None
+    colour = {"better": COLORS[2], "worse": COLORS[1], "tie": COLORS[0], "undetermined": "0.5"}
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(items) + 1.6))
+    for i, (_, _, pd) in enumerate(items):
+        col = "0.65" if pd["excluded"] else colour[pd["verdict"]]
+        if pd["ci"] is not None:
+            ax.plot(pd["ci"], [i, i], color=col, lw=2)
+        ax.plot(
+            [pd["diff"]],
+            [i],
+            marker="o",
+            ms=7,
+            color=col,
+            markerfacecolor="white" if pd["excluded"] else col,
+        )
+    ax.axvline(0, color="0.3", lw=1)
+    ax.set_yticks(range(len(items)))
+    ax.set_yticklabels(
+        [f"{t} vs {b} (n={pd['n']})" + (" excluded" if pd["excluded"] else "") for t, b, pd in items],
+        fontsize=9,
+    )
+    ax.invert_yaxis()
+    ax.set_xlabel("GeLoRA - baseline, primary metric (95% paired CI over seeds)")
+    ax.set_title("Paper protocol: paired differences (green better, red worse, blue tie; hollow excluded)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def loss_curve_series(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{task: {method: {"seed", "points"}}}`` of the paper-protocol cells that recorded a loss curve."""
+    pp = _paper(report)
+    if pp is None:
+        return {}
+    summary, _ = pp
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, by in sorted((summary.get("table") or {}).items()):
+        for m, e in sorted(by.items()):
+            lc = e.get("loss_curve")
+            if lc and lc.get("points"):
+                out.setdefault(task, {})[m] = lc
+    return out
+
+
+def fig_loss_curves(report: dict[str, Any]) -> bytes | None:
+    """Training loss against step of one seed per method, one panel per task (paper protocol)."""
+    series = loss_curve_series(report)
+    if not series:
+        return None
+    n = len(series)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    methods = sorted({m for by in series.values() for m in by})
+    for k, (task, by) in enumerate(series.items()):
+        ax = axes[k // cols][k % cols]
+        for m, lc in by.items():
+            j = methods.index(m)
+            pts = np.asarray(lc["points"], dtype=float)
+            ax.plot(
+                pts[:, 0], pts[:, 1], color=COLORS[j % len(COLORS)], lw=1.2, label=f"{m} (seed {lc['seed']})"
+            )
+        ax.set_title(task)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=8)
+    for k in range(n, rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    fig.tight_layout()
+    return _png(fig)
+
+
 #: figure file stem -> (function, caption)
 FIGURES: dict[str, tuple[Callable[[dict[str, Any]], bytes | None], str]] = {
     "estimator_accuracy": (
@@ -241,6 +331,15 @@ FIGURES: dict[str, tuple[Callable[[dict[str, Any]], bytes | None], str]] = {
     "model_id_profile": (
         fig_model_profile,
         "Per-layer intrinsic dimension with 95% confidence bands per estimator (left) and the resulting GeLoRA ranks (right).",
+    ),
+    "paired_differences": (
+        fig_paired_differences,
+        "Paper protocol: GeLoRA minus each baseline per task, point = mean paired difference over seeds, bar = "
+        "its 95% t-interval; right of 0 favours GeLoRA; hollow grey points are tasks excluded as uninformative.",
+    ),
+    "loss_curves": (
+        fig_loss_curves,
+        "Paper protocol: training loss against optimizer step for one seed per method, one panel per task.",
     ),
     "grid_scores": (fig_grid, "Dev-set scores, mean ± std over seeds, per task and method."),
     "rank_trajectories": (fig_trajectories, "Total adapter rank during training for rank-adaptive methods."),

@@ -425,12 +425,152 @@ def _profile_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     return out, app
 
 
+#: a Pearson correlation below this on STS-B (it explains < 4% of the score variance) is read as the
+#: "predict the mean" plateau: the regression head has learnt little beyond the mean similarity
+PLATEAU_PEARSON = 0.2
+
+
+def _epochs(profile: Any) -> list[float]:
+    """The epochs of a grid's profile (one profile, or ``{"per_source": [...]}`` of merged grids)."""
+    if not isinstance(profile, dict):
+        return []
+    if "per_source" in profile:
+        found = {p.get("profile", {}).get("epochs") for p in profile["per_source"] if isinstance(p, dict)}
+        return sorted(float(e) for e in found if isinstance(e, int | float))
+    e = profile.get("epochs")
+    return [float(e)] if isinstance(e, int | float) else []
+
+
+def _short_title(data: dict[str, Any]) -> str:
+    eps = _epochs(data.get("profile"))
+    what = "/".join(fmt(e if not float(e).is_integer() else int(e)) for e in eps) + " epochs; " if eps else ""
+    return f"5. Fine-tuning: a short, unconverged schedule ({what}not the paper protocol)"
+
+
+def _span(xs: list[float]) -> str:
+    return f"{min(xs):.3f}" if min(xs) == max(xs) else f"{min(xs):.3f}-{max(xs):.3f}"
+
+
+def stsb_plateau(rows: list[dict[str, Any]]) -> str | None:
+    """Why GeLoRA's STS-B score of a short schedule sits near 0, from the rows' numbers (None when it does
+    not): its per-seed Pearson values, the other methods', and the final training losses when recorded."""
+    st = [r for r in rows if r["task"] == "stsb" and r.get("mean") is not None]
+    g = next((r for r in st if r["method"] == "gelora"), None)
+    if g is None:
+        return None
+    vals = [v for v in (g.get("values") or [g["mean"]]) if isinstance(v, int | float)]
+    if not vals or max(vals) >= PLATEAU_PEARSON:
+        return None
+    others = [r for r in st if r["method"] != "gelora"]
+    text = (
+        f"STS-B plateau: GeLoRA's Pearson stays at {_span(vals)} over {len(vals)} seed(s), below "
+        f"{PLATEAU_PEARSON} (less than 4% of the variance explained): its regression output barely moves from "
+        "the mean similarity, the plateau a regression head sits on before it learns the task"
+    )
+    if others:
+        best = max(others, key=lambda r: r["mean"])
+        text += f", while {best['method']} reaches {best['mean']:.3f} on the same schedule"
+    losses = {r["method"]: [x for x in r.get("train_loss") or [] if x is not None] for r in st}
+    if losses.get("gelora"):
+        text += f". GeLoRA's final training loss is {_span(losses['gelora'])}" + "".join(
+            f", {m}'s {_span(xs)}" for m, xs in sorted(losses.items()) if m != "gelora" and xs
+        )
+        text += " (train.train_loss of the cells): training stopped before the loss left the plateau."
+    else:
+        text += (
+            ". The cells' training losses are not in report.json; docs/validation.md ('GeLoRA on STS-B' and "
+            "'STS-B, 6 epochs') records them and a run with twice the steps."
+        )
+    return text
+
+
+def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
+    """Section 5 under the paper protocol: forest plot, reading, loss curves, ceiling/floor table."""
+    from validation.report.claims import _name, _task, paper_protocol
+    from validation.report.figures import loss_curve_series
+
+    pp = paper_protocol(report)
+    assert pp is not None
+    summary, v = pp
+    out: list[Block] = []
+    has_pairs = any(pd["diff"] is not None for rec in v["tasks"].values() for pd in rec["pairs"].values())
+    if has_pairs:
+        out.append(Figure("paired_differences", FIGURES["paired_differences"][1]))
+    else:
+        out.append(Notice("figure paired_differences: not drawn — no task has a GeLoRA-vs-baseline pair"))
+    n_inf = sum(rec["informative"] for rec in v["tasks"].values())
+    out.append(
+        Para(
+            f"Under the paper protocol ({summary.get('model')}), {n_inf} of {len(v['tasks'])} task(s) are "
+            f"informative (full fine-tuning clearly above the head-only floor); on them GeLoRA is "
+            f"{v['line']}. Points right of 0 favour GeLoRA; hollow grey points belong to excluded tasks."
+        )
+    )
+    if loss_curve_series(report):
+        out.append(Figure("loss_curves", FIGURES["loss_curves"][1]))
+    else:
+        out.append(
+            Notice(
+                "figure loss_curves: not drawn — no cell of the paper-protocol grid recorded train.loss_curve"
+            )
+        )
+    rows = []
+    for task, rec in v["tasks"].items():
+        gap = rec["floor_gap"]
+        gap_txt = "—"
+        if gap is not None:
+            ci = "no CI" if gap["ci"] is None else f"[{gap['ci'][0]:+.3f}, {gap['ci'][1]:+.3f}]"
+            gap_txt = f"{gap['diff']:+.3f} {ci} (n={gap['n']})"
+        rows.append(
+            (
+                _task(task),
+                str(rec.get("metric") or ""),
+                fmt(rec["ceiling"], 4),
+                fmt(rec["floor"], 4),
+                gap_txt,
+                "informative" if rec["informative"] else str(rec["reason"]),
+            )
+        )
+    out.append(Para("Ceiling (full fine-tuning) and floor (classifier head only) per task:"))
+    out.append(
+        Table(
+            ("task", "metric", "ceiling (full)", "floor (head_only)", "full - head_only [95% CI]", "status"),
+            tuple(rows),
+        )
+    )
+    sel = []
+    for task, by in sorted((summary.get("table") or {}).items()):
+        for m, e in sorted(by.items()):
+            chosen = sorted(
+                {
+                    str((r.get("lr_selection") or {}).get("chosen"))
+                    for r in e.get("per_seed") or []
+                    if r.get("lr_selection")
+                }
+            )
+            if chosen:
+                sel.append(
+                    f"{_task(task)} / {_name(m)}: learning rate {', '.join(chosen)} (selected on held-out train)"
+                )
+    if sel:
+        out.append(Bullets(tuple(sel)))
+    return out
+
+
 def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
+    from validation.report.claims import short_schedule_comparison
+
     sec = report.get("sections", {}).get("grid")
     paper = report.get("paper", {})
-    out: list[Block] = [
-        Heading(2, "5. Fine-tuning results (GLUE / SQuAD) beside the paper's numbers", ANCHORS["grid"])
-    ]
+    data = (sec or {}).get("data") or {}
+    has_paper = bool(sec and sec.get("status") == "ok" and (data.get("paper_protocol") or {}).get("table"))
+    if has_paper:
+        title = "5. Fine-tuning under the paper protocol (GLUE / SQuAD) beside the paper's numbers"
+    elif sec and sec.get("status") == "ok" and not data.get("smoke_test"):
+        title = _short_title(data)
+    else:
+        title = "5. Fine-tuning results (GLUE / SQuAD) beside the paper's numbers"
+    out: list[Block] = [Heading(2, title, ANCHORS["grid"])]
     avg = paper.get("glue_average") or {}
     glue = paper.get("glue") or {}
     paper_lines = [f"Paper: {paper.get('citation', 'arXiv 2412.09250').rstrip('.')}."]
@@ -449,8 +589,14 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     if not sec or sec.get("status") != "ok":
         return out + [Para(" ".join(paper_lines)), _not_run("fine-tuning grid", sec)], []
     data = sec["data"]
-    scored = [r for r in data.get("rows", []) if r.get("mean") is not None]
-    if scored:
+    if has_paper:
+        out += _paper_blocks(report, data)
+    scored = [
+        r
+        for r in data.get("rows", [])
+        if r.get("mean") is not None and (r.get("profile") == "paper") == has_paper
+    ]
+    if scored and not has_paper:
         out.append(Figure("grid_scores", FIGURES["grid_scores"][1]))
         tasks = sorted({r["task"] for r in scored})
         n_seeds = sorted({int(r.get("n_seeds") or 0) for r in scored})
@@ -474,12 +620,33 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
         else:
             second = "GeLoRA has the best mean score on every task with a GeLoRA result."
         out.append(Para(f"{first} {second}"))
+        plateau = stsb_plateau(scored)
+        if plateau:
+            out.append(Para(plateau))
+        verdict, evidence, _, extra = short_schedule_comparison(report)
+        if extra.get("table"):
+            out.append(
+                Para(
+                    "What this short schedule shows (not C4's verdict, which needs the paper protocol): "
+                    + " ".join(evidence[:1])
+                )
+            )
+            t = extra["table"]
+            out.append(Table(tuple(t["headers"]), tuple(tuple(str(x) for x in r) for r in t["rows"])))
+    elif has_paper and any(r.get("profile") != "paper" for r in data.get("rows", [])):
+        out.append(
+            Para(
+                "Grids not trained under the paper protocol (e.g. short schedules) are listed in appendix D "
+                "with their profile; they do not enter C4."
+            )
+        )
     for cid in ("C4", "C5", "C6"):
         out += _claim_evidence(report, cid)
     out.append(Para(" ".join(paper_lines)))
     out.append(_appendix_link("grid"))
     tasks_paper = glue.get("tasks", {})
     rows = []
+    with_profile = any("profile" in r for r in data.get("rows", []))
     for r in data.get("rows", []):
         if r.get("mean") is None:
             score = f"not run ({r.get('reason', 'no result')})"
@@ -492,6 +659,7 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
             (
                 r["task"],
                 r["method"],
+                *((str(r.get("profile")),) if with_profile else ()),
                 str(r.get("model") or data.get("model")),
                 str(r.get("metric") or ""),
                 score,
@@ -509,6 +677,7 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
             (
                 "task",
                 "method",
+                *(("profile",) if with_profile else ()),
                 "model",
                 "metric",
                 "score mean ± std",

@@ -15,6 +15,7 @@ from validation.report.claims import (
     VERDICTS,
     evaluate_claims,
     paired_difference,
+    short_schedule_comparison,
     t_interval,
 )
 
@@ -120,13 +121,26 @@ def test_low_id_claim_branches(f):
     )
 
 
-def test_performance_claim_branches(f):
-    assert verdict(f.make_report(grid=f.sec(f.grid_section(0.80, 0.70, 0.01, 3))), "C4") == HOLDS
-    assert verdict(f.make_report(grid=f.sec(f.grid_section(0.70, 0.80, 0.01, 3))), "C4") == NOT_REPRODUCED
+def short_verdict(report: dict) -> str:
+    return short_schedule_comparison(report)[0]
+
+
+def test_performance_claim_needs_the_paper_protocol(f):
+    # a grid of another profile never decides C4, however clear its numbers
+    r = f.make_report(grid=f.sec(f.grid_section(0.80, 0.70, 0.01, 3)))
+    c4 = next(c for c in r["claims"] if c["id"] == "C4")
+    assert c4["verdict"] == NOT_TESTED
+    assert c4["key"]["text"] == "not tested under the paper protocol (no paper-profile grid)"
+    assert "short schedule" in " ".join(c4["evidence"])
+
+
+def test_short_schedule_comparison_branches(f):
+    assert short_verdict(f.make_report(grid=f.sec(f.grid_section(0.80, 0.70, 0.01, 3)))) == HOLDS
+    assert short_verdict(f.make_report(grid=f.sec(f.grid_section(0.70, 0.80, 0.01, 3)))) == NOT_REPRODUCED
     # within the seed spread
-    assert verdict(f.make_report(grid=f.sec(f.grid_section(0.71, 0.70, 0.05, 3))), "C4") == HOLDS_WITHIN_ERROR
+    assert short_verdict(f.make_report(grid=f.sec(f.grid_section(0.71, 0.70, 0.05, 3)))) == HOLDS_WITHIN_ERROR
     # one seed, better: cannot be more than "within error"
-    assert verdict(f.make_report(grid=f.sec(f.grid_section(0.80, 0.70, None, 1))), "C4") == HOLDS_WITHIN_ERROR
+    assert short_verdict(f.make_report(grid=f.sec(f.grid_section(0.80, 0.70, None, 1)))) == HOLDS_WITHIN_ERROR
 
 
 def test_time_claim_uses_adaptive_baselines_only(f):
@@ -150,9 +164,11 @@ def test_smoke_test_grid_does_not_decide_performance_claims(f):
     grid = f.grid_section(0.70, 0.80, 0.01, 3)
     grid["smoke_test"] = True
     r = f.make_report(grid=f.sec(grid))
-    for cid in ("C4", "C5"):
-        c = next(c for c in r["claims"] if c["id"] == cid)
-        assert c["verdict"] == NOT_TESTED and "smoke test" in c["evidence"][0]
+    c5 = next(c for c in r["claims"] if c["id"] == "C5")
+    assert c5["verdict"] == NOT_TESTED and "smoke test" in c5["evidence"][0]
+    c4 = next(c for c in r["claims"] if c["id"] == "C4")
+    assert c4["verdict"] == NOT_TESTED and "paper protocol" in c4["evidence"][0]
+    assert short_schedule_comparison(r)[0] == NOT_TESTED  # nor does it count as a short schedule
 
 
 def test_time_claim_compares_wall_times_only_within_one_run_directory(f):
@@ -195,23 +211,23 @@ def _seeded_grid(f, gelora_values, lora_values):
     return grid
 
 
-def test_performance_claim_uses_the_paired_interval(f):
+def test_short_schedule_comparison_uses_the_paired_interval(f):
     # GeLoRA is 0.01 above the baselines on every seed: the paired CI excludes 0 although the seed spread
     # (0.1) is ten times the difference, so the unpaired std rule would call it a tie
     base = [0.6, 0.7, 0.8, 0.65, 0.75]
     r = f.make_report(grid=f.sec(_seeded_grid(f, [b + 0.01 for b in base], base)))
-    c4 = next(c for c in r["claims"] if c["id"] == "C4")
-    assert c4["verdict"] == HOLDS
-    lo, hi = c4["numbers"]["stsb/gelora-lora/ci95"]
+    verdict_, _, numbers, extra = short_schedule_comparison(r)
+    assert verdict_ == HOLDS
+    lo, hi = numbers["stsb/gelora-lora/ci95"]
     assert lo > 0 and hi > 0 and lo == pytest.approx(0.01) and hi == pytest.approx(0.01)
-    assert c4["key"]["ci"] == [lo, hi] and c4["key"]["n"] == 5
-    assert "5 seed(s)" in c4["key"]["text"] and "convergence not recorded" in c4["exclusions"]
+    assert extra["key"]["ci"] == [lo, hi] and extra["key"]["n"] == 5
+    assert "5 seed(s)" in extra["key"]["text"] and "convergence not recorded" in extra["exclusions"]
     # noisy differences around 0: within error, with the interval shown
     noisy = [b + d for b, d in zip(base, (0.05, -0.04, 0.03, -0.05, 0.02), strict=True)]
     r = f.make_report(grid=f.sec(_seeded_grid(f, noisy, base)))
-    c4 = next(c for c in r["claims"] if c["id"] == "C4")
-    assert c4["verdict"] == HOLDS_WITHIN_ERROR
-    assert c4["table"]["rows"][0][3].startswith("[-")
+    verdict_, _, _, extra = short_schedule_comparison(r)
+    assert verdict_ == HOLDS_WITHIN_ERROR
+    assert extra["table"]["rows"][0][3].startswith("[-")
 
 
 def test_every_claim_has_page_one_fields(report):

@@ -1,0 +1,203 @@
+"""Verdicts of fake grids: informative tasks, dropped seeds, missing convergence, paper profile, average."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gelora.errors import ResultFileError
+from validation.finetune.grid import summarise
+from validation.finetune.stats import paired_difference
+from validation.finetune.verdicts import (
+    UNINFORMATIVE_NO_REFERENCE,
+    compact_summary,
+    compute_verdicts,
+    format_verdicts,
+    main,
+    merge_summaries,
+    verdicts_from_grid,
+)
+
+# ceiling well above floor; GeLoRA clearly above LoRA (better), level with AdaLoRA (tie), below GeoLoRA
+INFORMATIVE = {
+    "full": [0.90, 0.91, 0.92],
+    "head_only": [0.50, 0.52, 0.51],
+    "gelora": [0.80, 0.81, 0.82],
+    "lora": [0.70, 0.705, 0.715],
+    "adalora": [0.79, 0.83, 0.80],
+    "geolora": [0.85, 0.86, 0.875],
+}
+
+
+def test_informative_task_and_pair_verdicts(tmp_path, gridfix):
+    run = gridfix.write_grid(tmp_path / "g", {"sst2": INFORMATIVE})
+    v = verdicts_from_grid(run)
+    t = v["tasks"]["sst2"]
+    assert v["paper"] and v["profile"] == "paper"
+    assert t["informative"] and t["reason"] is None
+    assert t["floor_gap"]["ci"][0] > 0
+    assert math.isclose(t["ceiling"], 0.91) and math.isclose(t["floor"], 0.51)
+    assert v["baselines"] == ["lora", "adalora", "geolora"]
+    assert {b: pd["verdict"] for b, pd in t["pairs"].items()} == {
+        "lora": "better",
+        "adalora": "tie",
+        "geolora": "worse",
+    }
+    # the pair is exactly the shared paired statistic over seeds 0-2
+    ref = paired_difference(dict(enumerate(INFORMATIVE["gelora"])), dict(enumerate(INFORMATIVE["lora"])))
+    assert t["pairs"]["lora"]["ci"] == ref["ci"] and t["pairs"]["lora"]["n"] == 3
+    assert (
+        v["counts"]["lora"]["line"]
+        == "GeLoRA vs lora: better on 1, tie on 0, worse on 0 of 1 informative tasks"
+    )
+    assert v["line"] == "better on 1, tie on 1, worse on 1 of 3 informative task/baseline pairs"
+    assert v["exclusions"] == [] and v["uninformative"] == []
+
+
+def test_task_without_reference_runs_is_uninformative_and_excluded(tmp_path, gridfix):
+    no_floor = {k: v for k, v in INFORMATIVE.items() if k != "head_only"}
+    run = gridfix.write_grid(tmp_path / "g", {"sst2": INFORMATIVE, "rte": no_floor})
+    v = verdicts_from_grid(run)
+    assert not v["tasks"]["rte"]["informative"]
+    assert v["tasks"]["rte"]["reason"] == UNINFORMATIVE_NO_REFERENCE
+    assert v["uninformative"] == [{"task": "rte", "reason": UNINFORMATIVE_NO_REFERENCE}]
+    # the pair is still computed (shown) but marked excluded and not counted
+    assert v["tasks"]["rte"]["pairs"]["lora"]["excluded"] is True
+    assert v["counts"]["lora"]["n"] == 1
+
+
+def test_ceiling_not_clearly_above_floor_is_uninformative(tmp_path, gridfix):
+    flat = dict(INFORMATIVE, full=[0.52, 0.50, 0.53], head_only=[0.51, 0.52, 0.50])
+    run = gridfix.write_grid(tmp_path / "g", {"rte": flat})
+    t = verdicts_from_grid(run)["tasks"]["rte"]
+    assert not t["informative"]
+    assert t["reason"].startswith("uninformative: ceiling not clearly above floor (full - head_only")
+    assert t["floor_gap"]["ci"][0] <= 0
+
+
+def test_one_reference_seed_cannot_be_clearly_above(tmp_path, gridfix):
+    one = dict(INFORMATIVE, full=[0.9], head_only=[0.5])
+    t = verdicts_from_grid(gridfix.write_grid(tmp_path / "g", {"sst2": one}))["tasks"]["sst2"]
+    assert not t["informative"] and "2 needed" in t["reason"]
+
+
+def test_unconverged_seed_is_dropped_from_its_pairs_and_listed(tmp_path, gridfix):
+    run = gridfix.write_grid(tmp_path / "g", {"sst2": INFORMATIVE}, converged={("sst2", "lora", 1): False})
+    v = verdicts_from_grid(run)
+    pairs = v["tasks"]["sst2"]["pairs"]
+    assert pairs["lora"]["seeds"] == [0, 2] and pairs["lora"]["n"] == 2
+    assert pairs["adalora"]["seeds"] == [0, 1, 2]  # GeLoRA's seed 1 is fine: other pairs keep it
+    assert v["exclusions"] == [
+        {"task": "sst2", "method": "lora", "seed": 1, "reason": "unconverged", "excluded": True}
+    ]
+    # an unconverged GeLoRA cell drops that seed from every pair
+    run2 = gridfix.write_grid(tmp_path / "h", {"sst2": INFORMATIVE}, converged={("sst2", "gelora", 0): False})
+    v2 = verdicts_from_grid(run2)
+    assert all(pd["seeds"] == [1, 2] for pd in v2["tasks"]["sst2"]["pairs"].values())
+
+
+def test_missing_convergence_excludes_under_paper_only(tmp_path, gridfix):
+    miss = {("sst2", "lora", 2): gridfix.MISSING, ("sst2", "gelora", 2): None}
+    paper = verdicts_from_grid(gridfix.write_grid(tmp_path / "p", {"sst2": INFORMATIVE}, converged=miss))
+    assert paper["tasks"]["sst2"]["pairs"]["lora"]["seeds"] == [0, 1]
+    assert paper["tasks"]["sst2"]["pairs"]["adalora"]["seeds"] == [0, 1]
+    reasons = {(e["method"], e["seed"]): (e["reason"], e["excluded"]) for e in paper["exclusions"]}
+    assert reasons == {
+        ("lora", 2): ("convergence not recorded", True),
+        ("gelora", 2): ("convergence not recorded", True),
+    }
+    other = verdicts_from_grid(
+        gridfix.write_grid(tmp_path / "q", {"sst2": INFORMATIVE}, converged=miss, profile="gpu")
+    )
+    assert not other["paper"]
+    assert other["tasks"]["sst2"]["pairs"]["lora"]["seeds"] == [0, 1, 2]
+    assert {(e["method"], e["excluded"]) for e in other["exclusions"]} == {("lora", False), ("gelora", False)}
+
+
+def test_average_over_tasks_where_all_compared_methods_have_results(tmp_path, gridfix):
+    no_geo = {k: v for k, v in INFORMATIVE.items() if k != "geolora"}
+    scores = {"sst2": INFORMATIVE, "mrpc": INFORMATIVE, "rte": no_geo, "squad_v1": INFORMATIVE}
+    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "g", scores))
+    avg = v["average"]
+    assert avg["tasks"] == ["mrpc", "sst2"]
+    assert avg["left_out"] == {"rte": "no usable result for geolora", "squad_v1": "not a GLUE task"}
+    assert math.isclose(avg["methods"]["gelora"], 0.81)
+    assert math.isclose(avg["methods"]["lora"], (0.70 + 0.705 + 0.715) / 3)
+    assert set(avg["methods"]) == {"gelora", "lora", "adalora", "geolora"}
+
+
+def test_average_empty_when_no_task_qualifies(tmp_path, gridfix):
+    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "g", {"squad_v1": INFORMATIVE}))
+    assert v["average"]["tasks"] == [] and v["average"]["methods"] == {}
+
+
+def test_missing_cells_and_other_methods(tmp_path, gridfix):
+    scores = {"sst2": dict(INFORMATIVE, gelora_permuted=[0.7, 0.71, 0.72], lora=[0.7, None, None])}
+    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "g", scores))
+    assert v["baselines"] == ["lora", "adalora", "geolora", "gelora_permuted"]
+    pd = v["tasks"]["sst2"]["pairs"]["lora"]
+    assert pd["n"] == 1 and pd["verdict"] == "undetermined"
+    assert "1 undetermined" in v["counts"]["lora"]["line"]
+
+
+def test_summarise_carries_per_seed_records_and_one_loss_curve(tmp_path, gridfix):
+    run = gridfix.write_grid(
+        tmp_path / "g", {"sst2": INFORMATIVE}, converged={("sst2", "lora", 0): False}, curves=True
+    )
+    gridfix.write_cell(
+        run,
+        "sst2",
+        "gelora",
+        0,
+        0.80,
+        lr_selection={"grid": [1e-4, 1e-3], "chosen": 1e-3, "metric": "accuracy"},
+    )
+    s = summarise(run)
+    assert s["profile_name"] == "paper"
+    e = s["table"]["sst2"]["lora"]
+    assert [r["seed"] for r in e["per_seed"]] == [0, 1, 2]
+    assert [r["converged"] for r in e["per_seed"]] == [False, True, True]
+    assert e["per_seed"][0]["primary"] == 0.70 and e["per_seed"][0]["eval_loss"] == 0.4
+    assert e["loss_curve"]["seed"] == 0 and len(e["loss_curve"]["points"]) == 12
+    g = s["table"]["sst2"]["gelora"]
+    assert g["per_seed"][0]["lr_selection"]["chosen"] == 1e-3
+    assert g["loss_curve"]["seed"] == 1  # seed 0 was rewritten without a curve
+    c = compact_summary(s)
+    assert c["table"]["sst2"]["lora"]["per_seed"][0]["rule"] == "test rule"
+    assert compute_verdicts(c)["tasks"] == compute_verdicts(s)["tasks"]
+
+
+def test_long_loss_curves_are_thinned(tmp_path, gridfix):
+    from validation.finetune.grid import LOSS_CURVE_MAX_POINTS
+
+    run = gridfix.write_grid(tmp_path / "g", {"sst2": {"lora": [None]}})
+    gridfix.write_cell(run, "sst2", "lora", 0, 0.7, loss_curve=[[k, 1.0 / (k + 1)] for k in range(1001)])
+    lc = summarise(run)["table"]["sst2"]["lora"]["loss_curve"]
+    assert len(lc["points"]) == LOSS_CURVE_MAX_POINTS and lc["n_points"] == 1001
+    assert lc["points"][0] == [0, 1.0] and lc["points"][-1][0] == 1000
+
+
+def test_merge_summaries_later_directory_wins(tmp_path, gridfix):
+    a = compact_summary(summarise(gridfix.write_grid(tmp_path / "a", {"sst2": INFORMATIVE})))
+    b = compact_summary(
+        summarise(
+            gridfix.write_grid(tmp_path / "b", {"sst2": {"lora": [0.9, 0.91, 0.92]}, "rte": INFORMATIVE})
+        )
+    )
+    m = merge_summaries([a, b])
+    assert m["profile_name"] == "paper"
+    assert m["origin"]["sst2"]["lora"] == str(tmp_path / "b")
+    assert m["origin"]["sst2"]["gelora"] == str(tmp_path / "a")
+    assert compute_verdicts(m)["tasks"]["sst2"]["pairs"]["lora"]["verdict"] == "worse"
+
+
+def test_format_and_cli(tmp_path, gridfix, capsys):
+    run = gridfix.write_grid(tmp_path / "g", {"sst2": INFORMATIVE, "rte": {"gelora": [0.5], "lora": [0.5]}})
+    text = format_verdicts(verdicts_from_grid(run))
+    assert "sst2: ceiling" in text and UNINFORMATIVE_NO_REFERENCE in text and "average" in text
+    assert main([str(run)]) == 0
+    assert "GeLoRA vs lora" in capsys.readouterr().out
+    assert main([str(tmp_path / "nothing")]) == 2
+    with pytest.raises(ResultFileError):
+        verdicts_from_grid(tmp_path / "nothing")

@@ -1,0 +1,154 @@
+"""C4, C6 and section 5 from paper-protocol grids (fake run directories through the real grid section)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from validation.report import build as B
+from validation.report.claims import HOLDS, HOLDS_WITHIN_ERROR, NOT_REPRODUCED, NOT_TESTED
+from validation.report.render_md import Figure, Heading, Notice, document, visible
+
+GOOD = {  # informative (ceiling far above floor); GeLoRA clearly above every baseline
+    "full": [0.90, 0.91, 0.92],
+    "head_only": [0.50, 0.52, 0.51],
+    "gelora": [0.80, 0.81, 0.82],
+    "lora": [0.70, 0.705, 0.715],
+    "adalora": [0.72, 0.73, 0.735],
+    "geolora": [0.60, 0.62, 0.61],
+}
+
+
+def _grid_data(tmp_path: Path, dirs: list[Path]) -> dict[str, Any]:
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=tuple(dirs))
+    return B.section_grid(ctx)
+
+
+def _claim(report: dict[str, Any], cid: str) -> dict[str, Any]:
+    return next(c for c in report["claims"] if c["id"] == cid)
+
+
+def _report(f, tmp_path, gridfix, scores, **kw) -> dict[str, Any]:
+    run = gridfix.write_grid(tmp_path / "paper", scores, **kw)
+    return f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [run]))))
+
+
+def test_c4_holds_on_informative_tasks_and_states_the_protocol(f, tmp_path, gridfix):
+    no_ref = {k: v for k, v in GOOD.items() if k not in ("full", "head_only")}
+    r = _report(f, tmp_path, gridfix, {"sst2": GOOD, "rte": dict(no_ref, lora=[0.9, 0.9, 0.9])})
+    c4 = _claim(r, "C4")
+    # RTE (GeLoRA far below LoRA there) is uninformative, so it cannot decide the verdict
+    assert c4["verdict"] == HOLDS
+    assert re.match(
+        r"GeLoRA - \w+ on SST-2: \+0\.\d{3} \[\+0\.\d{3}, \+0\.\d{3}\], 3 seeds, converged", c4["key"]["text"]
+    )
+    assert c4["key"]["n"] == 3 and c4["key"]["ci"][0] > 0
+    assert c4["exclusions"] == "uninformative: RTE"
+    assert "paper protocol" in c4["setup"] and "seeds 0-2" in c4["setup"] and "test-model" in c4["setup"]
+    rows = {(row[0], row[1]): row[5] for row in c4["table"]["rows"]}
+    assert rows[("RTE", "LoRA")] == "excluded (task uninformative)" and rows[("SST-2", "LoRA")] == "better"
+    assert c4["evidence"][0] == "Better on 3, tie on 0, worse on 0 of 3 informative task/baseline pairs."
+
+
+def test_c4_worse_tie_and_no_informative_task(f, tmp_path, gridfix):
+    worse = dict(GOOD, lora=[0.85, 0.86, 0.87])
+    assert _claim(_report(f, tmp_path / "a", gridfix, {"sst2": worse}), "C4")["verdict"] == NOT_REPRODUCED
+    tie = dict(GOOD, lora=[0.79, 0.83, 0.80])
+    assert _claim(_report(f, tmp_path / "b", gridfix, {"sst2": tie}), "C4")["verdict"] == HOLDS_WITHIN_ERROR
+    flat = dict(GOOD, full=[0.5, 0.52, 0.51])
+    c4 = _claim(_report(f, tmp_path / "c", gridfix, {"sst2": flat}), "C4")
+    assert c4["verdict"] == NOT_TESTED and "no informative task" in c4["key"]["text"]
+
+
+def test_c4_drops_unconverged_and_unrecorded_seeds(f, tmp_path, gridfix):
+    conv = {("sst2", "lora", 0): False, ("sst2", "adalora", 1): gridfix.MISSING}
+    c4 = _claim(_report(f, tmp_path, gridfix, {"sst2": GOOD}, converged=conv), "C4")
+    assert c4["exclusions"] == "seeds dropped: 1 convergence not recorded, 1 unconverged"
+    assert c4["numbers"]["sst2/gelora-lora/n_seeds"] == 2
+    assert c4["numbers"]["sst2/gelora-adalora/n_seeds"] == 2
+    assert any("seed 0: unconverged; dropped" in e for e in c4["evidence"])
+
+
+def test_c6_reports_the_paper_protocol_average(f, tmp_path, gridfix):
+    r = _report(f, tmp_path, gridfix, {"sst2": GOOD, "squad_v1": GOOD})
+    c6 = _claim(r, "C6")
+    assert c6["verdict"] == NOT_TESTED  # not DeBERTaV3
+    assert c6["key"]["text"] == "ours: GeLoRA 0.810 over 1 task(s) (test-model); paper 87.92"
+    assert c6["numbers"]["average/tasks"] == ["sst2"]
+    assert "SQuAD" not in c6["exclusions"] and "squad_v1 (not a GLUE task)" in c6["exclusions"]
+
+
+def test_short_and_paper_grids_are_kept_apart(f, tmp_path, gridfix):
+    short = gridfix.write_grid(
+        tmp_path / "short", {"sst2": {"gelora": [0.1, 0.1], "lora": [0.9, 0.9]}}, profile="gpu"
+    )
+    paper = gridfix.write_grid(tmp_path / "paper", {"sst2": GOOD})
+    data = B._clean(_grid_data(tmp_path, [short, paper]))
+    assert [(x["profile"], x["paper"]) for x in data["runs"]] == [("gpu", False), ("paper", True)]
+    keys = sorted((r["task"], r["method"], r["profile"]) for r in data["rows"])
+    assert ("sst2", "lora", "gpu") in keys and ("sst2", "lora", "paper") in keys
+    r = f.make_report(grid=f.sec(data))
+    assert _claim(r, "C4")["verdict"] == HOLDS  # the short grid (GeLoRA far below) does not enter
+    md, _, figures = B.render_all(r)
+    assert "## 5. Fine-tuning under the paper protocol" in md
+    assert "appendix D" in md and "| gpu |" in md and "| paper |" in md
+    assert "grid_scores" not in figures
+
+
+def test_section_opens_with_the_forest_plot_and_omits_missing_curves(f, tmp_path, gridfix):
+    r = _report(f, tmp_path, gridfix, {"sst2": GOOD})
+    blocks = document(r)
+    i = next(k for k, b in enumerate(blocks) if isinstance(b, Heading) and b.anchor == "sec-grid")
+    assert isinstance(blocks[i + 1], Figure) and blocks[i + 1].stem == "paired_differences"
+    notices = [b.text for b in blocks if isinstance(b, Notice)]
+    assert any("loss_curves: not drawn — no cell of the paper-protocol grid recorded" in t for t in notices)
+    _, _, figures = B.render_all(r)
+    assert "paired_differences" in figures and "loss_curves" not in figures
+
+
+def test_paper_figures_have_alt_text_and_rebuild_byte_for_byte(f, tmp_path, gridfix):
+    r = _report(f, tmp_path, gridfix, {"sst2": GOOD, "stsb": GOOD}, curves=True)
+    out = tmp_path / "out"
+    B.write_documents(r, out)
+    assert (out / "figures" / "paired_differences.png").is_file()
+    assert (out / "figures" / "loss_curves.png").is_file()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    imgs = re.findall(r"<img [^>]*>", html)
+    assert len(imgs) == len(list((out / "figures").glob("*.png")))
+    assert all(len(re.search(r'alt="([^"]*)"', i).group(1)) > 10 for i in imgs)
+    again = tmp_path / "again"
+    B.rebuild_from(out / "report.json", again)
+    for name in ("report.md", "report.html", "report.json"):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    for p in (out / "figures").glob("*.png"):
+        assert (again / "figures" / p.name).read_bytes() == p.read_bytes(), p.name
+    # page 1 stays short with the paper protocol too
+    rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    for c in rep["claims"]:
+        for cell in (c["key"]["text"], c["setup"], c["exclusions"]):
+            assert len(visible(cell)) <= 120, cell
+
+
+@pytest.mark.parametrize("with_loss", [True, False])
+def test_stsb_plateau_sentence_uses_the_report_numbers(with_loss):
+    from validation.report.render_md import stsb_plateau
+
+    rows = [
+        {"task": "stsb", "method": "gelora", "mean": 0.05, "values": [0.01, 0.09]},
+        {"task": "stsb", "method": "lora", "mean": 0.7, "values": [0.7, 0.7]},
+    ]
+    if with_loss:
+        rows[0]["train_loss"] = [2.8, 2.7]
+        rows[1]["train_loss"] = [2.1, 2.2]
+    text = stsb_plateau(rows)
+    assert text is not None and "0.010-0.090 over 2 seed(s)" in text and "lora reaches 0.700" in text
+    if with_loss:
+        assert "final training loss is 2.700-2.800, lora's 2.100-2.200" in text
+    else:
+        assert "docs/validation.md" in text
+    rows[0]["values"] = [0.5, 0.6]
+    assert stsb_plateau(rows) is None  # no plateau: nothing to explain

@@ -1,0 +1,402 @@
+"""Verdicts of a fine-tuning grid: informative tasks, paired GeLoRA - baseline differences, exclusions.
+
+The rules, in the order they apply (docs/validation.md, "How a verdict is reached"):
+
+1. **Usable seeds.** A cell whose convergence record says ``converged: False`` is never used: the seed is
+   dropped from every pair that cell is part of and listed ("unconverged"). A cell without a convergence
+   record (``converged`` missing or ``None``: grids from before the paper protocol) is listed as
+   "convergence not recorded"; under the ``paper`` profile it is excluded like an unconverged one (the
+   paper protocol always records convergence, so a missing record means the cell did not follow it),
+   under any other profile it is kept.
+2. **Informative tasks.** A task can tell methods apart only if fine-tuning moves the model at all. Its
+   ceiling is full fine-tuning (``full``), its floor training the classifier head only (``head_only``). The
+   task is *informative* when the ceiling is **clearly** above the floor: the paired difference
+   full - head_only over their common usable seeds has a two-sided 95% Student-t interval lying entirely
+   above 0 (equivalently, a one-sided test at the 2.5% level rejects "full <= head_only"; no minimum
+   effect size is imposed). A task without a ``full`` or a ``head_only`` run is "uninformative: no
+   ceiling/floor run"; one with fewer than two common usable seeds cannot show "clearly" and is
+   uninformative too. Uninformative tasks are excluded from the verdict and listed with their reason.
+3. **Pairs.** For every task and baseline (``lora``, ``adalora``, ``geolora`` and any other method present
+   except ``gelora``, ``full`` and ``head_only``), GeLoRA - baseline over the common usable seeds with a
+   95% t-interval (:func:`validation.finetune.stats.paired_difference`): "better" when the interval is
+   above 0, "worse" below, "tie" when it holds 0, "undetermined" with fewer than two seeds.
+4. **Average.** A GLUE-style average per method: the mean over tasks of each task's mean primary score
+   (usable seeds), over the GLUE tasks where every compared method has a result; the tasks that entered
+   and those left out (with the reason) are named.
+
+Every function is pure: the same summary gives the same verdicts, so the report re-derives them from
+``report.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from validation.finetune.stats import paired_difference
+
+GELORA = "gelora"
+CEILING = "full"
+FLOOR = "head_only"
+#: the profile whose cells must record convergence
+PAPER_PROFILE = "paper"
+#: baselines listed first (others follow alphabetically)
+CORE_BASELINES: tuple[str, ...] = ("lora", "adalora", "geolora")
+#: tasks that enter a GLUE-style average (SQuAD scores are percentages of another benchmark)
+GLUE_TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
+
+UNINFORMATIVE_NO_REFERENCE = "uninformative: no ceiling/floor run"
+
+
+def _per_seed(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-seed records of a summary entry (``per_seed``; none in summaries of an older layout)."""
+    recs = entry.get("per_seed")
+    if isinstance(recs, list):
+        return [dict(r) for r in recs]
+    return []
+
+
+def _usable(rec: Mapping[str, Any], paper: bool) -> tuple[bool, str | None]:
+    """Whether one cell may enter a comparison, and why not / what to list."""
+    if rec.get("primary") is None:
+        return False, "no primary score"
+    conv = rec.get("converged")
+    if conv is False:
+        return False, "unconverged"
+    if conv is None:
+        return (not paper), "convergence not recorded"
+    return True, None
+
+
+def _scores(
+    summary: Mapping[str, Any], task: str, method: str, paper: bool, exclusions: list[dict[str, Any]]
+) -> dict[int, float] | None:
+    """``{seed: primary}`` of the usable cells of ``task``/``method`` (``None`` when the method was not run);
+    each unusable or not-recorded cell is appended to ``exclusions`` once."""
+    entry = ((summary.get("table") or {}).get(task) or {}).get(method)
+    if entry is None:
+        return None
+    out: dict[int, float] = {}
+    for rec in _per_seed(entry):
+        ok, why = _usable(rec, paper)
+        if why is not None:
+            item = {
+                "task": task,
+                "method": method,
+                "seed": int(rec["seed"]),
+                "reason": why,
+                "excluded": not ok,
+            }
+            if item not in exclusions:
+                exclusions.append(item)
+        if ok:
+            out[int(rec["seed"])] = float(rec["primary"])
+    return out
+
+
+def _mean(xs: Sequence[float]) -> float | None:
+    return math.fsum(xs) / len(xs) if xs else None
+
+
+def baselines_of(methods: Sequence[str]) -> list[str]:
+    """The baselines GeLoRA is compared with among ``methods`` (core ones first, then the rest sorted)."""
+    skip = {GELORA, CEILING, FLOOR}
+    rest = sorted(m for m in methods if m not in skip and m not in CORE_BASELINES)
+    return [m for m in CORE_BASELINES if m in methods] + rest
+
+
+def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[str, Any]:
+    """Per-task ceiling/floor, informative flag, GeLoRA - baseline pairs, exclusions and the average.
+
+    Parameters
+    ----------
+    summary : mapping
+        :func:`validation.finetune.grid.summarise`'s output (or :func:`compact_summary` of it): ``table``
+        ``[task][method]["per_seed"]`` (records with ``seed``, ``primary``, ``converged``), ``profile_name``
+        (or ``profile["name"]``), ``primary_metric``.
+    level : float
+        Confidence level of every interval (default 0.95).
+
+    Returns
+    -------
+    dict
+        ``profile``, ``paper`` (bool), ``tasks[task]`` = ``{"metric", "ceiling", "floor"`` (mean primary
+        score over usable seeds or None), ``"floor_gap"`` (the paired full - head_only record or None),
+        ``"informative"`` (bool), ``"reason"`` (why not; None when informative), ``"pairs"``
+        ``{baseline: paired record + "excluded" (task uninformative)}}``; ``baselines``; ``exclusions``
+        (cells: ``task``, ``method``, ``seed``, ``reason`` ("unconverged", "convergence not recorded", "no
+        primary score") and ``excluded`` (whether the cell was dropped)); ``uninformative``
+        (``{"task", "reason"}``); ``counts[baseline]`` (``better``/``tie``/``worse``/``undetermined`` over
+        informative tasks, ``n``, ``line``); ``line`` (all baselines together); ``average``.
+    """
+    table = summary.get("table") or {}
+    profile = summary.get("profile_name")
+    if profile is None and isinstance(summary.get("profile"), Mapping):
+        profile = summary["profile"].get("name")
+    paper = profile == PAPER_PROFILE
+    metrics = summary.get("primary_metric") or {}
+    methods_present = sorted({m for by in table.values() for m in by})
+    baselines = baselines_of(methods_present)
+    exclusions: list[dict[str, Any]] = []
+    tasks: dict[str, Any] = {}
+    uninformative: list[dict[str, str]] = []
+    for task in sorted(table):
+        full = _scores(summary, task, CEILING, paper, exclusions)
+        floor = _scores(summary, task, FLOOR, paper, exclusions)
+        gel = _scores(summary, task, GELORA, paper, exclusions)
+        rec: dict[str, Any] = {
+            "metric": metrics.get(task),
+            "ceiling": None if not full else _mean(list(full.values())),
+            "floor": None if not floor else _mean(list(floor.values())),
+            "floor_gap": None,
+            "informative": False,
+            "reason": None,
+            "pairs": {},
+        }
+        if full is None or floor is None:
+            rec["reason"] = UNINFORMATIVE_NO_REFERENCE
+        else:
+            gap = paired_difference(full, floor, level)
+            rec["floor_gap"] = gap
+            if gap is None or gap["ci"] is None:
+                n = 0 if gap is None else gap["n"]
+                rec["reason"] = f"uninformative: {n} common usable ceiling/floor seed(s), 2 needed for a CI"
+            elif gap["ci"][0] > 0:
+                rec["informative"] = True
+            else:
+                rec["reason"] = (
+                    f"uninformative: ceiling not clearly above floor (full - head_only {gap['diff']:+.3f}, "
+                    f"95% CI [{gap['ci'][0]:+.3f}, {gap['ci'][1]:+.3f}])"
+                )
+        if rec["reason"]:
+            uninformative.append({"task": task, "reason": rec["reason"]})
+        for b in baselines:
+            base = _scores(summary, task, b, paper, exclusions)
+            if gel is None or base is None:
+                continue
+            pd = paired_difference(gel, base, level)
+            if pd is None:
+                pd = {"diff": None, "ci": None, "n": 0, "seeds": [], "verdict": "undetermined"}
+            pd["excluded"] = not rec["informative"]
+            rec["pairs"][b] = pd
+        tasks[task] = rec
+    counts: dict[str, Any] = {}
+    for b in baselines:
+        c: dict[str, Any] = {"better": 0, "tie": 0, "worse": 0, "undetermined": 0}
+        for rec in tasks.values():
+            pd = rec["pairs"].get(b)
+            if rec["informative"] and pd is not None:
+                c[pd["verdict"]] += 1
+        n = sum(c.values())
+        c["n"] = n
+        c["line"] = claim_line(c, b)
+        counts[b] = c
+    out = {
+        "profile": profile,
+        "paper": paper,
+        "level": level,
+        "baselines": baselines,
+        "tasks": tasks,
+        "exclusions": exclusions,
+        "uninformative": uninformative,
+        "counts": counts,
+        "average": glue_average(summary, [GELORA, *baselines], exclusions=None),
+    }
+    total: dict[str, Any] = {
+        k: sum(counts[b][k] for b in baselines) for k in ("better", "tie", "worse", "undetermined")
+    }
+    total["n"] = sum(counts[b]["n"] for b in baselines)
+    out["line"] = claim_line(total, None)
+    return out
+
+
+def claim_line(c: Mapping[str, int], baseline: str | None) -> str:
+    """``"better on k, tie on m, worse on j of n informative tasks"`` (``baseline`` named when given)."""
+    head = f"GeLoRA vs {baseline}: " if baseline else ""
+    unit = "informative tasks" if baseline else "informative task/baseline pairs"
+    text = f"{head}better on {c['better']}, tie on {c['tie']}, worse on {c['worse']} of {c['n']} {unit}"
+    if c.get("undetermined"):
+        text += f" ({c['undetermined']} undetermined: fewer than 2 usable seeds)"
+    return text
+
+
+def glue_average(
+    summary: Mapping[str, Any], methods: Sequence[str], exclusions: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """GLUE-style average per method over the GLUE tasks where every method in ``methods`` has a result.
+
+    Each task enters with each method's mean primary score over its usable seeds (the rule of
+    :func:`compute_verdicts`). Returns ``{"methods": {method: average}, "tasks": [tasks that entered],
+    "left_out": {task: reason}}``; ``methods`` maps to an empty dict when no task qualifies.
+    """
+    table = summary.get("table") or {}
+    profile = summary.get("profile_name")
+    if profile is None and isinstance(summary.get("profile"), Mapping):
+        profile = summary["profile"].get("name")
+    paper = profile == PAPER_PROFILE
+    scratch: list[dict[str, Any]] = [] if exclusions is None else exclusions
+    entered: list[str] = []
+    left_out: dict[str, str] = {}
+    per_task: dict[str, dict[str, float]] = {}
+    for task in sorted(table):
+        if task not in GLUE_TASKS:
+            left_out[task] = "not a GLUE task"
+            continue
+        means: dict[str, float] = {}
+        lacking = []
+        for m in methods:
+            sc = _scores(summary, task, m, paper, scratch)
+            mu = _mean(list(sc.values())) if sc else None
+            if mu is None:
+                lacking.append(m)
+            else:
+                means[m] = mu
+        if lacking:
+            left_out[task] = f"no usable result for {', '.join(lacking)}"
+            continue
+        entered.append(task)
+        per_task[task] = means
+    avg = {m: math.fsum(per_task[t][m] for t in entered) / len(entered) for m in methods} if entered else {}
+    return {"methods": avg, "tasks": entered, "left_out": left_out, "per_task": per_task}
+
+
+def compact_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What :func:`compute_verdicts` and the report's figures need from a summary (``report.json`` size).
+
+    Keeps ``profile_name``, ``primary_metric``, ``run_dir`` and per task x method ``per_seed`` (seed,
+    primary, converged, convergence rule, train/eval loss, learning rate, lr_selection) and ``loss_curve``.
+    """
+    profile = summary.get("profile_name")
+    if profile is None and isinstance(summary.get("profile"), Mapping):
+        profile = summary["profile"].get("name")
+    table: dict[str, dict[str, Any]] = {}
+    for t, by in (summary.get("table") or {}).items():
+        for m, e in by.items():
+            recs = []
+            for r in _per_seed(e):
+                conv = r.get("convergence") or {}
+                recs.append(
+                    {
+                        "seed": r.get("seed"),
+                        "primary": r.get("primary"),
+                        "converged": r.get("converged"),
+                        "rule": conv.get("rule") if isinstance(conv, Mapping) else None,
+                        "train_loss": r.get("train_loss"),
+                        "eval_loss": r.get("eval_loss"),
+                        "learning_rate": r.get("learning_rate"),
+                        "lr_selection": r.get("lr_selection"),
+                    }
+                )
+            table.setdefault(t, {})[m] = {"per_seed": recs, "loss_curve": e.get("loss_curve")}
+    return {
+        "profile_name": profile,
+        "primary_metric": dict(summary.get("primary_metric") or {}),
+        "run_dir": summary.get("run_dir"),
+        "table": table,
+    }
+
+
+def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Merge (compact) summaries of several run directories of one protocol: per task x method the last
+    directory with a result wins (as :func:`validation.report.build.merge_grids` does for rows).
+
+    ``sources`` names each directory; ``origin[task][method]`` the one a pair came from.
+    """
+    table: dict[str, dict[str, Any]] = {}
+    origin: dict[str, dict[str, Any]] = {}
+    metrics: dict[str, Any] = {}
+    names = {s.get("profile_name") for s in summaries}
+    for s in summaries:
+        metrics.update(s.get("primary_metric") or {})
+        for t, by in (s.get("table") or {}).items():
+            for m, e in by.items():
+                if any(r.get("primary") is not None for r in _per_seed(e)) or m not in table.get(t, {}):
+                    table.setdefault(t, {})[m] = e
+                    origin.setdefault(t, {})[m] = s.get("run_dir")
+    return {
+        "profile_name": names.pop() if len(names) == 1 else None,
+        "primary_metric": metrics,
+        "sources": [s.get("run_dir") for s in summaries],
+        "origin": origin,
+        "table": table,
+    }
+
+
+def verdicts_from_grid(run_dir: str | Path, level: float = 0.95) -> dict[str, Any]:
+    """:func:`compute_verdicts` of one run directory (reads it with
+    :func:`validation.finetune.grid.summarise`; :class:`gelora.errors.ResultFileError` when corrupt)."""
+    from validation.finetune.grid import summarise
+
+    return compute_verdicts(summarise(run_dir), level)
+
+
+def format_verdicts(v: Mapping[str, Any]) -> str:
+    """Plain-text account: per task ceiling/floor and pairs, the per-baseline lines, exclusions, average."""
+    lines = [
+        f"profile {v.get('profile')} ({'paper protocol' if v.get('paper') else 'not the paper protocol'})"
+    ]
+    for t, rec in v["tasks"].items():
+        state = "informative" if rec["informative"] else rec["reason"]
+        lines.append(f"  {t}: ceiling {rec['ceiling']}, floor {rec['floor']}: {state}")
+        for b, pd in rec["pairs"].items():
+            ci = "no CI" if pd["ci"] is None else f"[{pd['ci'][0]:+.4f}, {pd['ci'][1]:+.4f}]"
+            diff = "n/a" if pd["diff"] is None else f"{pd['diff']:+.4f}"
+            lines.append(
+                f"    gelora - {b}: {diff} {ci} n={pd['n']} {pd['verdict']}"
+                + (" (excluded: task uninformative)" if pd["excluded"] else "")
+            )
+    lines += [f"  {c['line']}" for c in v["counts"].values()]
+    for e in v["exclusions"]:
+        lines.append(
+            f"  {'excluded' if e['excluded'] else 'listed'}: {e['task']}/{e['method']}/seed {e['seed']}: "
+            f"{e['reason']}"
+        )
+    avg = v["average"]
+    if avg["tasks"]:
+        lines.append(
+            "  average over "
+            + ", ".join(avg["tasks"])
+            + ": "
+            + ", ".join(f"{m} {x:.4f}" for m, x in avg["methods"].items())
+        )
+    for t, why in avg["left_out"].items():
+        lines.append(f"  average leaves out {t}: {why}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m validation.finetune.verdicts RUN_DIR``: print the verdicts of a grid directory."""
+    import argparse
+
+    from gelora.errors import GeLoRAError
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("run_dir")
+    args = ap.parse_args(argv)
+    try:
+        print(format_verdicts(verdicts_from_grid(args.run_dir)))
+    except GeLoRAError as exc:
+        print(f"error: {exc}")
+        return 2
+    return 0
+
+
+__all__ = [
+    "CEILING",
+    "FLOOR",
+    "GELORA",
+    "PAPER_PROFILE",
+    "baselines_of",
+    "claim_line",
+    "compact_summary",
+    "compute_verdicts",
+    "format_verdicts",
+    "glue_average",
+    "merge_summaries",
+    "verdicts_from_grid",
+]
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
