@@ -27,7 +27,7 @@ thing (:data:`ABLATIONS`):
 
 Each cell records ``method_info["block_ranks"]``, ``["block_alphas"]`` (and ``["block_scalings"]`` =
 alpha / r) and ``["ablation"]``: what the variant changed (permutation, source ranks, offset, estimator,
-alpha rule, text source, budgets).
+alpha rule, text kind and source, budgets).
 """
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ def prepare_ablation(
         "offset": offset,
         "estimator": result.estimator,
         "alpha_rule": ab.alpha_rule,
-        "texts": {"source": ab.texts, **dict(result.data)},
+        "texts": {**dict(result.data), "kind": ab.texts},
         "rule_ranks": rule,
         "gelora_ranks": scaled,
         "unit_costs": unit_costs,
