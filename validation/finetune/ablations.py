@@ -297,7 +297,8 @@ def prepare_ablation(
     )
     unit_costs = [int(c) for c in result.unit_costs]
     used_offset = int(result.rule["offset"])
-    rule = [int(r) for r in result.rule_ranks]
+    # with budget=None the final ranks are the rule's, made identical on every process of a torchrun job
+    rule = [int(r) for r in result.ranks]
     offset = used_offset if ab.offset is None else int(ab.offset)
     rule = rule_ranks_at_offset(rule, used_offset, offset)
     scaled, alloc = scale_to_budget(rule, unit_costs, int(budget_params))
