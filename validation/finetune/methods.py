@@ -130,8 +130,20 @@ METHODS: dict[str, str] = {
     "geolora": "validation.finetune.geolora.method:prepare",
 }
 
+#: GeLoRA's ablations (validation/finetune/ablations.py, docs/validation.md "Ablations"); all but the
+#: literal pair (the rule's unscaled ranks and uniform LoRA at that smaller budget) are at the budget
+ABLATION_METHODS: tuple[str, ...] = (
+    "gelora_permuted", "gelora_reversed", "gelora_literal", "lora_literal",
+    "gelora_offset0", "gelora_offset1", "gelora_offset2", "gelora_offset4",
+    "gelora_twonn", "gelora_mle", "gelora_danco",
+    "gelora_alpha_const", "gelora_alpha32", "gelora_rslora", "gelora_generic",
+)  # fmt: skip
+METHODS.update({m: f"validation.finetune.ablations:prepare_{m}" for m in ABLATION_METHODS})
+
 #: methods trained at the common adapter budget (``full`` is a reference without a budget)
-BUDGETED_METHODS = frozenset({"lora", "adalora", "gelora", "geolora"})
+BUDGETED_METHODS = frozenset({"lora", "adalora", "gelora", "geolora"}) | (
+    frozenset(ABLATION_METHODS) - {"gelora_literal", "lora_literal"}
+)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -439,14 +451,62 @@ def prepare_gelora(
     Options (``context.options["gelora"]``): ``n_texts`` (default 256), ``estimator`` (``"twonn"``),
     ``estimator_params``, ``offset`` (1), ``max_tokens``, ``use_ci_upper``; other keys are passed to
     ``compute_gelora_ranks`` unchanged.
-    """
-    from peft import get_peft_model
 
+    The steps are :func:`estimate_gelora` (IDs, rule ranks, budget scaling), then
+    :func:`gelora_peft_model` (``LoraConfig`` and the peft model) and :func:`gelora_info`; the ablations
+    (:mod:`validation.finetune.ablations`) reuse them.
+    """
+    result, texts, opts = estimate_gelora(
+        model, budget_params=int(budget_params), seed=seed, context=context, texts=context.train_texts
+    )
+    ratio = float(context.lora_alpha) / float(context.lora_r)
+    peft_model = gelora_peft_model(model, result, context, alpha_ratio=ratio)
+    n = count_adapter_params(peft_model)
+    info = gelora_info(result, texts, peft_model, opts)
+    info["alpha_ratio"] = ratio
+    info["block_alphas"] = [ratio * int(r) for r in result.ranks]
+    return PreparedMethod(peft_model, [], n, info)
+
+
+def estimate_gelora(
+    model: Any,
+    *,
+    budget_params: int | None,
+    seed: int,
+    context: MethodContext,
+    texts: Sequence[str],
+    **overrides: Any,
+) -> tuple[Any, list[str], dict[str, Any]]:
+    """Intrinsic dimensions of ``model``'s hidden states over ``texts`` and GeLoRA's ranks.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model to fine-tune (no adapter yet); left in its training mode.
+    budget_params : int or None
+        Rescale the rule's ranks to at most this many adapter parameters; ``None`` keeps the rule's ranks
+        (``result.ranks == result.rule_ranks``).
+    seed : int
+        Seed of the text subset, token sample and estimator (all processes are seeded first).
+    context : MethodContext
+        ``context.options["gelora"]`` gives the core's options (see :func:`prepare_gelora`).
+    texts : sequence of str
+        Texts of the estimate; the first ``n_texts`` are used.
+    **overrides
+        Replace options of ``context.options["gelora"]`` (``estimator``, ``offset``, ...).
+
+    Returns
+    -------
+    (gelora.pipeline.GeLoRARanks, list of str, dict)
+        The core's result (``ranks`` identical on every process of a ``torchrun`` job), the texts used and
+        the options passed to the core.
+    """
     try:
         from gelora.pipeline import compute_gelora_ranks
     except ImportError as exc:
         raise ConfigError(f"GeLoRA core is not available (gelora.pipeline): {exc}") from exc
     opts = dict(context.options.get("gelora", {}))
+    opts.update(overrides)
     n_texts = int(opts.pop("n_texts", 256))
     # The embedding output (hidden state 0) is a function of (token id, position) only, so short,
     # repetitive task texts repeat rows structurally: on STS-B (gpu profile, 4096 sampled tokens) 63 % of
@@ -454,7 +514,7 @@ def prepare_gelora(
     # duplicates before estimating (and still requires min_samples distinct rows), so the screen is
     # relaxed to 90 % here unless the caller sets it.
     opts.setdefault("max_duplicate_fraction", 0.9)
-    texts = list(context.train_texts)[:n_texts]
+    texts = list(texts)[:n_texts]
     if len(texts) < 8:
         raise ConfigError(
             f"GeLoRA needs training texts for its intrinsic-dimension estimate; got {len(texts)}"
@@ -469,21 +529,64 @@ def prepare_gelora(
         max_length=context.max_length,
         seed=int(seed),
         device=next(model.parameters()).device,
-        budget=int(budget_params),
+        budget=None if budget_params is None else int(budget_params),
         target_modules=block_modules,
         **opts,
     )
     model.train(was_training)
     result.ranks = _same_on_every_rank(list(result.ranks))
-    lora_config = result.to_lora_config(
-        alpha_ratio=float(context.lora_alpha) / float(context.lora_r),
+    return result, texts, opts
+
+
+def gelora_peft_model(
+    model: Any,
+    result: Any,
+    context: MethodContext,
+    *,
+    alpha_ratio: float,
+    block_alphas: Sequence[float] | None = None,
+) -> Any:
+    """The peft model with ``result.ranks`` per block on ``result``'s target layout.
+
+    ``lora_alpha = alpha_ratio * r_i`` in block ``i`` unless ``block_alphas`` gives every block's alpha
+    (then ``alpha_ratio`` only sets the config's default entry). A block of rank 0 gets no adapter.
+    """
+    from dataclasses import replace
+
+    from peft import get_peft_model
+
+    ranks = [int(r) for r in result.ranks]
+    if not any(r > 0 for r in ranks):
+        raise ConfigError(f"every block has rank 0 ({ranks}); no adapter to train")
+    # rank-0 blocks get a placeholder rank here and are left out of the target modules below
+    config = replace(result, ranks=[max(r, 1) for r in ranks]).to_gelora_config(
+        alpha_ratio=float(alpha_ratio),
         lora_dropout=float(context.lora_dropout),
         task_type=context.task_type,
         modules_to_save=list(context.modules_to_save) if context.modules_to_save else None,
     )
-    peft_model = get_peft_model(model, lora_config)
-    n = count_adapter_params(peft_model)
-    info = {
+    if block_alphas is None and all(r > 0 for r in ranks):
+        return get_peft_model(model, config.to_lora_config())
+    alphas = (
+        [float(alpha_ratio) * r for r in ranks] if block_alphas is None else [float(a) for a in block_alphas]
+    )
+    if len(alphas) != len(ranks):
+        raise ConfigError(f"{len(alphas)} block alphas for {len(ranks)} blocks")
+    keys = [(i, k) for i in range(len(ranks)) if ranks[i] > 0 for k in config.layout.module_keys(i)]
+    first = keys[0][0]
+    lora_config = config.to_lora_config(
+        r=ranks[first],
+        lora_alpha=alphas[first],
+        target_modules=[k for _, k in keys],
+        rank_pattern={re.escape(k): ranks[i] for i, k in keys},
+        alpha_pattern={re.escape(k): alphas[i] for i, k in keys},
+    )
+    return get_peft_model(model, lora_config)
+
+
+def gelora_info(result: Any, texts: Sequence[str], peft_model: Any, opts: dict[str, Any]) -> dict[str, Any]:
+    """What a GeLoRA-like cell records about its ranks (``method_info``)."""
+    return {
         "block_ranks": list(result.ranks),
         "rule_ranks": list(result.rule_ranks),
         "dimensions": list(result.dimensions),
@@ -491,11 +594,9 @@ def prepare_gelora(
         "n_texts": len(texts),
         "ranks": _ranks_of(peft_model),
         "predicted_lora_parameters": result.lora_parameters,
-        "alpha_ratio": float(context.lora_alpha) / float(context.lora_r),
         "options": opts,
         "timings": dict(result.timings),
     }
-    return PreparedMethod(peft_model, [], n, info)
 
 
 def _same_on_every_rank(ranks: list[Any]) -> list[Any]:

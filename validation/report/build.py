@@ -45,7 +45,7 @@ from validation.report.portable import portable_json, portable_path
 #: version tag of report.json; bump when the layout changes
 SCHEMA = "gelora.report/1"
 SECTION_SCHEMA = "gelora.report.section/1"
-SECTIONS: tuple[str, ...] = ("estimators", "theory", "model_profile", "grid", "trajectories")
+SECTIONS: tuple[str, ...] = ("estimators", "theory", "model_profile", "grid", "trajectories", "ablations")
 PROFILES: tuple[str, ...] = ("quick", "full")
 
 #: estimators whose per-layer ID profile the report shows
@@ -647,12 +647,18 @@ def section_trajectories(ctx: Context) -> dict[str, Any]:
     return {"series": series, "notes": final_only}
 
 
+def section_ablations(ctx: Context) -> dict[str, Any]:
+    """GeLoRA against its ablations, paired over seeds (:mod:`validation.report.ablations`)."""
+    return _import("validation.report.ablations").section_ablations(ctx)
+
+
 RUNNERS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "estimators": section_estimators,
     "theory": section_theory,
     "model_profile": section_model_profile,
     "grid": section_grid,
     "trajectories": section_trajectories,
+    "ablations": section_ablations,
 }
 
 
@@ -687,7 +693,7 @@ def _inputs_key(ctx: Context, name: str) -> dict[str, Any]:
         # when --runs changes (e.g. estimators computed where scikit-dimension is installed)
         "runs_dir": (
             None
-            if not ctx.runs_dirs or name not in ("grid", "trajectories")
+            if not ctx.runs_dirs or name not in ("grid", "trajectories", "ablations")
             else portable_path(ctx.runs_dirs[0])
             if len(ctx.runs_dirs) == 1
             else [portable_path(d) for d in ctx.runs_dirs]

@@ -319,6 +319,11 @@ def fig_loss_curves(report: dict[str, Any]) -> bytes | None:
         axes[k // cols][k % cols].set_visible(False)
     fig.tight_layout()
     return _png(fig)
+def fig_ablations(report: dict[str, Any]) -> bytes | None:
+    """Forest plot of GeLoRA against its ablations (:mod:`validation.report.ablations`)."""
+    from validation.report.ablations import fig_ablations as draw
+
+    return draw(report)
 
 
 #: figure file stem -> (function, caption)
@@ -343,6 +348,10 @@ FIGURES: dict[str, tuple[Callable[[dict[str, Any]], bytes | None], str]] = {
     ),
     "grid_scores": (fig_grid, "Dev-set scores, mean ± std over seeds, per task and method."),
     "rank_trajectories": (fig_trajectories, "Total adapter rank during training for rank-adaptive methods."),
+    "ablation_forest": (
+        fig_ablations,
+        "GeLoRA minus each ablation, paired over seeds, with 95% t-intervals per task.",
+    ),
 }
 
 

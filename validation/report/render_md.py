@@ -80,6 +80,7 @@ ANCHORS = {
     "model_profile": "sec-profile",
     "grid": "sec-grid",
     "trajectories": "sec-trajectories",
+    "ablations": "sec-ablations",
     "environment": "sec-environment",
     "appendix": "appendix",
 }
@@ -89,6 +90,7 @@ APPENDIX = {
     "model_profile": ("C", "app-profile"),
     "grid": ("D", "app-grid"),
     "trajectories": ("E", "app-trajectories"),
+    "ablations": ("F", "app-ablations"),
 }
 
 
@@ -744,6 +746,12 @@ def _trajectory_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]
     return out, app
 
 
+def _ablation_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
+    from validation.report.ablations import ablation_blocks
+
+    return ablation_blocks(report, ANCHORS["ablations"])
+
+
 def _environment_blocks(report: dict[str, Any]) -> list[Block]:
     env = report.get("environment") or {}
     out: list[Block] = [Heading(2, "7. Environment and how to reproduce", ANCHORS["environment"])]
@@ -821,6 +829,7 @@ APPENDIX_TITLES = {
     "model_profile": "Per-layer ID with 95% CIs and ranks per block",
     "grid": "Fine-tuning: every task and method, ratios, notes",
     "trajectories": "Rank trajectories: every run",
+    "ablations": "Ablations: every task and comparison",
 }
 
 
@@ -847,6 +856,7 @@ def document(report: dict[str, Any]) -> list[Block]:
         ("model_profile", _profile_blocks),
         ("grid", _grid_blocks),
         ("trajectories", _trajectory_blocks),
+        ("ablations", _ablation_blocks),
     ):
         body, app = fn(report)
         blocks.extend(body)

@@ -1,0 +1,156 @@
+"""The ablation analysis and the report's ablation section, on hand-written cells and on a tiny real grid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gelora._io import atomic_write_json
+from gelora.errors import ResultFileError
+from validation.finetune.ablation_analysis import analyse, forest_alt_text, forest_plot, main
+from validation.finetune.runner import CELL_SCHEMA, cell_path
+
+PROFILE = {"name": "test", "learning_rate": 1e-3, "eval_batch_size": 32}
+
+
+def _cell(task: str, method: str, seed: int, score: float | None, ranks: list[int]) -> dict:
+    return {
+        "schema": CELL_SCHEMA,
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "metrics": {"accuracy": score},
+        "primary_metric": "accuracy",
+        "primary": score,
+        "budget": {"budget_params": 100, "trainable_adapter_params": 100},
+        "wall_time_s": 1.0,
+        "method_info": {"block_ranks": ranks, "block_alphas": [2.0 * r for r in ranks]},
+        "config": {"profile": PROFILE, "model": "test-encoder"},
+    }
+
+
+def _grid(tmp_path: Path) -> Path:
+    """RTE: GeLoRA beats permuted by 0.05 +- noise on 4 seeds; reversed ties; SST-2: permuted beats GeLoRA."""
+    run = tmp_path / "grid"
+    cells = []
+    noise = [0.004, -0.003, 0.002, -0.001]
+    for s in range(4):
+        cells += [
+            _cell("rte", "gelora", s, 0.60 + noise[s], [4, 2, 1]),
+            _cell("rte", "gelora_permuted", s, 0.55, [2, 4, 1] if s % 2 else [1, 2, 4]),
+            _cell("rte", "gelora_reversed", s, 0.60 + noise[(s + 1) % 4], [1, 2, 4]),
+            _cell("sst2", "gelora", s, 0.80 + noise[s], [3, 3, 1]),
+            _cell("sst2", "gelora_permuted", s, 0.85, [1, 3, 3]),
+        ]
+    cells.append(_cell("sst2", "gelora_reversed", 0, 0.8, [1, 3, 3]))  # one seed: undetermined
+    for c in cells:
+        atomic_write_json(cell_path(run, c["task"], c["method"], c["seed"]), c)
+    atomic_write_json(
+        run / "grid.json",
+        {
+            "schema": "gelora.validation.grid/1",
+            "profile": PROFILE,
+            "cells": [{"task": c["task"], "method": c["method"], "seed": c["seed"]} for c in cells],
+        },
+    )
+    return run
+
+
+def test_paired_differences_and_verdicts(tmp_path: Path) -> None:
+    res = analyse([_grid(tmp_path)])
+    rows = {(r["task"], r["ablation"]): r for r in res["comparisons"]}
+    assert set(rows) == {
+        ("rte", "gelora_permuted"),
+        ("rte", "gelora_reversed"),
+        ("sst2", "gelora_permuted"),
+        ("sst2", "gelora_reversed"),
+    }
+    perm = rows[("rte", "gelora_permuted")]
+    assert perm["diff"] == pytest.approx(0.05 + sum([0.004, -0.003, 0.002, -0.001]) / 4)
+    assert perm["verdict"] == "better" and perm["n"] == 4 and perm["seeds"] == [0, 1, 2, 3]
+    assert perm["ablation_ranks"]["1"] == [2, 4, 1]
+    assert rows[("rte", "gelora_reversed")]["verdict"] == "tie"
+    assert rows[("sst2", "gelora_permuted")]["verdict"] == "worse"
+    rev = rows[("sst2", "gelora_reversed")]
+    assert rev["verdict"] == "undetermined" and rev["n"] == 1 and "seeds without a partner" in rev["notes"][0]
+    lines = {v["ablation"]: v["line"] for v in res["verdicts"]}
+    assert lines["gelora_permuted"] == (
+        "ID-based allocation vs random allocation of the same budget: GeLoRA better on 1, tie on 0, worse on 1 "
+        "of 2 task(s) (informativeness not assessed)"
+    )
+    assert res["informativeness"] == "not assessed"
+    # with a set of informative tasks only those count
+    only = analyse([tmp_path / "grid"], informative_tasks=["rte"])
+    line = next(v["line"] for v in only["verdicts"] if v["ablation"] == "gelora_permuted")
+    assert line.endswith("GeLoRA better on 1, tie on 0, worse on 0 of 1 informative task(s)")
+    png = forest_plot(res)
+    assert png is not None and png.startswith(b"\x89PNG")
+    assert "3 task-ablation pairs" in forest_alt_text(res)
+
+
+def test_cli_writes_json_and_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _grid(tmp_path)
+    assert main([str(run), "--out", str(tmp_path / "a.json"), "--figure", str(tmp_path / "f.png")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["schema"] == "gelora.validation.ablations/1"
+    assert (tmp_path / "f.png").read_bytes().startswith(b"\x89PNG")
+    assert "random allocation" in capsys.readouterr().out
+    assert main([str(tmp_path / "nowhere")]) == 2
+    with pytest.raises(ResultFileError):
+        analyse([tmp_path / "nowhere"])
+
+
+def test_report_section_renders_from_a_grid_directory(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tests.unit.validation.report.conftest import make_report, sec
+    from validation.report.ablations import section_ablations
+    from validation.report.build import render_all
+    from validation.report.render_md import Details, Heading, document
+
+    ctx = SimpleNamespace(runs_dirs=(_grid(tmp_path),), out_dir=tmp_path / "report")
+    data = section_ablations(ctx)
+    report = make_report(ablations=sec(json.loads(json.dumps(data))))
+    md, html, figures = render_all(report)
+    assert "ablation_forest" in figures
+    assert "6a. Ablations" in md and "GeLoRA better on 1, tie on 0, worse on 1 of 2 task(s)" in md
+    assert "![GeLoRA minus each ablation" in md  # alt text
+    blocks = document(report)
+    assert any(isinstance(b, Heading) and b.anchor == "sec-ablations" for b in blocks)
+    app = next(b for b in blocks if isinstance(b, Details) and b.summary.startswith("F."))
+    table = next(b for b in app.blocks if hasattr(b, "rows"))
+    assert len(table.rows) == 4
+    # a report without the section (older report.json) renders no trace of it
+    plain_md, _, plain_figs = render_all(make_report())
+    assert "Ablations" not in plain_md and "ablation_forest" not in plain_figs
+
+
+@pytest.mark.slow
+def test_tiny_real_grid_with_two_ablations(tmp_path: Path) -> None:
+    """1 task, gelora + 2 ablations, 2 seeds on CPU (test profile), then the report section from the directory."""
+    from validation.finetune.grid import run_grid
+    from validation.finetune.runner import get_profile
+    from validation.report.build import build_report
+
+    run = tmp_path / "grid"
+    out = run_grid(
+        ["rte"],
+        ["gelora", "gelora_permuted", "gelora_reversed"],
+        [0, 1],
+        profile=get_profile("test"),
+        run_dir=run,
+        device="cpu",
+        keep_going=False,
+    )
+    assert len(out.ran) == 6
+    res = analyse([run])
+    assert {r["ablation"] for r in res["comparisons"]} == {"gelora_permuted", "gelora_reversed"}
+    assert all(r["n"] == 2 for r in res["comparisons"])
+    perm = next(r for r in res["comparisons"] if r["ablation"] == "gelora_permuted")
+    assert perm["ablation_ranks"]["0"] != perm["reference_ranks"]["0"]
+    path = build_report("quick", tmp_path / "report", runs_dir=run, sections=["ablations"], progress=False)
+    report = json.loads(path.read_text())
+    assert report["sections"]["ablations"]["status"] == "ok"
+    md = (path.parent / "report.md").read_text()
+    assert "6a. Ablations" in md and "random allocation" in md

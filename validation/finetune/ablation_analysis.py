@@ -1,0 +1,334 @@
+"""Paired analysis of GeLoRA's ablations in a grid directory: GeLoRA minus each ablation, per task and model.
+
+Every ablation of :data:`validation.finetune.ablations.ABLATIONS` is compared with its reference
+(``gelora``; ``gelora_literal`` for ``lora_literal``) by the per-seed difference of the primary metric
+(:func:`validation.finetune.stats.paired_difference`: same seeds, 95 % Student-t interval), per
+(model, task). A positive difference means the reference (GeLoRA) scored higher. Each question then gets a
+one-line verdict: on how many of the informative tasks the reference is better, tied or worse.
+
+Informativeness (whether a task separates methods at all, e.g. not every method at chance) is not
+computed here: pass ``informative_tasks`` (``--informative rte,mrpc``); without it every task counts and
+the verdict says "informativeness not assessed".
+
+Command line::
+
+    python -m validation.finetune.ablation_analysis RUN_DIR [RUN_DIR ...] [--out JSON] [--figure PNG]
+        [--informative TASK,TASK]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gelora.errors import ConfigError, ResultFileError
+
+SCHEMA = "gelora.validation.ablations/1"
+#: profile fields that do not change a cell's result (cells differing only in these are paired)
+_PROFILE_IGNORE = frozenset({"name", "eval_batch_size", "save_steps"})
+
+
+def _profile_key(cell: dict[str, Any]) -> str:
+    prof = ((cell.get("config") or {}).get("profile")) or {}
+    return json.dumps(
+        {k: v for k, v in prof.items() if k not in _PROFILE_IGNORE}, sort_keys=True, default=str
+    )
+
+
+def load_cells(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Every finished cell of the grid directories (``cells/*.json``, failure records skipped).
+
+    Raises
+    ------
+    ResultFileError
+        A directory without ``cells/`` or a corrupt cell file.
+    """
+    from validation.finetune.runner import read_cell
+
+    cells = []
+    for d in run_dirs:
+        cdir = Path(d) / "cells"
+        if not cdir.is_dir():
+            raise ResultFileError(f"{d} is not a grid directory (no cells/ folder)")
+        for p in sorted(cdir.glob("*.json")):
+            if not p.name.endswith(".failed.json"):
+                cell = read_cell(p)
+                cell["_source"] = str(d)
+                cells.append(cell)
+    return cells
+
+
+def _verdict_line(question: str, reference: str, counts: dict[str, int], n: int, assessed: bool) -> str:
+    who = "GeLoRA" if reference == "gelora" else reference
+    parts = [f"better on {counts['better']}", f"tie on {counts['tie']}", f"worse on {counts['worse']}"]
+    if counts["undetermined"]:
+        parts.append(f"undetermined (fewer than 2 paired seeds) on {counts['undetermined']}")
+    scope = f"of {n} informative task(s)" if assessed else f"of {n} task(s) (informativeness not assessed)"
+    return f"{question}: {who} {', '.join(parts)} {scope}"
+
+
+def analyse(
+    run_dirs: Sequence[str | Path] | None = None,
+    *,
+    cells: Sequence[dict[str, Any]] | None = None,
+    informative_tasks: Iterable[str] | None = None,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Paired differences of every ablation against its reference, and a verdict per question.
+
+    Parameters
+    ----------
+    run_dirs : sequence of path, optional
+        Grid directories (:func:`load_cells`); cells of several directories are paired when their
+        profiles agree (except for names and evaluation batch sizes).
+    cells : sequence of dict, optional
+        Cell results instead of ``run_dirs``.
+    informative_tasks : iterable of str, optional
+        Tasks on which methods are distinguishable; only they enter the verdicts. ``None``: every task,
+        "informativeness not assessed".
+    level : float
+        Confidence level of the paired t-intervals.
+
+    Returns
+    -------
+    dict
+        ``schema``, ``sources``, ``informativeness`` (``"assessed"`` / ``"not assessed"``),
+        ``informative_tasks``, ``comparisons`` (one per model, task and ablation: ``diff`` = reference -
+        ablation, ``ci``, ``n``, ``seeds``, ``verdict``, the per-seed scores and ranks, notes),
+        ``verdicts`` (one per ablation: counts and the one-line ``line``), ``notes``.
+    """
+    from validation.finetune.ablations import ABLATIONS
+    from validation.finetune.stats import paired_difference
+
+    if cells is None:
+        if not run_dirs:
+            raise ConfigError("give at least one grid directory")
+        cells = load_cells(run_dirs)
+    assessed = informative_tasks is not None
+    informative = None if informative_tasks is None else sorted({str(t) for t in informative_tasks})
+    groups: dict[tuple[str, str, str], dict[str, dict[int, dict[str, Any]]]] = {}
+    for c in cells:
+        model = str((c.get("config") or {}).get("model") or "unknown model")
+        key = (model, str(c["task"]), _profile_key(c))
+        groups.setdefault(key, {}).setdefault(str(c["method"]), {})[int(c["seed"])] = c
+    profiles = sorted({k[2] for k in groups})
+    comparisons: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for (model, task, pkey), by_method in sorted(groups.items()):
+        for name, ab in ABLATIONS.items():
+            if name not in by_method:
+                continue
+            abl = by_method[name]
+            ref = by_method.get(ab.reference, {})
+            a = {s: float(c["primary"]) for s, c in ref.items() if c.get("primary") is not None}
+            b = {s: float(c["primary"]) for s, c in abl.items() if c.get("primary") is not None}
+            pd = paired_difference(a, b, level) if a and b else None
+            metric = next((c.get("primary_metric") for c in abl.values()), None)
+            row: dict[str, Any] = {
+                "model": model,
+                "task": task,
+                "profile": None if len(profiles) == 1 else profiles.index(pkey),
+                "metric": metric,
+                "question": ab.question,
+                "reference": ab.reference,
+                "ablation": name,
+                "reference_scores": {str(s): v for s, v in sorted(a.items())},
+                "ablation_scores": {str(s): v for s, v in sorted(b.items())},
+                "reference_ranks": {
+                    str(s): (c.get("method_info") or {}).get("block_ranks") for s, c in sorted(ref.items())
+                },
+                "ablation_ranks": {
+                    str(s): (c.get("method_info") or {}).get("block_ranks") for s, c in sorted(abl.items())
+                },
+                "ablation_alphas": {
+                    str(s): (c.get("method_info") or {}).get("block_alphas") for s, c in sorted(abl.items())
+                },
+                "informative": None if informative is None else task in informative,
+                "diff": None,
+                "ci": None,
+                "n": 0,
+                "seeds": [],
+                "verdict": "undetermined",
+                "notes": [],
+            }
+            if pd is not None:
+                row.update({k: pd[k] for k in ("diff", "ci", "n", "seeds", "verdict")})
+            unpaired = sorted(set(abl) ^ set(ref))
+            if not ref:
+                row["notes"].append(f"no {ab.reference} cell to compare with")
+            elif unpaired:
+                row["notes"].append(f"seeds without a partner: {unpaired}")
+            for s, c in sorted(abl.items()):
+                rec = (c.get("method_info") or {}).get("ablation") or {}
+                if rec.get("degenerate"):
+                    row["notes"].append(f"seed {s}: degenerate (all ranks equal or symmetric: GeLoRA itself)")
+                if rec.get("repeat"):
+                    row["notes"].append(
+                        f"seed {s}: fewer distinct rearrangements than seeds; an arrangement repeats"
+                    )
+                if c.get("primary") is None:
+                    row["notes"].append(f"seed {s}: no value of the primary metric")
+            comparisons.append(row)
+    verdicts = []
+    for name, ab in ABLATIONS.items():
+        rows = [r for r in comparisons if r["ablation"] == name and (not assessed or r["informative"])]
+        if not any(r["ablation"] == name for r in comparisons):
+            continue
+        counts = {"better": 0, "tie": 0, "worse": 0, "undetermined": 0}
+        for r in rows:
+            counts[r["verdict"]] += 1
+        verdicts.append(
+            {
+                "ablation": name,
+                "reference": ab.reference,
+                "question": ab.question,
+                "counts": counts,
+                "n": len(rows),
+                "line": _verdict_line(ab.question, ab.reference, counts, len(rows), assessed),
+            }
+        )
+    if len(profiles) > 1:
+        notes.append(
+            f"{len(profiles)} different profiles among the cells: only cells of the same profile are paired "
+            "(column 'profile' numbers them)"
+        )
+    return {
+        "schema": SCHEMA,
+        "sources": sorted({str(c.get("_source")) for c in cells if c.get("_source")}),
+        "level": level,
+        "informativeness": "assessed" if assessed else "not assessed",
+        "informative_tasks": informative,
+        "comparisons": comparisons,
+        "verdicts": verdicts,
+        "notes": notes,
+    }
+
+
+def forest_rows(analysis: dict[str, Any]) -> list[dict[str, Any]]:
+    """The comparisons with an interval, in plotting order (task, then ablation)."""
+    return [r for r in analysis.get("comparisons", []) if r.get("ci") is not None]
+
+
+def forest_alt_text(analysis: dict[str, Any]) -> str:
+    """Alternative text of the forest plot: what it shows and how many intervals exclude zero."""
+    rows = forest_rows(analysis)
+    if not rows:
+        return "No ablation has two or more paired seeds: no interval to plot."
+    better = sum(r["verdict"] == "better" for r in rows)
+    worse = sum(r["verdict"] == "worse" for r in rows)
+    return (
+        f"Forest plot of GeLoRA minus each ablation (primary metric, paired over seeds, "
+        f"{int(100 * analysis.get('level', 0.95))}% interval) for {len(rows)} task-ablation pairs; "
+        f"{better} intervals lie above zero (GeLoRA better), {worse} below, {len(rows) - better - worse} contain zero"
+    )
+
+
+def forest_plot(analysis: dict[str, Any]) -> bytes | None:
+    """PNG of the paired differences with their intervals, one row per (model, task, ablation).
+
+    Returns ``None`` when no comparison has an interval (fewer than two paired seeds everywhere).
+    """
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = forest_rows(analysis)
+    if not rows:
+        return None
+    models = sorted({r["model"] for r in rows})
+    labels = [
+        (f"{r['model']} · " if len(models) > 1 else "") + f"{r['task']}: {r['reference']} − {r['ablation']}"
+        for r in rows
+    ]
+    colors = {"better": "#2ca02c", "worse": "#d62728", "tie": "#7f7f7f"}
+    fig, ax = plt.subplots(figsize=(8.0, 0.38 * len(rows) + 1.6))
+    for i, r in enumerate(rows):
+        lo, hi = r["ci"]
+        col = colors.get(r["verdict"], "#1f77b4")
+        ax.plot([lo, hi], [i, i], color=col, lw=2)
+        ax.plot([r["diff"]], [i], marker="o", color=col)
+    ax.axvline(0, color="0.3", lw=1)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=9)
+    ax.invert_yaxis()
+    metrics = ", ".join(sorted({str(r.get("metric")) for r in rows}))
+    ax.set_xlabel(f"paired difference of the primary metric ({metrics}); > 0: GeLoRA (reference) better")
+    ax.set_title(f"GeLoRA vs its ablations ({int(100 * analysis.get('level', 0.95))}% paired t-intervals)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def format_table(analysis: dict[str, Any]) -> str:
+    """Plain-text table of the comparisons and the verdict lines."""
+    lines = []
+    for r in analysis["comparisons"]:
+        ci = "—" if r["ci"] is None else f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]"
+        diff = "—" if r["diff"] is None else f"{r['diff']:+.4f}"
+        lines.append(
+            f"{r['model']:.30s} {r['task']:6s} {r['reference']:>14s} - {r['ablation']:20s} "
+            f"{diff} {ci} n={r['n']} {r['verdict']}" + (f"  ({'; '.join(r['notes'])})" if r["notes"] else "")
+        )
+    lines += [v["line"] for v in analysis["verdicts"]]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m validation.finetune.ablation_analysis RUN_DIR [...] [--out JSON] [--figure PNG]``."""
+    from gelora._io import atomic_write_bytes, atomic_write_json
+
+    p = argparse.ArgumentParser(
+        prog="python -m validation.finetune.ablation_analysis",
+        description="GeLoRA minus each ablation, paired over seeds, per task and model, with 95%% CIs.",
+    )
+    p.add_argument("run_dirs", nargs="+", help="grid directories (gelora validate glue --out DIR)")
+    p.add_argument("--out", default=None, help="write the analysis as JSON here")
+    p.add_argument("--figure", default=None, help="write the forest plot (PNG) here")
+    p.add_argument(
+        "--informative",
+        default=None,
+        help="comma-separated tasks that separate methods (default: all tasks, informativeness not assessed)",
+    )
+    args = p.parse_args(argv)
+    informative = None if args.informative is None else [t for t in args.informative.split(",") if t.strip()]
+    try:
+        result = analyse(args.run_dirs, informative_tasks=informative)
+    except (ConfigError, ResultFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if args.out:
+        atomic_write_json(args.out, result)
+    if args.figure:
+        png = forest_plot(result)
+        if png is None:
+            print("no interval to plot (fewer than two paired seeds everywhere)", file=sys.stderr)
+        else:
+            atomic_write_bytes(args.figure, png)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+
+
+__all__ = [
+    "SCHEMA",
+    "analyse",
+    "forest_alt_text",
+    "forest_plot",
+    "forest_rows",
+    "format_table",
+    "load_cells",
+    "main",
+]
