@@ -319,6 +319,8 @@ def fig_loss_curves(report: dict[str, Any]) -> bytes | None:
         axes[k // cols][k % cols].set_visible(False)
     fig.tight_layout()
     return _png(fig)
+
+
 def fig_ablations(report: dict[str, Any]) -> bytes | None:
     """Forest plot of GeLoRA against its ablations (:mod:`validation.report.ablations`)."""
     from validation.report.ablations import fig_ablations as draw
