@@ -21,7 +21,10 @@ query/value projections), for several seeds, with the Hugging Face Trainer. Each
 (task x method x seed) writes OUT/cells/<task>__<method>__seed<k>.json atomically; rerunning the same
 command skips finished cells and resumes interrupted ones from their Trainer checkpoints. Profiles:
 'test' (seconds, for tests), 'quick' (CPU, bundled all-MiniLM-L6-v2, 256 train / 256 dev examples,
-128 tokens, 1 epoch) and 'gpu' (full dev sets, 20000 train examples, 3 epochs, bf16). Multi-GPU:
+128 tokens, 1 epoch), 'gpu' (full dev sets, 20000 train examples, 3 epochs, bf16) and 'paper' (the
+paper's protocol: adapters on every linear module, budget = uniform LoRA r=8 there (--lora-r 2: the
+smaller budget), per-task schedules, learning rates chosen per task and method on a held-out part of the
+training data, methods lora,adalora,gelora,geolora,full,head_only; docs/validation.md). Multi-GPU:
 launch with torchrun / accelerate launch; only rank 0 writes results.
 """
 
@@ -122,7 +125,12 @@ def register(subparsers: Any) -> None:
     g.add_argument("--train-size", type=int, default=None, help="override the profile's train subset size")
     g.add_argument("--eval-size", type=int, default=None, help="override the profile's dev subset size")
     g.add_argument("--epochs", type=float, default=None, help="override the profile's epochs")
-    g.add_argument("--lora-r", type=int, default=None, help="rank of the uniform-LoRA budget (default 8)")
+    g.add_argument(
+        "--lora-r",
+        type=int,
+        default=None,
+        help="rank of the uniform-LoRA budget (default 8; 2 = the paper protocol's smaller budget)",
+    )
     g.add_argument(
         "--target-modules",
         default=None,

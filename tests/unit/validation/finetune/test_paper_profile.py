@@ -169,6 +169,8 @@ def test_paper_style_cell_records_curve_convergence_and_selection(tmp_path: Path
         get_profile("test"),
         name="paper",
         train_size=24,
+        eval_size=16,
+        save_steps=1000,  # no checkpoint writes: this test is about the record, not resumption
         lr_select=True,
         lr_grid=(1.0,),
         task_overrides={"rte": {"epochs": 2.0, "max_length": 24}},
