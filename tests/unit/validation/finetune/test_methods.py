@@ -175,7 +175,7 @@ def test_gelora_ranks_fit_the_budget(path: str, tokenizer) -> None:  # noqa: ANN
 
 
 def test_registry_and_signature_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert set(METHODS) == {"lora", "adalora", "gelora", "full", "geolora"}
+    assert set(METHODS) == {"lora", "adalora", "gelora", "full", "geolora", "head_only"}
     with pytest.raises(ConfigError, match="unknown method"):
         get_method("dora")
     import sys
