@@ -21,7 +21,10 @@ query/value projections), for several seeds, with the Hugging Face Trainer. Each
 (task x method x seed) writes OUT/cells/<task>__<method>__seed<k>.json atomically; rerunning the same
 command skips finished cells and resumes interrupted ones from their Trainer checkpoints. Profiles:
 'test' (seconds, for tests), 'quick' (CPU, bundled all-MiniLM-L6-v2, 256 train / 256 dev examples,
-128 tokens, 1 epoch) and 'gpu' (full dev sets, 20000 train examples, 3 epochs, bf16). Multi-GPU:
+128 tokens, 1 epoch), 'gpu' (full dev sets, 20000 train examples, 3 epochs, bf16) and 'paper' (the
+paper's protocol: adapters on every linear module, budget = uniform LoRA r=8 there (--lora-r 2: the
+smaller budget), per-task schedules, learning rates chosen per task and method on a held-out part of the
+training data, methods lora,adalora,gelora,geolora,full,head_only; docs/validation.md). Multi-GPU:
 launch with torchrun / accelerate launch; only rank 0 writes results.
 """
 
@@ -101,13 +104,20 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--methods",
         type=_csv,
-        default=["lora", "adalora", "gelora"],
-        help="comma-separated (default lora,adalora,gelora)",
+        default=None,
+        help="comma-separated (default lora,adalora,gelora; with --profile paper "
+        "lora,adalora,gelora,geolora,full,head_only)",
     )
     g.add_argument(
         "--seeds", type=_seeds, default=[0, 1, 2], help="a count (3 = seeds 0,1,2) or a list (default 3)"
     )
-    g.add_argument("--profile", default="quick", choices=["test", "quick", "gpu"], help="default quick")
+    g.add_argument(
+        "--profile",
+        default="quick",
+        choices=["test", "quick", "gpu", "paper"],
+        help="default quick; 'paper' = the paper's protocol (all-linear adapters, per-task schedules, "
+        "learning rates chosen on held-out training data; docs/validation.md)",
+    )
     g.add_argument("--out", default=None, help="run directory (default runs/glue-<profile>)")
     g.add_argument("--model", default=None, help="model name or path (default: bundled all-MiniLM-L6-v2)")
     g.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -115,7 +125,12 @@ def register(subparsers: Any) -> None:
     g.add_argument("--train-size", type=int, default=None, help="override the profile's train subset size")
     g.add_argument("--eval-size", type=int, default=None, help="override the profile's dev subset size")
     g.add_argument("--epochs", type=float, default=None, help="override the profile's epochs")
-    g.add_argument("--lora-r", type=int, default=None, help="rank of the uniform-LoRA budget (default 8)")
+    g.add_argument(
+        "--lora-r",
+        type=int,
+        default=None,
+        help="rank of the uniform-LoRA budget (default 8; 2 = the paper protocol's smaller budget)",
+    )
     g.add_argument(
         "--target-modules",
         default=None,
@@ -133,6 +148,17 @@ def register(subparsers: Any) -> None:
         default=None,
         metavar="METHOD=FACTOR",
         help="learning-rate factor of one method (repeatable; default adalora=10, others 1)",
+    )
+    g.add_argument(
+        "--lr-grid",
+        default=None,
+        help="factors of each method's default learning rate tried by the learning-rate selection, "
+        "comma-separated (paper profile default 0.5,1,2); turns the selection on",
+    )
+    g.add_argument(
+        "--no-lr-select",
+        action="store_true",
+        help="skip the learning-rate selection (use each method's default rate)",
     )
     g.add_argument("--stop-on-error", action="store_true", help="stop at the first failing cell")
     g.add_argument(
@@ -170,6 +196,31 @@ def _target_modules(text: str | None) -> tuple[str, ...] | None:
     return items
 
 
+def _lr_grid(text: str | None) -> tuple[float, ...] | None:
+    """``"0.5,1,2"`` -> ``(0.5, 1.0, 2.0)``; None keeps the profile's."""
+    if text is None:
+        return None
+    from gelora.errors import ConfigError
+
+    try:
+        grid = tuple(float(v) for v in _csv(text))
+    except (ValueError, argparse.ArgumentTypeError):
+        raise ConfigError(f"--lr-grid expects comma-separated positive numbers, got {text!r}") from None
+    if any(not f > 0 for f in grid):
+        raise ConfigError(f"--lr-grid factors must be > 0, got {text!r}")
+    return grid
+
+
+def _lr_select(args: argparse.Namespace) -> bool | None:
+    if args.no_lr_select and args.lr_grid is not None:
+        from gelora.errors import ConfigError
+
+        raise ConfigError("--no-lr-select and --lr-grid contradict each other")
+    if args.no_lr_select:
+        return False
+    return True if args.lr_grid is not None else None
+
+
 def run_glue(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
@@ -189,7 +240,14 @@ def run_glue(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         learning_rate=args.learning_rate,
         lr_multipliers=_lr_multipliers(args.lr_multiplier, get_profile(args.profile).lr_multipliers),
+        lr_grid=_lr_grid(args.lr_grid),
+        lr_select=_lr_select(args),
     )
+    methods = args.methods
+    if methods is None:
+        from validation.finetune.runner import PAPER_METHODS
+
+        methods = list(PAPER_METHODS) if profile.name == "paper" else ["lora", "adalora", "gelora"]
     out = args.out or f"runs/glue-{profile.name}"
 
     def progress(name: str, status: str) -> None:
@@ -198,7 +256,7 @@ def run_glue(args: argparse.Namespace) -> int:
 
     outcome = run_grid(
         args.tasks,
-        args.methods,
+        methods,
         args.seeds,
         profile=profile,
         run_dir=out,

@@ -248,7 +248,11 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
         if fail.exists():
             try:
                 info = read_json(fail)
-                reason = f"failed: {info.get('error')}: {info.get('message')}"
+                reason = (
+                    f"not run: {info['not_run']}"
+                    if info.get("not_run")
+                    else f"failed: {info.get('error')}: {info.get('message')}"
+                )
             except ResultFileError as exc:
                 reason = f"failed (failure record unreadable: {exc})"
         elif (run_dir / "work" / cell_name(t, m, s)).is_dir():

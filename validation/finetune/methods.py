@@ -127,6 +127,7 @@ METHODS: dict[str, str] = {
     "adalora": "validation.finetune.methods:prepare_adalora",
     "gelora": "validation.finetune.methods:prepare_gelora",
     "full": "validation.finetune.methods:prepare_full",
+    "head_only": "validation.finetune.methods:prepare_head_only",
     "geolora": "validation.finetune.geolora.method:prepare",
 }
 
@@ -631,6 +632,37 @@ def prepare_full(
     return PreparedMethod(model, [], 0, info)
 
 
+def head_parameter_names(model: Any) -> list[str]:
+    """Parameters of the task head: everything outside the pretrained encoder (``model.base_model_prefix``).
+
+    For ``*ForSequenceClassification`` that is ``classifier`` (or ``score``), for ``*ForQuestionAnswering``
+    ``qa_outputs``; the encoder's own pooler stays frozen, as under the adapter methods.
+
+    Raises
+    ------
+    ConfigError
+        The model has no base-model prefix, or nothing lies outside it.
+    """
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    if not prefix or not hasattr(model, prefix):
+        raise ConfigError(f"{type(model).__name__} has no base model prefix; cannot tell its head apart")
+    names = [n for n, _ in model.named_parameters() if not n.startswith(prefix + ".")]
+    if not names:
+        raise ConfigError(f"{type(model).__name__} has no parameters outside its encoder {prefix!r}")
+    return names
+
+
+def prepare_head_only(
+    model: Any, *, budget_params: int, train_steps: int, seed: int, context: MethodContext
+) -> PreparedMethod:
+    """The floor: only the task head (classifier / ``qa_outputs``) trains; the encoder stays frozen."""
+    head = set(head_parameter_names(model))
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in head)
+    info = {"trainable_params": count_trainable_params(model), "head_parameters": sorted(head)}
+    return PreparedMethod(model, [], 0, info)
+
+
 __all__ = [
     "BUDGET_RTOL",
     "BUDGETED_METHODS",
@@ -642,11 +674,13 @@ __all__ = [
     "count_adapter_params",
     "count_trainable_params",
     "get_method",
+    "head_parameter_names",
     "lora_budget",
     "make_adalora_callback",
     "prepare_adalora",
     "prepare_full",
     "prepare_gelora",
+    "prepare_head_only",
     "prepare_lora",
     "target_linear_shapes",
 ]

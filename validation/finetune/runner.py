@@ -93,6 +93,21 @@ class Profile:
         Training texts fed to GeLoRA's intrinsic-dimension estimate.
     method_options : dict
         Per-method options (see :class:`validation.finetune.methods.MethodContext`).
+    task_overrides : dict
+        ``{task: {field: value}}`` applied by :meth:`for_task` in :func:`run_cell` (per-task epochs, length,
+        batch size, warm-up); the effective values are recorded in the cell's ``config.profile`` and the
+        table in ``config.task_overrides``.
+    doc_stride : int or None
+        SQuAD window overlap in tokens (None: ``max(8, max_length // 4)``).
+    lr_select : bool
+        Choose each (task, method)'s learning rate on a held-out part of the training data before the
+        cells (:mod:`validation.finetune.lr_select`).
+    lr_grid : tuple of float
+        Factors applied to a method's default learning rate to form the selection grid.
+    heldout_fraction, heldout_max : float, int or None
+        Share of the training subset held out for the selection, and a cap on its size.
+    lr_select_seed : int
+        Training seed (and held-out split seed) of the selection runs.
     """
 
     name: str
@@ -119,14 +134,80 @@ class Profile:
     subset_seed: int = 0
     gelora_texts: int = 256
     method_options: dict[str, Any] = field(default_factory=dict)
+    task_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    doc_stride: int | None = None
+    lr_select: bool = False
+    lr_grid: tuple[float, ...] = (0.5, 1.0, 2.0)
+    heldout_fraction: float = 0.1
+    heldout_max: int | None = 2000
+    lr_select_seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["target_modules"] = list(self.target_modules)
+        d["lr_grid"] = list(self.lr_grid)
+        # fields added after the first grids were run are left out at their defaults, so the profile of
+        # an existing run directory (grid.json) still matches and the quick/gpu cells are unchanged
+        if all(d[name] == default for name, default in _LATER_FIELDS.items()):
+            for name in _LATER_FIELDS:
+                del d[name]
         return d
 
+    def for_task(self, task: str) -> Profile:
+        """This profile with ``task_overrides[task]`` applied (the per-task schedule of the paper protocol).
 
-#: built-in profiles: ``test`` (unit tests, seconds), ``quick`` (CPU, minutes), ``gpu`` (H100, bf16)
+        Raises
+        ------
+        ConfigError
+            An override names a field that is not a Profile field (or a per-task one it cannot be).
+        """
+        over = dict(self.task_overrides.get(task, {}))
+        if not over:
+            return self
+        bad = set(over) - set(Profile.__dataclass_fields__) | (set(over) & {"name", "task_overrides"})
+        if bad:
+            raise ConfigError(f"task_overrides[{task!r}] has unknown or fixed fields {sorted(bad)}")
+        return replace(self, **over)
+
+
+#: fields added with the paper protocol, and their defaults (omitted from ``to_dict`` when all are default)
+_LATER_FIELDS: dict[str, Any] = {
+    "task_overrides": {},
+    "doc_stride": None,
+    "lr_select": False,
+    "lr_grid": [0.5, 1.0, 2.0],
+    "heldout_fraction": 0.1,
+    "heldout_max": 2000,
+    "lr_select_seed": 0,
+}
+
+#: Per-task schedules of the ``paper`` profile, *in the spirit of* (not identical to) AdaLoRA's GLUE/SQuAD
+#: settings for DeBERTaV3-base (Zhang et al., "Adaptive Budget Allocation for Parameter-Efficient
+#: Fine-Tuning", ICLR 2023, appendix tables of hyper-parameters, and the scripts of its reference code):
+#: long schedules for the small tasks (RTE 50, MRPC 30, STS-B 25, CoLA 25 epochs), short ones for the large
+#: (SST-2, QNLI, MNLI, QQP); their per-task lengths, batch 32 (16 for SQuAD). Deviations, so the grid stays
+#: affordable with five seeds and six methods: SST-2 8 epochs (AdaLoRA 24), QNLI length 256 (512), SQuAD
+#: 3 epochs (AdaLoRA trains longer) at length 384 with stride 128; warm-up is a 6 % ratio everywhere
+#: instead of fixed step counts. docs/validation.md ("Paper protocol") shows the table.
+PAPER_TASK_OVERRIDES: dict[str, dict[str, Any]] = {
+    "cola": {"epochs": 25.0, "max_length": 64, "batch_size": 32},
+    "sst2": {"epochs": 8.0, "max_length": 128, "batch_size": 32},
+    "mrpc": {"epochs": 30.0, "max_length": 320, "batch_size": 32},
+    "stsb": {"epochs": 25.0, "max_length": 128, "batch_size": 32},
+    "rte": {"epochs": 50.0, "max_length": 320, "batch_size": 32},
+    "qnli": {"epochs": 5.0, "max_length": 256, "batch_size": 32},
+    "mnli": {"epochs": 7.0, "max_length": 256, "batch_size": 32},
+    "qqp": {"epochs": 5.0, "max_length": 320, "batch_size": 32},
+    "squad_v1": {"epochs": 3.0, "max_length": 384, "doc_stride": 128, "batch_size": 16},
+    "squad_v2": {"epochs": 3.0, "max_length": 384, "doc_stride": 128, "batch_size": 16},
+}
+
+#: default methods of the paper protocol: the four budgeted methods, the ceiling and the floor
+PAPER_METHODS: tuple[str, ...] = ("lora", "adalora", "gelora", "geolora", "full", "head_only")
+
+#: built-in profiles: ``test`` (unit tests, seconds), ``quick`` (CPU, minutes), ``gpu`` (H100, bf16),
+#: ``paper`` (the paper's protocol: every linear module, per-task converging schedules, learning rates
+#: chosen on held-out training data; bf16 on CUDA, fp32 on CPU)
 PROFILES: dict[str, Profile] = {
     "test": Profile(
         name="test",
@@ -162,6 +243,33 @@ PROFILES: dict[str, Profile] = {
         save_steps=200,
         gelora_texts=1024,
     ),
+    "paper": Profile(
+        name="paper",
+        max_length=128,
+        train_size=None,
+        eval_size=None,
+        epochs=3.0,
+        batch_size=32,
+        eval_batch_size=128,
+        learning_rate=5e-4,
+        full_learning_rate=2e-5,
+        lr_multipliers={"adalora": 10.0, "head_only": 4.0},
+        warmup_ratio=0.06,
+        weight_decay=0.01,
+        lora_r=8,
+        lora_alpha=16.0,
+        lora_dropout=0.1,
+        target_modules=("all-linear",),
+        bf16=True,
+        save_steps=500,
+        gelora_texts=1024,
+        task_overrides=PAPER_TASK_OVERRIDES,
+        lr_select=True,
+        lr_grid=(0.5, 1.0, 2.0),
+        heldout_fraction=0.1,
+        heldout_max=2000,
+        lr_select_seed=0,
+    ),
 }
 
 
@@ -173,7 +281,13 @@ def get_profile(name: str, **overrides: Any) -> Profile:
     unknown = set(clean) - set(Profile.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"unknown profile fields {sorted(unknown)}")
-    return replace(PROFILES[name], **clean)
+    base = PROFILES[name]
+    if "task_overrides" not in clean and base.task_overrides:
+        # an explicit setting (e.g. --epochs 1 --max-length 32) wins over the per-task table
+        clean["task_overrides"] = {
+            t: {k: v for k, v in over.items() if k not in clean} for t, over in base.task_overrides.items()
+        }
+    return replace(base, **clean)
 
 
 def cell_name(task: str, method: str, seed: int) -> str:
@@ -271,6 +385,31 @@ def _finite(d: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ one cell
+class MissingDataError(ConfigError):
+    """A task's data is not available offline (e.g. MNLI/QQP): the cell is recorded as not run."""
+
+
+def default_learning_rate(profile: Profile, method: str) -> tuple[float, float]:
+    """``(learning rate, factor)`` of ``method`` under ``profile`` before any selection.
+
+    ``full_learning_rate`` for ``full``, else ``learning_rate``, times ``lr_multipliers[method]`` (the factor).
+    """
+    factor = float(profile.lr_multipliers.get(method, 1.0))
+    base = profile.full_learning_rate if method == "full" else profile.learning_rate
+    return base * factor, factor
+
+
+def _build_task(task: str, tokenizer: Any, profile: Profile, data_dir: Any, heldout: Any) -> Any:
+    from validation.finetune.tasks import task_family
+
+    try:
+        return task_family(task).build(task, tokenizer, profile, data_dir, heldout=heldout)
+    except ConfigError as exc:
+        if "not available locally" in str(exc) or "no file" in str(exc):
+            raise MissingDataError(f"not run: no offline data for {task} ({exc})") from exc
+        raise
+
+
 def run_cell(
     task: str,
     method: str,
@@ -284,6 +423,11 @@ def run_cell(
     callback_factories: Sequence[Callable[[Any], Any]] = (),
 ) -> dict[str, Any]:
     """Train and evaluate one cell and write ``<run_dir>/cells/<task>__<method>__seed<k>.json``.
+
+    The profile's per-task table (``task_overrides``) is applied first (:meth:`Profile.for_task`); with
+    ``profile.lr_select`` the learning rate is the one :func:`validation.finetune.lr_select.select_learning_rate`
+    chose on held-out training data (run once per task and method, resumable, recorded under
+    ``lr_selection``). Every cell records its loss curve and convergence flag under ``train``.
 
     Parameters
     ----------
@@ -312,6 +456,87 @@ def run_cell(
     -------
     dict
         The cell result (also written to disk by the main process).
+
+    Raises
+    ------
+    MissingDataError
+        The task has no offline data (the grid records the cell as not run).
+    """
+    from validation.finetune.methods import get_method
+    from validation.finetune.tasks import task_family
+
+    get_method(method)  # fail fast on unknown/unavailable methods
+    task = task_family(task).canonical(task)
+    run_dir = Path(run_dir)
+    eff = profile.for_task(task)
+    lr_record = None
+    lr = None
+    if eff.lr_select:
+        from validation.finetune.lr_select import select_learning_rate
+
+        lr_record = select_learning_rate(
+            task, method, profile=eff, run_dir=run_dir, data_dir=data_dir, device=device
+        )
+        lr = float(lr_record["chosen"])
+    work_dir = run_dir / "work" / cell_name(task, method, seed)
+    result = train_and_score(
+        task,
+        method,
+        seed,
+        profile=eff,
+        run_dir=run_dir,
+        work_dir=work_dir,
+        data_dir=data_dir,
+        device=device,
+        learning_rate=lr,
+        callback_factories=callback_factories,
+    )
+    if profile.task_overrides:
+        result["config"]["task_overrides"] = dict(profile.task_overrides.get(task, {}))
+        result["config"]["profile"]["name"] = profile.name
+    if lr_record is not None:
+        result["lr_selection"] = lr_record
+    if is_main_process():
+        atomic_write_json(cell_path(run_dir, task, method, seed), result)
+        fail = failure_path(run_dir, task, method, seed)
+        if fail.exists():
+            fail.unlink()
+        if not keep_checkpoints:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    if world_size() > 1:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+    return result
+
+
+def train_and_score(
+    task: str,
+    method: str,
+    seed: int,
+    *,
+    profile: Profile,
+    run_dir: str | Path,
+    work_dir: str | Path,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    learning_rate: float | None = None,
+    heldout: Any = None,
+    callback_factories: Sequence[Callable[[Any], Any]] = (),
+) -> dict[str, Any]:
+    """Train one model and score it; returns the cell record without writing it (see :func:`run_cell`).
+
+    Parameters
+    ----------
+    task, method, seed, profile, run_dir, data_dir, device, callback_factories
+        As in :func:`run_cell`; ``profile`` is used as given (per-task overrides already applied).
+    work_dir : str or Path
+        Trainer checkpoints (a rerun resumes from the last one).
+    learning_rate : float or None
+        The learning rate (None: :func:`default_learning_rate`).
+    heldout : validation.finetune.tasks.base.Heldout or None
+        Train on the rest of the training subset and score its held-out part instead of the dev set.
     """
     import torch
     from transformers import (
@@ -323,6 +548,7 @@ def run_cell(
 
     from gelora.architecture import target_module_names
     from gelora.models import resolve_device, resolve_model_name
+    from validation.finetune.convergence import convergence, loss_curve
     from validation.finetune.methods import (
         MethodContext,
         check_budget,
@@ -331,7 +557,6 @@ def run_cell(
         lora_budget,
     )
     from validation.finetune.metrics import PRIMARY_METRIC
-    from validation.finetune.tasks import task_family
 
     prepare = get_method(method)  # fail fast on unknown/unavailable methods
     dev = resolve_device(device)
@@ -340,9 +565,8 @@ def run_cell(
     local = Path(model_path).is_dir()
     tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=local)
     # data: the same subsets for every method and seed (subset_seed), so seeds vary only training
-    td = task_family(task).build(task, tokenizer, profile, data_dir)
-    name = cell_name(td.name, method, seed)
-    work_dir = run_dir / "work" / name
+    td = _build_task(task, tokenizer, profile, data_dir, heldout)
+    work_dir = Path(work_dir)
     t_start = time.perf_counter()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -377,8 +601,9 @@ def run_cell(
             "gelora": {**profile.method_options.get("gelora", {}), "n_texts": profile.gelora_texts},
         },
     )
-    lr_factor = float(profile.lr_multipliers.get(method, 1.0))
-    lr = (profile.full_learning_rate if method == "full" else profile.learning_rate) * lr_factor
+    lr, lr_factor = default_learning_rate(profile, method)
+    if learning_rate is not None:
+        lr = float(learning_rate)
     args = TrainingArguments(
         output_dir=str(work_dir),
         max_steps=train_steps,
@@ -393,7 +618,7 @@ def run_cell(
         save_strategy="steps",
         save_steps=max(1, profile.save_steps),
         save_total_limit=1,
-        logging_steps=max(1, train_steps // 10),
+        logging_steps=max(1, train_steps // 50),  # enough points for the convergence rule
         seed=int(seed),
         data_seed=int(seed),
         bf16=bool(profile.bf16 and dev.type == "cuda"),
@@ -444,6 +669,7 @@ def run_cell(
     if prepared.finalise is not None:
         info.update(prepared.finalise(prepared.model))
     primary = PRIMARY_METRIC[td.name]
+    curve = loss_curve(trainer.state.log_history)
     result = {
         "schema": CELL_SCHEMA,
         "task": td.name,
@@ -464,6 +690,8 @@ def run_cell(
             "learning_rate": lr,
             "learning_rate_factor": lr_factor,
             "train_time_s": train_time,
+            "loss_curve": curve,
+            "convergence": convergence(curve),
             "resumed_from": os.path.relpath(resume, run_dir) if resume else None,
             "restarted_discarding": restarted,
         },
@@ -475,15 +703,6 @@ def run_cell(
         "environment": _environment(dev),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if trainer.is_world_process_zero():
-        atomic_write_json(cell_path(run_dir, td.name, method, seed), result)
-        fail = failure_path(run_dir, td.name, method, seed)
-        if fail.exists():
-            fail.unlink()
-        if not keep_checkpoints:
-            shutil.rmtree(work_dir, ignore_errors=True)
-    if world_size() > 1:
-        trainer.accelerator.wait_for_everyone()
     return result
 
 
@@ -501,6 +720,8 @@ def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: 
             "error": type(exc).__name__,
             "message": str(exc),
             "traceback_tail": "".join(tb[-5:]),
+            # a task without offline data is "not run", not a failure of the method
+            **({"not_run": "no offline data"} if isinstance(exc, MissingDataError) else {}),
             "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
@@ -513,7 +734,12 @@ __all__ = [
     "cell_name",
     "cell_path",
     "failure_path",
+    "default_learning_rate",
+    "MissingDataError",
     "get_profile",
+    "train_and_score",
+    "PAPER_METHODS",
+    "PAPER_TASK_OVERRIDES",
     "is_main_process",
     "read_cell",
     "record_failure",

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
+from gelora.errors import ConfigError
+
 
 class DataProfile(Protocol):
     """The settings a task family reads (the runner's :class:`~validation.finetune.runner.Profile` has them)."""
@@ -35,6 +39,44 @@ class DataProfile(Protocol):
     def subset_seed(self) -> int:
         """Seed of the data subsets, the same for every method and training seed."""
         ...
+
+
+@dataclass(frozen=True)
+class Heldout:
+    """A held-out part of the *training* data, for choosing hyper-parameters (never the reported dev set).
+
+    Attributes
+    ----------
+    fraction : float
+        Share of the (subsetted) training examples held out, in (0, 1).
+    seed : int
+        Seed of the split (:func:`heldout_split`).
+    max_n : int or None
+        Cap on the held-out examples (None = no cap).
+    """
+
+    fraction: float = 0.1
+    seed: int = 0
+    max_n: int | None = None
+
+
+def heldout_split(n: int, heldout: Heldout) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``(train, held_out)`` of ``n`` examples: a seeded, disjoint split, both sorted.
+
+    Raises
+    ------
+    ConfigError
+        ``fraction`` outside (0, 1), or ``n`` too small to leave an example on both sides.
+    """
+    if not 0 < heldout.fraction < 1:
+        raise ConfigError(f"held-out fraction must be in (0, 1), got {heldout.fraction}")
+    k = max(1, round(heldout.fraction * n))
+    if heldout.max_n is not None:
+        k = min(k, int(heldout.max_n))
+    if n < 2 or k >= n:
+        raise ConfigError(f"cannot hold out {heldout.fraction:g} of {n} training examples")
+    perm = np.random.default_rng(heldout.seed).permutation(n)
+    return np.sort(perm[k:]), np.sort(perm[:k])
 
 
 @dataclass
@@ -99,9 +141,21 @@ class TaskFamily(Protocol):
         """The canonical task name recorded in cells (``"sts-b"`` -> ``"stsb"``); raises ConfigError."""
         ...
 
-    def build(self, task: str, tokenizer: Any, profile: DataProfile, data_dir: str | Path | None) -> TaskData:
-        """Load, subset (``profile.train_size`` / ``eval_size`` with ``profile.subset_seed``) and tokenise."""
+    def build(
+        self,
+        task: str,
+        tokenizer: Any,
+        profile: DataProfile,
+        data_dir: str | Path | None,
+        heldout: Heldout | None = None,
+    ) -> TaskData:
+        """Load, subset (``profile.train_size`` / ``eval_size`` with ``profile.subset_seed``) and tokenise.
+
+        With ``heldout``, the training subset is split (:func:`heldout_split`): the model trains on the
+        rest and is scored on the held-out part; the dev set is not used. ``data["heldout"]`` records
+        ``n``, ``of`` and ``seed``.
+        """
         ...
 
 
-__all__ = ["DataProfile", "TaskData", "TaskFamily"]
+__all__ = ["DataProfile", "Heldout", "TaskData", "TaskFamily", "heldout_split"]

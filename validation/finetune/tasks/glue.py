@@ -9,7 +9,7 @@ import numpy as np
 from torch.utils.data import Dataset as TorchDataset
 
 from gelora.errors import ConfigError
-from validation.finetune.tasks.base import DataProfile, TaskData
+from validation.finetune.tasks.base import DataProfile, Heldout, TaskData, heldout_split
 
 
 class EncodedDataset(TorchDataset):
@@ -42,6 +42,20 @@ def encode_split(split: Any, tokenizer: Any, max_length: int) -> EncodedDataset:
     return EncodedDataset({k: list(v) for k, v in enc.items()}, np.asarray(split.labels))
 
 
+def _rows(split: Any, keep: np.ndarray, part: str) -> Any:
+    """The rows ``keep`` of a GlueSplit, ``subset`` extended with the part's name."""
+    from dataclasses import replace
+
+    return replace(
+        split,
+        text_a=[split.text_a[i] for i in keep],
+        text_b=None if split.text_b is None else [split.text_b[i] for i in keep],
+        labels=split.labels[keep],
+        idx=split.idx[keep],
+        subset={**split.subset, "heldout_part": part, "n_part": len(keep)},
+    )
+
+
 _EVAL_SKIP = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 
 
@@ -64,7 +78,14 @@ class GlueFamily:
 
         return task_spec(task).name
 
-    def build(self, task: str, tokenizer: Any, profile: DataProfile, data_dir: str | Path | None) -> TaskData:
+    def build(
+        self,
+        task: str,
+        tokenizer: Any,
+        profile: DataProfile,
+        data_dir: str | Path | None,
+        heldout: Heldout | None = None,
+    ) -> TaskData:
         from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
         from validation.data.glue import task_spec
@@ -75,7 +96,13 @@ class GlueFamily:
         # official train/dev files, or (QNLI offline) a fixed split of dev recorded in each split's protocol
         train_all, evals_all = glue_task_splits(spec.name, data_dir)
         train = train_all.take(profile.train_size, seed=profile.subset_seed)
-        evals = {s: sp.take(profile.eval_size, seed=profile.subset_seed) for s, sp in evals_all.items()}
+        extra: dict[str, Any] = {}
+        if heldout is None:
+            evals = {s: sp.take(profile.eval_size, seed=profile.subset_seed) for s, sp in evals_all.items()}
+        else:  # hyper-parameter selection: score on a held-out part of the training data, never on dev
+            keep, held = heldout_split(len(train), heldout)
+            train, evals = _rows(train, keep, "train"), {"heldout": _rows(train, held, "heldout")}
+            extra["heldout"] = {"n": len(held), "of": len(keep) + len(held), "seed": heldout.seed}
         eval_ds = {s: encode_split(sp, tokenizer, profile.max_length) for s, sp in evals.items()}
 
         def compute_metrics(eval_pred: Any) -> dict[str, float]:
@@ -115,7 +142,7 @@ class GlueFamily:
             compute_metrics=compute_metrics,
             evaluate=evaluate,
             train_texts=train.joined_texts,
-            data={"train": train.describe(), "eval": {s: sp.describe() for s, sp in evals.items()}},
+            data={"train": train.describe(), "eval": {s: sp.describe() for s, sp in evals.items()}, **extra},
         )
 
 

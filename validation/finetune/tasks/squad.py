@@ -14,7 +14,7 @@ import numpy as np
 from torch.utils.data import Dataset as TorchDataset
 
 from gelora.errors import ConfigError
-from validation.finetune.tasks.base import DataProfile, TaskData
+from validation.finetune.tasks.base import DataProfile, Heldout, TaskData, heldout_split
 
 #: extractive QA tasks of this family (accepted by the runner next to the GLUE tasks), with their SQuAD version
 QA_TASKS: dict[str, str] = {"squad_v1": "1.1", "squad_v2": "2.0"}
@@ -54,10 +54,21 @@ class SquadFamily:
             raise ConfigError(f"unknown SQuAD task {task!r}; expected one of {sorted(QA_TASKS)}")
         return task
 
-    def build(self, task: str, tokenizer: Any, profile: DataProfile, data_dir: str | Path | None) -> TaskData:
+    def build(
+        self,
+        task: str,
+        tokenizer: Any,
+        profile: DataProfile,
+        data_dir: str | Path | None,
+        heldout: Heldout | None = None,
+    ) -> TaskData:
         """SQuAD v1.1/v2.0: the official train file when present, else a split of dev by article.
 
-        See :func:`validation.data.splits.squad_task_splits`; the protocol is recorded in ``data``.
+        See :func:`validation.data.splits.squad_task_splits`; the protocol is recorded in ``data``. With
+        ``heldout``, whole articles of the training subset are held out (questions of one article share
+        its paragraphs), about ``heldout.fraction`` of its articles, and scored instead of the dev set.
+        ``profile.doc_stride`` (when the profile has it and it is not None) sets the window overlap,
+        else ``max(8, max_length // 4)``.
         """
         from transformers import AutoModelForQuestionAnswering, default_data_collator
 
@@ -75,7 +86,22 @@ class SquadFamily:
         splits = squad_task_splits(version, data_dir)
         train = _squad_subset(splits.train, profile.train_size, profile.subset_seed)
         dev = _squad_subset(splits.eval, profile.eval_size, profile.subset_seed)
-        stride = max(8, profile.max_length // 4)
+        heldout_info: dict[str, Any] = {}
+        if heldout is not None:  # hyper-parameter selection: held-out articles of the training data
+            titles = sorted({e.title for e in train})
+            _, held_t = heldout_split(len(titles), heldout)
+            held_titles = {titles[i] for i in held_t}
+            dev = [e for e in train if e.title in held_titles]
+            train = [e for e in train if e.title not in held_titles]
+            heldout_info = {
+                "heldout": {
+                    "n": len(dev),
+                    "of": len(dev) + len(train),
+                    "seed": heldout.seed,
+                    "n_articles": len(held_titles),
+                }
+            }
+        stride = getattr(profile, "doc_stride", None) or max(8, profile.max_length // 4)
         tr = prepare_train_features(train, tokenizer, max_length=profile.max_length, stride=stride)
         model_keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tr]
         ev = prepare_eval_features(dev, tokenizer, max_length=profile.max_length, stride=stride)
@@ -121,8 +147,9 @@ class SquadFamily:
                     "seed": profile.subset_seed,
                     "stride": stride,
                 },
+                **heldout_info,
                 "eval": {
-                    **splits.eval_info,
+                    **({"protocol": "heldout part of the training subset"} if heldout else splits.eval_info),
                     "n_examples": len(dev),
                     "of": len(splits.eval),
                     "n_unanswerable_in_subset": sum(e.is_impossible for e in dev),

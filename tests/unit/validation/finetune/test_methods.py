@@ -177,7 +177,7 @@ def test_gelora_ranks_fit_the_budget(path: str, tokenizer) -> None:  # noqa: ANN
 def test_registry_and_signature_adapter(monkeypatch: pytest.MonkeyPatch) -> None:
     from validation.finetune.methods import ABLATION_METHODS
 
-    assert set(METHODS) == {"lora", "adalora", "gelora", "full", "geolora", *ABLATION_METHODS}
+    assert set(METHODS) == {"lora", "adalora", "gelora", "full", "geolora", "head_only", *ABLATION_METHODS}
     with pytest.raises(ConfigError, match="unknown method"):
         get_method("dora")
     import sys

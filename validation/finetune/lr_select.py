@@ -1,0 +1,177 @@
+"""Learning rates chosen honestly: per task and method, on a held-out part of the *training* data.
+
+Before the cells of a (task, method) are trained, :func:`select_learning_rate` trains one model per
+learning rate of a small grid (the method's default rate times ``profile.lr_grid``) on the training
+subset minus a held-out part (``profile.heldout_fraction`` of it, at most ``profile.heldout_max``
+examples; whole articles for SQuAD), with the fixed training seed ``profile.lr_select_seed``, and scores
+the held-out part with the task's primary metric. The reported dev/test set is never touched. The
+highest score wins (ties: the smaller rate; a rate whose score is undefined, e.g. a diverged run, never
+wins). Each score is written as soon as it exists to ``<run_dir>/lr_select/<task>__<method>.json``
+(atomically), so an interrupted selection resumes at the next rate and a finished one is reused by every
+seed; the file is refused when its grid or held-out split no longer matches the profile.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from gelora._io import atomic_write_json, read_json
+from gelora.errors import ConfigError, ResultFileError
+
+SCHEMA = "gelora.validation.lr_select/1"
+
+
+def selection_path(run_dir: str | Path, task: str, method: str) -> Path:
+    """``<run_dir>/lr_select/<task>__<method>.json``."""
+    return Path(run_dir) / "lr_select" / f"{task}__{method}.json"
+
+
+def lr_grid(profile: Any, method: str) -> list[float]:
+    """The candidate learning rates of ``method``: its default rate times each factor of ``profile.lr_grid``."""
+    from validation.finetune.runner import default_learning_rate
+
+    if not profile.lr_grid or any(not f > 0 for f in profile.lr_grid):
+        raise ConfigError(f"lr_grid must be non-empty positive factors, got {list(profile.lr_grid)}")
+    base, _ = default_learning_rate(profile, method)
+    return sorted({float(f"{base * float(f):.6g}") for f in profile.lr_grid})
+
+
+def _key(lr: float) -> str:
+    return f"{lr:.6g}"
+
+
+def choose(scores: dict[str, float | None]) -> str:
+    """The key of the best finite score (ties: the smallest learning rate).
+
+    Raises
+    ------
+    ConfigError
+        No learning rate has a finite score.
+    """
+    ok = [(float(v), -float(k), k) for k, v in scores.items() if v is not None and math.isfinite(float(v))]
+    if not ok:
+        raise ConfigError(f"learning-rate selection: no rate gave a finite score ({scores})")
+    return max(ok)[2]
+
+
+def select_learning_rate(
+    task: str,
+    method: str,
+    *,
+    profile: Any,
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    trainer: Any = None,
+) -> dict[str, Any]:
+    """Choose (or read back) the learning rate of ``method`` on ``task``.
+
+    Parameters
+    ----------
+    task : str
+        Canonical task name.
+    method : str
+        Method name.
+    profile : validation.finetune.runner.Profile
+        The task's effective profile (per-task overrides applied); ``lr_grid``, ``heldout_fraction``,
+        ``heldout_max``, ``lr_select_seed`` are read.
+    run_dir : str or Path
+        The grid's run directory (the selection file lives under ``lr_select/``).
+    data_dir, device
+        As in :func:`validation.finetune.runner.run_cell`.
+    trainer : callable, optional
+        ``trainer(lr, heldout, work_dir) -> cell dict`` (default
+        :func:`validation.finetune.runner.train_and_score`; injectable for tests).
+
+    Returns
+    -------
+    dict
+        The ``lr_selection`` record of the cells: ``grid``, ``metric``, ``scores`` (``{"<lr>": score}``),
+        ``chosen``, ``heldout`` (``{"n", "of", "seed", "fraction"}``), ``train_seed``, ``done``.
+    """
+    from validation.finetune.metrics import PRIMARY_METRIC
+    from validation.finetune.runner import is_main_process, train_and_score
+    from validation.finetune.tasks.base import Heldout
+
+    run_dir = Path(run_dir)
+    grid = lr_grid(profile, method)
+    metric = PRIMARY_METRIC[task]
+    seed = int(profile.lr_select_seed)
+    held = Heldout(fraction=float(profile.heldout_fraction), seed=seed, max_n=profile.heldout_max)
+    path = selection_path(run_dir, task, method)
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "task": task,
+        "method": method,
+        "grid": grid,
+        "metric": metric,
+        "scores": {},
+        "chosen": None,
+        "heldout": {"n": None, "of": None, "seed": seed, "fraction": held.fraction, "max_n": held.max_n},
+        "train_seed": seed,
+        "done": False,
+    }
+    if path.exists():
+        old = read_json(path)
+        if not isinstance(old, dict) or old.get("schema") != SCHEMA:
+            raise ResultFileError(f"{path} is not a learning-rate selection (schema {SCHEMA!r} expected)")
+        same = old.get("grid") == grid and all(
+            old.get("heldout", {}).get(k) == record["heldout"][k] for k in ("seed", "fraction", "max_n")
+        )
+        if not same:
+            raise ConfigError(
+                f"{path} was made with another grid or held-out split ({old.get('grid')} vs {grid}); "
+                "delete it or use another run directory"
+            )
+        if old.get("done"):
+            return old
+        record = old
+    if trainer is None:
+
+        def trainer(lr: float, heldout: Heldout, work_dir: Path) -> dict[str, Any]:
+            return train_and_score(
+                task,
+                method,
+                seed,
+                profile=profile,
+                run_dir=run_dir,
+                work_dir=work_dir,
+                data_dir=data_dir,
+                device=device,
+                learning_rate=lr,
+                heldout=heldout,
+            )
+
+    for lr in grid:
+        if _key(lr) in record["scores"]:
+            continue  # finished before an interruption
+        work_dir = run_dir / "lr_select" / "work" / f"{task}__{method}__lr{_key(lr)}"
+        cell = trainer(lr, held, work_dir)
+        score = cell["metrics"].get(metric)
+        record["scores"][_key(lr)] = (
+            float(score) if score is not None and math.isfinite(float(score)) else None
+        )
+        record["runs"] = {
+            **record.get("runs", {}),
+            _key(lr): {
+                "steps": cell["train"]["steps"],
+                "convergence": cell["train"].get("convergence"),
+                "train_time_s": cell["train"].get("train_time_s"),
+            },
+        }
+        info = cell.get("data", {}).get("heldout", {})
+        record["heldout"].update({"n": info.get("n"), "of": info.get("of")})
+        if is_main_process():
+            atomic_write_json(path, record)
+            shutil.rmtree(work_dir, ignore_errors=True)
+    record["chosen"] = float(choose(record["scores"]))
+    record["done"] = True
+    if is_main_process():
+        atomic_write_json(path, record)
+    return record
+
+
+__all__ = ["SCHEMA", "choose", "lr_grid", "select_learning_rate", "selection_path"]
