@@ -42,6 +42,24 @@ def encode_split(split: Any, tokenizer: Any, max_length: int) -> EncodedDataset:
     return EncodedDataset({k: list(v) for k, v in enc.items()}, np.asarray(split.labels))
 
 
+def _cached_encode(task: str, part: str, split: Any, tokenizer: Any, profile: DataProfile) -> EncodedDataset:
+    """:func:`encode_split` through the grid's token cache (:mod:`validation.finetune.token_cache`)."""
+    from validation.finetune.token_cache import cached
+
+    settings = {
+        "task": task,
+        "part": part,
+        "max_length": profile.max_length,
+        "train_size": profile.train_size,
+        "eval_size": profile.eval_size,
+        "subset_seed": profile.subset_seed,
+    }
+    inputs = (split.text_a, split.text_b, np.asarray(split.labels))
+    return cached(
+        "glue", settings, tokenizer, inputs, lambda: encode_split(split, tokenizer, profile.max_length)
+    )
+
+
 _EVAL_SKIP = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 
 
@@ -76,7 +94,7 @@ class GlueFamily:
         train_all, evals_all = glue_task_splits(spec.name, data_dir)
         train = train_all.take(profile.train_size, seed=profile.subset_seed)
         evals = {s: sp.take(profile.eval_size, seed=profile.subset_seed) for s, sp in evals_all.items()}
-        eval_ds = {s: encode_split(sp, tokenizer, profile.max_length) for s, sp in evals.items()}
+        eval_ds = {s: _cached_encode(spec.name, s, sp, tokenizer, profile) for s, sp in evals.items()}
 
         def compute_metrics(eval_pred: Any) -> dict[str, float]:
             preds, labels = eval_pred.predictions, eval_pred.label_ids
@@ -103,7 +121,7 @@ class GlueFamily:
 
         return TaskData(
             name=spec.name,
-            train_ds=encode_split(train, tokenizer, profile.max_length),
+            train_ds=_cached_encode(spec.name, "train", train, tokenizer, profile),
             model_cls=AutoModelForSequenceClassification,
             model_kwargs={
                 "num_labels": spec.num_labels,
