@@ -46,13 +46,13 @@ def _cached_encode(task: str, part: str, split: Any, tokenizer: Any, profile: Da
     """:func:`encode_split` through the grid's token cache (:mod:`validation.finetune.token_cache`)."""
     from validation.finetune.token_cache import cached
 
+    size = profile.train_size if part == "train" else profile.eval_size
     settings = {
         "task": task,
         "part": part,
         "max_length": profile.max_length,
-        "train_size": profile.train_size,
-        "eval_size": profile.eval_size,
-        "subset_seed": profile.subset_seed,
+        "size": size,
+        "seed": profile.subset_seed,
     }
     inputs = (split.text_a, split.text_b, np.asarray(split.labels))
     return cached(
