@@ -197,6 +197,14 @@ def run_workers(
     logs = []
     states: dict[Cell, str] = {}
     stopping = False
+
+    def _term(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # e.g. `timeout`: stop the workers below instead of orphaning them
+
+    try:
+        old_term = signal.signal(signal.SIGTERM, _term)
+    except ValueError:  # not the main thread
+        old_term = None
     try:
         for slot in slots:
             env = dict(os.environ)
@@ -249,6 +257,8 @@ def run_workers(
             p.wait()
         raise
     finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
         for log in logs:
             log.close()
         spec.unlink(missing_ok=True)
