@@ -221,3 +221,47 @@ def test_real_cells_on_two_workers_share_one_tokenisation(
         assert cell_path(tmp_path, "rte", "lora", s).exists()
     # four cells on two processes tokenised the train and dev subsets once each
     assert len((tmp_path / "cache" / token_cache.BUILT_LOG).read_text().splitlines()) == 2
+
+
+def _throughput_module():  # noqa: ANN202 - scripts/ is not a package
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[4] / "scripts" / "gpu" / "throughput.py"
+    spec = importlib.util.spec_from_file_location("throughput", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_throughput_script_configurations_and_table() -> None:
+    tp = _throughput_module()
+    confs = tp.configurations([1, 4, 6, 8], "cuda", 2)
+    assert [(c["workers"], c["gpus"]) for c in confs] == [(1, "0"), (4, "0"), (6, "0"), (8, "0"), (8, "0,1")]
+    assert [c["gpus"] for c in tp.configurations([1, 2], "cpu", 0)] == [None, None]
+    result = {
+        "n_cells": 12,
+        "settings": "s",
+        "device": "cuda",
+        "runs": [
+            {
+                "label": "a",
+                "wall_s": 60.0,
+                "cells_done": 12,
+                "cells_failed": 0,
+                "cells_per_min": 12.0,
+                "rc": 0,
+            },
+            {
+                "label": "b",
+                "wall_s": 30.0,
+                "cells_done": 12,
+                "cells_failed": 0,
+                "cells_per_min": 24.0,
+                "rc": 0,
+            },
+        ],
+        "skipped": ["c"],
+    }
+    table = tp.markdown(result)
+    assert "| b | 30.0 | 12/12 | 0 | 24.0 | 2.00x | 0 |" in table and "| c | skipped" in table
