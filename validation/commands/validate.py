@@ -5,6 +5,8 @@ Examples::
     gelora validate glue --tasks rte,stsb --methods lora,adalora,gelora --seeds 3 --profile quick --out runs/quick
     gelora validate summary runs/quick
     torchrun --nproc-per-node 2 -m gelora.cli validate glue --tasks sst2 --methods lora --profile gpu --out runs/gpu
+    gelora validate glue --tasks sst2,rte --methods lora,gelora --seeds 3 --profile gpu --gpus 0,1 --per-gpu 4 --out runs/gpu
+    gelora validate glue ... --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT --out /shared/runs/gpu
 """
 
 from __future__ import annotations
@@ -164,6 +166,31 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--keep-checkpoints", action="store_true", help="keep Trainer checkpoints of finished cells"
     )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="run cells concurrently on N worker subprocesses (default 1 = in this process; with --gpus: "
+        "len(gpus) x --per-gpu); on CPU each worker gets cpu_count/N threads",
+    )
+    g.add_argument(
+        "--gpus",
+        type=_gpus,
+        default=None,
+        help="GPU indices the workers are pinned to, e.g. 0,1 (default: all)",
+    )
+    g.add_argument("--per-gpu", type=int, default=None, help="workers per GPU (default: fit --workers)")
+    g.add_argument(
+        "--shard",
+        default=None,
+        help="run only shard i/N of the planned cells (hash of the cell name; e.g. a Slurm array index)",
+    )
+    g.add_argument(
+        "--claim-timeout",
+        type=float,
+        default=None,
+        help="seconds without heartbeat after which another host's cell claim is abandoned (default 600)",
+    )
     g.set_defaults(func=run_glue)
     q = sub.add_parser(
         "squad",
@@ -182,6 +209,13 @@ def register(subparsers: Any) -> None:
     s.add_argument("--json", action="store_true", help="print the full summary as JSON")
     s.set_defaults(func=run_summary)
     p.set_defaults(func=lambda args: (p.print_help(), 0)[1])
+
+
+def _gpus(value: str) -> list[int]:
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gpus expects comma-separated integers, got {value!r}") from None
 
 
 def _target_modules(text: str | None) -> tuple[str, ...] | None:
@@ -224,7 +258,9 @@ def _lr_select(args: argparse.Namespace) -> bool | None:
 def run_glue(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
+    from validation.finetune.claims import DEFAULT_STALE_AFTER
     from validation.finetune.grid import format_summary, run_grid, summarise
+    from validation.finetune.parallel import parse_shard
     from validation.finetune.runner import get_profile, is_main_process
 
     hf_logging.set_verbosity_error()
@@ -265,16 +301,22 @@ def run_glue(args: argparse.Namespace) -> int:
         keep_going=not args.stop_on_error,
         keep_checkpoints=args.keep_checkpoints,
         progress=progress,
+        workers=args.workers,
+        gpus=args.gpus,
+        per_gpu=args.per_gpu,
+        shard=parse_shard(args.shard) if args.shard else None,
+        stale_after=args.claim_timeout or DEFAULT_STALE_AFTER,
     )
     if is_main_process():
         print(
-            f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} finished, failed {len(outcome.failed)}",
+            f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} finished, failed {len(outcome.failed)}"
+            + (f", busy elsewhere {len(outcome.busy)}" if outcome.busy else ""),
             file=sys.stderr,
         )
         for name, err in outcome.errors.items():
             print(f"  {name}: {err}", file=sys.stderr)
         print(format_summary(summarise(out)))
-    return 1 if outcome.failed else 0
+    return 1 if outcome.failed or outcome.errors else 0
 
 
 def run_squad(args: argparse.Namespace) -> int:

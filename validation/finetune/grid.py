@@ -6,6 +6,9 @@ Layout of a run directory::
     runs/NAME/cells/<task>__<method>__seed<k>.json          one finished cell (atomic)
     runs/NAME/cells/<task>__<method>__seed<k>.failed.json   why a cell failed (removed on success)
     runs/NAME/work/<task>__<method>__seed<k>/checkpoint-*   Trainer checkpoints of an unfinished cell
+    runs/NAME/claims/<cell>.claim                the owner (pid, host) of a cell being trained now
+    runs/NAME/logs/<cell>.log                    output of a cell run by a worker (``workers`` > 0)
+    runs/NAME/cache/                             tokenised datasets shared by the cells
 
 A rerun of the same command skips every cell whose result file exists, resumes a cell with checkpoints
 from its last checkpoint, and retries failed cells. A run directory remembers its profile: rerunning it
@@ -15,7 +18,10 @@ with different hyper-parameters is refused (the cells would not be comparable).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +29,8 @@ from typing import Any
 
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
+from validation.finetune import token_cache
+from validation.finetune.claims import DEFAULT_STALE_AFTER, try_claim
 from validation.finetune.runner import (
     Profile,
     cell_name,
@@ -45,6 +53,8 @@ class GridOutcome:
     ----------
     ran, skipped, failed : list of str
         Cell names trained now, already finished before, and raising an error now.
+    busy : list of str
+        Cells left alone because a live owner elsewhere (another launch, shard or host) holds their claim.
     errors : dict
         ``{cell name: "ErrorType: message"}`` of the failed cells.
     """
@@ -52,6 +62,7 @@ class GridOutcome:
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
 
 
@@ -113,8 +124,19 @@ def run_grid(
     keep_going: bool = True,
     keep_checkpoints: bool = False,
     progress: Callable[[str, str], None] | None = None,
+    workers: int | None = 1,
+    gpus: Sequence[int] | None = None,
+    per_gpu: int | None = None,
+    shard: tuple[int, int] | None = None,
+    stale_after: float = DEFAULT_STALE_AFTER,
 ) -> GridOutcome:
-    """Run every missing cell of the grid, in task, method, seed order.
+    """Run every missing cell of the grid (or of one shard of it), in task, method, seed order.
+
+    Each cell is claimed atomically (``<run_dir>/claims/<cell>.claim``, see
+    :mod:`validation.finetune.claims`) before it runs, so concurrent launches on one run directory (other
+    workers, other shards, other hosts on a shared file system) never train the same cell; a cell claimed by
+    a live owner elsewhere is reported in ``outcome.busy``. Tokenised datasets are cached under
+    ``<run_dir>/cache`` (:mod:`validation.finetune.token_cache`).
 
     Parameters
     ----------
@@ -129,9 +151,22 @@ def run_grid(
     data_dir, device
         See :func:`validation.finetune.runner.run_cell`.
     keep_going : bool
-        Record a failing cell (``.failed.json``) and continue; False re-raises the first error.
+        Record a failing cell (``.failed.json``) and continue; False re-raises the first error (with
+        workers: stops the other workers and returns the outcome).
     progress : callable, optional
-        ``progress(cell_name, status)`` with status ``"skip"``, ``"run"``, ``"done"`` or ``"failed"``.
+        ``progress(cell_name, status)`` with status ``"skip"``, ``"run"``, ``"done"``, ``"failed"`` or
+        ``"busy"``; with workers also ``progress(line, "grid")`` with ``done/running/failed/left`` counts.
+    workers : int
+        Concurrent worker subprocesses (:mod:`validation.finetune.parallel`); 1 runs in this process.
+    gpus : sequence of int, optional
+        GPU indices the workers are pinned to (``CUDA_VISIBLE_DEVICES``), round-robin; workers default to
+        ``len(gpus) * per_gpu``.
+    per_gpu : int, optional
+        Workers per GPU (default: as many as needed for ``workers``).
+    shard : (i, n), optional
+        Run only the cells of shard ``i`` of ``n`` (:func:`validation.finetune.parallel.shard_of`).
+    stale_after : float
+        Seconds without a heartbeat after which another host's claim is abandoned.
 
     Returns
     -------
@@ -141,7 +176,10 @@ def run_grid(
     ------
     ResultFileError
         An existing cell file is corrupt (delete it to rerun that cell).
+    ConfigError
+        Unknown task/method, an empty grid, or inconsistent worker/shard settings.
     """
+    from validation.finetune import parallel
     from validation.finetune.methods import METHODS
     from validation.finetune.tasks import task_family
 
@@ -151,24 +189,98 @@ def run_grid(
             raise ConfigError(f"unknown method {m!r}; expected one of {sorted(METHODS)}")
     if not tasks or not methods or not seeds:
         raise ConfigError("the grid needs at least one task, one method and one seed")
+    slots = parallel.plan_slots(workers, gpus, per_gpu, device)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_plan(run_dir, tasks, methods, seeds, profile)
+    cells = [(t, m, int(s)) for t in tasks for m in methods for s in seeds]
+    if shard is not None:
+        cells = parallel.select_shard(cells, shard)
+    if slots:
+        return parallel.run_workers(
+            cells,
+            slots,
+            profile=profile,
+            run_dir=run_dir,
+            data_dir=data_dir,
+            device=device,
+            keep_going=keep_going,
+            keep_checkpoints=keep_checkpoints,
+            progress=progress,
+            stale_after=stale_after,
+        )
     outcome = GridOutcome()
-    for t in tasks:
-        for m in methods:
-            for s in seeds:
-                name = cell_name(t, m, s)
-                path = cell_path(run_dir, t, m, s)
-                if path.exists():
-                    read_cell(path)  # corrupt files raise ResultFileError instead of being overwritten
-                    outcome.skipped.append(name)
-                    if progress:
-                        progress(name, "skip")
-                    continue
+    with token_cache.use_dir(run_dir / "cache"):
+        attempt_cells(
+            cells,
+            outcome,
+            profile=profile,
+            run_dir=run_dir,
+            data_dir=data_dir,
+            device=device,
+            keep_going=keep_going,
+            keep_checkpoints=keep_checkpoints,
+            progress=progress,
+            stale_after=stale_after,
+        )
+    return outcome
+
+
+def claim_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
+    """``<run_dir>/claims/<cell>.claim``: held while a process trains the cell."""
+    return Path(run_dir) / "claims" / f"{cell_name(task, method, seed)}.claim"
+
+
+def attempt_cells(
+    cells: Sequence[tuple[str, str, int]],
+    outcome: GridOutcome,
+    *,
+    profile: Profile,
+    run_dir: Path,
+    data_dir: str | Path | None,
+    device: str | None,
+    keep_going: bool,
+    keep_checkpoints: bool,
+    progress: Callable[[str, str], None] | None,
+    stale_after: float,
+    failed_since: float | None = None,
+    log_dir: Path | None = None,
+    note: str = "",
+) -> None:
+    """Claim and run each unfinished cell in order, recording results in ``outcome`` (one process).
+
+    ``failed_since``: skip cells whose failure record is newer (another worker of the same launch tried
+    them). ``log_dir``: send the cell's stdout/stderr (file descriptors 1 and 2) to ``<log_dir>/<cell>.log``.
+    """
+    for t, m, s in cells:
+        name = cell_name(t, m, s)
+        path = cell_path(run_dir, t, m, s)
+        if path.exists():
+            read_cell(path)  # corrupt files raise ResultFileError instead of being overwritten
+            outcome.skipped.append(name)
+            if progress:
+                progress(name, "skip")
+            continue
+        fail = failure_path(run_dir, t, m, s)
+        if failed_since is not None and fail.exists() and fail.stat().st_mtime >= failed_since:
+            continue
+        if is_main_process():
+            claim = try_claim(claim_path(run_dir, t, m, s), stale_after=stale_after, note=note)
+            if claim is None:
+                outcome.busy.append(name)
                 if progress:
-                    progress(name, "run")
-                try:
+                    progress(name, "busy")
+                continue
+        else:  # torchrun ranks > 0 follow rank 0 (which holds the claim)
+            claim = None
+        try:
+            if path.exists():  # finished by another process between our check and our claim
+                outcome.skipped.append(name)
+                continue
+            if progress:
+                progress(name, "run")
+            try:
+                with _redirect_output(log_dir / f"{name}.log" if log_dir is not None else None):
                     run_cell(
                         t,
                         m,
@@ -179,19 +291,45 @@ def run_grid(
                         device=device,
                         keep_checkpoints=keep_checkpoints,
                     )
-                except Exception as exc:  # noqa: BLE001 - recorded per cell; KeyboardInterrupt propagates
-                    record_failure(run_dir, t, m, int(s), exc)
-                    outcome.failed.append(name)
-                    outcome.errors[name] = f"{type(exc).__name__}: {exc}"
-                    if progress:
-                        progress(name, "failed")
-                    if not keep_going:
-                        raise
-                    continue
-                outcome.ran.append(name)
+            except Exception as exc:  # noqa: BLE001 - recorded per cell; KeyboardInterrupt propagates
+                record_failure(run_dir, t, m, int(s), exc)
+                outcome.failed.append(name)
+                outcome.errors[name] = f"{type(exc).__name__}: {exc}"
                 if progress:
-                    progress(name, "done")
-    return outcome
+                    progress(name, "failed")
+                if not keep_going:
+                    raise
+                continue
+            outcome.ran.append(name)
+            if progress:
+                progress(name, "done")
+        finally:
+            if claim is not None:
+                claim.release()
+
+
+@contextmanager
+def _redirect_output(log: Path | None) -> Iterator[None]:
+    """Point file descriptors 1 and 2 (Python and C output alike) at ``log`` (appended) inside the block."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = (os.dup(1), os.dup(2))
+    with log.open("a") as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 # --------------------------------------------------------------------------------------------- summary
@@ -383,4 +521,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["GRID_SCHEMA", "GridOutcome", "format_summary", "run_grid", "summarise", "write_plan"]
+__all__ = [
+    "GRID_SCHEMA",
+    "GridOutcome",
+    "attempt_cells",
+    "claim_path",
+    "format_summary",
+    "run_grid",
+    "summarise",
+    "write_plan",
+]

@@ -56,6 +56,24 @@ def _rows(split: Any, keep: np.ndarray, part: str) -> Any:
     )
 
 
+def _cached_encode(task: str, part: str, split: Any, tokenizer: Any, profile: DataProfile) -> EncodedDataset:
+    """:func:`encode_split` through the grid's token cache (:mod:`validation.finetune.token_cache`)."""
+    from validation.finetune.token_cache import cached
+
+    size = profile.train_size if part == "train" else profile.eval_size
+    settings = {
+        "task": task,
+        "part": part,
+        "max_length": profile.max_length,
+        "size": size,
+        "seed": profile.subset_seed,
+    }
+    inputs = (split.text_a, split.text_b, np.asarray(split.labels))
+    return cached(
+        "glue", settings, tokenizer, inputs, lambda: encode_split(split, tokenizer, profile.max_length)
+    )
+
+
 _EVAL_SKIP = ("runtime", "samples_per_second", "steps_per_second", "epoch")
 
 
@@ -103,7 +121,7 @@ class GlueFamily:
             keep, held = heldout_split(len(train), heldout)
             train, evals = _rows(train, keep, "train"), {"heldout": _rows(train, held, "heldout")}
             extra["heldout"] = {"n": len(held), "of": len(keep) + len(held), "seed": heldout.seed}
-        eval_ds = {s: encode_split(sp, tokenizer, profile.max_length) for s, sp in evals.items()}
+        eval_ds = {s: _cached_encode(spec.name, s, sp, tokenizer, profile) for s, sp in evals.items()}
 
         def compute_metrics(eval_pred: Any) -> dict[str, float]:
             preds, labels = eval_pred.predictions, eval_pred.label_ids
@@ -130,7 +148,7 @@ class GlueFamily:
 
         return TaskData(
             name=spec.name,
-            train_ds=encode_split(train, tokenizer, profile.max_length),
+            train_ds=_cached_encode(spec.name, "train", train, tokenizer, profile),
             model_cls=AutoModelForSequenceClassification,
             model_kwargs={
                 "num_labels": spec.num_labels,

@@ -81,6 +81,7 @@ class SquadFamily:
         )
         from validation.finetune.metrics import squad_metrics
         from validation.finetune.squad_threshold import apply_threshold, best_threshold_metrics
+        from validation.finetune.token_cache import cached
 
         version = QA_TASKS[task]
         splits = squad_task_splits(version, data_dir)
@@ -102,9 +103,29 @@ class SquadFamily:
                 }
             }
         stride = getattr(profile, "doc_stride", None) or max(8, profile.max_length // 4)
-        tr = prepare_train_features(train, tokenizer, max_length=profile.max_length, stride=stride)
+        settings = {
+            "task": task,
+            "max_length": profile.max_length,
+            "stride": stride,
+            "train_size": profile.train_size,
+            "eval_size": profile.eval_size,
+            "subset_seed": profile.subset_seed,
+        }
+        tr = cached(
+            "squad",
+            {**settings, "part": "train"},
+            tokenizer,
+            train,
+            lambda: prepare_train_features(train, tokenizer, max_length=profile.max_length, stride=stride),
+        )
         model_keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in tr]
-        ev = prepare_eval_features(dev, tokenizer, max_length=profile.max_length, stride=stride)
+        ev = cached(
+            "squad",
+            {**settings, "part": "eval"},
+            tokenizer,
+            dev,
+            lambda: prepare_eval_features(dev, tokenizer, max_length=profile.max_length, stride=stride),
+        )
         eval_ds = FeatureDataset(ev, model_keys)
 
         def evaluate(trainer: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,0 +1,168 @@
+"""Atomic claim files: at most one process works on a cell (or builds a cache entry) at a time.
+
+A claim is a small JSON file created with ``O_CREAT | O_EXCL`` (atomic on local file systems and on NFSv3+),
+holding the owner's ``pid``, ``host``, a random ``token`` and the start time. While the owner works, a
+heartbeat thread touches the file every ``stale_after / 4`` seconds. A claim is **stale** when
+
+* its owner ran on this host and the pid is no longer alive (a killed worker), or
+* its modification time is older than ``stale_after`` seconds (an owner on another host stopped beating).
+
+A stale claim is broken under a second lock (``<claim>.break``, itself stale after 60 s) so two processes
+that both see the same stale claim cannot delete each other's fresh claim.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+#: default seconds without a heartbeat after which another host's claim counts as abandoned
+DEFAULT_STALE_AFTER = 600.0
+_BREAK_STALE_S = 60.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _create_exclusive(path: Path, payload: dict[str, Any]) -> bool:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as fh:
+        json.dump(payload, fh)
+    return True
+
+
+def is_stale(path: str | Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
+    """True when the claim at ``path`` exists and its owner is gone (see the module docstring)."""
+    path = Path(path)
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if time.time() - mtime > stale_after:
+        return True
+    info = _read(path)
+    if info is None:  # being written right now (created, content not yet flushed)
+        return False
+    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
+        return not _pid_alive(int(info["pid"]))
+    return False
+
+
+def is_live(path: str | Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
+    """True when the claim exists and is not stale."""
+    return Path(path).exists() and not is_stale(path, stale_after)
+
+
+def _break_stale(path: Path, stale_after: float) -> None:
+    lock = path.with_name(path.name + ".break")
+    try:
+        if time.time() - lock.stat().st_mtime > _BREAK_STALE_S:
+            lock.unlink(missing_ok=True)
+    except FileNotFoundError:
+        pass
+    if not _create_exclusive(lock, {"pid": os.getpid(), "host": socket.gethostname()}):
+        return  # someone else is breaking it
+    try:
+        if is_stale(path, stale_after):  # re-check under the lock: still the same dead owner
+            path.unlink(missing_ok=True)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+class Claim:
+    """A held claim; :meth:`release` (or leaving the ``with`` block) deletes it if it is still ours."""
+
+    def __init__(self, path: Path, token: str, heartbeat_s: float) -> None:
+        self.path = path
+        self.token = token
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(heartbeat_s,), daemon=True)
+        self._thread.start()
+
+    def _beat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the claim file (only when it still carries our token)."""
+        self._stop.set()
+        info = _read(self.path)
+        if info is not None and info.get("token") == self.token:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def try_claim(path: str | Path, *, stale_after: float = DEFAULT_STALE_AFTER, note: str = "") -> Claim | None:
+    """Claim ``path`` atomically; None when a live owner holds it.
+
+    Parameters
+    ----------
+    path : str or Path
+        The claim file (its folder is created).
+    stale_after : float
+        Seconds without a heartbeat after which a claim from any host is abandoned (same-host claims of a
+        dead pid are stale at once).
+    note : str
+        Free text stored in the claim (e.g. the worker's slot).
+
+    Returns
+    -------
+    Claim or None
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
+    payload = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "token": token,
+        "started": time.time(),
+        "note": note,
+    }
+    for _ in range(3):
+        try:
+            if _create_exclusive(path, payload):
+                return Claim(path, token, max(1.0, stale_after / 4))
+        except OSError as exc:  # pragma: no cover - e.g. a read-only directory
+            if exc.errno != errno.EEXIST:
+                raise
+        if not is_stale(path, stale_after):
+            return None
+        _break_stale(path, stale_after)
+    return None
+
+
+__all__ = ["DEFAULT_STALE_AFTER", "Claim", "is_live", "is_stale", "try_claim"]
