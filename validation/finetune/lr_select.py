@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 
 SCHEMA = "gelora.validation.lr_select/1"
+
+
+#: seconds between looks at a selection another worker is running
+_POLL_S = 2.0
 
 
 def selection_path(run_dir: str | Path, task: str, method: str) -> Path:
@@ -92,8 +97,9 @@ def select_learning_rate(
         The ``lr_selection`` record of the cells: ``grid``, ``metric``, ``scores`` (``{"<lr>": score}``),
         ``chosen``, ``heldout`` (``{"n", "of", "seed", "fraction"}``), ``train_seed``, ``done``.
     """
+    from validation.finetune.claims import try_claim
     from validation.finetune.metrics import PRIMARY_METRIC
-    from validation.finetune.runner import is_main_process, train_and_score
+    from validation.finetune.runner import is_main_process, train_and_score, world_size
     from validation.finetune.tasks.base import Heldout
 
     run_dir = Path(run_dir)
@@ -114,64 +120,96 @@ def select_learning_rate(
         "train_seed": seed,
         "done": False,
     }
-    if path.exists():
-        old = read_json(path)
-        if not isinstance(old, dict) or old.get("schema") != SCHEMA:
-            raise ResultFileError(f"{path} is not a learning-rate selection (schema {SCHEMA!r} expected)")
-        same = old.get("grid") == grid and all(
-            old.get("heldout", {}).get(k) == record["heldout"][k] for k in ("seed", "fraction", "max_n")
-        )
-        if not same:
-            raise ConfigError(
-                f"{path} was made with another grid or held-out split ({old.get('grid')} vs {grid}); "
-                "delete it or use another run directory"
-            )
-        if old.get("done"):
-            return old
-        record = old
-    if trainer is None:
 
-        def trainer(lr: float, heldout: Heldout, work_dir: Path) -> dict[str, Any]:
-            return train_and_score(
-                task,
-                method,
-                seed,
-                profile=profile,
-                run_dir=run_dir,
-                work_dir=work_dir,
-                data_dir=data_dir,
-                device=device,
-                learning_rate=lr,
-                heldout=heldout,
-            )
+    def run_selection(record: dict[str, Any]) -> dict[str, Any]:
+        if path.exists():
+            old = _compatible(path, record)
+            if old.get("done"):
+                return old
+            record = old
+        nonlocal trainer
+        if trainer is None:
 
-    for lr in grid:
-        if _key(lr) in record["scores"]:
-            continue  # finished before an interruption
-        work_dir = run_dir / "lr_select" / "work" / f"{task}__{method}__lr{_key(lr)}"
-        cell = trainer(lr, held, work_dir)
-        score = cell["metrics"].get(metric)
-        record["scores"][_key(lr)] = (
-            float(score) if score is not None and math.isfinite(float(score)) else None
-        )
-        record["runs"] = {
-            **record.get("runs", {}),
-            _key(lr): {
-                "steps": cell["train"]["steps"],
-                "convergence": cell["train"].get("convergence"),
-                "train_time_s": cell["train"].get("train_time_s"),
-            },
-        }
-        info = cell.get("data", {}).get("heldout", {})
-        record["heldout"].update({"n": info.get("n"), "of": info.get("of")})
+            def trainer(lr: float, heldout: Any, work_dir: Path) -> dict[str, Any]:
+                return train_and_score(
+                    task,
+                    method,
+                    seed,
+                    profile=profile,
+                    run_dir=run_dir,
+                    work_dir=work_dir,
+                    data_dir=data_dir,
+                    device=device,
+                    learning_rate=lr,
+                    heldout=heldout,
+                )
+
+        for lr in grid:
+            if _key(lr) in record["scores"]:
+                continue  # finished before an interruption
+            work_dir = run_dir / "lr_select" / "work" / f"{task}__{method}__lr{_key(lr)}"
+            cell = trainer(lr, held, work_dir)
+            score = cell["metrics"].get(metric)
+            record["scores"][_key(lr)] = (
+                float(score) if score is not None and math.isfinite(float(score)) else None
+            )
+            record["runs"] = {
+                **record.get("runs", {}),
+                _key(lr): {
+                    "steps": cell["train"]["steps"],
+                    "convergence": cell["train"].get("convergence"),
+                    "train_time_s": cell["train"].get("train_time_s"),
+                },
+            }
+            info = cell.get("data", {}).get("heldout", {})
+            record["heldout"].update({"n": info.get("n"), "of": info.get("of")})
+            if is_main_process():
+                atomic_write_json(path, record)
+                shutil.rmtree(work_dir, ignore_errors=True)
+        record["chosen"] = float(choose(record["scores"]))
+        record["done"] = True
         if is_main_process():
             atomic_write_json(path, record)
-            shutil.rmtree(work_dir, ignore_errors=True)
-    record["chosen"] = float(choose(record["scores"]))
-    record["done"] = True
-    if is_main_process():
-        atomic_write_json(path, record)
-    return record
+        return record
+
+    if world_size() == 1:
+        # concurrent workers of one grid (validate --workers, shards on a shared directory) need the same
+        # selection: one claims it and trains, the others wait for its file (under torchrun every rank
+        # trains together instead, so no claim there)
+        claim_file = path.with_name(path.stem + ".claim")
+        while True:
+            done = _finished(path, record)
+            if done is not None:
+                return done
+            claim = try_claim(claim_file, note="lr selection")
+            if claim is not None:
+                with claim:
+                    return run_selection(record)
+            time.sleep(_POLL_S)
+    return run_selection(record)
+
+
+def _finished(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The finished selection at ``path`` (checked against ``record``'s grid and split), else None."""
+    if not path.exists():
+        return None
+    old = _compatible(path, record)
+    return old if old.get("done") else None
+
+
+def _compatible(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    old = read_json(path)
+    if not isinstance(old, dict) or old.get("schema") != SCHEMA:
+        raise ResultFileError(f"{path} is not a learning-rate selection (schema {SCHEMA!r} expected)")
+    same = old.get("grid") == record["grid"] and all(
+        old.get("heldout", {}).get(k) == record["heldout"][k] for k in ("seed", "fraction", "max_n")
+    )
+    if not same:
+        raise ConfigError(
+            f"{path} was made with another grid or held-out split ({old.get('grid')} vs {record['grid']}); "
+            "delete it or use another run directory"
+        )
+    return old
 
 
 __all__ = ["SCHEMA", "choose", "lr_grid", "select_learning_rate", "selection_path"]

@@ -157,6 +157,42 @@ def test_interrupted_selection_resumes_at_the_next_rate(tmp_path: Path) -> None:
     assert fake.calls == [2e-3] and rec["chosen"] == 2e-3
 
 
+def test_concurrent_workers_share_one_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers of one grid (e.g. seeds 0 and 1 of one method under --workers 2) ask for the same
+    selection at once: one trains every rate, the other waits for its file (they used to train into the
+    same work folder and delete each other's checkpoints)."""
+    import threading
+    import time
+
+    import validation.finetune.lr_select as lr_select
+
+    monkeypatch.setattr(lr_select, "_POLL_S", 0.05)
+    profile = get_profile("test", lr_grid=(1.0, 2.0), learning_rate=1e-3)
+    inner = _FakeTrainer({1e-3: 0.5, 2e-3: 0.6})
+    calls: list[float] = []
+
+    def slow(lr: float, heldout: Heldout, work_dir: Path) -> dict[str, Any]:
+        calls.append(lr)
+        time.sleep(0.3)
+        return inner(lr, heldout, work_dir)
+
+    out: list[dict[str, Any]] = []
+    threads = [
+        threading.Thread(
+            target=lambda: out.append(
+                select_learning_rate("rte", "lora", profile=profile, run_dir=tmp_path, trainer=slow)
+            )
+        )
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(calls) == [1e-3, 2e-3]  # each rate trained once, not once per worker
+    assert len(out) == 2 and out[0] == out[1] and out[0]["chosen"] == 2e-3
+
+
 def test_choose_breaks_ties_towards_the_smaller_rate() -> None:
     assert choose({"0.001": 0.5, "0.0005": 0.5, "0.002": 0.4}) == "0.0005"
     with pytest.raises(ConfigError):
