@@ -44,7 +44,8 @@ def lr_grid(profile: Any, method: str) -> list[float]:
     return sorted({float(f"{base * float(f):.6g}") for f in profile.lr_grid})
 
 
-def _key(lr: float) -> str:
+def lr_key(lr: float) -> str:
+    """The text key of a learning rate in a selection record (6 significant digits)."""
     return f"{lr:.6g}"
 
 
@@ -145,17 +146,17 @@ def select_learning_rate(
                 )
 
         for lr in grid:
-            if _key(lr) in record["scores"]:
+            if lr_key(lr) in record["scores"]:
                 continue  # finished before an interruption
-            work_dir = run_dir / "lr_select" / "work" / f"{task}__{method}__lr{_key(lr)}"
+            work_dir = run_dir / "lr_select" / "work" / f"{task}__{method}__lr{lr_key(lr)}"
             cell = trainer(lr, held, work_dir)
             score = cell["metrics"].get(metric)
-            record["scores"][_key(lr)] = (
+            record["scores"][lr_key(lr)] = (
                 float(score) if score is not None and math.isfinite(float(score)) else None
             )
             record["runs"] = {
                 **record.get("runs", {}),
-                _key(lr): {
+                lr_key(lr): {
                     "steps": cell["train"]["steps"],
                     "convergence": cell["train"].get("convergence"),
                     "train_time_s": cell["train"].get("train_time_s"),
@@ -212,4 +213,4 @@ def _compatible(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     return old
 
 
-__all__ = ["SCHEMA", "choose", "lr_grid", "select_learning_rate", "selection_path"]
+__all__ = ["SCHEMA", "choose", "lr_grid", "lr_key", "select_learning_rate", "selection_path"]

@@ -491,6 +491,11 @@ def run_cell(
         learning_rate=lr,
         callback_factories=callback_factories,
     )
+    if lr_record is not None:
+        from validation.finetune.convergence import cell_convergence
+
+        train = result["train"]
+        train["convergence"] = cell_convergence(train["convergence"], lr_record)
     if profile.task_overrides:
         result["config"]["task_overrides"] = dict(profile.task_overrides.get(task, {}))
         result["config"]["profile"]["name"] = profile.name
@@ -548,7 +553,9 @@ def train_and_score(
 
     from gelora.architecture import target_module_names
     from gelora.models import resolve_device, resolve_model_name
-    from validation.finetune.convergence import convergence, loss_curve
+    from validation.finetune.convergence import convergence, heldout_convergence, heldout_steps, loss_curve
+    from validation.finetune.heldout_curve import FILE_NAME as HELDOUT_CURVE_FILE
+    from validation.finetune.heldout_curve import heldout_curve_callback
     from validation.finetune.methods import (
         MethodContext,
         check_budget,
@@ -661,6 +668,20 @@ def train_and_score(
             shutil.rmtree(work_dir, ignore_errors=True)
         if world_size() > 1:
             trainer.accelerator.wait_for_everyone()
+    held_cb = None
+    if heldout is not None:
+        # selection runs score their held-out part along the way: the curve the convergence rule reads
+        if resume is None and trainer.is_world_process_zero():
+            (work_dir / HELDOUT_CURVE_FILE).unlink(missing_ok=True)  # a fresh start keeps no old points
+        held_cb = heldout_curve_callback(
+            td.evaluate,
+            PRIMARY_METRIC[td.name],
+            heldout_steps(train_steps),
+            work_dir,
+            write=trainer.is_world_process_zero(),
+        )
+        held_cb.trainer = trainer
+        trainer.add_callback(held_cb)
     t_train = time.perf_counter()
     train_out = trainer.train(resume_from_checkpoint=resume)
     train_time = time.perf_counter() - t_train
@@ -670,6 +691,14 @@ def train_and_score(
         info.update(prepared.finalise(prepared.model))
     primary = PRIMARY_METRIC[td.name]
     curve = loss_curve(trainer.state.log_history)
+    conv = convergence(curve)
+    if held_cb is not None:
+        final = metrics.get(primary)
+        held_curve = [*held_cb.curve, [int(trainer.state.global_step), final]]
+        conv = {
+            **heldout_convergence(held_curve, total_steps=train_steps, metric=primary),
+            "train_loss": conv,
+        }
     result = {
         "schema": CELL_SCHEMA,
         "task": td.name,
@@ -691,7 +720,7 @@ def train_and_score(
             "learning_rate_factor": lr_factor,
             "train_time_s": train_time,
             "loss_curve": curve,
-            "convergence": convergence(curve),
+            "convergence": conv,
             "resumed_from": os.path.relpath(resume, run_dir) if resume else None,
             "restarted_discarding": restarted,
         },

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from gelora.errors import ConfigError
-from validation.finetune.convergence import convergence, loss_curve
+from validation.finetune.convergence import (
+    cell_convergence,
+    convergence,
+    heldout_convergence,
+    heldout_steps,
+    loss_curve,
+)
 
 
 def _curve(losses: list[float]) -> list[list[float]]:
@@ -76,3 +82,91 @@ def test_loss_curve_keeps_training_loss_entries_only() -> None:
         {"train_loss": 0.8, "step": 10},
     ]
     assert loss_curve(history) == [[5, 0.9], [10, 0.7]]
+
+
+# ------------------------------------------------------------------------------ held-out rule
+def _held(scores: list[float], total: int = 100) -> list[list[float]]:
+    steps = heldout_steps(total)
+    assert len(steps) == len(scores)
+    return [[s, v] for s, v in zip(steps, scores, strict=True)]
+
+
+def test_heldout_steps_are_the_fractions_of_the_schedule() -> None:
+    assert heldout_steps(100) == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert heldout_steps(3) == [1, 2, 3]  # short runs: fewer, unique points
+    with pytest.raises(ConfigError):
+        heldout_steps(0)
+    with pytest.raises(ConfigError):
+        heldout_steps(10, (0.0, 1.0))
+
+
+def test_heldout_score_still_rising_in_the_tail_is_unconverged() -> None:
+    # the score gains 3 points over the last 30 % of the steps: a longer schedule would likely buy more
+    rec = heldout_convergence(
+        _held([0.1, 0.4, 0.6, 0.7, 0.75, 0.78, 0.80, 0.81, 0.82, 0.83]), total_steps=100, metric="pearson"
+    )
+    assert rec["converged"] is False and rec["basis"] == "heldout"
+    assert rec["best_before_tail"] == 0.80 and rec["final"] == 0.83 and rec["gain"] == pytest.approx(0.03)
+
+
+def test_heldout_plateau_and_noisy_plateau_converge() -> None:
+    flat = [0.5, 0.8, 0.84, 0.85, 0.855, 0.86, 0.858, 0.861, 0.859, 0.862]
+    assert heldout_convergence(_held(flat), total_steps=100, metric="pearson")["converged"] is True
+    rng = np.random.default_rng(0)
+    noisy = list(0.85 + rng.normal(0.0, 0.004, 10))
+    assert heldout_convergence(_held(noisy), total_steps=100, metric="accuracy")["converged"] is True
+    # a score that falls in the tail (over-fitting) is converged too: more steps would not help
+    over = [0.5, 0.7, 0.8, 0.82, 0.83, 0.83, 0.83, 0.81, 0.80, 0.79]
+    assert heldout_convergence(_held(over), total_steps=100, metric="accuracy")["converged"] is True
+
+
+def test_heldout_tolerance_is_one_point_of_the_metrics_scale() -> None:
+    # SQuAD F1 is in percent: a gain of 0.5 (points) is within one point, 1.5 is not
+    base = [40.0, 60.0, 70.0, 75.0, 77.0, 78.0, 79.0, 79.0, 79.0]
+    assert heldout_convergence(_held([*base, 79.5]), total_steps=100, metric="f1")["converged"] is True
+    rec = heldout_convergence(_held([*base, 80.5]), total_steps=100, metric="f1")
+    assert rec["converged"] is False and rec["tol"] == 1.0
+    assert heldout_convergence(_held([*[b / 100 for b in base], 0.805]), total_steps=100, metric="f1_fake")[
+        "tol"
+    ] == pytest.approx(0.01)
+
+
+def test_heldout_rule_refuses_short_or_broken_curves() -> None:
+    rec = heldout_convergence([[1, 0.5], [2, 0.5], [3, 0.5]], total_steps=3, metric="accuracy")
+    assert rec["converged"] is False and rec["reason"].startswith("only 3")
+    bad = _held([0.5] * 9 + [float("nan")])
+    assert (
+        heldout_convergence(bad, total_steps=100, metric="accuracy")["reason"] == "non-finite held-out score"
+    )
+    none_final = _held([0.5] * 9 + [0.5])
+    none_final[-1][1] = None  # type: ignore[call-overload]
+    assert heldout_convergence(none_final, total_steps=100, metric="accuracy")["converged"] is False
+    with pytest.raises(ConfigError):
+        heldout_convergence(_held([0.5] * 10), total_steps=100, metric="accuracy", tail=1.0)
+
+
+def test_cell_convergence_uses_the_selection_run_at_the_chosen_rate() -> None:
+    loss_rec = convergence(_curve([2.0 - 0.015 * i for i in range(100)]))  # still falling: False
+    held_ok = heldout_convergence(
+        _held([0.5, 0.8, 0.84, 0.85, 0.86, 0.86, 0.86, 0.86, 0.86, 0.86]), total_steps=100, metric="pearson"
+    )
+    held_bad = heldout_convergence(
+        _held([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]), total_steps=100, metric="pearson"
+    )
+    sel = {
+        "chosen": 0.001,
+        "train_seed": 0,
+        "runs": {
+            "0.001": {"convergence": {**held_ok, "train_loss": loss_rec}},
+            "0.002": {"convergence": {**held_bad, "train_loss": loss_rec}},
+        },
+    }
+    rec = cell_convergence(loss_rec, sel)
+    assert rec["basis"] == "heldout" and rec["converged"] is True
+    assert rec["heldout"]["learning_rate"] == 0.001 and rec["heldout"]["seed"] == 0
+    assert rec["train_loss"] == loss_rec and "train_loss" not in rec["heldout"]
+    assert cell_convergence(loss_rec, {**sel, "chosen": 0.002})["converged"] is False
+    # no selection, or one from before held-out curves (training-loss records only): the loss rule decides
+    for old in (None, {"chosen": 0.001, "runs": {"0.001": {"convergence": loss_rec}}}):
+        rec = cell_convergence(loss_rec, old)
+        assert rec["basis"] == "train_loss" and rec["converged"] is False and rec["n_points"] == 100

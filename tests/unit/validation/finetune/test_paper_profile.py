@@ -13,6 +13,7 @@ import pytest
 
 from gelora._io import read_json
 from gelora.errors import ConfigError
+from validation.finetune.convergence import heldout_steps
 from validation.finetune.lr_select import choose, lr_grid, select_learning_rate, selection_path
 from validation.finetune.runner import (
     PAPER_TASK_OVERRIDES,
@@ -220,7 +221,17 @@ def test_paper_style_cell_records_curve_convergence_and_selection(tmp_path: Path
     assert curve and all(isinstance(s, int) and isinstance(v, float) for s, v in curve)
     assert [s for s, _ in curve] == sorted(s for s, _ in curve) and curve[-1][0] == cell["train"]["steps"]
     conv = cell["train"]["convergence"]
-    assert conv["converged"] is False and conv["n_points"] == len(curve) and "rule" in conv
+    # judged on the selection run's held-out curve; a run this short (fewer steps than scoring points)
+    # is never called converged, and the cell's own training-loss record is kept beside it
+    assert conv["basis"] == "heldout" and conv["converged"] is False and "rule" in conv
+    held = conv["heldout"]
+    assert held["metric"] == "accuracy" and held["learning_rate"] == profile.learning_rate
+    assert held["seed"] == 0 and "too" not in held.get("reason", "") and held["reason"].startswith("only")
+    steps = [s for s, _ in held["curve"]]
+    assert steps == sorted(set(steps)) and len(steps) < 10
+    assert conv["train_loss"]["n_points"] == len(curve) and conv["train_loss"]["converged"] is False
+    run = cell["lr_selection"]["runs"][f"{profile.learning_rate:.6g}"]
+    assert run["convergence"]["curve"][-1][0] == run["steps"]  # the last point is the run's final score
     sel = cell["lr_selection"]
     assert sel["chosen"] == cell["train"]["learning_rate"] == profile.learning_rate
     assert sel["grid"] == [profile.learning_rate] and sel["heldout"]["of"] == 24 and sel["heldout"]["n"] == 2
@@ -228,6 +239,32 @@ def test_paper_style_cell_records_curve_convergence_and_selection(tmp_path: Path
     assert cell["data"]["eval"]["validation"]["split"] == "validation"  # the final cell scores dev
     assert result["lr_selection"] == sel
     assert not (tmp_path / "lr_select" / "work" / "rte__lora__lr0.001").exists()
+
+
+def test_selection_run_scores_its_heldout_part_along_the_schedule(tmp_path: Path) -> None:
+    profile = replace(
+        get_profile("test"),
+        name="paper",
+        train_size=40,
+        eval_size=16,
+        batch_size=2,  # 15 steps on the 30 training examples: enough for every scoring point
+        save_steps=1000,
+        lr_select=True,
+        lr_grid=(1.0,),
+        heldout_fraction=0.25,
+        task_overrides={"rte": {"epochs": 1.0, "max_length": 24}},
+    )
+    run_cell("rte", "lora", 0, profile=profile, run_dir=tmp_path, device="cpu")
+    cell = read_cell(cell_path(tmp_path, "rte", "lora", 0))
+    run = cell["lr_selection"]["runs"][f"{profile.learning_rate:.6g}"]
+    held = run["convergence"]
+    assert held["basis"] == "heldout" and held["metric"] == "accuracy"
+    assert [s for s, _ in held["curve"]] == heldout_steps(run["steps"]) and len(held["curve"]) == 10
+    assert all(v is None or 0.0 <= v <= 1.0 for _, v in held["curve"])
+    assert held["final"] == cell["lr_selection"]["scores"][f"{profile.learning_rate:.6g}"]
+    assert isinstance(held["converged"], bool) and held["gain"] == held["final"] - held["best_before_tail"]
+    conv = cell["train"]["convergence"]
+    assert conv["basis"] == "heldout" and conv["converged"] is held["converged"]
 
 
 # ------------------------------------------------------------------------------------------ head only
