@@ -4,7 +4,7 @@
 set -uo pipefail
 export PYTHONPATH="$PWD:$PWD/.devcarry/site${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-export GELORA_DATA_DIR="$PWD/.devcarry/data" GELORA_CACHE_DIR="${GELORA_CACHE_DIR:-/tmp/gelora-cache}"
+export GELORA_DATA_DIR="${GELORA_DATA_DIR:-$PWD/.devcarry/data}" GELORA_CACHE_DIR="${GELORA_CACHE_DIR:-/tmp/gelora-cache}"
 OUT="${OUT:-$PWD/out}"
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
