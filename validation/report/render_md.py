@@ -543,17 +543,17 @@ def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
     sel = []
     for task, by in sorted((summary.get("table") or {}).items()):
         for m, e in sorted(by.items()):
-            chosen = sorted(
-                {
-                    str((r.get("lr_selection") or {}).get("chosen"))
-                    for r in e.get("per_seed") or []
-                    if r.get("lr_selection")
-                }
-            )
+            records = [r["lr_selection"] for r in e.get("per_seed") or [] if r.get("lr_selection")]
+            chosen = sorted({str(r.get("chosen")) for r in records})
+            grids = sorted({len(r.get("grid") or []) for r in records})
             if chosen:
-                sel.append(
-                    f"{_task(task)} / {_name(m)}: learning rate {', '.join(chosen)} (selected on held-out train)"
+                how = (
+                    "the default rate: a one-rate grid, nothing selected"
+                    if grids == [1]
+                    else "selected on held-out train from "
+                    + ", ".join(sorted({str(g) for r in records for g in r.get("grid") or []}, key=float))
                 )
+                sel.append(f"{_task(task)} / {_name(m)}: learning rate {', '.join(chosen)} ({how})")
     if sel:
         out.append(Bullets(tuple(sel)))
     return out

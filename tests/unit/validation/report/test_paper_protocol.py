@@ -152,3 +152,16 @@ def test_stsb_plateau_sentence_uses_the_report_numbers(with_loss):
         assert "docs/validation.md" in text
     rows[0]["values"] = [0.5, 0.6]
     assert stsb_plateau(rows) is None  # no plateau: nothing to explain
+
+
+def test_learning_rates_say_whether_they_were_selected(f, tmp_path, gridfix):
+    run = gridfix.write_grid(tmp_path / "paper", {"sst2": GOOD})
+    one = {"grid": [0.001], "chosen": 0.001, "scores": {"0.001": 0.8}, "metric": "accuracy"}
+    three = {"grid": [0.0005, 0.001, 0.002], "chosen": 0.002, "scores": {}, "metric": "accuracy"}
+    for seed, score in enumerate(GOOD["lora"]):
+        gridfix.write_cell(run, "sst2", "lora", seed, score, lr_selection=one)
+    for seed, score in enumerate(GOOD["gelora"]):
+        gridfix.write_cell(run, "sst2", "gelora", seed, score, lr_selection=three)
+    md, _, _ = B.render_all(f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [run])))))
+    assert "SST-2 / LoRA: learning rate 0.001 (the default rate: a one-rate grid, nothing selected)" in md
+    assert "SST-2 / GeLoRA: learning rate 0.002 (selected on held-out train from 0.0005, 0.001, 0.002)" in md
