@@ -283,9 +283,12 @@ def get_profile(name: str, **overrides: Any) -> Profile:
         raise ConfigError(f"unknown profile fields {sorted(unknown)}")
     base = PROFILES[name]
     if "task_overrides" not in clean and base.task_overrides:
-        # an explicit setting (e.g. --epochs 1 --max-length 32) wins over the per-task table
+        # an explicit setting (e.g. --epochs 1 --max-length 32) wins over the per-task table; the table's
+        # SQuAD window stride belongs to the table's length, so an explicit length drops it too
+        tied = {"doc_stride"} if "max_length" in clean else set()
         clean["task_overrides"] = {
-            t: {k: v for k, v in over.items() if k not in clean} for t, over in base.task_overrides.items()
+            t: {k: v for k, v in over.items() if k not in clean and k not in tied}
+            for t, over in base.task_overrides.items()
         }
     return replace(base, **clean)
 

@@ -54,6 +54,15 @@ def test_explicit_settings_win_over_the_task_table() -> None:
     assert p.lora_r == 2
 
 
+def test_explicit_length_drops_the_tables_squad_stride() -> None:
+    # the table's stride 128 belongs to its length 384: with --max-length 64 it would not fit the window
+    p = get_profile("paper", max_length=64)
+    sq = p.for_task("squad_v2")
+    assert sq.max_length == 64 and sq.doc_stride is None and sq.batch_size == 16
+    assert get_profile("paper", max_length=64, doc_stride=24).for_task("squad_v1").doc_stride == 24
+    assert get_profile("paper", epochs=1.0).for_task("squad_v1").doc_stride == 128  # length untouched
+
+
 def test_bad_task_override_raises() -> None:
     p = get_profile("test", task_overrides={"rte": {"epoch": 3}})
     with pytest.raises(ConfigError, match="epoch"):
