@@ -310,12 +310,16 @@ def run_glue(args: argparse.Namespace) -> int:
     if is_main_process():
         print(
             f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} finished, failed {len(outcome.failed)}"
+            + (f", not run {len(outcome.not_run)} (no offline data)" if outcome.not_run else "")
             + (f", busy elsewhere {len(outcome.busy)}" if outcome.busy else ""),
             file=sys.stderr,
         )
         for name, err in outcome.errors.items():
             print(f"  {name}: {err}", file=sys.stderr)
+        for task, why in outcome.not_run_tasks().items():
+            print(f"  {why}" if task in why else f"  not run: {task}: {why}", file=sys.stderr)
         print(format_summary(summarise(out)))
+    # a task without offline data (MNLI, QQP) is reported, not an error: the other tasks' grid succeeded
     return 1 if outcome.failed or outcome.errors else 0
 
 

@@ -32,6 +32,7 @@ from gelora.errors import ConfigError, ResultFileError
 from validation.finetune import token_cache
 from validation.finetune.claims import DEFAULT_STALE_AFTER, try_claim
 from validation.finetune.runner import (
+    MissingDataError,
     Profile,
     cell_name,
     cell_path,
@@ -43,6 +44,9 @@ from validation.finetune.runner import (
 )
 
 GRID_SCHEMA = "gelora.validation.grid/1"
+
+#: the reason recorded for a cell whose task has no offline data (summary ``missing`` / ``not_run_tasks``)
+NO_OFFLINE_DATA = "not run: no offline data"
 
 
 @dataclass
@@ -57,6 +61,10 @@ class GridOutcome:
         Cells left alone because a live owner elsewhere (another launch, shard or host) holds their claim.
     errors : dict
         ``{cell name: "ErrorType: message"}`` of the failed cells.
+    not_run : dict
+        ``{cell name: message}`` of cells whose task has no offline data (e.g. MNLI, QQP): recorded as
+        "not run: no offline data" (``.failed.json`` with ``not_run``), neither in ``failed`` nor in
+        ``errors`` — a missing data set is not a failure of the method or the code.
     """
 
     ran: list[str] = field(default_factory=list)
@@ -64,6 +72,14 @@ class GridOutcome:
     failed: list[str] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    not_run: dict[str, str] = field(default_factory=dict)
+
+    def not_run_tasks(self) -> dict[str, str]:
+        """``{task: message}``: each task with cells not run for lack of offline data (first message)."""
+        out: dict[str, str] = {}
+        for name, msg in self.not_run.items():
+            out.setdefault(name.split("__", 1)[0], msg)
+        return out
 
 
 def _profile_key(profile: dict[str, Any]) -> dict[str, Any]:
@@ -197,17 +213,20 @@ def run_grid(
     if shard is not None:
         cells = parallel.select_shard(cells, shard)
     if slots:
-        return parallel.run_workers(
-            cells,
-            slots,
-            profile=profile,
-            run_dir=run_dir,
-            data_dir=data_dir,
-            device=device,
-            keep_going=keep_going,
-            keep_checkpoints=keep_checkpoints,
-            progress=progress,
-            stale_after=stale_after,
+        return _separate_not_run(
+            parallel.run_workers(
+                cells,
+                slots,
+                profile=profile,
+                run_dir=run_dir,
+                data_dir=data_dir,
+                device=device,
+                keep_going=keep_going,
+                keep_checkpoints=keep_checkpoints,
+                progress=progress,
+                stale_after=stale_after,
+            ),
+            run_dir,
         )
     outcome = GridOutcome()
     with token_cache.use_dir(run_dir / "cache"):
@@ -223,6 +242,24 @@ def run_grid(
             progress=progress,
             stale_after=stale_after,
         )
+    return outcome
+
+
+def _separate_not_run(outcome: GridOutcome, run_dir: Path) -> GridOutcome:
+    """Move the failed cells whose failure record says ``not_run`` (no offline data) to ``outcome.not_run``.
+
+    Worker subprocesses report cells only through their files; this reads each failure record back.
+    """
+    for name in list(outcome.failed):
+        task, method, seed = name.split("__")
+        try:
+            info = read_json(failure_path(run_dir, task, method, int(seed.removeprefix("seed"))))
+        except (ResultFileError, ValueError):
+            continue
+        if isinstance(info, dict) and info.get("not_run"):
+            outcome.failed.remove(name)
+            outcome.errors.pop(name, None)
+            outcome.not_run[name] = str(info.get("message") or f"not run: {info['not_run']}")
     return outcome
 
 
@@ -251,7 +288,13 @@ def attempt_cells(
 
     ``failed_since``: skip cells whose failure record is newer (another worker of the same launch tried
     them). ``log_dir``: send the cell's stdout/stderr (file descriptors 1 and 2) to ``<log_dir>/<cell>.log``.
+
+    A cell whose task has no offline data (:class:`~validation.finetune.runner.MissingDataError`) is
+    recorded as not run (``outcome.not_run``, a ``.failed.json`` with ``not_run``) and never stops the grid,
+    even with ``keep_going=False``; the other cells of that task are recorded the same way without loading
+    anything again.
     """
+    no_data: dict[str, MissingDataError] = {}
     for t, m, s in cells:
         name = cell_name(t, m, s)
         path = cell_path(run_dir, t, m, s)
@@ -263,6 +306,12 @@ def attempt_cells(
             continue
         fail = failure_path(run_dir, t, m, s)
         if failed_since is not None and fail.exists() and fail.stat().st_mtime >= failed_since:
+            continue
+        if t in no_data:  # the task's data was looked for a moment ago: not there
+            record_failure(run_dir, t, m, int(s), no_data[t])
+            outcome.not_run[name] = str(no_data[t])
+            if progress:
+                progress(name, "not run")
             continue
         if is_main_process():
             claim = try_claim(claim_path(run_dir, t, m, s), stale_after=stale_after, note=note)
@@ -291,6 +340,13 @@ def attempt_cells(
                         device=device,
                         keep_checkpoints=keep_checkpoints,
                     )
+            except MissingDataError as exc:  # the task, not this cell: no offline data
+                record_failure(run_dir, t, m, int(s), exc)
+                no_data[t] = exc
+                outcome.not_run[name] = str(exc)
+                if progress:
+                    progress(name, "not run")
+                continue
             except Exception as exc:  # noqa: BLE001 - recorded per cell; KeyboardInterrupt propagates
                 record_failure(run_dir, t, m, int(s), exc)
                 outcome.failed.append(name)
@@ -356,7 +412,9 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
         ``loss_curve`` (one seed's ``{"seed", "points": [[step, loss], ...], "n_points"}`` or None);
         ``profile_name``; ``primary_metric[task]``; ``missing``: a list of
         ``{"task", "method", "seed", "reason"}`` for planned cells without a result (a failed cell's
-        reason is its error; never a zero); ``n_cells``/``n_planned``.
+        reason is its error; never a zero); ``not_run_tasks``: ``{"task", "reason", "n_cells"}`` for each
+        planned task without any result whose every cell is "not run: no offline data" (e.g. MNLI and QQP
+        offline); ``n_cells``/``n_planned``.
 
     Raises
     ------
@@ -398,6 +456,12 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
         else:
             reason = "not run: no result file (grid interrupted before this cell or not yet run)"
         missing.append({"task": t, "method": m, "seed": s, "reason": reason})
+    with_result = {t for t, _, _ in found}
+    not_run_tasks = []
+    for t in dict.fromkeys(t for t, _, _ in planned):
+        reasons = [x["reason"] for x in missing if x["task"] == t]
+        if t not in with_result and reasons and all(r == NO_OFFLINE_DATA for r in reasons):
+            not_run_tasks.append({"task": t, "reason": NO_OFFLINE_DATA, "n_cells": len(reasons)})
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for (t, m, _s), cell in sorted(found.items(), key=lambda kv: kv[0]):
         groups.setdefault(t, {}).setdefault(m, []).append(cell)
@@ -428,6 +492,7 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
         "table": table,
         "primary_metric": {t: PRIMARY_METRIC.get(t) for t in sorted({t for t, _, _ in planned})},
         "missing": missing,
+        "not_run_tasks": not_run_tasks,
         "n_cells": len(found),
         "n_planned": len(planned),
     }
@@ -516,13 +581,18 @@ def format_summary(summary: dict[str, Any]) -> str:
                 f"adapter params {entry['trainable_adapter_params'][0]}, "
                 f"{entry['wall_time_s']['mean']:.1f} s/cell)"
             )
+    not_run = {x["task"]: x for x in summary.get("not_run_tasks") or []}
     for miss in summary["missing"]:
-        lines.append(f"  missing {miss['task']} {miss['method']} seed{miss['seed']}: {miss['reason']}")
+        if miss["task"] not in not_run:
+            lines.append(f"  missing {miss['task']} {miss['method']} seed{miss['seed']}: {miss['reason']}")
+    for task, x in not_run.items():
+        lines.append(f"  {task}: {x['reason']} (all {x['n_cells']} planned cell(s))")
     return "\n".join(lines)
 
 
 __all__ = [
     "GRID_SCHEMA",
+    "NO_OFFLINE_DATA",
     "GridOutcome",
     "attempt_cells",
     "claim_path",

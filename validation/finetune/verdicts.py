@@ -125,7 +125,9 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
         ``profile``, ``paper`` (bool), ``tasks[task]`` = ``{"metric", "ceiling", "floor"`` (mean primary
         score over usable seeds or None), ``"floor_gap"`` (the paired full - head_only record or None),
         ``"informative"`` (bool), ``"reason"`` (why not; None when informative), ``"pairs"``
-        ``{baseline: paired record + "excluded" (task uninformative)}}``; ``baselines``; ``exclusions``
+        ``{baseline: paired record + "excluded" (task uninformative)}}``; ``baselines``; ``not_run``
+        (``{"task", "reason"}`` of planned tasks without any result because their data is not available
+        offline, :func:`not_run_tasks`); ``exclusions``
         (cells: ``task``, ``method``, ``seed``, ``reason`` ("unconverged", "convergence not recorded", "no
         primary score") and ``excluded`` (whether the cell was dropped)); ``uninformative``
         (``{"task", "reason"}``); ``counts[baseline]`` (``better``/``tie``/``worse``/``undetermined`` over
@@ -199,6 +201,7 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
         "level": level,
         "baselines": baselines,
         "tasks": tasks,
+        "not_run": not_run_tasks(summary),
         "exclusions": exclusions,
         "uninformative": uninformative,
         "counts": counts,
@@ -209,6 +212,18 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
     }
     total["n"] = sum(counts[b]["n"] for b in baselines)
     out["line"] = claim_line(total, None)
+    return out
+
+
+def not_run_tasks(summary: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``[{"task", "reason"}]``: planned tasks the grid could not run (no offline data: MNLI, QQP), from the
+    summary's ``not_run_tasks``; a task with a result in ``table`` is never listed."""
+    table = summary.get("table") or {}
+    out: list[dict[str, str]] = []
+    for rec in summary.get("not_run_tasks") or []:
+        task = rec.get("task")
+        if task and task not in table and all(x["task"] != task for x in out):
+            out.append({"task": str(task), "reason": str(rec.get("reason") or "not run")})
     return out
 
 
@@ -229,7 +244,8 @@ def glue_average(
 
     Each task enters with each method's mean primary score over its usable seeds (the rule of
     :func:`compute_verdicts`). Returns ``{"methods": {method: average}, "tasks": [tasks that entered],
-    "left_out": {task: reason}}``; ``methods`` maps to an empty dict when no task qualifies.
+    "left_out": {task: reason}}`` (a GLUE task the grid could not run for lack of offline data is left out
+    with that reason); ``methods`` maps to an empty dict when no task qualifies.
     """
     table = summary.get("table") or {}
     profile = summary.get("profile_name")
@@ -258,6 +274,9 @@ def glue_average(
             continue
         entered.append(task)
         per_task[task] = means
+    for rec in not_run_tasks(summary):
+        if rec["task"] in GLUE_TASKS:
+            left_out[rec["task"]] = rec["reason"]
     avg = {m: math.fsum(per_task[t][m] for t in entered) / len(entered) for m in methods} if entered else {}
     return {"methods": avg, "tasks": entered, "left_out": left_out, "per_task": per_task}
 
@@ -265,8 +284,9 @@ def glue_average(
 def compact_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     """What :func:`compute_verdicts` and the report's figures need from a summary (``report.json`` size).
 
-    Keeps ``profile_name``, ``primary_metric``, ``run_dir`` and per task x method ``per_seed`` (seed,
-    primary, converged, convergence rule, train/eval loss, learning rate, lr_selection) and ``loss_curve``.
+    Keeps ``profile_name``, ``primary_metric``, ``run_dir``, ``not_run_tasks`` and per task x method
+    ``per_seed`` (seed, primary, converged, convergence rule, train/eval loss, learning rate, lr_selection)
+    and ``loss_curve``.
     """
     profile = summary.get("profile_name")
     if profile is None and isinstance(summary.get("profile"), Mapping):
@@ -295,6 +315,7 @@ def compact_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
         "primary_metric": dict(summary.get("primary_metric") or {}),
         "run_dir": summary.get("run_dir"),
         "table": table,
+        "not_run_tasks": [dict(x) for x in summary.get("not_run_tasks") or []],
     }
 
 
@@ -302,13 +323,17 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Merge (compact) summaries of several run directories of one protocol: per task x method the last
     directory with a result wins (as :func:`validation.report.build.merge_grids` does for rows).
 
-    ``sources`` names each directory; ``origin[task][method]`` the one a pair came from.
+    ``sources`` names each directory; ``origin[task][method]`` the one a pair came from; ``not_run_tasks``
+    the tasks no directory could run (no offline data).
     """
     table: dict[str, dict[str, Any]] = {}
     origin: dict[str, dict[str, Any]] = {}
     metrics: dict[str, Any] = {}
     names = {s.get("profile_name") for s in summaries}
+    not_run: dict[str, dict[str, Any]] = {}
     for s in summaries:
+        for rec in s.get("not_run_tasks") or []:
+            not_run.setdefault(rec["task"], dict(rec))
         metrics.update(s.get("primary_metric") or {})
         for t, by in (s.get("table") or {}).items():
             for m, e in by.items():
@@ -321,6 +346,8 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "sources": [s.get("run_dir") for s in summaries],
         "origin": origin,
         "table": table,
+        # a task not run in one directory but trained in another is not "not run"
+        "not_run_tasks": [rec for task, rec in not_run.items() if task not in table],
     }
 
 
@@ -347,6 +374,8 @@ def format_verdicts(v: Mapping[str, Any]) -> str:
                 f"    gelora - {b}: {diff} {ci} n={pd['n']} {pd['verdict']}"
                 + (" (excluded: task uninformative)" if pd["excluded"] else "")
             )
+    for rec in v.get("not_run") or []:
+        lines.append(f"  {rec['task']}: {rec['reason']}")
     lines += [f"  {c['line']}" for c in v["counts"].values()]
     for e in v["exclusions"]:
         lines.append(
@@ -395,6 +424,7 @@ __all__ = [
     "format_verdicts",
     "glue_average",
     "merge_summaries",
+    "not_run_tasks",
     "verdicts_from_grid",
 ]
 

@@ -506,6 +506,10 @@ def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
             f"Under the paper protocol ({summary.get('model')}), {n_inf} of {len(v['tasks'])} task(s) are "
             f"informative (full fine-tuning clearly above the head-only floor); on them GeLoRA is "
             f"{v['line']}. Points right of 0 favour GeLoRA; hollow grey points belong to excluded tasks."
+            + "".join(
+                f" {_task(r['task'])}: {r['reason']} (planned, listed below, never scored)."
+                for r in v.get("not_run") or []
+            )
         )
     )
     if loss_curve_series(report):
@@ -533,6 +537,8 @@ def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
                 "informative" if rec["informative"] else str(rec["reason"]),
             )
         )
+    for rec in v.get("not_run") or []:  # planned but without data offline (MNLI, QQP): listed, never scored
+        rows.append((_task(rec["task"]), "—", "—", "—", "—", str(rec["reason"])))
     out.append(Para("Ceiling (full fine-tuning) and floor (classifier head only) per task:"))
     out.append(
         Table(
@@ -651,7 +657,8 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     with_profile = any("profile" in r for r in data.get("rows", []))
     for r in data.get("rows", []):
         if r.get("mean") is None:
-            score = f"not run ({r.get('reason', 'no result')})"
+            why = str(r.get("reason") or "no result")
+            score = why if why.startswith("not run") else f"not run ({why})"
         elif r.get("std") is None:
             score = f"{fmt(r['mean'], 4)} (n={r.get('n_seeds')}; no spread from one seed)"
         else:

@@ -55,6 +55,15 @@ def test_explicit_settings_win_over_the_task_table() -> None:
     assert p.lora_r == 2
 
 
+def test_explicit_length_drops_the_tables_squad_stride() -> None:
+    # the table's stride 128 belongs to its length 384: with --max-length 64 it would not fit the window
+    p = get_profile("paper", max_length=64)
+    sq = p.for_task("squad_v2")
+    assert sq.max_length == 64 and sq.doc_stride is None and sq.batch_size == 16
+    assert get_profile("paper", max_length=64, doc_stride=24).for_task("squad_v1").doc_stride == 24
+    assert get_profile("paper", epochs=1.0).for_task("squad_v1").doc_stride == 128  # length untouched
+
+
 def test_bad_task_override_raises() -> None:
     p = get_profile("test", task_overrides={"rte": {"epoch": 3}})
     with pytest.raises(ConfigError, match="epoch"):
@@ -299,7 +308,7 @@ def test_task_without_offline_data_is_recorded_as_not_run(tmp_path: Path) -> Non
     out = run_grid(
         ["mnli"], ["lora"], [0], profile=get_profile("test"), run_dir=tmp_path / "run", data_dir=empty
     )
-    assert out.failed == ["mnli__lora__seed0"]
+    assert out.failed == [] and list(out.not_run) == ["mnli__lora__seed0"]
     (miss,) = summarise(tmp_path / "run")["missing"]
     assert miss["reason"] == "not run: no offline data"
     assert not cell_path(tmp_path / "run", "mnli", "lora", 0).exists()
