@@ -164,7 +164,11 @@ def test_paper_profile_squad_cells_record_official_scores(tmp_path: Path) -> Non
         assert cell["train"]["learning_rate"] == sel["chosen"]
         curve = cell["train"]["loss_curve"]
         assert curve and all(len(p) == 2 and p[1] > 0 for p in curve)
-        assert isinstance(cell["train"]["convergence"]["converged"], bool)
+        conv = cell["train"]["convergence"]
+        # judged on the selection run's held-out F1 curve, in SQuAD's percent units (one point = 1.0)
+        assert isinstance(conv["converged"], bool) and conv["basis"] == "heldout"
+        assert conv["heldout"]["metric"] == "f1" and conv["heldout"]["tol"] == 1.0
+        assert conv["heldout"]["curve"][-1][1] == sel["scores"][f"{sel['chosen']:.6g}"]
         assert json.loads(selection_path(out, task, "lora").read_text())["done"] is True
     v1 = read_cell(cell_path(out, "squad_v1", "lora", 0))
     assert set(v1["metrics"]) == {"exact", "f1"}
