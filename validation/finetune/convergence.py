@@ -182,8 +182,8 @@ def heldout_convergence(
     -------
     dict
         ``converged`` (bool), ``basis`` ("heldout"), ``rule`` (text), ``metric``, ``curve``, ``final``,
-        ``best_before_tail``, ``gain`` (final - best_before_tail, None when not computable), ``tol`` (in
-        the metric's units), ``tail``; ``reason`` when ``converged`` is False for want of data.
+        ``best_before_tail``, ``gain`` (final - best_before_tail, None when not computable), ``rise`` (final
+        - first scored point), ``tol`` (in the metric's units), ``tail``; ``reason`` when ``converged`` is False for want of data.
     """
     if not 0 < tail < 1:
         raise ConfigError(f"tail must be in (0, 1), got {tail}")
@@ -216,8 +216,13 @@ def heldout_convergence(
         record["reason"] = "non-finite held-out score"
         return record
     best = max(v for v in before if v is not None)
+    first = next(v for _, v in pts if v is not None)
     gain = final - best
-    record.update(final=final, best_before_tail=best, gain=gain, converged=bool(gain <= tol_units))
+    # rise: what the whole run bought after its first scored point; near 0 on a converged curve means the
+    # run never left its starting level (a plateau the rule cannot tell from a finished run; shown, not judged)
+    record.update(
+        final=final, best_before_tail=best, gain=gain, rise=final - first, converged=bool(gain <= tol_units)
+    )
     return record
 
 

@@ -107,6 +107,7 @@ def test_heldout_score_still_rising_in_the_tail_is_unconverged() -> None:
     )
     assert rec["converged"] is False and rec["basis"] == "heldout"
     assert rec["best_before_tail"] == 0.80 and rec["final"] == 0.83 and rec["gain"] == pytest.approx(0.03)
+    assert rec["rise"] == pytest.approx(0.73)
 
 
 def test_heldout_plateau_and_noisy_plateau_converge() -> None:
