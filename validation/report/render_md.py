@@ -715,9 +715,40 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
                 ),
             )
         )
+    if has_paper:
+        app += _short_schedule_appendix(report, data)
     for note in data.get("notes", []):
         app.append(Notice(note))
     return out, app
+
+
+def _short_schedule_appendix(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
+    """Appendix D's account of the grids that are not the paper protocol, when a paper grid leads section 5:
+    what they are (a short schedule that had not converged), the STS-B plateau, and what they show."""
+    from validation.report.claims import short_schedule_comparison
+
+    short = [r for r in data.get("rows", []) if r.get("mean") is not None and r.get("profile") != "paper"]
+    if not short:
+        return []
+    profiles = sorted({str(r.get("profile")) for r in short})
+    out: list[Block] = [
+        Para(
+            f"**A short, unconverged schedule** (profile {', '.join(profiles)}): these grids ran before the paper protocol, on schedules too short for every method to "
+            "converge, and without ceiling and floor runs. They are shown for the record and are not evidence "
+            "either way; C4 uses only the paper-protocol grid of section 5."
+        )
+    ]
+    plateau = stsb_plateau(short)
+    if plateau:
+        out.append(Para(plateau))
+    _, evidence, _, extra = short_schedule_comparison(report)
+    if extra.get("table"):
+        out.append(
+            Para("What the short schedule shows, paired where seeds are shared: " + " ".join(evidence[:1]))
+        )
+        t = extra["table"]
+        out.append(Table(tuple(t["headers"]), tuple(tuple(str(x) for x in r) for r in t["rows"])))
+    return out
 
 
 def _trajectory_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:

@@ -96,6 +96,9 @@ def test_short_and_paper_grids_are_kept_apart(f, tmp_path, gridfix):
     md, _, figures = B.render_all(r)
     assert "## 5. Fine-tuning under the paper protocol" in md
     assert "appendix D" in md and "| gpu |" in md and "| paper |" in md
+    # the short grid is explained in the appendix, after the paper protocol's section
+    assert md.index("**A short, unconverged schedule** (profile gpu)") > md.index("## 5. Fine-tuning")
+    assert "What the short schedule shows" in md
     assert "grid_scores" not in figures
 
 
