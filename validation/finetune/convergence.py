@@ -190,7 +190,9 @@ def heldout_convergence(
     scale = 100.0 if metric in PERCENT_METRICS else 1.0
     tol_units = float(tol) * scale
     # missing (None) and non-finite scores are kept as None in the record (JSON has no NaN)
-    pts = [[int(p[0]), _finite(p[1])] for p in curve]
+    steps = [int(p[0]) for p in curve]
+    values = [_finite(p[1]) for p in curve]
+    pts: list[list[Any]] = [[s, v] for s, v in zip(steps, values, strict=True)]
     cut = (1.0 - tail) * total_steps
     record: dict[str, Any] = {
         "converged": False,
@@ -207,16 +209,16 @@ def heldout_convergence(
         "tol": tol_units,
         "tail": tail,
     }
-    before = [v for s, v in pts if s <= cut + 1e-9]
+    before = [v for s, v in zip(steps, values, strict=True) if s <= cut + 1e-9]
     if len(pts) < min_points or not before:
         record["reason"] = f"only {len(pts)} held-out scores ({len(before)} before the tail)"
         return record
-    final = pts[-1][1]
+    final = values[-1] if values else None
     if final is None or all(v is None for v in before):
         record["reason"] = "non-finite held-out score"
         return record
     best = max(v for v in before if v is not None)
-    first = next(v for _, v in pts if v is not None)
+    first = next(v for v in values if v is not None)
     gain = final - best
     # rise: what the whole run bought after its first scored point; near 0 on a converged curve means the
     # run never left its starting level (a plateau the rule cannot tell from a finished run; shown, not judged)
