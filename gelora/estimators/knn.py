@@ -81,9 +81,11 @@ CPU_BLOCK_BYTES = 256 * 2**20
 #: mostly in cache during the selection passes (measured ~15 % faster than 128 MiB blocks at n = 16000)
 SCREEN_BLOCK_BYTES = 32 * 2**20
 
-#: up to this many points the NumPy backend runs one block with a threaded BLAS product (below it,
-#: per-thread blocks measured slower: 0.049 s against 0.034 s at n = 1000, D = 768 on 2 cores)
-SMALL_N = 2048
+#: up to this many points the NumPy backend runs one block with a threaded BLAS product; above it,
+#: per-thread blocks with a single-threaded BLAS (on the shared 2-core machine under load, n = 1000,
+#: k = 20: 32-39 ms against 46-61 ms at D = 64, 106-119 ms against 156-168 ms at D = 768; on a quiet
+#: machine the threaded product had measured faster, 0.034 s against 0.049 s at n = 1000, D = 768)
+SMALL_N = 256
 
 #: narrowest screening product (columns) for which :func:`_knn_numpy_symmetric` computes each pair once
 #: (``python -m validation.knn_profile --hidden``, n = 16000, 2 cores: MiniLM hidden states, width 392,
@@ -114,8 +116,13 @@ SCREEN_MIN_N = 2048
 SCREEN_RANKS = (5, 13, 21, 29, 45, 61, 125, 253)
 
 #: re-rank cost of one candidate coordinate in units of one float32 BLAS multiply-add (cost model of
-#: :func:`_screen_basis`; measured order of magnitude on the development machine, affects speed only)
-RERANK_COST = 50.0
+#: :func:`_screen_basis`; measured order of magnitude on the development machine, affects speed only:
+#: n = 1000, D = 768, one thread, 20 candidates per row: re-rank 40 ms, the whole float32 product 25 ms)
+RERANK_COST = 80.0
+
+#: cost of one principal coordinate per row and input feature, same unit: the float64 coordinates and
+#: residuals (two float64 products, each about twice a float32 one); affects speed only
+BASIS_COST = 4.0
 
 #: rows whose float32 screen keeps more candidates than ``max(SCREEN_CAP, 4 k)`` are screened again in
 #: float64 (the float32 bound is loose when the norms dwarf the neighbour distances)
@@ -215,10 +222,12 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
     For all i, j: ``|z_i - z_j|^2 + (a_i - a_j)^2 <= |x_i - x_j|^2 <= |z_i - z_j|^2 + (a_i + a_j)^2``
     (Pythagoras and the triangle inequality on the residuals), which is all the screen in
     :func:`_knn_numpy` relies on; ``Z = Xc``, ``a = 0`` (``p = D``) is the plain screen. The rank only
-    changes the speed, never the result: it minimises the cost model ``n (p + 3)`` multiply-adds per row
-    for the screening product plus ``RERANK_COST * D`` per expected candidate of the exact re-rank, the
-    candidate count being estimated on 64 evenly spaced pilot rows against all points (with the
-    screen's cut but without its rounding tolerance).
+    changes the speed, never the result: it minimises the cost model of :func:`_screen_cost` (the
+    screening product, halved where the symmetric product applies, the principal basis and
+    ``RERANK_COST * D`` per expected candidate of the exact re-rank), the candidate count being
+    estimated on 64 evenly spaced pilot rows against all points (with the screen's cut but without its
+    rounding tolerance). On data of full linear rank (the benchmark's ``tanh`` data at n = 4000) the
+    basis costs more than the narrower product saves, and the plain screen ``p = D`` is kept.
     """
     n, D = Xc.shape
     ranks = [p for p in SCREEN_RANKS if 3 * p <= D]
@@ -226,26 +235,57 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
         return Xc, np.zeros(n)
     if sq is None:
         sq = np.einsum("ij,ij->i", Xc, Xc)
+    # one BLAS thread, the large products split over the block threads: threaded BLAS calls measured
+    # about 2x slower in wall time on the shared 2-core machine (tanh data, n = 4000, D = 768: 0.64 s
+    # against 0.34 s for this function)
+    from threadpoolctl import threadpool_limits
+
+    workers = _n_workers()
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        return _screen_basis_1(Xc, k, sq, ranks, pool, workers)
+
+
+def _rows_matmul(A: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor, workers: int) -> np.ndarray:
+    """``A @ B`` with the rows of A split over the threads of ``pool`` (BLAS itself on one thread)."""
+    out = np.empty((A.shape[0], B.shape[1]), dtype=np.result_type(A, B))
+    cuts = np.linspace(0, A.shape[0], workers + 1).astype(int)
+
+    def part(c0: int, c1: int) -> None:
+        np.matmul(A[c0:c1], B, out=out[c0:c1])
+
+    for job in [pool.submit(part, c0, c1) for c0, c1 in zip(cuts[:-1], cuts[1:]) if c1 > c0]:
+        job.result()
+    return out
+
+
+def _screen_basis_1(
+    Xc: np.ndarray, k: int, sq: np.ndarray, ranks: list[int], pool: ThreadPoolExecutor, workers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The body of :func:`_screen_basis` (BLAS limited to one thread, large products on ``pool``)."""
+    n, D = Xc.shape
     # directions for the ranks up to ~64 first; all of them again only if the pilot gets that far
     V = _principal_directions(Xc, max(p for p in ranks if p <= max(ranks[0], 64)))
     pilot = np.unique(np.linspace(0, n - 1, 64).astype(np.int64))
-    best_p, best_cost = D, n * (D + 3.0) + RERANK_COST * D * k
+    best_p, best_cost = D, _screen_cost(n, D, D, k, k)
     coords = np.empty((n, 0))  # Xc V[:, :q], computed a few ranks at a time (each product reads all of Xc)
     zsq = np.zeros(n)  # |z|^2 so far
     dot = np.zeros((pilot.size, n))  # z_pilot . z so far
     done = 0
     for p in ranks:
-        if n * (p + 3.0) + RERANK_COST * D * k >= best_cost:
+        if _screen_cost(n, D, p, k, k) >= best_cost:
             break  # even a perfect screen (k candidates per row) would cost more than the best so far
         if p > V.shape[1]:  # new directions: the coordinates so far are recomputed in the new basis
             V = _principal_directions(Xc, ranks[-1])
-            coords = Xc @ V[:, :done]
+            coords = _rows_matmul(Xc, np.ascontiguousarray(V[:, :done]), pool, workers)
             zsq = np.einsum("ij,ij->i", coords, coords)
             dot = coords[pilot] @ coords.T
         if p > coords.shape[1]:
-            upto = max(q for q in ranks if q <= max(p, 2 * p + 3) and q <= V.shape[1])
-            coords = np.concatenate([coords, Xc @ V[:, coords.shape[1] : upto]], axis=1)
-        Zb = coords[:, done:p]
+            # a few ranks per pass over Xc while they are cheap; beyond ~64 only what this rank needs
+            ahead = 2 * p + 3 if p <= 64 else p
+            upto = max(q for q in ranks if q <= ahead and q <= V.shape[1])
+            more = _rows_matmul(Xc, np.ascontiguousarray(V[:, coords.shape[1] : upto]), pool, workers)
+            coords = np.concatenate([coords, more], axis=1)
+        Zb = np.ascontiguousarray(coords[:, done:p])
         zsq += np.einsum("ij,ij->i", Zb, Zb)
         dot += Zb[pilot] @ Zb.T
         done = p
@@ -254,7 +294,7 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
         lb[np.arange(pilot.size), pilot] = np.inf
         t_pilot = np.partition(lb + 4.0 * a[pilot, None] * a[None, :], k - 1, axis=1)[:, k - 1]
         count = float(np.mean(np.sum(lb <= t_pilot[:, None], axis=1)))
-        cost = n * (p + 3.0) + RERANK_COST * D * max(count, k)
+        cost = _screen_cost(n, D, p, k, count)
         if cost < best_cost:
             best_p, best_cost = p, cost
         if p >= 60 and count > n / 4:
@@ -264,10 +304,29 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
     Vp = V[:, :best_p]
     Z = np.ascontiguousarray(coords[:, :best_p])
     a = np.empty(n)
-    for s in range(0, n, 1024):  # explicit residuals (no cancellation), in cache-sized chunks
-        resid = Xc[s : s + 1024] - Z[s : s + 1024] @ Vp.T
+    VpT = np.ascontiguousarray(Vp.T)
+
+    def residuals(s: int) -> None:  # explicit residuals (no cancellation), in cache-sized chunks
+        resid = Xc[s : s + 1024] - Z[s : s + 1024] @ VpT
         a[s : s + 1024] = np.sqrt(np.einsum("ij,ij->i", resid, resid))
+
+    list(pool.map(residuals, range(0, n, 1024)))
     return Z, a
+
+
+def _screen_cost(n: int, D: int, p: int, k: int, count: float) -> float:
+    """Cost model of :func:`_screen_basis` per row, in float32 multiply-adds (affects speed only).
+
+    The screening product (``n (p + 3)``, halved when the symmetric product of :func:`_knn_numpy` can
+    apply), for ``p < D`` the float64 coordinates and residuals (``BASIS_COST * D * p``) and the
+    principal directions from at most 2048 rows (three products of width ``p + 16``, shared by the n
+    rows), and ``RERANK_COST * D`` per candidate kept (at least k).
+    """
+    product = n * (p + 3.0)
+    if p + 3 >= SYMMETRIC_MIN_WIDTH and n > SMALL_N and 24 * n * k * _subset_step(n, k) <= SYMMETRIC_MAX_BYTES:
+        product /= 2
+    basis = 0.0 if p >= D else BASIS_COST * D * p + 3.0 * min(n, 2048) * D * (p + 16) / n
+    return product + basis + RERANK_COST * D * max(count, k)
 
 
 def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
@@ -278,13 +337,20 @@ def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
     the directions by variance. Only the orthonormality matters for exactness; the quality of the
     directions only changes the speed of the screen.
     """
+    from threadpoolctl import threadpool_limits
+
     n, D = Xc.shape
     sub = Xc[:: -(-n // 2048)].astype(np.float32)
     ell = min(D, p + 16)
     sketch = np.random.default_rng(0).standard_normal((D, ell)).astype(np.float32)
-    Q, _ = np.linalg.qr((sub.T @ (sub @ sketch)).astype(np.float64))
+    Y = (sub.T @ (sub @ sketch)).astype(np.float64)
+    # the small factorisations on one thread: threaded LAPACK on these sizes measured 3-7x slower on the
+    # shared 2-core machine (QR of 768 x 269: 46 ms against 15 ms; eigh of 269 x 269: 65 ms against 7 ms)
+    with threadpool_limits(limits=1, user_api="blas"):
+        Q, _ = np.linalg.qr(Y)
     B = (sub @ Q.astype(np.float32)).astype(np.float64)
-    _, U = np.linalg.eigh(B.T @ B)
+    with threadpool_limits(limits=1, user_api="blas"):
+        _, U = np.linalg.eigh(B.T @ B)
     return (Q @ U[:, ::-1])[:, :p]
 
 
