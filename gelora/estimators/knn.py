@@ -52,7 +52,9 @@ ratio-based estimate.)
 
 from __future__ import annotations
 
+import os
 import queue
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -238,10 +240,8 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
     # one BLAS thread, the large products split over the block threads: threaded BLAS calls measured
     # about 2x slower in wall time on the shared 2-core machine (tanh data, n = 4000, D = 768: 0.64 s
     # against 0.34 s for this function)
-    from threadpoolctl import threadpool_limits
-
     workers = _n_workers()
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with _block_threads(workers) as pool:
         return _screen_basis_1(Xc, k, sq, ranks, pool, workers)
 
 
@@ -337,8 +337,6 @@ def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
     the directions by variance. Only the orthonormality matters for exactness; the quality of the
     directions only changes the speed of the screen.
     """
-    from threadpoolctl import threadpool_limits
-
     n, D = Xc.shape
     sub = Xc[:: -(-n // 2048)].astype(np.float32)
     ell = min(D, p + 16)
@@ -346,10 +344,10 @@ def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
     Y = (sub.T @ (sub @ sketch)).astype(np.float64)
     # the small factorisations on one thread: threaded LAPACK on these sizes measured 3-7x slower on the
     # shared 2-core machine (QR of 768 x 269: 46 ms against 15 ms; eigh of 269 x 269: 65 ms against 7 ms)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _one_blas_thread():
         Q, _ = np.linalg.qr(Y)
     B = (sub @ Q.astype(np.float32)).astype(np.float64)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _one_blas_thread():
         _, U = np.linalg.eigh(B.T @ B)
     return (Q @ U[:, ::-1])[:, :p]
 
@@ -415,7 +413,7 @@ def _screen_block(
     a_rows: np.ndarray | None,
     a_cols: np.ndarray | None,
     tau: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (row, column) of a screened block: ``g_ij <= T_i + slack_i`` (proof in :func:`_knn_numpy`).
 
     ``g`` (b, n) holds the screening lower bounds with the self entries set to ``inf``; ``a_rows`` (b,)
@@ -423,7 +421,8 @@ def _screen_block(
     the distances from above. ``T_i`` is the k-th smallest computed upper bound over any column set:
     first ``tau`` (b,), over the evenly strided subset of :func:`_subset_step` (computed here from ``g``
     unless given), which one comparison pass turns into a small superset of survivors (about ``k n / m``
-    per row), then over the survivors, which gives the final cut. Returns flat ``r`` (sorted) and ``col``.
+    per row), then over the survivors, which gives the final cut. Returns flat ``r`` (sorted), ``col``
+    and their screening values ``g_ij`` (float64).
     """
     b, n = g.shape
     if tau is None:
@@ -455,17 +454,17 @@ def _final_cut(
     slack: np.ndarray,
     a_rows: np.ndarray | None,
     a_cols: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The second cut of :func:`_screen_block` over a superset of each row's candidates.
 
     ``r`` (sorted, rows 0..b-1 of the block), ``col`` and ``v`` (float64 screening values) list the
     survivors of the first cut; ``T_i`` is now the k-th smallest upper bound ``v + 4 a_i a_j`` over them,
-    and the pairs with ``v <= T_i + slack_i`` are returned.
+    and the pairs with ``v <= T_i + slack_i`` are returned (rows, columns, values).
     """
     u = v if a_rows is None or a_cols is None else v + 4.0 * a_rows[r] * a_cols[col]
     t = np.partition(_pack_rows(r, u, b, np.inf), k - 1, axis=1)[:, k - 1]
     keep = v <= t[r] + slack[r]
-    return r[keep], col[keep]
+    return r[keep], col[keep], v[keep]
 
 
 def _rerank_pairs(
@@ -489,6 +488,62 @@ def _rerank_pairs(
     )
 
 
+def _exact_d2(X: np.ndarray, rows: np.ndarray, col: np.ndarray, budget: int) -> np.ndarray:
+    """Flat ``sum((X[col] - X[rows])**2)`` in float64, in chunks of at most ``budget`` bytes (the same
+    arithmetic, hence the same bits, as :func:`_rerank_pairs`)."""
+    D = X.shape[1]
+    d2 = np.empty(rows.size, dtype=np.float64)
+    chunk = max(1, budget // (8 * D))
+    for c0 in range(0, rows.size, chunk):
+        c1 = min(rows.size, c0 + chunk)
+        diff = X[col[c0:c1]]
+        diff -= X[rows[c0:c1]]
+        d2[c0:c1] = np.einsum("ij,ij->i", diff, diff)
+    return d2
+
+
+def _rerank_two_stage(
+    X: np.ndarray,
+    s: int,
+    r: np.ndarray,
+    col: np.ndarray,
+    v: np.ndarray,
+    slack: np.ndarray,
+    b: int,
+    k: int,
+    budget: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rerank_pairs` computing fewer exact distances when the screen kept many candidates.
+
+    ``v`` are the screening values ``g_ij`` of the pairs and ``slack`` (b,) the rows' tolerances
+    ``4 E_i`` (:func:`_knn_numpy`). First the exact distances of each row's k candidates of smallest
+    ``g``; their largest, ``T'_i``, bounds the k-th smallest exact distance of the row from above. Every
+    one of the row's k nearest j then has ``g_ij <= e_ij + 2 E_i <= T'_i + 2 E_i`` (the bounds of
+    :func:`_knn_numpy`), so only the remaining candidates with ``g_ij <= T'_i + slack_i`` are re-ranked
+    too. The result is that of :func:`_rerank_pairs` on all the pairs, bit for bit (same values of the
+    pairs computed, same ordering); it pays where a principal screen with a large residual leaves more
+    than about ``1.25 k`` candidates per row (full-rank data: 30-36 per row for k = 20).
+    """
+    counts = np.bincount(r, minlength=b)
+    if r.size <= 1.25 * k * b or counts.min() < k:
+        return _rerank_pairs(X, s, r, col, b, k, budget)
+    starts = np.cumsum(counts) - counts
+    vals = _pack_rows(r, v, b, np.inf)
+    first = np.argpartition(vals, k - 1, axis=1)[:, :k]
+    sel = np.zeros(r.size, dtype=bool)
+    sel[(starts[:, None] + first).ravel()] = True
+    d2 = np.empty(r.size, dtype=np.float64)
+    d2[sel] = _exact_d2(X, s + r[sel], col[sel], budget)
+    t = d2[sel].reshape(b, k).max(axis=1)
+    rest = ~sel & (v <= t[r] + slack[r])
+    d2[rest] = _exact_d2(X, s + r[rest], col[rest], budget)
+    keep = sel | rest
+    rk = r[keep]
+    return _sort_candidates(
+        _pack_rows(rk, d2[keep], b, np.inf), _pack_rows(rk, col[keep].astype(np.int64), b, np.iinfo(np.int64).max), k
+    )
+
+
 @contextmanager
 def _reused(buffers: queue.SimpleQueue[np.ndarray], size: int, dtype: Any) -> Iterator[np.ndarray]:
     """A flat buffer of ``size`` values taken from ``buffers`` (or new), put back afterwards.
@@ -506,6 +561,37 @@ def _reused(buffers: queue.SimpleQueue[np.ndarray], size: int, dtype: Any) -> It
         buffers.put(buf)
 
 
+#: one thread pool per worker count and process, kept between calls (starting the threads cost ~3 ms a
+#: call, a quarter of scikit-learn's whole k-NN at n = 1000, D = 64); recreated after a fork
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+#: the threadpoolctl controller, created once: ``threadpool_limits`` scans the loaded libraries on every
+#: call (2-6 ms), ``ThreadpoolController.limit`` reuses the scan (0.02 ms)
+_BLAS_CONTROLLER: list[Any] = []
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The shared pool of ``workers`` threads of this process (created on first use)."""
+    key = (os.getpid(), workers)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="gelora-knn")
+    return pool
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread (process-wide) while the context is open."""
+    with _POOLS_LOCK:
+        if not _BLAS_CONTROLLER:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER.append(ThreadpoolController())
+    with _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas"):
+        yield
+
+
 @contextmanager
 def _block_threads(workers: int) -> Iterator[ThreadPoolExecutor]:
     """A pool of ``workers`` threads while BLAS is limited to one thread (process-wide).
@@ -513,12 +599,10 @@ def _block_threads(workers: int) -> Iterator[ThreadPoolExecutor]:
     Each thread runs whole blocks (product, selection, re-rank): the selection and re-rank are NumPy
     calls that release the GIL, and a threaded BLAS product alongside them oversubscribes the cores
     (OpenBLAS threads spin between calls). Measured 0.65-0.74 s against 0.85-0.99 s for a threaded
-    product at n = 16000, D = 768 on 2 cores.
+    product at n = 16000, D = 768 on 2 cores. Jobs of the pool must not wait on jobs of the same pool.
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        yield pool
+    with _one_blas_thread():
+        yield _pool(workers)
 
 
 def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -577,15 +661,16 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
     def finish(g: np.ndarray, s: int) -> None:
         """Screen, re-screen too-wide rows in float64, re-rank: rows s.. of the block ``g``."""
         b = g.shape[0]
-        r, col = _screen_block(
+        r, col, v = _screen_block(
             g, k, slack[s : s + b], a_s[s : s + b] if a_s is not None else None, a_s, first_cut(s, s + b)
         )
-        finish_pairs(r, col, s, b)
+        finish_pairs(r, col, v, s, b)
 
-    def finish_pairs(r: np.ndarray, col: np.ndarray, s: int, b: int) -> None:
+    def finish_pairs(r: np.ndarray, col: np.ndarray, v: np.ndarray, s: int, b: int) -> None:
         """Re-screen too-wide rows in float64, then re-rank the candidates (r sorted) of rows s..s+b."""
         counts = np.bincount(r, minlength=b)
         wide = np.flatnonzero(counts > cap)
+        sl = slack[s : s + b]
         if use32 and wide.size:
             # the float32 bound is too loose for these rows: screen them again in float64
             g64 = Xc[s + wide] @ Xc.T
@@ -593,13 +678,16 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
             g64 += sq64[s + wide, None]
             g64 += sq64[None, :]
             g64[np.arange(wide.size), s + wide] = np.inf
-            r64, col64 = _screen_block(g64, k, slack64[s + wide], None, None)
+            r64, col64, v64 = _screen_block(g64, k, slack64[s + wide], None, None)
             narrow = counts[r] <= cap
             r = np.concatenate([r[narrow], wide[r64]])
             col = np.concatenate([col[narrow], col64])
+            v = np.concatenate([v[narrow], v64])
             order = np.argsort(r, kind="stable")
-            r, col = r[order], col[order]
-        dist[s : s + b], idx[s : s + b] = _rerank_pairs(X, s, r, col, b, k, PAIR_RERANK_BYTES)
+            r, col, v = r[order], col[order], v[order]
+            sl = sl.copy()
+            sl[wide] = slack64[s + wide]
+        dist[s : s + b], idx[s : s + b] = _rerank_two_stage(X, s, r, col, v, sl, b, k, PAIR_RERANK_BYTES)
 
     workers = _n_workers()
     if block_size is None:
@@ -643,8 +731,7 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
             block(s)
     elif len(starts) == 1:
         # one block (small inputs): a threaded BLAS product, then the rows' selection and re-rank split
-        with ThreadPoolExecutor(workers) as pool:
-            block(0, pool)
+        block(0, _pool(workers))
     else:
         with _block_threads(workers) as pool:
             for job in [pool.submit(block, s) for s in starts]:
@@ -722,8 +809,8 @@ def _knn_numpy_symmetric(
         order = np.argsort(r.astype(np.int16 if b <= 2**15 else np.int64), kind="stable")
         r, col, v = r[order], np.concatenate(cs)[order], np.concatenate(vs)[order]
         a_rows = a_s[t:e] if a_s is not None else None
-        r, col = _final_cut(r, col, v, b, k, slack[t:e], a_rows, a_s)
-        finish_pairs(r, col, t, b)
+        r, col, v = _final_cut(r, col, v, b, k, slack[t:e], a_rows, a_s)
+        finish_pairs(r, col, v, t, b)
 
     with _block_threads(workers) as pool:
         list(pool.map(thresholds, starts))
