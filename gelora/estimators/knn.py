@@ -126,6 +126,11 @@ RERANK_COST = 80.0
 #: residuals (two float64 products, each about twice a float32 one); affects speed only
 BASIS_COST = 4.0
 
+#: the re-rank runs in two stages (:func:`_rerank_two_stage`) when the screen kept more than this many
+#: candidates per row and neighbour (k): full-rank data under a principal screen keep 30-36 per row for
+#: k = 20 (n = 16000, D = 768), of which the second stage re-ranks about 5
+TWO_STAGE_MIN_RATIO = 1.25
+
 #: rows whose float32 screen keeps more candidates than ``max(SCREEN_CAP, 4 k)`` are screened again in
 #: float64 (the float32 bound is loose when the norms dwarf the neighbour distances)
 SCREEN_CAP = 256
@@ -323,7 +328,11 @@ def _screen_cost(n: int, D: int, p: int, k: int, count: float) -> float:
     rows), and ``RERANK_COST * D`` per candidate kept (at least k).
     """
     product = n * (p + 3.0)
-    if p + 3 >= SYMMETRIC_MIN_WIDTH and n > SMALL_N and 24 * n * k * _subset_step(n, k) <= SYMMETRIC_MAX_BYTES:
+    if (
+        p + 3 >= SYMMETRIC_MIN_WIDTH
+        and n > SMALL_N
+        and 24 * n * k * _subset_step(n, k) <= SYMMETRIC_MAX_BYTES
+    ):
         product /= 2
     basis = 0.0 if p >= D else BASIS_COST * D * p + 3.0 * min(n, 2048) * D * (p + 16) / n
     return product + basis + RERANK_COST * D * max(count, k)
@@ -521,11 +530,11 @@ def _rerank_two_stage(
     one of the row's k nearest j then has ``g_ij <= e_ij + 2 E_i <= T'_i + 2 E_i`` (the bounds of
     :func:`_knn_numpy`), so only the remaining candidates with ``g_ij <= T'_i + slack_i`` are re-ranked
     too. The result is that of :func:`_rerank_pairs` on all the pairs, bit for bit (same values of the
-    pairs computed, same ordering); it pays where a principal screen with a large residual leaves more
-    than about ``1.25 k`` candidates per row (full-rank data: 30-36 per row for k = 20).
+    pairs computed, same ordering); it is used where the screen leaves more than
+    ``TWO_STAGE_MIN_RATIO * k`` candidates per row.
     """
     counts = np.bincount(r, minlength=b)
-    if r.size <= 1.25 * k * b or counts.min() < k:
+    if r.size <= TWO_STAGE_MIN_RATIO * k * b or counts.min() < k:
         return _rerank_pairs(X, s, r, col, b, k, budget)
     starts = np.cumsum(counts) - counts
     vals = _pack_rows(r, v, b, np.inf)
@@ -540,7 +549,9 @@ def _rerank_two_stage(
     keep = sel | rest
     rk = r[keep]
     return _sort_candidates(
-        _pack_rows(rk, d2[keep], b, np.inf), _pack_rows(rk, col[keep].astype(np.int64), b, np.iinfo(np.int64).max), k
+        _pack_rows(rk, d2[keep], b, np.inf),
+        _pack_rows(rk, col[keep].astype(np.int64), b, np.iinfo(np.int64).max),
+        k,
     )
 
 
