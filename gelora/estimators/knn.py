@@ -832,8 +832,6 @@ def _knn_numpy_symmetric(
 
 def _n_workers() -> int:
     """Threads of the NumPy backend's row blocks: ``OMP_NUM_THREADS`` if set, else the usable cores."""
-    import os
-
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.strip().isdigit() and int(env) > 0:
         return int(env)
