@@ -16,7 +16,10 @@ Backends
     data with a decaying spectrum (the benchmark's, hidden states) ``p`` is a few dozen and the screen
     keeps about k candidates per row; otherwise ``p = n_features`` (a plain float32 screen). Row blocks
     run on ``OMP_NUM_THREADS`` (default: the usable cores) threads, each block's product, selection and
-    re-rank on one thread with a single-threaded BLAS (the BLAS thread limit is process-wide while it runs).
+    re-rank on one thread with a single-threaded BLAS (the BLAS thread limit is process-wide while it runs;
+    the threads are one pool per process, kept between calls). Where the screen keeps many more than k
+    candidates per row (full-rank data under a principal screen), the exact re-rank runs in two stages
+    (:func:`_rerank_two_stage`), with the same result.
 ``"torch"``
     A reduced-precision screen with a proven error bound (TF32 tensor cores on CUDA by default, fp32 on
     the CPU, bf16 on request: ``precision=``) over the tiles on or above the diagonal of the symmetric
