@@ -16,7 +16,10 @@ Backends
     data with a decaying spectrum (the benchmark's, hidden states) ``p`` is a few dozen and the screen
     keeps about k candidates per row; otherwise ``p = n_features`` (a plain float32 screen). Row blocks
     run on ``OMP_NUM_THREADS`` (default: the usable cores) threads, each block's product, selection and
-    re-rank on one thread with a single-threaded BLAS (the BLAS thread limit is process-wide while it runs).
+    re-rank on one thread with a single-threaded BLAS (the BLAS thread limit is process-wide while it runs;
+    the threads are one pool per process, kept between calls). Where the screen keeps many more than k
+    candidates per row (full-rank data under a principal screen), the exact re-rank runs in two stages
+    (:func:`_rerank_two_stage`), with the same result.
 ``"torch"``
     A reduced-precision screen with a proven error bound (TF32 tensor cores on CUDA by default, fp32 on
     the CPU, bf16 on request: ``precision=``) over the tiles on or above the diagonal of the symmetric
@@ -52,7 +55,9 @@ ratio-based estimate.)
 
 from __future__ import annotations
 
+import os
 import queue
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -81,9 +86,11 @@ CPU_BLOCK_BYTES = 256 * 2**20
 #: mostly in cache during the selection passes (measured ~15 % faster than 128 MiB blocks at n = 16000)
 SCREEN_BLOCK_BYTES = 32 * 2**20
 
-#: up to this many points the NumPy backend runs one block with a threaded BLAS product (below it,
-#: per-thread blocks measured slower: 0.049 s against 0.034 s at n = 1000, D = 768 on 2 cores)
-SMALL_N = 2048
+#: up to this many points the NumPy backend runs one block with a threaded BLAS product; above it,
+#: per-thread blocks with a single-threaded BLAS (on the shared 2-core machine under load, n = 1000,
+#: k = 20: 32-39 ms against 46-61 ms at D = 64, 106-119 ms against 156-168 ms at D = 768; on a quiet
+#: machine the threaded product had measured faster, 0.034 s against 0.049 s at n = 1000, D = 768)
+SMALL_N = 256
 
 #: narrowest screening product (columns) for which :func:`_knn_numpy_symmetric` computes each pair once
 #: (``python -m validation.knn_profile --hidden``, n = 16000, 2 cores: MiniLM hidden states, width 392,
@@ -114,8 +121,18 @@ SCREEN_MIN_N = 2048
 SCREEN_RANKS = (5, 13, 21, 29, 45, 61, 125, 253)
 
 #: re-rank cost of one candidate coordinate in units of one float32 BLAS multiply-add (cost model of
-#: :func:`_screen_basis`; measured order of magnitude on the development machine, affects speed only)
-RERANK_COST = 50.0
+#: :func:`_screen_basis`; measured order of magnitude on the development machine, affects speed only:
+#: n = 1000, D = 768, one thread, 20 candidates per row: re-rank 40 ms, the whole float32 product 25 ms)
+RERANK_COST = 80.0
+
+#: cost of one principal coordinate per row and input feature, same unit: the float64 coordinates and
+#: residuals (two float64 products, each about twice a float32 one); affects speed only
+BASIS_COST = 4.0
+
+#: the re-rank runs in two stages (:func:`_rerank_two_stage`) when the screen kept more than this many
+#: candidates per row and neighbour (k): full-rank data under a principal screen keep 30-36 per row for
+#: k = 20 (n = 16000, D = 768), of which the second stage re-ranks about 5
+TWO_STAGE_MIN_RATIO = 1.25
 
 #: rows whose float32 screen keeps more candidates than ``max(SCREEN_CAP, 4 k)`` are screened again in
 #: float64 (the float32 bound is loose when the norms dwarf the neighbour distances)
@@ -215,10 +232,12 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
     For all i, j: ``|z_i - z_j|^2 + (a_i - a_j)^2 <= |x_i - x_j|^2 <= |z_i - z_j|^2 + (a_i + a_j)^2``
     (Pythagoras and the triangle inequality on the residuals), which is all the screen in
     :func:`_knn_numpy` relies on; ``Z = Xc``, ``a = 0`` (``p = D``) is the plain screen. The rank only
-    changes the speed, never the result: it minimises the cost model ``n (p + 3)`` multiply-adds per row
-    for the screening product plus ``RERANK_COST * D`` per expected candidate of the exact re-rank, the
-    candidate count being estimated on 64 evenly spaced pilot rows against all points (with the
-    screen's cut but without its rounding tolerance).
+    changes the speed, never the result: it minimises the cost model of :func:`_screen_cost` (the
+    screening product, halved where the symmetric product applies, the principal basis and
+    ``RERANK_COST * D`` per expected candidate of the exact re-rank), the candidate count being
+    estimated on 64 evenly spaced pilot rows against all points (with the screen's cut but without its
+    rounding tolerance). On data of full linear rank (the benchmark's ``tanh`` data at n = 4000) the
+    basis costs more than the narrower product saves, and the plain screen ``p = D`` is kept.
     """
     n, D = Xc.shape
     ranks = [p for p in SCREEN_RANKS if 3 * p <= D]
@@ -226,26 +245,55 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
         return Xc, np.zeros(n)
     if sq is None:
         sq = np.einsum("ij,ij->i", Xc, Xc)
+    # one BLAS thread, the large products split over the block threads: threaded BLAS calls measured
+    # about 2x slower in wall time on the shared 2-core machine (tanh data, n = 4000, D = 768: 0.64 s
+    # against 0.34 s for this function)
+    workers = _n_workers()
+    with _block_threads(workers) as pool:
+        return _screen_basis_1(Xc, k, sq, ranks, pool, workers)
+
+
+def _rows_matmul(A: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor, workers: int) -> np.ndarray:
+    """``A @ B`` with the rows of A split over the threads of ``pool`` (BLAS itself on one thread)."""
+    out = np.empty((A.shape[0], B.shape[1]), dtype=np.result_type(A, B))
+    cuts = np.linspace(0, A.shape[0], workers + 1).astype(int)
+
+    def part(c0: int, c1: int) -> None:
+        np.matmul(A[c0:c1], B, out=out[c0:c1])
+
+    for job in [pool.submit(part, c0, c1) for c0, c1 in zip(cuts[:-1], cuts[1:]) if c1 > c0]:
+        job.result()
+    return out
+
+
+def _screen_basis_1(
+    Xc: np.ndarray, k: int, sq: np.ndarray, ranks: list[int], pool: ThreadPoolExecutor, workers: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The body of :func:`_screen_basis` (BLAS limited to one thread, large products on ``pool``)."""
+    n, D = Xc.shape
     # directions for the ranks up to ~64 first; all of them again only if the pilot gets that far
     V = _principal_directions(Xc, max(p for p in ranks if p <= max(ranks[0], 64)))
     pilot = np.unique(np.linspace(0, n - 1, 64).astype(np.int64))
-    best_p, best_cost = D, n * (D + 3.0) + RERANK_COST * D * k
+    best_p, best_cost = D, _screen_cost(n, D, D, k, k)
     coords = np.empty((n, 0))  # Xc V[:, :q], computed a few ranks at a time (each product reads all of Xc)
     zsq = np.zeros(n)  # |z|^2 so far
     dot = np.zeros((pilot.size, n))  # z_pilot . z so far
     done = 0
     for p in ranks:
-        if n * (p + 3.0) + RERANK_COST * D * k >= best_cost:
+        if _screen_cost(n, D, p, k, k) >= best_cost:
             break  # even a perfect screen (k candidates per row) would cost more than the best so far
         if p > V.shape[1]:  # new directions: the coordinates so far are recomputed in the new basis
             V = _principal_directions(Xc, ranks[-1])
-            coords = Xc @ V[:, :done]
+            coords = _rows_matmul(Xc, np.ascontiguousarray(V[:, :done]), pool, workers)
             zsq = np.einsum("ij,ij->i", coords, coords)
             dot = coords[pilot] @ coords.T
         if p > coords.shape[1]:
-            upto = max(q for q in ranks if q <= max(p, 2 * p + 3) and q <= V.shape[1])
-            coords = np.concatenate([coords, Xc @ V[:, coords.shape[1] : upto]], axis=1)
-        Zb = coords[:, done:p]
+            # a few ranks per pass over Xc while they are cheap; beyond ~64 only what this rank needs
+            ahead = 2 * p + 3 if p <= 64 else p
+            upto = max(q for q in ranks if q <= ahead and q <= V.shape[1])
+            more = _rows_matmul(Xc, np.ascontiguousarray(V[:, coords.shape[1] : upto]), pool, workers)
+            coords = np.concatenate([coords, more], axis=1)
+        Zb = np.ascontiguousarray(coords[:, done:p])
         zsq += np.einsum("ij,ij->i", Zb, Zb)
         dot += Zb[pilot] @ Zb.T
         done = p
@@ -254,7 +302,7 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
         lb[np.arange(pilot.size), pilot] = np.inf
         t_pilot = np.partition(lb + 4.0 * a[pilot, None] * a[None, :], k - 1, axis=1)[:, k - 1]
         count = float(np.mean(np.sum(lb <= t_pilot[:, None], axis=1)))
-        cost = n * (p + 3.0) + RERANK_COST * D * max(count, k)
+        cost = _screen_cost(n, D, p, k, count)
         if cost < best_cost:
             best_p, best_cost = p, cost
         if p >= 60 and count > n / 4:
@@ -264,10 +312,33 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
     Vp = V[:, :best_p]
     Z = np.ascontiguousarray(coords[:, :best_p])
     a = np.empty(n)
-    for s in range(0, n, 1024):  # explicit residuals (no cancellation), in cache-sized chunks
-        resid = Xc[s : s + 1024] - Z[s : s + 1024] @ Vp.T
+    VpT = np.ascontiguousarray(Vp.T)
+
+    def residuals(s: int) -> None:  # explicit residuals (no cancellation), in cache-sized chunks
+        resid = Xc[s : s + 1024] - Z[s : s + 1024] @ VpT
         a[s : s + 1024] = np.sqrt(np.einsum("ij,ij->i", resid, resid))
+
+    list(pool.map(residuals, range(0, n, 1024)))
     return Z, a
+
+
+def _screen_cost(n: int, D: int, p: int, k: int, count: float) -> float:
+    """Cost model of :func:`_screen_basis` per row, in float32 multiply-adds (affects speed only).
+
+    The screening product (``n (p + 3)``, halved when the symmetric product of :func:`_knn_numpy` can
+    apply), for ``p < D`` the float64 coordinates and residuals (``BASIS_COST * D * p``) and the
+    principal directions from at most 2048 rows (three products of width ``p + 16``, shared by the n
+    rows), and ``RERANK_COST * D`` per candidate kept (at least k).
+    """
+    product = n * (p + 3.0)
+    if (
+        p + 3 >= SYMMETRIC_MIN_WIDTH
+        and n > SMALL_N
+        and 24 * n * k * _subset_step(n, k) <= SYMMETRIC_MAX_BYTES
+    ):
+        product /= 2
+    basis = 0.0 if p >= D else BASIS_COST * D * p + 3.0 * min(n, 2048) * D * (p + 16) / n
+    return product + basis + RERANK_COST * D * max(count, k)
 
 
 def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
@@ -282,9 +353,14 @@ def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
     sub = Xc[:: -(-n // 2048)].astype(np.float32)
     ell = min(D, p + 16)
     sketch = np.random.default_rng(0).standard_normal((D, ell)).astype(np.float32)
-    Q, _ = np.linalg.qr((sub.T @ (sub @ sketch)).astype(np.float64))
+    Y = (sub.T @ (sub @ sketch)).astype(np.float64)
+    # the small factorisations on one thread: threaded LAPACK on these sizes measured 3-7x slower on the
+    # shared 2-core machine (QR of 768 x 269: 46 ms against 15 ms; eigh of 269 x 269: 65 ms against 7 ms)
+    with _one_blas_thread():
+        Q, _ = np.linalg.qr(Y)
     B = (sub @ Q.astype(np.float32)).astype(np.float64)
-    _, U = np.linalg.eigh(B.T @ B)
+    with _one_blas_thread():
+        _, U = np.linalg.eigh(B.T @ B)
     return (Q @ U[:, ::-1])[:, :p]
 
 
@@ -349,7 +425,7 @@ def _screen_block(
     a_rows: np.ndarray | None,
     a_cols: np.ndarray | None,
     tau: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (row, column) of a screened block: ``g_ij <= T_i + slack_i`` (proof in :func:`_knn_numpy`).
 
     ``g`` (b, n) holds the screening lower bounds with the self entries set to ``inf``; ``a_rows`` (b,)
@@ -357,7 +433,8 @@ def _screen_block(
     the distances from above. ``T_i`` is the k-th smallest computed upper bound over any column set:
     first ``tau`` (b,), over the evenly strided subset of :func:`_subset_step` (computed here from ``g``
     unless given), which one comparison pass turns into a small superset of survivors (about ``k n / m``
-    per row), then over the survivors, which gives the final cut. Returns flat ``r`` (sorted) and ``col``.
+    per row), then over the survivors, which gives the final cut. Returns flat ``r`` (sorted), ``col``
+    and their screening values ``g_ij`` (float64).
     """
     b, n = g.shape
     if tau is None:
@@ -389,17 +466,17 @@ def _final_cut(
     slack: np.ndarray,
     a_rows: np.ndarray | None,
     a_cols: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The second cut of :func:`_screen_block` over a superset of each row's candidates.
 
     ``r`` (sorted, rows 0..b-1 of the block), ``col`` and ``v`` (float64 screening values) list the
     survivors of the first cut; ``T_i`` is now the k-th smallest upper bound ``v + 4 a_i a_j`` over them,
-    and the pairs with ``v <= T_i + slack_i`` are returned.
+    and the pairs with ``v <= T_i + slack_i`` are returned (rows, columns, values).
     """
     u = v if a_rows is None or a_cols is None else v + 4.0 * a_rows[r] * a_cols[col]
     t = np.partition(_pack_rows(r, u, b, np.inf), k - 1, axis=1)[:, k - 1]
     keep = v <= t[r] + slack[r]
-    return r[keep], col[keep]
+    return r[keep], col[keep], v[keep]
 
 
 def _rerank_pairs(
@@ -423,6 +500,64 @@ def _rerank_pairs(
     )
 
 
+def _exact_d2(X: np.ndarray, rows: np.ndarray, col: np.ndarray, budget: int) -> np.ndarray:
+    """Flat ``sum((X[col] - X[rows])**2)`` in float64, in chunks of at most ``budget`` bytes (the same
+    arithmetic, hence the same bits, as :func:`_rerank_pairs`)."""
+    D = X.shape[1]
+    d2 = np.empty(rows.size, dtype=np.float64)
+    chunk = max(1, budget // (8 * D))
+    for c0 in range(0, rows.size, chunk):
+        c1 = min(rows.size, c0 + chunk)
+        diff = X[col[c0:c1]]
+        diff -= X[rows[c0:c1]]
+        d2[c0:c1] = np.einsum("ij,ij->i", diff, diff)
+    return d2
+
+
+def _rerank_two_stage(
+    X: np.ndarray,
+    s: int,
+    r: np.ndarray,
+    col: np.ndarray,
+    v: np.ndarray,
+    slack: np.ndarray,
+    b: int,
+    k: int,
+    budget: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rerank_pairs` computing fewer exact distances when the screen kept many candidates.
+
+    ``v`` are the screening values ``g_ij`` of the pairs and ``slack`` (b,) the rows' tolerances
+    ``4 E_i`` (:func:`_knn_numpy`). First the exact distances of each row's k candidates of smallest
+    ``g``; their largest, ``T'_i``, bounds the k-th smallest exact distance of the row from above. Every
+    one of the row's k nearest j then has ``g_ij <= e_ij + 2 E_i <= T'_i + 2 E_i`` (the bounds of
+    :func:`_knn_numpy`), so only the remaining candidates with ``g_ij <= T'_i + slack_i`` are re-ranked
+    too. The result is that of :func:`_rerank_pairs` on all the pairs, bit for bit (same values of the
+    pairs computed, same ordering); it is used where the screen leaves more than
+    ``TWO_STAGE_MIN_RATIO * k`` candidates per row.
+    """
+    counts = np.bincount(r, minlength=b)
+    if r.size <= TWO_STAGE_MIN_RATIO * k * b or counts.min() < k:
+        return _rerank_pairs(X, s, r, col, b, k, budget)
+    starts = np.cumsum(counts) - counts
+    vals = _pack_rows(r, v, b, np.inf)
+    first = np.argpartition(vals, k - 1, axis=1)[:, :k]
+    sel = np.zeros(r.size, dtype=bool)
+    sel[(starts[:, None] + first).ravel()] = True
+    d2 = np.empty(r.size, dtype=np.float64)
+    d2[sel] = _exact_d2(X, s + r[sel], col[sel], budget)
+    t = d2[sel].reshape(b, k).max(axis=1)
+    rest = ~sel & (v <= t[r] + slack[r])
+    d2[rest] = _exact_d2(X, s + r[rest], col[rest], budget)
+    keep = sel | rest
+    rk = r[keep]
+    return _sort_candidates(
+        _pack_rows(rk, d2[keep], b, np.inf),
+        _pack_rows(rk, col[keep].astype(np.int64), b, np.iinfo(np.int64).max),
+        k,
+    )
+
+
 @contextmanager
 def _reused(buffers: queue.SimpleQueue[np.ndarray], size: int, dtype: Any) -> Iterator[np.ndarray]:
     """A flat buffer of ``size`` values taken from ``buffers`` (or new), put back afterwards.
@@ -440,6 +575,37 @@ def _reused(buffers: queue.SimpleQueue[np.ndarray], size: int, dtype: Any) -> It
         buffers.put(buf)
 
 
+#: one thread pool per worker count and process, kept between calls (starting the threads cost ~3 ms a
+#: call, a quarter of scikit-learn's whole k-NN at n = 1000, D = 64); recreated after a fork
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+#: the threadpoolctl controller, created once: ``threadpool_limits`` scans the loaded libraries on every
+#: call (2-6 ms), ``ThreadpoolController.limit`` reuses the scan (0.02 ms)
+_BLAS_CONTROLLER: list[Any] = []
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The shared pool of ``workers`` threads of this process (created on first use)."""
+    key = (os.getpid(), workers)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="gelora-knn")
+    return pool
+
+
+@contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread (process-wide) while the context is open."""
+    with _POOLS_LOCK:
+        if not _BLAS_CONTROLLER:
+            from threadpoolctl import ThreadpoolController
+
+            _BLAS_CONTROLLER.append(ThreadpoolController())
+    with _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas"):
+        yield
+
+
 @contextmanager
 def _block_threads(workers: int) -> Iterator[ThreadPoolExecutor]:
     """A pool of ``workers`` threads while BLAS is limited to one thread (process-wide).
@@ -447,12 +613,10 @@ def _block_threads(workers: int) -> Iterator[ThreadPoolExecutor]:
     Each thread runs whole blocks (product, selection, re-rank): the selection and re-rank are NumPy
     calls that release the GIL, and a threaded BLAS product alongside them oversubscribes the cores
     (OpenBLAS threads spin between calls). Measured 0.65-0.74 s against 0.85-0.99 s for a threaded
-    product at n = 16000, D = 768 on 2 cores.
+    product at n = 16000, D = 768 on 2 cores. Jobs of the pool must not wait on jobs of the same pool.
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-        yield pool
+    with _one_blas_thread():
+        yield _pool(workers)
 
 
 def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -511,15 +675,16 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
     def finish(g: np.ndarray, s: int) -> None:
         """Screen, re-screen too-wide rows in float64, re-rank: rows s.. of the block ``g``."""
         b = g.shape[0]
-        r, col = _screen_block(
+        r, col, v = _screen_block(
             g, k, slack[s : s + b], a_s[s : s + b] if a_s is not None else None, a_s, first_cut(s, s + b)
         )
-        finish_pairs(r, col, s, b)
+        finish_pairs(r, col, v, s, b)
 
-    def finish_pairs(r: np.ndarray, col: np.ndarray, s: int, b: int) -> None:
+    def finish_pairs(r: np.ndarray, col: np.ndarray, v: np.ndarray, s: int, b: int) -> None:
         """Re-screen too-wide rows in float64, then re-rank the candidates (r sorted) of rows s..s+b."""
         counts = np.bincount(r, minlength=b)
         wide = np.flatnonzero(counts > cap)
+        sl = slack[s : s + b]
         if use32 and wide.size:
             # the float32 bound is too loose for these rows: screen them again in float64
             g64 = Xc[s + wide] @ Xc.T
@@ -527,13 +692,16 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
             g64 += sq64[s + wide, None]
             g64 += sq64[None, :]
             g64[np.arange(wide.size), s + wide] = np.inf
-            r64, col64 = _screen_block(g64, k, slack64[s + wide], None, None)
+            r64, col64, v64 = _screen_block(g64, k, slack64[s + wide], None, None)
             narrow = counts[r] <= cap
             r = np.concatenate([r[narrow], wide[r64]])
             col = np.concatenate([col[narrow], col64])
+            v = np.concatenate([v[narrow], v64])
             order = np.argsort(r, kind="stable")
-            r, col = r[order], col[order]
-        dist[s : s + b], idx[s : s + b] = _rerank_pairs(X, s, r, col, b, k, PAIR_RERANK_BYTES)
+            r, col, v = r[order], col[order], v[order]
+            sl = sl.copy()
+            sl[wide] = slack64[s + wide]
+        dist[s : s + b], idx[s : s + b] = _rerank_two_stage(X, s, r, col, v, sl, b, k, PAIR_RERANK_BYTES)
 
     workers = _n_workers()
     if block_size is None:
@@ -577,8 +745,7 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
             block(s)
     elif len(starts) == 1:
         # one block (small inputs): a threaded BLAS product, then the rows' selection and re-rank split
-        with ThreadPoolExecutor(workers) as pool:
-            block(0, pool)
+        block(0, _pool(workers))
     else:
         with _block_threads(workers) as pool:
             for job in [pool.submit(block, s) for s in starts]:
@@ -656,8 +823,8 @@ def _knn_numpy_symmetric(
         order = np.argsort(r.astype(np.int16 if b <= 2**15 else np.int64), kind="stable")
         r, col, v = r[order], np.concatenate(cs)[order], np.concatenate(vs)[order]
         a_rows = a_s[t:e] if a_s is not None else None
-        r, col = _final_cut(r, col, v, b, k, slack[t:e], a_rows, a_s)
-        finish_pairs(r, col, t, b)
+        r, col, v = _final_cut(r, col, v, b, k, slack[t:e], a_rows, a_s)
+        finish_pairs(r, col, v, t, b)
 
     with _block_threads(workers) as pool:
         list(pool.map(thresholds, starts))
@@ -668,8 +835,6 @@ def _knn_numpy_symmetric(
 
 def _n_workers() -> int:
     """Threads of the NumPy backend's row blocks: ``OMP_NUM_THREADS`` if set, else the usable cores."""
-    import os
-
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.strip().isdigit() and int(env) > 0:
         return int(env)

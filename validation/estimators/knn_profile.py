@@ -5,10 +5,11 @@ Usage::
     python -m validation.estimators.knn_profile [--n 16000] [--repeats 3] [--hidden]
 
 For each data set (the benchmark manifold of ``tests/bench/test_bench_estimators.py`` at D = 768 and 64,
-isotropic Gaussian data at D = 768 and, with ``--hidden``, MiniLM layer-3 hidden states on SST-2):
+its full-rank ``tanh`` data set at D = 768 and 64, isotropic Gaussian data at D = 768 and, with
+``--hidden``, MiniLM layer-3 hidden states on SST-2):
 the wall time of ``knn_distances(X, 20, backend="numpy")`` with the symmetric product allowed and
 forbidden (minimum over ``--repeats``), the screening width chosen, and the summed thread time of the
-principal basis, the screen's selection and the exact re-rank in one run. With ``--skdim`` also
+principal basis, the screen's selection and the exact re-rank (one or two stages) in one run. With ``--skdim`` also
 scikit-dimension's ``get_nn`` on the same array. Prints one JSON object per data set.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from gelora.estimators import knn as K
+from synthetic.bench_data import bench_data
 
 
 def manifold(n: int, D: int, seed: int) -> np.ndarray:
@@ -57,11 +59,12 @@ def _min_time(fn: Callable[[], Any], repeats: int) -> float:
 def phases(X: np.ndarray, k: int = 20) -> dict[str, float]:
     """Summed thread seconds of the basis, the screen's selection and the re-rank in one call.
 
-    ``screen_block`` includes the ``final_cut`` it calls; the symmetric path calls ``final_cut`` alone.
+    ``screen_block`` includes the ``final_cut`` it calls; the symmetric path calls ``final_cut`` alone;
+    ``rerank_two_stage`` includes the ``rerank_pairs`` it falls back to.
     """
     spent: dict[str, float] = {}
     lock = threading.Lock()
-    names = ("_screen_basis", "_screen_block", "_final_cut", "_rerank_pairs")
+    names = ("_screen_basis", "_screen_block", "_final_cut", "_rerank_pairs", "_rerank_two_stage")
     originals = {name: getattr(K, name) for name in names}
 
     def timed(name: str) -> Callable[..., Any]:
@@ -115,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases: list[tuple[str, Callable[[], np.ndarray]]] = [
         ("manifold-768", lambda: manifold(a.n, 768, a.n + 768)),
         ("manifold-64", lambda: manifold(a.n, 64, a.n + 64)),
+        ("tanh-768", lambda: bench_data("tanh", a.n, 768)),
+        ("tanh-64", lambda: bench_data("tanh", a.n, 64)),
         ("isotropic-768", lambda: np.random.default_rng(0).normal(size=(a.n, 768))),
     ]
     if a.hidden:

@@ -256,6 +256,10 @@ def test_principal_screen_beyond_the_first_directions_stays_exact(monkeypatch):
 
     rng = np.random.default_rng(18)
     X = rng.normal(size=(2100, 400)) * np.exp(-np.arange(400) / 50)
+    # the cost model before the basis was priced in (it looks further at this small n)
+    monkeypatch.setattr(
+        knn, "_screen_cost", lambda n, D, p, k, count: n * (p + 3.0) + 50.0 * D * max(count, k)
+    )
     ranks = []
     principal = knn._principal_directions
     monkeypatch.setattr(knn, "_principal_directions", lambda Xc, p: ranks.append(p) or principal(Xc, p))
@@ -398,3 +402,80 @@ def test_worker_count_follows_omp_num_threads(monkeypatch):
     assert knn._n_workers() == 3
     monkeypatch.setenv("OMP_NUM_THREADS", "not-a-number")
     assert knn._n_workers() >= 1
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_two_stage_rerank_equals_the_one_stage_rerank_with_ties_and_duplicates(seed):
+    # the exact re-rank of the first k candidates by screening value, then of the others within the
+    # bound, must return bit for bit what re-ranking every candidate returns: grid points (exact ties,
+    # broken by index), exact duplicates (zero distances) and screening values perturbed by up to the
+    # slack (a worst-case screen)
+    import gelora.estimators.knn as knn
+
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(3.0)] * 3), -1).reshape(-1, 3)  # 27 points
+    X = np.concatenate([grid, grid[:5], rng.normal(size=(40, 3))])  # 5 exact duplicates
+    n, k = len(X), 4
+    D2 = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(D2, np.inf)
+    slack = np.full(n, 0.5)
+    # every column within the row's k-th distance plus the slack (a superset, as the screen keeps)
+    kth = np.sort(D2, axis=1)[:, k - 1]
+    r, col = np.nonzero(D2 <= kth[:, None] + slack[:, None])
+    v = D2[r, col] + rng.uniform(-0.25, 0.25, size=r.size) * slack[r] / 2  # |g - e| <= 2 E = slack / 2
+    ref = knn._rerank_pairs(X, 0, r, col, n, k, 1024)
+    assert r.size > knn.TWO_STAGE_MIN_RATIO * k * n  # the two-stage path runs
+    got = knn._rerank_two_stage(X, 0, r, col, v, slack, n, k, 1024)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    d0, i0 = brute_force(X, k)
+    np.testing.assert_array_equal(got[1], i0)
+    np.testing.assert_allclose(np.sqrt(got[0]), d0, rtol=1e-14, atol=0)  # other summation order
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_two_stage_rerank_in_the_full_search_matches_brute_force(monkeypatch, symmetric):
+    # forced on every block (ratio 0): a principal screen with residuals (loose upper bounds), exact ties
+    # on a grid, exact duplicates and far outliers; neighbours, tie order and distances as brute force
+    import gelora.estimators.knn as knn
+
+    calls = []
+    two = knn._rerank_two_stage
+    monkeypatch.setattr(knn, "_rerank_two_stage", lambda *a: calls.append(1) or two(*a))
+    monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 0.0)
+    monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0 if symmetric else 10**9)
+    X = low_rank_cloud(2100, 96, seed=21)
+    grid = np.stack(np.meshgrid(*[np.arange(3.0)] * 4), -1).reshape(-1, 4)  # 81 points, exact ties
+    X[:81] = np.pad(grid, ((0, 0), (0, 92))) + 7.0
+    X[81:91] = X[100:110]  # exact duplicates
+    X[::500] += 4.0 * np.random.default_rng(21).normal(size=(5, 96))
+    d0, i0 = brute_force_chunked(X, 5)
+    for block in (None, 301):
+        d, i = knn_distances(X, 5, backend="numpy", block_size=block)
+        np.testing.assert_array_equal(i, i0)
+        np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+    assert calls
+    assert np.all(d[81:91, 0] == 0.0) and np.all(d[100:110, 0] == 0.0)
+
+
+def test_thread_pool_is_shared_and_renewed_in_a_forked_child(monkeypatch):
+    import gelora.estimators.knn as knn
+
+    assert knn._pool(2) is knn._pool(2)
+    parent = knn._pool(2)
+    monkeypatch.setattr(knn.os, "getpid", lambda: -1)  # as seen from a forked child
+    child = knn._pool(2)
+    assert child is not parent
+    assert child.submit(lambda: 7).result() == 7
+
+
+def test_cost_model_prices_the_principal_basis():
+    # the basis (float64 coordinates and residuals, the principal directions) is part of the cost of a
+    # principal screen: at n = 4000, D = 768 a rank-125 screen keeping 40 candidates per row costs more
+    # than the plain screen (half product, 20 candidates); at n = 16000 it costs less
+    import gelora.estimators.knn as knn
+
+    assert knn._screen_cost(4000, 768, 125, 20, 40.0) > knn._screen_cost(4000, 768, 768, 20, 20.0)
+    assert knn._screen_cost(16000, 768, 125, 20, 36.0) < knn._screen_cost(16000, 768, 768, 20, 20.0)
+    # and a perfect narrow screen costs more than its product alone
+    assert knn._screen_cost(4000, 768, 21, 20, 20.0) > 4000 * 24 + knn.RERANK_COST * 768 * 20
