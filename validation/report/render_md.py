@@ -566,7 +566,6 @@ def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
 
 
 def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
-    from validation.report.claims import short_schedule_comparison
 
     sec = report.get("sections", {}).get("grid")
     paper = report.get("paper", {})
@@ -628,19 +627,11 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
         else:
             second = "GeLoRA has the best mean score on every task with a GeLoRA result."
         out.append(Para(f"{first} {second}"))
-        plateau = stsb_plateau(scored)
-        if plateau:
-            out.append(Para(plateau))
-        verdict, evidence, _, extra = short_schedule_comparison(report)
-        if extra.get("table"):
-            out.append(
-                Para(
-                    "What this short schedule shows (not C4's verdict, which needs the paper protocol): "
-                    + " ".join(evidence[:1])
-                )
-            )
-            t = extra["table"]
-            out.append(Table(tuple(t["headers"]), tuple(tuple(str(x) for x in r) for r in t["rows"])))
+        out += _short_schedule_reading(
+            report,
+            scored,
+            "What this short schedule shows (not C4's verdict, which needs the paper protocol): ",
+        )
     elif has_paper and any(r.get("profile") != "paper" for r in data.get("rows", [])):
         out.append(
             Para(
@@ -725,7 +716,6 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
 def _short_schedule_appendix(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
     """Appendix D's account of the grids that are not the paper protocol, when a paper grid leads section 5:
     what they are (a short schedule that had not converged), the STS-B plateau, and what they show."""
-    from validation.report.claims import short_schedule_comparison
 
     short = [r for r in data.get("rows", []) if r.get("mean") is not None and r.get("profile") != "paper"]
     if not short:
@@ -738,14 +728,22 @@ def _short_schedule_appendix(report: dict[str, Any], data: dict[str, Any]) -> li
             "either way; C4 uses only the paper-protocol grid of section 5."
         )
     ]
-    plateau = stsb_plateau(short)
+    return out + _short_schedule_reading(
+        report, short, "What the short schedule shows, paired where seeds are shared: "
+    )
+
+
+def _short_schedule_reading(report: dict[str, Any], rows: list[dict[str, Any]], lead: str) -> list[Block]:
+    """The STS-B plateau sentence of ``rows`` and the paired GeLoRA - baseline table of the short grids."""
+    from validation.report.claims import short_schedule_comparison
+
+    out: list[Block] = []
+    plateau = stsb_plateau(rows)
     if plateau:
         out.append(Para(plateau))
     _, evidence, _, extra = short_schedule_comparison(report)
     if extra.get("table"):
-        out.append(
-            Para("What the short schedule shows, paired where seeds are shared: " + " ".join(evidence[:1]))
-        )
+        out.append(Para(lead + " ".join(evidence[:1])))
         t = extra["table"]
         out.append(Table(tuple(t["headers"]), tuple(tuple(str(x) for x in r) for r in t["rows"])))
     return out
