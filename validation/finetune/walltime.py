@@ -1,0 +1,318 @@
+"""Claim C5: wall time of GeLoRA against its baselines, one method at a time on one device.
+
+The paper reports that GeLoRA trains 13.5 %-64.2 % faster than adaptive-rank baselines. Wall times of a
+grid's cells do not carry that comparison: cells share the GPU with a varying number of neighbours. This
+module times the methods *alone*, one after another in one process, on the same task with the same
+training subset, number of optimizer steps, batch size and precision, and no checkpoints, after an
+untimed warm-up cell (CUDA context, kernels, the token cache). Each of ``repeats`` rounds runs every
+method once, in an order rotated by one per round, so a slow drift of the machine spreads over all of
+them. The compared time of a method is its preparation plus its training:
+
+* ``prep_s``: GeLoRA's preprocessing (hidden states of its texts, intrinsic dimensions, ranks;
+  ``method_info.timings.total_s`` of its cell); 0 for the other methods, whose rank adaptation (AdaLoRA,
+  GeoLoRA) happens inside training;
+* ``train_s``: the Trainer's ``train()`` call;
+
+and ``cell_s`` (the whole cell: model load, preparation, training, evaluation) is recorded beside them.
+
+Usage (the committed measurement: reports/gpu/README.md)::
+
+    python -m validation.finetune.walltime --task stsb --methods lora,adalora,gelora,geolora \\
+        --train-size 6400 --epochs 2 --repeats 2 --device cuda --out RUN_DIR/walltime.json
+
+A ``walltime.json`` inside a grid run directory is collected by ``gelora report --runs RUN_DIR`` and
+decides claim C5 (:func:`validation.report.claims.claim_time`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gelora._io import atomic_write_json
+from gelora.errors import ConfigError
+
+#: schema tag of a wall-time measurement file
+WALLTIME_SCHEMA = "gelora.validation.walltime/1"
+
+#: the methods whose speed the paper compares GeLoRA with (rank-adaptive baselines)
+ADAPTIVE_BASELINES: tuple[str, ...] = ("adalora", "geolora")
+
+
+def _other_gpu_processes() -> int | None:
+    """Compute processes on the GPUs other than this one (``nvidia-smi``), or None when unknown."""
+    import os
+
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    pids = {line.strip() for line in out.splitlines() if line.strip()}
+    pids.discard(str(os.getpid()))
+    return len(pids)
+
+
+def rotated(methods: Sequence[str], round_index: int) -> list[str]:
+    """``methods`` rotated left by ``round_index`` (round r starts with method r mod len)."""
+    k = round_index % len(methods)
+    return [*methods[k:], *methods[:k]]
+
+
+def _timing(cell: dict[str, Any]) -> dict[str, Any]:
+    info = cell.get("method_info") or {}
+    prep = float((info.get("timings") or {}).get("total_s") or 0.0)
+    train = float(cell["train"]["train_time_s"])
+    return {
+        "prep_s": prep,
+        "train_s": train,
+        "time_s": prep + train,
+        "cell_s": float(cell["wall_time_s"]),
+        "steps": int(cell["train"]["steps"]),
+        "primary": cell.get("primary"),
+    }
+
+
+def summarise_times(rounds: Sequence[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per method: the times of every round, their median, min and max, and the preprocessing share.
+
+    Parameters
+    ----------
+    rounds : sequence of dict
+        One ``{method: timing}`` per round (timing as recorded by :func:`time_methods`).
+    """
+    methods = sorted({m for r in rounds for m in r})
+    out: dict[str, dict[str, Any]] = {}
+    for m in methods:
+        ts = [r[m] for r in rounds if m in r]
+        times = [t["time_s"] for t in ts]
+        preps = [t["prep_s"] for t in ts]
+        out[m] = {
+            "time_s": times,
+            "median_s": statistics.median(times),
+            "min_s": min(times),
+            "max_s": max(times),
+            "prep_median_s": statistics.median(preps),
+            "prep_share": statistics.median([t["prep_s"] / t["time_s"] for t in ts if t["time_s"] > 0]),
+            "train_median_s": statistics.median([t["train_s"] for t in ts]),
+            "per_step_s": statistics.median(
+                [t["train_s"] / t["steps"] for t in ts if t["steps"] > 0] or [0.0]
+            ),
+            "cell_median_s": statistics.median([t["cell_s"] for t in ts]),
+            "steps": sorted({t["steps"] for t in ts}),
+        }
+    return out
+
+
+def compare(methods: dict[str, dict[str, Any]], reference: str = "gelora") -> list[dict[str, Any]]:
+    """``reference`` against every other method: ratio of medians and whether the rounds separate.
+
+    ``separated`` is ``"faster"`` when every round of ``reference`` took less time than every round of
+    the other method, ``"slower"`` for the reverse, else ``"overlap"``.
+    """
+    if reference not in methods:
+        return []
+    g = methods[reference]
+    rows = []
+    for m, b in sorted(methods.items()):
+        if m == reference:
+            continue
+        if g["max_s"] < b["min_s"]:
+            sep = "faster"
+        elif g["min_s"] > b["max_s"]:
+            sep = "slower"
+        else:
+            sep = "overlap"
+        rows.append(
+            {
+                "baseline": m,
+                "ratio": g["median_s"] / b["median_s"],
+                "reduction": 1.0 - g["median_s"] / b["median_s"],
+                "separated": sep,
+                "adaptive": m in ADAPTIVE_BASELINES,
+            }
+        )
+    return rows
+
+
+def time_methods(
+    task: str,
+    methods: Sequence[str],
+    *,
+    profile: Any,
+    repeats: int = 2,
+    warmup: bool = True,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    work_root: str | Path | None = None,
+) -> dict[str, Any]:
+    """Time ``methods`` one at a time on ``task`` (see the module docstring).
+
+    Parameters
+    ----------
+    task : str
+        A GLUE or SQuAD task name.
+    methods : sequence of str
+        Keys of :data:`validation.finetune.methods.METHODS`, at least one.
+    profile : validation.finetune.runner.Profile
+        Settings of every cell (its per-task table applies); learning-rate selection and checkpoints are
+        switched off here so that every method runs the same steps and nothing else.
+    repeats : int
+        Rounds; every method runs once per round.
+    warmup : bool
+        Run one untimed cell of the first method before the rounds.
+    seed : int
+        Training seed of every cell (the same for all methods).
+    work_root : str, Path or None
+        Where the cells' scratch directories go (default: a temporary directory, removed afterwards).
+
+    Returns
+    -------
+    dict
+        ``{"schema", "task", "rounds": [{method: timing}], "methods": summary, "comparisons", ...}``.
+
+    Raises
+    ------
+    ConfigError
+        No method, an unknown method, or ``repeats < 1``.
+    """
+    from dataclasses import replace
+
+    from validation.finetune.methods import get_method
+    from validation.finetune.runner import run_cell
+    from validation.finetune.tasks import task_family
+
+    methods = list(dict.fromkeys(methods))
+    if not methods:
+        raise ConfigError("walltime: no method to time")
+    for m in methods:
+        get_method(m)
+    if int(repeats) < 1:
+        raise ConfigError(f"walltime: repeats must be >= 1, got {repeats}")
+    task = task_family(task).canonical(task)
+    eff = replace(profile.for_task(task), lr_select=False, save_steps=10**9, task_overrides={})
+    tmp = Path(tempfile.mkdtemp(prefix="gelora-walltime-", dir=work_root))
+    before = _other_gpu_processes() if device != "cpu" else None
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rounds: list[dict[str, dict[str, Any]]] = []
+    orders: list[list[str]] = []
+    env: dict[str, Any] = {}
+    try:
+        if warmup:
+            run_cell(
+                task, methods[0], seed, profile=eff, run_dir=tmp / "warmup", data_dir=data_dir, device=device
+            )
+        for r in range(int(repeats)):
+            order = rotated(methods, r)
+            orders.append(order)
+            got: dict[str, dict[str, Any]] = {}
+            for m in order:
+                cell = run_cell(
+                    task, m, seed, profile=eff, run_dir=tmp / f"round{r}", data_dir=data_dir, device=device
+                )
+                got[m] = _timing(cell)
+                env = cell.get("environment") or env
+                print(
+                    f"[walltime] round {r} {m}: prep {got[m]['prep_s']:.2f} s + train {got[m]['train_s']:.2f} s "
+                    f"({got[m]['steps']} steps)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            rounds.append(got)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    after = _other_gpu_processes() if device != "cpu" else None
+    summary = summarise_times(rounds)
+    env.pop("host", None)
+    return {
+        "schema": WALLTIME_SCHEMA,
+        "task": task,
+        "methods_order": methods,
+        "orders": orders,
+        "seed": int(seed),
+        "repeats": int(repeats),
+        "warmup": bool(warmup),
+        "profile": eff.to_dict(),
+        "rounds": rounds,
+        "methods": summary,
+        "comparisons": compare(summary),
+        "other_gpu_processes": {"before": before, "after": after},
+        "environment": env,
+        "started_at": started,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def format_walltime(record: dict[str, Any]) -> str:
+    """A plain-text table of a measurement (what the command prints)."""
+    lines = [f"{record['task']}: {record['repeats']} round(s), seed {record['seed']}"]
+    lines.append(f"{'method':<12} {'median s':>9} {'min s':>8} {'max s':>8} {'prep s':>7} {'prep %':>7}")
+    for m, s in record["methods"].items():
+        lines.append(
+            f"{m:<12} {s['median_s']:>9.2f} {s['min_s']:>8.2f} {s['max_s']:>8.2f} "
+            f"{s['prep_median_s']:>7.2f} {100 * s['prep_share']:>6.2f}%"
+        )
+    for c in record["comparisons"]:
+        lines.append(f"gelora / {c['baseline']}: {c['ratio']:.3f} ({c['separated']})")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from validation.finetune.runner import get_profile
+
+    p = argparse.ArgumentParser(
+        prog="python -m validation.finetune.walltime",
+        description="Time fine-tuning methods one at a time on one device (claim C5).",
+    )
+    p.add_argument("--task", default="stsb")
+    p.add_argument("--methods", default="lora,adalora,gelora,geolora", help="comma-separated")
+    p.add_argument("--profile", default="paper", help="base profile (default paper)")
+    p.add_argument("--train-size", type=int, default=None, help="training examples (default: the profile's)")
+    p.add_argument("--epochs", type=float, default=None, help="epochs (default: the profile's for the task)")
+    p.add_argument("--model", default=None, help="model name or path (default: the profile's)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--no-warmup", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    a = p.parse_args(argv)
+    try:
+        profile = get_profile(a.profile, train_size=a.train_size, epochs=a.epochs, model=a.model)
+        record = time_methods(
+            a.task,
+            [m.strip() for m in a.methods.split(",") if m.strip()],
+            profile=profile,
+            repeats=a.repeats,
+            warmup=not a.no_warmup,
+            seed=a.seed,
+            data_dir=a.data_dir,
+            device=a.device,
+        )
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    record["command"] = "python -m validation.finetune.walltime " + " ".join(
+        sys.argv[1:] if argv is None else list(argv)
+    )
+    atomic_write_json(a.out, record)
+    print(format_walltime(record))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
