@@ -101,8 +101,14 @@ def _mean(xs: Sequence[float]) -> float | None:
 
 
 def baselines_of(methods: Sequence[str]) -> list[str]:
-    """The baselines GeLoRA is compared with among ``methods`` (core ones first, then the rest sorted)."""
-    skip = {GELORA, CEILING, FLOOR}
+    """The baselines GeLoRA is compared with among ``methods`` (core ones first, then the rest sorted).
+
+    GeLoRA's ablations (:data:`validation.finetune.methods.ABLATION_METHODS`) are not baselines: C4 is
+    about LoRA and adaptive LoRA methods; the ablations have their own section
+    (:mod:`validation.finetune.ablation_analysis`)."""
+    from validation.finetune.methods import ABLATION_METHODS
+
+    skip = {GELORA, CEILING, FLOOR, *ABLATION_METHODS}
     rest = sorted(m for m in methods if m not in skip and m not in CORE_BASELINES)
     return [m for m in CORE_BASELINES if m in methods] + rest
 

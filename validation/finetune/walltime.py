@@ -306,9 +306,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    record["command"] = "python -m validation.finetune.walltime " + " ".join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
+    from validation.report.portable import portable_path
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    # paths in the recorded command are written without this machine's absolute prefixes
+    args = [
+        portable_path(x) if i and args[i - 1] in ("--out", "--data-dir", "--model") else x
+        for i, x in enumerate(args)
+    ]
+    record["command"] = "python -m validation.finetune.walltime " + " ".join(args)
     atomic_write_json(a.out, record)
     print(format_walltime(record))
     return 0

@@ -80,3 +80,4 @@ def test_times_real_cells_with_the_same_steps(tmp_path):
     assert rec["profile"].get("lr_select", False) is False  # left out of the record at its default
     assert "host" not in rec["environment"]
     assert rec["command"].startswith("python -m validation.finetune.walltime --profile test")
+    assert str(tmp_path) not in rec["command"]  # no absolute path of this machine in the record
