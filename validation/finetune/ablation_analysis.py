@@ -39,6 +39,12 @@ def _profile_key(cell: dict[str, Any]) -> str:
     )
 
 
+def _usable(cell: dict[str, Any]) -> bool:
+    """A primary score and no ``converged: False`` in the cell's convergence record."""
+    conv = ((cell.get("train") or {}).get("convergence") or {}).get("converged")
+    return cell.get("primary") is not None and conv is not False
+
+
 def load_cells(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """Every finished cell of the grid directories (``cells/*.json``, failure records skipped).
 
@@ -124,8 +130,9 @@ def analyse(
                 continue
             abl = by_method[name]
             ref = by_method.get(ab.reference, {})
-            a = {s: float(c["primary"]) for s, c in ref.items() if c.get("primary") is not None}
-            b = {s: float(c["primary"]) for s, c in abl.items() if c.get("primary") is not None}
+            # a cell whose schedule had not converged is no evidence either way (as in the C4 verdicts)
+            a = {s: float(c["primary"]) for s, c in ref.items() if _usable(c)}
+            b = {s: float(c["primary"]) for s, c in abl.items() if _usable(c)}
             pd = paired_difference(a, b, level) if a and b else None
             metric = next((c.get("primary_metric") for c in abl.values()), None)
             row: dict[str, Any] = {
@@ -172,6 +179,10 @@ def analyse(
                     )
                 if c.get("primary") is None:
                     row["notes"].append(f"seed {s}: no value of the primary metric")
+            for label, cs in ((ab.reference, ref), (name, abl)):
+                dropped = sorted(s for s, c in cs.items() if c.get("primary") is not None and not _usable(c))
+                if dropped:
+                    row["notes"].append(f"{label} seed(s) {dropped}: unconverged, left out of the pair")
             comparisons.append(row)
     verdicts = []
     for name, ab in ABLATIONS.items():

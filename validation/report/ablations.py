@@ -31,9 +31,25 @@ def section_ablations(ctx: Any) -> dict[str, Any]:
             "no ablation cells in the grid; run e.g. gelora validate glue --methods "
             "gelora,gelora_permuted,gelora_reversed --seeds 5 --out DIR and pass --runs DIR"
         )
-    data = analyse(cells=cells)
+    data = analyse(cells=cells, informative_tasks=_informative_tasks(present))
     data["sources"] = [str(d) for d in present]
     return data
+
+
+def _informative_tasks(run_dirs: list[Any]) -> list[str] | None:
+    """Tasks an informative ceiling/floor separates in the paper-protocol grids among ``run_dirs``
+    (:mod:`validation.finetune.verdicts`); None when no grid is of the paper profile (not assessed)."""
+    from validation.finetune.verdicts import PAPER_PROFILE, verdicts_from_grid
+
+    found: set[str] | None = None
+    for d in run_dirs:
+        if not (d / "grid.json").is_file():
+            continue
+        v = verdicts_from_grid(d)
+        if v.get("profile") != PAPER_PROFILE:
+            continue
+        found = (found or set()) | {t for t, rec in v["tasks"].items() if rec["informative"]}
+    return None if found is None else sorted(found)
 
 
 def fig_ablations(report: dict[str, Any]) -> bytes | None:

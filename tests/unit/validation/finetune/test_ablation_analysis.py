@@ -154,3 +154,39 @@ def test_tiny_real_grid_with_two_ablations(tmp_path: Path) -> None:
     assert report["sections"]["ablations"]["status"] == "ok"
     md = (path.parent / "report.md").read_text()
     assert "6a. Ablations" in md and "random allocation" in md
+
+
+def test_unconverged_cells_are_left_out_of_their_pair():
+    cells = []
+    for s in range(3):
+        cells += [
+            _cell("rte", "gelora", s, 0.60 + 0.01 * s, [4, 2, 1]),
+            _cell("rte", "gelora_permuted", s, 0.5, [1, 2, 4]),
+        ]
+    cells[1]["train"] = {"convergence": {"converged": False}}  # permuted, seed 0
+    cells[2]["train"] = {"convergence": {"converged": True}}  # gelora, seed 1: kept
+    (row,) = analyse(cells=cells)["comparisons"]
+    assert row["seeds"] == [1, 2] and row["n"] == 2
+    assert "gelora_permuted seed(s) [0]: unconverged, left out of the pair" in row["notes"]
+
+
+def test_report_section_takes_informative_tasks_from_paper_grids(tmp_path, gridfix):
+    """The report's ablation section asks the paper-profile grid which tasks separate methods."""
+    from types import SimpleNamespace
+
+    from validation.report.ablations import section_ablations
+
+    scores = {
+        "stsb": {"full": [0.90, 0.91, 0.92], "head_only": [0.5, 0.52, 0.51], "gelora": [0.8, 0.81, 0.82]},
+        "rte": {"full": [0.6, 0.5, 0.7], "head_only": [0.6, 0.55, 0.65], "gelora": [0.6, 0.6, 0.6]},
+    }
+    run = gridfix.write_grid(tmp_path / "g", scores, profile="paper")
+    for task in ("stsb", "rte"):
+        for s in range(3):
+            c = _cell(task, "gelora_permuted", s, 0.7, [1, 2, 4])
+            ref = json.loads(cell_path(run, task, "gelora", s).read_text())
+            c["config"] = ref["config"]
+            atomic_write_json(cell_path(run, task, "gelora_permuted", s), c)
+    data = section_ablations(SimpleNamespace(runs_dirs=[run], out_dir=tmp_path))
+    assert data["informativeness"] == "assessed" and data["informative_tasks"] == ["stsb"]
+    assert {r["task"]: r["informative"] for r in data["comparisons"]} == {"rte": False, "stsb": True}
