@@ -490,12 +490,19 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     result for it, and the superseded ones are named in ``notes``; GeLoRA/peer ratios are recomputed on the
     merged rows. The ``profile`` becomes ``{"per_source": [...]}``, one profile per directory.
     """
-    chosen: dict[tuple[str, str, bool], tuple[int, dict[str, Any]]] = {}
+    chosen: dict[tuple[str, str, bool, Any], tuple[int, dict[str, Any]]] = {}
     notes: list[str] = []
     for i, part in enumerate(parts):
         for row in part["rows"]:
             # rows of the paper protocol never replace other rows (nor the reverse): C4 reads only them
-            key = (row["task"], row["method"], row.get("profile") == "paper")
+            # ... and paper rows at another adapter budget (--lora-r) are kept beside each other
+            paper = row.get("profile") == "paper"
+            key = (
+                row["task"],
+                row["method"],
+                paper,
+                (part.get("profile") or {}).get("lora_r") if paper else None,
+            )
             if key in chosen and chosen[key][0] != i:
                 earlier = parts[chosen[key][0]]["source"]
                 if row["mean"] is None and chosen[key][1]["mean"] is not None:
@@ -507,7 +514,9 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     part_notes = [n for part in parts for n in part["notes"] if not n.startswith("SQuAD:")]
     squad = [n for n in parts[-1]["notes"] if n.startswith("SQuAD:")]
     models = sorted({str(p["model"]) for p in parts})
-    extra: dict[str, Any] = {k: parts[-1][k] for k in ("runs", "paper_protocol") if k in parts[-1]}
+    extra: dict[str, Any] = {
+        k: parts[-1][k] for k in ("runs", "paper_protocol", "paper_budgets") if k in parts[-1]
+    }
     return {
         **extra,
         "model": models[0] if len(models) == 1 else ", ".join(models),
@@ -540,29 +549,91 @@ def _record_grid_files(ctx: Context, runner: Any, run_dir: Path) -> None:
                 ctx.files[f"data: GLUE {sp.get('task')} {sp.get('split')}"] = str(data_root / rel)
 
 
+def _paper_lora_r() -> int:
+    """The budget rank of the paper protocol (uniform LoRA r on every linear module; the profile's)."""
+    return int(_import("validation.finetune.runner").PROFILES["paper"].lora_r)
+
+
+def budget_scores(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{task: {method: {"budget_params", "mean", "std", "n", "seeds"}}}`` of one grid summary: the primary
+    score over the seeds whose cell converged (or records no convergence), and the median trainable adapter
+    parameters (None for methods without a budget record)."""
+    out: dict[str, dict[str, Any]] = {}
+    for t, by in (summary.get("table") or {}).items():
+        for m, e in by.items():
+            recs = [
+                r
+                for r in e.get("per_seed") or []
+                if r.get("primary") is not None and r.get("converged") is not False
+            ]
+            vals = [float(r["primary"]) for r in recs]
+            params = [int(x) for x in e.get("trainable_adapter_params") or [] if x is not None]
+            out.setdefault(t, {})[m] = {
+                "budget_params": sorted(params)[len(params) // 2] if params else None,
+                "mean": sum(vals) / len(vals) if vals else None,
+                "std": (
+                    math.sqrt(sum((v - sum(vals) / len(vals)) ** 2 for v in vals) / (len(vals) - 1))
+                    if len(vals) > 1
+                    else None
+                ),
+                "n": len(vals),
+                "seeds": [int(r["seed"]) for r in recs],
+            }
+    return out
+
+
 def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Path]) -> dict[str, Any]:
-    """Each run directory labelled with its profile (``runs``) and the merged compact summary of those
-    trained under the paper protocol (``paper_protocol``; None without one), from which claim C4, the
-    average (C6) and the paper-grid figures are derived (:mod:`validation.finetune.verdicts`)."""
+    """Each run directory labelled with its profile (``runs``), the merged compact summary of those
+    trained under the paper protocol at its budget (``paper_protocol``; None without one), from which claim
+    C4, the average (C6) and the paper-grid figures are derived (:mod:`validation.finetune.verdicts`), and
+    the paper-protocol scores per budget rank (``paper_budgets``, the score-vs-budget table).
+
+    C4 compares methods at one budget: paper-protocol directories at another ``--lora-r`` (e.g. 2) enter
+    only ``paper_budgets``. The C4 budget is the paper profile's rank when a directory has it, else the
+    largest rank present."""
     verdicts = _import("validation.finetune.verdicts")
     runs = []
-    paper = []
+    paper: list[tuple[int | None, dict[str, Any], dict[str, Any]]] = []
     for s, d in zip(summaries, run_dirs, strict=True):
         name = s.get("profile_name") or (s.get("profile") or {}).get("name")
-        runs.append(
-            {"source": f"collected from {d}", "profile": name, "paper": name == verdicts.PAPER_PROFILE}
-        )
-        if name == verdicts.PAPER_PROFILE:
+        is_paper = name == verdicts.PAPER_PROFILE
+        runs.append({"source": f"collected from {d}", "profile": name, "paper": is_paper})
+        if is_paper:
             compact = verdicts.compact_summary(s)
             compact["run_dir"] = str(d)
-            paper.append(compact)
+            r = (s.get("profile") or {}).get("lora_r")
+            paper.append((None if r is None else int(r), compact, s))
     merged = None
+    budgets: list[dict[str, Any]] = []
     if paper:
-        merged = verdicts.merge_summaries(paper)
-        ps = [s.get("profile") or {} for s in summaries if s.get("profile_name") == verdicts.PAPER_PROFILE]
+        ranks = {r for r, _, _ in paper}
+        known = [r for r in ranks if r is not None]
+        main_r = _paper_lora_r() if _paper_lora_r() in ranks or not known else max(known)
+        at_main = [(c, s) for r, c, s in paper if r in (main_r, None)]
+        merged = verdicts.merge_summaries([c for c, _ in at_main])
+        ps = [s.get("profile") or {} for _, s in at_main]
         merged["model"] = ", ".join(sorted({str(p.get("model") or "all-MiniLM-L6-v2") for p in ps}))
         merged["epochs"] = sorted({float(p["epochs"]) for p in ps if p.get("epochs") is not None})
-    return {"runs": runs, "paper_protocol": merged}
+        if len(ranks) > 1:
+            merged["lora_r"] = main_r
+        if len(ranks) > 1:
+            for run, (src_r, _, _) in zip((x for x in runs if x["paper"]), paper, strict=True):
+                run["lora_r"] = src_r
+                run["in_c4"] = src_r in (main_r, None)
+        by_r: dict[int | None, dict[str, Any]] = {}
+        for r, c, s in paper:
+            rec = by_r.setdefault(r, {"lora_r": r, "sources": [], "scores": {}})
+            rec["sources"].append(c["run_dir"])
+            for t, by in budget_scores(s).items():
+                for m, e in by.items():
+                    if e["n"] or m not in rec["scores"].get(t, {}):  # later directories win
+                        rec["scores"].setdefault(t, {})[m] = e
+        budgets = [by_r[r] for r in sorted(by_r, key=lambda x: -1 if x is None else x)]
+    return {
+        "runs": runs,
+        "paper_protocol": merged,
+        **({"paper_budgets": budgets} if len(budgets) > 1 else {}),
+    }
 
 
 def walltime_records(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:

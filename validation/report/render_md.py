@@ -565,6 +565,39 @@ def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
     return out
 
 
+def _budget_blocks(data: dict[str, Any]) -> list[Block]:
+    """Score against adapter budget under the paper protocol (only when grids at two or more ``--lora-r``
+    were collected): one row per task and method, one column per budget rank."""
+    budgets = data.get("paper_budgets") or []
+    if len(budgets) < 2:
+        return []
+    from validation.report.claims import _name, _task
+
+    ranks = [b["lora_r"] for b in budgets]
+    keys = sorted({(t, m) for b in budgets for t, by in b["scores"].items() for m in by})
+    rows = []
+    for t, m in keys:
+        cells = []
+        for b in budgets:
+            e = (b["scores"].get(t) or {}).get(m)
+            if not e or e.get("mean") is None:
+                cells.append("—")
+                continue
+            spread = f" ± {fmt(e['std'], 2)}" if e.get("std") is not None else ""
+            params = f", {e['budget_params']:,} params" if e.get("budget_params") else ""
+            cells.append(f"{fmt(e['mean'], 4)}{spread} (n={e['n']}{params})")
+        rows.append((_task(t), _name(m), *cells))
+    main_r = (data.get("paper_protocol") or {}).get("lora_r")
+    return [
+        Para(
+            "Score against adapter budget (paper protocol; mean ± std of the primary metric over the converged "
+            "seeds, budget = uniform LoRA of rank r on every adapted module, the other budgeted methods matched "
+            f"to it). C4 uses the r = {main_r} grids only."
+        ),
+        Table(("task", "method", *(f"r = {r}" for r in ranks)), tuple(rows)),
+    ]
+
+
 def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
 
     sec = report.get("sections", {}).get("grid")
@@ -639,6 +672,7 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
                 "with their profile; they do not enter C4."
             )
         )
+    out += _budget_blocks(data)
     for cid in ("C4", "C5", "C6"):
         out += _claim_evidence(report, cid)
     out.append(Para(" ".join(paper_lines)))

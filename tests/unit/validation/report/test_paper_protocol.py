@@ -11,7 +11,7 @@ import pytest
 
 from validation.report import build as B
 from validation.report.claims import HOLDS, HOLDS_WITHIN_ERROR, NOT_REPRODUCED, NOT_TESTED
-from validation.report.render_md import Figure, Heading, Notice, document, visible
+from validation.report.render_md import Figure, Heading, Notice, document, render_markdown, visible
 
 GOOD = {  # informative (ceiling far above floor); GeLoRA clearly above every baseline
     "full": [0.90, 0.91, 0.92],
@@ -168,3 +168,46 @@ def test_learning_rates_say_whether_they_were_selected(f, tmp_path, gridfix):
     md, _, _ = B.render_all(f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [run])))))
     assert "SST-2 / LoRA: learning rate 0.001 (the default rate: a one-rate grid, nothing selected)" in md
     assert "SST-2 / GeLoRA: learning rate 0.002 (selected on held-out train from 0.0005, 0.001, 0.002)" in md
+
+
+def _set_lora_r(run: Path, r: int, params: int) -> None:
+    """Turn a fake paper grid into one at adapter budget rank ``r`` (plan and every cell's budget)."""
+    plan = json.loads((run / "grid.json").read_text())
+    plan["profile"]["lora_r"] = r
+    (run / "grid.json").write_text(json.dumps(plan))
+    for cell in (run / "cells").glob("*.json"):
+        c = json.loads(cell.read_text())
+        c["budget"]["trainable_adapter_params"] = params
+        cell.write_text(json.dumps(c))
+
+
+def test_another_budget_enters_score_vs_budget_not_c4(f, tmp_path, gridfix):
+    """A paper grid at --lora-r 2 where GeLoRA is far below LoRA: C4 (at r = 8) is not touched by it, and
+    section 5 shows both budgets side by side."""
+    r8 = gridfix.write_grid(tmp_path / "r8", {"sst2": GOOD})
+    _set_lora_r(r8, 8, 800)
+    r2 = gridfix.write_grid(tmp_path / "r2", {"sst2": dict(GOOD, gelora=[0.3, 0.31, 0.32])})
+    _set_lora_r(r2, 2, 200)
+    for order in ([r8, r2], [r2, r8]):  # whichever comes last, C4 stays at r = 8
+        data = _grid_data(tmp_path, order)
+        assert data["paper_protocol"]["lora_r"] == 8
+        assert [b["lora_r"] for b in data["paper_budgets"]] == [2, 8]
+        assert {run["lora_r"]: run["in_c4"] for run in data["runs"]} == {2: False, 8: True}
+        r = f.make_report(grid=f.sec(B._clean(data)))
+        assert _claim(r, "C4")["verdict"] == HOLDS
+    by_r = {b["lora_r"]: b["scores"]["sst2"] for b in data["paper_budgets"]}
+    assert by_r[2]["gelora"]["mean"] == pytest.approx(0.31) and by_r[2]["gelora"]["budget_params"] == 200
+    assert by_r[8]["gelora"]["n"] == 3 and by_r[8]["gelora"]["seeds"] == [0, 1, 2]
+    # both budgets' rows survive the merge of the appendix table
+    assert sum(1 for row in data["rows"] if row["method"] == "gelora") == 2
+    md = visible(render_markdown(document(r)))
+    assert "Score against adapter budget" in md and "| task | method | r = 2 | r = 8 |" in md
+    assert " ± 0.01 (n=3, 200 params) |" in md and " ± 0.01 (n=3, 800 params) |" in md
+
+
+def test_one_budget_has_no_budget_table(f, tmp_path, gridfix):
+    data = _grid_data(tmp_path, [gridfix.write_grid(tmp_path / "p", {"sst2": GOOD})])
+    assert "paper_budgets" not in data and "lora_r" not in data["paper_protocol"]
+    assert "Score against adapter budget" not in render_markdown(
+        document(f.make_report(grid=f.sec(B._clean(data))))
+    )
