@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -51,15 +50,10 @@ def _other_gpu_processes() -> int | None:
     """Compute processes on the GPUs other than this one (``nvidia-smi``), or None when unknown."""
     import os
 
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    from validation.report.environment import nvidia_smi
+
+    out = nvidia_smi("--query-compute-apps=pid")
+    if out is None:
         return None
     pids = {line.strip() for line in out.splitlines() if line.strip()}
     pids.discard(str(os.getpid()))

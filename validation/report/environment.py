@@ -116,18 +116,23 @@ def gpu_info() -> dict[str, Any]:
     except ImportError:
         return info
     if info["available"]:
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=20,
-                check=True,
-            )
-            info["driver"] = out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
-        except (OSError, subprocess.SubprocessError):
-            info["driver"] = None
+        out = nvidia_smi("--query-gpu=driver_version", timeout=20)
+        info["driver"] = out.strip().splitlines()[0] if out and out.strip() else None
     return info
+
+
+def nvidia_smi(query: str, timeout: float = 30) -> str | None:
+    """Output of ``nvidia-smi <query> --format=csv,noheader``, or None when it cannot run."""
+    try:
+        return subprocess.run(
+            ["nvidia-smi", query, "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def host_summary() -> dict[str, Any]:

@@ -81,3 +81,15 @@ def test_times_real_cells_with_the_same_steps(tmp_path):
     assert "host" not in rec["environment"]
     assert rec["command"].startswith("python -m validation.finetune.walltime --profile test")
     assert str(tmp_path) not in rec["command"]  # no absolute path of this machine in the record
+
+
+def test_other_gpu_processes_leave_out_this_one(monkeypatch):
+    import os
+
+    import validation.report.environment as env
+    from validation.finetune import walltime
+
+    monkeypatch.setattr(env, "nvidia_smi", lambda query, timeout=30: f"111\n{os.getpid()}\n222\n\n")
+    assert walltime._other_gpu_processes() == 2
+    monkeypatch.setattr(env, "nvidia_smi", lambda query, timeout=30: None)  # no nvidia-smi: unknown
+    assert walltime._other_gpu_processes() is None
