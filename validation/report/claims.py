@@ -682,10 +682,19 @@ def _claim_time_measured(records: list[dict[str, Any]]) -> Finding:
         "ci": None,
         "n": len(ratios),
     }
+    busy = [
+        r["task"] for r in records if any((v or 0) > 0 for v in (r.get("other_gpu_processes") or {}).values())
+    ]
+    if busy:
+        evidence.append(
+            f"Other processes used the GPU during the timing of {', '.join(_task(t) for t in busy)}: "
+            "not a quiet-GPU measurement."
+        )
     if all(r < 1 for r in ratios):
-        if all(s == "faster" for s in separated):
+        if all(s == "faster" for s in separated) and not busy:
             return HOLDS, evidence, numbers, extra
-        evidence.append("Some rounds overlap: faster by the median only.")
+        if not all(s == "faster" for s in separated):
+            evidence.append("Some rounds overlap: faster by the median only.")
         return HOLDS_WITHIN_ERROR, evidence, numbers, extra
     return NOT_REPRODUCED, evidence, numbers, extra
 

@@ -290,3 +290,14 @@ def test_time_claim_prefers_the_one_method_at_a_time_measurement(f, gelora, ada,
     # LoRA is listed in the table but is not an adaptive baseline: it does not enter the verdict
     assert "stsb/time_gelora_over_lora" not in c5["numbers"]
     assert [row[1] for row in c5["table"]["rows"]] == ["AdaLoRA", "LoRA"]
+
+
+def test_time_claim_on_a_busy_gpu_is_not_more_than_within_error(f):
+    grid = f.grid_section(0.8, 0.7, 0.01, 3)
+    rec = _walltime_record([10.0, 11.0], [20.0, 21.0])
+    rec["other_gpu_processes"] = {"before": 0, "after": 3}
+    grid["walltime"] = [rec]
+    r = f.make_report(grid=f.sec(grid))
+    assert verdict(r, "C5") == HOLDS_WITHIN_ERROR
+    c5 = next(c for c in r["claims"] if c["id"] == "C5")
+    assert "not a quiet-GPU measurement" in " ".join(c5["evidence"])
