@@ -188,7 +188,9 @@ def check_points(X: Any, *, min_samples: int = 2, name: str = "X") -> Any:
     # a finite sum proves every entry finite (NaN and inf propagate); only otherwise (non-finite
     # entries, or finite ones whose sum overflows) the entrywise test: the common case costs one pass
     # without a boolean temporary
-    if np.isfinite(arr.sum()):
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum()
+    if np.isfinite(total):
         return _check_not_constant(arr, name)
     finite = np.isfinite(arr)
     if not finite.all():
