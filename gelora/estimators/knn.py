@@ -522,6 +522,27 @@ def _rerank_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact float64 squared distances of the pairs (s + r, col) by differences; the k best per row.
 
+    Works through chunks of at most ``budget`` bytes of differences. Returns (b, k) squared distances
+    and indices, ordered by (distance, index).
+    """
+    D = X.shape[1]
+    d2 = np.empty(r.size, dtype=np.float64)
+    chunk = max(1, budget // (8 * D))
+    for c0 in range(0, r.size, chunk):
+        c1 = min(r.size, c0 + chunk)
+        diff = X[col[c0:c1]]
+        diff -= X[s + r[c0:c1]]
+        d2[c0:c1] = np.einsum("ij,ij->i", diff, diff)
+    return _sort_candidates(
+        _pack_rows(r, d2, b, np.inf), _pack_rows(r, col.astype(np.int64), b, np.iinfo(np.int64).max), k
+    )
+
+
+def _rerank_rows(
+    X: np.ndarray, s: int, r: np.ndarray, col: np.ndarray, b: int, k: int, budget: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rerank_pairs` (same bits) with one gather per pair for most pairs (direct path).
+
     ``r`` is sorted. The first ``c = min(count)`` pairs of every row go through
     :func:`_exact_d2_rows` (the row's point subtracted by broadcasting, no second gather), the others
     (a few per row after a tight screen) through :func:`_exact_d2`; both give the same bits for a pair.
@@ -531,7 +552,7 @@ def _rerank_pairs(
     counts = np.bincount(r, minlength=b)
     c = int(counts.min())
     if c == 0:
-        d2 = _exact_d2(X, s + r, col, budget)
+        d2 = _exact_d2_buffered(X, s + r, col, budget)
     else:
         starts = np.cumsum(counts) - counts
         head = (starts[:, None] + np.arange(c)).ravel()
@@ -540,7 +561,7 @@ def _rerank_pairs(
         if r.size > head.size:
             tail = np.ones(r.size, dtype=bool)
             tail[head] = False
-            d2[tail] = _exact_d2(X, s + r[tail], col[tail], budget)
+            d2[tail] = _exact_d2_buffered(X, s + r[tail], col[tail], budget)
     return _sort_candidates(
         _pack_rows(r, d2, b, np.inf), _pack_rows(r, col.astype(np.int64), b, np.iinfo(np.int64).max), k
     )
@@ -570,6 +591,19 @@ def _exact_d2_rows(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, budget: in
 def _exact_d2(X: np.ndarray, rows: np.ndarray, col: np.ndarray, budget: int) -> np.ndarray:
     """Flat ``sum((X[col] - X[rows])**2)`` in float64, in chunks of at most ``budget`` bytes (the same
     arithmetic, hence the same bits, as :func:`_rerank_pairs`)."""
+    D = X.shape[1]
+    d2 = np.empty(rows.size, dtype=np.float64)
+    chunk = max(1, budget // (8 * D))
+    for c0 in range(0, rows.size, chunk):
+        c1 = min(rows.size, c0 + chunk)
+        diff = X[col[c0:c1]]
+        diff -= X[rows[c0:c1]]
+        d2[c0:c1] = np.einsum("ij,ij->i", diff, diff)
+    return d2
+
+
+def _exact_d2_buffered(X: np.ndarray, rows: np.ndarray, col: np.ndarray, budget: int) -> np.ndarray:
+    """:func:`_exact_d2` (same bits) through two reused gather buffers (direct path)."""
     D = X.shape[1]
     d2 = np.empty(rows.size, dtype=np.float64)
     chunk = max(1, min(rows.size, budget // (16 * D)))
@@ -797,13 +831,13 @@ def _knn_numpy_direct(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
             order = np.argsort(r, kind="stable")
             r, col = r[order], col[order]
         if D < DEDUPE_MIN_D:
-            dist[s:t], idx[s:t] = _rerank_pairs(X, s, r, col, b, k, PAIR_RERANK_BYTES)
+            dist[s:t], idx[s:t] = _rerank_rows(X, s, r, col, b, k, PAIR_RERANK_BYTES)
         else:
             found[s] = (r + s, col)
 
     def exact(lo: int, hi: int) -> None:
         o = own[lo:hi]
-        d2[lo:hi][o] = _exact_d2(X, R[lo:hi][o], C[lo:hi][o], PAIR_RERANK_BYTES)
+        d2[lo:hi][o] = _exact_d2_buffered(X, R[lo:hi][o], C[lo:hi][o], PAIR_RERANK_BYTES)
 
     def select(s: int, t: int) -> None:
         lo, hi = np.searchsorted(R, [s, t])

@@ -560,8 +560,10 @@ def test_direct_path_computes_a_shared_pair_once(monkeypatch):
     rng = np.random.default_rng(23)
     X = rng.normal(size=(300, knn.DEDUPE_MIN_D))
     sizes = []
-    exact = knn._exact_d2
-    monkeypatch.setattr(knn, "_exact_d2", lambda X, r, c, b: sizes.append(r.size) or exact(X, r, c, b))
+    exact = knn._exact_d2_buffered
+    monkeypatch.setattr(
+        knn, "_exact_d2_buffered", lambda X, r, c, b: sizes.append(r.size) or exact(X, r, c, b)
+    )
     d, i = knn_distances(X, 10, backend="numpy")
     kept = 300 * 10  # the screen keeps about k per row on Gaussian data
     assert kept * 0.5 < sum(sizes) < kept  # mutual pairs (most of a k-NN graph's edges) counted once
