@@ -136,6 +136,22 @@ DIRECT_TILE = 256
 #: 11.2-12.0 ms for the whole k-NN)
 DEDUPE_MIN_D = 128
 
+#: share of a k-NN graph's pairs left when the pairs kept by both points are counted once (measured on
+#: the benchmark's data at n = 1000, k = 20: 0.65-0.66); cost model of :func:`_direct_cost` only
+DEDUPE_SHARE = 0.65
+
+#: from :data:`SCREEN_MIN_N` up to this many points, with at least :data:`DIRECT_BASIS_MIN_FEATURES`
+#: features and no explicit ``block_size``, :func:`_knn_numpy` runs the direct path unless a principal
+#: screen of rank <= 64 is predicted to cost less (:func:`_screen_basis` with ``plain_cost``): at
+#: n = 4000, D = 768 the direct path took 0.24 s on the full-rank tanh data against 0.41-0.45 s for the
+#: blockwise path with its rank-125 screen, while rank30 keeps its rank-21 screen (0.18-0.23 s against
+#: 0.26 s direct); the n x n float32 Gram matrix holds 64 MiB at 4096 points
+DIRECT_BASIS_MAX_N = 4096
+
+#: fewest features for the direct path above :data:`DIRECT_MAX_N` points: at D = 64 and n = 4000 the
+#: blockwise path was faster on both benchmark data sets (0.084-0.099 s against 0.094-0.111 s)
+DIRECT_BASIS_MIN_FEATURES = 256
+
 #: candidate ranks of the screening basis tried by :func:`_screen_basis` (besides the full dimension):
 #: ``p + 3`` is a multiple of 8, so the screening product's width needs no zero padding (at n = 16000,
 #: D = 768 the benchmark's data keep 20.2 candidates per row at p = 21, 20.0 at p = 29 and 32)
@@ -229,7 +245,9 @@ def _gamma(m: int, u: float) -> float:
     return m * u / (1.0 - m * u)
 
 
-def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _screen_basis(
+    Xc: np.ndarray, k: int, sq: np.ndarray | None = None, plain_cost: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Screening coordinates of centred points: leading principal coordinates and residual norms.
 
     Parameters
@@ -240,6 +258,10 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
         Neighbours per point.
     sq : numpy.ndarray of float64, shape (n,), optional
         ``|Xc_i|^2`` when the caller has it.
+    plain_cost : float, optional
+        Cost (same unit as :func:`_screen_cost`) of the plain screen when the caller can run the
+        direct path (:func:`_knn_numpy_direct`) instead of the blockwise one; then only the ranks up to
+        64 are tried against it (a principal screen that needs more is not worth its pilot there).
 
     Returns
     -------
@@ -271,7 +293,7 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
     # against 0.34 s for this function)
     workers = _n_workers()
     with _block_threads(workers) as pool:
-        return _screen_basis_1(Xc, k, sq, ranks, pool, workers)
+        return _screen_basis_1(Xc, k, sq, ranks, pool, workers, plain_cost)
 
 
 def _rows_matmul(A: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor, workers: int) -> np.ndarray:
@@ -288,7 +310,13 @@ def _rows_matmul(A: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor, workers
 
 
 def _screen_basis_1(
-    Xc: np.ndarray, k: int, sq: np.ndarray, ranks: list[int], pool: ThreadPoolExecutor, workers: int
+    Xc: np.ndarray,
+    k: int,
+    sq: np.ndarray,
+    ranks: list[int],
+    pool: ThreadPoolExecutor,
+    workers: int,
+    plain_cost: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The body of :func:`_screen_basis` (BLAS limited to one thread, large products on ``pool``)."""
     n, D = Xc.shape
@@ -296,6 +324,9 @@ def _screen_basis_1(
     V = _principal_directions(Xc, max(p for p in ranks if p <= max(ranks[0], 64)))
     pilot = np.unique(np.linspace(0, n - 1, 64).astype(np.int64))
     best_p, best_cost = D, _screen_cost(n, D, D, k, k)
+    if plain_cost is not None:
+        best_cost = plain_cost
+        ranks = [p for p in ranks if p <= 64]
     coords = np.empty((n, 0))  # Xc V[:, :q], computed a few ranks at a time (each product reads all of Xc)
     zsq = np.zeros(n)  # |z|^2 so far
     dot = np.zeros((pilot.size, n))  # z_pilot . z so far
@@ -360,6 +391,16 @@ def _screen_cost(n: int, D: int, p: int, k: int, count: float) -> float:
         product /= 2
     basis = 0.0 if p >= D else BASIS_COST * D * p + 3.0 * min(n, 2048) * D * (p + 16) / n
     return product + basis + RERANK_COST * D * max(count, k)
+
+
+def _direct_cost(n: int, D: int, k: int) -> float:
+    """Cost per row of :func:`_knn_numpy_direct` in the unit of :func:`_screen_cost` (speed only).
+
+    Its symmetric product (``n D / 2``) and ``RERANK_COST * D`` per exact distance, of which about
+    k per row, times :data:`DEDUPE_SHARE` where shared pairs are computed once.
+    """
+    share = DEDUPE_SHARE if D >= DEDUPE_MIN_D else 1.0
+    return n * D / 2.0 + RERANK_COST * D * k * share
 
 
 def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
@@ -926,7 +967,11 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
         return _knn_numpy_direct(X, k)
     Xc = X - X.mean(axis=0)
     sq64 = np.einsum("ij,ij->i", Xc, Xc)
-    Z, a = _screen_basis(Xc, k, sq64)
+    direct = block_size is None and n <= DIRECT_BASIS_MAX_N and D >= DIRECT_BASIS_MIN_FEATURES
+    Z, a = _screen_basis(Xc, k, sq64, _direct_cost(n, D, k) if direct else None)
+    if direct and Z.shape[1] == D:
+        # no principal screen pays against the direct path's plain screen
+        return _knn_numpy_direct(X, k)
     scale = float(np.einsum("ij,ij->i", Z, Z).max() + (a * a).max())
     use32 = scale < 1e30  # float32 would overflow above this
     left, right = _gram_factors(Z, a, np.float32 if use32 else np.float64)

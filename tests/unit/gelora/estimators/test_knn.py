@@ -263,7 +263,9 @@ def test_principal_screen_beyond_the_first_directions_stays_exact(monkeypatch):
     ranks = []
     principal = knn._principal_directions
     monkeypatch.setattr(knn, "_principal_directions", lambda Xc, p: ranks.append(p) or principal(Xc, p))
-    d, i = knn_distances(X, 5, backend="numpy")
+    # an explicit block size: the blockwise path (without it, at this size, the pilot stops at rank 64
+    # against the direct path's plain screen)
+    d, i = knn_distances(X, 5, backend="numpy", block_size=700)
     assert len(ranks) == 2 and ranks[1] > ranks[0]  # the second, larger basis was computed
     D2 = cdist(X, X, "sqeuclidean")  # exact differences in float64
     np.fill_diagonal(D2, np.inf)
@@ -568,5 +570,27 @@ def test_direct_path_computes_a_shared_pair_once(monkeypatch):
     kept = 300 * 10  # the screen keeps about k per row on Gaussian data
     assert kept * 0.5 < sum(sizes) < kept  # mutual pairs (most of a k-NN graph's edges) counted once
     d0, i0 = brute_force(X, 10)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("low_rank", [False, True])
+def test_direct_path_above_screen_min_n_only_where_no_principal_screen_pays(monkeypatch, low_rank):
+    # between SCREEN_MIN_N and DIRECT_BASIS_MAX_N points (wide data) the direct path runs unless the
+    # pilot finds a principal screen of rank <= 64 cheaper; either way the result is the blockwise one
+    import gelora.estimators.knn as knn
+
+    n, D = knn.SCREEN_MIN_N + 52, knn.DIRECT_BASIS_MIN_FEATURES
+    rng = np.random.default_rng(24)
+    X = low_rank_cloud(n, D, seed=24) if low_rank else rng.normal(size=(n, D)) + 3.0
+    calls = []
+    direct = knn._knn_numpy_direct
+    monkeypatch.setattr(knn, "_knn_numpy_direct", lambda *a: calls.append(1) or direct(*a))
+    d, i = knn_distances(X, 5, backend="numpy")
+    assert bool(calls) == (not low_rank)
+    d_blocks, i_blocks = knn_distances(X, 5, backend="numpy", block_size=512)
+    np.testing.assert_array_equal(i, i_blocks)
+    np.testing.assert_array_equal(d, d_blocks)
+    d0, i0 = brute_force_chunked(X, 5)
     np.testing.assert_array_equal(i, i0)
     np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
