@@ -22,7 +22,9 @@ Backends
     (:func:`_rerank_two_stage`), with the same result. Up to :data:`DIRECT_MAX_N` points (and without
     an explicit ``block_size``) the plain screen runs from one symmetric float32 product of the whole
     Gram matrix instead (:func:`_knn_numpy_direct`: half the multiply-adds, a pair kept by both of its
-    points re-ranked once), with the same result bit for bit.
+    points re-ranked once), with the same result bit for bit; up to :data:`DIRECT_BASIS_MAX_N` points
+    with at least :data:`DIRECT_BASIS_MIN_FEATURES` features too, unless a principal screen of rank
+    <= 64 is predicted cheaper.
 ``"torch"``
     A reduced-precision screen with a proven error bound (TF32 tensor cores on CUDA by default, fp32 on
     the CPU, bf16 on request: ``precision=``) over the tiles on or above the diagonal of the symmetric
