@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 __all__ = ["gamma_rate_ci", "bootstrap_weights", "percentile_ci"]
 
@@ -32,8 +32,10 @@ def gamma_rate_ci(total: float, shape: float, level: float) -> tuple[float, floa
     (low, high) : tuple of float
     """
     alpha = 1.0 - level
-    lo = stats.chi2.ppf(alpha / 2.0, 2.0 * shape) / (2.0 * total)
-    hi = stats.chi2.ppf(1.0 - alpha / 2.0, 2.0 * shape) / (2.0 * total)
+    # chi2.ppf(q, 2m) is 2 gammaincinv(m, q) (scipy's own chi2._ppf), called directly: the same values
+    # without the ~90 us per call of scipy.stats' argument handling (a tenth of a small TwoNN fit)
+    lo = 2.0 * special.gammaincinv(shape, alpha / 2.0) / (2.0 * total)
+    hi = 2.0 * special.gammaincinv(shape, 1.0 - alpha / 2.0) / (2.0 * total)
     return float(lo), float(hi)
 
 

@@ -19,7 +19,12 @@ Backends
     re-rank on one thread with a single-threaded BLAS (the BLAS thread limit is process-wide while it runs;
     the threads are one pool per process, kept between calls). Where the screen keeps many more than k
     candidates per row (full-rank data under a principal screen), the exact re-rank runs in two stages
-    (:func:`_rerank_two_stage`), with the same result.
+    (:func:`_rerank_two_stage`), with the same result. Up to :data:`DIRECT_MAX_N` points (and without
+    an explicit ``block_size``) the plain screen runs from one symmetric float32 product of the whole
+    Gram matrix instead (:func:`_knn_numpy_direct`: half the multiply-adds, a pair kept by both of its
+    points re-ranked once), with the same result bit for bit; up to :data:`DIRECT_BASIS_MAX_N` points
+    with at least :data:`DIRECT_BASIS_MIN_FEATURES` features too, unless a principal screen of rank
+    <= 64 is predicted cheaper.
 ``"torch"``
     A reduced-precision screen with a proven error bound (TF32 tensor cores on CUDA by default, fp32 on
     the CPU, bf16 on request: ``precision=``) over the tiles on or above the diagonal of the symmetric
@@ -55,6 +60,7 @@ ratio-based estimate.)
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
@@ -114,6 +120,39 @@ U64 = float(np.finfo(np.float64).eps) / 2  # unit roundoff of float64
 
 #: fewest points for which :func:`_screen_basis` looks for a principal subspace
 SCREEN_MIN_N = 2048
+
+#: up to this many points (and without an explicit ``block_size``) the NumPy backend screens with one
+#: symmetric float32 product of the whole n x n Gram matrix (:func:`_knn_numpy_direct`; 16 MiB at
+#: n = 2047); from :data:`SCREEN_MIN_N` points on, the blockwise screen with its principal basis
+DIRECT_MAX_N = SCREEN_MIN_N - 1
+
+#: rows per side of a tile of :func:`_knn_numpy_direct`'s Gram product, at most ``workers + 1`` tiles
+#: per side (n = 1000, D = 768, two threads: 3 x 3 tiles 7.9 ms, 2 x 2 tiles 9.1 ms, a single
+#: two-threaded BLAS call 7.4 ms on the quiet machine; the tiles keep BLAS on one thread per worker,
+#: which degrades less under load)
+DIRECT_TILE = 256
+
+#: from this many features on, :func:`_knn_numpy_direct` computes a pair kept by both of its points
+#: once (about a third of the pairs; n = 1000, D = 768, two threads: the exact distances 9-11 ms against
+#: 15-17 ms); below it, finding the shared pairs costs more than it saves (D = 64: 10.4-11.0 ms against
+#: 11.2-12.0 ms for the whole k-NN)
+DEDUPE_MIN_D = 128
+
+#: share of a k-NN graph's pairs left when the pairs kept by both points are counted once (measured on
+#: the benchmark's data at n = 1000, k = 20: 0.65-0.66); cost model of :func:`_direct_cost` only
+DEDUPE_SHARE = 0.65
+
+#: from :data:`SCREEN_MIN_N` up to this many points, with at least :data:`DIRECT_BASIS_MIN_FEATURES`
+#: features and no explicit ``block_size``, :func:`_knn_numpy` runs the direct path unless a principal
+#: screen of rank <= 64 is predicted to cost less (:func:`_screen_basis` with ``plain_cost``): at
+#: n = 4000, D = 768 the direct path took 0.24 s on the full-rank tanh data against 0.41-0.45 s for the
+#: blockwise path with its rank-125 screen, while rank30 keeps its rank-21 screen (0.18-0.23 s against
+#: 0.26 s direct); the n x n float32 Gram matrix holds 64 MiB at 4096 points
+DIRECT_BASIS_MAX_N = 4096
+
+#: fewest features for the direct path above :data:`DIRECT_MAX_N` points: at D = 64 and n = 4000 the
+#: blockwise path was faster on both benchmark data sets (0.084-0.099 s against 0.094-0.111 s)
+DIRECT_BASIS_MIN_FEATURES = 256
 
 #: candidate ranks of the screening basis tried by :func:`_screen_basis` (besides the full dimension):
 #: ``p + 3`` is a multiple of 8, so the screening product's width needs no zero padding (at n = 16000,
@@ -208,7 +247,9 @@ def _gamma(m: int, u: float) -> float:
     return m * u / (1.0 - m * u)
 
 
-def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _screen_basis(
+    Xc: np.ndarray, k: int, sq: np.ndarray | None = None, plain_cost: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Screening coordinates of centred points: leading principal coordinates and residual norms.
 
     Parameters
@@ -219,6 +260,10 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
         Neighbours per point.
     sq : numpy.ndarray of float64, shape (n,), optional
         ``|Xc_i|^2`` when the caller has it.
+    plain_cost : float, optional
+        Cost (same unit as :func:`_screen_cost`) of the plain screen when the caller can run the
+        direct path (:func:`_knn_numpy_direct`) instead of the blockwise one; then only the ranks up to
+        64 are tried against it (a principal screen that needs more is not worth its pilot there).
 
     Returns
     -------
@@ -250,7 +295,7 @@ def _screen_basis(Xc: np.ndarray, k: int, sq: np.ndarray | None = None) -> tuple
     # against 0.34 s for this function)
     workers = _n_workers()
     with _block_threads(workers) as pool:
-        return _screen_basis_1(Xc, k, sq, ranks, pool, workers)
+        return _screen_basis_1(Xc, k, sq, ranks, pool, workers, plain_cost)
 
 
 def _rows_matmul(A: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor, workers: int) -> np.ndarray:
@@ -267,7 +312,13 @@ def _rows_matmul(A: np.ndarray, B: np.ndarray, pool: ThreadPoolExecutor, workers
 
 
 def _screen_basis_1(
-    Xc: np.ndarray, k: int, sq: np.ndarray, ranks: list[int], pool: ThreadPoolExecutor, workers: int
+    Xc: np.ndarray,
+    k: int,
+    sq: np.ndarray,
+    ranks: list[int],
+    pool: ThreadPoolExecutor,
+    workers: int,
+    plain_cost: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The body of :func:`_screen_basis` (BLAS limited to one thread, large products on ``pool``)."""
     n, D = Xc.shape
@@ -275,6 +326,9 @@ def _screen_basis_1(
     V = _principal_directions(Xc, max(p for p in ranks if p <= max(ranks[0], 64)))
     pilot = np.unique(np.linspace(0, n - 1, 64).astype(np.int64))
     best_p, best_cost = D, _screen_cost(n, D, D, k, k)
+    if plain_cost is not None:
+        best_cost = plain_cost
+        ranks = [p for p in ranks if p <= 64]
     coords = np.empty((n, 0))  # Xc V[:, :q], computed a few ranks at a time (each product reads all of Xc)
     zsq = np.zeros(n)  # |z|^2 so far
     dot = np.zeros((pilot.size, n))  # z_pilot . z so far
@@ -341,6 +395,16 @@ def _screen_cost(n: int, D: int, p: int, k: int, count: float) -> float:
     return product + basis + RERANK_COST * D * max(count, k)
 
 
+def _direct_cost(n: int, D: int, k: int) -> float:
+    """Cost per row of :func:`_knn_numpy_direct` in the unit of :func:`_screen_cost` (speed only).
+
+    Its symmetric product (``n D / 2``) and ``RERANK_COST * D`` per exact distance, of which about
+    k per row, times :data:`DEDUPE_SHARE` where shared pairs are computed once.
+    """
+    share = DEDUPE_SHARE if D >= DEDUPE_MIN_D else 1.0
+    return n * D / 2.0 + RERANK_COST * D * k * share
+
+
 def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
     """Approximate leading principal directions, shape (D, p), orthonormal to float64 precision.
 
@@ -394,8 +458,12 @@ def _screen_slack(Z: np.ndarray, a: np.ndarray, u: float, n_features: int) -> np
     that precision); the float64 term covers, with a wide margin, the rounding of the basis, of the
     projected coordinates and residuals, and of the exact re-rank itself (each ``O(D u64)``).
     """
-    norms = np.sqrt(np.einsum("ij,ij->i", Z, Z) + a * a)
-    rel = _gamma(Z.shape[1] + 5, u) + _gamma(16 * (n_features + 8), U64)
+    return _slack_from_norms(np.sqrt(np.einsum("ij,ij->i", Z, Z) + a * a), u, Z.shape[1], n_features)
+
+
+def _slack_from_norms(norms: np.ndarray, u: float, p: int, n_features: int) -> np.ndarray:
+    """:func:`_screen_slack` from the norms ``sqrt(|z|^2 + a^2)`` (shape (n,)) and the screen's width p."""
+    rel = _gamma(p + 5, u) + _gamma(16 * (n_features + 8), U64)
     return 4.0 * rel * (norms + norms.max()) ** 2
 
 
@@ -451,6 +519,19 @@ def _screen_block(
     return _final_cut(r, col, g.ravel()[flat].astype(np.float64), b, k, slack, a_rows, a_cols)
 
 
+def _screen_full(g: np.ndarray, k: int, slack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (row, column) of a plain screen (no residuals) with ``g_ij <= T_i + slack_i``.
+
+    ``g`` (b, n) holds screening values with the self entries set to ``inf``; ``T_i`` is the k-th
+    smallest of the whole row (the final threshold of :func:`_screen_block`, which gets there through a
+    column subset; here a partition of the full row is cheaper). Returns flat ``r`` (sorted) and
+    ``col`` (ascending within each row).
+    """
+    tau = np.partition(g, k - 1, axis=1)[:, k - 1].astype(np.float64)
+    flat = np.flatnonzero(g <= _round_up(tau + slack, g.dtype)[:, None])
+    return np.divmod(flat, g.shape[1])
+
+
 def _round_up(thr: np.ndarray, dtype: Any) -> np.ndarray:
     """``thr`` (float64) in ``dtype``, rounded up, never down (a cut must not lose a candidate)."""
     out = thr.astype(dtype)
@@ -500,6 +581,56 @@ def _rerank_pairs(
     )
 
 
+def _rerank_rows(
+    X: np.ndarray, s: int, r: np.ndarray, col: np.ndarray, b: int, k: int, budget: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_rerank_pairs` (same bits) with one gather per pair for most pairs (direct path).
+
+    ``r`` is sorted. The first ``c = min(count)`` pairs of every row go through
+    :func:`_exact_d2_rows` (the row's point subtracted by broadcasting, no second gather), the others
+    (a few per row after a tight screen) through :func:`_exact_d2`; both give the same bits for a pair.
+    Works through chunks of at most ``budget`` bytes of differences. Returns (b, k) squared distances
+    and indices, ordered by (distance, index).
+    """
+    counts = np.bincount(r, minlength=b)
+    c = int(counts.min())
+    if c == 0:
+        d2 = _exact_d2_buffered(X, s + r, col, budget)
+    else:
+        starts = np.cumsum(counts) - counts
+        head = (starts[:, None] + np.arange(c)).ravel()
+        d2 = np.empty(r.size, dtype=np.float64)
+        d2[head] = _exact_d2_rows(X, np.arange(s, s + b), col[head].reshape(b, c), budget).ravel()
+        if r.size > head.size:
+            tail = np.ones(r.size, dtype=bool)
+            tail[head] = False
+            d2[tail] = _exact_d2_buffered(X, s + r[tail], col[tail], budget)
+    return _sort_candidates(
+        _pack_rows(r, d2, b, np.inf), _pack_rows(r, col.astype(np.int64), b, np.iinfo(np.int64).max), k
+    )
+
+
+def _exact_d2_rows(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, budget: int) -> np.ndarray:
+    """``sum((X[cand[i]] - X[rows[i]])**2)`` in float64, shape (b, c), by differences.
+
+    One gather per pair (the row's own point is broadcast), in chunks of at most ``budget`` bytes of
+    differences through one reused buffer; the same arithmetic per pair, hence the same bits, as
+    :func:`_exact_d2` (the einsum reduces each pair's contiguous row of differences in the same order).
+    """
+    b, c = cand.shape
+    D = X.shape[1]
+    chunk = max(1, min(b, budget // max(1, 8 * c * D)))
+    buf = np.empty((chunk, c, D), dtype=np.float64)
+    d2 = np.empty((b, c), dtype=np.float64)
+    for s in range(0, b, chunk):
+        e = min(b, s + chunk)
+        diff = buf[: e - s]
+        np.take(X, cand[s:e], axis=0, out=diff, mode="clip")  # "clip": no buffering of ``out``
+        diff -= X[rows[s:e], None, :]
+        np.einsum("ijk,ijk->ij", diff, diff, out=d2[s:e])
+    return d2
+
+
 def _exact_d2(X: np.ndarray, rows: np.ndarray, col: np.ndarray, budget: int) -> np.ndarray:
     """Flat ``sum((X[col] - X[rows])**2)`` in float64, in chunks of at most ``budget`` bytes (the same
     arithmetic, hence the same bits, as :func:`_rerank_pairs`)."""
@@ -511,6 +642,22 @@ def _exact_d2(X: np.ndarray, rows: np.ndarray, col: np.ndarray, budget: int) -> 
         diff = X[col[c0:c1]]
         diff -= X[rows[c0:c1]]
         d2[c0:c1] = np.einsum("ij,ij->i", diff, diff)
+    return d2
+
+
+def _exact_d2_buffered(X: np.ndarray, rows: np.ndarray, col: np.ndarray, budget: int) -> np.ndarray:
+    """:func:`_exact_d2` (same bits) through two reused gather buffers (direct path)."""
+    D = X.shape[1]
+    d2 = np.empty(rows.size, dtype=np.float64)
+    chunk = max(1, min(rows.size, budget // (16 * D)))
+    buf = np.empty((2, chunk, D), dtype=np.float64)  # reused: fresh chunks cost page faults
+    for c0 in range(0, rows.size, chunk):
+        c1 = min(rows.size, c0 + chunk)
+        diff, other = buf[0, : c1 - c0], buf[1, : c1 - c0]
+        np.take(X, col[c0:c1], axis=0, out=diff, mode="clip")
+        np.take(X, rows[c0:c1], axis=0, out=other, mode="clip")
+        diff -= other
+        np.einsum("ij,ij->i", diff, diff, out=d2[c0:c1])
     return d2
 
 
@@ -619,6 +766,185 @@ def _block_threads(workers: int) -> Iterator[ThreadPoolExecutor]:
         yield _pool(workers)
 
 
+def _knn_numpy_direct(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The NumPy backend up to :data:`DIRECT_MAX_N` points: the plain screen from one symmetric product.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of float64, shape (n, D)
+        The points.
+    k : int
+        Neighbours per point.
+
+    Returns
+    -------
+    d2, idx : numpy.ndarray, shape (n, k)
+        Squared distances (float64, by differences of the rows of ``X``) and indices, ordered by
+        (distance, index): the same bits as the blockwise screen of :func:`_knn_numpy`.
+
+    Notes
+    -----
+    The points are centred and rounded to float32 in one pass, ``y = fl32(fl64(x - m))``, and
+    ``G = Y Y^T`` is computed once in float32 from tiles on or above the diagonal (NumPy's product of a
+    block with its own transpose is a symmetric rank-k update, ``syrk``; each off-diagonal tile is
+    mirrored): half the multiply-adds of the blockwise ``left right^T`` and no factors to build. The
+    screening values are ``g_ij = fl(fl(-2 G_ij + s_i) + s_j)`` with ``s_i = G_ii``. Where the largest
+    centred entry is outside ``[2^-30, 2^30]`` the float64 centred points are first scaled by a power of
+    two (exact) so that the largest norm lies in [1/2, 1).
+
+    Exactness: write ``y`` for the float64 centred (and scaled) points, ``d_ij = |y_i - y_j|^2``,
+    ``M = (|y_i| + |y_j|)^2`` and ``u`` the float32 unit roundoff. Rounding the operands and Higham's
+    bound for a dot product in any order give ``|G_ij - y_i.y_j| <= alpha |y_i| |y_j|`` with
+    ``alpha = gamma_D(u) (1 + u)^2 + 2u + u^2``, and the same for ``s_i`` against ``|y_i|^2``; as
+    ``2 |y_i| |y_j| + |y_i|^2 + |y_j|^2 = M``, the two roundings of the additions bring the total to
+    ``|g_ij - d_ij| <= gamma_{D+5}(u) M`` (first order ``(D + 4) u``; the second-order terms are below
+    those of ``gamma_{D+5}``). Entries that underflow in float32 (absolute error ``2^-150``) add far less
+    than the float64 part of the tolerance, because the largest entry is at least ``2^-30``. With
+    ``E_i = (gamma_{D+5}(u) + gamma_{16 (D+8)}(u64)) (|y_i| + max |y|)^2``, evaluated on upper bounds of
+    the norms from ``s``, this is the bound ``|g - L| <= E_i`` from which :func:`_knn_numpy` proves
+    that the screen (:func:`_screen_block`, and a float64 re-screen of rows that keep more than
+    ``max(SCREEN_CAP, 4 k)`` candidates) keeps every neighbour, ties included. The kept pairs are
+    re-ranked by differences of the rows of ``X`` (:func:`_exact_d2`), a pair kept by both of its
+    points once, and ordered by (distance, index).
+    """
+    n, D = X.shape
+    # any centre keeps the proof; the mean of at most ~256 evenly spaced rows is central enough
+    m = X[:: max(1, n // 256)].mean(axis=0)
+    Yf = np.empty((n, D), dtype=np.float32)
+    G = np.empty((n, n), dtype=np.float32)
+    workers = _n_workers()
+    side = max(1, min(-(-n // DIRECT_TILE), workers + 1))
+    cuts = np.linspace(0, n, side + 1).astype(int)
+    # off-diagonal tiles (two syrk halves' worth each) first, so that the threads finish together
+    tiles = sorted(((a, b) for a in range(side) for b in range(a, side)), key=lambda ab: ab[0] == ab[1])
+    starts = np.linspace(0, n, workers + 1).astype(int) if n > workers else np.array([0, n])
+    blocks = [(int(s), int(t)) for s, t in zip(starts[:-1], starts[1:]) if t > s]
+    cap = max(SCREEN_CAP, 4 * k)
+    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    dist = np.empty((n, k), dtype=np.float64)
+    idx = np.empty((n, k), dtype=np.int64)
+
+    top = np.zeros(n)
+
+    def centre(s: int, t: int) -> None:
+        np.subtract(X[s:t], m, out=Yf[s:t], casting="same_kind")  # one rounding of the float64 difference
+        top[s] = max(float(Yf[s:t].max()), -float(Yf[s:t].min()))
+
+    def tile(a: int, b: int) -> None:
+        ra, rb = slice(cuts[a], cuts[a + 1]), slice(cuts[b], cuts[b + 1])
+        if a == b:
+            G[ra, ra] = Yf[ra] @ Yf[ra].T  # syrk
+        else:
+            G[ra, rb] = Yf[ra] @ Yf[rb].T
+            G[rb, ra] = G[ra, rb].T
+
+    def screen(g: np.ndarray, k: int, sl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # the first cut from a column subset pays where the subset is sparse (small k; 1000 x 500
+        # block: k = 2 1.05 ms against 1.52 ms for a full partition), the full partition elsewhere
+        # (k = 20: 1.42 ms against 2.61 ms)
+        if _subset_step(n, k) >= 4:
+            return _screen_block(g, k, sl, None, None)[:2]
+        return _screen_full(g, k, sl)
+
+    def rows(s: int, t: int) -> None:
+        """Screening values, screen and float64 re-screen of too-wide rows of the rows s..t."""
+        b = t - s
+        g = G[s:t]
+        g *= -2.0
+        g += sq[s:t, None]
+        g += sq[None, :]
+        g[np.arange(b), np.arange(s, t)] = np.inf  # exclude self by index
+        r, col = screen(g, k, slack[s:t])
+        counts = np.bincount(r, minlength=b)
+        wide = np.flatnonzero(counts > cap)
+        if wide.size:
+            # the float32 bound is too loose for these rows: screen them again in float64
+            Yc = (X - m) * scale
+            sq64 = np.einsum("ij,ij->i", Yc, Yc)
+            g64 = Yc[s + wide] @ Yc.T
+            g64 *= -2.0
+            g64 += sq64[s + wide, None]
+            g64 += sq64[None, :]
+            g64[np.arange(wide.size), s + wide] = np.inf
+            slack64 = _slack_from_norms(np.sqrt(sq64), U64, D, D)
+            r64, col64 = screen(g64, k, slack64[s + wide])
+            narrow = counts[r] <= cap
+            r = np.concatenate([r[narrow], wide[r64]])
+            col = np.concatenate([col[narrow], col64])
+            order = np.argsort(r, kind="stable")
+            r, col = r[order], col[order]
+        if D < DEDUPE_MIN_D:
+            dist[s:t], idx[s:t] = _rerank_rows(X, s, r, col, b, k, PAIR_RERANK_BYTES)
+        else:
+            found[s] = (r + s, col)
+
+    def exact(lo: int, hi: int) -> None:
+        o = own[lo:hi]
+        d2[lo:hi][o] = _exact_d2_buffered(X, R[lo:hi][o], C[lo:hi][o], PAIR_RERANK_BYTES)
+
+    def select(s: int, t: int) -> None:
+        lo, hi = np.searchsorted(R, [s, t])
+        rr = R[lo:hi] - s
+        # each row's candidates are in ascending index order, so a stable sort by distance breaks ties
+        # by the smaller index
+        cand = _pack_rows(rr, C[lo:hi], t - s, np.iinfo(np.int64).max)
+        vals = _pack_rows(rr, d2[lo:hi], t - s, np.inf)
+        order = np.argsort(vals, axis=1, kind="stable")[:, :k]
+        dist[s:t] = np.take_along_axis(vals, order, axis=1)
+        idx[s:t] = np.take_along_axis(cand, order, axis=1)
+
+    with _block_threads(workers) as pool:
+
+        def run(fn: Any, args: list[tuple[int, int]]) -> None:
+            if workers == 1:
+                for arg in args:
+                    fn(*arg)
+            else:
+                for job in [pool.submit(fn, *arg) for arg in args]:
+                    job.result()
+
+        run(centre, blocks)
+        scale = 1.0
+        if not 2.0**-30 <= top.max() <= 2.0**30:
+            Xc = X - m
+            tn = float(np.sqrt(np.einsum("ij,ij->i", Xc, Xc).max()))
+            scale = 2.0 ** (-math.frexp(tn)[1]) if tn > 0 else 1.0  # largest norm in [1/2, 1)
+            np.multiply(Xc, scale, out=Yf, casting="same_kind")  # exact scaling, one rounding to float32
+        if workers == 1:
+            np.matmul(Yf, Yf.T, out=G)  # syrk
+        else:
+            run(tile, tiles)
+        sq = G.diagonal().copy()
+        # upper bounds of the norms |y_i| (G_ii >= (1 - gamma_D) |fl32(y_i)|^2, float32 underflow)
+        norms = np.sqrt(sq.astype(np.float64)) * (1.0 + _gamma(D + 4, U32)) + 2.0**-120
+        slack = _slack_from_norms(norms, U32, D, D)
+        run(rows, blocks)
+        if D < DEDUPE_MIN_D:
+            return dist, idx
+        R = np.concatenate([found[s][0] for s, _ in blocks])
+        C = np.concatenate([found[s][1] for s, _ in blocks]).astype(np.int64)
+        keys = R * n + C
+        if not np.all(keys[1:] > keys[:-1]):
+            order = np.argsort(keys)
+            R, C, keys = R[order], C[order], keys[order]
+        # a pair kept by both of its points is computed once, by the smaller index (x_j - x_i is the
+        # negated x_i - x_j exactly, so the squares and their sum are the same bits)
+        rev = C * n + R
+        # where each pair is, through the n x n screening buffer (no longer needed) as an int32 table:
+        # a reversed pair is present if the table's entry for it points back to it
+        table = G.reshape(-1).view(np.int32)
+        table[keys] = np.arange(keys.size, dtype=np.int32)
+        pos = table[rev]
+        pos[(pos < 0) | (pos >= keys.size)] = 0
+        own = (keys[pos] != rev) | (R < C)
+        d2 = np.empty(R.size, dtype=np.float64)
+        parts = np.linspace(0, R.size, workers + 1).astype(int)
+        run(exact, [(int(lo), int(hi)) for lo, hi in zip(parts[:-1], parts[1:]) if hi > lo])
+        d2[~own] = d2[pos[~own]]
+        run(select, blocks)
+    return dist, idx
+
+
 def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k-NN by a rigorous float32 screen and a float64 re-rank (see the module docstring).
 
@@ -639,9 +965,15 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
     the float64 roundings of the basis, the coordinates and the re-rank, each of order ``D u64``.
     """
     n, D = X.shape
+    if n <= DIRECT_MAX_N and block_size is None:
+        return _knn_numpy_direct(X, k)
     Xc = X - X.mean(axis=0)
     sq64 = np.einsum("ij,ij->i", Xc, Xc)
-    Z, a = _screen_basis(Xc, k, sq64)
+    direct = block_size is None and n <= DIRECT_BASIS_MAX_N and D >= DIRECT_BASIS_MIN_FEATURES
+    Z, a = _screen_basis(Xc, k, sq64, _direct_cost(n, D, k) if direct else None)
+    if direct and Z.shape[1] == D:
+        # no principal screen pays against the direct path's plain screen
+        return _knn_numpy_direct(X, k)
     scale = float(np.einsum("ij,ij->i", Z, Z).max() + (a * a).max())
     use32 = scale < 1e30  # float32 would overflow above this
     left, right = _gram_factors(Z, a, np.float32 if use32 else np.float64)

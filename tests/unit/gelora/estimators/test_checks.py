@@ -116,3 +116,19 @@ def test_parameter_checks():
         check_seed(-1)
     with pytest.raises(ConfigError):
         check_seed(np.random.default_rng(0))
+
+
+def test_finite_values_whose_sum_overflows_are_accepted():
+    # the fast finite test (one sum) overflows here; the entrywise test must then accept the array
+    X = np.full((4, 3), 1e308)
+    X[1, 0] = -1e308
+    out = check_points(X)
+    assert np.array_equal(out, X)
+    X[2, 2] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        check_points(X)
+    Y = np.full((4, 3), 1e308)
+    Y[0, 0] = 1.0
+    Y[3, 1] = -np.inf  # inf + finite overflow mixed: still refused
+    with pytest.raises(InvalidInputError, match="NaN or infinite"):
+        check_points(Y)

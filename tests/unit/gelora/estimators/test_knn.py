@@ -263,7 +263,9 @@ def test_principal_screen_beyond_the_first_directions_stays_exact(monkeypatch):
     ranks = []
     principal = knn._principal_directions
     monkeypatch.setattr(knn, "_principal_directions", lambda Xc, p: ranks.append(p) or principal(Xc, p))
-    d, i = knn_distances(X, 5, backend="numpy")
+    # an explicit block size: the blockwise path (without it, at this size, the pilot stops at rank 64
+    # against the direct path's plain screen)
+    d, i = knn_distances(X, 5, backend="numpy", block_size=700)
     assert len(ranks) == 2 and ranks[1] > ranks[0]  # the second, larger basis was computed
     D2 = cdist(X, X, "sqeuclidean")  # exact differences in float64
     np.fill_diagonal(D2, np.inf)
@@ -283,7 +285,8 @@ def test_principal_screen_with_outliers_off_the_subspace():
     np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
 
 
-def test_far_apart_clusters_fall_back_to_a_float64_screen(monkeypatch):
+@pytest.mark.parametrize("block", [None, 100])  # the direct (small-n) path and the blockwise one
+def test_far_apart_clusters_fall_back_to_a_float64_screen(monkeypatch, block):
     # two tight clusters 2e5 apart: after centring every norm is ~1e5, so the float32 bound (~1e4 in
     # squared distance) keeps each whole cluster as candidates (> SCREEN_CAP per row) and those rows are
     # screened again in float64; the neighbours must still be the exact ones
@@ -293,10 +296,13 @@ def test_far_apart_clusters_fall_back_to_a_float64_screen(monkeypatch):
     c = rng.normal(size=(1, 20)) * 1e5
     X = np.concatenate([c + rng.normal(size=(300, 20)), -c + rng.normal(size=(300, 20))])
     dtypes = []
-    screen = knn._screen_block
-    monkeypatch.setattr(knn, "_screen_block", lambda g, *args: dtypes.append(g.dtype) or screen(g, *args))
+    for name in ("_screen_block", "_screen_full"):
+        screen = getattr(knn, name)
+        monkeypatch.setattr(
+            knn, name, lambda g, *args, _screen=screen: dtypes.append(g.dtype) or _screen(g, *args)
+        )
     d0, i0 = brute_force_chunked(X, 4)
-    d, i = knn_distances(X, 4, backend="numpy")
+    d, i = knn_distances(X, 4, backend="numpy", block_size=block)
     assert np.float64 in dtypes  # the fallback ran
     np.testing.assert_array_equal(i, i0)
     np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
@@ -479,3 +485,112 @@ def test_cost_model_prices_the_principal_basis():
     assert knn._screen_cost(16000, 768, 125, 20, 36.0) < knn._screen_cost(16000, 768, 768, 20, 20.0)
     # and a perfect narrow screen costs more than its product alone
     assert knn._screen_cost(4000, 768, 21, 20, 20.0) > 4000 * 24 + knn.RERANK_COST * 768 * 20
+
+
+def _direct_cases() -> dict[str, tuple[np.ndarray, int]]:
+    """Adversarial inputs for the small-n direct path (each below DIRECT_MAX_N points)."""
+    rng = np.random.default_rng(21)
+    grid = np.stack(np.meshgrid(*[np.arange(7.0)] * 3), -1).reshape(-1, 3)  # exact ties everywhere
+    twins = rng.normal(size=(150, 160))
+    cases = {
+        # ties on a grid far from the origin, exact duplicates, and a few near-duplicates
+        "grid_offset_dups": (np.concatenate([grid, grid[:40], grid[:30] + 1e-9]) + 1e6, 6),
+        # float64 cancellation: twins 1e-7 apart at offset 1e6, wide (deduplicated pairs, D >= 128)
+        "twins_wide": (np.concatenate([twins, twins + 1e-7 * rng.normal(size=twins.shape)]) + 1e6, 3),
+        # one feature with many ties (integers) and a duplicate-heavy column
+        "D1": (rng.integers(0, 60, size=(500, 1)).astype(float), 5),
+        # regular simplex nudged below float32 resolution (every distance ~sqrt(2))
+        "simplex": (3.0 * np.eye(200) + 1e-10 * rng.normal(size=(200, 200)) + 50.0, 6),
+        # scales outside float32's comfortable range: the exact power-of-two rescaling
+        "huge": (rng.normal(size=(300, 40)) * 1e35, 4),
+        "tiny": (rng.normal(size=(300, 40)) * 1e-35, 4),
+        "subnormal_mix": (
+            np.concatenate([rng.normal(size=(200, 30)), 1e-42 * rng.normal(size=(200, 30))]),
+            4,
+        ),
+    }
+    return cases
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("case", list(_direct_cases()))
+def test_direct_path_matches_brute_force_and_the_blockwise_screen(monkeypatch, case, workers):
+    # the direct path (one symmetric float32 product, pairs kept by both points computed once) must give
+    # brute force's neighbours and tie order, and the blockwise screen's distances bit for bit
+    import gelora.estimators.knn as knn
+
+    monkeypatch.setenv("OMP_NUM_THREADS", str(workers))
+    X, k = _direct_cases()[case]
+    assert X.shape[0] <= knn.DIRECT_MAX_N
+    calls = []
+    direct = knn._knn_numpy_direct
+    monkeypatch.setattr(knn, "_knn_numpy_direct", lambda *a: calls.append(1) or direct(*a))
+    d, i = knn_distances(X, k, backend="numpy")
+    assert calls  # the direct path ran
+    d_blocks, i_blocks = knn_distances(X, k, backend="numpy", block_size=97)
+    np.testing.assert_array_equal(i, i_blocks)
+    np.testing.assert_array_equal(d, d_blocks)
+    d0, i0 = brute_force_chunked(X, k)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+def test_direct_path_screen_bound_holds_entrywise():
+    # |g - d| <= E_i (the direct path's proof) on data with a large offset, checked against exact
+    # float64 distances of the centred points
+    import gelora.estimators.knn as knn
+
+    rng = np.random.default_rng(22)
+    X = rng.normal(size=(400, 300)) * rng.uniform(0.1, 10.0, size=(400, 1)) + 1e3
+    n, D = X.shape
+    Yf = (X - X.mean(axis=0)).astype(np.float32)
+    G = Yf @ Yf.T
+    s = np.diag(G).copy()
+    g = (-2.0 * G + s[:, None]) + s[None, :]
+    Y = X - X.mean(axis=0)
+    d = ((Y[:, None, :] - Y[None, :, :]) ** 2).sum(-1)
+    norms = np.sqrt(s.astype(np.float64)) * (1.0 + knn._gamma(D + 4, knn.U32)) + 2.0**-120
+    E = knn._slack_from_norms(norms, knn.U32, D, D) / 4.0
+    assert np.all(np.abs(g.astype(np.float64) - d) <= E[:, None])
+    assert np.all(np.linalg.norm(Y, axis=1) <= norms)
+
+
+def test_direct_path_computes_a_shared_pair_once(monkeypatch):
+    # with D >= DEDUPE_MIN_D the exact distances of the pairs kept by both points are computed once
+    import gelora.estimators.knn as knn
+
+    rng = np.random.default_rng(23)
+    X = rng.normal(size=(300, knn.DEDUPE_MIN_D))
+    sizes = []
+    exact = knn._exact_d2_buffered
+    monkeypatch.setattr(
+        knn, "_exact_d2_buffered", lambda X, r, c, b: sizes.append(r.size) or exact(X, r, c, b)
+    )
+    d, i = knn_distances(X, 10, backend="numpy")
+    kept = 300 * 10  # the screen keeps about k per row on Gaussian data
+    assert kept * 0.5 < sum(sizes) < kept  # mutual pairs (most of a k-NN graph's edges) counted once
+    d0, i0 = brute_force(X, 10)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("low_rank", [False, True])
+def test_direct_path_above_screen_min_n_only_where_no_principal_screen_pays(monkeypatch, low_rank):
+    # between SCREEN_MIN_N and DIRECT_BASIS_MAX_N points (wide data) the direct path runs unless the
+    # pilot finds a principal screen of rank <= 64 cheaper; either way the result is the blockwise one
+    import gelora.estimators.knn as knn
+
+    n, D = knn.SCREEN_MIN_N + 52, knn.DIRECT_BASIS_MIN_FEATURES
+    rng = np.random.default_rng(24)
+    X = low_rank_cloud(n, D, seed=24) if low_rank else rng.normal(size=(n, D)) + 3.0
+    calls = []
+    direct = knn._knn_numpy_direct
+    monkeypatch.setattr(knn, "_knn_numpy_direct", lambda *a: calls.append(1) or direct(*a))
+    d, i = knn_distances(X, 5, backend="numpy")
+    assert bool(calls) == (not low_rank)
+    d_blocks, i_blocks = knn_distances(X, 5, backend="numpy", block_size=512)
+    np.testing.assert_array_equal(i, i_blocks)
+    np.testing.assert_array_equal(d, d_blocks)
+    d0, i0 = brute_force_chunked(X, 5)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
