@@ -148,7 +148,7 @@ def time_methods(
     *,
     profile: Any,
     repeats: int = 2,
-    warmup: bool = True,
+    warmup: bool | str = True,
     seed: int = 0,
     data_dir: str | Path | None = None,
     device: str | None = None,
@@ -167,8 +167,11 @@ def time_methods(
         switched off here so that every method runs the same steps and nothing else.
     repeats : int
         Rounds; every method runs once per round.
-    warmup : bool
-        Run one untimed cell of the first method before the rounds.
+    warmup : bool or str
+        Untimed cells before the rounds: ``"first"`` (or True) one of the first method (CUDA context, kernels
+        shared by all methods, the token cache); ``"all"`` one of every method, so that each method's own
+        one-time costs (e.g. GeLoRA's estimator kernels) are paid before timing and the rounds measure the
+        steady state; ``"none"`` (or False) none.
     seed : int
         Training seed of every cell (the same for all methods).
     work_root : str, Path or None
@@ -197,6 +200,9 @@ def time_methods(
         get_method(m)
     if int(repeats) < 1:
         raise ConfigError(f"walltime: repeats must be >= 1, got {repeats}")
+    mode = ("first" if warmup else "none") if isinstance(warmup, bool) else str(warmup)
+    if mode not in ("first", "all", "none"):
+        raise ConfigError(f"walltime: warmup must be 'first', 'all' or 'none', got {warmup!r}")
     task = task_family(task).canonical(task)
     eff = replace(profile.for_task(task), lr_select=False, save_steps=10**9, task_overrides={})
     tmp = Path(tempfile.mkdtemp(prefix="gelora-walltime-", dir=work_root))
@@ -206,10 +212,8 @@ def time_methods(
     orders: list[list[str]] = []
     env: dict[str, Any] = {}
     try:
-        if warmup:
-            run_cell(
-                task, methods[0], seed, profile=eff, run_dir=tmp / "warmup", data_dir=data_dir, device=device
-            )
+        for m in {"first": methods[:1], "all": methods, "none": []}[mode]:
+            run_cell(task, m, seed, profile=eff, run_dir=tmp / "warmup", data_dir=data_dir, device=device)
         for r in range(int(repeats)):
             order = rotated(methods, r)
             orders.append(order)
@@ -239,7 +243,7 @@ def time_methods(
         "orders": orders,
         "seed": int(seed),
         "repeats": int(repeats),
-        "warmup": bool(warmup),
+        "warmup": mode,
         "profile": eff.to_dict(),
         "rounds": rounds,
         "methods": summary,
@@ -279,7 +283,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--epochs", type=float, default=None, help="epochs (default: the profile's for the task)")
     p.add_argument("--model", default=None, help="model name or path (default: the profile's)")
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--no-warmup", action="store_true")
+    p.add_argument(
+        "--warmup",
+        choices=("first", "all", "none"),
+        default="first",
+        help="untimed cells before the rounds: of the first method (default), of every method, or none",
+    )
+    p.add_argument("--no-warmup", action="store_true", help="the same as --warmup none")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--data-dir", default=None)
@@ -292,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             [m.strip() for m in a.methods.split(",") if m.strip()],
             profile=profile,
             repeats=a.repeats,
-            warmup=not a.no_warmup,
+            warmup="none" if a.no_warmup else a.warmup,
             seed=a.seed,
             data_dir=a.data_dir,
             device=a.device,

@@ -632,7 +632,10 @@ def _claim_time_measured(records: list[dict[str, Any]]) -> Finding:
         evidence.append(
             f"{_task(task)}: {rec.get('repeats')} round(s) of every method alone on {rec.get('gpu')}, "
             f"{', '.join(str(x) for x in rec.get('steps') or [])} optimizer steps each, seed {rec.get('seed')}, "
-            "order rotated per round after an untimed warm-up cell"
+            "order rotated per round after "
+            + {"all": "an untimed warm-up cell of every method", "none": "no warm-up cell"}.get(
+                str(rec.get("warmup")), "an untimed warm-up cell"
+            )
             + (
                 f"; other GPU processes before/after: {rec['other_gpu_processes'].get('before')}/"
                 f"{rec['other_gpu_processes'].get('after')}"

@@ -93,3 +93,42 @@ def test_other_gpu_processes_leave_out_this_one(monkeypatch):
     assert walltime._other_gpu_processes() == 2
     monkeypatch.setattr(env, "nvidia_smi", lambda query, timeout=30: None)  # no nvidia-smi: unknown
     assert walltime._other_gpu_processes() is None
+
+
+@pytest.mark.parametrize(
+    ("warmup", "expected"),
+    [("all", ["a", "b", "c"]), ("first", ["a"]), (True, ["a"]), ("none", []), (False, [])],
+)
+def test_warmup_modes_and_rotated_rounds(monkeypatch, warmup, expected):
+    """The orchestration with a stand-in for run_cell: untimed warm-up cells, then rotated rounds."""
+    import validation.finetune.runner as runner
+
+    calls: list[tuple[str, str]] = []
+
+    def fake_run_cell(task, method, seed, *, profile, run_dir, data_dir=None, device=None):
+        calls.append((run_dir.name, method))
+        prep = {"timings": {"total_s": 0.5}} if method == "b" else {}
+        return {
+            "method_info": prep,
+            "train": {"train_time_s": 2.0, "steps": 4},
+            "wall_time_s": 3.0,
+            "primary": 0.5,
+            "environment": {"device": "cpu", "host": "somewhere"},
+        }
+
+    monkeypatch.setattr(runner, "run_cell", fake_run_cell)
+    monkeypatch.setattr("validation.finetune.methods.get_method", lambda m: None)
+    rec = time_methods(
+        "stsb", ["a", "b", "c"], profile=get_profile("test"), repeats=2, warmup=warmup, device="cpu"
+    )
+    assert [m for d, m in calls if d == "warmup"] == expected
+    assert [m for d, m in calls if d == "round0"] == ["a", "b", "c"]
+    assert [m for d, m in calls if d == "round1"] == ["b", "c", "a"]
+    assert rec["warmup"] == {True: "first", False: "none"}.get(warmup, warmup)
+    assert rec["methods"]["b"]["time_s"] == [2.5, 2.5] and rec["methods"]["a"]["prep_share"] == 0.0
+    assert "host" not in rec["environment"]
+
+
+def test_unknown_warmup_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="warmup"):
+        time_methods("stsb", ["lora"], profile=get_profile("test"), warmup="sometimes", device="cpu")
