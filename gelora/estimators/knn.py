@@ -209,18 +209,7 @@ def _exact_rerank_np(
     ``cand`` (b, c) holds candidate row indices per row. Works in chunks through one reused buffer of at
     most ``budget`` bytes (fresh large temporaries cost more in page faults than the arithmetic).
     """
-    b, c = cand.shape
-    D = X.shape[1]
-    chunk = max(1, min(b, budget // max(1, c * D * 8)))
-    buf = np.empty((chunk, c, D), dtype=np.float64)
-    d2 = np.empty((b, c), dtype=np.float64)
-    for s in range(0, b, chunk):
-        e = min(b, s + chunk)
-        diff = buf[: e - s]
-        np.take(X, cand[s:e], axis=0, out=diff, mode="clip")  # "clip": no buffering of ``out``
-        diff -= X[rows[s:e], None, :]
-        np.einsum("ijk,ijk->ij", diff, diff, out=d2[s:e])
-    return _sort_candidates(d2, cand, k)
+    return _sort_candidates(_exact_d2_rows(X, rows, cand, budget), cand, k)
 
 
 def _knn_kdtree(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

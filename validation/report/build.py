@@ -514,9 +514,7 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     part_notes = [n for part in parts for n in part["notes"] if not n.startswith("SQuAD:")]
     squad = [n for n in parts[-1]["notes"] if n.startswith("SQuAD:")]
     models = sorted({str(p["model"]) for p in parts})
-    extra: dict[str, Any] = {
-        k: parts[-1][k] for k in ("runs", "paper_protocol", "paper_budgets") if k in parts[-1]
-    }
+    extra: dict[str, Any] = {k: parts[-1][k] for k in ("runs", "paper_protocol") if k in parts[-1]}
     return {
         **extra,
         "model": models[0] if len(models) == 1 else ", ".join(models),
@@ -558,24 +556,19 @@ def budget_scores(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{task: {method: {"budget_params", "mean", "std", "n", "seeds"}}}`` of one grid summary: the primary
     score over the seeds whose cell converged (or records no convergence), and the median trainable adapter
     parameters (None for methods without a budget record)."""
+    grid = _import("validation.finetune.grid")
+    usable = _import("validation.finetune.verdicts")._usable
     out: dict[str, dict[str, Any]] = {}
     for t, by in (summary.get("table") or {}).items():
         for m, e in by.items():
-            recs = [
-                r
-                for r in e.get("per_seed") or []
-                if r.get("primary") is not None and r.get("converged") is not False
-            ]
+            recs = [r for r in e.get("per_seed") or [] if usable(r, False)[0]]
             vals = [float(r["primary"]) for r in recs]
             params = [int(x) for x in e.get("trainable_adapter_params") or [] if x is not None]
+            ms = grid._mean_std(vals) if vals else {"mean": None, "std": None}
             out.setdefault(t, {})[m] = {
                 "budget_params": sorted(params)[len(params) // 2] if params else None,
-                "mean": sum(vals) / len(vals) if vals else None,
-                "std": (
-                    math.sqrt(sum((v - sum(vals) / len(vals)) ** 2 for v in vals) / (len(vals) - 1))
-                    if len(vals) > 1
-                    else None
-                ),
+                "mean": ms["mean"],
+                "std": ms["std"],
                 "n": len(vals),
                 "seeds": [int(r["seed"]) for r in recs],
             }
@@ -616,7 +609,6 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
         merged["epochs"] = sorted({float(p["epochs"]) for p in ps if p.get("epochs") is not None})
         if len(ranks) > 1:
             merged["lora_r"] = main_r
-        if len(ranks) > 1:
             for run, (src_r, _, _) in zip((x for x in runs if x["paper"]), paper, strict=True):
                 run["lora_r"] = src_r
                 run["in_c4"] = src_r in (main_r, None)
