@@ -197,12 +197,15 @@ def fig_trajectories(report: dict[str, Any]) -> bytes | None:
             color=COLORS[j % len(COLORS)],
             marker=MARKERS[j % len(MARKERS)],
             ms=3,
+            drawstyle="steps-post",  # a rank holds until the next recorded change
             label=name,
         )
-    ax.set_xlabel("training step")
+    # the ranks settle within the first tens of steps of runs thousands of steps long
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("training step (linear below 1, logarithmic above)")
     ax.set_ylabel("total adapter rank (sum over layers)")
     ax.set_title("Rank trajectories")
-    ax.legend()
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return _png(fig)
 

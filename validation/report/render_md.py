@@ -727,11 +727,19 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
         app.append(Para("Ratios against peers (GeLoRA / peer; score > 1 is better, time < 1 is faster):"))
         app.append(
             Table(
-                ("task", "peer", "score ratio", "wall-time ratio", "budget ratio"),
+                (
+                    "task",
+                    "peer",
+                    *(("profile",) if with_profile else ()),
+                    "score ratio",
+                    "wall-time ratio",
+                    "budget ratio",
+                ),
                 tuple(
                     (
                         q["task"],
                         q["peer"],
+                        *((str(q.get("profile")),) if with_profile else ()),
                         fmt(q.get("score_ratio"), 4),
                         fmt(q.get("time_ratio"), 3),
                         fmt(q.get("budget_ratio"), 3),
@@ -806,10 +814,22 @@ def _trajectory_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]
         )
     out.append(_appendix_link("trajectories"))
     rows = tuple(
-        (name, str(len(s["steps"])), fmt(s["total_rank"][0]), fmt(s["total_rank"][-1]), s.get("source", ""))
+        (
+            name,
+            str(s.get("n_recorded", len(s["steps"]))),
+            str(len(s["steps"])),
+            fmt(s["total_rank"][0]),
+            fmt(s["total_rank"][-1]),
+            s.get("source", ""),
+        )
         for name, s in sorted(series.items())
     )
-    app: list[Block] = [Table(("run", "points", "initial total rank", "final total rank", "source"), rows)]
+    app: list[Block] = [
+        Table(
+            ("run", "recorded steps", "points kept", "initial total rank", "final total rank", "source"),
+            rows,
+        )
+    ]
     notes = sec["data"].get("notes") or []
     if notes:
         app.append(Bullets(tuple(notes)))

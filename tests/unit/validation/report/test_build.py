@@ -300,3 +300,34 @@ def test_corrupt_input_file_of_a_section_stops_the_build(tmp_path, fake_runners,
     with pytest.raises(ResultFileError, match="x.json is corrupt"):
         B.build_report("quick", tmp_path / "r", progress=False)
     assert not (tmp_path / "r" / "raw" / "grid.json").exists()
+
+
+def test_ratios_pair_gelora_only_with_peers_of_its_own_profile():
+    def summary(profile, method, mean):
+        s = _summary("rte", method, mean)
+        s["profile"] = {"model": None, "name": profile}
+        return s
+
+    parts = [
+        B.normalise_grid(summary("gpu", "lora", 0.54), "short"),
+        B.normalise_grid(summary("gpu", "gelora", 0.53), "short"),
+        B.normalise_grid(summary("paper", "lora", 0.58), "paper"),
+        B.normalise_grid(summary("paper", "gelora", 0.55), "paper"),
+    ]
+    merged = B.merge_grids(parts)
+    pairs = sorted((q["profile"], q["score_ratio"]) for q in merged["ratios"])
+    assert [p for p, _ in pairs] == ["gpu", "paper"]  # no gpu-GeLoRA / paper-LoRA cross pairs
+    assert pairs[0][1] == pytest.approx(0.53 / 0.54) and pairs[1][1] == pytest.approx(0.55 / 0.58)
+
+
+def test_change_points_keep_a_step_function_exactly():
+    steps = list(range(10))
+    per_module = {"a": [8, 8, 16, 7, 7, 7, 7, 7, 7, 7], "b": [8, 8, 8, 8, 4, 4, 4, 4, 4, 4]}
+    out = B.change_points(steps, per_module)
+    assert out["steps"] == [0, 2, 3, 4, 9] and out["n_recorded"] == 10
+    assert out["total_rank"] == [16, 24, 15, 11, 11]
+    # the kept points reproduce every recorded value: each holds until the next kept step
+    for m, vals in per_module.items():
+        for t, v in zip(steps, vals, strict=True):
+            i = max(j for j, s in enumerate(out["steps"]) if s <= t)
+            assert out["per_module"][m][i] == v
