@@ -323,6 +323,21 @@ def _exclusions_line(v: dict[str, Any], limit: int = 118) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _default_rate_methods(summary: dict[str, Any]) -> list[str]:
+    """Methods whose paper-protocol cells ran at a single, unselected learning rate (``lr_selection`` over
+    a one-rate grid): ``["all"]`` when that is every method with a selection record, else their names."""
+    one: set[str] = set()
+    many: set[str] = set()
+    for by in (summary.get("table") or {}).values():
+        for m, e in by.items():
+            for r in e.get("per_seed") or []:
+                sel = r.get("lr_selection")
+                if sel:
+                    (one if len(sel.get("grid") or []) == 1 else many).add(m)
+    only_one = sorted(one - many)
+    return ["all"] if only_one and not many else only_one
+
+
 def claim_performance(report: dict[str, Any]) -> Finding:
     """C4, from the paper protocol only (grid runs whose profile is ``paper``).
 
@@ -404,9 +419,11 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         "seeds excludes 0; only informative tasks count."
     )
     informative = [t for t, rec in v["tasks"].items() if rec["informative"]]
+    defaults = _default_rate_methods(summary)
     extra: dict[str, Any] = {
         "setup": f"{model}, paper protocol, {_seed_text(sorted(seeds_used))}, "
-        f"GLUE dev ({', '.join(_task(t) for t in v['tasks'])})",
+        f"GLUE dev ({', '.join(_task(t) for t in v['tasks'])})"
+        + (", default learning rates (no rate selection)" if defaults == ["all"] else ""),
         "exclusions": _exclusions_line(v),
         "table": {
             "headers": ["task", "baseline", "GeLoRA - baseline", "95% CI", "seeds", "outcome"],
@@ -414,6 +431,12 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         },
         "caveats": [_model_caveat(model)],
     }
+    if defaults:
+        who = "every method" if defaults == ["all"] else ", ".join(_name(m) for m in defaults)
+        extra["caveats"].append(
+            f"Learning rates: {who} trained at its default rate (a one-rate grid, nothing selected on held-out "
+            "data); at each method's selected rate a pair may change."
+        )
     if not informative or not decided:
         why = "no informative task" if not informative else "no pair with two converged common seeds"
         extra["key"] = {"text": f"paper protocol: {why}; {len(v['uninformative'])} task(s) uninformative"}

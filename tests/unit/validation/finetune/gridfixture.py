@@ -65,10 +65,11 @@ def write_grid(
     converged: Mapping[tuple[str, str, int], Any] | None = None,
     epochs: float = 3.0,
     curves: bool = False,
+    lr_selection: Mapping[str, Any] | None = None,
 ) -> Path:
     """A grid: ``scores[task][method]`` lists one score per seed 0, 1, ... (``None``: the cell is planned but
     has no result). ``converged[(task, method, seed)]`` overrides the default ``True`` (``MISSING``: no
-    record)."""
+    record). ``lr_selection`` is written into every cell."""
     run_dir.mkdir(parents=True, exist_ok=True)
     planned = []
     for t, by in scores.items():
@@ -79,7 +80,17 @@ def write_grid(
                     continue
                 conv = (converged or {}).get((t, m, s), True)
                 curve = [[k * 10, 2.0 / (k + 1) + s * 0.01] for k in range(12)] if curves else None
-                write_cell(run_dir, t, m, s, v, profile=profile, converged=conv, loss_curve=curve)
+                write_cell(
+                    run_dir,
+                    t,
+                    m,
+                    s,
+                    v,
+                    profile=profile,
+                    converged=conv,
+                    loss_curve=curve,
+                    lr_selection=lr_selection,
+                )
     atomic_write_json(
         run_dir / "grid.json",
         {

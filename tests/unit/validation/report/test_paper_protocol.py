@@ -211,3 +211,16 @@ def test_one_budget_has_no_budget_table(f, tmp_path, gridfix):
     assert "Score against adapter budget" not in render_markdown(
         document(f.make_report(grid=f.sec(B._clean(data))))
     )
+
+
+def test_c4_says_when_every_method_ran_at_its_default_rate(f, tmp_path, gridfix):
+    one = {"grid": [5e-4], "chosen": 5e-4, "metric": "accuracy", "scores": {"0.0005": 0.8}}
+    c4 = _claim(_report(f, tmp_path / "a", gridfix, {"sst2": GOOD}, lr_selection=one), "C4")
+    assert c4["setup"].endswith("default learning rates (no rate selection)")
+    assert any(
+        c.startswith("Learning rates: every method trained at its default rate") for c in c4["caveats"]
+    )
+    three = dict(one, grid=[2.5e-4, 5e-4, 1e-3])
+    c4 = _claim(_report(f, tmp_path / "b", gridfix, {"sst2": GOOD}, lr_selection=three), "C4")
+    assert "default learning rates" not in c4["setup"]
+    assert not any(c.startswith("Learning rates") for c in c4["caveats"])
