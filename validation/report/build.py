@@ -739,7 +739,7 @@ def change_points(steps: Sequence[int], per_module: dict[str, list[int]]) -> dic
     """
     cols = list(per_module.values())
     n = len(steps)
-    keep = [i for i in range(n) if i in (0, n - 1) or any(c[i] != c[i - 1] for c in cols)]
+    keep = _import("validation.finetune.geolora.plots").change_point_indices(list(zip(*cols, strict=True)))
     return {
         "steps": [int(steps[i]) for i in keep],
         "total_rank": [int(sum(c[i] for c in cols)) for i in keep],
@@ -768,6 +768,8 @@ def section_trajectories(ctx: Context) -> dict[str, Any]:
         if traj:
             steps, per_module = plots.normalise_rank_trajectory(traj)
             series[name] = {**change_points(steps, per_module), "source": str(path)}
+            if info.get("trajectory_recorded_steps"):  # the cell itself kept only the change points
+                series[name]["n_recorded"] = int(info["trajectory_recorded_steps"])
         elif info.get("total_rank") is not None:
             final_only.append(
                 f"{name}: only the final allocation is recorded (total rank {info['total_rank']})"

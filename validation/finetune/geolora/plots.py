@@ -57,6 +57,27 @@ def normalise_rank_trajectory(
     return steps, series
 
 
+def change_point_indices(values: Sequence[Any]) -> list[int]:
+    """Indices of the entries that differ from the previous one, plus the first and the last.
+
+    A recorded rank holds until the next recorded step, so a trajectory kept at these indices describes
+    the same step function as the whole record (a long GeoLoRA run changes its ranks in its first tens of
+    steps and then records thousands of identical entries).
+
+    Parameters
+    ----------
+    values : sequence, length T
+        Comparable entries (e.g. ``{module: rank}`` mappings or tuples of ranks), one per recorded step.
+
+    Returns
+    -------
+    list of int
+        Increasing indices into ``values``; ``[]`` for an empty sequence.
+    """
+    n = len(values)
+    return [i for i in range(n) if i in (0, n - 1) or values[i] != values[i - 1]]
+
+
 def _short(name: str) -> str:
     for prefix in ("base_model.model.", "bert.encoder.", "deberta.encoder.", "encoder."):
         name = name.replace(prefix, "")

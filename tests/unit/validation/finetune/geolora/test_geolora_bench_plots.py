@@ -85,7 +85,8 @@ def test_probe_tiny(tmp_path) -> None:
     r = res["results"]
     assert set(r) == {"head_only", "lora", "geo_rms_x10"}
     assert all(0.0 <= v["dev_acc"] <= 1.0 for v in r.values())
-    assert len(r["geo_rms_x10"]["rank_trajectory"]) == 3 and r["geo_rms_x10"]["final_params"] > 0
+    traj = r["geo_rms_x10"]["rank_trajectory"]  # change points of 2 steps: step 0, changes, step 2
+    assert traj[0][0] == 0 and traj[-1][0] == 2 and r["geo_rms_x10"]["final_params"] > 0
     assert res["config"]["n_train"] == 16 and res["config"]["seed"] == 0
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "train.tsv").write_text("a\tb\n")
@@ -94,3 +95,12 @@ def test_probe_tiny(tmp_path) -> None:
         run_probe(tmp_path / "bad", ["head_only"], steps=1)
     with pytest.raises(ConfigError, match="unknown probe settings"):
         run_probe(tmp_path, ["nope"], steps=1)
+
+
+def test_change_point_indices_keep_first_last_and_changes():
+    from validation.finetune.geolora.plots import change_point_indices
+
+    assert change_point_indices([]) == []
+    assert change_point_indices([{"a": 1}]) == [0]
+    assert change_point_indices([3, 3, 2, 2, 2, 5, 5]) == [0, 2, 5, 6]
+    assert change_point_indices([{"a": 1}, {"a": 1}, {"a": 2}]) == [0, 2]

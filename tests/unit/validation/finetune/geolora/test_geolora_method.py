@@ -92,12 +92,21 @@ def test_trainer_run_records_trajectories_and_keeps_orthonormality(tmp_path) -> 
     _train(pm, 6, tmp_path)
     out = pm.finalise(pm.model)
     json.dumps(out)
+    opt = pm.callbacks[0].optimizer
+    full = opt.rank_trajectory
+    assert [s for s, _ in full] == list(range(7))  # step 0 (initial) + one entry per optimizer step
+    # the cell keeps the change points, which give back every recorded step (a rank holds until the next)
     traj = out["rank_trajectory"]
-    assert [s for s, _ in traj] == list(range(7))  # step 0 (initial) + one entry per optimizer step
+    assert out["trajectory_recorded_steps"] == 7 and traj[0][0] == 0 and traj[-1][0] == 6
+    for step, ranks in full:
+        assert max((e for e in traj if e[0] <= step), key=lambda e: e[0])[1] == ranks
     summ = out["summary"]
     assert summ["steps"] == 6 and summ["final_params"] <= pm.info["cap_params"]
-    counts = [c for _, c in out["param_trajectory"]]
+    counts = [c for _, c in opt.param_trajectory]
     assert summ["mean_params"] == pytest.approx(sum(counts[:-1]) / 6)
+    kept = dict((s, c) for s, c in out["param_trajectory"])
+    for step, c in opt.param_trajectory:
+        assert kept[max(s for s in kept if s <= step)] == c
     assert not torch.equal(head_before, model.classifier.weight.detach())  # AdamW trained the head
     cb = pm.callbacks[0]
     assert len(cb.lrs) == 6
@@ -119,7 +128,8 @@ def test_coefficient_steps_schedule(tmp_path) -> None:
     budget = lora_budget(model, TARGETS, 4)
     pm = prepare(model, budget_params=budget, train_steps=5, seed=1, context=_ctx(coefficient_steps=3))
     _train(pm, 5, tmp_path)
-    traj = pm.finalise(pm.model)["rank_trajectory"]
+    pm.finalise(pm.model)
+    traj = pm.callbacks[0].optimizer.rank_trajectory  # every step (the cell keeps the change points)
     total = [sum(r.values()) for _, r in traj]
     assert total[1] > total[0]  # augmented after step 0 (ranks doubled up to max_rank)
     assert total[1] == total[2]  # AdamW steps on S keep the rank
