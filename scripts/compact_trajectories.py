@@ -4,7 +4,7 @@ Cells written before 2026-11-29 store ``method_info.rank_trajectory`` / ``param_
 optimizer step; a 25-epoch STS-B cell was 9.6 MB, enough to push the working tree past the 64 MiB a GPU
 call carries. A rank holds until the next recorded step, so keeping the entries where a rank or the
 parameter count changes (plus the first and the last) describes the same step function. This script
-applies :func:`validation.finetune.geolora.plots.change_point_indices` exactly as the runner now does,
+applies :func:`validation.finetune.geolora.plots.compact_trajectories` exactly as the runner now does,
 checks that the kept points give back every recorded entry, and adds ``trajectory_recorded_steps`` and
 ``trajectory_form``; every other key and value is unchanged.
 
@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from gelora._io import atomic_write_json, read_json
-from validation.finetune.geolora.plots import change_point_indices
+from validation.finetune.geolora.plots import TRAJECTORY_FORM, compact_trajectories
 
-FORM = (
-    "change points: the entries where a rank changes, plus the first and last; each value holds until the "
-    "next entry (compacted from the per-step record by scripts/compact_trajectories.py)"
-)
+FORM = TRAJECTORY_FORM + " (compacted from the per-step record by scripts/compact_trajectories.py)"
 
 
 def _expand(kept: list[list[Any]], steps: list[int]) -> list[Any]:
@@ -44,9 +41,7 @@ def compact(path: Path) -> bool:
         return False
     if params is None or len(params) != len(ranks):
         raise SystemExit(f"{path}: rank and parameter trajectories differ in length")
-    keep = change_point_indices([(r[1], c[1]) for r, c in zip(ranks, params, strict=True)])
-    new_r = [ranks[i] for i in keep]
-    new_p = [params[i] for i in keep]
+    new_r, new_p = compact_trajectories(ranks, params)
     steps = [int(r[0]) for r in ranks]
     if _expand(new_r, steps) != [r[1] for r in ranks] or _expand(new_p, steps) != [c[1] for c in params]:
         raise SystemExit(f"{path}: the change points do not give back the record")

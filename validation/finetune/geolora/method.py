@@ -50,7 +50,7 @@ from .layer import (
     inject_geolora,
 )
 from .optim import DEFAULT_MIN_RANK, DEFAULT_TAU, GeoLoRAOptimizer
-from .plots import change_point_indices
+from .plots import TRAJECTORY_FORM, compact_trajectories
 
 __all__ = [
     "RUNNER_LR_SCALE",
@@ -290,23 +290,13 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
 
     def finalise(_model: Any) -> dict[str, Any]:
         # the cell keeps the change points only: every step of a 4,500-step run made a 9.6 MB cell file
-        ranks, params = opt.rank_trajectory, opt.param_trajectory
-        if len(params) == len(ranks):  # recorded together: keep a step where either changes
-            keep = pkeep = change_point_indices(
-                [(r, c) for (_, r), (_, c) in zip(ranks, params, strict=True)]
-            )
-        else:
-            keep, pkeep = (
-                change_point_indices([r for _, r in ranks]),
-                change_point_indices([c for _, c in params]),
-            )
+        ranks, params = compact_trajectories(opt.rank_trajectory, opt.param_trajectory)
         return {
             "summary": callback.summary(),
-            "rank_trajectory": [[ranks[i][0], dict(ranks[i][1])] for i in keep],
-            "param_trajectory": [[params[i][0], params[i][1]] for i in pkeep],
-            "trajectory_recorded_steps": len(ranks),
-            "trajectory_form": "change points: the entries where a rank changes, plus the first and last; "
-            "each value holds until the next entry",
+            "rank_trajectory": ranks,
+            "param_trajectory": params,
+            "trajectory_recorded_steps": len(opt.rank_trajectory),
+            "trajectory_form": TRAJECTORY_FORM,
         }
 
     return PreparedMethod(model, [callback], initial, info, finalise)

@@ -78,6 +78,37 @@ def change_point_indices(values: Sequence[Any]) -> list[int]:
     return [i for i in range(n) if i in (0, n - 1) or values[i] != values[i - 1]]
 
 
+#: how a cell's ``rank_trajectory`` / ``param_trajectory`` are kept (``method_info["trajectory_form"]``)
+TRAJECTORY_FORM = "change points: the entries where a rank changes, plus the first and last; each value holds until the next entry"
+
+
+def compact_trajectories(
+    ranks: Sequence[Sequence[Any]], params: Sequence[Sequence[Any]]
+) -> tuple[list[list[Any]], list[list[Any]]]:
+    """The change points of a rank trajectory and of the parameter-count trajectory recorded with it.
+
+    Parameters
+    ----------
+    ranks : sequence of (step, {module: rank}), length T
+    params : sequence of (step, n_params), length T when recorded together
+
+    Returns
+    -------
+    (ranks, params) : tuple of lists
+        ``[[step, {module: rank}], ...]`` and ``[[step, n_params], ...]`` at the steps where either changes
+        (each list at its own change points when the two records differ in length), first and last kept.
+    """
+    if len(params) == len(ranks):
+        keep = pkeep = change_point_indices([(r[1], c[1]) for r, c in zip(ranks, params, strict=True)])
+    else:
+        keep = change_point_indices([r[1] for r in ranks])
+        pkeep = change_point_indices([c[1] for c in params])
+    return (
+        [[int(ranks[i][0]), dict(ranks[i][1])] for i in keep],
+        [[int(params[i][0]), params[i][1]] for i in pkeep],
+    )
+
+
 def _short(name: str) -> str:
     for prefix in ("base_model.model.", "bert.encoder.", "deberta.encoder.", "encoder."):
         name = name.replace(prefix, "")
