@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -201,10 +201,43 @@ class ScreenStats:
     candidates: int
     uncertified_rows: int
     reranked_pairs: int
+    #: seconds per phase when :data:`PHASE_TIMING` is on (else empty): prepare, product, select, certify,
+    #: rerank, fallback, transfer
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 #: the statistics of the last call in this process (read by validation.gpu_bench and the tests)
 LAST_STATS: list[ScreenStats] = []
+
+#: time the phases of each call (``ScreenStats.phases``); synchronises the device after every tile, so
+#: it slows the call down a little: for profiling (``validation.estimators.gpu_knn_bench --phases``) only
+PHASE_TIMING = {"on": False}
+
+
+class _PhaseClock:
+    """Seconds per named phase, measured between device synchronisations (no-op unless enabled)."""
+
+    def __init__(self, device: Any, enabled: bool) -> None:
+        self.device = device
+        self.enabled = enabled
+        self.phases: dict[str, float] = {}
+        self._t = self._now() if enabled else 0.0
+
+    def _now(self) -> float:
+        import time
+
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        """Charge the time since the previous lap to ``name``."""
+        if self.enabled:
+            t = self._now()
+            self.phases[name] = self.phases.get(name, 0.0) + (t - self._t)
+            self._t = t
 
 
 def _product(a: Any, b: Any, precision: str) -> tuple[Any, float]:
@@ -289,10 +322,13 @@ def _factors(
     return left, right, norm
 
 
-def _screen(left: Any, right: Any, n: int, c: int, tile: int, precision: str) -> tuple[Any, Any, Any, float]:
+def _screen(
+    left: Any, right: Any, n: int, c: int, tile: int, precision: str, clock: _PhaseClock | None = None
+) -> tuple[Any, Any, Any, float]:
     """Running best ``c`` per row over the symmetric tiles; returns values, indices, floors, output roundoff."""
     import torch
 
+    clock = clock or _PhaseClock(left.device, False)
     n_pad = left.shape[0]
     dev = left.device
     best_v = torch.full((n_pad, c), float("inf"), dtype=torch.float32, device=dev)
@@ -305,6 +341,7 @@ def _screen(left: Any, right: Any, n: int, c: int, tile: int, precision: str) ->
             for t in range(s, n_pad, tile):
                 f = min(n_pad, t + tile)
                 g, u_out = _product(left[s:e], right[t:f], precision)
+                clock.lap("product")
                 out_u = max(out_u, u_out)
                 if f > n:
                     g[:, max(0, n - t) :] = float("inf")  # padding columns
@@ -317,6 +354,7 @@ def _screen(left: Any, right: Any, n: int, c: int, tile: int, precision: str) ->
                 if t != s:
                     v, j, fl = _select(g.T, c)
                     _merge(best_v, best_i, floor, t, f, v, j + s, fl)
+                clock.lap("select")
                 del g
     return best_v[:n], best_i[:n], floor[:n], out_u
 
@@ -503,6 +541,7 @@ def knn_torch(
     n, D = Xe.shape
     c = candidates_per_row(k, n)
     budget = _budget(dev)
+    clock = _PhaseClock(dev, bool(PHASE_TIMING["on"]))
     with torch.no_grad():
         mean = Xe.mean(dim=0, dtype=torch.float64)
         chunk = max(1, budget // (16 * D))
@@ -520,7 +559,8 @@ def knn_torch(
         else:
             tile = block_size
         tile = max(GROUP, -(-min(tile, n_pad) // GROUP) * GROUP)
-        best_v, best_i, floor, out_u = _screen(left, right, n, c, tile, precision)
+        clock.lap("prepare")
+        best_v, best_i, floor, out_u = _screen(left, right, n, c, tile, precision, clock)
         del left, right
         eps = screen_eps(precision, D, -(-(D + 4) // 16) * 16, out_u)
         eps_abs = EPS_ABS_PER_TERM * (D + 16)
@@ -539,11 +579,13 @@ def knn_torch(
         d2_out = torch.empty((n, k), dtype=torch.float64, device=dev)
         idx_out = torch.empty((n, k), dtype=torch.int64, device=dev)
         good = torch.nonzero(certified).flatten()
+        clock.lap("certify")
         if good.numel():
             # rows renumbered 0..len(good)-1 (``r`` is sorted, ``good`` ascending)
             rank = torch.cumsum(certified.to(torch.int64), 0) - 1
             dk, ik = exact_best_k(Xe, good, rank[r], cols, k, RERANK_BYTES)
             d2_out[good], idx_out[good] = dk, ik
+        clock.lap("rerank")
         if bad.numel():
             fr, fc = _fallback64(Xe, mean, scale, norm, bad, k, budget)
             dk, ik = exact_best_k(Xe, bad, fr, fc, k, RERANK_BYTES)
@@ -551,8 +593,11 @@ def knn_torch(
             n_pairs = int(r.numel() + fr.numel())
         else:
             n_pairs = int(r.numel())
-        LAST_STATS[:] = [ScreenStats(precision, c, int(bad.numel()), n_pairs)]
-    return d2_out.cpu().numpy(), idx_out.cpu().numpy()
+        clock.lap("fallback")
+        out = d2_out.cpu().numpy(), idx_out.cpu().numpy()
+        clock.lap("transfer")
+        LAST_STATS[:] = [ScreenStats(precision, c, int(bad.numel()), n_pairs, clock.phases)]
+    return out
 
 
 def _budget(device: Any) -> int:

@@ -128,8 +128,14 @@ def bench_cell(
     repeats: int = 2,
     check_rows: int = 1024,
     seed: int = 0,
+    phases: bool = False,
 ) -> dict[str, Any]:
-    """Time ours and both Gram products on one data set and shape; check exactness (module docstring)."""
+    """Time ours and both Gram products on one data set and shape; check exactness (module docstring).
+
+    With ``phases`` one more call runs with the device synchronised between phases and records the seconds
+    of each (``phases``: prepare, product, select, certify, rerank, fallback, transfer; ``phases_total_s``
+    their sum, slightly above ``knn_s`` because of the synchronisations).
+    """
     dev = torch.device(device)
     X = make_data(kind, n, D, dev, seed)
     if dev.type == "cuda":
@@ -138,6 +144,14 @@ def bench_cell(
     knn_s, (dist, idx) = _timed(lambda: knn_distances(X, k, precision=precision), dev, repeats)
     stats = _knn_torch.LAST_STATS[0]
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
+    phase_s: dict[str, float] = {}
+    if phases:
+        _knn_torch.PHASE_TIMING["on"] = True
+        try:
+            knn_distances(X, k, precision=precision)
+            phase_s = dict(_knn_torch.LAST_STATS[0].phases)
+        finally:
+            _knn_torch.PHASE_TIMING["on"] = False
     block = max(1, min(n, 2**30 // (4 * n)))
     tf32_s, _ = _timed(lambda: _gram(X, block, "tf32"), dev, repeats)
     bf16_s = _bf16_gram_seconds(X, block, repeats)
@@ -170,6 +184,7 @@ def bench_cell(
         "max_rel_distance_diff": float(rel.max()),
         "repeats": repeats,
         "seed": seed,
+        **({"phases": phase_s, "phases_total_s": sum(phase_s.values())} if phases else {}),
     }
 
 
@@ -189,6 +204,25 @@ def markdown(cells: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def phase_markdown(cells: list[dict[str, Any]]) -> str:
+    """Seconds per phase of the cells that were profiled (``--phases``)."""
+    names = ["prepare", "product", "select", "certify", "rerank", "fallback", "transfer"]
+    lines = [
+        "| data | n | D | " + " | ".join(names) + " | sum | knn s |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in names) + " | ---: | ---: |",
+    ]
+    for c in cells:
+        if "phases" not in c:
+            continue
+        ph = c["phases"]
+        lines.append(
+            f"| {c['data']} | {c['n']} | {c['D']} | "
+            + " | ".join(f"{ph.get(m, 0.0):.4f}" for m in names)
+            + f" | {c['phases_total_s']:.4f} | {c['knn_s']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: every (data, shape) cell, resumable JSON, Markdown table on stdout."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -203,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--check-rows", type=int, default=1024)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("gpu_knn_bench.json"))
+    p.add_argument(
+        "--phases", action="store_true", help="one more call per cell, timing its phases (synchronised)"
+    )
     args = p.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     doc: dict[str, Any] = read_json(args.out) if args.out.exists() else {"cells": []}
@@ -224,11 +261,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 repeats=args.repeats,
                 check_rows=args.check_rows,
                 seed=args.seed,
+                phases=args.phases,
             )
             doc["cells"].append(cell)
             atomic_write_json(args.out, doc)
             print(markdown([cell]).splitlines()[-1], flush=True)
     print(markdown(doc["cells"]))
+    if any("phases" in c for c in doc["cells"]):
+        print()
+        print(phase_markdown(doc["cells"]))
     return 0
 
 

@@ -45,3 +45,18 @@ def test_main_resumes(tmp_path, capsys):
     assert main(argv) == 0  # the finished cell is skipped
     assert json.loads(out.read_text())["cells"] == first
     assert "| gaussian | 200 | 16 |" in capsys.readouterr().out
+
+
+def test_phases_are_timed_only_when_asked_and_cover_the_call(tmp_path, capsys):
+    from gelora.estimators import _knn_torch
+
+    r = bench_cell("tanh", 300, 24, device="cpu", k=5, repeats=1, check_rows=20, phases=True)
+    ph = r["phases"]
+    assert set(ph) == {"prepare", "product", "select", "certify", "rerank", "fallback", "transfer"}
+    assert all(v >= 0 for v in ph.values()) and r["phases_total_s"] == pytest.approx(sum(ph.values()))
+    assert _knn_torch.PHASE_TIMING["on"] is False  # switched off again
+    assert "phases" not in bench_cell("tanh", 300, 24, device="cpu", k=5, repeats=1, check_rows=20)
+    out = tmp_path / "g.json"
+    argv = ["--device", "cpu", "--shapes", "200x16", "--data", "gaussian", "--repeats", "1", "--phases"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "| prepare | product | select |" in capsys.readouterr().out
