@@ -408,7 +408,8 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
         seed: GeLoRA block ranks, AdaLoRA's final allocation, LoRA's per-module ranks), ``wall_time_s``
         (mean/std), ``peak_memory_bytes`` (max), ``per_seed`` (one record per cell: ``seed``, ``primary``
         score, ``converged`` (bool, or None when not recorded), ``convergence`` (the cell's record),
-        ``train_loss``, ``eval_loss``, ``learning_rate``, ``lr_selection`` (None when no selection ran)) and
+        ``train_loss``, ``eval_loss``, ``learning_rate``, ``lr_selection`` (None when no selection ran),
+        ``mean_adapter_params`` (the run's average where the method records it, else None)) and
         ``loss_curve`` (one seed's ``{"seed", "points": [[step, loss], ...], "n_points"}`` or None);
         ``profile_name``; ``primary_metric[task]``; ``missing``: a list of
         ``{"task", "method", "seed", "reason"}`` for planned cells without a result (a failed cell's
@@ -531,7 +532,15 @@ def _seed_record(cell: dict[str, Any], metric: str | None) -> dict[str, Any]:
         "eval_loss": _finite_or_none(eval_loss),
         "learning_rate": _finite_or_none(train.get("learning_rate")),
         "lr_selection": cell.get("lr_selection"),
+        "mean_adapter_params": _mean_adapter_params(cell),
     }
+
+
+def _mean_adapter_params(cell: dict[str, Any]) -> float | None:
+    """Adapter parameters averaged over the run's steps, where the method records it (GeoLoRA, whose
+    truncation changes the count during training: ``method_info.summary.mean_params``); else None."""
+    summary = (cell.get("method_info") or {}).get("summary")
+    return _finite_or_none(summary.get("mean_params")) if isinstance(summary, dict) else None
 
 
 def _one_loss_curve(cells: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

@@ -291,8 +291,8 @@ def compact_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     """What :func:`compute_verdicts` and the report's figures need from a summary (``report.json`` size).
 
     Keeps ``profile_name``, ``primary_metric``, ``run_dir``, ``not_run_tasks`` and per task x method
-    ``per_seed`` (seed, primary, converged, convergence rule, train/eval loss, learning rate, lr_selection)
-    and ``loss_curve``.
+    ``per_seed`` (seed, primary, converged, convergence rule, train/eval loss, learning rate, lr_selection,
+    mean adapter parameters), ``loss_curve`` and ``budget_params``.
     """
     profile = summary.get("profile_name")
     if profile is None and isinstance(summary.get("profile"), Mapping):
@@ -313,9 +313,14 @@ def compact_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
                         "eval_loss": r.get("eval_loss"),
                         "learning_rate": r.get("learning_rate"),
                         "lr_selection": r.get("lr_selection"),
+                        "mean_adapter_params": r.get("mean_adapter_params"),
                     }
                 )
-            table.setdefault(t, {})[m] = {"per_seed": recs, "loss_curve": e.get("loss_curve")}
+            table.setdefault(t, {})[m] = {
+                "per_seed": recs,
+                "loss_curve": e.get("loss_curve"),
+                "budget_params": e.get("budget_params"),
+            }
     return {
         "profile_name": profile,
         "primary_metric": dict(summary.get("primary_metric") or {}),

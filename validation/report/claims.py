@@ -338,6 +338,28 @@ def _default_rate_methods(summary: dict[str, Any]) -> list[str]:
     return ["all"] if only_one and not many else only_one
 
 
+def _budget_use_lines(summary: dict[str, Any], tol: float = 0.1) -> list[str]:
+    """One line per task and method whose adapters held, on average over training, a count more than
+    ``tol`` away from the budget they were matched to (GeoLoRA truncates below it): "equal budget" is the
+    cap, not what was trained."""
+    out = []
+    for task, by in sorted((summary.get("table") or {}).items()):
+        for m, e in sorted(by.items()):
+            means = [
+                r["mean_adapter_params"] for r in e.get("per_seed") or [] if r.get("mean_adapter_params")
+            ]
+            budget = (e.get("budget_params") or [None])[0]
+            if not means or not budget:
+                continue
+            mean = sum(means) / len(means)
+            if abs(mean / budget - 1) > tol:
+                out.append(
+                    f"{_task(task)}/{_name(m)}: {mean:,.0f} adapter parameters on average over training "
+                    f"({100 * mean / budget:.0f}% of the {budget:,} budget, mean over {len(means)} seed(s))."
+                )
+    return out
+
+
 def claim_performance(report: dict[str, Any]) -> Finding:
     """C4, from the paper protocol only (grid runs whose profile is ``paper``).
 
@@ -418,6 +440,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         "A pair is better or worse when the 95% CI of the paired difference over the converged common "
         "seeds excludes 0; only informative tasks count."
     )
+    evidence += _budget_use_lines(summary)
     informative = [t for t, rec in v["tasks"].items() if rec["informative"]]
     defaults = _default_rate_methods(summary)
     extra: dict[str, Any] = {

@@ -224,3 +224,16 @@ def test_c4_says_when_every_method_ran_at_its_default_rate(f, tmp_path, gridfix)
     c4 = _claim(_report(f, tmp_path / "b", gridfix, {"sst2": GOOD}, lr_selection=three), "C4")
     assert "default learning rates" not in c4["setup"]
     assert not any(c.startswith("Learning rates") for c in c4["caveats"])
+
+
+def test_c4_names_a_baseline_that_trained_below_its_budget(f, tmp_path, gridfix):
+    run = gridfix.write_grid(tmp_path / "paper", {"sst2": GOOD})
+    for path in sorted((run / "cells").glob("sst2__geolora__*.json")):
+        cell = json.loads(path.read_text())
+        cell["method_info"] = {"summary": {"mean_params": 25.0}}  # budget 100 in the fixture
+        path.write_text(json.dumps(cell))
+    r = f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [run]))))
+    lines = [e for e in _claim(r, "C4")["evidence"] if "adapter parameters on average" in e]
+    assert lines == [
+        "SST-2/GeoLoRA: 25 adapter parameters on average over training (25% of the 100 budget, mean over 3 seed(s))."
+    ]
