@@ -403,7 +403,13 @@ def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
     directions only changes the speed of the screen.
     """
     n, D = Xc.shape
-    sub = Xc[:: -(-n // 2048)].astype(np.float32)
+    sub = Xc[:: -(-n // 2048)]
+    top = float(np.abs(sub).max())
+    if top > 0 and not 2.0**-20 <= top <= 2.0**20:
+        # an exact power-of-two rescaling (the directions do not change): the float32 products below
+        # overflow from entries of about 1e19 on and underflow below about 1e-19
+        sub = sub * 2.0 ** (-math.frexp(top)[1])
+    sub = sub.astype(np.float32)
     ell = min(D, p + 16)
     sketch = np.random.default_rng(0).standard_normal((D, ell)).astype(np.float32)
     Y = (sub.T @ (sub @ sketch)).astype(np.float64)
@@ -672,9 +678,9 @@ def _rerank_two_stage(
     pairs computed, same ordering); it is used where the screen leaves more than
     ``TWO_STAGE_MIN_RATIO * k`` candidates per row.
     """
-    counts = np.bincount(r, minlength=b)
-    if r.size <= TWO_STAGE_MIN_RATIO * k * b or counts.min() < k:
+    if _one_stage(r, b, k):
         return _rerank_pairs(X, s, r, col, b, k, budget)
+    counts = np.bincount(r, minlength=b)
     starts = np.cumsum(counts) - counts
     vals = _pack_rows(r, v, b, np.inf)
     first = np.argpartition(vals, k - 1, axis=1)[:, :k]
@@ -692,6 +698,59 @@ def _rerank_two_stage(
         _pack_rows(rk, col[keep].astype(np.int64), b, np.iinfo(np.int64).max),
         k,
     )
+
+
+def _one_stage(r: np.ndarray, b: int, k: int) -> bool:
+    """Whether :func:`_rerank_two_stage` re-ranks every pair of the b rows at once (``r``: their rows)."""
+    return r.size <= TWO_STAGE_MIN_RATIO * k * b or int(np.bincount(r, minlength=b).min()) < k
+
+
+def _rerank_shared(
+    X: np.ndarray,
+    parts: dict[int, tuple[np.ndarray, np.ndarray, int]],
+    k: int,
+    pool: ThreadPoolExecutor,
+    workers: int,
+    dist: np.ndarray,
+    idx: np.ndarray,
+) -> None:
+    """:func:`_rerank_pairs` of several blocks at once, a pair kept by both of its points computed once.
+
+    ``parts`` maps a block's first row s to its candidates ``(r, col, b)`` (``r`` sorted, rows
+    s..s+b-1 of ``X``). Each distinct pair ``{i, j}`` is computed once, as ``x_max - x_min`` by
+    :func:`_exact_d2_buffered` (``x_j - x_i`` is the negated ``x_i - x_j`` exactly, so the squares and
+    their sum are the bits :func:`_rerank_pairs` computes from either side), the pairs split over the
+    threads of ``pool``; then each block's k best by (distance, index) are written into ``dist`` and
+    ``idx`` (shape (n, k)), as :func:`_rerank_pairs` orders them.
+    """
+    if not parts:
+        return
+    n = X.shape[0]
+    firsts = sorted(parts)
+    rows = np.concatenate([parts[s][0] + s for s in firsts])
+    cols = np.concatenate([parts[s][1] for s in firsts]).astype(np.int64)
+    keys, where = np.unique(np.minimum(rows, cols) * n + np.maximum(rows, cols), return_inverse=True)
+    d2u = np.empty(keys.size, dtype=np.float64)
+    cuts = np.linspace(0, keys.size, workers + 1).astype(int)
+
+    def exact(lo: int, hi: int) -> None:
+        lo_pt, hi_pt = np.divmod(keys[lo:hi], n)
+        d2u[lo:hi] = _exact_d2_buffered(X, lo_pt, hi_pt, PAIR_RERANK_BYTES)
+
+    def select(s: int, o0: int, o1: int) -> None:
+        r, _, b = parts[s]
+        dist[s : s + b], idx[s : s + b] = _sort_candidates(
+            _pack_rows(r, d2u[where[o0:o1]], b, np.inf),
+            _pack_rows(r, cols[o0:o1], b, np.iinfo(np.int64).max),
+            k,
+        )
+
+    for job in [pool.submit(exact, int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]:
+        job.result()
+    offsets = np.cumsum([0] + [parts[s][0].size for s in firsts])
+    jobs = [pool.submit(select, s, int(offsets[i]), int(offsets[i + 1])) for i, s in enumerate(firsts)]
+    for job in jobs:
+        job.result()
 
 
 @contextmanager
@@ -1022,9 +1081,16 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
             r, col, v = r[order], col[order], v[order]
             sl = sl.copy()
             sl[wide] = slack64[s + wide]
+        if shared and _one_stage(r, b, k):
+            shared_parts[s] = (r, col, b)  # re-ranked with the other blocks' pairs (_rerank_shared)
+            return
         dist[s : s + b], idx[s : s + b] = _rerank_two_stage(X, s, r, col, v, sl, b, k, PAIR_RERANK_BYTES)
 
     workers = _n_workers()
+    # a pair kept by both of its points is re-ranked once (:func:`_rerank_shared`), where the gain pays
+    # for holding every block's candidates (about 40 bytes per pair) until the end
+    shared = D >= DEDUPE_MIN_D and 48 * n * k <= SYMMETRIC_MAX_BYTES
+    shared_parts: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
     if block_size is None:
         block_size = max(1, min(n, SCREEN_BLOCK_BYTES // (left.itemsize * n)))
         if n > SMALL_N:
@@ -1071,6 +1137,9 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
         with _block_threads(workers) as pool:
             for job in [pool.submit(block, s) for s in starts]:
                 job.result()
+    if shared_parts:
+        with _block_threads(workers) as pool:
+            _rerank_shared(X, shared_parts, k, pool, workers, dist, idx)
     return dist, idx
 
 
