@@ -707,50 +707,116 @@ def _one_stage(r: np.ndarray, b: int, k: int) -> bool:
 
 def _rerank_shared(
     X: np.ndarray,
-    parts: dict[int, tuple[np.ndarray, np.ndarray, int]],
+    parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]],
     k: int,
     pool: ThreadPoolExecutor,
     workers: int,
     dist: np.ndarray,
     idx: np.ndarray,
 ) -> None:
-    """:func:`_rerank_pairs` of several blocks at once, a pair kept by both of its points computed once.
+    """:func:`_rerank_two_stage` of several blocks at once, a pair kept by both points computed once.
 
-    ``parts`` maps a block's first row s to its candidates ``(r, col, b)`` (``r`` sorted, rows
-    s..s+b-1 of ``X``). Each distinct pair ``{i, j}`` is computed once, as ``x_max - x_min`` by
-    :func:`_exact_d2_buffered` (``x_j - x_i`` is the negated ``x_i - x_j`` exactly, so the squares and
-    their sum are the bits :func:`_rerank_pairs` computes from either side), the pairs split over the
-    threads of ``pool``; then each block's k best by (distance, index) are written into ``dist`` and
-    ``idx`` (shape (n, k)), as :func:`_rerank_pairs` orders them.
+    ``parts`` maps a block's first row s to its screened pairs ``(r, col, v, slack, b)`` as
+    :func:`_rerank_two_stage` takes them (``r`` sorted, rows s..s+b-1 of ``X``). Every block selects
+    the same pairs as :func:`_rerank_two_stage` would (all of them where :func:`_one_stage` holds, else
+    the k of smallest screening value per row, then those within the bound of their largest exact
+    distance), but the exact distances of each stage are computed for the distinct pairs ``{i, j}`` of
+    all blocks together, once each, as ``x_max - x_min`` by :func:`_exact_d2_buffered`, split over the
+    threads of ``pool`` (``x_j - x_i`` is the negated ``x_i - x_j`` exactly, so the squares and their
+    sum are the bits computed from either side); a pair of the second stage already computed in the
+    first is not computed again. Each block's k best by (distance, index) are written into ``dist``
+    and ``idx`` (shape (n, k)): bit for bit what :func:`_rerank_two_stage` returns block by block.
     """
     if not parts:
         return
     n = X.shape[0]
     firsts = sorted(parts)
-    rows = np.concatenate([parts[s][0] + s for s in firsts])
-    cols = np.concatenate([parts[s][1] for s in firsts]).astype(np.int64)
-    keys, where = np.unique(np.minimum(rows, cols) * n + np.maximum(rows, cols), return_inverse=True)
-    d2u = np.empty(keys.size, dtype=np.float64)
-    cuts = np.linspace(0, keys.size, workers + 1).astype(int)
+    known_keys = np.empty(0, dtype=np.int64)
+    known_d2 = np.empty(0, dtype=np.float64)
 
-    def exact(lo: int, hi: int) -> None:
-        lo_pt, hi_pt = np.divmod(keys[lo:hi], n)
-        d2u[lo:hi] = _exact_d2_buffered(X, lo_pt, hi_pt, PAIR_RERANK_BYTES)
+    def keys_of(s: int, m: np.ndarray | None) -> np.ndarray:
+        r, col = parts[s][0], parts[s][1]
+        if m is not None:
+            r, col = r[m], col[m]
+        rows, cols = r + s, col.astype(np.int64)
+        return np.minimum(rows, cols) * n + np.maximum(rows, cols)
 
-    def select(s: int, o0: int, o1: int) -> None:
-        r, _, b = parts[s]
+    def exact(keys: np.ndarray) -> np.ndarray:
+        """Exact d2 of the pairs ``keys`` (unique, sorted), the pairs split over the threads."""
+        d2 = np.empty(keys.size, dtype=np.float64)
+        cuts = np.linspace(0, keys.size, workers + 1).astype(int)
+
+        def part(lo: int, hi: int) -> None:
+            lo_pt, hi_pt = np.divmod(keys[lo:hi], n)
+            d2[lo:hi] = _exact_d2_buffered(X, lo_pt, hi_pt, PAIR_RERANK_BYTES)
+
+        for job in [pool.submit(part, int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]:
+            job.result()
+        return d2
+
+    def lookup(wanted: list[np.ndarray]) -> list[np.ndarray]:
+        """d2 of each block's pairs ``wanted`` (canonical keys): the known ones reused, the others computed."""
+        nonlocal known_keys, known_d2
+        allk = np.concatenate(wanted)
+        pos = np.minimum(np.searchsorted(known_keys, allk), max(known_keys.size - 1, 0))
+        found = known_keys[pos] == allk if known_keys.size else np.zeros(allk.size, dtype=bool)
+        new_keys, where = np.unique(allk[~found], return_inverse=True)
+        new_d2 = exact(new_keys)
+        d2 = np.empty(allk.size, dtype=np.float64)
+        d2[found] = known_d2[pos[found]]
+        d2[~found] = new_d2[where]
+        if known_keys.size:
+            merged = np.concatenate([known_keys, new_keys])
+            order = np.argsort(merged, kind="stable")
+            known_keys, known_d2 = merged[order], np.concatenate([known_d2, new_d2])[order]
+        else:
+            known_keys, known_d2 = new_keys, new_d2
+        offsets = np.cumsum([0] + [w.size for w in wanted])
+        return [d2[o0:o1] for o0, o1 in zip(offsets[:-1], offsets[1:])]
+
+    def first_stage(s: int) -> np.ndarray | None:
+        """The pairs of the first stage (None: all of them, one stage), as in :func:`_rerank_two_stage`."""
+        r, _, v, _, b = parts[s]
+        if _one_stage(r, b, k):
+            return None
+        counts = np.bincount(r, minlength=b)
+        starts = np.cumsum(counts) - counts
+        first = np.argpartition(_pack_rows(r, v, b, np.inf), k - 1, axis=1)[:, :k]
+        sel = np.zeros(r.size, dtype=bool)
+        sel[(starts[:, None] + first).ravel()] = True
+        return sel
+
+    sels = list(pool.map(first_stage, firsts))
+    d2s = [np.empty(parts[s][0].size, dtype=np.float64) for s in firsts]
+    got = lookup([keys_of(s, sel) for s, sel in zip(firsts, sels)])
+    rests: list[np.ndarray | None] = []
+    for s, sel, d2, g in zip(firsts, sels, d2s, got):
+        if sel is None:
+            d2[:] = g
+            rests.append(None)
+            continue
+        r, _, v, sl, b = parts[s]
+        d2[sel] = g
+        t = g.reshape(b, k).max(axis=1)
+        rests.append(~sel & (v <= t[r] + sl[r]))
+    second = [(i, rest) for i, rest in enumerate(rests) if rest is not None]
+    if second:
+        got = lookup([keys_of(firsts[i], rest) for i, rest in second])
+        for (i, rest), g in zip(second, got):
+            d2s[i][rest] = g
+
+    def select(i: int) -> None:
+        s = firsts[i]
+        r, col, _, _, b = parts[s]
+        d2 = d2s[i]
+        if sels[i] is not None:
+            keep = sels[i] | rests[i]
+            r, col, d2 = r[keep], col[keep], d2[keep]
         dist[s : s + b], idx[s : s + b] = _sort_candidates(
-            _pack_rows(r, d2u[where[o0:o1]], b, np.inf),
-            _pack_rows(r, cols[o0:o1], b, np.iinfo(np.int64).max),
-            k,
+            _pack_rows(r, d2, b, np.inf), _pack_rows(r, col.astype(np.int64), b, np.iinfo(np.int64).max), k
         )
 
-    for job in [pool.submit(exact, int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]:
-        job.result()
-    offsets = np.cumsum([0] + [parts[s][0].size for s in firsts])
-    jobs = [pool.submit(select, s, int(offsets[i]), int(offsets[i + 1])) for i, s in enumerate(firsts)]
-    for job in jobs:
-        job.result()
+    list(pool.map(select, range(len(firsts))))
 
 
 @contextmanager
@@ -1081,8 +1147,8 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
             r, col, v = r[order], col[order], v[order]
             sl = sl.copy()
             sl[wide] = slack64[s + wide]
-        if shared and _one_stage(r, b, k):
-            shared_parts[s] = (r, col, b)  # re-ranked with the other blocks' pairs (_rerank_shared)
+        if shared:
+            shared_parts[s] = (r, col, v, sl, b)  # re-ranked with the other blocks' pairs (_rerank_shared)
             return
         dist[s : s + b], idx[s : s + b] = _rerank_two_stage(X, s, r, col, v, sl, b, k, PAIR_RERANK_BYTES)
 
@@ -1090,7 +1156,7 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
     # a pair kept by both of its points is re-ranked once (:func:`_rerank_shared`), where the gain pays
     # for holding every block's candidates (about 40 bytes per pair) until the end
     shared = D >= DEDUPE_MIN_D and 48 * n * k <= SYMMETRIC_MAX_BYTES
-    shared_parts: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+    shared_parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = {}
     if block_size is None:
         block_size = max(1, min(n, SCREEN_BLOCK_BYTES // (left.itemsize * n)))
         if n > SMALL_N:
