@@ -809,8 +809,9 @@ def _rerank_shared(
         s = firsts[i]
         r, col, _, _, b = parts[s]
         d2 = d2s[i]
-        if sels[i] is not None:
-            keep = sels[i] | rests[i]
+        sel, rest = sels[i], rests[i]
+        if sel is not None and rest is not None:
+            keep = sel | rest
             r, col, d2 = r[keep], col[keep], d2[keep]
         dist[s : s + b], idx[s : s + b] = _sort_candidates(
             _pack_rows(r, d2, b, np.inf), _pack_rows(r, col.astype(np.int64), b, np.iinfo(np.int64).max), k
