@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import special
 
-__all__ = ["gamma_rate_ci", "bootstrap_weights", "percentile_ci"]
+__all__ = ["gamma_rate_ci", "bootstrap_draws", "bootstrap_weights", "percentile_ci"]
 
 
 def gamma_rate_ci(total: float, shape: float, level: float) -> tuple[float, float]:
@@ -39,6 +39,33 @@ def gamma_rate_ci(total: float, shape: float, level: float) -> tuple[float, floa
     return float(lo), float(hi)
 
 
+def bootstrap_draws(n: int, n_bootstrap: int, rng: np.random.Generator, chunk: int = 64):
+    """Yield the resampled indices of seeded bootstrap resamples in chunks.
+
+    Parameters
+    ----------
+    n : int
+        Number of points resampled with replacement.
+    n_bootstrap : int
+        Total number of resamples.
+    rng : numpy.random.Generator
+        Source of randomness (seeded by the caller).
+    chunk : int
+        Resamples per yielded block.
+
+    Yields
+    ------
+    numpy.ndarray of int64, shape (b, n)
+        Row i holds the indices (into the n points) drawn for one resample; :func:`bootstrap_weights`
+        counts exactly these draws.
+    """
+    done = 0
+    while done < n_bootstrap:
+        b = min(chunk, n_bootstrap - done)
+        yield rng.integers(0, n, size=(b, n))
+        done += b
+
+
 def bootstrap_weights(n: int, n_bootstrap: int, rng: np.random.Generator, chunk: int = 64):
     """Yield bootstrap resampling counts in chunks.
 
@@ -58,15 +85,11 @@ def bootstrap_weights(n: int, n_bootstrap: int, rng: np.random.Generator, chunk:
     numpy.ndarray of float64, shape (b, n)
         Multiplicity of each point in each resample (rows sum to ``n``).
     """
-    done = 0
-    while done < n_bootstrap:
-        b = min(chunk, n_bootstrap - done)
-        draws = rng.integers(0, n, size=(b, n))
-        weights = np.empty((b, n))
-        for i in range(b):  # row by row: faster than one bincount over offset indices, same weights
+    for draws in bootstrap_draws(n, n_bootstrap, rng, chunk):
+        weights = np.empty(draws.shape)
+        for i in range(draws.shape[0]):  # row by row: faster than one bincount over offset indices
             weights[i] = np.bincount(draws[i], minlength=n)
         yield weights
-        done += b
 
 
 def percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float]:
