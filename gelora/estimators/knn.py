@@ -311,9 +311,13 @@ def _screen_basis_1(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The body of :func:`_screen_basis` (BLAS limited to one thread, large products on ``pool``)."""
     n, D = Xc.shape
-    # directions for the ranks up to ~64 first; all of them again only if the pilot gets that far
-    V = _principal_directions(Xc, max(p for p in ranks if p <= max(ranks[0], 64)))
+    # directions for the ranks up to ~64 first; again (for the ranks the cost model can still reach)
+    # only if the pilot gets that far
+    V = _principal_directions(Xc, max(p for p in ranks if p <= max(ranks[0], 64)), pool, workers)
     pilot = np.unique(np.linspace(0, n - 1, 64).astype(np.int64))
+    # the pilot rows in one contiguous group per thread (each row's bounds, cut and count are its own)
+    cuts = np.linspace(0, pilot.size, workers + 1).astype(int)
+    groups = [(int(g0), int(g1)) for g0, g1 in zip(cuts[:-1], cuts[1:]) if g1 > g0]
     best_p, best_cost = D, _screen_cost(n, D, D, k, k)
     if plain_cost is not None:
         best_cost = plain_cost
@@ -322,14 +326,26 @@ def _screen_basis_1(
     zsq = np.zeros(n)  # |z|^2 so far
     dot = np.zeros((pilot.size, n))  # z_pilot . z so far
     done = 0
+
+    def pilot_count(g0: int, g1: int, Zb: np.ndarray, a: np.ndarray) -> int:
+        """Pilot rows g0..g1: add this rank's terms to their products, then count their candidates."""
+        rows = pilot[g0:g1]
+        dot[g0:g1] += Zb[rows] @ Zb.T
+        lb = zsq[rows, None] + zsq[None, :] - 2.0 * dot[g0:g1] + (a[rows, None] - a[None, :]) ** 2
+        lb[np.arange(rows.size), rows] = np.inf
+        t_pilot = np.partition(lb + 4.0 * a[rows, None] * a[None, :], k - 1, axis=1)[:, k - 1]
+        return int(np.sum(lb <= t_pilot[:, None]))
+
     for p in ranks:
         if _screen_cost(n, D, p, k, k) >= best_cost:
             break  # even a perfect screen (k candidates per row) would cost more than the best so far
-        if p > V.shape[1]:  # new directions: the coordinates so far are recomputed in the new basis
-            V = _principal_directions(Xc, ranks[-1])
-            coords = _rows_matmul(Xc, np.ascontiguousarray(V[:, :done]), pool, workers)
-            zsq = np.einsum("ij,ij->i", coords, coords)
-            dot = coords[pilot] @ coords.T
+        if p > V.shape[1]:
+            # new directions, up to the largest rank a perfect screen could still pay for; the
+            # coordinates so far are recomputed in the new basis (below, in the same pass as this rank's)
+            reach = max(q for q in ranks if q >= p and _screen_cost(n, D, q, k, k) < best_cost)
+            V = _principal_directions(Xc, reach, pool, workers)
+            coords, zsq, done = np.empty((n, 0)), np.zeros(n), 0
+            dot[:] = 0.0
         if p > coords.shape[1]:
             # a few ranks per pass over Xc while they are cheap; beyond ~64 only what this rank needs
             ahead = 2 * p + 3 if p <= 64 else p
@@ -338,13 +354,10 @@ def _screen_basis_1(
             coords = np.concatenate([coords, more], axis=1)
         Zb = np.ascontiguousarray(coords[:, done:p])
         zsq += np.einsum("ij,ij->i", Zb, Zb)
-        dot += Zb[pilot] @ Zb.T
         done = p
         a = np.sqrt(np.maximum(sq - zsq, 0.0))
-        lb = zsq[pilot, None] + zsq[None, :] - 2.0 * dot + (a[pilot, None] - a[None, :]) ** 2
-        lb[np.arange(pilot.size), pilot] = np.inf
-        t_pilot = np.partition(lb + 4.0 * a[pilot, None] * a[None, :], k - 1, axis=1)[:, k - 1]
-        count = float(np.mean(np.sum(lb <= t_pilot[:, None], axis=1)))
+        jobs = [pool.submit(pilot_count, g0, g1, Zb, a) for g0, g1 in groups]
+        count = sum(job.result() for job in jobs) / pilot.size
         cost = _screen_cost(n, D, p, k, count)
         if cost < best_cost:
             best_p, best_cost = p, cost
@@ -394,13 +407,16 @@ def _direct_cost(n: int, D: int, k: int) -> float:
     return n * D / 2.0 + RERANK_COST * D * k * share
 
 
-def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
+def _principal_directions(
+    Xc: np.ndarray, p: int, pool: ThreadPoolExecutor | None = None, workers: int = 1
+) -> np.ndarray:
     """Approximate leading principal directions, shape (D, p), orthonormal to float64 precision.
 
     Randomised range finder with one power iteration on an evenly spaced subset of at most 2048 rows
     (float32 products, seeded sketch), a float64 QR, then the small eigenproblem in that range to order
     the directions by variance. Only the orthonormality matters for exactness; the quality of the
-    directions only changes the speed of the screen.
+    directions only changes the speed of the screen. With ``pool``, the float32 products are split by
+    rows over its ``workers`` threads.
     """
     n, D = Xc.shape
     sub = Xc[:: -(-n // 2048)]
@@ -412,12 +428,16 @@ def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
     sub = sub.astype(np.float32)
     ell = min(D, p + 16)
     sketch = np.random.default_rng(0).standard_normal((D, ell)).astype(np.float32)
-    Y = (sub.T @ (sub @ sketch)).astype(np.float64)
+
+    def matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:  # the rows of A over the threads, if any
+        return A @ B if pool is None or workers == 1 else _rows_matmul(A, B, pool, workers)
+
+    Y = matmul(sub.T, matmul(sub, sketch)).astype(np.float64)
     # the small factorisations on one thread: threaded LAPACK on these sizes measured 3-7x slower on the
     # shared 2-core machine (QR of 768 x 269: 46 ms against 15 ms; eigh of 269 x 269: 65 ms against 7 ms)
     with _one_blas_thread():
         Q, _ = np.linalg.qr(Y)
-    B = (sub @ Q.astype(np.float32)).astype(np.float64)
+    B = matmul(sub, Q.astype(np.float32)).astype(np.float64)
     with _one_blas_thread():
         _, U = np.linalg.eigh(B.T @ B)
     return (Q @ U[:, ::-1])[:, :p]

@@ -262,7 +262,9 @@ def test_principal_screen_beyond_the_first_directions_stays_exact(monkeypatch):
     )
     ranks = []
     principal = knn._principal_directions
-    monkeypatch.setattr(knn, "_principal_directions", lambda Xc, p: ranks.append(p) or principal(Xc, p))
+    monkeypatch.setattr(
+        knn, "_principal_directions", lambda Xc, p, *a: ranks.append(p) or principal(Xc, p, *a)
+    )
     # an explicit block size: the blockwise path (without it, at this size, the pilot stops at rank 64
     # against the direct path's plain screen)
     d, i = knn_distances(X, 5, backend="numpy", block_size=700)
