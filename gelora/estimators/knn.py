@@ -1278,9 +1278,12 @@ def _knn_numpy_symmetric(
             row_side[s] = (r, c + s, g.ravel()[flat].astype(np.float64))
             if w > b:
                 gc = g[:, b:]
-                # the transposed mask lists the pairs by column, i.e. sorted by the later row
-                flat = np.flatnonzero((gc <= thr_g[None, e:]).T)
-                j, i = np.divmod(flat, b)
+                flat = np.flatnonzero(gc <= thr_g[None, e:])
+                i, j = np.divmod(flat, w - b)
+                # sorted by column, i.e. by the later row (a stable sort on 16-bit keys is a radix sort;
+                # extracting the pairs through the transposed mask instead cost more than its product)
+                order = np.argsort(j.astype(np.int16) if w - b <= 2**15 else j, kind="stable")
+                i, j = i[order], j[order]
                 col_side[s] = (j + e, i + s, gc[i, j].astype(np.float64))
 
     def gather(t: int) -> None:
