@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from scipy import special
@@ -86,10 +86,31 @@ def bootstrap_weights(n: int, n_bootstrap: int, rng: np.random.Generator, chunk:
         Multiplicity of each point in each resample (rows sum to ``n``).
     """
     for draws in bootstrap_draws(n, n_bootstrap, rng, chunk):
-        weights = np.empty(draws.shape)
-        for i in range(draws.shape[0]):  # row by row: faster than one bincount over offset indices
-            weights[i] = np.bincount(draws[i], minlength=n)
-        yield weights
+        yield _counts(draws, n)
+
+
+def _counts(draws: np.ndarray, n: int) -> np.ndarray:
+    """Multiplicities (float64, shape (b, n)) of the indices drawn in each row of ``draws``."""
+    weights = np.empty(draws.shape)
+    for i in range(draws.shape[0]):  # row by row: faster than one bincount over offset indices
+        weights[i] = np.bincount(draws[i], minlength=n)
+    return weights
+
+
+def pipelined(draws: Iterator[np.ndarray], work: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``concatenate([work(d) for d in draws])``, ``work`` on the k-NN threads while the next chunk is drawn.
+
+    The draws stay sequential (one generator, the same stream); each chunk's ``work`` is the same
+    computation on the same input wherever it runs, so the result is the serial one bit for bit. With one
+    thread (``OMP_NUM_THREADS=1``) it runs serially.
+    """
+    from gelora.estimators.knn import _n_workers, _pool
+
+    workers = _n_workers()
+    if workers == 1:
+        return np.concatenate([work(d) for d in draws])
+    pool = _pool(workers)
+    return np.concatenate([job.result() for job in [pool.submit(work, d) for d in draws]])
 
 
 def percentile_ci(samples: np.ndarray, level: float) -> tuple[float, float]:
@@ -106,4 +127,4 @@ def bootstrap_statistic(
 ) -> np.ndarray:
     """Replicates of a weighted statistic: ``stat(weights (b, n)) -> (b,)`` over seeded resamples."""
     rng = np.random.default_rng(seed)
-    return np.concatenate([stat(w) for w in bootstrap_weights(n, n_bootstrap, rng)])
+    return pipelined(bootstrap_draws(n, n_bootstrap, rng), lambda draws: stat(_counts(draws, n)))

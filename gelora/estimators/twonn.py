@@ -24,7 +24,7 @@ from gelora.estimators._checks import (
     check_seed,
     warn_small_sample,
 )
-from gelora.estimators._ci import bootstrap_draws, gamma_rate_ci, percentile_ci
+from gelora.estimators._ci import bootstrap_draws, gamma_rate_ci, percentile_ci, pipelined
 from gelora.estimators.knn import knn_without_duplicates
 
 __all__ = [
@@ -96,8 +96,9 @@ def _linear_bootstrap(log_mu: np.ndarray, n_keep: int, n_bootstrap: int, seed: i
     ratios each repeated by its multiplicity, so it is built without a sort: the multiplicities of the
     ranks come from one ``bincount`` of the drawn ranks (offset by row), and ``np.repeat`` lays the sorted
     values out. Each slope is ``sum(x y) / sum(x x)`` over the first ``n_keep`` values, the same sums of
-    the same products as :func:`_linear_slope` (pairwise summation of each row), so the same bits.
-    Returns shape (n_bootstrap,).
+    the same products as :func:`_linear_slope` (pairwise summation of each row), so the same bits. The
+    chunks are processed on the k-NN threads while the next one is drawn
+    (:func:`~gelora.estimators._ci.pipelined`). Returns shape (n_bootstrap,).
     """
     N = log_mu.shape[0]
     n_keep = min(n_keep, N - 1)
@@ -108,24 +109,19 @@ def _linear_bootstrap(log_mu: np.ndarray, n_keep: int, n_bootstrap: int, seed: i
     tiled = np.tile(log_mu[order], chunk)
     offsets = (np.arange(chunk) * N)[:, None]
     y = -np.log1p(-np.arange(1, n_keep + 1) / N)
-    ranks = np.empty((chunk, N), dtype=np.intp)
-    prod = np.empty((chunk, n_keep))  # reused buffers: fresh ones cost page faults at this size
-    out = np.empty(n_bootstrap)
-    done = 0
-    for draws in bootstrap_draws(N, n_bootstrap, np.random.default_rng(seed), chunk):
+
+    def slopes(draws: np.ndarray) -> np.ndarray:
         b = draws.shape[0]
-        r = ranks[:b]
-        np.take(rank, draws, out=r)
+        r = np.take(rank, draws)
         r += offsets[:b]
         counts = np.bincount(r.ravel(), minlength=b * N)
         x = np.repeat(tiled[: b * N], counts).reshape(b, N)[:, :n_keep]
-        p = prod[:b]
-        np.multiply(x, y, out=p)
+        p = x * y
         sxy = p.sum(axis=-1)
         np.multiply(x, x, out=p)
-        out[done : done + b] = sxy / p.sum(axis=-1)
-        done += b
-    return out
+        return sxy / p.sum(axis=-1)
+
+    return pipelined(bootstrap_draws(N, n_bootstrap, np.random.default_rng(seed), chunk), slopes)
 
 
 def twonn_from_ratios(

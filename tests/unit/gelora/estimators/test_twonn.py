@@ -194,3 +194,25 @@ def test_linear_bootstrap_replicates_are_the_sorted_resamples(N, n_keep, n_boots
     got = _linear_bootstrap(log_mu, n_keep, n_bootstrap, seed)
     assert got.shape == (n_bootstrap,)
     np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("workers", ["1", "2", "3"])
+def test_bootstraps_on_threads_equal_the_serial_ones(monkeypatch, workers):
+    # the chunks of a bootstrap run on the k-NN threads while the next is drawn: the replicates of the
+    # MLE-style weighted statistic and of TwoNN's linear fit must be the serial ones bit for bit
+    from gelora.estimators._ci import bootstrap_statistic, bootstrap_weights
+    from gelora.estimators.twonn import _linear_bootstrap
+
+    rng = np.random.default_rng(4)
+    inv = rng.exponential(size=(700, 3))
+    log_mu = rng.exponential(size=700)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ref_lin = _linear_bootstrap(log_mu, 630, 150, 9)
+    monkeypatch.setenv("OMP_NUM_THREADS", workers)
+
+    def stat(w):
+        return np.mean(700 / (w @ inv), axis=1)
+
+    serial = np.concatenate([stat(w) for w in bootstrap_weights(700, 150, np.random.default_rng(9))])
+    np.testing.assert_array_equal(bootstrap_statistic(stat, 700, 150, 9), serial)
+    np.testing.assert_array_equal(_linear_bootstrap(log_mu, 630, 150, 9), ref_lin)
