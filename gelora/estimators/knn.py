@@ -19,7 +19,10 @@ Backends
     re-rank on one thread with a single-threaded BLAS (the BLAS thread limit is process-wide while it runs;
     the threads are one pool per process, kept between calls). Where the screen keeps many more than k
     candidates per row (full-rank data under a principal screen), the exact re-rank runs in two stages
-    (:func:`_rerank_two_stage`), with the same result. Up to :data:`DIRECT_MAX_N` points (and without
+    (:func:`_rerank_two_stage`), with the same result. From :data:`SHARED_MIN_D` features on, the
+    blocks only screen, and the re-rank runs once all blocks are screened (:func:`_rerank_shared`):
+    each distinct pair is then computed once even when both of its points kept it (a third of a k-NN
+    graph's pairs), with the same result bit for bit. Up to :data:`DIRECT_MAX_N` points (and without
     an explicit ``block_size``) the plain screen runs from one symmetric float32 product of the whole
     Gram matrix instead (:func:`_knn_numpy_direct`: half the multiply-adds, a pair kept by both of its
     points re-ranked once), with the same result bit for bit; up to :data:`DIRECT_BASIS_MAX_N` points
@@ -137,6 +140,10 @@ DIRECT_TILE = 256
 #: 15-17 ms); below it, finding the shared pairs costs more than it saves (D = 64: 10.4-11.0 ms against
 #: 11.2-12.0 ms for the whole k-NN)
 DEDUPE_MIN_D = 128
+
+#: from this many features on, the blockwise path of :func:`_knn_numpy` re-ranks once all blocks are
+#: screened, a pair kept by both of its points once (:func:`_rerank_shared`)
+SHARED_MIN_D = 128
 
 #: share of a k-NN graph's pairs left when the pairs kept by both points are counted once (measured on
 #: the benchmark's data at n = 1000, k = 20: 0.65-0.66); cost model of :func:`_direct_cost` only
@@ -1176,7 +1183,7 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
     workers = _n_workers()
     # a pair kept by both of its points is re-ranked once (:func:`_rerank_shared`), where the gain pays
     # for holding every block's candidates (about 40 bytes per pair) until the end
-    shared = D >= DEDUPE_MIN_D and 48 * n * k <= SYMMETRIC_MAX_BYTES
+    shared = D >= SHARED_MIN_D and 48 * n * k <= SYMMETRIC_MAX_BYTES
     shared_parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = {}
     if block_size is None:
         block_size = max(1, min(n, SCREEN_BLOCK_BYTES // (left.itemsize * n)))

@@ -613,12 +613,12 @@ def test_shared_rerank_of_the_blockwise_path_is_the_per_block_rerank(monkeypatch
     monkeypatch.setattr(knn, "_n_workers", lambda: workers)
     monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 1.25 if variant == "one_stage" else 0.0)
     monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0 if variant.startswith("symmetric") else 10**9)
-    monkeypatch.setattr(knn, "DEDUPE_MIN_D", 10**9)  # the per-block re-rank
+    monkeypatch.setattr(knn, "SHARED_MIN_D", 10**9)  # the per-block re-rank
     d_ref, i_ref = knn_distances(X, k, backend="numpy", block_size=97)
     calls = []
     shared = knn._rerank_shared
     monkeypatch.setattr(knn, "_rerank_shared", lambda *a: calls.append(1) or shared(*a))
-    monkeypatch.setattr(knn, "DEDUPE_MIN_D", 0)
+    monkeypatch.setattr(knn, "SHARED_MIN_D", 0)
     d, i = knn_distances(X, k, backend="numpy", block_size=97)
     assert calls
     np.testing.assert_array_equal(i, i_ref)
@@ -634,7 +634,7 @@ def test_shared_rerank_computes_a_pair_kept_by_both_points_once(monkeypatch, two
 
     monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 0.0 if two_stage else 1.25)
     rng = np.random.default_rng(25)
-    X = rng.normal(size=(600, knn.DEDUPE_MIN_D))
+    X = rng.normal(size=(600, max(knn.SHARED_MIN_D, 16)))
     pairs, exact = [], []
     shared, d2 = knn._rerank_shared, knn._exact_d2_buffered
     monkeypatch.setattr(
