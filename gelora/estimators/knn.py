@@ -1155,7 +1155,11 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
         finish_pairs(r, col, v, s, b)
 
     def finish_pairs(r: np.ndarray, col: np.ndarray, v: np.ndarray, s: int, b: int) -> None:
-        """Re-screen too-wide rows in float64, then re-rank the candidates (r sorted) of rows s..s+b."""
+        """Re-screen too-wide rows in float64, then re-rank the candidates (r sorted) of rows s..s+b.
+
+        With ``shared``, the candidates are kept for :func:`_rerank_shared` instead, which re-ranks them
+        with the other blocks' once every block is screened.
+        """
         counts = np.bincount(r, minlength=b)
         wide = np.flatnonzero(counts > cap)
         sl = slack[s : s + b]
