@@ -198,9 +198,9 @@ def test_linear_bootstrap_replicates_are_the_sorted_resamples(N, n_keep, n_boots
 
 @pytest.mark.parametrize("workers", ["1", "2", "3"])
 def test_bootstraps_on_threads_equal_the_serial_ones(monkeypatch, workers):
-    # the chunks of a bootstrap run on the k-NN threads while the next is drawn: the replicates of the
-    # MLE-style weighted statistic and of TwoNN's linear fit must be the serial ones bit for bit
-    from gelora.estimators._ci import bootstrap_statistic, bootstrap_weights
+    # pipelined chunks (processed on the k-NN threads while the next is drawn) must give the serial
+    # replicates bit for bit: a weighted statistic with a BLAS product, and TwoNN's linear fit
+    from gelora.estimators._ci import _counts, bootstrap_draws, bootstrap_weights, pipelined
     from gelora.estimators.twonn import _linear_bootstrap
 
     rng = np.random.default_rng(4)
@@ -214,5 +214,6 @@ def test_bootstraps_on_threads_equal_the_serial_ones(monkeypatch, workers):
         return np.mean(700 / (w @ inv), axis=1)
 
     serial = np.concatenate([stat(w) for w in bootstrap_weights(700, 150, np.random.default_rng(9))])
-    np.testing.assert_array_equal(bootstrap_statistic(stat, 700, 150, 9), serial)
+    threaded = pipelined(bootstrap_draws(700, 150, np.random.default_rng(9)), lambda d: stat(_counts(d, 700)))
+    np.testing.assert_array_equal(threaded, serial)
     np.testing.assert_array_equal(_linear_bootstrap(log_mu, 630, 150, 9), ref_lin)
