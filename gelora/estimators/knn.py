@@ -19,7 +19,10 @@ Backends
     re-rank on one thread with a single-threaded BLAS (the BLAS thread limit is process-wide while it runs;
     the threads are one pool per process, kept between calls). Where the screen keeps many more than k
     candidates per row (full-rank data under a principal screen), the exact re-rank runs in two stages
-    (:func:`_rerank_two_stage`), with the same result. Up to :data:`DIRECT_MAX_N` points (and without
+    (:func:`_rerank_two_stage`), with the same result. From :data:`SHARED_MIN_D` features on, the
+    blocks only screen, and the re-rank runs once all blocks are screened (:func:`_rerank_shared`):
+    each distinct pair is then computed once even when both of its points kept it (a third of a k-NN
+    graph's pairs), with the same result bit for bit. Up to :data:`DIRECT_MAX_N` points (and without
     an explicit ``block_size``) the plain screen runs from one symmetric float32 product of the whole
     Gram matrix instead (:func:`_knn_numpy_direct`: half the multiply-adds, a pair kept by both of its
     points re-ranked once), with the same result bit for bit; up to :data:`DIRECT_BASIS_MAX_N` points
@@ -137,6 +140,10 @@ DIRECT_TILE = 256
 #: 15-17 ms); below it, finding the shared pairs costs more than it saves (D = 64: 10.4-11.0 ms against
 #: 11.2-12.0 ms for the whole k-NN)
 DEDUPE_MIN_D = 128
+
+#: from this many features on, the blockwise path of :func:`_knn_numpy` re-ranks once all blocks are
+#: screened, a pair kept by both of its points once (:func:`_rerank_shared`)
+SHARED_MIN_D = 128
 
 #: share of a k-NN graph's pairs left when the pairs kept by both points are counted once (measured on
 #: the benchmark's data at n = 1000, k = 20: 0.65-0.66); cost model of :func:`_direct_cost` only
@@ -311,9 +318,13 @@ def _screen_basis_1(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The body of :func:`_screen_basis` (BLAS limited to one thread, large products on ``pool``)."""
     n, D = Xc.shape
-    # directions for the ranks up to ~64 first; all of them again only if the pilot gets that far
-    V = _principal_directions(Xc, max(p for p in ranks if p <= max(ranks[0], 64)))
+    # directions for the ranks up to ~64 first; again (for the ranks the cost model can still reach)
+    # only if the pilot gets that far
+    V = _principal_directions(Xc, max(p for p in ranks if p <= max(ranks[0], 64)), pool, workers)
     pilot = np.unique(np.linspace(0, n - 1, 64).astype(np.int64))
+    # the pilot rows in one contiguous group per thread (each row's bounds, cut and count are its own)
+    cuts = np.linspace(0, pilot.size, workers + 1).astype(int)
+    groups = [(int(g0), int(g1)) for g0, g1 in zip(cuts[:-1], cuts[1:]) if g1 > g0]
     best_p, best_cost = D, _screen_cost(n, D, D, k, k)
     if plain_cost is not None:
         best_cost = plain_cost
@@ -322,14 +333,26 @@ def _screen_basis_1(
     zsq = np.zeros(n)  # |z|^2 so far
     dot = np.zeros((pilot.size, n))  # z_pilot . z so far
     done = 0
+
+    def pilot_count(g0: int, g1: int, Zb: np.ndarray, a: np.ndarray) -> int:
+        """Pilot rows g0..g1: add this rank's terms to their products, then count their candidates."""
+        rows = pilot[g0:g1]
+        dot[g0:g1] += Zb[rows] @ Zb.T
+        lb = zsq[rows, None] + zsq[None, :] - 2.0 * dot[g0:g1] + (a[rows, None] - a[None, :]) ** 2
+        lb[np.arange(rows.size), rows] = np.inf
+        t_pilot = np.partition(lb + 4.0 * a[rows, None] * a[None, :], k - 1, axis=1)[:, k - 1]
+        return int(np.sum(lb <= t_pilot[:, None]))
+
     for p in ranks:
         if _screen_cost(n, D, p, k, k) >= best_cost:
             break  # even a perfect screen (k candidates per row) would cost more than the best so far
-        if p > V.shape[1]:  # new directions: the coordinates so far are recomputed in the new basis
-            V = _principal_directions(Xc, ranks[-1])
-            coords = _rows_matmul(Xc, np.ascontiguousarray(V[:, :done]), pool, workers)
-            zsq = np.einsum("ij,ij->i", coords, coords)
-            dot = coords[pilot] @ coords.T
+        if p > V.shape[1]:
+            # new directions, up to the largest rank a perfect screen could still pay for; the
+            # coordinates so far are recomputed in the new basis (below, in the same pass as this rank's)
+            reach = max(q for q in ranks if q >= p and _screen_cost(n, D, q, k, k) < best_cost)
+            V = _principal_directions(Xc, reach, pool, workers)
+            coords, zsq, done = np.empty((n, 0)), np.zeros(n), 0
+            dot[:] = 0.0
         if p > coords.shape[1]:
             # a few ranks per pass over Xc while they are cheap; beyond ~64 only what this rank needs
             ahead = 2 * p + 3 if p <= 64 else p
@@ -338,13 +361,10 @@ def _screen_basis_1(
             coords = np.concatenate([coords, more], axis=1)
         Zb = np.ascontiguousarray(coords[:, done:p])
         zsq += np.einsum("ij,ij->i", Zb, Zb)
-        dot += Zb[pilot] @ Zb.T
         done = p
         a = np.sqrt(np.maximum(sq - zsq, 0.0))
-        lb = zsq[pilot, None] + zsq[None, :] - 2.0 * dot + (a[pilot, None] - a[None, :]) ** 2
-        lb[np.arange(pilot.size), pilot] = np.inf
-        t_pilot = np.partition(lb + 4.0 * a[pilot, None] * a[None, :], k - 1, axis=1)[:, k - 1]
-        count = float(np.mean(np.sum(lb <= t_pilot[:, None], axis=1)))
+        jobs = [pool.submit(pilot_count, g0, g1, Zb, a) for g0, g1 in groups]
+        count = sum(job.result() for job in jobs) / pilot.size
         cost = _screen_cost(n, D, p, k, count)
         if cost < best_cost:
             best_p, best_cost = p, cost
@@ -394,24 +414,37 @@ def _direct_cost(n: int, D: int, k: int) -> float:
     return n * D / 2.0 + RERANK_COST * D * k * share
 
 
-def _principal_directions(Xc: np.ndarray, p: int) -> np.ndarray:
+def _principal_directions(
+    Xc: np.ndarray, p: int, pool: ThreadPoolExecutor | None = None, workers: int = 1
+) -> np.ndarray:
     """Approximate leading principal directions, shape (D, p), orthonormal to float64 precision.
 
     Randomised range finder with one power iteration on an evenly spaced subset of at most 2048 rows
     (float32 products, seeded sketch), a float64 QR, then the small eigenproblem in that range to order
     the directions by variance. Only the orthonormality matters for exactness; the quality of the
-    directions only changes the speed of the screen.
+    directions only changes the speed of the screen. With ``pool``, the float32 products are split by
+    rows over its ``workers`` threads.
     """
     n, D = Xc.shape
-    sub = Xc[:: -(-n // 2048)].astype(np.float32)
+    sub = Xc[:: -(-n // 2048)]
+    top = float(np.abs(sub).max())
+    if top > 0 and not 2.0**-20 <= top <= 2.0**20:
+        # an exact power-of-two rescaling (the directions do not change): the float32 products below
+        # overflow from entries of about 1e19 on and underflow below about 1e-19
+        sub = sub * 2.0 ** (-math.frexp(top)[1])
+    sub = sub.astype(np.float32)
     ell = min(D, p + 16)
     sketch = np.random.default_rng(0).standard_normal((D, ell)).astype(np.float32)
-    Y = (sub.T @ (sub @ sketch)).astype(np.float64)
+
+    def matmul(A: np.ndarray, B: np.ndarray) -> np.ndarray:  # the rows of A over the threads, if any
+        return A @ B if pool is None or workers == 1 else _rows_matmul(A, B, pool, workers)
+
+    Y = matmul(sub.T, matmul(sub, sketch)).astype(np.float64)
     # the small factorisations on one thread: threaded LAPACK on these sizes measured 3-7x slower on the
     # shared 2-core machine (QR of 768 x 269: 46 ms against 15 ms; eigh of 269 x 269: 65 ms against 7 ms)
     with _one_blas_thread():
         Q, _ = np.linalg.qr(Y)
-    B = (sub @ Q.astype(np.float32)).astype(np.float64)
+    B = matmul(sub, Q.astype(np.float32)).astype(np.float64)
     with _one_blas_thread():
         _, U = np.linalg.eigh(B.T @ B)
     return (Q @ U[:, ::-1])[:, :p]
@@ -672,9 +705,9 @@ def _rerank_two_stage(
     pairs computed, same ordering); it is used where the screen leaves more than
     ``TWO_STAGE_MIN_RATIO * k`` candidates per row.
     """
-    counts = np.bincount(r, minlength=b)
-    if r.size <= TWO_STAGE_MIN_RATIO * k * b or counts.min() < k:
+    if _one_stage(r, b, k):
         return _rerank_pairs(X, s, r, col, b, k, budget)
+    counts = np.bincount(r, minlength=b)
     starts = np.cumsum(counts) - counts
     vals = _pack_rows(r, v, b, np.inf)
     first = np.argpartition(vals, k - 1, axis=1)[:, :k]
@@ -692,6 +725,126 @@ def _rerank_two_stage(
         _pack_rows(rk, col[keep].astype(np.int64), b, np.iinfo(np.int64).max),
         k,
     )
+
+
+def _one_stage(r: np.ndarray, b: int, k: int) -> bool:
+    """Whether :func:`_rerank_two_stage` re-ranks every pair of the b rows at once (``r``: their rows)."""
+    return r.size <= TWO_STAGE_MIN_RATIO * k * b or int(np.bincount(r, minlength=b).min()) < k
+
+
+def _rerank_shared(
+    X: np.ndarray,
+    parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]],
+    k: int,
+    pool: ThreadPoolExecutor,
+    workers: int,
+    dist: np.ndarray,
+    idx: np.ndarray,
+) -> None:
+    """:func:`_rerank_two_stage` of several blocks at once, a pair kept by both points computed once.
+
+    ``parts`` maps a block's first row s to its screened pairs ``(r, col, v, slack, b)`` as
+    :func:`_rerank_two_stage` takes them (``r`` sorted, rows s..s+b-1 of ``X``). Every block selects
+    the same pairs as :func:`_rerank_two_stage` would (all of them where :func:`_one_stage` holds, else
+    the k of smallest screening value per row, then those within the bound of their largest exact
+    distance), but the exact distances of each stage are computed for the distinct pairs ``{i, j}`` of
+    all blocks together, once each, as ``x_max - x_min`` by :func:`_exact_d2_buffered`, split over the
+    threads of ``pool`` (``x_j - x_i`` is the negated ``x_i - x_j`` exactly, so the squares and their
+    sum are the bits computed from either side); a pair of the second stage already computed in the
+    first is not computed again. Each block's k best by (distance, index) are written into ``dist``
+    and ``idx`` (shape (n, k)): bit for bit what :func:`_rerank_two_stage` returns block by block.
+    """
+    if not parts:
+        return
+    n = X.shape[0]
+    firsts = sorted(parts)
+    known_keys = np.empty(0, dtype=np.int64)
+    known_d2 = np.empty(0, dtype=np.float64)
+
+    def keys_of(s: int, m: np.ndarray | None) -> np.ndarray:
+        r, col = parts[s][0], parts[s][1]
+        if m is not None:
+            r, col = r[m], col[m]
+        rows, cols = r + s, col.astype(np.int64)
+        return np.minimum(rows, cols) * n + np.maximum(rows, cols)
+
+    def exact(keys: np.ndarray) -> np.ndarray:
+        """Exact d2 of the pairs ``keys`` (unique, sorted), the pairs split over the threads."""
+        d2 = np.empty(keys.size, dtype=np.float64)
+        cuts = np.linspace(0, keys.size, workers + 1).astype(int)
+
+        def part(lo: int, hi: int) -> None:
+            lo_pt, hi_pt = np.divmod(keys[lo:hi], n)
+            d2[lo:hi] = _exact_d2_buffered(X, lo_pt, hi_pt, PAIR_RERANK_BYTES)
+
+        for job in [pool.submit(part, int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]:
+            job.result()
+        return d2
+
+    def lookup(wanted: list[np.ndarray]) -> list[np.ndarray]:
+        """d2 of each block's pairs ``wanted`` (canonical keys): the known ones reused, the others computed."""
+        nonlocal known_keys, known_d2
+        allk = np.concatenate(wanted)
+        pos = np.minimum(np.searchsorted(known_keys, allk), max(known_keys.size - 1, 0))
+        found = known_keys[pos] == allk if known_keys.size else np.zeros(allk.size, dtype=bool)
+        new_keys, where = np.unique(allk[~found], return_inverse=True)
+        new_d2 = exact(new_keys)
+        d2 = np.empty(allk.size, dtype=np.float64)
+        d2[found] = known_d2[pos[found]]
+        d2[~found] = new_d2[where]
+        if known_keys.size:
+            merged = np.concatenate([known_keys, new_keys])
+            order = np.argsort(merged, kind="stable")
+            known_keys, known_d2 = merged[order], np.concatenate([known_d2, new_d2])[order]
+        else:
+            known_keys, known_d2 = new_keys, new_d2
+        offsets = np.cumsum([0] + [w.size for w in wanted])
+        return [d2[o0:o1] for o0, o1 in zip(offsets[:-1], offsets[1:])]
+
+    def first_stage(s: int) -> np.ndarray | None:
+        """The pairs of the first stage (None: all of them, one stage), as in :func:`_rerank_two_stage`."""
+        r, _, v, _, b = parts[s]
+        if _one_stage(r, b, k):
+            return None
+        counts = np.bincount(r, minlength=b)
+        starts = np.cumsum(counts) - counts
+        first = np.argpartition(_pack_rows(r, v, b, np.inf), k - 1, axis=1)[:, :k]
+        sel = np.zeros(r.size, dtype=bool)
+        sel[(starts[:, None] + first).ravel()] = True
+        return sel
+
+    sels = list(pool.map(first_stage, firsts))
+    d2s = [np.empty(parts[s][0].size, dtype=np.float64) for s in firsts]
+    got = lookup([keys_of(s, sel) for s, sel in zip(firsts, sels)])
+    rests: list[np.ndarray | None] = []
+    for s, sel, d2, g in zip(firsts, sels, d2s, got):
+        if sel is None:
+            d2[:] = g
+            rests.append(None)
+            continue
+        r, _, v, sl, b = parts[s]
+        d2[sel] = g
+        t = g.reshape(b, k).max(axis=1)
+        rests.append(~sel & (v <= t[r] + sl[r]))
+    second = [(i, rest) for i, rest in enumerate(rests) if rest is not None]
+    if second:
+        got = lookup([keys_of(firsts[i], rest) for i, rest in second])
+        for (i, rest), g in zip(second, got):
+            d2s[i][rest] = g
+
+    def select(i: int) -> None:
+        s = firsts[i]
+        r, col, _, _, b = parts[s]
+        d2 = d2s[i]
+        sel, rest = sels[i], rests[i]
+        if sel is not None and rest is not None:
+            keep = sel | rest
+            r, col, d2 = r[keep], col[keep], d2[keep]
+        dist[s : s + b], idx[s : s + b] = _sort_candidates(
+            _pack_rows(r, d2, b, np.inf), _pack_rows(r, col.astype(np.int64), b, np.iinfo(np.int64).max), k
+        )
+
+    list(pool.map(select, range(len(firsts))))
 
 
 @contextmanager
@@ -1002,7 +1155,11 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
         finish_pairs(r, col, v, s, b)
 
     def finish_pairs(r: np.ndarray, col: np.ndarray, v: np.ndarray, s: int, b: int) -> None:
-        """Re-screen too-wide rows in float64, then re-rank the candidates (r sorted) of rows s..s+b."""
+        """Re-screen too-wide rows in float64, then re-rank the candidates (r sorted) of rows s..s+b.
+
+        With ``shared``, the candidates are kept for :func:`_rerank_shared` instead, which re-ranks them
+        with the other blocks' once every block is screened.
+        """
         counts = np.bincount(r, minlength=b)
         wide = np.flatnonzero(counts > cap)
         sl = slack[s : s + b]
@@ -1022,9 +1179,16 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
             r, col, v = r[order], col[order], v[order]
             sl = sl.copy()
             sl[wide] = slack64[s + wide]
+        if shared:
+            shared_parts[s] = (r, col, v, sl, b)  # re-ranked with the other blocks' pairs (_rerank_shared)
+            return
         dist[s : s + b], idx[s : s + b] = _rerank_two_stage(X, s, r, col, v, sl, b, k, PAIR_RERANK_BYTES)
 
     workers = _n_workers()
+    # a pair kept by both of its points is re-ranked once (:func:`_rerank_shared`), where the gain pays
+    # for holding every block's candidates (about 40 bytes per pair) until the end
+    shared = D >= SHARED_MIN_D and 48 * n * k <= SYMMETRIC_MAX_BYTES
+    shared_parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]] = {}
     if block_size is None:
         block_size = max(1, min(n, SCREEN_BLOCK_BYTES // (left.itemsize * n)))
         if n > SMALL_N:
@@ -1071,6 +1235,9 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
         with _block_threads(workers) as pool:
             for job in [pool.submit(block, s) for s in starts]:
                 job.result()
+    if shared_parts:
+        with _block_threads(workers) as pool:
+            _rerank_shared(X, shared_parts, k, pool, workers, dist, idx)
     return dist, idx
 
 
@@ -1122,9 +1289,12 @@ def _knn_numpy_symmetric(
             row_side[s] = (r, c + s, g.ravel()[flat].astype(np.float64))
             if w > b:
                 gc = g[:, b:]
-                # the transposed mask lists the pairs by column, i.e. sorted by the later row
-                flat = np.flatnonzero((gc <= thr_g[None, e:]).T)
-                j, i = np.divmod(flat, b)
+                flat = np.flatnonzero(gc <= thr_g[None, e:])
+                i, j = np.divmod(flat, w - b)
+                # sorted by column, i.e. by the later row (a stable sort on 16-bit keys is a radix sort;
+                # extracting the pairs through the transposed mask instead cost more than its product)
+                order = np.argsort(j.astype(np.int16) if w - b <= 2**15 else j, kind="stable")
+                i, j = i[order], j[order]
                 col_side[s] = (j + e, i + s, gc[i, j].astype(np.float64))
 
     def gather(t: int) -> None:

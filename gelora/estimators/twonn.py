@@ -24,7 +24,7 @@ from gelora.estimators._checks import (
     check_seed,
     warn_small_sample,
 )
-from gelora.estimators._ci import bootstrap_statistic, gamma_rate_ci, percentile_ci
+from gelora.estimators._ci import bootstrap_draws, gamma_rate_ci, percentile_ci, pipelined
 from gelora.estimators.knn import knn_without_duplicates
 
 __all__ = [
@@ -86,6 +86,43 @@ def _linear_slope(log_mu_sorted: np.ndarray, n_keep: int) -> np.ndarray:
     x = log_mu_sorted[..., :n_keep]
     y = -np.log1p(-np.arange(1, n_keep + 1) / N)
     return (x * y).sum(axis=-1) / (x * x).sum(axis=-1)
+
+
+def _linear_bootstrap(log_mu: np.ndarray, n_keep: int, n_bootstrap: int, seed: int | None) -> np.ndarray:
+    """Slopes of :func:`_linear_slope` on the seeded bootstrap resamples of ``log_mu`` (shape (N,)).
+
+    The resamples are those of :func:`gelora.estimators._ci.bootstrap_statistic` with the same seed
+    (:func:`~gelora.estimators._ci.bootstrap_draws`, 64 at a time). A resample sorted is the sorted
+    ratios each repeated by its multiplicity, so it is built without a sort: the multiplicities of the
+    ranks come from one ``bincount`` of the drawn ranks (offset by row), and ``np.repeat`` lays the sorted
+    values out. Each slope is ``sum(x y) / sum(x x)`` over the first ``n_keep`` values, the same sums of
+    the same products as :func:`_linear_slope` (pairwise summation of each row), so the same bits. The
+    chunks are processed on the k-NN threads while the next one is drawn
+    (:func:`~gelora.estimators._ci.pipelined`; 200 replicates at n = 4000: 14.8 ms against 19.2 ms
+    serially, two threads). Returns shape (n_bootstrap,).
+    """
+    N = log_mu.shape[0]
+    n_keep = min(n_keep, N - 1)
+    order = np.argsort(log_mu, kind="stable")
+    rank = np.empty(N, dtype=np.intp)
+    rank[order] = np.arange(N)
+    chunk = 64
+    tiled = np.tile(log_mu[order], chunk)
+    offsets = (np.arange(chunk) * N)[:, None]
+    y = -np.log1p(-np.arange(1, n_keep + 1) / N)
+
+    def slopes(draws: np.ndarray) -> np.ndarray:
+        b = draws.shape[0]
+        r = np.take(rank, draws)
+        r += offsets[:b]
+        counts = np.bincount(r.ravel(), minlength=b * N)
+        x = np.repeat(tiled[: b * N], counts).reshape(b, N)[:, :n_keep]
+        p = x * y
+        sxy = p.sum(axis=-1)
+        np.multiply(x, x, out=p)
+        return sxy / p.sum(axis=-1)
+
+    return pipelined(bootstrap_draws(N, n_bootstrap, np.random.default_rng(seed), chunk), slopes)
 
 
 def twonn_from_ratios(
@@ -274,18 +311,7 @@ class TwoNN(BaseIDEstimator):
             ci = gamma_rate_ci(total, n_keep, level)  # an interval for d itself, whatever the point estimate
             ci_method, used_seed = "analytic", None
         else:
-            lm = np.log(mu)
-            order = np.argsort(lm, kind="stable")
-            lm_sorted = lm[order]
-
-            def stat(w: np.ndarray) -> np.ndarray:
-                # a resample = the sorted ratios repeated by their multiplicity, which is already sorted:
-                # the same arrays as sorting each replicate (0.2 of the time at n = 1000)
-                counts = w[:, order].astype(np.int64).ravel()
-                reps = np.repeat(np.tile(lm_sorted, w.shape[0]), counts).reshape(w.shape[0], -1)
-                return _linear_slope(reps, n_keep)
-
-            ci = percentile_ci(bootstrap_statistic(stat, lm.shape[0], n_boot, seed), level)
+            ci = percentile_ci(_linear_bootstrap(np.log(mu), n_keep, n_boot, seed), level)
             ci_method, used_seed = "bootstrap", seed
         # warned only once an estimate exists: bad input raises first
         warn_small_sample(data.X.shape[0], twonn_min_samples(discard), "TwoNN")

@@ -262,7 +262,9 @@ def test_principal_screen_beyond_the_first_directions_stays_exact(monkeypatch):
     )
     ranks = []
     principal = knn._principal_directions
-    monkeypatch.setattr(knn, "_principal_directions", lambda Xc, p: ranks.append(p) or principal(Xc, p))
+    monkeypatch.setattr(
+        knn, "_principal_directions", lambda Xc, p, *a: ranks.append(p) or principal(Xc, p, *a)
+    )
     # an explicit block size: the blockwise path (without it, at this size, the pilot stops at rank 64
     # against the direct path's plain screen)
     d, i = knn_distances(X, 5, backend="numpy", block_size=700)
@@ -591,6 +593,77 @@ def test_direct_path_above_screen_min_n_only_where_no_principal_screen_pays(monk
     d_blocks, i_blocks = knn_distances(X, 5, backend="numpy", block_size=512)
     np.testing.assert_array_equal(i, i_blocks)
     np.testing.assert_array_equal(d, d_blocks)
+    d0, i0 = brute_force_chunked(X, 5)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("variant", ["one_stage", "two_stage", "symmetric_two_stage"])
+@pytest.mark.parametrize("case", list(_direct_cases()))
+def test_shared_rerank_of_the_blockwise_path_is_the_per_block_rerank(monkeypatch, case, variant, workers):
+    # _rerank_shared (every block's pairs re-ranked together, a pair kept by both points computed once,
+    # forced here on every width and, for "two_stage", with the two-stage selection on every block) must
+    # return the per-block re-rank's distances bit for bit and brute force's neighbours and tie order, on
+    # ties at a large offset with duplicates and near-duplicates, twins 1e-7 apart at offset 1e6, D = 1,
+    # a nudged simplex, data scaled by 1e35 and 1e-35 and subnormal rows
+    import gelora.estimators.knn as knn
+
+    X, k = _direct_cases()[case]
+    monkeypatch.setattr(knn, "_n_workers", lambda: workers)
+    monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 1.25 if variant == "one_stage" else 0.0)
+    monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0 if variant.startswith("symmetric") else 10**9)
+    monkeypatch.setattr(knn, "SHARED_MIN_D", 10**9)  # the per-block re-rank
+    d_ref, i_ref = knn_distances(X, k, backend="numpy", block_size=97)
+    calls = []
+    shared = knn._rerank_shared
+    monkeypatch.setattr(knn, "_rerank_shared", lambda *a: calls.append(1) or shared(*a))
+    monkeypatch.setattr(knn, "SHARED_MIN_D", 0)
+    d, i = knn_distances(X, k, backend="numpy", block_size=97)
+    assert calls
+    np.testing.assert_array_equal(i, i_ref)
+    np.testing.assert_array_equal(d, d_ref)
+    d0, i0 = brute_force_chunked(X, k)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("two_stage", [False, True])
+def test_shared_rerank_computes_a_pair_kept_by_both_points_once(monkeypatch, two_stage):
+    import gelora.estimators.knn as knn
+
+    monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 0.0 if two_stage else 1.25)
+    rng = np.random.default_rng(25)
+    X = rng.normal(size=(600, max(knn.SHARED_MIN_D, 16)))
+    pairs, exact = [], []
+    shared, d2 = knn._rerank_shared, knn._exact_d2_buffered
+    monkeypatch.setattr(
+        knn,
+        "_rerank_shared",
+        lambda X, parts, *a: pairs.append(sum(p[0].size for p in parts.values())) or shared(X, parts, *a),
+    )
+    monkeypatch.setattr(knn, "_exact_d2_buffered", lambda X, r, c, b: exact.append(r.size) or d2(X, r, c, b))
+    d, i = knn_distances(X, 10, backend="numpy", block_size=97)
+    assert pairs and 0.4 * pairs[0] < sum(exact) < 0.9 * pairs[0]  # mutual pairs computed once
+    d0, i0 = brute_force(X, 10)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+def test_principal_screen_of_data_at_extreme_scales(monkeypatch, scale):
+    # the principal directions come from float32 products of (an exactly rescaled copy of) the data:
+    # entries of 1e30 overflowed them before, 1e-30 underflowed; the screen must stay exact either way
+    import gelora.estimators.knn as knn
+
+    ranks = []
+    basis = knn._screen_basis
+    monkeypatch.setattr(
+        knn, "_screen_basis", lambda *a: (lambda out: ranks.append(out[0].shape[1]) or out)(basis(*a))
+    )
+    X = low_rank_cloud(knn.SCREEN_MIN_N + 52, 64, seed=26) * scale
+    d, i = knn_distances(X, 5, backend="numpy")
+    assert ranks and ranks[0] < 64  # a principal screen ran
     d0, i0 = brute_force_chunked(X, 5)
     np.testing.assert_array_equal(i, i0)
     np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)

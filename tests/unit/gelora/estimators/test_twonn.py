@@ -168,3 +168,52 @@ def test_scale_analysis_by_decimation():
     assert [p.n for p in again] == [1000, 500] and again[0] == out[1]
     with pytest.raises(ConfigError):
         twonn_scale_analysis(X, fractions=[0.5], n_list=[10])
+
+
+@pytest.mark.parametrize(
+    ("N", "n_keep", "n_bootstrap", "seed"), [(50, 45, 200, 0), (1000, 900, 77, 3), (3, 2, 65, 1)]
+)
+def test_linear_bootstrap_replicates_are_the_sorted_resamples(N, n_keep, n_bootstrap, seed):
+    # the replicates built from the multiplicities of the drawn ranks must be, bit for bit, the slopes of
+    # the seeded resamples of bootstrap_statistic sorted one by one: tied ratios included (a third of
+    # the values repeated), a chunk count that is not a multiple of 64, the smallest sample
+    from gelora.estimators._ci import bootstrap_statistic
+    from gelora.estimators.twonn import _linear_bootstrap, _linear_slope
+
+    rng = np.random.default_rng(N)
+    log_mu = rng.exponential(size=N)
+    log_mu[: N // 3] = log_mu[N // 3 : 2 * (N // 3)]  # exact ties
+    ref = bootstrap_statistic(
+        lambda w: np.array(
+            [_linear_slope(np.sort(np.repeat(log_mu, row.astype(np.int64))), n_keep) for row in w]
+        ),
+        N,
+        n_bootstrap,
+        seed,
+    )
+    got = _linear_bootstrap(log_mu, n_keep, n_bootstrap, seed)
+    assert got.shape == (n_bootstrap,)
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("workers", ["1", "2", "3"])
+def test_bootstraps_on_threads_equal_the_serial_ones(monkeypatch, workers):
+    # pipelined chunks (processed on the k-NN threads while the next is drawn) must give the serial
+    # replicates bit for bit: a weighted statistic with a BLAS product, and TwoNN's linear fit
+    from gelora.estimators._ci import _counts, bootstrap_draws, bootstrap_weights, pipelined
+    from gelora.estimators.twonn import _linear_bootstrap
+
+    rng = np.random.default_rng(4)
+    inv = rng.exponential(size=(700, 3))
+    log_mu = rng.exponential(size=700)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    ref_lin = _linear_bootstrap(log_mu, 630, 150, 9)
+    monkeypatch.setenv("OMP_NUM_THREADS", workers)
+
+    def stat(w):
+        return np.mean(700 / (w @ inv), axis=1)
+
+    serial = np.concatenate([stat(w) for w in bootstrap_weights(700, 150, np.random.default_rng(9))])
+    threaded = pipelined(bootstrap_draws(700, 150, np.random.default_rng(9)), lambda d: stat(_counts(d, 700)))
+    np.testing.assert_array_equal(threaded, serial)
+    np.testing.assert_array_equal(_linear_bootstrap(log_mu, 630, 150, 9), ref_lin)
