@@ -208,6 +208,16 @@ def _sort_candidates(d2: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarr
     return np.take_along_axis(d2, order, axis=1), np.take_along_axis(cand, order, axis=1)
 
 
+def _best_of_pairs(
+    r: np.ndarray, col: np.ndarray, d2: np.ndarray, b: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best pairs of each of b rows by (distance, index), from flat pairs (row ``r``, column ``col``,
+    squared distance ``d2``; ``r`` sorted, every row at least k times): (b, k) distances and indices."""
+    return _sort_candidates(
+        _pack_rows(r, d2, b, np.inf), _pack_rows(r, col.astype(np.int64), b, np.iinfo(np.int64).max), k
+    )
+
+
 def _exact_rerank_np(
     X: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, budget: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -598,9 +608,7 @@ def _rerank_pairs(
         diff = X[col[c0:c1]]
         diff -= X[s + r[c0:c1]]
         d2[c0:c1] = np.einsum("ij,ij->i", diff, diff)
-    return _sort_candidates(
-        _pack_rows(r, d2, b, np.inf), _pack_rows(r, col.astype(np.int64), b, np.iinfo(np.int64).max), k
-    )
+    return _best_of_pairs(r, col, d2, b, k)
 
 
 def _rerank_rows(
@@ -627,9 +635,7 @@ def _rerank_rows(
             tail = np.ones(r.size, dtype=bool)
             tail[head] = False
             d2[tail] = _exact_d2_buffered(X, s + r[tail], col[tail], budget)
-    return _sort_candidates(
-        _pack_rows(r, d2, b, np.inf), _pack_rows(r, col.astype(np.int64), b, np.iinfo(np.int64).max), k
-    )
+    return _best_of_pairs(r, col, d2, b, k)
 
 
 def _exact_d2_rows(X: np.ndarray, rows: np.ndarray, cand: np.ndarray, budget: int) -> np.ndarray:
@@ -705,31 +711,38 @@ def _rerank_two_stage(
     pairs computed, same ordering); it is used where the screen leaves more than
     ``TWO_STAGE_MIN_RATIO * k`` candidates per row.
     """
-    if _one_stage(r, b, k):
+    sel = _first_stage(r, v, b, k)
+    if sel is None:
         return _rerank_pairs(X, s, r, col, b, k, budget)
-    counts = np.bincount(r, minlength=b)
-    starts = np.cumsum(counts) - counts
-    vals = _pack_rows(r, v, b, np.inf)
-    first = np.argpartition(vals, k - 1, axis=1)[:, :k]
-    sel = np.zeros(r.size, dtype=bool)
-    sel[(starts[:, None] + first).ravel()] = True
     d2 = np.empty(r.size, dtype=np.float64)
     d2[sel] = _exact_d2(X, s + r[sel], col[sel], budget)
-    t = d2[sel].reshape(b, k).max(axis=1)
-    rest = ~sel & (v <= t[r] + slack[r])
+    rest = _second_stage(sel, d2[sel], r, v, slack, b, k)
     d2[rest] = _exact_d2(X, s + r[rest], col[rest], budget)
     keep = sel | rest
-    rk = r[keep]
-    return _sort_candidates(
-        _pack_rows(rk, d2[keep], b, np.inf),
-        _pack_rows(rk, col[keep].astype(np.int64), b, np.iinfo(np.int64).max),
-        k,
-    )
+    return _best_of_pairs(r[keep], col[keep], d2[keep], b, k)
 
 
-def _one_stage(r: np.ndarray, b: int, k: int) -> bool:
-    """Whether :func:`_rerank_two_stage` re-ranks every pair of the b rows at once (``r``: their rows)."""
-    return r.size <= TWO_STAGE_MIN_RATIO * k * b or int(np.bincount(r, minlength=b).min()) < k
+def _first_stage(r: np.ndarray, v: np.ndarray, b: int, k: int) -> np.ndarray | None:
+    """The pairs :func:`_rerank_two_stage` re-ranks first: a mask of each row's k pairs of smallest
+    screening value ``v`` (``r`` sorted: the pairs' rows among b), or None where every pair is re-ranked
+    at once (few candidates per row, or a row with fewer than k)."""
+    counts = np.bincount(r, minlength=b)
+    if r.size <= TWO_STAGE_MIN_RATIO * k * b or int(counts.min()) < k:
+        return None
+    starts = np.cumsum(counts) - counts
+    first = np.argpartition(_pack_rows(r, v, b, np.inf), k - 1, axis=1)[:, :k]
+    sel = np.zeros(r.size, dtype=bool)
+    sel[(starts[:, None] + first).ravel()] = True
+    return sel
+
+
+def _second_stage(
+    sel: np.ndarray, d2_sel: np.ndarray, r: np.ndarray, v: np.ndarray, slack: np.ndarray, b: int, k: int
+) -> np.ndarray:
+    """The pairs :func:`_rerank_two_stage` re-ranks second: those outside ``sel`` whose screening value is
+    within ``slack`` of their row's largest first-stage exact distance (``d2_sel``, k per row)."""
+    t = d2_sel.reshape(b, k).max(axis=1)
+    return ~sel & (v <= t[r] + slack[r])
 
 
 def _rerank_shared(
@@ -745,7 +758,7 @@ def _rerank_shared(
 
     ``parts`` maps a block's first row s to its screened pairs ``(r, col, v, slack, b)`` as
     :func:`_rerank_two_stage` takes them (``r`` sorted, rows s..s+b-1 of ``X``). Every block selects
-    the same pairs as :func:`_rerank_two_stage` would (all of them where :func:`_one_stage` holds, else
+    the same pairs as :func:`_rerank_two_stage` would (all of them where :func:`_first_stage` says so, else
     the k of smallest screening value per row, then those within the bound of their largest exact
     distance), but the exact distances of each stage are computed for the distinct pairs ``{i, j}`` of
     all blocks together, once each, as ``x_max - x_min`` by :func:`_exact_d2_buffered`, split over the
@@ -801,19 +814,7 @@ def _rerank_shared(
         offsets = np.cumsum([0] + [w.size for w in wanted])
         return [d2[o0:o1] for o0, o1 in zip(offsets[:-1], offsets[1:])]
 
-    def first_stage(s: int) -> np.ndarray | None:
-        """The pairs of the first stage (None: all of them, one stage), as in :func:`_rerank_two_stage`."""
-        r, _, v, _, b = parts[s]
-        if _one_stage(r, b, k):
-            return None
-        counts = np.bincount(r, minlength=b)
-        starts = np.cumsum(counts) - counts
-        first = np.argpartition(_pack_rows(r, v, b, np.inf), k - 1, axis=1)[:, :k]
-        sel = np.zeros(r.size, dtype=bool)
-        sel[(starts[:, None] + first).ravel()] = True
-        return sel
-
-    sels = list(pool.map(first_stage, firsts))
+    sels = list(pool.map(lambda s: _first_stage(parts[s][0], parts[s][2], parts[s][4], k), firsts))
     d2s = [np.empty(parts[s][0].size, dtype=np.float64) for s in firsts]
     got = lookup([keys_of(s, sel) for s, sel in zip(firsts, sels)])
     rests: list[np.ndarray | None] = []
@@ -824,8 +825,7 @@ def _rerank_shared(
             continue
         r, _, v, sl, b = parts[s]
         d2[sel] = g
-        t = g.reshape(b, k).max(axis=1)
-        rests.append(~sel & (v <= t[r] + sl[r]))
+        rests.append(_second_stage(sel, g, r, v, sl, b, k))
     second = [(i, rest) for i, rest in enumerate(rests) if rest is not None]
     if second:
         got = lookup([keys_of(firsts[i], rest) for i, rest in second])
@@ -840,9 +840,7 @@ def _rerank_shared(
         if sel is not None and rest is not None:
             keep = sel | rest
             r, col, d2 = r[keep], col[keep], d2[keep]
-        dist[s : s + b], idx[s : s + b] = _sort_candidates(
-            _pack_rows(r, d2, b, np.inf), _pack_rows(r, col.astype(np.int64), b, np.iinfo(np.int64).max), k
-        )
+        dist[s : s + b], idx[s : s + b] = _best_of_pairs(r, col, d2, b, k)
 
     list(pool.map(select, range(len(firsts))))
 

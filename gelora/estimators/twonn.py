@@ -84,8 +84,13 @@ def _linear_slope(log_mu_sorted: np.ndarray, n_keep: int) -> np.ndarray:
     N = log_mu_sorted.shape[-1]
     n_keep = min(n_keep, N - 1)
     x = log_mu_sorted[..., :n_keep]
-    y = -np.log1p(-np.arange(1, n_keep + 1) / N)
+    y = _linear_ordinates(N, n_keep)
     return (x * y).sum(axis=-1) / (x * x).sum(axis=-1)
+
+
+def _linear_ordinates(N: int, n_keep: int) -> np.ndarray:
+    """The linear fit's ordinates ``-log(1 - i/N)``, i = 1..n_keep (shape (n_keep,))."""
+    return -np.log1p(-np.arange(1, n_keep + 1) / N)
 
 
 def _linear_bootstrap(log_mu: np.ndarray, n_keep: int, n_bootstrap: int, seed: int | None) -> np.ndarray:
@@ -109,7 +114,7 @@ def _linear_bootstrap(log_mu: np.ndarray, n_keep: int, n_bootstrap: int, seed: i
     chunk = 64
     tiled = np.tile(log_mu[order], chunk)
     offsets = (np.arange(chunk) * N)[:, None]
-    y = -np.log1p(-np.arange(1, n_keep + 1) / N)
+    y = _linear_ordinates(N, n_keep)
 
     def slopes(draws: np.ndarray) -> np.ndarray:
         b = draws.shape[0]
