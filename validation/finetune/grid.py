@@ -41,6 +41,7 @@ from validation.finetune.runner import (
     read_cell,
     record_failure,
     run_cell,
+    world_size,
 )
 
 GRID_SCHEMA = "gelora.validation.grid/1"
@@ -294,6 +295,16 @@ def attempt_cells(
     even with ``keep_going=False``; the other cells of that task are recorded the same way without loading
     anything again.
     """
+    if is_main_process() and world_size() == 1:
+        _selection_jobs(
+            cells,
+            profile=profile,
+            run_dir=run_dir,
+            data_dir=data_dir,
+            device=device,
+            progress=progress,
+            log_dir=log_dir,
+        )
     no_data: dict[str, MissingDataError] = {}
     for t, m, s in cells:
         name = cell_name(t, m, s)
@@ -362,6 +373,49 @@ def attempt_cells(
         finally:
             if claim is not None:
                 claim.release()
+
+
+def _selection_jobs(
+    cells: Sequence[tuple[str, str, int]],
+    *,
+    profile: Profile,
+    run_dir: Path,
+    data_dir: str | Path | None,
+    device: str | None,
+    progress: Callable[[str, str], None] | None,
+    log_dir: Path | None,
+) -> None:
+    """Run the one-rate selections no other worker has claimed (the cells train beside them).
+
+    A failure here is left to the cells: each asks for its selection again after training and records
+    what goes wrong then.
+    """
+    from validation.finetune.lr_select import select_learning_rate, selection_jobs
+
+    def done(t: str, m: str, s: int) -> bool:
+        return cell_path(run_dir, t, m, s).exists()
+
+    for t, m in selection_jobs(cells, profile, run_dir, is_done=done):
+        name = f"{t}__{m}__lr_select"
+        try:
+            with _redirect_output(log_dir / f"{name}.log" if log_dir is not None else None):
+                rec = select_learning_rate(
+                    t,
+                    m,
+                    profile=profile.for_task(t),
+                    run_dir=run_dir,
+                    data_dir=data_dir,
+                    device=device,
+                    wait=False,
+                )
+        except MissingDataError:
+            continue  # the cells record the task as not run
+        except Exception as exc:  # noqa: BLE001 - the cells retry it and record the failure
+            if progress:
+                progress(name, f"failed ({type(exc).__name__}), left to the cells")
+            continue
+        if progress:
+            progress(name, "busy" if rec is None else "done")
 
 
 @contextmanager

@@ -9,6 +9,12 @@ highest score wins (ties: the smaller rate; a rate whose score is undefined, e.g
 wins). Each score is written as soon as it exists to ``<run_dir>/lr_select/<task>__<method>.json``
 (atomically), so an interrupted selection resumes at the next rate and a finished one is reused by every
 seed; the file is refused when its grid or held-out split no longer matches the profile.
+
+A one-rate grid (``--lr-grid 1``) chooses nothing, so its cells need not wait: :func:`single_rate` gives
+their rate at once, they train beside the selection run and pick its record (the held-out curve that
+judges convergence) up when they finish; :func:`selection_jobs` lists the selection runs a grid's workers
+start first (:func:`validation.finetune.grid.attempt_cells`), so a grid of n cells with n + 1 workers
+trains in one wave instead of two.
 """
 
 from __future__ import annotations
@@ -72,7 +78,8 @@ def select_learning_rate(
     data_dir: str | Path | None = None,
     device: str | None = None,
     trainer: Any = None,
-) -> dict[str, Any]:
+    wait: bool = True,
+) -> dict[str, Any] | None:
     """Choose (or read back) the learning rate of ``method`` on ``task``.
 
     Parameters
@@ -91,12 +98,16 @@ def select_learning_rate(
     trainer : callable, optional
         ``trainer(lr, heldout, work_dir) -> cell dict`` (default
         :func:`validation.finetune.runner.train_and_score`; injectable for tests).
+    wait : bool
+        When another worker of the grid is running this selection: wait for its file (default) or return
+        None at once.
 
     Returns
     -------
-    dict
+    dict or None
         The ``lr_selection`` record of the cells: ``grid``, ``metric``, ``scores`` (``{"<lr>": score}``),
-        ``chosen``, ``heldout`` (``{"n", "of", "seed", "fraction"}``), ``train_seed``, ``done``.
+        ``chosen``, ``heldout`` (``{"n", "of", "seed", "fraction"}``), ``train_seed``, ``done``; None only
+        with ``wait=False`` while another worker runs it.
     """
     from validation.finetune.claims import try_claim
     from validation.finetune.metrics import PRIMARY_METRIC
@@ -186,8 +197,67 @@ def select_learning_rate(
             if claim is not None:
                 with claim:
                     return run_selection(record)
+            if not wait:
+                return None
             time.sleep(_POLL_S)
     return run_selection(record)
+
+
+def single_rate(profile: Any, method: str) -> float | None:
+    """The rate of a one-rate selection grid (its cells need not wait for the selection), else None.
+
+    Parameters
+    ----------
+    profile : validation.finetune.runner.Profile
+        The task's effective profile.
+    method : str
+        Method name.
+    """
+    if not profile.lr_select:
+        return None
+    grid = lr_grid(profile, method)
+    return grid[0] if len(grid) == 1 else None
+
+
+def selection_done(run_dir: str | Path, task: str, method: str) -> bool:
+    """Whether ``<run_dir>/lr_select/<task>__<method>.json`` holds a finished selection."""
+    path = selection_path(run_dir, task, method)
+    if not path.exists():
+        return False
+    rec = read_json(path)
+    return isinstance(rec, dict) and bool(rec.get("done"))
+
+
+def selection_jobs(
+    cells: Any, profile: Any, run_dir: str | Path, is_done: Any = None
+) -> list[tuple[str, str]]:
+    """The one-rate selection runs a grid's worker should start before its cells, in cell order.
+
+    Parameters
+    ----------
+    cells : sequence of (task, method, seed)
+        The cells this worker walks (canonical task names).
+    profile : validation.finetune.runner.Profile
+        The grid's profile (per-task overrides applied here).
+    run_dir : str or Path
+        The grid's run directory.
+    is_done : callable, optional
+        ``is_done(task, method, seed) -> bool``: cells already finished (their selection is not needed).
+
+    Returns
+    -------
+    list of (task, method)
+        Pairs with a one-rate grid, an unfinished cell and no finished selection file. Multi-rate grids are
+        left to the cells (they must wait for the choice anyway).
+    """
+    jobs: list[tuple[str, str]] = []
+    for task, method, seed in cells:
+        if (task, method) in jobs or (is_done is not None and is_done(task, method, seed)):
+            continue
+        if single_rate(profile.for_task(task), method) is None or selection_done(run_dir, task, method):
+            continue
+        jobs.append((task, method))
+    return jobs
 
 
 def _finished(path: Path, record: dict[str, Any]) -> dict[str, Any] | None:
@@ -213,4 +283,14 @@ def _compatible(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     return old
 
 
-__all__ = ["SCHEMA", "choose", "lr_grid", "lr_key", "select_learning_rate", "selection_path"]
+__all__ = [
+    "SCHEMA",
+    "choose",
+    "lr_grid",
+    "lr_key",
+    "select_learning_rate",
+    "selection_done",
+    "selection_jobs",
+    "selection_path",
+    "single_rate",
+]

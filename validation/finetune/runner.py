@@ -480,13 +480,18 @@ def run_cell(
     eff = profile.for_task(task)
     lr_record = None
     lr = None
+    early = False
     if eff.lr_select:
-        from validation.finetune.lr_select import select_learning_rate
+        from validation.finetune.lr_select import select_learning_rate, single_rate
 
-        lr_record = select_learning_rate(
-            task, method, profile=eff, run_dir=run_dir, data_dir=data_dir, device=device
-        )
-        lr = float(lr_record["chosen"])
+        lr = single_rate(eff, method)
+        early = lr is not None  # one rate: nothing to choose, train beside the selection run
+        if not early:
+            lr_record = select_learning_rate(
+                task, method, profile=eff, run_dir=run_dir, data_dir=data_dir, device=device
+            )
+            assert lr_record is not None
+            lr = float(lr_record["chosen"])
     work_dir = run_dir / "work" / cell_name(task, method, seed)
     result = train_and_score(
         task,
@@ -500,6 +505,11 @@ def run_cell(
         learning_rate=lr,
         callback_factories=callback_factories,
     )
+    if early:
+        lr_record = select_learning_rate(
+            task, method, profile=eff, run_dir=run_dir, data_dir=data_dir, device=device
+        )
+        assert lr_record is not None and float(lr_record["chosen"]) == lr
     if lr_record is not None:
         from validation.finetune.convergence import cell_convergence
 
