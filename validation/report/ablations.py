@@ -21,7 +21,7 @@ def section_ablations(ctx: Any) -> dict[str, Any]:
     from validation.finetune.ablations import ABLATIONS
     from validation.report.build import SectionNotRun
 
-    run_dirs = list(ctx.runs_dirs) or [ctx.out_dir / "runs"]
+    run_dirs = list(ctx.collected_dirs) or [ctx.out_dir / "runs"]
     present = [d for d in run_dirs if (d / "cells").is_dir()]
     if not present:
         raise SectionNotRun(f"no grid cells under {', '.join(str(d) for d in run_dirs)}")

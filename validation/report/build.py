@@ -57,7 +57,7 @@ PROFILE_MAX_TOKENS: dict[str, int] = {"quick": 2048, "full": 4096}
 #: the ranks are scaled to the parameter budget of uniform LoRA with this rank on the same modules
 PROFILE_BUDGET_RANK = 8
 #: version of the collected grid section's layout (runs labelled with their profile, paper_protocol)
-GRID_LAYOUT = 2
+GRID_LAYOUT = 3
 #: the quick profile's tiny grid: tasks, methods, seeds, train / eval subset sizes
 QUICK_GRID: dict[str, Any] = {
     "tasks": ("sst2",),
@@ -82,7 +82,11 @@ class Context:
         The report directory.
     runs_dirs : tuple of pathlib.Path
         Existing grid run directories to collect instead of running the grid (empty: run the quick
-        grid). Where several hold the same (task, method), the last directory given wins.
+        grid). Where several hold the same (task, method), the last directory given wins. Paper-protocol
+        directories whose rates were selected from several (``lr_grid`` of more than one factor) beside
+        one-rate directories are a *rate check* (:attr:`rate_dirs`): they enter only C4's rate-check lines,
+        not the rows, the verdicts, the trajectories or the ablations (their cells repeat or replace
+        cells of the one-rate directories).
     files : dict
         Label -> path of every data / weight file a section used (hashed in the environment block).
     """
@@ -96,6 +100,26 @@ class Context:
     @property
     def raw_dir(self) -> Path:
         return self.out_dir / "raw"
+
+    @property
+    def rate_dirs(self) -> tuple[Path, ...]:
+        """The rate-check directories among :attr:`runs_dirs` (none when every directory is one)."""
+        multi = tuple(d for d in self.runs_dirs if is_rate_selected(d))
+        return multi if len(multi) < len(self.runs_dirs) else ()
+
+    @property
+    def collected_dirs(self) -> tuple[Path, ...]:
+        """:attr:`runs_dirs` without the rate-check directories."""
+        return tuple(d for d in self.runs_dirs if d not in self.rate_dirs)
+
+
+def is_rate_selected(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is a paper-protocol grid that selected its rates from more than one factor."""
+    path = run_dir / "grid.json"
+    if not path.is_file():
+        return False
+    profile = read_json(path).get("profile") or {}
+    return profile.get("name") == "paper" and len(profile.get("lr_grid") or []) > 1
 
 
 class SectionNotRun(Exception):
@@ -632,6 +656,19 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
     }
 
 
+def rate_check_records(run_dirs: Sequence[Path]) -> dict[str, Any]:
+    """The merged compact summary of the rate-check directories (:attr:`Context.rate_dirs`), from which C4's
+    rate-check lines are derived; ``run_dir`` of each source is written relative to the data roots."""
+    grid = _import("validation.finetune.grid")
+    verdicts = _import("validation.finetune.verdicts")
+    compact = []
+    for d in run_dirs:
+        c = verdicts.compact_summary(grid.summarise(d))
+        c["run_dir"] = portable_path(d)
+        compact.append(c)
+    return verdicts.merge_summaries(compact)
+
+
 def walltime_records(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
     """The one-method-at-a-time timings (``walltime.json``, :mod:`validation.finetune.walltime`) found in
     the run directories, each labelled with its directory; they decide claim C5."""
@@ -677,16 +714,16 @@ def section_grid(ctx: Context) -> dict[str, Any]:
             if not (d / "grid.json").is_file():
                 raise ConfigError(f"--runs {d} is not a grid run directory (no grid.json)")
             _record_grid_files(ctx, runner, d)
-        summaries = [grid.summarise(d) for d in ctx.runs_dirs]
-        parts = [
-            normalise_grid(s, f"collected from {d}") for s, d in zip(summaries, ctx.runs_dirs, strict=True)
-        ]
+        dirs = ctx.collected_dirs
+        summaries = [grid.summarise(d) for d in dirs]
+        parts = [normalise_grid(s, f"collected from {d}") for s, d in zip(summaries, dirs, strict=True)]
         data = parts[0] if len(parts) == 1 else merge_grids(parts)
-        walltime = walltime_records(ctx.runs_dirs)
+        walltime = walltime_records(dirs)
         return {
             **data,
-            **protocol_records(summaries, ctx.runs_dirs),
+            **protocol_records(summaries, dirs),
             **({"walltime": walltime} if walltime else {}),
+            **({"paper_rate_check": rate_check_records(ctx.rate_dirs)} if ctx.rate_dirs else {}),
         }
     if ctx.profile != "quick":
         raise SectionNotRun(
@@ -752,7 +789,7 @@ def section_trajectories(ctx: Context) -> dict[str, Any]:
     """Rank trajectories (total adapter rank per step) recorded by rank-adaptive cells of the grid."""
     runner = _import("validation.finetune.runner")
     plots = _import("validation.finetune.geolora.plots")
-    run_dirs = list(ctx.runs_dirs) or [ctx.out_dir / "runs"]
+    run_dirs = list(ctx.collected_dirs) or [ctx.out_dir / "runs"]
     cell_files = [p for d in run_dirs if (d / "cells").is_dir() for p in sorted((d / "cells").glob("*.json"))]
     if not cell_files:
         raise SectionNotRun(f"no grid cells under {', '.join(str(d) for d in run_dirs)}")

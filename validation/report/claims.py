@@ -360,6 +360,84 @@ def _budget_use_lines(summary: dict[str, Any], tol: float = 0.1) -> list[str]:
     return out
 
 
+def _rates_text(sel: dict[str, Any]) -> str:
+    return "/".join(f"{float(x):g}" for x in sel.get("grid") or []) + f" -> {float(sel['chosen']):g}"
+
+
+def _selection_of(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    for r in (entry or {}).get("per_seed") or []:
+        if r.get("lr_selection"):
+            return dict(r["lr_selection"])
+    return None
+
+
+def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[str, Any]]:
+    """C4's rate check: GeLoRA against each baseline where both selected their rate from several, from the
+    grid section's ``paper_rate_check`` (:func:`validation.report.build.rate_check_records`).
+
+    Returns evidence lines, caveat lines (one per pair) and numbers. The pairs follow
+    :func:`validation.finetune.verdicts.compute_verdicts` (same rules, same interval); each line adds how
+    many seeds GeLoRA was lower on and any cell scoring below the task's head-only floor (a training run
+    that ended worse than not adapting the encoder at all), which the interval alone hides. Not part of
+    the verdict: the other methods of the verdict ran at one rate.
+    """
+    rc = data.get("paper_rate_check") or {}
+    if not rc.get("table"):
+        return [], [], {}
+    v = compute_verdicts(rc)
+    evidence: list[str] = []
+    caveats: list[str] = []
+    numbers: dict[str, Any] = {}
+    for task, rec in v["tasks"].items():
+        by = rc["table"].get(task) or {}
+        sel_g = _selection_of(by.get("gelora"))
+        floor_seeds = _by_seed_primary(by.get("head_only"))
+        floor = sum(floor_seeds.values()) / len(floor_seeds) if floor_seeds else None
+        for b, pd in rec["pairs"].items():
+            sel_b = _selection_of(by.get(b))
+            if not (
+                sel_g and sel_b and len(sel_g.get("grid") or []) > 1 and len(sel_b.get("grid") or []) > 1
+            ):
+                continue
+            if pd["diff"] is None:
+                continue
+            g, o = _by_seed_primary(by.get("gelora")), _by_seed_primary(by.get(b))
+            common = sorted(set(g) & set(o) & set(pd["seeds"]))
+            lower = sum(g[s] < o[s] for s in common)
+            low = [
+                f"{_name(m)} seed {s} ({x:.3f})"
+                for m, xs in (("gelora", g), (b, o))
+                for s, x in sorted(xs.items())
+                if floor is not None and x < floor
+            ]
+            outcome = "excluded (task uninformative)" if pd["excluded"] else pd["verdict"]
+            below = f"; below the head-only floor ({floor:.3f}): {', '.join(low)}" if low else ""
+            evidence.append(
+                f"Rate check, {_task(task)} (rates selected on held-out data: GeLoRA {_rates_text(sel_g)}, "
+                f"{_name(b)} {_rates_text(sel_b)}): GeLoRA - {_name(b)} {pd['diff']:+.3f} {_ci_of(pd['ci'])}, "
+                f"{pd['n']} seeds, {outcome}; GeLoRA lower on {lower} of {len(common)} seeds{below}."
+            )
+            caveats.append(
+                f"Rate check ({_task(task)}, GeLoRA and {_name(b)} at rates selected on held-out data, "
+                f"{float(sel_g['chosen']):g} and {float(sel_b['chosen']):g}): GeLoRA - {_name(b)} "
+                f"{pd['diff']:+.3f} {_ci_of(pd['ci'])}, {outcome}; lower on {lower}/{len(common)} seeds"
+                + (f"; {', '.join(low)} below the head-only floor" if low else "")
+                + ". Not in the verdict (the other methods ran at one rate)."
+            )
+            numbers[f"rate_check/{task}/gelora-{b}"] = pd["diff"]
+            numbers[f"rate_check/{task}/gelora-{b}/ci95"] = pd["ci"]
+            numbers[f"rate_check/{task}/gelora-{b}/lower_on"] = [lower, len(common)]
+    return evidence, caveats, numbers
+
+
+def _by_seed_primary(entry: dict[str, Any] | None) -> dict[int, float]:
+    return {
+        int(r["seed"]): float(r["primary"])
+        for r in (entry or {}).get("per_seed") or []
+        if r.get("primary") is not None and r.get("seed") is not None
+    }
+
+
 def claim_performance(report: dict[str, Any]) -> Finding:
     """C4, from the paper protocol only (grid runs whose profile is ``paper``).
 
@@ -460,6 +538,10 @@ def claim_performance(report: dict[str, Any]) -> Finding:
             f"Learning rates: {who} trained at its default rate (a one-rate grid, nothing selected on held-out "
             "data); at each method's selected rate a pair may change."
         )
+    rate_evidence, rate_caveats, rate_numbers = rate_check_lines(data)
+    evidence += rate_evidence
+    extra["caveats"] += rate_caveats
+    numbers.update(rate_numbers)
     if not informative or not decided:
         why = "no informative task" if not informative else "no pair with two converged common seeds"
         extra["key"] = {"text": f"paper protocol: {why}; {len(v['uninformative'])} task(s) uninformative"}

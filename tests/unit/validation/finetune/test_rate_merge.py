@@ -1,0 +1,167 @@
+"""One-rate runs merged into the run a multi-rate selection would have made (validation.finetune.rate_merge)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gelora._io import atomic_write_json, read_json
+from gelora.errors import ConfigError
+from validation.finetune.grid import GRID_SCHEMA
+from validation.finetune.lr_select import SCHEMA as SELECT_SCHEMA
+from validation.finetune.lr_select import lr_key
+from validation.finetune.rate_merge import main, merge_rate_runs
+from validation.finetune.runner import CELL_SCHEMA
+
+PROFILE = {"name": "paper", "epochs": 25.0, "learning_rate": 1e-3, "lr_select": True}
+HELD = {"n": 10, "of": 100, "seed": 0, "fraction": 0.1, "max_n": 2000}
+
+
+def _run(root: Path, name: str, factor: float, held_score: float, converged: bool, dev: list[float]) -> Path:
+    """A one-rate run of rte/lora: its selection (held-out score) and one cell per dev score."""
+    d = root / name
+    lr = 1e-3 * factor
+    conv = {"basis": "heldout", "converged": converged, "rule": "tail gain <= 0.01", "gain": 0.0}
+    atomic_write_json(
+        d / "lr_select" / "rte__lora.json",
+        {
+            "schema": SELECT_SCHEMA,
+            "task": "rte",
+            "method": "lora",
+            "grid": [lr],
+            "metric": "accuracy",
+            "scores": {lr_key(lr): held_score},
+            "runs": {lr_key(lr): {"steps": 10, "convergence": conv, "train_time_s": 1.0}},
+            "chosen": lr,
+            "heldout": HELD,
+            "train_seed": 0,
+            "done": True,
+        },
+    )
+    cells = []
+    for seed, score in enumerate(dev):
+        raw = {"converged": True, "rule": "train loss"}
+        atomic_write_json(
+            d / "cells" / f"rte__lora__seed{seed}.json",
+            {
+                "schema": CELL_SCHEMA,
+                "task": "rte",
+                "method": "lora",
+                "seed": seed,
+                "metrics": {"accuracy": score},
+                "budget": {},
+                "wall_time_s": 1.0,
+                "train": {
+                    "steps": 10,
+                    "learning_rate": lr,
+                    "convergence": {
+                        "converged": converged,
+                        "basis": "heldout",
+                        "rule": "selection run",
+                        "train_loss": raw,
+                    },
+                },
+                "lr_selection": {"grid": [lr], "chosen": lr},
+            },
+        )
+        cells.append({"task": "rte", "method": "lora", "seed": seed})
+    atomic_write_json(
+        d / "grid.json",
+        {
+            "schema": GRID_SCHEMA,
+            "profile": {**PROFILE, "lr_grid": [factor]},
+            "cells": cells,
+            "updated": f"2026-11-29T1{int(factor * 2)}:00:00+00:00",
+        },
+    )
+    return d
+
+
+def test_merge_chooses_on_held_out_scores_and_copies_only_that_rate(tmp_path: Path) -> None:
+    runs = [
+        _run(tmp_path, "r05", 0.5, 0.70, True, [0.9, 0.9]),  # best dev scores, but not chosen
+        _run(tmp_path, "r1", 1.0, 0.75, True, [0.6, 0.61]),
+        _run(tmp_path, "r2", 2.0, 0.80, False, [0.5, 0.52]),  # best held-out score: chosen
+    ]
+    rows = merge_rate_runs(runs, tmp_path / "out")
+    assert rows == [
+        {
+            "task": "rte",
+            "method": "lora",
+            "scores": {"0.0005": 0.70, "0.001": 0.75, "0.002": 0.80},
+            "chosen": 2e-3,
+            "from": "r2",
+            "cells": [0, 1],
+            "failed": [],
+        }
+    ]
+    out = tmp_path / "out"
+    cell = read_json(out / "cells" / "rte__lora__seed1.json")
+    assert cell["metrics"]["accuracy"] == 0.52
+    sel = cell["lr_selection"]
+    assert sel["grid"] == [5e-4, 1e-3, 2e-3] and sel["chosen"] == 2e-3
+    assert sel["merged_from"] == {"r05": [5e-4], "r1": [1e-3], "r2": [2e-3]}
+    assert set(sel["runs"]) == {"0.0005", "0.001", "0.002"}
+    # convergence re-judged on the chosen rate's held-out curve, the cell's own loss record kept
+    conv = cell["train"]["convergence"]
+    assert conv["basis"] == "heldout" and conv["converged"] is False
+    assert conv["heldout"]["learning_rate"] == 2e-3 and conv["train_loss"] == {
+        "converged": True,
+        "rule": "train loss",
+    }
+    assert read_json(out / "lr_select" / "rte__lora.json") == sel
+    grid = read_json(out / "grid.json")
+    assert grid["profile"]["lr_grid"] == [0.5, 1.0, 2.0] and grid["profile"]["epochs"] == 25.0
+    assert grid["merged_from"] == ["r05", "r1", "r2"] and grid["updated"] == "2026-11-29T14:00:00+00:00"
+    assert grid["cells"] == [{"task": "rte", "method": "lora", "seed": s} for s in (0, 1)]
+
+
+def test_ties_go_to_the_smaller_rate_and_failures_are_kept(tmp_path: Path) -> None:
+    a = _run(tmp_path, "a", 0.5, 0.8, True, [0.7, 0.7])
+    b = _run(tmp_path, "b", 2.0, 0.8, True, [0.6, 0.6])
+    (a / "cells" / "rte__lora__seed1.json").rename(a / "cells" / "rte__lora__seed1.failed.json")
+    rows = merge_rate_runs([b, a], tmp_path / "out")
+    assert rows[0]["chosen"] == 5e-4 and rows[0]["cells"] == [0] and rows[0]["failed"] == [1]
+    assert (tmp_path / "out" / "cells" / "rte__lora__seed1.failed.json").exists()
+
+
+def test_merge_refuses_what_a_grid_would_refuse(tmp_path: Path) -> None:
+    a = _run(tmp_path, "a", 0.5, 0.7, True, [0.7])
+    b = _run(tmp_path, "b", 1.0, 0.8, True, [0.6])
+    same = _run(tmp_path / "x", "c", 1.0, 0.8, True, [0.6])
+    with pytest.raises(ConfigError, match="also in another run"):
+        merge_rate_runs([b, same], tmp_path / "o1")
+    grid = read_json(b / "grid.json")
+    grid["profile"]["epochs"] = 3.0
+    atomic_write_json(b / "grid.json", grid)
+    with pytest.raises(ConfigError, match=r"\['epochs'\]"):
+        merge_rate_runs([a, b], tmp_path / "o2")
+    grid["profile"]["epochs"] = 25.0
+    atomic_write_json(b / "grid.json", grid)
+    sel = read_json(b / "lr_select" / "rte__lora.json")
+    atomic_write_json(b / "lr_select" / "rte__lora.json", {**sel, "heldout": {**HELD, "seed": 1}})
+    with pytest.raises(ConfigError, match="held-out split"):
+        merge_rate_runs([a, b], tmp_path / "o3")
+    atomic_write_json(b / "lr_select" / "rte__lora.json", {**sel, "done": False})
+    with pytest.raises(ConfigError, match="unfinished"):
+        merge_rate_runs([a, b], tmp_path / "o4")
+    atomic_write_json(b / "lr_select" / "rte__lora.json", sel)
+    merge_rate_runs([a, b], tmp_path / "o5")
+    with pytest.raises(ConfigError, match="already holds a grid"):
+        merge_rate_runs([a, b], tmp_path / "o5")
+    with pytest.raises(ConfigError, match="no finished selection"):
+        merge_rate_runs([a, b], tmp_path / "o6", methods=["gelora"])
+    with pytest.raises(ConfigError, match="not a grid run directory"):
+        merge_rate_runs([a, tmp_path / "nothing"], tmp_path / "o7")
+
+
+def test_command_line_prints_the_choice(tmp_path: Path, capsys: Any) -> None:
+    a = _run(tmp_path, "a", 0.5, 0.7, True, [0.7])
+    b = _run(tmp_path, "b", 1.0, 0.8, True, [0.6])
+    assert main([str(tmp_path / "out"), str(a), str(b), "--tasks", "rte"]) == 0
+    out = capsys.readouterr().out
+    assert "rte/lora: held-out 0.0005: 0.7000, 0.001: 0.8000 -> 0.001 (cells of b: seeds [0])" in out
+    assert json.loads((tmp_path / "out" / "grid.json").read_text())["profile"]["lr_grid"] == [0.5, 1.0]

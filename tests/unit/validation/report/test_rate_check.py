@@ -1,0 +1,84 @@
+"""C4's rate check: paper-protocol grids that selected rates from several factors, collected beside one-rate
+grids, give C4 evidence and a caveat line but never its verdict, rows, trajectories or ablations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from validation.report import build as B
+
+ONE_RATE = {"grid": [1e-3], "chosen": 1e-3, "scores": {"0.001": 0.8}, "metric": "accuracy"}
+THREE_RATES = {
+    "grid": [5e-4, 1e-3, 2e-3],
+    "chosen": 2e-3,
+    "scores": {"0.0005": 0.7, "0.001": 0.75, "0.002": 0.8},
+    "metric": "accuracy",
+}
+BASE = {
+    "full": [0.90, 0.91, 0.92],
+    "head_only": [0.50, 0.52, 0.51],
+    "gelora": [0.80, 0.81, 0.82],
+    "lora": [0.79, 0.82, 0.80],
+    "geolora": [0.79, 0.80, 0.83],
+}
+
+
+def _rate_dir(gridfix: Any, path: Path, scores: dict[str, list[float]], lr_grid: list[float]) -> Path:
+    gridfix.write_grid(path, {"sst2": scores}, lr_selection=THREE_RATES)
+    grid = json.loads((path / "grid.json").read_text())
+    grid["profile"]["lr_grid"] = lr_grid
+    (path / "grid.json").write_text(json.dumps(grid))
+    for cell in (path / "cells").glob("sst2__lora__seed*.json"):  # LoRA tried one rate here
+        rec = json.loads(cell.read_text())
+        cell.write_text(json.dumps({**rec, "lr_selection": ONE_RATE}))
+    return path
+
+
+def _claim(report: dict[str, Any], cid: str) -> dict[str, Any]:
+    return next(c for c in report["claims"] if c["id"] == cid)
+
+
+def test_rate_dirs_are_told_apart_by_their_profile(tmp_path: Path, gridfix: Any) -> None:
+    one = gridfix.write_grid(tmp_path / "one", {"sst2": BASE}, lr_selection=ONE_RATE)
+    multi = _rate_dir(gridfix, tmp_path / "multi", BASE, [0.5, 1.0, 2.0])
+    assert not B.is_rate_selected(one) and B.is_rate_selected(multi)
+    assert not B.is_rate_selected(tmp_path / "nothing")
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one, multi))
+    assert ctx.rate_dirs == (multi,) and ctx.collected_dirs == (one,)
+    # a multi-rate grid alone is the main evidence, not a check
+    alone = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(multi,))
+    assert alone.rate_dirs == () and alone.collected_dirs == (multi,)
+
+
+def test_rate_check_adds_evidence_and_a_caveat_but_not_the_verdict(
+    f: Any, tmp_path: Path, gridfix: Any
+) -> None:
+    one = gridfix.write_grid(tmp_path / "one", {"sst2": BASE}, lr_selection=ONE_RATE)
+    # at the selected rates GeLoRA is lower on every seed, and one seed ends below the head-only floor
+    rated = dict(BASE, gelora=[0.78, 0.30, 0.79], geolora=[0.80, 0.81, 0.82])
+    multi = _rate_dir(gridfix, tmp_path / "multi", rated, [0.5, 1.0, 2.0])
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one, multi))
+    data = B._clean(B.section_grid(ctx))
+    assert "multi" not in data["source"]
+    gelora = next(r for r in data["rows"] if r["method"] == "gelora")
+    assert abs(gelora["mean"] - 0.81) < 1e-12  # the one-rate grid's row, not the rate check's
+    assert data["paper_rate_check"]["table"]["sst2"]["gelora"]["per_seed"][1]["primary"] == 0.30
+    c4 = _claim(f.make_report(grid=f.sec(data)), "C4")
+    assert c4["verdict"] == "holds within estimator error"  # the one-rate ties decide it
+    line = next(e for e in c4["evidence"] if e.startswith("Rate check"))
+    assert "GeLoRA 0.0005/0.001/0.002 -> 0.002" in line and "GeLoRA lower on 3 of 3 seeds" in line
+    assert "below the head-only floor (0.510): GeLoRA seed 1 (0.300)" in line
+    assert "LoRA" not in line.replace("GeLoRA", "").replace("GeoLoRA", "")  # LoRA selected no rate: no pair
+    assert any(c.startswith("Rate check (SST-2") and "Not in the verdict" in c for c in c4["caveats"])
+    assert c4["numbers"]["rate_check/sst2/gelora-geolora/lower_on"] == [3, 3]
+
+
+def test_no_rate_check_without_a_multi_rate_dir(f: Any, tmp_path: Path, gridfix: Any) -> None:
+    one = gridfix.write_grid(tmp_path / "one", {"sst2": BASE}, lr_selection=ONE_RATE)
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one,))
+    data = B._clean(B.section_grid(ctx))
+    assert "paper_rate_check" not in data
+    c4 = _claim(f.make_report(grid=f.sec(data)), "C4")
+    assert not any(e.startswith("Rate check") for e in c4["evidence"])

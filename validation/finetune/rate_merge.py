@@ -1,0 +1,259 @@
+"""One-rate runs of a grid merged into the run its learning-rate selection would have made.
+
+A paper-protocol grid with ``--lr-grid 0.5,1,2`` trains, per task and method, one selection run per rate
+(seed ``lr_select_seed`` on the training part, scored on the held-out part), picks the best and only then
+trains the seeds at that rate: two waves of training. Launched instead as one grid per rate
+(``--lr-grid 0.5``, ``--lr-grid 1``, ``--lr-grid 2`` in separate run directories, all in one wave), every
+rate's selection run and seeds exist; :func:`merge_rate_runs` then writes the run directory the multi-rate
+grid would have written: per (task, method) the union of the selection scores, the rate
+:func:`validation.finetune.lr_select.choose` picks from them, and the cells of that rate with the merged
+``lr_selection`` record and their convergence re-judged on the chosen rate's held-out curve. Cells at the
+rates not chosen are not copied (they stay in their own directories: a dev-set score at a rate that was not
+selected must not enter a verdict). The choice uses held-out scores only, exactly as the grid would.
+
+Usage::
+
+    python -m validation.finetune.rate_merge OUT RUN_DIR [RUN_DIR ...] [--tasks stsb] [--methods gelora,geolora]
+
+The run directories must share their profile except ``lr_grid`` and use the same held-out split; a rate
+found in two of them, or a (task, method) cell whose selection is unfinished, is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gelora._io import atomic_write_json, read_json
+from gelora.errors import ConfigError, ResultFileError
+from validation.finetune.convergence import cell_convergence
+from validation.finetune.lr_select import SCHEMA as SELECT_SCHEMA
+from validation.finetune.lr_select import choose, lr_key
+from validation.finetune.runner import cell_name
+
+GRID_FILE = "grid.json"
+#: held-out settings that must agree for scores of two runs to be compared
+_SPLIT_KEYS = ("seed", "fraction", "max_n")
+
+
+def _grid(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / GRID_FILE
+    if not path.exists():
+        raise ConfigError(f"{run_dir} is not a grid run directory (no {GRID_FILE})")
+    return read_json(path)
+
+
+def _common_profile(grids: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """The shared profile with ``lr_grid`` the sorted union of the runs' factors."""
+    first = dict(grids[0]["profile"])
+    for g, name in zip(grids[1:], names[1:], strict=True):
+        p = g["profile"]
+        diff = sorted(k for k in set(first) | set(p) if k != "lr_grid" and first.get(k) != p.get(k))
+        if diff:
+            raise ConfigError(
+                f"{name}: profile differs from {names[0]}'s in {diff} (only lr_grid may differ)"
+            )
+    if not all(g["profile"].get("lr_select") for g in grids):
+        raise ConfigError("every run must select its learning rate (profile lr_select); nothing to merge")
+    factors = sorted({float(f) for g in grids for f in g["profile"].get("lr_grid") or []})
+    return {**first, "lr_grid": factors}
+
+
+def _selections(run_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    out = {}
+    for path in sorted((run_dir / "lr_select").glob("*__*.json")):
+        rec = read_json(path)
+        if not isinstance(rec, dict) or rec.get("schema") != SELECT_SCHEMA:
+            raise ResultFileError(f"{path} is not a learning-rate selection")
+        out[(str(rec["task"]), str(rec["method"]))] = rec
+    return out
+
+
+def merge_selections(records: Sequence[dict[str, Any]], sources: Sequence[str]) -> dict[str, Any]:
+    """One selection record from those of several runs of the same (task, method).
+
+    Parameters
+    ----------
+    records : sequence of dict
+        Finished ``lr_selection`` records (:func:`validation.finetune.lr_select.select_learning_rate`).
+    sources : sequence of str
+        A name per record (its run directory), recorded under ``merged_from``.
+
+    Returns
+    -------
+    dict
+        The record with ``grid``, ``scores`` and ``runs`` the unions, ``chosen`` re-picked by
+        :func:`validation.finetune.lr_select.choose`, ``merged_from`` ``{source: [rates]}``.
+
+    Raises
+    ------
+    ConfigError
+        Unfinished selections, another metric, task, method or held-out split, or a rate in two records.
+    """
+    first = records[0]
+    grid: list[float] = []
+    scores: dict[str, Any] = {}
+    runs: dict[str, Any] = {}
+    merged_from: dict[str, list[float]] = {}
+    for rec, src in zip(records, sources, strict=True):
+        if not rec.get("done"):
+            raise ConfigError(f"{src}: the selection of {rec.get('task')}/{rec.get('method')} is unfinished")
+        for key in ("task", "method", "metric", "train_seed"):
+            if rec.get(key) != first.get(key):
+                raise ConfigError(f"{src}: {key} {rec.get(key)!r} differs from {first.get(key)!r}")
+        held, held0 = rec.get("heldout") or {}, first.get("heldout") or {}
+        if any(held.get(k) != held0.get(k) for k in _SPLIT_KEYS):
+            raise ConfigError(f"{src}: another held-out split ({held} vs {held0})")
+        for lr in rec["grid"]:
+            if lr_key(float(lr)) in scores:
+                raise ConfigError(f"{src}: rate {lr} of {rec['task']}/{rec['method']} also in another run")
+            grid.append(float(lr))
+            scores[lr_key(float(lr))] = rec["scores"].get(lr_key(float(lr)))
+            if lr_key(float(lr)) in (rec.get("runs") or {}):
+                runs[lr_key(float(lr))] = rec["runs"][lr_key(float(lr))]
+        merged_from[src] = [float(x) for x in rec["grid"]]
+    return {
+        **first,
+        "grid": sorted(grid),
+        "scores": {lr_key(x): scores[lr_key(x)] for x in sorted(grid)},
+        "runs": {lr_key(x): runs[lr_key(x)] for x in sorted(grid) if lr_key(x) in runs},
+        "chosen": float(choose(scores)),
+        "done": True,
+        "merged_from": merged_from,
+    }
+
+
+def _rejudged(cell: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]:
+    """The cell with the merged selection and its convergence judged on the chosen rate's curve."""
+    conv = (cell.get("train") or {}).get("convergence") or {}
+    raw = (
+        conv.get("train_loss")
+        if conv.get("basis") == "heldout"
+        else {k: v for k, v in conv.items() if k != "basis"}
+    )
+    train = {**cell["train"], "convergence": cell_convergence(dict(raw or {}), selection)}
+    return {**cell, "train": train, "lr_selection": selection}
+
+
+def merge_rate_runs(
+    run_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    tasks: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Write ``out_dir``: the grid a multi-rate selection over the runs' rates would have produced.
+
+    Parameters
+    ----------
+    run_dirs : sequence of path
+        Grid run directories of one profile that differ only in ``lr_grid``.
+    out_dir : path
+        New run directory (must not hold a grid yet).
+    tasks, methods : sequence of str, optional
+        Only these (default: every (task, method) with a selection record).
+
+    Returns
+    -------
+    list of dict
+        Per (task, method): ``task``, ``method``, ``scores``, ``chosen``, ``from`` (the run whose cells were
+        taken), ``cells`` (seeds copied), ``failed`` (seeds with only a failure record).
+
+    Raises
+    ------
+    ConfigError
+        See :func:`merge_selections`; also profiles differing beyond ``lr_grid``, an existing ``out_dir``
+        grid, or nothing to merge.
+    """
+    dirs = [Path(d) for d in run_dirs]
+    out = Path(out_dir)
+    if (out / GRID_FILE).exists():
+        raise ConfigError(f"{out} already holds a grid; merge into a new directory")
+    names = [d.name for d in dirs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"run directories need distinct names, got {names}")
+    grids = [_grid(d) for d in dirs]
+    profile = _common_profile(grids, names)
+    found: dict[tuple[str, str], list[tuple[dict[str, Any], Path]]] = {}
+    for d in dirs:
+        for key, rec in _selections(d).items():
+            if (tasks is None or key[0] in tasks) and (methods is None or key[1] in methods):
+                found.setdefault(key, []).append((rec, d))
+    if not found:
+        raise ConfigError("no finished selection of the requested tasks and methods in these runs")
+    plan = [c for g in grids for c in g["cells"]]
+    cells_out: list[dict[str, Any]] = []
+    summary = []
+    for (task, method), recs in sorted(found.items()):
+        sel = merge_selections([r for r, _ in recs], [d.name for _, d in recs])
+        src = next(d for r, d in recs if sel["chosen"] in [float(x) for x in r["grid"]])
+        seeds = sorted({int(c["seed"]) for c in plan if c["task"] == task and c["method"] == method})
+        copied, failed = [], []
+        for seed in seeds:
+            name = cell_name(task, method, seed)
+            cell_file = src / "cells" / f"{name}.json"
+            fail_file = src / "cells" / f"{name}.failed.json"
+            if cell_file.exists():
+                atomic_write_json(out / "cells" / f"{name}.json", _rejudged(read_json(cell_file), sel))
+                copied.append(seed)
+            elif fail_file.exists():
+                (out / "cells").mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(fail_file, out / "cells" / f"{name}.failed.json")
+                failed.append(seed)
+            cells_out.append({"task": task, "method": method, "seed": seed})
+        atomic_write_json(out / "lr_select" / f"{task}__{method}.json", sel)
+        summary.append(
+            {
+                "task": task,
+                "method": method,
+                "scores": sel["scores"],
+                "chosen": sel["chosen"],
+                "from": src.name,
+                "cells": copied,
+                "failed": failed,
+            }
+        )
+    atomic_write_json(
+        out / GRID_FILE,
+        {
+            "schema": grids[0]["schema"],
+            "profile": profile,
+            "cells": cells_out,
+            "updated": max(str(g.get("updated") or "") for g in grids),
+            "merged_from": names,
+        },
+    )
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: merge, then print each (task, method)'s scores and choice."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("out", type=Path)
+    p.add_argument("runs", type=Path, nargs="+")
+    p.add_argument("--tasks", help="comma-separated (default: all)")
+    p.add_argument("--methods", help="comma-separated (default: all)")
+    a = p.parse_args(argv)
+    rows = merge_rate_runs(
+        a.runs,
+        a.out,
+        tasks=a.tasks.split(",") if a.tasks else None,
+        methods=a.methods.split(",") if a.methods else None,
+    )
+    for r in rows:
+        scores = ", ".join(f"{k}: {v:.4f}" if v is not None else f"{k}: none" for k, v in r["scores"].items())
+        print(
+            f"{r['task']}/{r['method']}: held-out {scores} -> {r['chosen']:g} (cells of {r['from']}: "
+            f"seeds {r['cells']}{'; failed ' + str(r['failed']) if r['failed'] else ''})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["merge_rate_runs", "merge_selections"]
