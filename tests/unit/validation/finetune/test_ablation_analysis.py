@@ -102,14 +102,12 @@ def test_cli_writes_json_and_figure(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_report_section_renders_from_a_grid_directory(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
     from tests.unit.validation.report.conftest import make_report, sec
     from validation.report.ablations import section_ablations
-    from validation.report.build import render_all
+    from validation.report.build import Context, render_all
     from validation.report.render_md import Details, Heading, document
 
-    ctx = SimpleNamespace(runs_dirs=(_grid(tmp_path),), out_dir=tmp_path / "report")
+    ctx = Context(profile="full", seed=0, runs_dirs=(_grid(tmp_path),), out_dir=tmp_path / "report")
     data = section_ablations(ctx)
     report = make_report(ablations=sec(json.loads(json.dumps(data))))
     md, html, figures = render_all(report)
@@ -172,9 +170,8 @@ def test_unconverged_cells_are_left_out_of_their_pair():
 
 def test_report_section_takes_informative_tasks_from_paper_grids(tmp_path, gridfix):
     """The report's ablation section asks the paper-profile grid which tasks separate methods."""
-    from types import SimpleNamespace
-
     from validation.report.ablations import section_ablations
+    from validation.report.build import Context
 
     scores = {
         "stsb": {"full": [0.90, 0.91, 0.92], "head_only": [0.5, 0.52, 0.51], "gelora": [0.8, 0.81, 0.82]},
@@ -187,6 +184,6 @@ def test_report_section_takes_informative_tasks_from_paper_grids(tmp_path, gridf
             ref = json.loads(cell_path(run, task, "gelora", s).read_text())
             c["config"] = ref["config"]
             atomic_write_json(cell_path(run, task, "gelora_permuted", s), c)
-    data = section_ablations(SimpleNamespace(runs_dirs=[run], out_dir=tmp_path))
+    data = section_ablations(Context(profile="full", seed=0, runs_dirs=(run,), out_dir=tmp_path))
     assert data["informativeness"] == "assessed" and data["informative_tasks"] == ["stsb"]
     assert {r["task"]: r["informative"] for r in data["comparisons"]} == {"rte": False, "stsb": True}
