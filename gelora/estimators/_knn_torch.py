@@ -213,6 +213,11 @@ LAST_STATS: list[ScreenStats] = []
 #: it slows the call down a little: for profiling (``validation.estimators.gpu_knn_bench --phases``) only
 PHASE_TIMING = {"on": False}
 
+#: how the screen combines its tiles' selections (:func:`_screen`): ``"deferred"`` (default) or
+#: ``"tilewise"`` (the previous code, kept for side-by-side timing: ``gpu_knn_bench --compare-select``)
+SELECT_MODES = ("deferred", "tilewise")
+SELECT = {"mode": "deferred"}
+
 
 class _PhaseClock:
     """Seconds per named phase, measured between device synchronisations (no-op unless enabled)."""
@@ -254,11 +259,13 @@ def _product(a: Any, b: Any, precision: str) -> tuple[Any, float]:
     return torch.mm(a, b.T), U32
 
 
-def _select(h: Any, c: int) -> tuple[Any, Any, Any]:
+def _select(h: Any, c: int, gmin: Any = None) -> tuple[Any, Any, Any]:
     """The ``c`` smallest values per row of ``h`` (r, w), ``w`` a multiple of :data:`GROUP`.
 
-    Returns values (r, c'), their column indices (r, c') with ``c' = min(c, w)``, and a floor (r,): a
-    lower bound on every value of the row that was not returned (``inf`` if all were).
+    ``gmin`` (r, w / GROUP), if given, holds the minima of the row's groups of :data:`GROUP` consecutive
+    columns (any layout); otherwise they are computed here. Returns values (r, c'), their column
+    indices (r, c') with ``c' = min(c, w)``, and a floor (r,): a lower bound on every value of the row
+    that was not returned (``inf`` if all were).
     """
     import torch
 
@@ -267,7 +274,8 @@ def _select(h: Any, c: int) -> tuple[Any, Any, Any]:
     if w <= c:
         cols = torch.arange(w, device=h.device).expand(r, w)
         return h.contiguous(), cols, inf
-    gmin = h.unflatten(1, (w // GROUP, GROUP)).amin(dim=2)
+    if gmin is None:
+        gmin = h.unflatten(1, (w // GROUP, GROUP)).amin(dim=2)
     cg = min(c, w // GROUP)
     gv, gi = torch.topk(gmin, cg, dim=1, largest=False, sorted=False)
     # every group not chosen has its minimum >= the largest chosen minimum
@@ -278,6 +286,13 @@ def _select(h: Any, c: int) -> tuple[Any, Any, Any]:
     if c < cols.shape[1]:
         floor = torch.minimum(floor, v.amax(dim=1))
     return v, torch.gather(cols, 1, j), floor
+
+
+def _column_group_min(g: Any) -> Any:
+    """Minima of the groups of :data:`GROUP` consecutive rows of each column of ``g`` (r, w), returned
+    as a (w, r / GROUP) view: the group minima of ``g.T``'s rows, from a contiguous read of ``g``."""
+    r = g.shape[0]
+    return g.unflatten(0, (r // GROUP, GROUP)).amin(dim=1).T
 
 
 def _merge(best_v: Any, best_i: Any, floor: Any, s: int, e: int, v: Any, j: Any, fl: Any) -> None:
@@ -292,6 +307,68 @@ def _merge(best_v: Any, best_i: Any, floor: Any, s: int, e: int, v: Any, j: Any,
     best_i[s:e] = torch.gather(all_i, 1, top)
     # what the merge dropped is >= the largest value it kept
     floor[s:e] = torch.minimum(torch.minimum(floor[s:e], fl), top_v.amax(dim=1))
+
+
+class _Pool:
+    """Each row's candidates from several tiles, kept side by side and reduced to the best ``c`` once
+    (:data:`SELECT` ``"deferred"``): one ``topk`` per row at the end instead of a ``cat`` + ``topk`` +
+    ``gather`` per tile and side.
+
+    Row block ``b`` (rows ``starts[b]:starts[b] + tile``) has ``slots`` slots of ``c`` columns. A tile's
+    result goes to the block's next free slot; when all are used, the block is reduced to its best
+    ``c`` in slot 0 (only when the pool had to be narrower than the number of column blocks). Floors
+    are the minimum of the tiles' floors; :meth:`best` lowers them to the largest value kept, exactly
+    as the sequential merges do (the best ``c`` of a superset have a largest value no larger).
+    """
+
+    def __init__(self, n_pad: int, c: int, tile: int, slots: int, device: Any) -> None:
+        import torch
+
+        self.c, self.tile, self.slots = c, tile, slots
+        itype = torch.int32 if n_pad < 2**31 else torch.int64
+        self.v = torch.full((n_pad, slots * c), float("inf"), dtype=torch.float32, device=device)
+        self.i = torch.full((n_pad, slots * c), -1, dtype=itype, device=device)
+        self.floor = torch.full((n_pad,), float("inf"), dtype=torch.float32, device=device)
+        self.used = [0] * (-(-n_pad // tile))
+
+    def add(self, s: int, e: int, v: Any, j: Any, fl: Any) -> None:
+        """Put the candidates ``v`` (e - s, c') at columns ``j`` and their floors ``fl`` into rows s:e."""
+        import torch
+
+        b = s // self.tile
+        if self.used[b] == self.slots:
+            self._reduce(s, e, self.slots)
+            self.used[b] = 1
+        a = self.used[b] * self.c
+        w = v.shape[1]
+        self.v[s:e, a : a + w] = v
+        self.i[s:e, a : a + w] = j
+        if w < self.c:  # a tile narrower than c: clear what an earlier round left in the slot
+            self.v[s:e, a + w : a + self.c] = float("inf")
+            self.i[s:e, a + w : a + self.c] = -1
+        self.used[b] += 1
+        self.floor[s:e] = torch.minimum(self.floor[s:e], fl)
+
+    def _reduce(self, s: int, e: int, used: int) -> None:
+        import torch
+
+        c = self.c
+        top_v, top = torch.topk(self.v[s:e, : used * c], c, dim=1, largest=False, sorted=False)
+        top_i = torch.gather(self.i[s:e, : used * c], 1, top)
+        self.v[s:e, :c] = top_v
+        self.i[s:e, :c] = top_i
+        # what the reduction dropped is >= the largest value it kept
+        self.floor[s:e] = torch.minimum(self.floor[s:e], top_v.amax(dim=1))
+
+    def best(self) -> tuple[Any, Any, Any]:
+        """The best ``c`` values (float32) and columns (int64) per row, and the floors."""
+        import torch
+
+        n_pad = self.v.shape[0]
+        for b, used in enumerate(self.used):
+            s, e = b * self.tile, min(n_pad, (b + 1) * self.tile)
+            self._reduce(s, e, max(1, used))
+        return self.v[:, : self.c], self.i[:, : self.c].to(torch.int64), self.floor
 
 
 def _factors(
@@ -323,17 +400,40 @@ def _factors(
 
 
 def _screen(
-    left: Any, right: Any, n: int, c: int, tile: int, precision: str, clock: _PhaseClock | None = None
+    left: Any,
+    right: Any,
+    n: int,
+    c: int,
+    tile: int,
+    precision: str,
+    clock: _PhaseClock | None = None,
+    mode: str | None = None,
+    pool_bytes: int = 2**62,
 ) -> tuple[Any, Any, Any, float]:
-    """Running best ``c`` per row over the symmetric tiles; returns values, indices, floors, output roundoff."""
+    """Best ``c`` per row over the symmetric tiles; returns values, indices, floors, output roundoff.
+
+    ``mode`` (default :data:`SELECT`) picks how the tiles' selections are combined: ``"deferred"``
+    (column-group minima from a contiguous read, every tile's result pooled per row, one reduction
+    at the end; the pool holds at most ``pool_bytes``, at least two slots) or ``"tilewise"`` (the
+    previous code: the column side's group minima from the transposed tile, a merge per tile and
+    side). Both return the same values and floors (the indices may differ only among equal values).
+    """
     import torch
 
+    mode = SELECT["mode"] if mode is None else mode
+    if mode not in SELECT_MODES:
+        raise ConfigError(f"select mode must be one of {SELECT_MODES}, got {mode!r}")
     clock = clock or _PhaseClock(left.device, False)
     n_pad = left.shape[0]
     dev = left.device
-    best_v = torch.full((n_pad, c), float("inf"), dtype=torch.float32, device=dev)
-    best_i = torch.full((n_pad, c), -1, dtype=torch.int64, device=dev)
-    floor = torch.full((n_pad,), float("inf"), dtype=torch.float32, device=dev)
+    if mode == "deferred":
+        n_blocks = -(-n_pad // tile)
+        slots = max(2, min(n_blocks, pool_bytes // max(1, n_pad * c * 8)))
+        pool = _Pool(n_pad, c, tile, slots, dev)
+    else:
+        best_v = torch.full((n_pad, c), float("inf"), dtype=torch.float32, device=dev)
+        best_i = torch.full((n_pad, c), -1, dtype=torch.int64, device=dev)
+        floor = torch.full((n_pad,), float("inf"), dtype=torch.float32, device=dev)
     out_u = U32
     with _tf32_matmul(dev, precision == "tf32"):
         for s in range(0, n_pad, tile):
@@ -349,13 +449,24 @@ def _screen(
                     g[max(0, n - s) :, :] = float("inf")  # padding rows
                 if t == s:
                     g.fill_diagonal_(float("inf"))  # exclude self by index
-                v, j, fl = _select(g, c)
-                _merge(best_v, best_i, floor, s, e, v, j + t, fl)
-                if t != s:
-                    v, j, fl = _select(g.T, c)
-                    _merge(best_v, best_i, floor, t, f, v, j + s, fl)
+                if mode == "deferred":
+                    v, j, fl = _select(g, c)
+                    pool.add(s, e, v, j + t, fl)
+                    if t != s:
+                        gmin = _column_group_min(g) if g.shape[0] > c else None
+                        v, j, fl = _select(g.T, c, gmin)
+                        pool.add(t, f, v, j + s, fl)
+                else:
+                    v, j, fl = _select(g, c)
+                    _merge(best_v, best_i, floor, s, e, v, j + t, fl)
+                    if t != s:
+                        v, j, fl = _select(g.T, c)
+                        _merge(best_v, best_i, floor, t, f, v, j + s, fl)
                 clock.lap("select")
                 del g
+        if mode == "deferred":
+            best_v, best_i, floor = pool.best()
+            clock.lap("select")
     return best_v[:n], best_i[:n], floor[:n], out_u
 
 
@@ -560,7 +671,9 @@ def knn_torch(
             tile = block_size
         tile = max(GROUP, -(-min(tile, n_pad) // GROUP) * GROUP)
         clock.lap("prepare")
-        best_v, best_i, floor, out_u = _screen(left, right, n, c, tile, precision, clock)
+        best_v, best_i, floor, out_u = _screen(
+            left, right, n, c, tile, precision, clock, pool_bytes=budget
+        )
         del left, right
         eps = screen_eps(precision, D, -(-(D + 4) // 16) * 16, out_u)
         eps_abs = EPS_ABS_PER_TERM * (D + 16)
