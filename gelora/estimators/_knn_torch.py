@@ -15,7 +15,15 @@ Algorithm (same code on CPU and CUDA)
    a *group-min* selection: the minima of groups of :data:`GROUP` consecutive columns (one read of
    the tile), the ``c`` groups with the smallest minima (``topk`` on a 16x narrower array), then the
    ``c`` smallest of those groups' members. It also returns a lower bound (the *floor*) on every value
-   it did not keep; merges into each row's running best ``c`` lower the floor likewise.
+   it did not keep. The column side's group minima are the minima of 16 consecutive *rows* of each
+   column (a contiguous read of the tile, not of its transpose). Each tile's ``c`` per row and side go
+   into a per-row pool with one slot per column block; once all tiles are done, each row keeps the
+   ``c`` smallest of its pool, and its floor is the minimum of its tiles' floors and of the largest
+   value kept (a pool narrower than the number of blocks is reduced the same way when it fills). This
+   equals merging tile by tile into a running best ``c`` (:data:`SELECT` ``"tilewise"``, the previous
+   code): the largest of the best ``c`` of a growing set never increases, so the minimum over the merges
+   of that largest value is the final one; values and floors are the same, indices may differ only
+   among equal values at the cut, which the certificate below never re-ranks (it needs floor > thr).
 4. **Certificate.** With ``E_ij = eps (R_i + R_j)^2 + eps_abs`` (:func:`screen_eps`, ``R_i >= |y_i|``),
    ``|s^_ij - e_ij| <= E_ij`` where ``e_ij`` is the float64 re-rank value (scaled). Let ``T_i`` be the
    k-th smallest ``s^_ij + E_ij`` over the kept columns: k columns have ``e_ij <= T_i``, so the k-th
@@ -215,8 +223,11 @@ PHASE_TIMING = {"on": False}
 
 #: how the screen combines its tiles' selections (:func:`_screen`): ``"deferred"`` (default) or
 #: ``"tilewise"`` (the previous code, kept for side-by-side timing: ``gpu_knn_bench --compare-select``)
+#: ``"smallest"``: how the ``c`` smallest of a row are found, ``"topk"`` (``torch.topk``, default) or
+#: ``"sort"`` (a full row sort, then the first ``c``: the same values and floors; for timing)
 SELECT_MODES = ("deferred", "tilewise")
-SELECT = {"mode": "deferred"}
+SMALLEST = ("topk", "sort")
+SELECT = {"mode": "deferred", "smallest": "topk"}
 
 
 class _PhaseClock:
@@ -259,6 +270,16 @@ def _product(a: Any, b: Any, precision: str) -> tuple[Any, float]:
     return torch.mm(a, b.T), U32
 
 
+def _smallest(x: Any, c: int) -> tuple[Any, Any]:
+    """The ``c`` smallest values of each row of ``x`` and their positions, in no particular order."""
+    import torch
+
+    if SELECT["smallest"] == "sort":
+        v, i = torch.sort(x, dim=1)
+        return v[:, :c], i[:, :c]
+    return torch.topk(x, c, dim=1, largest=False, sorted=False)
+
+
 def _select(h: Any, c: int, gmin: Any = None) -> tuple[Any, Any, Any]:
     """The ``c`` smallest values per row of ``h`` (r, w), ``w`` a multiple of :data:`GROUP`.
 
@@ -277,12 +298,12 @@ def _select(h: Any, c: int, gmin: Any = None) -> tuple[Any, Any, Any]:
     if gmin is None:
         gmin = h.unflatten(1, (w // GROUP, GROUP)).amin(dim=2)
     cg = min(c, w // GROUP)
-    gv, gi = torch.topk(gmin, cg, dim=1, largest=False, sorted=False)
+    gv, gi = _smallest(gmin, cg)
     # every group not chosen has its minimum >= the largest chosen minimum
     floor = gv.amax(dim=1) if cg < w // GROUP else inf
     cols = (gi[:, :, None] * GROUP + torch.arange(GROUP, device=h.device)).flatten(1)
     vals = torch.gather(h, 1, cols)
-    v, j = torch.topk(vals, c, dim=1, largest=False, sorted=False)
+    v, j = _smallest(vals, c)
     if c < cols.shape[1]:
         floor = torch.minimum(floor, v.amax(dim=1))
     return v, torch.gather(cols, 1, j), floor
@@ -353,7 +374,7 @@ class _Pool:
         import torch
 
         c = self.c
-        top_v, top = torch.topk(self.v[s:e, : used * c], c, dim=1, largest=False, sorted=False)
+        top_v, top = _smallest(self.v[s:e, : used * c], c)
         top_i = torch.gather(self.i[s:e, : used * c], 1, top)
         self.v[s:e, :c] = top_v
         self.i[s:e, :c] = top_i
@@ -423,6 +444,8 @@ def _screen(
     mode = SELECT["mode"] if mode is None else mode
     if mode not in SELECT_MODES:
         raise ConfigError(f"select mode must be one of {SELECT_MODES}, got {mode!r}")
+    if SELECT["smallest"] not in SMALLEST:
+        raise ConfigError(f"SELECT['smallest'] must be one of {SMALLEST}, got {SELECT['smallest']!r}")
     clock = clock or _PhaseClock(left.device, False)
     n_pad = left.shape[0]
     dev = left.device
@@ -665,15 +688,9 @@ def knn_torch(
         n_pad = -(-n // GROUP) * GROUP
         left, right, norm = _factors(Xe, mean, scale, precision, n_pad, chunk)
         norm = norm * (1.0 + 1e-12)  # R_i >= |y_i| despite the float64 rounding of the norm
-        if block_size is None:
-            tile = int((budget / (4 * 2.5)) ** 0.5)
-        else:
-            tile = block_size
-        tile = max(GROUP, -(-min(tile, n_pad) // GROUP) * GROUP)
+        tile = tile_size(budget, n_pad, block_size)
         clock.lap("prepare")
-        best_v, best_i, floor, out_u = _screen(
-            left, right, n, c, tile, precision, clock, pool_bytes=budget
-        )
+        best_v, best_i, floor, out_u = _screen(left, right, n, c, tile, precision, clock, pool_bytes=budget)
         del left, right
         eps = screen_eps(precision, D, -(-(D + 4) // 16) * 16, out_u)
         eps_abs = EPS_ABS_PER_TERM * (D + 16)
@@ -711,6 +728,13 @@ def knn_torch(
         clock.lap("transfer")
         LAST_STATS[:] = [ScreenStats(precision, c, int(bad.numel()), n_pairs, clock.phases)]
     return out
+
+
+def tile_size(budget: int, n_pad: int, block_size: int | None) -> int:
+    """Rows and columns of the screen's square tiles: ``block_size`` if given, else what a tile and its
+    selection fit in ``budget`` bytes; a multiple of :data:`GROUP`, at most ``n_pad``."""
+    tile = int((budget / (4 * 2.5)) ** 0.5) if block_size is None else block_size
+    return max(GROUP, -(-min(tile, n_pad) // GROUP) * GROUP)
 
 
 def _budget(device: Any) -> int:

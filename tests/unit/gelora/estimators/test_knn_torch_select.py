@@ -33,7 +33,15 @@ def _near_duplicates(rng: np.random.Generator) -> np.ndarray:
     return X
 
 
+def _shells(rng: np.random.Generator) -> np.ndarray:
+    # +-e_i at distance exactly 1 from the origin: 96 tied neighbours of the origin, more than the
+    # candidates a row keeps (the certificate fails there and the float64 fallback runs)
+    E = np.eye(48)
+    return np.concatenate([np.zeros((1, 48)), E, -E, 3.0 + rng.normal(size=(60, 48))])
+
+
 CASES = {
+    "shells": _shells,
     "gaussian_f32": lambda rng: rng.normal(size=(517, 40)).astype(np.float32),
     "ties": _ties,
     "near_duplicates": _near_duplicates,
@@ -118,6 +126,34 @@ def test_deferred_and_tilewise_knn_are_bit_identical(case, precision):
         assert (u1, p1) == (u0, p0)  # the same rows certified, the same pairs re-ranked
 
 
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_sort_finds_the_same_smallest_values_as_topk(case):
+    X = CASES[case](np.random.default_rng(20 + sorted(CASES).index(case)))
+    left, right, n = _prepared(X, "tf32")
+    c = kt.candidates_per_row(10, n)
+    ref = kt._screen(left, right, n, c, 64, "tf32", mode="tilewise")
+    kt.SELECT["smallest"] = "sort"
+    try:
+        got = kt._screen(left, right, n, c, 64, "tf32", mode="deferred", pool_bytes=0)
+    finally:
+        kt.SELECT["smallest"] = "topk"
+    np.testing.assert_array_equal(got[2].numpy(), ref[2].numpy())
+    np.testing.assert_array_equal(np.sort(got[0].numpy(), 1), np.sort(ref[0].numpy(), 1))
+
+
+def test_tied_shells_are_uncertified_alike_in_both_modes():
+    X = _shells(np.random.default_rng(0))
+    counts = []
+    for mode in kt.SELECT_MODES:
+        kt.SELECT["mode"] = mode
+        try:
+            knn_distances(X, 10, backend="torch", precision="fp32", block_size=32)
+        finally:
+            kt.SELECT["mode"] = "deferred"
+        counts.append(kt.LAST_STATS[0].uncertified_rows)
+    assert counts[0] == counts[1] >= 1
+
+
 def test_odd_sizes_and_a_tile_narrower_than_the_candidates():
     # n not a multiple of GROUP or of the tile; tiles of 16 columns (< c): whole-tile selections
     rng = np.random.default_rng(5)
@@ -142,3 +178,9 @@ def test_select_mode_is_validated():
     left, right, n = _prepared(np.random.default_rng(6).normal(size=(40, 3)), "fp32")
     with pytest.raises(ConfigError, match="select mode"):
         kt._screen(left, right, n, 10, 16, "fp32", mode="fused")
+    kt.SELECT["smallest"] = "heap"
+    try:
+        with pytest.raises(ConfigError, match="smallest"):
+            kt._screen(left, right, n, 10, 16, "fp32")
+    finally:
+        kt.SELECT["smallest"] = "topk"
