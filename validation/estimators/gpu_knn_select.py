@@ -14,7 +14,8 @@ code; ``deferred``: the new one), optionally with a given ``block_size`` — on 
 - ``rows_identical``: ``--check-rows`` rows against the independent float64 reference of
   :mod:`validation.estimators.gpu_knn_bench`;
 - with ``--profile``, ``select_ops``: seconds of each step of one off-diagonal tile's selection at the
-  default tile size (synchronised, minimum of 3), to show where the select phase goes.
+  default tile size (synchronised, minimum of 3), to show where the select phase goes; ``read_tile`` (a
+  full reduction of the tile) is the cost of one read of it, the floor of any eager-torch pass over it.
 
     python -m validation.estimators.gpu_knn_select --device cuda --shapes 65536x768 --out sel.json
 
@@ -105,6 +106,7 @@ def select_profile(X: torch.Tensor, k: int, precision: str, repeats: int = 3) ->
         pool = kt._Pool(r, c, r, max(2, -(-n_pad // tile)), dev)
         ops: dict[str, Callable[[], Any]] = {
             "product": lambda: kt._product(left[rows], right[cols], prec),
+            "read_tile": lambda: torch.amax(g),  # one read of the tile: the memory-bandwidth yardstick
             "row_group_min": lambda: g.unflatten(1, (w // G, G)).amin(dim=2),
             "col_group_min_transposed": lambda: g.T.unflatten(1, (r // G, G)).amin(dim=2),
             "col_group_min_contiguous": lambda: kt._column_group_min(g),
