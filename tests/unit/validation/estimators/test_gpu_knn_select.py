@@ -17,6 +17,7 @@ def test_compare_cell_times_every_variant_and_finds_them_identical():
     assert set(r["seconds"]) == set(variants) and all(len(r["all_seconds"][v]) == 2 for v in variants)
     assert r["seconds"]["deferred"] == min(r["all_seconds"]["deferred"])
     assert r["identical"] == dict.fromkeys(variants, True)
+    assert r["same_stats"]["deferred"] and r["same_stats"]["deferred:sort"]
     assert r["rows_identical"] == r["check_rows"] == 40
     assert r["ratio_to_tf32_gram"]["tilewise"] == pytest.approx(r["seconds"]["tilewise"] / r["gram_tf32_s"])
     assert all(set(ph) >= {"product", "select", "rerank"} for ph in r["phases"].values())
