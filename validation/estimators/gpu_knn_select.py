@@ -255,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     variants = args.variants.split(",")
+    if len(set(variants)) != len(variants):
+        p.error(f"--variants names a variant twice: {args.variants}")
     for v in variants:
         parse_variant(v)
     doc: dict[str, Any] = read_json(args.out) if args.out.exists() else {"cells": []}

@@ -53,3 +53,8 @@ def test_main_resumes_and_reports(tmp_path, capsys):
     assert main([*argv, "--check-rows", "10"]) == 0  # the finished cell is skipped
     assert json.loads(out.read_text())["cells"] == first
     assert "| gaussian | 150 | 8 |" in capsys.readouterr().out
+
+
+def test_main_refuses_a_repeated_variant(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--device", "cpu", "--variants", "deferred,deferred", "--out", str(tmp_path / "s.json")])
