@@ -15,7 +15,15 @@ Algorithm (same code on CPU and CUDA)
    a *group-min* selection: the minima of groups of :data:`GROUP` consecutive columns (one read of
    the tile), the ``c`` groups with the smallest minima (``topk`` on a 16x narrower array), then the
    ``c`` smallest of those groups' members. It also returns a lower bound (the *floor*) on every value
-   it did not keep; merges into each row's running best ``c`` lower the floor likewise.
+   it did not keep. The column side's group minima are the minima of 16 consecutive *rows* of each
+   column (a contiguous read of the tile, not of its transpose). Each tile's ``c`` per row and side go
+   into a per-row pool with one slot per column block; once all tiles are done, each row keeps the
+   ``c`` smallest of its pool, and its floor is the minimum of its tiles' floors and of the largest
+   value kept (a pool narrower than the number of blocks is reduced the same way when it fills). This
+   equals merging tile by tile into a running best ``c`` (:data:`SELECT` ``"tilewise"``, the previous
+   code): the largest of the best ``c`` of a growing set never increases, so the minimum over the merges
+   of that largest value is the final one; values and floors are the same, indices may differ only
+   among equal values at the cut, which the certificate below never re-ranks (it needs floor > thr).
 4. **Certificate.** With ``E_ij = eps (R_i + R_j)^2 + eps_abs`` (:func:`screen_eps`, ``R_i >= |y_i|``),
    ``|s^_ij - e_ij| <= E_ij`` where ``e_ij`` is the float64 re-rank value (scaled). Let ``T_i`` be the
    k-th smallest ``s^_ij + E_ij`` over the kept columns: k columns have ``e_ij <= T_i``, so the k-th
@@ -213,6 +221,14 @@ LAST_STATS: list[ScreenStats] = []
 #: it slows the call down a little: for profiling (``validation.estimators.gpu_knn_bench --phases``) only
 PHASE_TIMING = {"on": False}
 
+#: how the screen combines its tiles' selections (:func:`_screen`): ``"deferred"`` (default) or
+#: ``"tilewise"`` (the previous code, kept for side-by-side timing: ``gpu_knn_bench --compare-select``)
+#: ``"smallest"``: how the ``c`` smallest of a row are found, ``"topk"`` (``torch.topk``, default) or
+#: ``"sort"`` (a full row sort, then the first ``c``: the same values and floors; for timing)
+SELECT_MODES = ("deferred", "tilewise")
+SMALLEST = ("topk", "sort")
+SELECT = {"mode": "deferred", "smallest": "topk"}
+
 
 class _PhaseClock:
     """Seconds per named phase, measured between device synchronisations (no-op unless enabled)."""
@@ -254,11 +270,23 @@ def _product(a: Any, b: Any, precision: str) -> tuple[Any, float]:
     return torch.mm(a, b.T), U32
 
 
-def _select(h: Any, c: int) -> tuple[Any, Any, Any]:
+def _smallest(x: Any, c: int) -> tuple[Any, Any]:
+    """The ``c`` smallest values of each row of ``x`` and their positions, in no particular order."""
+    import torch
+
+    if SELECT["smallest"] == "sort":
+        v, i = torch.sort(x, dim=1)
+        return v[:, :c], i[:, :c]
+    return torch.topk(x, c, dim=1, largest=False, sorted=False)
+
+
+def _select(h: Any, c: int, gmin: Any = None) -> tuple[Any, Any, Any]:
     """The ``c`` smallest values per row of ``h`` (r, w), ``w`` a multiple of :data:`GROUP`.
 
-    Returns values (r, c'), their column indices (r, c') with ``c' = min(c, w)``, and a floor (r,): a
-    lower bound on every value of the row that was not returned (``inf`` if all were).
+    ``gmin`` (r, w / GROUP), if given, holds the minima of the row's groups of :data:`GROUP` consecutive
+    columns (any layout); otherwise they are computed here. Returns values (r, c'), their column
+    indices (r, c') with ``c' = min(c, w)``, and a floor (r,): a lower bound on every value of the row
+    that was not returned (``inf`` if all were).
     """
     import torch
 
@@ -267,17 +295,25 @@ def _select(h: Any, c: int) -> tuple[Any, Any, Any]:
     if w <= c:
         cols = torch.arange(w, device=h.device).expand(r, w)
         return h.contiguous(), cols, inf
-    gmin = h.unflatten(1, (w // GROUP, GROUP)).amin(dim=2)
+    if gmin is None:
+        gmin = h.unflatten(1, (w // GROUP, GROUP)).amin(dim=2)
     cg = min(c, w // GROUP)
-    gv, gi = torch.topk(gmin, cg, dim=1, largest=False, sorted=False)
+    gv, gi = _smallest(gmin, cg)
     # every group not chosen has its minimum >= the largest chosen minimum
     floor = gv.amax(dim=1) if cg < w // GROUP else inf
     cols = (gi[:, :, None] * GROUP + torch.arange(GROUP, device=h.device)).flatten(1)
     vals = torch.gather(h, 1, cols)
-    v, j = torch.topk(vals, c, dim=1, largest=False, sorted=False)
+    v, j = _smallest(vals, c)
     if c < cols.shape[1]:
         floor = torch.minimum(floor, v.amax(dim=1))
     return v, torch.gather(cols, 1, j), floor
+
+
+def _column_group_min(g: Any) -> Any:
+    """Minima of the groups of :data:`GROUP` consecutive rows of each column of ``g`` (r, w), returned
+    as a (w, r / GROUP) view: the group minima of ``g.T``'s rows, from a contiguous read of ``g``."""
+    r = g.shape[0]
+    return g.unflatten(0, (r // GROUP, GROUP)).amin(dim=1).T
 
 
 def _merge(best_v: Any, best_i: Any, floor: Any, s: int, e: int, v: Any, j: Any, fl: Any) -> None:
@@ -292,6 +328,68 @@ def _merge(best_v: Any, best_i: Any, floor: Any, s: int, e: int, v: Any, j: Any,
     best_i[s:e] = torch.gather(all_i, 1, top)
     # what the merge dropped is >= the largest value it kept
     floor[s:e] = torch.minimum(torch.minimum(floor[s:e], fl), top_v.amax(dim=1))
+
+
+class _Pool:
+    """Each row's candidates from several tiles, kept side by side and reduced to the best ``c`` once
+    (:data:`SELECT` ``"deferred"``): one ``topk`` per row at the end instead of a ``cat`` + ``topk`` +
+    ``gather`` per tile and side.
+
+    Row block ``b`` (rows ``starts[b]:starts[b] + tile``) has ``slots`` slots of ``c`` columns. A tile's
+    result goes to the block's next free slot; when all are used, the block is reduced to its best
+    ``c`` in slot 0 (only when the pool had to be narrower than the number of column blocks). Floors
+    are the minimum of the tiles' floors; :meth:`best` lowers them to the largest value kept, exactly
+    as the sequential merges do (the best ``c`` of a superset have a largest value no larger).
+    """
+
+    def __init__(self, n_pad: int, c: int, tile: int, slots: int, device: Any) -> None:
+        import torch
+
+        self.c, self.tile, self.slots = c, tile, slots
+        itype = torch.int32 if n_pad < 2**31 else torch.int64
+        self.v = torch.full((n_pad, slots * c), float("inf"), dtype=torch.float32, device=device)
+        self.i = torch.full((n_pad, slots * c), -1, dtype=itype, device=device)
+        self.floor = torch.full((n_pad,), float("inf"), dtype=torch.float32, device=device)
+        self.used = [0] * (-(-n_pad // tile))
+
+    def add(self, s: int, e: int, v: Any, j: Any, fl: Any) -> None:
+        """Put the candidates ``v`` (e - s, c') at columns ``j`` and their floors ``fl`` into rows s:e."""
+        import torch
+
+        b = s // self.tile
+        if self.used[b] == self.slots:
+            self._reduce(s, e, self.slots)
+            self.used[b] = 1
+        a = self.used[b] * self.c
+        w = v.shape[1]
+        self.v[s:e, a : a + w] = v
+        self.i[s:e, a : a + w] = j
+        if w < self.c:  # a tile narrower than c: clear what an earlier round left in the slot
+            self.v[s:e, a + w : a + self.c] = float("inf")
+            self.i[s:e, a + w : a + self.c] = -1
+        self.used[b] += 1
+        self.floor[s:e] = torch.minimum(self.floor[s:e], fl)
+
+    def _reduce(self, s: int, e: int, used: int) -> None:
+        import torch
+
+        c = self.c
+        top_v, top = _smallest(self.v[s:e, : used * c], c)
+        top_i = torch.gather(self.i[s:e, : used * c], 1, top)
+        self.v[s:e, :c] = top_v
+        self.i[s:e, :c] = top_i
+        # what the reduction dropped is >= the largest value it kept
+        self.floor[s:e] = torch.minimum(self.floor[s:e], top_v.amax(dim=1))
+
+    def best(self) -> tuple[Any, Any, Any]:
+        """The best ``c`` values (float32) and columns (int64) per row, and the floors."""
+        import torch
+
+        n_pad = self.v.shape[0]
+        for b, used in enumerate(self.used):
+            s, e = b * self.tile, min(n_pad, (b + 1) * self.tile)
+            self._reduce(s, e, max(1, used))
+        return self.v[:, : self.c], self.i[:, : self.c].to(torch.int64), self.floor
 
 
 def _factors(
@@ -323,17 +421,42 @@ def _factors(
 
 
 def _screen(
-    left: Any, right: Any, n: int, c: int, tile: int, precision: str, clock: _PhaseClock | None = None
+    left: Any,
+    right: Any,
+    n: int,
+    c: int,
+    tile: int,
+    precision: str,
+    clock: _PhaseClock | None = None,
+    mode: str | None = None,
+    pool_bytes: int = 2**62,
 ) -> tuple[Any, Any, Any, float]:
-    """Running best ``c`` per row over the symmetric tiles; returns values, indices, floors, output roundoff."""
+    """Best ``c`` per row over the symmetric tiles; returns values, indices, floors, output roundoff.
+
+    ``mode`` (default :data:`SELECT`) picks how the tiles' selections are combined: ``"deferred"``
+    (column-group minima from a contiguous read, every tile's result pooled per row, one reduction
+    at the end; the pool holds at most ``pool_bytes``, at least two slots) or ``"tilewise"`` (the
+    previous code: the column side's group minima from the transposed tile, a merge per tile and
+    side). Both return the same values and floors (the indices may differ only among equal values).
+    """
     import torch
 
+    mode = SELECT["mode"] if mode is None else mode
+    if mode not in SELECT_MODES:
+        raise ConfigError(f"select mode must be one of {SELECT_MODES}, got {mode!r}")
+    if SELECT["smallest"] not in SMALLEST:
+        raise ConfigError(f"SELECT['smallest'] must be one of {SMALLEST}, got {SELECT['smallest']!r}")
     clock = clock or _PhaseClock(left.device, False)
     n_pad = left.shape[0]
     dev = left.device
-    best_v = torch.full((n_pad, c), float("inf"), dtype=torch.float32, device=dev)
-    best_i = torch.full((n_pad, c), -1, dtype=torch.int64, device=dev)
-    floor = torch.full((n_pad,), float("inf"), dtype=torch.float32, device=dev)
+    if mode == "deferred":
+        n_blocks = -(-n_pad // tile)
+        slots = max(2, min(n_blocks, pool_bytes // max(1, n_pad * c * 8)))
+        pool = _Pool(n_pad, c, tile, slots, dev)
+    else:
+        best_v = torch.full((n_pad, c), float("inf"), dtype=torch.float32, device=dev)
+        best_i = torch.full((n_pad, c), -1, dtype=torch.int64, device=dev)
+        floor = torch.full((n_pad,), float("inf"), dtype=torch.float32, device=dev)
     out_u = U32
     with _tf32_matmul(dev, precision == "tf32"):
         for s in range(0, n_pad, tile):
@@ -349,13 +472,24 @@ def _screen(
                     g[max(0, n - s) :, :] = float("inf")  # padding rows
                 if t == s:
                     g.fill_diagonal_(float("inf"))  # exclude self by index
-                v, j, fl = _select(g, c)
-                _merge(best_v, best_i, floor, s, e, v, j + t, fl)
-                if t != s:
-                    v, j, fl = _select(g.T, c)
-                    _merge(best_v, best_i, floor, t, f, v, j + s, fl)
+                if mode == "deferred":
+                    v, j, fl = _select(g, c)
+                    pool.add(s, e, v, j + t, fl)
+                    if t != s:
+                        gmin = _column_group_min(g) if g.shape[0] > c else None
+                        v, j, fl = _select(g.T, c, gmin)
+                        pool.add(t, f, v, j + s, fl)
+                else:
+                    v, j, fl = _select(g, c)
+                    _merge(best_v, best_i, floor, s, e, v, j + t, fl)
+                    if t != s:
+                        v, j, fl = _select(g.T, c)
+                        _merge(best_v, best_i, floor, t, f, v, j + s, fl)
                 clock.lap("select")
                 del g
+        if mode == "deferred":
+            best_v, best_i, floor = pool.best()
+            clock.lap("select")
     return best_v[:n], best_i[:n], floor[:n], out_u
 
 
@@ -554,13 +688,9 @@ def knn_torch(
         n_pad = -(-n // GROUP) * GROUP
         left, right, norm = _factors(Xe, mean, scale, precision, n_pad, chunk)
         norm = norm * (1.0 + 1e-12)  # R_i >= |y_i| despite the float64 rounding of the norm
-        if block_size is None:
-            tile = int((budget / (4 * 2.5)) ** 0.5)
-        else:
-            tile = block_size
-        tile = max(GROUP, -(-min(tile, n_pad) // GROUP) * GROUP)
+        tile = tile_size(budget, n_pad, block_size)
         clock.lap("prepare")
-        best_v, best_i, floor, out_u = _screen(left, right, n, c, tile, precision, clock)
+        best_v, best_i, floor, out_u = _screen(left, right, n, c, tile, precision, clock, pool_bytes=budget)
         del left, right
         eps = screen_eps(precision, D, -(-(D + 4) // 16) * 16, out_u)
         eps_abs = EPS_ABS_PER_TERM * (D + 16)
@@ -598,6 +728,13 @@ def knn_torch(
         clock.lap("transfer")
         LAST_STATS[:] = [ScreenStats(precision, c, int(bad.numel()), n_pairs, clock.phases)]
     return out
+
+
+def tile_size(budget: int, n_pad: int, block_size: int | None) -> int:
+    """Rows and columns of the screen's square tiles: ``block_size`` if given, else what a tile and its
+    selection fit in ``budget`` bytes; a multiple of :data:`GROUP`, at most ``n_pad``."""
+    tile = int((budget / (4 * 2.5)) ** 0.5) if block_size is None else block_size
+    return max(GROUP, -(-min(tile, n_pad) // GROUP) * GROUP)
 
 
 def _budget(device: Any) -> int:

@@ -1,0 +1,186 @@
+"""The screen's two ways of combining tiles (gelora/estimators/_knn_torch.py, ``SELECT``) on the CPU.
+
+``"deferred"`` (contiguous column-group minima, every tile's candidates pooled per row, one reduction at
+the end) must give what ``"tilewise"`` (the previous code: a merge per tile and side) gives: the same
+neighbours and distances from :func:`knn_distances`, and inside the screen the same kept values, the
+same floors and the same certificate; each floor must be a lower bound on every value of its row that
+the screen did not keep (the tile values are rebuilt exactly as the screen computes them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gelora.errors import ConfigError  # noqa: E402
+from gelora.estimators import _knn_torch as kt  # noqa: E402
+from gelora.estimators import knn_distances  # noqa: E402
+
+
+def _ties(rng: np.random.Generator) -> np.ndarray:
+    # an integer grid: most distances are tied with many others
+    return rng.integers(0, 3, size=(333, 7)).astype(np.float64)
+
+
+def _near_duplicates(rng: np.random.Generator) -> np.ndarray:
+    # clusters of points within 1e-9 of each other (and exact duplicates): distances far below the
+    # screen's error bound
+    base = rng.normal(size=(40, 24))
+    X = np.repeat(base, 7, axis=0) + 1e-9 * rng.normal(size=(280, 24))
+    X[::5] = base[np.arange(0, 280, 5) // 7]
+    return X
+
+
+def _shells(rng: np.random.Generator) -> np.ndarray:
+    # +-e_i at distance exactly 1 from the origin: 96 tied neighbours of the origin, more than the
+    # candidates a row keeps (the certificate fails there and the float64 fallback runs)
+    E = np.eye(48)
+    return np.concatenate([np.zeros((1, 48)), E, -E, 3.0 + rng.normal(size=(60, 48))])
+
+
+CASES = {
+    "shells": _shells,
+    "gaussian_f32": lambda rng: rng.normal(size=(517, 40)).astype(np.float32),
+    "ties": _ties,
+    "near_duplicates": _near_duplicates,
+    "tanh": lambda rng: np.tanh(rng.uniform(size=(401, 4)) @ rng.normal(size=(4, 64))),
+    "D4096": lambda rng: rng.normal(size=(97, 4096)),
+}
+
+
+def _prepared(X: np.ndarray, precision: str) -> tuple[object, object, int]:
+    """The screen's factors, as :func:`kt.knn_torch` builds them."""
+    Xt = torch.from_numpy(X)
+    n = Xt.shape[0]
+    mean = Xt.mean(dim=0, dtype=torch.float64)
+    rmax = float(torch.linalg.vector_norm(Xt.to(torch.float64) - mean, dim=1).max())
+    scale = 2.0 ** -int(np.ceil(np.log2(rmax)))
+    n_pad = -(-n // kt.GROUP) * kt.GROUP
+    left, right, _norm = kt._factors(Xt, mean, scale, precision, n_pad, n)
+    return left, right, n
+
+
+def _screen_values(left, right, n: int, tile: int, precision: str) -> np.ndarray:
+    """Every ``s^_ij`` as the screen computes it (same tiles, transposed below the diagonal), self = inf."""
+    n_pad = left.shape[0]
+    S = np.full((n_pad, n_pad), np.inf, dtype=np.float32)
+    for s in range(0, n_pad, tile):
+        e = min(n_pad, s + tile)
+        for t in range(s, n_pad, tile):
+            f = min(n_pad, t + tile)
+            g = kt._product(left[s:e], right[t:f], precision)[0].numpy()
+            S[s:e, t:f] = g
+            if t != s:  # a diagonal tile serves its rows only (s^_ij and s^_ji may differ in the last bit)
+                S[t:f, s:e] = g.T
+    S = S[:n, :n]
+    np.fill_diagonal(S, np.inf)
+    return S
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_deferred_screen_keeps_the_same_values_and_floors(case, precision):
+    X = CASES[case](np.random.default_rng(sorted(CASES).index(case)))
+    left, right, n = _prepared(X, precision)
+    c = kt.candidates_per_row(10, n)
+    for tile in (32, 160, 4096):
+        tw = kt._screen(left, right, n, c, tile, precision, mode="tilewise")
+        S = _screen_values(left, right, n, tile, precision)
+        # pool_bytes=0: two slots, so blocks with more tiles than that are reduced on the way
+        for pool_bytes in (2**62, 0):
+            de = kt._screen(left, right, n, c, tile, precision, mode="deferred", pool_bytes=pool_bytes)
+            np.testing.assert_array_equal(de[2].numpy(), tw[2].numpy())  # floors
+            np.testing.assert_array_equal(np.sort(de[0].numpy(), 1), np.sort(tw[0].numpy(), 1))
+            assert de[3] == tw[3]
+            v, i, floor = de[0].numpy(), de[1].numpy(), de[2].numpy()
+            # the kept values are the columns' values, and the columns are distinct
+            np.testing.assert_array_equal(np.take_along_axis(S, i, 1), v)
+            assert all(len(set(row)) == c for row in i)
+            # the floor bounds every value not kept, and the kept set holds every value below it
+            dropped = S.copy()
+            np.put_along_axis(dropped, i, np.inf, 1)
+            assert bool((dropped.min(axis=1) >= floor).all())
+            assert bool((v.max(axis=1) >= floor).all())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_deferred_and_tilewise_knn_are_bit_identical(case, precision):
+    X = CASES[case](np.random.default_rng(10 + sorted(CASES).index(case)))
+    n = len(X)
+    for k, block in ((10, None), (10, 48), (n - 1, 64), (n // 2, None)):
+        out = {}
+        for mode in kt.SELECT_MODES:
+            kt.SELECT["mode"] = mode
+            try:
+                d, i = knn_distances(X, k, backend="torch", precision=precision, block_size=block)
+            finally:
+                kt.SELECT["mode"] = "deferred"
+            st = kt.LAST_STATS[0]
+            out[mode] = (d, i, st.uncertified_rows, st.reranked_pairs)
+        (d0, i0, u0, p0), (d1, i1, u1, p1) = out["tilewise"], out["deferred"]
+        np.testing.assert_array_equal(i1, i0)
+        np.testing.assert_array_equal(d1, d0)
+        assert (u1, p1) == (u0, p0)  # the same rows certified, the same pairs re-ranked
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_sort_finds_the_same_smallest_values_as_topk(case):
+    X = CASES[case](np.random.default_rng(20 + sorted(CASES).index(case)))
+    left, right, n = _prepared(X, "tf32")
+    c = kt.candidates_per_row(10, n)
+    ref = kt._screen(left, right, n, c, 64, "tf32", mode="tilewise")
+    kt.SELECT["smallest"] = "sort"
+    try:
+        got = kt._screen(left, right, n, c, 64, "tf32", mode="deferred", pool_bytes=0)
+    finally:
+        kt.SELECT["smallest"] = "topk"
+    np.testing.assert_array_equal(got[2].numpy(), ref[2].numpy())
+    np.testing.assert_array_equal(np.sort(got[0].numpy(), 1), np.sort(ref[0].numpy(), 1))
+
+
+def test_tied_shells_are_uncertified_alike_in_both_modes():
+    X = _shells(np.random.default_rng(0))
+    counts = []
+    for mode in kt.SELECT_MODES:
+        kt.SELECT["mode"] = mode
+        try:
+            knn_distances(X, 10, backend="torch", precision="fp32", block_size=32)
+        finally:
+            kt.SELECT["mode"] = "deferred"
+        counts.append(kt.LAST_STATS[0].uncertified_rows)
+    assert counts[0] == counts[1] >= 1
+
+
+def test_odd_sizes_and_a_tile_narrower_than_the_candidates():
+    # n not a multiple of GROUP or of the tile; tiles of 16 columns (< c): whole-tile selections
+    rng = np.random.default_rng(5)
+    for n in (17, 50, 131):
+        X = rng.normal(size=(n, 5))
+        ref = None
+        for mode in kt.SELECT_MODES:
+            kt.SELECT["mode"] = mode
+            try:
+                got = knn_distances(X, min(8, n - 1), backend="torch", block_size=16)
+            finally:
+                kt.SELECT["mode"] = "deferred"
+            if ref is None:
+                ref = got
+            np.testing.assert_array_equal(got[1], ref[1])
+            np.testing.assert_array_equal(got[0], ref[0])
+        d_np, i_np = knn_distances(X, min(8, n - 1), backend="numpy")
+        np.testing.assert_array_equal(ref[1], i_np)
+
+
+def test_select_mode_is_validated():
+    left, right, n = _prepared(np.random.default_rng(6).normal(size=(40, 3)), "fp32")
+    with pytest.raises(ConfigError, match="select mode"):
+        kt._screen(left, right, n, 10, 16, "fp32", mode="fused")
+    kt.SELECT["smallest"] = "heap"
+    try:
+        with pytest.raises(ConfigError, match="smallest"):
+            kt._screen(left, right, n, 10, 16, "fp32")
+    finally:
+        kt.SELECT["smallest"] = "topk"

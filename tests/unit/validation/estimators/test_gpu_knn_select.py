@@ -1,0 +1,60 @@
+"""validation.estimators.gpu_knn_select: old and new selection side by side, on the CPU at tiny sizes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gelora.estimators import _knn_torch as kt
+from validation.estimators.gpu_knn_select import compare_cell, main, parse_variant
+
+
+def test_compare_cell_times_every_variant_and_finds_them_identical():
+    variants = ("tilewise", "deferred", "deferred:sort", "deferred@48")
+    r = compare_cell("gaussian", 300, 24, device="cpu", k=5, repeats=2, check_rows=40, variants=variants)
+    assert r["variants"] == list(variants)
+    assert set(r["seconds"]) == set(variants) and all(len(r["all_seconds"][v]) == 2 for v in variants)
+    assert r["seconds"]["deferred"] == min(r["all_seconds"]["deferred"])
+    assert r["identical"] == dict.fromkeys(variants, True)
+    assert r["same_stats"]["deferred"] and r["same_stats"]["deferred:sort"]
+    assert r["rows_identical"] == r["check_rows"] == 40
+    assert r["ratio_to_tf32_gram"]["tilewise"] == pytest.approx(r["seconds"]["tilewise"] / r["gram_tf32_s"])
+    assert all(set(ph) >= {"product", "select", "rerank"} for ph in r["phases"].values())
+    assert kt.SELECT == {"mode": "deferred", "smallest": "topk"}  # restored
+    assert kt.PHASE_TIMING["on"] is False
+
+
+def test_profile_times_each_step_of_one_tile():
+    r = compare_cell("tanh", 200, 16, device="cpu", k=5, repeats=1, check_rows=10, profile=True)
+    prof = r["select_ops"]
+    assert prof["tile_shape"] == [208, 208] and prof["tiles"] == 1
+    assert {"product", "col_group_min_transposed", "col_group_min_contiguous", "merge_tilewise"} <= set(
+        prof["seconds"]
+    )
+    assert all(v >= 0 for v in prof["seconds"].values())
+    assert kt.SELECT["smallest"] == "topk"
+
+
+def test_parse_variant():
+    assert parse_variant("tilewise") == ("tilewise", "topk", None)
+    assert parse_variant("deferred:sort@32768") == ("deferred", "sort", 32768)
+    with pytest.raises(ValueError, match="bad variant"):
+        parse_variant("fused")
+    with pytest.raises(ValueError, match="bad variant"):
+        parse_variant("deferred:heap")
+
+
+def test_main_resumes_and_reports(tmp_path, capsys):
+    out = tmp_path / "s.json"
+    argv = ["--device", "cpu", "--shapes", "150x8", "--data", "gaussian", "--repeats", "1", "--out", str(out)]
+    assert main([*argv, "--check-rows", "10"]) == 0
+    first = json.loads(out.read_text())["cells"]
+    assert main([*argv, "--check-rows", "10"]) == 0  # the finished cell is skipped
+    assert json.loads(out.read_text())["cells"] == first
+    assert "| gaussian | 150 | 8 |" in capsys.readouterr().out
+
+
+def test_main_refuses_a_repeated_variant(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["--device", "cpu", "--variants", "deferred,deferred", "--out", str(tmp_path / "s.json")])
