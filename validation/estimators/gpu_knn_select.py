@@ -40,28 +40,46 @@ from gelora.estimators import _knn_torch as kt
 from gelora.estimators import knn_distances
 from validation.estimators.gpu_knn_bench import _gram, _sync, make_data, reference_knn
 
-#: variants timed by default: ``MODE[:SMALLEST][@BLOCK]`` (see :func:`parse_variant`)
-VARIANTS = "tilewise,deferred,deferred:sort"
+#: variants timed by default: ``MODE[:SMALLEST][+GROUP_MIN][@BLOCK]`` (see :func:`parse_variant`)
+VARIANTS = "tilewise,deferred,deferred+halving"
 
 
-def parse_variant(spec: str) -> tuple[str, str, int | None]:
-    """``"deferred:sort@32768"`` -> (``SELECT["mode"]``, ``SELECT["smallest"]``, ``block_size``);
-    the smallest-finder defaults to ``topk``, the block size to the module's own choice."""
+def parse_variant(spec: str) -> tuple[str, str, int | None, str]:
+    """``"deferred:sort+halving@32768"`` -> (``SELECT["mode"]``, ``SELECT["smallest"]``, ``block_size``,
+    ``SELECT["group_min"]``); the smallest-finder defaults to ``topk``, the group minimum to ``amin``, the
+    block size to the module's own choice."""
     head, _, block = spec.partition("@")
+    head, _, group_min = head.partition("+")
     mode, _, smallest = head.partition(":")
-    if mode not in kt.SELECT_MODES or (smallest or "topk") not in kt.SMALLEST:
-        raise ValueError(f"bad variant {spec!r}: MODE[:SMALLEST][@BLOCK], MODE in {kt.SELECT_MODES}")
-    return mode, smallest or "topk", int(block) if block else None
+    if (
+        mode not in kt.SELECT_MODES
+        or (smallest or "topk") not in kt.SMALLEST
+        or (group_min or "amin") not in kt.GROUP_MINS
+    ):
+        raise ValueError(
+            f"bad variant {spec!r}: MODE[:SMALLEST][+GROUP_MIN][@BLOCK], MODE in {kt.SELECT_MODES}, "
+            f"SMALLEST in {kt.SMALLEST}, GROUP_MIN in {kt.GROUP_MINS}"
+        )
+    return mode, smallest or "topk", int(block) if block else None, group_min or "amin"
 
 
 def _knn(X: torch.Tensor, k: int, precision: str, spec: str) -> tuple[Any, Any]:
-    mode, smallest, block = parse_variant(spec)
+    mode, smallest, block, group_min = parse_variant(spec)
     old = dict(kt.SELECT)
-    kt.SELECT.update(mode=mode, smallest=smallest)
+    kt.SELECT.update(mode=mode, smallest=smallest, group_min=group_min)
     try:
         return knn_distances(X, k, precision=precision, block_size=block)
     finally:
         kt.SELECT.update(old)
+
+
+def _halving(g: torch.Tensor) -> Any:
+    old = kt.SELECT["group_min"]
+    kt.SELECT["group_min"] = "halving"
+    try:
+        return kt._row_group_min(g)
+    finally:
+        kt.SELECT["group_min"] = old
 
 
 def _min_time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
@@ -109,6 +127,7 @@ def select_profile(X: torch.Tensor, k: int, precision: str, repeats: int = 3) ->
             "product": lambda: kt._product(left[rows], right[cols], prec),
             "read_tile": lambda: torch.amax(g),  # one read of the tile: the memory-bandwidth yardstick
             "row_group_min": lambda: g.unflatten(1, (w // G, G)).amin(dim=2),
+            "row_group_min_halving": lambda: _halving(g),
             "col_group_min_transposed": lambda: g.T.unflatten(1, (r // G, G)).amin(dim=2),
             "col_group_min_contiguous": lambda: kt._column_group_min(g),
             "group_topk": lambda: torch.topk(gmin, min(c, w // G), dim=1, largest=False, sorted=False),

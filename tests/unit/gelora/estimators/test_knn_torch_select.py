@@ -184,3 +184,46 @@ def test_select_mode_is_validated():
             kt._screen(left, right, n, 10, 16, "fp32")
     finally:
         kt.SELECT["smallest"] = "topk"
+
+
+def _with_group_min(kind, fn):
+    old = kt.SELECT["group_min"]
+    kt.SELECT["group_min"] = kind
+    try:
+        return fn()
+    finally:
+        kt.SELECT["group_min"] = old
+
+
+def test_halving_group_minima_equal_amin_bit_for_bit():
+    rng = np.random.default_rng(7)
+    h = torch.from_numpy(rng.normal(size=(37, 160)).astype(np.float32))
+    h[3, 5:40] = float("inf")  # padding columns
+    h[::7, ::3] = 0.25  # ties inside groups
+    ref = _with_group_min("amin", lambda: kt._row_group_min(h))
+    got = _with_group_min("halving", lambda: kt._row_group_min(h))
+    # a strided view, as the tilewise path passes the transposed tile
+    got_t = _with_group_min("halving", lambda: kt._row_group_min(h[:, :32].T.contiguous().T))
+    assert torch.equal(got, ref) and got.shape == (37, 10)
+    assert torch.equal(got_t, ref[:, :2])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_knn_with_halving_group_minima_is_bit_identical(case):
+    X = CASES[case](np.random.default_rng(30 + sorted(CASES).index(case)))
+
+    def run():
+        d, i = knn_distances(X, 10, backend="torch", precision="tf32", block_size=48)
+        return d, i, kt.LAST_STATS[0].uncertified_rows, kt.LAST_STATS[0].reranked_pairs
+
+    ref = _with_group_min("amin", run)
+    got = _with_group_min("halving", run)
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_array_equal(got[0], ref[0])
+    assert got[2:] == ref[2:]
+
+
+def test_group_min_is_validated():
+    left, right, n = _prepared(np.random.default_rng(8).normal(size=(40, 3)), "fp32")
+    with pytest.raises(ConfigError, match="group_min"):
+        _with_group_min("tree", lambda: kt._screen(left, right, n, 10, 16, "fp32"))

@@ -21,7 +21,7 @@ def test_compare_cell_times_every_variant_and_finds_them_identical():
     assert r["rows_identical"] == r["check_rows"] == 40
     assert r["ratio_to_tf32_gram"]["tilewise"] == pytest.approx(r["seconds"]["tilewise"] / r["gram_tf32_s"])
     assert all(set(ph) >= {"product", "select", "rerank"} for ph in r["phases"].values())
-    assert kt.SELECT == {"mode": "deferred", "smallest": "topk"}  # restored
+    assert kt.SELECT == {"mode": "deferred", "smallest": "topk", "group_min": "halving"}  # restored
     assert kt.PHASE_TIMING["on"] is False
 
 
@@ -29,7 +29,7 @@ def test_profile_times_each_step_of_one_tile():
     r = compare_cell("tanh", 200, 16, device="cpu", k=5, repeats=1, check_rows=10, profile=True)
     prof = r["select_ops"]
     assert prof["tile_shape"] == [208, 208] and prof["tiles"] == 1
-    assert {"product", "col_group_min_transposed", "col_group_min_contiguous", "merge_tilewise"} <= set(
+    assert {"product", "row_group_min_halving", "col_group_min_contiguous", "merge_tilewise"} <= set(
         prof["seconds"]
     )
     assert all(v >= 0 for v in prof["seconds"].values())
@@ -37,8 +37,11 @@ def test_profile_times_each_step_of_one_tile():
 
 
 def test_parse_variant():
-    assert parse_variant("tilewise") == ("tilewise", "topk", None)
-    assert parse_variant("deferred:sort@32768") == ("deferred", "sort", 32768)
+    assert parse_variant("tilewise") == ("tilewise", "topk", None, "amin")
+    assert parse_variant("deferred:sort@32768") == ("deferred", "sort", 32768, "amin")
+    assert parse_variant("deferred+halving@40000") == ("deferred", "topk", 40000, "halving")
+    with pytest.raises(ValueError, match="bad variant"):
+        parse_variant("deferred+tree")
     with pytest.raises(ValueError, match="bad variant"):
         parse_variant("fused")
     with pytest.raises(ValueError, match="bad variant"):
