@@ -7,7 +7,9 @@
 # waiting. Needs .devcarry/site (scripts/gpu/make_carry.sh) and the data (GELORA_DATA_DIR).
 #
 # GRIDS: one grid per line, "NAME ARGS..." with the arguments of `gelora validate glue` after it (--out is
-# runs/NAME). Example (the 2026-11-29 run, README of reports/gpu/paper-minilm):
+# runs/NAME). A one-rate grid (--lr-grid 1, or one factor) trains its cells beside its selection runs: give it
+# cells + (task, method) pairs workers and it trains in one wave (on two GPUs the workers are spread over
+# both). Example (the 2026-11-29 run, README of reports/gpu/paper-minilm):
 #   GRIDS='stsb --profile paper --tasks stsb --methods lora,gelora,full,head_only --seeds 5 --lr-grid 1 --workers 6
 #   stsb-e3 --profile paper --tasks stsb --methods lora,gelora --seeds 1 --lr-grid 1 --epochs 3 --workers 2' \
 #   WAIT_S=540 bash scripts/gpu/campaign.sh
