@@ -174,8 +174,14 @@ def compare_cell(
     dev = torch.device(device)
     X = make_data(kind, n, D, dev, seed)
     results, stats = {}, {}
+    peak: dict[str, float | None] = {}
     for name in variants:  # warm-up, and the outputs compared
+        if dev.type == "cuda":
+            _sync(dev)
+            torch.cuda.reset_peak_memory_stats(dev)
         results[name] = _knn(X, k, precision, name)
+        # peak GPU memory of the call (input included), GiB; None on the CPU
+        peak[name] = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
         st = kt.LAST_STATS[0]
         stats[name] = {"uncertified_rows": st.uncertified_rows, "reranked_pairs": st.reranked_pairs}
     first = variants[0]
@@ -224,6 +230,7 @@ def compare_cell(
         "ratio_to_tf32_gram": {name: s / gram for name, s in seconds.items()},
         "speedup_vs_first": {name: seconds[first] / s for name, s in seconds.items()},
         "phases": phases,
+        "peak_gib": peak,
         "check_rows": int(rows_np.size),
         "rows_identical": int(np.all(i0[rows_np] == i_ref, axis=1).sum()),
         "repeats": repeats,
