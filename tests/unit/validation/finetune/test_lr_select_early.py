@@ -144,3 +144,35 @@ def test_a_worker_starts_the_selection_before_its_cells(tmp_path: Path, recorder
     for s in (0, 1):
         cell = read_cell(cell_path(tmp_path, "rte", "lora", s))
         assert cell["lr_selection"]["scores"] == {lr_key(1e-3): 0.5 + 1e-3}
+
+
+def test_a_failed_selection_job_is_left_to_the_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = _Recorder()
+    calls = {"select": 0}
+
+    def flaky(task: str, method: str, seed: int, **kw: Any) -> dict[str, Any]:
+        if kw.get("heldout") is not None:
+            calls["select"] += 1
+            if calls["select"] == 1:
+                raise RuntimeError("out of memory")  # the worker's selection job fails once
+        return rec(task, method, seed, **kw)
+
+    monkeypatch.setattr(runner_mod, "train_and_score", flaky)
+    seen: list[tuple[str, str]] = []
+    outcome = GridOutcome()
+    attempt_cells(
+        [("rte", "lora", 0)],
+        outcome,
+        profile=_profile((1.0,)),
+        run_dir=tmp_path,
+        data_dir=None,
+        device="cpu",
+        keep_going=False,
+        keep_checkpoints=False,
+        progress=lambda name, status: seen.append((name, status)),
+        stale_after=600.0,
+    )
+    assert ("rte__lora__lr_select", "failed (RuntimeError), left to the cells") in seen
+    # the cell trained, then ran the selection itself (second try) and recorded it
+    assert [k for k, _, _ in rec.order] == ["cell", "select"] and outcome.ran == ["rte__lora__seed0"]
+    assert read_cell(cell_path(tmp_path, "rte", "lora", 0))["lr_selection"]["done"] is True
