@@ -123,14 +123,14 @@ def test_selection_jobs_lists_unfinished_one_rate_pairs_in_cell_order(tmp_path: 
     assert selection_jobs(cells, _profile((1.0,)), tmp_path, is_done=finished) == [("rte", "lora")]
 
 
-def test_a_worker_starts_the_selection_before_its_cells(tmp_path: Path, recorder: _Recorder) -> None:
-    cells = [("rte", "lora", 0), ("rte", "lora", 1), ("rte", "gelora", 0)]
+def _attempt(cells: list[tuple[str, str, int]], run_dir: Path, outcome: GridOutcome) -> list[tuple[str, str]]:
+    """One worker's walk over ``cells`` (one-rate profile); returns the progress lines it reported."""
     seen: list[tuple[str, str]] = []
     attempt_cells(
         cells,
-        GridOutcome(),
+        outcome,
         profile=_profile((1.0,)),
-        run_dir=tmp_path,
+        run_dir=run_dir,
         data_dir=None,
         device="cpu",
         keep_going=False,
@@ -138,6 +138,12 @@ def test_a_worker_starts_the_selection_before_its_cells(tmp_path: Path, recorder
         progress=lambda name, status: seen.append((name, status)),
         stale_after=600.0,
     )
+    return seen
+
+
+def test_a_worker_starts_the_selection_before_its_cells(tmp_path: Path, recorder: _Recorder) -> None:
+    cells = [("rte", "lora", 0), ("rte", "lora", 1), ("rte", "gelora", 0)]
+    seen = _attempt(cells, tmp_path, GridOutcome())
     assert [k for k, _, _ in recorder.order] == ["select", "select", "cell", "cell", "cell"]
     assert [m for _, m, _ in recorder.order[:2]] == ["lora", "gelora"]
     assert ("rte__lora__lr_select", "done") in seen
@@ -158,20 +164,8 @@ def test_a_failed_selection_job_is_left_to_the_cells(tmp_path: Path, monkeypatch
         return rec(task, method, seed, **kw)
 
     monkeypatch.setattr(runner_mod, "train_and_score", flaky)
-    seen: list[tuple[str, str]] = []
     outcome = GridOutcome()
-    attempt_cells(
-        [("rte", "lora", 0)],
-        outcome,
-        profile=_profile((1.0,)),
-        run_dir=tmp_path,
-        data_dir=None,
-        device="cpu",
-        keep_going=False,
-        keep_checkpoints=False,
-        progress=lambda name, status: seen.append((name, status)),
-        stale_after=600.0,
-    )
+    seen = _attempt([("rte", "lora", 0)], tmp_path, outcome)
     assert ("rte__lora__lr_select", "failed (RuntimeError), left to the cells") in seen
     # the cell trained, then ran the selection itself (second try) and recorded it
     assert [k for k, _, _ in rec.order] == ["cell", "select"] and outcome.ran == ["rte__lora__seed0"]
