@@ -17,7 +17,7 @@ Each claim is a pure function of the report's sections (normalised dictionaries,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from validation.finetune.stats import paired_difference as paired_seed_difference
@@ -391,8 +391,7 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
     for task, rec in v["tasks"].items():
         by = rc["table"].get(task) or {}
         sel_g = _selection_of(by.get("gelora"))
-        floor_seeds = _by_seed_primary(by.get("head_only"))
-        floor = sum(floor_seeds.values()) / len(floor_seeds) if floor_seeds else None
+        floor = _floor_mean(by)
         for b, pd in rec["pairs"].items():
             sel_b = _selection_of(by.get(b))
             if not (
@@ -404,12 +403,7 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             g, o = _by_seed_primary(by.get("gelora")), _by_seed_primary(by.get(b))
             common = sorted(set(g) & set(o) & set(pd["seeds"]))
             lower = sum(g[s] < o[s] for s in common)
-            low = [
-                f"{_name(m)} seed {s} ({x:.3f})"
-                for m, xs in (("gelora", g), (b, o))
-                for s, x in sorted(xs.items())
-                if floor is not None and x < floor
-            ]
+            low = [f"{_name(m)} seed {s} ({x:.3f})" for m, s, x in _below_floor(by, ("gelora", b), floor)]
             outcome = "excluded (task uninformative)" if pd["excluded"] else pd["verdict"]
             below = f"; below the head-only floor ({floor:.3f}): {', '.join(low)}" if low else ""
             evidence.append(
@@ -428,6 +422,25 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             numbers[f"rate_check/{task}/gelora-{b}/ci95"] = pd["ci"]
             numbers[f"rate_check/{task}/gelora-{b}/lower_on"] = [lower, len(common)]
     return evidence, caveats, numbers
+
+
+def _floor_mean(by_method: dict[str, Any]) -> float | None:
+    """Mean primary score of a task's head-only floor (None without one)."""
+    xs = _by_seed_primary(by_method.get("head_only"))
+    return sum(xs.values()) / len(xs) if xs else None
+
+
+def _below_floor(
+    by_method: dict[str, Any], methods: Sequence[str], floor: float | None
+) -> list[tuple[str, int, float]]:
+    """(method, seed, score) of the cells of ``methods`` scoring below ``floor``: training runs that ended
+    worse than adapting nothing but the head (listed; they stay in their pairs and count against their
+    method)."""
+    if floor is None:
+        return []
+    return [
+        (m, s, x) for m in methods for s, x in sorted(_by_seed_primary(by_method.get(m)).items()) if x < floor
+    ]
 
 
 def _by_seed_primary(entry: dict[str, Any] | None) -> dict[int, float]:
@@ -514,6 +527,14 @@ def claim_performance(report: dict[str, Any]) -> Finding:
             f"{_task(e['task'])}/{_name(e['method'])}/seed {e['seed']}: {e['reason']}"
             + ("; dropped from its pairs." if e["excluded"] else "; kept.")
         )
+    for task, by in sorted((summary.get("table") or {}).items()):
+        floor = _floor_mean(by)
+        adapters = sorted(m for m in by if m not in ("head_only", "full"))
+        for m, seed, x in _below_floor(by, adapters, floor):
+            evidence.append(
+                f"{_task(task)}/{_name(m)}/seed {seed}: {x:.3f}, below the head-only floor ({floor:.3f}): "
+                "a failed training run; kept in its pairs (it counts against its method)."
+            )
     evidence.append(
         "A pair is better or worse when the 95% CI of the paired difference over the converged common "
         "seeds excludes 0; only informative tasks count."

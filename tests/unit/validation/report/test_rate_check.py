@@ -82,3 +82,18 @@ def test_no_rate_check_without_a_multi_rate_dir(f: Any, tmp_path: Path, gridfix:
     assert "paper_rate_check" not in data
     c4 = _claim(f.make_report(grid=f.sec(data)), "C4")
     assert not any(e.startswith("Rate check") for e in c4["evidence"])
+
+
+def test_c4_lists_cells_below_the_head_only_floor_and_keeps_them(
+    f: Any, tmp_path: Path, gridfix: Any
+) -> None:
+    failed = dict(BASE, lora=[0.79, 0.40, 0.80])  # LoRA's seed 1 ended below the floor (0.51)
+    one = gridfix.write_grid(tmp_path / "one", {"sst2": failed}, lr_selection=ONE_RATE)
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one,))
+    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    assert (
+        "SST-2/LoRA/seed 1: 0.400, below the head-only floor (0.510): a failed training run; kept in its "
+        "pairs (it counts against its method)." in c4["evidence"]
+    )
+    assert c4["numbers"]["sst2/gelora-lora/n_seeds"] == 3
+    assert sum("below the head-only floor" in e for e in c4["evidence"]) == 1
