@@ -235,6 +235,22 @@ GROUP_MINS = ("amin", "halving")
 SELECT = {"mode": "deferred", "smallest": "topk", "group_min": "halving"}
 
 
+@contextmanager
+def select_settings(**settings: str) -> Iterator[None]:
+    """:data:`SELECT` with ``settings`` (``mode``, ``smallest``, ``group_min``) applied inside the block and
+    restored after it: the side-by-side timing (``validation.estimators.gpu_knn_select``) and the tests
+    switch variants with it. Values are checked where the screen reads them (:func:`_screen`)."""
+    unknown = sorted(set(settings) - set(SELECT))
+    if unknown:
+        raise ConfigError(f"unknown SELECT setting(s) {unknown}; expected some of {sorted(SELECT)}")
+    old = dict(SELECT)
+    SELECT.update(settings)
+    try:
+        yield
+    finally:
+        SELECT.update(old)
+
+
 class _PhaseClock:
     """Seconds per named phase, measured between device synchronisations (no-op unless enabled)."""
 
@@ -411,6 +427,20 @@ class _Pool:
             s, e = b * self.tile, min(n_pad, (b + 1) * self.tile)
             self._reduce(s, e, max(1, used))
         return self.v[:, : self.c], self.i[:, : self.c].to(torch.int64), self.floor
+
+
+def _centre_and_scale(Xe: Any, chunk: int) -> tuple[Any, float]:
+    """Step 1 of the module docstring for ``Xe`` (n, D): the float64 mean and the power of two that
+    brings the largest centred norm to about 1 (``chunk`` rows are converted to float64 at a time)."""
+    import torch
+
+    mean = Xe.mean(dim=0, dtype=torch.float64)
+    rmax = 0.0
+    for s in range(0, Xe.shape[0], chunk):
+        rmax = max(
+            rmax, float(torch.linalg.vector_norm(Xe[s : s + chunk].to(torch.float64) - mean, dim=1).max())
+        )
+    return mean, 2.0 ** -int(np.ceil(np.log2(rmax))) if rmax > 0 else 1.0
 
 
 def _factors(
@@ -700,14 +730,8 @@ def knn_torch(
     budget = _budget(dev)
     clock = _PhaseClock(dev, bool(PHASE_TIMING["on"]))
     with torch.no_grad():
-        mean = Xe.mean(dim=0, dtype=torch.float64)
         chunk = max(1, budget // (16 * D))
-        rmax = 0.0
-        for s in range(0, n, chunk):
-            rmax = max(
-                rmax, float(torch.linalg.vector_norm(Xe[s : s + chunk].to(torch.float64) - mean, dim=1).max())
-            )
-        scale = 2.0 ** -int(np.ceil(np.log2(rmax))) if rmax > 0 else 1.0
+        mean, scale = _centre_and_scale(Xe, chunk)
         n_pad = -(-n // GROUP) * GROUP
         left, right, norm = _factors(Xe, mean, scale, precision, n_pad, chunk)
         norm = norm * (1.0 + 1e-12)  # R_i >= |y_i| despite the float64 rounding of the norm

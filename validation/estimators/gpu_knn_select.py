@@ -38,7 +38,7 @@ import torch
 from gelora._io import atomic_write_json, read_json
 from gelora.estimators import _knn_torch as kt
 from gelora.estimators import knn_distances
-from validation.estimators.gpu_knn_bench import _gram, _sync, make_data, reference_knn
+from validation.estimators.gpu_knn_bench import _gram, _sync, _timed, make_data, reference_knn
 
 #: variants timed by default: ``MODE[:SMALLEST][+GROUP_MIN][@BLOCK]`` (see :func:`parse_variant`)
 VARIANTS = "tilewise,deferred,deferred+halving"
@@ -65,33 +65,18 @@ def parse_variant(spec: str) -> tuple[str, str, int | None, str]:
 
 def _knn(X: torch.Tensor, k: int, precision: str, spec: str) -> tuple[Any, Any]:
     mode, smallest, block, group_min = parse_variant(spec)
-    old = dict(kt.SELECT)
-    kt.SELECT.update(mode=mode, smallest=smallest, group_min=group_min)
-    try:
+    with kt.select_settings(mode=mode, smallest=smallest, group_min=group_min):
         return knn_distances(X, k, precision=precision, block_size=block)
-    finally:
-        kt.SELECT.update(old)
 
 
 def _halving(g: torch.Tensor) -> Any:
-    old = kt.SELECT["group_min"]
-    kt.SELECT["group_min"] = "halving"
-    try:
+    with kt.select_settings(group_min="halving"):
         return kt._row_group_min(g)
-    finally:
-        kt.SELECT["group_min"] = old
 
 
 def _min_time(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return best
+    """Minimum synchronised seconds of ``repeats`` calls after a warm-up (:func:`gpu_knn_bench._timed`)."""
+    return _timed(fn, device, repeats)[0]
 
 
 def select_profile(X: torch.Tensor, k: int, precision: str, repeats: int = 3) -> dict[str, Any]:
@@ -104,10 +89,9 @@ def select_profile(X: torch.Tensor, k: int, precision: str, repeats: int = 3) ->
     n_pad = -(-n // kt.GROUP) * kt.GROUP
     budget = kt._budget(dev)
     tile = kt.tile_size(budget, n_pad, None)
-    mean = X.mean(dim=0, dtype=torch.float64)
-    rmax = float(torch.linalg.vector_norm(X.to(torch.float64) - mean, dim=1).max())
-    scale = 2.0 ** -int(np.ceil(np.log2(rmax)))
-    left, right, _ = kt._factors(X, mean, scale, prec, n_pad, max(1, budget // (16 * D)))
+    chunk = max(1, budget // (16 * D))
+    mean, scale = kt._centre_and_scale(X, chunk)
+    left, right, _ = kt._factors(X, mean, scale, prec, n_pad, chunk)
     t = tile if n_pad > tile else 0
     rows, cols = slice(0, tile), slice(t, min(n_pad, t + tile))
     G = kt.GROUP
@@ -143,15 +127,11 @@ def select_profile(X: torch.Tensor, k: int, precision: str, repeats: int = 3) ->
             "member_sort": lambda: torch.sort(vals, dim=1),
         }
         out = {name: _min_time(fn, dev, repeats) for name, fn in ops.items()}
-        old = dict(kt.SELECT)
-        kt.SELECT["smallest"] = "sort"
-        try:
+        with kt.select_settings(smallest="sort"):
             out["row_select_sort"] = _min_time(lambda: kt._select(g, c), dev, repeats)
             out["col_select_deferred_sort"] = _min_time(
                 lambda: kt._select(g.T, c, kt._column_group_min(g)), dev, repeats
             )
-        finally:
-            kt.SELECT.update(old)
     n_tiles = sum(1 for s in range(0, n_pad, tile) for _ in range(s, n_pad, tile))
     return {"tile": tile, "tile_shape": [r, w], "tiles": n_tiles, "candidates": c, "seconds": out}
 

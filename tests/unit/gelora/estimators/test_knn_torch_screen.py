@@ -95,9 +95,7 @@ def test_error_bound_holds_entrywise(precision):
     X = 50.0 + rng.normal(size=(200, 300)) * rng.uniform(0.1, 10.0, size=(200, 1))
     Xt = torch.from_numpy(X)
     n, D = X.shape
-    mean = Xt.mean(dim=0, dtype=torch.float64)
-    rmax = float(torch.linalg.vector_norm(Xt - mean, dim=1).max())
-    scale = 2.0 ** -int(np.ceil(np.log2(rmax)))
+    mean, scale = kt._centre_and_scale(Xt, n)
     left, right, norm = kt._factors(Xt, mean, scale, precision, n, n)
     g, out_u = kt._product(left, right, precision)
     s = g.to(torch.float64)

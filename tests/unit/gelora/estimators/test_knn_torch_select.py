@@ -53,12 +53,9 @@ CASES = {
 def _prepared(X: np.ndarray, precision: str) -> tuple[object, object, int]:
     """The screen's factors, as :func:`kt.knn_torch` builds them."""
     Xt = torch.from_numpy(X)
-    n = Xt.shape[0]
-    mean = Xt.mean(dim=0, dtype=torch.float64)
-    rmax = float(torch.linalg.vector_norm(Xt.to(torch.float64) - mean, dim=1).max())
-    scale = 2.0 ** -int(np.ceil(np.log2(rmax)))
-    n_pad = -(-n // kt.GROUP) * kt.GROUP
-    left, right, _norm = kt._factors(Xt, mean, scale, precision, n_pad, n)
+    n = len(X)
+    mean, scale = kt._centre_and_scale(Xt, n)
+    left, right, _norm = kt._factors(Xt, mean, scale, precision, -(-n // kt.GROUP) * kt.GROUP, n)
     return left, right, n
 
 
@@ -113,11 +110,8 @@ def test_deferred_and_tilewise_knn_are_bit_identical(case, precision):
     for k, block in ((10, None), (10, 48), (n - 1, 64), (n // 2, None)):
         out = {}
         for mode in kt.SELECT_MODES:
-            kt.SELECT["mode"] = mode
-            try:
+            with kt.select_settings(mode=mode):
                 d, i = knn_distances(X, k, backend="torch", precision=precision, block_size=block)
-            finally:
-                kt.SELECT["mode"] = "deferred"
             st = kt.LAST_STATS[0]
             out[mode] = (d, i, st.uncertified_rows, st.reranked_pairs)
         (d0, i0, u0, p0), (d1, i1, u1, p1) = out["tilewise"], out["deferred"]
@@ -132,11 +126,8 @@ def test_sort_finds_the_same_smallest_values_as_topk(case):
     left, right, n = _prepared(X, "tf32")
     c = kt.candidates_per_row(10, n)
     ref = kt._screen(left, right, n, c, 64, "tf32", mode="tilewise")
-    kt.SELECT["smallest"] = "sort"
-    try:
+    with kt.select_settings(smallest="sort"):
         got = kt._screen(left, right, n, c, 64, "tf32", mode="deferred", pool_bytes=0)
-    finally:
-        kt.SELECT["smallest"] = "topk"
     np.testing.assert_array_equal(got[2].numpy(), ref[2].numpy())
     np.testing.assert_array_equal(np.sort(got[0].numpy(), 1), np.sort(ref[0].numpy(), 1))
 
@@ -145,11 +136,8 @@ def test_tied_shells_are_uncertified_alike_in_both_modes():
     X = _shells(np.random.default_rng(0))
     counts = []
     for mode in kt.SELECT_MODES:
-        kt.SELECT["mode"] = mode
-        try:
+        with kt.select_settings(mode=mode):
             knn_distances(X, 10, backend="torch", precision="fp32", block_size=32)
-        finally:
-            kt.SELECT["mode"] = "deferred"
         counts.append(kt.LAST_STATS[0].uncertified_rows)
     assert counts[0] == counts[1] >= 1
 
@@ -161,11 +149,8 @@ def test_odd_sizes_and_a_tile_narrower_than_the_candidates():
         X = rng.normal(size=(n, 5))
         ref = None
         for mode in kt.SELECT_MODES:
-            kt.SELECT["mode"] = mode
-            try:
+            with kt.select_settings(mode=mode):
                 got = knn_distances(X, min(8, n - 1), backend="torch", block_size=16)
-            finally:
-                kt.SELECT["mode"] = "deferred"
             if ref is None:
                 ref = got
             np.testing.assert_array_equal(got[1], ref[1])
@@ -178,21 +163,17 @@ def test_select_mode_is_validated():
     left, right, n = _prepared(np.random.default_rng(6).normal(size=(40, 3)), "fp32")
     with pytest.raises(ConfigError, match="select mode"):
         kt._screen(left, right, n, 10, 16, "fp32", mode="fused")
-    kt.SELECT["smallest"] = "heap"
-    try:
-        with pytest.raises(ConfigError, match="smallest"):
-            kt._screen(left, right, n, 10, 16, "fp32")
-    finally:
-        kt.SELECT["smallest"] = "topk"
+    with kt.select_settings(smallest="heap"), pytest.raises(ConfigError, match="smallest"):
+        kt._screen(left, right, n, 10, 16, "fp32")
+    with pytest.raises(ConfigError, match="unknown SELECT setting"):
+        with kt.select_settings(shape="round"):
+            pass
+    assert kt.SELECT == {"mode": "deferred", "smallest": "topk", "group_min": "halving"}
 
 
 def _with_group_min(kind, fn):
-    old = kt.SELECT["group_min"]
-    kt.SELECT["group_min"] = kind
-    try:
+    with kt.select_settings(group_min=kind):
         return fn()
-    finally:
-        kt.SELECT["group_min"] = old
 
 
 def test_halving_group_minima_equal_amin_bit_for_bit():
