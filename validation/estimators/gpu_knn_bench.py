@@ -85,6 +85,28 @@ def _bf16_gram_seconds(X: torch.Tensor, block: int, repeats: int) -> float:
     return seconds
 
 
+def phases_of(fn: Callable[[], Any]) -> dict[str, float]:
+    """Seconds per phase of one ``knn_distances`` call ``fn()`` made with the device synchronised between
+    phases (:data:`~gelora.estimators._knn_torch.PHASE_TIMING`)."""
+    _knn_torch.PHASE_TIMING["on"] = True
+    try:
+        fn()
+        return dict(_knn_torch.LAST_STATS[0].phases)
+    finally:
+        _knn_torch.PHASE_TIMING["on"] = False
+
+
+def reference_rows(
+    X: torch.Tensor, k: int, check_rows: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded sorted sample of ``check_rows`` row indices and their :func:`reference_knn` distances and
+    indices (each (rows, k))."""
+    rng = np.random.default_rng(seed)
+    rows_np = np.sort(rng.choice(X.shape[0], size=min(X.shape[0], check_rows), replace=False))
+    d_ref, i_ref = reference_knn(X, torch.from_numpy(rows_np).to(X.device), k)
+    return rows_np, d_ref, i_ref
+
+
 def reference_knn(X: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Float64 k nearest neighbours of ``rows`` among all points (self excluded), independently of the
     screen: float64 Gram distances of the centred data choose 8k candidates, exact differences rank them.
@@ -144,21 +166,11 @@ def bench_cell(
     knn_s, (dist, idx) = _timed(lambda: knn_distances(X, k, precision=precision), dev, repeats)
     stats = _knn_torch.LAST_STATS[0]
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
-    phase_s: dict[str, float] = {}
-    if phases:
-        _knn_torch.PHASE_TIMING["on"] = True
-        try:
-            knn_distances(X, k, precision=precision)
-            phase_s = dict(_knn_torch.LAST_STATS[0].phases)
-        finally:
-            _knn_torch.PHASE_TIMING["on"] = False
+    phase_s = phases_of(lambda: knn_distances(X, k, precision=precision)) if phases else {}
     block = max(1, min(n, 2**30 // (4 * n)))
     tf32_s, _ = _timed(lambda: _gram(X, block, "tf32"), dev, repeats)
     bf16_s = _bf16_gram_seconds(X, block, repeats)
-    rng = np.random.default_rng(seed)
-    rows_np = np.sort(rng.choice(n, size=min(n, check_rows), replace=False))
-    rows = torch.from_numpy(rows_np).to(dev)
-    d_ref, i_ref = reference_knn(X, rows, k)
+    rows_np, d_ref, i_ref = reference_rows(X, k, check_rows, seed)
     same_idx = np.all(idx[rows_np] == i_ref, axis=1)
     rel = np.abs(dist[rows_np] - d_ref) / np.maximum(d_ref, np.finfo(np.float64).tiny)
     flops = 2.0 * n * n * D

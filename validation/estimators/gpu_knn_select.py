@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ import torch
 from gelora._io import atomic_write_json, read_json
 from gelora.estimators import _knn_torch as kt
 from gelora.estimators import knn_distances
-from validation.estimators.gpu_knn_bench import _gram, _sync, _timed, make_data, reference_knn
+from validation.estimators.gpu_knn_bench import _gram, _sync, _timed, make_data, phases_of, reference_rows
 
 #: variants timed by default: ``MODE[:SMALLEST][+GROUP_MIN][@BLOCK]`` (see :func:`parse_variant`)
 VARIANTS = "tilewise,deferred,deferred+halving"
@@ -180,19 +181,10 @@ def compare_cell(
             _knn(X, k, precision, name)
             _sync(dev)
             times[name].append(time.perf_counter() - t0)
-    phases = {}
-    kt.PHASE_TIMING["on"] = True
-    try:
-        for name in variants:
-            _knn(X, k, precision, name)
-            phases[name] = dict(kt.LAST_STATS[0].phases)
-    finally:
-        kt.PHASE_TIMING["on"] = False
+    phases = {name: phases_of(partial(_knn, X, k, precision, name)) for name in variants}
     block_rows = max(1, min(n, 2**30 // (4 * n)))
     gram = _min_time(lambda: _gram(X, block_rows, "tf32"), dev, repeats)
-    rng = np.random.default_rng(seed)
-    rows_np = np.sort(rng.choice(n, size=min(n, check_rows), replace=False))
-    d_ref, i_ref = reference_knn(X, torch.from_numpy(rows_np).to(dev), k)
+    rows_np, _, i_ref = reference_rows(X, k, check_rows, seed)
     seconds = {name: min(ts) for name, ts in times.items()}
     cell: dict[str, Any] = {
         "data": kind,
