@@ -67,18 +67,8 @@ def bootstrap_draws(n: int, n_bootstrap: int, rng: np.random.Generator, chunk: i
 
 
 def bootstrap_weights(n: int, n_bootstrap: int, rng: np.random.Generator, chunk: int = 64):
-    """Yield bootstrap resampling counts in chunks.
-
-    Parameters
-    ----------
-    n : int
-        Number of points resampled with replacement.
-    n_bootstrap : int
-        Total number of resamples.
-    rng : numpy.random.Generator
-        Source of randomness (seeded by the caller).
-    chunk : int
-        Resamples per yielded block (bounds memory to ``chunk * n`` float64).
+    """Yield bootstrap resampling counts in chunks: the draws of :func:`bootstrap_draws` (same parameters;
+    ``chunk`` bounds memory to ``chunk * n`` float64), counted.
 
     Yields
     ------
