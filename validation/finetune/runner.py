@@ -478,20 +478,21 @@ def run_cell(
     task = task_family(task).canonical(task)
     run_dir = Path(run_dir)
     eff = profile.for_task(task)
-    lr_record = None
-    lr = None
-    early = False
-    if eff.lr_select:
-        from validation.finetune.lr_select import select_learning_rate, single_rate
+    from validation.finetune.lr_select import select_learning_rate, single_rate
 
-        lr = single_rate(eff, method)
-        early = lr is not None  # one rate: nothing to choose, train beside the selection run
-        if not early:
-            lr_record = select_learning_rate(
-                task, method, profile=eff, run_dir=run_dir, data_dir=data_dir, device=device
-            )
-            assert lr_record is not None
-            lr = float(lr_record["chosen"])
+    def selection() -> dict[str, Any]:
+        rec = select_learning_rate(
+            task, method, profile=eff, run_dir=run_dir, data_dir=data_dir, device=device
+        )
+        assert rec is not None  # it waits for another worker's selection
+        return rec
+
+    lr_record = None
+    # one rate: nothing to choose, the cell trains beside the selection run and takes its record after
+    lr = single_rate(eff, method)
+    if eff.lr_select and lr is None:
+        lr_record = selection()
+        lr = float(lr_record["chosen"])
     work_dir = run_dir / "work" / cell_name(task, method, seed)
     result = train_and_score(
         task,
@@ -505,11 +506,9 @@ def run_cell(
         learning_rate=lr,
         callback_factories=callback_factories,
     )
-    if early:
-        lr_record = select_learning_rate(
-            task, method, profile=eff, run_dir=run_dir, data_dir=data_dir, device=device
-        )
-        assert lr_record is not None and float(lr_record["chosen"]) == lr
+    if eff.lr_select and lr_record is None:
+        lr_record = selection()
+        assert float(lr_record["chosen"]) == lr
     if lr_record is not None:
         from validation.finetune.convergence import cell_convergence
 

@@ -34,6 +34,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,7 @@ class Context:
     def raw_dir(self) -> Path:
         return self.out_dir / "raw"
 
-    @property
+    @cached_property
     def rate_dirs(self) -> tuple[Path, ...]:
         """The rate-check directories among :attr:`runs_dirs` (none when every directory is one)."""
         multi = tuple(d for d in self.runs_dirs if is_rate_selected(d))
@@ -110,7 +111,8 @@ class Context:
     @property
     def collected_dirs(self) -> tuple[Path, ...]:
         """:attr:`runs_dirs` without the rate-check directories."""
-        return tuple(d for d in self.runs_dirs if d not in self.rate_dirs)
+        rate = self.rate_dirs
+        return tuple(d for d in self.runs_dirs if d not in rate)
 
 
 def is_rate_selected(run_dir: Path) -> bool:
