@@ -29,6 +29,8 @@ from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 
 SCHEMA = "gelora.validation.lr_select/1"
+#: held-out settings two selection records must share for their scores to be compared or reused
+SPLIT_KEYS = ("seed", "fraction", "max_n")
 
 
 #: seconds between looks at a selection another worker is running
@@ -273,7 +275,7 @@ def _compatible(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(old, dict) or old.get("schema") != SCHEMA:
         raise ResultFileError(f"{path} is not a learning-rate selection (schema {SCHEMA!r} expected)")
     same = old.get("grid") == record["grid"] and all(
-        old.get("heldout", {}).get(k) == record["heldout"][k] for k in ("seed", "fraction", "max_n")
+        old.get("heldout", {}).get(k) == record["heldout"][k] for k in SPLIT_KEYS
     )
     if not same:
         raise ConfigError(
@@ -285,6 +287,7 @@ def _compatible(path: Path, record: dict[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "SCHEMA",
+    "SPLIT_KEYS",
     "choose",
     "lr_grid",
     "lr_key",

@@ -31,12 +31,10 @@ from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.convergence import cell_convergence
 from validation.finetune.lr_select import SCHEMA as SELECT_SCHEMA
-from validation.finetune.lr_select import choose, lr_key
+from validation.finetune.lr_select import SPLIT_KEYS, choose, lr_key
 from validation.finetune.runner import cell_name
 
 GRID_FILE = "grid.json"
-#: held-out settings that must agree for scores of two runs to be compared
-_SPLIT_KEYS = ("seed", "fraction", "max_n")
 
 
 def _grid(run_dir: Path) -> dict[str, Any]:
@@ -105,7 +103,7 @@ def merge_selections(records: Sequence[dict[str, Any]], sources: Sequence[str]) 
             if rec.get(key) != first.get(key):
                 raise ConfigError(f"{src}: {key} {rec.get(key)!r} differs from {first.get(key)!r}")
         held, held0 = rec.get("heldout") or {}, first.get("heldout") or {}
-        if any(held.get(k) != held0.get(k) for k in _SPLIT_KEYS):
+        if any(held.get(k) != held0.get(k) for k in SPLIT_KEYS):
             raise ConfigError(f"{src}: another held-out split ({held} vs {held0})")
         for lr in rec["grid"]:
             if lr_key(float(lr)) in scores:
