@@ -63,8 +63,13 @@ def _ci_text(lo: float | None, hi: float | None, digits: int = 3, signed: bool =
     return f"[{f.format(lo)}, {f.format(hi)}]"
 
 
-def _ci_of(ci: list[float] | None) -> str:
-    return _ci_text(None, None) if ci is None else _ci_text(ci[0], ci[1], signed=True)
+def _ci_of(ci: list[float] | None, n: int | None = None) -> str:
+    """A signed interval, or why there is none (``n`` usable common seeds, when known)."""
+    if ci is not None:
+        return _ci_text(ci[0], ci[1], signed=True)
+    if n == 0:
+        return "no CI (no usable common seed)"
+    return _ci_text(None, None)
 
 
 def _not_tested(sec_name: str, sec: dict[str, Any]) -> Finding:
@@ -504,7 +509,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
                     _task(task),
                     _name(b),
                     "—" if pd["diff"] is None else f"{pd['diff']:+.3f}",
-                    _ci_of(pd["ci"]),
+                    _ci_of(pd["ci"], pd["n"]),
                     str(pd["n"]),
                     outcome,
                 ]
@@ -545,7 +550,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
     extra: dict[str, Any] = {
         "setup": f"{model}, paper protocol, {_seed_text(sorted(seeds_used))}, "
         f"GLUE dev ({', '.join(_task(t) for t in v['tasks'])})"
-        + (", default learning rates (no rate selection)" if defaults == ["all"] else ""),
+        + (", default rates (none selected)" if defaults == ["all"] else ""),
         "exclusions": _exclusions_line(v),
         "table": {
             "headers": ["task", "baseline", "GeLoRA - baseline", "95% CI", "seeds", "outcome"],

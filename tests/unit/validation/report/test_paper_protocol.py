@@ -73,6 +73,15 @@ def test_c4_drops_unconverged_and_unrecorded_seeds(f, tmp_path, gridfix):
     assert any("seed 0: unconverged; dropped" in e for e in c4["evidence"])
 
 
+def test_c4_baseline_with_every_seed_unconverged_is_undetermined(f, tmp_path, gridfix):
+    conv = {("sst2", "adalora", s): False for s in range(3)}
+    c4 = _claim(_report(f, tmp_path, gridfix, {"sst2": GOOD}, converged=conv), "C4")
+    row = next(r for r in c4["table"]["rows"] if r[:2] == ["SST-2", "AdaLoRA"])
+    assert row[2:] == ["—", "no CI (no usable common seed)", "0", "undetermined"]
+    assert c4["exclusions"] == "seeds dropped: 3 unconverged"
+    assert "(1 undetermined: fewer than 2 usable seeds)" in c4["evidence"][0]
+
+
 def test_c6_reports_the_paper_protocol_average(f, tmp_path, gridfix):
     r = _report(f, tmp_path, gridfix, {"sst2": GOOD, "squad_v1": GOOD})
     c6 = _claim(r, "C6")
@@ -216,7 +225,7 @@ def test_one_budget_has_no_budget_table(f, tmp_path, gridfix):
 def test_c4_says_when_every_method_ran_at_its_default_rate(f, tmp_path, gridfix):
     one = {"grid": [5e-4], "chosen": 5e-4, "metric": "accuracy", "scores": {"0.0005": 0.8}}
     c4 = _claim(_report(f, tmp_path / "a", gridfix, {"sst2": GOOD}, lr_selection=one), "C4")
-    assert c4["setup"].endswith("default learning rates (no rate selection)")
+    assert c4["setup"].endswith("default rates (none selected)")
     assert any(
         c.startswith("Learning rates: every method trained at its default rate") for c in c4["caveats"]
     )
