@@ -1,0 +1,75 @@
+"""The README's evidence table quotes the committed full report (issue 19: "the README's evidence table
+matches the report"): every paired difference with its interval in the C4 row is one the report computed."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[4]
+MINUS = "\u2212"
+#: "−0.0095 [−0.0133, −0.0058]": a difference and its 95 % interval, as the README writes them
+TRIPLE = re.compile(r"([+\u2212-]?\d+\.\d+) \[([+\u2212-]?\d+\.\d+), ([+\u2212-]?\d+\.\d+)\]")
+
+
+def _num(text: str) -> tuple[float, int]:
+    """The value and its number of decimals."""
+    text = text.replace(MINUS, "-")
+    return float(text), len(text.split(".")[1])
+
+
+def _c4_row() -> str:
+    rows = [
+        line
+        for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+        if line.startswith("| GeLoRA beats LoRA")
+    ]
+    assert len(rows) == 1, "README.md has no single evidence row for C4"
+    return rows[0]
+
+
+def _report_triples(report: dict[str, Any]) -> list[tuple[float, float, float]]:
+    """Every (difference, low, high) of C4 (incl. its rate check) and of the ablation section."""
+    c4 = next(c for c in report["claims"] if c["id"] == "C4")
+    nums = c4["numbers"]
+    out = [(v, *nums[f"{k}/ci95"]) for k, v in nums.items() if f"{k}/ci95" in nums and nums[f"{k}/ci95"]]
+    abl = report["sections"].get("ablations", {}).get("data") or {}
+    out += [(c["diff"], *c["ci"]) for c in abl.get("comparisons", []) if c.get("ci")]
+    return out
+
+
+def matches(quoted: tuple[str, str, str], computed: tuple[float, float, float]) -> bool:
+    """Whether a quoted triple is the computed one rounded to the quoted decimals."""
+    return all(
+        abs(round(c, d) - q) < 0.5 * 10**-d
+        for (q, d), c in zip((_num(t) for t in quoted), computed, strict=True)
+    )
+
+
+def test_matches_rounds_to_the_quoted_digits():
+    assert matches(("\u22120.0095", "\u22120.0133", "\u22120.0058"), (-0.009512, -0.013252, -0.005773))
+    assert not matches(("\u22120.0095", "\u22120.0133", "\u22120.0057"), (-0.009512, -0.013252, -0.005773))
+    assert matches(("+0.003", "\u22120.018", "+0.024"), (0.002941, -0.017967, 0.023849))
+
+
+def test_every_interval_in_the_c4_row_is_in_the_committed_report():
+    report = json.loads((ROOT / "reports" / "full" / "report.json").read_text(encoding="utf-8"))
+    computed = _report_triples(report)
+    quoted = TRIPLE.findall(_c4_row())
+    assert len(quoted) >= 5
+    missing = [q for q in quoted if not any(matches(q, c) for c in computed)]
+    assert not missing, f"README C4 intervals not in reports/full/report.json: {missing}"
+
+
+def test_c4_row_states_the_report_verdict_and_counts():
+    report = json.loads((ROOT / "reports" / "full" / "report.json").read_text(encoding="utf-8"))
+    c4 = next(c for c in report["claims"] if c["id"] == "C4")
+    row = _c4_row()
+    assert f'C4 reads "{c4["verdict"]}"' in row
+    m = re.search(r"worse on (\d+) of (\d+) decided pairs", row)
+    assert m, "the C4 row gives no 'worse on N of M decided pairs'"
+    # "Better on b, tie on t, worse on w of n informative task/baseline pairs (...)"
+    b, t, w, _n = (int(x) for x in re.findall(r"\d+", c4["evidence"][0])[:4])
+    assert (int(m.group(1)), int(m.group(2))) == (w, b + t + w)
