@@ -313,17 +313,26 @@ def _seed_text(seeds: list[int]) -> str:
     return "seed" + ("s " if len(seeds) > 1 else " ") + ", ".join(str(x) for x in seeds)
 
 
+def _dropped_text(why: str, cells: list[str]) -> str:
+    """``"5 unconverged (RTE/AdaLoRA)"``: the count, the reason and where (the pairs, up to two)."""
+    where = sorted(set(cells))
+    at = ", ".join(where) if len(where) <= 2 else f"{len(where)} task/method pairs"
+    return f"{len(cells)} {why} ({at})"
+
+
 def _exclusions_line(v: dict[str, Any], limit: int = 118) -> str:
     """One line: uninformative tasks, then dropped cells by reason (shortened to ``limit`` characters)."""
     parts = []
     if v["uninformative"]:
         parts.append("uninformative: " + ", ".join(_task(u["task"]) for u in v["uninformative"]))
-    dropped: dict[str, int] = {}
+    dropped: dict[str, list[str]] = {}
     for e in v["exclusions"]:
         if e["excluded"]:
-            dropped[e["reason"]] = dropped.get(e["reason"], 0) + 1
+            dropped.setdefault(e["reason"], []).append(f"{_task(e['task'])}/{_name(e['method'])}")
     if dropped:
-        parts.append("seeds dropped: " + ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())))
+        parts.append(
+            "seeds dropped: " + ", ".join(_dropped_text(why, cells) for why, cells in sorted(dropped.items()))
+        )
     text = "; ".join(parts) or "none (every task informative, every cell converged)"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

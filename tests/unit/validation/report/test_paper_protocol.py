@@ -67,7 +67,9 @@ def test_c4_worse_tie_and_no_informative_task(f, tmp_path, gridfix):
 def test_c4_drops_unconverged_and_unrecorded_seeds(f, tmp_path, gridfix):
     conv = {("sst2", "lora", 0): False, ("sst2", "adalora", 1): gridfix.MISSING}
     c4 = _claim(_report(f, tmp_path, gridfix, {"sst2": GOOD}, converged=conv), "C4")
-    assert c4["exclusions"] == "seeds dropped: 1 convergence not recorded, 1 unconverged"
+    assert c4["exclusions"] == (
+        "seeds dropped: 1 convergence not recorded (SST-2/AdaLoRA), 1 unconverged (SST-2/LoRA)"
+    )
     assert c4["numbers"]["sst2/gelora-lora/n_seeds"] == 2
     assert c4["numbers"]["sst2/gelora-adalora/n_seeds"] == 2
     assert any("seed 0: unconverged; dropped" in e for e in c4["evidence"])
@@ -78,7 +80,7 @@ def test_c4_baseline_with_every_seed_unconverged_is_undetermined(f, tmp_path, gr
     c4 = _claim(_report(f, tmp_path, gridfix, {"sst2": GOOD}, converged=conv), "C4")
     row = next(r for r in c4["table"]["rows"] if r[:2] == ["SST-2", "AdaLoRA"])
     assert row[2:] == ["—", "no CI (no usable common seed)", "0", "undetermined"]
-    assert c4["exclusions"] == "seeds dropped: 3 unconverged"
+    assert c4["exclusions"] == "seeds dropped: 3 unconverged (SST-2/AdaLoRA)"
     assert "(1 undetermined: fewer than 2 usable seeds)" in c4["evidence"][0]
 
 
@@ -246,3 +248,11 @@ def test_c4_names_a_baseline_that_trained_below_its_budget(f, tmp_path, gridfix)
     assert lines == [
         "SST-2/GeoLoRA: 25 adapter parameters on average over training (25% of the 100 budget, mean over 3 seed(s))."
     ]
+
+
+def test_dropped_seeds_name_where_up_to_two_pairs():
+    from validation.report.claims import _dropped_text
+
+    assert _dropped_text("unconverged", ["RTE/AdaLoRA"] * 5) == "5 unconverged (RTE/AdaLoRA)"
+    three = ["RTE/AdaLoRA", "CoLA/LoRA", "MRPC/GeLoRA", "RTE/AdaLoRA"]
+    assert _dropped_text("unconverged", three) == "4 unconverged (3 task/method pairs)"
