@@ -324,6 +324,86 @@ def fig_loss_curves(report: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
+def _chosen_run(sel: dict[str, Any]) -> dict[str, Any] | None:
+    """The selection record's run at its chosen rate (``runs`` is keyed by the rate as text)."""
+    chosen = sel.get("chosen")
+    for rate, run in (sel.get("runs") or {}).items():
+        try:
+            if chosen is not None and float(rate) == float(chosen):
+                return run  # type: ignore[no-any-return]
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+def heldout_curve_series(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{task: {method: {"points", "converged", "tail", "tol", "metric", "rate"}}}``: the held-out curve of
+    each paper-protocol method's selection run at its chosen rate, the record the convergence flag of its
+    cells comes from (first seed that carries one)."""
+    pp = _paper(report)
+    if pp is None:
+        return {}
+    summary, _ = pp
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, by in sorted((summary.get("table") or {}).items()):
+        for m, e in sorted(by.items()):
+            for r in e.get("per_seed") or []:
+                sel = r.get("lr_selection") or {}
+                conv = (_chosen_run(sel) or {}).get("convergence") or {}
+                if conv.get("curve"):
+                    out.setdefault(task, {})[m] = {
+                        "points": conv["curve"],
+                        "converged": conv.get("converged"),
+                        "tail": conv.get("tail"),
+                        "tol": conv.get("tol"),
+                        "metric": conv.get("metric") or sel.get("metric"),
+                        "rate": sel.get("chosen"),
+                    }
+                    break
+    return out
+
+
+def fig_heldout_curves(report: dict[str, Any]) -> bytes | None:
+    """Held-out score against step of every method's selection run, one panel per task (paper protocol);
+    the steps the convergence rule reads shaded, unconverged runs dashed."""
+    series = heldout_curve_series(report)
+    if not series:
+        return None
+    n = len(series)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    methods = sorted({m for by in series.values() for m in by})
+    for k, (task, by) in enumerate(series.items()):
+        ax = axes[k // cols][k % cols]
+        last = max(p[0] for c in by.values() for p in c["points"])
+        tails = {c["tail"] for c in by.values() if c["tail"] is not None}
+        if len(tails) == 1:
+            ax.axvspan((1.0 - tails.pop()) * last, last, color="0.92", lw=0)
+        for m, c in by.items():
+            j = methods.index(m)
+            pts = np.asarray(c["points"], dtype=float)
+            bad = c["converged"] is False
+            ax.plot(
+                pts[:, 0],
+                pts[:, 1],
+                color=COLORS[j % len(COLORS)],
+                lw=1.2,
+                ls="--" if bad else "-",
+                marker="o",
+                ms=3,
+                label=f"{m} ({c['rate']:g})" + (" unconverged" if bad else ""),
+            )
+        ax.set_title(task)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(f"held-out {next(iter(by.values()))['metric']}")
+        ax.legend(fontsize=7)
+    for k in range(n, rows * cols):
+        axes[k // cols][k % cols].set_visible(False)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def fig_ablations(report: dict[str, Any]) -> bytes | None:
     """Forest plot of GeLoRA against its ablations (:mod:`validation.report.ablations`)."""
     from validation.report.ablations import fig_ablations as draw
@@ -350,6 +430,13 @@ FIGURES: dict[str, tuple[Callable[[dict[str, Any]], bytes | None], str]] = {
     "loss_curves": (
         fig_loss_curves,
         "Paper protocol: training loss against optimizer step for one seed per method, one panel per task.",
+    ),
+    "heldout_curves": (
+        fig_heldout_curves,
+        "Paper protocol: held-out score of each method's learning-rate selection run at its chosen rate "
+        "(legend), the curve its cells' convergence flag comes from; shaded: the rule's tail (a run has "
+        "converged when its final score is at most the tolerance above its best score before the tail); "
+        "dashed: not converged.",
     ),
     "grid_scores": (fig_grid, "Dev-set scores, mean ± std over seeds, per task and method."),
     "rank_trajectories": (fig_trajectories, "Total adapter rank during training for rank-adaptive methods."),

@@ -489,7 +489,7 @@ def stsb_plateau(rows: list[dict[str, Any]]) -> str | None:
 def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
     """Section 5 under the paper protocol: forest plot, reading, loss curves, ceiling/floor table."""
     from validation.report.claims import _name, _task, paper_protocol
-    from validation.report.figures import loss_curve_series
+    from validation.report.figures import heldout_curve_series, loss_curve_series
 
     pp = paper_protocol(report)
     assert pp is not None
@@ -518,6 +518,15 @@ def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
         out.append(
             Notice(
                 "figure loss_curves: not drawn — no cell of the paper-protocol grid recorded train.loss_curve"
+            )
+        )
+    if heldout_curve_series(report):
+        out.append(Figure("heldout_curves", FIGURES["heldout_curves"][1]))
+    else:
+        out.append(
+            Notice(
+                "figure heldout_curves: not drawn — no cell of the paper-protocol grid carries a selection "
+                "run's held-out curve"
             )
         )
     rows = []

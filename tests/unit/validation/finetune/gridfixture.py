@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ def write_cell(
     profile: str = "paper",
     converged: Any = True,
     loss_curve: Sequence[Sequence[float]] | None = None,
-    lr_selection: Mapping[str, Any] | None = None,
+    lr_selection: Mapping[str, Any] | Callable[[str, str, int], Mapping[str, Any] | None] | None = None,
 ) -> Path:
     """One cell result file as run_cell writes it (only the keys the summary and verdicts read)."""
     metric = PRIMARY_METRIC[task]
@@ -65,11 +65,11 @@ def write_grid(
     converged: Mapping[tuple[str, str, int], Any] | None = None,
     epochs: float = 3.0,
     curves: bool = False,
-    lr_selection: Mapping[str, Any] | None = None,
+    lr_selection: Mapping[str, Any] | Callable[[str, str, int], Mapping[str, Any] | None] | None = None,
 ) -> Path:
     """A grid: ``scores[task][method]`` lists one score per seed 0, 1, ... (``None``: the cell is planned but
     has no result). ``converged[(task, method, seed)]`` overrides the default ``True`` (``MISSING``: no
-    record). ``lr_selection`` is written into every cell."""
+    record). ``lr_selection`` is written into every cell (a callable: ``lr_selection(task, method, seed)``)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     planned = []
     for t, by in scores.items():
@@ -89,7 +89,7 @@ def write_grid(
                     profile=profile,
                     converged=conv,
                     loss_curve=curve,
-                    lr_selection=lr_selection,
+                    lr_selection=lr_selection(t, m, s) if callable(lr_selection) else lr_selection,
                 )
     atomic_write_json(
         run_dir / "grid.json",

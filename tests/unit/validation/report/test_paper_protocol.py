@@ -256,3 +256,38 @@ def test_dropped_seeds_name_where_up_to_two_pairs():
     assert _dropped_text("unconverged", ["RTE/AdaLoRA"] * 5) == "5 unconverged (RTE/AdaLoRA)"
     three = ["RTE/AdaLoRA", "CoLA/LoRA", "MRPC/GeLoRA", "RTE/AdaLoRA"]
     assert _dropped_text("unconverged", three) == "4 unconverged (3 task/method pairs)"
+
+
+def _selection(task: str, method: str, seed: int) -> dict[str, Any]:
+    """A one-rate selection record whose run at the chosen rate carries a held-out curve (AdaLoRA's rises
+    in its tail: unconverged)."""
+    rising = method == "adalora"
+    curve = [[10 * (k + 1), 0.5 + (0.03 * k if rising else 0.1 * (k > 0))] for k in range(10)]
+    conv = {"converged": not rising, "curve": curve, "tail": 0.3, "tol": 0.01, "metric": "accuracy"}
+    return {"grid": [5e-4], "chosen": 5e-4, "metric": "accuracy", "runs": {"0.0005": {"convergence": conv}}}
+
+
+def test_heldout_curves_come_from_each_methods_chosen_selection_run(f, tmp_path, gridfix):
+    from validation.report.figures import heldout_curve_series
+
+    r = _report(f, tmp_path, gridfix, {"sst2": GOOD}, lr_selection=_selection)
+    series = heldout_curve_series(r)
+    assert sorted(series["sst2"]) == sorted(GOOD)
+    assert series["sst2"]["adalora"]["converged"] is False and series["sst2"]["lora"]["converged"] is True
+    assert series["sst2"]["lora"]["points"][-1] == [100, pytest.approx(0.6)]
+    assert series["sst2"]["lora"]["rate"] == 5e-4 and series["sst2"]["lora"]["tail"] == 0.3
+    blocks = document(r)
+    assert any(isinstance(b, Figure) and b.stem == "heldout_curves" for b in blocks)
+    _, _, figures = B.render_all(r)
+    assert figures["heldout_curves"].startswith(b"\x89PNG")
+
+
+def test_heldout_curves_absent_without_selection_records(f, tmp_path, gridfix):
+    from validation.report.figures import heldout_curve_series
+
+    r = _report(f, tmp_path, gridfix, {"sst2": GOOD})
+    assert heldout_curve_series(r) == {}
+    notices = [b.text for b in document(r) if isinstance(b, Notice)]
+    assert any(t.startswith("figure heldout_curves: not drawn") for t in notices)
+    _, _, figures = B.render_all(r)
+    assert "heldout_curves" not in figures
