@@ -83,10 +83,28 @@ class GridOutcome:
         return out
 
 
-def _profile_key(profile: dict[str, Any]) -> dict[str, Any]:
-    # fields that change results; batch sizes for evaluation and checkpoint interval do not
+def profile_key(profile: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a profile that change results (runs that share them may share a directory); the
+    evaluation batch size and the checkpoint interval do not."""
     ignore = {"eval_batch_size", "save_steps"}
     return {k: v for k, v in profile.items() if k not in ignore}
+
+
+def read_plan(run_dir: str | Path) -> dict[str, Any]:
+    """The plan ``run_dir/grid.json`` of a run directory (``schema``, ``profile``, ``cells``, ``updated``).
+
+    Raises
+    ------
+    ResultFileError
+        ``grid.json`` missing, corrupt or not a grid plan.
+    """
+    path = Path(run_dir) / "grid.json"
+    if not path.is_file():
+        raise ResultFileError(f"{run_dir} is not a grid run directory (no grid.json)")
+    plan = read_json(path)
+    if not isinstance(plan, dict) or plan.get("schema") != GRID_SCHEMA or "cells" not in plan:
+        raise ResultFileError(f"{path} is not a grid plan (schema {GRID_SCHEMA!r} expected)")
+    return plan
 
 
 def write_plan(
@@ -99,7 +117,7 @@ def write_plan(
         old = read_json(path)
         if not isinstance(old, dict) or old.get("schema") != GRID_SCHEMA:
             raise ResultFileError(f"{path} is not a grid plan (schema {GRID_SCHEMA!r} expected)")
-        if _profile_key(old["profile"]) != _profile_key(profile.to_dict()):
+        if profile_key(old["profile"]) != profile_key(profile.to_dict()):
             diff = sorted(
                 k
                 for k in set(old["profile"]) | set(profile.to_dict())
@@ -479,9 +497,7 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
     from validation.finetune.metrics import PRIMARY_METRIC
 
     run_dir = Path(run_dir)
-    plan = read_json(run_dir / "grid.json")
-    if not isinstance(plan, dict) or plan.get("schema") != GRID_SCHEMA or "cells" not in plan:
-        raise ResultFileError(f"{run_dir / 'grid.json'} is not a grid plan (schema {GRID_SCHEMA!r} expected)")
+    plan = read_plan(run_dir)
     cells_dir = run_dir / "cells"
     planned = [(c["task"], c["method"], int(c["seed"])) for c in plan["cells"]]
     found: dict[tuple[str, str, int], dict[str, Any]] = {}
@@ -660,6 +676,8 @@ __all__ = [
     "attempt_cells",
     "claim_path",
     "format_summary",
+    "profile_key",
+    "read_plan",
     "run_grid",
     "summarise",
     "write_plan",

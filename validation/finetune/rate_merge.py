@@ -30,6 +30,7 @@ from typing import Any
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.convergence import cell_convergence
+from validation.finetune.grid import read_plan
 from validation.finetune.lr_select import SCHEMA as SELECT_SCHEMA
 from validation.finetune.lr_select import SPLIT_KEYS, choose, lr_key
 from validation.finetune.runner import cell_name
@@ -38,10 +39,9 @@ GRID_FILE = "grid.json"
 
 
 def _grid(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / GRID_FILE
-    if not path.exists():
+    if not (run_dir / GRID_FILE).exists():
         raise ConfigError(f"{run_dir} is not a grid run directory (no {GRID_FILE})")
-    return read_json(path)
+    return read_plan(run_dir)
 
 
 def _common_profile(grids: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:

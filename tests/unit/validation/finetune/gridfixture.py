@@ -25,7 +25,7 @@ def write_cell(
     profile: str = "paper",
     converged: Any = True,
     loss_curve: Sequence[Sequence[float]] | None = None,
-    lr_selection: Mapping[str, Any] | Callable[[str, str, int], Mapping[str, Any] | None] | None = None,
+    lr_selection: Mapping[str, Any] | None = None,
 ) -> Path:
     """One cell result file as run_cell writes it (only the keys the summary and verdicts read)."""
     metric = PRIMARY_METRIC[task]

@@ -1,0 +1,146 @@
+"""Run directories of one profile merged into one (validation.finetune.merge_runs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gelora._io import atomic_write_json, read_json
+from gelora.errors import ConfigError, ResultFileError
+from validation.finetune.grid import read_plan, summarise
+from validation.finetune.merge_runs import main, merge_runs
+
+from .gridfixture import write_grid
+
+
+def _log(run: Path, name: str, text: str) -> None:
+    (run / "logs").mkdir(parents=True, exist_ok=True)
+    (run / "logs" / name).write_text(text, encoding="utf-8")
+
+
+def _selection(run: Path, task: str, method: str, score: float) -> None:
+    atomic_write_json(
+        run / "lr_select" / f"{task}__{method}.json", {"task": task, "method": method, "s": score}
+    )
+
+
+def _tree(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    dest = write_grid(tmp_path / "dest", {"stsb": {"lora": [0.8, 0.81], "gelora": [0.79, 0.8]}})
+    _selection(dest, "stsb", "lora", 0.85)
+    _log(dest, "stsb__lora__seed0.log", "dest log")
+    a = write_grid(tmp_path / "a", {"cola": {"lora": [0.3, 0.31]}})
+    _selection(a, "cola", "lora", 0.33)
+    _log(a, "cola__lora__seed0.log", "a log")
+    _log(a, "worker-0.log", "scheduling")
+    # b started from a copy of dest (its stsb files identical) and added MRPC
+    b = tmp_path / "b"
+    b.mkdir()
+    for rel, data in _tree(dest).items():
+        (b / rel).parent.mkdir(parents=True, exist_ok=True)
+        (b / rel).write_bytes(data)
+    write_grid(b, {"stsb": {"lora": [0.8, 0.81], "gelora": [0.79, 0.8]}, "mrpc": {"gelora": [0.7]}})
+    return dest, a, b
+
+
+def test_merge_copies_new_results_and_extends_the_plan(runs):
+    dest, a, b = runs
+    before = read_plan(dest)["cells"]
+    rep = merge_runs(dest, [a, b])
+    plan = read_plan(dest)
+    assert plan["cells"][: len(before)] == before  # the destination's order first
+    keys = {(c["task"], c["method"], c["seed"]) for c in plan["cells"]}
+    assert {("cola", "lora", 1), ("mrpc", "gelora", 0), ("stsb", "gelora", 1)} <= keys
+    assert rep.planned_added == 3
+    assert "cells/cola__lora__seed0.json" in rep.copied and "lr_select/cola__lora.json" in rep.copied
+    assert "logs/cola__lora__seed0.log" in rep.copied
+    assert not (dest / "logs" / "worker-0.log").exists()  # scheduling logs are not results
+    assert "cells/stsb__lora__seed0.json" in rep.identical
+    s = summarise(dest)
+    assert sorted(s["table"]) == ["cola", "mrpc", "stsb"]
+    assert s["n_cells"] == 7
+
+
+def test_merge_is_idempotent(runs):
+    dest, a, b = runs
+    merge_runs(dest, [a, b])
+    once = _tree(dest)
+    rep = merge_runs(dest, [a, b])
+    assert _tree(dest) == once and rep.copied == [] and rep.planned_added == 0
+
+
+def test_a_different_result_is_refused_and_nothing_is_written(runs):
+    dest, a, b = runs
+    cell = b / "cells" / "stsb__lora__seed0.json"
+    data = read_json(cell)
+    data["primary"] = 0.1
+    cell.write_text(json.dumps(data), encoding="utf-8")
+    before = _tree(dest)
+    with pytest.raises(ResultFileError, match="never overwritten"):
+        merge_runs(dest, [a, b])
+    assert _tree(dest) == before  # not even a's new files
+
+
+def test_a_different_selection_record_between_sources_is_refused(runs, tmp_path):
+    dest, a, _ = runs
+    c = write_grid(tmp_path / "c", {"cola": {"lora": [0.3, 0.31]}})
+    _selection(c, "cola", "lora", 0.2)
+    with pytest.raises(ResultFileError, match="lr_select/cola__lora.json"):
+        merge_runs(dest, [a, c])
+
+
+def test_a_different_log_keeps_the_destinations(runs):
+    dest, a, b = runs
+    _log(b, "stsb__lora__seed0.log", "another log")
+    rep = merge_runs(dest, [a, b])
+    assert rep.logs_kept == ["logs/stsb__lora__seed0.log"]
+    assert (dest / "logs" / "stsb__lora__seed0.log").read_text(encoding="utf-8") == "dest log"
+    assert any("kept the destination's logs/stsb__lora__seed0.log" in x for x in rep.lines())
+
+
+def test_profiles_must_match(runs, tmp_path):
+    dest, _, _ = runs
+    other = write_grid(tmp_path / "o", {"cola": {"lora": [0.3]}}, epochs=25.0)
+    with pytest.raises(ConfigError, match=r"profile differs .* \['epochs'\]"):
+        merge_runs(dest, [other])
+
+
+def test_dry_run_and_new_destination(runs, tmp_path):
+    dest, a, _ = runs
+    before = _tree(dest)
+    rep = merge_runs(dest, [a], dry_run=True)
+    assert rep.copied and _tree(dest) == before
+    new = tmp_path / "new"
+    merge_runs(new, [a])
+    assert read_plan(new)["cells"] == read_plan(a)["cells"]
+    assert (new / "cells" / "cola__lora__seed1.json").read_bytes() == (
+        a / "cells" / "cola__lora__seed1.json"
+    ).read_bytes()
+
+
+def test_bad_arguments(runs, tmp_path):
+    dest, a, _ = runs
+    with pytest.raises(ConfigError, match="at least one source"):
+        merge_runs(dest, [])
+    with pytest.raises(ConfigError, match="destination itself"):
+        merge_runs(dest, [dest])
+    with pytest.raises(ResultFileError, match="no grid.json"):
+        merge_runs(dest, [tmp_path / "nothing"])
+    (tmp_path / "bad").mkdir()
+    atomic_write_json(tmp_path / "bad" / "grid.json", {"schema": "other"})
+    with pytest.raises(ResultFileError, match="not a grid plan"):
+        merge_runs(dest, [tmp_path / "bad"])
+
+
+def test_cli(runs, tmp_path, capsys):
+    dest, a, _ = runs
+    assert main([str(dest), str(a), "--dry-run"]) == 0
+    assert "copied" in capsys.readouterr().out
+    assert main([str(dest), str(tmp_path / "nothing")]) == 2
+    assert "merge_runs: error:" in capsys.readouterr().out

@@ -1,0 +1,184 @@
+"""Run directories of one grid profile merged into one (the campaign's "merged in, union grid.json").
+
+A GPU session trains a few grids side by side, each in its own run directory (``runs/cola``,
+``runs/rte-ada``, ...), sometimes started from a copy of the committed directory so that a finished
+selection run is reused. :func:`merge_runs` brings their results into the committed directory:
+
+- ``grid.json``: the union of the planned cells (the destination's order first), only when every source
+  has the destination's profile (the fields that change results, as :func:`validation.finetune.grid.write_plan`
+  compares them);
+- ``cells/*.json``, ``lr_select/*.json``: copied when new, skipped when byte-identical, **refused** when the
+  destination holds a different file of the same name (a result is never overwritten);
+- ``logs/*.log`` except the workers' own logs (``worker-*.log``: process scheduling, not results): copied
+  when new; a different log of the same name is kept as it is and reported.
+
+Nothing is written before every source has been checked. Usage::
+
+    python -m validation.finetune.merge_runs DEST SRC [SRC ...] [--dry-run]
+
+``DEST`` may not exist yet (it is created with the first source's plan).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gelora._io import atomic_write_json
+from gelora.errors import ConfigError, ResultFileError
+from validation.finetune.grid import GRID_SCHEMA, profile_key, read_plan
+
+#: sub-directory -> file pattern of what a merge carries over
+RESULT_DIRS = {"cells": "*.json", "lr_select": "*.json"}
+LOG_DIR = "logs"
+
+
+@dataclass
+class MergeReport:
+    """What :func:`merge_runs` did (or would do, with ``dry_run``): relative paths per outcome."""
+
+    copied: list[str] = field(default_factory=list)
+    identical: list[str] = field(default_factory=list)
+    logs_kept: list[str] = field(default_factory=list)
+    planned_added: int = 0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"copied {len(self.copied)} file(s), {len(self.identical)} already identical, "
+            f"{self.planned_added} planned cell(s) added to grid.json"
+        ]
+        out += [f"  + {p}" for p in self.copied]
+        out += [f"  kept the destination's {p} (the source's differs)" for p in self.logs_kept]
+        return out
+
+
+def _files(run_dir: Path) -> list[tuple[str, Path, bool]]:
+    """``(relative path, path, is_result)`` of every file a merge carries over from ``run_dir``."""
+    out = []
+    for sub, pattern in RESULT_DIRS.items():
+        for p in sorted((run_dir / sub).glob(pattern)):
+            if p.is_file():
+                out.append((f"{sub}/{p.name}", p, True))
+    for p in sorted((run_dir / LOG_DIR).glob("*.log")):
+        if p.is_file() and not p.name.startswith("worker-"):
+            out.append((f"{LOG_DIR}/{p.name}", p, False))
+    return out
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool = False) -> MergeReport:
+    """Merge the run directories ``sources`` into ``dest`` (module docstring).
+
+    Raises
+    ------
+    ConfigError
+        No source, a source that is the destination, or a profile that differs from the destination's.
+    ResultFileError
+        A source or destination without a valid ``grid.json``, or a result file (cell, selection record)
+        that exists in the destination with different contents.
+    """
+    dest = Path(dest)
+    srcs = [Path(s) for s in sources]
+    if not srcs:
+        raise ConfigError("merge_runs needs at least one source run directory")
+    plans = [read_plan(s) for s in srcs]
+    for s in srcs:
+        if dest.exists() and s.resolve() == dest.resolve():
+            raise ConfigError(f"{s} is the destination itself")
+    base = read_plan(dest) if (dest / "grid.json").exists() else plans[0]
+    key = profile_key(base["profile"])
+    for s, plan in zip(srcs, plans, strict=True):
+        if profile_key(plan["profile"]) != key:
+            diff = sorted(
+                k
+                for k in set(key) | set(plan["profile"])
+                if key.get(k) != profile_key(plan["profile"]).get(k)
+            )
+            raise ConfigError(
+                f"{s}: profile differs from {dest}'s in {diff}; such runs cannot share a directory"
+            )
+    report = MergeReport()
+    todo: dict[str, Path] = {}
+    for s in srcs:
+        for rel, path, is_result in _files(s):
+            target = todo.get(rel) or (dest / rel)
+            if not target.exists():
+                todo[rel] = path
+            elif filecmp.cmp(target, path, shallow=False):
+                report.identical.append(rel)
+            elif is_result:
+                raise ResultFileError(
+                    f"{s / rel} differs from {target}: a result is never overwritten "
+                    "(remove one of them by hand if it is known to be wrong)"
+                )
+            else:
+                report.logs_kept.append(rel)
+    cells = list(base["cells"])
+    seen = {(c["task"], c["method"], int(c["seed"])) for c in cells}
+    for plan in plans:
+        for c in plan["cells"]:
+            k = (c["task"], c["method"], int(c["seed"]))
+            if k not in seen:
+                cells.append({"task": c["task"], "method": c["method"], "seed": int(c["seed"])})
+                seen.add(k)
+    report.planned_added = len(cells) - len(base["cells"])
+    report.copied = sorted(todo)
+    if dry_run:
+        return report
+    for rel, path in sorted(todo.items()):
+        _copy_atomic(path, dest / rel)
+    stamps = [str(p["updated"]) for p in [base, *plans] if p.get("updated")]
+    atomic_write_json(
+        dest / "grid.json",
+        {
+            "schema": GRID_SCHEMA,
+            "profile": base["profile"],
+            "cells": cells,
+            "updated": max(stamps) if stamps else datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m validation.finetune.merge_runs",
+        description="Merge grid run directories of one profile into one (cells, selection records, logs, "
+        "the union of grid.json); never overwrites a result.",
+    )
+    ap.add_argument("dest", type=Path, help="the run directory to merge into (created if missing)")
+    ap.add_argument("sources", type=Path, nargs="+", help="run directories to merge in")
+    ap.add_argument("--dry-run", action="store_true", help="check and list, write nothing")
+    args = ap.parse_args(argv)
+    try:
+        report = merge_runs(args.dest, args.sources, dry_run=args.dry_run)
+    except (ConfigError, ResultFileError) as exc:
+        print(f"merge_runs: error: {exc}")
+        return 2
+    print("\n".join(report.lines()))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+
+
+__all__ = ["MergeReport", "main", "merge_runs"]
