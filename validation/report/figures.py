@@ -296,18 +296,25 @@ def loss_curve_series(report: dict[str, Any]) -> dict[str, dict[str, dict[str, A
     return out
 
 
+def _task_panels(n: int) -> tuple[Any, list[Any]]:
+    """A figure with one panel per task (up to three per row) and its ``n`` axes; the unused ones hidden."""
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    flat = [axes[k // cols][k % cols] for k in range(rows * cols)]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
 def fig_loss_curves(report: dict[str, Any]) -> bytes | None:
     """Training loss against step of one seed per method, one panel per task (paper protocol)."""
     series = loss_curve_series(report)
     if not series:
         return None
-    n = len(series)
-    cols = min(n, 3)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    fig, panels = _task_panels(len(series))
     methods = sorted({m for by in series.values() for m in by})
-    for k, (task, by) in enumerate(series.items()):
-        ax = axes[k // cols][k % cols]
+    for ax, (task, by) in zip(panels, series.items(), strict=True):
         for m, lc in by.items():
             j = methods.index(m)
             pts = np.asarray(lc["points"], dtype=float)
@@ -318,8 +325,6 @@ def fig_loss_curves(report: dict[str, Any]) -> bytes | None:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss")
         ax.legend(fontsize=8)
-    for k in range(n, rows * cols):
-        axes[k // cols][k % cols].set_visible(False)
     fig.tight_layout()
     return _png(fig)
 
@@ -369,13 +374,9 @@ def fig_heldout_curves(report: dict[str, Any]) -> bytes | None:
     series = heldout_curve_series(report)
     if not series:
         return None
-    n = len(series)
-    cols = min(n, 3)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    fig, panels = _task_panels(len(series))
     methods = sorted({m for by in series.values() for m in by})
-    for k, (task, by) in enumerate(series.items()):
-        ax = axes[k // cols][k % cols]
+    for ax, (task, by) in zip(panels, series.items(), strict=True):
         last = max(p[0] for c in by.values() for p in c["points"])
         tails = {c["tail"] for c in by.values() if c["tail"] is not None}
         if len(tails) == 1:
@@ -398,8 +399,6 @@ def fig_heldout_curves(report: dict[str, Any]) -> bytes | None:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(f"held-out {next(iter(by.values()))['metric']}")
         ax.legend(fontsize=7)
-    for k in range(n, rows * cols):
-        axes[k // cols][k % cols].set_visible(False)
     fig.tight_layout()
     return _png(fig)
 
