@@ -403,6 +403,58 @@ def fig_heldout_curves(report: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
+def budget_series(report: dict[str, Any]) -> dict[str, dict[str, list[tuple[int, float, float | None]]]]:
+    """``{task: {method: [(r, mean, std), ...]}}`` of the paper-protocol grids at two or more budget ranks
+    (``paper_budgets`` of the grid section), ranks ascending; methods without a score at a rank skip it."""
+    budgets = (_ok(report, "grid") or {}).get("paper_budgets") or []
+    if len(budgets) < 2:
+        return {}
+    out: dict[str, dict[str, list[tuple[int, float, float | None]]]] = {}
+    for b in sorted(budgets, key=lambda b: -1 if b["lora_r"] is None else b["lora_r"]):
+        if b["lora_r"] is None:
+            continue
+        for task, by in sorted(b["scores"].items()):
+            for m, e in sorted(by.items()):
+                if e.get("mean") is not None:
+                    out.setdefault(task, {}).setdefault(m, []).append(
+                        (int(b["lora_r"]), e["mean"], e.get("std"))
+                    )
+    return out
+
+
+def fig_score_vs_budget(report: dict[str, Any]) -> bytes | None:
+    """Primary score (mean ± std over converged seeds) against the adapter budget rank, one panel per task;
+    full fine-tuning and the head alone as horizontal lines (they have no adapter budget)."""
+    series = budget_series(report)
+    if not series:
+        return None
+    metrics = ((_ok(report, "grid") or {}).get("paper_protocol") or {}).get("primary_metric") or {}
+    fig, panels = _task_panels(len(series))
+    methods = sorted({m for by in series.values() for m in by})
+    refs = {"full": ("--", "full (ceiling)"), "head_only": (":", "head only (floor)")}
+    for ax, (task, by) in zip(panels, series.items(), strict=True):
+        ranks = sorted({r for pts in by.values() for r, _, _ in pts})
+        for m, pts in by.items():
+            colour = COLORS[methods.index(m) % len(COLORS)]
+            if m in refs:
+                ls, label = refs[m]
+                ax.axhline(float(np.mean([y for _, y, _ in pts])), color=colour, ls=ls, lw=1, label=label)
+                continue
+            x = [r for r, _, _ in pts]
+            y = [v for _, v, _ in pts]
+            err = [0.0 if sd is None else sd for _, _, sd in pts]
+            ax.errorbar(x, y, yerr=err, color=colour, marker="o", ms=4, lw=1.2, capsize=3, label=m)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ranks)
+        ax.set_xticklabels([str(r) for r in ranks])
+        ax.set_title(task)
+        ax.set_xlabel("adapter budget (uniform LoRA rank r)")
+        ax.set_ylabel(str(metrics.get(task) or "primary metric"))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def fig_ablations(report: dict[str, Any]) -> bytes | None:
     """Forest plot of GeLoRA against its ablations (:mod:`validation.report.ablations`)."""
     from validation.report.ablations import fig_ablations as draw
@@ -436,6 +488,12 @@ FIGURES: dict[str, tuple[Callable[[dict[str, Any]], bytes | None], str]] = {
         "(legend), the curve its cells' convergence flag comes from; shaded: the rule's tail (a run has "
         "converged when its final score is at most the tolerance above its best score before the tail); "
         "dashed: not converged.",
+    ),
+    "score_vs_budget": (
+        fig_score_vs_budget,
+        "Paper protocol: dev-set score (mean ± std over converged seeds) against the adapter budget, one "
+        "panel per task; every budgeted method matched to uniform LoRA of rank r; full fine-tuning and the "
+        "classifier head alone as horizontal lines.",
     ),
     "grid_scores": (fig_grid, "Dev-set scores, mean ± std over seeds, per task and method."),
     "rank_trajectories": (fig_trajectories, "Total adapter rank during training for rank-adaptive methods."),

@@ -598,6 +598,7 @@ def _budget_blocks(data: dict[str, Any]) -> list[Block]:
         rows.append((_task(t), _name(m), *cells))
     main_r = (data.get("paper_protocol") or {}).get("lora_r")
     return [
+        Figure("score_vs_budget", FIGURES["score_vs_budget"][1]),
         Para(
             "Score against adapter budget (paper protocol; mean ± std of the primary metric over the converged "
             "seeds, budget = uniform LoRA of rank r on every adapted module, the other budgeted methods matched "

@@ -214,14 +214,24 @@ def test_another_budget_enters_score_vs_budget_not_c4(f, tmp_path, gridfix):
     md = visible(render_markdown(document(r)))
     assert "Score against adapter budget" in md and "| task | method | r = 2 | r = 8 |" in md
     assert " ± 0.01 (n=3, 200 params) |" in md and " ± 0.01 (n=3, 800 params) |" in md
+    from validation.report.figures import budget_series
+
+    series = budget_series(r)
+    assert [x[0] for x in series["sst2"]["gelora"]] == [2, 8]
+    assert series["sst2"]["gelora"][0][1] == pytest.approx(0.31)
+    assert any(isinstance(b, Figure) and b.stem == "score_vs_budget" for b in document(r))
+    _, _, figures = B.render_all(r)
+    assert figures["score_vs_budget"].startswith(b"\x89PNG")
 
 
 def test_one_budget_has_no_budget_table(f, tmp_path, gridfix):
     data = _grid_data(tmp_path, [gridfix.write_grid(tmp_path / "p", {"sst2": GOOD})])
     assert "paper_budgets" not in data and "lora_r" not in data["paper_protocol"]
-    assert "Score against adapter budget" not in render_markdown(
-        document(f.make_report(grid=f.sec(B._clean(data))))
-    )
+    r = f.make_report(grid=f.sec(B._clean(data)))
+    assert "Score against adapter budget" not in render_markdown(document(r))
+    from validation.report.figures import budget_series
+
+    assert budget_series(r) == {} and "score_vs_budget" not in B.render_all(r)[2]
 
 
 def test_c4_says_when_every_method_ran_at_its_default_rate(f, tmp_path, gridfix):
