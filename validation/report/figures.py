@@ -8,7 +8,7 @@ byte-identical PNGs (which keeps the self-contained HTML byte-identical too).
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import matplotlib
@@ -281,18 +281,23 @@ def fig_paired_differences(report: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
-def loss_curve_series(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{task: {method: {"seed", "points"}}}`` of the paper-protocol cells that recorded a loss curve."""
+def _paper_entries(report: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """``(task, method, entry)`` of the paper-protocol summary table, sorted (nothing without one)."""
     pp = _paper(report)
     if pp is None:
-        return {}
-    summary, _ = pp
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for task, by in sorted((summary.get("table") or {}).items()):
+        return
+    for task, by in sorted((pp[0].get("table") or {}).items()):
         for m, e in sorted(by.items()):
-            lc = e.get("loss_curve")
-            if lc and lc.get("points"):
-                out.setdefault(task, {})[m] = lc
+            yield task, m, e
+
+
+def loss_curve_series(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{task: {method: {"seed", "points"}}}`` of the paper-protocol cells that recorded a loss curve."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, m, e in _paper_entries(report):
+        lc = e.get("loss_curve")
+        if lc and lc.get("points"):
+            out.setdefault(task, {})[m] = lc
     return out
 
 
@@ -345,26 +350,21 @@ def heldout_curve_series(report: dict[str, Any]) -> dict[str, dict[str, dict[str
     """``{task: {method: {"points", "converged", "tail", "tol", "metric", "rate"}}}``: the held-out curve of
     each paper-protocol method's selection run at its chosen rate, the record the convergence flag of its
     cells comes from (first seed that carries one)."""
-    pp = _paper(report)
-    if pp is None:
-        return {}
-    summary, _ = pp
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for task, by in sorted((summary.get("table") or {}).items()):
-        for m, e in sorted(by.items()):
-            for r in e.get("per_seed") or []:
-                sel = r.get("lr_selection") or {}
-                conv = (_chosen_run(sel) or {}).get("convergence") or {}
-                if conv.get("curve"):
-                    out.setdefault(task, {})[m] = {
-                        "points": conv["curve"],
-                        "converged": conv.get("converged"),
-                        "tail": conv.get("tail"),
-                        "tol": conv.get("tol"),
-                        "metric": conv.get("metric") or sel.get("metric"),
-                        "rate": sel.get("chosen"),
-                    }
-                    break
+    for task, m, e in _paper_entries(report):
+        for r in e.get("per_seed") or []:
+            sel = r.get("lr_selection") or {}
+            conv = (_chosen_run(sel) or {}).get("convergence") or {}
+            if conv.get("curve"):
+                out.setdefault(task, {})[m] = {
+                    "points": conv["curve"],
+                    "converged": conv.get("converged"),
+                    "tail": conv.get("tail"),
+                    "tol": conv.get("tol"),
+                    "metric": conv.get("metric") or sel.get("metric"),
+                    "rate": sel.get("chosen"),
+                }
+                break
     return out
 
 

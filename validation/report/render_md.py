@@ -486,6 +486,11 @@ def stsb_plateau(rows: list[dict[str, Any]]) -> str | None:
     return text
 
 
+def _figure_or_notice(stem: str, drawn: bool, why: str) -> Block:
+    """The figure ``stem`` when it has data, else a notice saying why it is not drawn."""
+    return Figure(stem, FIGURES[stem][1]) if drawn else Notice(f"figure {stem}: not drawn — {why}")
+
+
 def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
     """Section 5 under the paper protocol: forest plot, reading, loss curves, ceiling/floor table."""
     from validation.report.claims import _name, _task, paper_protocol
@@ -512,23 +517,20 @@ def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
             )
         )
     )
-    if loss_curve_series(report):
-        out.append(Figure("loss_curves", FIGURES["loss_curves"][1]))
-    else:
-        out.append(
-            Notice(
-                "figure loss_curves: not drawn — no cell of the paper-protocol grid recorded train.loss_curve"
-            )
+    out.append(
+        _figure_or_notice(
+            "loss_curves",
+            bool(loss_curve_series(report)),
+            "no cell of the paper-protocol grid recorded train.loss_curve",
         )
-    if heldout_curve_series(report):
-        out.append(Figure("heldout_curves", FIGURES["heldout_curves"][1]))
-    else:
-        out.append(
-            Notice(
-                "figure heldout_curves: not drawn — no cell of the paper-protocol grid carries a selection "
-                "run's held-out curve"
-            )
+    )
+    out.append(
+        _figure_or_notice(
+            "heldout_curves",
+            bool(heldout_curve_series(report)),
+            "no cell of the paper-protocol grid carries a selection run's held-out curve",
         )
+    )
     rows = []
     for task, rec in v["tasks"].items():
         gap = rec["floor_gap"]
