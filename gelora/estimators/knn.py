@@ -189,8 +189,11 @@ SCREEN_CAP = 256
 ROWS_RERANK_MIN = 8
 
 #: up to this k, the plain screen of :func:`_knn_numpy_direct` finds each row's k-th smallest value by
-#: k - 1 argmin passes (:func:`_kth_smallest`) instead of a column subset or a partition
-MIN_PASSES_MAX_K = 4
+#: k - 1 argmin passes (:func:`_kth_smallest`) instead of a column subset or a partition. A 500 x 1000
+#: float32 block (tanh data, D = 64, one thread), whole screen: NumPy 2.4 k = 2 0.59 ms against 1.59 ms
+#: (subset), k = 8 1.29 against 1.78 ms (partition), but k = 20 2.45 against 1.91 ms; NumPy 1.26 (whose
+#: partition is not vectorised) k = 2 0.56 against 1.92 ms, k = 8 1.25 against 6.49 ms
+MIN_PASSES_MAX_K = 8
 
 METRICS = ("euclidean", "cosine")
 BACKENDS = ("auto", "kdtree", "numpy", "torch")
@@ -585,8 +588,8 @@ def _screen_full(g: np.ndarray, k: int, slack: np.ndarray) -> tuple[np.ndarray, 
 
     ``g`` (b, n) holds screening values with the self entries set to ``inf``; ``T_i`` is the k-th
     smallest of the whole row (the final threshold of :func:`_screen_block`, which gets there through a
-    column subset; here a partition of the full row is cheaper). Returns flat ``r`` (sorted) and
-    ``col`` (ascending within each row).
+    column subset; here a partition of the full row, or up to :data:`MIN_PASSES_MAX_K` argmin passes,
+    is cheaper). Returns flat ``r`` (sorted) and ``col`` (ascending within each row).
     """
     if k <= MIN_PASSES_MAX_K:
         tau = _kth_smallest(g, k).astype(np.float64)
@@ -601,7 +604,7 @@ def _kth_smallest(g: np.ndarray, k: int) -> np.ndarray:
 
     Each pass sets the row's smallest entry to ``inf``; ``g`` is restored before returning. The same
     values as ``np.partition(g, k - 1, axis=1)[:, k - 1]`` at a fraction of its cost for small k
-    (1000 x 1000 float32, k = 2: 0.28 ms against 7.8 ms, one thread).
+    (see :data:`MIN_PASSES_MAX_K`).
     """
     rows = np.arange(g.shape[0])
     taken = []
@@ -1031,9 +1034,9 @@ def _knn_numpy_direct(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
             G[rb, ra] = G[ra, rb].T
 
     def screen(g: np.ndarray, k: int, sl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # the first cut from a column subset pays where the subset is sparse (small k; 1000 x 500
-        # block: k = 2 1.05 ms against 1.52 ms for a full partition), the full partition elsewhere
-        # (k = 20: 1.42 ms against 2.61 ms)
+        # small k: argmin passes (MIN_PASSES_MAX_K); beyond, the first cut from a column subset pays
+        # where the subset is sparse, the full partition elsewhere (k = 20, 1000 x 500 block: 1.42 ms
+        # against 2.61 ms)
         if k > MIN_PASSES_MAX_K and _subset_step(n, k) >= 4:
             return _screen_block(g, k, sl, None, None)[:2]
         return _screen_full(g, k, sl)

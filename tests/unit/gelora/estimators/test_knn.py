@@ -669,7 +669,7 @@ def test_principal_screen_of_data_at_extreme_scales(monkeypatch, scale):
     np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("k", [1, 2, 3, 8, 9])
 def test_kth_smallest_by_argmin_passes_is_the_partition_value(k):
     # rows with exact ties (an integer grid of values), an inf per row (the self entry) and a row that
     # is inf beyond its first k entries; the block must come back unchanged
@@ -711,7 +711,7 @@ def test_direct_path_for_small_k_matches_brute_force_and_the_blockwise_screen(mo
     kth = knn._kth_smallest
     calls = []
     monkeypatch.setattr(knn, "_kth_smallest", lambda g, k: calls.append(k) or kth(g, k))
-    for k in range(1, knn.MIN_PASSES_MAX_K + 1):
+    for k in (1, 2, knn.MIN_PASSES_MAX_K):
         calls.clear()
         d, i = knn_distances(X, k, backend="numpy")
         assert calls and set(calls) == {k}  # the argmin passes ran
