@@ -721,3 +721,23 @@ def test_direct_path_for_small_k_matches_brute_force_and_the_blockwise_screen(mo
         d0, i0 = brute_force_chunked(X, k)
         np.testing.assert_array_equal(i, i0)
         np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+def test_direct_path_with_argmin_passes_up_to_k_20(monkeypatch):
+    # under NumPy < 2 the argmin passes run up to k = 20 (MIN_PASSES_MAX_K): the same neighbours and
+    # bits as the blockwise screen, and brute force's, on ties at a large offset with duplicates
+    import gelora.estimators.knn as knn
+
+    monkeypatch.setattr(knn, "MIN_PASSES_MAX_K", 20)
+    X, _ = _direct_cases()["grid_offset_dups"]
+    kth = knn._kth_smallest
+    calls = []
+    monkeypatch.setattr(knn, "_kth_smallest", lambda g, k: calls.append(k) or kth(g, k))
+    d, i = knn_distances(X, 20, backend="numpy")
+    assert calls and set(calls) == {20}
+    d_blocks, i_blocks = knn_distances(X, 20, backend="numpy", block_size=97)
+    np.testing.assert_array_equal(i, i_blocks)
+    np.testing.assert_array_equal(d, d_blocks)
+    d0, i0 = brute_force_chunked(X, 20)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
