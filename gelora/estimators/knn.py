@@ -242,11 +242,11 @@ def _best_of_row_pairs(
     counts = np.bincount(r, minlength=b)
     m = max(1, int(counts.max()))
     at = r * m + (np.arange(r.size) - np.repeat(np.cumsum(counts) - counts, counts))
-    vals = np.full(b * m, np.inf)
-    vals[at] = d2
-    cand = np.full(b * m, np.iinfo(np.int64).max, dtype=np.int64)
-    cand[at] = col
-    vals, cand = vals.reshape(b, m), cand.reshape(b, m)
+    flat_vals = np.full(b * m, np.inf)
+    flat_vals[at] = d2
+    flat_cand = np.full(b * m, np.iinfo(np.int64).max, dtype=np.int64)
+    flat_cand[at] = col
+    vals, cand = flat_vals.reshape(b, m), flat_cand.reshape(b, m)
     order = np.argsort(vals, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(vals, order, axis=1), np.take_along_axis(cand, order, axis=1)
 
