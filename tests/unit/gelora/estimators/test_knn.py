@@ -667,3 +667,77 @@ def test_principal_screen_of_data_at_extreme_scales(monkeypatch, scale):
     d0, i0 = brute_force_chunked(X, 5)
     np.testing.assert_array_equal(i, i0)
     np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 8, 9])
+def test_kth_smallest_by_argmin_passes_is_the_partition_value(k):
+    # rows with exact ties (an integer grid of values), an inf per row (the self entry) and a row that
+    # is inf beyond its first k entries; the block must come back unchanged
+    from gelora.estimators.knn import _kth_smallest
+
+    rng = np.random.default_rng(k)
+    g = rng.integers(0, 6, size=(40, 30)).astype(np.float32)
+    g[np.arange(30), np.arange(30)] = np.inf
+    g[35, k:] = np.inf
+    g[36] = np.inf
+    before = g.copy()
+    np.testing.assert_array_equal(_kth_smallest(g, k), np.partition(g, k - 1, axis=1)[:, k - 1])
+    np.testing.assert_array_equal(g, before)
+
+
+def test_best_of_row_pairs_is_best_of_pairs():
+    # flat pairs with ascending columns per row, between k and 9 pairs per row, tied distances
+    from gelora.estimators.knn import _best_of_pairs, _best_of_row_pairs
+
+    rng = np.random.default_rng(5)
+    b, k = 50, 3
+    counts = rng.integers(k, 10, size=b)
+    r = np.repeat(np.arange(b), counts)
+    col = np.concatenate([np.sort(rng.choice(200, size=c, replace=False)) for c in counts])
+    d2 = rng.integers(0, 4, size=r.size).astype(float)
+    for got, ref in zip(_best_of_row_pairs(r, col, d2, b, k), _best_of_pairs(r, col, d2, b, k)):
+        np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("case", list(_direct_cases()))
+def test_direct_path_for_small_k_matches_brute_force_and_the_blockwise_screen(monkeypatch, case, workers):
+    # k <= MIN_PASSES_MAX_K: the direct path's k-th smallest screening value by argmin passes, and the
+    # flat re-rank of few pairs per row; the same neighbours and bits as the blockwise screen
+    import gelora.estimators.knn as knn
+
+    monkeypatch.setenv("OMP_NUM_THREADS", str(workers))
+    X, _ = _direct_cases()[case]
+    kth = knn._kth_smallest
+    calls = []
+    monkeypatch.setattr(knn, "_kth_smallest", lambda g, k: calls.append(k) or kth(g, k))
+    for k in (1, 2, knn.MIN_PASSES_MAX_K):
+        calls.clear()
+        d, i = knn_distances(X, k, backend="numpy")
+        assert calls and set(calls) == {k}  # the argmin passes ran
+        d_blocks, i_blocks = knn_distances(X, k, backend="numpy", block_size=97)
+        np.testing.assert_array_equal(i, i_blocks)
+        np.testing.assert_array_equal(d, d_blocks)
+        d0, i0 = brute_force_chunked(X, k)
+        np.testing.assert_array_equal(i, i0)
+        np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+def test_direct_path_with_argmin_passes_up_to_k_20(monkeypatch):
+    # under NumPy < 2 the argmin passes run up to k = 20 (MIN_PASSES_MAX_K): the same neighbours and
+    # bits as the blockwise screen, and brute force's, on ties at a large offset with duplicates
+    import gelora.estimators.knn as knn
+
+    monkeypatch.setattr(knn, "MIN_PASSES_MAX_K", 20)
+    X, _ = _direct_cases()["grid_offset_dups"]
+    kth = knn._kth_smallest
+    calls = []
+    monkeypatch.setattr(knn, "_kth_smallest", lambda g, k: calls.append(k) or kth(g, k))
+    d, i = knn_distances(X, 20, backend="numpy")
+    assert calls and set(calls) == {20}
+    d_blocks, i_blocks = knn_distances(X, 20, backend="numpy", block_size=97)
+    np.testing.assert_array_equal(i, i_blocks)
+    np.testing.assert_array_equal(d, d_blocks)
+    d0, i0 = brute_force_chunked(X, 20)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)

@@ -171,7 +171,9 @@ def test_scale_analysis_by_decimation():
 
 
 @pytest.mark.parametrize(
-    ("N", "n_keep", "n_bootstrap", "seed"), [(50, 45, 200, 0), (1000, 900, 77, 3), (3, 2, 65, 1)]
+    ("N", "n_keep", "n_bootstrap", "seed"),
+    # the last two: the largest N of the 16-bit radix sort of the ranks, the smallest of the counting path
+    [(50, 45, 200, 0), (1000, 900, 77, 3), (3, 2, 65, 1), (2**15 - 1, 29000, 3, 4), (2**15, 29000, 3, 4)],
 )
 def test_linear_bootstrap_replicates_are_the_sorted_resamples(N, n_keep, n_bootstrap, seed):
     # the replicates built from the multiplicities of the drawn ranks must be, bit for bit, the slopes of
