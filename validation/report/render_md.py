@@ -109,6 +109,11 @@ def fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def score(x: float | None) -> str:
+    """A metric score (correlation, accuracy, F1) to four decimals, so a column lines up; ``None``: a dash."""
+    return "—" if x is None else f"{x:.4f}"
+
+
 def _not_run(name: str, sec: dict[str, Any] | None) -> Notice:
     sec = sec or {}
     status = sec.get("status", "not run")
@@ -542,8 +547,8 @@ def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
             (
                 _task(task),
                 str(rec.get("metric") or ""),
-                fmt(rec["ceiling"], 4),
-                fmt(rec["floor"], 4),
+                score(rec["ceiling"]),
+                score(rec["floor"]),
                 gap_txt,
                 "informative" if rec["informative"] else str(rec["reason"]),
             )

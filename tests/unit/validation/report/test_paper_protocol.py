@@ -301,3 +301,11 @@ def test_heldout_curves_absent_without_selection_records(f, tmp_path, gridfix):
     assert any(t.startswith("figure heldout_curves: not drawn") for t in notices)
     _, _, figures = B.render_all(r)
     assert "heldout_curves" not in figures
+
+
+def test_ceiling_and_floor_print_four_decimals(f, tmp_path, gridfix):
+    from validation.report.render_md import score
+
+    assert score(0.30996) == "0.3100" and score(0.037085) == "0.0371" and score(None) == "—"
+    md = visible(render_markdown(document(_report(f, tmp_path, gridfix, {"sst2": GOOD}))))
+    assert "| SST-2 | accuracy | 0.9100 | 0.5100 |" in md
