@@ -79,10 +79,50 @@ def _gram(X: torch.Tensor, block: int, precision: str) -> None:
             torch.mm(X[s : s + block], X.T)
 
 
-def _bf16_gram_seconds(X: torch.Tensor, block: int, repeats: int) -> float:
-    Xb = X.to(torch.bfloat16)
-    seconds, _ = _timed(lambda: _gram(Xb, block, "bf16"), X.device, repeats)
+def gram_seconds(X: torch.Tensor, precision: str, repeats: int) -> float:
+    """Minimum seconds of the full Gram product ``X X^T`` (row blocks of at most 1 GiB of output), with
+    TF32 tensor cores (``"tf32"``) or bfloat16 operands (``"bf16"``): the yardstick of the k-NN."""
+    n = X.shape[0]
+    block = max(1, min(n, 2**30 // (4 * n)))
+    Xp = X.to(torch.bfloat16) if precision == "bf16" else X
+    seconds, _ = _timed(lambda: _gram(Xp, block, precision), X.device, repeats)
     return seconds
+
+
+def reset_peak(device: torch.device) -> None:
+    """Start a peak-memory measurement (CUDA; nothing elsewhere)."""
+    if device.type == "cuda":
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device: torch.device) -> float | None:
+    """Peak GPU memory allocated since :func:`reset_peak` (GiB, inputs included); None off CUDA."""
+    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+
+
+def add_cli_arguments(p: argparse.ArgumentParser, *, repeats: int, out: str) -> None:
+    """The command-line options the GPU k-NN benchmarks share (``--shapes``, ``--data`` are each's own)."""
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--precision", default="auto", choices=list(_knn_torch.PRECISIONS))
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--check-rows", type=int, default=1024)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path(out))
+
+
+def parse_shapes(text: str) -> list[tuple[int, ...]]:
+    """``"65536x768,200000x4096"`` -> ``[(65536, 768), (200000, 4096)]``."""
+    return [tuple(int(v) for v in s.split("x")) for s in text.split(",")]
+
+
+def load_doc(path: Path, device: str) -> dict[str, Any]:
+    """The results file to resume (``{"cells": [...]}``), stamped with this run's device and torch."""
+    doc: dict[str, Any] = read_json(path) if path.exists() else {"cells": []}
+    doc["device"] = torch.cuda.get_device_name() if device.startswith("cuda") else device
+    doc["torch"] = torch.__version__
+    return doc
 
 
 def phases_of(fn: Callable[[], Any]) -> dict[str, float]:
@@ -162,14 +202,13 @@ def bench_cell(
     X = make_data(kind, n, D, dev, seed)
     if dev.type == "cuda":
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(dev)
+    reset_peak(dev)
     knn_s, (dist, idx) = _timed(lambda: knn_distances(X, k, precision=precision), dev, repeats)
     stats = _knn_torch.LAST_STATS[0]
-    peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
+    peak = peak_gib(dev)
     phase_s = phases_of(lambda: knn_distances(X, k, precision=precision)) if phases else {}
-    block = max(1, min(n, 2**30 // (4 * n)))
-    tf32_s, _ = _timed(lambda: _gram(X, block, "tf32"), dev, repeats)
-    bf16_s = _bf16_gram_seconds(X, block, repeats)
+    tf32_s = gram_seconds(X, "tf32", repeats)
+    bf16_s = gram_seconds(X, "bf16", repeats)
     rows_np, d_ref, i_ref = reference_rows(X, k, check_rows, seed)
     same_idx = np.all(idx[rows_np] == i_ref, axis=1)
     rel = np.abs(dist[rows_np] - d_ref) / np.maximum(d_ref, np.finfo(np.float64).tiny)
@@ -238,25 +277,17 @@ def phase_markdown(cells: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: every (data, shape) cell, resumable JSON, Markdown table on stdout."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_cli_arguments(p, repeats=2, out="gpu_knn_bench.json")
     p.add_argument(
         "--shapes", default=",".join(f"{n}x{D}" for n, D in SHAPES), help="e.g. 65536x768,200000x4096"
     )
     p.add_argument("--data", default=",".join(DATA))
-    p.add_argument("--k", type=int, default=20)
-    p.add_argument("--precision", default="auto", choices=list(_knn_torch.PRECISIONS))
-    p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--check-rows", type=int, default=1024)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("gpu_knn_bench.json"))
     p.add_argument(
         "--phases", action="store_true", help="one more call per cell, timing its phases (synchronised)"
     )
     args = p.parse_args(argv)
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    doc: dict[str, Any] = read_json(args.out) if args.out.exists() else {"cells": []}
-    doc["device"] = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
-    doc["torch"] = torch.__version__
+    shapes = parse_shapes(args.shapes)
+    doc = load_doc(args.out, args.device)
     done = {(c["data"], c["n"], c["D"], c["k"], c["precision"]) for c in doc["cells"]}
     for kind in args.data.split(","):
         for n, D in shapes:

@@ -30,16 +30,27 @@ import argparse
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from gelora._io import atomic_write_json, read_json
+from gelora._io import atomic_write_json
 from gelora.estimators import _knn_torch as kt
 from gelora.estimators import knn_distances
-from validation.estimators.gpu_knn_bench import _gram, _sync, _timed, make_data, phases_of, reference_rows
+from validation.estimators.gpu_knn_bench import (
+    _sync,
+    _timed,
+    add_cli_arguments,
+    gram_seconds,
+    load_doc,
+    make_data,
+    parse_shapes,
+    peak_gib,
+    phases_of,
+    reference_rows,
+    reset_peak,
+)
 
 #: variants timed by default: ``MODE[:SMALLEST][+GROUP_MIN][@BLOCK]`` (see :func:`parse_variant`)
 VARIANTS = "tilewise,deferred,deferred+halving"
@@ -157,12 +168,9 @@ def compare_cell(
     results, stats = {}, {}
     peak: dict[str, float | None] = {}
     for name in variants:  # warm-up, and the outputs compared
-        if dev.type == "cuda":
-            _sync(dev)
-            torch.cuda.reset_peak_memory_stats(dev)
+        reset_peak(dev)
         results[name] = _knn(X, k, precision, name)
-        # peak GPU memory of the call (input included), GiB; None on the CPU
-        peak[name] = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
+        peak[name] = peak_gib(dev)  # of the call, input included
         st = kt.LAST_STATS[0]
         stats[name] = {"uncertified_rows": st.uncertified_rows, "reranked_pairs": st.reranked_pairs}
     first = variants[0]
@@ -182,8 +190,7 @@ def compare_cell(
             _sync(dev)
             times[name].append(time.perf_counter() - t0)
     phases = {name: phases_of(partial(_knn, X, k, precision, name)) for name in variants}
-    block_rows = max(1, min(n, 2**30 // (4 * n)))
-    gram = _min_time(lambda: _gram(X, block_rows, "tf32"), dev, repeats)
+    gram = gram_seconds(X, "tf32", repeats)
     rows_np, _, i_ref = reference_rows(X, k, check_rows, seed)
     seconds = {name: min(ts) for name, ts in times.items()}
     cell: dict[str, Any] = {
@@ -237,29 +244,21 @@ def markdown(cells: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: every (data, shape) cell, resumable JSON, Markdown on stdout; 1 if outputs differ."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_cli_arguments(p, repeats=3, out="gpu_knn_select.json")
     p.add_argument("--shapes", default="65536x768,65536x4096,200000x768")
     p.add_argument("--data", default="gaussian,tanh")
-    p.add_argument("--k", type=int, default=20)
-    p.add_argument("--precision", default="auto", choices=list(kt.PRECISIONS))
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--check-rows", type=int, default=1024)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--variants", default=VARIANTS, help="MODE[:SMALLEST][@BLOCK],...; the first is the reference"
     )
     p.add_argument("--profile", action="store_true", help="per-step seconds of one tile's selection")
-    p.add_argument("--out", type=Path, default=Path("gpu_knn_select.json"))
     args = p.parse_args(argv)
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    shapes = parse_shapes(args.shapes)
     variants = args.variants.split(",")
     if len(set(variants)) != len(variants):
         p.error(f"--variants names a variant twice: {args.variants}")
     for v in variants:
         parse_variant(v)
-    doc: dict[str, Any] = read_json(args.out) if args.out.exists() else {"cells": []}
-    doc["device"] = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
-    doc["torch"] = torch.__version__
+    doc = load_doc(args.out, args.device)
     done = {(c["data"], c["n"], c["D"], c["k"]) for c in doc["cells"]}
     for n, D in shapes:  # every shape for the first data set before the second (the slowest come last)
         for kind in args.data.split(","):
