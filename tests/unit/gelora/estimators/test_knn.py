@@ -514,6 +514,16 @@ def _direct_cases() -> dict[str, tuple[np.ndarray, int]]:
     return cases
 
 
+def _assert_as_blockwise_and_brute_force(X: np.ndarray, k: int, d: np.ndarray, i: np.ndarray) -> None:
+    """The direct path's result ``(d, i)``: the blockwise screen's bits and brute force's neighbours."""
+    d_blocks, i_blocks = knn_distances(X, k, backend="numpy", block_size=97)
+    np.testing.assert_array_equal(i, i_blocks)
+    np.testing.assert_array_equal(d, d_blocks)
+    d0, i0 = brute_force_chunked(X, k)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
 @pytest.mark.parametrize("workers", [1, 2, 3])
 @pytest.mark.parametrize("case", list(_direct_cases()))
 def test_direct_path_matches_brute_force_and_the_blockwise_screen(monkeypatch, case, workers):
@@ -529,12 +539,7 @@ def test_direct_path_matches_brute_force_and_the_blockwise_screen(monkeypatch, c
     monkeypatch.setattr(knn, "_knn_numpy_direct", lambda *a: calls.append(1) or direct(*a))
     d, i = knn_distances(X, k, backend="numpy")
     assert calls  # the direct path ran
-    d_blocks, i_blocks = knn_distances(X, k, backend="numpy", block_size=97)
-    np.testing.assert_array_equal(i, i_blocks)
-    np.testing.assert_array_equal(d, d_blocks)
-    d0, i0 = brute_force_chunked(X, k)
-    np.testing.assert_array_equal(i, i0)
-    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+    _assert_as_blockwise_and_brute_force(X, k, d, i)
 
 
 def test_direct_path_screen_bound_holds_entrywise():
@@ -715,12 +720,7 @@ def test_direct_path_for_small_k_matches_brute_force_and_the_blockwise_screen(mo
         calls.clear()
         d, i = knn_distances(X, k, backend="numpy")
         assert calls and set(calls) == {k}  # the argmin passes ran
-        d_blocks, i_blocks = knn_distances(X, k, backend="numpy", block_size=97)
-        np.testing.assert_array_equal(i, i_blocks)
-        np.testing.assert_array_equal(d, d_blocks)
-        d0, i0 = brute_force_chunked(X, k)
-        np.testing.assert_array_equal(i, i0)
-        np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+        _assert_as_blockwise_and_brute_force(X, k, d, i)
 
 
 def test_direct_path_with_argmin_passes_up_to_k_20(monkeypatch):
@@ -735,9 +735,4 @@ def test_direct_path_with_argmin_passes_up_to_k_20(monkeypatch):
     monkeypatch.setattr(knn, "_kth_smallest", lambda g, k: calls.append(k) or kth(g, k))
     d, i = knn_distances(X, 20, backend="numpy")
     assert calls and set(calls) == {20}
-    d_blocks, i_blocks = knn_distances(X, 20, backend="numpy", block_size=97)
-    np.testing.assert_array_equal(i, i_blocks)
-    np.testing.assert_array_equal(d, d_blocks)
-    d0, i0 = brute_force_chunked(X, 20)
-    np.testing.assert_array_equal(i, i0)
-    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+    _assert_as_blockwise_and_brute_force(X, 20, d, i)
