@@ -301,15 +301,19 @@ def loss_curve_series(report: dict[str, Any]) -> dict[str, dict[str, dict[str, A
     return out
 
 
-def _task_panels(n: int) -> tuple[Any, list[Any]]:
-    """A figure with one panel per task (up to three per row) and its ``n`` axes; the unused ones hidden."""
+def _task_panels(series: dict[str, dict[str, Any]]) -> tuple[Any, list[Any], Callable[[str], str]]:
+    """A figure with one panel per task of ``series`` (``{task: {method: ...}}``, up to three panels per
+    row, the unused ones hidden), the panels in task order, and each method's colour (the same in every
+    panel)."""
+    n = len(series)
     cols = min(n, 3)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
     flat = [axes[k // cols][k % cols] for k in range(rows * cols)]
     for ax in flat[n:]:
         ax.set_visible(False)
-    return fig, flat[:n]
+    methods = sorted({m for by in series.values() for m in by})
+    return fig, flat[:n], lambda m: COLORS[methods.index(m) % len(COLORS)]
 
 
 def fig_loss_curves(report: dict[str, Any]) -> bytes | None:
@@ -317,15 +321,11 @@ def fig_loss_curves(report: dict[str, Any]) -> bytes | None:
     series = loss_curve_series(report)
     if not series:
         return None
-    fig, panels = _task_panels(len(series))
-    methods = sorted({m for by in series.values() for m in by})
+    fig, panels, colour = _task_panels(series)
     for ax, (task, by) in zip(panels, series.items(), strict=True):
         for m, lc in by.items():
-            j = methods.index(m)
             pts = np.asarray(lc["points"], dtype=float)
-            ax.plot(
-                pts[:, 0], pts[:, 1], color=COLORS[j % len(COLORS)], lw=1.2, label=f"{m} (seed {lc['seed']})"
-            )
+            ax.plot(pts[:, 0], pts[:, 1], color=colour(m), lw=1.2, label=f"{m} (seed {lc['seed']})")
         ax.set_title(task)
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss")
@@ -374,21 +374,19 @@ def fig_heldout_curves(report: dict[str, Any]) -> bytes | None:
     series = heldout_curve_series(report)
     if not series:
         return None
-    fig, panels = _task_panels(len(series))
-    methods = sorted({m for by in series.values() for m in by})
+    fig, panels, colour = _task_panels(series)
     for ax, (task, by) in zip(panels, series.items(), strict=True):
         last = max(p[0] for c in by.values() for p in c["points"])
         tails = {c["tail"] for c in by.values() if c["tail"] is not None}
         if len(tails) == 1:
             ax.axvspan((1.0 - tails.pop()) * last, last, color="0.92", lw=0)
         for m, c in by.items():
-            j = methods.index(m)
             pts = np.asarray(c["points"], dtype=float)
             bad = c["converged"] is False
             ax.plot(
                 pts[:, 0],
                 pts[:, 1],
-                color=COLORS[j % len(COLORS)],
+                color=colour(m),
                 lw=1.2,
                 ls="--" if bad else "-",
                 marker="o",
@@ -429,13 +427,12 @@ def fig_score_vs_budget(report: dict[str, Any]) -> bytes | None:
     if not series:
         return None
     metrics = ((_ok(report, "grid") or {}).get("paper_protocol") or {}).get("primary_metric") or {}
-    fig, panels = _task_panels(len(series))
-    methods = sorted({m for by in series.values() for m in by})
+    fig, panels, colour_of = _task_panels(series)
     refs = {"full": ("--", "full (ceiling)"), "head_only": (":", "head only (floor)")}
     for ax, (task, by) in zip(panels, series.items(), strict=True):
         ranks = sorted({r for pts in by.values() for r, _, _ in pts})
         for m, pts in by.items():
-            colour = COLORS[methods.index(m) % len(COLORS)]
+            colour = colour_of(m)
             if m in refs:
                 ls, label = refs[m]
                 ax.axhline(float(np.mean([y for _, y, _ in pts])), color=colour, ls=ls, lw=1, label=label)
