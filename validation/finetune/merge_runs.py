@@ -7,7 +7,7 @@ selection run is reused. :func:`merge_runs` brings their results into the commit
 - ``grid.json``: the union of the planned cells (the destination's order first), only when every source
   has the destination's profile (the fields that change results, as :func:`validation.finetune.grid.write_plan`
   compares them);
-- ``cells/*.json``, ``lr_select/*.json``: copied when new, skipped when byte-identical, **refused** when the
+- ``cells/*.json``, ``lr_select/*.json``: copied (atomically, :func:`gelora._io.atomic_write_bytes`) when new, skipped when byte-identical, **refused** when the
   destination holds a different file of the same name (a result is never overwritten);
 - ``logs/*.log`` except the workers' own logs (``worker-*.log``: process scheduling, not results): copied
   when new; a different log of the same name is kept as it is and reported.
@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gelora._io import atomic_write_json
+from gelora._io import atomic_write_bytes, atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.grid import GRID_SCHEMA, profile_key, read_plan
 
@@ -70,18 +67,6 @@ def _files(run_dir: Path) -> list[tuple[str, Path, bool]]:
         if p.is_file() and not p.name.startswith("worker-"):
             out.append((f"{LOG_DIR}/{p.name}", p, False))
     return out
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool = False) -> MergeReport:
@@ -144,7 +129,7 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
     if dry_run:
         return report
     for rel, path in sorted(todo.items()):
-        _copy_atomic(path, dest / rel)
+        atomic_write_bytes(dest / rel, path.read_bytes())
     stamps = [str(p["updated"]) for p in [base, *plans] if p.get("updated")]
     atomic_write_json(
         dest / "grid.json",

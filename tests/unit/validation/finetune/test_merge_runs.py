@@ -61,6 +61,9 @@ def test_merge_copies_new_results_and_extends_the_plan(runs):
     assert "cells/cola__lora__seed0.json" in rep.copied and "lr_select/cola__lora.json" in rep.copied
     assert "logs/cola__lora__seed0.log" in rep.copied
     assert not (dest / "logs" / "worker-0.log").exists()  # scheduling logs are not results
+    plain = dest / "plain.txt"
+    plain.write_text("x", encoding="utf-8")  # a copy gets the mode of a plainly written file
+    assert (dest / "cells" / "cola__lora__seed0.json").stat().st_mode == plain.stat().st_mode
     assert "cells/stsb__lora__seed0.json" in rep.identical
     s = summarise(dest)
     assert sorted(s["table"]) == ["cola", "mrpc", "stsb"]
