@@ -114,9 +114,7 @@ def write_plan(
     path = run_dir / "grid.json"
     planned: list[dict[str, Any]] = []
     if path.exists():
-        old = read_json(path)
-        if not isinstance(old, dict) or old.get("schema") != GRID_SCHEMA:
-            raise ResultFileError(f"{path} is not a grid plan (schema {GRID_SCHEMA!r} expected)")
+        old = read_plan(run_dir)
         if profile_key(old["profile"]) != profile_key(profile.to_dict()):
             diff = sorted(
                 k
