@@ -57,8 +57,11 @@ PROFILE_TEXTS: dict[str, tuple[str, int]] = {"quick": ("stsb", 256), "full": ("s
 PROFILE_MAX_TOKENS: dict[str, int] = {"quick": 2048, "full": 4096}
 #: the ranks are scaled to the parameter budget of uniform LoRA with this rank on the same modules
 PROFILE_BUDGET_RANK = 8
-#: version of the collected grid section's layout (runs labelled with their profile, paper_protocol)
-GRID_LAYOUT = 3
+#: version of the collected grid section's layout (runs labelled with their profile and model,
+#: paper_protocol, paper_protocol_more)
+GRID_LAYOUT = 4
+#: the model of a grid whose profile names none (the bundled encoder)
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
 #: the quick profile's tiny grid: tasks, methods, seeds, train / eval subset sizes
 QUICK_GRID: dict[str, Any] = {
     "tasks": ("sst2",),
@@ -385,8 +388,8 @@ def section_model_profile(ctx: Context) -> dict[str, Any]:
 
 
 def _gelora_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """GeLoRA's score, wall-time and budget ratios against every other method of the same task and profile
-    (a ratio across profiles would compare different schedules and budgets)."""
+    """GeLoRA's score, wall-time and budget ratios against every other method of the same task, profile and
+    model (a ratio across profiles would compare different schedules and budgets)."""
     ratios = []
     for g in rows:
         if g["method"] != "gelora" or g["mean"] is None:
@@ -394,13 +397,14 @@ def _gelora_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for p in rows:
             if p["task"] != g["task"] or p["method"] == "gelora" or p["mean"] is None:
                 continue
-            if p.get("profile") != g.get("profile"):
+            if p.get("profile") != g.get("profile") or p.get("model") != g.get("model"):
                 continue
             ratios.append(
                 {
                     "task": g["task"],
                     "peer": p["method"],
                     **({"profile": g["profile"]} if "profile" in g else {}),
+                    **({"model": g["model"]} if "model" in g else {}),
                     "score_ratio": (g["mean"] / p["mean"]) if p["mean"] else None,
                     # wall times compare only within one run directory (merged grids carry "source")
                     "time_ratio": (g["wall_s"] / p["wall_s"])
@@ -436,7 +440,7 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
     """
     profile = summary.get("profile") or {}
     model = profile.get("model") if isinstance(profile, dict) else None
-    model = model or "all-MiniLM-L6-v2"
+    model = model or DEFAULT_MODEL
     pname = profile.get("name") if isinstance(profile, dict) else None
     primary = summary.get("primary_metric") or {}
     rows: list[dict[str, Any]] = []
@@ -520,18 +524,20 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     result for it, and the superseded ones are named in ``notes``; GeLoRA/peer ratios are recomputed on the
     merged rows. The ``profile`` becomes ``{"per_source": [...]}``, one profile per directory.
     """
-    chosen: dict[tuple[str, str, bool, Any], tuple[int, dict[str, Any]]] = {}
+    chosen: dict[tuple[str, str, bool, Any, Any], tuple[int, dict[str, Any]]] = {}
     notes: list[str] = []
     for i, part in enumerate(parts):
         for row in part["rows"]:
             # rows of the paper protocol never replace other rows (nor the reverse): C4 reads only them
-            # ... and paper rows at another adapter budget (--lora-r) are kept beside each other
+            # ... and paper rows at another adapter budget (--lora-r) or of another model are kept beside
+            # each other
             paper = row.get("profile") == "paper"
             key = (
                 row["task"],
                 row["method"],
                 paper,
                 (part.get("profile") or {}).get("lora_r") if paper else None,
+                row.get("model") if paper else None,
             )
             if key in chosen and chosen[key][0] != i:
                 earlier = parts[chosen[key][0]]["source"]
@@ -544,7 +550,9 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     part_notes = [n for part in parts for n in part["notes"] if not n.startswith("SQuAD:")]
     squad = [n for n in parts[-1]["notes"] if n.startswith("SQuAD:")]
     models = sorted({str(p["model"]) for p in parts})
-    extra: dict[str, Any] = {k: parts[-1][k] for k in ("runs", "paper_protocol") if k in parts[-1]}
+    extra: dict[str, Any] = {
+        k: parts[-1][k] for k in ("runs", "paper_protocol", "paper_protocol_more") if k in parts[-1]
+    }
     return {
         **extra,
         "model": models[0] if len(models) == 1 else ", ".join(models),
@@ -605,43 +613,75 @@ def budget_scores(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _model_of(profile: dict[str, Any] | None) -> str:
+    """The model a grid trained (its profile's ``model``; ``None`` there is the bundled encoder)."""
+    return str((profile or {}).get("model") or DEFAULT_MODEL)
+
+
+def _paper_at_budget(
+    paper: Sequence[tuple[int | None, dict[str, Any], dict[str, Any]]],
+) -> tuple[dict[str, Any], int | None, set[int | None]]:
+    """The merged compact summary of one model's paper-protocol directories at its C4 budget rank (the
+    paper profile's rank when a directory has it, else the largest rank present), that rank, and every
+    rank present."""
+    verdicts = _import("validation.finetune.verdicts")
+    ranks = {r for r, _, _ in paper}
+    known = [r for r in ranks if r is not None]
+    main_r = _paper_lora_r() if _paper_lora_r() in ranks or not known else max(known)
+    at_main = [(c, s) for r, c, s in paper if r in (main_r, None)]
+    merged = verdicts.merge_summaries([c for c, _ in at_main])
+    ps = [s.get("profile") or {} for _, s in at_main]
+    merged["model"] = _model_of(ps[0])
+    merged["epochs"] = sorted({float(p["epochs"]) for p in ps if p.get("epochs") is not None})
+    if len(ranks) > 1:
+        merged["lora_r"] = main_r
+    return merged, main_r, ranks
+
+
 def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Path]) -> dict[str, Any]:
-    """Each run directory labelled with its profile (``runs``), the merged compact summary of those
+    """Each run directory labelled with its profile and model (``runs``), the merged compact summary of those
     trained under the paper protocol at its budget (``paper_protocol``; None without one), from which claim
     C4, the average (C6) and the paper-grid figures are derived (:mod:`validation.finetune.verdicts`), and
     the paper-protocol scores per budget rank (``paper_budgets``, the score-vs-budget table).
 
+    Directories of different models are never merged with each other (a task of one model would silently
+    replace the same task of another): ``paper_protocol`` is the model of the first paper-protocol
+    directory given, and every further model has its own merged summary in ``paper_protocol_more`` (in
+    the order given), whose pairs C4 counts beside the first model's and section 5 tabulates.
+
     C4 compares methods at one budget: paper-protocol directories at another ``--lora-r`` (e.g. 2) enter
-    only ``paper_budgets``. The C4 budget is the paper profile's rank when a directory has it, else the
-    largest rank present."""
+    only ``paper_budgets`` (of the first model). The C4 budget is the paper profile's rank when a
+    directory has it, else the largest rank present."""
     verdicts = _import("validation.finetune.verdicts")
     runs = []
-    paper: list[tuple[int | None, dict[str, Any], dict[str, Any]]] = []
+    by_model: dict[str, list[tuple[int | None, dict[str, Any], dict[str, Any]]]] = {}
+    paper_runs: dict[str, list[dict[str, Any]]] = {}
     for s, d in zip(summaries, run_dirs, strict=True):
         name = s.get("profile_name") or (s.get("profile") or {}).get("name")
         is_paper = name == verdicts.PAPER_PROFILE
-        runs.append({"source": f"collected from {d}", "profile": name, "paper": is_paper})
+        run: dict[str, Any] = {"source": f"collected from {d}", "profile": name, "paper": is_paper}
+        runs.append(run)
         if is_paper:
+            model = _model_of(s.get("profile"))
+            run["model"] = model
             compact = verdicts.compact_summary(s)
             compact["run_dir"] = str(d)
             r = (s.get("profile") or {}).get("lora_r")
-            paper.append((None if r is None else int(r), compact, s))
+            by_model.setdefault(model, []).append((None if r is None else int(r), compact, s))
+            paper_runs.setdefault(model, []).append(run)
     merged = None
+    more: list[dict[str, Any]] = []
     budgets: list[dict[str, Any]] = []
-    if paper:
-        ranks = {r for r, _, _ in paper}
-        known = [r for r in ranks if r is not None]
-        main_r = _paper_lora_r() if _paper_lora_r() in ranks or not known else max(known)
-        at_main = [(c, s) for r, c, s in paper if r in (main_r, None)]
-        merged = verdicts.merge_summaries([c for c, _ in at_main])
-        ps = [s.get("profile") or {} for _, s in at_main]
-        merged["model"] = ", ".join(sorted({str(p.get("model") or "all-MiniLM-L6-v2") for p in ps}))
-        merged["epochs"] = sorted({float(p["epochs"]) for p in ps if p.get("epochs") is not None})
+    for k, (model, paper) in enumerate(by_model.items()):
+        summary, main_r, ranks = _paper_at_budget(paper)
         if len(ranks) > 1:
-            merged["lora_r"] = main_r
-            for run, (src_r, _, _) in zip((x for x in runs if x["paper"]), paper, strict=True):
+            for run, (src_r, _, _) in zip(paper_runs[model], paper, strict=True):
                 run["lora_r"] = src_r
                 run["in_c4"] = src_r in (main_r, None)
+        if k:
+            more.append(summary)
+            continue
+        merged = summary
         by_r: dict[int | None, dict[str, Any]] = {}
         for r, c, s in paper:
             rec = by_r.setdefault(r, {"lora_r": r, "sources": [], "scores": {}})
@@ -654,6 +694,7 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
     return {
         "runs": runs,
         "paper_protocol": merged,
+        **({"paper_protocol_more": more} if more else {}),
         **({"paper_budgets": budgets} if len(budgets) > 1 else {}),
     }
 
@@ -698,7 +739,7 @@ def walltime_records(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
                 "source": f"collected from {portable_path(d)}",
                 **{k: rec.get(k) for k in keep},
                 "steps": sorted({s for m in rec["methods"].values() for s in m.get("steps", [])}),
-                "model": (rec.get("profile") or {}).get("model") or "all-MiniLM-L6-v2",
+                "model": _model_of(rec.get("profile")),
                 "gpu": (rec.get("environment") or {}).get("gpu")
                 or (rec.get("environment") or {}).get("device"),
                 "command": rec.get("command"),

@@ -274,7 +274,8 @@ def _grid_table(
     """``table[task][method]`` of the grid rows with a score.
 
     ``paper``: True keeps only rows of the paper protocol, False only the others, None the paper rows when
-    any exist and all rows otherwise.
+    any exist and all rows otherwise. Paper rows are those of the paper protocol's first model (further
+    models, ``paper_protocol_more``, have their own tables in C4 and section 5).
     """
     sec = _section(report, "grid")
     if sec.get("status") != "ok":
@@ -284,6 +285,9 @@ def _grid_table(
     if paper is None:
         paper = has_paper
     rows = [r for r in rows if (r.get("profile") == PAPER_PROFILE) == paper]
+    first = (sec["data"].get("paper_protocol") or {}).get("model")
+    if paper and first and sec["data"].get("paper_protocol_more"):
+        rows = [r for r in rows if r.get("model") == first]
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for row in rows:
         table.setdefault(row["task"], {})[row["method"]] = row
@@ -303,6 +307,16 @@ def paper_protocol(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     if not summary or not summary.get("table"):
         return None
     return summary, compute_verdicts(summary)
+
+
+def paper_protocol_more(report: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(summary, verdicts)`` of each further model's paper-protocol runs (``data["paper_protocol_more"]``,
+    in the order collected; empty when the grid has one model)."""
+    sec = _section(report, "grid")
+    if sec.get("status") != "ok" or paper_protocol(report) is None:
+        return []
+    more = (sec.get("data") or {}).get("paper_protocol_more") or []
+    return [(s, compute_verdicts(s)) for s in more if s.get("table")]
 
 
 def _seed_text(seeds: list[int]) -> str:
@@ -350,6 +364,13 @@ def _default_rate_methods(summary: dict[str, Any]) -> list[str]:
                     (one if len(sel.get("grid") or []) == 1 else many).add(m)
     only_one = sorted(one - many)
     return ["all"] if only_one and not many else only_one
+
+
+def _named(defaults: list[str], summary: dict[str, Any]) -> list[str]:
+    """:func:`_default_rate_methods`'s answer with ``"all"`` spelled out as the summary's methods."""
+    if defaults != ["all"]:
+        return defaults
+    return sorted({m for by in (summary.get("table") or {}).values() for m in by})
 
 
 def _budget_use_lines(summary: dict[str, Any], tol: float = 0.1) -> list[str]:
@@ -465,6 +486,71 @@ def _by_seed_primary(entry: dict[str, Any] | None) -> dict[int, float]:
     }
 
 
+def _c4_model(
+    summary: dict[str, Any], v: dict[str, Any], model: str | None
+) -> tuple[dict[str, Any], list[list[str]], list[tuple[str, str, dict[str, Any]]], list[str], set[int]]:
+    """C4's numbers, table rows, decided pairs (task label, baseline, pair), evidence lines and seeds of
+    one model's paper protocol.
+
+    ``model`` is None for the report's first model (keys and labels as they always were); a further model
+    labels its tasks "STS-B (model)" and prefixes its number keys and evidence lines with its name."""
+    pre = f"{model}/" if model else ""
+    say = f"{model}: " if model else ""
+
+    def label(task: str) -> str:
+        return f"{_task(task)} ({model})" if model else _task(task)
+
+    numbers: dict[str, Any] = {}
+    rows = []
+    decided = []
+    seeds_used: set[int] = set()
+    for task, rec in v["tasks"].items():
+        for b, pd in rec["pairs"].items():
+            seeds_used.update(pd["seeds"])
+            if pd["diff"] is not None:
+                numbers[f"{pre}{task}/gelora-{b}"] = pd["diff"]
+                numbers[f"{pre}{task}/gelora-{b}/ci95"] = pd["ci"]
+                numbers[f"{pre}{task}/gelora-{b}/n_seeds"] = pd["n"]
+            outcome = "excluded (task uninformative)" if pd["excluded"] else pd["verdict"]
+            rows.append(
+                [
+                    label(task),
+                    _name(b),
+                    "—" if pd["diff"] is None else f"{pd['diff']:+.3f}",
+                    _ci_of(pd["ci"], pd["n"]),
+                    str(pd["n"]),
+                    outcome,
+                ]
+            )
+            if not pd["excluded"] and pd["verdict"] != "undetermined":
+                decided.append((label(task), b, pd))
+    evidence = [say + (v["line"][0] if model else v["line"][0].upper()) + v["line"][1:] + "."]
+    evidence += [say + c["line"] + "." for c in v["counts"].values()]
+    for task, rec in v["tasks"].items():
+        if rec["informative"]:
+            gap = rec["floor_gap"]
+            evidence.append(
+                f"{label(task)}: informative (full - head_only {gap['diff']:+.3f} "
+                f"{_ci_of(gap['ci'])}, {gap['n']} seeds)."
+            )
+        else:
+            evidence.append(f"{label(task)}: {rec['reason']}; excluded from the verdict.")
+    for e in v["exclusions"]:
+        evidence.append(
+            f"{label(e['task'])}/{_name(e['method'])}/seed {e['seed']}: {e['reason']}"
+            + ("; dropped from its pairs." if e["excluded"] else "; kept.")
+        )
+    for task, by in sorted((summary.get("table") or {}).items()):
+        floor = _floor_mean(by)
+        adapters = sorted(m for m in by if m not in ("head_only", "full"))
+        for m, seed, x in _below_floor(by, adapters, floor):
+            evidence.append(
+                f"{label(task)}/{_name(m)}/seed {seed}: {x:.3f}, below the head-only floor ({floor:.3f}): "
+                "a failed training run; kept in its pairs (it counts against its method)."
+            )
+    return numbers, rows, decided, evidence, seeds_used
+
+
 def claim_performance(report: dict[str, Any]) -> Finding:
     """C4, from the paper protocol only (grid runs whose profile is ``paper``).
 
@@ -501,54 +587,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
     summary, v = pp
     data = _section(report, "grid")["data"]
     model = summary.get("model") or data.get("model")
-    numbers: dict[str, Any] = {}
-    rows = []
-    decided = []
-    seeds_used: set[int] = set()
-    for task, rec in v["tasks"].items():
-        for b, pd in rec["pairs"].items():
-            seeds_used.update(pd["seeds"])
-            if pd["diff"] is not None:
-                numbers[f"{task}/gelora-{b}"] = pd["diff"]
-                numbers[f"{task}/gelora-{b}/ci95"] = pd["ci"]
-                numbers[f"{task}/gelora-{b}/n_seeds"] = pd["n"]
-            outcome = "excluded (task uninformative)" if pd["excluded"] else pd["verdict"]
-            rows.append(
-                [
-                    _task(task),
-                    _name(b),
-                    "—" if pd["diff"] is None else f"{pd['diff']:+.3f}",
-                    _ci_of(pd["ci"], pd["n"]),
-                    str(pd["n"]),
-                    outcome,
-                ]
-            )
-            if not pd["excluded"] and pd["verdict"] != "undetermined":
-                decided.append((task, b, pd))
-    evidence = [v["line"][0].upper() + v["line"][1:] + "."]
-    evidence += [c["line"] + "." for c in v["counts"].values()]
-    for task, rec in v["tasks"].items():
-        if rec["informative"]:
-            gap = rec["floor_gap"]
-            evidence.append(
-                f"{_task(task)}: informative (full - head_only {gap['diff']:+.3f} "
-                f"{_ci_of(gap['ci'])}, {gap['n']} seeds)."
-            )
-        else:
-            evidence.append(f"{_task(task)}: {rec['reason']}; excluded from the verdict.")
-    for e in v["exclusions"]:
-        evidence.append(
-            f"{_task(e['task'])}/{_name(e['method'])}/seed {e['seed']}: {e['reason']}"
-            + ("; dropped from its pairs." if e["excluded"] else "; kept.")
-        )
-    for task, by in sorted((summary.get("table") or {}).items()):
-        floor = _floor_mean(by)
-        adapters = sorted(m for m in by if m not in ("head_only", "full"))
-        for m, seed, x in _below_floor(by, adapters, floor):
-            evidence.append(
-                f"{_task(task)}/{_name(m)}/seed {seed}: {x:.3f}, below the head-only floor ({floor:.3f}): "
-                "a failed training run; kept in its pairs (it counts against its method)."
-            )
+    numbers, rows, decided, evidence, seeds_used = _c4_model(summary, v, None)
     evidence.append(
         "A pair is better or worse when the 95% CI of the paired difference over the converged common "
         "seeds excludes 0; only informative tasks count."
@@ -556,16 +595,47 @@ def claim_performance(report: dict[str, Any]) -> Finding:
     evidence += _budget_use_lines(summary)
     informative = [t for t, rec in v["tasks"].items() if rec["informative"]]
     defaults = _default_rate_methods(summary)
-    extra: dict[str, Any] = {
-        "setup": f"{model}, paper protocol, {_seed_text(sorted(seeds_used))}, "
+    setup = (
+        f"{model}, paper protocol, {_seed_text(sorted(seeds_used))}, "
         f"GLUE dev ({', '.join(_task(t) for t in v['tasks'])})"
-        + (", default rates (none selected)" if defaults == ["all"] else ""),
-        "exclusions": _exclusions_line(v),
+    )
+    exclusions = _exclusions_line(v)
+    models = [str(model)]
+    per_model = [f"{model} ({', '.join(_task(t) for t in v['tasks'])})"]
+    rate_parts = [(str(model), defaults, summary)]
+    # further models: their pairs count in the same verdict, labelled with the model everywhere
+    for s2, v2 in paper_protocol_more(report):
+        m2 = str(s2.get("model"))
+        models.append(m2)
+        n2, r2, d2, e2, seeds2 = _c4_model(s2, v2, m2)
+        numbers.update(n2)
+        rows += r2
+        decided += d2
+        evidence += e2
+        informative += [f"{m2}/{t}" for t, rec in v2["tasks"].items() if rec["informative"]]
+        rate_parts.append((m2, _default_rate_methods(s2), s2))
+        seeds_used |= seeds2
+        per_model.append(f"{m2} ({', '.join(_task(t) for t in v2['tasks'])})")
+        ex2 = _exclusions_line(v2)
+        if not ex2.startswith("none"):
+            exclusions = (f"{exclusions}; " if not exclusions.startswith("none") else "") + f"{m2}: {ex2}"
+    if any(d != defaults for _, d, _ in rate_parts):  # "all" only when every model says "all"
+        defaults = [f"{_name(m)} ({mod})" for mod, d, sm in rate_parts for m in _named(d, sm)]
+    rates = ", default rates (none selected)" if defaults == ["all"] else ""
+    if len(per_model) > 1:  # one cell of page 1: each model with its tasks (if they fit), then the rest
+        shared = f", paper protocol, {_seed_text(sorted(seeds_used))}{rates}"
+        setup = " + ".join(per_model) + shared
+        setup = setup if len(setup) <= 120 else " + ".join(models) + shared
+    else:
+        setup += rates
+    extra: dict[str, Any] = {
+        "setup": setup,
+        "exclusions": exclusions if len(exclusions) <= 118 else exclusions[:115] + "...",
         "table": {
             "headers": ["task", "baseline", "GeLoRA - baseline", "95% CI", "seeds", "outcome"],
             "rows": rows,
         },
-        "caveats": [_model_caveat(model)],
+        "caveats": [_model_caveat(" and ".join(models))],
     }
     if defaults:
         who = "every method" if defaults == ["all"] else ", ".join(_name(m) for m in defaults)
@@ -588,7 +658,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         task, b, pd = min(decided, key=lambda q: q[2]["ci"][0])
     n_worse = len(worse)
     extra["key"] = {
-        "text": f"GeLoRA - {_name(b)} on {_task(task)}: {pd['diff']:+.3f} {_ci_of(pd['ci'])}, "
+        "text": f"GeLoRA - {_name(b)} on {task}: {pd['diff']:+.3f} {_ci_of(pd['ci'])}, "
         f"{pd['n']} seeds, converged; worse on {n_worse}/{len(decided)} pairs",
         "value": pd["diff"],
         "ci": pd["ci"],

@@ -536,6 +536,31 @@ def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
             "no cell of the paper-protocol grid carries a selection run's held-out curve",
         )
     )
+    out.append(Para("Ceiling (full fine-tuning) and floor (classifier head only) per task:"))
+    out.append(_ceiling_floor_table(v))
+    sel = []
+    for task, by in sorted((summary.get("table") or {}).items()):
+        for m, e in sorted(by.items()):
+            records = [r["lr_selection"] for r in e.get("per_seed") or [] if r.get("lr_selection")]
+            chosen = sorted({str(r.get("chosen")) for r in records})
+            grids = sorted({len(r.get("grid") or []) for r in records})
+            if chosen:
+                how = (
+                    "the default rate: a one-rate grid, nothing selected"
+                    if grids == [1]
+                    else "selected on held-out train from "
+                    + ", ".join(sorted({str(g) for r in records for g in r.get("grid") or []}, key=float))
+                )
+                sel.append(f"{_task(task)} / {_name(m)}: learning rate {', '.join(chosen)} ({how})")
+    if sel:
+        out.append(Bullets(tuple(sel)))
+    return out
+
+
+def _ceiling_floor_table(v: dict[str, Any]) -> Table:
+    """Ceiling, floor, their paired gap and the informative flag per task of one model's verdicts."""
+    from validation.report.claims import _task
+
     rows = []
     for task, rec in v["tasks"].items():
         gap = rec["floor_gap"]
@@ -555,29 +580,59 @@ def _paper_blocks(report: dict[str, Any], data: dict[str, Any]) -> list[Block]:
         )
     for rec in v.get("not_run") or []:  # planned but without data offline (MNLI, QQP): listed, never scored
         rows.append((_task(rec["task"]), "—", "—", "—", "—", str(rec["reason"])))
-    out.append(Para("Ceiling (full fine-tuning) and floor (classifier head only) per task:"))
-    out.append(
-        Table(
-            ("task", "metric", "ceiling (full)", "floor (head_only)", "full - head_only [95% CI]", "status"),
-            tuple(rows),
-        )
+    return Table(
+        ("task", "metric", "ceiling (full)", "floor (head_only)", "full - head_only [95% CI]", "status"),
+        tuple(rows),
     )
-    sel = []
-    for task, by in sorted((summary.get("table") or {}).items()):
-        for m, e in sorted(by.items()):
-            records = [r["lr_selection"] for r in e.get("per_seed") or [] if r.get("lr_selection")]
-            chosen = sorted({str(r.get("chosen")) for r in records})
-            grids = sorted({len(r.get("grid") or []) for r in records})
-            if chosen:
-                how = (
-                    "the default rate: a one-rate grid, nothing selected"
-                    if grids == [1]
-                    else "selected on held-out train from "
-                    + ", ".join(sorted({str(g) for r in records for g in r.get("grid") or []}, key=float))
+
+
+def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
+    """Section 5 for each further model of the paper protocol (``paper_protocol_more``): its verdict line,
+    the mean score of every method with GeLoRA's paired difference, and its ceiling/floor table (the
+    figures above show the first model only)."""
+    from validation.finetune.verdicts import _usable
+    from validation.report.claims import _name, _task, paper_protocol_more
+
+    out: list[Block] = []
+    for summary, v in paper_protocol_more(report):
+        model = summary.get("model")
+        seeds = sorted(
+            {s for rec in v["tasks"].values() for pd in rec["pairs"].values() for s in pd["seeds"]}
+        )
+        out.append(
+            Para(
+                f"Under the paper protocol on {model} ({', '.join(_task(t) for t in v['tasks'])}; seeds "
+                f"{', '.join(str(x) for x in seeds)}): GeLoRA is {v['line']}. Mean dev score over the "
+                "converged seeds ± one seed standard deviation, and GeLoRA - method paired over common seeds:"
+            )
+        )
+        rows = []
+        for task, by in sorted((summary.get("table") or {}).items()):
+            pairs = v["tasks"].get(task, {}).get("pairs", {})
+            for m, e in sorted(by.items(), key=lambda kv: (kv[0] != "gelora", kv[0])):
+                vals = [float(r["primary"]) for r in e.get("per_seed") or [] if _usable(r, True)[0]]
+                mean = sum(vals) / len(vals) if vals else None
+                sd = (
+                    math.sqrt(sum((x - mean) ** 2 for x in vals) / (len(vals) - 1))
+                    if mean is not None and len(vals) > 1
+                    else None
                 )
-                sel.append(f"{_task(task)} / {_name(m)}: learning rate {', '.join(chosen)} ({how})")
-    if sel:
-        out.append(Bullets(tuple(sel)))
+                pd = pairs.get(m)
+                diff = "—"
+                if pd and pd["diff"] is not None:
+                    ci = "no CI" if pd["ci"] is None else f"[{pd['ci'][0]:+.4f}, {pd['ci'][1]:+.4f}]"
+                    diff = f"{pd['diff']:+.4f} {ci} ({pd['verdict']})"
+                rows.append(
+                    (
+                        _task(task),
+                        _name(m),
+                        "—" if mean is None else f"{score(mean)} ± {score(sd)} (n={len(vals)})",
+                        diff,
+                    )
+                )
+        out.append(Table(("task", "method", "score", "GeLoRA - method [95% CI]"), tuple(rows)))
+        out.append(Para(f"Ceiling and floor per task on {model}:"))
+        out.append(_ceiling_floor_table(v))
     return out
 
 
@@ -648,6 +703,7 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     data = sec["data"]
     if has_paper:
         out += _paper_blocks(report, data)
+        out += _more_model_blocks(report)
     scored = [
         r
         for r in data.get("rows", [])
@@ -741,6 +797,7 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     ]
     ratios = data.get("ratios") or []
     if ratios:
+        with_model = len({q.get("model") for q in ratios}) > 1
         app.append(Para("Ratios against peers (GeLoRA / peer; score > 1 is better, time < 1 is faster):"))
         app.append(
             Table(
@@ -748,6 +805,7 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
                     "task",
                     "peer",
                     *(("profile",) if with_profile else ()),
+                    *(("model",) if with_model else ()),
                     "score ratio",
                     "wall-time ratio",
                     "budget ratio",
@@ -757,6 +815,7 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
                         q["task"],
                         q["peer"],
                         *((str(q.get("profile")),) if with_profile else ()),
+                        *((str(q.get("model")),) if with_model else ()),
                         fmt(q.get("score_ratio"), 4),
                         fmt(q.get("time_ratio"), 3),
                         fmt(q.get("budget_ratio"), 3),

@@ -26,6 +26,7 @@ def write_cell(
     converged: Any = True,
     loss_curve: Sequence[Sequence[float]] | None = None,
     lr_selection: Mapping[str, Any] | None = None,
+    model: str = "test-model",
 ) -> Path:
     """One cell result file as run_cell writes it (only the keys the summary and verdicts read)."""
     metric = PRIMARY_METRIC[task]
@@ -47,7 +48,7 @@ def write_cell(
         "budget": {"budget_params": 100, "trainable_adapter_params": 100, "within_budget": True},
         "method_info": {},
         "train": train,
-        "config": {"profile": {"name": profile, "lora_r": 8}, "model": "test-model"},
+        "config": {"profile": {"name": profile, "lora_r": 8, "model": model}, "model": model},
         "wall_time_s": 1.0 + seed,
     }
     if lr_selection is not None:
@@ -66,6 +67,7 @@ def write_grid(
     epochs: float = 3.0,
     curves: bool = False,
     lr_selection: Mapping[str, Any] | Callable[[str, str, int], Mapping[str, Any] | None] | None = None,
+    model: str = "test-model",
 ) -> Path:
     """A grid: ``scores[task][method]`` lists one score per seed 0, 1, ... (``None``: the cell is planned but
     has no result). ``converged[(task, method, seed)]`` overrides the default ``True`` (``MISSING``: no
@@ -90,12 +92,13 @@ def write_grid(
                     converged=conv,
                     loss_curve=curve,
                     lr_selection=lr_selection(t, m, s) if callable(lr_selection) else lr_selection,
+                    model=model,
                 )
     atomic_write_json(
         run_dir / "grid.json",
         {
             "schema": GRID_SCHEMA,
-            "profile": {"name": profile, "model": "test-model", "epochs": epochs, "lora_r": 8},
+            "profile": {"name": profile, "model": model, "epochs": epochs, "lora_r": 8},
             "cells": planned,
         },
     )

@@ -309,3 +309,79 @@ def test_ceiling_and_floor_print_four_decimals(f, tmp_path, gridfix):
     assert score(0.30996) == "0.3100" and score(0.037085) == "0.0371" and score(None) == "—"
     md = visible(render_markdown(document(_report(f, tmp_path, gridfix, {"sst2": GOOD}))))
     assert "| SST-2 | accuracy | 0.9100 | 0.5100 |" in md
+
+
+def test_two_models_are_never_merged_and_both_count_in_c4(f, tmp_path, gridfix):
+    """Paper grids of two models on the same task: each keeps its own pairs (the second never replaces the
+    first), C4 counts both, labelled, and section 5 tabulates the second model."""
+    tie = dict(GOOD, lora=[0.79, 0.83, 0.80])
+    small = gridfix.write_grid(tmp_path / "small", {"sst2": tie}, model="small-model")
+    big = gridfix.write_grid(
+        tmp_path / "big", {"sst2": dict(GOOD, lora=[0.85, 0.86, 0.87])}, model="big-model"
+    )
+    data = _grid_data(tmp_path, [small, big])
+    assert data["paper_protocol"]["model"] == "small-model"
+    assert [s["model"] for s in data["paper_protocol_more"]] == ["big-model"]
+    assert {run["model"] for run in data["runs"]} == {"small-model", "big-model"}
+    # both models' LoRA rows survive the merge of the appendix table
+    assert sorted(r["model"] for r in data["rows"] if r["method"] == "lora") == ["big-model", "small-model"]
+    r = f.make_report(grid=f.sec(B._clean(data)))
+    c4 = _claim(r, "C4")
+    assert c4["numbers"]["sst2/gelora-lora"] == pytest.approx(0.81 - (0.79 + 0.83 + 0.80) / 3)
+    assert c4["numbers"]["big-model/sst2/gelora-lora"] == pytest.approx(0.81 - 0.86)
+    rows = {(row[0], row[1]): row[5] for row in c4["table"]["rows"]}
+    assert rows[("SST-2", "LoRA")] == "tie" and rows[("SST-2 (big-model)", "LoRA")] == "worse"
+    # the second model's worse pair decides the verdict, and the key names where it is
+    assert c4["verdict"] == NOT_REPRODUCED
+    assert c4["key"]["text"].startswith("GeLoRA - LoRA on SST-2 (big-model): -0.050")
+    assert c4["setup"] == "small-model (SST-2) + big-model (SST-2), paper protocol, seeds 0-2"
+    assert any(e.startswith("big-model: better on") for e in c4["evidence"])
+    assert "small-model and big-model" in c4["caveats"][0]
+    md = visible(render_markdown(document(r)))
+    assert "Under the paper protocol on big-model (SST-2; seeds 0, 1, 2)" in md
+    assert "| SST-2 | LoRA | 0.8600 ± 0.0100 (n=3) | -0.0500 [" in md
+    # the first model's tables (C5/C6's grid table) never mix in the second model's rows
+    from validation.report.claims import _grid_table
+
+    table = _grid_table(r, paper=True)
+    assert table is not None and table["sst2"]["lora"]["model"] == "small-model"
+
+
+def test_the_first_paper_directory_given_names_the_first_model(f, tmp_path, gridfix):
+    small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD}, model="small-model")
+    big = gridfix.write_grid(tmp_path / "big", {"sst2": GOOD}, model="big-model")
+    data = _grid_data(tmp_path, [big, small])
+    assert data["paper_protocol"]["model"] == "big-model"
+    assert [s["model"] for s in data["paper_protocol_more"]] == ["small-model"]
+    one = _grid_data(tmp_path, [small])
+    assert "paper_protocol_more" not in one
+
+
+def test_ratios_never_pair_two_models_and_name_the_model(f, tmp_path, gridfix):
+    small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD}, model="small-model")
+    big = gridfix.write_grid(tmp_path / "big", {"sst2": dict(GOOD, lora=[0.4, 0.4, 0.4])}, model="big-model")
+    data = _grid_data(tmp_path, [small, big])
+    lora = {q["model"]: q["score_ratio"] for q in data["ratios"] if q["peer"] == "lora"}
+    assert lora == {
+        "small-model": pytest.approx(0.81 / ((0.70 + 0.705 + 0.715) / 3)),
+        "big-model": pytest.approx(0.81 / 0.4),
+    }
+    md = visible(render_markdown(document(f.make_report(grid=f.sec(B._clean(data))))))
+    assert "| task | peer | profile | model | score ratio |" in md
+
+
+def test_default_rates_are_every_method_only_when_every_model_ran_at_one_rate(f, tmp_path, gridfix):
+    one = {"grid": [5e-4], "chosen": 5e-4, "metric": "accuracy", "scores": {"0.0005": 0.8}}
+    three = dict(one, grid=[2.5e-4, 5e-4, 1e-3])
+    small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD}, model="small-model", lr_selection=one)
+    big = gridfix.write_grid(tmp_path / "big", {"sst2": GOOD}, model="big-model", lr_selection=three)
+    c4 = _claim(f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [small, big])))), "C4")
+    assert "default rates" not in c4["setup"]
+    rates = next(c for c in c4["caveats"] if c.startswith("Learning rates:"))
+    assert rates.startswith(
+        "Learning rates: AdaLoRA (small-model), full FT (small-model), GeLoRA (small-model),"
+    )
+    assert "big-model" not in rates
+    both = gridfix.write_grid(tmp_path / "big1", {"sst2": GOOD}, model="big-model", lr_selection=one)
+    c4 = _claim(f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [small, both])))), "C4")
+    assert c4["setup"].endswith("default rates (none selected)")
