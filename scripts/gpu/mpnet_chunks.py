@@ -3,7 +3,7 @@
 Run on the CPU machine from the repository root (project venv active)::
 
     python scripts/gpu/mpnet_chunks.py                      # mpnet-base -> .devcarry/mpnet/ (ignored by git)
-    python scripts/gpu/mpnet_chunks.py --model DIR --name NAME --out DIR --chunk-mib 55
+    python scripts/gpu/mpnet_chunks.py --model DIR --name NAME --out DIR --chunk-mib 44
 
 It writes ``<out>/<name>.tar.00``, ``.01``, ... (each at most ``--chunk-mib`` MiB) and ``<out>/SHA256SUMS``
 (``sha256sum -c`` format: every chunk, the whole tar and ``<name>/model.safetensors``). On the GPU host,
@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--out", default=".devcarry/mpnet", help="output folder (default .devcarry/mpnet, ignored)"
     )
-    p.add_argument("--chunk-mib", type=float, default=55.0, help="largest chunk in MiB (default 55)")
+    p.add_argument(
+        "--chunk-mib",
+        type=float,
+        default=44.0,
+        help="largest chunk in MiB (default 44: a chunk beside the ~15 MB working tree within the 64 MiB a call carries)",
+    )
     args = p.parse_args(argv)
     from gelora.models import resolve_model_name
 
