@@ -201,6 +201,14 @@ MIN_PASSES_MAX_K = 8 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 20
 #: 2.6 ms, but 1000 x 100 float64 1.5 against 1.4 ms)
 MIN_PASSES_MIN_WIDTH = 256
 
+#: least work of the plain screen (n times its :func:`_screen_cost`, in that unit) for which the blockwise
+#: path (outside the direct path's range) looks for a principal screen at all: below it the search (the
+#: directions, the pilot) costs more wall time than a principal screen saves. Two threads, inline, min of
+#: 6 alternating calls each, plain / with the search: the benchmark's rank30 (rank-21 screen chosen) at
+#: D = 64, k = 20: 0.82 (n = 2048), 0.88 (4000), 1.09 (8000, 3.0e9 units); at D = 128: 0.91, 1.02, 1.14;
+#: k = 2, D = 64, n = 8000 (2.2e9): 0.87; tanh (plain screen chosen) 0.79-0.86 at D = 64, k = 20
+SEARCH_MIN_WORK = 2.5e9
+
 #: pilot rows of :func:`_screen_basis_1` counted at a time: a rank whose partial count already rules
 #: it out is abandoned (the benchmark's n = 4000, D = 64 data: ranks 5 and 13 keep 110-2800 candidates
 #: per row, where fewer than about 30 would pay)
@@ -1237,7 +1245,10 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
     Xc = X - X.mean(axis=0)
     sq64 = np.einsum("ij,ij->i", Xc, Xc)
     direct = block_size is None and n <= DIRECT_BASIS_MAX_N and D >= DIRECT_BASIS_MIN_FEATURES
-    Z, a = _screen_basis(Xc, k, sq64, _direct_cost(n, D, k) if direct else None)
+    if not direct and n * _screen_cost(n, D, D, k, k) < SEARCH_MIN_WORK:
+        Z, a = Xc, np.zeros(n)  # the plain screen: too little work for a principal one to pay its search
+    else:
+        Z, a = _screen_basis(Xc, k, sq64, _direct_cost(n, D, k) if direct else None)
     if direct and Z.shape[1] == D:
         # no principal screen pays against the direct path's plain screen
         return _knn_numpy_direct(X, k)

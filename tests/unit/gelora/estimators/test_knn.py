@@ -222,8 +222,10 @@ def test_screen_error_bound_holds_for_the_float32_product():
         assert E.max() < 1e4 * np.abs(g - L).max()
 
 
-def test_principal_screen_is_used_on_low_rank_data_and_stays_exact():
+def test_principal_screen_is_used_on_low_rank_data_and_stays_exact(monkeypatch):
     import gelora.estimators.knn as knn
+
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # look for a principal screen at this small size
 
     X = low_rank_cloud(2100, 96, seed=12)
     Xc = X - X.mean(axis=0)
@@ -254,6 +256,7 @@ def test_principal_screen_beyond_the_first_directions_stays_exact(monkeypatch):
 
     import gelora.estimators.knn as knn
 
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # look for a principal screen at this small size
     rng = np.random.default_rng(18)
     X = rng.normal(size=(2100, 400)) * np.exp(-np.arange(400) / 50)
     # the cost model before the basis was priced in (it looks further at this small n)
@@ -276,9 +279,12 @@ def test_principal_screen_beyond_the_first_directions_stays_exact(monkeypatch):
     np.testing.assert_allclose(d, np.sqrt(np.take_along_axis(D2, order, axis=1)), rtol=1e-12, atol=0)
 
 
-def test_principal_screen_with_outliers_off_the_subspace():
+def test_principal_screen_with_outliers_off_the_subspace(monkeypatch):
     # a few points far off the principal subspace have large residual norms, which loosen the screen's
     # upper bounds u = g + 4 a_i a_j; the result must not change
+    import gelora.estimators.knn as knn
+
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # look for a principal screen at this small size
     X = low_rank_cloud(2100, 96, seed=13)
     X[::300] += 5.0 * np.random.default_rng(13).normal(size=(7, 96))
     d0, i0 = brute_force_chunked(X, 3)
@@ -343,6 +349,7 @@ def test_threaded_blocks_give_identical_results(monkeypatch, workers, symmetric)
     import gelora.estimators.knn as knn
 
     monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0 if symmetric else 10**9)
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # with a principal screen at this small size
     X = low_rank_cloud(2100, 64, seed=17)
     monkeypatch.setattr(knn, "_n_workers", lambda: 1)
     ref = knn_distances(X, 4, backend="numpy", block_size=2100)
@@ -452,6 +459,7 @@ def test_two_stage_rerank_in_the_full_search_matches_brute_force(monkeypatch, sy
     monkeypatch.setattr(knn, "_rerank_two_stage", lambda *a: calls.append(1) or two(*a))
     monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 0.0)
     monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0 if symmetric else 10**9)
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # with a principal screen at this small size
     X = low_rank_cloud(2100, 96, seed=21)
     grid = np.stack(np.meshgrid(*[np.arange(3.0)] * 4), -1).reshape(-1, 4)  # 81 points, exact ties
     X[:81] = np.pad(grid, ((0, 0), (0, 92))) + 7.0
@@ -666,6 +674,7 @@ def test_principal_screen_of_data_at_extreme_scales(monkeypatch, scale):
     monkeypatch.setattr(
         knn, "_screen_basis", lambda *a: (lambda out: ranks.append(out[0].shape[1]) or out)(basis(*a))
     )
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # look for a principal screen at this small size
     X = low_rank_cloud(knn.SCREEN_MIN_N + 52, 64, seed=26) * scale
     d, i = knn_distances(X, 5, backend="numpy")
     assert ranks and ranks[0] < 64  # a principal screen ran
@@ -834,3 +843,27 @@ def test_pack_rows_scatters_each_rows_pairs_in_order():
     expected = np.full((5, 3), np.inf)
     expected[0, :2], expected[2], expected[4, 0] = [5.0, 1.0], [3.0, 2.0, 9.0], 7.0
     np.testing.assert_array_equal(_pack_rows(r, vals, 5, np.inf), expected)
+
+
+def test_no_principal_screen_is_searched_below_the_least_work(monkeypatch):
+    # below SEARCH_MIN_WORK the blockwise path takes the plain screen without the pilot; the neighbours
+    # and distances are the bits of the searched (principal) screen's
+    import gelora.estimators.knn as knn
+
+    X = low_rank_cloud(2100, 64, seed=27)
+    n, D = X.shape
+    assert n * knn._screen_cost(n, D, D, 5, 5) < knn.SEARCH_MIN_WORK
+    ranks = []
+    basis = knn._screen_basis
+    monkeypatch.setattr(
+        knn, "_screen_basis", lambda *a: (lambda out: ranks.append(out[0].shape[1]) or out)(basis(*a))
+    )
+    d, i = knn_distances(X, 5, backend="numpy")
+    assert not ranks  # no search
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)
+    d1, i1 = knn_distances(X, 5, backend="numpy")
+    assert ranks and ranks[0] < D  # searched: a principal screen
+    np.testing.assert_array_equal(i, i1)
+    np.testing.assert_array_equal(d, d1)
+    d0, i0 = brute_force_chunked(X, 5)
+    np.testing.assert_array_equal(i, i0)
