@@ -6,7 +6,8 @@ Backends
     :class:`scipy.spatial.cKDTree` queried with all cores (``workers=-1``); fast for low dimension.
 ``"numpy"``
     A rigorous float32 *screen* followed by the exact float64 re-rank (:func:`_knn_numpy`). The data are
-    centred; when a cost model predicts a gain (:func:`_screen_basis`, n >= 2048 and n_features >= 15),
+    centred; when a cost model predicts a gain (:func:`_screen_basis`, n >= 2048, n_features >= 15 and
+    enough work to pay for the search, :data:`SEARCH_MIN_WORK`),
     they are described by ``p`` leading principal coordinates ``z`` plus the norm ``a`` of the residual
     off that subspace, which bounds every squared distance between ``|z_i - z_j|^2 + (a_i - a_j)^2`` and
     that plus ``4 a_i a_j``. Row blocks of these lower bounds come from one float32 BLAS product (width
