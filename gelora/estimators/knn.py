@@ -6,7 +6,8 @@ Backends
     :class:`scipy.spatial.cKDTree` queried with all cores (``workers=-1``); fast for low dimension.
 ``"numpy"``
     A rigorous float32 *screen* followed by the exact float64 re-rank (:func:`_knn_numpy`). The data are
-    centred; when a cost model predicts a gain (:func:`_screen_basis`, n >= 2048 and n_features >= 15),
+    centred; when a cost model predicts a gain (:func:`_screen_basis`, n >= 2048, n_features >= 15 and
+    enough work to pay for the search, :data:`SEARCH_MIN_WORK`),
     they are described by ``p`` leading principal coordinates ``z`` plus the norm ``a`` of the residual
     off that subspace, which bounds every squared distance between ``|z_i - z_j|^2 + (a_i - a_j)^2`` and
     that plus ``4 a_i a_j``. Row blocks of these lower bounds come from one float32 BLAS product (width
@@ -196,6 +197,24 @@ ROWS_RERANK_MIN = 8
 #: against 6.05 ms (so up to k = 20 there)
 MIN_PASSES_MAX_K = 8 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 20
 
+#: fewest entries per row for which :func:`_kth_of_rows` uses the argmin passes (NumPy 1.26, k = 20, one
+#: thread: 1000 x 1000 float32 3.4 ms against 11.2 ms for the partition, 64 x 4000 float64 1.2 against
+#: 2.6 ms, but 1000 x 100 float64 1.5 against 1.4 ms)
+MIN_PASSES_MIN_WIDTH = 256
+
+#: least work of the plain screen (n times its :func:`_screen_cost`, in that unit) for which the blockwise
+#: path (outside the direct path's range) looks for a principal screen at all: below it the search (the
+#: directions, the pilot) costs more wall time than a principal screen saves. Two threads, inline, min of
+#: 6 alternating calls each, plain / with the search: the benchmark's rank30 (rank-21 screen chosen) at
+#: D = 64, k = 20: 0.82 (n = 2048), 0.88 (4000), 1.09 (8000, 3.0e9 units); at D = 128: 0.91, 1.02, 1.14;
+#: k = 2, D = 64, n = 8000 (2.2e9): 0.87; tanh (plain screen chosen) 0.79-0.86 at D = 64, k = 20
+SEARCH_MIN_WORK = 2.5e9
+
+#: pilot rows of :func:`_screen_basis_1` counted at a time: a rank whose partial count already rules
+#: it out is abandoned (the benchmark's n = 4000, D = 64 data: ranks 5 and 13 keep 110-2800 candidates
+#: per row, where fewer than about 30 would pay)
+PILOT_CHUNK = 8
+
 METRICS = ("euclidean", "cosine")
 BACKENDS = ("auto", "kdtree", "numpy", "torch")
 
@@ -377,14 +396,28 @@ def _screen_basis_1(
     dot = np.zeros((pilot.size, n))  # z_pilot . z so far
     done = 0
 
-    def pilot_count(g0: int, g1: int, Zb: np.ndarray, a: np.ndarray) -> int:
-        """Pilot rows g0..g1: add this rank's terms to their products, then count their candidates."""
+    # scratch of each group, reused for every rank (fresh arrays of this size cost page faults)
+    scratch = {
+        g0: (np.empty((PILOT_CHUNK, n)), np.empty((PILOT_CHUNK, n)), np.empty((PILOT_CHUNK, n), bool))
+        for g0, _ in groups
+    }
+
+    def pilot_count(g0: int, g1: int, Zb: np.ndarray, a: np.ndarray, found: list[int], lost: Any) -> None:
+        """Pilot rows g0..g1: add this rank's terms to their products, then count their candidates.
+
+        The counts go to ``found``, :data:`PILOT_CHUNK` rows at a time, and stop once ``lost(sum of
+        found)`` says the rank can no longer be chosen (every count is >= 0, so a partial sum is a
+        lower bound of the total).
+        """
         rows = pilot[g0:g1]
         dot[g0:g1] += Zb[rows] @ Zb.T
-        lb = zsq[rows, None] + zsq[None, :] - 2.0 * dot[g0:g1] + (a[rows, None] - a[None, :]) ** 2
-        lb[np.arange(rows.size), rows] = np.inf
-        t_pilot = np.partition(lb + 4.0 * a[rows, None] * a[None, :], k - 1, axis=1)[:, k - 1]
-        return int(np.sum(lb <= t_pilot[:, None]))
+        for c0 in range(g0, g1, PILOT_CHUNK):
+            if lost(sum(found)):
+                return
+            c1 = min(g1, c0 + PILOT_CHUNK)
+            lb, u, mask = (buf[: c1 - c0] for buf in scratch[g0])
+            _pilot_bounds(zsq, a, pilot[c0:c1], dot[c0:c1], lb, u)
+            found.append(int(np.count_nonzero(np.less_equal(lb, _kth_of_rows(u, k)[:, None], out=mask))))
 
     for p in ranks:
         if _screen_cost(n, D, p, k, k) >= best_cost:
@@ -406,8 +439,16 @@ def _screen_basis_1(
         zsq += np.einsum("ij,ij->i", Zb, Zb)
         done = p
         a = np.sqrt(np.maximum(sq - zsq, 0.0))
-        jobs = [pool.submit(pilot_count, g0, g1, Zb, a) for g0, g1 in groups]
-        count = sum(job.result() for job in jobs) / pilot.size
+        found: list[int] = []
+
+        def lost(total: int, p: int = p, best_cost: float = best_cost) -> bool:
+            """Whether a partial count ``total`` already rules rank p out (the decision of the full count)."""
+            count = total / pilot.size
+            return _screen_cost(n, D, p, k, count) >= best_cost and (p < 60 or count > n / 4)
+
+        for job in [pool.submit(pilot_count, g0, g1, Zb, a, found, lost) for g0, g1 in groups]:
+            job.result()
+        count = sum(found) / pilot.size
         cost = _screen_cost(n, D, p, k, count)
         if cost < best_cost:
             best_p, best_cost = p, cost
@@ -535,10 +576,13 @@ def _slack_from_norms(norms: np.ndarray, u: float, p: int, n_features: int) -> n
 def _pack_rows(r: np.ndarray, vals: np.ndarray, b: int, fill: Any) -> np.ndarray:
     """Scatter the flat per-row values (``r`` sorted) into a (b, max count) array padded with ``fill``."""
     counts = np.bincount(r, minlength=b)
-    pos = np.arange(r.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    out = np.full((b, max(1, int(counts.max()))), fill, dtype=vals.dtype)
-    out[r, pos] = vals
-    return out
+    m = max(1, int(counts.max()))
+    # one flat scatter: pair p of row i goes to i m + (p - first pair of row i) (the 2-D scatter
+    # ``out[r, pos]`` took 1.3 ms against 0.5 ms for 1000 rows of about 95 pairs, NumPy 1.26)
+    at = np.arange(r.size) + np.repeat(np.arange(b) * m - (np.cumsum(counts) - counts), counts)
+    out = np.full(b * m, fill, dtype=vals.dtype)
+    out[at] = vals
+    return out.reshape(b, m)
 
 
 def _subset_step(n: int, k: int) -> int:
@@ -576,7 +620,7 @@ def _screen_block(
         sub = g[:, ::step]
         if a_rows is not None and a_cols is not None:
             sub = sub + 4.0 * a_rows[:, None] * a_cols[None, ::step]
-        tau = np.partition(sub, k - 1, axis=1)[:, k - 1]
+        tau = _kth_of_rows(sub, k)
     thr_g = _round_up(tau + slack, g.dtype)
     # 1-D nonzero of the flattened mask: about 10x faster than the 2-D np.nonzero
     flat = np.flatnonzero(g <= thr_g[:, None])
@@ -619,6 +663,40 @@ def _kth_smallest(g: np.ndarray, k: int) -> np.ndarray:
     return kth
 
 
+def _kth_of_rows(g: np.ndarray, k: int) -> np.ndarray:
+    """The k-th smallest value of each row of ``g`` (b, m), ties counted (``g`` is left unchanged).
+
+    By :func:`_kth_smallest`'s argmin passes where ``k <= MIN_PASSES_MAX_K`` and the rows have at least
+    :data:`MIN_PASSES_MIN_WIDTH` entries, else by a partition: the same values either way.
+    """
+    if k <= MIN_PASSES_MAX_K and g.shape[1] >= MIN_PASSES_MIN_WIDTH:
+        return _kth_smallest(g, k)
+    return np.partition(g, k - 1, axis=1)[:, k - 1]
+
+
+def _pilot_bounds(
+    zsq: np.ndarray, a: np.ndarray, rows: np.ndarray, dot: np.ndarray, lb: np.ndarray, u: np.ndarray
+) -> None:
+    """Lower and upper screening bounds of the pilot rows of :func:`_screen_basis_1` against all points.
+
+    ``zsq`` (n,) holds ``|z|^2``, ``a`` (n,) the residual norms, ``rows`` (r,) the pilot rows and ``dot``
+    (r, n) their products ``z_i . z_j``. Writes ``lb = |z_i|^2 + |z_j|^2 - 2 z_i.z_j + (a_i - a_j)^2``
+    (self entries ``inf``) and ``u = lb + 4 a_i a_j`` into the given (r, n) float64 arrays, in place in
+    the order of ``zsq_i + zsq_j - 2.0 * dot + (a_i - a_j) ** 2`` (the same bits as that expression;
+    its fresh temporaries cost more in page faults than the arithmetic: 3.4 ms against 0.9 ms for
+    64 x 4000).
+    """
+    np.add(zsq[rows, None], zsq[None, :], out=lb)
+    np.multiply(dot, 2.0, out=u)
+    lb -= u
+    np.subtract(a[rows, None], a[None, :], out=u)
+    u *= u
+    lb += u
+    lb[np.arange(rows.size), rows] = np.inf
+    np.multiply((4.0 * a[rows])[:, None], a[None, :], out=u)
+    u += lb
+
+
 def _round_up(thr: np.ndarray, dtype: Any) -> np.ndarray:
     """``thr`` (float64) in ``dtype``, rounded up, never down (a cut must not lose a candidate)."""
     out = thr.astype(dtype)
@@ -643,7 +721,8 @@ def _final_cut(
     """
     u = v if a_rows is None or a_cols is None else v + 4.0 * a_rows[r] * a_cols[col]
     t = np.partition(_pack_rows(r, u, b, np.inf), k - 1, axis=1)[:, k - 1]
-    keep = v <= t[r] + slack[r]
+    # indices, not a mask: three boolean selections took 1.9 ms against 0.5 ms (1000 rows, ~95 pairs each)
+    keep = np.flatnonzero(v <= (t + slack)[r])
     return r[keep], col[keep], v[keep]
 
 
@@ -765,11 +844,12 @@ def _rerank_two_stage(
     :func:`_knn_numpy`), so only the remaining candidates with ``g_ij <= T'_i + slack_i`` are re-ranked
     too. The result is that of :func:`_rerank_pairs` on all the pairs, bit for bit (same values of the
     pairs computed, same ordering); it is used where the screen leaves more than
-    ``TWO_STAGE_MIN_RATIO * k`` candidates per row.
+    ``TWO_STAGE_MIN_RATIO * k`` candidates per row. The columns ``col`` ascend within each row (``r``
+    sorted): with few candidates per row every pair goes through :func:`_rerank_rows` (the same bits).
     """
     sel = _first_stage(r, v, b, k)
     if sel is None:
-        return _rerank_pairs(X, s, r, col, b, k, budget)
+        return _rerank_rows(X, s, r, col, b, k, budget)
     d2 = np.empty(r.size, dtype=np.float64)
     d2[sel] = _exact_d2(X, s + r[sel], col[sel], budget)
     rest = _second_stage(sel, d2[sel], r, v, slack, b, k)
@@ -1166,7 +1246,10 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
     Xc = X - X.mean(axis=0)
     sq64 = np.einsum("ij,ij->i", Xc, Xc)
     direct = block_size is None and n <= DIRECT_BASIS_MAX_N and D >= DIRECT_BASIS_MIN_FEATURES
-    Z, a = _screen_basis(Xc, k, sq64, _direct_cost(n, D, k) if direct else None)
+    if not direct and n * _screen_cost(n, D, D, k, k) < SEARCH_MIN_WORK:
+        Z, a = Xc, np.zeros(n)  # the plain screen: too little work for a principal one to pay its search
+    else:
+        Z, a = _screen_basis(Xc, k, sq64, _direct_cost(n, D, k) if direct else None)
     if direct and Z.shape[1] == D:
         # no principal screen pays against the direct path's plain screen
         return _knn_numpy_direct(X, k)
@@ -1198,7 +1281,7 @@ def _knn_numpy(X: np.ndarray, k: int, block_size: int | None) -> tuple[np.ndarra
         own = np.arange(s, e)
         on = np.flatnonzero(own % step == 0)
         usub[on, own[on] // step] = np.inf  # exclude self by index
-        return np.partition(usub, k - 1, axis=1)[:, k - 1].astype(np.float64)
+        return _kth_of_rows(usub, k).astype(np.float64)
 
     def finish(g: np.ndarray, s: int) -> None:
         """Screen, re-screen too-wide rows in float64, re-rank: rows s.. of the block ``g``."""
@@ -1349,12 +1432,13 @@ def _knn_numpy_symmetric(
                 # extracting the pairs through the transposed mask instead cost more than its product)
                 order = np.argsort(j.astype(np.int16) if w - b <= 2**15 else j, kind="stable")
                 i, j = i[order], j[order]
-                col_side[s] = (j + e, i + s, gc[i, j].astype(np.float64))
+                # the values through their flat index into g (a 1-D gather, cheaper than gc[i, j])
+                col_side[s] = (j + e, i + s, g.ravel()[i * w + (j + b)].astype(np.float64))
 
     def gather(t: int) -> None:
         e = min(n, t + block_size)
         b = e - t
-        rs, cs, vs = [row_side[t][0]], [row_side[t][1]], [row_side[t][2]]
+        rs, cs, vs = [], [], []
         for s in starts:
             if s >= t:
                 break
@@ -1363,6 +1447,11 @@ def _knn_numpy_symmetric(
             rs.append(j[lo:hi] - t)
             cs.append(i[lo:hi])
             vs.append(v[lo:hi])
+        # the column sides (columns below t, ascending by block and within it) before the row side
+        # (columns from t on, ascending): after the stable sort by row, each row's columns ascend
+        rs.append(row_side[t][0])
+        cs.append(row_side[t][1])
+        vs.append(row_side[t][2])
         r = np.concatenate(rs)
         # a stable sort on 16-bit keys is a radix sort
         order = np.argsort(r.astype(np.int16 if b <= 2**15 else np.int64), kind="stable")

@@ -222,8 +222,10 @@ def test_screen_error_bound_holds_for_the_float32_product():
         assert E.max() < 1e4 * np.abs(g - L).max()
 
 
-def test_principal_screen_is_used_on_low_rank_data_and_stays_exact():
+def test_principal_screen_is_used_on_low_rank_data_and_stays_exact(monkeypatch):
     import gelora.estimators.knn as knn
+
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # look for a principal screen at this small size
 
     X = low_rank_cloud(2100, 96, seed=12)
     Xc = X - X.mean(axis=0)
@@ -254,6 +256,7 @@ def test_principal_screen_beyond_the_first_directions_stays_exact(monkeypatch):
 
     import gelora.estimators.knn as knn
 
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # look for a principal screen at this small size
     rng = np.random.default_rng(18)
     X = rng.normal(size=(2100, 400)) * np.exp(-np.arange(400) / 50)
     # the cost model before the basis was priced in (it looks further at this small n)
@@ -276,9 +279,12 @@ def test_principal_screen_beyond_the_first_directions_stays_exact(monkeypatch):
     np.testing.assert_allclose(d, np.sqrt(np.take_along_axis(D2, order, axis=1)), rtol=1e-12, atol=0)
 
 
-def test_principal_screen_with_outliers_off_the_subspace():
+def test_principal_screen_with_outliers_off_the_subspace(monkeypatch):
     # a few points far off the principal subspace have large residual norms, which loosen the screen's
     # upper bounds u = g + 4 a_i a_j; the result must not change
+    import gelora.estimators.knn as knn
+
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # look for a principal screen at this small size
     X = low_rank_cloud(2100, 96, seed=13)
     X[::300] += 5.0 * np.random.default_rng(13).normal(size=(7, 96))
     d0, i0 = brute_force_chunked(X, 3)
@@ -343,6 +349,7 @@ def test_threaded_blocks_give_identical_results(monkeypatch, workers, symmetric)
     import gelora.estimators.knn as knn
 
     monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0 if symmetric else 10**9)
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # with a principal screen at this small size
     X = low_rank_cloud(2100, 64, seed=17)
     monkeypatch.setattr(knn, "_n_workers", lambda: 1)
     ref = knn_distances(X, 4, backend="numpy", block_size=2100)
@@ -452,6 +459,7 @@ def test_two_stage_rerank_in_the_full_search_matches_brute_force(monkeypatch, sy
     monkeypatch.setattr(knn, "_rerank_two_stage", lambda *a: calls.append(1) or two(*a))
     monkeypatch.setattr(knn, "TWO_STAGE_MIN_RATIO", 0.0)
     monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0 if symmetric else 10**9)
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # with a principal screen at this small size
     X = low_rank_cloud(2100, 96, seed=21)
     grid = np.stack(np.meshgrid(*[np.arange(3.0)] * 4), -1).reshape(-1, 4)  # 81 points, exact ties
     X[:81] = np.pad(grid, ((0, 0), (0, 92))) + 7.0
@@ -666,6 +674,7 @@ def test_principal_screen_of_data_at_extreme_scales(monkeypatch, scale):
     monkeypatch.setattr(
         knn, "_screen_basis", lambda *a: (lambda out: ranks.append(out[0].shape[1]) or out)(basis(*a))
     )
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)  # look for a principal screen at this small size
     X = low_rank_cloud(knn.SCREEN_MIN_N + 52, 64, seed=26) * scale
     d, i = knn_distances(X, 5, backend="numpy")
     assert ranks and ranks[0] < 64  # a principal screen ran
@@ -736,3 +745,125 @@ def test_direct_path_with_argmin_passes_up_to_k_20(monkeypatch):
     d, i = knn_distances(X, 20, backend="numpy")
     assert calls and set(calls) == {20}
     _assert_as_blockwise_and_brute_force(X, 20, d, i)
+
+
+@pytest.mark.parametrize("k", [1, 3, 8, 20])
+def test_kth_of_rows_is_the_partition_value_and_leaves_the_block(monkeypatch, k):
+    # wide rows (argmin passes) and narrow rows (partition), on a strided view as the first cut takes
+    # it; tied values, an inf per row; the k-th value is the partition's and the block is unchanged
+    import gelora.estimators.knn as knn
+
+    monkeypatch.setattr(knn, "MIN_PASSES_MAX_K", 20)
+    rng = np.random.default_rng(k)
+    for width in (knn.MIN_PASSES_MIN_WIDTH - 1, 4 * knn.MIN_PASSES_MIN_WIDTH):
+        g = rng.integers(0, 9, size=(30, 2 * width)).astype(np.float32)
+        g[np.arange(30), np.arange(30)] = np.inf
+        before = g.copy()
+        sub = g[:, ::2]
+        np.testing.assert_array_equal(knn._kth_of_rows(sub, k), np.partition(sub, k - 1, axis=1)[:, k - 1])
+        np.testing.assert_array_equal(g, before)
+
+
+def test_pilot_bounds_are_the_expression_bit_for_bit():
+    from gelora.estimators.knn import _pilot_bounds
+
+    rng = np.random.default_rng(3)
+    n, rows = 500, np.array([0, 7, 99, 250, 499])
+    zsq, a = rng.uniform(0, 5, size=n), rng.uniform(0, 1, size=n)
+    dot = rng.normal(size=(rows.size, n))
+    lb_ref = zsq[rows, None] + zsq[None, :] - 2.0 * dot + (a[rows, None] - a[None, :]) ** 2
+    lb_ref[np.arange(rows.size), rows] = np.inf
+    u_ref = lb_ref + 4.0 * a[rows, None] * a[None, :]
+    lb, u = np.empty_like(dot), np.empty_like(dot)
+    _pilot_bounds(zsq, a, rows, dot, lb, u)
+    np.testing.assert_array_equal(lb, lb_ref)
+    np.testing.assert_array_equal(u, u_ref)
+
+
+@pytest.mark.parametrize("low_rank", [True, False])
+def test_pilot_abandons_a_rank_without_changing_the_chosen_screen(monkeypatch, low_rank):
+    # counted a few rows at a time, the pilot stops on a rank once its partial count rules it out; the
+    # chosen rank (hence coordinates and residuals) is the one of the full counts
+    import gelora.estimators.knn as knn
+
+    rng = np.random.default_rng(8)
+    X = low_rank_cloud(2500, 64, seed=8) if low_rank else np.tanh(rng.normal(size=(2500, 64)))
+    Xc = X - X.mean(axis=0)
+    counted = []
+    bounds = knn._pilot_bounds
+    monkeypatch.setattr(
+        knn, "_pilot_bounds", lambda z, a, rows, *r: counted.append(rows.size) or bounds(z, a, rows, *r)
+    )
+    monkeypatch.setattr(knn, "PILOT_CHUNK", 64)  # the whole group at once: no rank abandoned
+    Z0, a0 = knn._screen_basis(Xc, 10)
+    full = sum(counted)
+    counted.clear()
+    monkeypatch.setattr(knn, "PILOT_CHUNK", 4)
+    Z1, a1 = knn._screen_basis(Xc, 10)
+    np.testing.assert_array_equal(Z1, Z0)
+    np.testing.assert_array_equal(a1, a0)
+    assert sum(counted) < full  # some rank was abandoned early
+    assert (Z0.shape[1] < 64) == low_rank
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_first_cut_by_argmin_passes_matches_brute_force_on_ties(monkeypatch, symmetric):
+    # the first cut's k-th value from a sparse column subset (step >= 4) by argmin passes; exact ties on
+    # a grid, exact duplicates, near-duplicates; neighbours and tie order as brute force, bits as the
+    # partition's screen
+    import gelora.estimators.knn as knn
+
+    monkeypatch.setattr(knn, "SYMMETRIC_MIN_WIDTH", 0 if symmetric else 10**9)
+    rng = np.random.default_rng(12)
+    grid = np.stack(np.meshgrid(*[np.arange(5.0)] * 4), -1).reshape(-1, 4)  # 625 points
+    X = np.concatenate([np.pad(grid, ((0, 0), (0, 28))) + 3.0, rng.normal(size=(2400, 32))])
+    X[700:740] = X[:40]  # exact duplicates
+    X[740:760] = X[40:60] + 1e-9  # near-duplicates
+    assert knn._subset_step(len(X), 20) >= 4
+    monkeypatch.setattr(knn, "MIN_PASSES_MAX_K", 0)
+    d_ref, i_ref = knn_distances(X, 20, backend="numpy")
+    kth = knn._kth_smallest
+    calls = []
+    monkeypatch.setattr(knn, "_kth_smallest", lambda g, k: calls.append(g.shape[1]) or kth(g, k))
+    monkeypatch.setattr(knn, "MIN_PASSES_MAX_K", 20)
+    d, i = knn_distances(X, 20, backend="numpy")
+    assert calls and min(calls) >= knn.MIN_PASSES_MIN_WIDTH  # the first cut's passes ran
+    np.testing.assert_array_equal(i, i_ref)
+    np.testing.assert_array_equal(d, d_ref)
+    d0, i0 = brute_force_chunked(X, 20)
+    np.testing.assert_array_equal(i, i0)
+    np.testing.assert_allclose(d, d0, rtol=1e-12, atol=0)
+
+
+def test_pack_rows_scatters_each_rows_pairs_in_order():
+    from gelora.estimators.knn import _pack_rows
+
+    r = np.array([0, 0, 2, 2, 2, 4])  # rows 1 and 3 without pairs
+    vals = np.array([5.0, 1.0, 3.0, 2.0, 9.0, 7.0])
+    expected = np.full((5, 3), np.inf)
+    expected[0, :2], expected[2], expected[4, 0] = [5.0, 1.0], [3.0, 2.0, 9.0], 7.0
+    np.testing.assert_array_equal(_pack_rows(r, vals, 5, np.inf), expected)
+
+
+def test_no_principal_screen_is_searched_below_the_least_work(monkeypatch):
+    # below SEARCH_MIN_WORK the blockwise path takes the plain screen without the pilot; the neighbours
+    # and distances are the bits of the searched (principal) screen's
+    import gelora.estimators.knn as knn
+
+    X = low_rank_cloud(2100, 64, seed=27)
+    n, D = X.shape
+    assert n * knn._screen_cost(n, D, D, 5, 5) < knn.SEARCH_MIN_WORK
+    ranks = []
+    basis = knn._screen_basis
+    monkeypatch.setattr(
+        knn, "_screen_basis", lambda *a: (lambda out: ranks.append(out[0].shape[1]) or out)(basis(*a))
+    )
+    d, i = knn_distances(X, 5, backend="numpy")
+    assert not ranks  # no search
+    monkeypatch.setattr(knn, "SEARCH_MIN_WORK", 0.0)
+    d1, i1 = knn_distances(X, 5, backend="numpy")
+    assert ranks and ranks[0] < D  # searched: a principal screen
+    np.testing.assert_array_equal(i, i1)
+    np.testing.assert_array_equal(d, d1)
+    d0, i0 = brute_force_chunked(X, 5)
+    np.testing.assert_array_equal(i, i0)
