@@ -8,23 +8,38 @@ Prints, per dimension d, the minimum of 5 calls (s, two torch threads, n = 4000,
 the distances (equal sums: the same neighbours). Run it in two checkouts to compare code versions.
 """
 
-import sys, time, numpy as np, torch
+from __future__ import annotations
 
-torch.set_num_threads(2)
+import sys
+import time
+
+import numpy as np
+import torch
+
 from gelora.estimators.knn import knn_distances
 
-rng = np.random.default_rng(0)
-res = {}
-for d in (2, 10, 30, 100):
-    n = 4000
-    Y = rng.standard_normal((n, d))
-    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
-    Y *= rng.random((n, 1)) ** (1 / d)
-    T = torch.from_numpy(Y)
-    ts = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        dist, idx = knn_distances(T, 11, device="cpu", backend="torch")
-        ts.append(time.perf_counter() - t0)
-    res[d] = (min(ts), float(np.asarray(dist).sum()))
-print(sys.argv[1], {d: (round(t, 4), s) for d, (t, s) in res.items()})
+
+def unit_ball(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` points uniform in the unit ``d``-ball, shape (n, d)."""
+    y = rng.standard_normal((n, d))
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    return y * rng.random((n, 1)) ** (1 / d)
+
+
+def main(label: str, n: int = 4000, k: int = 11, repeats: int = 5) -> None:
+    torch.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    res = {}
+    for d in (2, 10, 30, 100):
+        x = torch.from_numpy(unit_ball(n, d, rng))
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            dist, _ = knn_distances(x, k, device="cpu", backend="torch")
+            times.append(time.perf_counter() - t0)
+        res[d] = (round(min(times), 4), float(np.asarray(dist).sum()))
+    print(label, res)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "")
