@@ -282,13 +282,19 @@ def fig_paired_differences(report: dict[str, Any]) -> bytes | None:
 
 
 def _paper_entries(report: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """``(task, method, entry)`` of the paper-protocol summary table, sorted (nothing without one)."""
+    """``(task, method, entry)`` of the paper-protocol summary tables, sorted (nothing without one): the
+    first model's under their task names, then each further model's as ``"task (model)"``."""
+    from validation.report.claims import paper_protocol_more
+
     pp = _paper(report)
     if pp is None:
         return
-    for task, by in sorted((pp[0].get("table") or {}).items()):
-        for m, e in sorted(by.items()):
-            yield task, m, e
+    summaries = [(None, pp[0])] + [(s.get("model"), s) for s, _ in paper_protocol_more(report)]
+    for model, summary in summaries:
+        for task, by in sorted((summary.get("table") or {}).items()):
+            label = task if model is None else f"{task} ({model})"
+            for m, e in sorted(by.items()):
+                yield label, m, e
 
 
 def loss_curve_series(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:

@@ -385,3 +385,15 @@ def test_default_rates_are_every_method_only_when_every_model_ran_at_one_rate(f,
     both = gridfix.write_grid(tmp_path / "big1", {"sst2": GOOD}, model="big-model", lr_selection=one)
     c4 = _claim(f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [small, both])))), "C4")
     assert c4["setup"].endswith("default rates (none selected)")
+
+
+def test_curve_figures_show_every_model(f, tmp_path, gridfix):
+    small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD}, model="small-model", curves=True)
+    big = gridfix.write_grid(tmp_path / "big", {"sst2": GOOD}, model="big-model", curves=True)
+    r = f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [small, big]))))
+    from validation.report.figures import loss_curve_series
+
+    series = loss_curve_series(r)
+    assert list(series) == ["sst2", "sst2 (big-model)"]
+    assert set(series["sst2 (big-model)"]) == set(GOOD)
+    assert B.render_all(r)[2]["loss_curves"].startswith(b"\x89PNG")
