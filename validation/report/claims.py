@@ -334,8 +334,13 @@ def _dropped_text(why: str, cells: list[str]) -> str:
     return f"{len(cells)} {why} ({at})"
 
 
-def _exclusions_line(v: dict[str, Any], limit: int = 118) -> str:
-    """One line: uninformative tasks, then dropped cells by reason (shortened to ``limit`` characters)."""
+def _shorten(text: str, limit: int = 118) -> str:
+    """``text`` cut to ``limit`` characters with a trailing "..." (a page-1 cell)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _exclusion_parts(v: dict[str, Any]) -> list[str]:
+    """Uninformative tasks, then dropped cells by reason, of one model's verdicts (empty: nothing)."""
     parts = []
     if v["uninformative"]:
         parts.append("uninformative: " + ", ".join(_task(u["task"]) for u in v["uninformative"]))
@@ -347,8 +352,12 @@ def _exclusions_line(v: dict[str, Any], limit: int = 118) -> str:
         parts.append(
             "seeds dropped: " + ", ".join(_dropped_text(why, cells) for why, cells in sorted(dropped.items()))
         )
-    text = "; ".join(parts) or "none (every task informative, every cell converged)"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return parts
+
+
+def _exclusions_line(parts: list[str], limit: int = 118) -> str:
+    """One line of exclusion parts (:func:`_exclusion_parts`), shortened to ``limit`` characters."""
+    return _shorten("; ".join(parts) or "none (every task informative, every cell converged)", limit)
 
 
 def _default_rate_methods(summary: dict[str, Any]) -> list[str]:
@@ -599,7 +608,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         f"{model}, paper protocol, {_seed_text(sorted(seeds_used))}, "
         f"GLUE dev ({', '.join(_task(t) for t in v['tasks'])})"
     )
-    exclusions = _exclusions_line(v)
+    exclusions = _exclusion_parts(v)
     models = [str(model)]
     per_model = [f"{model} ({', '.join(_task(t) for t in v['tasks'])})"]
     rate_parts = [(str(model), defaults, summary)]
@@ -616,9 +625,8 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         rate_parts.append((m2, _default_rate_methods(s2), s2))
         seeds_used |= seeds2
         per_model.append(f"{m2} ({', '.join(_task(t) for t in v2['tasks'])})")
-        ex2 = _exclusions_line(v2)
-        if not ex2.startswith("none"):
-            exclusions = (f"{exclusions}; " if not exclusions.startswith("none") else "") + f"{m2}: {ex2}"
+        if more := _exclusion_parts(v2):
+            exclusions.append(f"{m2}: " + "; ".join(more))
     if any(d != defaults for _, d, _ in rate_parts):  # "all" only when every model says "all"
         defaults = [f"{_name(m)} ({mod})" for mod, d, sm in rate_parts for m in _named(d, sm)]
     rates = ", default rates (none selected)" if defaults == ["all"] else ""
@@ -630,7 +638,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         setup += rates
     extra: dict[str, Any] = {
         "setup": setup,
-        "exclusions": exclusions if len(exclusions) <= 118 else exclusions[:115] + "...",
+        "exclusions": _exclusions_line(exclusions),
         "table": {
             "headers": ["task", "baseline", "GeLoRA - baseline", "95% CI", "seeds", "outcome"],
             "rows": rows,
@@ -1039,11 +1047,8 @@ def claim_glue_average(report: dict[str, Any]) -> Finding:
             }
             extra["setup"] = f"{model}, paper protocol, mean of each task's primary metric"
         if ours["left_out"]:
-            extra["exclusions"] = "left out: " + ", ".join(
-                f"{_task(t)} ({why})" for t, why in ours["left_out"].items()
-            )
-            extra["exclusions"] = (
-                extra["exclusions"] if len(extra["exclusions"]) <= 118 else extra["exclusions"][:115] + "..."
+            extra["exclusions"] = _shorten(
+                "left out: " + ", ".join(f"{_task(t)} ({why})" for t, why in ours["left_out"].items())
             )
             evidence += [
                 f"Left out of the average: {_task(t)} ({why})." for t, why in ours["left_out"].items()

@@ -590,6 +590,7 @@ def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
     """Section 5 for each further model of the paper protocol (``paper_protocol_more``): its verdict line,
     the mean score of every method with GeLoRA's paired difference, and its ceiling/floor table (the
     figures above show the first model only)."""
+    from validation.finetune.grid import _mean_std
     from validation.finetune.verdicts import _usable
     from validation.report.claims import _name, _task, paper_protocol_more
 
@@ -611,12 +612,7 @@ def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
             pairs = v["tasks"].get(task, {}).get("pairs", {})
             for m, e in sorted(by.items(), key=lambda kv: (kv[0] != "gelora", kv[0])):
                 vals = [float(r["primary"]) for r in e.get("per_seed") or [] if _usable(r, True)[0]]
-                mean = sum(vals) / len(vals) if vals else None
-                sd = (
-                    math.sqrt(sum((x - mean) ** 2 for x in vals) / (len(vals) - 1))
-                    if mean is not None and len(vals) > 1
-                    else None
-                )
+                ms = _mean_std(vals) if vals else {"mean": None, "std": None}
                 pd = pairs.get(m)
                 diff = "—"
                 if pd and pd["diff"] is not None:
@@ -626,7 +622,9 @@ def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
                     (
                         _task(task),
                         _name(m),
-                        "—" if mean is None else f"{score(mean)} ± {score(sd)} (n={len(vals)})",
+                        "—"
+                        if ms["mean"] is None
+                        else f"{score(ms['mean'])} ± {score(ms['std'])} (n={len(vals)})",
                         diff,
                     )
                 )
