@@ -43,9 +43,7 @@ while :; do
   sleep 10
 done
 for name in "${started[@]}"; do
-  mkdir -p "$OUT/runs/$name"
-  tar -C "runs/$name" --exclude=./work --exclude=./cache --exclude=./lr_select/work --exclude=./claims \
-    --exclude=./workers -cf - . | tar -C "$OUT/runs/$name" -xf -
+  copy_run "runs/$name" "$OUT/runs/$name"
   tail -c 20000 "runs/$name.log" >"$OUT/runs/$name.log" 2>/dev/null
   cp "runs/$name.rc" "$OUT/runs/" 2>/dev/null
   echo "[campaign] $name: $(ls "runs/$name/cells" 2>/dev/null | grep -c json) cell files, rc $(cat "runs/$name.rc" 2>/dev/null || echo running)"

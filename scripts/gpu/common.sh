@@ -9,3 +9,11 @@ OUT="${OUT:-$PWD/out}"
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch,transformers,peft;print('torch',torch.__version__,'transformers',transformers.__version__,'peft',peft.__version__)" | tee -a "$OUT/gpu.txt"
+
+# copy_run SRC DEST: a run directory without what the report never reads (checkpoints, token caches, the
+# selection runs' work folders, claims, worker specs), for the fetch ($OUT)
+copy_run() {
+  mkdir -p "$2"
+  tar -C "$1" --exclude=./work --exclude=./cache --exclude=./lr_select/work --exclude=./claims \
+    --exclude=./workers -cf - . | tar -C "$2" -xf -
+}

@@ -40,9 +40,6 @@ done
 echo "cells: $(ls "$R/cells" 2>/dev/null | tr '\n' ' ')"; echo "selection: $(ls "$R/lr_select" 2>/dev/null | tr '\n' ' ')"
 for p in runs/*.pid; do n=$(basename "$p" .pid); echo "$n rc=$(cat "runs/$n.rc" 2>/dev/null || echo running)"; done
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
-dest="$OUT/runs/$(basename "$R")"
-mkdir -p "$dest"
-tar -C "$R" --exclude=./work --exclude=./cache --exclude=./lr_select/work --exclude=./claims --exclude=./workers \
-  -cf - . 2>/dev/null | tar -C "$dest" -xf -
+copy_run "$R" "$OUT/runs/$(basename "$R")"
 for l in runs/*.log; do [ -f "$l" ] && tail -c 5000 "$l" > "$OUT/runs/$(basename "$l")"; done
 tar -C "$OUT" -czf "$OUT/runs.tgz" runs && rm -rf "$OUT/runs"
