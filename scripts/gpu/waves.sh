@@ -15,7 +15,6 @@
 # Keep device calls back to back: the machine goes back after about 30 s idle, with the runs on it.
 source scripts/gpu/common.sh >/dev/null
 export PYTHONPATH=$PYTHONPATH:$PWD/.devcarry/sitelite GELORA_MODELS_DIR="${MODELS_DIR:-/tmp/mpnet-assembly}"
-export GELORA_DATA_DIR="${GELORA_DATA_DIR:-$PWD/.devcarry/data_min}"
 R="${RUN:-runs/mpnet-stsb}"
 mkdir -p runs "$R"
 case "${1:-}" in

@@ -477,7 +477,9 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
     notes = []
     for miss in summary.get("missing") or []:
         key = (miss["task"], miss["method"])
-        notes.append(f"{miss['task']} / {miss['method']} / seed {miss['seed']}: {miss['reason']}")
+        notes.append(
+            f"{_task_of(miss['task'], model)} / {miss['method']} / seed {miss['seed']}: {miss['reason']}"
+        )
         if key not in present:
             present.add(key)
             rows.append(
@@ -613,6 +615,11 @@ def budget_scores(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _task_of(task: str, model: str | None) -> str:
+    """``task`` labelled with its model when that is not the default encoder: ``"stsb (mpnet-base)"``."""
+    return task if model in (None, DEFAULT_MODEL) else f"{task} ({model})"
+
+
 def _model_of(profile: dict[str, Any] | None) -> str:
     """The model a grid trained (its profile's ``model``; ``None`` there is the bundled encoder)."""
     return str((profile or {}).get("model") or DEFAULT_MODEL)
@@ -632,6 +639,22 @@ def _paper_at_budget(
     merged = verdicts.merge_summaries([c for c, _ in at_main])
     ps = [s.get("profile") or {} for _, s in at_main]
     merged["model"] = _model_of(ps[0])
+    # planned cells without a result in any directory (a later directory may hold what an earlier one lacks)
+    have = {
+        (t, m, int(r["seed"]))
+        for t, by in (merged.get("table") or {}).items()
+        for m, e in by.items()
+        for r in e.get("per_seed") or []
+    }
+    missing = {
+        (x["task"], x["method"], int(x["seed"])): x["reason"]
+        for _, s in at_main
+        for x in s.get("missing") or []
+        if (x["task"], x["method"], int(x["seed"])) not in have
+    }
+    merged["missing"] = [
+        {"task": t, "method": m, "seed": sd, "reason": why} for (t, m, sd), why in sorted(missing.items())
+    ]
     merged["epochs"] = sorted({float(p["epochs"]) for p in ps if p.get("epochs") is not None})
     if len(ranks) > 1:
         merged["lora_r"] = main_r
@@ -843,7 +866,9 @@ def section_trajectories(ctx: Context) -> dict[str, Any]:
             continue
         cell = runner.read_cell(path)
         info = cell.get("method_info") or {}
-        name = f"{cell['task']}/{cell['method']}/seed {cell['seed']}"
+        # runs of different models never share a name (a second model's STS-B would replace the first's)
+        model = _model_of((cell.get("config") or {}).get("profile"))
+        name = f"{_task_of(cell['task'], model)}/{cell['method']}/seed {cell['seed']}"
         traj = info.get("rank_trajectory")
         if traj:
             steps, per_module = plots.normalise_rank_trajectory(traj)

@@ -339,8 +339,9 @@ def _shorten(text: str, limit: int = 118) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _exclusion_parts(v: dict[str, Any]) -> list[str]:
-    """Uninformative tasks, then dropped cells by reason, of one model's verdicts (empty: nothing)."""
+def _exclusion_parts(v: dict[str, Any], summary: dict[str, Any] | None = None) -> list[str]:
+    """Uninformative tasks, then dropped cells by reason, of one model's verdicts, then the planned cells
+    without a result (``summary["missing"]``: not in any pair) (empty: nothing)."""
     parts = []
     if v["uninformative"]:
         parts.append("uninformative: " + ", ".join(_task(u["task"]) for u in v["uninformative"]))
@@ -352,6 +353,10 @@ def _exclusion_parts(v: dict[str, Any]) -> list[str]:
         parts.append(
             "seeds dropped: " + ", ".join(_dropped_text(why, cells) for why, cells in sorted(dropped.items()))
         )
+    missing = (summary or {}).get("missing") or []
+    if missing:
+        where = [f"{_task(x['task'])}/{_name(x['method'])} seed {x['seed']}" for x in missing]
+        parts.append("not run: " + (", ".join(where) if len(where) <= 2 else f"{len(where)} cells"))
     return parts
 
 
@@ -549,6 +554,11 @@ def _c4_model(
             f"{label(e['task'])}/{_name(e['method'])}/seed {e['seed']}: {e['reason']}"
             + ("; dropped from its pairs." if e["excluded"] else "; kept.")
         )
+    for x in summary.get("missing") or []:
+        evidence.append(
+            f"{label(x['task'])}/{_name(x['method'])}/seed {x['seed']}: {x['reason']}; its pairs use the "
+            "seeds it has."
+        )
     for task, by in sorted((summary.get("table") or {}).items()):
         floor = _floor_mean(by)
         adapters = sorted(m for m in by if m not in ("head_only", "full"))
@@ -608,7 +618,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         f"{model}, paper protocol, {_seed_text(sorted(seeds_used))}, "
         f"GLUE dev ({', '.join(_task(t) for t in v['tasks'])})"
     )
-    exclusions = _exclusion_parts(v)
+    exclusions = _exclusion_parts(v, summary)
     models = [str(model)]
     per_model = [f"{model} ({', '.join(_task(t) for t in v['tasks'])})"]
     rate_parts = [(str(model), defaults, summary)]
@@ -625,7 +635,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         rate_parts.append((m2, _default_rate_methods(s2), s2))
         seeds_used |= seeds2
         per_model.append(f"{m2} ({', '.join(_task(t) for t in v2['tasks'])})")
-        if more := _exclusion_parts(v2):
+        if more := _exclusion_parts(v2, s2):
             exclusions.append(f"{m2}: " + "; ".join(more))
     if any(d != defaults for _, d, _ in rate_parts):  # "all" only when every model says "all"
         defaults = [f"{_name(m)} ({mod})" for mod, d, sm in rate_parts for m in _named(d, sm)]

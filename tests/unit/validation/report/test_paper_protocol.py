@@ -397,3 +397,39 @@ def test_curve_figures_show_every_model(f, tmp_path, gridfix):
     assert list(series) == ["sst2", "sst2 (big-model)"]
     assert set(series["sst2 (big-model)"]) == set(GOOD)
     assert B.render_all(r)[2]["loss_curves"].startswith(b"\x89PNG")
+
+
+def test_a_missing_cell_of_a_further_model_is_named_in_c4(f, tmp_path, gridfix):
+    """A planned cell without a result (a killed worker) is named in C4's exclusions and evidence with its
+    model; its pairs use the seeds it has."""
+    small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD}, model="small-model")
+    big = gridfix.write_grid(
+        tmp_path / "big", {"sst2": dict(GOOD, adalora=[0.72, None, 0.735])}, model="big-model"
+    )
+    data = _grid_data(tmp_path, [small, big])
+    more = data["paper_protocol_more"][0]
+    assert [(x["task"], x["method"], x["seed"]) for x in more["missing"]] == [("sst2", "adalora", 1)]
+    assert data["paper_protocol"]["missing"] == []
+    c4 = _claim(f.make_report(grid=f.sec(B._clean(data))), "C4")
+    assert c4["exclusions"].endswith("big-model: not run: SST-2/AdaLoRA seed 1")
+    assert any(e.startswith("SST-2 (big-model)/AdaLoRA/seed 1: not run") for e in c4["evidence"])
+    assert c4["numbers"]["big-model/sst2/gelora-adalora/n_seeds"] == 2
+    assert any("sst2 (big-model) / adalora / seed 1: not run" in n for n in data["notes"])
+
+
+def test_trajectories_of_two_models_keep_apart(f, tmp_path, gridfix):
+    """The same task/method/seed trained on two models gives two trajectories, the second labelled with
+    its model (before, the second replaced the first)."""
+    dirs = []
+    for model, r0 in (("all-MiniLM-L6-v2", 4), ("big-model", 8)):
+        run = tmp_path / model
+        path = gridfix.write_cell(run, "stsb", "geolora", 0, 0.8, model=model)
+        cell = json.loads(path.read_text())
+        cell["method_info"] = {"rank_trajectory": [[0, {"a": r0, "b": r0}], [5, {"a": 2, "b": 2}]]}
+        path.write_text(json.dumps(cell))
+        dirs.append(run)
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=tuple(dirs))
+    series = B.section_trajectories(ctx)["series"]
+    assert sorted(series) == ["stsb (big-model)/geolora/seed 0", "stsb/geolora/seed 0"]
+    assert series["stsb/geolora/seed 0"]["total_rank"] == [8, 4]
+    assert series["stsb (big-model)/geolora/seed 0"]["total_rank"] == [16, 4]
