@@ -126,6 +126,8 @@ class MLE(BaseIDEstimator):
         only valid for independent neighbourhoods, which overlapping k-NN balls are not, so it is too narrow
         and offered for comparison; it needs one k and ``correction=True``.
     n_bootstrap : int, default 500
+        Resamples for ``ci="bootstrap"``; ``0`` disables the interval (``ci_`` is then ``(d, d)``, method
+        "none": a point estimate, as scikit-dimension's MLE returns).
     seed : int or None, default 0
 
     Attributes
@@ -212,7 +214,7 @@ class MLE(BaseIDEstimator):
         if not isinstance(self.correction, bool) or not isinstance(self.unbiased, bool):
             raise ConfigError("correction and unbiased must be booleans")
         ci_kind = check_choice(self.ci, "ci", ("bootstrap", "analytic"))
-        n_boot = check_int(self.n_bootstrap, "n_bootstrap", minimum=1)
+        n_boot = check_int(self.n_bootstrap, "n_bootstrap", minimum=0)
         seed = check_seed(self.seed)
         if ci_kind == "analytic" and (ks.shape[0] > 1 or not self.correction):
             raise ConfigError("ci='analytic' needs a single k and correction=True; use ci='bootstrap'")
@@ -233,6 +235,8 @@ class MLE(BaseIDEstimator):
             total = float(inv[:, 0].sum()) * fac  # sum of S_k(x) ~ Gamma(n (k - 1), d) if independent
             ci = gamma_rate_ci(total, n * (k - 1), level)
             ci_method, used_seed = "analytic", None
+        elif not n_boot:
+            ci, ci_method, used_seed = (float(dimension), float(dimension)), "none", None
         else:
             correction = self.correction
             with np.errstate(divide="ignore"):

@@ -232,7 +232,9 @@ class TwoNN(BaseIDEstimator):
     ci_level : float, default 0.95
         Coverage of ``ci_``.
     n_bootstrap : int, default 200
-        Resamples of the ratios for the ``"linear"`` fit's percentile interval.
+        Resamples of the ratios for the ``"linear"`` fit's percentile interval; ``0`` disables it (``ci_``
+        is then ``(d, d)``, method "none": a point estimate, as scikit-dimension's and dadapy's TwoNN
+        return). The ``"mle"`` fit's interval is analytic and does not use it.
     seed : int or None, default 0
         Seed of the bootstrap (recorded in the result).
 
@@ -314,7 +316,7 @@ class TwoNN(BaseIDEstimator):
             p["discard_fraction"], "discard_fraction", low=0.0, high=1.0, high_inclusive=False
         )
         fit = check_choice(p["fit"], "fit", ("mle", "linear"))
-        n_boot = check_int(p["n_bootstrap"], "n_bootstrap", minimum=1)
+        n_boot = check_int(p["n_bootstrap"], "n_bootstrap", minimum=0)
         seed = check_seed(p["seed"])
         X = check_points(X, min_samples=3)
         n_keep0 = _n_keep(X.shape[0], discard)
@@ -331,9 +333,11 @@ class TwoNN(BaseIDEstimator):
         if fit == "mle":
             ci = gamma_rate_ci(total, n_keep, level)  # an interval for d itself, whatever the point estimate
             ci_method, used_seed = "analytic", None
-        else:
+        elif n_boot:
             ci = percentile_ci(_linear_bootstrap(np.log(mu), n_keep, n_boot, seed), level)
             ci_method, used_seed = "bootstrap", seed
+        else:
+            ci, ci_method, used_seed = (d, d), "none", None
         # warned only once an estimate exists: bad input raises first
         warn_small_sample(data.X.shape[0], twonn_min_samples(discard), "TwoNN")
         self.mu_ = mu

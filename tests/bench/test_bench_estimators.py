@@ -27,7 +27,9 @@ TwoNN ``fit="mle"`` vs ``skdim.id.TwoNN(method="mle")`` and ``fit="linear"`` vs 
 (both discard 10 %); MLE ``k=20`` (pooled inverses) vs ``skdim.id.MLE().fit(X)`` (``n_neighbors=20``,
 ``comb="mle"``); k-NN ``knn_distances(X, 20)`` vs the ``NearestNeighbors`` query skdim uses
 (``skdim._commonfuncs.get_nn``). Ours includes the confidence interval (analytic for TwoNN-mle,
-200-replicate bootstrap for TwoNN-linear, 500-replicate bootstrap for MLE); skdim computes none.
+200-replicate bootstrap for TwoNN-linear, 500-replicate bootstrap for MLE); skdim and dadapy compute none.
+So TwoNN-linear and MLE also time ``gelora_point`` (``n_bootstrap=0``: the same point estimate, bit for bit,
+without the interval: the peers' output), a row of its own in ``bench_ratio``'s table.
 Cells at n = 16000 run three rounds each (``pedantic``; the slowest skdim rounds take ~8 s).
 """
 
@@ -88,10 +90,12 @@ CONTENDERS: dict[str, dict[str, Callable[[np.ndarray], Any]]] = {
     },
     "twonn_linear": {
         "gelora": lambda X: TwoNN(fit="linear").fit(X).dimension_,
+        "gelora_point": lambda X: TwoNN(fit="linear", n_bootstrap=0).fit(X).dimension_,
         "skdim": lambda X: skdim.id.TwoNN(method="linear").fit(X).dimension_,
     },
     "mle": {
         "gelora": lambda X: MLE(k=20).fit(X).dimension_,
+        "gelora_point": lambda X: MLE(k=20, n_bootstrap=0).fit(X).dimension_,
         "skdim": lambda X: skdim.id.MLE().fit(X).dimension_,
     },
     "knn": {
@@ -110,7 +114,7 @@ CELLS = [
     for kind in BENCH_DATA
     for (n, D) in SIZES
     for est in CONTENDERS
-    for impl in ("gelora", "skdim", "dadapy")
+    for impl in ("gelora", "gelora_point", "skdim", "dadapy")
 ]
 
 
@@ -124,6 +128,6 @@ def test_bench(benchmark: Any, kind: str, estimator: str, impl: str, n: int, D: 
     value = run(benchmark, quiet(lambda: CONTENDERS[estimator][impl](X)), n)
     benchmark.extra_info["value"] = float(value)
     # ours and skdim must compute the same quantity (identical configurations agree to float noise)
-    if n <= 1000 and impl in ("gelora", "skdim"):
-        other = CONTENDERS[estimator]["skdim" if impl == "gelora" else "gelora"]
+    if n <= 1000 and impl in ("gelora", "gelora_point", "skdim"):
+        other = CONTENDERS[estimator]["skdim" if impl.startswith("gelora") else "gelora"]
         assert value == pytest.approx(quiet(lambda: other(X))(), rel=1e-8)

@@ -73,6 +73,7 @@ CONTENDERS: dict[str, dict[str, Callable[[np.ndarray], Any]]] = {
     },
     "mle": {
         "gelora": lambda X: MLE(k=20).fit(X).dimension_,
+        "gelora_point": lambda X: MLE(k=20, n_bootstrap=0).fit(X).dimension_,  # no interval, as the peers
         "skdim": lambda X: skdim.id.MLE().fit(X).dimension_,
     },
     "twonn_mle": {
@@ -95,7 +96,7 @@ CELLS = [(e, layer) for e in sorted(CONTENDERS) for layer in LAYERS if e == "knn
 
 
 @pytest.mark.peers
-@pytest.mark.parametrize("impl", ["gelora", "skdim", "dadapy"])
+@pytest.mark.parametrize("impl", ["gelora", "gelora_point", "skdim", "dadapy"])
 @pytest.mark.parametrize(("estimator", "layer"), CELLS)
 @pytest.mark.parametrize("n", SIZES)
 def test_bench_hidden_states(benchmark: Any, estimator: str, impl: str, layer: int, n: int) -> None:

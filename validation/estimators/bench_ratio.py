@@ -7,7 +7,9 @@ Usage::
 Each benchmark group (one data set, estimator, n and D) holds a ``gelora`` member and one or more peers
 (``extra_info["impl"]``: ``skdim``, ``dadapy``); groups without ``gelora`` or without any peer are left
 out. A speed-up is ``peer time / gelora time`` (above 1: we are faster); a peer that has no such
-estimator shows "–".
+estimator shows "–". A group may also hold ``gelora_point``, ours without the confidence interval
+(``n_bootstrap=0``: the point estimate the peers return); it gets a row of its own, estimator
+"<name>, point estimate", against the same peer timings.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from gelora._io import read_json
 from gelora.errors import ResultFileError
 
 PEERS = ("skdim", "dadapy")
+#: our members of a group and the estimator label of their rows
+OURS = {"gelora": "", "gelora_point": ", point estimate"}
 
 
 def ratio_rows(data: dict[str, Any], stat: str = "min") -> list[dict[str, Any]]:
@@ -38,7 +42,8 @@ def ratio_rows(data: dict[str, Any], stat: str = "min") -> list[dict[str, Any]]:
     list of dict
         Keys ``data`` (``extra_info["data"]``, "" if absent), ``estimator``, ``n``, ``D``, ``gelora`` and,
         per peer present, its time and ``speedup`` (skdim) / ``speedup_<peer>``; sorted by data,
-        estimator, n, D.
+        estimator, n, D. A ``gelora_point`` member gives a second row ("<estimator>, point estimate")
+        whose ``gelora`` is that member's time.
     """
     if "benchmarks" not in data:
         raise ResultFileError("not a pytest-benchmark JSON: no 'benchmarks' list")
@@ -46,7 +51,7 @@ def ratio_rows(data: dict[str, Any], stat: str = "min") -> list[dict[str, Any]]:
     for b in data["benchmarks"]:
         info = b.get("extra_info", {})
         impl = info.get("impl")
-        if impl not in ("gelora", *PEERS):
+        if impl not in (*OURS, *PEERS):
             continue
         g = groups.setdefault(
             b["group"],
@@ -55,11 +60,19 @@ def ratio_rows(data: dict[str, Any], stat: str = "min") -> list[dict[str, Any]]:
         g[impl] = float(b["stats"][stat])
     rows = []
     for g in groups.values():
-        if "gelora" in g and any(p in g for p in PEERS):
-            for p in PEERS:
-                if p in g:
-                    g["speedup" if p == "skdim" else f"speedup_{p}"] = g[p] / g["gelora"]
-            rows.append(g)
+        peers = {p: g[p] for p in PEERS if p in g}
+        if not peers:
+            continue
+        for ours, suffix in OURS.items():
+            if ours not in g:
+                continue
+            row = {k: g[k] for k in ("data", "n", "D")}
+            row["estimator"] = g["estimator"] + suffix
+            row["gelora"] = g[ours]
+            for p, t in peers.items():
+                row[p] = t
+                row["speedup" if p == "skdim" else f"speedup_{p}"] = t / g[ours]
+            rows.append(row)
     return sorted(rows, key=lambda r: (r["data"], r["estimator"], r["n"], r["D"]))
 
 

@@ -125,3 +125,18 @@ def test_errors():
         MLE(k=5).fit(Y)
     with pytest.warns(UserWarning):
         assert MLE(k=5, duplicates="dedupe").fit(Y).result_.n_duplicates_removed == 1
+
+
+def test_n_bootstrap_zero_gives_the_same_point_estimate_without_an_interval():
+    """``n_bootstrap=0``: the bootstrap interval is skipped (a point estimate, as scikit-dimension's MLE
+    returns); the dimension and the pointwise estimates are bit for bit those of the default."""
+    X = sphere(600, 3, 10, seed=5)
+    full = MLE(k=10).fit(X)
+    point = MLE(k=10, n_bootstrap=0).fit(X)
+    assert point.dimension_ == full.dimension_
+    np.testing.assert_array_equal(point.dimension_pw_, full.dimension_pw_)
+    assert point.ci_ == (point.dimension_, point.dimension_)
+    assert point.result_.ci_method == "none" and point.result_.seed is None
+    assert full.result_.ci_method == "bootstrap" and full.ci_[0] < full.dimension_ < full.ci_[1]
+    with pytest.raises(ConfigError, match="n_bootstrap"):
+        MLE(k=10, n_bootstrap=-1).fit(X)

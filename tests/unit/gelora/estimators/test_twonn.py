@@ -219,3 +219,19 @@ def test_bootstraps_on_threads_equal_the_serial_ones(monkeypatch, workers):
     threaded = pipelined(bootstrap_draws(700, 150, np.random.default_rng(9)), lambda d: stat(_counts(d, 700)))
     np.testing.assert_array_equal(threaded, serial)
     np.testing.assert_array_equal(_linear_bootstrap(log_mu, 630, 150, 9), ref_lin)
+
+
+def test_n_bootstrap_zero_gives_the_same_point_estimate_without_an_interval():
+    """``n_bootstrap=0`` (the linear fit's point estimate, what the peers return): the same dimension bit for
+    bit, ``ci == (d, d)``, method "none", no seed; the analytic ``"mle"`` interval ignores it."""
+    X = sphere(800, 4, 12, seed=3)
+    full = TwoNN(fit="linear").fit(X)
+    point = TwoNN(fit="linear", n_bootstrap=0).fit(X)
+    assert point.dimension_ == full.dimension_
+    assert point.ci_ == (point.dimension_, point.dimension_) and point.result_.ci_width == 0.0
+    assert point.result_.ci_method == "none" and point.result_.seed is None
+    assert full.result_.ci_method == "bootstrap" and full.ci_[0] < full.dimension_ < full.ci_[1]
+    mle = TwoNN(n_bootstrap=0).fit(X)
+    assert mle.result_.ci_method == "analytic" and mle.ci_ == TwoNN().fit(X).ci_
+    with pytest.raises(ConfigError, match="n_bootstrap"):
+        TwoNN(fit="linear", n_bootstrap=-1).fit(X)

@@ -32,3 +32,21 @@ def test_pairs_groups_and_computes_speedup(tmp_path, capsys):
     assert "4.00x" in capsys.readouterr().out
     with pytest.raises(ResultFileError):
         ratio_rows({"nothing": []})
+
+
+def test_point_estimate_member_gets_its_own_row_against_the_same_peers():
+    doc = {
+        "benchmarks": [
+            _bench("mle n=1000 D=64", "gelora", 0.5),
+            _bench("mle n=1000 D=64", "gelora_point", 0.25),
+            _bench("mle n=1000 D=64", "skdim", 2.0),
+            _bench("mle n=1000 D=64", "dadapy", 1.0),
+        ]
+    }
+    rows = ratio_rows(doc)
+    assert [r["estimator"] for r in rows] == ["mle", "mle, point estimate"]
+    assert rows[0]["speedup"] == pytest.approx(4.0) and rows[1]["speedup"] == pytest.approx(8.0)
+    assert rows[1]["speedup_dadapy"] == pytest.approx(4.0)
+    assert "| mle, point estimate | 1000 | 64 | 0.250 | 2.000 | 8.00x | 1.000 | 4.00x |" in markdown_table(
+        rows
+    )
