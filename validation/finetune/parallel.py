@@ -28,8 +28,11 @@ from typing import Any
 
 from gelora._io import read_json
 from gelora.errors import ConfigError
+from validation.finetune.stop import grace_from_env
 
 Cell = tuple[str, str, int]
+#: seconds the parent waits beyond the workers' grace before it kills them
+_KILL_MARGIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,26 @@ def _cell_state(run_dir: Path, cell: Cell, since: float, stale_after: float) -> 
     return "left"
 
 
+def stop_workers(
+    procs: Sequence[subprocess.Popen[bytes]], wait_s: float, hurry: Callable[[], bool] = lambda: False
+) -> None:
+    """SIGTERM the live ``procs``, wait at most ``wait_s`` seconds (less once ``hurry()``), SIGKILL the rest.
+
+    Returns when every process has exited and been reaped.
+    """
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + wait_s
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline and not hurry():
+        time.sleep(0.1)
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    for p in procs:
+        p.wait()
+
+
 def grid_line(states: dict[Cell, str]) -> str:
     """``done 3/12, running 4, failed 0, left 5`` for the progress display."""
     counts = {k: sum(1 for v in states.values() if v == k) for k in ("done", "running", "failed", "left")}
@@ -156,8 +179,16 @@ def run_workers(
     progress: Callable[[str, str], None] | None,
     stale_after: float,
     poll_s: float = 0.5,
+    stop_grace_s: float | None = None,
 ) -> Any:
     """Run ``cells`` on worker subprocesses (one per slot) and wait for them.
+
+    A SIGTERM to this process (or any exception, e.g. Ctrl-C) stops the workers: each gets SIGTERM and stops
+    at its next step boundary (:mod:`validation.finetune.stop`); one still alive ``stop_grace_s`` (default
+    ``GELORA_STOP_GRACE_S``, the workers' own grace) plus 10 s later is killed; a second SIGTERM kills them at
+    once. Then ``SystemExit(128 + signum)`` is raised. A worker that exits (however) no longer holds its
+    cell: its claim names a dead pid of this host, so the cell counts as left, not running, and this function
+    returns once every worker has exited.
 
     Returns
     -------
@@ -197,9 +228,14 @@ def run_workers(
     logs = []
     states: dict[Cell, str] = {}
     stopping = False
+    stop_sent = 0.0
+    # the workers' own grace (validation.finetune.stop) plus a margin; then SIGKILL
+    wait_s = (stop_grace_s if stop_grace_s is not None else grace_from_env()) + _KILL_MARGIN_S
+    signalled: list[int] = []
 
     def _term(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)  # e.g. `timeout`: stop the workers below instead of orphaning them
+        # only a flag: the loop below stops the workers (bounded) instead of orphaning them, e.g. `timeout`
+        signalled.append(signum)
 
     try:
         old_term = signal.signal(signal.SIGTERM, _term)
@@ -243,18 +279,22 @@ def run_workers(
                 last_line = line
             if not keep_going and not stopping and "failed" in states.values():
                 stopping = True
+                stop_sent = time.monotonic()
                 for p in procs:
                     if p.poll() is None:
                         p.terminate()
             if not any(alive):
                 break
+            if stopping and time.monotonic() - stop_sent > wait_s:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+            if signalled:
+                stop_workers(procs, wait_s, hurry=lambda: len(signalled) > 1)
+                raise SystemExit(128 + signalled[0])
             time.sleep(poll_s)
     except BaseException:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            p.wait()
+        stop_workers(procs, wait_s, hurry=lambda: len(signalled) > 1)
         raise
     finally:
         if old_term is not None:
@@ -281,8 +321,12 @@ def run_workers(
             outcome.busy.append(name)
     for slot, p in zip(slots, procs, strict=True):
         if p.returncode not in (0, None) and not stopping:
+            rc = p.returncode
+            why = f"exit code {rc}"
+            if rc in (128 + signal.SIGTERM, 128 + signal.SIGKILL, -signal.SIGTERM, -signal.SIGKILL):
+                why += " (stopped by a signal: its cell is left unfinished with its checkpoints; a rerun resumes it)"
             outcome.errors[f"worker-{slot.index}"] = (
-                f"exit code {p.returncode}; see {run_dir / 'logs' / f'worker-{slot.index}.log'}"
+                f"{why}; see {run_dir / 'logs' / f'worker-{slot.index}.log'}"
             )
     return outcome
 
@@ -291,13 +335,10 @@ def worker_main(spec_path: str, index: int, threads: int) -> int:
     """Entry point of one worker subprocess: claim and run cells until none is left."""
     import torch
 
-    from validation.finetune import token_cache
+    from validation.finetune import stop, token_cache
     from validation.finetune.grid import GridOutcome, attempt_cells
 
-    def _term(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)  # unwinds: the cell's claim is released, checkpoints stay
-
-    signal.signal(signal.SIGTERM, _term)
+    stop.install(label=f"worker {index}")  # SIGTERM: stop at the next step boundary, hard exit after a grace
     torch.set_num_threads(max(1, threads))
     try:
         from transformers.utils import logging as hf_logging
@@ -330,6 +371,9 @@ def worker_main(spec_path: str, index: int, threads: int) -> int:
                 log_dir=run_dir / "logs",
                 note=f"worker {index}",
             )
+        except stop.StopRequested as exc:  # the cell (if any) is reported interrupted, its claim released
+            print(f"[worker {index}] stopping: {exc}; exit code {exc.exit_code}", flush=True)
+            return exc.exit_code
         except Exception as exc:  # noqa: BLE001 - --stop-on-error: the failure is recorded already
             print(f"[worker {index}] stopping: {type(exc).__name__}: {exc}", flush=True)
             return 1
@@ -349,5 +393,6 @@ __all__ = [
     "run_workers",
     "select_shard",
     "shard_of",
+    "stop_workers",
     "worker_main",
 ]
