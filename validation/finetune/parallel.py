@@ -6,6 +6,12 @@ Every worker walks the same cell list and trains the cells it manages to claim
 (:func:`validation.finetune.grid.attempt_cells`), so no scheduler state exists beyond the run directory:
 a killed run loses no finished cell, a restart skips them and reclaims cells whose owner died.
 
+Stopping: a worker handles SIGTERM through :mod:`validation.finetune.stop` (a flag checked at training step
+boundaries and between cells, a watchdog that hard-exits after ``GELORA_STOP_GRACE_S``, a second SIGTERM
+exits at once), so it stops promptly, exits with ``128 + SIGTERM`` and releases its claim (or, after a hard
+exit, leaves a claim of a dead pid, which counts as stale). :func:`run_workers` stops its workers on SIGTERM
+with a bounded wait and then SIGKILL, and never waits on a worker that has exited.
+
 Many hosts: :func:`shard_of` partitions cells by a hash of their name, so ``--shard i/N`` is stable when the
 plan grows (a cell never changes shard) and any batch system (Slurm arrays, Kubernetes indexed jobs) can run
 the shards against one shared run directory. The claim files make overlapping launches safe as well.
