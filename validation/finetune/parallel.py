@@ -329,7 +329,7 @@ def run_workers(
         if p.returncode not in (0, None) and not stopping:
             rc = p.returncode
             why = f"exit code {rc}"
-            if rc in (128 + signal.SIGTERM, 128 + signal.SIGKILL, -signal.SIGTERM, -signal.SIGKILL):
+            if rc < 0 or rc > 128:  # killed, or 128 + signum from validation.finetune.stop
                 why += " (stopped by a signal: its cell is left unfinished with its checkpoints; a rerun resumes it)"
             outcome.errors[f"worker-{slot.index}"] = (
                 f"{why}; see {run_dir / 'logs' / f'worker-{slot.index}.log'}"

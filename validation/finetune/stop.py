@@ -12,15 +12,21 @@ Instead
   :func:`validation.finetune.runner.train_and_score`: the end of a training step and of an evaluation batch)
   and the grid between cells (:func:`check`); both raise :class:`StopRequested`, which unwinds the cell: the
   cell is reported "interrupted", its checkpoints stay for the resume, its claim is released;
-* a **second** SIGTERM exits at once with ``os._exit(128 + signum)``.
+* a **second** SIGTERM ends the process at once (the handler restores the default action after the first);
+* a backstop for a main thread stuck in a C call that holds the GIL (the watchdog thread cannot run then):
+  the first SIGTERM also sets ``alarm(grace_s + ALARM_MARGIN_S)`` with SIGALRM's default action, which the
+  kernel carries out without the interpreter.
 
-A hard exit leaves the claim file behind; its owner's pid is dead, so the claim is stale at once for every
+The exit status is ``128 + signum`` (143) after a graceful stop or the watchdog; killed by the second signal
+or the alarm, the process has no exit code of its own (``Popen.returncode`` -15 or -14; shells print 143 or
+142). A hard exit leaves the claim file behind; its owner's pid is dead, so the claim is stale at once for every
 process of the same host (:func:`validation.finetune.claims.is_stale`) and a rerun reclaims the cell.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import signal
 import threading
@@ -29,6 +35,8 @@ from typing import Any
 
 #: seconds between the first SIGTERM and the watchdog's hard exit
 DEFAULT_GRACE_S = 30.0
+#: seconds after the watchdog's deadline at which the kernel alarm (SIGALRM) ends the process regardless
+ALARM_MARGIN_S = 5
 
 _requested = threading.Event()
 _state: dict[str, Any] = {
@@ -91,11 +99,15 @@ def _watchdog() -> None:
 
 
 def _on_signal(signum: int, frame: Any) -> None:
-    if _requested.is_set():
-        _say(f"second {signal.Signals(signum).name}: exit {128 + signum} now")
+    if _requested.is_set():  # only if the default action could not be restored below
         os._exit(128 + signum)
     _state["signum"] = signum
     _requested.set()  # only the handler sets it; the watchdog thread waits on it
+    # the kernel acts on these without the interpreter: a second signal ends the process at once, and the
+    # alarm ends it even when a C call holds the GIL so that the watchdog thread cannot run
+    signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.alarm(math.ceil(float(_state["grace_s"])) + ALARM_MARGIN_S)
     _say(
         f"{signal.Signals(signum).name} received: stopping at the next step boundary "
         f"(hard exit in {_state['grace_s']:g} s, at once on a second signal)"
@@ -173,6 +185,7 @@ def stop_callback() -> Any:
 
 
 __all__ = [
+    "ALARM_MARGIN_S",
     "DEFAULT_GRACE_S",
     "StopRequested",
     "check",

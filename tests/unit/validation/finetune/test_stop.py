@@ -61,6 +61,11 @@ FAKE = textwrap.dedent(
                     fh.write(str(step))
                 if mode == "steps":
                     check(f"after step {step}")  # what the Trainer callback does at each step end
+                if mode == "gil":  # after the stop request: a C call that never returns and holds the GIL
+                    from validation.finetune.stop import requested
+                    if requested():
+                        import re
+                        re.match(r"(a+)+$", "a" * 64 + "b")
             atomic_write_json(cell_path(run_dir, task, method, seed), {
                 "schema": CELL_SCHEMA, "task": task, "method": method, "seed": seed,
                 "metrics": {"accuracy": 0.5}, "budget": {}, "wall_time_s": 0.1,
@@ -277,8 +282,23 @@ def test_second_sigterm_exits_at_once(fake_run: Path, monkeypatch: pytest.Monkey
     os.kill(pid, signal.SIGTERM)
     _wait_for(lambda: not _alive(pid), "the exit on the second signal")
     out = launch.outcome()
-    assert out.errors["worker-0"].startswith(f"exit code {128 + signal.SIGTERM}")
-    assert "second SIGTERM: exit 143 now" in _worker_log(fake_run)
+    assert out.errors["worker-0"].startswith(f"exit code {-signal.SIGTERM} (stopped by a signal")
+
+
+@pytest.mark.usefixtures("one_worker")
+def test_kernel_alarm_ends_a_worker_whose_main_thread_holds_the_gil(
+    fake_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_MODE", "gil")  # the watchdog thread never gets the GIL
+    monkeypatch.setenv("GELORA_STOP_GRACE_S", "1")
+    launch = _Launch(fake_run)
+    pid = launch.worker_pid()
+    os.kill(pid, signal.SIGTERM)
+    _wait_for(lambda: not _alive(pid), "the alarm to end the worker")
+    out = launch.outcome()
+    assert out.errors["worker-0"].startswith(f"exit code {-signal.SIGALRM} (stopped by a signal")
+    assert "graceful stop did not finish" not in _worker_log(fake_run)  # the watchdog could not run
+    assert not is_live(claim_path(fake_run, *CELL)) and not out.busy
 
 
 def test_sigterm_to_the_parent_stops_every_worker_within_a_bound(fake_run: Path) -> None:
