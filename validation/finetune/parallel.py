@@ -253,6 +253,8 @@ def run_workers(
             env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(slot.threads)
             env["TOKENIZERS_PARALLELISM"] = "false"
+            if stop_grace_s is not None:
+                env["GELORA_STOP_GRACE_S"] = str(stop_grace_s)  # the workers' watchdog matches our wait
             env.setdefault("GELORA_TOKEN_CACHE", str(run_dir / "cache"))
             if slot.gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
