@@ -2,7 +2,8 @@
 
 A claim is a small JSON file created with ``O_CREAT | O_EXCL`` (atomic on local file systems and on NFSv3+),
 holding the owner's ``pid``, ``host``, a random ``token`` and the start time. While the owner works, a
-heartbeat thread touches the file every ``stale_after / 4`` seconds. A claim is **stale** when
+heartbeat thread (a daemon thread: it never keeps a stopping process alive) touches the file every
+``stale_after / 4`` seconds. A claim is **stale** when
 
 * its owner ran on this host and the pid is no longer alive (a killed worker), or
 * its modification time is older than ``stale_after`` seconds (an owner on another host stopped beating).

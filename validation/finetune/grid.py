@@ -43,6 +43,7 @@ from validation.finetune.runner import (
     run_cell,
     world_size,
 )
+from validation.finetune.stop import StopRequested, check
 
 GRID_SCHEMA = "gelora.validation.grid/1"
 
@@ -66,6 +67,9 @@ class GridOutcome:
         ``{cell name: message}`` of cells whose task has no offline data (e.g. MNLI, QQP): recorded as
         "not run: no offline data" (``.failed.json`` with ``not_run``), neither in ``failed`` nor in
         ``errors`` — a missing data set is not a failure of the method or the code.
+    interrupted : list of str
+        The cell a worker was training when it was asked to stop (SIGTERM, :mod:`validation.finetune.stop`):
+        no result, no failure record, claim released, checkpoints kept; a rerun resumes it.
     """
 
     ran: list[str] = field(default_factory=list)
@@ -74,6 +78,7 @@ class GridOutcome:
     busy: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     not_run: dict[str, str] = field(default_factory=dict)
+    interrupted: list[str] = field(default_factory=list)
 
     def not_run_tasks(self) -> dict[str, str]:
         """``{task: message}``: each task with cells not run for lack of offline data (first message)."""
@@ -310,6 +315,11 @@ def attempt_cells(
     recorded as not run (``outcome.not_run``, a ``.failed.json`` with ``not_run``) and never stops the grid,
     even with ``keep_going=False``; the other cells of that task are recorded the same way without loading
     anything again.
+
+    After a stop request (SIGTERM to a worker, :mod:`validation.finetune.stop`) the running cell raises
+    :class:`~validation.finetune.stop.StopRequested` at its next step boundary: it is reported "interrupted"
+    (``outcome.interrupted``), records no failure, releases its claim and keeps its checkpoints; the
+    exception propagates, so no further cell starts.
     """
     if is_main_process() and world_size() == 1:
         _selection_jobs(
@@ -323,6 +333,7 @@ def attempt_cells(
         )
     no_data: dict[str, MissingDataError] = {}
     for t, m, s in cells:
+        check("between cells")
         name = cell_name(t, m, s)
         path = cell_path(run_dir, t, m, s)
         if path.exists():
@@ -374,6 +385,11 @@ def attempt_cells(
                 if progress:
                     progress(name, "not run")
                 continue
+            except StopRequested:  # not a failure: checkpoints stay, the claim goes (below), a rerun resumes
+                outcome.interrupted.append(name)
+                if progress:
+                    progress(name, "interrupted")
+                raise
             except Exception as exc:  # noqa: BLE001 - recorded per cell; KeyboardInterrupt propagates
                 record_failure(run_dir, t, m, int(s), exc)
                 outcome.failed.append(name)
@@ -412,6 +428,7 @@ def _selection_jobs(
         return cell_path(run_dir, t, m, s).exists()
 
     for t, m in selection_jobs(cells, profile, run_dir, is_done=done):
+        check("between learning-rate selections")
         name = f"{t}__{m}__lr_select"
         try:
             with _redirect_output(log_dir / f"{name}.log" if log_dir is not None else None):

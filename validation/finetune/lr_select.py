@@ -27,6 +27,7 @@ from typing import Any
 
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
+from validation.finetune.stop import check
 
 SCHEMA = "gelora.validation.lr_select/1"
 #: held-out settings two selection records must share for their scores to be compared or reused
@@ -201,6 +202,7 @@ def select_learning_rate(
                     return run_selection(record)
             if not wait:
                 return None
+            check("waiting for another worker's learning-rate selection")  # SIGTERM: stop waiting
             time.sleep(_POLL_S)
     return run_selection(record)
 

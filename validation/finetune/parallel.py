@@ -6,6 +6,12 @@ Every worker walks the same cell list and trains the cells it manages to claim
 (:func:`validation.finetune.grid.attempt_cells`), so no scheduler state exists beyond the run directory:
 a killed run loses no finished cell, a restart skips them and reclaims cells whose owner died.
 
+Stopping: a worker handles SIGTERM through :mod:`validation.finetune.stop` (a flag checked at training step
+boundaries and between cells, a watchdog that hard-exits after ``GELORA_STOP_GRACE_S``, a second SIGTERM
+exits at once), so it stops promptly, exits with ``128 + SIGTERM`` and releases its claim (or, after a hard
+exit, leaves a claim of a dead pid, which counts as stale). :func:`run_workers` stops its workers on SIGTERM
+with a bounded wait and then SIGKILL, and never waits on a worker that has exited.
+
 Many hosts: :func:`shard_of` partitions cells by a hash of their name, so ``--shard i/N`` is stable when the
 plan grows (a cell never changes shard) and any batch system (Slurm arrays, Kubernetes indexed jobs) can run
 the shards against one shared run directory. The claim files make overlapping launches safe as well.
@@ -28,8 +34,11 @@ from typing import Any
 
 from gelora._io import read_json
 from gelora.errors import ConfigError
+from validation.finetune.stop import grace_from_env
 
 Cell = tuple[str, str, int]
+#: seconds the parent waits beyond the workers' grace before it kills them
+_KILL_MARGIN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,26 @@ def _cell_state(run_dir: Path, cell: Cell, since: float, stale_after: float) -> 
     return "left"
 
 
+def stop_workers(
+    procs: Sequence[subprocess.Popen[bytes]], wait_s: float, hurry: Callable[[], bool] = lambda: False
+) -> None:
+    """SIGTERM the live ``procs``, wait at most ``wait_s`` seconds (less once ``hurry()``), SIGKILL the rest.
+
+    Returns when every process has exited and been reaped.
+    """
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + wait_s
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline and not hurry():
+        time.sleep(0.1)
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    for p in procs:
+        p.wait()
+
+
 def grid_line(states: dict[Cell, str]) -> str:
     """``done 3/12, running 4, failed 0, left 5`` for the progress display."""
     counts = {k: sum(1 for v in states.values() if v == k) for k in ("done", "running", "failed", "left")}
@@ -156,8 +185,16 @@ def run_workers(
     progress: Callable[[str, str], None] | None,
     stale_after: float,
     poll_s: float = 0.5,
+    stop_grace_s: float | None = None,
 ) -> Any:
     """Run ``cells`` on worker subprocesses (one per slot) and wait for them.
+
+    A SIGTERM to this process (or any exception, e.g. Ctrl-C) stops the workers: each gets SIGTERM and stops
+    at its next step boundary (:mod:`validation.finetune.stop`); one still alive ``stop_grace_s`` (default
+    ``GELORA_STOP_GRACE_S``, the workers' own grace) plus 10 s later is killed; a second SIGTERM kills them at
+    once. Then ``SystemExit(128 + signum)`` is raised. A worker that exits (however) no longer holds its
+    cell: its claim names a dead pid of this host, so the cell counts as left, not running, and this function
+    returns once every worker has exited.
 
     Returns
     -------
@@ -197,9 +234,14 @@ def run_workers(
     logs = []
     states: dict[Cell, str] = {}
     stopping = False
+    stop_sent = 0.0
+    # the workers' own grace (validation.finetune.stop) plus a margin; then SIGKILL
+    wait_s = (stop_grace_s if stop_grace_s is not None else grace_from_env()) + _KILL_MARGIN_S
+    signalled: list[int] = []
 
     def _term(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)  # e.g. `timeout`: stop the workers below instead of orphaning them
+        # only a flag: the loop below stops the workers (bounded) instead of orphaning them, e.g. `timeout`
+        signalled.append(signum)
 
     try:
         old_term = signal.signal(signal.SIGTERM, _term)
@@ -211,6 +253,8 @@ def run_workers(
             env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(slot.threads)
             env["TOKENIZERS_PARALLELISM"] = "false"
+            if stop_grace_s is not None:
+                env["GELORA_STOP_GRACE_S"] = str(stop_grace_s)  # the workers' watchdog matches our wait
             env.setdefault("GELORA_TOKEN_CACHE", str(run_dir / "cache"))
             if slot.gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
@@ -243,18 +287,22 @@ def run_workers(
                 last_line = line
             if not keep_going and not stopping and "failed" in states.values():
                 stopping = True
+                stop_sent = time.monotonic()
                 for p in procs:
                     if p.poll() is None:
                         p.terminate()
             if not any(alive):
                 break
+            if stopping and time.monotonic() - stop_sent > wait_s:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+            if signalled:
+                stop_workers(procs, wait_s, hurry=lambda: len(signalled) > 1)
+                raise SystemExit(128 + signalled[0])
             time.sleep(poll_s)
     except BaseException:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            p.wait()
+        stop_workers(procs, wait_s, hurry=lambda: len(signalled) > 1)
         raise
     finally:
         if old_term is not None:
@@ -281,8 +329,12 @@ def run_workers(
             outcome.busy.append(name)
     for slot, p in zip(slots, procs, strict=True):
         if p.returncode not in (0, None) and not stopping:
+            rc = p.returncode
+            why = f"exit code {rc}"
+            if rc < 0 or rc > 128:  # killed, or 128 + signum from validation.finetune.stop
+                why += " (stopped by a signal: its cell is left unfinished with its checkpoints; a rerun resumes it)"
             outcome.errors[f"worker-{slot.index}"] = (
-                f"exit code {p.returncode}; see {run_dir / 'logs' / f'worker-{slot.index}.log'}"
+                f"{why}; see {run_dir / 'logs' / f'worker-{slot.index}.log'}"
             )
     return outcome
 
@@ -291,13 +343,10 @@ def worker_main(spec_path: str, index: int, threads: int) -> int:
     """Entry point of one worker subprocess: claim and run cells until none is left."""
     import torch
 
-    from validation.finetune import token_cache
+    from validation.finetune import stop, token_cache
     from validation.finetune.grid import GridOutcome, attempt_cells
 
-    def _term(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)  # unwinds: the cell's claim is released, checkpoints stay
-
-    signal.signal(signal.SIGTERM, _term)
+    stop.install(label=f"worker {index}")  # SIGTERM: stop at the next step boundary, hard exit after a grace
     torch.set_num_threads(max(1, threads))
     try:
         from transformers.utils import logging as hf_logging
@@ -330,6 +379,9 @@ def worker_main(spec_path: str, index: int, threads: int) -> int:
                 log_dir=run_dir / "logs",
                 note=f"worker {index}",
             )
+        except stop.StopRequested as exc:  # the cell (if any) is reported interrupted, its claim released
+            print(f"[worker {index}] stopping: {exc}; exit code {exc.exit_code}", flush=True)
+            return exc.exit_code
         except Exception as exc:  # noqa: BLE001 - --stop-on-error: the failure is recorded already
             print(f"[worker {index}] stopping: {type(exc).__name__}: {exc}", flush=True)
             return 1
@@ -349,5 +401,6 @@ __all__ = [
     "run_workers",
     "select_shard",
     "shard_of",
+    "stop_workers",
     "worker_main",
 ]

@@ -39,6 +39,7 @@ import numpy as np
 
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
+from validation.finetune.stop import stop_callback
 
 #: schema tag of a cell result file
 CELL_SCHEMA = "gelora.validation.cell/1"
@@ -674,7 +675,8 @@ def train_and_score(
         data_collator=td.collator,
         processing_class=tokenizer,
         compute_metrics=td.compute_metrics,
-        callbacks=list(prepared.callbacks) + extra_callbacks,
+        # stop_callback: after SIGTERM the worker stops at the next step end (validation.finetune.stop)
+        callbacks=[*prepared.callbacks, *extra_callbacks, stop_callback()],
     )
     resume = _last_checkpoint(work_dir)
     restarted = None

@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from validation.finetune.claims import is_stale, try_claim
+from validation.finetune.stop import check
 
 T = TypeVar("T")
 
@@ -196,6 +197,7 @@ def cached(kind: str, settings: dict[str, Any], tokenizer: Any, inputs: Any, com
         if waited > _WAIT_LIMIT_S and not is_stale(claim_file):
             STATS["uncached"] += 1
             return compute()  # a builder that beats but never finishes: do not hang the cell
+        check("waiting for another worker's tokenisation")  # SIGTERM: stop waiting
         time.sleep(0.2)
         waited += 0.2
 
