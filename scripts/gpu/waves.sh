@@ -5,6 +5,10 @@
 # atomically, so waves may overlap (a second wave can start while the first still trains).
 #   bash scripts/gpu/waves.sh launch NAME ARGS...   # start a detached wave: gelora validate glue ARGS --out $RUN
 #   bash scripts/gpu/waves.sh wait SECONDS          # wait for every wave of this host (at most SECONDS)
+#   bash scripts/gpu/waves.sh stop CELL...          # SIGTERM to the process holding each cell's claim
+#                                                   # (e.g. stsb__adalora__seed1, or stsb__adalora for its
+#                                                   # selection run): it stops at the next step, keeps its
+#                                                   # checkpoints, releases the claim (validation.finetune.stop)
 # Both then print each cell's last logged epoch, copy the run directory (no checkpoints, caches or claims) and
 # the wave logs to $OUT/runs.tgz. Environment: RUN (default runs/mpnet-stsb), MODELS_DIR (default
 # /tmp/mpnet-assembly, where scripts/gpu/mpnet_assemble.sh unpacks the model). Used on 2026-11-29
@@ -30,7 +34,16 @@ wait)
     busy=0; for p in runs/*.pid; do kill -0 "$(cat "$p")" 2>/dev/null && busy=1; done
     [ $busy = 0 ] && break; sleep 10
   done;;
-*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS" >&2; exit 2;;
+stop)
+  shift; [ $# -gt 0 ] || { echo "usage: waves.sh stop CELL..." >&2; exit 2; }
+  for c in "$@"; do
+    f="$R/claims/$c.claim"; [ -f "$f" ] || f="$R/lr_select/$c.claim"
+    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$f" 2>/dev/null) \
+      || { echo "$c: no claim in $R (not running)" >&2; continue; }
+    kill -TERM "$pid" && echo "stopped $c: SIGTERM to pid $pid at $(date -u +%T)"
+  done
+  exit 0;;
+*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL..." >&2; exit 2;;
 esac
 date -u +%T
 for f in "$R"/logs/*.log; do

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,11 @@ TINY = ["--profile", "quick", "--tasks", "stsb", "--methods", "lora", "--train-s
 TINY += ["--eval-size", "8", "--epochs", "0.1", "--device", "cpu"]
 
 
-@pytest.mark.slow
-def test_two_waves_share_one_run_directory(tmp_path: Path) -> None:
-    host = tmp_path / "host"  # the script runs from a repository root; a copy keeps runs/ out of this one
+@pytest.fixture
+def waves(tmp_path: Path):
+    """``waves(*args, check=True)`` runs scripts/gpu/waves.sh in a copy of scripts/ (runs/ stays out of this
+    checkout) with this interpreter as python3; returns the completed process."""
+    host = tmp_path / "host"
     shutil.copytree(ROOT / "scripts", host / "scripts")
     env = {
         **os.environ,
@@ -41,16 +44,24 @@ def test_two_waves_share_one_run_directory(tmp_path: Path) -> None:
     wrapper.chmod(0o755)
     env["PATH"] = f"{tmp_path / 'bin'}:{os.environ.get('PATH', '')}"
 
-    def waves(*args: str) -> str:
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             ["bash", "scripts/gpu/waves.sh", *args], cwd=host, env=env, capture_output=True, text=True
         )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        if check:
+            assert done.returncode == 0, done.stderr
+        return done
 
-    assert "launched A" in waves("launch", "A", *TINY, "--seeds", "1")
-    assert "launched B" in waves("launch", "B", *TINY, "--seeds", "2")
-    out = waves("wait", "300")
+    run.host = host  # type: ignore[attr-defined]
+    return run
+
+
+@pytest.mark.slow
+def test_two_waves_share_one_run_directory(tmp_path: Path, waves) -> None:
+    host = waves.host
+    assert "launched A" in waves("launch", "A", *TINY, "--seeds", "1").stdout
+    assert "launched B" in waves("launch", "B", *TINY, "--seeds", "2").stdout
+    out = waves("wait", "300").stdout
     logs = "".join(p.read_text()[-2000:] for p in sorted((host / "runs").glob("*.log")))
     assert "A rc=0" in out and "B rc=0" in out, logs
     run = host / "runs" / "demo"
@@ -64,3 +75,26 @@ def test_two_waves_share_one_run_directory(tmp_path: Path) -> None:
         names = set(tar.getnames())
     assert {"runs/demo/cells/stsb__lora__seed1.json", "runs/A.log", "runs/B.log"} <= names
     assert not any("/claims/" in n or n.endswith(".pid") for n in names)
+
+
+@pytest.mark.slow
+def test_stop_ends_one_cell_and_a_rerun_trains_it(tmp_path: Path, waves) -> None:
+    """``waves.sh stop CELL`` sends SIGTERM to the claim's owner: the worker stops at a step (no result,
+    claim released, the wave ends instead of hanging) and the next wave trains the cell."""
+    host = waves.host
+    long = [*TINY[:-4], "--epochs", "40", "--device", "cpu", "--workers", "2"]
+    assert "launched A" in waves("launch", "A", *long, "--seeds", "1").stdout
+    claim = host / "runs" / "demo" / "claims" / "stsb__lora__seed0.claim"
+    deadline = time.monotonic() + 240
+    while not claim.exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert claim.exists(), "the cell never started"
+    assert "no claim" in waves("stop", "stsb__lora__seed9").stderr
+    assert "stopped stsb__lora__seed0" in waves("stop", "stsb__lora__seed0").stdout
+    out = waves("wait", "120").stdout
+    assert "A rc=" in out and "A rc=0" not in out and "A rc=running" not in out, out
+    run = host / "runs" / "demo"
+    assert not (run / "cells" / "stsb__lora__seed0.json").exists() and not claim.exists()
+    assert "launched B" in waves("launch", "B", *long, "--seeds", "1").stdout  # the same settings: resumes
+    assert "B rc=0" in waves("wait", "300").stdout
+    assert (run / "cells" / "stsb__lora__seed0.json").exists()
