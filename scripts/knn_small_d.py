@@ -1,4 +1,4 @@
-"""Time knn_distances(backend="torch") on small-dimensional unit-ball samples (DANCo's calibration data).
+"""Time knn_distances (torch backend by default) on small-dimensional unit-ball samples (DANCo's calibration data).
 
 Two modes. **Worker** (one process, the ``gelora`` it imports): for every n and d, draws ``n`` points
 uniform in the unit d-ball (seed 0), runs ``--repeats`` calls of each variant, alternating the variants
@@ -78,7 +78,10 @@ def worker(args: argparse.Namespace) -> None:
     variants = args.variants.split(",")
     for n in _ints(args.n):
         for d in _ints(args.d):
-            x = torch.from_numpy(unit_ball(n, d, np.random.default_rng(0)))
+            x: Any = unit_ball(n, d, np.random.default_rng(0))
+            kwargs: dict[str, Any] = {"backend": args.backend}
+            if args.backend == "torch":
+                x, kwargs["device"] = torch.from_numpy(x), args.device
             times: dict[str, list[float]] = {v: [] for v in variants}
             digest: dict[str, str] = {}
             dsum: dict[str, float] = {}
@@ -86,7 +89,7 @@ def worker(args: argparse.Namespace) -> None:
                 for v in variants:
                     _set_variant(v)
                     t0 = time.perf_counter()
-                    dist, idx = knn_distances(x, args.k, device=args.device, backend="torch")
+                    dist, idx = knn_distances(x, args.k, **kwargs)
                     times[v].append(time.perf_counter() - t0)
                     digest[v] = hashlib.sha256(
                         np.asarray(idx).tobytes() + np.asarray(dist).tobytes()
@@ -101,6 +104,7 @@ def worker(args: argparse.Namespace) -> None:
                     "d": d,
                     "k": args.k,
                     "device": args.device,
+                    "backend": args.backend,
                     "min_s": min(times[v]),
                     "times_s": times[v],
                     "dist_sum": dsum[v],
@@ -122,6 +126,8 @@ def compare(args: argparse.Namespace) -> None:
         str(args.repeats),
         "--device",
         args.device,
+        "--backend",
+        args.backend,
         "--threads",
         str(args.threads),
     ]
@@ -177,6 +183,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=11)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backend", default="torch", help="torch (default), or auto/numpy/kdtree on NumPy input")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", default="rule")
     ap.add_argument("--compare", default="")

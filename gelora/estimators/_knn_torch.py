@@ -37,6 +37,19 @@ Algorithm (same code on CPU and CUDA)
    from the input values; the k smallest by (distance, index) are returned. The result is therefore
    the one an exhaustive float64 computation of the same re-rank formula gives, ties included.
 
+Small dimensions (:data:`DIRECT64`)
+-----------------------------------
+With ``precision="auto"`` and ``D <= DIRECT64["max_features"]``, steps 1-3 are replaced by
+:func:`_direct64`: the centred, scaled rows stay in float64, each block of rows gets
+``|y_i|^2 + |y_j|^2 - 2 y_i . y_j`` against all points in one float64 product (the arithmetic of the
+fallback screen, so its bound :func:`eps64` applies) and keeps its ``k + max(4, k // 4)`` smallest by
+``topk`` over whole rows; the floor is the largest value kept. Steps 4 and 5 (certificate, re-rank,
+fallback for rows with more ties than that) are unchanged, so the neighbours are the same exact ones,
+and the distances come from the same re-rank formula. At small D the reduced-precision product is cheap
+and the screen's selection passes and wide candidate lists cost more than a float64 product; at d = 1-2
+the TF32 bound (relative to ``(R_i + R_j)^2``) is also wider than the k-th neighbour distance of a few
+thousand points, so most rows would go to the fallback.
+
 Error model (what ``eps`` assumes)
 ----------------------------------
 Operands are rounded here (TF32 round-to-nearest: unit roundoff ``2^-11``; bf16: ``2^-8``); products of
@@ -751,7 +764,7 @@ def direct64_candidates(k: int, n: int) -> int:
 
 #: bytes of one row block of :func:`_direct64` on the CPU: the block's float64 distances stay in the
 #: last-level cache for the ``+=`` and the ``topk`` that read them again (measured: 64-128-row blocks
-#: ran 2.5x faster than one 16000 x 16000 block at n = 16000, d = 2; docs/performance.md)
+#: ran 2.8x faster than the 1048-row blocks of the 256 MiB budget at n = 16000, d = 2; docs/performance.md)
 DIRECT64_CPU_BLOCK_BYTES = 8 * 2**20
 
 
