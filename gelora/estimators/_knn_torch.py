@@ -216,7 +216,8 @@ def _tf32_matmul(device: Any, enabled: bool) -> Iterator[None]:
 @dataclass
 class ScreenStats:
     """What the screen did (for benchmarks and tests): rows certified by the tensor-core screen, rows
-    sent to the float64 fallback, re-ranked pairs."""
+    sent to the float64 fallback, re-ranked pairs. ``precision`` is ``"fp64"`` on the small-dimension
+    path (:data:`DIRECT64`)."""
 
     precision: str
     candidates: int
@@ -721,8 +722,8 @@ def _fallback64(
 
 #: the small-dimension rule (issue 20; ``docs/performance.md``, "Small dimensions: the float64 direct
 #: path"): with ``precision="auto"`` and at most ``"max_features"`` features, :func:`knn_torch` skips the
-#: reduced-precision screen and runs :func:`_direct64` (on the 2-core CPU it was 1.5-3x faster than the
-#: screen up to d = 32 at n = 4000 and 16000, even at d = 64 at n = 16000 and slower at d = 100).
+#: reduced-precision screen and runs :func:`_direct64` (on the 2-core CPU it was 2.1-2.4x faster than the
+#: screen up to d = 32 at n = 4000 and 1.1-3.3x at n = 16000, 1.1-1.5x at d = 64, 0.9x at d = 100, n = 16000).
 #: ``"select"``: how :func:`_direct64` keeps a row's candidates, ``"topk"`` (``torch.topk`` of whole
 #: rows, as the pre-screen code; default) or ``"group"`` (the screen's group-min :func:`_select`; the same
 #: neighbours; for timing on the GPU). Both are read at every call (``scripts/knn_small_d.py`` switches
