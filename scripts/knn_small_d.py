@@ -21,7 +21,7 @@ minima (``DIRECT64["select"] = "group"``). On the H200, current against new rule
 minimum over rounds of each checkout's minimum, the spread (largest round minimum / smallest - 1) and
 whether the result hashes agree; ``--out`` writes all rounds as JSON::
 
-    python scripts/knn_small_d.py --compare old=/tmp/knn-old,head=/tmp/knn-head,new=. --rounds 3 \\
+    python scripts/knn_small_d.py --compare old=../knn-old,head=../knn-head,new=. --rounds 3 \\
         --n 4000,16000 --d 1,2,5,10,30,100 --out knn_small_d.json
 """
 
