@@ -37,6 +37,19 @@ Algorithm (same code on CPU and CUDA)
    from the input values; the k smallest by (distance, index) are returned. The result is therefore
    the one an exhaustive float64 computation of the same re-rank formula gives, ties included.
 
+Small dimensions (:data:`DIRECT64`)
+-----------------------------------
+With ``precision="auto"`` and ``D <= DIRECT64["max_features"]``, steps 1-3 are replaced by
+:func:`_direct64`: the centred, scaled rows stay in float64, each block of rows gets
+``|y_i|^2 + |y_j|^2 - 2 y_i . y_j`` against all points in one float64 product (the arithmetic of the
+fallback screen, so its bound :func:`eps64` applies) and keeps its ``k + max(4, k // 4)`` smallest by
+``topk`` over whole rows; the floor is the largest value kept. Steps 4 and 5 (certificate, re-rank,
+fallback for rows with more ties than that) are unchanged, so the neighbours are the same exact ones,
+and the distances come from the same re-rank formula. At small D the reduced-precision product is cheap
+and the screen's selection passes and wide candidate lists cost more than a float64 product; at d = 1-2
+the TF32 bound (relative to ``(R_i + R_j)^2``) is also wider than the k-th neighbour distance of a few
+thousand points, so most rows would go to the fallback.
+
 Error model (what ``eps`` assumes)
 ----------------------------------
 Operands are rounded here (TF32 round-to-nearest: unit roundoff ``2^-11``; bf16: ``2^-8``); products of
@@ -203,7 +216,8 @@ def _tf32_matmul(device: Any, enabled: bool) -> Iterator[None]:
 @dataclass
 class ScreenStats:
     """What the screen did (for benchmarks and tests): rows certified by the tensor-core screen, rows
-    sent to the float64 fallback, re-ranked pairs."""
+    sent to the float64 fallback, re-ranked pairs. ``precision`` is ``"fp64"`` on the small-dimension
+    path (:data:`DIRECT64`)."""
 
     precision: str
     candidates: int
@@ -706,6 +720,125 @@ def _fallback64(
     return r[order], col[order]
 
 
+#: the small-dimension rule (issue 20; ``docs/performance.md``, "Small dimensions: the float64 direct
+#: path"): with ``precision="auto"`` and at most ``"max_features"`` features, :func:`knn_torch` skips the
+#: reduced-precision screen and runs :func:`_direct64` (on the 2-core CPU it was 2.1-2.4x faster than the
+#: screen up to d = 32 at n = 4000 and 1.1-3.3x at n = 16000, 1.1-1.5x at d = 64, 0.9x at d = 100, n = 16000).
+#: ``"select"``: how :func:`_direct64` keeps a row's candidates, ``"topk"`` (``torch.topk`` of whole
+#: rows, as the pre-screen code; default) or ``"group"`` (the screen's group-min :func:`_select`; the same
+#: neighbours; for timing on the GPU). Both are read at every call (``scripts/knn_small_d.py`` switches
+#: them to time the variants at the same shapes)
+DIRECT64: dict[str, Any] = {"max_features": 32, "select": "topk"}
+DIRECT64_SELECTS = ("topk", "group")
+
+
+def uses_direct64(n: int, n_features: int, k: int, device: Any, precision: str) -> bool:
+    """Whether :func:`knn_torch` takes the float64 direct path for this shape (never on timing).
+
+    Parameters
+    ----------
+    n, n_features : int
+        Shape of the input (points, features).
+    k : int
+        Neighbours per point.
+    device : torch.device or str
+        Where the search runs; the rule is the same on every device (measured on the CPU only, see
+        :data:`DIRECT64`).
+    precision : str
+        The caller's screen precision: an explicit ``"fp32"``, ``"tf32"`` or ``"bf16"`` always gets the
+        screen it names; ``"auto"`` gets the direct path when ``n_features <= DIRECT64["max_features"]``.
+    """
+    resolve_precision(precision, device)  # validates
+    del n, k, device  # the measured crossover depends on the dimension only (docs/performance.md)
+    return precision == "auto" and n_features <= int(DIRECT64["max_features"])
+
+
+def direct64_candidates(k: int, n: int) -> int:
+    """Columns kept per row by :func:`_direct64`: ``k + max(4, k // 4)`` (at most ``n - 1``).
+
+    The float64 bound is ~1e-14 of ``(R_i + R_j)^2``, so the certificate needs only the columns within
+    rounding of the k-th distance (ties); this is the pre-screen code's margin. Rows with more ties than
+    it go to the float64 fallback like any uncertified row.
+    """
+    return min(n - 1, k + max(4, k // 4))
+
+
+#: bytes of one row block of :func:`_direct64` on the CPU: the block's float64 distances stay in the
+#: last-level cache for the ``+=`` and the ``topk`` that read them again (measured: 64-128-row blocks
+#: ran 2.8x faster than the 1048-row blocks of the 256 MiB budget at n = 16000, d = 2; docs/performance.md)
+DIRECT64_CPU_BLOCK_BYTES = 8 * 2**20
+
+
+def direct64_rows(n: int, device: Any, budget: int, block_size: int | None = None) -> int:
+    """Rows per block of :func:`_direct64`: ``block_size`` if given; on the CPU a block of about
+    :data:`DIRECT64_CPU_BLOCK_BYTES` (at least 64 rows), elsewhere what the block's float64 distances and
+    its selection fit in ``budget`` bytes (``16 n`` bytes a row); never more than ``budget`` allows."""
+    if block_size is not None:
+        return block_size
+    rows = max(1, budget // (16 * n))
+    if getattr(device, "type", str(device)) == "cpu":
+        rows = min(rows, max(64, DIRECT64_CPU_BLOCK_BYTES // (8 * n)))
+    return rows
+
+
+def _distances64(Y: Any, q: Any, s: int, e: int) -> Any:
+    """``|y_i|^2 + |y_j|^2 - 2 y_i . y_j`` (float64) for rows ``s:e`` of ``Y`` (n, D) against all rows:
+    (e - s, n), with ``q`` (n,) the squared norms. Its error is within :func:`eps64` ``(R_i + R_j)^2``
+    (float64 dot products and two additions, as in :func:`_fallback64`)."""
+    import torch
+
+    g = torch.addmm(q[None, :], Y[s:e], Y.T, beta=1.0, alpha=-2.0)
+    g += q[s:e, None]
+    return g
+
+
+def _direct64(
+    Xe: Any, mean: Any, scale: float, c: int, budget: int, block_size: int | None, clock: _PhaseClock
+) -> tuple[Any, Any, Any, Any]:
+    """The float64 screen of the small-dimension rule: best ``c`` per row, floors and norms.
+
+    ``g_ij = |y_i|^2 + |y_j|^2 - 2 y_i . y_j`` for the float64 centred, scaled rows ``y`` (the arithmetic
+    of :func:`_fallback64`, so :func:`eps64` bounds its error), by row blocks against all columns (no
+    symmetric tiles: each block's ``topk`` then sees whole rows, so no merges, no pool and no group
+    minima; at small D the product is cheap next to those passes). Returns values (n, c) float64,
+    columns (n, c) int64, floors (n,) (the largest kept value: ``topk`` dropped nothing smaller;
+    ``inf`` when ``c = n - 1``) and ``R_i >= |y_i|`` (n,).
+    """
+    import torch
+
+    select = DIRECT64["select"]
+    if select not in DIRECT64_SELECTS:
+        raise ConfigError(f"DIRECT64['select'] must be one of {DIRECT64_SELECTS}, got {select!r}")
+    n, D = Xe.shape
+    dev = Xe.device
+    Y = (Xe.to(torch.float64) - mean) * scale
+    q = torch.einsum("ij,ij->i", Y, Y)
+    norm = torch.sqrt(q) * (1.0 + 1e-12)
+    if select == "group":  # whole groups of columns: padding points with |y|^2 = inf (g = inf there)
+        n_pad = -(-n // GROUP) * GROUP
+        Y = torch.cat([Y, Y.new_zeros((n_pad - n, D))])
+        q = torch.cat([q, q.new_full((n_pad - n,), float("inf"))])
+    rows = direct64_rows(n, dev, budget, block_size)
+    best_v = torch.empty((n, c), dtype=torch.float64, device=dev)
+    best_i = torch.empty((n, c), dtype=torch.int64, device=dev)
+    floor = torch.full((n,), float("inf"), dtype=torch.float64, device=dev)
+    clock.lap("prepare")
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        g = _distances64(Y, q, s, e)
+        g.diagonal(offset=s).fill_(float("inf"))  # exclude self by index
+        clock.lap("product")
+        if select == "group":
+            best_v[s:e], best_i[s:e], floor[s:e] = _select(g, c)
+        else:
+            best_v[s:e], best_i[s:e] = torch.topk(g, c, dim=1, largest=False, sorted=False)
+            if c < n - 1:  # topk dropped nothing smaller than the largest value it kept
+                floor[s:e] = best_v[s:e].amax(dim=1)
+        clock.lap("select")
+        del g
+    return best_v, best_i, floor, norm
+
+
 def knn_torch(
     X: Any, k: int, metric: str, device: Any, block_size: int | None, precision: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -715,7 +848,8 @@ def knn_torch(
     if not is_torch_tensor(X):
         X = torch.from_numpy(X)
     dev = torch.device(device) if device is not None else X.device
-    precision = resolve_precision(precision, dev)
+    direct = uses_direct64(X.shape[0], X.shape[1], k, dev, precision)
+    precision = "fp64" if direct else resolve_precision(precision, dev)
     Xe = X.to(dev)  # the exact re-rank uses the input's values (float32 or float64)
     if metric == "cosine":
         norms = torch.linalg.vector_norm(Xe.to(torch.float64), dim=1)
@@ -726,21 +860,28 @@ def knn_torch(
             )
         Xe = Xe.to(torch.float64) / norms[:, None]
     n, D = Xe.shape
-    c = candidates_per_row(k, n)
     budget = _budget(dev)
     clock = _PhaseClock(dev, bool(PHASE_TIMING["on"]))
     with torch.no_grad():
         chunk = max(1, budget // (16 * D))
         mean, scale = _centre_and_scale(Xe, chunk)
-        n_pad = -(-n // GROUP) * GROUP
-        left, right, norm = _factors(Xe, mean, scale, precision, n_pad, chunk)
-        norm = norm * (1.0 + 1e-12)  # R_i >= |y_i| despite the float64 rounding of the norm
-        tile = tile_size(budget, n_pad, block_size)
-        clock.lap("prepare")
-        best_v, best_i, floor, out_u = _screen(left, right, n, c, tile, precision, clock, pool_bytes=budget)
-        del left, right
-        eps = screen_eps(precision, D, -(-(D + 4) // 16) * 16, out_u)
-        eps_abs = EPS_ABS_PER_TERM * (D + 16)
+        if direct:
+            c = direct64_candidates(k, n)
+            best_v, best_i, floor, norm = _direct64(Xe, mean, scale, c, budget, block_size, clock)
+            eps, eps_abs = eps64(D), 0.0
+        else:
+            c = candidates_per_row(k, n)
+            n_pad = -(-n // GROUP) * GROUP
+            left, right, norm = _factors(Xe, mean, scale, precision, n_pad, chunk)
+            norm = norm * (1.0 + 1e-12)  # R_i >= |y_i| despite the float64 rounding of the norm
+            tile = tile_size(budget, n_pad, block_size)
+            clock.lap("prepare")
+            best_v, best_i, floor, out_u = _screen(
+                left, right, n, c, tile, precision, clock, pool_bytes=budget
+            )
+            del left, right
+            eps = screen_eps(precision, D, -(-(D + 4) // 16) * 16, out_u)
+            eps_abs = EPS_ABS_PER_TERM * (D + 16)
         rmax_s = float(norm.max())
         valid = best_i >= 0
         bi = best_i.clamp(min=0)

@@ -33,7 +33,9 @@ Backends
     A reduced-precision screen with a proven error bound (TF32 tensor cores on CUDA by default, fp32 on
     the CPU, bf16 on request: ``precision=``) over the tiles on or above the diagonal of the symmetric
     distance matrix, a per-row certificate that every possible neighbour was kept (float64 screen for
-    rows without one), and the exact float64 re-rank (:mod:`gelora.estimators._knn_torch`). The only
+    rows without one), and the exact float64 re-rank (:mod:`gelora.estimators._knn_torch`). With
+    ``precision="auto"`` and at most ``_knn_torch.DIRECT64["max_features"]`` (32) features the screen is
+    float64 over whole rows instead (the small-dimension rule; same neighbours and distances). The only
     backend for torch tensors or when ``device`` is given.
 ``"auto"``
     torch when ``X`` is a tensor or ``device`` is set; otherwise kdtree when ``n_features`` is at most
@@ -1513,14 +1515,16 @@ def knn_distances(
     backend : {"auto", "kdtree", "numpy", "torch"}
         Algorithm; ``"auto"`` picks by input type and shape (module docstring).
     block_size : int, optional
-        Rows per distance block (numpy) or tile side (torch); by default chosen from a memory budget
-        (32 MiB screening blocks for numpy, 256 MiB tiles for torch on CPU, a quarter of free GPU
-        memory up to 4 GiB on CUDA).
+        Rows per distance block (numpy) or tile side (torch; rows per block on its small-dimension path);
+        by default chosen from a memory budget (32 MiB screening blocks for numpy, 256 MiB tiles for
+        torch on CPU, a quarter of free GPU memory up to 4 GiB on CUDA; 8 MiB blocks for the torch
+        small-dimension path on the CPU).
     precision : {"auto", "fp32", "tf32", "bf16"}
         Operand precision of the torch backend's screening product (``"auto"``: TF32 tensor cores on
         CUDA, fp32 elsewhere). It changes the speed only: the screen's error bound is proven for each
         precision and every candidate within it is re-ranked exactly in float64
-        (:mod:`gelora.estimators._knn_torch`). Ignored by the other backends.
+        (:mod:`gelora.estimators._knn_torch`). ``"auto"`` with at most 32 features screens in float64
+        instead (the small-dimension rule, ``_knn_torch.DIRECT64``). Ignored by the other backends.
 
     Returns
     -------

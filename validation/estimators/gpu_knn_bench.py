@@ -291,7 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     done = {(c["data"], c["n"], c["D"], c["k"], c["precision"]) for c in doc["cells"]}
     for kind in args.data.split(","):
         for n, D in shapes:
-            prec = _knn_torch.resolve_precision(args.precision, torch.device(args.device))
+            dev = torch.device(args.device)
+            # what the cell records (LAST_STATS): "fp64" where the small-dimension rule applies
+            direct = _knn_torch.uses_direct64(n, D, args.k, dev, args.precision)
+            prec = "fp64" if direct else _knn_torch.resolve_precision(args.precision, dev)
             if (kind, n, D, args.k, prec) in done:
                 continue
             cell = bench_cell(

@@ -150,7 +150,9 @@ def test_odd_sizes_and_a_tile_narrower_than_the_candidates():
         ref = None
         for mode in kt.SELECT_MODES:
             with kt.select_settings(mode=mode):
-                got = knn_distances(X, min(8, n - 1), backend="torch", block_size=16)
+                # fp32 named: at D = 5 precision="auto" takes the float64 direct path, not the screen
+                got = knn_distances(X, min(8, n - 1), backend="torch", precision="fp32", block_size=16)
+                assert kt.LAST_STATS[0].precision == "fp32"
             if ref is None:
                 ref = got
             np.testing.assert_array_equal(got[1], ref[1])

@@ -10,8 +10,9 @@ from validation.estimators.gpu_knn_bench import bench_cell, main, make_data
 
 
 def test_bench_cell_on_cpu_reports_ratios_and_exactness():
-    r = bench_cell("gaussian", 300, 24, device="cpu", k=5, repeats=1, check_rows=50)
-    assert (r["n"], r["D"], r["k"], r["precision"]) == (300, 24, 5, "fp32")
+    r = bench_cell("gaussian", 300, 40, device="cpu", k=5, repeats=1, check_rows=50)
+    # D > 32: the screen, not the small-dimension path
+    assert (r["n"], r["D"], r["k"], r["precision"]) == (300, 40, 5, "fp32")
     assert r["ratio_knn_tf32"] == pytest.approx(r["knn_s"] / r["gram_tf32_s"])
     assert r["rows_identical"] == r["check_rows"] == 50
     assert r["max_rel_distance_diff"] < 1e-12
@@ -50,12 +51,12 @@ def test_main_resumes(tmp_path, capsys):
 def test_phases_are_timed_only_when_asked_and_cover_the_call(tmp_path, capsys):
     from gelora.estimators import _knn_torch
 
-    r = bench_cell("tanh", 300, 24, device="cpu", k=5, repeats=1, check_rows=20, phases=True)
+    r = bench_cell("tanh", 300, 40, device="cpu", k=5, repeats=1, check_rows=20, phases=True)
     ph = r["phases"]
     assert set(ph) == {"prepare", "product", "select", "certify", "rerank", "fallback", "transfer"}
     assert all(v >= 0 for v in ph.values()) and r["phases_total_s"] == pytest.approx(sum(ph.values()))
     assert _knn_torch.PHASE_TIMING["on"] is False  # switched off again
-    assert "phases" not in bench_cell("tanh", 300, 24, device="cpu", k=5, repeats=1, check_rows=20)
+    assert "phases" not in bench_cell("tanh", 300, 40, device="cpu", k=5, repeats=1, check_rows=20)
     out = tmp_path / "g.json"
     argv = ["--device", "cpu", "--shapes", "200x16", "--data", "gaussian", "--repeats", "1", "--phases"]
     assert main([*argv, "--out", str(out)]) == 0

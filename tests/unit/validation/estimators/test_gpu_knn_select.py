@@ -12,7 +12,7 @@ from validation.estimators.gpu_knn_select import compare_cell, main, parse_varia
 
 def test_compare_cell_times_every_variant_and_finds_them_identical():
     variants = ("tilewise", "deferred", "deferred:sort", "deferred@48")
-    r = compare_cell("gaussian", 300, 24, device="cpu", k=5, repeats=2, check_rows=40, variants=variants)
+    r = compare_cell("gaussian", 300, 40, device="cpu", k=5, repeats=2, check_rows=40, variants=variants)
     assert r["variants"] == list(variants)
     assert set(r["seconds"]) == set(variants) and all(len(r["all_seconds"][v]) == 2 for v in variants)
     assert r["seconds"]["deferred"] == min(r["all_seconds"]["deferred"])
@@ -27,7 +27,7 @@ def test_compare_cell_times_every_variant_and_finds_them_identical():
 
 
 def test_profile_times_each_step_of_one_tile():
-    r = compare_cell("tanh", 200, 16, device="cpu", k=5, repeats=1, check_rows=10, profile=True)
+    r = compare_cell("tanh", 200, 40, device="cpu", k=5, repeats=1, check_rows=10, profile=True)
     prof = r["select_ops"]
     assert prof["tile_shape"] == [208, 208] and prof["tiles"] == 1
     assert {"product", "row_group_min_halving", "col_group_min_contiguous", "merge_tilewise"} <= set(
