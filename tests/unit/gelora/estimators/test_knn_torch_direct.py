@@ -22,17 +22,6 @@ from gelora.estimators import knn_distances  # noqa: E402
 MAX_D = kt.DIRECT64["max_features"]
 
 
-def exhaustive(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 reference: the re-rank formula on every pair, k smallest by (distance, index)."""
-    n = len(X)
-    Xt = torch.from_numpy(X)
-    rows = torch.arange(n).repeat_interleave(n)
-    cols = torch.arange(n).repeat(n)
-    off = rows != cols
-    dk, ik = kt.exact_best_k(Xt, torch.arange(n), rows[off], cols[off], k, 2**24)
-    return np.sqrt(dk.numpy()), ik.numpy()
-
-
 def unit_ball(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
     y = rng.standard_normal((n, d))
     y /= np.linalg.norm(y, axis=1, keepdims=True)
@@ -111,11 +100,11 @@ def test_block_rows_on_cpu_and_cuda():
 
 @pytest.mark.parametrize("d", [1, 2, 5])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_direct_path_equals_exhaustive_float64(case, d):
+def test_direct_path_equals_exhaustive_float64(case, d, knn_reference):
     rng = np.random.default_rng(10 * d + sorted(CASES).index(case))
     X = CASES[case](rng, d)
     for k in (1, 11):
-        d_ref, i_ref = exhaustive(X, k)
+        d_ref, i_ref = knn_reference(X, k)
         for block in (None, 7, 64):
             dist, idx = knn_distances(X, k, backend="torch", block_size=block)
             assert kt.LAST_STATS[0].precision == "fp64"
@@ -123,9 +112,9 @@ def test_direct_path_equals_exhaustive_float64(case, d):
             np.testing.assert_array_equal(dist, d_ref)
 
 
-def test_more_ties_than_candidates_go_through_the_fallback():
+def test_more_ties_than_candidates_go_through_the_fallback(knn_reference):
     X = _duplicates(np.random.default_rng(1), 2)
-    d_ref, i_ref = exhaustive(X, 11)
+    d_ref, i_ref = knn_reference(X, 11)
     dist, idx = knn_distances(X, 11, backend="torch")
     stats = kt.LAST_STATS[0]
     assert stats.precision == "fp64" and stats.candidates == 15 and stats.uncertified_rows > 0
@@ -185,7 +174,7 @@ def test_tf32_screen_fails_where_the_direct_path_certifies():
     np.testing.assert_array_equal(direct[0], tf32[0])
 
 
-def test_cosine_and_float32_tensor_input():
+def test_cosine_and_float32_tensor_input(knn_reference):
     rng = np.random.default_rng(6)
     X = rng.normal(size=(300, 4)) + 3.0
     ref = knn_distances(X, 5, metric="cosine", backend="numpy")
@@ -194,7 +183,7 @@ def test_cosine_and_float32_tensor_input():
     np.testing.assert_array_equal(out[1], ref[1])
     np.testing.assert_allclose(out[0], ref[0], rtol=1e-12)
     X32 = X.astype(np.float32)
-    d_ref, i_ref = exhaustive(X32.astype(np.float64), 7)
+    d_ref, i_ref = knn_reference(X32.astype(np.float64), 7)
     dist, idx = knn_distances(torch.from_numpy(X32), 7, device="cpu")
     np.testing.assert_array_equal(idx, i_ref)
     np.testing.assert_array_equal(dist, d_ref)

@@ -18,18 +18,6 @@ from gelora.estimators import _knn_torch as kt  # noqa: E402
 from gelora.estimators import knn_distances  # noqa: E402
 
 
-def exhaustive(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 reference: the re-rank formula on every pair, k smallest by (distance, index)."""
-    n = len(X)
-    Xt = torch.from_numpy(X)
-    rows = torch.arange(n).repeat_interleave(n)
-    cols = torch.arange(n).repeat(n)
-    off = rows != cols
-    rows, cols = rows[off], cols[off]
-    dk, ik = kt.exact_best_k(Xt, torch.arange(n), rows, cols, k, 2**24)
-    return np.sqrt(dk.numpy()), ik.numpy()
-
-
 def _near_ties(rng: np.random.Generator) -> np.ndarray:
     # points at radii 1 + i * 2^-40 around a centre: neighbours of the centre differ by far less than
     # the screen's error, in random directions
@@ -60,11 +48,11 @@ CASES = {
 
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_screen_equals_exhaustive_float64(case, precision):
+def test_screen_equals_exhaustive_float64(case, precision, knn_reference):
     rng = np.random.default_rng(sorted(CASES).index(case))
     X = CASES[case](rng)
     k = 10
-    d_ref, i_ref = exhaustive(X, k)
+    d_ref, i_ref = knn_reference(X, k)
     for block in (None, 64):
         d, i = knn_distances(X, k, backend="torch", precision=precision, block_size=block)
         np.testing.assert_array_equal(i, i_ref)
@@ -79,9 +67,9 @@ def test_tied_shell_goes_through_the_float64_fallback():
     assert np.all(d[0] == 1.0) and list(i[0]) == list(range(1, 11))  # ties by index
 
 
-def test_bf16_screen_on_isotropic_data_falls_back_and_stays_exact():
+def test_bf16_screen_on_isotropic_data_falls_back_and_stays_exact(knn_reference):
     X = np.random.default_rng(1).normal(size=(300, 512))
-    d_ref, i_ref = exhaustive(X, 5)
+    d_ref, i_ref = knn_reference(X, 5)
     d, i = knn_distances(X, 5, backend="torch", precision="bf16", block_size=96)
     assert kt.LAST_STATS[0].uncertified_rows > 0
     np.testing.assert_array_equal(i, i_ref)

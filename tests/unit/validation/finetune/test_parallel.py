@@ -52,21 +52,9 @@ FAKE = textwrap.dedent(
 
 
 @pytest.fixture
-def fake_cells(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(FAKE)
-    repo = Path(__file__).resolve().parents[4]
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join([str(site), str(repo), os.environ.get("PYTHONPATH", "")])
-    )
-    monkeypatch.setenv("FAKE_CELLS", "1")
-    import validation.finetune.grid as grid_mod
-
-    monkeypatch.setattr(grid_mod, "run_cell", grid_mod.run_cell)  # restored after the test
-    exec(FAKE, {})  # the in-process path (one worker) uses the fake as well
-    run = tmp_path / "run"
-    return run
+def fake_cells(tmp_path: Path, fake_run_cell) -> Path:
+    fake_run_cell(FAKE, "FAKE_CELLS")  # the in-process path (one worker) uses the fake as well
+    return tmp_path / "run"
 
 
 def _calls(run: Path) -> list[str]:

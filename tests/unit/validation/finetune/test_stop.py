@@ -77,19 +77,8 @@ FAKE = textwrap.dedent(
 
 
 @pytest.fixture
-def fake_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(FAKE)
-    repo = Path(__file__).resolve().parents[4]
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join([str(site), str(repo), os.environ.get("PYTHONPATH", "")])
-    )
-    monkeypatch.setenv("FAKE_STOP_CELLS", "1")
-    import validation.finetune.grid as grid_mod
-
-    monkeypatch.setattr(grid_mod, "run_cell", grid_mod.run_cell)  # restored after the test
-    exec(FAKE, {})  # the in-process rerun uses the fake as well
+def fake_run(tmp_path: Path, fake_run_cell) -> Path:
+    fake_run_cell(FAKE, "FAKE_STOP_CELLS")  # the in-process rerun uses the fake as well
     return tmp_path / "run"
 
 
