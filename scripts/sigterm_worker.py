@@ -3,7 +3,7 @@
 Usage, from a checkout::
 
     PYTHONPATH=. python scripts/sigterm_worker.py RUN_DIR [--task stsb] [--method lora] [--epochs 400]
-        [--profile test] [--device cpu] [--after 2]
+        [--profile test] [--device cpu] [--after 2] [--model NAME]
 
 Starts :func:`validation.finetune.parallel.run_workers` with one worker subprocess on one cell, waits until
 training has logged a loss or written a checkpoint, waits ``--after`` more seconds, sends SIGTERM to the
@@ -49,10 +49,13 @@ def main() -> int:
     ap.add_argument("--profile", default="test")
     ap.add_argument("--epochs", type=float, default=400.0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--model", default=None, help="model name or path (default: the profile's, the bundled encoder)"
+    )
     ap.add_argument("--after", type=float, default=2.0, help="seconds after the first loss line")
     ap.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the worker's exit")
     a = ap.parse_args()
-    profile = get_profile(a.profile, epochs=a.epochs, save_steps=5)
+    profile = get_profile(a.profile, epochs=a.epochs, save_steps=5, model=a.model)
     cell = (a.task, a.method, a.seed)
     name = cell_name(*cell)
     t0 = time.time()
