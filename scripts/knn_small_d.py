@@ -10,11 +10,13 @@ a hash of the neighbour indices and distances (equal hashes: bit-identical resul
 Variants (``--variants``, new code only; a checkout without the small-dimension rule runs ``rule``):
 ``rule`` (the default path), ``screen`` (the reduced-precision screen forced,
 ``_knn_torch.DIRECT64["max_features"] = 0``: the code before the rule) and ``direct`` (the float64 direct
-path forced at every d); ``:group`` after ``rule`` or ``direct`` makes the direct path select by group
-minima (``DIRECT64["select"] = "group"``). On the H200, current against new rule in one process::
+path forced at every d); ``:group`` or ``:topk`` after ``rule`` or ``direct`` sets how the direct path
+selects (``DIRECT64["select"]``; without it the device's default). Where the code has per-device keys
+(``"max_features_cuda"``, ``"select_cuda"``) a variant sets them too. On the H200, 2026-11-30 (before the
+CUDA keys existed, so ``direct`` was ``direct:topk``; ``reports/gpu/knn_small_d_h200.jsonl``)::
 
     python scripts/knn_small_d.py h200 --device cuda --n 16000 --d 1,2,3,5,10,16,32,50,64,100 \\
-        --variants screen,direct,direct:group --repeats 5
+        --variants rule,screen,direct,direct:group --repeats 5
 
 **Compare** (``--compare LABEL=CHECKOUT,...``): runs the worker once per round in each checkout
 (``PYTHONPATH`` set to it), alternating the order from round to round, and prints, per (n, d), the
@@ -62,11 +64,14 @@ def _set_variant(variant: str) -> None:
         if variant != "rule":
             raise SystemExit(f"variant {variant!r} needs the small-dimension rule (this code has none)")
         return
+    # the device's own keys where the code has them ("max_features_cuda", "select_cuda"); a variant sets both
+    keys = [s for s in ("", "_cuda") if f"max_features{s}" in rule]
     if "default" not in rule:
-        rule["default"] = (rule["max_features"], rule["select"])
+        rule["default"] = {s: (rule[f"max_features{s}"], rule[f"select{s}"]) for s in keys}
     base, _, select = variant.partition(":")
-    rule["max_features"] = {"rule": rule["default"][0], "screen": 0, "direct": 10**9}[base]
-    rule["select"] = select or rule["default"][1]
+    for s in keys:
+        rule[f"max_features{s}"] = {"rule": rule["default"][s][0], "screen": 0, "direct": 10**9}[base]
+        rule[f"select{s}"] = select or rule["default"][s][1]
 
 
 def worker(args: argparse.Namespace) -> None:

@@ -39,11 +39,12 @@ Algorithm (same code on CPU and CUDA)
 
 Small dimensions (:data:`DIRECT64`)
 -----------------------------------
-With ``precision="auto"`` and ``D <= DIRECT64["max_features"]``, steps 1-3 are replaced by
-:func:`_direct64`: the centred, scaled rows stay in float64, each block of rows gets
+With ``precision="auto"`` and ``D <= DIRECT64["max_features"]`` (32; on CUDA ``"max_features_cuda"``,
+2), steps 1-3 are replaced by :func:`_direct64`: the centred, scaled rows stay in float64, each block of rows gets
 ``|y_i|^2 + |y_j|^2 - 2 y_i . y_j`` against all points in one float64 product (the arithmetic of the
 fallback screen, so its bound :func:`eps64` applies) and keeps its ``k + max(4, k // 4)`` smallest by
-``topk`` over whole rows; the floor is the largest value kept. Steps 4 and 5 (certificate, re-rank,
+``topk`` over whole rows (on CUDA by the group-min selection of step 3); the floor is the largest value
+kept (group-min: the smallest minimum of a group not chosen). Steps 4 and 5 (certificate, re-rank,
 fallback for rows with more ties than that) are unchanged, so the neighbours are the same exact ones,
 and the distances come from the same re-rank formula. At small D the reduced-precision product is cheap
 and the screen's selection passes and wide candidate lists cost more than a float64 product; at d = 1-2
@@ -725,32 +726,43 @@ def _fallback64(
 #: reduced-precision screen and runs :func:`_direct64` (on the 2-core CPU it was 2.1-2.4x faster than the
 #: screen up to d = 32 at n = 4000 and 1.1-3.3x at n = 16000, 1.1-1.5x at d = 64, 0.9x at d = 100, n = 16000).
 #: ``"select"``: how :func:`_direct64` keeps a row's candidates, ``"topk"`` (``torch.topk`` of whole
-#: rows, as the pre-screen code; default) or ``"group"`` (the screen's group-min :func:`_select`; the same
-#: neighbours; for timing on the GPU). Both are read at every call (``scripts/knn_small_d.py`` switches
-#: them to time the variants at the same shapes)
-DIRECT64: dict[str, Any] = {"max_features": 32, "select": "topk"}
+#: rows, as the pre-screen code) or ``"group"`` (the screen's group-min :func:`_select`; the same
+#: neighbours). The ``"_cuda"`` keys are CUDA's (H200, n = 16000: the TF32 screen is 1.6-1.8x faster than
+#: the float64 path from d = 3 on, the float64 path with group selection 2.9x / 1.8x faster than the screen
+#: at d = 1 / 2, where the TF32 bound is wider than the neighbour gaps; ``reports/gpu/knn_small_d_h200.jsonl``).
+#: All are read at every call (``scripts/knn_small_d.py`` switches them to time the variants at the same
+#: shapes)
+DIRECT64: dict[str, Any] = {
+    "max_features": 32,
+    "select": "topk",
+    "max_features_cuda": 2,
+    "select_cuda": "group",
+}
 DIRECT64_SELECTS = ("topk", "group")
 
 
-def uses_direct64(n: int, n_features: int, k: int, device: Any, precision: str) -> bool:
+def _direct64_setting(key: str, device: Any) -> Any:
+    """``DIRECT64[key]`` for ``device``: the ``"<key>_cuda"`` entry on CUDA, ``key``'s elsewhere."""
+    return DIRECT64[f"{key}_cuda" if getattr(device, "type", str(device)) == "cuda" else key]
+
+
+def uses_direct64(n_features: int, device: Any, precision: str) -> bool:
     """Whether :func:`knn_torch` takes the float64 direct path for this shape (never on timing).
 
     Parameters
     ----------
-    n, n_features : int
-        Shape of the input (points, features).
-    k : int
-        Neighbours per point.
+    n_features : int
+        Features (dimension) of the input.
     device : torch.device or str
-        Where the search runs; the rule is the same on every device (measured on the CPU only, see
-        :data:`DIRECT64`).
+        Where the search runs: CUDA has its own threshold (:data:`DIRECT64`, ``"max_features_cuda"``).
     precision : str
         The caller's screen precision: an explicit ``"fp32"``, ``"tf32"`` or ``"bf16"`` always gets the
-        screen it names; ``"auto"`` gets the direct path when ``n_features <= DIRECT64["max_features"]``.
+        screen it names; ``"auto"`` gets the direct path when ``n_features`` is at most the device's
+        ``max_features``. The crossover measured on either device depends on the dimension only, not on
+        ``n`` or ``k`` (docs/performance.md).
     """
     resolve_precision(precision, device)  # validates
-    del n, k, device  # the measured crossover depends on the dimension only (docs/performance.md)
-    return precision == "auto" and n_features <= int(DIRECT64["max_features"])
+    return precision == "auto" and n_features <= int(_direct64_setting("max_features", device))
 
 
 def direct64_candidates(k: int, n: int) -> int:
@@ -806,11 +818,11 @@ def _direct64(
     """
     import torch
 
-    select = DIRECT64["select"]
-    if select not in DIRECT64_SELECTS:
-        raise ConfigError(f"DIRECT64['select'] must be one of {DIRECT64_SELECTS}, got {select!r}")
     n, D = Xe.shape
     dev = Xe.device
+    select = _direct64_setting("select", dev)
+    if select not in DIRECT64_SELECTS:
+        raise ConfigError(f"DIRECT64's select must be one of {DIRECT64_SELECTS}, got {select!r}")
     Y = (Xe.to(torch.float64) - mean) * scale
     q = torch.einsum("ij,ij->i", Y, Y)
     norm = torch.sqrt(q) * (1.0 + 1e-12)
@@ -848,7 +860,7 @@ def knn_torch(
     if not is_torch_tensor(X):
         X = torch.from_numpy(X)
     dev = torch.device(device) if device is not None else X.device
-    direct = uses_direct64(X.shape[0], X.shape[1], k, dev, precision)
+    direct = uses_direct64(X.shape[1], dev, precision)
     precision = "fp64" if direct else resolve_precision(precision, dev)
     Xe = X.to(dev)  # the exact re-rank uses the input's values (float32 or float64)
     if metric == "cosine":

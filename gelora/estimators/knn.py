@@ -34,8 +34,8 @@ Backends
     the CPU, bf16 on request: ``precision=``) over the tiles on or above the diagonal of the symmetric
     distance matrix, a per-row certificate that every possible neighbour was kept (float64 screen for
     rows without one), and the exact float64 re-rank (:mod:`gelora.estimators._knn_torch`). With
-    ``precision="auto"`` and at most ``_knn_torch.DIRECT64["max_features"]`` (32) features the screen is
-    float64 over whole rows instead (the small-dimension rule; same neighbours and distances). The only
+    ``precision="auto"`` and at most ``_knn_torch.DIRECT64["max_features"]`` (32; 2 on CUDA) features the
+    screen is float64 over whole rows instead (the small-dimension rule; same neighbours and distances). The only
     backend for torch tensors or when ``device`` is given.
 ``"auto"``
     torch when ``X`` is a tensor or ``device`` is set; otherwise kdtree when ``n_features`` is at most

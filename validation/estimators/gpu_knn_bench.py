@@ -293,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n, D in shapes:
             dev = torch.device(args.device)
             # what the cell records (LAST_STATS): "fp64" where the small-dimension rule applies
-            direct = _knn_torch.uses_direct64(n, D, args.k, dev, args.precision)
+            direct = _knn_torch.uses_direct64(D, dev, args.precision)
             prec = "fp64" if direct else _knn_torch.resolve_precision(args.precision, dev)
             if (kind, n, D, args.k, prec) in done:
                 continue
