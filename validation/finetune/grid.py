@@ -30,7 +30,7 @@ from typing import Any
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune import token_cache
-from validation.finetune.claims import DEFAULT_STALE_AFTER, try_claim
+from validation.finetune.claims import DEFAULT_STALE_AFTER, is_live, try_claim
 from validation.finetune.runner import (
     MissingDataError,
     Profile,
@@ -537,6 +537,8 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
                 )
             except ResultFileError as exc:
                 reason = f"failed (failure record unreadable: {exc})"
+        elif is_live(claim_path(run_dir, t, m, s)):  # e.g. a second wave on the same run directory
+            reason = "not finished: running (claimed by a live process)"
         elif (run_dir / "work" / cell_name(t, m, s)).is_dir():
             reason = "not run: interrupted (checkpoints present; rerun the command to resume)"
         else:

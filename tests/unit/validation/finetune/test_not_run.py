@@ -200,3 +200,26 @@ def test_verdicts_and_average_list_tasks_not_run(tmp_path: Path, gridfix: Any) -
     other = gridfix.write_grid(tmp_path / "b", {"mnli": {"gelora": [0.7], "lora": [0.6]}})
     merged = merge_summaries([compact, compact_summary(summarise(other))])
     assert compute_verdicts(merged)["not_run"] == [] and "mnli" in compute_verdicts(merged)["tasks"]
+
+
+def test_a_cell_another_process_is_training_reads_running_not_interrupted(
+    tmp_path: Path, gridfix: Any
+) -> None:
+    """A second wave on the same run directory trains cells the first wave planned: the first wave's summary
+    says "running" for a cell under a live claim, "interrupted" only for checkpoints without an owner."""
+    from validation.finetune.claims import try_claim
+
+    run = gridfix.write_grid(tmp_path / "run", {"stsb": {"lora": [0.8, None, None]}})
+    for seed in (1, 2):
+        (run / "work" / f"stsb__lora__seed{seed}").mkdir(parents=True)
+    claim = try_claim(G.claim_path(run, "stsb", "lora", 1))
+    assert claim is not None
+    try:
+        reasons = {m["seed"]: m["reason"] for m in summarise(run)["missing"]}
+    finally:
+        claim.release()
+    assert reasons == {
+        1: "not finished: running (claimed by a live process)",
+        2: "not run: interrupted (checkpoints present; rerun the command to resume)",
+    }
+    assert summarise(run)["missing"][0]["reason"].startswith("not run: interrupted")
