@@ -641,9 +641,18 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         defaults = [f"{_name(m)} ({mod})" for mod, d, sm in rate_parts for m in _named(d, sm)]
     rates = ", default rates (none selected)" if defaults == ["all"] else ""
     if len(per_model) > 1:  # one cell of page 1: each model with its tasks (if they fit), then the rest
-        shared = f", paper protocol, {_seed_text(sorted(seeds_used))}{rates}"
-        setup = " + ".join(per_model) + shared
-        setup = setup if len(setup) <= 120 else " + ".join(models) + shared
+        shared = f", paper protocol, {_seed_text(sorted(seeds_used))}"
+        rates_short = rates.replace(" (none selected)", "")  # section 5 lists each method's rate
+        fits = [
+            text
+            for text in (
+                " + ".join(per_model) + shared + rates,
+                " + ".join(per_model) + shared + rates_short,
+                " + ".join(models) + shared + rates,
+            )
+            if len(text) <= 120
+        ]
+        setup = fits[0] if fits else " + ".join(models) + shared + rates_short
     else:
         setup += rates
     extra: dict[str, Any] = {

@@ -588,9 +588,10 @@ def _ceiling_floor_table(v: dict[str, Any]) -> Table:
 
 def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
     """Section 5 for each further model of the paper protocol (``paper_protocol_more``): its verdict line,
-    the mean score of every method with GeLoRA's paired difference, and its ceiling/floor table (the
-    figures above show the first model only)."""
+    the mean score of every method (GeLoRA's ablations left to the ablation section) with GeLoRA's paired
+    difference, and its ceiling/floor table (the figures above show the first model only)."""
     from validation.finetune.grid import _mean_std
+    from validation.finetune.methods import ABLATION_METHODS
     from validation.finetune.verdicts import _usable
     from validation.report.claims import _name, _task, paper_protocol_more
 
@@ -611,6 +612,8 @@ def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
         for task, by in sorted((summary.get("table") or {}).items()):
             pairs = v["tasks"].get(task, {}).get("pairs", {})
             for m, e in sorted(by.items(), key=lambda kv: (kv[0] != "gelora", kv[0])):
+                if m in ABLATION_METHODS:  # compared with GeLoRA in the ablation section, not here
+                    continue
                 vals = [float(r["primary"]) for r in e.get("per_seed") or [] if _usable(r, True)[0]]
                 ms = _mean_std(vals) if vals else {"mean": None, "std": None}
                 pd = pairs.get(m)

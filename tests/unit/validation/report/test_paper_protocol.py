@@ -433,3 +433,30 @@ def test_trajectories_of_two_models_keep_apart(f, tmp_path, gridfix):
     assert sorted(series) == ["stsb (big-model)/geolora/seed 0", "stsb/geolora/seed 0"]
     assert series["stsb/geolora/seed 0"]["total_rank"] == [8, 4]
     assert series["stsb (big-model)/geolora/seed 0"]["total_rank"] == [16, 4]
+
+
+def test_second_model_table_leaves_ablations_out_and_setup_keeps_tasks_when_shortened(f, tmp_path, gridfix):
+    """Section 5's table of a further model lists the methods C4 pairs, not GeLoRA's ablations (section 6a
+    compares those); C4's setup keeps each model's tasks by dropping "(none selected)" before dropping the
+    tasks, and stays within page 1's 120 characters."""
+    one = {"grid": [5e-4], "chosen": 5e-4, "metric": "accuracy", "scores": {"0.0005": 0.8}}
+    small = gridfix.write_grid(
+        tmp_path / "small",
+        {t: GOOD for t in ("cola", "mrpc", "rte", "stsb")},
+        model="all-MiniLM-L6-v2",
+        lr_selection=one,
+    )
+    perm = dict(GOOD, gelora_permuted=[0.80, 0.80, 0.81])
+    big = gridfix.write_grid(
+        tmp_path / "big", {"mrpc": GOOD, "stsb": perm}, model="mpnet-base", lr_selection=one
+    )
+    r = f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [small, big]))))
+    md = visible(render_markdown(document(r)))
+    assert "| STS-B | GeLoRA | 0.8100" in md
+    assert "| STS-B | gelora_permuted |" not in md
+    setup = _claim(r, "C4")["setup"]
+    assert setup == (
+        "all-MiniLM-L6-v2 (CoLA, MRPC, RTE, STS-B) + mpnet-base (MRPC, STS-B), paper protocol, seeds 0-2, "
+        "default rates"
+    )
+    assert len(setup) <= 120
