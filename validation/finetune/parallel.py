@@ -143,6 +143,16 @@ def _cell_state(run_dir: Path, cell: Cell, since: float, stale_after: float) -> 
     return "left"
 
 
+def _signal_live(procs: Sequence[subprocess.Popen[bytes]], *, kill: bool) -> None:
+    """SIGTERM (or, with ``kill``, SIGKILL) every process of ``procs`` still running; does not wait."""
+    for p in procs:
+        if p.poll() is None:
+            if kill:
+                p.kill()
+            else:
+                p.terminate()
+
+
 def stop_workers(
     procs: Sequence[subprocess.Popen[bytes]], wait_s: float, hurry: Callable[[], bool] = lambda: False
 ) -> None:
@@ -150,15 +160,11 @@ def stop_workers(
 
     Returns when every process has exited and been reaped.
     """
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
+    _signal_live(procs, kill=False)
     deadline = time.monotonic() + wait_s
     while any(p.poll() is None for p in procs) and time.monotonic() < deadline and not hurry():
         time.sleep(0.1)
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
+    _signal_live(procs, kill=True)
     for p in procs:
         p.wait()
 
@@ -285,18 +291,15 @@ def run_workers(
             if progress and line != last_line:
                 progress(line, "grid")
                 last_line = line
+            # --stop-on-error: the same bounded stop as stop_workers, without blocking the progress loop
             if not keep_going and not stopping and "failed" in states.values():
                 stopping = True
                 stop_sent = time.monotonic()
-                for p in procs:
-                    if p.poll() is None:
-                        p.terminate()
+                _signal_live(procs, kill=False)
             if not any(alive):
                 break
             if stopping and time.monotonic() - stop_sent > wait_s:
-                for p in procs:
-                    if p.poll() is None:
-                        p.kill()
+                _signal_live(procs, kill=True)
             if signalled:
                 stop_workers(procs, wait_s, hurry=lambda: len(signalled) > 1)
                 raise SystemExit(128 + signalled[0])
