@@ -157,6 +157,31 @@ def load_squad(
 
 
 # ------------------------------------------------------------------------------------------ features
+def _fit_questions(tokenizer: Any, questions: list[str], max_length: int, stride: int) -> list[str]:
+    """``questions``, each cut at a token boundary to at most ``max_length - specials - stride - 1`` tokens.
+
+    A window holds the question, the special tokens and part of the context; the fast tokenizer needs that
+    part longer than ``stride`` and otherwise aborts the process (a Rust panic, not an exception) — with a
+    short ``max_length`` (the test profile's 32) one long question is enough. At 384 tokens and stride 128
+    a question may have 250 tokens: SQuAD's never come near, so the paper profile's features are unchanged.
+    """
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - stride - 1
+    if room < 1:
+        raise ConfigError(
+            f"max_length ({max_length}) leaves no room for a question beside the special tokens and a context "
+            f"longer than the stride ({stride})"
+        )
+    enc = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
+    out = []
+    for q, ids, offsets in zip(questions, enc["input_ids"], enc["offset_mapping"], strict=True):
+        while len(ids) > room:  # a cut can re-tokenise differently at its edge: check again
+            q = q[: offsets[room - 1][1]]
+            cut = tokenizer(q, add_special_tokens=False, return_offsets_mapping=True)
+            ids, offsets = cut["input_ids"], cut["offset_mapping"]
+        out.append(q)
+    return out
+
+
 def _tokenize(tokenizer: Any, examples: Sequence[SquadExample], max_length: int, stride: int) -> Any:
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("SQuAD preprocessing needs a fast tokenizer (offset mappings)")
@@ -164,7 +189,7 @@ def _tokenize(tokenizer: Any, examples: Sequence[SquadExample], max_length: int,
         raise ConfigError(f"stride ({stride}) must be well below max_length ({max_length})")
     pad_right = tokenizer.padding_side == "right"
     return tokenizer(
-        [e.question.lstrip() for e in examples],
+        _fit_questions(tokenizer, [e.question.lstrip() for e in examples], max_length, stride),
         [e.context for e in examples],
         truncation="only_second" if pad_right else "only_first",
         max_length=max_length,

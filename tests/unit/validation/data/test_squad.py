@@ -141,3 +141,33 @@ def test_postprocess_recovers_gold_answers_and_no_answer(examples: list, tokeniz
 def test_stride_must_fit(examples: list, tokenizer) -> None:  # noqa: ANN001
     with pytest.raises(ConfigError, match="stride"):
         prepare_eval_features(examples[:2], tokenizer, max_length=64, stride=40)
+
+
+def test_a_question_too_long_for_the_window_is_cut_at_a_token_boundary(examples: list, tokenizer) -> None:  # noqa: ANN001
+    """A question that leaves the context no more than ``stride`` tokens used to abort the process inside the
+    fast tokenizer (a Rust panic; seen with MPNet's four special tokens at the test profile's 32 tokens); it is
+    cut to the room the window has, every window keeps more than ``stride`` context tokens, and the answer is
+    still found in some window."""
+    import dataclasses
+
+    ex = next(e for e in examples if not e.is_impossible)
+    long_q = dataclasses.replace(ex, question="which of the following " * 12 + ex.question)
+    max_length, stride = 32, 8
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    feats = prepare_train_features([ex, long_q], tokenizer, max_length=max_length, stride=stride)
+    assert all(len(ids) == max_length for ids in feats["input_ids"])
+    windows = [i for i, j in enumerate(feats["example_index"]) if j == 1]
+    assert any(feats["start_positions"][i] > 0 for i in windows)  # the answer survives
+    room = max_length - specials - stride - 1
+    eval_feats = prepare_eval_features([long_q], tokenizer, max_length=max_length, stride=stride)
+    drop = set(tokenizer.all_special_ids)
+    for ids, offsets in zip(eval_feats["input_ids"], eval_feats["offset_mapping"], strict=True):
+        n_context = sum(o is not None for o in offsets)
+        n_question = sum(t not in drop for t in ids) - n_context
+        assert 0 < n_question <= room and n_context > 0
+    assert max(sum(o is not None for o in offs) for offs in eval_feats["offset_mapping"]) > stride
+    # a question that fits is left as it is: the features of `ex` alone do not change
+    alone = prepare_train_features([ex], tokenizer, max_length=max_length, stride=stride)
+    assert alone["input_ids"] == [
+        feats["input_ids"][i] for i, j in enumerate(feats["example_index"]) if j == 0
+    ]
