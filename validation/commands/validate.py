@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from typing import Any
 
 DESCRIPTION = """\
@@ -258,10 +259,11 @@ def _lr_select(args: argparse.Namespace) -> bool | None:
 def run_glue(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
+    from validation.finetune import stop
     from validation.finetune.claims import DEFAULT_STALE_AFTER
     from validation.finetune.grid import format_summary, run_grid, summarise
     from validation.finetune.parallel import parse_shard
-    from validation.finetune.runner import get_profile, is_main_process
+    from validation.finetune.runner import get_profile, is_main_process, world_size
 
     hf_logging.set_verbosity_error()
     profile = get_profile(
@@ -290,23 +292,33 @@ def run_glue(args: argparse.Namespace) -> int:
         if is_main_process():
             print(f"[{status:6s}] {name}", file=sys.stderr, flush=True)
 
-    outcome = run_grid(
-        args.tasks,
-        methods,
-        args.seeds,
-        profile=profile,
-        run_dir=out,
-        data_dir=args.data_dir,
-        device=args.device,
-        keep_going=not args.stop_on_error,
-        keep_checkpoints=args.keep_checkpoints,
-        progress=progress,
-        workers=args.workers,
-        gpus=args.gpus,
-        per_gpu=args.per_gpu,
-        shard=parse_shard(args.shard) if args.shard else None,
-        stale_after=args.claim_timeout or DEFAULT_STALE_AFTER,
-    )
+    in_process = (args.workers or 1) == 1 and args.gpus is None and args.per_gpu is None and world_size() == 1
+    if in_process and threading.current_thread() is threading.main_thread():
+        # as in a worker subprocess: SIGTERM stops at the next step, the cell keeps its checkpoints and
+        # releases its claim (validation.finetune.stop); with workers, run_workers stops them instead
+        stop.install(label="gelora validate")
+    try:
+        outcome = run_grid(
+            args.tasks,
+            methods,
+            args.seeds,
+            profile=profile,
+            run_dir=out,
+            data_dir=args.data_dir,
+            device=args.device,
+            keep_going=not args.stop_on_error,
+            keep_checkpoints=args.keep_checkpoints,
+            progress=progress,
+            workers=args.workers,
+            gpus=args.gpus,
+            per_gpu=args.per_gpu,
+            shard=parse_shard(args.shard) if args.shard else None,
+            stale_after=args.claim_timeout or DEFAULT_STALE_AFTER,
+        )
+    except stop.StopRequested as exc:
+        print(f"stopping: {exc}; rerun the command to resume; exit code {exc.exit_code}", file=sys.stderr)
+        print(format_summary(summarise(out)))
+        return exc.exit_code
     if is_main_process():
         print(
             f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} finished, failed {len(outcome.failed)}"

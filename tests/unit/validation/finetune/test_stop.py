@@ -350,3 +350,29 @@ def test_sigterm_during_real_training_keeps_the_checkpoint_and_the_rerun_resumes
     assert again.ran == ["rte__lora__seed0"]
     cell = read_cell(cell_path(tmp_path, *CELL))
     assert cell["train"]["resumed_from"] is not None and cell["train"]["steps"] == 20
+
+
+def test_sigterm_to_a_single_process_validate_stops_gracefully_and_resumes(fake_run: Path) -> None:
+    """``gelora validate`` without workers trains in its own process: a SIGTERM there stops the cell at a step
+    as in a worker (exit code 143, checkpoint kept, claim released, no failure record), where before it
+    ended the process at once and left the claim behind."""
+    cmd = [sys.executable, "-m", "gelora.cli", "validate", "glue", "--tasks", CELL[0], "--methods", CELL[1]]
+    cmd += ["--seeds", "1", "--profile", "test", "--device", "cpu", "--out", str(fake_run)]
+    env = dict(os.environ, GELORA_STOP_GRACE_S="20")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    step = fake_run / f"{CELL[0]}__{CELL[1]}__seed{CELL[2]}.step"
+    try:
+        _wait_for(lambda: step.exists() or proc.poll() is not None, "the cell to make a step")
+        assert proc.poll() is None, proc.communicate()[0]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=LIVENESS_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert "SIGTERM received: stopping at the next step boundary" in out
+    assert "rerun the command to resume" in out
+    assert not cell_path(fake_run, *CELL).exists() and not failure_path(fake_run, *CELL).exists()
+    assert not claim_path(fake_run, *CELL).exists()
+    cell = _rerun_finishes(fake_run)
+    assert cell["train"]["resumed_from_step"] > 0
