@@ -25,12 +25,14 @@ process of the same host (:func:`validation.finetune.claims.is_stale`) and a rer
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 #: seconds between the first SIGTERM and the watchdog's hard exit
@@ -39,6 +41,8 @@ DEFAULT_GRACE_S = 30.0
 ALARM_MARGIN_S = 5
 
 _requested = threading.Event()
+#: set by a real signal only (not by :func:`request`): what the watchdog waits for
+_signalled = threading.Event()
 _state: dict[str, Any] = {
     "signum": None,
     "grace_s": DEFAULT_GRACE_S,
@@ -91,7 +95,7 @@ def _say(text: str) -> None:
 
 
 def _watchdog() -> None:
-    _requested.wait()
+    _signalled.wait()  # never fired by request(): an embedding process (tests) may request and clear freely
     time.sleep(float(_state["grace_s"]))
     signum = int(_state["signum"] or signal.SIGTERM)
     _say(f"graceful stop did not finish within {_state['grace_s']:g} s: hard exit {128 + signum}")
@@ -102,7 +106,8 @@ def _on_signal(signum: int, frame: Any) -> None:
     if _requested.is_set():  # only if the default action could not be restored below
         os._exit(128 + signum)
     _state["signum"] = signum
-    _requested.set()  # only the handler sets it; the watchdog thread waits on it
+    _requested.set()
+    _signalled.set()  # only the handler sets it; the watchdog thread waits on it
     # the kernel acts on these without the interpreter: a second signal ends the process at once, and the
     # alarm ends it even when a C call holds the GIL so that the watchdog thread cannot run
     signal.signal(signum, signal.SIG_DFL)
@@ -134,6 +139,23 @@ def install(grace_s: float | None = None, *, label: str = "worker") -> None:
         dog.start()
         _state["watchdog"] = dog
     signal.signal(signal.SIGTERM, _on_signal)
+
+
+@contextlib.contextmanager
+def handling(grace_s: float | None = None, *, label: str = "worker") -> Iterator[None]:
+    """:func:`install` for the duration of the block; the previous SIGTERM handler comes back after it.
+
+    For a process that does other things after its grid (an in-process ``gelora validate`` called from
+    Python, the tests): outside the block SIGTERM means what it meant before. After a signal inside the
+    block the handler stays (the process is stopping).
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    install(grace_s, label=label)
+    try:
+        yield
+    finally:
+        if not _signalled.is_set():
+            signal.signal(signal.SIGTERM, previous)
 
 
 def requested() -> int | None:

@@ -376,3 +376,32 @@ def test_sigterm_to_a_single_process_validate_stops_gracefully_and_resumes(fake_
     assert not claim_path(fake_run, *CELL).exists()
     cell = _rerun_finishes(fake_run)
     assert cell["train"]["resumed_from_step"] > 0
+
+
+def test_handling_restores_the_handler_and_a_request_alone_never_fires_the_watchdog() -> None:
+    """In a process that goes on after its grid (an in-process ``gelora validate``, this test suite), the
+    block restores the previous SIGTERM handler, and :func:`stop.request` (no signal) never arms the
+    watchdog's hard exit: before, a request after an install ended the whole process ``grace_s`` later."""
+    script = textwrap.dedent(
+        """
+        import signal, time
+        from validation.finetune import stop
+        def mine(signum, frame):
+            pass
+        signal.signal(signal.SIGTERM, mine)
+        with stop.handling(0.2, label="t"):
+            assert signal.getsignal(signal.SIGTERM) is not mine
+        assert signal.getsignal(signal.SIGTERM) is mine
+        stop.request()
+        time.sleep(1.0)
+        assert stop.requested() == signal.SIGTERM
+        stop.clear()
+        print("alive")
+        """
+    )
+    repo = Path(__file__).resolve().parents[4]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=LIVENESS_S
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "alive", done.stdout + done.stderr
