@@ -22,7 +22,12 @@ def test_compare_cell_times_every_variant_and_finds_them_identical():
     assert r["ratio_to_tf32_gram"]["tilewise"] == pytest.approx(r["seconds"]["tilewise"] / r["gram_tf32_s"])
     assert all(set(ph) >= {"product", "select", "rerank"} for ph in r["phases"].values())
     assert r["peak_gib"] == dict.fromkeys(variants)  # recorded on CUDA only
-    assert kt.SELECT == {"mode": "deferred", "smallest": "topk", "group_min": "halving"}  # restored
+    assert kt.SELECT == {
+        "mode": "deferred",
+        "smallest": "topk",
+        "group_min": "halving",
+        "product": "torch",
+    }  # restored
     assert kt.PHASE_TIMING["on"] is False
 
 
