@@ -183,7 +183,7 @@ def screen_tile(
         W,
         rows_valid,
         cols_valid,
-        int(diagonal),
+        0 if diagonal else -(M + N),  # local column - local row of the self pairs (none off the diagonal)
         a.stride(0),
         a.stride(1),
         b.stride(0),

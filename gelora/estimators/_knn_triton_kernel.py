@@ -2,7 +2,8 @@
 it only through :func:`gelora.estimators._knn_triton._kernel`, which jits it on first use).
 
 One program computes a ``BLOCK_M x BLOCK_N`` block of ``a @ b.T`` with ``tl.dot`` (float32 accumulator),
-sets padding rows and columns and, on a diagonal tile, the diagonal to ``inf``, stores the block, and
+sets padding rows and columns and the self pairs (local column - local row == ``self_offset``: 0 on a
+diagonal tile, a difference no pair has elsewhere) to ``inf``, stores the block, and
 from the same registers the minima of its groups of ``GROUP_SIZE`` consecutive columns per row and of
 ``GROUP_SIZE`` consecutive rows per column. Every size is a multiple of ``GROUP_SIZE``, so no group
 straddles a block or the tile's edge.
@@ -22,7 +23,7 @@ def tile_kernel(
     K,
     rows_valid,
     cols_valid,
-    diag,
+    self_offset,
     stride_am,
     stride_ak,
     stride_bn,
@@ -59,23 +60,21 @@ def tile_kernel(
             b = b.to(tl.float32)
         acc = tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
     bad = (offs_m[:, None] >= rows_valid) | (offs_n[None, :] >= cols_valid)
-    bad = bad | ((offs_m[:, None] == offs_n[None, :]) & (diag != 0))
+    bad = bad | ((offs_n[None, :] - offs_m[:, None]) == self_offset)
     acc = tl.where(bad, float("inf"), acc)
     inside = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     tl.store(g_ptr + om[:, None] * N + on[None, :], acc, mask=inside)
-
-    GN: tl.constexpr = BLOCK_N // GROUP_SIZE
-    GM: tl.constexpr = BLOCK_M // GROUP_SIZE
-    rmin = tl.min(tl.reshape(acc, (BLOCK_M, GN, GROUP_SIZE)), axis=2)
-    gn = pid_n * GN + tl.arange(0, GN)
+    # the group minima of the stored values; rows (columns) beyond the tile fill whole groups, not stored
+    rmin = tl.min(tl.reshape(acc, (BLOCK_M, BLOCK_N // GROUP_SIZE, GROUP_SIZE)), axis=2)
+    gn = pid_n * (BLOCK_N // GROUP_SIZE) + tl.arange(0, BLOCK_N // GROUP_SIZE)
     NG = N // GROUP_SIZE
     tl.store(
         rmin_ptr + om[:, None] * NG + gn.to(tl.int64)[None, :],
         rmin,
         mask=(offs_m[:, None] < M) & (gn[None, :] < NG),
     )
-    cmin = tl.min(tl.reshape(acc, (GM, GROUP_SIZE, BLOCK_N)), axis=1)
-    gm = pid_m * GM + tl.arange(0, GM)
+    cmin = tl.min(tl.reshape(acc, (BLOCK_M // GROUP_SIZE, GROUP_SIZE, BLOCK_N)), axis=1)
+    gm = pid_m * (BLOCK_M // GROUP_SIZE) + tl.arange(0, BLOCK_M // GROUP_SIZE)
     tl.store(
         cmin_ptr + gm.to(tl.int64)[:, None] * N + on[None, :],
         cmin,
