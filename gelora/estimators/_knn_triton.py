@@ -35,7 +35,8 @@ Error model (the assumptions of :func:`~gelora.estimators._knn_torch.screen_eps`
   are exact in float32; the accumulation is the tensor cores' float32 accumulation, the same MMA
   instructions cuBLAS uses for the torch path's TF32 ``torch.mm``, whose per-addition error ``2^-22``
   relative to the sum of absolute terms the bound already assumes (in any order: Triton's K loop sums
-  the blocks of 32 terms in order, each block inside the MMA in the hardware's order). ``"ieee"`` would
+  the blocks of ``BLOCK_K`` terms in order, each block inside the MMA in the hardware's order; the block
+  sizes autotune picks change the order, hence the last bits, never the bound). ``"ieee"`` would
   give the same bound (float32 FMAs, error ``2^-24`` per addition) on CUDA cores, several times slower.
 - ``"fp32"``: ``input_precision="ieee"``: float32 operands are not TF32 values, so the tensor cores'
   truncation would break the bound (``OPERAND_U["fp32"] = 0``); IEEE float32 FMAs round each product
@@ -66,13 +67,33 @@ from gelora.errors import ConfigError
 #: columns (rows) per group of the group minima; must equal ``_knn_torch.GROUP``
 GROUP = 16
 
-#: (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) per operand dtype on the GPU (a 128 x 128 fp32
-#: accumulator, 96 KiB of shared memory for three stages); small blocks under the interpreter, so that
-#: the unit tests' tiles span several programs and exercise the masks
-GPU_BLOCKS = {"float32": (128, 128, 32, 8, 3), "bfloat16": (128, 128, 64, 8, 3)}
+#: (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) that ``triton.autotune`` tries on the GPU, per
+#: operand dtype (it times them on the first tile of each width ``K``, input precision and dtype, and
+#: skips those that do not fit; :func:`tuned_configs` reports the choice). Untimed so far: a starting set
+#: around the usual 128 x 128 Hopper tiles
+GPU_CONFIGS = {
+    "float32": [
+        (128, 128, 32, 4, 3),
+        (128, 128, 32, 8, 3),
+        (128, 256, 32, 8, 3),
+        (256, 128, 32, 8, 3),
+        (64, 128, 32, 4, 4),
+        (128, 128, 16, 8, 4),
+    ],
+    "bfloat16": [
+        (128, 128, 64, 4, 3),
+        (128, 128, 64, 8, 3),
+        (128, 256, 64, 8, 3),
+        (256, 128, 64, 8, 3),
+        (64, 128, 64, 4, 4),
+        (128, 128, 32, 8, 4),
+    ],
+}
+#: the one configuration under the interpreter (no timing there): small blocks, so that the unit tests'
+#: tiles span several programs and exercise the masks
 INTERPRET_BLOCKS = (32, 32, 16, 1, 1)
 
-_KERNELS: dict[bool, Any] = {}
+_KERNELS: dict[tuple[bool, str], Any] = {}
 
 
 def _interpreting() -> bool:
@@ -106,17 +127,36 @@ def available(device: Any) -> bool:
     return kind == "cuda" or (kind == "cpu" and _interpreting())
 
 
-def _kernel() -> Any:
-    """The jitted kernel, built on first use (per interpreter setting: ``triton.jit`` reads
-    ``TRITON_INTERPRET`` when it decorates)."""
-    interp = _interpreting()
-    if interp not in _KERNELS:
+def _kernel(dtype: str) -> Any:
+    """The autotuned kernel for operands of ``dtype`` (``"float32"`` or ``"bfloat16"``), built on first use
+    (per interpreter setting: ``triton.jit`` reads ``TRITON_INTERPRET`` when it decorates). Under the
+    interpreter it has one configuration (autotune then times nothing), so the tests launch it exactly
+    as the GPU does."""
+    key = (_interpreting(), dtype)
+    if key not in _KERNELS:
         import triton  # type: ignore[import-not-found,unused-ignore]
 
         from gelora.estimators._knn_triton_kernel import tile_kernel
 
-        _KERNELS[interp] = triton.jit(tile_kernel)
-    return _KERNELS[interp]
+        blocks = [INTERPRET_BLOCKS] if key[0] else GPU_CONFIGS[dtype]
+        configs = [
+            triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=st)
+            for m, n, k, w, st in blocks
+        ]
+        _KERNELS[key] = triton.autotune(configs=configs, key=["K", "INPUT_PRECISION"])(
+            triton.jit(tile_kernel)
+        )
+    return _KERNELS[key]
+
+
+def tuned_configs() -> dict[str, str]:
+    """The configuration autotune chose for each kernel built so far in this process (GPU kernels only;
+    for the timing script's JSON)."""
+    return {
+        dtype: str(kernel.best_config)
+        for (interp, dtype), kernel in _KERNELS.items()
+        if not interp and getattr(kernel, "best_config", None) is not None
+    }
 
 
 def input_precision(precision: str) -> str:
@@ -163,15 +203,15 @@ def screen_tile(
     if M % GROUP or N % GROUP or b.shape[1] != W or a.dtype != b.dtype:
         raise ConfigError(f"screen_tile needs (M, W) and (N, W) factors with M, N multiples of {GROUP}")
     prec = input_precision(precision)
-    kernel = _kernel()
-    if _interpreting():
-        bm, bn, bk, warps, stages = INTERPRET_BLOCKS
-    else:
-        bm, bn, bk, warps, stages = GPU_BLOCKS["bfloat16" if a.dtype == torch.bfloat16 else "float32"]
+    dtype = "bfloat16" if a.dtype == torch.bfloat16 else "float32"
+    kernel = _kernel(dtype)
     g = torch.empty((M, N), dtype=torch.float32, device=a.device)
     row_min = torch.empty((M, N // GROUP), dtype=torch.float32, device=a.device)
     col_min = torch.empty((M // GROUP, N), dtype=torch.float32, device=a.device)
-    grid = (-(-M // bm), -(-N // bn))
+
+    def grid(meta: dict[str, Any]) -> tuple[int, int]:
+        return -(-M // meta["BLOCK_M"]), -(-N // meta["BLOCK_N"])
+
     kernel[grid](
         a,
         b,
@@ -188,13 +228,8 @@ def screen_tile(
         a.stride(1),
         b.stride(0),
         b.stride(1),
-        BLOCK_M=bm,
-        BLOCK_N=bn,
-        BLOCK_K=bk,
         GROUP_SIZE=GROUP,
         INPUT_PRECISION=prec,
-        UPCAST=_interpreting() and a.dtype == torch.bfloat16,
-        num_warps=warps,
-        num_stages=stages,
+        UPCAST=_interpreting() and dtype == "bfloat16",
     )
     return g, row_min, col_min.T

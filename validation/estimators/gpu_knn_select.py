@@ -11,7 +11,8 @@ records:
   re-ranked pairs (the select modes share their certificate; another block size or product may change
   the screen's last bits through the GEMM shapes or summation order, so not necessarily its statistics);
 - ``products``: the product each variant actually ran (``LAST_STATS``: a ``/triton`` variant runs the
-  torch product where Triton cannot run) and ``triton_version``;
+  torch product where Triton cannot run), ``triton_version`` and ``triton_configs`` (the block sizes
+  autotune chose on the GPU);
 - ``seconds``: per variant, the minimum over ``--repeats`` synchronised calls, the variants alternating
   within each repeat (after one warm-up call each, which also compiles the fused re-rank);
 - ``phases``: one more call per variant with :data:`~gelora.estimators._knn_torch.PHASE_TIMING` on;
@@ -43,8 +44,7 @@ import torch
 
 from gelora._io import atomic_write_json
 from gelora.estimators import _knn_torch as kt
-from gelora.estimators import _knn_triton
-from gelora.estimators import knn_distances
+from gelora.estimators import _knn_triton, knn_distances
 from validation.estimators.gpu_knn_bench import (
     _sync,
     _timed,
@@ -222,6 +222,7 @@ def compare_cell(
         "same_stats": same_stats,
         "products": products,
         "triton_version": _knn_triton.triton_version(),
+        "triton_configs": _knn_triton.tuned_configs(),
         "stats": stats,
         "seconds": seconds,
         "all_seconds": times,
