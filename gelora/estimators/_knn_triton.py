@@ -32,15 +32,18 @@ Error model (the assumptions of :func:`~gelora.estimators._knn_torch.screen_eps`
 - ``"tf32"``: ``input_precision="tf32"``. The operands are already TF32 values (rounded to nearest by
   :func:`~gelora.estimators._knn_torch._round_tf32` before the product), so the tensor cores' own
   conversion to TF32 (truncation on NVIDIA hardware) changes nothing; products of two 11-bit significands
-  are exact in float32; the accumulation is the tensor cores' float32 accumulation, the same MMA
-  instructions cuBLAS uses for the torch path's TF32 ``torch.mm``, whose per-addition error ``2^-22``
-  relative to the sum of absolute terms the bound already assumes (in any order: Triton's K loop sums
-  the blocks of ``BLOCK_K`` terms in order, each block inside the MMA in the hardware's order; the block
-  sizes autotune picks change the order, hence the last bits, never the bound). ``"ieee"`` would
-  give the same bound (float32 FMAs, error ``2^-24`` per addition) on CUDA cores, several times slower.
+  are exact in float32; the accumulation is the tensor cores' float32 accumulation (Triton issues the
+  hardware's MMA instructions, as cuBLAS does for the torch path's TF32 ``torch.mm``), whose per-addition
+  error ``2^-22`` relative to the sum of absolute terms the bound already assumes, in any order (Triton's
+  K loop adds the blocks of ``BLOCK_K`` terms in turn, each block inside the MMA in the hardware's order;
+  the block sizes autotune picks change the order, hence the last bits, not the bound). Not measured
+  separately for Triton's instructions: the float64 identity check of the GPU timing command is the
+  empirical test. ``"ieee"`` would satisfy the same bound (float32 FMAs, ``2^-24`` per addition) on CUDA
+  cores, several times slower, and gains nothing on operands that are TF32 values already.
 - ``"fp32"``: ``input_precision="ieee"``: float32 operands are not TF32 values, so the tensor cores'
-  truncation would break the bound (``OPERAND_U["fp32"] = 0``); IEEE float32 FMAs round each product
-  and sum once (``2 x 2^-24 <= 2^-22``).
+  conversion would add an operand error the fp32 bound does not have (``OPERAND_U["fp32"] = 0``); an
+  IEEE float32 FMA rounds each product-plus-sum once (``2^-24 <= 2^-22`` relative to it, hence to the
+  sum of absolute terms).
 - ``"bf16"``: bfloat16 operands (8-bit significands: products exact), float32 accumulation; the input
   precision setting applies to float32 operands only (passed as Triton's default, ``"tf32"``).
 

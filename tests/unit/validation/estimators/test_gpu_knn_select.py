@@ -119,3 +119,4 @@ def test_the_triton_variant_runs_under_the_interpreter_and_is_identical(tmp_path
     assert cell["products"] == {"deferred+halving": "torch", "deferred+halving/triton": "triton"}
     assert all(cell["identical"].values()) and cell["rows_identical"] == cell["check_rows"] == 20
     assert cell["triton_version"]
+    assert cell["triton_configs"] == {}  # recorded for compiled (GPU) kernels only
