@@ -19,7 +19,9 @@ Algorithm (same code on CPU and CUDA)
    column (a contiguous read of the tile, not of its transpose). Each tile's ``c`` per row and side go
    into a per-row pool with one slot per column block; once all tiles are done, each row keeps the
    ``c`` smallest of its pool, and its floor is the minimum of its tiles' floors and of the largest
-   value kept (a pool narrower than the number of blocks is reduced the same way when it fills). This
+   value kept (a pool narrower than the number of blocks is reduced the same way when it fills). With
+   :data:`SELECT` ``"product"`` = ``"triton"`` one kernel writes each tile and both sides' group minima
+   (:mod:`gelora.estimators._knn_triton`), saving the passes that read them from the tile. This
    equals merging tile by tile into a running best ``c`` (:data:`SELECT` ``"tilewise"``, the previous
    code): the largest of the best ``c`` of a growing set never increases, so the minimum over the merges
    of that largest value is the final one; values and floors are the same, indices may differ only
@@ -227,6 +229,9 @@ class ScreenStats:
     #: seconds per phase when :data:`PHASE_TIMING` is on (else empty): prepare, product, select, certify,
     #: rerank, fallback, transfer
     phases: dict[str, float] = field(default_factory=dict)
+    #: what computed the screen's tiles and their group minima (:data:`SELECT` ``"product"``, after
+    #: :func:`_product_kind`): ``"torch"`` or ``"triton"``
+    product: str = "torch"
 
 
 #: the statistics of the last call in this process (read by validation.gpu_bench and the tests)
@@ -244,15 +249,21 @@ PHASE_TIMING = {"on": False}
 #: the two halves, default) or ``"amin"`` (one reduction over the last 16 values: the same values; on an
 #: H200 it took 3.3 ms per 20736^2 tile against 1.5 ms for halving and 0.45 ms for one read of the tile,
 #: reports/gpu/knn_select_halving_h200.json)
+#: ``"product"``: what computes each tile, ``"torch"`` (``torch.mm``, then the masks and the group minima
+#: in eager torch; default) or ``"triton"`` (:func:`gelora.estimators._knn_triton.screen_tile`: one kernel
+#: writes the masked tile and both sides' group minima; used on CUDA, or on the CPU under
+#: ``TRITON_INTERPRET=1``, else the torch product runs; a :class:`ConfigError` if triton is not installed).
+#: The same neighbours and distances; the tile's last bits, and so candidates and floors, may differ
+PRODUCTS = ("torch", "triton")
 SELECT_MODES = ("deferred", "tilewise")
 SMALLEST = ("topk", "sort")
 GROUP_MINS = ("amin", "halving")
-SELECT = {"mode": "deferred", "smallest": "topk", "group_min": "halving"}
+SELECT = {"mode": "deferred", "smallest": "topk", "group_min": "halving", "product": "torch"}
 
 
 @contextmanager
 def select_settings(**settings: str) -> Iterator[None]:
-    """:data:`SELECT` with ``settings`` (``mode``, ``smallest``, ``group_min``) applied inside the block and
+    """:data:`SELECT` with ``settings`` (``mode``, ``smallest``, ``group_min``, ``product``) applied inside the block and
     restored after it: the side-by-side timing (``validation.estimators.gpu_knn_select``) and the tests
     switch variants with it. Values are checked where the screen reads them (:func:`_screen`)."""
     unknown = sorted(set(settings) - set(SELECT))
@@ -304,6 +315,38 @@ def _product(a: Any, b: Any, precision: str) -> tuple[Any, float]:
                 pass
         return torch.mm(a, b.T).float(), 2.0**-8
     return torch.mm(a, b.T), U32
+
+
+def _product_kind(device: Any) -> str:
+    """:data:`SELECT` ``"product"`` as it runs on ``device``: ``"triton"`` only where its kernel can run."""
+    product = SELECT["product"]
+    if product not in PRODUCTS:
+        raise ConfigError(f"SELECT['product'] must be one of {PRODUCTS}, got {product!r}")
+    if product == "triton":
+        from gelora.estimators import _knn_triton
+
+        return "triton" if _knn_triton.available(device) else "torch"
+    return "torch"
+
+
+def _tile(
+    left: Any, right: Any, s: int, e: int, t: int, f: int, n: int, precision: str, product: str
+) -> tuple[Any, float, Any, Any]:
+    """The screen's tile for rows ``s:e`` and columns ``t:f``: values (padding and self set to ``inf``),
+    output roundoff, and the row and column group minima when the product wrote them (else ``None``)."""
+    if product == "triton":
+        from gelora.estimators import _knn_triton
+
+        g, row_min, col_min = _knn_triton.screen_tile(left[s:e], right[t:f], n - s, n - t, t == s, precision)
+        return g, U32, row_min, col_min
+    g, u_out = _product(left[s:e], right[t:f], precision)
+    if f > n:
+        g[:, max(0, n - t) :] = float("inf")  # padding columns
+    if e > n:
+        g[max(0, n - s) :, :] = float("inf")  # padding rows
+    if t == s:
+        g.fill_diagonal_(float("inf"))  # exclude self by index
+    return g, u_out, None, None
 
 
 def _smallest(x: Any, c: int) -> tuple[Any, Any]:
@@ -496,6 +539,7 @@ def _screen(
     clock: _PhaseClock | None = None,
     mode: str | None = None,
     pool_bytes: int = 2**62,
+    product: str | None = None,
 ) -> tuple[Any, Any, Any, float]:
     """Best ``c`` per row over the symmetric tiles; returns values, indices, floors, output roundoff.
 
@@ -504,6 +548,7 @@ def _screen(
     at the end; the pool holds at most ``pool_bytes``, at least two slots) or ``"tilewise"`` (the
     previous code: the column side's group minima from the transposed tile, a merge per tile and
     side). Both return the same values and floors (the indices may differ only among equal values).
+    ``product`` (default :func:`_product_kind` of :data:`SELECT`) computes the tiles (:func:`_tile`).
     """
     import torch
 
@@ -514,6 +559,7 @@ def _screen(
         raise ConfigError(f"SELECT['smallest'] must be one of {SMALLEST}, got {SELECT['smallest']!r}")
     if SELECT["group_min"] not in GROUP_MINS:
         raise ConfigError(f"SELECT['group_min'] must be one of {GROUP_MINS}, got {SELECT['group_min']!r}")
+    product = _product_kind(left.device) if product is None else product
     clock = clock or _PhaseClock(left.device, False)
     n_pad = left.shape[0]
     dev = left.device
@@ -531,27 +577,22 @@ def _screen(
             e = min(n_pad, s + tile)
             for t in range(s, n_pad, tile):
                 f = min(n_pad, t + tile)
-                g, u_out = _product(left[s:e], right[t:f], precision)
+                g, u_out, row_min, col_min = _tile(left, right, s, e, t, f, n, precision, product)
                 clock.lap("product")
                 out_u = max(out_u, u_out)
-                if f > n:
-                    g[:, max(0, n - t) :] = float("inf")  # padding columns
-                if e > n:
-                    g[max(0, n - s) :, :] = float("inf")  # padding rows
-                if t == s:
-                    g.fill_diagonal_(float("inf"))  # exclude self by index
                 if mode == "deferred":
-                    v, j, fl = _select(g, c)
+                    v, j, fl = _select(g, c, row_min)
                     pool.add(s, e, v, j + t, fl)
                     if t != s:
-                        gmin = _column_group_min(g) if g.shape[0] > c else None
-                        v, j, fl = _select(g.T, c, gmin)
+                        if col_min is None and g.shape[0] > c:
+                            col_min = _column_group_min(g)
+                        v, j, fl = _select(g.T, c, col_min)
                         pool.add(t, f, v, j + s, fl)
                 else:
-                    v, j, fl = _select(g, c)
+                    v, j, fl = _select(g, c, row_min)
                     _merge(best_v, best_i, floor, s, e, v, j + t, fl)
                     if t != s:
-                        v, j, fl = _select(g.T, c)
+                        v, j, fl = _select(g.T, c, col_min)
                         _merge(best_v, best_i, floor, t, f, v, j + s, fl)
                 clock.lap("select")
                 del g
@@ -881,15 +922,17 @@ def knn_torch(
             c = direct64_candidates(k, n)
             best_v, best_i, floor, norm = _direct64(Xe, mean, scale, c, budget, block_size, clock)
             eps, eps_abs = eps64(D), 0.0
+            product = "torch"
         else:
             c = candidates_per_row(k, n)
             n_pad = -(-n // GROUP) * GROUP
             left, right, norm = _factors(Xe, mean, scale, precision, n_pad, chunk)
             norm = norm * (1.0 + 1e-12)  # R_i >= |y_i| despite the float64 rounding of the norm
             tile = tile_size(budget, n_pad, block_size)
+            product = _product_kind(dev)
             clock.lap("prepare")
             best_v, best_i, floor, out_u = _screen(
-                left, right, n, c, tile, precision, clock, pool_bytes=budget
+                left, right, n, c, tile, precision, clock, pool_bytes=budget, product=product
             )
             del left, right
             eps = screen_eps(precision, D, -(-(D + 4) // 16) * 16, out_u)
@@ -926,7 +969,7 @@ def knn_torch(
         clock.lap("fallback")
         out = d2_out.cpu().numpy(), idx_out.cpu().numpy()
         clock.lap("transfer")
-        LAST_STATS[:] = [ScreenStats(precision, c, int(bad.numel()), n_pairs, clock.phases)]
+        LAST_STATS[:] = [ScreenStats(precision, c, int(bad.numel()), n_pairs, clock.phases, product)]
     return out
 
 

@@ -2,12 +2,17 @@
 
 For each data set and shape it runs :func:`gelora.estimators.knn_distances` (torch backend) once per
 *variant* — a selection mode of :data:`gelora.estimators._knn_torch.SELECT` (``tilewise``: the previous
-code; ``deferred``: the new one), optionally with a given ``block_size`` — on the same data, and records:
+code; ``deferred``: the new one), optionally with a given ``block_size`` and a given tile product
+(``/triton``: the fused Triton kernel of :mod:`gelora.estimators._knn_triton`) — on the same data, and
+records:
 
 - ``identical``: every variant's distances and indices equal the first variant's, all ``n`` rows, bit for
   bit; the command exits with status 1 if any cell differs. ``same_stats``: the same uncertified rows and
-  re-ranked pairs (the select modes share their certificate; another block size may change the screen's
-  last bits through the GEMM shapes, so not necessarily its statistics);
+  re-ranked pairs (the select modes share their certificate; another block size or product may change
+  the screen's last bits through the GEMM shapes or summation order, so not necessarily its statistics);
+- ``products``: the product each variant actually ran (``LAST_STATS``: a ``/triton`` variant runs the
+  torch product where Triton cannot run), ``triton_version`` and ``triton_configs`` (the block sizes
+  autotune chose on the GPU);
 - ``seconds``: per variant, the minimum over ``--repeats`` synchronised calls, the variants alternating
   within each repeat (after one warm-up call each, which also compiles the fused re-rank);
 - ``phases``: one more call per variant with :data:`~gelora.estimators._knn_torch.PHASE_TIMING` on;
@@ -19,6 +24,8 @@ code; ``deferred``: the new one), optionally with a given ``block_size`` — on 
   full reduction of the tile) is the cost of one read of it, the floor of any eager-torch pass over it.
 
     python -m validation.estimators.gpu_knn_select --device cuda --shapes 65536x768 --out sel.json
+    python -m validation.estimators.gpu_knn_select --device cuda --data gaussian \
+        --variants deferred+halving,deferred+halving/triton --out sel_triton.json
 
 Runs on the CPU at small sizes (unit tests). Each finished cell is written at once (atomically); a rerun
 skips finished cells.
@@ -37,7 +44,7 @@ import torch
 
 from gelora._io import atomic_write_json
 from gelora.estimators import _knn_torch as kt
-from gelora.estimators import knn_distances
+from gelora.estimators import _knn_triton, knn_distances
 from validation.estimators.gpu_knn_bench import (
     _sync,
     _timed,
@@ -52,32 +59,36 @@ from validation.estimators.gpu_knn_bench import (
     reset_peak,
 )
 
-#: variants timed by default: ``MODE[:SMALLEST][+GROUP_MIN][@BLOCK]`` (see :func:`parse_variant`)
+#: variants timed by default: ``MODE[:SMALLEST][+GROUP_MIN][/PRODUCT][@BLOCK]`` (see :func:`parse_variant`)
 VARIANTS = "tilewise,deferred,deferred+halving"
 
 
-def parse_variant(spec: str) -> tuple[str, str, int | None, str]:
-    """``"deferred:sort+halving@32768"`` -> (``SELECT["mode"]``, ``SELECT["smallest"]``, ``block_size``,
-    ``SELECT["group_min"]``); the smallest-finder defaults to ``topk``, the group minimum to ``amin``, the
-    block size to the module's own choice."""
+def parse_variant(spec: str) -> tuple[str, str, int | None, str, str]:
+    """``"deferred:sort+halving/triton@32768"`` -> (``SELECT["mode"]``, ``SELECT["smallest"]``,
+    ``block_size``, ``SELECT["group_min"]``, ``SELECT["product"]``); the smallest-finder defaults to
+    ``topk``, the group minimum to ``amin``, the product to ``torch``, the block size to the module's own
+    choice."""
     head, _, block = spec.partition("@")
+    head, _, product = head.partition("/")
     head, _, group_min = head.partition("+")
     mode, _, smallest = head.partition(":")
     if (
         mode not in kt.SELECT_MODES
         or (smallest or "topk") not in kt.SMALLEST
         or (group_min or "amin") not in kt.GROUP_MINS
+        or (product or "torch") not in kt.PRODUCTS
     ):
         raise ValueError(
-            f"bad variant {spec!r}: MODE[:SMALLEST][+GROUP_MIN][@BLOCK], MODE in {kt.SELECT_MODES}, "
-            f"SMALLEST in {kt.SMALLEST}, GROUP_MIN in {kt.GROUP_MINS}"
+            f"bad variant {spec!r}: MODE[:SMALLEST][+GROUP_MIN][/PRODUCT][@BLOCK], MODE in "
+            f"{kt.SELECT_MODES}, SMALLEST in {kt.SMALLEST}, GROUP_MIN in {kt.GROUP_MINS}, "
+            f"PRODUCT in {kt.PRODUCTS}"
         )
-    return mode, smallest or "topk", int(block) if block else None, group_min or "amin"
+    return mode, smallest or "topk", int(block) if block else None, group_min or "amin", product or "torch"
 
 
 def _knn(X: torch.Tensor, k: int, precision: str, spec: str) -> tuple[Any, Any]:
-    mode, smallest, block, group_min = parse_variant(spec)
-    with kt.select_settings(mode=mode, smallest=smallest, group_min=group_min):
+    mode, smallest, block, group_min, product = parse_variant(spec)
+    with kt.select_settings(mode=mode, smallest=smallest, group_min=group_min, product=product):
         return knn_distances(X, k, precision=precision, block_size=block)
 
 
@@ -138,6 +149,11 @@ def select_profile(X: torch.Tensor, k: int, precision: str, repeats: int = 3) ->
             "group_sort": lambda: torch.sort(gmin, dim=1),
             "member_sort": lambda: torch.sort(vals, dim=1),
         }
+        if _knn_triton.triton_version() is not None and _knn_triton.available(dev):
+            # the fused product: tile, masks and both sides' group minima in one kernel
+            ops["triton_tile"] = lambda: _knn_triton.screen_tile(
+                left[rows], right[cols], n - rows.start, n - cols.start, t == 0, prec
+            )
         out = {name: _min_time(fn, dev, repeats) for name, fn in ops.items()}
         with kt.select_settings(smallest="sort"):
             out["row_select_sort"] = _min_time(lambda: kt._select(g, c), dev, repeats)
@@ -167,12 +183,14 @@ def compare_cell(
     X = make_data(kind, n, D, dev, seed)
     results, stats = {}, {}
     peak: dict[str, float | None] = {}
-    for name in variants:  # warm-up, and the outputs compared
+    products = {}
+    for name in variants:  # warm-up (which also compiles the Triton kernel), and the outputs compared
         reset_peak(dev)
         results[name] = _knn(X, k, precision, name)
         peak[name] = peak_gib(dev)  # of the call, input included
         st = kt.LAST_STATS[0]
         stats[name] = {"uncertified_rows": st.uncertified_rows, "reranked_pairs": st.reranked_pairs}
+        products[name] = st.product
     first = variants[0]
     d0, i0 = results[first]
     identical = {
@@ -202,6 +220,9 @@ def compare_cell(
         "variants": list(variants),
         "identical": identical,
         "same_stats": same_stats,
+        "products": products,
+        "triton_version": _knn_triton.triton_version(),
+        "triton_configs": _knn_triton.tuned_configs(),
         "stats": stats,
         "seconds": seconds,
         "all_seconds": times,
@@ -248,7 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--shapes", default="65536x768,65536x4096,200000x768")
     p.add_argument("--data", default="gaussian,tanh")
     p.add_argument(
-        "--variants", default=VARIANTS, help="MODE[:SMALLEST][@BLOCK],...; the first is the reference"
+        "--variants",
+        default=VARIANTS,
+        help="MODE[:SMALLEST][+GROUP_MIN][/PRODUCT][@BLOCK],...; the first is the reference",
     )
     p.add_argument("--profile", action="store_true", help="per-step seconds of one tile's selection")
     args = p.parse_args(argv)

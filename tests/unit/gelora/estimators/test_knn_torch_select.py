@@ -9,6 +9,8 @@ the screen did not keep (the tile values are rebuilt exactly as the screen compu
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -170,7 +172,7 @@ def test_select_mode_is_validated():
     with pytest.raises(ConfigError, match="unknown SELECT setting"):
         with kt.select_settings(shape="round"):
             pass
-    assert kt.SELECT == {"mode": "deferred", "smallest": "topk", "group_min": "halving"}
+    assert kt.SELECT == {"mode": "deferred", "smallest": "topk", "group_min": "halving", "product": "torch"}
 
 
 def _with_group_min(kind, fn):
@@ -210,3 +212,14 @@ def test_group_min_is_validated():
     left, right, n = _prepared(np.random.default_rng(8).normal(size=(40, 3)), "fp32")
     with pytest.raises(ConfigError, match="group_min"):
         _with_group_min("tree", lambda: kt._screen(left, right, n, 10, 16, "fp32"))
+
+
+def test_product_is_validated_and_triton_is_optional(monkeypatch):
+    X = np.random.default_rng(9).normal(size=(40, 40))
+    with kt.select_settings(product="cutlass"), pytest.raises(ConfigError, match="product"):
+        knn_distances(X, 5, backend="torch", precision="fp32")
+    monkeypatch.setitem(sys.modules, "triton", None)  # as if triton were not installed: import fails
+    with kt.select_settings(product="triton"), pytest.raises(ConfigError, match="needs the triton package"):
+        knn_distances(X, 5, backend="torch", precision="fp32")
+    d, i = knn_distances(X, 5, backend="torch", precision="fp32")  # the default never imports triton
+    assert kt.LAST_STATS[0].product == "torch" and i.shape == (40, 5)

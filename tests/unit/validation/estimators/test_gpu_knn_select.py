@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +27,12 @@ def test_compare_cell_times_every_variant_and_finds_them_identical():
     assert r["ratio_to_tf32_gram"]["tilewise"] == pytest.approx(r["seconds"]["tilewise"] / r["gram_tf32_s"])
     assert all(set(ph) >= {"product", "select", "rerank"} for ph in r["phases"].values())
     assert r["peak_gib"] == dict.fromkeys(variants)  # recorded on CUDA only
-    assert kt.SELECT == {"mode": "deferred", "smallest": "topk", "group_min": "halving"}  # restored
+    assert kt.SELECT == {
+        "mode": "deferred",
+        "smallest": "topk",
+        "group_min": "halving",
+        "product": "torch",
+    }  # restored
     assert kt.PHASE_TIMING["on"] is False
 
 
@@ -38,9 +48,12 @@ def test_profile_times_each_step_of_one_tile():
 
 
 def test_parse_variant():
-    assert parse_variant("tilewise") == ("tilewise", "topk", None, "amin")
-    assert parse_variant("deferred:sort@32768") == ("deferred", "sort", 32768, "amin")
-    assert parse_variant("deferred+halving@40000") == ("deferred", "topk", 40000, "halving")
+    assert parse_variant("tilewise") == ("tilewise", "topk", None, "amin", "torch")
+    assert parse_variant("deferred:sort@32768") == ("deferred", "sort", 32768, "amin", "torch")
+    assert parse_variant("deferred+halving@40000") == ("deferred", "topk", 40000, "halving", "torch")
+    assert parse_variant("deferred+halving/triton") == ("deferred", "topk", None, "halving", "triton")
+    with pytest.raises(ValueError, match="bad variant"):
+        parse_variant("deferred/cutlass")
     with pytest.raises(ValueError, match="bad variant"):
         parse_variant("deferred+tree")
     with pytest.raises(ValueError, match="bad variant"):
@@ -62,3 +75,48 @@ def test_main_resumes_and_reports(tmp_path, capsys):
 def test_main_refuses_a_repeated_variant(tmp_path):
     with pytest.raises(SystemExit):
         main(["--device", "cpu", "--variants", "deferred,deferred", "--out", str(tmp_path / "s.json")])
+
+
+def test_a_triton_variant_without_triton_is_a_clear_error(monkeypatch):
+    from gelora.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "triton", None)  # as if triton were not installed
+    with pytest.raises(ConfigError, match="needs the triton package"):
+        compare_cell(
+            "gaussian", 100, 40, device="cpu", k=5, repeats=1, check_rows=5, variants=("deferred/triton",)
+        )
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
+def test_the_triton_variant_runs_under_the_interpreter_and_is_identical(tmp_path):
+    # a subprocess: triton reads TRITON_INTERPRET when it is first imported
+    out = tmp_path / "t.json"
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    argv = [
+        "--device",
+        "cpu",
+        "--shapes",
+        "150x40",
+        "--data",
+        "gaussian",
+        "--repeats",
+        "1",
+        "--out",
+        str(out),
+    ]
+    argv += ["--variants", "deferred+halving,deferred+halving/triton", "--check-rows", "20"]
+    root = Path(__file__).resolve().parents[4]
+    run = subprocess.run(
+        [sys.executable, "-m", "validation.estimators.gpu_knn_select", *argv],
+        env=env,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    (cell,) = json.loads(out.read_text())["cells"]
+    assert cell["products"] == {"deferred+halving": "torch", "deferred+halving/triton": "triton"}
+    assert all(cell["identical"].values()) and cell["rows_identical"] == cell["check_rows"] == 20
+    assert cell["triton_version"]
+    assert cell["triton_configs"] == {}  # recorded for compiled (GPU) kernels only
