@@ -48,6 +48,29 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _create_exclusive(path: Path, payload: dict[str, Any]) -> bool:
+    """Create ``path`` holding ``payload`` unless it exists; never leaves an empty claim behind.
+
+    The content goes to a temporary file first and is hard-linked to ``path`` (atomic, and it fails when
+    ``path`` exists): a process killed while creating its claim leaves at most the temporary file, not an
+    empty claim that no reader can attribute to a dead owner (a SIGKILL between ``open`` and ``write`` did,
+    and the next launch took the cell for busy). File systems without hard links get the plain exclusive
+    create.
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        tmp.write_text(json.dumps(payload))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
+            return _create_exclusive_open(path, payload)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _create_exclusive_open(path: Path, payload: dict[str, Any]) -> bool:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:

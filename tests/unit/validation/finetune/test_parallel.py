@@ -253,3 +253,27 @@ def test_throughput_script_configurations_and_table() -> None:
     }
     table = tp.markdown(result)
     assert "| b | 30.0 | 12/12 | 0 | 24.0 | 2.00x | 0 |" in table and "| c | skipped" in table
+
+
+def test_a_claim_is_never_created_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process killed while creating its claim used to leave an empty claim file (created, not yet
+    written) that every later launch took for a live owner's; the content is now linked into place whole,
+    so an interrupted creation leaves no claim at all (and no temporary file once it unwinds)."""
+    import validation.finetune.claims as claims_mod
+
+    path = tmp_path / "claims" / "c.claim"
+    path.parent.mkdir()
+
+    def killed(*a: object, **k: object) -> None:
+        raise KeyboardInterrupt  # stands in for the kill between creating and linking
+
+    monkeypatch.setattr(claims_mod.os, "link", killed)
+    with pytest.raises(KeyboardInterrupt):
+        try_claim(path)
+    assert not path.exists() and list(path.parent.iterdir()) == []
+    monkeypatch.undo()
+    held = try_claim(path)
+    assert held is not None and json.loads(path.read_text())["pid"] == os.getpid()
+    assert try_claim(path) is None  # still exclusive
+    held.release()
+    assert list(path.parent.iterdir()) == []
