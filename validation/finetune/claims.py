@@ -97,6 +97,12 @@ def is_stale(path: str | Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool
     return False
 
 
+def read_claim(path: str | Path) -> dict[str, Any] | None:
+    """The payload of a claim file (``pid``, ``host``, ``token``, ``started``, ``note``, ``gpu``), or None
+    when it is missing or unreadable (a claim being created or released)."""
+    return _read(Path(path))
+
+
 def is_live(path: str | Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool:
     """True when the claim exists and is not stale."""
     return Path(path).exists() and not is_stale(path, stale_after)
@@ -175,6 +181,9 @@ def try_claim(path: str | Path, *, stale_after: float = DEFAULT_STALE_AFTER, not
         "token": token,
         "started": time.time(),
         "note": note,
+        # the GPU a pinned worker trains on (validation.finetune.parallel sets it): lets the other workers
+        # spread a grid's methods over the GPUs (validation.finetune.grid.next_cell_index)
+        "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }
     for _ in range(3):
         try:
@@ -189,4 +198,4 @@ def try_claim(path: str | Path, *, stale_after: float = DEFAULT_STALE_AFTER, not
     return None
 
 
-__all__ = ["DEFAULT_STALE_AFTER", "Claim", "is_live", "is_stale", "try_claim"]
+__all__ = ["DEFAULT_STALE_AFTER", "Claim", "is_live", "is_stale", "read_claim", "try_claim"]

@@ -30,7 +30,7 @@ from typing import Any
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune import token_cache
-from validation.finetune.claims import DEFAULT_STALE_AFTER, is_live, try_claim
+from validation.finetune.claims import DEFAULT_STALE_AFTER, is_live, read_claim, try_claim
 from validation.finetune.runner import (
     MissingDataError,
     Profile,
@@ -290,6 +290,46 @@ def claim_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
     return Path(run_dir) / "claims" / f"{cell_name(task, method, seed)}.claim"
 
 
+def live_groups_on_gpu(
+    run_dir: str | Path, gpu: str, stale_after: float = DEFAULT_STALE_AFTER
+) -> dict[str, int]:
+    """How many live claims of each ``<task>__<method>`` are held by workers on ``gpu``.
+
+    Counts cell claims (``claims/<task>__<method>__seed<s>.claim``) and selection-run claims
+    (``lr_select/<task>__<method>.claim``) whose recorded ``gpu`` (the owner's ``CUDA_VISIBLE_DEVICES``)
+    equals ``gpu``.
+    """
+    counts: dict[str, int] = {}
+    root = Path(run_dir)
+    for folder, cut in (("claims", True), ("lr_select", False)):
+        for path in (root / folder).glob("*.claim"):
+            payload = read_claim(path)
+            if not payload or str(payload.get("gpu")) != str(gpu) or not is_live(path, stale_after):
+                continue
+            stem = path.name[: -len(".claim")]
+            group = stem.rsplit("__", 1)[0] if cut else stem
+            counts[group] = counts.get(group, 0) + 1
+    return counts
+
+
+def next_cell_index(
+    pending: Sequence[tuple[str, str, int]], run_dir: str | Path, gpu: str | None, stale_after: float
+) -> int:
+    """Index in ``pending`` of the cell a worker on ``gpu`` should try next.
+
+    Without a GPU: the first (the grid's order). With one: the first cell of the (task, method) that the
+    fewest live claims on this GPU already train, so the workers of one or several waves spread each method
+    over the GPUs instead of leaving its cells on whichever GPU's workers won the claim race (on two GPUs,
+    two waves once put all five AdaLoRA cells on one GPU and all five GeoLoRA cells on the other). It only
+    changes the order in which a worker tries cells, never which cells run; cells already finished or
+    claimed are skipped when tried, as before.
+    """
+    if gpu is None or len(pending) <= 1:
+        return 0
+    counts = live_groups_on_gpu(run_dir, gpu, stale_after)
+    return min(range(len(pending)), key=lambda i: (counts.get(f"{pending[i][0]}__{pending[i][1]}", 0), i))
+
+
 def attempt_cells(
     cells: Sequence[tuple[str, str, int]],
     outcome: GridOutcome,
@@ -305,8 +345,12 @@ def attempt_cells(
     failed_since: float | None = None,
     log_dir: Path | None = None,
     note: str = "",
+    gpu: str | None = None,
 ) -> None:
     """Claim and run each unfinished cell in order, recording results in ``outcome`` (one process).
+
+    ``gpu``: the GPU this worker is pinned to (its ``CUDA_VISIBLE_DEVICES``); then the order is that of
+    :func:`next_cell_index` (methods spread over the GPUs), else the grid's order.
 
     ``failed_since``: skip cells whose failure record is newer (another worker of the same launch tried
     them). ``log_dir``: send the cell's stdout/stderr (file descriptors 1 and 2) to ``<log_dir>/<cell>.log``.
@@ -332,7 +376,9 @@ def attempt_cells(
             log_dir=log_dir,
         )
     no_data: dict[str, MissingDataError] = {}
-    for t, m, s in cells:
+    pending = list(cells)
+    while pending:
+        t, m, s = pending.pop(next_cell_index(pending, run_dir, gpu, stale_after))
         check("between cells")
         name = cell_name(t, m, s)
         path = cell_path(run_dir, t, m, s)

@@ -381,6 +381,7 @@ def worker_main(spec_path: str, index: int, threads: int) -> int:
                 failed_since=spec["failed_since"],
                 log_dir=run_dir / "logs",
                 note=f"worker {index}",
+                gpu=os.environ.get("CUDA_VISIBLE_DEVICES") or None,  # set by run_workers for a GPU slot
             )
         except stop.StopRequested as exc:  # the cell (if any) is reported interrupted, its claim released
             print(f"[worker {index}] stopping: {exc}; exit code {exc.exit_code}", flush=True)
