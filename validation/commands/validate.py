@@ -12,10 +12,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-import threading
 from typing import Any
 
 DESCRIPTION = """\
@@ -264,7 +262,7 @@ def run_glue(args: argparse.Namespace) -> int:
     from validation.finetune.claims import DEFAULT_STALE_AFTER
     from validation.finetune.grid import format_summary, run_grid, summarise
     from validation.finetune.parallel import parse_shard
-    from validation.finetune.runner import get_profile, is_main_process, world_size
+    from validation.finetune.runner import get_profile, is_main_process
 
     hf_logging.set_verbosity_error()
     profile = get_profile(
@@ -293,33 +291,28 @@ def run_glue(args: argparse.Namespace) -> int:
         if is_main_process():
             print(f"[{status:6s}] {name}", file=sys.stderr, flush=True)
 
-    in_process = (args.workers or 1) == 1 and args.gpus is None and args.per_gpu is None and world_size() == 1
-    # as in a worker subprocess: SIGTERM stops at the next step, the cell keeps its checkpoints and releases
-    # its claim (validation.finetune.stop); with workers, run_workers stops them instead
-    handling = (
-        stop.handling(label="gelora validate")
-        if in_process and threading.current_thread() is threading.main_thread()
-        else contextlib.nullcontext()
-    )
     try:
-        with handling:
-            outcome = run_grid(
-                args.tasks,
-                methods,
-                args.seeds,
-                profile=profile,
-                run_dir=out,
-                data_dir=args.data_dir,
-                device=args.device,
-                keep_going=not args.stop_on_error,
-                keep_checkpoints=args.keep_checkpoints,
-                progress=progress,
-                workers=args.workers,
-                gpus=args.gpus,
-                per_gpu=args.per_gpu,
-                shard=parse_shard(args.shard) if args.shard else None,
-                stale_after=args.claim_timeout or DEFAULT_STALE_AFTER,
-            )
+        outcome = run_grid(
+            args.tasks,
+            methods,
+            args.seeds,
+            profile=profile,
+            run_dir=out,
+            data_dir=args.data_dir,
+            device=args.device,
+            keep_going=not args.stop_on_error,
+            keep_checkpoints=args.keep_checkpoints,
+            progress=progress,
+            workers=args.workers,
+            gpus=args.gpus,
+            per_gpu=args.per_gpu,
+            shard=parse_shard(args.shard) if args.shard else None,
+            stale_after=args.claim_timeout or DEFAULT_STALE_AFTER,
+            # in this process (no workers, no torchrun): SIGTERM stops at the next step, the cell keeps its
+            # checkpoints and releases its claim (validation.finetune.stop); with workers, run_workers stops
+            # them instead. run_grid decides from its slot plan (validation.finetune.parallel.plan_slots).
+            stop_label="gelora validate",
+        )
     except stop.StopRequested as exc:
         print(f"stopping: {exc}; rerun the command to resume; exit code {exc.exit_code}", file=sys.stderr)
         print(format_summary(summarise(out)))
