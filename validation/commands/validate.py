@@ -57,10 +57,18 @@ def _lr_multipliers(
     values: list[str] | None, base: dict[str, float] | None = None
 ) -> dict[str, float] | None:
     """``["adalora=4", ...]`` -> ``base`` (the chosen profile's multipliers; default: a profile's defaults)
-    with these replaced; None when no value is given (keep the profile's)."""
+    with these replaced; None when no value is given (keep the profile's).
+
+    Raises
+    ------
+    gelora.errors.ConfigError
+        An item that is not ``METHOD=FACTOR`` with a known method and a factor that
+        :func:`validation._cli.positive_number` accepts.
+    """
     if not values:
         return None
     from gelora.errors import ConfigError
+    from validation._cli import positive_number
     from validation.finetune.methods import METHODS
     from validation.finetune.runner import Profile
 
@@ -72,13 +80,7 @@ def _lr_multipliers(
             raise ConfigError(
                 f"--lr-multiplier expects METHOD=FACTOR with METHOD in {sorted(METHODS)}, got {item!r}"
             )
-        try:
-            value = float(factor)
-        except ValueError:
-            raise ConfigError(f"--lr-multiplier factor must be a number, got {item!r}") from None
-        if not value > 0:
-            raise ConfigError(f"--lr-multiplier factor must be > 0, got {item!r}")
-        out[method] = value
+        out[method] = positive_number(factor, "--lr-multiplier factor", within=item)
     return out
 
 
@@ -231,18 +233,18 @@ def _target_modules(text: str | None) -> tuple[str, ...] | None:
 
 
 def _lr_grid(text: str | None) -> tuple[float, ...] | None:
-    """``"0.5,1,2"`` -> ``(0.5, 1.0, 2.0)``; None keeps the profile's."""
+    """``"0.5,1,2"`` -> ``(0.5, 1.0, 2.0)``; None keeps the profile's.
+
+    Raises
+    ------
+    gelora.errors.ConfigError
+        See :func:`validation._cli.positive_numbers`.
+    """
     if text is None:
         return None
-    from gelora.errors import ConfigError
+    from validation._cli import positive_numbers
 
-    try:
-        grid = tuple(float(v) for v in _csv(text))
-    except (ValueError, argparse.ArgumentTypeError):
-        raise ConfigError(f"--lr-grid expects comma-separated positive numbers, got {text!r}") from None
-    if any(not f > 0 for f in grid):
-        raise ConfigError(f"--lr-grid factors must be > 0, got {text!r}")
-    return grid
+    return positive_numbers(text, "--lr-grid")
 
 
 def _lr_select(args: argparse.Namespace) -> bool | None:

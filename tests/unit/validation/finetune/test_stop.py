@@ -181,10 +181,17 @@ def test_grace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert stop.grace_from_env() == stop.DEFAULT_GRACE_S
     monkeypatch.setenv("GELORA_STOP_GRACE_S", "2.5")
     assert stop.grace_from_env() == 2.5
-    for bad in ("soon", "0", "-3"):
+    monkeypatch.setenv("GELORA_STOP_GRACE_S", "")
+    assert stop.grace_from_env() == stop.DEFAULT_GRACE_S
+    # the shared parse (validation._cli.positive_number): its messages, naming the variable and the value;
+    # "inf" passed before and would have overflowed the kernel alarm inside the signal handler
+    cases = {"soon": "a number", "0": "a finite number > 0", "-3": "a finite number > 0"}
+    cases |= {"inf": "a finite number > 0", "nan": "a finite number > 0"}
+    for bad, expected in cases.items():
         monkeypatch.setenv("GELORA_STOP_GRACE_S", bad)
-        with pytest.raises(ConfigError, match="GELORA_STOP_GRACE_S"):
+        with pytest.raises(ConfigError) as err:
             stop.grace_from_env()
+        assert str(err.value) == f"GELORA_STOP_GRACE_S must be {expected}, got {bad!r}"
 
 
 def test_interrupted_cell_records_no_failure_and_releases_its_claim(
