@@ -12,10 +12,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-import threading
 from typing import Any
 
 DESCRIPTION = """\
@@ -59,10 +57,18 @@ def _lr_multipliers(
     values: list[str] | None, base: dict[str, float] | None = None
 ) -> dict[str, float] | None:
     """``["adalora=4", ...]`` -> ``base`` (the chosen profile's multipliers; default: a profile's defaults)
-    with these replaced; None when no value is given (keep the profile's)."""
+    with these replaced; None when no value is given (keep the profile's).
+
+    Raises
+    ------
+    gelora.errors.ConfigError
+        An item that is not ``METHOD=FACTOR`` with a known method and a factor that
+        :func:`validation._cli.positive_number` accepts.
+    """
     if not values:
         return None
     from gelora.errors import ConfigError
+    from validation._cli import positive_number
     from validation.finetune.methods import METHODS
     from validation.finetune.runner import Profile
 
@@ -74,13 +80,7 @@ def _lr_multipliers(
             raise ConfigError(
                 f"--lr-multiplier expects METHOD=FACTOR with METHOD in {sorted(METHODS)}, got {item!r}"
             )
-        try:
-            value = float(factor)
-        except ValueError:
-            raise ConfigError(f"--lr-multiplier factor must be a number, got {item!r}") from None
-        if not value > 0:
-            raise ConfigError(f"--lr-multiplier factor must be > 0, got {item!r}")
-        out[method] = value
+        out[method] = positive_number(factor, "--lr-multiplier factor", within=item)
     return out
 
 
@@ -233,18 +233,18 @@ def _target_modules(text: str | None) -> tuple[str, ...] | None:
 
 
 def _lr_grid(text: str | None) -> tuple[float, ...] | None:
-    """``"0.5,1,2"`` -> ``(0.5, 1.0, 2.0)``; None keeps the profile's."""
+    """``"0.5,1,2"`` -> ``(0.5, 1.0, 2.0)``; None keeps the profile's.
+
+    Raises
+    ------
+    gelora.errors.ConfigError
+        See :func:`validation._cli.positive_numbers`.
+    """
     if text is None:
         return None
-    from gelora.errors import ConfigError
+    from validation._cli import positive_numbers
 
-    try:
-        grid = tuple(float(v) for v in _csv(text))
-    except (ValueError, argparse.ArgumentTypeError):
-        raise ConfigError(f"--lr-grid expects comma-separated positive numbers, got {text!r}") from None
-    if any(not f > 0 for f in grid):
-        raise ConfigError(f"--lr-grid factors must be > 0, got {text!r}")
-    return grid
+    return positive_numbers(text, "--lr-grid")
 
 
 def _lr_select(args: argparse.Namespace) -> bool | None:
@@ -264,7 +264,7 @@ def run_glue(args: argparse.Namespace) -> int:
     from validation.finetune.claims import DEFAULT_STALE_AFTER
     from validation.finetune.grid import format_summary, run_grid, summarise
     from validation.finetune.parallel import parse_shard
-    from validation.finetune.runner import get_profile, is_main_process, world_size
+    from validation.finetune.runner import get_profile, is_main_process
 
     hf_logging.set_verbosity_error()
     profile = get_profile(
@@ -293,33 +293,28 @@ def run_glue(args: argparse.Namespace) -> int:
         if is_main_process():
             print(f"[{status:6s}] {name}", file=sys.stderr, flush=True)
 
-    in_process = (args.workers or 1) == 1 and args.gpus is None and args.per_gpu is None and world_size() == 1
-    # as in a worker subprocess: SIGTERM stops at the next step, the cell keeps its checkpoints and releases
-    # its claim (validation.finetune.stop); with workers, run_workers stops them instead
-    handling = (
-        stop.handling(label="gelora validate")
-        if in_process and threading.current_thread() is threading.main_thread()
-        else contextlib.nullcontext()
-    )
     try:
-        with handling:
-            outcome = run_grid(
-                args.tasks,
-                methods,
-                args.seeds,
-                profile=profile,
-                run_dir=out,
-                data_dir=args.data_dir,
-                device=args.device,
-                keep_going=not args.stop_on_error,
-                keep_checkpoints=args.keep_checkpoints,
-                progress=progress,
-                workers=args.workers,
-                gpus=args.gpus,
-                per_gpu=args.per_gpu,
-                shard=parse_shard(args.shard) if args.shard else None,
-                stale_after=args.claim_timeout or DEFAULT_STALE_AFTER,
-            )
+        outcome = run_grid(
+            args.tasks,
+            methods,
+            args.seeds,
+            profile=profile,
+            run_dir=out,
+            data_dir=args.data_dir,
+            device=args.device,
+            keep_going=not args.stop_on_error,
+            keep_checkpoints=args.keep_checkpoints,
+            progress=progress,
+            workers=args.workers,
+            gpus=args.gpus,
+            per_gpu=args.per_gpu,
+            shard=parse_shard(args.shard) if args.shard else None,
+            stale_after=args.claim_timeout or DEFAULT_STALE_AFTER,
+            # in this process (no workers, no torchrun): SIGTERM stops at the next step, the cell keeps its
+            # checkpoints and releases its claim (validation.finetune.stop); with workers, run_workers stops
+            # them instead. run_grid decides from its slot plan (validation.finetune.parallel.plan_slots).
+            stop_label="gelora validate",
+        )
     except stop.StopRequested as exc:
         print(f"stopping: {exc}; rerun the command to resume; exit code {exc.exit_code}", file=sys.stderr)
         print(format_summary(summarise(out)))

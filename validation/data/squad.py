@@ -1,12 +1,15 @@
 """SQuAD v1.1 / v2.0: loader for the official JSON, features for extractive QA, answers from logits.
 
-Preprocessing follows the standard extractive-QA recipe: question and context are tokenised as a pair
-with ``truncation="only_second"``, long contexts are split into overlapping windows (``stride`` tokens of
-overlap), and the character span of the first gold answer is mapped to start/end token positions through
-the tokenizer's ``offset_mapping``; a window that does not contain the answer (and every unanswerable
-question) points at the CLS token (index 0). Postprocessing inverts it: the best valid span over all
-windows of an example (start <= end, length <= ``max_answer_length``, inside the context) is compared
-with the null score (CLS start + CLS end logits) for v2.0.
+Preprocessing follows the standard extractive-QA recipe (Hugging Face's ``run_qa.py``): question and
+context are tokenised as a pair with ``truncation="only_second"``, long contexts are split into overlapping
+windows (``stride`` tokens of overlap), and the character span of the first gold answer is mapped to
+start/end token positions through the tokenizer's ``offset_mapping``; a window that does not contain the
+answer (and every unanswerable question) points at the CLS token (index 0 with right padding). A tokenizer
+that pads on the left gets the pair the other way round, context first with ``truncation="only_first"``
+(``pad_on_right`` in ``run_qa.py``), so that the context, never the question, is what gets windowed; the
+context is then sequence 0 and the CLS token follows the padding. Postprocessing inverts it: the best valid
+span over all windows of an example (start <= end, length <= ``max_answer_length``, inside the context) is
+compared with the null score (CLS start + CLS end logits) for v2.0.
 """
 
 from __future__ import annotations
@@ -182,15 +185,25 @@ def _fit_questions(tokenizer: Any, questions: list[str], max_length: int, stride
     return out
 
 
-def _tokenize(tokenizer: Any, examples: Sequence[SquadExample], max_length: int, stride: int) -> Any:
+def _tokenize(
+    tokenizer: Any, examples: Sequence[SquadExample], max_length: int, stride: int
+) -> tuple[Any, int]:
+    """The windows of ``examples`` and the sequence id of the context in them (0 or 1).
+
+    Question and context go in as a pair, the context last when the tokenizer pads on the right and first
+    (``truncation="only_first"``) when it pads on the left, as in Hugging Face's ``run_qa.py``: either way
+    the context is truncated and split into windows, never the question.
+    """
     if not getattr(tokenizer, "is_fast", False):
         raise ConfigError("SQuAD preprocessing needs a fast tokenizer (offset mappings)")
     if stride >= max_length // 2:
         raise ConfigError(f"stride ({stride}) must be well below max_length ({max_length})")
     pad_right = tokenizer.padding_side == "right"
-    return tokenizer(
-        _fit_questions(tokenizer, [e.question.lstrip() for e in examples], max_length, stride),
-        [e.context for e in examples],
+    questions = _fit_questions(tokenizer, [e.question.lstrip() for e in examples], max_length, stride)
+    contexts = [e.context for e in examples]
+    enc = tokenizer(
+        questions if pad_right else contexts,
+        contexts if pad_right else questions,
         truncation="only_second" if pad_right else "only_first",
         max_length=max_length,
         stride=stride,
@@ -198,12 +211,19 @@ def _tokenize(tokenizer: Any, examples: Sequence[SquadExample], max_length: int,
         return_offsets_mapping=True,
         padding="max_length",
     )
+    return enc, 1 if pad_right else 0
+
+
+def _cls_index(tokenizer: Any, input_ids: Sequence[int]) -> int:
+    """Position of the CLS token in one window (after the padding of a left-padding tokenizer; else 0)."""
+    cls = tokenizer.cls_token_id
+    return list(input_ids).index(cls) if cls is not None and cls in input_ids else 0
 
 
 def prepare_train_features(
     examples: Sequence[SquadExample], tokenizer: Any, *, max_length: int = 384, stride: int = 128
 ) -> dict[str, list[Any]]:
-    """Tokenised windows with ``start_positions``/``end_positions`` (token indices, CLS = 0 when absent).
+    """Tokenised windows with ``start_positions``/``end_positions`` (token indices; the CLS token's when absent).
 
     Returns
     -------
@@ -211,7 +231,7 @@ def prepare_train_features(
         ``input_ids``, ``attention_mask`` (and ``token_type_ids`` if the tokenizer makes them),
         ``start_positions``, ``end_positions``, ``example_index``; one entry per window (n_features).
     """
-    enc = _tokenize(tokenizer, examples, max_length, stride)
+    enc, context_id = _tokenize(tokenizer, examples, max_length, stride)
     sample_map = enc.pop("overflow_to_sample_mapping")
     offsets_all = enc.pop("offset_mapping")
     starts: list[int] = []
@@ -219,14 +239,14 @@ def prepare_train_features(
     for i, offsets in enumerate(offsets_all):
         ex = examples[sample_map[i]]
         seq_ids = enc.sequence_ids(i)
-        cls = enc["input_ids"][i].index(tokenizer.cls_token_id) if tokenizer.cls_token_id is not None else 0
+        cls = _cls_index(tokenizer, enc["input_ids"][i])
         if ex.is_impossible or not ex.answers:
             starts.append(cls)
             ends.append(cls)
             continue
         a_start = ex.answer_starts[0]
         a_end = a_start + len(ex.answers[0])
-        ctx = [k for k, s in enumerate(seq_ids) if s == 1]
+        ctx = [k for k, s in enumerate(seq_ids) if s == context_id]
         c0, c1 = ctx[0], ctx[-1]
         if not (offsets[c0][0] <= a_start and offsets[c1][1] >= a_end):
             starts.append(cls)
@@ -256,17 +276,19 @@ def prepare_eval_features(
     -------
     dict
         ``input_ids``, ``attention_mask``, ..., ``offset_mapping`` (list of (start, end) character
-        offsets or None per token), ``example_id`` (the question id of each window).
+        offsets or None per token), ``example_id`` (the question id of each window), ``cls_index`` (the
+        CLS token's position in each window: 0, or after the padding of a left-padding tokenizer).
     """
-    enc = _tokenize(tokenizer, examples, max_length, stride)
+    enc, context_id = _tokenize(tokenizer, examples, max_length, stride)
     sample_map = enc.pop("overflow_to_sample_mapping")
     offsets_all = enc.pop("offset_mapping")
     out = {k: list(v) for k, v in enc.items()}
     out["offset_mapping"] = [
-        [tuple(o) if s == 1 else None for o, s in zip(offsets, enc.sequence_ids(i))]
+        [tuple(o) if s == context_id else None for o, s in zip(offsets, enc.sequence_ids(i))]
         for i, offsets in enumerate(offsets_all)
     ]
     out["example_id"] = [examples[j].id for j in sample_map]
+    out["cls_index"] = [_cls_index(tokenizer, ids) for ids in enc["input_ids"]]
     return out
 
 
@@ -288,7 +310,8 @@ def best_spans(
     dict
         ``{question id: (text, null_odds)}``: the best valid span over all windows (``""`` when none
         is valid) and ``null_odds = null score - best span score`` (null score = CLS start + CLS end
-        logit, minimum over windows; ``inf`` without a valid span). Higher odds favour "no answer"; the
+        logit, at ``features["cls_index"]`` (0 when absent), minimum over windows; ``inf`` without a
+        valid span). Higher odds favour "no answer"; the
         official v2.0 script's ``na_prob`` threshold search takes them as scores.
     """
     start_logits = np.asarray(start_logits, dtype=np.float64)
@@ -301,6 +324,9 @@ def best_spans(
     by_example: dict[str, list[int]] = {}
     for i, qid in enumerate(features["example_id"]):
         by_example.setdefault(qid, []).append(i)
+    cls_index = features.get("cls_index")
+    if cls_index is None:  # features made before the key existed (right padding: CLS first)
+        cls_index = [0] * n_feat
     out: dict[str, tuple[str, float]] = {}
     for ex in examples:
         best_text, best_score = "", -np.inf
@@ -308,7 +334,8 @@ def best_spans(
         for i in by_example.get(ex.id, []):
             offsets = features["offset_mapping"][i]
             sl, el = start_logits[i], end_logits[i]
-            null_score = min(null_score, sl[0] + el[0])
+            c = int(cls_index[i])
+            null_score = min(null_score, sl[c] + el[c])
             for s in np.argsort(sl)[::-1][:n_best]:
                 for e in np.argsort(el)[::-1][:n_best]:
                     if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:

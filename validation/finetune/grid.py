@@ -17,9 +17,11 @@ with different hyper-parameters is refused (the cells would not be comparable).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,7 +31,7 @@ from typing import Any
 
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
-from validation.finetune import token_cache
+from validation.finetune import stop, token_cache
 from validation.finetune.claims import DEFAULT_STALE_AFTER, is_live, read_claim, try_claim
 from validation.finetune.runner import (
     MissingDataError,
@@ -167,6 +169,7 @@ def run_grid(
     per_gpu: int | None = None,
     shard: tuple[int, int] | None = None,
     stale_after: float = DEFAULT_STALE_AFTER,
+    stop_label: str | None = None,
 ) -> GridOutcome:
     """Run every missing cell of the grid (or of one shard of it), in task, method, seed order.
 
@@ -205,6 +208,14 @@ def run_grid(
         Run only the cells of shard ``i`` of ``n`` (:func:`validation.finetune.parallel.shard_of`).
     stale_after : float
         Seconds without a heartbeat after which another host's claim is abandoned.
+    stop_label : str, optional
+        Handle SIGTERM gracefully, labelled so, when the cells run in this process (the slot plan of
+        :func:`validation.finetune.parallel.plan_slots` is empty), from the main thread, outside a
+        ``torchrun`` launch: :func:`validation.finetune.stop.handling` is entered around the cells, so a
+        SIGTERM stops the running cell at its next step as in a worker (checkpoints kept, claim released)
+        and :class:`~validation.finetune.stop.StopRequested` propagates to the caller. With worker
+        subprocesses :func:`validation.finetune.parallel.run_workers` stops the workers instead. None (the
+        default) leaves SIGTERM alone.
 
     Returns
     -------
@@ -216,6 +227,8 @@ def run_grid(
         An existing cell file is corrupt (delete it to rerun that cell).
     ConfigError
         Unknown task/method, an empty grid, or inconsistent worker/shard settings.
+    StopRequested
+        A stop was requested while the cells ran in this process (see ``stop_label``).
     """
     from validation.finetune import parallel
     from validation.finetune.methods import METHODS
@@ -251,7 +264,7 @@ def run_grid(
             run_dir,
         )
     outcome = GridOutcome()
-    with token_cache.use_dir(run_dir / "cache"):
+    with _in_process_stop(stop_label), token_cache.use_dir(run_dir / "cache"):
         attempt_cells(
             cells,
             outcome,
@@ -265,6 +278,17 @@ def run_grid(
             stale_after=stale_after,
         )
     return outcome
+
+
+def _in_process_stop(label: str | None) -> contextlib.AbstractContextManager[None]:
+    """:func:`validation.finetune.stop.handling` for cells that run in this process, or a no-op.
+
+    A no-op without ``label``, outside the main thread (signal handlers can only be set there) and under a
+    ``torchrun`` launch (each rank would stop at a different step and the others hang in a collective).
+    """
+    if label is None or world_size() > 1 or threading.current_thread() is not threading.main_thread():
+        return contextlib.nullcontext()
+    return stop.handling(label=label)
 
 
 def _separate_not_run(outcome: GridOutcome, run_dir: Path) -> GridOutcome:

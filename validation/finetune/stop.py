@@ -71,19 +71,19 @@ class StopRequested(BaseException):
 
 
 def grace_from_env() -> float:
-    """``GELORA_STOP_GRACE_S`` as a positive float (default :data:`DEFAULT_GRACE_S`)."""
-    from gelora.errors import ConfigError
+    """``GELORA_STOP_GRACE_S`` as a finite float > 0 (default :data:`DEFAULT_GRACE_S` when unset or empty).
+
+    Raises
+    ------
+    gelora.errors.ConfigError
+        The variable is set to something else (:func:`validation._cli.positive_number`).
+    """
+    from validation._cli import positive_number
 
     text = os.environ.get("GELORA_STOP_GRACE_S", "")
     if not text:
         return DEFAULT_GRACE_S
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"GELORA_STOP_GRACE_S must be a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise ConfigError(f"GELORA_STOP_GRACE_S must be > 0, got {text!r}")
-    return value
+    return positive_number(text, "GELORA_STOP_GRACE_S")
 
 
 def _say(text: str) -> None:

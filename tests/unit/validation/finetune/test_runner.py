@@ -241,6 +241,31 @@ def test_lr_multiplier_option_updates_the_profile_defaults() -> None:
     # the chosen profile's multipliers are the base the overrides replace
     assert _lr_multipliers(["lora=2"], {"adalora": 3.0}) == {"adalora": 3.0, "lora": 2.0}
     assert get_profile("test", lr_multipliers={"adalora": 4.0}).lr_multipliers == {"adalora": 4.0}
-    for bad in ("adalora", "nope=2", "adalora=0", "adalora=-1"):
-        with pytest.raises(ConfigError, match="--lr-multiplier"):
+    for bad in ("adalora", "nope=2"):
+        with pytest.raises(ConfigError, match="--lr-multiplier expects METHOD=FACTOR"):
             _lr_multipliers([bad])
+    # the factor goes through the shared parse (validation._cli.positive_number), quoting the whole item
+    cases = {
+        "adalora=fast": "a number",
+        "adalora=0": "a finite number > 0",
+        "adalora=-1": "a finite number > 0",
+    }
+    cases["adalora=inf"] = "a finite number > 0"
+    for bad, expected in cases.items():
+        with pytest.raises(ConfigError) as err:
+            _lr_multipliers([bad])
+        assert str(err.value) == f"--lr-multiplier factor must be {expected}, got {bad!r}"
+
+
+def test_lr_grid_option_shares_the_number_parse() -> None:
+    from validation.commands.validate import _lr_grid
+
+    assert _lr_grid(None) is None
+    assert _lr_grid("0.5, 1,2,") == (0.5, 1.0, 2.0)
+    cases = {"0.5,x": "a number", "0.5,0": "a finite number > 0", "1,inf": "a finite number > 0"}
+    for bad, expected in cases.items():
+        with pytest.raises(ConfigError) as err:
+            _lr_grid(bad)
+        assert str(err.value) == f"--lr-grid must be {expected}, got {bad!r}"
+    with pytest.raises(ConfigError, match="--lr-grid must be a comma-separated list of numbers > 0, got ','"):
+        _lr_grid(",")

@@ -181,10 +181,17 @@ def test_grace_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert stop.grace_from_env() == stop.DEFAULT_GRACE_S
     monkeypatch.setenv("GELORA_STOP_GRACE_S", "2.5")
     assert stop.grace_from_env() == 2.5
-    for bad in ("soon", "0", "-3"):
+    monkeypatch.setenv("GELORA_STOP_GRACE_S", "")
+    assert stop.grace_from_env() == stop.DEFAULT_GRACE_S
+    # the shared parse (validation._cli.positive_number): its messages, naming the variable and the value;
+    # "inf" passed before and would have overflowed the kernel alarm inside the signal handler
+    cases = {"soon": "a number", "0": "a finite number > 0", "-3": "a finite number > 0"}
+    cases |= {"inf": "a finite number > 0", "nan": "a finite number > 0"}
+    for bad, expected in cases.items():
         monkeypatch.setenv("GELORA_STOP_GRACE_S", bad)
-        with pytest.raises(ConfigError, match="GELORA_STOP_GRACE_S"):
+        with pytest.raises(ConfigError) as err:
             stop.grace_from_env()
+        assert str(err.value) == f"GELORA_STOP_GRACE_S must be {expected}, got {bad!r}"
 
 
 def test_interrupted_cell_records_no_failure_and_releases_its_claim(
@@ -405,3 +412,78 @@ def test_handling_restores_the_handler_and_a_request_alone_never_fires_the_watch
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=LIVENESS_S
     )
     assert done.returncode == 0 and done.stdout.strip() == "alive", done.stdout + done.stderr
+
+
+def _validate_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gridfix: Any, extra: list[str], slots: list[Any] | None
+) -> tuple[int, list[Any]]:
+    """``gelora validate glue`` called in this process with a fake cell trainer (and, when ``slots`` is given, a
+    fake slot plan and a fake worker launcher); returns the exit code and the SIGTERM handler that each cell
+    (or the worker launcher) saw."""
+    import validation.finetune.grid as grid_mod
+    import validation.finetune.parallel as parallel_mod
+    from gelora.cli import main
+
+    seen: list[Any] = []
+
+    def fake_cell(task: str, method: str, seed: int, *, run_dir: Path, **kw: Any) -> None:
+        seen.append(signal.getsignal(signal.SIGTERM))
+        gridfix.write_cell(Path(run_dir), task, method, seed, 0.5, profile="test")
+
+    def fake_workers(cells: Any, slots: Any, **kw: Any) -> GridOutcome:
+        seen.append(signal.getsignal(signal.SIGTERM))
+        return GridOutcome()
+
+    monkeypatch.setattr(grid_mod, "run_cell", fake_cell)
+    monkeypatch.setattr(parallel_mod, "run_workers", fake_workers)
+    if slots is not None:
+        monkeypatch.setattr(parallel_mod, "plan_slots", lambda *a, **k: list(slots))
+    argv = ["validate", "glue", "--tasks", CELL[0], "--methods", CELL[1], "--seeds", "1", "--profile", "test"]
+    argv += ["--device", "cpu", "--out", str(tmp_path / "run"), *extra]
+    before = signal.getsignal(signal.SIGTERM)
+    code = main(argv)
+    assert signal.getsignal(signal.SIGTERM) is before  # no signal came: the previous handler is back
+    return code, seen
+
+
+@pytest.mark.parametrize(
+    ("extra", "slots", "graceful"),
+    [
+        pytest.param([], None, True, id="default-in-process"),
+        pytest.param(["--workers", "2"], [], True, id="empty-plan-runs-here"),
+        pytest.param([], [("slot",)], False, id="planned-worker"),
+    ],
+)
+def test_validate_handles_sigterm_exactly_when_the_slot_plan_runs_cells_here(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    gridfix: Any,
+    extra: list[str],
+    slots: Any,
+    graceful: bool,
+) -> None:
+    """``plan_slots`` alone decides whether ``gelora validate`` runs its cells in this process (SIGTERM then
+    stops at a step, :mod:`validation.finetune.stop`) or on workers (``run_workers`` stops them, no handler
+    here): before, the command restated the decision from its options, and a plan that differed from that
+    restatement ran workers under the in-process handler, or cells here without it."""
+    if slots:
+        from validation.finetune.parallel import Slot
+
+        slots = [Slot(0, None, 1)]
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    code, seen = _validate_in_process(tmp_path, monkeypatch, gridfix, extra, slots)
+    assert code == 0 and len(seen) == 1
+    assert (seen[0] is stop._on_signal) is graceful
+    if not graceful:  # the cell went to the (fake) workers
+        assert not cell_path(tmp_path / "run", *CELL).exists()
+
+
+def test_validate_under_torchrun_leaves_sigterm_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gridfix: Any
+) -> None:
+    """Under ``torchrun`` (``WORLD_SIZE`` > 1) the cells run in this process without the graceful handler, as
+    before: ranks stopping at different steps would leave the others waiting in a collective."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, seen = _validate_in_process(tmp_path, monkeypatch, gridfix, [], None)
+    assert code == 0 and len(seen) == 1 and seen[0] is not stop._on_signal
+    assert cell_path(tmp_path / "run", *CELL).exists()
