@@ -87,6 +87,16 @@ def _visible_gpus() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
+def worker_log_path(run_dir: str | Path, index: int, launch: int | None = None) -> Path:
+    """``<run_dir>/logs/worker-<index>-<launch>.log``: worker ``index``'s own log in launch ``launch``.
+
+    ``launch`` is the pid of the launching process (default: this one). Launches that share a run
+    directory (waves started while another still trains) number their workers from 0 each, so a name
+    without the launch would interleave their logs.
+    """
+    return Path(run_dir) / "logs" / f"worker-{index}-{os.getpid() if launch is None else launch}.log"
+
+
 def plan_slots(
     workers: int | None, gpus: Sequence[int] | None, per_gpu: int | None, device: str | None
 ) -> list[Slot]:
@@ -264,7 +274,7 @@ def run_workers(
             env.setdefault("GELORA_TOKEN_CACHE", str(run_dir / "cache"))
             if slot.gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
-            log = (run_dir / "logs" / f"worker-{slot.index}.log").open("ab")
+            log = worker_log_path(run_dir, slot.index).open("ab")
             logs.append(log)
             cmd = [
                 sys.executable,
@@ -337,7 +347,7 @@ def run_workers(
             if rc < 0 or rc > 128:  # killed, or 128 + signum from validation.finetune.stop
                 why += " (stopped by a signal: its cell is left unfinished with its checkpoints; a rerun resumes it)"
             outcome.errors[f"worker-{slot.index}"] = (
-                f"{why}; see {run_dir / 'logs' / f'worker-{slot.index}.log'}"
+                f"{why}; see {worker_log_path(run_dir, slot.index)}"
             )
     return outcome
 
@@ -406,5 +416,6 @@ __all__ = [
     "select_shard",
     "shard_of",
     "stop_workers",
+    "worker_log_path",
     "worker_main",
 ]
