@@ -8,7 +8,8 @@ steps fall in the phase asked for (``--phase warmup|budget|final``).
 
 Usage (CPU; the figures of docs/performance.md "AdaLoRA step"):
 
-    PYTHONPATH=. python scripts/adalora_step_bench.py --model mpnet-base --steps 20 --repeats 3
+    PYTHONPATH=. python scripts/adalora_step_bench.py --model mpnet-base --batch 1 --length 16 \
+        --steps 20 --phase budget --count-ops --count-syncs
 
 ``--random-init`` builds the model from its config with random weights (GPU machines without the weights).
 ``--count-syncs`` counts host-synchronising tensor calls (``.item()``, ``.tolist()``, ``.cpu()``, ...) per
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-init", action="store_true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (the paper profile)")
-    p.add_argument("--methods", default="lora,adalora")
+    p.add_argument("--methods", default="lora,adalora@peft,adalora@fast", help="METHOD[@peft|@fast],...")
     p.add_argument("--phase", default="budget", choices=("warmup", "budget", "final"))
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warm", type=int, default=2)
@@ -217,9 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count-syncs", action="store_true")
     p.add_argument("--count-ops", action="store_true", help="count aten operators of the last step")
     args = p.parse_args(argv)
-    opts = {"allocator": args.allocator} if args.allocator else {}
-    for method in args.methods.split(","):
-        print(json.dumps(run(method, args, opts)), flush=True)
+    for spec in args.methods.split(","):
+        method, _, alloc = spec.partition("@")  # "adalora@peft": AdaLoRA with peft's allocation step
+        alloc = alloc or args.allocator or ""
+        opts = {"allocator": alloc} if alloc else {}
+        out = run(method, args, opts)
+        out["method"] = spec
+        print(json.dumps(out), flush=True)
     return 0
 
 
