@@ -340,23 +340,60 @@ def _short_name(name: str) -> str:
     return name
 
 
-def make_adalora_callback(peft_model: Any) -> Any:
+def make_adalora_callback(peft_model: Any, *, allocator: str = "fast") -> Any:
     """A ``TrainerCallback`` that runs AdaLoRA's budget schedule.
 
-    ``update_and_allocate(global_step)`` is called in ``on_optimizer_step``, which ``transformers.Trainer``
-    fires after ``optimizer.step()`` and before ``model.zero_grad()``, as peft requires (the importance
-    scores need the gradients of the step just taken). ``state.global_step`` is the 0-based index of the
-    step being taken at that point (it is incremented after ``zero_grad``).
+    peft's ``update_and_allocate(global_step)`` is run in ``on_optimizer_step``, which
+    ``transformers.Trainer`` fires after ``optimizer.step()`` and before ``model.zero_grad()``, as peft
+    requires (the importance scores need the gradients of the step just taken). ``state.global_step`` is
+    the 0-based index of the step being taken at that point (it is incremented after ``zero_grad``).
+
+    Parameters
+    ----------
+    peft_model : peft.PeftModel
+        The AdaLoRA model (anything with ``base_model.update_and_allocate(step)`` for the ``"peft"`` path).
+    allocator : {"fast", "peft"}, default "fast"
+        ``"fast"``: :class:`validation.finetune.adalora_fast.FastAdaLoraAllocator`, peft's arithmetic with
+        few host synchronisations, which falls back to peft's own method where the installed peft is not a
+        verified version (the callback's ``allocator.info()`` says which path ran and why); ``"peft"``:
+        peft's ``update_and_allocate`` for every step.
+
+    Returns
+    -------
+    transformers.TrainerCallback
+        With attributes ``calls`` (the steps scheduled) and ``allocator``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``allocator``.
     """
     from transformers import TrainerCallback
+
+    from validation.finetune.adalora_fast import FastAdaLoraAllocator
+
+    if allocator not in ("fast", "peft"):
+        raise ConfigError(f"AdaLoRA option 'allocator' must be 'fast' or 'peft', got {allocator!r}")
+    alloc = FastAdaLoraAllocator(peft_model, force_peft=allocator == "peft")
 
     class AdaLoraScheduleCallback(TrainerCallback):
         def __init__(self) -> None:
             self.calls: list[int] = []
+            self.allocator = alloc
 
         def on_optimizer_step(self, args, state, control, **kwargs):  # noqa: ANN001
-            peft_model.base_model.update_and_allocate(state.global_step)
+            alloc(state.global_step)
             self.calls.append(int(state.global_step))
+            return control
+
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            # the Trainer saves after on_step_end; a checkpoint holds peft's rank pattern of this step
+            if getattr(control, "should_save", False):
+                alloc.materialise()
+            return control
+
+        def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            alloc.materialise()
             return control
 
     return AdaLoraScheduleCallback()
@@ -372,6 +409,11 @@ def prepare_adalora(
     of ``train_steps`` (options ``tinit_fraction``/``tfinal_fraction``), ``deltaT`` = 1 unless given;
     ``total_step = train_steps``. The reported ``trainable_adapter_params`` are those of the final budget,
     ``sum_m target_r * (in_m + out_m + 1)`` (A rows, B columns and one singular value per rank).
+
+    Option ``allocator`` (``"fast"``, the default, or ``"peft"``) picks the implementation of the
+    allocation step (see :func:`make_adalora_callback`); both compute peft's allocation, bit for bit on CPU.
+    ``method_info`` records the path that ran (``allocator``, and ``allocator_fallback_reason`` where the
+    fast path fell back to peft's).
     """
     from peft import AdaLoraConfig, get_peft_model
 
@@ -385,6 +427,7 @@ def prepare_adalora(
     if tinit >= train_steps - tfinal:  # tiny runs: keep at least one budgeting step
         tinit, tfinal = 0, 0
     delta_t = int(opts.get("deltaT", 1))
+    allocator = str(opts.get("allocator", "fast"))
     shapes = target_linear_shapes(model, context.target_modules)
     _seed_all(seed)
     config = AdaLoraConfig(
@@ -403,7 +446,7 @@ def prepare_adalora(
     peft_model = get_peft_model(model, config)
     initial = count_adapter_params(peft_model)
     final_budget = sum(target_r * (i + o + 1) for i, o in shapes.values())
-    callback = make_adalora_callback(peft_model)
+    callback = make_adalora_callback(peft_model, allocator=allocator)
     info = {
         "target_r": target_r,
         "init_r": init_r,
@@ -413,9 +456,11 @@ def prepare_adalora(
         "total_step": int(train_steps),
         "orth_reg_weight": config.orth_reg_weight,
         "initial_adapter_params": initial,
+        **callback.allocator.info(),
     }
 
     def finalise(m: Any) -> dict[str, Any]:
+        callback.allocator.materialise()
         cfg = m.peft_config[m.active_adapter] if hasattr(m, "peft_config") else None
         pattern = getattr(cfg, "rank_pattern", None) or {}
         # keys are "<module>.lora_E" or, in newer peft, "<module>.lora_E.<adapter name>"
@@ -424,6 +469,7 @@ def prepare_adalora(
             for k, v in pattern.items()
         }
         out: dict[str, Any] = {"allocated_ranks": ranks, "schedule_calls": len(callback.calls)}
+        out.update(callback.allocator.info())  # adds allocator_peft_steps if some steps went to peft
         if ranks:
             eff = 0
             for mod, r in ranks.items():
