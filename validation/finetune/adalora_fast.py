@@ -99,16 +99,20 @@ def peft_fingerprint() -> dict[str, str]:
 
 #: SHA-256 (first 16 hex digits) of the token streams (docstrings, comments and layout dropped) of the
 #: peft methods the fast path re-implements, per verified peft version (:func:`peft_fingerprint`).
+#: 0.21.0 (the H200 image's peft) has the same fingerprint as 0.21.2 (checked 2026-11-30 from its PyPI
+#: wheel, and test_adalora_fast.py passed with it on PYTHONPATH); any listed fingerprint is accepted.
+_FINGERPRINT_0_21 = {
+    "RankAllocator.update_ipt": "5ebd75dd8d771895",
+    "RankAllocator._element_score": "062874857cb9ab9e",
+    "RankAllocator._combine_ipt": "2eda615a9423c8c5",
+    "RankAllocator.mask_to_budget": "846a6c354a29ab60",
+    "RankAllocator.update_and_allocate": "d24fcf400c3e612c",
+    "RankAllocator.mask_using_rank_pattern": "46f5a8225bc14fc5",
+    "AdaLoraModel.update_and_allocate": "e707beb2e5a9b72b",
+}
 VERIFIED_SOURCES: dict[str, dict[str, str]] = {
-    "0.21.2": {
-        "RankAllocator.update_ipt": "5ebd75dd8d771895",
-        "RankAllocator._element_score": "062874857cb9ab9e",
-        "RankAllocator._combine_ipt": "2eda615a9423c8c5",
-        "RankAllocator.mask_to_budget": "846a6c354a29ab60",
-        "RankAllocator.update_and_allocate": "d24fcf400c3e612c",
-        "RankAllocator.mask_using_rank_pattern": "46f5a8225bc14fc5",
-        "AdaLoraModel.update_and_allocate": "e707beb2e5a9b72b",
-    },
+    "0.21.0": dict(_FINGERPRINT_0_21),
+    "0.21.2": dict(_FINGERPRINT_0_21),
 }
 
 

@@ -346,9 +346,7 @@ def run_workers(
             why = f"exit code {rc}"
             if rc < 0 or rc > 128:  # killed, or 128 + signum from validation.finetune.stop
                 why += " (stopped by a signal: its cell is left unfinished with its checkpoints; a rerun resumes it)"
-            outcome.errors[f"worker-{slot.index}"] = (
-                f"{why}; see {worker_log_path(run_dir, slot.index)}"
-            )
+            outcome.errors[f"worker-{slot.index}"] = f"{why}; see {worker_log_path(run_dir, slot.index)}"
     return outcome
 
 

@@ -22,7 +22,7 @@ from gelora.errors import ConfigError
 from validation.finetune import token_cache
 from validation.finetune.claims import is_live, is_stale, try_claim
 from validation.finetune.grid import claim_path, run_grid
-from validation.finetune.parallel import parse_shard, plan_slots, select_shard, shard_of
+from validation.finetune.parallel import parse_shard, plan_slots, select_shard, shard_of, worker_log_path
 from validation.finetune.runner import cell_name, cell_path, failure_path, get_profile
 
 PROFILE = get_profile("test")
@@ -80,6 +80,11 @@ def test_two_workers_run_every_cell_once_with_logs_and_progress(fake_cells: Path
     for n in names:
         assert "training" in (fake_cells / "logs" / f"{n}.log").read_text()
     assert not list((fake_cells / "claims").glob("*.claim"))  # released
+    # each worker's own log is named by this launch, so a second launch on the directory keeps apart
+    assert sorted(p.name for p in (fake_cells / "logs").glob("worker-*.log")) == [
+        worker_log_path(fake_cells, k).name for k in (0, 1)
+    ]
+    assert worker_log_path(fake_cells, 1, launch=42) == fake_cells / "logs" / "worker-1-42.log"
     grid = [n for n, s in lines if s == "grid"]
     assert grid[-1] == "done 4/4, running 0, failed 0, left 0"
     # a restart skips every finished cell
