@@ -13,7 +13,9 @@ Usage (CPU; the figures of docs/performance.md "AdaLoRA step"):
 
 ``--random-init`` builds the model from its config with random weights (GPU machines without the weights).
 ``--count-syncs`` counts host-synchronising tensor calls (``.item()``, ``.tolist()``, ``.cpu()``, ...) per
-step of the schedule callback.
+step of the schedule callback. Each line also gives ``params_sha256``, a digest of the trainable
+parameters after the steps: equal for ``adalora@peft`` and ``adalora@fast`` when the two allocation steps
+agree bit for bit on the device used (run without ``--count-ops``, which ends the last step early).
 """
 
 from __future__ import annotations
@@ -199,7 +201,25 @@ def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str
     if ops:
         out["aten_ops_per_step"] = ops
     out["method_info_path"] = prepared.info.get("allocator")
+    out["params_sha256"] = _params_digest(net)
     return out
+
+
+def _params_digest(net: Any) -> str:
+    """SHA-256 of every trainable parameter's bytes, in name order, after the steps.
+
+    Runs of ``adalora@peft`` and ``adalora@fast`` start from the same seed and batch, so equal digests
+    mean the two allocation steps left bit-identical adapters on this device (on CUDA too, which the
+    CPU unit tests cannot show).
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(net.named_parameters()):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

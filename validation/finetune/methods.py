@@ -27,6 +27,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -410,8 +411,9 @@ def prepare_adalora(
     ``total_step = train_steps``. The reported ``trainable_adapter_params`` are those of the final budget,
     ``sum_m target_r * (in_m + out_m + 1)`` (A rows, B columns and one singular value per rank).
 
-    Option ``allocator`` (``"fast"``, the default, or ``"peft"``) picks the implementation of the
-    allocation step (see :func:`make_adalora_callback`); both compute peft's allocation, bit for bit on CPU.
+    Option ``allocator`` (``"fast"``, the default, or ``"peft"``; without the option the environment
+    variable ``GELORA_ADALORA_ALLOCATOR``) picks the implementation of the allocation step (see
+    :func:`make_adalora_callback`); both compute peft's allocation, bit for bit on CPU.
     ``method_info`` records the path that ran (``allocator``, and ``allocator_fallback_reason`` where the
     fast path fell back to peft's).
     """
@@ -427,7 +429,9 @@ def prepare_adalora(
     if tinit >= train_steps - tfinal:  # tiny runs: keep at least one budgeting step
         tinit, tfinal = 0, 0
     delta_t = int(opts.get("deltaT", 1))
-    allocator = str(opts.get("allocator", "fast"))
+    # not a profile setting (both paths compute the same allocation): the environment can pick peft's for
+    # a run directory whose profile must not change
+    allocator = str(opts.get("allocator", os.environ.get("GELORA_ADALORA_ALLOCATOR") or "fast"))
     shapes = target_linear_shapes(model, context.target_modules)
     _seed_all(seed)
     config = AdaLoraConfig(

@@ -38,7 +38,7 @@ def _tiny_bert() -> Any:
     return BertForSequenceClassification(cfg)
 
 
-def _prepare(allocator: str, delta_t: int = 1, total: int = TOTAL) -> Any:
+def _prepare(allocator: str | None, delta_t: int = 1, total: int = TOTAL) -> Any:
     model = _tiny_bert()
     targets = tuple(
         n
@@ -52,7 +52,8 @@ def _prepare(allocator: str, delta_t: int = 1, total: int = TOTAL) -> Any:
         lora_r=2,
         lora_alpha=4.0,
         options={
-            "adalora": {"tinit": TINIT, "tfinal": TFINAL, "deltaT": delta_t, "allocator": allocator},
+            "adalora": {"tinit": TINIT, "tfinal": TFINAL, "deltaT": delta_t}
+            | ({} if allocator is None else {"allocator": allocator}),
         },
     )
     return get_method("adalora")(model, budget_params=1, train_steps=total, seed=3, context=ctx)
@@ -123,6 +124,17 @@ def test_installed_peft_takes_the_fast_path() -> None:
     assert check_peft_compatible(prepared.model) is None
     assert prepared.info["allocator"] == "fast" and "allocator_fallback_reason" not in prepared.info
     assert _prepare("peft").info["allocator"] == "peft"
+
+
+def test_the_environment_picks_the_allocator_when_the_option_does_not(monkeypatch) -> None:
+    monkeypatch.delenv("GELORA_ADALORA_ALLOCATOR", raising=False)
+    assert _prepare(None).info["allocator"] == "fast"
+    monkeypatch.setenv("GELORA_ADALORA_ALLOCATOR", "peft")
+    assert _prepare(None).info["allocator"] == "peft"
+    assert _prepare("fast").info["allocator"] == "fast"  # the option wins
+    monkeypatch.setenv("GELORA_ADALORA_ALLOCATOR", "quick")
+    with pytest.raises(ConfigError, match="'allocator' must be 'fast' or 'peft'"):
+        _prepare(None)
 
 
 @pytest.mark.parametrize("delta_t", [1, 3])
