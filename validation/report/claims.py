@@ -387,10 +387,10 @@ def _named(defaults: list[str], summary: dict[str, Any]) -> list[str]:
     return sorted({m for by in (summary.get("table") or {}).values() for m in by})
 
 
-def _budget_use_lines(summary: dict[str, Any], tol: float = 0.1) -> list[str]:
+def _budget_use_lines(summary: dict[str, Any], tol: float = 0.1, model: str | None = None) -> list[str]:
     """One line per task and method whose adapters held, on average over training, a count more than
     ``tol`` away from the budget they were matched to (GeoLoRA truncates below it): "equal budget" is the
-    cap, not what was trained."""
+    cap, not what was trained. ``model``: a further model's name, written after the task ("MRPC (m)")."""
     out = []
     for task, by in sorted((summary.get("table") or {}).items()):
         for m, e in sorted(by.items()):
@@ -403,7 +403,8 @@ def _budget_use_lines(summary: dict[str, Any], tol: float = 0.1) -> list[str]:
             mean = sum(means) / len(means)
             if abs(mean / budget - 1) > tol:
                 out.append(
-                    f"{_task(task)}/{_name(m)}: {mean:,.0f} adapter parameters on average over training "
+                    f"{_task(task)}{f' ({model})' if model else ''}/{_name(m)}: {mean:,.0f} adapter "
+                    "parameters on average over training "
                     f"({100 * mean / budget:.0f}% of the {budget:,} budget, mean over {len(means)} seed(s))."
                 )
     return out
@@ -630,7 +631,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         numbers.update(n2)
         rows += r2
         decided += d2
-        evidence += e2
+        evidence += e2 + _budget_use_lines(s2, model=m2)
         informative += [f"{m2}/{t}" for t, rec in v2["tasks"].items() if rec["informative"]]
         rate_parts.append((m2, _default_rate_methods(s2), s2))
         seeds_used |= seeds2

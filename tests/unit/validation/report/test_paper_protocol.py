@@ -260,6 +260,21 @@ def test_c4_names_a_baseline_that_trained_below_its_budget(f, tmp_path, gridfix)
     ]
 
 
+def test_c4_names_a_further_models_baseline_below_its_budget_with_the_model(f, tmp_path, gridfix):
+    small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD}, model="small-model")
+    big = gridfix.write_grid(tmp_path / "big", {"sst2": GOOD}, model="big-model")
+    for path in sorted((big / "cells").glob("sst2__geolora__*.json")):
+        cell = json.loads(path.read_text())
+        cell["method_info"] = {"summary": {"mean_params": 30.0}}  # budget 100 in the fixture
+        path.write_text(json.dumps(cell))
+    r = f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [small, big]))))
+    lines = [e for e in _claim(r, "C4")["evidence"] if "adapter parameters on average" in e]
+    assert lines == [
+        "SST-2 (big-model)/GeoLoRA: 30 adapter parameters on average over training (30% of the 100 budget, "
+        "mean over 3 seed(s))."
+    ]
+
+
 def test_dropped_seeds_name_where_up_to_two_pairs():
     from validation.report.claims import _dropped_text
 
