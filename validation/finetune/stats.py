@@ -71,14 +71,60 @@ def paired_difference(
     common = sorted(set(a) & set(b))
     if not common:
         return None
-    diff, lo, hi = t_interval([float(a[s]) - float(b[s]) for s in common], level)
+    diffs = [float(a[s]) - float(b[s]) for s in common]
+    diff, lo, hi = t_interval(diffs, level)
     return {
         "diff": diff,
         "ci": None if lo is None else [lo, hi],
         "n": len(common),
         "seeds": common,
         "verdict": verdict(lo, hi),
+        "p": t_test_p(diffs),
     }
 
 
-__all__ = ["paired_difference", "t_interval", "verdict"]
+def t_test_p(values: Sequence[float]) -> float | None:
+    """Two-sided p-value of the one-sample Student t-test of mean 0 (``None`` for fewer than 2 values).
+
+    The test that matches :func:`t_interval`: its 95 % interval excludes 0 exactly when ``p < 0.05``.
+    Values that are all equal give 0.0 (a nonzero mean without spread) or 1.0 (all zero).
+    """
+    from scipy.stats import t as student_t
+
+    n = len(values)
+    if n < 2:
+        return None
+    mean = math.fsum(values) / n
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    if sd == 0.0:
+        return 0.0 if mean != 0.0 else 1.0
+    t = mean / (sd / math.sqrt(n))
+    return float(2.0 * student_t.sf(abs(t), n - 1))
+
+
+def holm(pvalues: Sequence[float], alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down rejections: which of ``pvalues`` stay significant with family-wise error ``alpha``.
+
+    Sort the m p-values ascending; reject the i-th smallest (i = 0, 1, ...) while ``p_(i) <= alpha / (m -
+    i)``, and stop at the first that is not. Controls the probability of any false rejection at ``alpha``
+    for any dependence between the tests (Holm 1979). Returns one flag per input, in input order.
+
+    Raises
+    ------
+    ValueError
+        If ``alpha`` is not in (0, 1) or a p-value is outside [0, 1].
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    if any(not 0.0 <= p <= 1.0 for p in pvalues):
+        raise ValueError(f"p-values must lie in [0, 1], got {list(pvalues)}")
+    m = len(pvalues)
+    out = [False] * m
+    for i, k in enumerate(sorted(range(m), key=lambda j: pvalues[j])):
+        if pvalues[k] > alpha / (m - i):
+            break
+        out[k] = True
+    return out
+
+
+__all__ = ["holm", "paired_difference", "t_interval", "t_test_p", "verdict"]

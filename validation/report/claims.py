@@ -679,6 +679,11 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         why = "no informative task" if not informative else "no pair with two converged common seeds"
         extra["key"] = {"text": f"paper protocol: {why}; {len(v['uninformative'])} task(s) uninformative"}
         return NOT_TESTED, [*evidence, f"Not tested: {why}."], numbers, extra
+    fw_line, fw_numbers = familywise_line(decided)
+    if fw_line:
+        evidence.append(fw_line)
+        extra["caveats"].append(fw_line)
+    numbers.update(fw_numbers)
     worse = [q for q in decided if q[2]["verdict"] == "worse"]
     if worse:
         task, b, pd = min(worse, key=lambda q: q[2]["ci"][1])
@@ -698,6 +703,46 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         return HOLDS, evidence, numbers, extra
     evidence.append("Ties on some informative task: GeLoRA matches the baseline only within the seed spread.")
     return HOLDS_WITHIN_ERROR, evidence, numbers, extra
+
+
+def familywise_line(
+    decided: list[tuple[str, str, dict[str, Any]]], alpha: float = 0.05
+) -> tuple[str | None, dict[str, Any]]:
+    """C4's decided pairs read family-wise: Holm's step-down over their paired t-test p-values.
+
+    Each pair is decided at 95 % on its own, so over m pairs with no true difference about ``0.05 m``
+    would read "better" or "worse" by chance. Holm's procedure keeps the chance of *any* false decision
+    among the m at ``alpha`` (:func:`validation.finetune.stats.holm`). It is reported beside the
+    per-pair verdict, which the protocol fixed before the runs, not instead of it.
+
+    Returns
+    -------
+    (line, numbers)
+        The evidence line (None when no decided pair carries a p-value) and ``familywise/...`` numbers:
+        ``m``, ``kept`` (labels of the pairs still decided), ``better``, ``worse``.
+    """
+    from validation.finetune.stats import holm
+
+    pairs = [(t, b, pd) for t, b, pd in decided if pd.get("p") is not None]
+    if not pairs:
+        return None, {}
+    keep = holm([float(pd["p"]) for _, _, pd in pairs], alpha)
+    kept = [(t, b, pd) for (t, b, pd), k in zip(pairs, keep, strict=True) if k]
+    per_pair = sum(1 for _, _, pd in pairs if pd["verdict"] in ("better", "worse"))
+    names = [f"GeLoRA - {_name(b)} on {t} {pd['verdict']} (p = {pd['p']:.2g})" for t, b, pd in kept]
+    line = (
+        f"Family-wise (Holm over the {len(pairs)} decided pairs, {100 * alpha:.0f}% chance of any false "
+        f"'better' or 'worse'): {len(kept)} of the {per_pair} pairs decided at 95% each stay decided"
+        + (f": {'; '.join(names)}" if names else "")
+        + "; the rest read as ties at that level."
+    )
+    numbers = {
+        "familywise/m": len(pairs),
+        "familywise/kept": [f"{t}: GeLoRA-{b}" for t, b, _ in kept],
+        "familywise/better": sum(1 for *_, pd in kept if pd["verdict"] == "better"),
+        "familywise/worse": sum(1 for *_, pd in kept if pd["verdict"] == "worse"),
+    }
+    return line, numbers
 
 
 def _smoke_test(report: dict[str, Any]) -> list[str] | None:

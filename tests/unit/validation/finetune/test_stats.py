@@ -36,3 +36,33 @@ def test_paired_difference_pairs_common_seeds_only():
     assert paired_difference({0: 1.0}, {1: 1.0}) is None
     one = paired_difference({0: 1.0}, {0: 0.5})
     assert one["ci"] is None and one["verdict"] == "undetermined"
+
+
+def test_t_test_p_matches_the_interval_and_scipy():
+    from scipy.stats import ttest_1samp
+
+    from validation.finetune.stats import t_test_p
+
+    for values in ([0.01, 0.02, -0.005, 0.015, 0.012], [0.3, -0.2, 0.1], [-0.01, -0.012, -0.009]):
+        p = t_test_p(values)
+        assert math.isclose(p, float(ttest_1samp(values, 0.0).pvalue), rel_tol=1e-9)
+        _, lo, hi = t_interval(values)
+        assert (p < 0.05) == (lo > 0 or hi < 0)  # the 95 % interval excludes 0 exactly when p < 0.05
+    assert t_test_p([0.5]) is None
+    assert t_test_p([0.2, 0.2]) == 0.0 and t_test_p([0.0, 0.0]) == 1.0
+    assert paired_difference({0: 1.0, 1: 2.0}, {0: 0.5, 1: 1.0})["p"] is not None
+
+
+def test_holm_steps_down_and_stops_at_the_first_kept_hypothesis():
+    from validation.finetune.stats import holm
+
+    # m = 4: thresholds 0.0125, 0.0167, 0.025, 0.05 for the sorted p-values
+    assert holm([0.010, 0.040, 0.015, 0.030]) == [True, False, True, False]
+    # 0.02 > 0.0167 stops the procedure although 0.03 <= 0.05 would pass its own threshold
+    assert holm([0.001, 0.02, 0.03, 0.6]) == [True, False, False, False]
+    assert holm([]) == []
+    assert holm([0.04]) == [True] and holm([0.06]) == [False]
+    with pytest.raises(ValueError, match="alpha"):
+        holm([0.1], alpha=0.0)
+    with pytest.raises(ValueError, match="p-values"):
+        holm([1.2])

@@ -275,6 +275,40 @@ def test_c4_names_a_further_models_baseline_below_its_budget_with_the_model(f, t
     ]
 
 
+def test_familywise_line_keeps_only_what_survives_holm():
+    from validation.report.claims import familywise_line
+
+    def pair(verdict: str, p: float) -> dict:
+        return {"verdict": verdict, "p": p, "diff": 0.01, "ci": [0.0, 0.02], "n": 5}
+
+    decided = [
+        ("STS-B", "geolora", pair("worse", 0.002)),  # 0.002 <= 0.05 / 4
+        ("MRPC", "lora", pair("better", 0.02)),  # 0.02 > 0.05 / 3: Holm stops here
+        ("RTE", "lora", pair("tie", 0.30)),
+        ("CoLA", "lora", pair("tie", 0.90)),
+    ]
+    line, numbers = familywise_line(decided)
+    assert line == (
+        "Family-wise (Holm over the 4 decided pairs, 5% chance of any false 'better' or 'worse'): 1 of the 2 "
+        "pairs decided at 95% each stay decided: GeLoRA - GeoLoRA on STS-B worse (p = 0.002); the rest read "
+        "as ties at that level."
+    )
+    assert numbers == {
+        "familywise/m": 4,
+        "familywise/kept": ["STS-B: GeLoRA-geolora"],
+        "familywise/better": 0,
+        "familywise/worse": 1,
+    }
+    assert familywise_line([("RTE", "lora", {"verdict": "tie", "p": None})]) == (None, {})
+
+
+def test_c4_reads_its_pairs_family_wise_too(f, tmp_path, gridfix):
+    c4 = _claim(_report(f, tmp_path, gridfix, {"sst2": GOOD}), "C4")
+    assert c4["numbers"]["familywise/m"] >= 1
+    assert any(e.startswith("Family-wise (Holm over the") for e in c4["evidence"])
+    assert any(c.startswith("Family-wise (Holm over the") for c in c4["caveats"])
+
+
 def test_dropped_seeds_name_where_up_to_two_pairs():
     from validation.report.claims import _dropped_text
 
