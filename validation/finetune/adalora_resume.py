@@ -108,7 +108,8 @@ class AdaLoraResume:
     Parameters
     ----------
     peft_model : peft.PeftModel
-        The AdaLoRA model being trained; its ``save_pretrained`` is wrapped (on the instance).
+        The AdaLoRA model being trained; its ``save_pretrained`` is wrapped (on the instance; a model without
+        one is left as it is).
     allocator : validation.finetune.adalora_fast.FastAdaLoraAllocator
         The allocation step of the schedule callback (it holds the importance state).
     calls : list of int
@@ -134,7 +135,9 @@ class AdaLoraResume:
         self.restored: dict[str, Any] | None = None
         self._pending: dict[str, Any] | None = None
         self._pending_from: str | None = None
-        save = peft_model.save_pretrained
+        save = getattr(peft_model, "save_pretrained", None)
+        if save is None:  # a stand-in without saving (the schedule callback accepts any such model)
+            return
 
         @functools.wraps(save)
         def save_pretrained(save_directory: str, *args: Any, **kwargs: Any) -> Any:
