@@ -50,6 +50,18 @@ class ResultFileError(GeLoRAError):
     """A result file is missing, truncated or not valid JSON of the expected schema."""
 
 
+class CheckpointError(GeLoRAError):
+    """A training checkpoint cannot be resumed."""
+
+
+class CheckpointMismatchError(CheckpointError, ConfigError):
+    """A checkpoint was written by a run of another configuration (schedule, ranks or adapted modules)."""
+
+
+class IncompleteCheckpointError(CheckpointError):
+    """A checkpoint lacks state a resume needs (e.g. written by an older version that did not save it)."""
+
+
 class GeLoRAWarning(UserWarning):
     """Base class of every warning gelora issues on purpose."""
 
@@ -64,11 +76,14 @@ class SmallSampleWarning(GeLoRAWarning):
 
 
 __all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
     "ConfigError",
     "DegenerateDataError",
     "DuplicatePointsError",
     "GeLoRAError",
     "GeLoRAWarning",
+    "IncompleteCheckpointError",
     "InvalidInputError",
     "ModelLoadError",
     "NotEnoughSamplesError",

@@ -339,6 +339,65 @@ class FastAdaLoraAllocator:
         cfg.rank_pattern = self._pattern(self._pending)
         self._pending = None
 
+    # ------------------------------------------------------------------------------------------ resume
+    def state_dict(self) -> dict[str, Any]:
+        """The allocation state a resumed run needs, after :meth:`materialise` (tensors copied to the CPU).
+
+        Returns
+        -------
+        dict
+            ``{"ipt", "exp_avg_ipt", "exp_avg_unc"}``: peft's ``RankAllocator`` importance state
+            (``{parameter name: tensor}``, the shapes of the ``init_r`` adapters); ``"rank_pattern"``:
+            ``peft_config.rank_pattern`` (``{lora_E name: [bool per row]}`` or ``None``); ``"final"``: whether
+            that pattern is the final allocation the fast path masks with; ``"peft_steps"``.
+        """
+        self.materialise()
+        ra = self.base.rankallocator
+        cfg = self.base.peft_config[self.base.trainable_adapter_name]
+        pattern = cfg.rank_pattern
+        copied = None if pattern is None else {k: [bool(b) for b in v] for k, v in pattern.items()}
+        return {
+            **{
+                key: {n: t.detach().to("cpu", copy=True) for n, t in getattr(ra, key).items()}
+                for key in ("ipt", "exp_avg_ipt", "exp_avg_unc")
+            },
+            "rank_pattern": copied,
+            "final": self._final_pattern is not None and pattern is self._final_pattern,
+            "peft_steps": int(self.peft_steps),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back a :meth:`state_dict` into this allocator and its freshly prepared model.
+
+        The importance tensors go to the device of the parameter of the same name; after this call the
+        allocator continues exactly as the one that saved the state would have (the next step's call is the
+        same computation on the same values).
+
+        Parameters
+        ----------
+        state : dict
+            What :meth:`state_dict` returned (possibly written and read back with ``torch.save`` /
+            ``torch.load``).
+        """
+        ra = self.base.rankallocator
+        params = dict(self.base.model.named_parameters())
+        for key in ("ipt", "exp_avg_ipt", "exp_avg_unc"):
+            setattr(ra, key, {n: t.to(params[n].device) for n, t in state[key].items()})
+        cfg = self.base.peft_config[self.base.trainable_adapter_name]
+        pattern = state["rank_pattern"]
+        cfg.rank_pattern = None if pattern is None else {k: list(v) for k, v in pattern.items()}
+        self._pending = None  # state_dict materialised it
+        self._final_pattern = self._final_drops = None
+        if state["final"] and self.path == "fast" and cfg.rank_pattern is not None:
+            import torch
+
+            self._final_pattern = cfg.rank_pattern
+            self._final_drops = [
+                ~torch.tensor(cfg.rank_pattern[n], dtype=torch.bool, device=p.device).view(-1, 1)
+                for n, p in zip(self.e_names, self.e_params)
+            ]
+        self.peft_steps = int(state["peft_steps"])
+
     def info(self) -> dict[str, Any]:
         """What the cell records: the path taken and why (JSON-serialisable)."""
         import peft

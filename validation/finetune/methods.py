@@ -107,9 +107,16 @@ class PreparedMethod:
         Optional ``finalise(model) -> dict`` called after training; its result is merged into the cell's
         ``method_info`` (AdaLoRA reports the ranks it actually allocated).
     resumable : bool
-        Whether a Trainer checkpoint of this method can be loaded back into a freshly prepared model.
-        AdaLoRA's checkpoints are not (peft saves them pruned to the allocated ranks, which no longer fit
-        the ``init_r`` shapes): an interrupted AdaLoRA cell restarts from step 0.
+        Whether a Trainer checkpoint of this method can be loaded back into a freshly prepared model (every
+        method of :data:`METHODS` can); a method that sets it to ``False`` trains without checkpoints and an
+        interrupted cell of it restarts from step 0 (recorded under ``train.restarted_discarding``).
+    restore : callable or None
+        Optional ``restore(checkpoint_dir) -> None``, called by the runner before
+        ``trainer.train(resume_from_checkpoint=checkpoint_dir)`` for state the Trainer does not keep
+        (AdaLoRA's allocation state, :mod:`validation.finetune.adalora_resume`). It raises
+        :class:`gelora.errors.IncompleteCheckpointError` when the checkpoint lacks that state (the runner then
+        restarts the cell from step 0 and records why) and :class:`gelora.errors.CheckpointMismatchError`
+        when the checkpoint belongs to another configuration (the cell fails).
     """
 
     model: Any
@@ -118,6 +125,7 @@ class PreparedMethod:
     info: dict[str, Any]
     finalise: Callable[[Any], dict[str, Any]] | None = None
     resumable: bool = True
+    restore: Callable[[str], None] | None = None
 
 
 PrepareFn = Callable[..., PreparedMethod]
@@ -359,10 +367,16 @@ def make_adalora_callback(peft_model: Any, *, allocator: str = "fast") -> Any:
         verified version (the callback's ``allocator.info()`` says which path ran and why); ``"peft"``:
         peft's ``update_and_allocate`` for every step.
 
+    The callback also makes the Trainer's checkpoints resumable (:mod:`validation.finetune.adalora_resume`):
+    from ``on_train_begin`` to ``on_train_end`` a checkpoint holds the ``init_r``-shaped adapters and the
+    allocation state, and ``on_train_begin`` puts back the state that ``callback.resume.restore(checkpoint)``
+    read before ``trainer.train(resume_from_checkpoint=checkpoint)``.
+
     Returns
     -------
     transformers.TrainerCallback
-        With attributes ``calls`` (the steps scheduled) and ``allocator``.
+        With attributes ``calls`` (the steps scheduled), ``allocator`` and ``resume``
+        (:class:`validation.finetune.adalora_resume.AdaLoraResume`).
 
     Raises
     ------
@@ -372,15 +386,25 @@ def make_adalora_callback(peft_model: Any, *, allocator: str = "fast") -> Any:
     from transformers import TrainerCallback
 
     from validation.finetune.adalora_fast import FastAdaLoraAllocator
+    from validation.finetune.adalora_resume import AdaLoraResume
 
     if allocator not in ("fast", "peft"):
         raise ConfigError(f"AdaLoRA option 'allocator' must be 'fast' or 'peft', got {allocator!r}")
     alloc = FastAdaLoraAllocator(peft_model, force_peft=allocator == "peft")
+    calls: list[int] = []
+    resume = AdaLoraResume(peft_model, alloc, calls)
 
     class AdaLoraScheduleCallback(TrainerCallback):
         def __init__(self) -> None:
-            self.calls: list[int] = []
+            self.calls = calls
             self.allocator = alloc
+            self.resume = resume
+
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+            # after the Trainer loaded a checkpoint's weights (a rank pattern set earlier would resize them)
+            resume.apply(int(state.global_step))
+            resume.active = True
+            return control
 
         def on_optimizer_step(self, args, state, control, **kwargs):  # noqa: ANN001
             alloc(state.global_step)
@@ -388,13 +412,15 @@ def make_adalora_callback(peft_model: Any, *, allocator: str = "fast") -> Any:
             return control
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
-            # the Trainer saves after on_step_end; a checkpoint holds peft's rank pattern of this step
+            resume.step = int(state.global_step)  # the step of a checkpoint saved after this call
+            # the Trainer saves after on_step_end; a checkpoint holds the rank pattern of this step
             if getattr(control, "should_save", False):
                 alloc.materialise()
             return control
 
         def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
             alloc.materialise()
+            resume.active = False
             return control
 
     return AdaLoraScheduleCallback()
@@ -416,6 +442,10 @@ def prepare_adalora(
     :func:`make_adalora_callback`); both compute peft's allocation, bit for bit on CPU.
     ``method_info`` records the path that ran (``allocator``, and ``allocator_fallback_reason`` where the
     fast path fell back to peft's).
+
+    The cell is resumable: its Trainer checkpoints keep the ``init_r``-shaped adapters and the allocation
+    state, and ``PreparedMethod.restore`` reads them back (:mod:`validation.finetune.adalora_resume`); a
+    resumed cell ends bit-identical on CPU to an uninterrupted one.
     """
     from peft import AdaLoraConfig, get_peft_model
 
@@ -485,7 +515,9 @@ def prepare_adalora(
             out["total_rank"] = int(sum(ranks.values()))
         return out
 
-    return PreparedMethod(peft_model, [callback], final_budget, info, finalise, resumable=False)
+    return PreparedMethod(
+        peft_model, [callback], final_budget, info, finalise, resumable=True, restore=callback.resume.restore
+    )
 
 
 def prepare_gelora(

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from gelora._io import atomic_write_json, read_json
-from gelora.errors import ConfigError, ResultFileError
+from gelora.errors import ConfigError, IncompleteCheckpointError, ResultFileError
 from validation.finetune.stop import stop_callback
 
 #: schema tag of a cell result file
@@ -679,9 +679,18 @@ def train_and_score(
         callbacks=[*prepared.callbacks, *extra_callbacks, stop_callback()],
     )
     resume = _last_checkpoint(work_dir)
-    restarted = None
+    restarted = restart_reason = None
     if resume is not None and not prepared.resumable:
-        # e.g. AdaLoRA: its saved adapters are pruned and do not load into init_r shapes; start over
+        restart_reason = f"method {method!r} cannot resume from a checkpoint"
+    elif resume is not None and prepared.restore is not None:
+        try:
+            prepared.restore(resume)  # CheckpointMismatchError (another configuration) fails the cell
+        except IncompleteCheckpointError as exc:
+            restart_reason = str(exc)
+    if restart_reason is not None:
+        # the checkpoint cannot be loaded back (e.g. an AdaLoRA one without its allocation state): start over,
+        # and say so in the record
+        assert resume is not None
         restarted = os.path.relpath(resume, run_dir)
         resume = None
         if trainer.is_world_process_zero():
@@ -743,6 +752,7 @@ def train_and_score(
             "convergence": conv,
             "resumed_from": os.path.relpath(resume, run_dir) if resume else None,
             "restarted_discarding": restarted,
+            "restart_reason": restart_reason,
         },
         "callbacks": {type(cb).__name__: cb.summary() for cb in extra_callbacks if hasattr(cb, "summary")},
         "data": td.data,

@@ -81,21 +81,17 @@ def test_interrupted_cell_resumes_from_its_checkpoint(
     assert result["train"]["steps"] == 4
 
 
-def test_adalora_cells_restart_instead_of_resuming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """peft saves AdaLoRA adapters pruned to the allocated ranks; they cannot be loaded back into init_r."""
-    from transformers import Trainer
-
-    def no_checkpoints(self, model, trial):  # noqa: ANN001, ANN202
-        raise AssertionError("AdaLoRA cells must not write checkpoints")
-
+def test_adalora_checkpoint_without_its_state_restarts_and_says_so(tmp_path: Path) -> None:
+    """A checkpoint without AdaLoRA's allocation state (e.g. left by an older runner) cannot be resumed: the
+    cell starts over and records why (resumes with the state: test_adalora_resume.py)."""
     stale = tmp_path / "work" / "rte__adalora__seed0" / "checkpoint-2"
-    stale.mkdir(parents=True)  # e.g. left by an older version of the runner
-    monkeypatch.setattr(Trainer, "_save_checkpoint", no_checkpoints)
+    stale.mkdir(parents=True)
     result = run_cell("rte", "adalora", 0, profile=PROFILE, run_dir=tmp_path, device="cpu")
     assert result["train"]["resumed_from"] is None
     assert result["train"]["restarted_discarding"] == os.path.join(
         "work", "rte__adalora__seed0", "checkpoint-2"
     )
+    assert "gelora_adalora_state.pt" in result["train"]["restart_reason"]
     assert result["train"]["steps"] == 4 and result["method_info"]["schedule_calls"] == 4
 
 
