@@ -1,4 +1,4 @@
-"""Per-step time of an AdaLoRA training step against a LoRA step (same model, same batch).
+"""Per-step time of an AdaLoRA or GeoLoRA training step against a LoRA step (same model, same batch).
 
 Builds the model through :func:`validation.finetune.methods.prepare_lora` / ``prepare_adalora`` on every
 linear of the encoder blocks (the paper profile's ``all-linear``) and runs a manual training loop
@@ -12,10 +12,16 @@ Usage (CPU; the figures of docs/performance.md "AdaLoRA step"):
         --steps 20 --phase budget --count-ops --count-syncs
 
 ``--random-init`` builds the model from its config with random weights (GPU machines without the weights).
-``--count-syncs`` counts host-synchronising tensor calls (``.item()``, ``.tolist()``, ``.cpu()``, ...) per
-step of the schedule callback. Each line also gives ``params_sha256``, a digest of the trainable
+GeoLoRA (docs/performance.md "GeoLoRA integrator step"): ``--methods lora,geolora``; the callback's
+integrator runs in ``on_pre_optimizer_step`` as in the Trainer.
+
+``--count-ops`` / ``--count-syncs`` probe the last step: aten operators of the forward and backward, and
+of the method's callbacks split by phase (GeoLoRA: ``augment``, ``finite_check``, ``truncate``,
+``bookkeeping``) into device operators, host operators and host synchronisations (:class:`StepProbe`).
+
+Each line also gives ``params_sha256``, a digest of the trainable
 parameters after the steps: equal for ``adalora@peft`` and ``adalora@fast`` when the two allocation steps
-agree bit for bit on the device used (run without ``--count-ops``, which ends the last step early).
+agree bit for bit on the device used (compare runs made with the same flags).
 """
 
 from __future__ import annotations
@@ -25,9 +31,6 @@ import json
 import sys
 import time
 from typing import Any
-
-#: tensor methods and functions whose result is used on the host (a device -> host sync on CUDA)
-SYNC_CALLS = ("item", "tolist", "cpu", "numpy", "nonzero", "__bool__", "__int__", "__float__")
 
 
 def _build(model_name: str | None, random_init: bool, device: str) -> tuple[Any, Any]:
@@ -67,7 +70,7 @@ def _prepare(method: str, model: Any, tok: Any, phase: str, steps: int, opts: di
         lora_alpha=16.0,
         lora_dropout=0.1,
         task_type="SEQ_CLS",
-        options={"adalora": {**schedule, **opts}},
+        options={"adalora": {**schedule, **opts}} if method.startswith("adalora") else {method: opts},
     )
     budget = lora_budget(model, targets, 8)
     return get_method(method)(model, budget_params=budget, train_steps=total, seed=1, context=ctx)
@@ -83,35 +86,169 @@ class _OpCounter:
             def __init__(self) -> None:
                 super().__init__()
                 self.n = 0
+                self.views = 0  # of which views (metadata only: no kernel on CUDA)
 
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
                 self.n += 1
+                self.views += bool(getattr(func, "is_view", False))
                 return func(*args, **(kwargs or {}))
 
         return Mode()
 
 
-class _SyncCounter:
-    """A ``TorchFunctionMode`` counting calls of :data:`SYNC_CALLS` (and ``torch.kthvalue``)."""
+class StepProbe:
+    """Operators and host synchronisations of a step, by phase, told apart into device and host work.
 
-    def __new__(cls) -> Any:
+    On a CPU run every tensor lives on the CPU; the probe infers where each would live on a GPU run:
+    a tensor copied to the CPU (``.to("cpu", ...)``, ``.cpu()``, ``.numpy()``) is *host*, so is every
+    result of an operator with a host input (in-place operators excepted: they write their first
+    argument); a ``.to(device, ...)`` of a host tensor is a host -> device copy and gives a device
+    tensor. Counted per phase (:attr:`phase`, set by the caller):
+
+    - ``ops``: aten operators on device tensors (on CUDA: one kernel launch or more each, except the
+      ``view_ops`` among them, which only make a new view);
+    - ``host_ops``: aten operators on host tensors (CPU work, no launch);
+    - ``syncs``: ``item``/``float``/``int``/``bool`` of a device tensor (``_local_scalar_dense``),
+      device -> host copies, ``.tolist()``/``.numpy()``, ``nonzero``; host -> device copies
+      (``h2d``) apart.
+
+    Use ``with probe:`` around the step; both a ``TorchFunctionMode`` and a ``TorchDispatchMode`` are
+    entered.
+    """
+
+    def __init__(self) -> None:
         from torch.overrides import TorchFunctionMode
+        from torch.utils._python_dispatch import TorchDispatchMode
 
-        class Mode(TorchFunctionMode):
-            def __init__(self) -> None:
-                super().__init__()
-                self.counts: dict[str, int] = {}
+        self.phase = "other"
+        self.ops: dict[str, int] = {}
+        self.names: dict[str, dict[str, int]] = {}  # phase -> device operator name -> count
+        self.views: dict[str, int] = {}  # device operators that are views (no kernel on CUDA)
+        self.host_ops: dict[str, int] = {}
+        self.syncs: dict[str, dict[str, int]] = {}
+        self._host: dict[int, Any] = {}  # id -> weak reference (tensors compare elementwise)
+        probe = self
 
+        def tensors(obj: Any) -> list[Any]:
+            import torch
+
+            if isinstance(obj, torch.Tensor):
+                return [obj]
+            if isinstance(obj, (list, tuple)):
+                return [t for o in obj for t in tensors(o)]
+            if isinstance(obj, dict):
+                return [t for o in obj.values() for t in tensors(o)]
+            return []
+
+        class Dispatch(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+                kwargs = kwargs or {}
+                name = func.__name__
+                ins = tensors(args) + tensors(kwargs)
+                on_host = any(probe.is_host(t) for t in ins)
+                out = func(*args, **kwargs)
+                if name.startswith("_to_copy") and kwargs.get("device") is not None:
+                    if on_host:  # host -> device copy: the result is a device tensor
+                        probe._sync("h2d")
+                        return out
+                    if kwargs["device"].type == "cpu":
+                        probe._sync("d2h")
+                        for t in tensors(out):
+                            probe.mark(t)
+                        return out
+                if on_host:
+                    probe._count(probe.host_ops)
+                    base = name.split(".")[0]
+                    if not base.endswith("_") and "out" not in kwargs:
+                        for t in tensors(out):
+                            probe.mark(t)
+                    return out
+                probe._count(probe.ops)
+                if getattr(func, "is_view", False):
+                    probe._count(probe.views)
+                per = probe.names.setdefault(probe.phase, {})
+                per[name] = per.get(name, 0) + 1
+                if name.startswith(("_local_scalar_dense", "nonzero")):
+                    probe._sync(name.split(".")[0])
+                return out
+
+        class Function(TorchFunctionMode):
             def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-                name = getattr(func, "__name__", str(func))
-                if name in SYNC_CALLS or name == "kthvalue":
-                    self.counts[name] = self.counts.get(name, 0) + 1
-                if name == "to" and args and getattr(args[0], "device", None) is not None:
-                    if args[0].device.type == "cpu":  # host -> device copy of a host-built tensor
-                        self.counts["to(from cpu)"] = self.counts.get("to(from cpu)", 0) + 1
-                return func(*args, **(kwargs or {}))
+                name = getattr(func, "__name__", "")
+                out = func(*args, **(kwargs or {}))
+                if name in ("cpu", "numpy", "tolist") and args and not probe.is_host(args[0]):
+                    probe._sync(name)  # no operator on a CPU run; a device -> host copy on a GPU run
+                    if name == "cpu":
+                        if out is args[0]:
+                            out = out.view_as(out)
+                        probe.mark(out)
+                return out
 
-        return Mode()
+        self._modes = (Function(), Dispatch())
+
+    def is_host(self, t: Any) -> bool:
+        """Whether ``t`` would live on the host on a GPU run."""
+        ref = self._host.get(id(t))
+        return ref is not None and ref() is t
+
+    def mark(self, t: Any) -> None:
+        """Mark ``t`` as a host tensor."""
+        import weakref
+
+        self._host[id(t)] = weakref.ref(t)
+
+    def _count(self, table: dict[str, int]) -> None:
+        table[self.phase] = table.get(self.phase, 0) + 1
+
+    def _sync(self, kind: str) -> None:
+        d = self.syncs.setdefault(self.phase, {})
+        d[kind] = d.get(kind, 0) + 1
+
+    def __enter__(self) -> StepProbe:
+        for m in self._modes:
+            m.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for m in reversed(self._modes):
+            m.__exit__(*exc)
+
+    def wrap(self, obj: Any, attr: str, phase: str) -> None:
+        """Make ``obj.attr`` (a method) count under ``phase`` (the enclosing phase is restored after)."""
+        fn = getattr(obj, attr)
+
+        def wrapped(*a: Any, **k: Any) -> Any:
+            prev, self.phase = self.phase, phase
+            try:
+                return fn(*a, **k)
+            finally:
+                self.phase = prev
+
+        setattr(obj, attr, wrapped)
+
+    def summary(self) -> dict[str, Any]:
+        """``{"ops": {phase: n}, "host_ops": {...}, "syncs": {phase: {kind: n}}}`` plus totals."""
+        return {
+            "ops": dict(self.ops),
+            "view_ops": dict(self.views),
+            "host_ops": dict(self.host_ops),
+            "syncs": {k: dict(v) for k, v in self.syncs.items()},
+            "ops_total": sum(self.ops.values()),
+            "view_ops_total": sum(self.views.values()),
+            "host_ops_total": sum(self.host_ops.values()),
+            "syncs_total": sum(n for d in self.syncs.values() for k, n in d.items() if k != "h2d"),
+            "h2d_total": sum(d.get("h2d", 0) for d in self.syncs.values()),
+        }
+
+
+def _phases(prepared: Any, probe: StepProbe) -> None:
+    """Label the integrator's parts for :class:`StepProbe` (GeoLoRA; other methods: one phase)."""
+    for cb in prepared.callbacks:
+        geo = getattr(cb, "optimizer", None)
+        if geo is not None and hasattr(geo, "truncate"):
+            probe.wrap(geo, "augment", "augment")
+            probe.wrap(geo, "_grads_finite", "finite_check")
+            probe.wrap(geo, "truncate", "truncate")
 
 
 def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str, Any]:
@@ -146,22 +283,38 @@ def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str
         "schedule": [],
         "step": [],
     }
-    counts: list[dict[str, int]] = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and args.bf16) else None
     ops: dict[str, int] = {}
+    probe_out: dict[str, Any] = {}
+
+    def hooks(name: str) -> None:
+        # the Trainer's order: on_pre_optimizer_step, optimizer.step(), on_optimizer_step, zero_grad,
+        # global_step += 1, on_step_end; ``schedule`` times the three hooks
+        for cb in prepared.callbacks:
+            getattr(cb, name)(None, state, None, optimizer=opt, model=net)
+
+    losses: list[float] = []
     for i in range(args.warm + args.steps):
-        if args.count_ops and i == args.warm + args.steps - 1:  # the last step: counted, not timed
+        if (args.count_ops or args.count_syncs) and i == args.warm + args.steps - 1:  # counted, not timed
             with _OpCounter() as m:
                 loss = net(**batch).loss
-            ops["forward"] = m.n
+            ops["forward"], ops["forward_views"] = m.n, m.views
             with _OpCounter() as m:
                 loss.backward()
-            ops["backward"] = m.n
+            ops["backward"], ops["backward_views"] = m.n, m.views
+            probe = StepProbe()
+            _phases(prepared, probe)
+            probe.phase = "bookkeeping"
+            with probe:
+                hooks("on_pre_optimizer_step")
             opt.step()
-            with _OpCounter() as m:
-                for cb in prepared.callbacks:
-                    cb.on_optimizer_step(None, state, None)
-            ops["schedule"] = m.n
+            with probe:
+                hooks("on_optimizer_step")
+            opt.zero_grad()
+            state.global_step += 1
+            with probe:
+                hooks("on_step_end")
+            probe_out = probe.summary()
             break
         sync()
         t0 = time.perf_counter()
@@ -175,31 +328,36 @@ def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str
         loss.backward()
         sync()
         t2 = time.perf_counter()
-        opt.step()
+        hooks("on_pre_optimizer_step")
         sync()
         t3 = time.perf_counter()
-        for cb in prepared.callbacks:
-            if args.count_syncs and i >= args.warm:
-                mode = _SyncCounter()
-                with mode:
-                    cb.on_optimizer_step(None, state, None)
-                counts.append(mode.counts)
-            else:
-                cb.on_optimizer_step(None, state, None)
+        opt.step()
         sync()
         t4 = time.perf_counter()
+        hooks("on_optimizer_step")
         opt.zero_grad()
         state.global_step += 1
+        hooks("on_step_end")
+        sync()
+        t5 = time.perf_counter()
+        if args.record_loss:
+            losses.append(float(loss))
         if i >= args.warm:
-            for k, v in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
+            sched = (t3 - t2) + (t5 - t4)
+            for k, v in zip(parts, (t1 - t0, t2 - t1, t4 - t3, sched, t5 - t0)):
                 parts[k].append(v)
     out: dict[str, Any] = {"method": method, "phase": args.phase}
     out.update({f"{k}_ms_min": 1e3 * min(v) for k, v in parts.items()})
     out.update({f"{k}_ms_median": 1e3 * sorted(v)[len(v) // 2] for k, v in parts.items()})
-    if counts:
-        out["host_sync_calls_per_step"] = counts[-1]
+    if probe_out:
+        out["schedule_probe"] = probe_out
+        out["host_sync_calls_per_step"] = probe_out["syncs_total"]
     if ops:
+        ops["schedule"] = probe_out.get("ops_total", 0)
+        ops["schedule_views"] = probe_out.get("view_ops_total", 0)
         out["aten_ops_per_step"] = ops
+    if losses:
+        out["losses"] = losses
     out["method_info_path"] = prepared.info.get("allocator")
     out["params_sha256"] = _params_digest(net)
     return out
@@ -235,13 +393,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--length", type=int, default=64)
     p.add_argument("--allocator", default=None, help="AdaLoRA option 'allocator' (fast | peft)")
-    p.add_argument("--count-syncs", action="store_true")
+    p.add_argument("--count-syncs", action="store_true", help="probe the last step (see StepProbe)")
+    p.add_argument("--geolora-opts", default="{}", help='JSON options["geolora"], e.g. {"tau": 0.1}')
+    p.add_argument("--record-loss", action="store_true", help="print every step's loss (a float() sync)")
     p.add_argument("--count-ops", action="store_true", help="count aten operators of the last step")
     args = p.parse_args(argv)
     for spec in args.methods.split(","):
         method, _, alloc = spec.partition("@")  # "adalora@peft": AdaLoRA with peft's allocation step
         alloc = alloc or args.allocator or ""
         opts = {"allocator": alloc} if alloc else {}
+        if method == "geolora":
+            opts = json.loads(args.geolora_opts)
         out = run(method, args, opts)
         out["method"] = spec
         print(json.dumps(out), flush=True)

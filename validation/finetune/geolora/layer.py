@@ -144,7 +144,7 @@ class GeoLoRALinear(nn.Module):
     ``U``, ``V`` start as random orthonormal bases, as in the authors' public code.
     """
 
-    lora_rank: torch.Tensor  # persistent int64 scalar buffer mirroring ``rank``
+    lora_rank: torch.Tensor  # persistent int64 scalar buffer: ``rank`` as of the last ``state_dict()``
 
     def __init__(
         self,
@@ -175,10 +175,13 @@ class GeoLoRALinear(nn.Module):
         self.out_features = base.out_features
         self.max_rank = min(int(max_rank), full)
         # the active rank lives in a Python int (read by every forward, no device sync) mirrored in a
-        # persistent buffer so that state dicts carry it; loading a state dict restores the int
+        # persistent buffer so that state dicts carry it; loading a state dict restores the int. The
+        # buffer is written when a state dict is taken, not on every rank change (two per integrator
+        # step and adapter: on a GPU each write would be a kernel launch)
         self.register_buffer("lora_rank", torch.tensor(0, dtype=torch.int64), persistent=True)
         self._rank = 0
         self.rank = min(int(init_rank), self.max_rank)
+        self.register_state_dict_pre_hook(_sync_rank_buffer)
         self.register_load_state_dict_post_hook(_sync_rank_after_load)
         self.scaling = float(alpha)
         device = base.weight.device
@@ -199,8 +202,7 @@ class GeoLoRALinear(nn.Module):
         value = int(value)
         if not 0 <= value <= self.max_rank:
             raise ConfigError(f"rank must be in [0, {self.max_rank}], got {value}")
-        self._rank = value
-        self.lora_rank.fill_(value)
+        self._rank = value  # ``lora_rank`` follows in ``state_dict`` (:func:`_sync_rank_buffer`)
 
     # -- views of the active factors ---------------------------------------------------------------
     @property
@@ -236,13 +238,21 @@ class GeoLoRALinear(nn.Module):
         with torch.autocast(device_type=x.device.type, enabled=False):
             xa = self.dropout(x).to(dtype)
             delta = _GeoLoRAFunction.apply(xa, self.U, self.S, self.V)
-        return out + (self.scaling * delta).to(out.dtype)
+        if self.scaling != 1.0:  # ``1.0 * delta`` is ``delta`` bit for bit: no operator (nor its backward)
+            delta = self.scaling * delta
+        return out + delta.to(out.dtype)
 
     def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}, "
             f"max_rank={self.max_rank}, scaling={self.scaling}"
         )
+
+
+def _sync_rank_buffer(module: nn.Module, prefix: str, keep_vars: bool) -> None:
+    """``state_dict`` pre hook: write the active rank into the ``lora_rank`` buffer."""
+    if isinstance(module, GeoLoRALinear):
+        module.lora_rank.fill_(module.rank)
 
 
 def _sync_rank_after_load(module: nn.Module, incompatible_keys: Any) -> None:

@@ -160,20 +160,24 @@ def select_ranks(
     lo = [min(int(a), k) for a, k in zip(min_ranks, n, strict=True)]
     hi = [max(min(int(b), k), lo_i) for b, k, lo_i in zip(max_ranks, n, lo, strict=True)]
     vals = [s.detach().double().cpu() for s in sigmas]
+    # the single values as Python floats, one conversion per core (``float(s[j])`` is the same number;
+    # ``x * x`` of it is the same number as ``float(s[j] ** 2)``); sums stay torch reductions
+    floats = [s.tolist() for s in vals]
     ranks = list(hi)  # hard upper bound first
     if mode == "local":
         for i, s in enumerate(vals):
+            f = floats[i]
             allowed2 = (tau * float(s.norm())) ** 2
             disc2 = float((s[ranks[i] :] ** 2).sum())
-            while ranks[i] > lo[i] and disc2 + float(s[ranks[i] - 1] ** 2) <= allowed2:
+            while ranks[i] > lo[i] and disc2 + f[ranks[i] - 1] * f[ranks[i] - 1] <= allowed2:
                 ranks[i] -= 1
-                disc2 += float(s[ranks[i]] ** 2)
+                disc2 += f[ranks[i]] * f[ranks[i]]
     else:
         total2 = sum(float((s**2).sum()) for s in vals)
         allowed2 = tau * tau * total2
         disc2 = sum(float((s[r:] ** 2).sum()) for s, r in zip(vals, ranks, strict=True))
         cand = sorted(
-            ((float(s[j]), i, -j) for i, s in enumerate(vals) for j in range(lo[i], ranks[i])),
+            ((f[j], i, -j) for i, f in enumerate(floats) for j in range(lo[i], ranks[i])),
         )
         # ascending order; within a core this removes trailing values first (sigma is sorted)
         for v, i, neg_j in cand:
@@ -187,27 +191,36 @@ def select_ranks(
         if param_costs is None:
             raise ConfigError("budget_params needs param_costs")
 
-        def total_params() -> int:
-            return sum(adapter_param_count(a, b, r) for (a, b), r in zip(param_costs, ranks, strict=True))
-
-        while total_params() > budget_params:
+        total = sum(adapter_param_count(a, b, r) for (a, b), r in zip(param_costs, ranks, strict=True))
+        while total > budget_params:
             best = None
-            for i, s in enumerate(vals):
+            for i, f in enumerate(floats):
                 if ranks[i] > lo[i]:
-                    v = float(s[ranks[i] - 1])
+                    v = f[ranks[i] - 1]
                     if best is None or v < best[0]:
                         best = (v, i)
             if best is None:
                 break
-            ranks[best[1]] -= 1
+            i = best[1]
+            a, b = param_costs[i]
+            total -= adapter_param_count(a, b, ranks[i]) - adapter_param_count(a, b, ranks[i] - 1)
+            ranks[i] -= 1
     return ranks
 
 
 @dataclass
 class _Aug:
-    u: torch.Tensor  # (out, r1)
+    """One adapter's augmentation before its core is assembled (step 1 of the module docstring)."""
+
+    r: int
+    r1: int
+    u: torch.Tensor  # (out, r1) augmented orthonormal basis
     v: torch.Tensor  # (in, r1)
-    core: torch.Tensor  # (r1, r1)
+    ru11: torch.Tensor  # (r, r): U = Q_u[:, :r] ru11
+    rv11: torch.Tensor  # (r, r)
+    g_s: torch.Tensor  # (r, r)
+    blk_k: torch.Tensor  # (r1 - r, r)
+    blk_l: torch.Tensor  # (r, r1 - r)
 
 
 class GeoLoRAOptimizer:
@@ -298,7 +311,7 @@ class GeoLoRAOptimizer:
         self.precondition = precondition
         self.beta2 = float(beta2)
         self.eps = float(eps)
-        self._rms_state: dict[int, tuple[torch.Tensor, int]] = {}
+        self._rms_state: dict[tuple[int, ...], tuple[torch.Tensor, int]] = {}
         self.step_count = 0
         self._pre_augment_ranks: dict[str, int] = {}
         self.history: list[StepRecord] = []
@@ -331,57 +344,97 @@ class GeoLoRAOptimizer:
 
         return g(m.lora_U, None, r), g(m.lora_S, r, r), g(m.lora_V, None, r)
 
-    def _augment(self, m: GeoLoRALinear, lr: float) -> _Aug:
-        """Steps 1-2 for one adapter: orthonormal augmented bases and the augmented core."""
+    @staticmethod
+    def _augment_bases(m: GeoLoRALinear) -> _Aug:
+        """Step 1 for one adapter: orthonormal augmented bases and the gradient blocks of the core."""
         r = m.rank
-        g_k, g_s, g_l = self._grads(m)
-        u, s, v = m.U.detach(), m.S.detach(), m.V.detach()
+        g_k, g_s, g_l = GeoLoRAOptimizer._grads(m)
+        u, v = m.U.detach(), m.V.detach()
         r1 = min(2 * r, m.max_rank)
         # QR of [U, G] gives Q[:, :r] R11 = U exactly: using Q as the basis re-orthonormalises U
         # every step (no drift) while R11 carries the coefficients over.
         qu, ru = torch.linalg.qr(torch.cat([u, g_k], dim=1), mode="reduced")
         qv, rv = torch.linalg.qr(torch.cat([v, g_l], dim=1), mode="reduced")
-        ru11, rv11 = ru[:r, :r], rv[:r, :r]
         u_new, v_new = qu[:, r:r1], qv[:, r:r1]
         blk_k = u_new.T @ g_k  # (r1 - r, r): new left directions x old right basis
         blk_l = g_l.T @ v_new  # (r, r1 - r): old left basis x new right directions
-        eff: float | torch.Tensor = lr * self._rms_factor(m, g_s, blk_k, blk_l)  # 0-dim tensor: no sync
-        s_new = s - eff * (g_s + self.weight_decay * s)
-        core = torch.zeros(r1, r1, dtype=s.dtype, device=s.device)
-        core[:r, :r] = ru11 @ s_new @ rv11.T
-        if r1 > r:
-            core[r:, :r] = (-eff * blk_k) @ rv11.T
-            core[:r, r:] = ru11 @ (-eff * blk_l)
-        return _Aug(u=qu[:, :r1], v=qv[:, :r1], core=core)
+        return _Aug(r, r1, qu[:, :r1], qv[:, :r1], ru[:r, :r], rv[:r, :r], g_s, blk_k, blk_l)
 
-    def _rms_factor(self, m: GeoLoRALinear, *blocks: torch.Tensor) -> float | torch.Tensor:
-        """``1 / (sqrt(v_hat) + eps)`` of the layer's running mean square gradient (``precondition="rms"``).
+    def _step_sizes(
+        self, lr: float, augs: Sequence[_Aug]
+    ) -> list[tuple[float | torch.Tensor, float | torch.Tensor]]:
+        """``(eff, -eff)`` per adapter: ``lr`` times :meth:`_rms_factor` (a float with ``precondition="none"``).
+
+        With ``"rms"`` the factors of all adapters on one device and of one dtype are computed as one
+        vector -- element by element the operations of the per-adapter scalar formula, so the same
+        numbers -- and each adapter gets 0-dim views of it (no device sync).
+        """
+        if self.precondition == "none":
+            eff = lr * 1.0
+            return [(eff, -eff)] * len(augs)
+        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+        for i, a in enumerate(augs):
+            groups.setdefault((a.g_s.device, a.g_s.dtype), []).append(i)
+        out: list[tuple[float | torch.Tensor, float | torch.Tensor]] = [(0.0, 0.0)] * len(augs)
+        for (device, dtype), idx in groups.items():
+            fac = self._rms_factor(tuple(idx), [augs[i] for i in idx], device, dtype)
+            eff_v = lr * fac
+            neg_v = -eff_v
+            for i, e, n in zip(idx, eff_v.unbind(), neg_v.unbind(), strict=True):
+                out[i] = (e, n)
+        return out
+
+    def _rms_factor(
+        self, key: tuple[int, ...], augs: Sequence[_Aug], device: torch.device, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """``1 / (sqrt(v_hat) + eps)`` per layer of the running mean square gradient (``precondition="rms"``).
 
         ``v <- beta2 v + (1 - beta2) mean(G^2)`` over the entries of the projected gradient blocks that
         enter the core, bias-corrected like Adam's second moment. One scalar per layer: it is invariant
         under the basis changes of augmentation and truncation (Frobenius norms are), so the step stays
         ``-lr_eff P(G_W)`` -- a projected gradient step with a per-layer rate -- and the descent property
-        holds for ``lr_eff <= 1/L``. Returns 1.0 when ``precondition="none"`` (the paper's plain step).
+        holds for ``lr_eff <= 1/L``. Returns a vector, one entry per adapter of ``augs`` (of one device
+        and dtype; ``key`` names them in the running state).
+
+        Numbers: per layer ``sum_b sum(b.double() ** 2)`` over the blocks in the order ``G_S``, the
+        K-block, the L-block (an empty block adds exactly 0 and is left out), divided by the entry
+        count; the recursion then runs on the vector of all layers, element by element as on one.
         """
-        if self.precondition == "none":
-            return 1.0
-        sq = sum((b.double() ** 2).sum() for b in blocks)
-        cnt = max(sum(b.numel() for b in blocks), 1)
-        v, t = self._rms_state.get(id(m), (torch.zeros((), dtype=torch.float64, device=blocks[0].device), 0))
-        v = self.beta2 * v + (1.0 - self.beta2) * (sq / cnt)
+        blocks = [[a.g_s] + [b for b in (a.blk_k, a.blk_l) if b.numel()] for a in augs]
+        dbl = [b.double() for bl in blocks for b in bl]
+        sq = [x.sum() for x in torch._foreach_mul(dbl, dbl)]  # ``x ** 2`` is computed as ``x * x``
+        per: list[torch.Tensor] = []
+        pos = 0
+        for bl in blocks:
+            per.append(sq[pos])
+            pos += len(bl)
+        for k in (1, 2):  # left to right: ((G_S + K) + L), as the per-layer sum did
+            idx = [i for i, bl in enumerate(blocks) if len(bl) > k]
+            if idx:
+                offs = [sum(len(bl) for bl in blocks[:i]) + k for i in idx]
+                added = torch._foreach_add([per[i] for i in idx], [sq[o] for o in offs])
+                for i, total in zip(idx, added, strict=True):
+                    per[i] = total
+        cnt = [max(a.g_s.numel() + a.blk_k.numel() + a.blk_l.numel(), 1) for a in augs]
+        mean = torch.stack(torch._foreach_div(per, cnt))
+        state = self._rms_state.get(key)
+        v, t = state if state is not None else (torch.zeros(len(augs), dtype=torch.float64, device=device), 0)
+        v = self.beta2 * v + (1.0 - self.beta2) * mean
         t += 1
-        self._rms_state[id(m)] = (v, t)
+        self._rms_state[key] = (v, t)
         v_hat = v / (1.0 - self.beta2**t)
-        return (1.0 / (torch.sqrt(v_hat) + self.eps)).to(blocks[0].dtype)
+        return (1.0 / (torch.sqrt(v_hat) + self.eps)).to(dtype)
 
     def _grads_finite(self) -> bool:
-        flags = [
-            torch.isfinite(p.grad).all()
-            for m in self.layers.values()
-            for p in (m.lora_U, m.lora_S, m.lora_V)
-            if p.grad is not None
+        grads = [
+            p.grad for m in self.layers.values() for p in (m.lora_U, m.lora_S, m.lora_V) if p.grad is not None
         ]
-        return bool(torch.stack(flags).all()) if flags else True  # one host sync for all layers
+        if not grads:
+            return True
+        # a tensor is finite iff its largest absolute entry is (the max propagates NaN): one operator
+        # for all gradients instead of five per gradient, and one host sync for all layers
+        norms = torch._foreach_norm(grads, ord=math.inf)
+        return bool(torch.isfinite(torch.stack(norms)).all())
 
     @torch.no_grad()
     def augment(self, lr: float | None = None) -> bool:
@@ -396,14 +449,28 @@ class GeoLoRAOptimizer:
         if not self._grads_finite():
             self.zero_grad()
             return False
-        augs = [self._augment(m, lr) for m in self.layers.values()]
+        mods = list(self.layers.values())
+        augs = [self._augment_bases(m) for m in mods]
+        steps = self._step_sizes(lr, augs)
+        cores: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
+        for m, a, (eff, neg) in zip(mods, augs, steps, strict=True):
+            s = m.S.detach()
+            s_new = s - eff * (a.g_s + self.weight_decay * s)
+            top = a.ru11 @ s_new @ a.rv11.T
+            if a.r1 > a.r:
+                cores.append((top, (neg * a.blk_k) @ a.rv11.T, a.ru11 @ (neg * a.blk_l)))
+            else:
+                cores.append((top, None, None))
         self._pre_augment_ranks = self.ranks()
-        for m, a in zip(self.layers.values(), augs, strict=True):
-            r1 = a.core.shape[0]
+        torch._foreach_zero_([m.lora_S for m in mods])  # the core: zero but for the blocks below
+        for m, a, (top, low, right) in zip(mods, augs, cores, strict=True):
+            r, r1 = a.r, a.r1
             m.lora_U[:, :r1] = a.u
             m.lora_V[:, :r1] = a.v
-            m.lora_S.zero_()
-            m.lora_S[:r1, :r1] = a.core
+            m.lora_S[:r, :r] = top
+            if low is not None and right is not None:
+                m.lora_S[r:r1, :r] = low
+                m.lora_S[:r, r:r1] = right
             m.rank = int(r1)
         self.zero_grad()
         return True
@@ -419,7 +486,7 @@ class GeoLoRAOptimizer:
             each layer's output scaling); 0 when every adapter is zero (ranks are then kept).
         """
         mods = list(self.layers.values())
-        svds = self._svds([m.S.detach() for m in mods])  # on the CPU, float64
+        svds = self._svds([m.lora_S.detach() for m in mods], [m.rank for m in mods])  # CPU, float64
         scaled = [m.scaling * sv[1] for m, sv in zip(mods, svds, strict=True)]
         if sum(float((s.double() ** 2).sum()) for s in scaled) == 0.0:
             # a zero adapter everywhere (zero gradient or lr = 0 at S = 0): nothing to rank; undo the
@@ -444,8 +511,9 @@ class GeoLoRAOptimizer:
         for (p, sig, qh), r_new in zip(svds, new_ranks, strict=True):
             pieces += [p[:, :r_new].reshape(-1), qh[:r_new, :].T.reshape(-1), sig[:r_new]]
         dev, dt = mods[0].lora_S.device, mods[0].lora_S.dtype
-        flat = torch.cat(pieces).to(dev, dt)
+        flat = _to_device(torch.cat(pieces), dev, dt)
         off = 0
+        diags, sks = [], []
         for m, (p, _, _), r_new in zip(mods, svds, new_ranks, strict=True):
             n1 = p.shape[0]
             pk = flat[off : off + n1 * r_new].reshape(n1, r_new)
@@ -454,30 +522,39 @@ class GeoLoRAOptimizer:
             off += n1 * r_new
             sk = flat[off : off + r_new]
             off += r_new
-            u, v = m.U.detach().clone(), m.V.detach().clone()
+            # the products read contiguous bases, as a copy would be: a view of all max_rank columns is
+            # contiguous already, a narrower one is copied (its matrix product then sees the same layout)
+            u, v = m.U.detach(), m.V.detach()
+            u = u if u.is_contiguous() else u.clone()
+            v = v if v.is_contiguous() else v.clone()
             m.lora_U[:, :r_new] = u @ pk.to(m.lora_U.dtype)
             m.lora_V[:, :r_new] = v @ qk.to(m.lora_V.dtype)
-            m.lora_S.zero_()
-            m.lora_S[:r_new, :r_new] = torch.diag(sk.to(m.lora_S.dtype))
+            diags.append(m.lora_S.diagonal()[:r_new])
+            sks.append(sk.to(m.lora_S.dtype))
             m.rank = int(r_new)
+        torch._foreach_zero_([m.lora_S for m in mods])
+        torch._foreach_copy_(diags, sks)  # S <- diag(sigma[:r'])
         return disc / tot
 
     @staticmethod
-    def _svds(cores: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def _svds(
+        buffers: Sequence[torch.Tensor], ranks: Sequence[int]
+    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """SVDs of the small (r1, r1) cores, on the CPU in float64, after one device-to-host copy.
 
-        The cores are at most ``max_rank`` wide: on a GPU each small SVD would cost a solver launch and
-        a synchronisation; on the CPU they take microseconds, and float64 keeps the truncation exact.
-        Returns ``(P, sigma, Q^T)`` per core, on the CPU.
+        ``buffers`` are the whole (max_rank, max_rank) core buffers (contiguous: one copy of all of them,
+        no per-core gather on the device); the active ``ranks[i]`` x ``ranks[i]`` block of each is cut
+        out on the host as a contiguous matrix. The cores are at most ``max_rank`` wide: on a GPU each
+        small SVD would cost a solver launch and a synchronisation; on the CPU they take microseconds,
+        and float64 keeps the truncation exact. Returns ``(P, sigma, Q^T)`` per core, on the CPU.
         """
-        flat = torch.cat([c.reshape(-1) for c in cores]).to("cpu", torch.float64)
+        flat = torch.cat([b.reshape(-1) for b in buffers]).to("cpu", torch.float64)
         out = []
         off = 0
-        for c in cores:
-            n = c.shape[0]
-            core = flat[off : off + n * n].reshape(n, n)
-            off += n * n
-            p, sig, qh = torch.linalg.svd(core)
+        for b, n in zip(buffers, ranks, strict=True):
+            full = flat[off : off + b.numel()].reshape(b.shape)
+            off += b.numel()
+            p, sig, qh = torch.linalg.svd(full[:n, :n].contiguous())
             out.append((p, sig, qh))
         return out
 
@@ -542,3 +619,15 @@ class GeoLoRAOptimizer:
             "min_rank": self.min_rank,
             "budget_params": self.budget_params,
         }
+
+
+def _to_device(flat: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``flat`` (a host tensor) as ``dtype`` on ``device``.
+
+    To a CUDA device the copy goes through pinned memory without blocking: a copy from pageable memory
+    synchronises the stream first. The values are those of ``flat.to(device, dtype)`` (the float64 ->
+    float32 rounding is IEEE round-to-nearest on either side).
+    """
+    if device.type != "cuda":
+        return flat.to(device, dtype)
+    return flat.to(dtype).pin_memory().to(device, non_blocking=True)
