@@ -9,6 +9,10 @@
 #                                                   # (e.g. stsb__adalora__seed1, or stsb__adalora for its
 #                                                   # selection run): it stops at the next step, keeps its
 #                                                   # checkpoints, releases the claim (validation.finetune.stop)
+#   bash scripts/gpu/waves.sh hold CELL...          # no worker starts these cells (again) until `release`;
+#                                                   # with `stop`: stop a cell AND keep it from being picked
+#                                                   # up by a worker that finishes its own (hold first)
+#   bash scripts/gpu/waves.sh release CELL...       # remove the holds (a later launch trains/resumes them)
 # Both then print each cell's last logged epoch, copy the run directory (no checkpoints, caches or claims) and
 # the wave logs to $OUT/runs.tgz. Environment: RUN (default runs/mpnet-stsb), MODELS_DIR (default
 # /tmp/mpnet-assembly, where scripts/gpu/mpnet_assemble.sh unpacks the model). Used on 2026-11-29
@@ -43,7 +47,16 @@ stop)
     kill -TERM "$pid" && echo "stopped $c: SIGTERM to pid $pid at $(date -u +%T)"
   done
   exit 0;;
-*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL..." >&2; exit 2;;
+hold|release)
+  op="$1"; shift; [ $# -gt 0 ] || { echo "usage: waves.sh $op CELL..." >&2; exit 2; }
+  python3 -c 'import sys
+from validation.finetune.grid import hold_cell, release_cell
+op, run, cells = sys.argv[1], sys.argv[2], sys.argv[3:]
+for c in cells:
+    done = hold_cell(run, c, reason="waves.sh hold") if op == "hold" else release_cell(run, c)
+    print(op, c, done)' "$op" "$R" "$@"
+  exit 0;;
+*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL... | hold CELL... | release CELL..." >&2; exit 2;;
 esac
 date -u +%T
 for f in "$R"/logs/*.log; do

@@ -323,7 +323,8 @@ def run_glue(args: argparse.Namespace) -> int:
         print(
             f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} finished, failed {len(outcome.failed)}"
             + (f", not run {len(outcome.not_run)} (no offline data)" if outcome.not_run else "")
-            + (f", busy elsewhere {len(outcome.busy)}" if outcome.busy else ""),
+            + (f", busy elsewhere {len(outcome.busy)}" if outcome.busy else "")
+            + (f", held {len(outcome.held)}" if outcome.held else ""),
             file=sys.stderr,
         )
         for name, err in outcome.errors.items():

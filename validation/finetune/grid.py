@@ -72,6 +72,9 @@ class GridOutcome:
     interrupted : list of str
         The cell a worker was training when it was asked to stop (SIGTERM, :mod:`validation.finetune.stop`):
         no result, no failure record, claim released, checkpoints kept; a rerun resumes it.
+    held : list of str
+        Cells left alone because a hold file (:func:`hold_path`, :func:`hold_cell`) asks workers not to
+        start them; a launch after :func:`release_cell` trains (or resumes) them.
     """
 
     ran: list[str] = field(default_factory=list)
@@ -81,6 +84,7 @@ class GridOutcome:
     errors: dict[str, str] = field(default_factory=dict)
     not_run: dict[str, str] = field(default_factory=dict)
     interrupted: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
 
     def not_run_tasks(self) -> dict[str, str]:
         """``{task: message}``: each task with cells not run for lack of offline data (first message)."""
@@ -314,6 +318,48 @@ def claim_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
     return Path(run_dir) / "claims" / f"{cell_name(task, method, seed)}.claim"
 
 
+def hold_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
+    """``<run_dir>/claims/<cell>.hold``: while it exists, no worker starts the cell."""
+    return Path(run_dir) / "claims" / f"{cell_name(task, method, seed)}.hold"
+
+
+def hold_cell(run_dir: str | Path, name: str, reason: str = "") -> Path:
+    """Ask every worker of ``run_dir`` not to start cell ``name`` (``<task>__<method>__seed<s>``).
+
+    A running owner is not stopped by this (send it SIGTERM, ``scripts/gpu/waves.sh stop``); the hold only
+    keeps the cell from being claimed again, e.g. by a worker that finished its own cell, until
+    :func:`release_cell`. Written atomically; holding a held cell rewrites its reason.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not a cell name.
+    """
+    task, method, seed = _parse_cell_name(name)
+    path = hold_path(run_dir, task, method, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        path, {"cell": name, "reason": reason, "held_at": datetime.now(timezone.utc).isoformat()}
+    )
+    return path
+
+
+def release_cell(run_dir: str | Path, name: str) -> bool:
+    """Remove the hold of cell ``name``; True if there was one."""
+    task, method, seed = _parse_cell_name(name)
+    path = hold_path(run_dir, task, method, seed)
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    return existed
+
+
+def _parse_cell_name(name: str) -> tuple[str, str, int]:
+    parts = name.split("__")
+    if len(parts) != 3 or not parts[2].startswith("seed") or not parts[2][4:].isdigit():
+        raise ConfigError(f"not a cell name (TASK__METHOD__seedN): {name!r}")
+    return parts[0], parts[1], int(parts[2][4:])
+
+
 def live_groups_on_gpu(
     run_dir: str | Path, gpu: str, stale_after: float = DEFAULT_STALE_AFTER
 ) -> dict[str, int]:
@@ -414,6 +460,11 @@ def attempt_cells(
             continue
         fail = failure_path(run_dir, t, m, s)
         if failed_since is not None and fail.exists() and fail.stat().st_mtime >= failed_since:
+            continue
+        if hold_path(run_dir, t, m, s).exists():  # every rank sees the same file: all skip
+            outcome.held.append(name)
+            if progress:
+                progress(name, "held")
             continue
         if t in no_data:  # the task's data was looked for a moment ago: not there
             record_failure(run_dir, t, m, int(s), no_data[t])
@@ -763,8 +814,13 @@ __all__ = [
     "attempt_cells",
     "claim_path",
     "format_summary",
+    "hold_cell",
+    "hold_path",
+    "live_groups_on_gpu",
+    "next_cell_index",
     "profile_key",
     "read_plan",
+    "release_cell",
     "run_grid",
     "summarise",
     "write_plan",

@@ -21,7 +21,7 @@ import pytest
 from gelora.errors import ConfigError
 from validation.finetune import token_cache
 from validation.finetune.claims import is_live, is_stale, try_claim
-from validation.finetune.grid import claim_path, run_grid
+from validation.finetune.grid import claim_path, hold_cell, release_cell, run_grid
 from validation.finetune.parallel import parse_shard, plan_slots, select_shard, shard_of, worker_log_path
 from validation.finetune.runner import cell_name, cell_path, failure_path, get_profile
 
@@ -282,3 +282,24 @@ def test_a_claim_is_never_created_empty(tmp_path: Path, monkeypatch: pytest.Monk
     assert try_claim(path) is None  # still exclusive
     held.release()
     assert list(path.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_held_cell_is_not_started_until_released(fake_cells: Path, workers: int) -> None:
+    held = cell_name("rte", "lora", 1)
+    hold_cell(fake_cells, held, reason="test")
+    out = run_grid(
+        ["rte"], ["lora"], [0, 1], profile=PROFILE, run_dir=fake_cells, device="cpu", workers=workers
+    )
+    assert out.ran == [cell_name("rte", "lora", 0)] and out.held == [held] and not out.failed
+    assert held not in _calls(fake_cells)
+    assert release_cell(fake_cells, held) and not release_cell(fake_cells, held)
+    again = run_grid(
+        ["rte"], ["lora"], [0, 1], profile=PROFILE, run_dir=fake_cells, device="cpu", workers=workers
+    )
+    assert again.ran == [held] and not again.held
+
+
+def test_hold_names_a_cell() -> None:
+    with pytest.raises(ConfigError, match="not a cell name"):
+        hold_cell("unused", "rte__lora")
