@@ -660,6 +660,8 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
                 reason = f"failed (failure record unreadable: {exc})"
         elif is_live(claim_path(run_dir, t, m, s)):  # e.g. a second wave on the same run directory
             reason = "not finished: running (claimed by a live process)"
+        elif hold_path(run_dir, t, m, s).exists():
+            reason = "not run: held (release_cell or waves.sh release lifts it)"
         elif (run_dir / "work" / cell_name(t, m, s)).is_dir():
             reason = "not run: interrupted (checkpoints present; rerun the command to resume)"
         else:

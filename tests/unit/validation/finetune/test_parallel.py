@@ -21,7 +21,7 @@ import pytest
 from gelora.errors import ConfigError
 from validation.finetune import token_cache
 from validation.finetune.claims import is_live, is_stale, try_claim
-from validation.finetune.grid import claim_path, hold_cell, release_cell, run_grid
+from validation.finetune.grid import claim_path, hold_cell, release_cell, run_grid, summarise, write_plan
 from validation.finetune.parallel import parse_shard, plan_slots, select_shard, shard_of, worker_log_path
 from validation.finetune.runner import cell_name, cell_path, failure_path, get_profile
 
@@ -303,3 +303,11 @@ def test_a_held_cell_is_not_started_until_released(fake_cells: Path, workers: in
 def test_hold_names_a_cell() -> None:
     with pytest.raises(ConfigError, match="not a cell name"):
         hold_cell("unused", "rte__lora")
+
+
+def test_the_summary_names_a_held_cell(tmp_path: Path) -> None:
+    write_plan(tmp_path, ["rte"], ["lora"], [0, 1], PROFILE)
+    hold_cell(tmp_path, "rte__lora__seed1")
+    reasons = {x["seed"]: x["reason"] for x in summarise(tmp_path)["missing"]}
+    assert reasons[1] == "not run: held (release_cell or waves.sh release lifts it)"
+    assert reasons[0].startswith("not run: no result file")
