@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from validation.finetune.stats import paired_difference
+from validation.finetune.stats import holm, paired_difference
 
 GELORA = "gelora"
 CEILING = "full"
@@ -381,13 +381,27 @@ def format_verdicts(v: Mapping[str, Any]) -> str:
         for b, pd in rec["pairs"].items():
             ci = "no CI" if pd["ci"] is None else f"[{pd['ci'][0]:+.4f}, {pd['ci'][1]:+.4f}]"
             diff = "n/a" if pd["diff"] is None else f"{pd['diff']:+.4f}"
+            p = "" if pd.get("p") is None else f" p={pd['p']:.2g}"
             lines.append(
-                f"    gelora - {b}: {diff} {ci} n={pd['n']} {pd['verdict']}"
+                f"    gelora - {b}: {diff} {ci} n={pd['n']}{p} {pd['verdict']}"
                 + (" (excluded: task uninformative)" if pd["excluded"] else "")
             )
     for rec in v.get("not_run") or []:
         lines.append(f"  {rec['task']}: {rec['reason']}")
     lines += [f"  {c['line']}" for c in v["counts"].values()]
+    decided = [
+        (t, b, pd)
+        for t, rec in v["tasks"].items()
+        for b, pd in rec["pairs"].items()
+        if rec["informative"] and pd["verdict"] != "undetermined" and pd.get("p") is not None
+    ]
+    if decided:
+        keep = holm([float(pd["p"]) for _, _, pd in decided])
+        kept = [f"{t}/{b} {pd['verdict']}" for (t, b, pd), k in zip(decided, keep, strict=True) if k]
+        lines.append(
+            f"  family-wise (Holm, 5% over these {len(decided)} decided pairs): "
+            + (", ".join(kept) if kept else "none stays decided")
+        )
     for e in v["exclusions"]:
         lines.append(
             f"  {'excluded' if e['excluded'] else 'listed'}: {e['task']}/{e['method']}/seed {e['seed']}: "

@@ -198,6 +198,11 @@ def test_format_and_cli(tmp_path, gridfix, capsys):
     run = gridfix.write_grid(tmp_path / "g", {"sst2": INFORMATIVE, "rte": {"gelora": [0.5], "lora": [0.5]}})
     text = format_verdicts(verdicts_from_grid(run))
     assert "sst2: ceiling" in text and UNINFORMATIVE_NO_REFERENCE in text and "average" in text
+    # p-values per pair and the family-wise reading of the decided pairs (the tie has p > 0.05)
+    assert "p=" in text
+    fw = next(ln for ln in text.splitlines() if "family-wise" in ln)
+    assert fw.startswith("  family-wise (Holm, 5% over these 3 decided pairs): ")
+    assert "sst2/lora better" in fw and "sst2/geolora worse" in fw and "adalora" not in fw
     assert main([str(run)]) == 0
     assert "GeLoRA vs lora" in capsys.readouterr().out
     assert main([str(tmp_path / "nothing")]) == 2
