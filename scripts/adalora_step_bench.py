@@ -293,11 +293,17 @@ def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str
         for cb in prepared.callbacks:
             getattr(cb, name)(None, state, None, optimizer=opt, model=net)
 
+    def forward() -> Any:
+        if autocast is None:
+            return net(**batch).loss
+        with autocast:
+            return net(**batch).loss
+
     losses: list[float] = []
     for i in range(args.warm + args.steps):
         if (args.count_ops or args.count_syncs) and i == args.warm + args.steps - 1:  # counted, not timed
             with _OpCounter() as m:
-                loss = net(**batch).loss
+                loss = forward()
             ops["forward"], ops["forward_views"] = m.n, m.views
             with _OpCounter() as m:
                 loss.backward()
@@ -318,11 +324,7 @@ def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str
             break
         sync()
         t0 = time.perf_counter()
-        if autocast is not None:
-            with autocast:
-                loss = net(**batch).loss
-        else:
-            loss = net(**batch).loss
+        loss = forward()
         sync()
         t1 = time.perf_counter()
         loss.backward()

@@ -40,6 +40,7 @@ from validation.finetune.runner import (
     cell_path,
     failure_path,
     is_main_process,
+    parse_cell_name,
     read_cell,
     record_failure,
     run_cell,
@@ -301,10 +302,9 @@ def _separate_not_run(outcome: GridOutcome, run_dir: Path) -> GridOutcome:
     Worker subprocesses report cells only through their files; this reads each failure record back.
     """
     for name in list(outcome.failed):
-        task, method, seed = name.split("__")
         try:
-            info = read_json(failure_path(run_dir, task, method, int(seed.removeprefix("seed"))))
-        except (ResultFileError, ValueError):
+            info = read_json(failure_path(run_dir, *parse_cell_name(name)))
+        except (ResultFileError, ValueError):  # ConfigError (not a cell name) is a ValueError
             continue
         if isinstance(info, dict) and info.get("not_run"):
             outcome.failed.remove(name)
@@ -335,7 +335,7 @@ def hold_cell(run_dir: str | Path, name: str, reason: str = "") -> Path:
     ConfigError
         ``name`` is not a cell name.
     """
-    task, method, seed = _parse_cell_name(name)
+    task, method, seed = parse_cell_name(name)
     path = hold_path(run_dir, task, method, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
@@ -346,18 +346,11 @@ def hold_cell(run_dir: str | Path, name: str, reason: str = "") -> Path:
 
 def release_cell(run_dir: str | Path, name: str) -> bool:
     """Remove the hold of cell ``name``; True if there was one."""
-    task, method, seed = _parse_cell_name(name)
+    task, method, seed = parse_cell_name(name)
     path = hold_path(run_dir, task, method, seed)
     existed = path.exists()
     path.unlink(missing_ok=True)
     return existed
-
-
-def _parse_cell_name(name: str) -> tuple[str, str, int]:
-    parts = name.split("__")
-    if len(parts) != 3 or not parts[2].startswith("seed") or not parts[2][4:].isdigit():
-        raise ConfigError(f"not a cell name (TASK__METHOD__seedN): {name!r}")
-    return parts[0], parts[1], int(parts[2][4:])
 
 
 def live_groups_on_gpu(

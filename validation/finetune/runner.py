@@ -305,6 +305,20 @@ def cell_name(task: str, method: str, seed: int) -> str:
     return f"{task}__{method}__seed{int(seed)}"
 
 
+def parse_cell_name(name: str) -> tuple[str, str, int]:
+    """``(task, method, seed)`` of a :func:`cell_name`.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is not of the form ``<task>__<method>__seed<k>``.
+    """
+    parts = name.split("__")
+    if len(parts) != 3 or not parts[2].startswith("seed") or not parts[2][4:].isdigit():
+        raise ConfigError(f"not a cell name (TASK__METHOD__seedN): {name!r}")
+    return parts[0], parts[1], int(parts[2][4:])
+
+
 def cell_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
     """``<run_dir>/cells/<task>__<method>__seed<k>.json``."""
     return Path(run_dir) / "cells" / f"{cell_name(task, method, seed)}.json"
@@ -800,6 +814,7 @@ __all__ = [
     "PAPER_METHODS",
     "PAPER_TASK_OVERRIDES",
     "is_main_process",
+    "parse_cell_name",
     "read_cell",
     "record_failure",
     "run_cell",
