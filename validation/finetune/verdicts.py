@@ -370,6 +370,20 @@ def verdicts_from_grid(run_dir: str | Path, level: float = 0.95) -> dict[str, An
     return compute_verdicts(summarise(run_dir), level)
 
 
+def familywise(
+    decided: Sequence[tuple[str, str, Mapping[str, Any]]], alpha: float = 0.05
+) -> tuple[list[tuple[str, str, Mapping[str, Any]]], list[tuple[str, str, Mapping[str, Any]]]]:
+    """Decided pairs ``(task label, baseline, paired record)`` read family-wise.
+
+    Returns the pairs that carry a p-value (``tested``) and those of them that stay decided under Holm's
+    step-down with family-wise error ``alpha`` (``kept``, :func:`validation.finetune.stats.holm`), both in
+    input order.
+    """
+    tested = [q for q in decided if q[2].get("p") is not None]
+    keep = holm([float(q[2]["p"]) for q in tested], alpha)
+    return tested, [q for q, k in zip(tested, keep, strict=True) if k]
+
+
 def format_verdicts(v: Mapping[str, Any]) -> str:
     """Plain-text account: per task ceiling/floor and pairs, the per-baseline lines, exclusions, average."""
     lines = [
@@ -393,14 +407,13 @@ def format_verdicts(v: Mapping[str, Any]) -> str:
         (t, b, pd)
         for t, rec in v["tasks"].items()
         for b, pd in rec["pairs"].items()
-        if rec["informative"] and pd["verdict"] != "undetermined" and pd.get("p") is not None
+        if rec["informative"] and pd["verdict"] != "undetermined"
     ]
-    if decided:
-        keep = holm([float(pd["p"]) for _, _, pd in decided])
-        kept = [f"{t}/{b} {pd['verdict']}" for (t, b, pd), k in zip(decided, keep, strict=True) if k]
+    tested, kept = familywise(decided)
+    if tested:
         lines.append(
-            f"  family-wise (Holm, 5% over these {len(decided)} decided pairs): "
-            + (", ".join(kept) if kept else "none stays decided")
+            f"  family-wise (Holm, 5% over these {len(tested)} decided pairs): "
+            + (", ".join(f"{t}/{b} {pd['verdict']}" for t, b, pd in kept) if kept else "none stays decided")
         )
     for e in v["exclusions"]:
         lines.append(
@@ -446,6 +459,7 @@ __all__ = [
     "claim_line",
     "compact_summary",
     "compute_verdicts",
+    "familywise",
     "format_verdicts",
     "glue_average",
     "merge_summaries",

@@ -22,7 +22,7 @@ from typing import Any
 
 from validation.finetune.stats import paired_difference as paired_seed_difference
 from validation.finetune.stats import t_interval
-from validation.finetune.verdicts import PAPER_PROFILE, compute_verdicts
+from validation.finetune.verdicts import PAPER_PROFILE, compute_verdicts, familywise
 
 HOLDS = "holds"
 HOLDS_WITHIN_ERROR = "holds within estimator error"
@@ -712,7 +712,7 @@ def familywise_line(
 
     Each pair is decided at 95 % on its own, so over m pairs with no true difference about ``0.05 m``
     would read "better" or "worse" by chance. Holm's procedure keeps the chance of *any* false decision
-    among the m at ``alpha`` (:func:`validation.finetune.stats.holm`). It is reported beside the
+    among the m at ``alpha`` (:func:`validation.finetune.verdicts.familywise`). It is reported beside the
     per-pair verdict, which the protocol fixed before the runs, not instead of it.
 
     Returns
@@ -721,13 +721,9 @@ def familywise_line(
         The evidence line (None when no decided pair carries a p-value) and ``familywise/...`` numbers:
         ``m``, ``kept`` (labels of the pairs still decided), ``better``, ``worse``.
     """
-    from validation.finetune.stats import holm
-
-    pairs = [(t, b, pd) for t, b, pd in decided if pd.get("p") is not None]
+    pairs, kept = familywise(decided, alpha)
     if not pairs:
         return None, {}
-    keep = holm([float(pd["p"]) for _, _, pd in pairs], alpha)
-    kept = [(t, b, pd) for (t, b, pd), k in zip(pairs, keep, strict=True) if k]
     per_pair = sum(1 for _, _, pd in pairs if pd["verdict"] in ("better", "worse"))
     names = [f"GeLoRA - {_name(b)} on {t} {pd['verdict']} (p = {pd['p']:.2g})" for t, b, pd in kept]
     line = (
