@@ -13,6 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1) of at least two values, with exact (fsum) sums."""
+    mean = math.fsum(values) / len(values)
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
 def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float | None, float | None]:
     """Mean and two-sided Student-t confidence interval of ``values`` (``None`` bounds for n < 2).
 
@@ -31,10 +37,9 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
         raise ValueError("t_interval needs at least one value")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    mean = math.fsum(values) / n
     if n < 2:
-        return mean, None, None
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+        return math.fsum(values) / n, None, None
+    mean, sd = _mean_sd(values)
     half = float(student_t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     return mean, mean - half, mean + half
 
@@ -94,8 +99,7 @@ def t_test_p(values: Sequence[float]) -> float | None:
     n = len(values)
     if n < 2:
         return None
-    mean = math.fsum(values) / n
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    mean, sd = _mean_sd(values)
     if sd == 0.0:
         return 0.0 if mean != 0.0 else 1.0
     t = mean / (sd / math.sqrt(n))
