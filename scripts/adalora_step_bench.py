@@ -361,6 +361,8 @@ def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str
     if losses:
         out["losses"] = losses
     out["method_info_path"] = prepared.info.get("allocator")
+    if prepared.info.get("allocator_fallback_reason"):
+        out["allocator_fallback_reason"] = prepared.info["allocator_fallback_reason"]
     out["params_sha256"] = _params_digest(net)
     return out
 

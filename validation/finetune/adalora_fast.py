@@ -57,21 +57,68 @@ REIMPLEMENTED: tuple[tuple[str, str], ...] = (
 )
 
 
-def _token_hash(func: Any) -> str:
-    """Hash of ``func``'s source tokens without docstring, comments, blank lines and indentation width."""
-    src = textwrap.dedent(inspect.getsource(func))
+def _source_tokens(src: str) -> list[str]:
+    """The token strings of ``src`` without comments, blank lines and indentation width, one string per
+    f-string whatever the interpreter.
+
+    Python 3.12 tokenizes an f-string into ``FSTRING_START`` / ``FSTRING_MIDDLE`` / ``FSTRING_END`` and the
+    tokens of its replacement fields (PEP 701), where 3.11 returns one ``STRING`` token holding the literal's
+    source text; each f-string is put back together from its source span so that a fingerprint taken on
+    3.11 (this project's CI) matches one taken on 3.12 (the GPU image).
+    """
+    lines = src.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+
+    def offset(pos: tuple[int, int]) -> int:
+        return starts[pos[0] - 1] + pos[1]
+
+    fs_start = getattr(tokenize, "FSTRING_START", None)  # 3.12+
+    fs_end = getattr(tokenize, "FSTRING_END", None)
     skip = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING}
-    toks = [t for t in tokenize.generate_tokens(io.StringIO(src).readline) if t.type not in skip]
-    first_indent = next((i for i, t in enumerate(toks) if t.type == tokenize.INDENT), None)
+    parts: list[str] = []
+    depth, begin = 0, (0, 0)
+    for t in tokenize.generate_tokens(io.StringIO(src).readline):
+        if fs_start is not None and t.type == fs_start:
+            if depth == 0:
+                begin = t.start
+            depth += 1
+            continue
+        if depth:
+            if t.type == fs_end:
+                depth -= 1
+                if depth == 0:
+                    parts.append(src[offset(begin) : offset(t.end)])
+            continue
+        if t.type in skip:
+            continue
+        parts.append("<I>" if t.type == tokenize.INDENT else t.string)
+    return parts
+
+
+def _token_hash_source(src: str) -> str:
+    """Hash of a function's source tokens (:func:`_source_tokens`) without its docstring."""
+    parts = _source_tokens(textwrap.dedent(src))
+    first_indent = next((i for i, p in enumerate(parts) if p == "<I>"), None)
     if (
         first_indent is not None
-        and first_indent + 2 < len(toks)
-        and toks[first_indent + 1].type == tokenize.STRING
-        and toks[first_indent + 2].type == tokenize.NEWLINE
+        and first_indent + 2 < len(parts)
+        and _is_string_literal(parts[first_indent + 1])
+        and parts[first_indent + 2] in ("\n", "\r\n")
     ):
-        del toks[first_indent + 1 : first_indent + 3]  # the docstring
-    parts = ["<I>" if t.type == tokenize.INDENT else t.string for t in toks]
+        del parts[first_indent + 1 : first_indent + 3]  # the docstring
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def _is_string_literal(text: str) -> bool:
+    """Whether ``text`` is a (possibly prefixed) string literal token."""
+    return bool(text) and text.lstrip("rRbBuUfF")[:1] in ("'", '"')
+
+
+def _token_hash(func: Any) -> str:
+    """Hash of ``func``'s source tokens without docstring, comments, blank lines and indentation width."""
+    return _token_hash_source(inspect.getsource(func))
 
 
 def peft_fingerprint() -> dict[str, str]:

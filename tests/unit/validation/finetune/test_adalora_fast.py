@@ -231,3 +231,31 @@ def test_missing_gradient_hands_the_step_to_peft() -> None:
 def test_unknown_allocator_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="'fast' or 'peft'"):
         make_adalora_callback(object(), allocator="turbo")
+
+
+_FSTRING_SOURCE = '''def f(self, n, x):
+    """Doc."""
+    # a comment
+    if f"lora_A.{self.name}" in n:
+        return f'{x!r:>{n}} {"q"} {{}}'
+    return rf"\\d{n}" + "plain"
+'''
+
+
+def test_an_f_string_is_one_token_on_every_interpreter() -> None:
+    """The fingerprint must not depend on the interpreter: Python 3.12 splits f-strings into several tokens
+    (PEP 701), 3.11 keeps one; the GPU image's 3.12 once read peft 0.21.0 as unverified because of it."""
+    parts = adalora_fast._source_tokens(_FSTRING_SOURCE)
+    assert 'f"lora_A.{self.name}"' in parts
+    assert "f'{x!r:>{n}} {\"q\"} {{}}'" in parts
+    assert 'rf"\\d{n}"' in parts
+    assert not any(p in ("self.name", "x", "q") for p in parts[parts.index("if") :])  # no field tokens
+    assert "# a comment" not in parts
+
+
+def test_the_fingerprint_ignores_docstring_comments_and_indentation_width() -> None:
+    base = adalora_fast._token_hash_source(_FSTRING_SOURCE)
+    other = _FSTRING_SOURCE.replace('    """Doc."""\n', "").replace("    # a comment\n", "")
+    assert adalora_fast._token_hash_source(other) == base
+    assert adalora_fast._token_hash_source(other.replace("    ", "  ")) == base
+    assert adalora_fast._token_hash_source(other.replace('"plain"', '"other"')) != base
