@@ -673,7 +673,9 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
     the order given), whose pairs C4 counts beside the first model's and section 5 tabulates.
 
     C4 compares methods at one budget: paper-protocol directories at another ``--lora-r`` (e.g. 2) enter
-    only ``paper_budgets`` (of the first model). The C4 budget is the paper profile's rank when a
+    only ``paper_budgets``: one record per (model, rank) of every model with two or more ranks, in the
+    order the models were given, ranks ascending, each naming its model and that model's C4 rank
+    (``c4_lora_r``). The C4 budget is the paper profile's rank when a
     directory has it, else the largest rank present."""
     verdicts = _import("validation.finetune.verdicts")
     runs = []
@@ -703,22 +705,26 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
                 run["in_c4"] = src_r in (main_r, None)
         if k:
             more.append(summary)
+        else:
+            merged = summary
+        if len(ranks) < 2:
             continue
-        merged = summary
         by_r: dict[int | None, dict[str, Any]] = {}
         for r, c, s in paper:
-            rec = by_r.setdefault(r, {"lora_r": r, "sources": [], "scores": {}})
+            rec = by_r.setdefault(
+                r, {"lora_r": r, "model": model, "c4_lora_r": main_r, "sources": [], "scores": {}}
+            )
             rec["sources"].append(c["run_dir"])
             for t, by in budget_scores(s).items():
                 for m, e in by.items():
                     if e["n"] or m not in rec["scores"].get(t, {}):  # later directories win
                         rec["scores"].setdefault(t, {})[m] = e
-        budgets = [by_r[r] for r in sorted(by_r, key=lambda x: -1 if x is None else x)]
+        budgets += [by_r[r] for r in sorted(by_r, key=lambda x: -1 if x is None else x)]
     return {
         "runs": runs,
         "paper_protocol": merged,
         **({"paper_protocol_more": more} if more else {}),
-        **({"paper_budgets": budgets} if len(budgets) > 1 else {}),
+        **({"paper_budgets": budgets} if budgets else {}),
     }
 
 

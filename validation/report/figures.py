@@ -408,22 +408,33 @@ def fig_heldout_curves(report: dict[str, Any]) -> bytes | None:
 
 
 def budget_series(report: dict[str, Any]) -> dict[str, dict[str, list[tuple[int, float, float | None]]]]:
-    """``{task: {method: [(r, mean, std), ...]}}`` of the paper-protocol grids at two or more budget ranks
-    (``paper_budgets`` of the grid section), ranks ascending; methods without a score at a rank skip it."""
-    budgets = (_ok(report, "grid") or {}).get("paper_budgets") or []
-    if len(budgets) < 2:
-        return {}
+    """``{panel: {method: [(r, mean, std), ...]}}`` of the paper-protocol grids at two or more budget ranks
+    (``paper_budgets`` of the grid section), ranks ascending; methods without a score at a rank skip it.
+    A panel is a task, or ``"task, model"`` when grids of several models have two or more ranks."""
+    by_model: dict[Any, list[dict[str, Any]]] = {}
+    for b in (_ok(report, "grid") or {}).get("paper_budgets") or []:
+        by_model.setdefault(b.get("model"), []).append(b)
+    groups = {model: budgets for model, budgets in by_model.items() if len(budgets) >= 2}
     out: dict[str, dict[str, list[tuple[int, float, float | None]]]] = {}
-    for b in sorted(budgets, key=lambda b: -1 if b["lora_r"] is None else b["lora_r"]):
-        if b["lora_r"] is None:
-            continue
-        for task, by in sorted(b["scores"].items()):
-            for m, e in sorted(by.items()):
-                if e.get("mean") is not None:
-                    out.setdefault(task, {}).setdefault(m, []).append(
-                        (int(b["lora_r"]), e["mean"], e.get("std"))
-                    )
+    for model, budgets in groups.items():
+        for b in sorted(budgets, key=lambda b: -1 if b["lora_r"] is None else b["lora_r"]):
+            if b["lora_r"] is None:
+                continue
+            for task, by in sorted(b["scores"].items()):
+                panel = task if len(groups) == 1 else f"{task}, {model}"
+                for m, e in sorted(by.items()):
+                    if e.get("mean") is not None:
+                        out.setdefault(panel, {}).setdefault(m, []).append(
+                            (int(b["lora_r"]), e["mean"], e.get("std"))
+                        )
     return out
+
+
+def _budget_model(report: dict[str, Any]) -> str | None:
+    """The model of the score-vs-budget figure when only one model's grids have two or more ranks."""
+    models = [b.get("model") for b in (_ok(report, "grid") or {}).get("paper_budgets") or []]
+    several = {m for m in models if models.count(m) >= 2}
+    return str(next(iter(several))) if len(several) == 1 and None not in several else None
 
 
 def fig_score_vs_budget(report: dict[str, Any]) -> bytes | None:
@@ -433,8 +444,10 @@ def fig_score_vs_budget(report: dict[str, Any]) -> bytes | None:
     if not series:
         return None
     metrics = ((_ok(report, "grid") or {}).get("paper_protocol") or {}).get("primary_metric") or {}
+    metrics = {**metrics, **{p: metrics.get(p.split(", ")[0]) for p in series}}
     fig, panels, colour_of = _task_panels(series)
     refs = {"full": ("--", "full (ceiling)"), "head_only": (":", "head only (floor)")}
+    model = _budget_model(report)
     for ax, (task, by) in zip(panels, series.items(), strict=True):
         ranks = sorted({r for pts in by.values() for r, _, _ in pts})
         for m, pts in by.items():
@@ -450,7 +463,7 @@ def fig_score_vs_budget(report: dict[str, Any]) -> bytes | None:
         ax.set_xscale("log", base=2)
         ax.set_xticks(ranks)
         ax.set_xticklabels([str(r) for r in ranks])
-        ax.set_title(task)
+        ax.set_title(f"{task} ({model})" if model else task)
         ax.set_xlabel("adapter budget (uniform LoRA rank r)")
         ax.set_ylabel(str(metrics.get(task) or "primary metric"))
         ax.legend(fontsize=7)

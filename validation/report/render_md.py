@@ -638,37 +638,43 @@ def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
 
 
 def _budget_blocks(data: dict[str, Any]) -> list[Block]:
-    """Score against adapter budget under the paper protocol (only when grids at two or more ``--lora-r``
-    were collected): one row per task and method, one column per budget rank."""
-    budgets = data.get("paper_budgets") or []
-    if len(budgets) < 2:
-        return []
+    """Score against adapter budget under the paper protocol (only for a model whose grids were collected at
+    two or more ``--lora-r``): per model, one row per task and method, one column per budget rank."""
     from validation.report.claims import _name, _task
 
-    ranks = [b["lora_r"] for b in budgets]
-    keys = sorted({(t, m) for b in budgets for t, by in b["scores"].items() for m in by})
-    rows = []
-    for t, m in keys:
-        cells = []
-        for b in budgets:
-            e = (b["scores"].get(t) or {}).get(m)
-            if not e or e.get("mean") is None:
-                cells.append("—")
-                continue
-            spread = f" ± {fmt(e['std'], 2)}" if e.get("std") is not None else ""
-            params = f", {e['budget_params']:,} params" if e.get("budget_params") else ""
-            cells.append(f"{fmt(e['mean'], 4)}{spread} (n={e['n']}{params})")
-        rows.append((_task(t), _name(m), *cells))
-    main_r = (data.get("paper_protocol") or {}).get("lora_r")
-    return [
-        Figure("score_vs_budget", FIGURES["score_vs_budget"][1]),
-        Para(
-            "Score against adapter budget (paper protocol; mean ± std of the primary metric over the converged "
-            "seeds, budget = uniform LoRA of rank r on every adapted module, the other budgeted methods matched "
-            f"to it). C4 uses the r = {main_r} grids only."
-        ),
-        Table(("task", "method", *(f"r = {r}" for r in ranks)), tuple(rows)),
-    ]
+    by_model: dict[Any, list[dict[str, Any]]] = {}
+    for b in data.get("paper_budgets") or []:
+        by_model.setdefault(b.get("model"), []).append(b)
+    groups = [(model, budgets) for model, budgets in by_model.items() if len(budgets) >= 2]
+    if not groups:
+        return []
+    out: list[Block] = [Figure("score_vs_budget", FIGURES["score_vs_budget"][1])]
+    for model, budgets in groups:
+        ranks = [b["lora_r"] for b in budgets]
+        keys = sorted({(t, m) for b in budgets for t, by in b["scores"].items() for m in by})
+        rows = []
+        for t, m in keys:
+            cells = []
+            for b in budgets:
+                e = (b["scores"].get(t) or {}).get(m)
+                if not e or e.get("mean") is None:
+                    cells.append("—")
+                    continue
+                spread = f" ± {fmt(e['std'], 2)}" if e.get("std") is not None else ""
+                params = f", {e['budget_params']:,} params" if e.get("budget_params") else ""
+                cells.append(f"{fmt(e['mean'], 4)}{spread} (n={e['n']}{params})")
+            rows.append((_task(t), _name(m), *cells))
+        main_r = budgets[0].get("c4_lora_r", (data.get("paper_protocol") or {}).get("lora_r"))
+        on = f" on {model}" if model else ""
+        out += [
+            Para(
+                f"Score against adapter budget{on} (paper protocol; mean ± std of the primary metric over the "
+                "converged seeds, budget = uniform LoRA of rank r on every adapted module, the other budgeted "
+                f"methods matched to it). C4 uses the r = {main_r} grids only."
+            ),
+            Table(("task", "method", *(f"r = {r}" for r in ranks)), tuple(rows)),
+        ]
+    return out
 
 
 def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:

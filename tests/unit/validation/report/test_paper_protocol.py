@@ -224,6 +224,45 @@ def test_another_budget_enters_score_vs_budget_not_c4(f, tmp_path, gridfix):
     assert figures["score_vs_budget"].startswith(b"\x89PNG")
 
 
+def test_a_further_models_second_budget_has_its_own_table(f, tmp_path, gridfix):
+    """The second budget of a model that is not the first given (MPNet-base's r = 2 beside MiniLM's r = 8):
+    its scores reach the score-vs-budget table and figure, named with the model; C4 stays at r = 8 for both
+    models; a model with one budget has no table."""
+    small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD}, model="small-model")
+    _set_lora_r(small, 8, 800)
+    big8 = gridfix.write_grid(tmp_path / "big8", {"sst2": GOOD}, model="big-model")
+    _set_lora_r(big8, 8, 800)
+    big2 = gridfix.write_grid(
+        tmp_path / "big2", {"sst2": dict(GOOD, gelora=[0.3, 0.31, 0.32])}, model="big-model"
+    )
+    _set_lora_r(big2, 2, 200)
+    data = _grid_data(tmp_path, [small, big8, big2])
+    assert [(b["model"], b["lora_r"], b["c4_lora_r"]) for b in data["paper_budgets"]] == [
+        ("big-model", 2, 8),
+        ("big-model", 8, 8),
+    ]
+    assert data["paper_protocol"]["model"] == "small-model" and "lora_r" not in data["paper_protocol"]
+    assert data["paper_protocol_more"][0]["lora_r"] == 8
+    r = f.make_report(grid=f.sec(B._clean(data)))
+    md = visible(render_markdown(document(r)))
+    assert "Score against adapter budget on big-model (" in md and "C4 uses the r = 8 grids only." in md
+    assert md.count("| task | method | r = 2 | r = 8 |") == 1
+    from validation.report.figures import _budget_model, budget_series
+
+    assert budget_series(r)["sst2"]["gelora"][0] == (2, pytest.approx(0.31), pytest.approx(0.01))
+    assert _budget_model(r) == "big-model"
+    assert B.render_all(r)[2]["score_vs_budget"].startswith(b"\x89PNG")
+    # both models at two budgets: one table each, the figure's panels name the model
+    small2 = gridfix.write_grid(tmp_path / "small2", {"sst2": GOOD}, model="small-model")
+    _set_lora_r(small2, 2, 200)
+    both = f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [small, big8, big2, small2]))))
+    md = visible(render_markdown(document(both)))
+    assert md.count("| task | method | r = 2 | r = 8 |") == 2
+    assert "on small-model (" in md and "on big-model (" in md
+    assert sorted(budget_series(both)) == ["sst2, big-model", "sst2, small-model"]
+    assert _budget_model(both) is None
+
+
 def test_one_budget_has_no_budget_table(f, tmp_path, gridfix):
     data = _grid_data(tmp_path, [gridfix.write_grid(tmp_path / "p", {"sst2": GOOD})])
     assert "paper_budgets" not in data and "lora_r" not in data["paper_protocol"]
