@@ -407,20 +407,36 @@ def fig_heldout_curves(report: dict[str, Any]) -> bytes | None:
     return _png(fig)
 
 
+def tasks_at_two_budgets(budgets: list[dict[str, Any]]) -> set[str]:
+    """Tasks where some method has a score at two or more of ``budgets``' ranks (one model's records)."""
+    seen: dict[tuple[str, str], int] = {}
+    for b in budgets:
+        for t, by in b["scores"].items():
+            for m, e in by.items():
+                if e and e.get("mean") is not None:
+                    seen[(t, m)] = seen.get((t, m), 0) + 1
+    return {t for (t, _), n in seen.items() if n >= 2}
+
+
 def budget_series(report: dict[str, Any]) -> dict[str, dict[str, list[tuple[int, float, float | None]]]]:
     """``{panel: {method: [(r, mean, std), ...]}}`` of the paper-protocol grids at two or more budget ranks
     (``paper_budgets`` of the grid section), ranks ascending; methods without a score at a rank skip it.
-    A panel is a task, or ``"task, model"`` when grids of several models have two or more ranks."""
+    A panel is a task trained at two or more ranks, or ``"task, model"`` when grids of several models have
+    two or more ranks."""
+
     by_model: dict[Any, list[dict[str, Any]]] = {}
     for b in (_ok(report, "grid") or {}).get("paper_budgets") or []:
         by_model.setdefault(b.get("model"), []).append(b)
     groups = {model: budgets for model, budgets in by_model.items() if len(budgets) >= 2}
     out: dict[str, dict[str, list[tuple[int, float, float | None]]]] = {}
     for model, budgets in groups.items():
+        shown = tasks_at_two_budgets(budgets)
         for b in sorted(budgets, key=lambda b: -1 if b["lora_r"] is None else b["lora_r"]):
             if b["lora_r"] is None:
                 continue
             for task, by in sorted(b["scores"].items()):
+                if task not in shown:
+                    continue
                 panel = task if len(groups) == 1 else f"{task}, {model}"
                 for m, e in sorted(by.items()):
                     if e.get("mean") is not None:

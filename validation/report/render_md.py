@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from validation.report.figures import FIGURES
+from validation.report.figures import FIGURES, tasks_at_two_budgets
 
 
 @dataclass(frozen=True)
@@ -639,19 +639,21 @@ def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
 
 def _budget_blocks(data: dict[str, Any]) -> list[Block]:
     """Score against adapter budget under the paper protocol (only for a model whose grids were collected at
-    two or more ``--lora-r``): per model, one row per task and method, one column per budget rank."""
+    two or more ``--lora-r``): per model, one row per task and method, one column per budget rank; only the
+    tasks trained at two or more ranks (with all their methods, ceiling and floor included)."""
     from validation.report.claims import _name, _task
 
     by_model: dict[Any, list[dict[str, Any]]] = {}
     for b in data.get("paper_budgets") or []:
         by_model.setdefault(b.get("model"), []).append(b)
-    groups = [(model, budgets) for model, budgets in by_model.items() if len(budgets) >= 2]
+    groups = [(m, bs) for m, bs in by_model.items() if len(bs) >= 2 and tasks_at_two_budgets(bs)]
     if not groups:
         return []
     out: list[Block] = [Figure("score_vs_budget", FIGURES["score_vs_budget"][1])]
     for model, budgets in groups:
         ranks = [b["lora_r"] for b in budgets]
-        keys = sorted({(t, m) for b in budgets for t, by in b["scores"].items() for m in by})
+        shown = tasks_at_two_budgets(budgets)
+        keys = sorted({(t, m) for b in budgets for t, by in b["scores"].items() for m in by if t in shown})
         rows = []
         for t, m in keys:
             cells = []
