@@ -3,10 +3,11 @@
 # same task, steps and seed, paper profile (validation/finetune/walltime.py). Run it BEFORE starting any grid
 # in the same device session. Writes $OUT/walltime.json and $OUT/walltime.log. Settings by environment:
 # TASK (stsb), EPOCHS (2), REPEATS (2), METHODS (lora,adalora,gelora,geolora), WARMUP (first; "all" pays every
-# method's one-time costs before the rounds, so they time the steady state).
+# method's one-time costs before the rounds, so they time the steady state), MODEL (the profile's; mpnet-base
+# with GELORA_MODELS_DIR set as for the campaign).
 source scripts/gpu/common.sh
 nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader >"$OUT/walltime_gpu_apps_before.txt"
-python3 -m validation.finetune.walltime --task "${TASK:-stsb}" --methods "${METHODS:-lora,adalora,gelora,geolora}" \
+python3 -m validation.finetune.walltime ${MODEL:+--model "$MODEL"} --task "${TASK:-stsb}" --methods "${METHODS:-lora,adalora,gelora,geolora}" \
   --epochs "${EPOCHS:-2}" --repeats "${REPEATS:-2}" --warmup "${WARMUP:-first}" --device cuda --out "$OUT/walltime.json" \
   >"$OUT/walltime.txt" 2>"$OUT/walltime.log"
 echo "[walltime] rc $?"
