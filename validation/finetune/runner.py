@@ -319,6 +319,26 @@ def parse_cell_name(name: str) -> tuple[str, str, int]:
     return parts[0], parts[1], int(parts[2][4:])
 
 
+def parse_run_name(name: str) -> tuple[str, str, int | None]:
+    """``(task, method, seed)`` of a cell name, or ``(task, method, None)`` of a learning-rate selection run
+    ``<task>__<method>`` (the stem of its ``lr_select/`` files).
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is neither ``<task>__<method>__seed<k>`` nor ``<task>__<method>``.
+    """
+    parts = name.split("__")
+    if len(parts) == 2 and all(parts):
+        return parts[0], parts[1], None
+    try:
+        return parse_cell_name(name)
+    except ConfigError:
+        raise ConfigError(
+            f"not a cell or selection-run name (TASK__METHOD__seedN or TASK__METHOD): {name!r}"
+        ) from None
+
+
 def cell_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
     """``<run_dir>/cells/<task>__<method>__seed<k>.json``."""
     return Path(run_dir) / "cells" / f"{cell_name(task, method, seed)}.json"
@@ -815,6 +835,7 @@ __all__ = [
     "PAPER_TASK_OVERRIDES",
     "is_main_process",
     "parse_cell_name",
+    "parse_run_name",
     "read_cell",
     "record_failure",
     "run_cell",
