@@ -44,6 +44,19 @@ from validation.finetune.stop import stop_callback
 #: schema tag of a cell result file
 CELL_SCHEMA = "gelora.validation.cell/1"
 
+#: start of the line each Trainer run writes to stderr before it loads anything:
+#: ``[gelora] train <cell name or <task>__<method>__lr_select> pid <pid> at <unix time>``; a worker's log
+#: is appended to by every attempt, and :mod:`validation.finetune.triage` reads a run's progress from the
+#: lines after its own mark
+TRAIN_MARK = "[gelora] train"
+
+
+def train_mark(run: str, pid: int | None = None, at: float | None = None) -> str:
+    """The :data:`TRAIN_MARK` line of Trainer run ``run`` in process ``pid`` (default this one) at unix time
+    ``at`` (default now)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{TRAIN_MARK} {run} pid {pid} at {time.time() if at is None else at:.2f}"
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -619,6 +632,10 @@ def train_and_score(
     from validation.finetune.metrics import PRIMARY_METRIC
 
     prepare = get_method(method)  # fail fast on unknown/unavailable methods
+    if is_main_process():
+        run = cell_name(task, method, seed) if heldout is None else f"{task}__{method}__lr_select"
+        sys.stdout.flush()  # the Trainer's lines (stdout) of an earlier run stay before this mark in a log
+        print(train_mark(run), file=sys.stderr, flush=True)
     dev = resolve_device(device)
     run_dir = Path(run_dir)
     model_path = resolve_model_name(profile.model)
@@ -823,6 +840,7 @@ def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: 
 __all__ = [
     "CELL_SCHEMA",
     "PROFILES",
+    "TRAIN_MARK",
     "Profile",
     "cell_name",
     "cell_path",
@@ -839,4 +857,5 @@ __all__ = [
     "read_cell",
     "record_failure",
     "run_cell",
+    "train_mark",
 ]
