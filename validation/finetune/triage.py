@@ -25,8 +25,9 @@ foreseen. A run that has logged no epoch in this claim yet has no projection (``
 * the Trainer lines after the run's own mark in the log (:data:`validation.finetune.runner.TRAIN_MARK`,
   with the claim's pid and a time after the claim), so the lines of earlier attempts appended to the same
   log do not count; a resumed run starts from its checkpoint's epoch, estimated as its first logged epoch
-  less one logging interval (planned / 50: the runner logs every ``max_steps // 50`` steps). A log
-  without marks (written by an older runner) is read from its last Trainer run;
+  less one logging interval (planned / 50: the runner logs every ``max_steps // 50`` steps; a run of fewer
+  than 50 steps logs every step, so its start is estimated a little late). A log without marks (written by
+  an older runner) is read from its last Trainer run;
 * a selection run trains one model per candidate rate not yet scored when the claim was taken
   (``lr_select/<task>__<method>.json``), each for the planned epochs, so its progress counts every rate;
 * a cell whose training has finished but whose one-rate selection run has not (it records the
