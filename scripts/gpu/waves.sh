@@ -3,7 +3,10 @@
 # root. Unlike campaign.sh (one directory per grid), a later wave extends the same directory: the plan becomes
 # the union (grid.write_plan), finished cells and selection runs are skipped, and cells are claimed
 # atomically, so waves may overlap (a second wave can start while the first still trains).
-#   bash scripts/gpu/waves.sh launch NAME ARGS...   # start a detached wave: gelora validate glue ARGS --out $RUN
+#   bash scripts/gpu/waves.sh launch NAME ARGS...   # start a detached wave: gelora validate glue ARGS --out $RUN;
+#                                                   # refused (exit 2, nothing started) when the data root
+#                                                   # ($GELORA_DATA_DIR or --data-dir) lacks a file of a task
+#                                                   # of --tasks (python -m validation.finetune.triage --check-data)
 #   bash scripts/gpu/waves.sh wait SECONDS          # wait for every wave of this host (at most SECONDS)
 #   bash scripts/gpu/waves.sh stop CELL...          # SIGTERM to the process holding each cell's claim
 #                                                   # (e.g. stsb__adalora__seed1, or stsb__adalora for its
@@ -13,9 +16,18 @@
 #                                                   # with `stop`: stop a cell AND keep it from being picked
 #                                                   # up by a worker that finishes its own (hold first)
 #   bash scripts/gpu/waves.sh release CELL...       # remove the holds (a later launch trains/resumes them)
-# Both then print each cell's last logged epoch, copy the run directory (no checkpoints, caches or claims) and
-# the wave logs to $OUT/runs.tgz. Environment: RUN (default runs/mpnet-stsb), MODELS_DIR (default
-# /tmp/mpnet-assembly, where scripts/gpu/mpnet_assemble.sh unpacks the model). Used on 2026-11-29
+#   bash scripts/gpu/waves.sh triage SECONDS [--apply]  # project each running cell/selection run from its log
+#                                                   # (python -m validation.finetune.triage): fits / past
+#                                                   # deadline / unknown against SECONDS from now; --apply holds
+#                                                   # and stops (SIGTERM) those past it, so the rest finish
+# Each then prints each cell's last logged epoch, copies the run directory (no checkpoints, caches or claims)
+# and the wave logs to $OUT/runs.tgz. Take the stop decision on the device, in the same call as the wait (twice
+# an operator deciding after the report left the machine idle past its limit, and lost it): with ~1100 s of
+# device time left at the start of the call, wait, then stop what cannot end within the ~700 s left less a
+# margin for the last fetch:
+#   bash scripts/gpu/waves.sh wait 400; bash scripts/gpu/waves.sh triage 600 --apply
+# Environment: RUN (default runs/mpnet-stsb), MODELS_DIR (default /tmp/mpnet-assembly, where
+# scripts/gpu/mpnet_assemble.sh unpacks the model). Used on 2026-11-29
 # (reports/gpu/paper-mpnet/README.md) in a first form with the task and methods fixed:
 #   bash scripts/gpu/waves.sh launch A --model mpnet-base --profile paper --tasks stsb \
 #       --methods lora,gelora,full,head_only --seeds 3 --lr-grid 1 --workers 16
@@ -28,6 +40,15 @@ mkdir -p runs "$R"
 case "${1:-}" in
 launch)
   name="${2:?usage: waves.sh launch NAME ARGS...}"; shift 2
+  # the tasks and data root of the launch (rte,stsb: gelora validate glue's default) must have their files
+  tasks=rte,stsb; data=(); prev=
+  for a in "$@"; do
+    case "$prev" in --tasks) tasks="$a";; --data-dir) data=(--data-dir "$a");; esac
+    case "$a" in --tasks=*) tasks="${a#--tasks=}";; --data-dir=*) data=(--data-dir "${a#--data-dir=}");; esac
+    prev="$a"
+  done
+  python3 -m validation.finetune.triage --check-data --tasks "$tasks" ${data[@]+"${data[@]}"} \
+    || { echo "waves.sh launch $name: refused, nothing started (data root: ${GELORA_DATA_DIR:-})" >&2; exit 2; }
   # shellcheck disable=SC2086
   setsid bash -c "python3 -m gelora.cli validate glue $* --out $R >>runs/$name.log 2>&1; echo \$? >runs/$name.rc" \
     </dev/null >/dev/null 2>&1 &
@@ -56,7 +77,10 @@ for c in cells:
     done = hold_cell(run, c, reason="waves.sh hold") if op == "hold" else release_cell(run, c)
     print(op, c, done)' "$op" "$R" "$@"
   exit 0;;
-*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL... | hold CELL... | release CELL..." >&2; exit 2;;
+triage)
+  secs="${2:?usage: waves.sh triage SECONDS [--apply]}"; shift 2
+  python3 -m validation.finetune.triage "$R" --deadline "$secs" "$@";;
+*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL... | hold CELL... | release CELL... | triage SECONDS [--apply]" >&2; exit 2;;
 esac
 date -u +%T
 for f in "$R"/logs/*.log; do

@@ -282,6 +282,13 @@ def find_glue_file(task: str, split: str, data_dir: str | Path) -> Path | None:
     return None
 
 
+def missing_file_message(task: str, split: str, data_dir: str | Path) -> str:
+    """What :func:`find_glue_file` looked for, for an error when it found nothing."""
+    spec = task_spec(task)
+    names = "|".join(_SPLIT_FILES[_split_name(spec, split)])
+    return f"no file glue/{spec.dir_name}/{{{names}}}.tsv[.gz] under {data_dir}"
+
+
 def _open_text(path: Path) -> io.TextIOBase:
     # utf-8-sig strips the BOM of the MRPC files of the GLUE download
     if path.suffix == ".gz":
@@ -514,7 +521,7 @@ def load_glue(
     if path is not None:
         return read_glue_file(path, spec.name, split, bad_rows=bad_rows, data_dir=data_dir)
     if data_dir is not None:
-        tried = f"no file glue/{spec.dir_name}/{{{'|'.join(_SPLIT_FILES[_split_name(spec, split)])}}}.tsv[.gz] under {data_dir}"
+        tried = missing_file_message(spec.name, split, data_dir)
     if source == "local":
         raise ConfigError(f"GLUE {spec.name}/{split}: {tried}")
     try:
@@ -536,6 +543,7 @@ __all__ = [
     "find_glue_file",
     "load_glue",
     "load_glue_hub",
+    "missing_file_message",
     "read_glue_file",
     "task_spec",
 ]

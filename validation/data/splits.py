@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from gelora.errors import ConfigError, InvalidInputError
-from validation.data.glue import GlueSplit, find_glue_file, load_glue, task_spec
+from validation.data.glue import GlueSplit, find_glue_file, load_glue, missing_file_message, task_spec
 from validation.data.provenance import file_record
 from validation.data.squad import SquadExample, load_squad
 
@@ -108,6 +108,40 @@ def split_glue_dev(
     return part(rows_train, "train", "train"), part(rows_test, dev.split, "test")
 
 
+def _dev_split_applies(spec: Any, root: Path | None) -> bool:
+    """Whether :func:`glue_task_splits` splits the local dev file (no train file, every dev file there)."""
+    return (
+        spec.name in DEV_SPLIT_TASKS
+        and root is not None
+        and find_glue_file(spec.name, "train", root) is None
+        and all(find_glue_file(spec.name, s, root) is not None for s in spec.eval_splits)
+    )
+
+
+def glue_files(task: str, data_dir: str | Path) -> dict[str, Path]:
+    """The local files :func:`glue_task_splits` reads for ``task`` under ``data_dir``, by split name.
+
+    Local files only: the hub, which :func:`glue_task_splits` falls back to when a file is missing and the
+    machine is online, is not asked (a launch preflight on an offline GPU host).
+
+    Raises
+    ------
+    ConfigError
+        A file is missing (the message :func:`validation.data.glue.load_glue` gives), or ``task`` is not
+        a GLUE task.
+    """
+    spec = task_spec(task)
+    root = Path(data_dir)
+    splits = spec.eval_splits if _dev_split_applies(spec, root) else ("train", *spec.eval_splits)
+    out: dict[str, Path] = {}
+    for split in splits:
+        path = find_glue_file(spec.name, split, root)
+        if path is None:
+            raise ConfigError(f"GLUE {spec.name}/{split}: {missing_file_message(spec.name, split, root)}")
+        out[split] = path
+    return out
+
+
 def glue_task_splits(task: str, data_dir: str | Path | None = None) -> tuple[GlueSplit, dict[str, GlueSplit]]:
     """Training split and evaluation splits of a GLUE task.
 
@@ -129,12 +163,7 @@ def glue_task_splits(task: str, data_dir: str | Path | None = None) -> tuple[Glu
             root = default_data_dir()
         except ConfigError:
             root = None
-    if (
-        spec.name in DEV_SPLIT_TASKS
-        and root is not None
-        and find_glue_file(spec.name, "train", root) is None
-        and all(find_glue_file(spec.name, s, root) is not None for s in spec.eval_splits)
-    ):
+    if _dev_split_applies(spec, root):
         (eval_name,) = spec.eval_splits  # the tasks of DEV_SPLIT_TASKS have one dev file
         dev = load_glue(spec.name, eval_name, data_dir=root, source="local")
         train, test = split_glue_dev(dev)
@@ -306,6 +335,34 @@ def _train_file(root: Path, version: str) -> Path | None:
     return _find(root, [f"squad/v{version}/train-v{version}.json{gz}" for gz in ("", ".gz")])
 
 
+def squad_files(version: str, data_dir: str | Path) -> dict[str, Path]:
+    """The local files :func:`squad_task_splits` reads for SQuAD ``version`` under ``data_dir``.
+
+    Returns
+    -------
+    dict
+        ``{"train", "dev"}`` (the version's official files) or, without a train file, ``{"v1.1 dev"}``
+        (split by article) plus ``"v2.0 dev"`` for version 2.0.
+
+    Raises
+    ------
+    ConfigError
+        A file is missing (``no SQuAD v<version> dev file under the data root; tried ...``) or the
+        version is not ``"1.1"`` / ``"2.0"``.
+    """
+    version = version.removeprefix("v")
+    if version not in ("1.1", "2.0"):
+        raise ConfigError(f"SQuAD version must be '1.1' or '2.0', got {version!r}")
+    root = Path(data_dir)
+    train_file = _train_file(root, version)
+    if train_file is not None:
+        return {"train": train_file, "dev": _dev_file(root, version)}
+    files = {"v1.1 dev": _dev_file(root, "1.1")}
+    if version == "2.0":
+        files["v2.0 dev"] = _dev_file(root, "2.0")
+    return files
+
+
 def _info(
     files: Sequence[Path], root: Path, examples: Sequence[SquadExample], protocol: dict[str, Any]
 ) -> dict[str, Any]:
@@ -335,24 +392,22 @@ def squad_task_splits(
     the v2.0 questions of the held-out articles only.
     """
     version = version.removeprefix("v")
-    if version not in ("1.1", "2.0"):
-        raise ConfigError(f"SQuAD version must be '1.1' or '2.0', got {version!r}")
     if data_dir is None:
         from validation.data import default_data_dir
 
         root = default_data_dir()
     else:
         root = Path(data_dir)
-    train_file = _train_file(root, version)
-    if train_file is not None:
-        dev_file = _dev_file(root, version)
+    files = squad_files(version, root)  # every file first: a missing one fails before anything is read
+    if "train" in files:
+        train_file, dev_file = files["train"], files["dev"]
         train = load_squad(train_file, version=version)
         dev = load_squad(dev_file, version=version)
         official = {"name": "official", "note": _OFFICIAL_NOTE}
         return SquadSplits(
             train, dev, _info([train_file], root, train, official), _info([dev_file], root, dev, official)
         )
-    v1_file = _dev_file(root, "1.1")
+    v1_file = files["v1.1 dev"]
     v1 = load_squad(v1_file, version="1.1")
     split = split_articles(v1, held_out_fraction=held_out_fraction, seed=seed)
     train_titles = set(split.train_titles)
@@ -386,7 +441,7 @@ def squad_task_splits(
             _info([v1_file], root, train, {**protocol, "part": "train"}),
             _info([v1_file], root, v1_held, {**protocol, "part": "held_out"}),
         )
-    v2_file = _dev_file(root, "2.0")
+    v2_file = files["v2.0 dev"]
     v2 = load_squad(v2_file, version="2.0")
     evals = [e for e in v2 if e.title in held]
     if not evals:
@@ -427,8 +482,10 @@ __all__ = [
     "ArticleSplit",
     "SquadSplits",
     "construct_unanswerable",
+    "glue_files",
     "glue_task_splits",
     "split_articles",
     "split_glue_dev",
+    "squad_files",
     "squad_task_splits",
 ]

@@ -7,6 +7,8 @@ Layout of a run directory::
     runs/NAME/cells/<task>__<method>__seed<k>.failed.json   why a cell failed (removed on success)
     runs/NAME/work/<task>__<method>__seed<k>/checkpoint-*   Trainer checkpoints of an unfinished cell
     runs/NAME/claims/<cell>.claim                the owner (pid, host) of a cell being trained now
+    runs/NAME/claims/<cell>.hold                 no worker starts the cell (hold_cell / release_cell)
+    runs/NAME/lr_select/<task>__<method>.hold    no worker starts that learning-rate selection run
     runs/NAME/logs/<cell>.log                    output of a cell run by a worker (``workers`` > 0)
     runs/NAME/cache/                             tokenised datasets shared by the cells
 
@@ -33,6 +35,7 @@ from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune import stop, token_cache
 from validation.finetune.claims import DEFAULT_STALE_AFTER, is_live, read_claim, try_claim
+from validation.finetune.lr_select import SelectionHeld, selection_held, selection_hold_path
 from validation.finetune.runner import (
     MissingDataError,
     Profile,
@@ -41,6 +44,7 @@ from validation.finetune.runner import (
     failure_path,
     is_main_process,
     parse_cell_name,
+    parse_run_name,
     read_cell,
     record_failure,
     run_cell,
@@ -75,7 +79,8 @@ class GridOutcome:
         no result, no failure record, claim released, checkpoints kept; a rerun resumes it.
     held : list of str
         Cells left alone because a hold file (:func:`hold_path`, :func:`hold_cell`) asks workers not to
-        start them; a launch after :func:`release_cell` trains (or resumes) them.
+        start them, or the learning-rate selection they need is held (:func:`is_held`); a launch after
+        :func:`release_cell` trains (or resumes) them.
     """
 
     ran: list[str] = field(default_factory=list)
@@ -324,33 +329,53 @@ def hold_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
 
 
 def hold_cell(run_dir: str | Path, name: str, reason: str = "") -> Path:
-    """Ask every worker of ``run_dir`` not to start cell ``name`` (``<task>__<method>__seed<s>``).
+    """Ask every worker of ``run_dir`` not to start cell ``name`` (``<task>__<method>__seed<s>``) or the
+    learning-rate selection run ``name`` (``<task>__<method>``).
 
     A running owner is not stopped by this (send it SIGTERM, ``scripts/gpu/waves.sh stop``); the hold only
     keeps the cell from being claimed again, e.g. by a worker that finished its own cell, until
-    :func:`release_cell`. Written atomically; holding a held cell rewrites its reason.
+    :func:`release_cell`. A held selection run is not started either, nor are the cells that need it
+    (:func:`is_held`). Written atomically; holding a held cell rewrites its reason.
+
+    Returns
+    -------
+    Path
+        The hold file: :func:`hold_path` of a cell,
+        :func:`validation.finetune.lr_select.selection_hold_path` of a selection run.
 
     Raises
     ------
     ConfigError
-        ``name`` is not a cell name.
+        ``name`` is neither a cell name nor a selection-run name.
     """
-    task, method, seed = parse_cell_name(name)
-    path = hold_path(run_dir, task, method, seed)
+    path = _hold_file(run_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(
-        path, {"cell": name, "reason": reason, "held_at": datetime.now(timezone.utc).isoformat()}
-    )
+    key = "selection" if parse_run_name(name)[2] is None else "cell"
+    atomic_write_json(path, {key: name, "reason": reason, "held_at": datetime.now(timezone.utc).isoformat()})
     return path
 
 
 def release_cell(run_dir: str | Path, name: str) -> bool:
-    """Remove the hold of cell ``name``; True if there was one."""
-    task, method, seed = parse_cell_name(name)
-    path = hold_path(run_dir, task, method, seed)
+    """Remove the hold of cell (or selection run) ``name``; True if there was one."""
+    path = _hold_file(run_dir, name)
     existed = path.exists()
     path.unlink(missing_ok=True)
     return existed
+
+
+def _hold_file(run_dir: str | Path, name: str) -> Path:
+    task, method, seed = parse_run_name(name)
+    if seed is None:
+        return selection_hold_path(run_dir, task, method)
+    return hold_path(run_dir, task, method, seed)
+
+
+def is_held(run_dir: str | Path, task: str, method: str, seed: int, profile: Profile) -> bool:
+    """Whether no worker should start the cell: it is held, or it needs a learning-rate selection
+    (``profile.for_task(task).lr_select``) that is held and not finished."""
+    if hold_path(run_dir, task, method, seed).exists():
+        return True
+    return bool(profile.for_task(task).lr_select) and selection_held(run_dir, task, method)
 
 
 def live_groups_on_gpu(
@@ -454,7 +479,7 @@ def attempt_cells(
         fail = failure_path(run_dir, t, m, s)
         if failed_since is not None and fail.exists() and fail.stat().st_mtime >= failed_since:
             continue
-        if hold_path(run_dir, t, m, s).exists():  # every rank sees the same file: all skip
+        if is_held(run_dir, t, m, s, profile):  # every rank sees the same files: all skip
             outcome.held.append(name)
             if progress:
                 progress(name, "held")
@@ -498,6 +523,11 @@ def attempt_cells(
                 outcome.not_run[name] = str(exc)
                 if progress:
                     progress(name, "not run")
+                continue
+            except SelectionHeld:  # its selection was held while it trained: not a failure, checkpoints stay
+                outcome.held.append(name)
+                if progress:
+                    progress(name, "held")
                 continue
             except StopRequested:  # not a failure: checkpoints stay, the claim goes (below), a rerun resumes
                 outcome.interrupted.append(name)
@@ -557,6 +587,10 @@ def _selection_jobs(
                 )
         except MissingDataError:
             continue  # the cells record the task as not run
+        except SelectionHeld:  # held between the listing and the claim
+            if progress:
+                progress(name, "held")
+            continue
         except Exception as exc:  # noqa: BLE001 - the cells retry it and record the failure
             if progress:
                 progress(name, f"failed ({type(exc).__name__}), left to the cells")
@@ -655,6 +689,8 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
             reason = "not finished: running (claimed by a live process)"
         elif hold_path(run_dir, t, m, s).exists():
             reason = "not run: held (release_cell or waves.sh release lifts it)"
+        elif (plan.get("profile") or {}).get("lr_select") and selection_held(run_dir, t, m):
+            reason = f"not run: its learning-rate selection {t}__{m} is held (waves.sh release lifts it)"
         elif (run_dir / "work" / cell_name(t, m, s)).is_dir():
             reason = "not run: interrupted (checkpoints present; rerun the command to resume)"
         else:
@@ -811,6 +847,7 @@ __all__ = [
     "format_summary",
     "hold_cell",
     "hold_path",
+    "is_held",
     "live_groups_on_gpu",
     "next_cell_index",
     "profile_key",

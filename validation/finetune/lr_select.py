@@ -15,6 +15,11 @@ their rate at once, they train beside the selection run and pick its record (the
 judges convergence) up when they finish; :func:`selection_jobs` lists the selection runs a grid's workers
 start first (:func:`validation.finetune.grid.attempt_cells`), so a grid of n cells with n + 1 workers
 trains in one wave instead of two.
+
+A selection run can be held like a cell (``lr_select/<task>__<method>.hold``, written by
+:func:`validation.finetune.grid.hold_cell` with the name ``<task>__<method>``): while it is held and not
+finished no worker starts it (:func:`selection_jobs` leaves it out, :func:`select_learning_rate` raises
+:class:`SelectionHeld`), and the grid does not start the cells that need it.
 """
 
 from __future__ import annotations
@@ -41,6 +46,23 @@ _POLL_S = 2.0
 def selection_path(run_dir: str | Path, task: str, method: str) -> Path:
     """``<run_dir>/lr_select/<task>__<method>.json``."""
     return Path(run_dir) / "lr_select" / f"{task}__{method}.json"
+
+
+def selection_hold_path(run_dir: str | Path, task: str, method: str) -> Path:
+    """``<run_dir>/lr_select/<task>__<method>.hold``: while it exists, no worker starts the selection run
+    (:func:`validation.finetune.grid.hold_cell` writes it, :func:`~validation.finetune.grid.release_cell`
+    removes it)."""
+    return Path(run_dir) / "lr_select" / f"{task}__{method}.hold"
+
+
+class SelectionHeld(ConfigError):
+    """The selection run a caller would start is held (:func:`selection_hold_path`): nothing was trained."""
+
+
+def selection_held(run_dir: str | Path, task: str, method: str) -> bool:
+    """Whether the selection of ``method`` on ``task`` is held and not finished (a finished one is read
+    back, never trained again, so its hold keeps nothing from running)."""
+    return selection_hold_path(run_dir, task, method).exists() and not selection_done(run_dir, task, method)
 
 
 def lr_grid(profile: Any, method: str) -> list[float]:
@@ -111,6 +133,12 @@ def select_learning_rate(
         The ``lr_selection`` record of the cells: ``grid``, ``metric``, ``scores`` (``{"<lr>": score}``),
         ``chosen``, ``heldout`` (``{"n", "of", "seed", "fraction"}``), ``train_seed``, ``done``; None only
         with ``wait=False`` while another worker runs it.
+
+    Raises
+    ------
+    SelectionHeld
+        The selection is not finished and is held (:func:`selection_hold_path`): it is not started, and
+        not waited for.
     """
     from validation.finetune.claims import try_claim
     from validation.finetune.metrics import PRIMARY_METRIC
@@ -135,6 +163,13 @@ def select_learning_rate(
         "train_seed": seed,
         "done": False,
     }
+
+    def refuse_if_held() -> None:
+        if selection_hold_path(run_dir, task, method).exists():
+            raise SelectionHeld(
+                f"the learning-rate selection {task}__{method} is held "
+                "(release_cell or waves.sh release lifts it)"
+            )
 
     def run_selection(record: dict[str, Any]) -> dict[str, Any]:
         if path.exists():
@@ -196,6 +231,7 @@ def select_learning_rate(
             done = _finished(path, record)
             if done is not None:
                 return done
+            refuse_if_held()
             claim = try_claim(claim_file, note="lr selection")
             if claim is not None:
                 with claim:
@@ -204,6 +240,8 @@ def select_learning_rate(
                 return None
             check("waiting for another worker's learning-rate selection")  # SIGTERM: stop waiting
             time.sleep(_POLL_S)
+    if _finished(path, record) is None:  # every rank sees the same files: all refuse together
+        refuse_if_held()
     return run_selection(record)
 
 
@@ -251,14 +289,17 @@ def selection_jobs(
     Returns
     -------
     list of (task, method)
-        Pairs with a one-rate grid, an unfinished cell and no finished selection file. Multi-rate grids are
-        left to the cells (they must wait for the choice anyway).
+        Pairs with a one-rate grid, an unfinished cell, no finished selection file and no hold
+        (:func:`selection_hold_path`). Multi-rate grids are left to the cells (they must wait for the
+        choice anyway).
     """
     jobs: list[tuple[str, str]] = []
     for task, method, seed in cells:
         if (task, method) in jobs or (is_done is not None and is_done(task, method, seed)):
             continue
         if single_rate(profile.for_task(task), method) is None or selection_done(run_dir, task, method):
+            continue
+        if selection_hold_path(run_dir, task, method).exists():
             continue
         jobs.append((task, method))
     return jobs
@@ -290,11 +331,14 @@ def _compatible(path: Path, record: dict[str, Any]) -> dict[str, Any]:
 __all__ = [
     "SCHEMA",
     "SPLIT_KEYS",
+    "SelectionHeld",
     "choose",
     "lr_grid",
     "lr_key",
     "select_learning_rate",
     "selection_done",
+    "selection_held",
+    "selection_hold_path",
     "selection_jobs",
     "selection_path",
     "single_rate",

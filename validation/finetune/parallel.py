@@ -219,7 +219,7 @@ def run_workers(
         written during it (``errors`` holds their messages, plus ``worker-<k>`` for a worker that crashed);
         ``busy``: still claimed by a live owner outside this launch when the workers stopped.
     """
-    from validation.finetune.grid import GridOutcome, hold_path
+    from validation.finetune.grid import GridOutcome, is_held
     from validation.finetune.runner import cell_name, cell_path, failure_path, read_cell
 
     started = time.time()
@@ -340,7 +340,7 @@ def run_workers(
                 outcome.errors[name] = f"failure record unreadable: {exc}"
         elif st == "running":
             outcome.busy.append(name)
-        elif hold_path(run_dir, *c).exists():
+        elif is_held(run_dir, *c, profile):
             outcome.held.append(name)
     for slot, p in zip(slots, procs, strict=True):
         if p.returncode not in (0, None) and not stopping:

@@ -44,6 +44,19 @@ from validation.finetune.stop import stop_callback
 #: schema tag of a cell result file
 CELL_SCHEMA = "gelora.validation.cell/1"
 
+#: start of the line each Trainer run writes to stderr before it loads anything:
+#: ``[gelora] train <cell name or <task>__<method>__lr_select> pid <pid> at <unix time>``; a worker's log
+#: is appended to by every attempt, and :mod:`validation.finetune.triage` reads a run's progress from the
+#: lines after its own mark
+TRAIN_MARK = "[gelora] train"
+
+
+def train_mark(run: str, pid: int | None = None, at: float | None = None) -> str:
+    """The :data:`TRAIN_MARK` line of Trainer run ``run`` in process ``pid`` (default this one) at unix time
+    ``at`` (default now)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{TRAIN_MARK} {run} pid {pid} at {time.time() if at is None else at:.2f}"
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -317,6 +330,26 @@ def parse_cell_name(name: str) -> tuple[str, str, int]:
     if len(parts) != 3 or not parts[2].startswith("seed") or not parts[2][4:].isdigit():
         raise ConfigError(f"not a cell name (TASK__METHOD__seedN): {name!r}")
     return parts[0], parts[1], int(parts[2][4:])
+
+
+def parse_run_name(name: str) -> tuple[str, str, int | None]:
+    """``(task, method, seed)`` of a cell name, or ``(task, method, None)`` of a learning-rate selection run
+    ``<task>__<method>`` (the stem of its ``lr_select/`` files).
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is neither ``<task>__<method>__seed<k>`` nor ``<task>__<method>``.
+    """
+    parts = name.split("__")
+    if len(parts) == 2 and all(parts):
+        return parts[0], parts[1], None
+    try:
+        return parse_cell_name(name)
+    except ConfigError:
+        raise ConfigError(
+            f"not a cell or selection-run name (TASK__METHOD__seedN or TASK__METHOD): {name!r}"
+        ) from None
 
 
 def cell_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
@@ -599,6 +632,10 @@ def train_and_score(
     from validation.finetune.metrics import PRIMARY_METRIC
 
     prepare = get_method(method)  # fail fast on unknown/unavailable methods
+    if is_main_process():
+        run = cell_name(task, method, seed) if heldout is None else f"{task}__{method}__lr_select"
+        sys.stdout.flush()  # the Trainer's lines (stdout) of an earlier run stay before this mark in a log
+        print(train_mark(run), file=sys.stderr, flush=True)
     dev = resolve_device(device)
     run_dir = Path(run_dir)
     model_path = resolve_model_name(profile.model)
@@ -803,6 +840,7 @@ def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: 
 __all__ = [
     "CELL_SCHEMA",
     "PROFILES",
+    "TRAIN_MARK",
     "Profile",
     "cell_name",
     "cell_path",
@@ -815,7 +853,9 @@ __all__ = [
     "PAPER_TASK_OVERRIDES",
     "is_main_process",
     "parse_cell_name",
+    "parse_run_name",
     "read_cell",
     "record_failure",
     "run_cell",
+    "train_mark",
 ]

@@ -1,11 +1,14 @@
 """scripts/gpu/waves.sh on the CPU: two overlapping waves on one run directory train each planned cell once,
-the second extends the first's plan, and the copy for the fetch holds the cells and the wave logs."""
+the second extends the first's plan, and the copy for the fetch holds the cells and the wave logs; a launch
+without the data of a task is refused; triage stops the runs past a deadline in the same call."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -15,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from validation.data import default_data_dir
+from validation.finetune.grid import hold_path, write_plan
+from validation.finetune.runner import get_profile, train_mark
 
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ["--profile", "quick", "--tasks", "stsb", "--methods", "lora", "--train-size", "16"]
@@ -44,9 +49,13 @@ def waves(tmp_path: Path):
     wrapper.chmod(0o755)
     env["PATH"] = f"{tmp_path / 'bin'}:{os.environ.get('PATH', '')}"
 
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, check: bool = True, **more_env: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            ["bash", "scripts/gpu/waves.sh", *args], cwd=host, env=env, capture_output=True, text=True
+            ["bash", "scripts/gpu/waves.sh", *args],
+            cwd=host,
+            env={**env, **more_env},
+            capture_output=True,
+            text=True,
         )
         if check:
             assert done.returncode == 0, done.stderr
@@ -98,3 +107,61 @@ def test_stop_ends_one_cell_and_a_rerun_trains_it(tmp_path: Path, waves) -> None
     assert "launched B" in waves("launch", "B", *long, "--seeds", "1").stdout  # the same settings: resumes
     assert "B rc=0" in waves("wait", "300").stdout
     assert (run / "cells" / "stsb__lora__seed0.json").exists()
+
+
+def _data_min(root: Path, *tasks: str) -> Path:
+    """A data folder with some GLUE task folders only (as make_carry.sh's data_min)."""
+    (root / "glue").mkdir(parents=True)
+    for t in tasks:
+        shutil.copytree(default_data_dir() / "glue" / t, root / "glue" / t)
+    return root
+
+
+def test_launch_refuses_a_task_without_data_and_starts_nothing(tmp_path: Path, waves) -> None:
+    data = _data_min(tmp_path / "data_min", "STS-B")
+    args = ("launch", "A", "--profile", "paper", "--tasks", "stsb,squad_v1", "--seeds", "1", "--workers", "2")
+    out = waves(*args, check=False, GELORA_DATA_DIR=str(data))
+    assert out.returncode == 2, out.stderr
+    assert "squad_v1: no SQuAD v1.1 dev file under the data root" in out.stderr
+    assert f"waves.sh launch A: refused, nothing started (data root: {data})" in out.stderr
+    assert "launched" not in out.stdout and not (waves.host / "runs" / "A.pid").exists()
+    # --tasks=... and --data-dir are read as gelora validate glue reads them
+    rte_only = _data_min(tmp_path / "rte_only", "RTE")
+    out = waves("launch", "B", "--tasks=rte,stsb", "--data-dir", str(rte_only), check=False)
+    assert out.returncode == 2 and "stsb: GLUE stsb/train: no file glue/STS-B/" in out.stderr
+    assert "rte:" not in out.stderr and not (waves.host / "runs" / "B.pid").exists()
+
+
+def test_triage_stops_the_runs_past_the_deadline_and_fetches_the_run(tmp_path: Path, waves) -> None:
+    run = tmp_path / "run"
+    write_plan(run, ["rte"], ["adalora"], [0, 1], get_profile("paper", lr_grid=(1.0,)))  # RTE: 50 epochs
+    late = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        now = time.time()
+        claim = {
+            "pid": late.pid,
+            "host": socket.gethostname(),
+            "token": "t",
+            "started": now - 1000,
+            "gpu": "0",
+        }
+        (run / "claims").mkdir()
+        (run / "claims" / "rte__adalora__seed0.claim").write_text(json.dumps(claim))
+        (run / "logs").mkdir()
+        lines = [train_mark("rte__adalora__seed0", late.pid, now - 999)]
+        lines += [f"{{'loss': '0.69', 'learning_rate': '1e-4', 'epoch': '{e}'}}" for e in range(1, 6)]
+        (run / "logs" / "rte__adalora__seed0.log").write_text("\n".join(lines) + "\n")
+        out = waves("triage", "600", "--apply", RUN=str(run))
+        (row,) = [ln.split() for ln in out.stdout.splitlines() if ln.startswith("rte__adalora__seed0  ")]
+        # 5 of 50 epochs in ~1000 s: ~9000 s left, past a 600 s deadline
+        assert row[1] == "0" and 1000 <= int(row[2].rstrip("s")) < 1100 and row[3] == "5/50"
+        assert row[5:] == ["past", "deadline"]
+        assert f"stopped rte__adalora__seed0: SIGTERM to pid {late.pid}" in out.stdout
+        assert late.wait(timeout=10) == -signal.SIGTERM and hold_path(run, "rte", "adalora", 0).exists()
+        assert "rte__adalora__seed0 'epoch': '5'" in out.stdout  # then the usual status block
+        with tarfile.open(tmp_path / "out" / "runs.tgz") as tar:
+            assert "runs/run/logs/rte__adalora__seed0.log" in tar.getnames()
+    finally:
+        if late.poll() is None:
+            late.kill()
+        late.wait()

@@ -15,9 +15,11 @@ from validation.data.glue import load_glue
 from validation.data.provenance import file_record, has_absolute_path, sha256_file
 from validation.data.splits import (
     construct_unanswerable,
+    glue_files,
     glue_task_splits,
     split_articles,
     split_glue_dev,
+    squad_files,
     squad_task_splits,
 )
 from validation.data.squad import SquadExample, load_squad
@@ -190,6 +192,39 @@ def test_official_squad_train_file_is_used_when_present(tmp_path: Path) -> None:
     assert {e.title for e in s.train} == {"Rhine"} and {e.title for e in s.eval} == {"Normans"}
     with pytest.raises(ConfigError, match="no SQuAD v1.1 dev file"):
         squad_task_splits("1.1", tmp_path)
+
+
+# ------------------------------------------------------------------------------------ files (preflight)
+def test_the_files_a_task_reads_are_resolved_as_the_loaders_do(tmp_path: Path) -> None:
+    root = default_data_dir()
+    assert glue_files("sts-b", root) == {
+        "train": root / "glue/STS-B/train.tsv.gz",
+        "validation": root / "glue/STS-B/dev.tsv.gz",
+    }
+    assert glue_files("qnli", root) == {"validation": root / "glue/QNLI/dev.tsv.gz"}  # split, no train file
+    assert squad_files("1.1", root) == {"v1.1 dev": root / "squad/v1.1/dev-v1.1.json.gz"}
+    assert squad_files("v2.0", root) == {
+        "v1.1 dev": root / "squad/v1.1/dev-v1.1.json.gz",
+        "v2.0 dev": root / "squad/v2.0/dev-partial.json.gz",
+    }
+    # a folder with the v2.0 file only: the preflight and the loader give the same message
+    (tmp_path / "squad" / "v2.0").mkdir(parents=True)
+    (tmp_path / "squad" / "v2.0" / "dev-partial.json.gz").write_bytes(
+        (root / "squad/v2.0/dev-partial.json.gz").read_bytes()
+    )
+    for version in ("1.1", "2.0"):
+        with pytest.raises(ConfigError) as preflight:
+            squad_files(version, tmp_path)
+        with pytest.raises(ConfigError) as loader:
+            squad_task_splits(version, tmp_path)
+        assert str(preflight.value) == str(loader.value)
+        assert str(preflight.value).startswith("no SQuAD v1.1 dev file under the data root")
+    with pytest.raises(ConfigError) as preflight:
+        glue_files("mrpc", tmp_path)
+    with pytest.raises(ConfigError) as loader:
+        load_glue("mrpc", "train", data_dir=tmp_path, source="local")
+    assert str(preflight.value) == str(loader.value)
+    assert str(preflight.value).startswith("GLUE mrpc/train: no file glue/MRPC/{train}.tsv[.gz] under ")
 
 
 # ------------------------------------------------------------------------------------ provenance

@@ -12,8 +12,9 @@ import pytest
 import validation.finetune.runner as runner_mod
 from gelora._io import atomic_write_json
 from validation.finetune.claims import try_claim
-from validation.finetune.grid import GridOutcome, attempt_cells
+from validation.finetune.grid import GridOutcome, attempt_cells, hold_cell, release_cell
 from validation.finetune.lr_select import (
+    SelectionHeld,
     lr_key,
     select_learning_rate,
     selection_done,
@@ -21,7 +22,7 @@ from validation.finetune.lr_select import (
     selection_path,
     single_rate,
 )
-from validation.finetune.runner import cell_path, get_profile, read_cell, run_cell
+from validation.finetune.runner import cell_path, failure_path, get_profile, read_cell, run_cell
 
 
 def _profile(grid: tuple[float, ...]) -> Any:
@@ -170,3 +171,58 @@ def test_a_failed_selection_job_is_left_to_the_cells(tmp_path: Path, monkeypatch
     # the cell trained, then ran the selection itself (second try) and recorded it
     assert [k for k, _, _ in rec.order] == ["cell", "select"] and outcome.ran == ["rte__lora__seed0"]
     assert read_cell(cell_path(tmp_path, "rte", "lora", 0))["lr_selection"]["done"] is True
+
+
+def test_a_held_selection_is_neither_started_nor_waited_for(tmp_path: Path, recorder: _Recorder) -> None:
+    profile = _profile((0.5, 1.0, 2.0))
+    hold_cell(tmp_path, "rte__lora")
+    assert selection_jobs([("rte", "lora", 0)], _profile((1.0,)), tmp_path) == []
+    for wait in (True, False):
+        with pytest.raises(SelectionHeld, match="rte__lora is held"):
+            select_learning_rate("rte", "lora", profile=profile, run_dir=tmp_path, wait=wait)
+    # a multi-rate cell needs the choice before training: it is held, not failed, and trains nothing
+    outcome = GridOutcome()
+    attempt_cells(
+        [("rte", "lora", 0)],
+        outcome,
+        profile=profile,
+        run_dir=tmp_path,
+        data_dir=None,
+        device="cpu",
+        keep_going=False,
+        keep_checkpoints=False,
+        progress=None,
+        stale_after=600.0,
+    )
+    assert outcome.held == ["rte__lora__seed0"] and not outcome.failed and recorder.order == []
+    release_cell(tmp_path, "rte__lora")
+    rec = select_learning_rate("rte", "lora", profile=profile, run_dir=tmp_path)
+    assert rec is not None and rec["done"] and len(recorder.order) == 3
+    hold_cell(tmp_path, "rte__lora")  # a finished selection is read back whatever its hold says
+    assert select_learning_rate("rte", "lora", profile=profile, run_dir=tmp_path) == rec
+
+
+def test_a_cell_whose_selection_is_held_while_it_trains_is_held_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One rate: the cell trains beside the selection run and asks for its record after training; a hold put
+    on the selection meanwhile (triage) leaves the cell unfinished (no result, no failure record), not failed."""
+    rec = _Recorder()
+
+    def train_then_hold(task: str, method: str, seed: int, **kw: Any) -> dict[str, Any]:
+        out = rec(task, method, seed, **kw)
+        hold_cell(tmp_path, f"{task}__{method}", reason="triage")
+        return out
+
+    monkeypatch.setattr(runner_mod, "train_and_score", train_then_hold)
+    outcome = GridOutcome()
+    with monkeypatch.context() as m:  # no selection job before the cell: its selection is still to run after
+        m.setattr("validation.finetune.lr_select.selection_jobs", lambda *a, **k: [])
+        seen = _attempt([("rte", "lora", 0)], tmp_path, outcome)
+    assert rec.order == [("cell", "lora", 1e-3)]  # the cell trained; the held selection did not start
+    assert (
+        outcome.held == ["rte__lora__seed0"] and not outcome.failed and ("rte__lora__seed0", "held") in seen
+    )
+    assert not cell_path(tmp_path, "rte", "lora", 0).exists()
+    assert not failure_path(tmp_path, "rte", "lora", 0).exists()
+    assert not list((tmp_path / "claims").glob("*.claim"))  # released

@@ -14,14 +14,25 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from gelora._io import atomic_write_json
 from gelora.errors import ConfigError
 from validation.finetune import token_cache
 from validation.finetune.claims import is_live, is_stale, try_claim
-from validation.finetune.grid import claim_path, hold_cell, release_cell, run_grid, summarise, write_plan
+from validation.finetune.grid import (
+    claim_path,
+    hold_cell,
+    is_held,
+    release_cell,
+    run_grid,
+    summarise,
+    write_plan,
+)
+from validation.finetune.lr_select import selection_hold_path, selection_path
 from validation.finetune.parallel import parse_shard, plan_slots, select_shard, shard_of, worker_log_path
 from validation.finetune.runner import cell_name, cell_path, failure_path, get_profile
 
@@ -300,9 +311,54 @@ def test_a_held_cell_is_not_started_until_released(fake_cells: Path, workers: in
     assert again.ran == [held] and not again.held
 
 
-def test_hold_names_a_cell() -> None:
-    with pytest.raises(ConfigError, match="not a cell name"):
-        hold_cell("unused", "rte__lora")
+@pytest.mark.parametrize("name", ["rte", "rte__lora__lr_select", "rte__lora__seedx", "__lora", "a__b__c__d"])
+def test_hold_names_a_cell_or_a_selection_run(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="not a cell or selection-run name"):
+        hold_cell(tmp_path, name)
+    with pytest.raises(ConfigError, match="not a cell or selection-run name"):
+        release_cell(tmp_path, name)
+    assert not tmp_path.joinpath("claims").exists() and not tmp_path.joinpath("lr_select").exists()
+
+
+def test_a_selection_run_is_held_beside_its_claim(tmp_path: Path) -> None:
+    path = hold_cell(tmp_path, "rte__lora", reason="triage")
+    assert path == selection_hold_path(tmp_path, "rte", "lora") == tmp_path / "lr_select" / "rte__lora.hold"
+    assert json.loads(path.read_text())["selection"] == "rte__lora"
+    assert not (tmp_path / "claims").exists()  # no cell is held by name
+    assert (
+        release_cell(tmp_path, "rte__lora") and not path.exists() and not release_cell(tmp_path, "rte__lora")
+    )
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_held_selection_run_keeps_the_workers_off_it_and_its_cells(fake_cells: Path, workers: int) -> None:
+    """A one-rate grid's workers start the selection runs first (lr_select.selection_jobs); a held one is
+    not started, nor are the cells that need its record, until it is released."""
+    profile = replace(PROFILE, lr_select=True, lr_grid=(1.0,))
+    hold_cell(fake_cells, "rte__lora", reason="test")
+    atomic_write_json(selection_path(fake_cells, "rte", "gelora"), {"done": True})  # nothing to train there
+    out = run_grid(
+        ["rte"], ["lora", "gelora"], [0], profile=profile, run_dir=fake_cells, device="cpu", workers=workers
+    )
+    held = cell_name("rte", "lora", 0)
+    assert out.held == [held] and out.ran == [cell_name("rte", "gelora", 0)] and not out.failed
+    assert held not in _calls(fake_cells)
+    assert not selection_path(fake_cells, "rte", "lora").exists()  # the selection never started
+    assert is_held(fake_cells, "rte", "lora", 0, profile)
+    assert not is_held(fake_cells, "rte", "lora", 0, PROFILE)  # a grid without selection runs ignores it
+    release_cell(fake_cells, "rte__lora")
+    assert not is_held(fake_cells, "rte", "lora", 0, profile)
+
+
+def test_the_summary_names_the_cells_of_a_held_selection_run(tmp_path: Path) -> None:
+    write_plan(tmp_path, ["rte"], ["lora", "gelora"], [0], replace(PROFILE, lr_select=True, lr_grid=(1.0,)))
+    hold_cell(tmp_path, "rte__lora")
+    reasons = {x["method"]: x["reason"] for x in summarise(tmp_path)["missing"]}
+    assert (
+        reasons["lora"]
+        == "not run: its learning-rate selection rte__lora is held (waves.sh release lifts it)"
+    )
+    assert reasons["gelora"].startswith("not run: no result file")
 
 
 def test_the_summary_names_a_held_cell(tmp_path: Path) -> None:

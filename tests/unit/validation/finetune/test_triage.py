@@ -1,0 +1,443 @@
+"""Triage of a run directory against a deadline (validation.finetune.triage): projections from the logs,
+the deadline pick, --apply's holds and signals, and the launch's data preflight."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from gelora._io import atomic_write_json
+from gelora.errors import ConfigError, ResultFileError
+from validation.finetune.grid import hold_path, write_plan
+from validation.finetune.lr_select import selection_hold_path, selection_path
+from validation.finetune.runner import get_profile, train_mark
+from validation.finetune.triage import (
+    Running,
+    format_table,
+    main,
+    missing_data,
+    past_deadline,
+    planned_epochs,
+    running,
+    verdict,
+)
+
+NOW = 1_800_000_000.0
+PAPER_ONE_RATE = get_profile("paper", lr_grid=(1.0,))  # MRPC 30 epochs, RTE 50 (the per-task table)
+
+
+def _run(tmp_path: Path, profile=PAPER_ONE_RATE) -> Path:  # noqa: ANN001
+    run = tmp_path / "run"
+    run.mkdir()
+    write_plan(run, ["mrpc", "rte"], ["lora", "adalora"], [0, 1], profile)
+    return run
+
+
+def _claim(run: Path, name: str, pid: int, started: float, gpu: str | None = "0") -> Path:
+    """A claim file as claims.try_claim writes it (this host, so a live pid makes it live)."""
+    folder = "lr_select" if name.count("__") == 1 else "claims"
+    path = run / folder / f"{name}.claim"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"pid": pid, "host": socket.gethostname(), "token": f"t-{name}", "started": started}
+    path.write_text(json.dumps({**payload, "note": "test", "gpu": gpu}))
+    return path
+
+
+def _loss(epoch: float) -> str:
+    return f"{{'loss': '0.6928', 'grad_norm': '0.409', 'learning_rate': '0.0001645', 'epoch': '{epoch:g}'}}"
+
+
+def _trainer(
+    run_name: str, pid: int, at: float, epochs: Sequence[float], finished: bool = False
+) -> list[str]:
+    """The lines one Trainer run writes to a worker's log: its mark, loss lines, the end of training."""
+    lines = [train_mark(run_name, pid, at), *(_loss(e) for e in epochs)]
+    if finished:
+        lines += [
+            "{'train_runtime': '273.7', 'train_samples_per_second': '403.4', 'train_loss': '0.1468', "
+            f"'epoch': '{epochs[-1]:g}'}}",
+            f"{{'eval_loss': '1.134', 'eval_f1': '0.865', 'epoch': '{epochs[-1]:g}'}}",
+        ]
+    return lines
+
+
+def _log(run: Path, name: str, *parts: list[str]) -> None:
+    path = run / "logs" / f"{name}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        for lines in parts:
+            fh.write("\n".join(lines) + "\n")
+
+
+def _steps(stop: float, every: float) -> list[float]:
+    return [round(every * k, 4) for k in range(1, int(round(stop / every)) + 1)]
+
+
+def _one(rows: list[Running], name: str) -> Running:
+    (row,) = [r for r in rows if r.name == name]
+    return row
+
+
+ME = os.getpid()
+
+
+@pytest.fixture
+def sleepers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Child processes that stand in for workers; killed after the test."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def _sleeper(procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    procs.append(p)
+    return p
+
+
+# ------------------------------------------------------------------------------------------ projection
+def test_the_projection_is_linear_in_this_claims_logged_epochs(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    name = "mrpc__adalora__seed0"
+    _claim(run, name, ME, NOW - 1000)
+    # an earlier attempt (another pid, before the claim) reached epoch 25: not this claim's progress
+    _log(run, name, _trainer(name, 99999, NOW - 5000, _steps(25, 0.6)))
+    _log(run, name, _trainer(name, ME, NOW - 990, _steps(15, 0.6)))
+    row = _one(running(run, now=NOW), name)
+    assert row.kind == "cell" and row.gpu == "0" and row.planned_epochs == 30.0
+    assert row.elapsed_s == 1000 and row.epoch == 15.0
+    assert row.progress == pytest.approx(0.5) and row.left_s == pytest.approx(1000.0)
+    assert verdict(row, 999) == "past deadline" and verdict(row, 1001) == "fits"
+
+
+def test_a_resumed_run_counts_the_epochs_from_its_checkpoint_on(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    name = "rte__lora__seed1"  # 50 epochs: one logging interval is 1 epoch
+    _claim(run, name, ME, NOW - 300)
+    _log(
+        run, name, _trainer(name, ME, NOW - 299, [21.0, 22.0, 23.0, 24.0, 25.0, 26.0, 27.0, 28.0, 29.0, 35.0])
+    )
+    row = _one(running(run, now=NOW), name)
+    # resumed at epoch 20 (first logged 21 less one interval): 15 of its 30 remaining epochs in 300 s
+    assert row.epoch == 35.0 and row.progress == pytest.approx(0.5) and row.left_s == pytest.approx(300.0)
+
+
+def test_no_epoch_logged_yet_is_unknown_and_kept_by_default(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    _claim(run, "mrpc__lora__seed0", ME, NOW - 60)
+    _log(run, "mrpc__lora__seed0", [train_mark("mrpc__lora__seed0", ME, NOW - 59), "Loading weights..."])
+    _claim(run, "mrpc__lora__seed1", ME, NOW - 60)  # no log at all (e.g. a run in the launching process)
+    rows = running(run, now=NOW)
+    loading, no_log = rows
+    assert loading.progress is None and loading.left_s is None and loading.epoch is None
+    assert loading.note == "no epoch logged yet"
+    assert no_log.note == "no log logs/mrpc__lora__seed1.log" and no_log.left_s is None
+    assert verdict(loading, 0) == "unknown"
+    assert past_deadline(rows, 0) == []
+    assert past_deadline(rows, 0, stop_unknown=True) == rows
+
+
+def test_a_run_whose_training_ended_fits_any_deadline(tmp_path: Path) -> None:
+    run = _run(tmp_path, get_profile("gpu"))  # no selection: nothing to wait for after training
+    assert running(run, now=NOW) == []  # no claim, nothing runs
+    name = "mrpc__lora__seed0"
+    _claim(run, name, ME, NOW - 500)
+    _log(run, name, _trainer(name, ME, NOW - 499, _steps(3, 0.06), finished=True))
+    row = _one(running(run, now=NOW), name)
+    assert row.planned_epochs == 3.0 and row.epoch == 3.0
+    assert row.progress == 1.0 and row.left_s == 0.0 and verdict(row, 0) == "fits"
+
+
+def test_a_log_without_marks_is_read_from_its_last_trainer_run(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    name = "mrpc__lora__seed0"
+    _claim(run, name, ME, NOW - 100)
+    old = [_loss(e) for e in _steps(30, 0.6)] + ["{'train_runtime': '1', 'epoch': '30'}"]
+    _log(run, name, old, [_loss(e) for e in _steps(6, 0.6)])  # an older runner wrote no marks
+    row = _one(running(run, now=NOW), name)
+    assert row.epoch == 6.0 and row.progress == pytest.approx(0.2) and row.left_s == pytest.approx(400.0)
+    assert row.note == "log without run marks: its last Trainer run"
+
+
+def test_stale_claims_are_not_running(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _claim(run, "mrpc__lora__seed0", dead.pid, NOW - 100)
+    assert running(run, now=NOW) == []
+
+
+# ------------------------------------------------------------------------------------------ selection runs
+def test_a_one_rate_selection_in_a_cells_process_and_the_cell_that_waits_for_it(tmp_path: Path) -> None:
+    """One rate: the cell trains first, then runs its selection in its own process and log; the cell ends
+    when the selection does."""
+    run = _run(tmp_path)
+    cell, sel = "mrpc__lora__seed0", "mrpc__lora"
+    _claim(run, cell, ME, NOW - 2000)
+    _claim(run, sel, ME, NOW - 600)
+    _log(
+        run,
+        cell,
+        _trainer(cell, ME, NOW - 1999, _steps(30, 0.6), finished=True),
+        _trainer(f"{sel}__lr_select", ME, NOW - 599, _steps(9, 0.6)),
+    )
+    rows = running(run, now=NOW)
+    s, c = _one(rows, sel), _one(rows, cell)
+    assert s.kind == "selection" and s.epoch == 9.0 and s.progress == pytest.approx(0.3)
+    assert s.left_s == pytest.approx(1400.0) and s.note == f"in {cell}'s process"
+    assert c.left_s == s.left_s and c.progress is None and c.epoch == 30.0
+    assert c.note == f"trained; ends with its learning-rate selection {sel}"
+
+
+def test_a_multi_rate_selection_counts_the_rates_left_when_it_was_claimed(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]]
+) -> None:
+    run = _run(tmp_path, get_profile("paper"))  # three rates
+    sel = "mrpc__adalora"
+    _claim(run, sel, ME, NOW - 900)
+    # one rate scored before this claim, a second one during it; the third is half way
+    atomic_write_json(selection_path(run, "mrpc", "adalora"), {"scores": {"0.0025": 0.8, "0.005": 0.81}})
+    _log(
+        run,
+        f"{sel}__lr_select",
+        _trainer(f"{sel}__lr_select", ME, NOW - 899, _steps(30, 0.6), finished=True),
+        _trainer(f"{sel}__lr_select", ME, NOW - 400, _steps(15, 0.6)),
+    )
+    s = _one(running(run, now=NOW), sel)
+    assert s.note == "2 rates to train"
+    assert s.progress == pytest.approx(45 / 60) and s.left_s == pytest.approx(300.0)
+    # a cell of that pair (another worker) waits for the choice before training: nothing to project
+    cell = "mrpc__adalora__seed1"
+    _claim(run, cell, _sleeper(sleepers).pid, NOW - 10)
+    rows = running(run, now=NOW)
+    c = _one(rows, cell)
+    assert c.left_s is None and c.note == "waits for its learning-rate selection mrpc__adalora"
+    assert _one(rows, sel) == s
+
+
+# ------------------------------------------------------------------------------------------ planned epochs
+def test_planned_epochs_come_from_the_plan() -> None:
+    paper = get_profile("paper").to_dict()
+    assert planned_epochs(paper, "mrpc") == 30.0 and planned_epochs(paper, "rte") == 50.0
+    assert planned_epochs(get_profile("paper", epochs=2.0).to_dict(), "mrpc") == 2.0  # --epochs wins
+    assert planned_epochs(get_profile("gpu").to_dict(), "mrpc") == 3.0
+    with pytest.raises(ResultFileError, match="no number of epochs"):
+        planned_epochs({"name": "x"}, "mrpc")
+
+
+# ------------------------------------------------------------------------------------------ deadline
+def _row(name: str, left: float | None) -> Running:
+    return Running(name, "cell", Path("c"), 1, "h", None, "t", 10.0, None, 3.0, None, left)
+
+
+def test_past_deadline_picks_the_runs_projected_after_it() -> None:
+    rows = [_row("a__x__seed0", 100.0), _row("b__x__seed0", 1000.0), _row("c__x__seed0", None)]
+    assert [r.name for r in past_deadline(rows, 500)] == ["b__x__seed0"]
+    assert [r.name for r in past_deadline(rows, 100)] == ["b__x__seed0"]  # ending at the deadline fits
+    assert [r.name for r in past_deadline(rows, 50)] == ["a__x__seed0", "b__x__seed0"]
+    assert [r.name for r in past_deadline(rows, 5000, stop_unknown=True)] == ["c__x__seed0"]
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ConfigError, match="deadline must be a finite number of seconds >= 0"):
+            past_deadline(rows, bad)
+    table = format_table(rows, 500).splitlines()
+    assert table[0].split() == ["name", "gpu", "elapsed", "epoch/planned", "left", "verdict"]
+    assert table[2].split() == ["b__x__seed0", "-", "10s", "-/3", "1000s", "past", "deadline"]
+    assert table[3].split()[-1] == "unknown"
+
+
+# ------------------------------------------------------------------------------------------ errors
+def test_clear_errors_for_a_missing_run_dir_and_unreadable_claims(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        running(tmp_path / "nope")
+    run = _run(tmp_path)
+    bad = run / "claims" / "mrpc__lora__seed0.claim"
+    bad.parent.mkdir()
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="unreadable claim .*mrpc__lora__seed0.claim"):
+        running(run)
+    bad.write_text(json.dumps({"host": socket.gethostname(), "started": NOW}))
+    with pytest.raises(ConfigError, match="no integer 'pid'"):
+        running(run)
+    bad.unlink()
+    (run / "grid.json").unlink()
+    with pytest.raises(ResultFileError, match="no grid.json"):
+        running(run)
+
+
+def test_the_command_exits_2_with_the_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run(tmp_path)
+    assert main([str(run), "--deadline", "-5"]) == 2
+    assert "deadline must be a finite number of seconds >= 0" in capsys.readouterr().err
+    assert main([str(run), "--deadline", "soon"]) == 2
+    assert "--deadline must be a number of seconds, got 'soon'" in capsys.readouterr().err
+    assert main([str(tmp_path / "nope"), "--deadline", "60"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([str(run)]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ --apply
+def test_apply_holds_and_stops_the_runs_past_the_deadline_only(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run(tmp_path)
+    now = time.time()
+    late, fits, late_sel = _sleeper(sleepers), _sleeper(sleepers), _sleeper(sleepers)
+    # 3 of 30 epochs in 1000 s: 9000 s left; 27 of 30 in 1000 s: 111 s left; selection: 5 of 50 in 1000 s
+    _claim(run, "mrpc__adalora__seed0", late.pid, now - 1000, gpu="1")
+    _log(run, "mrpc__adalora__seed0", _trainer("mrpc__adalora__seed0", late.pid, now - 999, _steps(3, 0.6)))
+    _claim(run, "mrpc__lora__seed0", fits.pid, now - 1000)
+    _log(run, "mrpc__lora__seed0", _trainer("mrpc__lora__seed0", fits.pid, now - 999, _steps(27, 0.6)))
+    _claim(run, "rte__lora", late_sel.pid, now - 1000)
+    _log(
+        run, "rte__lora__lr_select", _trainer("rte__lora__lr_select", late_sel.pid, now - 999, _steps(5, 1.0))
+    )
+
+    assert main([str(run), "--deadline", "600"]) == 0  # without --apply: the table only
+    out = capsys.readouterr().out
+    assert "past the deadline (--apply stops them): mrpc__adalora__seed0 rte__lora" in out
+    lines = {ln.split()[0]: ln for ln in out.splitlines()[2:5]}
+    assert lines["mrpc__adalora__seed0"].split()[1:4] == ["1", "1000s", "3/30"]
+    assert lines["mrpc__adalora__seed0"].endswith("past deadline")
+    assert lines["mrpc__lora__seed0"].endswith("fits") and lines["rte__lora"].endswith("past deadline")
+    time.sleep(0.2)
+    assert late.poll() is None and not hold_path(run, "mrpc", "adalora", 0).exists()
+
+    assert main([str(run), "--deadline", "600", "--apply"]) == 0
+    out = capsys.readouterr().out
+    assert f"stopped mrpc__adalora__seed0: SIGTERM to pid {late.pid}" in out
+    assert f"stopped rte__lora: SIGTERM to pid {late_sel.pid}" in out
+    assert late.wait(timeout=10) == -signal.SIGTERM and late_sel.wait(timeout=10) == -signal.SIGTERM
+    assert hold_path(run, "mrpc", "adalora", 0).exists() and selection_hold_path(run, "rte", "lora").exists()
+    assert fits.poll() is None and not hold_path(run, "mrpc", "lora", 0).exists()
+
+
+def test_apply_does_not_signal_a_claim_released_meanwhile(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]]
+) -> None:
+    from validation.finetune.triage import stop_runs
+
+    run = _run(tmp_path)
+    worker = _sleeper(sleepers)
+    path = _claim(run, "mrpc__lora__seed0", worker.pid, NOW - 1000)
+    _log(run, "mrpc__lora__seed0", _trainer("mrpc__lora__seed0", worker.pid, NOW - 999, [0.6]))
+    (row,) = running(run, now=NOW)
+    path.unlink()  # the cell ended; its worker may already train another one
+    assert stop_runs(run, [row]) == [
+        "held mrpc__lora__seed0",
+        "not signalled mrpc__lora__seed0: its claim was released meanwhile (finished or stopped)",
+    ]
+    time.sleep(0.2)
+    assert worker.poll() is None
+
+
+# ------------------------------------------------------------------------------------------ data preflight
+def _minimal_data(root: Path, shared: Path, *tasks: str) -> Path:
+    """A data folder with only some GLUE task folders (as make_carry.sh's data_min)."""
+    (root / "glue").mkdir(parents=True)
+    for t in tasks:
+        shutil.copytree(shared / "glue" / t, root / "glue" / t)
+    return root
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    from validation.data import default_data_dir
+
+    try:
+        root = default_data_dir()
+    except ConfigError:
+        pytest.skip("no shared data folder")
+    if not (root / "squad" / "v1.1").is_dir() or not (root / "glue" / "RTE").is_dir():
+        pytest.skip("the shared data folder lacks SQuAD v1.1 or RTE")
+    return root
+
+
+def test_the_preflight_names_the_missing_file_of_each_task(tmp_path: Path, shared_data: Path) -> None:
+    data = _minimal_data(tmp_path / "data_min", shared_data, "RTE")
+    missing = missing_data(["rte", "squad_v1", "sts-b", "nope"], data)
+    assert sorted(missing) == ["nope", "squad_v1", "sts-b"]
+    assert missing["squad_v1"].startswith("no SQuAD v1.1 dev file under the data root")
+    assert missing["sts-b"].startswith("GLUE stsb/train: no file glue/STS-B/")
+    assert "unknown GLUE task 'nope'" in missing["nope"]
+    assert missing_data(["rte", "squad_v1", "squad_v2", "qnli", "stsb"], shared_data) == {}
+
+
+def test_the_preflight_command(
+    tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _minimal_data(tmp_path / "data_min", shared_data, "STS-B")
+    monkeypatch.setenv("GELORA_DATA_DIR", str(data))  # waves.sh: common.sh sets it
+    assert main(["--check-data", "--tasks", "stsb,squad_v1"]) == 2
+    err = capsys.readouterr().err
+    assert "squad_v1: no SQuAD v1.1 dev file under the data root" in err
+    assert "error: no data for squad_v1: nothing launched" in err
+    assert main(["--check-data", "--tasks", "stsb"]) == 0
+    assert "data: every file of stsb found" in capsys.readouterr().out
+    assert main(["--check-data", "--tasks", "squad_v1", "--data-dir", str(shared_data)]) == 0
+    assert main(["--check-data"]) == 2
+    assert "--check-data needs --tasks" in capsys.readouterr().err
+    monkeypatch.setenv("GELORA_DATA_DIR", str(tmp_path / "nowhere"))
+    assert main(["--check-data", "--tasks", "stsb"]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ a real log
+REAL_CELL = """
+import json, os, sys, time
+from dataclasses import replace
+from pathlib import Path
+
+from transformers.utils import logging
+
+from validation.finetune.grid import _redirect_output, claim_path, write_plan
+from validation.finetune.runner import get_profile, run_cell
+from validation.finetune.triage import running
+
+logging.set_verbosity_error()
+run = Path(sys.argv[1])
+profile = replace(get_profile("test"), epochs=3.0)  # 4 steps an epoch, a logged point every step
+write_plan(run, ["rte"], ["lora"], [0], profile)
+claim = claim_path(run, "rte", "lora", 0)
+claim.parent.mkdir(parents=True)
+started = time.time()
+claim.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "token": "t", "started": started}))
+with _redirect_output(run / "logs" / "rte__lora__seed0.log"):
+    run_cell("rte", "lora", 0, profile=profile, run_dir=run, device="cpu")
+(row,) = running(run)
+print(json.dumps({"epoch": row.epoch, "planned": row.planned_epochs, "progress": row.progress, "left": row.left_s}))
+"""
+
+
+def test_a_real_cells_log_carries_its_mark_and_the_epochs_triage_reads(tmp_path: Path) -> None:
+    """The runner's mark and the Trainer's own log lines, as this transformers version writes them."""
+    run = tmp_path / "run"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[4]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", REAL_CELL, str(run)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row == {"epoch": 3.0, "planned": 3.0, "progress": 1.0, "left": 0.0}
+    log = (run / "logs" / "rte__lora__seed0.log").read_text()
+    mark = log.index("[gelora] train rte__lora__seed0 pid ")
+    assert mark < log.index("{'loss'") < log.index("'train_runtime'")

@@ -1,0 +1,587 @@
+"""Which running cells to stop so that the others finish before the device time runs out, decided on the device.
+
+A GPU session's device time is counted; after a progress report, an operator who took more than the idle
+limit (about 30 s) to pick the cells to stop lost the machine, with every unfinished run on it. This module
+makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECONDS [--apply]``):
+
+* :func:`running` lists the cells and learning-rate selection runs of a run directory that a live process
+  claims (``claims/<cell>.claim``, ``lr_select/<task>__<method>.claim``): seconds since the claim was taken,
+  the last epoch the Trainer logged (``logs/<name>.log``), the planned epochs (the run's plan: the
+  profile's ``epochs`` or the task's ``task_overrides``, e.g. 30 for MRPC under the paper profile; an
+  explicit ``--epochs`` replaced those when the plan was written) and a projection of the seconds left;
+* :func:`past_deadline` picks the runs projected to end after a deadline;
+* ``python -m validation.finetune.triage RUN --deadline SECONDS [--apply]`` prints the table and, with
+  ``--apply``, holds each picked run (:func:`validation.finetune.grid.hold_cell`) and sends SIGTERM to the
+  process of its claim, as ``waves.sh stop`` does: the worker stops at its next step, keeps its
+  checkpoints and releases the claim.
+
+The projection is linear in logged epochs: ``left = elapsed * (1 - progress) / progress``, where ``progress``
+is the share of this claim's training logged so far. It is an estimate: the time before the first logged
+epoch (tokenising, loading the model, GeLoRA's preprocessing) counts as training time, so an early
+projection is too long; a run that slows down or speeds up (neighbours on the GPU finishing) is not
+foreseen. A run that has logged no epoch in this claim yet has no projection (``None``, verdict
+``unknown``) and is never stopped unless asked (``stop_unknown``). What counts as this claim's training:
+
+* the Trainer lines after the run's own mark in the log (:data:`validation.finetune.runner.TRAIN_MARK`,
+  with the claim's pid and a time after the claim), so the lines of earlier attempts appended to the same
+  log do not count; a resumed run starts from its checkpoint's epoch, estimated as its first logged epoch
+  less one logging interval (planned / 50: the runner logs every ``max_steps // 50`` steps; a run of fewer
+  than 50 steps logs every step, so its start is estimated a little late). A log without marks (written by
+  an older runner) is read from its last Trainer run;
+* a selection run trains one model per candidate rate not yet scored when the claim was taken
+  (``lr_select/<task>__<method>.json``), each for the planned epochs, so its progress counts every rate;
+* a cell whose training has finished but whose one-rate selection run has not (it records the
+  selection's result after training, and runs it when no other worker does) is projected to end with that
+  selection run; a multi-rate cell waiting for its selection before training has no projection.
+
+A selection run inside a cell's process (the same pid) logs to that cell's log, otherwise to
+``logs/<task>__<method>__lr_select.log``; stopping either stops the process, and so both. Runs started in
+the launching process itself (``--workers 1``) have no log of their own: no projection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gelora._io import read_json
+from gelora.errors import ConfigError, ResultFileError
+from validation.finetune.claims import is_live, read_claim
+from validation.finetune.runner import TRAIN_MARK, parse_run_name
+
+#: share of a Trainer run between two logged points (the runner logs every ``max_steps // 50`` steps)
+LOG_INTERVAL_SHARE = 1 / 50
+#: bytes read from the end of a log (a run's lines are a few tens of kB)
+LOG_TAIL_BYTES = 1 << 20
+
+_MARK = re.compile(re.escape(TRAIN_MARK) + r" (\S+) pid (\d+) at ([0-9.]+)")
+_EPOCH = re.compile(r"'epoch': '?([0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)")
+
+
+@dataclass(frozen=True)
+class Running:
+    """One claimed cell or selection run, as :func:`running` found it.
+
+    Attributes
+    ----------
+    name : str
+        ``<task>__<method>__seed<k>`` (a cell) or ``<task>__<method>`` (a selection run).
+    kind : str
+        ``"cell"`` or ``"selection"``.
+    claim : Path
+        The claim file.
+    pid : int
+        The claiming process.
+    host : str
+        The host of that process.
+    gpu : str or None
+        The GPU of the claiming worker (its ``CUDA_VISIBLE_DEVICES``).
+    token : str
+        The claim's token (a later claim of the same run has another).
+    elapsed_s : float
+        Seconds since the claim was taken.
+    epoch : float or None
+        Last epoch the Trainer logged in this claim (None: none yet).
+    planned_epochs : float
+        Epochs of one Trainer run of the task.
+    progress : float or None
+        Share of this claim's training done, in (0, 1]; None when nothing was logged yet.
+    left_s : float or None
+        Projected seconds left (see the module docstring); None when unknown.
+    note : str
+        Why the projection is what it is, when that is not plain.
+    """
+
+    name: str
+    kind: str
+    claim: Path
+    pid: int
+    host: str
+    gpu: str | None
+    token: str
+    elapsed_s: float
+    epoch: float | None
+    planned_epochs: float
+    progress: float | None
+    left_s: float | None
+    note: str = ""
+
+
+@dataclass
+class _TrainerRun:
+    """The Trainer lines of one run in a log: its mark (None for lines before any mark) and its epochs."""
+
+    name: str | None
+    pid: int | None
+    at: float | None
+    epochs: list[float] = field(default_factory=list)
+    finished: bool = False
+
+
+def _trainer_runs(text: str) -> list[_TrainerRun]:
+    """The runs of a log, in order: a new one at each mark (and, in a log without marks, after each
+    ``train_runtime`` line). Only training-loss lines give epochs (evaluation lines repeat them)."""
+    runs: list[_TrainerRun] = []
+    for line in text.replace("\r", "\n").splitlines():
+        mark = _MARK.search(line)
+        if mark is not None:
+            runs.append(_TrainerRun(mark.group(1), int(mark.group(2)), float(mark.group(3))))
+            continue
+        if "'train_runtime'" in line:
+            if not runs:
+                runs.append(_TrainerRun(None, None, None))
+            runs[-1].finished = True
+            continue
+        epoch = _EPOCH.search(line)
+        if "'loss':" not in line or epoch is None:
+            continue
+        if not runs or (runs[-1].finished and runs[-1].name is None):
+            runs.append(_TrainerRun(None, None, None))
+        runs[-1].epochs.append(float(epoch.group(1)))
+    return runs
+
+
+def _read_tail(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            return fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _this_claim(
+    runs: list[_TrainerRun], run_name: str, pid: int, started: float
+) -> tuple[list[_TrainerRun], bool]:
+    """The runs named ``run_name`` that the claiming process started after the claim; ``(runs, marked)``
+    where ``marked`` is False for a log without marks (then its last run, whatever its name)."""
+    if not any(r.name is not None for r in runs):
+        return runs[-1:], False
+    mine = [
+        r for r in runs if r.name == run_name and r.pid == pid and r.at is not None and r.at >= started - 1.0
+    ]
+    return mine, True
+
+
+def _progress(runs: list[_TrainerRun], planned: float, n_runs: int) -> tuple[float | None, float | None]:
+    """``(progress, last epoch)`` of ``runs`` out of ``n_runs`` Trainer runs of ``planned`` epochs each."""
+    logged = [e for r in runs for e in r.epochs]
+    if not logged and not any(r.finished for r in runs):
+        return None, None
+    first = runs[0].epochs[0] if runs[0].epochs else 0.0
+    start = max(0.0, first - LOG_INTERVAL_SHARE * planned)  # a resumed run starts from its checkpoint
+    done = -start
+    for r in runs:
+        done += planned if r.finished else (r.epochs[-1] if r.epochs else 0.0)
+    total = (planned - start) + (n_runs - 1) * planned
+    if total <= 0 or done <= 0:
+        return None, logged[-1] if logged else None
+    return min(1.0, done / total), logged[-1] if logged else planned
+
+
+def _left(elapsed: float, progress: float | None) -> float | None:
+    if progress is None:
+        return None
+    return elapsed * (1.0 - progress) / progress
+
+
+def _task_settings(profile: dict[str, Any], task: str) -> dict[str, Any]:
+    """The plan's profile with the task's overrides applied (as ``Profile.for_task`` does)."""
+    return {**profile, **((profile.get("task_overrides") or {}).get(task) or {})}
+
+
+def planned_epochs(profile: dict[str, Any], task: str) -> float:
+    """Epochs of one Trainer run of ``task`` under the plan's ``profile`` (``grid.json``): the task's
+    ``task_overrides`` entry, else the profile's ``epochs``.
+
+    Raises
+    ------
+    ResultFileError
+        The profile has no ``epochs``.
+    """
+    eff = _task_settings(profile, task)
+    if not isinstance(eff.get("epochs"), int | float):
+        raise ResultFileError(f"the plan's profile has no number of epochs for {task}")
+    return float(eff["epochs"])
+
+
+def _claims(run_dir: Path) -> list[tuple[Path, str]]:
+    out = []
+    for folder, kind in (("claims", "cell"), ("lr_select", "selection")):
+        for path in sorted((run_dir / folder).glob("*.claim")):
+            stem = path.name[: -len(".claim")]
+            try:
+                seed = parse_run_name(stem)[2]
+            except ConfigError:
+                continue  # not a run's claim
+            if (seed is None) == (kind == "selection"):
+                out.append((path, kind))
+    return out
+
+
+def _claim_payload(path: Path) -> dict[str, Any] | None:
+    """The claim's payload; None when it vanished (released since it was listed).
+
+    Raises
+    ------
+    ConfigError
+        The claim exists but is not a readable claim (no JSON object, no integer ``pid``, no ``started``).
+    """
+    payload = read_claim(path)
+    if payload is None:
+        if path.exists():
+            raise ConfigError(f"unreadable claim {path} (not a JSON object)")
+        return None
+    if not isinstance(payload.get("pid"), int) or not isinstance(payload.get("started"), int | float):
+        raise ConfigError(f"unreadable claim {path}: no integer 'pid' or numeric 'started'")
+    return payload
+
+
+def _scored_rates(run_dir: Path, task: str, method: str) -> int:
+    from validation.finetune.lr_select import selection_path
+
+    try:
+        rec = read_json(selection_path(run_dir, task, method))
+    except ResultFileError:
+        return 0
+    scores = rec.get("scores") if isinstance(rec, dict) else None
+    return len(scores) if isinstance(scores, dict) else 0
+
+
+def running(run_dir: str | Path, now: float | None = None) -> list[Running]:
+    """Every cell and selection run of ``run_dir`` that a live process claims, with its projection.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A grid run directory (``grid.json``, ``claims/``, ``lr_select/``, ``logs/``).
+    now : float, optional
+        Unix time to measure from (default: the current time).
+
+    Returns
+    -------
+    list of Running
+        Sorted by name. Stale claims (a dead owner, :func:`validation.finetune.claims.is_live`) are left
+        out: nothing runs there.
+
+    Raises
+    ------
+    ConfigError
+        ``run_dir`` is not a directory, or a claim is unreadable.
+    ResultFileError
+        ``grid.json`` is missing or corrupt (:func:`validation.finetune.grid.read_plan`).
+    """
+    from validation.finetune.grid import read_plan
+    from validation.finetune.lr_select import selection_done
+
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise ConfigError(f"run directory {root} does not exist (or is not a directory)")
+    now = time.time() if now is None else float(now)
+    profile = read_plan(root)["profile"]
+    found = []
+    for path, kind in _claims(root):
+        payload = _claim_payload(path)
+        if payload is None or not is_live(path):
+            continue
+        found.append((path, kind, payload))
+    cell_of_pid = {
+        (str(p.get("host")), int(p["pid"])): path.name[: -len(".claim")]
+        for path, kind, p in found
+        if kind == "cell"
+    }
+    rows: list[Running] = []
+    waiting: dict[str, str] = {}  # cell -> the selection run it ends with
+    for path, kind, payload in found:
+        name = path.name[: -len(".claim")]
+        task, method, _ = parse_run_name(name)
+        pid, started = int(payload["pid"]), float(payload["started"])
+        eff = _task_settings(profile, task)
+        planned = planned_epochs(profile, task)
+        n_rates = len({float(f) for f in eff.get("lr_grid") or [1.0]})
+        elapsed = max(0.0, now - started)
+        notes = []
+        if kind == "selection":
+            host_cell = cell_of_pid.get((str(payload.get("host")), pid))
+            log = root / "logs" / f"{host_cell or name + '__lr_select'}.log"
+            runs, marked = _this_claim(_trainer_runs(_read_tail(log)), f"{name}__lr_select", pid, started)
+            finished = sum(r.finished for r in runs) if marked else 0
+            n_runs = max(1, n_rates - max(0, _scored_rates(root, task, method) - finished))
+            progress, epoch = _progress(runs, planned, n_runs) if runs else (None, None)
+            if host_cell:
+                notes.append(f"in {host_cell}'s process")
+            if n_runs > 1:
+                notes.append(f"{n_runs} rates to train")
+        else:
+            log = root / "logs" / f"{name}.log"
+            runs, marked = _this_claim(_trainer_runs(_read_tail(log)), name, pid, started)
+            progress, epoch = _progress(runs, planned, 1) if runs else (None, None)
+            if eff.get("lr_select") and not selection_done(root, task, method):
+                if not runs and n_rates > 1:
+                    notes.append(f"waits for its learning-rate selection {task}__{method}")
+                elif runs and n_rates == 1 and runs[-1].finished:
+                    waiting[name] = f"{task}__{method}"
+                    progress = None
+                    notes.append(f"trained; ends with its learning-rate selection {task}__{method}")
+        if progress is None and not notes:
+            notes.append("no epoch logged yet" if log.exists() else f"no log {log.relative_to(root)}")
+        if not marked and progress is not None:
+            notes.append("log without run marks: its last Trainer run")
+        note = "; ".join(notes)
+        rows.append(
+            Running(
+                name=name,
+                kind=kind,
+                claim=path,
+                pid=pid,
+                host=str(payload.get("host")),
+                gpu=None if payload.get("gpu") is None else str(payload.get("gpu")),
+                token=str(payload.get("token")),
+                elapsed_s=elapsed,
+                epoch=epoch,
+                planned_epochs=planned,
+                progress=progress,
+                left_s=_left(elapsed, progress),
+                note=note,
+            )
+        )
+    by_name = {r.name: r for r in rows}
+    for i, row in enumerate(rows):
+        sel = by_name.get(waiting.get(row.name, ""))
+        if sel is not None:
+            rows[i] = replace(row, left_s=sel.left_s, epoch=row.planned_epochs)
+    return sorted(rows, key=lambda r: r.name)
+
+
+def _check_deadline(deadline_s: float) -> float:
+    if not (isinstance(deadline_s, int | float) and math.isfinite(deadline_s) and deadline_s >= 0):
+        raise ConfigError(f"the deadline must be a finite number of seconds >= 0, got {deadline_s!r}")
+    return float(deadline_s)
+
+
+def verdict(row: Running, deadline_s: float) -> str:
+    """``"fits"`` (projected to end within ``deadline_s`` seconds), ``"past deadline"`` or ``"unknown"``."""
+    if row.left_s is None:
+        return "unknown"
+    return "fits" if row.left_s <= _check_deadline(deadline_s) else "past deadline"
+
+
+def past_deadline(rows: Sequence[Running], deadline_s: float, *, stop_unknown: bool = False) -> list[Running]:
+    """The runs of ``rows`` projected to end more than ``deadline_s`` seconds from now.
+
+    Parameters
+    ----------
+    rows : sequence of Running
+        From :func:`running`.
+    deadline_s : float
+        Seconds from now (>= 0).
+    stop_unknown : bool
+        Also pick the runs without a projection (by default they are kept: nothing says they will not fit).
+
+    Raises
+    ------
+    ConfigError
+        ``deadline_s`` is negative or not finite.
+    """
+    deadline_s = _check_deadline(deadline_s)
+    keep = {"past deadline", "unknown"} if stop_unknown else {"past deadline"}
+    return [r for r in rows if verdict(r, deadline_s) in keep]
+
+
+def stop_runs(run_dir: str | Path, rows: Sequence[Running], reason: str = "triage") -> list[str]:
+    """Hold each run of ``rows``, then send SIGTERM to the process of its claim (once per process).
+
+    A process is signalled only when its claim is on this host and still carries the token it had when it
+    was listed (a claim released meanwhile means that process may have moved on to another run). The
+    hold comes first, so a worker that ends its run meanwhile does not start it again.
+
+    Returns
+    -------
+    list of str
+        One line per hold and per signal (or why a process was not signalled).
+    """
+    from validation.finetune.grid import hold_cell
+
+    lines = []
+    for row in rows:
+        hold_cell(run_dir, row.name, reason=reason)
+        lines.append(f"held {row.name}")
+    here = socket.gethostname()
+    signalled: set[int] = set()
+    for row in rows:
+        if row.pid in signalled:
+            lines.append(f"stopped {row.name}: the same process (pid {row.pid})")
+            continue
+        payload = read_claim(row.claim)
+        if row.host != here:
+            lines.append(f"not signalled {row.name}: its claim is of host {row.host}, this is {here}")
+        elif payload is None or payload.get("token") != row.token:
+            lines.append(f"not signalled {row.name}: its claim was released meanwhile (finished or stopped)")
+        else:
+            try:
+                os.kill(row.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                lines.append(f"not signalled {row.name}: pid {row.pid} is gone")
+                continue
+            signalled.add(row.pid)
+            stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+            lines.append(f"stopped {row.name}: SIGTERM to pid {row.pid} at {stamp}")
+    return lines
+
+
+def _seconds(x: float | None) -> str:
+    return "?" if x is None else f"{x:.0f}s"
+
+
+def format_table(rows: Sequence[Running], deadline_s: float) -> str:
+    """The triage table: name, gpu, elapsed, epoch/planned, projected left, verdict (and a note)."""
+    header = ("name", "gpu", "elapsed", "epoch/planned", "left", "verdict")
+    body = [
+        (
+            r.name,
+            r.gpu or "-",
+            _seconds(r.elapsed_s),
+            f"{'-' if r.epoch is None else f'{r.epoch:g}'}/{r.planned_epochs:g}",
+            _seconds(r.left_s),
+            verdict(r, deadline_s) + (f" ({r.note})" if r.note else ""),
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line[:-1], widths, strict=True)) + "  " + line[-1]
+        for line in [header, *body]
+    )
+
+
+def missing_data(tasks: Sequence[str], data_dir: str | Path | None = None) -> dict[str, str]:
+    """The tasks whose local files are missing under the data root, with the loader's message.
+
+    The same resolution as the loaders (:func:`validation.data.splits.glue_files`,
+    :func:`validation.data.splits.squad_files`); a name that is no task is reported too. The hub is not
+    asked: the preflight is for an offline GPU host.
+
+    Parameters
+    ----------
+    tasks : sequence of str
+        Task names as ``gelora validate glue --tasks`` takes them.
+    data_dir : str or Path, optional
+        The data root (default :func:`validation.data.default_data_dir`: ``GELORA_DATA_DIR``).
+
+    Returns
+    -------
+    dict
+        ``{task: message}``; empty when every task has its files.
+
+    Raises
+    ------
+    ConfigError
+        No data root (``GELORA_DATA_DIR`` not a directory, or ``data_dir`` not one).
+    """
+    from validation.data import default_data_dir
+    from validation.data.splits import glue_files, squad_files
+    from validation.finetune.tasks import QA_TASKS, task_family
+
+    root = default_data_dir() if data_dir is None else Path(data_dir)
+    if not root.is_dir():
+        raise ConfigError(f"data root {root} is not a directory")
+    out: dict[str, str] = {}
+    for task in tasks:
+        try:
+            name = task_family(task).canonical(task)
+            if name in QA_TASKS:
+                squad_files(QA_TASKS[name], root)
+            else:
+                glue_files(name, root)
+        except ConfigError as exc:
+            out[task] = str(exc)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m validation.finetune.triage",
+        description="Project the running cells of a run directory against a deadline and stop those that "
+        "will not make it (--apply); or check that the data root has every file of some tasks "
+        "(--check-data --tasks).",
+    )
+    p.add_argument("run_dir", nargs="?", help="the run directory (waves.sh: $RUN)")
+    p.add_argument("--deadline", default=None, help="seconds from now by which the runs must end")
+    p.add_argument("--apply", action="store_true", help="hold and SIGTERM each run past the deadline")
+    p.add_argument(
+        "--stop-unknown", action="store_true", help="with --apply: also stop runs without projection"
+    )
+    p.add_argument("--check-data", action="store_true", help="only check the data files of --tasks")
+    p.add_argument("--tasks", default=None, help="with --check-data: comma-separated task names")
+    p.add_argument("--data-dir", default=None, help="with --check-data: data root (default $GELORA_DATA_DIR)")
+    a = p.parse_args(argv)
+    try:
+        if a.check_data:
+            tasks = [t.strip() for t in (a.tasks or "").split(",") if t.strip()]
+            if not tasks:
+                raise ConfigError("--check-data needs --tasks TASK[,TASK...]")
+            missing = missing_data(tasks, a.data_dir)
+            for task, msg in missing.items():
+                print(f"{task}: {msg}", file=sys.stderr)
+            if missing:
+                print(f"error: no data for {', '.join(missing)}: nothing launched", file=sys.stderr)
+                return 2
+            print(f"data: every file of {', '.join(tasks)} found")
+            return 0
+        if a.run_dir is None or a.deadline is None:
+            raise ConfigError("usage: python -m validation.finetune.triage RUN --deadline SECONDS [--apply]")
+        try:
+            seconds = float(a.deadline)
+        except ValueError:
+            raise ConfigError(f"--deadline must be a number of seconds, got {a.deadline!r}") from None
+        deadline = _check_deadline(seconds)
+        rows = running(a.run_dir)
+        stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
+        print(f"triage of {a.run_dir} at {stamp} UTC: deadline in {deadline:g} s, {len(rows)} running")
+        if rows:
+            print(format_table(rows, deadline))
+        picked = past_deadline(rows, deadline, stop_unknown=a.stop_unknown)
+        pids = {(r.host, r.pid) for r in picked}
+        for r in rows:
+            if r not in picked and (r.host, r.pid) in pids:
+                print(f"note: stopping pid {r.pid} also stops {r.name} (the same process)")
+        if a.apply:
+            for line in stop_runs(
+                a.run_dir, picked, reason=f"triage {stamp} UTC: past a {deadline:g} s deadline"
+            ):
+                print(line)
+        elif picked:
+            print(f"past the deadline (--apply stops them): {' '.join(r.name for r in picked)}")
+    except (ConfigError, ResultFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = [
+    "LOG_INTERVAL_SHARE",
+    "Running",
+    "format_table",
+    "main",
+    "missing_data",
+    "past_deadline",
+    "planned_epochs",
+    "running",
+    "stop_runs",
+    "verdict",
+]
