@@ -63,8 +63,10 @@ stop)
   shift; [ $# -gt 0 ] || { echo "usage: waves.sh stop CELL..." >&2; exit 2; }
   for c in "$@"; do
     f="$R/claims/$c.claim"; [ -f "$f" ] || f="$R/lr_select/$c.claim"
-    pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$f" 2>/dev/null) \
-      || { echo "$c: no claim in $R (not running)" >&2; continue; }
+    # only a claim of this host (a claim's pid means nothing on another machine)
+    pid=$(python3 -c 'import json,socket,sys; c=json.load(open(sys.argv[1]))
+assert c.get("host") in (None, socket.gethostname()); print(c["pid"])' "$f" 2>/dev/null) \
+      || { echo "$c: no claim of this host in $R (not running here)" >&2; continue; }
     kill -TERM "$pid" && echo "stopped $c: SIGTERM to pid $pid at $(date -u +%T)"
   done
   exit 0;;
@@ -87,7 +89,7 @@ for f in "$R"/logs/*.log; do
   [ -f "$f" ] && echo "$(basename "$f" .log) $(tail -c 400 "$f" | tr '\r' '\n' | grep -o "'epoch': '[0-9.]*'" | tail -1)"
 done
 echo "cells: $(ls "$R/cells" 2>/dev/null | tr '\n' ' ')"; echo "selection: $(ls "$R/lr_select" 2>/dev/null | tr '\n' ' ')"
-for p in runs/*.pid; do n=$(basename "$p" .pid); echo "$n rc=$(cat "runs/$n.rc" 2>/dev/null || echo running)"; done
+for p in runs/*.pid; do [ -f "$p" ] || continue; n=$(basename "$p" .pid); echo "$n rc=$(cat "runs/$n.rc" 2>/dev/null || echo running)"; done
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 copy_run "$R" "$OUT/runs/$(basename "$R")"
 for l in runs/*.log; do [ -f "$l" ] && tail -c 5000 "$l" > "$OUT/runs/$(basename "$l")"; done
