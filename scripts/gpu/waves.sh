@@ -48,7 +48,7 @@ launch)
     prev="$a"
   done
   python3 -m validation.finetune.triage --check-data --tasks "$tasks" ${data[@]+"${data[@]}"} \
-    || { echo "waves.sh launch $name: refused, nothing started (data root: ${GELORA_DATA_DIR:-})" >&2; exit 2; }
+    || { echo "waves.sh launch $name: refused, nothing started (data root: ${data[1]:-${GELORA_DATA_DIR:-}})" >&2; exit 2; }
   # shellcheck disable=SC2086
   setsid bash -c "python3 -m gelora.cli validate glue $* --out $R >>runs/$name.log 2>&1; echo \$? >runs/$name.rc" \
     </dev/null >/dev/null 2>&1 &
