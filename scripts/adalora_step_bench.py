@@ -19,6 +19,11 @@ integrator runs in ``on_pre_optimizer_step`` as in the Trainer.
 of the method's callbacks split by phase (GeoLoRA: ``augment``, ``finite_check``, ``truncate``,
 ``bookkeeping``) into device operators, host operators and host synchronisations (:class:`StepProbe`).
 
+``--phase-times`` (GeoLoRA) adds ``integrator_parts_ms_median``: the integrator's parts (``augment`` holding
+the per-layer ``augment_bases`` QRs and the ``finite_check``; ``truncate`` holding the host ``svds``), each
+call timed between two device synchronisations, which the plain step would overlap, so the parts are an
+upper bound of what each costs inside the step (the same parameters result).
+
 Each line also gives ``params_sha256``, a digest of the trainable
 parameters after the steps: equal for ``adalora@peft`` and ``adalora@fast`` when the two allocation steps
 agree bit for bit on the device used (compare runs made with the same flags).
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from typing import Any
@@ -251,6 +257,43 @@ def _phases(prepared: Any, probe: StepProbe) -> None:
             probe.wrap(geo, "truncate", "truncate")
 
 
+def _phase_timers(prepared: Any, sync: Any) -> tuple[dict[str, list[float]], list[bool]]:
+    """Time GeoLoRA's integrator parts (``augment`` with its per-layer ``augment_bases`` = two QRs,
+    ``finite_check``, ``truncate`` with its host ``svds``): each call is wrapped by ``sync()`` before and
+    after, so the parts add device time that the unwrapped step would overlap. Returns ``{part: [seconds
+    per recorded step]}`` (the caller appends a 0.0 slot per part for each step it records and sets the
+    returned flag ``[True]`` while recording) and the flag. Other methods: nothing to wrap (``{}``)."""
+    times: dict[str, list[float]] = {}
+    recording = [False]
+    for cb in prepared.callbacks:
+        geo = getattr(cb, "optimizer", None)
+        if geo is None or not hasattr(geo, "truncate"):
+            continue
+        for attr, name in (
+            ("augment", "augment"),
+            ("_augment_bases", "augment_bases"),
+            ("_grads_finite", "finite_check"),
+            ("truncate", "truncate"),
+            ("_svds", "svds"),
+        ):
+            fn = getattr(geo, attr)
+            times[name] = []
+
+            def timed(*a: Any, _fn: Any = fn, _name: str = name, **k: Any) -> Any:
+                if not recording[0]:
+                    return _fn(*a, **k)
+                sync()
+                t = time.perf_counter()
+                try:
+                    return _fn(*a, **k)
+                finally:
+                    sync()
+                    times[_name][-1] += time.perf_counter() - t
+
+            setattr(geo, attr, timed)
+    return times, recording
+
+
 def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -300,7 +343,13 @@ def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str
             return net(**batch).loss
 
     losses: list[float] = []
+    phase_times, recording = _phase_timers(prepared, sync) if args.phase_times else ({}, [False])
     for i in range(args.warm + args.steps):
+        counted = (args.count_ops or args.count_syncs) and i == args.warm + args.steps - 1
+        recording[0] = i >= args.warm and not counted
+        for v in phase_times.values():
+            if recording[0]:
+                v.append(0.0)
         if (args.count_ops or args.count_syncs) and i == args.warm + args.steps - 1:  # counted, not timed
             with _OpCounter() as m:
                 loss = forward()
@@ -350,6 +399,10 @@ def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str
                 parts[k].append(v)
     out: dict[str, Any] = {"method": method, "phase": args.phase}
     out.update({f"{k}_ms_min": 1e3 * min(v) for k, v in parts.items()})
+    if phase_times:
+        out["integrator_parts_ms_median"] = {
+            k: 1e3 * statistics.median(v) for k, v in sorted(phase_times.items())
+        }
     out.update({f"{k}_ms_median": 1e3 * sorted(v)[len(v) // 2] for k, v in parts.items()})
     if probe_out:
         out["schedule_probe"] = probe_out
@@ -401,6 +454,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--geolora-opts", default="{}", help='JSON options["geolora"], e.g. {"tau": 0.1}')
     p.add_argument("--record-loss", action="store_true", help="print every step's loss (a float() sync)")
     p.add_argument("--count-ops", action="store_true", help="count aten operators of the last step")
+    p.add_argument(
+        "--phase-times",
+        action="store_true",
+        help="GeoLoRA: time the integrator's parts, each call between two syncs (see _phase_timers)",
+    )
     args = p.parse_args(argv)
     for spec in args.methods.split(","):
         method, _, alloc = spec.partition("@")  # "adalora@peft": AdaLoRA with peft's allocation step
