@@ -21,7 +21,8 @@
 #                                                   # deadline / unknown against SECONDS from now; --apply holds
 #                                                   # and stops (SIGTERM) those past it, so the rest finish
 # Each then prints each cell's last logged epoch, copies the run directory (no checkpoints, caches or claims)
-# and the wave logs to $OUT/runs.tgz. Take the stop decision on the device, in the same call as the wait (twice
+# and the wave logs to $OUT/runs.tgz (which keeps the run directories earlier commands of the same call put
+# there, so `RUN=a ... triage` then `RUN=b ... triage` bring both back). Take the stop decision on the device, in the same call as the wait (twice
 # an operator deciding after the report left the machine idle past its limit, and lost it): with ~1100 s of
 # device time left at the start of the call, wait, then stop what cannot end within the ~700 s left less a
 # margin for the last fetch:
@@ -91,6 +92,8 @@ done
 echo "cells: $(ls "$R/cells" 2>/dev/null | tr '\n' ' ')"; echo "selection: $(ls "$R/lr_select" 2>/dev/null | tr '\n' ' ')"
 for p in runs/*.pid; do [ -f "$p" ] || continue; n=$(basename "$p" .pid); echo "$n rc=$(cat "runs/$n.rc" 2>/dev/null || echo running)"; done
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+# runs.tgz gathers every run directory this call printed (a second RUN's triage must not drop the first's)
+[ -f "$OUT/runs.tgz" ] && tar -C "$OUT" -xzf "$OUT/runs.tgz"
 copy_run "$R" "$OUT/runs/$(basename "$R")"
 for l in runs/*.log; do [ -f "$l" ] && tail -c 5000 "$l" > "$OUT/runs/$(basename "$l")"; done
 tar -C "$OUT" -czf "$OUT/runs.tgz" runs && rm -rf "$OUT/runs"

@@ -161,6 +161,13 @@ def test_triage_stops_the_runs_past_the_deadline_and_fetches_the_run(tmp_path: P
         assert "rte__adalora__seed0 'epoch': '5'" in out.stdout  # then the usual status block
         with tarfile.open(tmp_path / "out" / "runs.tgz") as tar:
             assert "runs/run/logs/rte__adalora__seed0.log" in tar.getnames()
+        # a second run directory's triage in the same call keeps the first one in runs.tgz
+        other = tmp_path / "other"
+        write_plan(other, ["stsb"], ["lora"], [0], get_profile("paper", lr_grid=(1.0,)))
+        waves("triage", "600", RUN=str(other))
+        with tarfile.open(tmp_path / "out" / "runs.tgz") as tar:
+            names = tar.getnames()
+        assert "runs/run/logs/rte__adalora__seed0.log" in names and "runs/other/grid.json" in names
     finally:
         if late.poll() is None:
             late.kill()
