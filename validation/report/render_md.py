@@ -589,7 +589,7 @@ def _ceiling_floor_table(v: dict[str, Any]) -> Table:
 def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
     """Section 5 for each further model of the paper protocol (``paper_protocol_more``): its verdict line,
     the mean score of every method (GeLoRA's ablations left to the ablation section) with GeLoRA's paired
-    difference, and its ceiling/floor table (the figures above show the first model only)."""
+    difference, and its ceiling/floor table (the figures above label its tasks "task (model)")."""
     from validation.finetune.grid import _mean_std
     from validation.finetune.methods import ABLATION_METHODS
     from validation.finetune.verdicts import _usable
