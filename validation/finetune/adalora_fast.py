@@ -41,8 +41,10 @@ from __future__ import annotations
 import hashlib
 import inspect
 import io
+import json
 import textwrap
 import tokenize
+from pathlib import Path
 from typing import Any
 
 #: the methods whose semantics the fast path reproduces (class name, method name)
@@ -457,8 +459,46 @@ class FastAdaLoraAllocator:
         return out
 
 
+def allocator_from_bench(path: str | Path) -> str:
+    """The AdaLoRA allocator a campaign should use on a device, from ``scripts/adalora_step_bench.py``'s
+    JSON lines of that device (``--methods ...,adalora@peft,adalora@fast``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The bench output (one JSON object per line, ``method`` = ``"adalora@peft"`` / ``"adalora@fast"``).
+
+    Returns
+    -------
+    str
+        ``"fast"`` when the fast line ran the fast path (``method_info_path``) and ended with the same
+        parameters as peft's (``params_sha256``), else ``"peft"``.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or lacks one of the two lines.
+    """
+    from gelora.errors import ConfigError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"no step-bench output at {p}")
+    lines = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    by = {r.get("method"): r for r in lines if isinstance(r, dict)}
+    missing = [m for m in ("adalora@peft", "adalora@fast") if m not in by]
+    if missing:
+        raise ConfigError(f"{p}: no {' / '.join(missing)} line (run the bench with both)")
+    peft_line, fast = by["adalora@peft"], by["adalora@fast"]
+    ok = fast.get("method_info_path") == "fast" and fast.get("params_sha256") == peft_line.get(
+        "params_sha256"
+    )
+    return "fast" if ok else "peft"
+
+
 __all__ = [
     "FastAdaLoraAllocator",
+    "allocator_from_bench",
     "REIMPLEMENTED",
     "VERIFIED_SOURCES",
     "check_peft_compatible",

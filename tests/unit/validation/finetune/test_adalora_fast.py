@@ -259,3 +259,26 @@ def test_the_fingerprint_ignores_docstring_comments_and_indentation_width() -> N
     assert adalora_fast._token_hash_source(other) == base
     assert adalora_fast._token_hash_source(other.replace("    ", "  ")) == base
     assert adalora_fast._token_hash_source(other.replace('"plain"', '"other"')) != base
+
+
+def test_the_campaign_uses_the_fast_allocator_only_when_the_device_proved_it(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    def bench(fast_path: str, fast_digest: str) -> str:
+        f = tmp_path / "bench.jsonl"
+        rows = [
+            {"method": "lora", "params_sha256": "x"},
+            {"method": "adalora@peft", "method_info_path": "peft", "params_sha256": "d"},
+            {"method": "adalora@fast", "method_info_path": fast_path, "params_sha256": fast_digest},
+        ]
+        f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        return adalora_fast.allocator_from_bench(f)
+
+    assert bench("fast", "d") == "fast"
+    assert bench("peft", "d") == "peft"  # fell back: the digests compare peft with itself
+    assert bench("fast", "e") == "peft"  # ran, but not bit-identical on this device
+    with pytest.raises(ConfigError, match="no step-bench output"):
+        adalora_fast.allocator_from_bench(tmp_path / "none.jsonl")
+    (tmp_path / "half.jsonl").write_text(json.dumps({"method": "adalora@peft"}) + "\n")
+    with pytest.raises(ConfigError, match="no adalora@fast line"):
+        adalora_fast.allocator_from_bench(tmp_path / "half.jsonl")
