@@ -19,6 +19,9 @@ integrator runs in ``on_pre_optimizer_step`` as in the Trainer.
 of the method's callbacks split by phase (GeoLoRA: ``augment``, ``finite_check``, ``truncate``,
 ``bookkeeping``) into device operators, host operators and host synchronisations (:class:`StepProbe`).
 
+``geolora@batched_qr`` runs GeoLoRA with its ``batched_qr`` option (one batched QR per group of bases of
+equal shape): compare its ``params_sha256`` with plain ``geolora``'s for bit-identity on the device.
+
 ``--phase-times`` (GeoLoRA) adds ``integrator_parts_ms_median``: the integrator's parts (``augment`` holding
 the per-layer ``augment_bases`` QRs and the ``finite_check``; ``truncate`` holding the host ``svds``), each
 call timed between two device synchronisations, which the plain step would overlap, so the parts are an
@@ -461,11 +464,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     for spec in args.methods.split(","):
-        method, _, alloc = spec.partition("@")  # "adalora@peft": AdaLoRA with peft's allocation step
-        alloc = alloc or args.allocator or ""
-        opts = {"allocator": alloc} if alloc else {}
+        # "adalora@peft": AdaLoRA with peft's allocation step; "geolora@batched_qr": GeoLoRA's option on
+        method, _, variant = spec.partition("@")
         if method == "geolora":
             opts = json.loads(args.geolora_opts)
+            if variant and variant != "batched_qr":
+                p.error(f"unknown GeoLoRA variant {variant!r} (known: batched_qr)")
+            if variant:
+                opts["batched_qr"] = True
+        else:
+            alloc = variant or args.allocator or ""
+            opts = {"allocator": alloc} if alloc else {}
         out = run(method, args, opts)
         out["method"] = spec
         print(json.dumps(out), flush=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU host after the MPNet chunk calls: the per-step bench of LoRA, AdaLoRA (peft's and our allocation
-# step) and GeoLoRA (its integrator's parts) on MPNet-base (docs/performance.md, "GPU (H200, ...)"); writes
+# step) and GeoLoRA (its integrator's parts; plain and with batched_qr) on MPNet-base (docs/performance.md, "GPU (H200, ...)"); writes
 # $OUT/adalora_step_h200.jsonl and prints the AdaLoRA allocator the campaign should use: "fast" when our step
 # ran and ended with peft's parameters bit for bit on this device, else "peft"
 # (validation.finetune.adalora_fast.allocator_from_bench). Use:
@@ -11,7 +11,7 @@ export PYTHONPATH=$PYTHONPATH:$PWD/.devcarry/sitelite GELORA_MODELS_DIR="${MODEL
 J="$OUT/adalora_step_h200.jsonl"
 timeout "${BENCH_TIMEOUT:-200}" python3 scripts/adalora_step_bench.py --model "${MODEL:-mpnet-base}" --device cuda \
   --bf16 --batch 32 --length 128 --steps 20 --phase budget --phase-times \
-  --methods lora,adalora@peft,adalora@fast,geolora >"$J" 2>"$OUT/bench.err"
+  --methods lora,adalora@peft,adalora@fast,geolora,geolora@batched_qr >"$J" 2>"$OUT/bench.err"
 echo "[step_bench] rc $?" >&2
 python3 -c 'import sys
 from validation.finetune.adalora_fast import allocator_from_bench

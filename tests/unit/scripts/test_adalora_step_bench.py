@@ -83,3 +83,13 @@ def test_phase_timers_record_only_the_flagged_steps() -> None:
     geo.truncate()
     assert {k: len(v) for k, v in times.items()} == dict.fromkeys(times, 1)
     assert all(v[0] > 0 for v in times.values()) and geo.calls == 2
+
+
+def test_batched_qr_variant_trains_the_same_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _module()
+    argv = ["--methods", "geolora,geolora@batched_qr", "--steps", "3", "--warm", "1", "--batch", "2"]
+    assert bench.main([*argv, "--length", "8"]) == 0
+    out = _lines(capsys)
+    assert out["geolora"]["params_sha256"] == out["geolora@batched_qr"]["params_sha256"]  # on the CPU
+    with pytest.raises(SystemExit):
+        bench.main(["--methods", "geolora@turbo"])

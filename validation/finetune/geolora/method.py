@@ -39,6 +39,7 @@ default 0 is the paper's Algorithm 1 (augment-update-truncate every step).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from gelora.errors import ConfigError
@@ -81,6 +82,7 @@ _KNOWN_OPTIONS = frozenset(
         "coefficient_steps",
         "cap_params",
         "precondition",
+        "batched_qr",
     }
 )
 
@@ -228,6 +230,9 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
     lr_fixed = opts.get("lr")
     lr_scale = float(opts.get("lr_scale", RUNNER_LR_SCALE))
     precondition = str(opts.get("precondition", RUNNER_PRECONDITION))
+    # an implementation choice, not a setting: the same bits on the CPU (GELORA_GEOLORA_BATCHED_QR=1 picks it
+    # without changing a run's profile, as GELORA_ADALORA_ALLOCATOR does for AdaLoRA)
+    batched_qr = bool(opts.get("batched_qr", os.environ.get("GELORA_GEOLORA_BATCHED_QR") == "1"))
 
     torch.manual_seed(int(seed))
     if context.modules_to_save:
@@ -259,6 +264,7 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
         min_rank=min_rank,
         budget_params=cap_value,
         precondition=precondition,  # type: ignore[arg-type]
+        batched_qr=batched_qr,
     )
     callback = GeoLoRACallback(
         opt,
@@ -278,6 +284,7 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
         "lr": lr_fixed,
         "lr_scale": lr_scale,
         "precondition": precondition,
+        **({"batched_qr": True} if batched_qr else {}),
         "seed": int(seed),
         "train_steps": int(train_steps),
         "budget_params": int(budget_params),

@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -223,6 +223,41 @@ class _Aug:
     blk_l: torch.Tensor  # (r, r1 - r)
 
 
+def _finish_aug(
+    r: int,
+    r1: int,
+    g_k: torch.Tensor,
+    g_s: torch.Tensor,
+    g_l: torch.Tensor,
+    qu: torch.Tensor,
+    ru: torch.Tensor,
+    qv: torch.Tensor,
+    rv: torch.Tensor,
+) -> _Aug:
+    """The augmented bases and the core's gradient blocks from the two QR factorisations of one adapter."""
+    u_new, v_new = qu[:, r:r1], qv[:, r:r1]
+    blk_k = u_new.T @ g_k  # (r1 - r, r): new left directions x old right basis
+    blk_l = g_l.T @ v_new  # (r, r1 - r): old left basis x new right directions
+    return _Aug(r, r1, qu[:, :r1], qv[:, :r1], ru[:r, :r], rv[:r, :r], g_s, blk_k, blk_l)
+
+
+def _grouped_qr(mats: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Reduced QR of each matrix, one batched call per group of equal shape, dtype and device (a group of
+    one: the plain call)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, a in enumerate(mats):
+        groups.setdefault((tuple(a.shape), a.dtype, a.device), []).append(i)
+    out: list[tuple[torch.Tensor, torch.Tensor]] = [None] * len(mats)  # type: ignore[list-item]
+    for idx in groups.values():
+        if len(idx) == 1:
+            out[idx[0]] = torch.linalg.qr(mats[idx[0]], mode="reduced")
+            continue
+        q, rr = torch.linalg.qr(torch.stack([mats[i] for i in idx]), mode="reduced")
+        for i, qi, ri in zip(idx, q.unbind(), rr.unbind(), strict=True):
+            out[i] = (qi, ri)
+    return out
+
+
 class GeoLoRAOptimizer:
     """GeoLoRA's integrator over a set of :class:`GeoLoRALinear` adapters.
 
@@ -255,6 +290,9 @@ class GeoLoRAOptimizer:
         an AdamW-sized ``lr`` usable).
     beta2, eps : float
         Decay and floor of the ``"rms"`` running mean square.
+    batched_qr : bool, default False
+        Factorise the augmented bases with one batched QR per group of equal shape (:meth:`_augment_all`);
+        the same bits on the CPU, not yet checked on CUDA.
 
     Attributes
     ----------
@@ -279,6 +317,7 @@ class GeoLoRAOptimizer:
         precondition: Literal["none", "rms"] = "none",
         beta2: float = 0.999,
         eps: float = 1e-8,
+        batched_qr: bool = False,
     ) -> None:
         if precondition not in ("none", "rms"):
             raise ConfigError(f"precondition must be 'none' or 'rms', got {precondition!r}")
@@ -311,6 +350,7 @@ class GeoLoRAOptimizer:
         self.precondition = precondition
         self.beta2 = float(beta2)
         self.eps = float(eps)
+        self.batched_qr = bool(batched_qr)
         self._rms_state: dict[tuple[int, ...], tuple[torch.Tensor, int]] = {}
         self.step_count = 0
         self._pre_augment_ranks: dict[str, int] = {}
@@ -355,10 +395,32 @@ class GeoLoRAOptimizer:
         # every step (no drift) while R11 carries the coefficients over.
         qu, ru = torch.linalg.qr(torch.cat([u, g_k], dim=1), mode="reduced")
         qv, rv = torch.linalg.qr(torch.cat([v, g_l], dim=1), mode="reduced")
-        u_new, v_new = qu[:, r:r1], qv[:, r:r1]
-        blk_k = u_new.T @ g_k  # (r1 - r, r): new left directions x old right basis
-        blk_l = g_l.T @ v_new  # (r, r1 - r): old left basis x new right directions
-        return _Aug(r, r1, qu[:, :r1], qv[:, :r1], ru[:r, :r], rv[:r, :r], g_s, blk_k, blk_l)
+        return _finish_aug(r, r1, g_k, g_s, g_l, qu, ru, qv, rv)
+
+    def _augment_all(self, mods: Sequence[GeoLoRALinear]) -> list[_Aug]:
+        """Step 1 for every adapter: one :meth:`_augment_bases` each, or (``batched_qr``) the same
+        factorisations as one batched ``torch.linalg.qr`` per group of equal shape, dtype and device.
+
+        On the CPU a batched QR runs LAPACK's ``geqrf``/``orgqr`` on each matrix as the single call does,
+        so the bases are the same bits (test_geolora_step_identical.py); on CUDA the batched routine may
+        be other code: off by default, to be measured on the GPU first (``scripts/adalora_step_bench.py
+        --methods geolora,geolora@batched_qr``: time and parameter digest)."""
+        if not self.batched_qr:
+            return [self._augment_bases(m) for m in mods]
+        parts = []
+        for m in mods:
+            r = m.rank
+            g_k, g_s, g_l = self._grads(m)
+            u, v = m.U.detach(), m.V.detach()
+            parts.append(
+                (r, min(2 * r, m.max_rank), g_k, g_s, g_l, torch.cat([u, g_k], 1), torch.cat([v, g_l], 1))
+            )
+        left = _grouped_qr([p[5] for p in parts])
+        right = _grouped_qr([p[6] for p in parts])
+        return [
+            _finish_aug(r, r1, g_k, g_s, g_l, qu, ru, qv, rv)
+            for (r, r1, g_k, g_s, g_l, _, _), (qu, ru), (qv, rv) in zip(parts, left, right, strict=True)
+        ]
 
     def _step_sizes(
         self, lr: float, augs: Sequence[_Aug]
@@ -450,7 +512,7 @@ class GeoLoRAOptimizer:
             self.zero_grad()
             return False
         mods = list(self.layers.values())
-        augs = [self._augment_bases(m) for m in mods]
+        augs = self._augment_all(mods)
         steps = self._step_sizes(lr, augs)
         cores: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = []
         for m, a, (eff, neg) in zip(mods, augs, steps, strict=True):

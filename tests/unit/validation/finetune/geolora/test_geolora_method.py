@@ -137,6 +137,23 @@ def test_coefficient_steps_schedule(tmp_path) -> None:
     assert len(pm.callbacks[0].lrs) == 2  # integrator steps at 0 and 4
 
 
+def test_batched_qr_is_an_option_or_the_environment_and_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    def prepared(**opts):  # noqa: ANN202
+        model = _model()
+        return prepare(
+            model, budget_params=lora_budget(model, TARGETS, 4), train_steps=5, seed=0, context=_ctx(**opts)
+        )
+
+    monkeypatch.delenv("GELORA_GEOLORA_BATCHED_QR", raising=False)
+    plain = prepared()
+    assert not plain.callbacks[0].optimizer.batched_qr and "batched_qr" not in plain.info
+    assert prepared(batched_qr=True).callbacks[0].optimizer.batched_qr
+    monkeypatch.setenv("GELORA_GEOLORA_BATCHED_QR", "1")
+    env = prepared()
+    assert env.callbacks[0].optimizer.batched_qr and env.info["batched_qr"] is True
+    assert not prepared(batched_qr=False).callbacks[0].optimizer.batched_qr  # the option wins
+
+
 def test_unknown_option_raises() -> None:
     with pytest.raises(ConfigError, match="unknown geolora options"):
         prepare(_model(), budget_params=1000, train_steps=5, seed=0, context=_ctx(tua=0.1))

@@ -291,6 +291,10 @@ SETTINGS: dict[str, dict[str, Any]] = {
         "opt": {"precondition": "rms", "mode": "global", "min_rank": 1, "tau": 0.02},
         "dropout": 0.1,
     },
+    # the runner's setting with the bases of equal shape factorised by one batched QR (new code only)
+    "rms-global-cap-batched-qr": {
+        "opt": {"precondition": "rms", "mode": "global", "min_rank": 1, "cap": True, "batched_qr": True}
+    },
 }
 
 
@@ -310,6 +314,8 @@ def _train(setting: str, reference: bool, record: dict[str, Any] | None = None) 
         for m in layers.values():
             m.__class__ = _RefLayer
     opts = dict(cfg["opt"])
+    if reference:
+        opts.pop("batched_qr", None)  # the previous implementation factorised one adapter at a time
     cap = sum(m.n_trainable() for m in layers.values()) if opts.pop("cap", False) else None
     cls = _RefOptimizer if reference else GeoLoRAOptimizer
     geo = cls(layers, lr=0.05, budget_params=cap, tau=opts.pop("tau", 0.15), **opts)
@@ -353,6 +359,15 @@ def test_step_is_bit_identical_to_the_previous_implementation(
         return ranks
 
     monkeypatch.setattr(optim_mod, "select_ranks", spy)
+    batched: list[int] = []  # sizes of the batched QR groups (batched_qr only)
+    real_qr = optim_mod._grouped_qr
+
+    def qr_spy(mats: Any) -> Any:
+        shapes = [tuple(a.shape) for a in mats]
+        batched.extend(n for n in (shapes.count(x) for x in set(shapes)) if n > 1)
+        return real_qr(mats)
+
+    monkeypatch.setattr(optim_mod, "_grouped_qr", qr_spy)
     new = _train(setting, reference=False)
     ref = _train(setting, reference=True)
     for step in range(STEPS):
@@ -372,8 +387,11 @@ def test_step_is_bit_identical_to_the_previous_implementation(
     assert [r.step for r in recs if r.skipped] == [s + 1 for s in sorted(BAD_STEPS)]
     assert len({tuple(r.values()) for r in new["ranks"]}) > 2  # ranks changed
     assert any(r < 6 for rs in new["ranks"] for r in rs.values())  # r1 < max_rank: new directions
-    if setting == "rms-global-cap":
-        assert any(binding)  # the parameter cap dropped values the tau rule kept
+    if setting.startswith("rms-global-cap"):
+        assert any(binding)
+    assert bool(batched) == setting.endswith(
+        "batched-qr"
+    )  # groups of several bases were factorised at once  # the parameter cap dropped values the tau rule kept
     if setting == "rms-global-dropout":
         assert any(r == 6 for rs in new["ranks"] for r in rs.values())  # at max_rank: no new directions
 
