@@ -3,31 +3,17 @@ recorded steps count."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "adalora_step_bench", ROOT / "scripts" / "adalora_step_bench.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _lines(capsys: pytest.CaptureFixture[str]) -> dict[str, dict]:
     return {r["method"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
 
 
-def test_phase_times_split_geolora_integrator(capsys: pytest.CaptureFixture[str]) -> None:
-    bench = _module()
+def test_phase_times_split_geolora_integrator(capsys: pytest.CaptureFixture[str], load_script) -> None:
+    bench = load_script("adalora_step_bench.py")
     argv = ["--methods", "lora,geolora", "--steps", "3", "--warm", "1", "--batch", "1", "--length", "8"]
     assert bench.main([*argv, "--phase-times", "--count-ops"]) == 0
     out = _lines(capsys)
@@ -43,8 +29,8 @@ def test_phase_times_split_geolora_integrator(capsys: pytest.CaptureFixture[str]
     assert _lines(capsys)["geolora"]["params_sha256"] == out["geolora"]["params_sha256"]
 
 
-def test_phase_timers_record_only_the_flagged_steps() -> None:
-    bench = _module()
+def test_phase_timers_record_only_the_flagged_steps(load_script) -> None:
+    bench = load_script("adalora_step_bench.py")
 
     class Geo:
         def __init__(self) -> None:
@@ -85,8 +71,10 @@ def test_phase_timers_record_only_the_flagged_steps() -> None:
     assert all(v[0] > 0 for v in times.values()) and geo.calls == 2
 
 
-def test_batched_qr_variant_trains_the_same_parameters(capsys: pytest.CaptureFixture[str]) -> None:
-    bench = _module()
+def test_batched_qr_variant_trains_the_same_parameters(
+    capsys: pytest.CaptureFixture[str], load_script
+) -> None:
+    bench = load_script("adalora_step_bench.py")
     argv = ["--methods", "geolora,geolora@batched_qr", "--steps", "3", "--warm", "1", "--batch", "2"]
     assert bench.main([*argv, "--length", "8"]) == 0
     out = _lines(capsys)

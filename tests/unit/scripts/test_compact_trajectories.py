@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "compact_trajectories", ROOT / "scripts" / "compact_trajectories.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_compaction_keeps_every_recorded_value_and_nothing_else(tmp_path):
-    mod = _module()
+def test_compaction_keeps_every_recorded_value_and_nothing_else(tmp_path, load_script):
+    mod = load_script("compact_trajectories.py")
     a = [8, 16, 7, 7, 7, 7, 3, 3]
     b = [8, 16, 16, 9, 9, 9, 9, 9]
     ranks = [[s, {"a": x, "b": y}] for s, (x, y) in enumerate(zip(a, b, strict=True))]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 from pathlib import Path
@@ -17,15 +16,6 @@ ROOT = Path(__file__).resolve().parents[3]
 ASSEMBLE = ROOT / "scripts" / "gpu" / "mpnet_assemble.sh"
 
 
-def _chunks_module():
-    spec = importlib.util.spec_from_file_location(
-        "mpnet_chunks", ROOT / "scripts" / "gpu" / "mpnet_chunks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _assemble(k: int, chunks: Path, assembly: Path) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
@@ -36,12 +26,14 @@ def _assemble(k: int, chunks: Path, assembly: Path) -> subprocess.CompletedProce
     return subprocess.run(["bash", str(ASSEMBLE), str(k)], env=env, capture_output=True, text=True)
 
 
-def test_chunk_and_reassemble_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunk_and_reassemble_round_trip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load_script
+) -> None:
     from transformers import AutoModel
 
     model_dir = save_tiny_model("mpnet", tmp_path / "model")
     chunks, assembly = tmp_path / "chunks", tmp_path / "assembly"
-    sums = _chunks_module().make_chunks(model_dir, chunks, name="tiny", chunk_bytes=1 << 20)
+    sums = load_script("gpu/mpnet_chunks.py").make_chunks(model_dir, chunks, name="tiny", chunk_bytes=1 << 20)
     parts = sorted(chunks.glob("tiny.tar.*"))
     assert len(parts) >= 2 and all(p.stat().st_size <= 1 << 20 for p in parts)
     assert set(sums) == {p.name for p in parts} | {"tiny.tar", "tiny/model.safetensors"}
