@@ -389,6 +389,13 @@ def past_deadline(rows: Sequence[Running], deadline_s: float, *, stop_unknown: b
     stop_unknown : bool
         Also pick the runs without a projection (by default they are kept: nothing says they will not fit).
 
+    Returns
+    -------
+    list of Running
+        The picked runs in the order of ``rows``; with a picked selection run, every running cell of its
+        task and method too (a cell cannot write its result without its selection: stopping the selection
+        alone would waste the cells' time, keeping them would waste the GPU's).
+
     Raises
     ------
     ConfigError
@@ -396,7 +403,17 @@ def past_deadline(rows: Sequence[Running], deadline_s: float, *, stop_unknown: b
     """
     deadline_s = _check_deadline(deadline_s)
     keep = {"past deadline", "unknown"} if stop_unknown else {"past deadline"}
-    return [r for r in rows if verdict(r, deadline_s) in keep]
+    picked = {r.name for r in rows if verdict(r, deadline_s) in keep}
+    # a cell writes its result only once its learning-rate selection has (one-rate grids run both side by
+    # side): when a selection run is picked, its running cells go with it, whatever their own projection
+    doomed = {_group(r.name) for r in rows if r.kind == "selection" and r.name in picked}
+    return [r for r in rows if r.name in picked or (r.kind == "cell" and _group(r.name) in doomed)]
+
+
+def _group(name: str) -> tuple[str, str]:
+    """``(task, method)`` of a cell or selection-run name."""
+    task, method, _ = parse_run_name(name)
+    return task, method
 
 
 def stop_runs(run_dir: str | Path, rows: Sequence[Running], reason: str = "triage") -> list[str]:
@@ -552,6 +569,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rows:
             print(format_table(rows, deadline))
         picked = past_deadline(rows, deadline, stop_unknown=a.stop_unknown)
+        for r in picked:
+            if r.kind == "cell" and verdict(r, deadline) == "fits":
+                print(f"note: {r.name} fits, but its learning-rate selection does not: stopped with it")
         pids = {(r.host, r.pid) for r in picked}
         for r in rows:
             if r not in picked and (r.host, r.pid) in pids:

@@ -260,6 +260,25 @@ def test_past_deadline_picks_the_runs_projected_after_it() -> None:
 
 
 # ------------------------------------------------------------------------------------------ errors
+def test_a_picked_selection_run_takes_its_cells_with_it() -> None:
+    def row(name: str, kind: str, left: float) -> Running:
+        return Running(name, kind, Path("c"), 1, "h", None, "t", 10.0, None, 3.0, 0.5, left)
+
+    rows = [
+        row("mrpc__adalora", "selection", 900.0),
+        row("mrpc__adalora__seed0", "cell", 700.0),  # fits alone, but cannot write a result
+        row("mrpc__geolora", "selection", 400.0),
+        row("mrpc__geolora__seed0", "cell", 900.0),  # past the deadline on its own
+        row("mrpc__geolora__seed1", "cell", 300.0),
+    ]
+    assert [r.name for r in past_deadline(rows, 800)] == [
+        "mrpc__adalora",
+        "mrpc__adalora__seed0",
+        "mrpc__geolora__seed0",
+    ]
+    assert past_deadline(rows, 1000) == []
+
+
 def test_clear_errors_for_a_missing_run_dir_and_unreadable_claims(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         running(tmp_path / "nope")
