@@ -611,7 +611,31 @@ def budget_scores(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "std": ms["std"],
                 "n": len(vals),
                 "seeds": [int(r["seed"]) for r in recs],
+                "values": vals,
             }
+    return out
+
+
+def budget_pairs(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{task: {baseline: paired difference}}`` of GeLoRA against each baseline at one budget rank, over
+    the seeds both kept (:func:`validation.finetune.stats.paired_difference`: ``diff``, ``ci``, ``n``,
+    ``verdict``, ``p``), from :func:`budget_scores`' per-seed values; tasks or baselines without a common
+    seed are left out."""
+    stats = _import("validation.finetune.stats")
+    verdicts = _import("validation.finetune.verdicts")
+    out: dict[str, dict[str, Any]] = {}
+    for t, by in scores.items():
+        g = by.get(verdicts.GELORA)
+        if not g or not g.get("values"):
+            continue
+        mine = dict(zip(g["seeds"], g["values"], strict=True))
+        for peer in verdicts.baselines_of(list(by)):
+            e = by[peer]
+            if e.get("budget_params") is None or not e.get("values"):
+                continue  # full fine-tuning and the head alone have no adapter budget
+            pair = stats.paired_difference(mine, dict(zip(e["seeds"], e["values"], strict=True)))
+            if pair is not None:
+                out.setdefault(t, {})[peer] = pair
     return out
 
 
@@ -719,6 +743,8 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
                 for m, e in by.items():
                     if e["n"] or m not in rec["scores"].get(t, {}):  # later directories win
                         rec["scores"].setdefault(t, {})[m] = e
+        for rec in by_r.values():
+            rec["pairs"] = budget_pairs(rec["scores"])
         budgets += [by_r[r] for r in sorted(by_r, key=lambda x: -1 if x is None else x)]
     return {
         "runs": runs,

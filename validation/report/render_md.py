@@ -675,8 +675,39 @@ def _budget_blocks(data: dict[str, Any]) -> list[Block]:
                 f"methods matched to it). C4 uses the r = {main_r} grids only."
             ),
             Table(("task", "method", *(f"r = {r}" for r in ranks)), tuple(rows)),
+            *_budget_pair_paras(budgets, shown, main_r),
         ]
     return out
+
+
+def _budget_pair_paras(budgets: list[dict[str, Any]], shown: set[str], main_r: Any) -> list[Block]:
+    """One line per task and baseline paired with GeLoRA at two or more of one model's budget ranks."""
+    from validation.report.claims import _ci_of, _name, _task
+
+    lines = []
+    for t in sorted(shown):
+        peers = sorted({m for b in budgets for m in ((b.get("pairs") or {}).get(t) or {})})
+        for m in peers:
+            at: list[tuple[Any, dict[str, Any]]] = []
+            for b in budgets:
+                pd = ((b.get("pairs") or {}).get(t) or {}).get(m)
+                if pd is not None:
+                    at.append((b["lora_r"], pd))
+            if len(at) < 2:
+                continue
+            parts = [
+                f"r = {r}{' (C4)' if r == main_r else ''}: {pd['diff']:+.4f} {_ci_of(pd['ci'], pd['n'])}, "
+                f"{pd['verdict']} (n = {pd['n']})"
+                for r, pd in at
+            ]
+            lines.append(f"{_task(t)}, GeLoRA − {_name(m)}: " + "; ".join(parts) + ".")
+    if not lines:
+        return []
+    head = (
+        "GeLoRA against each baseline at every budget (paired over the seeds both kept, 95 % t-interval; "
+        "the verdict at a rank other than C4's is supplementary):"
+    )
+    return [Para(" ".join([head, *lines]))]
 
 
 def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:

@@ -247,6 +247,13 @@ def test_a_further_models_second_budget_has_its_own_table(f, tmp_path, gridfix):
     md = visible(render_markdown(document(r)))
     assert "Score against adapter budget on big-model (" in md and "C4 uses the r = 8 grids only." in md
     assert md.count("| task | method | r = 2 | r = 8 |") == 1
+    # GeLoRA paired with each baseline at both budgets: at r = 2 far below LoRA (0.31 vs 0.71), above at 8
+    r2, r8 = (b["pairs"]["sst2"]["lora"] for b in data["paper_budgets"])
+    assert r2["diff"] == pytest.approx(0.31 - (0.70 + 0.705 + 0.715) / 3) and r2["verdict"] == "worse"
+    assert r8["verdict"] == "better" and r8["n"] == 3
+    assert "full" not in data["paper_budgets"][0]["pairs"]["sst2"]  # no adapter budget, no pair
+    line = next(p for p in md.split("\n\n") if p.startswith("GeLoRA against each baseline at every budget"))
+    assert "SST-2, GeLoRA − LoRA: r = 2: -0.3967 [" in line and "worse (n = 3); r = 8 (C4): +0.1033 [" in line
     from validation.report.figures import _budget_model, budget_series
 
     assert budget_series(r)["sst2"]["gelora"][0] == (2, pytest.approx(0.31), pytest.approx(0.01))
