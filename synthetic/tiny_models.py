@@ -90,6 +90,48 @@ def tiny_model(model_type: str, *, seed: int = 0, head: str | None = None, **kwa
     return cls.from_config(cfg)
 
 
+#: the BERT classifier of the side-by-side (bit-identity) training tests: 2 blocks of width 16, 2 heads
+TINY_BERT_CLASSIFIER: dict[str, Any] = {
+    "vocab_size": 50,
+    "hidden_size": 16,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 24,
+    "max_position_embeddings": 16,
+    "num_labels": 2,
+}
+
+
+def tiny_bert_classifier(*, seed: int = 0, **config: Any) -> Any:
+    """A random-weight ``BertForSequenceClassification`` of :data:`TINY_BERT_CLASSIFIER` (``config``
+    overrides or adds ``BertConfig`` fields), drawn after ``torch.manual_seed(seed)``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(**{**TINY_BERT_CLASSIFIER, **config})
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(cfg)
+
+
+def token_batches(
+    n: int, *, vocab_size: int = 50, batch: int = 4, length: int = 8, seed: int = 1
+) -> list[dict[str, Any]]:
+    """``n`` batches of random token ids in ``[1, vocab_size)``, full attention masks and binary labels,
+    drawn from one generator seeded with ``seed``: ``input_ids`` / ``attention_mask`` (batch, length),
+    ``labels`` (batch,)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {
+            "input_ids": torch.randint(1, vocab_size, (batch, length), generator=g),
+            "attention_mask": torch.ones(batch, length, dtype=torch.long),
+            "labels": torch.randint(0, 2, (batch,), generator=g),
+        }
+        for _ in range(n)
+    ]
+
+
 #: architectures whose ``AutoTokenizer`` class ignores a saved WordPiece tokenizer (transformers 5 maps
 #: ``qwen2`` to ``Qwen2Tokenizer``, which re-reads the vocabulary as byte-level BPE without merges and
 #: tokenises character by character); they get a small byte-level BPE tokenizer instead
@@ -140,9 +182,12 @@ def save_tiny_model(model_type: str, directory: str | Path, *, seed: int = 0, **
 
 __all__ = [
     "BPE_MODEL_TYPES",
+    "TINY_BERT_CLASSIFIER",
     "TINY_MODEL_TYPES",
     "save_tiny_model",
+    "tiny_bert_classifier",
     "tiny_bpe_tokenizer",
     "tiny_config",
     "tiny_model",
+    "token_batches",
 ]

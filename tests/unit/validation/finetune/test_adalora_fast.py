@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from gelora.errors import ConfigError
+from synthetic.tiny_models import tiny_bert_classifier, token_batches
 from validation.finetune import adalora_fast
 from validation.finetune.adalora_fast import FastAdaLoraAllocator, check_peft_compatible
 from validation.finetune.methods import MethodContext, get_method, make_adalora_callback
@@ -22,24 +23,8 @@ from validation.finetune.methods import MethodContext, get_method, make_adalora_
 TOTAL, TINIT, TFINAL = 24, 4, 6  # warm-up 0..4, budgeting 5..17, final allocation 18, final phase 19..23
 
 
-def _tiny_bert() -> Any:
-    from transformers import BertConfig, BertForSequenceClassification
-
-    cfg = BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=24,
-        max_position_embeddings=16,
-        num_labels=2,
-    )
-    torch.manual_seed(0)
-    return BertForSequenceClassification(cfg)
-
-
 def _prepare(allocator: str | None, delta_t: int = 1, total: int = TOTAL) -> Any:
-    model = _tiny_bert()
+    model = tiny_bert_classifier()
     targets = tuple(
         n
         for n, m in model.named_modules()
@@ -59,18 +44,6 @@ def _prepare(allocator: str | None, delta_t: int = 1, total: int = TOTAL) -> Any
     return get_method("adalora")(model, budget_params=1, train_steps=total, seed=3, context=ctx)
 
 
-def _batches(n: int) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(1)
-    return [
-        {
-            "input_ids": torch.randint(1, 50, (4, 8), generator=g),
-            "attention_mask": torch.ones(4, 8, dtype=torch.long),
-            "labels": torch.randint(0, 2, (4,), generator=g),
-        }
-        for _ in range(n)
-    ]
-
-
 class _State:
     global_step = 0
 
@@ -87,7 +60,7 @@ def _run(allocator: str, delta_t: int = 1, materialise_each_step: bool = True) -
     cfg = net.peft_config["default"]
     state = _State()
     steps: list[dict[str, Any]] = []
-    for batch in _batches(TOTAL):
+    for batch in token_batches(TOTAL):
         loss = net(**batch).loss
         loss.backward()
         opt.step()
@@ -197,7 +170,7 @@ def test_trainer_run_is_identical(tmp_path) -> None:  # noqa: ANN001
             remove_unused_columns=False,
             dataloader_num_workers=0,
         )
-        rows = [{k: v[i] for k, v in b.items()} for b in _batches(TOTAL) for i in range(4)]
+        rows = [{k: v[i] for k, v in b.items()} for b in token_batches(TOTAL) for i in range(4)]
         trainer = Trainer(model=prepared.model, args=args, train_dataset=rows, callbacks=prepared.callbacks)
         trainer.train()
         info = prepared.finalise(prepared.model)

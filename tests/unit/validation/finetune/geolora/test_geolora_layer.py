@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from gelora.errors import ConfigError, UnknownLayerError
+from synthetic.tiny_models import tiny_bert_classifier
 from validation.finetune.geolora.layer import (
     BERT_TARGET_MODULES,
     GeoLoRALinear,
@@ -17,18 +18,7 @@ from validation.finetune.geolora.layer import (
 
 
 def _tiny_bert() -> nn.Module:
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=40,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=24,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(cfg)
+    return tiny_bert_classifier(vocab_size=40, max_position_embeddings=512)
 
 
 def test_forward_equals_base_at_init_and_bases_orthonormal() -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gelora.errors import ConfigError
+from synthetic.tiny_models import tiny_bert_classifier
 from validation.finetune.geolora.method import GeoLoRACallback, match_initial_ranks, prepare
 from validation.finetune.methods import METHODS, MethodContext, check_budget, get_method, lora_budget
 
@@ -15,18 +16,7 @@ TARGETS = ("query", "value", "intermediate.dense")
 
 
 def _model():
-    from transformers import BertConfig, BertForSequenceClassification
-
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=50,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        num_labels=2,
-    )
-    return BertForSequenceClassification(cfg)
+    return tiny_bert_classifier(hidden_size=64, intermediate_size=128, max_position_embeddings=512)
 
 
 class _Data(torch.utils.data.Dataset):

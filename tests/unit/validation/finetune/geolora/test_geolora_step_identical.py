@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from gelora.errors import ConfigError
+from synthetic.tiny_models import tiny_bert_classifier, token_batches
 from validation.finetune.geolora import optim as optim_mod
 from validation.finetune.geolora.layer import (
     GeoLoRALinear,
@@ -242,34 +243,7 @@ class _RefLayer(GeoLoRALinear):
 
 # --- the comparison ----------------------------------------------------------------------------------------
 def _tiny_bert() -> Any:
-    from transformers import BertConfig, BertForSequenceClassification
-
-    sizes: dict[str, Any] = dict(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=24,
-        max_position_embeddings=16,
-        num_labels=2,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    cfg = BertConfig(**sizes)
-    torch.manual_seed(0)
-    return BertForSequenceClassification(cfg)
-
-
-def _batches(n: int) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(1)
-    return [
-        {
-            "input_ids": torch.randint(1, 50, (4, 8), generator=g),
-            "attention_mask": torch.ones(4, 8, dtype=torch.long),
-            "labels": torch.randint(0, 2, (4,), generator=g),
-        }
-        for _ in range(n)
-    ]
+    return tiny_bert_classifier(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -322,7 +296,7 @@ def _train(setting: str, reference: bool, record: dict[str, Any] | None = None) 
     head = torch.optim.AdamW([p for n, p in model.named_parameters() if "classifier" in n], lr=1e-2)
     torch.manual_seed(7)  # dropout masks
     out: dict[str, Any] = {"losses": [], "ranks": [], "records": [], "params": [], "state": None}
-    for step, batch in enumerate(_batches(STEPS)):
+    for step, batch in enumerate(token_batches(STEPS)):
         loss = model(**batch).loss
         loss.backward()
         if step in BAD_STEPS:
