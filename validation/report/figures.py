@@ -418,16 +418,21 @@ def tasks_at_two_budgets(budgets: list[dict[str, Any]]) -> set[str]:
     return {t for (t, _), n in seen.items() if n >= 2}
 
 
+def budget_groups(budgets: list[dict[str, Any]]) -> dict[Any, list[dict[str, Any]]]:
+    """``paper_budgets`` records grouped by model (in order), keeping the models with two or more ranks and
+    a task trained at two of them: the models the score-vs-budget table and figure show."""
+    by_model: dict[Any, list[dict[str, Any]]] = {}
+    for b in budgets:
+        by_model.setdefault(b.get("model"), []).append(b)
+    return {m: bs for m, bs in by_model.items() if len(bs) >= 2 and tasks_at_two_budgets(bs)}
+
+
 def budget_series(report: dict[str, Any]) -> dict[str, dict[str, list[tuple[int, float, float | None]]]]:
     """``{panel: {method: [(r, mean, std), ...]}}`` of the paper-protocol grids at two or more budget ranks
-    (``paper_budgets`` of the grid section), ranks ascending; methods without a score at a rank skip it.
-    A panel is a task trained at two or more ranks, or ``"task, model"`` when grids of several models have
-    two or more ranks."""
-
-    by_model: dict[Any, list[dict[str, Any]]] = {}
-    for b in (_ok(report, "grid") or {}).get("paper_budgets") or []:
-        by_model.setdefault(b.get("model"), []).append(b)
-    groups = {model: budgets for model, budgets in by_model.items() if len(budgets) >= 2}
+    (``paper_budgets`` of the grid section, :func:`budget_groups`), ranks ascending; methods without a
+    score at a rank skip it. A panel is a task trained at two or more ranks, or ``"task, model"`` when
+    several models are shown."""
+    groups = budget_groups((_ok(report, "grid") or {}).get("paper_budgets") or [])
     out: dict[str, dict[str, list[tuple[int, float, float | None]]]] = {}
     for model, budgets in groups.items():
         shown = tasks_at_two_budgets(budgets)
@@ -447,10 +452,9 @@ def budget_series(report: dict[str, Any]) -> dict[str, dict[str, list[tuple[int,
 
 
 def _budget_model(report: dict[str, Any]) -> str | None:
-    """The model of the score-vs-budget figure when only one model's grids have two or more ranks."""
-    models = [b.get("model") for b in (_ok(report, "grid") or {}).get("paper_budgets") or []]
-    several = {m for m in models if models.count(m) >= 2}
-    return str(next(iter(several))) if len(several) == 1 and None not in several else None
+    """The model of the score-vs-budget figure when it shows one model (:func:`budget_groups`)."""
+    models = list(budget_groups((_ok(report, "grid") or {}).get("paper_budgets") or []))
+    return str(models[0]) if len(models) == 1 and models[0] is not None else None
 
 
 def fig_score_vs_budget(report: dict[str, Any]) -> bytes | None:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from validation.report.figures import FIGURES, tasks_at_two_budgets
+from validation.report.figures import FIGURES, budget_groups, tasks_at_two_budgets
 
 
 @dataclass(frozen=True)
@@ -643,14 +643,11 @@ def _budget_blocks(data: dict[str, Any]) -> list[Block]:
     tasks trained at two or more ranks (with all their methods, ceiling and floor included)."""
     from validation.report.claims import _name, _task
 
-    by_model: dict[Any, list[dict[str, Any]]] = {}
-    for b in data.get("paper_budgets") or []:
-        by_model.setdefault(b.get("model"), []).append(b)
-    groups = [(m, bs) for m, bs in by_model.items() if len(bs) >= 2 and tasks_at_two_budgets(bs)]
+    groups = budget_groups(data.get("paper_budgets") or [])
     if not groups:
         return []
     out: list[Block] = [Figure("score_vs_budget", FIGURES["score_vs_budget"][1])]
-    for model, budgets in groups:
+    for model, budgets in groups.items():
         ranks = [b["lora_r"] for b in budgets]
         shown = tasks_at_two_budgets(budgets)
         keys = sorted({(t, m) for b in budgets for t, by in b["scores"].items() for m in by if t in shown})
