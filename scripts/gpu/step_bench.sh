@@ -7,7 +7,7 @@
 #   export GELORA_ADALORA_ALLOCATOR=$(bash scripts/gpu/step_bench.sh); echo "allocator: $GELORA_ADALORA_ALLOCATOR"
 # Environment: MODELS_DIR (as waves.sh), MODEL (mpnet-base), BENCH_TIMEOUT (200 s).
 source scripts/gpu/common.sh >/dev/null
-export PYTHONPATH=$PYTHONPATH:$PWD/.devcarry/sitelite GELORA_MODELS_DIR="${MODELS_DIR:-/tmp/mpnet-assembly}"
+use_chunked_model
 J="$OUT/adalora_step_h200.jsonl"
 timeout "${BENCH_TIMEOUT:-200}" python3 scripts/adalora_step_bench.py --model "${MODEL:-mpnet-base}" --device cuda \
   --bf16 --batch 32 --length 128 --steps 20 --phase budget --phase-times \

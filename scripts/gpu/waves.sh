@@ -35,7 +35,7 @@
 #   bash scripts/gpu/waves.sh wait 400
 # Keep device calls back to back: the machine goes back after about 30 s idle, with the runs on it.
 source scripts/gpu/common.sh >/dev/null
-export PYTHONPATH=$PYTHONPATH:$PWD/.devcarry/sitelite GELORA_MODELS_DIR="${MODELS_DIR:-/tmp/mpnet-assembly}"
+use_chunked_model
 R="${RUN:-runs/mpnet-stsb}"
 mkdir -p runs "$R"
 case "${1:-}" in
