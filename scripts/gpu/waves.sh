@@ -62,14 +62,8 @@ wait)
   done;;
 stop)
   shift; [ $# -gt 0 ] || { echo "usage: waves.sh stop CELL..." >&2; exit 2; }
-  for c in "$@"; do
-    f="$R/claims/$c.claim"; [ -f "$f" ] || f="$R/lr_select/$c.claim"
-    # only a claim of this host (a claim's pid means nothing on another machine)
-    pid=$(python3 -c 'import json,socket,sys; c=json.load(open(sys.argv[1]))
-assert c.get("host") in (None, socket.gethostname()); print(c["pid"])' "$f" 2>/dev/null) \
-      || { echo "$c: no claim of this host in $R (not running here)" >&2; continue; }
-    kill -TERM "$pid" && echo "stopped $c: SIGTERM to pid $pid at $(date -u +%T)"
-  done
+  # the claims of live processes of this host only (validation.finetune.triage.stop_runs, as triage --apply)
+  python3 -m validation.finetune.triage "$R" --stop "$@"
   exit 0;;
 hold|release)
   op="$1"; shift; [ $# -gt 0 ] || { echo "usage: waves.sh $op CELL..." >&2; exit 2; }

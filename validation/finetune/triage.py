@@ -416,8 +416,11 @@ def _group(name: str) -> tuple[str, str]:
     return task, method
 
 
-def stop_runs(run_dir: str | Path, rows: Sequence[Running], reason: str = "triage") -> list[str]:
-    """Hold each run of ``rows``, then send SIGTERM to the process of its claim (once per process).
+def stop_runs(
+    run_dir: str | Path, rows: Sequence[Running], reason: str = "triage", *, hold: bool = True
+) -> list[str]:
+    """Hold each run of ``rows`` (unless ``hold`` is False: ``waves.sh stop``), then send SIGTERM to the
+    process of its claim (once per process).
 
     A process is signalled only when its claim is on this host and still carries the token it had when it
     was listed (a claim released meanwhile means that process may have moved on to another run). The
@@ -431,7 +434,7 @@ def stop_runs(run_dir: str | Path, rows: Sequence[Running], reason: str = "triag
     from validation.finetune.grid import hold_cell
 
     lines = []
-    for row in rows:
+    for row in rows if hold else ():
         hold_cell(run_dir, row.name, reason=reason)
         lines.append(f"held {row.name}")
     here = socket.gethostname()
@@ -539,6 +542,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--stop-unknown", action="store_true", help="with --apply: also stop runs without projection"
     )
+    p.add_argument(
+        "--stop",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help="only send SIGTERM to the processes claiming these cells / selection runs (no hold)",
+    )
     p.add_argument("--check-data", action="store_true", help="only check the data files of --tasks")
     p.add_argument("--tasks", default=None, help="with --check-data: comma-separated task names")
     p.add_argument("--data-dir", default=None, help="with --check-data: data root (default $GELORA_DATA_DIR)")
@@ -555,6 +565,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"error: no data for {', '.join(missing)}: nothing launched", file=sys.stderr)
                 return 2
             print(f"data: every file of {', '.join(tasks)} found")
+            return 0
+        if a.stop is not None:
+            if a.run_dir is None:
+                raise ConfigError("usage: python -m validation.finetune.triage RUN --stop NAME [NAME...]")
+            claimed = {r.name: r for r in running(a.run_dir)}
+            for name in a.stop:
+                if name not in claimed:
+                    print(f"{name}: no claim of a live process in {a.run_dir} (not running)", file=sys.stderr)
+            for line in stop_runs(a.run_dir, [claimed[n] for n in a.stop if n in claimed], hold=False):
+                print(line)
             return 0
         if a.run_dir is None or a.deadline is None:
             raise ConfigError("usage: python -m validation.finetune.triage RUN --deadline SECONDS [--apply]")

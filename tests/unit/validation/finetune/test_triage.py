@@ -364,6 +364,29 @@ def test_apply_does_not_signal_a_claim_released_meanwhile(
     assert worker.poll() is None
 
 
+def test_stop_signals_the_named_runs_without_holding_them(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--stop`` (``waves.sh stop``): SIGTERM to the live claims named, no hold, a note for the others."""
+    run = _run(tmp_path)
+    now = time.time()
+    cell, sel, other = _sleeper(sleepers), _sleeper(sleepers), _sleeper(sleepers)
+    _claim(run, "mrpc__lora__seed0", cell.pid, now - 100)
+    _claim(run, "rte__lora", sel.pid, now - 100)
+    _claim(run, "mrpc__lora__seed1", other.pid, now - 100)
+    assert main([str(run), "--stop", "mrpc__lora__seed0", "rte__lora", "mrpc__lora__seed9"]) == 0
+    cap = capsys.readouterr()
+    assert f"stopped mrpc__lora__seed0: SIGTERM to pid {cell.pid}" in cap.out
+    assert f"stopped rte__lora: SIGTERM to pid {sel.pid}" in cap.out and "held" not in cap.out
+    assert "mrpc__lora__seed9: no claim of a live process" in cap.err
+    assert cell.wait(timeout=10) == -signal.SIGTERM and sel.wait(timeout=10) == -signal.SIGTERM
+    assert other.poll() is None
+    assert (
+        not hold_path(run, "mrpc", "lora", 0).exists()
+        and not selection_hold_path(run, "rte", "lora").exists()
+    )
+
+
 # ------------------------------------------------------------------------------------------ data preflight
 def _minimal_data(root: Path, shared: Path, *tasks: str) -> Path:
     """A data folder with only some GLUE task folders (as make_carry.sh's data_min)."""
