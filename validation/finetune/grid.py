@@ -323,6 +323,12 @@ def claim_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
     return Path(run_dir) / "claims" / f"{cell_name(task, method, seed)}.claim"
 
 
+def plan_task_settings(profile: dict[str, Any], task: str) -> dict[str, Any]:
+    """A plan's profile (``grid.json``'s ``profile``) with ``task``'s ``task_overrides`` applied, as
+    ``Profile.for_task`` does for a :class:`~validation.finetune.runner.Profile`."""
+    return {**profile, **((profile.get("task_overrides") or {}).get(task) or {})}
+
+
 def hold_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
     """``<run_dir>/claims/<cell>.hold``: while it exists, no worker starts the cell."""
     return Path(run_dir) / "claims" / f"{cell_name(task, method, seed)}.hold"
@@ -689,7 +695,9 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
             reason = "not finished: running (claimed by a live process)"
         elif hold_path(run_dir, t, m, s).exists():
             reason = "not run: held (release_cell or waves.sh release lifts it)"
-        elif (plan.get("profile") or {}).get("lr_select") and selection_held(run_dir, t, m):
+        elif plan_task_settings(plan.get("profile") or {}, t).get("lr_select") and selection_held(
+            run_dir, t, m
+        ):
             reason = f"not run: its learning-rate selection {t}__{m} is held (waves.sh release lifts it)"
         elif (run_dir / "work" / cell_name(t, m, s)).is_dir():
             reason = "not run: interrupted (checkpoints present; rerun the command to resume)"
@@ -850,6 +858,7 @@ __all__ = [
     "is_held",
     "live_groups_on_gpu",
     "next_cell_index",
+    "plan_task_settings",
     "profile_key",
     "read_plan",
     "release_cell",

@@ -58,6 +58,7 @@ from typing import Any
 from gelora._io import read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.claims import is_live, read_claim
+from validation.finetune.grid import hold_cell, plan_task_settings, read_plan
 from validation.finetune.runner import TRAIN_MARK, parse_run_name
 
 #: share of a Trainer run between two logged points (the runner logs every ``max_steps // 50`` steps)
@@ -196,11 +197,6 @@ def _left(elapsed: float, progress: float | None) -> float | None:
     return elapsed * (1.0 - progress) / progress
 
 
-def _task_settings(profile: dict[str, Any], task: str) -> dict[str, Any]:
-    """The plan's profile with the task's overrides applied (as ``Profile.for_task`` does)."""
-    return {**profile, **((profile.get("task_overrides") or {}).get(task) or {})}
-
-
 def planned_epochs(profile: dict[str, Any], task: str) -> float:
     """Epochs of one Trainer run of ``task`` under the plan's ``profile`` (``grid.json``): the task's
     ``task_overrides`` entry, else the profile's ``epochs``.
@@ -210,7 +206,7 @@ def planned_epochs(profile: dict[str, Any], task: str) -> float:
     ResultFileError
         The profile has no ``epochs``.
     """
-    eff = _task_settings(profile, task)
+    eff = plan_task_settings(profile, task)
     if not isinstance(eff.get("epochs"), int | float):
         raise ResultFileError(f"the plan's profile has no number of epochs for {task}")
     return float(eff["epochs"])
@@ -282,7 +278,6 @@ def running(run_dir: str | Path, now: float | None = None) -> list[Running]:
     ResultFileError
         ``grid.json`` is missing or corrupt (:func:`validation.finetune.grid.read_plan`).
     """
-    from validation.finetune.grid import read_plan
     from validation.finetune.lr_select import selection_done
 
     root = Path(run_dir)
@@ -307,7 +302,7 @@ def running(run_dir: str | Path, now: float | None = None) -> list[Running]:
         name = path.name[: -len(".claim")]
         task, method, _ = parse_run_name(name)
         pid, started = int(payload["pid"]), float(payload["started"])
-        eff = _task_settings(profile, task)
+        eff = plan_task_settings(profile, task)
         planned = planned_epochs(profile, task)
         n_rates = len({float(f) for f in eff.get("lr_grid") or [1.0]})
         elapsed = max(0.0, now - started)
@@ -431,8 +426,6 @@ def stop_runs(
     list of str
         One line per hold and per signal (or why a process was not signalled).
     """
-    from validation.finetune.grid import hold_cell
-
     lines = []
     for row in rows if hold else ():
         hold_cell(run_dir, row.name, reason=reason)
