@@ -250,14 +250,18 @@ class StepProbe:
         }
 
 
+def _integrators(prepared: Any) -> list[Any]:
+    """The GeoLoRA integrators among the method's callbacks (an ``optimizer`` with ``truncate``)."""
+    geos = (getattr(cb, "optimizer", None) for cb in prepared.callbacks)
+    return [g for g in geos if g is not None and hasattr(g, "truncate")]
+
+
 def _phases(prepared: Any, probe: StepProbe) -> None:
     """Label the integrator's parts for :class:`StepProbe` (GeoLoRA; other methods: one phase)."""
-    for cb in prepared.callbacks:
-        geo = getattr(cb, "optimizer", None)
-        if geo is not None and hasattr(geo, "truncate"):
-            probe.wrap(geo, "augment", "augment")
-            probe.wrap(geo, "_grads_finite", "finite_check")
-            probe.wrap(geo, "truncate", "truncate")
+    for geo in _integrators(prepared):
+        probe.wrap(geo, "augment", "augment")
+        probe.wrap(geo, "_grads_finite", "finite_check")
+        probe.wrap(geo, "truncate", "truncate")
 
 
 def _phase_timers(prepared: Any, sync: Any) -> tuple[dict[str, list[float]], list[bool]]:
@@ -268,10 +272,7 @@ def _phase_timers(prepared: Any, sync: Any) -> tuple[dict[str, list[float]], lis
     returned flag ``[True]`` while recording) and the flag. Other methods: nothing to wrap (``{}``)."""
     times: dict[str, list[float]] = {}
     recording = [False]
-    for cb in prepared.callbacks:
-        geo = getattr(cb, "optimizer", None)
-        if geo is None or not hasattr(geo, "truncate"):
-            continue
+    for geo in _integrators(prepared):
         for attr, name in (
             ("augment", "augment"),
             ("_augment_bases", "augment_bases"),
@@ -350,10 +351,10 @@ def run(method: str, args: argparse.Namespace, opts: dict[str, Any]) -> dict[str
     for i in range(args.warm + args.steps):
         counted = (args.count_ops or args.count_syncs) and i == args.warm + args.steps - 1
         recording[0] = i >= args.warm and not counted
-        for v in phase_times.values():
-            if recording[0]:
+        if recording[0]:
+            for v in phase_times.values():
                 v.append(0.0)
-        if (args.count_ops or args.count_syncs) and i == args.warm + args.steps - 1:  # counted, not timed
+        if counted:  # counted, not timed
             with _OpCounter() as m:
                 loss = forward()
             ops["forward"], ops["forward_views"] = m.n, m.views
