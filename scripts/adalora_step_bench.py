@@ -265,7 +265,8 @@ def _phases(prepared: Any, probe: StepProbe) -> None:
 
 
 def _phase_timers(prepared: Any, sync: Any) -> tuple[dict[str, list[float]], list[bool]]:
-    """Time GeoLoRA's integrator parts (``augment`` with its per-layer ``augment_bases`` = two QRs,
+    """Time GeoLoRA's integrator parts (``augment`` with its per-layer ``augment_bases`` = two QRs, 0 with
+    ``batched_qr``, whose grouped QRs count in ``augment`` only,
     ``finite_check``, ``truncate`` with its host ``svds``): each call is wrapped by ``sync()`` before and
     after, so the parts add device time that the unwrapped step would overlap. Returns ``{part: [seconds
     per recorded step]}`` (the caller appends a 0.0 slot per part for each step it records and sets the

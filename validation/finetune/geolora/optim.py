@@ -223,22 +223,28 @@ class _Aug:
     blk_l: torch.Tensor  # (r, r1 - r)
 
 
+@dataclass
+class _AugInputs:
+    """What step 1 needs of one adapter before its QRs (:meth:`GeoLoRAOptimizer._augment_inputs`)."""
+
+    r: int
+    r1: int
+    g_k: torch.Tensor  # (out, r)
+    g_s: torch.Tensor  # (r, r)
+    g_l: torch.Tensor  # (in, r)
+    cat_u: torch.Tensor  # (out, 2r): [U, G_K]
+    cat_v: torch.Tensor  # (in, 2r): [V, G_L]
+
+
 def _finish_aug(
-    r: int,
-    r1: int,
-    g_k: torch.Tensor,
-    g_s: torch.Tensor,
-    g_l: torch.Tensor,
-    qu: torch.Tensor,
-    ru: torch.Tensor,
-    qv: torch.Tensor,
-    rv: torch.Tensor,
+    x: _AugInputs, qu: torch.Tensor, ru: torch.Tensor, qv: torch.Tensor, rv: torch.Tensor
 ) -> _Aug:
     """The augmented bases and the core's gradient blocks from the two QR factorisations of one adapter."""
+    r, r1 = x.r, x.r1
     u_new, v_new = qu[:, r:r1], qv[:, r:r1]
-    blk_k = u_new.T @ g_k  # (r1 - r, r): new left directions x old right basis
-    blk_l = g_l.T @ v_new  # (r, r1 - r): old left basis x new right directions
-    return _Aug(r, r1, qu[:, :r1], qv[:, :r1], ru[:r, :r], rv[:r, :r], g_s, blk_k, blk_l)
+    blk_k = u_new.T @ x.g_k  # (r1 - r, r): new left directions x old right basis
+    blk_l = x.g_l.T @ v_new  # (r, r1 - r): old left basis x new right directions
+    return _Aug(r, r1, qu[:, :r1], qv[:, :r1], ru[:r, :r], rv[:r, :r], x.g_s, blk_k, blk_l)
 
 
 def _grouped_qr(mats: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -385,17 +391,23 @@ class GeoLoRAOptimizer:
         return g(m.lora_U, None, r), g(m.lora_S, r, r), g(m.lora_V, None, r)
 
     @staticmethod
-    def _augment_bases(m: GeoLoRALinear) -> _Aug:
-        """Step 1 for one adapter: orthonormal augmented bases and the gradient blocks of the core."""
+    def _augment_inputs(m: GeoLoRALinear) -> _AugInputs:
+        """One adapter's rank, augmented rank, gradient blocks and the two matrices step 1 factorises."""
         r = m.rank
         g_k, g_s, g_l = GeoLoRAOptimizer._grads(m)
         u, v = m.U.detach(), m.V.detach()
-        r1 = min(2 * r, m.max_rank)
         # QR of [U, G] gives Q[:, :r] R11 = U exactly: using Q as the basis re-orthonormalises U
         # every step (no drift) while R11 carries the coefficients over.
-        qu, ru = torch.linalg.qr(torch.cat([u, g_k], dim=1), mode="reduced")
-        qv, rv = torch.linalg.qr(torch.cat([v, g_l], dim=1), mode="reduced")
-        return _finish_aug(r, r1, g_k, g_s, g_l, qu, ru, qv, rv)
+        cat_u, cat_v = torch.cat([u, g_k], dim=1), torch.cat([v, g_l], dim=1)
+        return _AugInputs(r, min(2 * r, m.max_rank), g_k, g_s, g_l, cat_u, cat_v)
+
+    @staticmethod
+    def _augment_bases(m: GeoLoRALinear) -> _Aug:
+        """Step 1 for one adapter: orthonormal augmented bases and the gradient blocks of the core."""
+        x = GeoLoRAOptimizer._augment_inputs(m)
+        qu, ru = torch.linalg.qr(x.cat_u, mode="reduced")
+        qv, rv = torch.linalg.qr(x.cat_v, mode="reduced")
+        return _finish_aug(x, qu, ru, qv, rv)
 
     def _augment_all(self, mods: Sequence[GeoLoRALinear]) -> list[_Aug]:
         """Step 1 for every adapter: one :meth:`_augment_bases` each, or (``batched_qr``) the same
@@ -407,20 +419,10 @@ class GeoLoRAOptimizer:
         --methods geolora,geolora@batched_qr``: time and parameter digest)."""
         if not self.batched_qr:
             return [self._augment_bases(m) for m in mods]
-        parts = []
-        for m in mods:
-            r = m.rank
-            g_k, g_s, g_l = self._grads(m)
-            u, v = m.U.detach(), m.V.detach()
-            parts.append(
-                (r, min(2 * r, m.max_rank), g_k, g_s, g_l, torch.cat([u, g_k], 1), torch.cat([v, g_l], 1))
-            )
-        left = _grouped_qr([p[5] for p in parts])
-        right = _grouped_qr([p[6] for p in parts])
-        return [
-            _finish_aug(r, r1, g_k, g_s, g_l, qu, ru, qv, rv)
-            for (r, r1, g_k, g_s, g_l, _, _), (qu, ru), (qv, rv) in zip(parts, left, right, strict=True)
-        ]
+        xs = [self._augment_inputs(m) for m in mods]
+        left = _grouped_qr([x.cat_u for x in xs])
+        right = _grouped_qr([x.cat_v for x in xs])
+        return [_finish_aug(x, qu, ru, qv, rv) for x, (qu, ru), (qv, rv) in zip(xs, left, right, strict=True)]
 
     def _step_sizes(
         self, lr: float, augs: Sequence[_Aug]
