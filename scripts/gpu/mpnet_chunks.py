@@ -3,7 +3,7 @@
 Run on the CPU machine from the repository root (project venv active)::
 
     python scripts/gpu/mpnet_chunks.py                      # mpnet-base -> .devcarry/mpnet/ (ignored by git)
-    python scripts/gpu/mpnet_chunks.py --model DIR --name NAME --out DIR --chunk-mib 44
+    python scripts/gpu/mpnet_chunks.py --model DIR --name NAME --out DIR --chunk-mib 36
 
 It writes ``<out>/<name>.tar.00``, ``.01``, ... (each at most ``--chunk-mib`` MiB) and ``<out>/SHA256SUMS``
 (``sha256sum -c`` format: every chunk, the whole tar and ``<name>/model.safetensors``). On the GPU host,
@@ -23,6 +23,12 @@ from pathlib import Path
 #: files of a model folder that are not needed to load it with transformers
 SKIP = {"README.md", "desktop.ini", "model.safetensors", "pytorch_model.bin"}
 MIB = 1 << 20
+#: default largest chunk: beside the working tree (about 22 MiB on disk on 2026-11-30, counted in 4-KiB blocks)
+#: within the 64 MiB a device call carries, with room for the tree to grow; 44 stopped fitting when the tree
+#: passed 20 MB (a call was refused, 2026-11-30)
+DEFAULT_CHUNK_MIB = 36.0
+#: what a device call carries at most: tree + carried folders
+CARRY_LIMIT_MIB = 64.0
 
 
 def _sha256(data: bytes) -> str:
@@ -89,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--chunk-mib",
         type=float,
-        default=44.0,
-        help="largest chunk in MiB (default 44: a chunk beside the ~15 MB working tree within the 64 MiB a call carries)",
+        default=DEFAULT_CHUNK_MIB,
+        help=f"largest chunk in MiB (default {DEFAULT_CHUNK_MIB:.0f}: a chunk beside the ~22 MiB working tree within "
+        f"the {CARRY_LIMIT_MIB:.0f} MiB a call carries)",
     )
     args = p.parse_args(argv)
     from gelora.models import resolve_model_name

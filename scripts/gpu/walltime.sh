@@ -6,6 +6,8 @@
 # method's one-time costs before the rounds, so they time the steady state), MODEL (the profile's; mpnet-base
 # with GELORA_MODELS_DIR set as for the campaign).
 source scripts/gpu/common.sh
+# one GPU: a single training process that sees two would run DataParallel at twice the batch (runner.check_one_gpu)
+export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"
 nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader >"$OUT/walltime_gpu_apps_before.txt"
 python3 -m validation.finetune.walltime ${MODEL:+--model "$MODEL"} --task "${TASK:-stsb}" --methods "${METHODS:-lora,adalora,gelora,geolora}" \
   --epochs "${EPOCHS:-2}" --repeats "${REPEATS:-2}" --warmup "${WARMUP:-first}" --device cuda --out "$OUT/walltime.json" \

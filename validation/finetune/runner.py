@@ -371,6 +371,31 @@ def world_size() -> int:
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
+def check_one_gpu(dev: Any) -> None:
+    """Refuse a single-process CUDA run that sees several GPUs.
+
+    Outside a distributed launch the Trainer wraps the model in ``DataParallel`` over every visible GPU and
+    multiplies ``per_device_train_batch_size`` by their number, so the run would train N x the profile's batch
+    per step for the same step count (N x the epochs; seen on a two-GPU host: 4 epochs planned as 2).
+
+    Raises
+    ------
+    ConfigError
+        ``dev`` is CUDA, ``WORLD_SIZE`` is 1 and more than one GPU is visible.
+    """
+    import torch
+
+    if getattr(dev, "type", str(dev)) != "cuda" or world_size() > 1:
+        return
+    n = torch.cuda.device_count()
+    if n > 1:
+        raise ConfigError(
+            f"{n} GPUs are visible to one training process: the Trainer would split each batch over them "
+            f"(DataParallel) and train {n} x the profile's batch per step; pin one GPU "
+            "(CUDA_VISIBLE_DEVICES=0), give grids one worker per GPU (--workers), or launch with torchrun"
+        )
+
+
 def read_cell(path: str | Path) -> dict[str, Any]:
     """Read and check a cell result file.
 
@@ -420,6 +445,7 @@ def _environment(device: Any) -> dict[str, Any]:
     }
     if getattr(device, "type", str(device)) == "cuda":
         env["gpu"] = torch.cuda.get_device_name(0)
+        env["visible_gpus"] = torch.cuda.device_count()
     return env
 
 
@@ -637,6 +663,7 @@ def train_and_score(
         sys.stdout.flush()  # the Trainer's lines (stdout) of an earlier run stay before this mark in a log
         print(train_mark(run), file=sys.stderr, flush=True)
     dev = resolve_device(device)
+    check_one_gpu(dev)
     run_dir = Path(run_dir)
     model_path = resolve_model_name(profile.model)
     local = Path(model_path).is_dir()

@@ -388,8 +388,9 @@ def section_model_profile(ctx: Context) -> dict[str, Any]:
 
 
 def _gelora_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """GeLoRA's score, wall-time and budget ratios against every other method of the same task, profile and
-    model (a ratio across profiles would compare different schedules and budgets)."""
+    """GeLoRA's score, wall-time and budget ratios against every other method of the same task, profile,
+    model and planned budget (a ratio across profiles would compare different schedules, one across budgets a
+    rank-2 run with a rank-8 one; full and head-only runs carry their grid's budget)."""
     ratios = []
     for g in rows:
         if g["method"] != "gelora" or g["mean"] is None:
@@ -399,12 +400,15 @@ def _gelora_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 continue
             if p.get("profile") != g.get("profile") or p.get("model") != g.get("model"):
                 continue
+            if p.get("budget") != g.get("budget"):
+                continue
             ratios.append(
                 {
                     "task": g["task"],
                     "peer": p["method"],
                     **({"profile": g["profile"]} if "profile" in g else {}),
                     **({"model": g["model"]} if "model" in g else {}),
+                    **({"budget": g["budget"]} if g.get("budget") is not None else {}),
                     "score_ratio": (g["mean"] / p["mean"]) if p["mean"] else None,
                     # wall times compare only within one run directory (merged grids carry "source")
                     "time_ratio": (g["wall_s"] / p["wall_s"])

@@ -835,6 +835,10 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     ratios = data.get("ratios") or []
     if ratios:
         with_model = len({q.get("model") for q in ratios}) > 1
+        # two budgets of one task and peer (a grid at a second rank) need the budget to tell their rows apart
+        with_budget = len({(q["task"], q["peer"], q.get("profile"), q.get("model")) for q in ratios}) < len(
+            ratios
+        )
         app.append(Para("Ratios against peers (GeLoRA / peer; score > 1 is better, time < 1 is faster):"))
         app.append(
             Table(
@@ -843,6 +847,7 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
                     "peer",
                     *(("profile",) if with_profile else ()),
                     *(("model",) if with_model else ()),
+                    *(("budget (params)",) if with_budget else ()),
                     "score ratio",
                     "wall-time ratio",
                     "budget ratio",
@@ -853,6 +858,7 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
                         q["peer"],
                         *((str(q.get("profile")),) if with_profile else ()),
                         *((str(q.get("model")),) if with_model else ()),
+                        *((fmt(q.get("budget")),) if with_budget else ()),
                         fmt(q.get("score_ratio"), 4),
                         fmt(q.get("time_ratio"), 3),
                         fmt(q.get("budget_ratio"), 3),

@@ -56,3 +56,23 @@ def test_chunk_and_reassemble_round_trip(
     parts[0].write_bytes(b"garbage")
     bad = _assemble(0, chunks, tmp_path / "other")
     assert bad.returncode == 3 and "does not match" in bad.stderr
+
+
+def test_the_default_chunk_still_fits_beside_the_working_tree(load_script):
+    """A chunk call carries the tracked tree plus one chunk: when the tree grows past what the default chunk
+    leaves (2 MiB kept free for SHA256SUMS and block rounding), the device refuses the call; this fails first."""
+    mod = load_script("gpu/mpnet_chunks.py")
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(
+        b"\0"
+    )
+    on_disk = sum(
+        -(-(ROOT / f.decode()).stat().st_size // 4096) * 4096
+        for f in files
+        if f and (ROOT / f.decode()).is_file()
+    )
+    left = mod.CARRY_LIMIT_MIB * mod.MIB - on_disk - 2 * mod.MIB
+    assert mod.DEFAULT_CHUNK_MIB * mod.MIB <= left, (
+        f"tree {on_disk / mod.MIB:.1f} MiB on disk: lower DEFAULT_CHUNK_MIB to {left / mod.MIB:.0f} or shrink the tree"
+    )

@@ -265,3 +265,21 @@ def test_lr_grid_option_shares_the_number_parse() -> None:
         assert str(err.value) == f"--lr-grid must be {expected}, got {bad!r}"
     with pytest.raises(ConfigError, match="--lr-grid must be a comma-separated list of numbers > 0, got ','"):
         _lr_grid(",")
+
+
+def test_a_single_process_cuda_run_refuses_several_visible_gpus(monkeypatch):
+    import torch
+
+    from gelora.errors import ConfigError
+    from validation.finetune.runner import check_one_gpu
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(ConfigError, match=r"2 GPUs are visible.*CUDA_VISIBLE_DEVICES"):
+        check_one_gpu(torch.device("cuda"))
+    check_one_gpu(torch.device("cpu"))  # the CPU never reaches DataParallel
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    check_one_gpu(torch.device("cuda"))  # torchrun: one GPU per rank
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    check_one_gpu(torch.device("cuda"))

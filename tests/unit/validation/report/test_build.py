@@ -183,6 +183,30 @@ def test_normalise_grid_keeps_missing_cells_as_not_run():
     assert ratio["budget_ratio"] == pytest.approx(0.98)
 
 
+def test_ratios_pair_gelora_with_peers_of_its_own_budget():
+    def row(method, budget, mean):
+        return {
+            "task": "mrpc",
+            "method": method,
+            "profile": "paper",
+            "model": "m",
+            "budget": budget,
+            "mean": mean,
+            "wall_s": None,
+            "trainable_adapter_params": budget,
+        }
+
+    rows = [
+        row("gelora", 8, 0.8),
+        row("lora", 8, 0.5),
+        row("gelora", 2, 0.6),
+        row("lora", 2, 0.4),
+        row("full", 8, 1.0),
+    ]
+    got = {(q["peer"], q["budget"]): q["score_ratio"] for q in B._gelora_ratios(rows)}
+    assert got == pytest.approx({("lora", 8): 0.8 / 0.5, ("full", 8): 0.8, ("lora", 2): 0.6 / 0.4})
+
+
 def _summary(task, method, mean, missing=()):
     table = {}
     if mean is not None:

@@ -31,10 +31,19 @@ def _c4_row() -> str:
 
 
 def _report_triples(report: dict[str, Any]) -> list[tuple[float, float, float]]:
-    """Every (difference, low, high) of C4 (incl. its rate check) and of the ablation section."""
+    """Every (difference, low, high) of C4 (incl. its rate check), of the score-vs-budget pairs and of the
+    ablation section."""
     c4 = next(c for c in report["claims"] if c["id"] == "C4")
     nums = c4["numbers"]
     out = [(v, *nums[f"{k}/ci95"]) for k, v in nums.items() if f"{k}/ci95" in nums and nums[f"{k}/ci95"]]
+    grid = report["sections"].get("grid", {}).get("data") or {}
+    out += [
+        (q["diff"], *q["ci"])
+        for rec in grid.get("paper_budgets", [])
+        for by in rec.get("pairs", {}).values()
+        for q in by.values()
+        if q.get("ci")
+    ]
     abl = report["sections"].get("ablations", {}).get("data") or {}
     out += [(c["diff"], *c["ci"]) for c in abl.get("comparisons", []) if c.get("ci")]
     return out
