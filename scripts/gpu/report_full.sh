@@ -5,10 +5,11 @@
 #   gelora report --profile full --sections estimators,theory --force --out reports/full   # on CPU
 #   bash scripts/gpu/report_full.sh                                                       # on the GPU
 source scripts/gpu/common.sh
-R=(--runs reports/gpu/grid --runs reports/gpu/grid-sst2 --runs reports/gpu/grid-adalora --runs reports/gpu/grid-sst2-adalora)
+source scripts/report_runs.sh  # the run directories, listed once
+R=("${REPORT_RUN_ARGS[@]}")
 # recompute on this machine what belongs to it, then assemble (every section reused)
 python3 -m gelora.cli report --profile full --sections model_profile --force --out reports/full 2>&1 | grep "\[report\]"
-python3 -m gelora.cli report --profile full --out reports/full "${R[@]}" --sections grid,trajectories --force 2>&1 \
+python3 -m gelora.cli report --profile full --out reports/full "${R[@]}" --sections grid,trajectories,ablations --force 2>&1 \
   | grep "\[report\]"
 python3 -m gelora.cli report --profile full --out reports/full "${R[@]}" 2>&1 | grep "\[report\]\|wrote"
 tar -czf "$OUT/full.tgz" reports/full

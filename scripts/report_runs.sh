@@ -1,0 +1,17 @@
+# The run directories reports/full is built from, in order (later directories win where cells repeat).
+# Sourced by scripts/rebuild_full_report.sh (CPU) and scripts/gpu/report_full.sh (GPU); a test checks that
+# the committed report.json was built from exactly this list (tests/unit/scripts/test_report_runs.py).
+# Add a directory here when its cells enter the report, then run `bash scripts/rebuild_full_report.sh`.
+REPORT_RUNS=(
+  reports/gpu/grid
+  reports/gpu/grid-sst2
+  reports/gpu/grid-adalora
+  reports/gpu/grid-sst2-adalora
+  reports/gpu/paper-minilm
+  reports/gpu/paper-minilm-rates/selected
+  reports/gpu/paper-mpnet
+  reports/gpu/paper-mpnet-r2
+)
+REPORT_RUN_ARGS=()
+for _d in "${REPORT_RUNS[@]}"; do REPORT_RUN_ARGS+=(--runs "$_d"); done
+unset _d
