@@ -726,6 +726,7 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
             entry["trainable_adapter_params"] = [int(c["budget"]["trainable_adapter_params"]) for c in cells]
             entry["within_budget"] = [c["budget"].get("within_budget") for c in cells]
             entry["wall_time_s"] = _mean_std([float(c["wall_time_s"]) for c in cells])
+            entry["trained_span_s"] = _trained_span(cells)
             entry["ranks_used"] = [_ranks_used(c.get("method_info", {})) for c in cells]
             mems = [c.get("peak_memory", {}).get("bytes") for c in cells]
             entry["peak_memory_bytes"] = max((int(x) for x in mems if x is not None), default=None)
@@ -754,6 +755,22 @@ def _finite_or_none(x: Any) -> float | None:
     if isinstance(x, bool) or not isinstance(x, int | float):
         return None
     return float(x) if math.isfinite(float(x)) else None
+
+
+def _trained_span(cells: Sequence[dict[str, Any]]) -> list[float] | None:
+    """``[first start, last end]`` of the cells' training in POSIX seconds (start = ``finished_at`` minus
+    ``wall_time_s``), or None when a cell lacks either. Wall times of two methods compare only where their
+    spans overlap: a run directory merged from several waves holds cells trained under different sharing."""
+    starts, ends = [], []
+    for c in cells:
+        try:
+            end = datetime.fromisoformat(str(c["finished_at"])).timestamp()
+            wall = float(c["wall_time_s"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        starts.append(end - wall)
+        ends.append(end)
+    return [round(min(starts), 1), round(max(ends), 1)] if starts else None
 
 
 def _seed_record(cell: dict[str, Any], metric: str | None) -> dict[str, Any]:

@@ -387,6 +387,38 @@ def section_model_profile(ctx: Context) -> dict[str, Any]:
     return out
 
 
+#: largest gap (s) between cells' training spans that still counts as one run of workers (a worker loads the
+#: model and data for its next cell in well under this)
+SAME_RUN_GAP_S = 120.0
+
+
+def _run_spans(rows: list[dict[str, Any]]) -> None:
+    """Give each row of one directory ``run_span_s``: the span of the run of workers its cells trained in,
+    i.e. the connected piece of the union of all rows' ``trained_span_s`` (pieces closer than
+    :data:`SAME_RUN_GAP_S` joined). Rows without a span get none."""
+    spans = sorted(tuple(r["trained_span_s"]) for r in rows if r.get("trained_span_s"))
+    pieces: list[list[float]] = []
+    for a, b in spans:
+        if pieces and a - pieces[-1][1] <= SAME_RUN_GAP_S:
+            pieces[-1][1] = max(pieces[-1][1], b)
+        else:
+            pieces.append([a, b])
+    for r in rows:
+        sp = r.get("trained_span_s")
+        if sp:
+            r["run_span_s"] = next(p for p in pieces if p[0] <= sp[0] and sp[1] <= p[1])
+
+
+def _trained_together(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two rows' cells trained in one run of workers (the same ``run_span_s``: one wave sharing the
+    GPUs, or one queue), so their wall times saw the same load; a directory merged from several sessions or
+    waves holds cells trained under other loads. Rows without spans (older grids): True."""
+    ra, rb = a.get("run_span_s"), b.get("run_span_s")
+    if not ra or not rb:
+        return True
+    return max(ra[0], rb[0]) <= min(ra[1], rb[1])
+
+
 def _gelora_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """GeLoRA's score, wall-time and budget ratios against every other method of the same task, profile,
     model and planned budget (a ratio across profiles would compare different schedules, one across budgets a
@@ -410,9 +442,13 @@ def _gelora_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     **({"model": g["model"]} if "model" in g else {}),
                     **({"budget": g["budget"]} if g.get("budget") is not None else {}),
                     "score_ratio": (g["mean"] / p["mean"]) if p["mean"] else None,
-                    # wall times compare only within one run directory (merged grids carry "source")
+                    # wall times compare only within one run directory (merged grids carry "source") and,
+                    # where the cells record when they trained, only between methods trained side by side
                     "time_ratio": (g["wall_s"] / p["wall_s"])
-                    if g.get("wall_s") and p.get("wall_s") and g.get("source") == p.get("source")
+                    if g.get("wall_s")
+                    and p.get("wall_s")
+                    and g.get("source") == p.get("source")
+                    and _trained_together(g, p)
                     else None,
                     "budget_ratio": (
                         g["trainable_adapter_params"] / p["trainable_adapter_params"]
@@ -473,6 +509,7 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
                     if len(set(trainable)) == 1
                     else (trainable or None),
                     "wall_s": (e.get("wall_time_s") or {}).get("mean"),
+                    **({"trained_span_s": e["trained_span_s"]} if e.get("trained_span_s") else {}),
                     "reason": None if m is not None else "no value of the primary metric",
                     **_row_extras(e, pname),
                 }
@@ -505,6 +542,7 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
                 }
             )
     rows.sort(key=lambda r: (r["task"], r["method"]))
+    _run_spans(rows)
     if not any(r["task"].lower().startswith("squad") for r in rows):
         notes.append(
             "SQuAD: not run — this grid holds GLUE tasks only (validation.grid trains GLUE; the SQuAD v2.0 file "

@@ -839,7 +839,13 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
         with_budget = len({(q["task"], q["peer"], q.get("profile"), q.get("model")) for q in ratios}) < len(
             ratios
         )
-        app.append(Para("Ratios against peers (GeLoRA / peer; score > 1 is better, time < 1 is faster):"))
+        app.append(
+            Para(
+                "Ratios against peers (GeLoRA / peer; score > 1 is better, time < 1 is faster; a wall-time ratio "
+                "only between methods whose cells trained in one run of workers, so under the same load: — "
+                "where a directory merges runs of other sessions or waves; claim C5 times methods alone):"
+            )
+        )
         app.append(
             Table(
                 (

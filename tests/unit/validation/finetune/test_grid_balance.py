@@ -79,3 +79,15 @@ def test_each_gpu_gets_both_methods_whatever_order_the_workers_start_in(tmp_path
     for gpu, methods in placed.items():
         assert sorted(set(methods)) == ["adalora", "geolora"], (gpu, methods)
         assert abs(methods.count("adalora") - methods.count("geolora")) <= 1, (gpu, methods)
+
+
+def test_trained_span_runs_from_the_first_start_to_the_last_end() -> None:
+    from validation.finetune.grid import _trained_span
+
+    cells = [
+        {"finished_at": "2026-11-30T10:54:41+00:00", "wall_time_s": 835.0},
+        {"finished_at": "2026-11-30T10:55:11+00:00", "wall_time_s": 812.0},
+    ]
+    start, end = _trained_span(cells)
+    assert end - start == pytest.approx(30.0 + 835.0, abs=0.1)
+    assert _trained_span([*cells, {"wall_time_s": 1.0}]) is None  # an older cell without finished_at

@@ -207,6 +207,38 @@ def test_ratios_pair_gelora_with_peers_of_its_own_budget():
     assert got == pytest.approx({("lora", 8): 0.8 / 0.5, ("full", 8): 0.8, ("lora", 2): 0.6 / 0.4})
 
 
+def test_wall_time_ratios_only_between_methods_of_one_run_of_workers():
+    def row(method, span):
+        return {
+            "task": "mrpc",
+            "method": method,
+            "profile": "paper",
+            "model": "m",
+            "budget": 8,
+            "mean": 0.8,
+            "wall_s": 100.0 if method == "gelora" else 200.0,
+            "trainable_adapter_params": 8,
+            "source": "d",
+            **({"trained_span_s": span} if span else {}),
+        }
+
+    # one queue: lora, then full, then head_only (gaps of 30 s); adalora an hour later; geolora unrecorded
+    rows = [
+        row("gelora", [0.0, 500.0]),
+        row("lora", [10.0, 480.0]),
+        row("full", [530.0, 900.0]),
+        row("head_only", [930.0, 1100.0]),
+        row("adalora", [4700.0, 5600.0]),
+        row("geolora", None),
+    ]
+    B._run_spans(rows)
+    assert [r.get("run_span_s") for r in rows] == [[0.0, 1100.0]] * 4 + [[4700.0, 5600.0], None]
+    got = {q["peer"]: q["time_ratio"] for q in B._gelora_ratios(rows)}
+    assert got["lora"] == pytest.approx(0.5) and got["head_only"] == pytest.approx(0.5)
+    assert got["adalora"] is None
+    assert got["geolora"] == pytest.approx(0.5)  # older grids: one directory is one run
+
+
 def _summary(task, method, mean, missing=()):
     table = {}
     if mean is not None:
