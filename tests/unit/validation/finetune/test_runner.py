@@ -79,6 +79,7 @@ def test_interrupted_cell_resumes_from_its_checkpoint(
     result = run_cell("rte", "lora", 0, profile=PROFILE, run_dir=tmp_path, device="cpu")
     assert result["train"]["resumed_from"] == checkpoint
     assert result["train"]["steps"] == 4
+    assert result["train"]["train_loss_steps"] == [2, 4]  # the Trainer's mean covers the resumed steps only
 
 
 def test_adalora_checkpoint_without_its_state_restarts_and_says_so(tmp_path: Path) -> None:
