@@ -20,6 +20,10 @@ Usage (the committed measurement: reports/gpu/README.md)::
     python -m validation.finetune.walltime --task stsb --methods lora,adalora,gelora,geolora \\
         --train-size 6400 --epochs 2 --repeats 2 --device cuda --out RUN_DIR/walltime.json
 
+A method name may be a variant (:data:`VARIANTS`): ``adalora@peft`` and ``adalora@fast`` time AdaLoRA with
+peft's allocation step and with ours (the same allocation without its host syncs), so the comparison can
+name the implementation; each round records the allocator that ran.
+
 A ``walltime.json`` inside a grid run directory is collected by ``gelora report --runs RUN_DIR`` and
 decides claim C5 (:func:`validation.report.claims.claim_time`).
 """
@@ -44,6 +48,32 @@ WALLTIME_SCHEMA = "gelora.validation.walltime/1"
 
 #: the methods whose speed the paper compares GeLoRA with (rank-adaptive baselines)
 ADAPTIVE_BASELINES: tuple[str, ...] = ("adalora", "geolora")
+
+#: timed variants of a method: ``name@variant`` -> (method, its options). AdaLoRA's allocation step has two
+#: implementations with the same result (peft's, which users of peft run, and ours without its host syncs),
+#: so C5 can time both; GeoLoRA's integrator can factorise its bases in batches.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "adalora@peft": ("adalora", {"allocator": "peft"}),
+    "adalora@fast": ("adalora", {"allocator": "fast"}),
+    "geolora@batched_qr": ("geolora", {"batched_qr": True}),
+}
+
+
+def base_method(name: str) -> str:
+    """The method a timed name runs: ``"adalora@peft"`` -> ``"adalora"``; a plain name is itself."""
+    return VARIANTS[name][0] if name in VARIANTS else name
+
+
+def _variant_profile(profile: Any, name: str) -> Any:
+    """``profile`` with the options of variant ``name`` merged into its ``method_options`` (a plain name:
+    unchanged)."""
+    from dataclasses import replace
+
+    if name not in VARIANTS:
+        return profile
+    method, opts = VARIANTS[name]
+    merged = {**profile.method_options, method: {**profile.method_options.get(method, {}), **opts}}
+    return replace(profile, method_options=merged)
 
 
 def _other_gpu_processes() -> int | None:
@@ -77,6 +107,8 @@ def _timing(cell: dict[str, Any]) -> dict[str, Any]:
         "cell_s": float(cell["wall_time_s"]),
         "steps": int(cell["train"]["steps"]),
         "primary": cell.get("primary"),
+        # which implementation ran, where a method has two (AdaLoRA's allocator, GeoLoRA's batched QRs)
+        **{k: info[k] for k in ("allocator", "allocator_fallback_reason", "batched_qr") if k in info},
     }
 
 
@@ -136,7 +168,7 @@ def compare(methods: dict[str, dict[str, Any]], reference: str = "gelora") -> li
                 "ratio": g["median_s"] / b["median_s"],
                 "reduction": 1.0 - g["median_s"] / b["median_s"],
                 "separated": sep,
-                "adaptive": m in ADAPTIVE_BASELINES,
+                "adaptive": base_method(m) in ADAPTIVE_BASELINES,
             }
         )
     return rows
@@ -197,7 +229,9 @@ def time_methods(
     if not methods:
         raise ConfigError("walltime: no method to time")
     for m in methods:
-        get_method(m)
+        if "@" in m and m not in VARIANTS:
+            raise ConfigError(f"walltime: unknown variant {m!r} (known: {', '.join(sorted(VARIANTS))})")
+        get_method(base_method(m))
     if int(repeats) < 1:
         raise ConfigError(f"walltime: repeats must be >= 1, got {repeats}")
     mode = ("first" if warmup else "none") if isinstance(warmup, bool) else str(warmup)
@@ -212,16 +246,27 @@ def time_methods(
     orders: list[list[str]] = []
     env: dict[str, Any] = {}
     try:
+
+        def one(m: str, where: Path) -> dict[str, Any]:
+            # a directory per timed name: two variants of one method share its cell name
+            return run_cell(
+                task,
+                base_method(m),
+                seed,
+                profile=_variant_profile(eff, m),
+                run_dir=where / m.replace("@", "_"),
+                data_dir=data_dir,
+                device=device,
+            )
+
         for m in {"first": methods[:1], "all": methods, "none": []}[mode]:
-            run_cell(task, m, seed, profile=eff, run_dir=tmp / "warmup", data_dir=data_dir, device=device)
+            one(m, tmp / "warmup")
         for r in range(int(repeats)):
             order = rotated(methods, r)
             orders.append(order)
             got: dict[str, dict[str, Any]] = {}
             for m in order:
-                cell = run_cell(
-                    task, m, seed, profile=eff, run_dir=tmp / f"round{r}", data_dir=data_dir, device=device
-                )
+                cell = one(m, tmp / f"round{r}")
                 got[m] = _timing(cell)
                 env = cell.get("environment") or env
                 print(
@@ -258,10 +303,11 @@ def time_methods(
 def format_walltime(record: dict[str, Any]) -> str:
     """A plain-text table of a measurement (what the command prints)."""
     lines = [f"{record['task']}: {record['repeats']} round(s), seed {record['seed']}"]
-    lines.append(f"{'method':<12} {'median s':>9} {'min s':>8} {'max s':>8} {'prep s':>7} {'prep %':>7}")
+    w = max([12, *(len(m) for m in record["methods"])])
+    lines.append(f"{'method':<{w}} {'median s':>9} {'min s':>8} {'max s':>8} {'prep s':>7} {'prep %':>7}")
     for m, s in record["methods"].items():
         lines.append(
-            f"{m:<12} {s['median_s']:>9.2f} {s['min_s']:>8.2f} {s['max_s']:>8.2f} "
+            f"{m:<{w}} {s['median_s']:>9.2f} {s['min_s']:>8.2f} {s['max_s']:>8.2f} "
             f"{s['prep_median_s']:>7.2f} {100 * s['prep_share']:>6.2f}%"
         )
     for c in record["comparisons"]:
@@ -277,7 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Time fine-tuning methods one at a time on one device (claim C5).",
     )
     p.add_argument("--task", default="stsb")
-    p.add_argument("--methods", default="lora,adalora,gelora,geolora", help="comma-separated")
+    p.add_argument(
+        "--methods",
+        default="lora,adalora,gelora,geolora",
+        help="comma-separated; a method or a variant: " + ", ".join(sorted(VARIANTS)),
+    )
     p.add_argument("--profile", default="paper", help="base profile (default paper)")
     p.add_argument("--train-size", type=int, default=None, help="training examples (default: the profile's)")
     p.add_argument("--epochs", type=float, default=None, help="epochs (default: the profile's for the task)")

@@ -778,7 +778,14 @@ _NAMES = {"gelora": "GeLoRA", "lora": "LoRA", "adalora": "AdaLoRA", "geolora": "
 _TASKS = {"stsb": "STS-B", "sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "cola": "CoLA", "qnli": "QNLI"}
 
 
+#: how a timed variant of a method (validation.finetune.walltime.VARIANTS) reads in the report
+_VARIANT_NAMES = {"peft": "peft's allocator", "fast": "fast allocator", "batched_qr": "batched QR"}
+
+
 def _name(m: str) -> str:
+    base, _, variant = m.partition("@")
+    if variant:
+        return f"{_NAMES.get(base, base)} ({_VARIANT_NAMES.get(variant, variant)})"
     return _NAMES.get(m, m)
 
 

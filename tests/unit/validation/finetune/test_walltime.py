@@ -106,7 +106,7 @@ def test_warmup_modes_and_rotated_rounds(monkeypatch, warmup, expected):
     calls: list[tuple[str, str]] = []
 
     def fake_run_cell(task, method, seed, *, profile, run_dir, data_dir=None, device=None):
-        calls.append((run_dir.name, method))
+        calls.append((run_dir.parent.name, method))
         prep = {"timings": {"total_s": 0.5}} if method == "b" else {}
         return {
             "method_info": prep,
@@ -132,3 +132,40 @@ def test_warmup_modes_and_rotated_rounds(monkeypatch, warmup, expected):
 def test_unknown_warmup_mode_is_a_config_error():
     with pytest.raises(ConfigError, match="warmup"):
         time_methods("stsb", ["lora"], profile=get_profile("test"), warmup="sometimes", device="cpu")
+
+
+def test_variants_time_one_method_with_each_implementation(monkeypatch):
+    """``adalora@peft`` and ``adalora@fast`` run AdaLoRA with each allocator, in directories of their own
+    (one cell name), and both count as adaptive baselines; an unknown variant is a ConfigError."""
+    import validation.finetune.runner as runner
+
+    calls: list[tuple[str, str, object]] = []
+
+    def fake_run_cell(task, method, seed, *, profile, run_dir, data_dir=None, device=None):
+        allocator = profile.method_options.get("adalora", {}).get("allocator")
+        calls.append((run_dir.name, method, allocator))
+        info = {"timings": {"total_s": 0.5}} if method == "gelora" else {}
+        if allocator:
+            info["allocator"] = allocator
+        return {
+            "method_info": info,
+            "train": {"train_time_s": 3.0 if allocator == "peft" else 2.0, "steps": 4},
+            "wall_time_s": 3.0,
+            "primary": 0.5,
+            "environment": {"device": "cpu"},
+        }
+
+    monkeypatch.setattr(runner, "run_cell", fake_run_cell)
+    names = ["gelora", "adalora@peft", "adalora@fast"]
+    rec = time_methods("stsb", names, profile=get_profile("test"), repeats=1, warmup="none", device="cpu")
+    assert calls == [
+        ("gelora", "gelora", None),
+        ("adalora_peft", "adalora", "peft"),
+        ("adalora_fast", "adalora", "fast"),
+    ]
+    assert rec["rounds"][0]["adalora@peft"]["allocator"] == "peft"
+    rows = {c["baseline"]: c for c in rec["comparisons"]}
+    assert rows["adalora@peft"]["adaptive"] and rows["adalora@fast"]["adaptive"]
+    assert rows["adalora@peft"]["ratio"] == pytest.approx(2.5 / 3.0)
+    with pytest.raises(ConfigError, match="unknown variant"):
+        time_methods("stsb", ["adalora@nope"], profile=get_profile("test"), device="cpu")

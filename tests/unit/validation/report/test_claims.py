@@ -301,3 +301,11 @@ def test_time_claim_on_a_busy_gpu_is_not_more_than_within_error(f):
     assert verdict(r, "C5") == HOLDS_WITHIN_ERROR
     c5 = next(c for c in r["claims"] if c["id"] == "C5")
     assert "not a quiet-GPU measurement" in " ".join(c5["evidence"])
+
+
+def test_a_timed_variant_reads_as_its_method_and_implementation():
+    from validation.report.claims import _name
+
+    assert _name("adalora@peft") == "AdaLoRA (peft's allocator)"
+    assert _name("geolora@batched_qr") == "GeoLoRA (batched QR)"
+    assert _name("adalora") == "AdaLoRA"
