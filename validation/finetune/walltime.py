@@ -35,7 +35,7 @@ import shutil
 import statistics
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,12 @@ def _other_gpu_processes() -> int | None:
     pids = {line.strip() for line in out.splitlines() if line.strip()}
     pids.discard(str(os.getpid()))
     return len(pids)
+
+
+def partial_path(out: Path) -> Path:
+    """Where the rounds finished so far are kept while a measurement runs: ``walltime.partial.json`` beside
+    ``walltime.json`` (removed when the measurement completes; the report reads complete files only)."""
+    return out.with_name(f"{out.stem}.partial{out.suffix or '.json'}")
 
 
 def rotated(methods: Sequence[str], round_index: int) -> list[str]:
@@ -185,6 +191,7 @@ def time_methods(
     data_dir: str | Path | None = None,
     device: str | None = None,
     work_root: str | Path | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Time ``methods`` one at a time on ``task`` (see the module docstring).
 
@@ -208,11 +215,15 @@ def time_methods(
         Training seed of every cell (the same for all methods).
     work_root : str, Path or None
         Where the cells' scratch directories go (default: a temporary directory, removed afterwards).
+    on_round : callable or None
+        Called after each finished round with the record so far (``"complete": False``), so that a run cut
+        short (a device call's time limit) keeps its finished rounds.
 
     Returns
     -------
     dict
-        ``{"schema", "task", "rounds": [{method: timing}], "methods": summary, "comparisons", ...}``.
+        ``{"schema", "task", "rounds": [{method: timing}], "methods": summary, "comparisons", ...,
+        "complete": True}``.
 
     Raises
     ------
@@ -245,6 +256,31 @@ def time_methods(
     rounds: list[dict[str, dict[str, Any]]] = []
     orders: list[list[str]] = []
     env: dict[str, Any] = {}
+
+    def record(complete: bool) -> dict[str, Any]:
+        summary = summarise_times(rounds)
+        return {
+            "schema": WALLTIME_SCHEMA,
+            "task": task,
+            "methods_order": methods,
+            "orders": orders[: len(rounds)],
+            "seed": int(seed),
+            "repeats": int(repeats),
+            "warmup": mode,
+            "profile": eff.to_dict(),
+            "rounds": rounds,
+            "methods": summary,
+            "comparisons": compare(summary),
+            "other_gpu_processes": {
+                "before": before,
+                "after": (_other_gpu_processes() if device != "cpu" else None) if complete else None,
+            },
+            "environment": {k: v for k, v in env.items() if k != "host"},
+            "started_at": started,
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "complete": complete,
+        }
+
     try:
 
         def one(m: str, where: Path) -> dict[str, Any]:
@@ -276,28 +312,11 @@ def time_methods(
                     flush=True,
                 )
             rounds.append(got)
+            if on_round is not None:
+                on_round(record(complete=False))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    after = _other_gpu_processes() if device != "cpu" else None
-    summary = summarise_times(rounds)
-    env.pop("host", None)
-    return {
-        "schema": WALLTIME_SCHEMA,
-        "task": task,
-        "methods_order": methods,
-        "orders": orders,
-        "seed": int(seed),
-        "repeats": int(repeats),
-        "warmup": mode,
-        "profile": eff.to_dict(),
-        "rounds": rounds,
-        "methods": summary,
-        "comparisons": compare(summary),
-        "other_gpu_processes": {"before": before, "after": after},
-        "environment": env,
-        "started_at": started,
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return record(complete=True)
 
 
 def format_walltime(record: dict[str, Any]) -> str:
@@ -345,6 +364,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", type=Path, required=True, help="JSON file to write")
     a = p.parse_args(argv)
+    from validation.report.portable import portable_path
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    # paths in the recorded command are written without this machine's absolute prefixes
+    args = [
+        portable_path(x) if i and args[i - 1] in ("--out", "--data-dir", "--model") else x
+        for i, x in enumerate(args)
+    ]
+    command = "python -m validation.finetune.walltime " + " ".join(args)
+    partial = partial_path(a.out)
+
+    def keep_round(rec: dict[str, Any]) -> None:
+        atomic_write_json(partial, {**rec, "command": command})
+        print(f"[walltime] {len(rec['rounds'])} round(s) kept in {partial}", file=sys.stderr, flush=True)
+
     try:
         profile = get_profile(a.profile, train_size=a.train_size, epochs=a.epochs, model=a.model)
         record = time_methods(
@@ -356,20 +390,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=a.seed,
             data_dir=a.data_dir,
             device=a.device,
+            on_round=keep_round,
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from validation.report.portable import portable_path
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    # paths in the recorded command are written without this machine's absolute prefixes
-    args = [
-        portable_path(x) if i and args[i - 1] in ("--out", "--data-dir", "--model") else x
-        for i, x in enumerate(args)
-    ]
-    record["command"] = "python -m validation.finetune.walltime " + " ".join(args)
+    record["command"] = command
     atomic_write_json(a.out, record)
+    partial.unlink(missing_ok=True)
     print(format_walltime(record))
     return 0
 

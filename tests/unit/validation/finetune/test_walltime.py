@@ -169,3 +169,37 @@ def test_variants_time_one_method_with_each_implementation(monkeypatch):
     assert rows["adalora@peft"]["ratio"] == pytest.approx(2.5 / 3.0)
     with pytest.raises(ConfigError, match="unknown variant"):
         time_methods("stsb", ["adalora@nope"], profile=get_profile("test"), device="cpu")
+
+
+def test_finished_rounds_survive_a_run_cut_short(monkeypatch, tmp_path):
+    """A measurement killed in round 2 (a device call's time limit) leaves round 1 in walltime.partial.json;
+    a complete one removes it and writes walltime.json with ``complete: true``."""
+    import validation.finetune.runner as runner
+    from validation.finetune import walltime
+
+    n = {"cells": 0}
+
+    def fake_run_cell(task, method, seed, *, profile, run_dir, data_dir=None, device=None):
+        n["cells"] += 1
+        if n["cells"] > n.get("die_after", 10**9):
+            raise KeyboardInterrupt  # stands in for the SIGTERM of `timeout`
+        return {"method_info": {}, "train": {"train_time_s": 2.0, "steps": 4}, "wall_time_s": 3.0,
+                "primary": 0.5, "environment": {"device": "cpu", "host": "h"}}  # fmt: skip
+
+    monkeypatch.setattr(runner, "run_cell", fake_run_cell)
+    out = tmp_path / "walltime.json"
+    argv = ["--profile", "test", "--task", "stsb", "--methods", "lora,gelora", "--repeats", "2",
+            "--no-warmup", "--device", "cpu", "--out", str(out)]  # fmt: skip
+    n["die_after"] = 3
+    with pytest.raises(KeyboardInterrupt):
+        walltime.main(argv)
+    kept = json.loads(walltime.partial_path(out).read_text())
+    assert not out.exists() and kept["complete"] is False and len(kept["rounds"]) == 1
+    assert (
+        kept["command"].startswith("python -m validation.finetune.walltime")
+        and "host" not in kept["environment"]
+    )
+    n.update(cells=0, die_after=10**9)
+    assert walltime.main(argv) == 0
+    rec = json.loads(out.read_text())
+    assert rec["complete"] is True and len(rec["rounds"]) == 2 and not walltime.partial_path(out).exists()
