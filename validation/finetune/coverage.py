@@ -1,0 +1,159 @@
+"""What of the paper-protocol campaign (issue 19) the committed run directories hold, as one table.
+
+For every model and adapter rank found in the given run directories, one row per task of the campaign and one
+column per method (the six of the protocol, then the two rank ablations): the number of finished cells whose
+training converged by the held-out rule, out of the seeds asked for, with the unconverged ones named. It is
+computed from the cells themselves (:func:`validation.finetune.grid.summarise`), so the table cannot drift
+from the results; ``reports/gpu/COVERAGE.md`` is this module's output for the committed directories, and a
+test regenerates it.
+
+Usage::
+
+    python -m validation.finetune.coverage --out reports/gpu/COVERAGE.md \\
+        reports/gpu/paper-minilm reports/gpu/paper-mpnet reports/gpu/paper-mpnet-r2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gelora._io import atomic_write_text
+from gelora.errors import ConfigError
+
+#: the tasks with offline data (GLUE train+dev, QNLI dev split, SQuAD dev split by article)
+TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "stsb", "rte", "qnli", "squad_v1", "squad_v2")
+#: the protocol's methods, then the rank ablations
+METHODS: tuple[str, ...] = ("lora", "adalora", "gelora", "geolora", "full", "head_only")
+ABLATIONS: tuple[str, ...] = ("gelora_permuted", "gelora_reversed")
+#: how the table names a model the profile leaves implicit (the bundled encoder)
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def collect(
+    run_dirs: Sequence[str | Path],
+) -> dict[tuple[str, int], dict[str, dict[str, dict[str, list[int]]]]]:
+    """``{(model, lora_r): {task: {method: {"converged": seeds, "unconverged": seeds, "unrecorded": seeds}}}}``.
+
+    A cell found in several directories counts once (the seeds are a set per group).
+
+    Raises
+    ------
+    ConfigError
+        A directory without a grid plan (``grid.json``).
+    """
+    from validation.finetune.grid import summarise
+
+    out: dict[tuple[str, int], dict[str, dict[str, dict[str, set[int]]]]] = {}
+    for d in run_dirs:
+        if not (Path(d) / "grid.json").is_file():
+            raise ConfigError(f"coverage: {d} holds no grid.json (not a run directory)")
+        summary = summarise(d)
+        profile = summary.get("profile") or {}
+        key = (str(profile.get("model") or DEFAULT_MODEL), int(profile.get("lora_r") or 0))
+        for task, by in (summary.get("table") or {}).items():
+            for method, entry in by.items():
+                slot = (
+                    out.setdefault(key, {})
+                    .setdefault(task, {})
+                    .setdefault(method, {"converged": set(), "unconverged": set(), "unrecorded": set()})
+                )
+                for rec in entry.get("per_seed") or []:
+                    state = {True: "converged", False: "unconverged"}.get(rec.get("converged"), "unrecorded")
+                    slot[state].add(int(rec["seed"]))
+    return {
+        k: {t: {m: {s: sorted(v) for s, v in e.items()} for m, e in by.items()} for t, by in tasks.items()}
+        for k, tasks in out.items()
+    }
+
+
+def _entry(e: Mapping[str, list[int]] | None, seeds: int) -> str:
+    if not e:
+        return "·"
+    good = [s for s in e["converged"] if s < seeds]
+    text = str(len(good)) if len(good) == seeds else f"{len(good)}/{seeds}"
+    bad = [s for s in e["unconverged"] if s < seeds]
+    if bad:
+        text += f" (unconverged: {', '.join(map(str, bad))})"
+    if e["unrecorded"]:
+        text += f" (convergence not recorded: {len(e['unrecorded'])})"
+    return text
+
+
+#: methods without an adapter: their cells do not depend on the rank (trained once, at the protocol's)
+RANK_FREE: tuple[str, ...] = ("full", "head_only")
+
+
+def _paper_rank() -> int:
+    from validation.finetune.runner import PROFILES
+
+    return int(PROFILES["paper"].lora_r)
+
+
+def render(
+    cov: Mapping[tuple[str, int], Mapping[str, Mapping[str, Any]]], seeds: int = 5, main_r: int | None = None
+) -> str:
+    """The Markdown table (one row per model, rank and task; ``·`` no cell, ``n/a`` a method without adapter
+    at another rank) and the number of cells not yet run at the protocol's rank ``main_r`` (default: the
+    paper profile's), the campaign of issue 19; a finished unconverged cell counts as run."""
+    main_r = _paper_rank() if main_r is None else main_r
+    cols = (*METHODS, *ABLATIONS)
+    lines = [
+        "| model | r | task | " + " | ".join(cols) + " |",
+        "|---|---|---|" + "---|" * len(cols),
+    ]
+    left = {m: 0 for m in METHODS}
+    for model, r in sorted(cov):
+        by = cov[(model, r)]
+        for task in TASKS:
+            row = by.get(task, {})
+            cells = [
+                "n/a" if r != main_r and m in RANK_FREE and not row.get(m) else _entry(row.get(m), seeds)
+                for m in cols
+            ]
+            lines.append(f"| {model} | {r} | {task} | " + " | ".join(cells) + " |")
+            if r != main_r:
+                continue
+            for m in METHODS:
+                e = row.get(m) or {}
+                run = {
+                    s for k in ("converged", "unconverged", "unrecorded") for s in e.get(k, []) if s < seeds
+                }
+                left[m] += seeds - len(run)
+    lines += [
+        "",
+        f"Cells whose training converged (held-out rule), out of {seeds} seeds. Not yet run at r = {main_r} "
+        f"(the protocol's rank) on these models and tasks: {sum(left.values())} cells ("
+        + ", ".join(f"{m} {left[m]}" for m in METHODS)
+        + "), before their selection runs, the ablations and other ranks.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", help="paper-protocol run directories (each with grid.json)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds the protocol asks for (default 5)")
+    p.add_argument("--out", type=Path, default=None, help="Markdown file to write (default: print)")
+    a = p.parse_args(argv)
+    try:
+        table = render(collect(a.run_dirs), seeds=a.seeds)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    command = "python -m validation.finetune.coverage " + " ".join(
+        [*(["--seeds", str(a.seeds)] if a.seeds != 5 else []), *(str(d) for d in a.run_dirs)]
+    )
+    text = f"# Campaign coverage (issue 19)\n\nGenerated by `{command}` (a test regenerates it).\n\n{table}"
+    if a.out is None:
+        print(text, end="")
+    else:
+        atomic_write_text(a.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
