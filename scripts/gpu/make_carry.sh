@@ -35,10 +35,10 @@ if [ -n "${DATA_TASKS:-}" ]; then
   for t in $DATA_TASKS; do cp -r "$src/glue/$t" .devcarry/data_min/glue/; done
 fi
 du -sh .devcarry
-# Since the GeoLoRA cells keep change points only (scripts/compact_trajectories.py, 2026-11-29) the tree is
-# ~10 MiB, so tree + .devcarry/site (44 MiB) + a small data folder fit one call (carry [".devcarry/site",
-# ".devcarry/data_min"]). When they do not (a larger tree or model), the weights also go in two chunks,
-# carried by two consecutive calls of one warm machine:
+# On 2026-11-29 the tree was ~10 MiB and tree + .devcarry/site (44 MiB) + a small data folder fit one call
+# (carry [".devcarry/site", ".devcarry/data_min"]); since 2026-11-30 the tree is ~21 MiB and they do not
+# (python scripts/gpu/carry_fits.py .devcarry/site .devcarry/data_min says so), so the weights go in two
+# chunks, carried by two consecutive calls of one warm machine:
 #   call 1: carry [".devcarry/w1"]:  mkdir -p /tmp/gel && cp .devcarry/w1/wpart_aa /tmp/gel/
 #   call 2: carry [".devcarry/sitelite", ".devcarry/w2", <data folder>], command starting with
 #     rm -rf .devcarry/site && cp -r .devcarry/sitelite .devcarry/site &&

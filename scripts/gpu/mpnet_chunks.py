@@ -23,9 +23,9 @@ from pathlib import Path
 #: files of a model folder that are not needed to load it with transformers
 SKIP = {"README.md", "desktop.ini", "model.safetensors", "pytorch_model.bin"}
 MIB = 1 << 20
-#: default largest chunk: beside the working tree (about 22 MiB on disk on 2026-11-30, counted in 4-KiB blocks)
-#: within the 64 MiB a device call carries, with room for the tree to grow; 44 stopped fitting when the tree
-#: passed 20 MB (a call was refused, 2026-11-30)
+#: default largest chunk: beside the working tree (about 21 MiB on 2026-11-30, counted as a tar archive holds it:
+#: scripts/gpu/carry_fits.py) within the 64 MiB a device call carries, with room for the tree to grow; 44 stopped
+#: fitting when the tree passed 20 MB (a call was refused, 2026-11-30)
 DEFAULT_CHUNK_MIB = 36.0
 #: what a device call carries at most: tree + carried folders
 CARRY_LIMIT_MIB = 64.0
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "--chunk-mib",
         type=float,
         default=DEFAULT_CHUNK_MIB,
-        help=f"largest chunk in MiB (default {DEFAULT_CHUNK_MIB:.0f}: a chunk beside the ~22 MiB working tree within "
+        help=f"largest chunk in MiB (default {DEFAULT_CHUNK_MIB:.0f}: a chunk beside the ~21 MiB working tree within "
         f"the {CARRY_LIMIT_MIB:.0f} MiB a call carries)",
     )
     args = p.parse_args(argv)
