@@ -59,7 +59,8 @@ from validation.estimators.gpu_knn_bench import (
     reset_peak,
 )
 
-#: variants timed by default: ``MODE[:SMALLEST][+GROUP_MIN][/PRODUCT][@BLOCK]`` (see :func:`parse_variant`)
+#: variants timed by default: ``MODE[:SMALLEST][+GROUP_MIN][/PRODUCT][@BLOCK][~TRANSFER]`` (see
+#: :func:`parse_variant`, :func:`transfer_of`)
 VARIANTS = "tilewise,deferred,deferred+halving"
 
 
@@ -67,7 +68,8 @@ def parse_variant(spec: str) -> tuple[str, str, int | None, str, str]:
     """``"deferred:sort+halving/triton@32768"`` -> (``SELECT["mode"]``, ``SELECT["smallest"]``,
     ``block_size``, ``SELECT["group_min"]``, ``SELECT["product"]``); the smallest-finder defaults to
     ``topk``, the group minimum to ``amin``, the product to ``torch``, the block size to the module's own
-    choice."""
+    choice. A trailing ``~TRANSFER`` (``SELECT["transfer"]``: :func:`transfer_of`) is not part of it."""
+    spec = spec.partition("~")[0]
     head, _, block = spec.partition("@")
     head, _, product = head.partition("/")
     head, _, group_min = head.partition("+")
@@ -86,9 +88,20 @@ def parse_variant(spec: str) -> tuple[str, str, int | None, str, str]:
     return mode, smallest or "topk", int(block) if block else None, group_min or "amin", product or "torch"
 
 
+def transfer_of(spec: str) -> str:
+    """``"deferred+halving~pinned"`` -> ``"pinned"`` (``SELECT["transfer"]``; default ``"pageable"``)."""
+    transfer = spec.partition("~")[2] or "pageable"
+    if transfer not in kt.TRANSFERS:
+        raise ValueError(f"bad variant {spec!r}: ~TRANSFER in {kt.TRANSFERS}")
+    return transfer
+
+
 def _knn(X: torch.Tensor, k: int, precision: str, spec: str) -> tuple[Any, Any]:
     mode, smallest, block, group_min, product = parse_variant(spec)
-    with kt.select_settings(mode=mode, smallest=smallest, group_min=group_min, product=product):
+    transfer = transfer_of(spec)
+    with kt.select_settings(
+        mode=mode, smallest=smallest, group_min=group_min, product=product, transfer=transfer
+    ):
         return knn_distances(X, k, precision=precision, block_size=block)
 
 

@@ -172,7 +172,13 @@ def test_select_mode_is_validated():
     with pytest.raises(ConfigError, match="unknown SELECT setting"):
         with kt.select_settings(shape="round"):
             pass
-    assert kt.SELECT == {"mode": "deferred", "smallest": "topk", "group_min": "halving", "product": "torch"}
+    assert kt.SELECT == {
+        "mode": "deferred",
+        "smallest": "topk",
+        "group_min": "halving",
+        "product": "torch",
+        "transfer": "pageable",
+    }
 
 
 def _with_group_min(kind, fn):
@@ -223,3 +229,31 @@ def test_product_is_validated_and_triton_is_optional(monkeypatch):
         knn_distances(X, 5, backend="torch", precision="fp32")
     d, i = knn_distances(X, 5, backend="torch", precision="fp32")  # the default never imports triton
     assert kt.LAST_STATS[0].product == "torch" and i.shape == (40, 5)
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+def test_the_staged_transfer_returns_the_same_arrays(monkeypatch, narrow):
+    """``SELECT["transfer"]`` "pinned"/"pinned32" (used on CUDA only): staging buffers stand in for the
+    page-locked ones here; the arrays must equal ``.cpu()``'s, int64 indices either way, and not share
+    memory with the staging buffers (the caller must never hold page-locked memory)."""
+    staged = []
+
+    def fake_staging(shape, dtype):
+        staged.append(torch.empty(shape, dtype=dtype))
+        return staged[-1]
+
+    monkeypatch.setattr(kt, "_staging", fake_staging)
+    monkeypatch.setattr(kt, "_wait", lambda device: None)
+    rng = np.random.default_rng(0)
+    d2 = torch.from_numpy(rng.random((50, 7)))
+    idx = torch.from_numpy(rng.integers(0, 2**20, size=(50, 7)))
+    got_d, got_i = kt._staged_copy(d2, idx, narrow=narrow)
+    assert np.array_equal(got_d, d2.numpy()) and np.array_equal(got_i, idx.numpy())
+    assert got_i.dtype == np.int64 and staged[1].dtype == (torch.int32 if narrow else torch.int64)
+    assert not any(np.shares_memory(got, s.numpy()) for got in (got_d, got_i) for s in staged)
+
+
+def test_an_unknown_transfer_is_a_config_error():
+    X = np.random.default_rng(1).random((40, 5))
+    with kt.select_settings(transfer="dma"), pytest.raises(ConfigError, match="transfer"):
+        knn_distances(torch.from_numpy(X), 3, device="cpu")

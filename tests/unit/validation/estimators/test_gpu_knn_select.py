@@ -32,6 +32,7 @@ def test_compare_cell_times_every_variant_and_finds_them_identical():
         "smallest": "topk",
         "group_min": "halving",
         "product": "torch",
+        "transfer": "pageable",
     }  # restored
     assert kt.PHASE_TIMING["on"] is False
 
@@ -60,6 +61,16 @@ def test_parse_variant():
         parse_variant("fused")
     with pytest.raises(ValueError, match="bad variant"):
         parse_variant("deferred:heap")
+
+
+def test_transfer_suffix():
+    from validation.estimators.gpu_knn_select import transfer_of
+
+    assert parse_variant("deferred+halving~pinned") == ("deferred", "topk", None, "halving", "torch")
+    assert transfer_of("deferred+halving~pinned32") == "pinned32"
+    assert transfer_of("deferred+halving") == "pageable"
+    with pytest.raises(ValueError, match="TRANSFER"):
+        transfer_of("deferred~dma")
 
 
 def test_main_resumes_and_reports(tmp_path, capsys):
