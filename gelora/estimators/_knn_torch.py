@@ -1001,7 +1001,6 @@ def _wait(device: Any) -> None:
 def _to_host(d2: Any, idx: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``d2`` (n, k) float64 and ``idx`` (n, k) int64 as NumPy arrays of the host, by
     :data:`SELECT` ``"transfer"``; off CUDA (or ``"pageable"``) plain ``.cpu()``."""
-    import torch
 
     mode = SELECT.get("transfer", "pageable")
     if mode not in TRANSFERS:
