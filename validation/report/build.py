@@ -545,8 +545,9 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
     _run_spans(rows)
     if not any(r["task"].lower().startswith("squad") for r in rows):
         notes.append(
-            "SQuAD: not run — this grid holds GLUE tasks only (validation.grid trains GLUE; the SQuAD v2.0 file "
-            "available offline is a partial dev copy, not comparable with published numbers)"
+            "SQuAD: not run yet — no SQuAD cell in these runs (the grid trains it with --tasks squad_v1 or "
+            "squad_v2; offline, without the train files, on the dev set split by article; the SQuAD v2.0 file "
+            "available offline is a partial dev copy of two articles, not comparable with published numbers)"
         )
     ratios = _gelora_ratios(rows)
     return {
