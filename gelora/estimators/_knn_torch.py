@@ -248,7 +248,8 @@ PHASE_TIMING = {"on": False}
 #: ``"group_min"``: how a row's group minima are taken, ``"halving"`` (log2(GROUP) elementwise minima of
 #: the two halves, default) or ``"amin"`` (one reduction over the last 16 values: the same values; on an
 #: H200 it took 3.3 ms per 20736^2 tile against 1.5 ms for halving and 0.45 ms for one read of the tile,
-#: reports/gpu/knn_select_halving_h200.json)
+#: reports/gpu/knn_select_halving_h200.json) or ``"triton"`` (a Triton kernel reading the tile once; the
+#: same values; needs the triton package; untimed so far)
 #: ``"product"``: what computes each tile, ``"torch"`` (``torch.mm``, then the masks and the group minima
 #: in eager torch; default) or ``"triton"`` (:func:`gelora.estimators._knn_triton.screen_tile`: one kernel
 #: writes the masked tile and both sides' group minima; used on CUDA, or on the CPU under
@@ -262,7 +263,7 @@ PHASE_TIMING = {"on": False}
 PRODUCTS = ("torch", "triton")
 SELECT_MODES = ("deferred", "tilewise")
 SMALLEST = ("topk", "sort")
-GROUP_MINS = ("amin", "halving")
+GROUP_MINS = ("amin", "halving", "triton")
 TRANSFERS = ("pageable", "pinned", "pinned32")
 SELECT = {
     "mode": "deferred",
@@ -403,10 +404,18 @@ def _select(h: Any, c: int, gmin: Any = None) -> tuple[Any, Any, Any]:
 def _row_group_min(h: Any) -> Any:
     """Minima of the groups of :data:`GROUP` consecutive columns of each row of ``h`` (r, w): (r, w / GROUP).
 
-    ``SELECT["group_min"]`` picks the kernel; a minimum is exact, so both give the same values.
+    ``SELECT["group_min"]`` picks the kernel; a minimum is exact, so all give the same values. ``"triton"``
+    (:func:`gelora.estimators._knn_triton.row_group_min`: one read of ``h``) runs where Triton can (CUDA, or
+    the CPU under ``TRITON_INTERPRET=1``) on a float32 ``h`` with unit column stride (the row side of a
+    tile); elsewhere the halving kernel does.
     """
     import torch
 
+    if SELECT["group_min"] == "triton" and h.dtype == torch.float32 and h.stride(1) == 1:
+        from gelora.estimators import _knn_triton
+
+        if _knn_triton.available(h.device):
+            return _knn_triton.row_group_min(h)
     x = h.unflatten(1, (h.shape[1] // GROUP, GROUP))
     if SELECT["group_min"] == "amin":
         return x.amin(dim=2)

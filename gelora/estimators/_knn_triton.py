@@ -98,6 +98,11 @@ INTERPRET_BLOCKS = (32, 32, 16, 1, 1)
 
 _KERNELS: dict[tuple[bool, str], Any] = {}
 
+#: (BLOCK_M, BLOCK_N) of :func:`row_group_min` on the GPU (a plain read-reduce-write: 128 x 128 float32 is
+#: 64 KiB per program in registers over 8 warps) and under the interpreter (several programs per test tile)
+GROUP_MIN_BLOCKS = {"gpu": (64, 256), "interpret": (16, 32)}
+_GROUP_MIN_KERNELS: dict[bool, Any] = {}
+
 
 def _interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -236,3 +241,47 @@ def screen_tile(
         UPCAST=_interpreting() and dtype == "bfloat16",
     )
     return g, row_min, col_min.T
+
+
+def _group_min_kernel() -> Any:
+    key = _interpreting()
+    if key not in _GROUP_MIN_KERNELS:
+        import triton  # type: ignore[import-not-found,unused-ignore]
+
+        from gelora.estimators._knn_triton_kernel import row_group_min_kernel
+
+        _GROUP_MIN_KERNELS[key] = triton.jit(row_group_min_kernel)
+    return _GROUP_MIN_KERNELS[key]
+
+
+def row_group_min(g: Any) -> Any:
+    """Minima of each row's groups of :data:`GROUP` consecutive columns of ``g`` (M, N), float32 with unit
+    column stride and N a multiple of GROUP, in one read of ``g`` (``SELECT["group_min"] = "triton"``;
+    the same values as :func:`~gelora.estimators._knn_torch._row_group_min`'s other kernels: a minimum
+    rounds nothing).
+
+    Returns
+    -------
+    torch.Tensor, shape (M, N / GROUP), float32
+    """
+    import torch
+
+    M, N = g.shape
+    if N % GROUP or g.dtype != torch.float32 or (M > 1 and g.stride(1) != 1):
+        raise ConfigError(
+            f"row_group_min needs a float32 (M, N) tile with unit column stride, N a multiple of {GROUP}"
+        )
+    out = torch.empty((M, N // GROUP), dtype=torch.float32, device=g.device)
+    bm, bn = GROUP_MIN_BLOCKS["interpret" if _interpreting() else "gpu"]
+    _group_min_kernel()[(-(-M // bm), -(-N // bn))](
+        g,
+        out,
+        M,
+        N,
+        g.stride(0),
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        GROUP_SIZE=GROUP,
+        num_warps=1 if _interpreting() else 8,
+    )
+    return out

@@ -80,3 +80,36 @@ def tile_kernel(
         cmin,
         mask=(gm[:, None] < M // GROUP_SIZE) & (offs_n[None, :] < N),
     )
+
+
+def row_group_min_kernel(
+    g_ptr,
+    out_ptr,
+    M,
+    N,
+    stride_gm,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    GROUP_SIZE: tl.constexpr,
+):
+    """The minima of each row's groups of GROUP_SIZE consecutive columns of a row-major (M, N) tile (unit
+    column stride, N a multiple of GROUP_SIZE), in one read of the tile: out (M, N / GROUP_SIZE)."""
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    om = offs_m.to(tl.int64)
+    on = offs_n.to(tl.int64)
+    x = tl.load(
+        g_ptr + om[:, None] * stride_gm + on[None, :],
+        mask=(offs_m[:, None] < M) & (offs_n[None, :] < N),
+        other=float("inf"),
+    )
+    rmin = tl.min(tl.reshape(x, (BLOCK_M, BLOCK_N // GROUP_SIZE, GROUP_SIZE)), axis=2)
+    gn = pid_n * (BLOCK_N // GROUP_SIZE) + tl.arange(0, BLOCK_N // GROUP_SIZE)
+    NG = N // GROUP_SIZE
+    tl.store(
+        out_ptr + om[:, None] * NG + gn.to(tl.int64)[None, :],
+        rmin,
+        mask=(offs_m[:, None] < M) & (gn[None, :] < NG),
+    )

@@ -167,6 +167,8 @@ def select_profile(X: torch.Tensor, k: int, precision: str, repeats: int = 3) ->
             ops["triton_tile"] = lambda: _knn_triton.screen_tile(
                 left[rows], right[cols], n - rows.start, n - cols.start, t == 0, prec
             )
+            # the row side's group minima alone, in one read of the tile (SELECT["group_min"] = "triton")
+            ops["row_group_min_triton"] = lambda: _knn_triton.row_group_min(g)
         out = {name: _min_time(fn, dev, repeats) for name, fn in ops.items()}
         with kt.select_settings(smallest="sort"):
             out["row_select_sort"] = _min_time(lambda: kt._select(g, c), dev, repeats)

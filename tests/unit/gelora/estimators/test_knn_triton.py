@@ -145,3 +145,32 @@ def test_the_torch_product_runs_where_the_kernel_cannot(monkeypatch):
     assert kt.LAST_STATS[0].product == "torch"
     np.testing.assert_array_equal(got[1], ref[1])
     np.testing.assert_array_equal(got[0], ref[0])
+
+
+@pytest.mark.parametrize("shape", [(16, 32), (45, 96), (130, 1024), (1, 48)])
+def test_the_group_min_kernel_equals_halving(shape):
+    """``SELECT["group_min"] = "triton"``: one read of the tile, the same minima as the halving kernel
+    (inf entries, ties and row counts that are not multiples of the block included)."""
+    rng = np.random.default_rng(shape[0])
+    g = torch.from_numpy(rng.integers(-5, 5, size=shape).astype(np.float32)).to(DEVICE)
+    g[rng.random(shape) < 0.2] = float("inf")
+    with kt.select_settings(group_min="halving"):
+        ref = kt._row_group_min(g)
+    got = ktr.row_group_min(g)
+    assert got.shape == (shape[0], shape[1] // kt.GROUP) and torch.equal(got, ref)
+    with kt.select_settings(group_min="triton"):
+        assert torch.equal(kt._row_group_min(g), ref)
+        assert torch.equal(kt._row_group_min(g.T.contiguous().T[:, :32]), ref[:, :2])  # strided: halving
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_knn_with_the_group_min_kernel_equals_the_default_path(case):
+    X = CASES[case](np.random.default_rng(20 + sorted(CASES).index(case)))
+    kw = {"backend": "torch", "precision": "tf32", "block_size": 48, "device": DEVICE}
+    ref = knn_distances(X, 7, **kw)
+    stats = kt.LAST_STATS[0]
+    with kt.select_settings(group_min="triton"):
+        got = knn_distances(X, 7, **kw)
+    assert kt.LAST_STATS[0] == stats  # the same minima: the same candidates, floors and pairs
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_array_equal(got[0], ref[0])
