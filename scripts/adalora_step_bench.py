@@ -265,9 +265,9 @@ def _phases(prepared: Any, probe: StepProbe) -> None:
 
 
 def _phase_timers(prepared: Any, sync: Any) -> tuple[dict[str, list[float]], list[bool]]:
-    """Time GeoLoRA's integrator parts (``augment`` with its per-layer ``augment_bases`` = two QRs, 0 with
-    ``batched_qr``, whose grouped QRs count in ``augment`` only,
-    ``finite_check``, ``truncate`` with its host ``svds``): each call is wrapped by ``sync()`` before and
+    """Time GeoLoRA's integrator parts (``augment`` with its ``augment_bases``: per layer the step-1 inputs,
+    two QRs and their finish, or with ``batched_qr`` the grouped QRs alone; ``finite_check``; ``truncate``
+    with its host ``svds``): each call is wrapped by ``sync()`` before and
     after, so the parts add device time that the unwrapped step would overlap. Returns ``{part: [seconds
     per recorded step]}`` (the caller appends a 0.0 slot per part for each step it records and sets the
     returned flag ``[True]`` while recording) and the flag. Other methods: nothing to wrap (``{}``)."""
@@ -277,12 +277,15 @@ def _phase_timers(prepared: Any, sync: Any) -> tuple[dict[str, list[float]], lis
         for attr, name in (
             ("augment", "augment"),
             ("_augment_bases", "augment_bases"),
+            ("_factor_bases", "augment_bases"),  # batched_qr: the grouped QRs (one of the two runs)
             ("_grads_finite", "finite_check"),
             ("truncate", "truncate"),
             ("_svds", "svds"),
         ):
-            fn = getattr(geo, attr)
-            times[name] = []
+            fn = getattr(geo, attr, None)
+            if fn is None:
+                continue
+            times.setdefault(name, [])
 
             def timed(*a: Any, _fn: Any = fn, _name: str = name, **k: Any) -> Any:
                 if not recording[0]:

@@ -79,5 +79,9 @@ def test_batched_qr_variant_trains_the_same_parameters(
     assert bench.main([*argv, "--length", "8"]) == 0
     out = _lines(capsys)
     assert out["geolora"]["params_sha256"] == out["geolora@batched_qr"]["params_sha256"]  # on the CPU
+    # with batched QRs the bases part is the grouped QRs (it read 0 before they were timed)
+    assert bench.main([*argv, "--length", "8", "--phase-times"]) == 0
+    parts = _lines(capsys)["geolora@batched_qr"]["integrator_parts_ms_median"]
+    assert 0 < parts["augment_bases"] <= parts["augment"]
     with pytest.raises(SystemExit):
         bench.main(["--methods", "geolora@turbo"])
