@@ -7,5 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/report_runs.sh
-gelora report --profile full --out reports/full "${REPORT_RUN_ARGS[@]}" --sections grid,trajectories,ablations --force
-gelora report --profile full --out reports/full "${REPORT_RUN_ARGS[@]}"
+py="${PYTHON:-python}"  # the project's interpreter (its venv active, or PYTHON=.venv/bin/python)
+"$py" -m gelora.cli report --profile full --out reports/full "${REPORT_RUN_ARGS[@]}" --sections grid,trajectories,ablations --force
+"$py" -m gelora.cli report --profile full --out reports/full "${REPORT_RUN_ARGS[@]}"
