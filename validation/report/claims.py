@@ -915,18 +915,22 @@ def _claim_time_measured(records: list[dict[str, Any]]) -> Finding:
     ratios = []
     separated = []
     shares = []
+    # measurements of several models: each task is named with its model (and keyed by it in the numbers)
+    several = len({r.get("model") for r in records}) > 1
     for rec in records:
         task = rec["task"]
+        key = f"{task} ({rec.get('model')})" if several else task
+        label = f"{_task(task)} ({rec.get('model')})" if several else _task(task)
         meths = rec.get("methods") or {}
         g = meths.get("gelora")
         if g:
             shares.append(g.get("prep_share") or 0.0)
-            numbers[f"{task}/gelora_prep_share"] = g.get("prep_share")
+            numbers[f"{key}/gelora_prep_share"] = g.get("prep_share")
         for c in rec.get("comparisons") or []:
             b = meths.get(c["baseline"]) or {}
             rows.append(
                 [
-                    _task(task),
+                    label,
                     _name(c["baseline"]),
                     f"{g['median_s']:.1f}" if g else "-",
                     f"{b.get('median_s', float('nan')):.1f}",
@@ -937,9 +941,9 @@ def _claim_time_measured(records: list[dict[str, Any]]) -> Finding:
             if c.get("adaptive"):
                 ratios.append(c["ratio"])
                 separated.append(c["separated"])
-                numbers[f"{task}/time_gelora_over_{c['baseline']}"] = c["ratio"]
+                numbers[f"{key}/time_gelora_over_{c['baseline']}"] = c["ratio"]
         evidence.append(
-            f"{_task(task)}: {rec.get('repeats')} round(s) of every method alone on {rec.get('gpu')}, "
+            f"{label}: {rec.get('repeats')} round(s) of every method alone on {rec.get('gpu')}, "
             f"{', '.join(str(x) for x in rec.get('steps') or [])} optimizer steps each, seed {rec.get('seed')}, "
             "order rotated per round after "
             + {"all": "an untimed warm-up cell of every method", "none": "no warm-up cell"}.get(
@@ -955,7 +959,7 @@ def _claim_time_measured(records: list[dict[str, Any]]) -> Finding:
         )
         if g:
             evidence.append(
-                f"{_task(task)}: GeLoRA's preprocessing (hidden states, intrinsic dimensions, ranks) took "
+                f"{label}: GeLoRA's preprocessing (hidden states, intrinsic dimensions, ranks) took "
                 f"{g['prep_median_s']:.2f} s, {100 * (g.get('prep_share') or 0):.1f}% of its timed run "
                 f"(medians over rounds); its training step {1000 * g.get('per_step_s', 0):.1f} ms, so the share "
                 "shrinks in proportion on a longer schedule."
@@ -966,7 +970,7 @@ def _claim_time_measured(records: list[dict[str, Any]]) -> Finding:
             for r in records
         ),
         "exclusions": "none",
-        "caveats": [_model_caveat(records[0].get("model"))],
+        "caveats": [_model_caveat(" and ".join(dict.fromkeys(str(r.get("model")) for r in records)))],
         "table": {
             "headers": ["task", "baseline", "GeLoRA (s)", "baseline (s)", "ratio", "rounds"],
             "rows": rows,

@@ -292,6 +292,21 @@ def test_time_claim_prefers_the_one_method_at_a_time_measurement(f, gelora, ada,
     assert [row[1] for row in c5["table"]["rows"]] == ["AdaLoRA", "LoRA"]
 
 
+def test_time_claim_of_two_models_on_one_task_keeps_both(f):
+    """A second model's C5 measurement on the same task (MPNet-base beside MiniLM on STS-B): both stay in the
+    numbers and the table, each named with its model."""
+    grid = f.grid_section(0.8, 0.7, 0.01, 3)
+    small, large = _walltime_record([10.0, 11.0], [20.0, 21.0]), _walltime_record([30.0, 31.0], [40.0, 42.0])
+    large["model"] = "mpnet-base"
+    grid["walltime"] = [small, large]
+    r = f.make_report(grid=f.sec(grid))
+    c5 = next(c for c in r["claims"] if c["id"] == "C5")
+    assert c5["numbers"]["stsb (test-encoder)/time_gelora_over_adalora"] == pytest.approx(21.0 / 41.0)
+    assert c5["numbers"]["stsb (mpnet-base)/time_gelora_over_adalora"] == pytest.approx(61.0 / 82.0)
+    assert {row[0] for row in c5["table"]["rows"]} == {"STS-B (test-encoder)", "STS-B (mpnet-base)"}
+    assert verdict(r, "C5") == HOLDS
+
+
 def test_time_claim_on_a_busy_gpu_is_not_more_than_within_error(f):
     grid = f.grid_section(0.8, 0.7, 0.01, 3)
     rec = _walltime_record([10.0, 11.0], [20.0, 21.0])
