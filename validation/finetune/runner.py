@@ -371,12 +371,6 @@ def world_size() -> int:
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
-def _checkpoint_step(path: str | Path) -> int:
-    """The step of a Trainer checkpoint directory ``.../checkpoint-<step>`` (0 if the name has none)."""
-    tail = Path(path).name.rpartition("-")[2]
-    return int(tail) if tail.isdigit() else 0
-
-
 def check_one_gpu(dev: Any) -> None:
     """Refuse a single-process CUDA run that sees several GPUs.
 
@@ -651,6 +645,7 @@ def train_and_score(
 
     from gelora.architecture import target_module_names
     from gelora.models import resolve_device, resolve_model_name
+    from validation.finetune.adalora_resume import checkpoint_step
     from validation.finetune.convergence import convergence, heldout_convergence, heldout_steps, loss_curve
     from validation.finetune.heldout_curve import FILE_NAME as HELDOUT_CURVE_FILE
     from validation.finetune.heldout_curve import heldout_curve_callback
@@ -831,7 +826,10 @@ def train_and_score(
             "train_loss": float(train_out.training_loss) if train_out.training_loss is not None else None,
             # the Trainer averages the loss over the steps of this process only: after a resume, from the
             # checkpoint's step on (the whole run's losses are in loss_curve)
-            "train_loss_steps": [_checkpoint_step(resume) if resume else 0, int(trainer.state.global_step)],
+            "train_loss_steps": [
+                (checkpoint_step(resume) or 0) if resume else 0,
+                int(trainer.state.global_step),
+            ],
             "learning_rate": lr,
             "learning_rate_factor": lr_factor,
             "train_time_s": train_time,
