@@ -23,14 +23,13 @@ from typing import Any
 
 from gelora._io import atomic_write_text
 from gelora.errors import ConfigError
+from validation.finetune.runner import DEFAULT_MODEL_NAME, PAPER_METHODS, PROFILES
 
 #: the tasks with offline data (GLUE train+dev, QNLI dev split, SQuAD dev split by article)
 TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "stsb", "rte", "qnli", "squad_v1", "squad_v2")
-#: the protocol's methods, then the rank ablations
-METHODS: tuple[str, ...] = ("lora", "adalora", "gelora", "geolora", "full", "head_only")
+#: the protocol's methods, then the two ablations of where the ranks go (of validation.finetune.ablations')
+METHODS: tuple[str, ...] = PAPER_METHODS
 ABLATIONS: tuple[str, ...] = ("gelora_permuted", "gelora_reversed")
-#: how the table names a model the profile leaves implicit (the bundled encoder)
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
 def collect(
@@ -53,7 +52,7 @@ def collect(
             raise ConfigError(f"coverage: {d} holds no grid.json (not a run directory)")
         summary = summarise(d)
         profile = summary.get("profile") or {}
-        key = (str(profile.get("model") or DEFAULT_MODEL), int(profile.get("lora_r") or 0))
+        key = (str(profile.get("model") or DEFAULT_MODEL_NAME), int(profile.get("lora_r") or 0))
         for task, by in (summary.get("table") or {}).items():
             for method, entry in by.items():
                 slot = (
@@ -87,19 +86,13 @@ def _entry(e: Mapping[str, list[int]] | None, seeds: int) -> str:
 RANK_FREE: tuple[str, ...] = ("full", "head_only")
 
 
-def _paper_rank() -> int:
-    from validation.finetune.runner import PROFILES
-
-    return int(PROFILES["paper"].lora_r)
-
-
 def render(
     cov: Mapping[tuple[str, int], Mapping[str, Mapping[str, Any]]], seeds: int = 5, main_r: int | None = None
 ) -> str:
     """The Markdown table (one row per model, rank and task; ``·`` no cell, ``n/a`` a method without adapter
     at another rank) and the number of cells not yet run at the protocol's rank ``main_r`` (default: the
     paper profile's), the campaign of issue 19; a finished unconverged cell counts as run."""
-    main_r = _paper_rank() if main_r is None else main_r
+    main_r = int(PROFILES["paper"].lora_r) if main_r is None else main_r
     cols = (*METHODS, *ABLATIONS)
     lines = [
         "| model | r | task | " + " | ".join(cols) + " |",

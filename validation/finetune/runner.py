@@ -44,6 +44,9 @@ from validation.finetune.stop import stop_callback
 #: schema tag of a cell result file
 CELL_SCHEMA = "gelora.validation.cell/1"
 
+#: how results name the model of a profile whose ``model`` is None (the bundled encoder)
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+
 #: start of the line each Trainer run writes to stderr before it loads anything:
 #: ``[gelora] train <cell name or <task>__<method>__lr_select> pid <pid> at <unix time>``; a worker's log
 #: is appended to by every attempt, and :mod:`validation.finetune.triage` reads a run's progress from the
@@ -873,6 +876,7 @@ def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: 
 
 __all__ = [
     "CELL_SCHEMA",
+    "DEFAULT_MODEL_NAME",
     "PROFILES",
     "TRAIN_MARK",
     "Profile",

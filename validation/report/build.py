@@ -41,6 +41,7 @@ from typing import Any
 
 from gelora._io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from gelora.errors import ConfigError, ResultFileError
+from validation.finetune.runner import DEFAULT_MODEL_NAME
 from validation.report.portable import portable_json, portable_path
 
 #: version tag of report.json; bump when the layout changes
@@ -61,7 +62,7 @@ PROFILE_BUDGET_RANK = 8
 #: paper_protocol, paper_protocol_more)
 GRID_LAYOUT = 4
 #: the model of a grid whose profile names none (the bundled encoder)
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL = DEFAULT_MODEL_NAME
 #: the quick profile's tiny grid: tasks, methods, seeds, train / eval subset sizes
 QUICK_GRID: dict[str, Any] = {
     "tasks": ("sst2",),
