@@ -468,17 +468,17 @@ def main(argv: list[str] | None = None) -> int:
         help="GeoLoRA: time the integrator's parts, each call between two syncs (see _phase_timers)",
     )
     args = p.parse_args(argv)
+    from validation.finetune.walltime import VARIANTS  # the same METHOD@VARIANT names as the C5 timing
+
     for spec in args.methods.split(","):
         # "adalora@peft": AdaLoRA with peft's allocation step; "geolora@batched_qr": GeoLoRA's option on
-        method, _, variant = spec.partition("@")
+        if "@" in spec and spec not in VARIANTS:
+            p.error(f"unknown variant {spec!r} (known: {', '.join(sorted(VARIANTS))})")
+        method, variant_opts = VARIANTS.get(spec, (spec, {}))
         if method == "geolora":
-            opts = json.loads(args.geolora_opts)
-            if variant and variant != "batched_qr":
-                p.error(f"unknown GeoLoRA variant {variant!r} (known: batched_qr)")
-            if variant:
-                opts["batched_qr"] = True
+            opts = {**json.loads(args.geolora_opts), **variant_opts}
         else:
-            alloc = variant or args.allocator or ""
+            alloc = variant_opts.get("allocator") or args.allocator or ""
             opts = {"allocator": alloc} if alloc else {}
         out = run(method, args, opts)
         out["method"] = spec
