@@ -27,8 +27,6 @@ MIB = 1 << 20
 #: scripts/gpu/carry_fits.py) within the 64 MiB a device call carries, with room for the tree to grow; 44 stopped
 #: fitting when the tree passed 20 MB (a call was refused, 2026-11-30)
 DEFAULT_CHUNK_MIB = 36.0
-#: what a device call carries at most: tree + carried folders
-CARRY_LIMIT_MIB = 64.0
 
 
 def _sha256(data: bytes) -> str:
@@ -97,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=DEFAULT_CHUNK_MIB,
         help=f"largest chunk in MiB (default {DEFAULT_CHUNK_MIB:.0f}: a chunk beside the ~21 MiB working tree within "
-        f"the {CARRY_LIMIT_MIB:.0f} MiB a call carries)",
+        "the 64 MiB a call carries: scripts/gpu/carry_fits.py)",
     )
     args = p.parse_args(argv)
     from gelora.models import resolve_model_name

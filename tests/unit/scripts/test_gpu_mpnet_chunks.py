@@ -67,7 +67,7 @@ def test_the_default_chunk_still_fits_beside_the_working_tree(load_script):
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     tree = fits.tar_bytes(fits.tree_files(ROOT))
-    left = chunks.CARRY_LIMIT_MIB * chunks.MIB - tree - 2 * chunks.MIB
+    left = fits.LIMIT_MIB * chunks.MIB - tree - 2 * chunks.MIB
     assert chunks.DEFAULT_CHUNK_MIB * chunks.MIB <= left, (
         f"tree {tree / chunks.MIB:.1f} MiB: lower DEFAULT_CHUNK_MIB to {left / chunks.MIB:.0f} or shrink the tree"
     )
