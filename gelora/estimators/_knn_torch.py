@@ -414,7 +414,7 @@ def _row_group_min(h: Any) -> Any:
     if SELECT["group_min"] == "triton" and h.dtype == torch.float32 and h.stride(1) == 1:
         from gelora.estimators import _knn_triton
 
-        if _knn_triton.available(h.device):
+        if _knn_triton.available(h.device, "group_min"):
             return _knn_triton.row_group_min(h)
     x = h.unflatten(1, (h.shape[1] // GROUP, GROUP))
     if SELECT["group_min"] == "amin":

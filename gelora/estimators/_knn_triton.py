@@ -98,7 +98,7 @@ INTERPRET_BLOCKS = (32, 32, 16, 1, 1)
 
 _KERNELS: dict[tuple[bool, str], Any] = {}
 
-#: (BLOCK_M, BLOCK_N) of :func:`row_group_min` on the GPU (a plain read-reduce-write: 128 x 128 float32 is
+#: (BLOCK_M, BLOCK_N) of :func:`row_group_min` on the GPU (a plain read-reduce-write: 64 x 256 float32 is
 #: 64 KiB per program in registers over 8 warps) and under the interpreter (several programs per test tile)
 GROUP_MIN_BLOCKS = {"gpu": (64, 256), "interpret": (16, 32)}
 _GROUP_MIN_KERNELS: dict[bool, Any] = {}
@@ -117,19 +117,20 @@ def triton_version() -> str | None:
     return str(triton.__version__)
 
 
-def available(device: Any) -> bool:
-    """Whether :func:`screen_tile` can run on ``device``: Triton imports and the device is CUDA, or it is
-    the CPU under ``TRITON_INTERPRET=1``.
+def available(device: Any, setting: str = "product") -> bool:
+    """Whether this module's kernels (:func:`screen_tile`, :func:`row_group_min`) can run on ``device``:
+    Triton imports and the device is CUDA, or it is the CPU under ``TRITON_INTERPRET=1``.
 
     Raises
     ------
     ConfigError
-        If Triton is not installed (the caller asked for the Triton product explicitly).
+        If Triton is not installed (the caller asked for a Triton kernel explicitly: ``SELECT[setting]``).
     """
     if triton_version() is None:
+        default = {"product": "torch", "group_min": "halving"}.get(setting, "its default")
         raise ConfigError(
-            "SELECT['product'] = 'triton' needs the triton package (pip install triton); "
-            "it is not installed. Use SELECT['product'] = 'torch'."
+            f"SELECT['{setting}'] = 'triton' needs the triton package (pip install triton); "
+            f"it is not installed. Use SELECT['{setting}'] = '{default}'."
         )
     kind = getattr(device, "type", str(device))
     return kind == "cuda" or (kind == "cpu" and _interpreting())

@@ -229,6 +229,8 @@ def test_product_is_validated_and_triton_is_optional(monkeypatch):
         knn_distances(X, 5, backend="torch", precision="fp32")
     d, i = knn_distances(X, 5, backend="torch", precision="fp32")  # the default never imports triton
     assert kt.LAST_STATS[0].product == "torch" and i.shape == (40, 5)
+    with kt.select_settings(group_min="triton"), pytest.raises(ConfigError, match=r"SELECT\['group_min'\]"):
+        knn_distances(X, 5, backend="torch", precision="fp32")
 
 
 @pytest.mark.parametrize("narrow", [False, True])
