@@ -1,5 +1,5 @@
 # The run directories reports/full is built from, in order (later directories win where cells repeat).
-# Sourced by scripts/rebuild_full_report.sh (CPU) and scripts/gpu/report_full.sh (GPU); a test checks that
+# Sourced by scripts/rebuild_full_report.sh (which scripts/gpu/report_full.sh runs on the GPU); a test checks that
 # the committed report.json was built from exactly this list (tests/unit/scripts/test_report_runs.py).
 # Add a directory here when its cells enter the report, then run `bash scripts/rebuild_full_report.sh`.
 REPORT_RUNS=(

@@ -5,11 +5,7 @@
 #   gelora report --profile full --sections estimators,theory --force --out reports/full   # on CPU
 #   bash scripts/gpu/report_full.sh                                                       # on the GPU
 source scripts/gpu/common.sh
-source scripts/report_runs.sh  # the run directories, listed once
-R=("${REPORT_RUN_ARGS[@]}")
-# recompute on this machine what belongs to it, then assemble (every section reused)
+# recompute on this machine what belongs to it, then the CPU rebuild's two commands (every other section reused)
 python3 -m gelora.cli report --profile full --sections model_profile --force --out reports/full 2>&1 | grep "\[report\]"
-python3 -m gelora.cli report --profile full --out reports/full "${R[@]}" --sections grid,trajectories,ablations --force 2>&1 \
-  | grep "\[report\]"
-python3 -m gelora.cli report --profile full --out reports/full "${R[@]}" 2>&1 | grep "\[report\]\|wrote"
+PYTHON=python3 bash scripts/rebuild_full_report.sh 2>&1 | grep "\[report\]\|wrote"
 tar -czf "$OUT/full.tgz" reports/full
