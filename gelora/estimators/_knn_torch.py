@@ -245,11 +245,14 @@ PHASE_TIMING = {"on": False}
 #: ``"tilewise"`` (the previous code, kept for side-by-side timing: ``gpu_knn_bench --compare-select``)
 #: ``"smallest"``: how the ``c`` smallest of a row are found, ``"topk"`` (``torch.topk``, default) or
 #: ``"sort"`` (a full row sort, then the first ``c``: the same values and floors; for timing)
-#: ``"group_min"``: how a row's group minima are taken, ``"halving"`` (log2(GROUP) elementwise minima of
-#: the two halves, default) or ``"amin"`` (one reduction over the last 16 values: the same values; on an
-#: H200 it took 3.3 ms per 20736^2 tile against 1.5 ms for halving and 0.45 ms for one read of the tile,
+#: ``"group_min"``: how a row's group minima are taken, ``"auto"`` (default: ``"triton"`` on CUDA when the
+#: triton package imports, else ``"halving"``; never raises), ``"halving"`` (log2(GROUP) elementwise minima
+#: of the two halves) or ``"amin"`` (one reduction over the last 16 values: the same values; on an H200 it
+#: took 3.3 ms per 20736^2 tile against 1.5 ms for halving and 0.45 ms for one read of the tile,
 #: reports/gpu/knn_select_halving_h200.json) or ``"triton"`` (a Triton kernel reading the tile once; the
-#: same values; needs the triton package; untimed so far)
+#: same values; a :class:`ConfigError` without the triton package). On an H200 (2026-11-30,
+#: reports/gpu/knn_select_transfer_h200.json) the Triton kernel took the selection phase from 38.7 to
+#: 32.9 ms at 65,536 x 768 and from 314 to 268 ms at 200,000 x 768, and the peak memory from 3.62 to 2.97 GiB
 #: ``"product"``: what computes each tile, ``"torch"`` (``torch.mm``, then the masks and the group minima
 #: in eager torch; default) or ``"triton"`` (:func:`gelora.estimators._knn_triton.screen_tile`: one kernel
 #: writes the masked tile and both sides' group minima; used on CUDA, or on the CPU under
@@ -258,19 +261,22 @@ PHASE_TIMING = {"on": False}
 #: ``"transfer"``: how the (n, k) results reach the host from a GPU, ``"pageable"`` (``.cpu()``, default),
 #: ``"pinned"`` (a non-blocking copy into page-locked staging buffers, then a host copy out of them, so the
 #: caller never holds page-locked memory) or ``"pinned32"`` (the same with the indices sent as int32 and
-#: widened on the host, for n < 2^31). The same arrays; on an H200 the pageable copy of 65,536 x 20 results
-#: took 14-16 ms (reports/gpu/knn_select_triton_h200.json, phase ``transfer``), about 1.4 GB/s
+#: widened on the host, for n < 2^31; default). The same arrays; on an H200 the pageable copy of 65,536 x 20
+#: results took 14-16 ms (reports/gpu/knn_select_triton_h200.json, phase ``transfer``), about 1.4 GB/s;
+#: ``"pinned32"`` took 4.1 ms where the pageable copy took 12.1 ms in the same run (65,536 x 768), 11.7
+#: against 20.9 ms at 200,000 x 768, and 3.2 against 1.5 ms at 65,536 x 4096 (the staging buffers'
+#: allocation; reports/gpu/knn_select_transfer_h200.json)
 PRODUCTS = ("torch", "triton")
 SELECT_MODES = ("deferred", "tilewise")
 SMALLEST = ("topk", "sort")
-GROUP_MINS = ("amin", "halving", "triton")
+GROUP_MINS = ("amin", "auto", "halving", "triton")
 TRANSFERS = ("pageable", "pinned", "pinned32")
 SELECT = {
     "mode": "deferred",
     "smallest": "topk",
-    "group_min": "halving",
+    "group_min": "auto",
     "product": "torch",
-    "transfer": "pageable",
+    "transfer": "pinned32",
 }
 
 
@@ -401,21 +407,35 @@ def _select(h: Any, c: int, gmin: Any = None) -> tuple[Any, Any, Any]:
     return v, torch.gather(cols, 1, j), floor
 
 
+def _triton_group_min(device: Any) -> bool:
+    """Whether :func:`_row_group_min` uses the Triton kernel on ``device``: ``SELECT["group_min"]``
+    ``"triton"`` where Triton can run (a :class:`ConfigError` without the package), ``"auto"`` on CUDA when
+    the triton package imports."""
+    from gelora.estimators import _knn_triton
+
+    mode = SELECT["group_min"]
+    if mode == "triton":
+        return _knn_triton.available(device, "group_min")
+    if mode == "auto":
+        return getattr(device, "type", str(device)) == "cuda" and _knn_triton.triton_version() is not None
+    return False
+
+
 def _row_group_min(h: Any) -> Any:
     """Minima of the groups of :data:`GROUP` consecutive columns of each row of ``h`` (r, w): (r, w / GROUP).
 
     ``SELECT["group_min"]`` picks the kernel; a minimum is exact, so all give the same values. ``"triton"``
     (:func:`gelora.estimators._knn_triton.row_group_min`: one read of ``h``) runs where Triton can (CUDA, or
     the CPU under ``TRITON_INTERPRET=1``) on a float32 ``h`` with unit column stride (the row side of a
-    tile); elsewhere the halving kernel does.
+    tile); elsewhere the halving kernel does. ``"auto"`` is ``"triton"`` on CUDA when Triton imports
+    (:func:`_triton_group_min`).
     """
     import torch
 
-    if SELECT["group_min"] == "triton" and h.dtype == torch.float32 and h.stride(1) == 1:
+    if h.dtype == torch.float32 and h.stride(1) == 1 and _triton_group_min(h.device):
         from gelora.estimators import _knn_triton
 
-        if _knn_triton.available(h.device, "group_min"):
-            return _knn_triton.row_group_min(h)
+        return _knn_triton.row_group_min(h)
     x = h.unflatten(1, (h.shape[1] // GROUP, GROUP))
     if SELECT["group_min"] == "amin":
         return x.amin(dim=2)

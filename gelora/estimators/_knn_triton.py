@@ -127,7 +127,7 @@ def available(device: Any, setting: str = "product") -> bool:
         If Triton is not installed (the caller asked for a Triton kernel explicitly: ``SELECT[setting]``).
     """
     if triton_version() is None:
-        default = {"product": "torch", "group_min": "halving"}.get(setting, "its default")
+        default = {"product": "torch", "group_min": "auto"}.get(setting, "its default")
         raise ConfigError(
             f"SELECT['{setting}'] = 'triton' needs the triton package (pip install triton); "
             f"it is not installed. Use SELECT['{setting}'] = '{default}'."

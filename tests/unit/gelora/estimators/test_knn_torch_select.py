@@ -175,9 +175,9 @@ def test_select_mode_is_validated():
     assert kt.SELECT == {
         "mode": "deferred",
         "smallest": "topk",
-        "group_min": "halving",
+        "group_min": "auto",
         "product": "torch",
-        "transfer": "pageable",
+        "transfer": "pinned32",
     }
 
 
@@ -231,6 +231,29 @@ def test_product_is_validated_and_triton_is_optional(monkeypatch):
     assert kt.LAST_STATS[0].product == "torch" and i.shape == (40, 5)
     with kt.select_settings(group_min="triton"), pytest.raises(ConfigError, match=r"SELECT\['group_min'\]"):
         knn_distances(X, 5, backend="torch", precision="fp32")
+
+
+class _Device:
+    def __init__(self, kind):
+        self.type = kind
+
+
+def test_auto_group_minima_use_triton_on_cuda_only_when_it_imports(monkeypatch):
+    """The default ``SELECT["group_min"] = "auto"``: the one-read Triton kernel on CUDA when triton imports
+    (timed on an H200: reports/gpu/knn_select_transfer_h200.json), the halving kernel otherwise; it never
+    raises, where an explicit ``"triton"`` without the package does."""
+    from gelora.estimators import _knn_triton
+
+    monkeypatch.setattr(_knn_triton, "triton_version", lambda: "3.6.0")
+    assert kt._triton_group_min(_Device("cuda")) and not kt._triton_group_min(_Device("cpu"))
+    monkeypatch.setattr(_knn_triton, "triton_version", lambda: None)
+    assert not kt._triton_group_min(_Device("cuda"))
+    with kt.select_settings(group_min="halving"):
+        monkeypatch.setattr(_knn_triton, "triton_version", lambda: "3.6.0")
+        assert not kt._triton_group_min(_Device("cuda"))
+    monkeypatch.setattr(_knn_triton, "triton_version", lambda: None)
+    with kt.select_settings(group_min="triton"), pytest.raises(ConfigError, match=r"'auto'"):
+        kt._triton_group_min(_Device("cuda"))
 
 
 @pytest.mark.parametrize("narrow", [False, True])
