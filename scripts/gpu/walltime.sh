@@ -6,8 +6,10 @@
 # TASK (stsb), EPOCHS (2), REPEATS (2), METHODS (lora,adalora@peft,adalora@fast,gelora,geolora: AdaLoRA with peft's
 # allocation step, which users of peft run, and with ours, which the campaign runs), WARMUP (first; "all" pays every
 # method's one-time costs before the rounds, so they time the steady state), MODEL (the profile's; mpnet-base
-# with GELORA_MODELS_DIR set as for the campaign).
+# on the model mpnet_assemble.sh unpacked, as waves.sh runs it; MODELS_DIR as there).
 source scripts/gpu/common.sh
+# a named model is the chunked one (2026-11-30: without this line the MPNet-base timing stopped at its first cell)
+if [ -n "${MODEL:-}" ]; then use_chunked_model; fi
 # one GPU: a single training process that sees two would run DataParallel at twice the batch (runner.check_one_gpu)
 export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"
 nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader >"$OUT/walltime_gpu_apps_before.txt"
