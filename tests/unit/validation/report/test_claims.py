@@ -287,6 +287,7 @@ def test_time_claim_prefers_the_one_method_at_a_time_measurement(f, gelora, ada,
         (gelora[0] + gelora[1]) / (ada[0] + ada[1])
     )
     assert "preprocessing" in " ".join(c5["evidence"])
+    assert c5["key"]["text"].endswith("of GeLoRA's 100-step run")
     # LoRA is listed in the table but is not an adaptive baseline: it does not enter the verdict
     assert "stsb/time_gelora_over_lora" not in c5["numbers"]
     assert [row[1] for row in c5["table"]["rows"]] == ["AdaLoRA", "LoRA"]
@@ -305,6 +306,8 @@ def test_time_claim_of_two_models_on_one_task_keeps_both(f):
     assert c5["numbers"]["stsb (mpnet-base)/time_gelora_over_adalora"] == pytest.approx(61.0 / 82.0)
     assert {row[0] for row in c5["table"]["rows"]} == {"STS-B (test-encoder)", "STS-B (mpnet-base)"}
     assert verdict(r, "C5") == HOLDS
+    # the key line gives the range of the preprocessing shares (0.5 s of 10/11 s and of 30/31 s)
+    assert c5["key"]["text"].endswith("preprocessing 1.6-4.8% of GeLoRA's runs")
 
 
 def test_time_claim_on_a_busy_gpu_is_not_more_than_within_error(f):
