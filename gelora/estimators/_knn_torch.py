@@ -246,7 +246,8 @@ PHASE_TIMING = {"on": False}
 #: ``"smallest"``: how the ``c`` smallest of a row are found, ``"topk"`` (``torch.topk``, default) or
 #: ``"sort"`` (a full row sort, then the first ``c``: the same values and floors; for timing)
 #: ``"group_min"``: how a row's group minima are taken, ``"auto"`` (default: ``"triton"`` on CUDA when the
-#: triton package imports, else ``"halving"``; never raises), ``"halving"`` (log2(GROUP) elementwise minima
+#: triton package imports, else ``"halving"``; never raises: a kernel that fails to build warns once and
+#: the halving kernel takes over), ``"halving"`` (log2(GROUP) elementwise minima
 #: of the two halves) or ``"amin"`` (one reduction over the last 16 values: the same values; on an H200 it
 #: took 3.3 ms per 20736^2 tile against 1.5 ms for halving and 0.45 ms for one read of the tile,
 #: reports/gpu/knn_select_halving_h200.json) or ``"triton"`` (a Triton kernel reading the tile once; the
@@ -416,9 +417,14 @@ def _triton_group_min(device: Any) -> bool:
     mode = SELECT["group_min"]
     if mode == "triton":
         return _knn_triton.available(device, "group_min")
-    if mode == "auto":
+    if mode == "auto" and not _TRITON_GROUP_MIN_FAILED:
         return getattr(device, "type", str(device)) == "cuda" and _knn_triton.triton_version() is not None
     return False
+
+
+#: why the Triton group-minimum kernel failed under ``SELECT["group_min"] = "auto"`` in this process (then
+#: the halving kernel runs for the rest of it); empty while it works
+_TRITON_GROUP_MIN_FAILED: list[str] = []
 
 
 def _row_group_min(h: Any) -> Any:
@@ -435,7 +441,22 @@ def _row_group_min(h: Any) -> Any:
     if h.dtype == torch.float32 and h.stride(1) == 1 and _triton_group_min(h.device):
         from gelora.estimators import _knn_triton
 
-        return _knn_triton.row_group_min(h)
+        if SELECT["group_min"] == "triton":
+            return _knn_triton.row_group_min(h)
+        try:
+            return _knn_triton.row_group_min(h)
+        except (
+            Exception
+        ) as exc:  # a Triton that imports but cannot build (e.g. no C compiler for its launcher)
+            import warnings
+
+            _TRITON_GROUP_MIN_FAILED.append(f"{type(exc).__name__}: {exc}")
+            warnings.warn(
+                f"the Triton group-minimum kernel failed ({_TRITON_GROUP_MIN_FAILED[-1][:200]}); the k-NN uses "
+                "the halving kernel for the rest of this process (the same results)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     x = h.unflatten(1, (h.shape[1] // GROUP, GROUP))
     if SELECT["group_min"] == "amin":
         return x.amin(dim=2)

@@ -246,6 +246,9 @@ def test_auto_group_minima_use_triton_on_cuda_only_when_it_imports(monkeypatch):
 
     monkeypatch.setattr(_knn_triton, "triton_version", lambda: "3.6.0")
     assert kt._triton_group_min(_Device("cuda")) and not kt._triton_group_min(_Device("cpu"))
+    monkeypatch.setattr(kt, "_TRITON_GROUP_MIN_FAILED", ["RuntimeError: no C compiler"])
+    assert not kt._triton_group_min(_Device("cuda"))  # failed once in this process: halving from then on
+    monkeypatch.setattr(kt, "_TRITON_GROUP_MIN_FAILED", [])
     monkeypatch.setattr(_knn_triton, "triton_version", lambda: None)
     assert not kt._triton_group_min(_Device("cuda"))
     with kt.select_settings(group_min="halving"):
@@ -254,6 +257,39 @@ def test_auto_group_minima_use_triton_on_cuda_only_when_it_imports(monkeypatch):
     monkeypatch.setattr(_knn_triton, "triton_version", lambda: None)
     with kt.select_settings(group_min="triton"), pytest.raises(ConfigError, match=r"'auto'"):
         kt._triton_group_min(_Device("cuda"))
+
+
+def test_auto_group_minima_fall_back_to_halving_once_when_triton_fails(monkeypatch):
+    """A Triton that imports but cannot build its kernel (e.g. no C compiler): under ``"auto"`` one warning,
+    the halving kernel's minima, and no further attempt in this process; an explicit ``"triton"`` raises."""
+    from gelora.estimators import _knn_triton
+
+    calls = []
+
+    def broken(h):
+        calls.append(h.shape)
+        raise RuntimeError("Failed to find C compiler")
+
+    monkeypatch.setattr(kt, "_TRITON_GROUP_MIN_FAILED", [])
+    monkeypatch.setattr(_knn_triton, "row_group_min", broken)
+    monkeypatch.setattr(_knn_triton, "triton_version", lambda: "3.6.0")
+    monkeypatch.setattr(_knn_triton, "available", lambda device, setting="product": True)
+    # as _triton_group_min decides on a CUDA device
+    monkeypatch.setattr(
+        kt,
+        "_triton_group_min",
+        lambda device: (
+            kt.SELECT["group_min"] == "triton"
+            or (kt.SELECT["group_min"] == "auto" and not kt._TRITON_GROUP_MIN_FAILED)
+        ),
+    )
+    h = torch.from_numpy(np.random.default_rng(3).normal(size=(8, 64)).astype(np.float32))
+    ref = _with_group_min("halving", lambda: kt._row_group_min(h))
+    with pytest.warns(RuntimeWarning, match="halving kernel for the rest of this process"):
+        assert torch.equal(kt._row_group_min(h), ref)
+    assert torch.equal(kt._row_group_min(h), ref) and len(calls) == 1  # not tried again
+    with kt.select_settings(group_min="triton"), pytest.raises(RuntimeError, match="C compiler"):
+        kt._row_group_min(h)
 
 
 @pytest.mark.parametrize("narrow", [False, True])
