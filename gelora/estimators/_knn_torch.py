@@ -445,9 +445,9 @@ def _row_group_min(h: Any) -> Any:
             return _knn_triton.row_group_min(h)
         try:
             return _knn_triton.row_group_min(h)
-        except (
-            Exception
-        ) as exc:  # a Triton that imports but cannot build (e.g. no C compiler for its launcher)
+        except (ConfigError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
+            raise  # not a build failure: a misuse, or memory that the halving kernel would need as well
+        except Exception as exc:  # noqa: BLE001 - e.g. no C compiler for Triton's launcher
             import warnings
 
             _TRITON_GROUP_MIN_FAILED.append(f"{type(exc).__name__}: {exc}")

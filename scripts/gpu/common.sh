@@ -13,9 +13,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | 
 python3 -c "import torch,transformers,peft;print('torch',torch.__version__,'transformers',transformers.__version__,'peft',peft.__version__)" | tee -a "$OUT/gpu.txt"
 
 # use_chunked_model: the environment of a run on the model scripts/gpu/mpnet_assemble.sh unpacked (MODELS_DIR,
-# default its /tmp/mpnet-assembly) with the bundled package without weights (.devcarry/sitelite)
+# else a GELORA_MODELS_DIR already set, else mpnet_assemble.sh's /tmp/mpnet-assembly) with the bundled package
+# without weights (.devcarry/sitelite)
 use_chunked_model() {
-  export PYTHONPATH=$PYTHONPATH:$PWD/.devcarry/sitelite GELORA_MODELS_DIR="${MODELS_DIR:-/tmp/mpnet-assembly}"
+  export PYTHONPATH=$PYTHONPATH:$PWD/.devcarry/sitelite
+  export GELORA_MODELS_DIR="${MODELS_DIR:-${GELORA_MODELS_DIR:-/tmp/mpnet-assembly}}"
 }
 
 # copy_run SRC DEST: a run directory without what the report never reads (checkpoints, token caches, the

@@ -66,9 +66,9 @@ VARIANTS = "tilewise,deferred,deferred+halving"
 
 def parse_variant(spec: str) -> tuple[str, str, int | None, str, str]:
     """``"deferred:sort+halving/triton@32768"`` -> (``SELECT["mode"]``, ``SELECT["smallest"]``,
-    ``block_size``, ``SELECT["group_min"]``, ``SELECT["product"]``); the smallest-finder defaults to
-    ``topk``, the group minimum to ``amin``, the product to ``torch``, the block size to the module's own
-    choice. A trailing ``~TRANSFER`` (``SELECT["transfer"]``: :func:`transfer_of`) is not part of it."""
+    ``block_size``, ``SELECT["group_min"]``, ``SELECT["product"]``); a part left out of the name means
+    ``topk``, ``amin``, ``torch`` and the module's own block size (names fixed when the variants were
+    first timed; the library's defaults since 2026-11-30 are ``+auto~pinned32``). A trailing ``~TRANSFER`` (``SELECT["transfer"]``: :func:`transfer_of`) is not part of it."""
     spec = spec.partition("~")[0]
     head, _, block = spec.partition("@")
     head, _, product = head.partition("/")
@@ -89,7 +89,8 @@ def parse_variant(spec: str) -> tuple[str, str, int | None, str, str]:
 
 
 def transfer_of(spec: str) -> str:
-    """``"deferred+halving~pinned"`` -> ``"pinned"`` (``SELECT["transfer"]``; default ``"pageable"``)."""
+    """``"deferred+halving~pinned"`` -> ``"pinned"`` (``SELECT["transfer"]``; without ``~``, ``"pageable"``,
+    the library's default until 2026-11-30, now ``"pinned32"``)."""
     transfer = spec.partition("~")[2] or "pageable"
     if transfer not in kt.TRANSFERS:
         raise ValueError(f"bad variant {spec!r}: ~TRANSFER in {kt.TRANSFERS}")

@@ -23,12 +23,13 @@ def _run(tmp_path: Path, **env: str) -> str:
     # the timing call is the one with -m validation.finetune.walltime; the version print of common.sh is not
     (bin_dir / "python3").write_text(
         '#!/bin/sh\ncase "$*" in *validation.finetune.walltime*)\n'
-        f'  echo "models_dir=${{GELORA_MODELS_DIR:-unset}} gpus=$CUDA_VISIBLE_DEVICES args=$*" >"{seen}";;\n'
+        f'  echo "models_dir=${{GELORA_MODELS_DIR:-unset}} gpus=$CUDA_VISIBLE_DEVICES path=$PYTHONPATH args=$*" >"{seen}";;\n'
         "esac\n"
     )
     for f in bin_dir.iterdir():
         f.chmod(0o755)
-    clean = {k: v for k, v in os.environ.items() if k not in ("GELORA_MODELS_DIR", "MODELS_DIR", "MODEL")}
+    unset = ("GELORA_MODELS_DIR", "MODELS_DIR", "MODEL", "CUDA_VISIBLE_DEVICES", "PYTHONPATH")
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
     done = subprocess.run(
         ["bash", "scripts/gpu/walltime.sh"],
         cwd=host,
@@ -43,9 +44,14 @@ def _run(tmp_path: Path, **env: str) -> str:
 def test_a_named_model_runs_on_the_assembled_folder_on_one_gpu(tmp_path: Path) -> None:
     seen = _run(tmp_path, MODEL="mpnet-base", MODELS_DIR="/models/here")
     assert "models_dir=/models/here" in seen and "--model mpnet-base" in seen
-    assert "gpus=0 " in seen
+    assert "gpus=0 " in seen and ".devcarry/sitelite" in seen  # the tokenizer package without weights
+
+
+def test_a_models_dir_the_caller_set_is_kept(tmp_path: Path) -> None:
+    seen = _run(tmp_path, MODEL="mpnet-base", GELORA_MODELS_DIR="/mine")
+    assert "models_dir=/mine " in seen
 
 
 def test_without_a_model_the_environment_is_left_alone(tmp_path: Path) -> None:
     seen = _run(tmp_path)
-    assert "models_dir=unset" in seen and "--model" not in seen
+    assert "models_dir=unset" in seen and "--model" not in seen and "sitelite" not in seen

@@ -273,7 +273,6 @@ def test_auto_group_minima_fall_back_to_halving_once_when_triton_fails(monkeypat
     monkeypatch.setattr(kt, "_TRITON_GROUP_MIN_FAILED", [])
     monkeypatch.setattr(_knn_triton, "row_group_min", broken)
     monkeypatch.setattr(_knn_triton, "triton_version", lambda: "3.6.0")
-    monkeypatch.setattr(_knn_triton, "available", lambda device, setting="product": True)
     # as _triton_group_min decides on a CUDA device
     monkeypatch.setattr(
         kt,
@@ -290,6 +289,16 @@ def test_auto_group_minima_fall_back_to_halving_once_when_triton_fails(monkeypat
     assert torch.equal(kt._row_group_min(h), ref) and len(calls) == 1  # not tried again
     with kt.select_settings(group_min="triton"), pytest.raises(RuntimeError, match="C compiler"):
         kt._row_group_min(h)
+    # out of memory is not a build failure: raised, and the kernel stays on
+    monkeypatch.setattr(kt, "_TRITON_GROUP_MIN_FAILED", [])
+
+    def out_of_memory(h):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(_knn_triton, "row_group_min", out_of_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        kt._row_group_min(h)
+    assert kt._TRITON_GROUP_MIN_FAILED == []
 
 
 @pytest.mark.parametrize("narrow", [False, True])
