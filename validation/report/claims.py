@@ -1117,38 +1117,57 @@ def claim_glue_average(report: dict[str, Any]) -> Finding:
     }
     numbers: dict[str, Any] = {"paper_glue_average": avg}
     evidence = [f"The paper's GLUE average {avg} is for DeBERTaV3-base on all GLUE tasks."]
-    if pp is not None:
-        summary, v = pp
+    # every model's paper-protocol average; the first model's numbers unprefixed (as with one model)
+    keys: list[str] = []
+    setups: list[str] = []
+    left: list[str] = []
+    brief: list[str] = []
+    models: list[str] = []
+    for i, (summary, v) in enumerate(([pp] if pp is not None else []) + paper_protocol_more(report)):
         ours = v["average"]
-        model = summary.get("model") or model
+        name = summary.get("model") or (model if i == 0 else None)
+        models.append(str(name))
+        prefix = "" if i == 0 else f"{name}/"
         if ours["tasks"]:
             g = ours["methods"].get("gelora")
             tasks = ", ".join(_task(t) for t in ours["tasks"])
-            numbers.update({f"average/{m}": x for m, x in ours["methods"].items()})
-            numbers["average/tasks"] = ours["tasks"]
+            numbers.update({f"{prefix}average/{m}": x for m, x in ours["methods"].items()})
+            numbers[f"{prefix}average/tasks"] = ours["tasks"]
             evidence.append(
-                f"This report's paper-protocol average over {tasks}: "
+                f"This report's paper-protocol average over {tasks}"
+                + (f" ({name})" if pp is not None and paper_protocol_more(report) else "")
+                + ": "
                 + ", ".join(f"{_name(m)} {x:.3f}" for m, x in ours["methods"].items())
                 + "."
             )
-            extra["key"] = {
-                "text": f"ours: GeLoRA {g:.3f} over {len(ours['tasks'])} task(s) ({model}); paper {avg}",
-                "value": g,
-                "ci": None,
-                "n": len(ours["tasks"]),
-            }
-            extra["setup"] = f"{model}, paper protocol, mean of each task's primary metric"
+            if g is not None:
+                keys.append(
+                    f"GeLoRA {g:.3f} over {len(ours['tasks'])} task(s) ({name})"
+                    if i == 0
+                    else f"{g:.3f} over {len(ours['tasks'])} ({name})"
+                )
+                if i == 0:
+                    extra["key"] = {"text": "", "value": g, "ci": None, "n": len(ours["tasks"])}
+            setups.append(str(name))
         if ours["left_out"]:
-            extra["exclusions"] = _shorten(
-                "left out: " + ", ".join(f"{_task(t)} ({why})" for t, why in ours["left_out"].items())
-            )
+            left.append(", ".join(f"{_task(t)} ({why})" for t, why in ours["left_out"].items()))
+            brief.append(f"{', '.join(_task(t) for t in ours['left_out'])} ({name})")
             evidence += [
-                f"Left out of the average: {_task(t)} ({why})." for t, why in ours["left_out"].items()
+                f"Left out of the average{f' ({name})' if i > 0 else ''}: {_task(t)} ({why})."
+                for t, why in ours["left_out"].items()
             ]
-    if not model or "deberta" not in str(model).lower():
-        evidence.append(
-            f"This report's grid used {model or 'no model'} (DeBERTaV3 is not available offline)."
-        )
+    if keys:
+        extra["key"]["text"] = f"ours: {', '.join(keys)}; paper {avg}"
+        extra["setup"] = f"{' and '.join(setups)}, paper protocol, mean of each task's primary metric"
+    if len(left) == 1 and len(models) == 1:
+        extra["exclusions"] = _shorten("left out: " + left[0])
+    elif brief:  # page one stays short: the reasons are in the evidence
+        extra["exclusions"] = _shorten("left out: " + "; ".join(brief) + " (reasons below)")
+    if models:
+        model = models[0]
+    if not any("deberta" in str(m).lower() for m in models or [str(model)]):
+        used = " and ".join(dict.fromkeys(models)) if models else (model or "no model")
+        evidence.append(f"This report's grid used {used} (DeBERTaV3 is not available offline).")
         return NOT_TESTED, evidence, numbers, extra
     evidence.append(
         "A DeBERTaV3 grid is present, but one average without the paper's per-task numbers and seeds gives "

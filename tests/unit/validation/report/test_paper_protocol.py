@@ -442,6 +442,28 @@ def test_two_models_are_never_merged_and_both_count_in_c4(f, tmp_path, gridfix):
     assert table is not None and table["sst2"]["lora"]["model"] == "small-model"
 
 
+def test_c6_gives_each_models_average(f, tmp_path, gridfix):
+    """C6 with paper grids of two models: each model's GeLoRA average in the key (the second one is the
+    size class of the paper's model), the first model's numbers unprefixed, the second's under its name;
+    what each leaves out named per model."""
+    small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD, "squad_v1": GOOD}, model="small-model")
+    big = gridfix.write_grid(
+        tmp_path / "big", {"sst2": dict(GOOD, gelora=[0.9, 0.9, 0.9])}, model="big-model"
+    )
+    r = f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [small, big]))))
+    c6 = _claim(r, "C6")
+    assert c6["verdict"] == NOT_TESTED
+    assert c6["key"]["text"] == (
+        "ours: GeLoRA 0.810 over 1 task(s) (small-model), 0.900 over 1 (big-model); paper 87.92"
+    )
+    assert c6["numbers"]["average/gelora"] == pytest.approx(0.81)
+    assert c6["numbers"]["big-model/average/gelora"] == pytest.approx(0.9)
+    assert c6["setup"] == "small-model and big-model, paper protocol, mean of each task's primary metric"
+    assert c6["exclusions"] == "left out: squad_v1 (small-model) (reasons below)"
+    assert "Left out of the average: squad_v1 (not a GLUE task)." in c6["evidence"]
+    assert "small-model and big-model (DeBERTaV3 is not available offline)" in c6["evidence"][-1]
+
+
 def test_the_first_paper_directory_given_names_the_first_model(f, tmp_path, gridfix):
     small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD}, model="small-model")
     big = gridfix.write_grid(tmp_path / "big", {"sst2": GOOD}, model="big-model")
