@@ -13,8 +13,8 @@ The rules, in the order they apply (docs/validation.md, "How a verdict is reache
    task is *informative* when the ceiling is **clearly** above the floor: the paired difference
    full - head_only over their common usable seeds has a two-sided 95% Student-t interval lying entirely
    above 0 (equivalently, a one-sided test at the 2.5% level rejects "full <= head_only"; no minimum
-   effect size is imposed). A task without a ``full`` or a ``head_only`` run is "uninformative: no
-   ceiling/floor run"; one with fewer than two common usable seeds cannot show "clearly" and is
+   effect size is imposed). A task without a ``full`` or a ``head_only`` run is uninformative ("no
+   ceiling run (full)", "no floor run (head_only)" or, both missing, "no ceiling/floor run"); one with fewer than two common usable seeds cannot show "clearly" and is
    uninformative too. Uninformative tasks are excluded from the verdict and listed with their reason.
 3. **Pairs.** For every task and baseline (``lora``, ``adalora``, ``geolora`` and any other method present
    except ``gelora``, ``full`` and ``head_only``), GeLoRA - baseline over the common usable seeds with a
@@ -48,6 +48,9 @@ CORE_BASELINES: tuple[str, ...] = ("lora", "adalora", "geolora")
 GLUE_TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 
 UNINFORMATIVE_NO_REFERENCE = "uninformative: no ceiling/floor run"
+#: the reason when only one of the two reference runs is missing (names the one to run)
+UNINFORMATIVE_NO_CEILING = "uninformative: no ceiling run (full)"
+UNINFORMATIVE_NO_FLOOR = "uninformative: no floor run (head_only)"
 
 
 def _per_seed(entry: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -164,7 +167,13 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
             "pairs": {},
         }
         if full is None or floor is None:
-            rec["reason"] = UNINFORMATIVE_NO_REFERENCE
+            rec["reason"] = (
+                UNINFORMATIVE_NO_REFERENCE
+                if full is None and floor is None
+                else UNINFORMATIVE_NO_CEILING
+                if full is None
+                else UNINFORMATIVE_NO_FLOOR
+            )
         else:
             gap = paired_difference(full, floor, level)
             rec["floor_gap"] = gap

@@ -10,6 +10,8 @@ from gelora.errors import ResultFileError
 from validation.finetune.grid import summarise
 from validation.finetune.stats import paired_difference
 from validation.finetune.verdicts import (
+    UNINFORMATIVE_NO_CEILING,
+    UNINFORMATIVE_NO_FLOOR,
     UNINFORMATIVE_NO_REFERENCE,
     compact_summary,
     compute_verdicts,
@@ -57,11 +59,17 @@ def test_informative_task_and_pair_verdicts(tmp_path, gridfix):
 
 def test_task_without_reference_runs_is_uninformative_and_excluded(tmp_path, gridfix):
     no_floor = {k: v for k, v in INFORMATIVE.items() if k != "head_only"}
+    no_ceiling = {k: v for k, v in INFORMATIVE.items() if k != "full"}
+    neither = {k: v for k, v in INFORMATIVE.items() if k not in ("full", "head_only")}
+    grid = {"sst2": INFORMATIVE, "rte": no_floor, "mrpc": no_ceiling, "cola": neither}
+    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "all", grid))
+    assert v["tasks"]["mrpc"]["reason"] == UNINFORMATIVE_NO_CEILING
+    assert v["tasks"]["cola"]["reason"] == UNINFORMATIVE_NO_REFERENCE
     run = gridfix.write_grid(tmp_path / "g", {"sst2": INFORMATIVE, "rte": no_floor})
     v = verdicts_from_grid(run)
     assert not v["tasks"]["rte"]["informative"]
-    assert v["tasks"]["rte"]["reason"] == UNINFORMATIVE_NO_REFERENCE
-    assert v["uninformative"] == [{"task": "rte", "reason": UNINFORMATIVE_NO_REFERENCE}]
+    assert v["tasks"]["rte"]["reason"] == UNINFORMATIVE_NO_FLOOR  # names the run that is missing
+    assert v["uninformative"] == [{"task": "rte", "reason": UNINFORMATIVE_NO_FLOOR}]
     # the pair is still computed (shown) but marked excluded and not counted
     assert v["tasks"]["rte"]["pairs"]["lora"]["excluded"] is True
     assert v["counts"]["lora"]["n"] == 1
