@@ -240,18 +240,30 @@ def _paper(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | No
     return paper_protocol(report)
 
 
-def fig_paired_differences(report: dict[str, Any]) -> bytes | None:
-    """Forest plot of the paper protocol: GeLoRA - baseline per task with its 95% paired CI."""
+def paired_difference_items(report: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(task label, baseline, pair)`` of every GeLoRA - baseline pair with a difference, of every model's
+    paper-protocol runs, so C4's pairs of all models are drawn: with one model under their task names, with
+    several as ``"task (model)"``."""
+    from validation.report.claims import paper_protocol_more
+
     pp = _paper(report)
     if pp is None:
-        return None
-    _, v = pp
-    items = [
-        (task, b, pd)
+        return []
+    more = [(s.get("model"), v) for s, v in paper_protocol_more(report)]
+    # with several models every label names its model (the figure has no other key)
+    verdicts = [(pp[0].get("model") if more else None, pp[1]), *more]
+    return [
+        (task if model is None else f"{task} ({model})", b, pd)
+        for model, v in verdicts
         for task, rec in v["tasks"].items()
         for b, pd in rec["pairs"].items()
         if pd["diff"] is not None
     ]
+
+
+def fig_paired_differences(report: dict[str, Any]) -> bytes | None:
+    """Forest plot of the paper protocol: GeLoRA - baseline per task (and model) with its 95% paired CI."""
+    items = paired_difference_items(report)
     if not items:
         return None
     colour = {"better": COLORS[2], "worse": COLORS[1], "tie": COLORS[0], "undetermined": "0.5"}
@@ -512,7 +524,8 @@ FIGURES: dict[str, tuple[Callable[[dict[str, Any]], bytes | None], str]] = {
     "paired_differences": (
         fig_paired_differences,
         "Paper protocol: GeLoRA minus each baseline per task, point = mean paired difference over seeds, bar = "
-        "its 95% t-interval; right of 0 favours GeLoRA; hollow grey points are tasks excluded as uninformative.",
+        "its 95% t-interval; right of 0 favours GeLoRA; hollow grey points are tasks excluded as uninformative; "
+        "with several models each task is labelled task (model).",
     ),
     "loss_curves": (
         fig_loss_curves,

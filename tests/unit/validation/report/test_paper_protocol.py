@@ -442,6 +442,23 @@ def test_two_models_are_never_merged_and_both_count_in_c4(f, tmp_path, gridfix):
     assert table is not None and table["sst2"]["lora"]["model"] == "small-model"
 
 
+def test_the_forest_plot_draws_every_models_pairs(f, tmp_path, gridfix):
+    """The paired-differences figure draws C4's pairs of both models, the second model's labelled."""
+    from validation.report.figures import fig_paired_differences, paired_difference_items
+
+    small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD}, model="small-model")
+    big = gridfix.write_grid(
+        tmp_path / "big", {"sst2": dict(GOOD, lora=[0.85, 0.86, 0.87])}, model="big-model"
+    )
+    r = f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [small, big]))))
+    items = paired_difference_items(r)
+    labels = [(t, b) for t, b, _ in items]
+    assert ("sst2 (small-model)", "lora") in labels and ("sst2 (big-model)", "lora") in labels
+    big_lora = next(pd for t, b, pd in items if (t, b) == ("sst2 (big-model)", "lora"))
+    assert big_lora["diff"] == pytest.approx(0.81 - 0.86) and big_lora["verdict"] == "worse"
+    assert fig_paired_differences(r) is not None
+
+
 def test_c6_gives_each_models_average(f, tmp_path, gridfix):
     """C6 with paper grids of two models: each model's GeLoRA average in the key (the second one is the
     size class of the paper's model), the first model's numbers unprefixed, the second's under its name;
