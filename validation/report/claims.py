@@ -1141,13 +1141,13 @@ def claim_glue_average(report: dict[str, Any]) -> Finding:
                 + "."
             )
             if g is not None:
+                if not keys:
+                    extra["key"] = {"text": "", "value": g, "ci": None, "n": len(ours["tasks"])}
                 keys.append(
                     f"GeLoRA {g:.3f} over {len(ours['tasks'])} task(s) ({name})"
-                    if i == 0
+                    if not keys
                     else f"{g:.3f} over {len(ours['tasks'])} ({name})"
                 )
-                if i == 0:
-                    extra["key"] = {"text": "", "value": g, "ci": None, "n": len(ours["tasks"])}
             setups.append(str(name))
         if ours["left_out"]:
             left.append(", ".join(f"{_task(t)} ({why})" for t, why in ours["left_out"].items()))
