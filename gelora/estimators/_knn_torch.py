@@ -441,13 +441,13 @@ def _row_group_min(h: Any) -> Any:
     if h.dtype == torch.float32 and h.stride(1) == 1 and _triton_group_min(h.device):
         from gelora.estimators import _knn_triton
 
-        if SELECT["group_min"] == "triton":
-            return _knn_triton.row_group_min(h)
         try:
             return _knn_triton.row_group_min(h)
         except (ConfigError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):
             raise  # not a build failure: a misuse, or memory that the halving kernel would need as well
         except Exception as exc:  # noqa: BLE001 - e.g. no C compiler for Triton's launcher
+            if SELECT["group_min"] == "triton":
+                raise  # asked for explicitly: no fallback
             import warnings
 
             _TRITON_GROUP_MIN_FAILED.append(f"{type(exc).__name__}: {exc}")
@@ -960,6 +960,8 @@ def knn_torch(
     """Exact k-NN squared distances and indices (module docstring); float64 NumPy arrays on the host."""
     import torch
 
+    if SELECT["transfer"] not in TRANSFERS:
+        raise ConfigError(f"SELECT['transfer'] must be one of {TRANSFERS}, got {SELECT['transfer']!r}")
     if not is_torch_tensor(X):
         X = torch.from_numpy(X)
     dev = torch.device(device) if device is not None else X.device
@@ -1051,10 +1053,7 @@ def _wait(device: Any) -> None:
 def _to_host(d2: Any, idx: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``d2`` (n, k) float64 and ``idx`` (n, k) int64 as NumPy arrays of the host, by
     :data:`SELECT` ``"transfer"``; off CUDA (or ``"pageable"``) plain ``.cpu()``."""
-
-    mode = SELECT.get("transfer", "pageable")
-    if mode not in TRANSFERS:
-        raise ConfigError(f"SELECT['transfer'] must be one of {TRANSFERS}, got {mode!r}")
+    mode = SELECT["transfer"]  # checked by knn_torch before any work
     if d2.device.type != "cuda" or mode == "pageable":
         return d2.cpu().numpy(), idx.cpu().numpy()
     return _staged_copy(d2, idx, narrow=mode == "pinned32" and n < 2**31)
