@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Claim C5 (issue 19): LoRA, AdaLoRA, GeLoRA and GeoLoRA timed one at a time on the otherwise idle GPU,
-# same task, steps and seed, paper profile (validation/finetune/walltime.py). Run it BEFORE starting any grid
-# in the same device session. Writes $OUT/walltime.json and $OUT/walltime.log (and, while it runs, the finished
+# same task, steps and seed, paper profile (validation/finetune/walltime.py). Run it while no grid runs (before
+# any grid of the device session, or after every wave has ended, as on 2026-11-30). Writes $OUT/walltime.json and $OUT/walltime.log (and, while it runs, the finished
 # rounds to $OUT/walltime.partial.json, so a call cut by its time limit still brings them back). Settings by environment:
 # TASK (stsb), EPOCHS (2), REPEATS (2), METHODS (lora,adalora@peft,adalora@fast,gelora,geolora: AdaLoRA with peft's
 # allocation step, which users of peft run, and with ours, which the campaign runs), WARMUP (first; "all" pays every
