@@ -1123,7 +1123,8 @@ def claim_glue_average(report: dict[str, Any]) -> Finding:
     left: list[str] = []
     brief: list[str] = []
     models: list[str] = []
-    for i, (summary, v) in enumerate(([pp] if pp is not None else []) + paper_protocol_more(report)):
+    protocols = ([pp] if pp is not None else []) + paper_protocol_more(report)
+    for i, (summary, v) in enumerate(protocols):
         ours = v["average"]
         name = summary.get("model") or (model if i == 0 else None)
         models.append(str(name))
@@ -1135,7 +1136,7 @@ def claim_glue_average(report: dict[str, Any]) -> Finding:
             numbers[f"{prefix}average/tasks"] = ours["tasks"]
             evidence.append(
                 f"This report's paper-protocol average over {tasks}"
-                + (f" ({name})" if pp is not None and paper_protocol_more(report) else "")
+                + (f" ({name})" if len(protocols) > 1 else "")
                 + ": "
                 + ", ".join(f"{_name(m)} {x:.3f}" for m, x in ours["methods"].items())
                 + "."
