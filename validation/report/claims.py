@@ -474,10 +474,26 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
     return evidence, caveats, numbers
 
 
+def _mean_primary(entry: dict[str, Any] | None) -> float | None:
+    """Mean primary score over a method's seeds (None without one)."""
+    xs = _by_seed_primary(entry)
+    return sum(xs.values()) / len(xs) if xs else None
+
+
 def _floor_mean(by_method: dict[str, Any]) -> float | None:
     """Mean primary score of a task's head-only floor (None without one)."""
-    xs = _by_seed_primary(by_method.get("head_only"))
-    return sum(xs.values()) / len(xs) if xs else None
+    return _mean_primary(by_method.get("head_only"))
+
+
+def _above_ceiling(by_method: dict[str, Any], methods: Sequence[str]) -> list[tuple[str, float]]:
+    """(method, mean score) of the ``methods`` whose mean over seeds exceeds that of full fine-tuning,
+    highest first; empty without a full fine-tuning run. A reader takes "ceiling" for an upper bound; where
+    adapters beat it (full fine-tuning overfitting a small task, say) the report says so."""
+    ceiling = _mean_primary(by_method.get("full"))
+    if ceiling is None:
+        return []
+    means = [(m, _mean_primary(by_method.get(m))) for m in methods]
+    return sorted(((m, x) for m, x in means if x is not None and x > ceiling), key=lambda t: -t[1])
 
 
 def _below_floor(
@@ -563,6 +579,13 @@ def _c4_model(
     for task, by in sorted((summary.get("table") or {}).items()):
         floor = _floor_mean(by)
         adapters = sorted(m for m in by if m not in ("head_only", "full"))
+        if above := _above_ceiling(by, adapters):
+            ceiling = _mean_primary(by.get("full"))
+            evidence.append(
+                f"{label(task)}: {', '.join(f'{_name(m)} {x:.3f}' for m, x in above)} above the mean of full "
+                f"fine-tuning ({ceiling:.3f}): the ceiling is the protocol's reference run, not an upper "
+                "bound of the task."
+            )
         for m, seed, x in _below_floor(by, adapters, floor):
             evidence.append(
                 f"{label(task)}/{_name(m)}/seed {seed}: {x:.3f}, below the head-only floor ({floor:.3f}): "

@@ -97,3 +97,28 @@ def test_c4_lists_cells_below_the_head_only_floor_and_keeps_them(
     )
     assert c4["numbers"]["sst2/gelora-lora/n_seeds"] == 3
     assert sum("below the head-only floor" in e for e in c4["evidence"]) == 1
+
+
+def test_c4_says_when_adapters_score_above_the_full_fine_tuning_ceiling(
+    f: Any, tmp_path: Path, gridfix: Any
+) -> None:
+    # full fine-tuning (mean 0.80) below LoRA (0.85) and GeLoRA (0.81), above GeoLoRA (0.79)
+    low_ceiling = dict(
+        BASE,
+        full=[0.80, 0.79, 0.81],
+        lora=[0.85, 0.84, 0.86],
+        gelora=[0.81, 0.80, 0.82],
+        geolora=[0.78, 0.79, 0.80],
+    )
+    one = gridfix.write_grid(tmp_path / "one", {"sst2": low_ceiling}, lr_selection=ONE_RATE)
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one,))
+    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    assert (
+        "SST-2: LoRA 0.850, GeLoRA 0.810 above the mean of full fine-tuning (0.800): the ceiling is the "
+        "protocol's reference run, not an upper bound of the task." in c4["evidence"]
+    )
+    # the usual case (BASE: full fine-tuning above every adapter) adds no such line
+    two = gridfix.write_grid(tmp_path / "two", {"sst2": BASE}, lr_selection=ONE_RATE)
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep2", runs_dirs=(two,))
+    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    assert not any("above the mean of full fine-tuning" in e for e in c4["evidence"])
