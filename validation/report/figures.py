@@ -240,21 +240,30 @@ def _paper(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | No
     return paper_protocol(report)
 
 
-def paired_difference_items(report: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    """``(task label, baseline, pair)`` of every GeLoRA - baseline pair with a difference, of every model's
-    paper-protocol runs, so C4's pairs of all models are drawn: with one model under their task names, with
-    several as ``"task (model)"``."""
+def _paper_models(report: dict[str, Any]) -> list[tuple[str | None, dict[str, Any], dict[str, Any]]]:
+    """``(model, summary, verdicts)`` of every model's paper-protocol runs, the report's first model first;
+    ``model`` is None when there is only one (labels stay task names), so every figure labels its tasks the
+    same way: with several models every label names its model (a figure has no other key)."""
     from validation.report.claims import paper_protocol_more
 
     pp = _paper(report)
     if pp is None:
         return []
-    more = [(s.get("model"), v) for s, v in paper_protocol_more(report)]
-    # with several models every label names its model (the figure has no other key)
-    verdicts = [(pp[0].get("model") if more else None, pp[1]), *more]
+    more = [(s.get("model"), s, v) for s, v in paper_protocol_more(report)]
+    return [(pp[0].get("model") if more else None, pp[0], pp[1]), *more]
+
+
+def _label(task: str, model: str | None) -> str:
+    return task if model is None else f"{task} ({model})"
+
+
+def paired_difference_items(report: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(task label, baseline, pair)`` of every GeLoRA - baseline pair with a difference, of every model's
+    paper-protocol runs, so C4's pairs of all models are drawn: with one model under their task names, with
+    several as ``"task (model)"``."""
     return [
-        (task if model is None else f"{task} ({model})", b, pd)
-        for model, v in verdicts
+        (_label(task, model), b, pd)
+        for model, _, v in _paper_models(report)
         for task, rec in v["tasks"].items()
         for b, pd in rec["pairs"].items()
         if pd["diff"] is not None
@@ -294,19 +303,12 @@ def fig_paired_differences(report: dict[str, Any]) -> bytes | None:
 
 
 def _paper_entries(report: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    """``(task, method, entry)`` of the paper-protocol summary tables, sorted (nothing without one): the
-    first model's under their task names, then each further model's as ``"task (model)"``."""
-    from validation.report.claims import paper_protocol_more
-
-    pp = _paper(report)
-    if pp is None:
-        return
-    summaries = [(None, pp[0])] + [(s.get("model"), s) for s, _ in paper_protocol_more(report)]
-    for model, summary in summaries:
+    """``(task label, method, entry)`` of the paper-protocol summary tables, sorted (nothing without one),
+    labelled as :func:`paired_difference_items` labels them."""
+    for model, summary, _ in _paper_models(report):
         for task, by in sorted((summary.get("table") or {}).items()):
-            label = task if model is None else f"{task} ({model})"
             for m, e in sorted(by.items()):
-                yield label, m, e
+                yield _label(task, model), m, e
 
 
 def loss_curve_series(report: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:

@@ -528,7 +528,8 @@ def test_curve_figures_show_every_model(f, tmp_path, gridfix):
     from validation.report.figures import loss_curve_series
 
     series = loss_curve_series(r)
-    assert list(series) == ["sst2", "sst2 (big-model)"]
+    # with two models every panel names its model, as the forest plot's labels do
+    assert list(series) == ["sst2 (small-model)", "sst2 (big-model)"]
     assert set(series["sst2 (big-model)"]) == set(GOOD)
     assert B.render_all(r)[2]["loss_curves"].startswith(b"\x89PNG")
 
