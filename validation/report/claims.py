@@ -707,6 +707,10 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         evidence.append(fw_line)
         extra["caveats"].append(fw_line)
     numbers.update(fw_numbers)
+    tie_line, tie_numbers = tie_reach_line(decided)
+    if tie_line:
+        evidence.append(tie_line)
+    numbers.update(tie_numbers)
     worse = [q for q in decided if q[2]["verdict"] == "worse"]
     if worse:
         task, b, pd = min(worse, key=lambda q: q[2]["ci"][1])
@@ -726,6 +730,42 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         return HOLDS, evidence, numbers, extra
     evidence.append("Ties on some informative task: GeLoRA matches the baseline only within the seed spread.")
     return HOLDS_WITHIN_ERROR, evidence, numbers, extra
+
+
+def tie_reach_line(
+    decided: list[tuple[str, str, dict[str, Any]]], point: float = 0.01
+) -> tuple[str | None, dict[str, Any]]:
+    """How far C4's ties reach: a tie is a 95% CI of GeLoRA - baseline that contains 0, not a shown
+    equality, and a wide one is compatible with a large deficit.
+
+    The line gives the range of deficits the ties' intervals still allow (``-ci[0]``) and how many of them
+    exclude a deficit of more than ``point`` (0.01: one point of accuracy, correlation or F1). Descriptive
+    only: the protocol fixed no equivalence margin before the runs, so no tie is promoted to "equal".
+
+    Returns
+    -------
+    (line, numbers)
+        The evidence line (None without a tie whose interval is known) and ``ties/...`` numbers: ``n``,
+        ``max_deficit`` (the largest deficit a tie allows) and ``within_point`` (ties excluding a deficit
+        larger than ``point``).
+    """
+    ties = [(t, b, pd) for t, b, pd in decided if pd["verdict"] == "tie" and pd.get("ci")]
+    if not ties:
+        return None, {}
+    reach = sorted((max(0.0, -float(pd["ci"][0])), t, b) for t, b, pd in ties)
+    within = sum(1 for r, _, _ in reach if r <= point)
+    (lo, t_lo, b_lo), (hi, t_hi, b_hi) = reach[0], reach[-1]
+    span = (
+        f"a GeLoRA deficit of up to {hi:.3f} ({t_hi}/{_name(b_hi)})"
+        if len(reach) == 1
+        else f"a GeLoRA deficit of up to {lo:.3f} ({t_lo}/{_name(b_lo)}) to {hi:.3f} ({t_hi}/{_name(b_hi)})"
+    )
+    line = (
+        f"A tie is not a shown equality: the 95% CIs of the {len(ties)} tie(s) still allow {span}; "
+        f"{within} of {len(ties)} exclude a deficit larger than {point:g} (one point of the primary metric). "
+        "No equivalence margin was fixed before the runs, so none is read as 'equal'."
+    )
+    return line, {"ties/n": len(ties), "ties/max_deficit": hi, "ties/within_point": within}
 
 
 def familywise_line(

@@ -348,6 +348,31 @@ def test_familywise_line_keeps_only_what_survives_holm():
     assert familywise_line([("RTE", "lora", {"verdict": "tie", "p": None})]) == (None, {})
 
 
+def test_tie_reach_line_says_how_large_a_deficit_the_ties_allow():
+    from validation.report.claims import tie_reach_line
+
+    def pair(verdict: str, lo: float, hi: float) -> dict:
+        return {"verdict": verdict, "p": 0.5, "diff": (lo + hi) / 2, "ci": [lo, hi], "n": 5}
+
+    decided = [
+        ("STS-B", "lora", pair("tie", -0.003, 0.004)),  # narrow: excludes a one-point deficit
+        ("RTE", "lora", pair("tie", -0.0845, 0.0051)),  # wide
+        ("MRPC", "adalora", pair("tie", 0.001 - 0.01, 0.02)),  # -0.009: within one point
+        ("MRPC", "lora", pair("better", 0.002, 0.017)),  # not a tie: not counted
+        ("CoLA", "lora", pair("tie", 0.0, 0.03)),  # touches 0 from above: allows no deficit
+    ]
+    line, numbers = tie_reach_line(decided)
+    assert line == (
+        "A tie is not a shown equality: the 95% CIs of the 4 tie(s) still allow a GeLoRA deficit of up to "
+        "0.000 (CoLA/LoRA) to 0.085 (RTE/LoRA); 3 of 4 exclude a deficit larger than 0.01 (one point of the "
+        "primary metric). No equivalence margin was fixed before the runs, so none is read as 'equal'."
+    )
+    assert numbers == {"ties/n": 4, "ties/max_deficit": 0.0845, "ties/within_point": 3}
+    one, _ = tie_reach_line(decided[1:2])
+    assert one is not None and "allow a GeLoRA deficit of up to 0.085 (RTE/LoRA);" in one
+    assert tie_reach_line(decided[3:4]) == (None, {})
+
+
 def test_c4_reads_its_pairs_family_wise_too(f, tmp_path, gridfix):
     c4 = _claim(_report(f, tmp_path, gridfix, {"sst2": GOOD}), "C4")
     assert c4["numbers"]["familywise/m"] >= 1
