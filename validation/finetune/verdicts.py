@@ -73,6 +73,17 @@ def _usable(rec: Mapping[str, Any], paper: bool) -> tuple[bool, str | None]:
     return True, None
 
 
+def usable_scores(entry: Mapping[str, Any] | None, paper: bool = True) -> dict[int, float]:
+    """``{seed: primary}`` of the cells of one summary entry that may enter a comparison (converged, or
+    convergence not recorded outside the paper protocol) and have a finite score: the seeds a task's
+    ceiling, floor and pairs are computed from. Empty for ``None`` or an entry without such cells."""
+    out: dict[int, float] = {}
+    for rec in _per_seed(entry or {}):
+        if _usable(rec, paper)[0] and rec.get("seed") is not None and math.isfinite(float(rec["primary"])):
+            out[int(rec["seed"])] = float(rec["primary"])
+    return out
+
+
 def _scores(
     summary: Mapping[str, Any], task: str, method: str, paper: bool, exclusions: list[dict[str, Any]]
 ) -> dict[int, float] | None:

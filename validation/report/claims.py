@@ -22,7 +22,7 @@ from typing import Any
 
 from validation.finetune.stats import paired_difference as paired_seed_difference
 from validation.finetune.stats import t_interval
-from validation.finetune.verdicts import PAPER_PROFILE, compute_verdicts, familywise
+from validation.finetune.verdicts import PAPER_PROFILE, compute_verdicts, familywise, usable_scores
 
 HOLDS = "holds"
 HOLDS_WITHIN_ERROR = "holds within estimator error"
@@ -474,26 +474,28 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
     return evidence, caveats, numbers
 
 
-def _mean_primary(entry: dict[str, Any] | None) -> float | None:
-    """Mean primary score over a method's seeds (None without one)."""
-    xs = _by_seed_primary(entry)
+def _floor_mean(by_method: dict[str, Any]) -> float | None:
+    """Mean primary score of a task's head-only floor over its usable seeds, as the verdicts compute it
+    (None without one)."""
+    xs = usable_scores(by_method.get("head_only"))
     return sum(xs.values()) / len(xs) if xs else None
 
 
-def _floor_mean(by_method: dict[str, Any]) -> float | None:
-    """Mean primary score of a task's head-only floor (None without one)."""
-    return _mean_primary(by_method.get("head_only"))
-
-
-def _above_ceiling(by_method: dict[str, Any], methods: Sequence[str]) -> list[tuple[str, float]]:
-    """(method, mean score) of the ``methods`` whose mean over seeds exceeds that of full fine-tuning,
-    highest first; empty without a full fine-tuning run. A reader takes "ceiling" for an upper bound; where
-    adapters beat it (full fine-tuning overfitting a small task, say) the report says so."""
-    ceiling = _mean_primary(by_method.get("full"))
-    if ceiling is None:
-        return []
-    means = [(m, _mean_primary(by_method.get(m))) for m in methods]
-    return sorted(((m, x) for m, x in means if x is not None and x > ceiling), key=lambda t: -t[1])
+def _above_ceiling(
+    by_method: dict[str, Any], methods: Sequence[str]
+) -> tuple[float | None, list[tuple[str, float]]]:
+    """The ceiling (mean of full fine-tuning's usable seeds, as the verdicts compute it) and the
+    ``(method, mean)`` of the ``methods`` whose mean over their usable seeds (converged, finite) exceeds
+    it, highest first; ``(None, [])`` without a usable full fine-tuning run. A reader takes "ceiling" for an
+    upper bound; where adapters beat it (full fine-tuning overfitting a small task, say) the report says
+    so."""
+    full = usable_scores(by_method.get("full"))
+    if not full:
+        return None, []
+    ceiling = sum(full.values()) / len(full)
+    means = [(m, usable_scores(by_method.get(m))) for m in methods]
+    above = [(m, sum(x.values()) / len(x)) for m, x in means if x and sum(x.values()) / len(x) > ceiling]
+    return ceiling, sorted(above, key=lambda t: -t[1])
 
 
 def _below_floor(
@@ -525,6 +527,8 @@ def _c4_model(
 
     ``model`` is None for the report's first model (keys and labels as they always were); a further model
     labels its tasks "STS-B (model)" and prefixes its number keys and evidence lines with its name."""
+    from validation.finetune.ablations import ABLATIONS as ablations
+
     pre = f"{model}/" if model else ""
     say = f"{model}: " if model else ""
 
@@ -579,8 +583,8 @@ def _c4_model(
     for task, by in sorted((summary.get("table") or {}).items()):
         floor = _floor_mean(by)
         adapters = sorted(m for m in by if m not in ("head_only", "full"))
-        if above := _above_ceiling(by, adapters):
-            ceiling = _mean_primary(by.get("full"))
+        ceiling, above = _above_ceiling(by, [m for m in adapters if m not in ablations])
+        if above:
             evidence.append(
                 f"{label(task)}: {', '.join(f'{_name(m)} {x:.3f}' for m, x in above)} above the mean of full "
                 f"fine-tuning ({ceiling:.3f}): the ceiling is the protocol's reference run, not an upper "
@@ -738,34 +742,45 @@ def tie_reach_line(
     """How far C4's ties reach: a tie is a 95% CI of GeLoRA - baseline that contains 0, not a shown
     equality, and a wide one is compatible with a large deficit.
 
-    The line gives the range of deficits the ties' intervals still allow (``-ci[0]``) and how many of them
-    exclude a deficit of more than ``point`` (0.01: one point of accuracy, correlation or F1). Descriptive
-    only: the protocol fixed no equivalence margin before the runs, so no tie is promoted to "equal".
+    Descriptive only: the protocol fixed no equivalence margin before the runs, so no tie is promoted to
+    "equal".
+
+    Parameters
+    ----------
+    decided : list of (task label, baseline, pair)
+        C4's decided pairs (those the family-wise line reads); ``pair`` has ``verdict`` and ``ci``
+        (``[lo, hi]`` of GeLoRA - baseline, primary-metric units).
+    point : float
+        The deficit counted as "one point" of the primary metric (0.01: accuracy, correlation, F1 in [0, 1]).
 
     Returns
     -------
     (line, numbers)
-        The evidence line (None without a tie whose interval is known) and ``ties/...`` numbers: ``n``,
-        ``max_deficit`` (the largest deficit a tie allows) and ``within_point`` (ties excluding a deficit
-        larger than ``point``).
+        The evidence line (None without a tie whose interval is finite) and ``ties/...`` numbers: ``n``,
+        ``max_deficit`` (the largest deficit a tie allows, ``-lo`` clipped at 0) and ``within_point`` (ties
+        whose allowed deficit, to the four decimals the line prints, is at most ``point``). A tie whose
+        interval is not finite (a collapsed metric) is left out and named.
     """
-    ties = [(t, b, pd) for t, b, pd in decided if pd["verdict"] == "tie" and pd.get("ci")]
-    if not ties:
+    ties = [(t, b, pd) for t, b, pd in decided if pd["verdict"] == "tie" and pd.get("ci") is not None]
+    finite = [(t, b, pd) for t, b, pd in ties if all(math.isfinite(float(x)) for x in pd["ci"])]
+    if not finite:
         return None, {}
-    reach = sorted((max(0.0, -float(pd["ci"][0])), t, b) for t, b, pd in ties)
+    reach = sorted((round(max(0.0, -float(pd["ci"][0])), 4), t, b) for t, b, pd in finite)
     within = sum(1 for r, _, _ in reach if r <= point)
     (lo, t_lo, b_lo), (hi, t_hi, b_hi) = reach[0], reach[-1]
     span = (
-        f"a GeLoRA deficit of up to {hi:.3f} ({t_hi}/{_name(b_hi)})"
+        f"a GeLoRA deficit of up to {hi:.4f} ({t_hi}/{_name(b_hi)})"
         if len(reach) == 1
-        else f"a GeLoRA deficit of up to {lo:.3f} ({t_lo}/{_name(b_lo)}) to {hi:.3f} ({t_hi}/{_name(b_hi)})"
+        else f"a GeLoRA deficit of up to {lo:.4f} ({t_lo}/{_name(b_lo)}) to {hi:.4f} ({t_hi}/{_name(b_hi)})"
     )
+    odd = [f"{t}/{_name(b)}" for t, b, pd in ties if (t, b, pd) not in finite]
     line = (
-        f"A tie is not a shown equality: the 95% CIs of the {len(ties)} tie(s) still allow {span}; "
-        f"{within} of {len(ties)} exclude a deficit larger than {point:g} (one point of the primary metric). "
+        f"A tie is not a shown equality: the 95% CIs of the {len(finite)} tie(s) still allow {span}; "
+        f"{within} of {len(finite)} exclude a deficit larger than {point:g} (one point of the primary metric). "
         "No equivalence margin was fixed before the runs, so none is read as 'equal'."
+        + (f" Left out (interval not finite): {', '.join(odd)}." if odd else "")
     )
-    return line, {"ties/n": len(ties), "ties/max_deficit": hi, "ties/within_point": within}
+    return line, {"ties/n": len(finite), "ties/max_deficit": hi, "ties/within_point": within}
 
 
 def familywise_line(

@@ -254,6 +254,7 @@ def _paper_models(report: dict[str, Any]) -> list[tuple[str | None, dict[str, An
 
 
 def _label(task: str, model: str | None) -> str:
+    """A task's label in a figure: the task alone, or ``"task (model)"`` when the report has several models."""
     return task if model is None else f"{task} ({model})"
 
 

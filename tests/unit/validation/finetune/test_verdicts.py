@@ -18,6 +18,7 @@ from validation.finetune.verdicts import (
     format_verdicts,
     main,
     merge_summaries,
+    usable_scores,
     verdicts_from_grid,
 )
 
@@ -216,3 +217,18 @@ def test_format_and_cli(tmp_path, gridfix, capsys):
     assert main([str(tmp_path / "nothing")]) == 2
     with pytest.raises(ResultFileError):
         verdicts_from_grid(tmp_path / "nothing")
+
+
+def test_usable_scores_keeps_the_seeds_a_comparison_may_use() -> None:
+    entry = {
+        "per_seed": [
+            {"seed": 0, "primary": 0.8, "converged": True},
+            {"seed": 1, "primary": 0.9, "converged": False},  # unconverged: dropped
+            {"seed": 2, "primary": None, "converged": True},  # no score
+            {"seed": 3, "primary": float("nan"), "converged": True},  # collapsed metric
+            {"seed": 4, "primary": 0.7},  # convergence not recorded: only outside the paper protocol
+        ]
+    }
+    assert usable_scores(entry) == {0: 0.8}
+    assert usable_scores(entry, paper=False) == {0: 0.8, 4: 0.7}
+    assert usable_scores(None) == {} and usable_scores({}) == {}

@@ -364,13 +364,22 @@ def test_tie_reach_line_says_how_large_a_deficit_the_ties_allow():
     line, numbers = tie_reach_line(decided)
     assert line == (
         "A tie is not a shown equality: the 95% CIs of the 4 tie(s) still allow a GeLoRA deficit of up to "
-        "0.000 (CoLA/LoRA) to 0.085 (RTE/LoRA); 3 of 4 exclude a deficit larger than 0.01 (one point of the "
-        "primary metric). No equivalence margin was fixed before the runs, so none is read as 'equal'."
+        "0.0000 (CoLA/LoRA) to 0.0845 (RTE/LoRA); 3 of 4 exclude a deficit larger than 0.01 (one point of "
+        "the primary metric). No equivalence margin was fixed before the runs, so none is read as 'equal'."
     )
     assert numbers == {"ties/n": 4, "ties/max_deficit": 0.0845, "ties/within_point": 3}
     one, _ = tie_reach_line(decided[1:2])
-    assert one is not None and "allow a GeLoRA deficit of up to 0.085 (RTE/LoRA);" in one
+    assert one is not None and "allow a GeLoRA deficit of up to 0.0845 (RTE/LoRA);" in one
     assert tie_reach_line(decided[3:4]) == (None, {})
+    # what the line prints is what it counts: 0.01004 prints 0.0100 and is within one point
+    edge, n_edge = tie_reach_line([("SST-2", "lora", pair("tie", -0.01004, 0.02))])
+    assert edge is not None and "0.0100 (SST-2/LoRA)" in edge and n_edge["ties/within_point"] == 1
+    # a collapsed metric's interval (NaN) is not a tie that excludes anything: left out and named
+    nan_pair = {"verdict": "tie", "p": None, "diff": float("nan"), "ci": [float("nan"), float("nan")], "n": 5}
+    line2, numbers2 = tie_reach_line([*decided, ("STS-B", "geolora", nan_pair)])
+    assert numbers2 == numbers and line2 is not None
+    assert line2.endswith("Left out (interval not finite): STS-B/GeoLoRA.")
+    assert tie_reach_line([("STS-B", "geolora", nan_pair)]) == (None, {})
 
 
 def test_c4_reads_its_pairs_family_wise_too(f, tmp_path, gridfix):
