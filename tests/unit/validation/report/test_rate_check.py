@@ -40,6 +40,13 @@ def _claim(report: dict[str, Any], cid: str) -> dict[str, Any]:
     return next(c for c in report["claims"] if c["id"] == cid)
 
 
+def _c4_of(f: Any, gridfix: Any, path: Path, scores: dict[str, list[float]], **kw: Any) -> dict[str, Any]:
+    """C4 of a report whose only run is a one-rate SST-2 grid of ``scores`` written at ``path``."""
+    run = gridfix.write_grid(path, {"sst2": scores}, lr_selection=ONE_RATE, **kw)
+    ctx = B.Context(profile="full", seed=0, out_dir=path.parent / f"{path.name}-report", runs_dirs=(run,))
+    return _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+
+
 def test_rate_dirs_are_told_apart_by_their_profile(tmp_path: Path, gridfix: Any) -> None:
     one = gridfix.write_grid(tmp_path / "one", {"sst2": BASE}, lr_selection=ONE_RATE)
     multi = _rate_dir(gridfix, tmp_path / "multi", BASE, [0.5, 1.0, 2.0])
@@ -88,9 +95,7 @@ def test_c4_lists_cells_below_the_head_only_floor_and_keeps_them(
     f: Any, tmp_path: Path, gridfix: Any
 ) -> None:
     failed = dict(BASE, lora=[0.79, 0.40, 0.80])  # LoRA's seed 1 ended below the floor (0.51)
-    one = gridfix.write_grid(tmp_path / "one", {"sst2": failed}, lr_selection=ONE_RATE)
-    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one,))
-    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    c4 = _c4_of(f, gridfix, tmp_path / "one", failed)
     assert (
         "SST-2/LoRA/seed 1: 0.400, below the head-only floor (0.510): a failed training run; kept in its "
         "pairs (it counts against its method)." in c4["evidence"]
@@ -110,17 +115,13 @@ def test_c4_says_when_adapters_score_above_the_full_fine_tuning_ceiling(
         gelora=[0.81, 0.80, 0.82],
         geolora=[0.78, 0.79, 0.80],
     )
-    one = gridfix.write_grid(tmp_path / "one", {"sst2": low_ceiling}, lr_selection=ONE_RATE)
-    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one,))
-    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    c4 = _c4_of(f, gridfix, tmp_path / "one", low_ceiling)
     assert (
         "SST-2: LoRA 0.850, GeLoRA 0.810 above the mean of full fine-tuning (0.800): the ceiling is the "
         "protocol's reference run, not an upper bound of the task." in c4["evidence"]
     )
     # the usual case (BASE: full fine-tuning above every adapter) adds no such line
-    two = gridfix.write_grid(tmp_path / "two", {"sst2": BASE}, lr_selection=ONE_RATE)
-    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep2", runs_dirs=(two,))
-    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    c4 = _c4_of(f, gridfix, tmp_path / "two", BASE)
     assert not any("above the mean of full fine-tuning" in e for e in c4["evidence"])
 
 
@@ -139,9 +140,7 @@ def test_the_above_ceiling_line_reads_the_verdicts_seeds_and_names_only_c4_metho
         gelora_permuted=[0.90, 0.90, 0.90],
     )
     conv = {("sst2", "full", 2): False, ("sst2", "lora", 0): False}
-    one = gridfix.write_grid(tmp_path / "one", {"sst2": scores}, lr_selection=ONE_RATE, converged=conv)
-    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one,))
-    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    c4 = _c4_of(f, gridfix, tmp_path / "one", scores, converged=conv)
     lines = [e for e in c4["evidence"] if "above the mean of full fine-tuning" in e]
     assert lines == [
         "SST-2: GeLoRA 0.850 above the mean of full fine-tuning (0.800): the ceiling is the protocol's "
@@ -149,7 +148,5 @@ def test_the_above_ceiling_line_reads_the_verdicts_seeds_and_names_only_c4_metho
     ]
     # without a full fine-tuning run there is no ceiling to compare with
     no_full = {m: v for m, v in scores.items() if m != "full"}
-    two = gridfix.write_grid(tmp_path / "two", {"sst2": no_full}, lr_selection=ONE_RATE)
-    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep2", runs_dirs=(two,))
-    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    c4 = _c4_of(f, gridfix, tmp_path / "two", no_full)
     assert not any("above the mean of full fine-tuning" in e for e in c4["evidence"])
