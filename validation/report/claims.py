@@ -714,6 +714,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
     tie_line, tie_numbers = tie_reach_line(decided)
     if tie_line:
         evidence.append(tie_line)
+        extra["caveats"].append(tie_line)
     numbers.update(tie_numbers)
     worse = [q for q in decided if q[2]["verdict"] == "worse"]
     if worse:

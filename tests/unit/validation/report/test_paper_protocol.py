@@ -382,6 +382,14 @@ def test_tie_reach_line_says_how_large_a_deficit_the_ties_allow():
     assert tie_reach_line([("STS-B", "geolora", nan_pair)]) == (None, {})
 
 
+def test_c4_says_how_far_its_ties_reach_in_evidence_and_caveats(f, tmp_path, gridfix):
+    tie = dict(GOOD, lora=[0.79, 0.83, 0.80])
+    c4 = _claim(_report(f, tmp_path, gridfix, {"sst2": tie}), "C4")
+    assert c4["numbers"]["ties/n"] >= 1
+    assert any(e.startswith("A tie is not a shown equality") for e in c4["evidence"])
+    assert any(c.startswith("A tie is not a shown equality") for c in c4["caveats"])
+
+
 def test_c4_reads_its_pairs_family_wise_too(f, tmp_path, gridfix):
     c4 = _claim(_report(f, tmp_path, gridfix, {"sst2": GOOD}), "C4")
     assert c4["numbers"]["familywise/m"] >= 1
