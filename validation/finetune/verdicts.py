@@ -453,17 +453,75 @@ def format_verdicts(v: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def pair_lines(summary: Mapping[str, Any], a: str, b: str, level: float = 0.95) -> list[str]:
+    """``a - b`` paired over the usable common seeds of every task where both methods ran, one line each
+    (for comparisons the verdicts do not make, e.g. an adapter against full fine-tuning).
+
+    Parameters
+    ----------
+    summary : mapping
+        A grid summary (:func:`validation.finetune.grid.summarise`).
+    a, b : str
+        Method names (``lora``, ``full``, ...).
+    level : float
+        Confidence level of the paired t-interval.
+
+    Returns
+    -------
+    list of str
+        ``"<task>: <a> - <b> <diff> [<lo>, <hi>] n=<n> p=<p> <verdict>; <a> lower on <k> of <n> seeds"``
+        per task, in task order; a task where the two share fewer than two usable seeds says so.
+    """
+    paper = summary.get("profile") == PAPER_PROFILE
+    out = []
+    for task, by in (summary.get("table") or {}).items():
+        if a not in by or b not in by:
+            continue
+        x, y = usable_scores(by[a], paper), usable_scores(by[b], paper)
+        pd = paired_difference(x, y, level)
+        if pd is None or pd["ci"] is None:
+            out.append(f"{task}: {a} - {b}: fewer than two usable common seeds")
+            continue
+        lower = sum(x[s] < y[s] for s in pd["seeds"])
+        p = "n/a" if pd["p"] is None else f"{pd['p']:.2g}"
+        out.append(
+            f"{task}: {a} - {b} {pd['diff']:+.4f} [{pd['ci'][0]:+.4f}, {pd['ci'][1]:+.4f}] n={pd['n']} p={p} "
+            f"{pd['verdict']}; {a} lower on {lower} of {pd['n']} seeds"
+        )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m validation.finetune.verdicts RUN_DIR``: print the verdicts of a grid directory."""
+    """``python -m validation.finetune.verdicts RUN_DIR [--pair A-B ...]``: print the verdicts of a grid
+    directory, then each requested pair ``A - B`` per task (:func:`pair_lines`)."""
     import argparse
 
     from gelora.errors import GeLoRAError
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("run_dir")
+    ap.add_argument(
+        "--pair",
+        action="append",
+        default=[],
+        metavar="A-B",
+        help="also print method A - method B per task, paired over usable seeds (e.g. lora-full); repeatable",
+    )
     args = ap.parse_args(argv)
+    pairs = []
+    for item in args.pair:
+        a, sep, b = item.partition("-")
+        if not (sep and a and b):
+            ap.error(f"--pair takes two method names joined by '-', e.g. lora-full; got {item!r}")
+        pairs.append((a, b))
     try:
-        print(format_verdicts(verdicts_from_grid(args.run_dir)))
+        from validation.finetune.grid import summarise
+
+        summary = summarise(args.run_dir)
+        print(format_verdicts(compute_verdicts(summary)))
+        for a, b in pairs:
+            lines = pair_lines(summary, a, b)
+            print("\n".join(lines) if lines else f"{a} - {b}: no task has both methods")
     except GeLoRAError as exc:
         print(f"error: {exc}")
         return 2
@@ -484,6 +542,8 @@ __all__ = [
     "glue_average",
     "merge_summaries",
     "not_run_tasks",
+    "pair_lines",
+    "usable_scores",
     "verdicts_from_grid",
 ]
 

@@ -18,6 +18,7 @@ from validation.finetune.verdicts import (
     format_verdicts,
     main,
     merge_summaries,
+    pair_lines,
     usable_scores,
     verdicts_from_grid,
 )
@@ -232,3 +233,24 @@ def test_usable_scores_keeps_the_seeds_a_comparison_may_use() -> None:
     assert usable_scores(entry) == {0: 0.8}
     assert usable_scores(entry, paper=False) == {0: 0.8, 4: 0.7}
     assert usable_scores(None) == {} and usable_scores({}) == {}
+
+
+def test_pair_lines_and_the_cli_pair_option(tmp_path, gridfix, capsys):
+    # full fine-tuning's seed 2 unconverged: the pair uses seeds 0-1 only
+    scores = {"sst2": INFORMATIVE, "rte": {"lora": [0.6, 0.7], "full": [0.65]}}
+    run = gridfix.write_grid(tmp_path / "g", scores, converged={("sst2", "full", 2): False})
+    lines = sorted(pair_lines(summarise(run), "lora", "full"), reverse=True)  # sst2 first
+    expect = paired_difference({0: 0.70, 1: 0.705}, {0: 0.90, 1: 0.91})
+    assert lines[0] == (
+        f"sst2: lora - full {expect['diff']:+.4f} [{expect['ci'][0]:+.4f}, {expect['ci'][1]:+.4f}] n=2 "
+        f"p={expect['p']:.2g} worse; lora lower on 2 of 2 seeds"
+    )
+    assert lines[1] == "rte: lora - full: fewer than two usable common seeds"
+    assert pair_lines(summarise(run), "lora", "geolora")[0].startswith("sst2: lora - geolora -0.")
+    assert len(pair_lines(summarise(run), "lora", "geolora")) == 1  # rte has no geolora
+    assert main([str(run), "--pair", "lora-full", "--pair", "gelora_x-full"]) == 0
+    out = capsys.readouterr().out
+    assert lines[0] in out and "gelora_x - full: no task has both methods" in out
+    with pytest.raises(SystemExit):
+        main([str(run), "--pair", "lorafull"])
+    assert "two method names joined by '-'" in capsys.readouterr().err
