@@ -73,6 +73,14 @@ def _usable(rec: Mapping[str, Any], paper: bool) -> tuple[bool, str | None]:
     return True, None
 
 
+def _profile_name(summary: Mapping[str, Any]) -> Any:
+    """A grid summary's profile name (flat, or inside its ``profile`` mapping; None without one)."""
+    profile = summary.get("profile_name")
+    if profile is None and isinstance(summary.get("profile"), Mapping):
+        profile = summary["profile"].get("name")
+    return profile
+
+
 def usable_scores(entry: Mapping[str, Any] | None, paper: bool = True) -> dict[int, float]:
     """``{seed: primary}`` of the cells of one summary entry that may enter a comparison (converged, or
     convergence not recorded outside the paper protocol) and have a finite score: the seeds a task's
@@ -154,9 +162,7 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
         informative tasks, ``n``, ``line``); ``line`` (all baselines together); ``average``.
     """
     table = summary.get("table") or {}
-    profile = summary.get("profile_name")
-    if profile is None and isinstance(summary.get("profile"), Mapping):
-        profile = summary["profile"].get("name")
+    profile = _profile_name(summary)
     paper = profile == PAPER_PROFILE
     metrics = summary.get("primary_metric") or {}
     methods_present = sorted({m for by in table.values() for m in by})
@@ -472,7 +478,7 @@ def pair_lines(summary: Mapping[str, Any], a: str, b: str, level: float = 0.95) 
         ``"<task>: <a> - <b> <diff> [<lo>, <hi>] n=<n> p=<p> <verdict>; <a> lower on <k> of <n> seeds"``
         per task, in task order; a task where the two share fewer than two usable seeds says so.
     """
-    paper = summary.get("profile") == PAPER_PROFILE
+    paper = _profile_name(summary) == PAPER_PROFILE
     out = []
     for task, by in (summary.get("table") or {}).items():
         if a not in by or b not in by:
@@ -505,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="A-B",
-        help="also print method A - method B per task, paired over usable seeds (e.g. lora-full); repeatable",
+        help="also print method A - method B per task, paired over usable seeds (e.g. lora-full; split at "
+        "the first '-'); repeatable",
     )
     args = ap.parse_args(argv)
     pairs = []
@@ -518,13 +525,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         from validation.finetune.grid import summarise
 
         summary = summarise(args.run_dir)
-        print(format_verdicts(compute_verdicts(summary)))
-        for a, b in pairs:
-            lines = pair_lines(summary, a, b)
-            print("\n".join(lines) if lines else f"{a} - {b}: no task has both methods")
     except GeLoRAError as exc:
         print(f"error: {exc}")
         return 2
+    known = sorted({m for by in (summary.get("table") or {}).values() for m in by})
+    unknown = sorted({m for pair in pairs for m in pair if m not in known})
+    if unknown:
+        print(
+            f"error: --pair names method(s) {', '.join(unknown)} not in {args.run_dir} (it has {', '.join(known)})"
+        )
+        return 2
+    print(format_verdicts(compute_verdicts(summary)))
+    for a, b in pairs:
+        lines = pair_lines(summary, a, b)
+        print("\n".join(lines) if lines else f"{a} - {b}: no task has both methods")
     return 0
 
 

@@ -248,9 +248,23 @@ def test_pair_lines_and_the_cli_pair_option(tmp_path, gridfix, capsys):
     assert lines[1] == "rte: lora - full: fewer than two usable common seeds"
     assert pair_lines(summarise(run), "lora", "geolora")[0].startswith("sst2: lora - geolora -0.")
     assert len(pair_lines(summarise(run), "lora", "geolora")) == 1  # rte has no geolora
-    assert main([str(run), "--pair", "lora-full", "--pair", "gelora_x-full"]) == 0
+    assert main([str(run), "--pair", "lora-full", "--pair", "geolora-head_only"]) == 0
     out = capsys.readouterr().out
-    assert lines[0] in out and "gelora_x - full: no task has both methods" in out
+    assert lines[0] in out and "sst2: geolora - head_only +0." in out
+    assert main([str(run), "--pair", "lora-fulll"]) == 2  # a misspelt method is an error, not "no task"
+    assert "--pair names method(s) fulll not in" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([str(run), "--pair", "lorafull"])
     assert "two method names joined by '-'" in capsys.readouterr().err
+
+
+def test_pair_lines_drop_unrecorded_convergence_under_the_paper_protocol(tmp_path, gridfix):
+    """Under the paper protocol a cell without a convergence record leaves the pair, as in the verdicts."""
+    run = gridfix.write_grid(
+        tmp_path / "g", {"sst2": INFORMATIVE}, converged={("sst2", "full", 2): gridfix.MISSING}
+    )
+    summary = summarise(run)
+    (line,) = pair_lines(summary, "lora", "full")
+    assert " n=2 " in line
+    dropped = [e for e in compute_verdicts(summary)["exclusions"] if e["method"] == "full"]
+    assert [(e["seed"], e["excluded"]) for e in dropped] == [(2, True)]
