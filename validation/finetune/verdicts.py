@@ -92,6 +92,12 @@ def usable_scores(entry: Mapping[str, Any] | None, paper: bool = True) -> dict[i
     return out
 
 
+def usable_mean(entry: Mapping[str, Any] | None, paper: bool = True) -> float | None:
+    """Mean of :func:`usable_scores` as the verdicts take a ceiling's or floor's mean (None without a
+    usable cell)."""
+    return _mean(list(usable_scores(entry, paper).values()))
+
+
 def _scores(
     summary: Mapping[str, Any], task: str, method: str, paper: bool, exclusions: list[dict[str, Any]]
 ) -> dict[int, float] | None:
@@ -557,6 +563,7 @@ __all__ = [
     "merge_summaries",
     "not_run_tasks",
     "pair_lines",
+    "usable_mean",
     "usable_scores",
     "verdicts_from_grid",
 ]

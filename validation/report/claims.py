@@ -22,7 +22,7 @@ from typing import Any
 
 from validation.finetune.stats import paired_difference as paired_seed_difference
 from validation.finetune.stats import t_interval
-from validation.finetune.verdicts import PAPER_PROFILE, compute_verdicts, familywise, usable_scores
+from validation.finetune.verdicts import PAPER_PROFILE, compute_verdicts, familywise, usable_mean
 
 HOLDS = "holds"
 HOLDS_WITHIN_ERROR = "holds within estimator error"
@@ -477,8 +477,7 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
 def _floor_mean(by_method: dict[str, Any]) -> float | None:
     """Mean primary score of a task's head-only floor over its usable seeds, as the verdicts compute it
     (None without one)."""
-    xs = usable_scores(by_method.get("head_only"))
-    return sum(xs.values()) / len(xs) if xs else None
+    return usable_mean(by_method.get("head_only"))
 
 
 def _above_ceiling(
@@ -489,12 +488,11 @@ def _above_ceiling(
     it, highest first; ``(None, [])`` without a usable full fine-tuning run. A reader takes "ceiling" for an
     upper bound; where adapters beat it (full fine-tuning overfitting a small task, say) the report says
     so."""
-    full = usable_scores(by_method.get("full"))
-    if not full:
+    ceiling = usable_mean(by_method.get("full"))
+    if ceiling is None:
         return None, []
-    ceiling = sum(full.values()) / len(full)
-    means = [(m, usable_scores(by_method.get(m))) for m in methods]
-    above = [(m, sum(x.values()) / len(x)) for m, x in means if x and sum(x.values()) / len(x) > ceiling]
+    means = [(m, usable_mean(by_method.get(m))) for m in methods]
+    above = [(m, x) for m, x in means if x is not None and x > ceiling]
     return ceiling, sorted(above, key=lambda t: -t[1])
 
 
@@ -762,8 +760,12 @@ def tie_reach_line(
         whose allowed deficit, to the four decimals the line prints, is at most ``point``). A tie whose
         interval is not finite (a collapsed metric) is left out and named.
     """
-    ties = [(t, b, pd) for t, b, pd in decided if pd["verdict"] == "tie" and pd.get("ci") is not None]
-    finite = [(t, b, pd) for t, b, pd in ties if all(math.isfinite(float(x)) for x in pd["ci"])]
+    finite: list[tuple[str, str, dict[str, Any]]] = []
+    odd: list[tuple[str, str, dict[str, Any]]] = []
+    for t, b, pd in decided:
+        if pd["verdict"] == "tie" and pd.get("ci") is not None:
+            ok = all(math.isfinite(float(x)) for x in pd["ci"])
+            (finite if ok else odd).append((t, b, pd))
     if not finite:
         return None, {}
     reach = sorted((round(max(0.0, -float(pd["ci"][0])), 4), t, b) for t, b, pd in finite)
@@ -774,12 +776,15 @@ def tie_reach_line(
         if len(reach) == 1
         else f"a GeLoRA deficit of up to {lo:.4f} ({t_lo}/{_name(b_lo)}) to {hi:.4f} ({t_hi}/{_name(b_hi)})"
     )
-    odd = [f"{t}/{_name(b)}" for t, b, pd in ties if (t, b, pd) not in finite]
     line = (
         f"A tie is not a shown equality: the 95% CIs of the {len(finite)} tie(s) still allow {span}; "
         f"{within} of {len(finite)} exclude a deficit larger than {point:g} (one point of the primary metric). "
         "No equivalence margin was fixed before the runs, so none is read as 'equal'."
-        + (f" Left out (interval not finite): {', '.join(odd)}." if odd else "")
+        + (
+            f" Left out (interval not finite): {', '.join(f'{t}/{_name(b)}' for t, b, _ in odd)}."
+            if odd
+            else ""
+        )
     )
     return line, {"ties/n": len(finite), "ties/max_deficit": hi, "ties/within_point": within}
 
