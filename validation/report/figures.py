@@ -498,7 +498,7 @@ def fig_score_vs_budget(report: dict[str, Any]) -> bytes | None:
         ax.set_xscale("log", base=2)
         ax.set_xticks(ranks)
         ax.set_xticklabels([str(r) for r in ranks])
-        ax.set_title(f"{task} ({model})" if model else task)
+        ax.set_title(_label(task, model or None))
         ax.set_xlabel("adapter budget (uniform LoRA rank r)")
         ax.set_ylabel(str(metrics.get(task) or "primary metric"))
         ax.legend(fontsize=7)
