@@ -39,6 +39,7 @@ du -sh .devcarry
 # (carry [".devcarry/site", ".devcarry/data_min"]); since 2026-11-30 the tree is ~21 MiB and they do not
 # (python scripts/gpu/carry_fits.py .devcarry/site .devcarry/data_min says so), so the weights go in two
 # chunks, carried by two consecutive calls of one warm machine:
+#   (scripts/gpu/minilm_assemble.sh 1 / 2 runs these two steps)
 #   call 1: carry [".devcarry/w1"]:  mkdir -p /tmp/gel && cp .devcarry/w1/wpart_aa /tmp/gel/
 #   call 2: carry [".devcarry/sitelite", ".devcarry/w2", <data folder>], command starting with
 #     rm -rf .devcarry/site && cp -r .devcarry/sitelite .devcarry/site &&

@@ -69,12 +69,104 @@ def load_cells(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def _verdict_line(question: str, reference: str, counts: dict[str, int], n: int, assessed: bool) -> str:
-    who = "GeLoRA" if reference == "gelora" else reference
+    who = {"gelora": "GeLoRA", "lora": "LoRA"}.get(reference, reference)
     parts = [f"better on {counts['better']}", f"tie on {counts['tie']}", f"worse on {counts['worse']}"]
     if counts["undetermined"]:
         parts.append(f"undetermined (fewer than 2 paired seeds) on {counts['undetermined']}")
     scope = f"of {n} informative task(s)" if assessed else f"of {n} task(s) (informativeness not assessed)"
     return f"{question}: {who} {', '.join(parts)} {scope}"
+
+
+def _pair_row(
+    head: dict[str, Any],
+    question: str,
+    reference: str,
+    name: str,
+    by_method: dict[str, dict[int, dict[str, Any]]],
+    level: float,
+) -> dict[str, Any]:
+    """One comparison of (model, task): ``reference`` minus the ablation ``name`` over their common seeds."""
+    from validation.finetune.stats import paired_difference
+
+    abl = by_method[name]
+    ref = by_method.get(reference, {})
+    # a cell whose schedule had not converged is no evidence either way (as in the C4 verdicts)
+    a = {s: float(c["primary"]) for s, c in ref.items() if _usable(c)}
+    b = {s: float(c["primary"]) for s, c in abl.items() if _usable(c)}
+    pd = paired_difference(a, b, level) if a and b else None
+    row: dict[str, Any] = {
+        "model": head["model"],
+        "task": head["task"],
+        "profile": head["profile"],
+        "metric": next((c.get("primary_metric") for c in abl.values()), None),
+        "question": question,
+        "reference": reference,
+        "ablation": name,
+        "reference_scores": {str(s): v for s, v in sorted(a.items())},
+        "ablation_scores": {str(s): v for s, v in sorted(b.items())},
+        "reference_ranks": {
+            str(s): (c.get("method_info") or {}).get("block_ranks") for s, c in sorted(ref.items())
+        },
+        "ablation_ranks": {
+            str(s): (c.get("method_info") or {}).get("block_ranks") for s, c in sorted(abl.items())
+        },
+        "ablation_alphas": {
+            str(s): (c.get("method_info") or {}).get("block_alphas") for s, c in sorted(abl.items())
+        },
+        "informative": head["informative"],
+        "diff": None,
+        "ci": None,
+        "n": 0,
+        "seeds": [],
+        "verdict": "undetermined",
+        "notes": [],
+    }
+    if pd is not None:
+        row.update({k: pd[k] for k in ("diff", "ci", "n", "seeds", "verdict")})
+    unpaired = sorted(set(abl) ^ set(ref))
+    if not ref:
+        row["notes"].append(f"no {reference} cell to compare with")
+    elif unpaired:
+        row["notes"].append(f"seeds without a partner: {unpaired}")
+    for s, c in sorted(abl.items()):
+        rec = (c.get("method_info") or {}).get("ablation") or {}
+        if rec.get("degenerate"):
+            row["notes"].append(f"seed {s}: degenerate (all ranks equal or symmetric: GeLoRA itself)")
+        if rec.get("repeat"):
+            row["notes"].append(f"seed {s}: fewer distinct rearrangements than seeds; an arrangement repeats")
+        if c.get("primary") is None:
+            row["notes"].append(f"seed {s}: no value of the primary metric")
+    for label, cs in ((reference, ref), (name, abl)):
+        dropped = sorted(s for s, c in cs.items() if c.get("primary") is not None and not _usable(c))
+        if dropped:
+            row["notes"].append(f"{label} seed(s) {dropped}: unconverged, left out of the pair")
+    return row
+
+
+def _verdicts(
+    rows: list[dict[str, Any]], questions: list[tuple[str, str, str]], assessed: bool
+) -> list[dict[str, Any]]:
+    """One verdict line per (ablation, reference, question) that has at least one row."""
+    out = []
+    for name, reference, question in questions:
+        mine = [r for r in rows if r["ablation"] == name and r["reference"] == reference]
+        if not mine:
+            continue
+        counted = [r for r in mine if not assessed or r["informative"]]
+        counts = {"better": 0, "tie": 0, "worse": 0, "undetermined": 0}
+        for r in counted:
+            counts[r["verdict"]] += 1
+        out.append(
+            {
+                "ablation": name,
+                "reference": reference,
+                "question": question,
+                "counts": counts,
+                "n": len(counted),
+                "line": _verdict_line(question, reference, counts, len(counted), assessed),
+            }
+        )
+    return out
 
 
 def analyse(
@@ -105,10 +197,11 @@ def analyse(
         ``schema``, ``sources``, ``informativeness`` (``"assessed"`` / ``"not assessed"``),
         ``informative_tasks``, ``comparisons`` (one per model, task and ablation: ``diff`` = reference -
         ablation, ``ci``, ``n``, ``seeds``, ``verdict``, the per-seed scores and ranks, notes),
-        ``verdicts`` (one per ablation: counts and the one-line ``line``), ``notes``.
+        ``verdicts`` (one per ablation: counts and the one-line ``line``), ``controls`` and
+        ``control_verdicts`` (the same for each ablation's further references, ``Ablation.controls``: uniform
+        LoRA minus a rearrangement of GeLoRA's ranks), ``notes``.
     """
     from validation.finetune.ablations import ABLATIONS
-    from validation.finetune.stats import paired_difference
 
     if cells is None:
         if not run_dirs:
@@ -124,84 +217,27 @@ def analyse(
     profiles = sorted({k[2] for k in groups})
     comparisons: list[dict[str, Any]] = []
     notes: list[str] = []
+    controls: list[dict[str, Any]] = []
     for (model, task, pkey), by_method in sorted(groups.items()):
         for name, ab in ABLATIONS.items():
             if name not in by_method:
                 continue
-            abl = by_method[name]
-            ref = by_method.get(ab.reference, {})
-            # a cell whose schedule had not converged is no evidence either way (as in the C4 verdicts)
-            a = {s: float(c["primary"]) for s, c in ref.items() if _usable(c)}
-            b = {s: float(c["primary"]) for s, c in abl.items() if _usable(c)}
-            pd = paired_difference(a, b, level) if a and b else None
-            metric = next((c.get("primary_metric") for c in abl.values()), None)
-            row: dict[str, Any] = {
+            head = {
                 "model": model,
                 "task": task,
                 "profile": None if len(profiles) == 1 else profiles.index(pkey),
-                "metric": metric,
-                "question": ab.question,
-                "reference": ab.reference,
-                "ablation": name,
-                "reference_scores": {str(s): v for s, v in sorted(a.items())},
-                "ablation_scores": {str(s): v for s, v in sorted(b.items())},
-                "reference_ranks": {
-                    str(s): (c.get("method_info") or {}).get("block_ranks") for s, c in sorted(ref.items())
-                },
-                "ablation_ranks": {
-                    str(s): (c.get("method_info") or {}).get("block_ranks") for s, c in sorted(abl.items())
-                },
-                "ablation_alphas": {
-                    str(s): (c.get("method_info") or {}).get("block_alphas") for s, c in sorted(abl.items())
-                },
                 "informative": None if informative is None else task in informative,
-                "diff": None,
-                "ci": None,
-                "n": 0,
-                "seeds": [],
-                "verdict": "undetermined",
-                "notes": [],
             }
-            if pd is not None:
-                row.update({k: pd[k] for k in ("diff", "ci", "n", "seeds", "verdict")})
-            unpaired = sorted(set(abl) ^ set(ref))
-            if not ref:
-                row["notes"].append(f"no {ab.reference} cell to compare with")
-            elif unpaired:
-                row["notes"].append(f"seeds without a partner: {unpaired}")
-            for s, c in sorted(abl.items()):
-                rec = (c.get("method_info") or {}).get("ablation") or {}
-                if rec.get("degenerate"):
-                    row["notes"].append(f"seed {s}: degenerate (all ranks equal or symmetric: GeLoRA itself)")
-                if rec.get("repeat"):
-                    row["notes"].append(
-                        f"seed {s}: fewer distinct rearrangements than seeds; an arrangement repeats"
-                    )
-                if c.get("primary") is None:
-                    row["notes"].append(f"seed {s}: no value of the primary metric")
-            for label, cs in ((ab.reference, ref), (name, abl)):
-                dropped = sorted(s for s, c in cs.items() if c.get("primary") is not None and not _usable(c))
-                if dropped:
-                    row["notes"].append(f"{label} seed(s) {dropped}: unconverged, left out of the pair")
-            comparisons.append(row)
-    verdicts = []
-    for name, ab in ABLATIONS.items():
-        rows = [r for r in comparisons if r["ablation"] == name and (not assessed or r["informative"])]
-        if not any(r["ablation"] == name for r in comparisons):
-            continue
-        counts = {"better": 0, "tie": 0, "worse": 0, "undetermined": 0}
-        for r in rows:
-            counts[r["verdict"]] += 1
-        verdicts.append(
-            {
-                "ablation": name,
-                "reference": ab.reference,
-                "question": ab.question,
-                "counts": counts,
-                "n": len(rows),
-                "line": _verdict_line(ab.question, ab.reference, counts, len(rows), assessed),
-            }
-        )
+            comparisons.append(_pair_row(head, ab.question, ab.reference, name, by_method, level))
+            for ctrl, question in ab.controls:
+                if ctrl in by_method:
+                    controls.append(_pair_row(head, question, ctrl, name, by_method, level))
+    verdicts = _verdicts(
+        comparisons, [(n, ab.reference, ab.question) for n, ab in ABLATIONS.items()], assessed
+    )
+    control_verdicts = _verdicts(
+        controls, [(n, c, q) for n, ab in ABLATIONS.items() for c, q in ab.controls], assessed
+    )
     if len(profiles) > 1:
         notes.append(
             f"{len(profiles)} different profiles among the cells: only cells of the same profile are paired "
@@ -215,6 +251,8 @@ def analyse(
         "informative_tasks": informative,
         "comparisons": comparisons,
         "verdicts": verdicts,
+        "controls": controls,
+        "control_verdicts": control_verdicts,
         "notes": notes,
     }
 
@@ -283,14 +321,14 @@ def forest_plot(analysis: dict[str, Any]) -> bytes | None:
 def format_table(analysis: dict[str, Any]) -> str:
     """Plain-text table of the comparisons and the verdict lines."""
     lines = []
-    for r in analysis["comparisons"]:
+    for r in [*analysis["comparisons"], *analysis.get("controls", [])]:
         ci = "—" if r["ci"] is None else f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]"
         diff = "—" if r["diff"] is None else f"{r['diff']:+.4f}"
         lines.append(
             f"{r['model']:.30s} {r['task']:6s} {r['reference']:>14s} - {r['ablation']:20s} "
             f"{diff} {ci} n={r['n']} {r['verdict']}" + (f"  ({'; '.join(r['notes'])})" if r["notes"] else "")
         )
-    lines += [v["line"] for v in analysis["verdicts"]]
+    lines += [v["line"] for v in [*analysis["verdicts"], *analysis.get("control_verdicts", [])]]
     return "\n".join(lines)
 
 

@@ -80,6 +80,11 @@ class Ablation:
         The question the comparison with GeLoRA answers (report and analysis).
     reference : str
         The method it is compared with (``gelora``; ``gelora_literal`` for ``lora_literal``).
+    controls : tuple of (str, str)
+        Further comparisons as ``(method, question)``: the rearrangements of GeLoRA's ranks are also compared
+        with uniform LoRA of the same budget, which tells whether *any* non-uniform arrangement of these ranks
+        differs from uniform ones (a deficit of GeLoRA's own order that its rearrangements share is then not
+        the order's).
     """
 
     name: str
@@ -90,6 +95,7 @@ class Ablation:
     alpha_rule: str = "const"
     texts: str = "task"
     reference: str = "gelora"
+    controls: tuple[tuple[str, str], ...] = ()
 
     @property
     def budgeted(self) -> bool:
@@ -102,8 +108,14 @@ _ABLATION_LIST: tuple[Ablation, ...] = (
         "gelora_permuted",
         "ID-based allocation vs random allocation of the same budget",
         allocation="permuted",
+        controls=(("lora", "uniform ranks (LoRA) vs GeLoRA's ranks permuted across blocks"),),
     ),
-    Ablation("gelora_reversed", "ID-based block order vs the reversed order", allocation="reversed"),
+    Ablation(
+        "gelora_reversed",
+        "ID-based block order vs the reversed order",
+        allocation="reversed",
+        controls=(("lora", "uniform ranks (LoRA) vs GeLoRA's ranks in reversed block order"),),
+    ),
     Ablation(
         "gelora_literal",
         "budget-scaled ranks vs the rule's literal (smaller) ranks",

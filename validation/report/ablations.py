@@ -95,8 +95,17 @@ def ablation_blocks(report: dict[str, Any], anchor: str) -> tuple[list[Any], lis
         )
     )
     out.append(Bullets(tuple(v["line"] for v in data.get("verdicts", []))))
+    if data.get("control_verdicts"):
+        out.append(
+            Para(
+                "Controls: the rearrangements of GeLoRA's ranks against uniform LoRA of the same budget (LoRA "
+                "minus the rearrangement, same rule). A deficit that GeLoRA and its rearrangements share is "
+                "not one of GeLoRA's block order."
+            )
+        )
+        out.append(Bullets(tuple(v["line"] for v in data["control_verdicts"])))
     rows = []
-    for r in data.get("comparisons", []):
+    for r in [*data.get("comparisons", []), *data.get("controls", [])]:
         ci = "—" if r.get("ci") is None else f"[{fmt(r['ci'][0], 3)}, {fmt(r['ci'][1], 3)}]"
         ranks = r.get("ablation_ranks") or {}
         first = next(iter(ranks.values()), None) if ranks else None

@@ -187,3 +187,56 @@ def test_report_section_takes_informative_tasks_from_paper_grids(tmp_path, gridf
     data = section_ablations(Context(profile="full", seed=0, runs_dirs=(run,), out_dir=tmp_path))
     assert data["informativeness"] == "assessed" and data["informative_tasks"] == ["stsb"]
     assert {r["task"]: r["informative"] for r in data["comparisons"]} == {"rte": False, "stsb": True}
+
+
+def test_rearrangements_are_also_compared_with_uniform_lora():
+    """GeLoRA and its reversal both trail LoRA: the GeLoRA-vs-reversal pair ties, the control says why."""
+    noise = [0.004, -0.003, 0.002, -0.001]
+    cells = []
+    for s in range(4):
+        cells += [
+            _cell("rte", "lora", s, 0.75 + noise[s], [8, 8, 8]),
+            _cell("rte", "gelora", s, 0.70 + noise[(s + 1) % 4], [12, 8, 4]),
+            _cell("rte", "gelora_reversed", s, 0.70 + noise[(s + 2) % 4], [4, 8, 12]),
+            _cell("rte", "gelora_permuted", s, 0.70, [8, 4, 12]),
+        ]
+    cells[2]["train"] = {"convergence": {"converged": False}}  # the reversal's seed 0 is no evidence
+    res = analyse(cells=cells)
+    assert [r["verdict"] for r in res["comparisons"] if r["ablation"] == "gelora_reversed"] == ["tie"]
+    ctrl = {r["ablation"]: r for r in res["controls"]}
+    assert set(ctrl) == {"gelora_permuted", "gelora_reversed"}
+    rev = ctrl["gelora_reversed"]
+    assert rev["reference"] == "lora" and rev["seeds"] == [1, 2, 3] and rev["verdict"] == "better"
+    assert rev["diff"] == pytest.approx(
+        0.05 + (noise[1] + noise[2] + noise[3] - noise[3] - noise[0] - noise[1]) / 3
+    )
+    assert "gelora_reversed seed(s) [0]: unconverged, left out of the pair" in rev["notes"]
+    lines = {v["ablation"]: v["line"] for v in res["control_verdicts"]}
+    assert lines["gelora_reversed"] == (
+        "uniform ranks (LoRA) vs GeLoRA's ranks in reversed block order: LoRA better on 1, tie on 0, worse on 0 "
+        "of 1 task(s) (informativeness not assessed)"
+    )
+    # the forest plot keeps to GeLoRA's own comparisons
+    assert "2 task-ablation pairs" in forest_alt_text(res)
+    # no LoRA cell: no control row (the comparison with GeLoRA is unchanged)
+    no_lora = analyse(cells=[c for c in cells if c["method"] != "lora"])
+    assert no_lora["controls"] == [] and no_lora["control_verdicts"] == []
+    assert no_lora["comparisons"] == res["comparisons"]
+
+
+def test_report_renders_the_controls_after_the_ablation_lines() -> None:
+    from tests.unit.validation.report.conftest import make_report, sec
+    from validation.report.build import render_all
+
+    cells = []
+    for s in range(3):
+        cells += [
+            _cell("rte", "lora", s, 0.75 + 0.001 * s, [8, 8, 8]),
+            _cell("rte", "gelora", s, 0.70 - 0.002 * s, [12, 8, 4]),
+            _cell("rte", "gelora_reversed", s, 0.70 + 0.003 * s, [4, 8, 12]),
+        ]
+    data = analyse(cells=cells)
+    md, _, _ = render_all(make_report(ablations=sec(json.loads(json.dumps(data)))))
+    ctrl = "uniform ranks (LoRA) vs GeLoRA's ranks in reversed block order: LoRA better on 1"
+    assert ctrl in md and md.index("ID-based block order vs the reversed order") < md.index(ctrl)
+    assert "lora − gelora_reversed" in md  # its row in the appendix table

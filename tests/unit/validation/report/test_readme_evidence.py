@@ -32,7 +32,7 @@ def _c4_row() -> str:
 
 def _report_triples(report: dict[str, Any]) -> list[tuple[float, float, float]]:
     """Every (difference, low, high) of C4 (incl. its rate check), of the score-vs-budget pairs and of the
-    ablation section."""
+    ablation section (its comparisons and controls)."""
     c4 = next(c for c in report["claims"] if c["id"] == "C4")
     nums = c4["numbers"]
     out = [(v, *nums[f"{k}/ci95"]) for k, v in nums.items() if f"{k}/ci95" in nums and nums[f"{k}/ci95"]]
@@ -45,7 +45,9 @@ def _report_triples(report: dict[str, Any]) -> list[tuple[float, float, float]]:
         if q.get("ci")
     ]
     abl = report["sections"].get("ablations", {}).get("data") or {}
-    out += [(c["diff"], *c["ci"]) for c in abl.get("comparisons", []) if c.get("ci")]
+    out += [
+        (c["diff"], *c["ci"]) for c in [*abl.get("comparisons", []), *abl.get("controls", [])] if c.get("ci")
+    ]
     return out
 
 
