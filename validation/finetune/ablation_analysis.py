@@ -4,7 +4,9 @@ Every ablation of :data:`validation.finetune.ablations.ABLATIONS` is compared wi
 (``gelora``; ``gelora_literal`` for ``lora_literal``) by the per-seed difference of the primary metric
 (:func:`validation.finetune.stats.paired_difference`: same seeds, 95 % Student-t interval), per
 (model, task). A positive difference means the reference (GeLoRA) scored higher. Each question then gets a
-one-line verdict: on how many of the informative tasks the reference is better, tied or worse.
+one-line verdict: on how many of the informative tasks the reference is better, tied or worse. The
+rearrangements of GeLoRA's ranks are also paired with uniform LoRA of the same budget (``Ablation.controls``:
+``controls`` and ``control_verdicts``, LoRA − rearrangement).
 
 Informativeness (whether a task separates methods at all, e.g. not every method at chance) is not
 computed here: pass ``informative_tasks`` (``--informative rte,mrpc``); without it every task counts and
@@ -69,6 +71,7 @@ def load_cells(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def _verdict_line(question: str, reference: str, counts: dict[str, int], n: int, assessed: bool) -> str:
+    """ "<question>: <reference> better on a, tie on b, worse on c [, undetermined on d] of n ... task(s)"."""
     who = {"gelora": "GeLoRA", "lora": "LoRA"}.get(reference, reference)
     parts = [f"better on {counts['better']}", f"tie on {counts['tie']}", f"worse on {counts['worse']}"]
     if counts["undetermined"]:
@@ -85,7 +88,27 @@ def _pair_row(
     by_method: dict[str, dict[int, dict[str, Any]]],
     level: float,
 ) -> dict[str, Any]:
-    """One comparison of (model, task): ``reference`` minus the ablation ``name`` over their common seeds."""
+    """One comparison of (model, task): ``reference`` minus the ablation ``name`` over their common seeds.
+
+    Parameters
+    ----------
+    head : dict
+        ``model``, ``task``, ``profile`` (index among the cells' profiles, or None) and ``informative``.
+    question : str
+        The question the comparison answers (verdict line).
+    reference, name : str
+        Method names: the reference (``gelora``, or a control such as ``lora``) and the ablation.
+    by_method : dict
+        ``by_method[method][seed]`` = cell of this (model, task, profile).
+    level : float
+        Confidence level of the paired t-interval.
+
+    Returns
+    -------
+    dict
+        The row: scores and ranks per seed, ``diff`` (reference − ablation), ``ci``, ``n``, ``seeds``,
+        ``verdict`` (``undetermined`` without two usable common seeds) and ``notes``.
+    """
     from validation.finetune.stats import paired_difference
 
     abl = by_method[name]
@@ -319,7 +342,7 @@ def forest_plot(analysis: dict[str, Any]) -> bytes | None:
 
 
 def format_table(analysis: dict[str, Any]) -> str:
-    """Plain-text table of the comparisons and the verdict lines."""
+    """Plain-text table of the comparisons and the controls, then their verdict lines."""
     lines = []
     for r in [*analysis["comparisons"], *analysis.get("controls", [])]:
         ci = "—" if r["ci"] is None else f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]"

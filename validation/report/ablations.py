@@ -99,7 +99,7 @@ def ablation_blocks(report: dict[str, Any], anchor: str) -> tuple[list[Any], lis
         out.append(
             Para(
                 "Controls: the rearrangements of GeLoRA's ranks against uniform LoRA of the same budget (LoRA "
-                "minus the rearrangement, same rule). A deficit that GeLoRA and its rearrangements share is "
+                "minus the rearrangement, the same 95% paired t-interval rule). A deficit that GeLoRA and its rearrangements share is "
                 "not one of GeLoRA's block order."
             )
         )

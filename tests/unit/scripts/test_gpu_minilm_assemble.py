@@ -26,7 +26,8 @@ def _tree(tmp_path: Path, payload: bytes) -> Path:
     return repo
 
 
-def _run(repo: Path, phase: str, tmp: Path, sha: str) -> subprocess.CompletedProcess:
+def _run(repo: Path, phase: str, tmp: Path, sha: str) -> subprocess.CompletedProcess[str]:
+    """Run one phase of the script in ``repo`` with the first chunk kept in ``tmp`` and ``sha`` expected."""
     env = {**os.environ, "CHUNK_TMP": str(tmp), "MINILM_FP16_SHA256": sha}
     return subprocess.run(["bash", str(SCRIPT), phase], cwd=repo, env=env, capture_output=True, text=True)
 
@@ -47,6 +48,7 @@ def test_two_phases_rebuild_the_package_with_its_weights(tmp_path: Path) -> None
     (repo / ".devcarry" / "w2" / "wpart_ab").write_bytes(payload[len(payload) // 2 :] + b"x")
     bad = _run(repo, "2", tmp, sha)
     assert bad.returncode == 9 and "sha256 mismatch" in bad.stderr
+    assert not (site / "model.safetensors").exists()  # no corrupt weights left for a later run to load
 
 
 def test_unknown_phase_is_refused(tmp_path: Path) -> None:
