@@ -9,4 +9,4 @@ cd "$(dirname "$0")/.."
 source scripts/report_runs.sh
 py="${PYTHON:-python}"  # the project's interpreter (its venv active, or PYTHON=.venv/bin/python)
 "$py" -m gelora.cli report --profile full --out reports/full "${REPORT_RUN_ARGS[@]}" --sections grid,trajectories,ablations --force
-"$py" -m gelora.cli report --profile full --out reports/full "${REPORT_RUN_ARGS[@]}"
+"$py" -m gelora.cli report --profile full --out reports/full "${REPORT_RUN_ARGS[@]}" "${REPORT_PROFILE_ARGS[@]}"

@@ -3,7 +3,7 @@
 Run on the CPU machine from the repository root (project venv active)::
 
     python scripts/gpu/mpnet_chunks.py                      # mpnet-base -> .devcarry/mpnet/ (ignored by git)
-    python scripts/gpu/mpnet_chunks.py --model DIR --name NAME --out DIR --chunk-mib 36
+    python scripts/gpu/mpnet_chunks.py --model DIR --name NAME --out DIR --chunk-mib 32
 
 It writes ``<out>/<name>.tar.00``, ``.01``, ... (each at most ``--chunk-mib`` MiB) and ``<out>/SHA256SUMS``
 (``sha256sum -c`` format: every chunk, the whole tar and ``<name>/model.safetensors``). On the GPU host,
@@ -26,7 +26,7 @@ MIB = 1 << 20
 #: default largest chunk: beside the working tree (about 21 MiB on 2026-11-30, counted as a tar archive holds it:
 #: scripts/gpu/carry_fits.py) within the 64 MiB a device call carries, with room for the tree to grow; 44 stopped
 #: fitting when the tree passed 20 MB (a call was refused, 2026-11-30)
-DEFAULT_CHUNK_MIB = 36.0
+DEFAULT_CHUNK_MIB = 32.0
 
 
 def _sha256(data: bytes) -> str:
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "--chunk-mib",
         type=float,
         default=DEFAULT_CHUNK_MIB,
-        help=f"largest chunk in MiB (default {DEFAULT_CHUNK_MIB:.0f}: a chunk beside the ~21 MiB working tree within "
+        help=f"largest chunk in MiB (default {DEFAULT_CHUNK_MIB:.0f}: a chunk beside the ~26 MiB working tree within "
         "the 64 MiB a call carries: scripts/gpu/carry_fits.py)",
     )
     args = p.parse_args(argv)

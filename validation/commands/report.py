@@ -42,6 +42,15 @@ def register(subparsers: Any) -> None:
         help="finished grid run directory to collect (repeatable; for a task and method found in "
         "several, the last directory with a result wins)",
     )
+    p.add_argument(
+        "--profiles",
+        type=Path,
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="FILE",
+        help="`gelora ranks` JSON files of further models' per-layer ID profiles (claim C3 covers them)",
+    )
     p.add_argument("--seed", type=int, default=0, help="base seed of every section (default 0)")
     p.add_argument(
         "--sections",
@@ -74,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     parts = ["gelora", "report", "--profile", args.profile, "--out", str(out), "--seed", str(args.seed)]
     for d in args.runs or []:
         parts += ["--runs", str(d)]
+    if args.profiles:
+        parts += ["--profiles", *(str(f) for f in args.profiles)]
     if args.sections != ",".join(SECTIONS):
         parts += ["--sections", args.sections]
     command = " ".join(shlex.quote(a) for a in parts)
@@ -85,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         sections=sections,
         force=args.force,
         command=command,
+        profile_files=tuple(args.profiles or ()),
     )
     print(f"wrote {path.parent / 'report.md'}, {path.parent / 'report.html'} and {path}")
     return 0

@@ -1177,6 +1177,28 @@ def rebuild_from(report_json: str | os.PathLike[str], out_dir: str | os.PathLike
 # --------------------------------------------------------------------------------------------------
 
 
+def _attach_more_models(
+    records: dict[str, dict[str, Any]], ctx: Context, paths: Sequence[str | os.PathLike[str]]
+) -> None:
+    """Attach further models' profile files to a finished ``model_profile`` record (``more_models``) and
+    register the files for hashing; the section's cached result in ``raw/`` stays as it was computed."""
+    from validation.report.profiles import more_models
+
+    rec = records.get("model_profile") or {}
+    if rec.get("status") != "ok" or not isinstance(rec.get("data"), dict):
+        print(
+            f"[report] --profiles: model_profile is {rec.get('status', 'not run')}; the {len(paths)} profile "
+            "file(s) are not attached",
+            file=sys.stderr,
+        )
+        return
+    groups = more_models(paths)
+    records["model_profile"] = {**rec, "data": {**rec["data"], "more_models": groups}}
+    for g in groups:
+        for est, f in g["files"].items():
+            ctx.files[f"ID profile: {g['model']}, {est}, {g['texts']}"] = f["path"]
+
+
 def build_report(
     profile: str = "quick",
     out_dir: str | os.PathLike[str] = "reports/quick",
@@ -1187,6 +1209,7 @@ def build_report(
     force: bool = False,
     command: str | None = None,
     progress: bool | None = None,
+    profile_files: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
     """Run or collect every section, assemble ``report.json`` and render the documents.
 
@@ -1210,6 +1233,10 @@ def build_report(
         The command line to record (default: this process's ``sys.argv``).
     progress : bool or None
         tqdm progress over sections (``None``: only on a terminal).
+    profile_files : sequence of paths
+        ``gelora ranks`` JSON files of further models (:mod:`validation.report.profiles`): read at every
+        assembly and attached to the ``model_profile`` section as ``more_models`` (C3 then covers them);
+        ignored, with a message, when that section did not finish.
 
     Returns
     -------
@@ -1248,6 +1275,8 @@ def build_report(
             file=sys.stderr,
         )
     bar.close()
+    if profile_files:
+        _attach_more_models(records, ctx, profile_files)
     cmd = command or " ".join(["gelora", *sys.argv[1:]] if Path(sys.argv[0]).name == "gelora" else sys.argv)
     env = collect_environment(
         commands=[cmd],

@@ -200,6 +200,12 @@ def _model_caveat(model: Any) -> str:
     return MODEL_CAVEAT.format(model=model)
 
 
+def _texts_label(texts: str) -> str:
+    """``glue/RTE/train.tsv.gz`` -> ``RTE``: the task a profile's texts come from (the file otherwise)."""
+    parts = str(texts).split("/")
+    return parts[1] if len(parts) > 2 and parts[0] == "glue" else str(texts)
+
+
 def claim_low_id(report: dict[str, Any]) -> Finding:
     sec = _section(report, "model_profile")
     if sec.get("status") != "ok":
@@ -216,36 +222,70 @@ def claim_low_id(report: dict[str, Any]) -> Finding:
     low_all = True
     varies_any = False
     varies_sig = False
-    for name, prof in profiles.items():
-        dims = prof["dimension"]
-        hi = prof.get("ci_high") or dims
-        lo = prof.get("ci_low") or dims
-        max_hi = max(hi)
-        numbers[f"{name}_max_id"] = max(dims)
-        numbers[f"{name}_min_id"] = min(dims)
-        low = max_hi < LOW_ID_FRACTION * hidden
-        low_all &= low
-        i_max, i_min = dims.index(max(dims)), dims.index(min(dims))
-        spread = max(dims) - min(dims)
-        varies_any |= spread > 0
-        sig = lo[i_max] > hi[i_min]
-        varies_sig |= sig
-        rows.append(
-            [name, f"{min(dims):.1f}-{max(dims):.1f}", f"{max_hi:.1f}", "separated" if sig else "overlap"]
+    more = [
+        g
+        for g in data.get("more_models") or []
+        if g.get("hidden_size") and any(p.get("dimension") for p in (g.get("estimators") or {}).values())
+    ]
+    # (label for evidence and table, key prefix of numbers, hidden size, profiles); the first model unlabelled
+    sets = [("", "", hidden, profiles)] + [
+        (
+            f"{g['model']} ({_texts_label(g['texts'])})",
+            f"{g['model']}/{_texts_label(g['texts'])}/",
+            int(g["hidden_size"]),
+            {k: v for k, v in g["estimators"].items() if v.get("dimension")},
         )
-        evidence.append(
-            f"{name}: ID {min(dims):.1f}-{max(dims):.1f} over {len(dims)} layers; max upper CI {max_hi:.1f}."
-        )
+        for g in more
+    ]
+    for label, prefix, size, profs in sets:
+        for name, prof in profs.items():
+            dims = prof["dimension"]
+            hi = prof.get("ci_high") or dims
+            lo = prof.get("ci_low") or dims
+            max_hi = max(hi)
+            numbers[f"{prefix}{name}_max_id"] = max(dims)
+            numbers[f"{prefix}{name}_min_id"] = min(dims)
+            low = max_hi < LOW_ID_FRACTION * size
+            low_all &= low
+            i_max, i_min = dims.index(max(dims)), dims.index(min(dims))
+            spread = max(dims) - min(dims)
+            varies_any |= spread > 0
+            sig = lo[i_max] > hi[i_min]
+            varies_sig |= sig
+            row = [
+                name,
+                f"{min(dims):.1f}-{max(dims):.1f}",
+                f"{max_hi:.1f}",
+                "separated" if sig else "overlap",
+            ]
+            rows.append(row if not more else [label or str(data.get("model")), str(size), *row])
+            evidence.append(
+                (f"{label} " if label else "")
+                + f"{name}: ID {min(dims):.1f}-{max(dims):.1f} over {len(dims)} layers; max upper CI {max_hi:.1f}"
+                + (f" (hidden size {size})." if label else ".")
+            )
     evidence.append(
         f"Criterion: every layer's upper CI below {LOW_ID_FRACTION:.0%} of the hidden size ({hidden}), and the "
         "profile varies across layers."
+        if not more
+        else f"Criterion: every layer's upper CI below {LOW_ID_FRACTION:.0%} of its model's hidden size, in "
+        "every model's profile, and a profile varies across layers."
     )
+    for g in more:
+        srcs = ", ".join(
+            f"{est}: {f['path']} ({f.get('device') or 'device not recorded'})"
+            for est, f in g["files"].items()
+        )
+        evidence.append(
+            f"{g['model']} profiles from files ({g.get('n_texts')} texts of {g['texts']}, "
+            f"{g.get('max_tokens')} tokens per layer): {srcs}."
+        )
     evidence.append("Highest vs lowest layer CIs disjoint: holds; overlapping: within error.")
     first = next(iter(profiles))
     fp = profiles[first]
     f_hi = max(fp.get("ci_high") or fp["dimension"])
     bad = [f"{k}: {v.get('status')}" for k, v in all_profiles.items() if k not in profiles]
-    extra = {
+    extra: dict[str, Any] = {
         "key": {
             "text": f"{first} ID {min(fp['dimension']):.1f}-{max(fp['dimension']):.1f} (upper CI <= {f_hi:.1f}) "
             f"vs hidden size {hidden}",
@@ -256,11 +296,31 @@ def claim_low_id(report: dict[str, Any]) -> Finding:
         "setup": f"{data.get('model')}, {data.get('n_texts')} texts, {data.get('max_tokens')} tokens per layer",
         "exclusions": "none" if not bad else "; ".join(bad),
         "table": {
-            "headers": ["estimator", "ID range", "max upper CI", "extreme layers at 95%"],
+            "headers": (["model", "hidden size"] if more else [])
+            + ["estimator", "ID range", "max upper CI", "extreme layers at 95%"],
             "rows": rows,
         },
         "caveats": [_model_caveat(data.get("model"))],
     }
+    if more:
+        # page one: per further model, the first estimator's range and upper CI over all its text sources
+        models = list(dict.fromkeys(str(g["model"]) for g in more))
+        key_parts, setup_parts = [], []
+        for m in models:
+            mine = [g for g in more if g["model"] == m]
+            est = next(iter(mine[0]["estimators"]))
+            profs = [g["estimators"][est] for g in mine if est in g["estimators"]]
+            dims = [x for p in profs for x in p["dimension"]]
+            his = [x for p in profs for x in (p.get("ci_high") or p["dimension"])]
+            key_parts.append(
+                f"{m} {est} ID {min(dims):.1f}-{max(dims):.1f} (upper CI <= {max(his):.1f}) "
+                f"vs {mine[0]['hidden_size']}"
+            )
+            texts = ", ".join(_texts_label(g["texts"]) for g in mine)
+            setup_parts.append(f"{m} ({texts} texts, {mine[0].get('max_tokens')} tokens per layer)")
+        extra["key"] = {**extra["key"], "text": f"{extra['key']['text']}; {'; '.join(key_parts)}"}
+        extra["setup"] = f"{extra['setup']} + {' + '.join(setup_parts)}"
+        extra["caveats"] = [_model_caveat(" and ".join([str(data.get("model")), *models]))]
     if not low_all:
         return NOT_REPRODUCED, evidence, numbers, extra
     if varies_sig:

@@ -40,3 +40,22 @@ def test_the_committed_report_was_built_from_the_listed_run_directories():
 def test_every_listed_run_directory_exists():
     missing = [d for d in _listed() if not (ROOT / d).is_dir()]
     assert not missing, missing
+
+
+def test_the_committed_report_read_the_listed_profile_files():
+    listed = subprocess.run(
+        ["bash", "-c", 'source scripts/report_runs.sh && printf "%s\\n" "${REPORT_PROFILE_FILES[@]}"'],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert listed and all((ROOT / f).is_file() for f in listed)
+    report = json.loads((ROOT / "reports" / "full" / "report.json").read_text(encoding="utf-8"))
+    (cmd,) = [c for c in report["environment"]["commands"] if "--runs" in c]
+    words = shlex.split(cmd)
+    recorded = words[words.index("--profiles") + 1 :]
+    recorded = recorded[: next((i for i, w in enumerate(recorded) if w.startswith("--")), len(recorded))]
+    assert recorded == listed, "rebuild with `bash scripts/rebuild_full_report.sh` after editing the list"
+    groups = report["sections"]["model_profile"]["data"]["more_models"]
+    assert sorted(f["path"] for g in groups for f in g["files"].values()) == sorted(listed)
