@@ -15,7 +15,7 @@ REPORT_RUNS=(
 REPORT_RUN_ARGS=()
 for _d in "${REPORT_RUNS[@]}"; do REPORT_RUN_ARGS+=(--runs "$_d"); done
 unset _d
-# Further models' per-layer ID profiles (`gelora ranks` JSON files) for claim C3 (`gelora report --profiles`):
+# Further models' per-layer ID profiles (`gelora ranks` JSON files) for claim C3 (`gelora report --id-profiles`):
 # MPNet-base on STS-B (H200, reports/gpu/mpnet_h200/README.md) and on RTE (CPU, reports/id_profiles/rte_mpnet/).
 REPORT_PROFILE_FILES=(
   reports/gpu/mpnet_h200/ranks_mpnet_twonn.json
@@ -25,4 +25,4 @@ REPORT_PROFILE_FILES=(
   reports/id_profiles/rte_mpnet/ranks_rte_mle.json
   reports/id_profiles/rte_mpnet/ranks_rte_danco.json
 )
-REPORT_PROFILE_ARGS=(--profiles "${REPORT_PROFILE_FILES[@]}")
+REPORT_PROFILE_ARGS=(--id-profiles "${REPORT_PROFILE_FILES[@]}")

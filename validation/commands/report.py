@@ -15,6 +15,8 @@ report.html, report.json (every number) and figures/*.png.
   gelora report                                  # quick profile on CPU -> reports/quick/
   gelora report --profile full --runs runs/glue  # collect a finished GPU grid
   gelora report --from reports/quick/report.json # re-render byte for byte
+  gelora report --profile full --runs runs/glue --id-profiles ranks_big_twonn.json ranks_big_mle.json
+                                                 # + further models' ID profiles (`gelora ranks` files) for C3
 
 Finished sections are kept in reports/NAME/raw/ and reused by the next run (use --force to redo them).
 """
@@ -43,7 +45,8 @@ def register(subparsers: Any) -> None:
         "several, the last directory with a result wins)",
     )
     p.add_argument(
-        "--profiles",
+        "--id-profiles",
+        dest="profiles",
         type=Path,
         nargs="+",
         action="extend",
@@ -70,9 +73,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``gelora report`` with parsed ``args``; returns the exit code."""
+    from gelora.errors import ConfigError
     from validation.report.build import SECTIONS, build_report, rebuild_from
 
     if args.from_json is not None:
+        if args.profiles:
+            raise ConfigError(
+                "--from re-renders a report.json as it is; --id-profiles needs a build (drop --from)"
+            )
         path = rebuild_from(args.from_json, args.out)
         print(
             f"re-rendered {path.parent / 'report.md'} and {path.parent / 'report.html'} from {args.from_json}"
@@ -84,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     for d in args.runs or []:
         parts += ["--runs", str(d)]
     if args.profiles:
-        parts += ["--profiles", *(str(f) for f in args.profiles)]
+        parts += ["--id-profiles", *(str(f) for f in args.profiles)]
     if args.sections != ",".join(SECTIONS):
         parts += ["--sections", args.sections]
     command = " ".join(shlex.quote(a) for a in parts)

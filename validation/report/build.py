@@ -1178,21 +1178,19 @@ def rebuild_from(report_json: str | os.PathLike[str], out_dir: str | os.PathLike
 
 
 def _attach_more_models(
-    records: dict[str, dict[str, Any]], ctx: Context, paths: Sequence[str | os.PathLike[str]]
+    records: dict[str, dict[str, Any]], ctx: Context, groups: list[dict[str, Any]]
 ) -> None:
-    """Attach further models' profile files to a finished ``model_profile`` record (``more_models``) and
-    register the files for hashing; the section's cached result in ``raw/`` stays as it was computed."""
-    from validation.report.profiles import more_models
-
+    """Attach further models' profiles (:func:`validation.report.profiles.more_models`) to a finished
+    ``model_profile`` record (``more_models``) and register their files for hashing; the record is replaced,
+    not edited, so the section's cached result in ``raw/`` stays as it was computed."""
     rec = records.get("model_profile") or {}
     if rec.get("status") != "ok" or not isinstance(rec.get("data"), dict):
         print(
-            f"[report] --profiles: model_profile is {rec.get('status', 'not run')}; the {len(paths)} profile "
-            "file(s) are not attached",
+            f"[report] --id-profiles: model_profile is {rec.get('status', 'not run')}; the profiles of "
+            f"{len(groups)} model/text set(s) are not attached",
             file=sys.stderr,
         )
         return
-    groups = more_models(paths)
     records["model_profile"] = {**rec, "data": {**rec["data"], "more_models": groups}}
     for g in groups:
         for est, f in g["files"].items():
@@ -1260,6 +1258,8 @@ def build_report(
     else:
         runs = tuple(Path(d) for d in runs_dir)
     ctx = Context(profile=profile, seed=int(seed), out_dir=out, runs_dirs=runs)
+    # read (and check) the further profiles before any section runs: a bad file fails in seconds
+    groups = _import("validation.report.profiles").more_models(profile_files) if profile_files else []
     records: dict[str, dict[str, Any]] = {}
     bar = tqdm(SECTIONS, desc="report", unit="section", disable=(None if progress is None else not progress))
     for name in bar:
@@ -1276,7 +1276,7 @@ def build_report(
         )
     bar.close()
     if profile_files:
-        _attach_more_models(records, ctx, profile_files)
+        _attach_more_models(records, ctx, groups)
     cmd = command or " ".join(["gelora", *sys.argv[1:]] if Path(sys.argv[0]).name == "gelora" else sys.argv)
     env = collect_environment(
         commands=[cmd],

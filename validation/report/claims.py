@@ -201,63 +201,80 @@ def _model_caveat(model: Any) -> str:
 
 
 def _texts_label(texts: str) -> str:
-    """``glue/RTE/train.tsv.gz`` -> ``RTE``: the task a profile's texts come from (the file otherwise)."""
+    """``glue/RTE/train.tsv.gz`` -> ``RTE``, ``glue/RTE/dev.tsv.gz`` -> ``RTE dev``: the task (and split, when
+    not the training file) a profile's texts come from; the file itself otherwise."""
     parts = str(texts).split("/")
-    return parts[1] if len(parts) > 2 and parts[0] == "glue" else str(texts)
+    if len(parts) > 2 and parts[0] == "glue":
+        split = parts[-1].split(".")[0]
+        return parts[1] if split == "train" else f"{parts[1]} {split}"
+    return str(texts)
+
+
+def _profile_row(prof: dict[str, Any], size: int) -> dict[str, Any]:
+    """One estimator's profile judged against a hidden size: range, highest upper CI, far below (``low``),
+    and whether the highest and the lowest layer are separated at 95 % (``sig``: None without intervals)."""
+    dims = [float(x) for x in prof["dimension"]]
+    lo, hi = prof.get("ci_low") or None, prof.get("ci_high") or None
+    max_hi = max(hi) if hi else max(dims)
+    i_max, i_min = dims.index(max(dims)), dims.index(min(dims))
+    return {
+        "dims": dims,
+        "max_hi": max_hi,
+        "low": max_hi < LOW_ID_FRACTION * size,
+        "varies": max(dims) - min(dims) > 0,
+        "sig": None if not (lo and hi) else lo[i_max] > hi[i_min],
+    }
 
 
 def claim_low_id(report: dict[str, Any]) -> Finding:
+    """C3: every layer's ID far below the hidden size (upper CI under ``LOW_ID_FRACTION`` of it) and the
+    profile varying across layers, for the report's model and every further model (``more_models``).
+
+    "holds" needs every profile low and, in every (model, texts) set, an estimator whose highest and lowest
+    layers are separated at 95 %; "holds within estimator error" when every set varies but some only within
+    its intervals (or without any); otherwise "not reproduced". A profile without intervals never counts
+    as separated.
+    """
     sec = _section(report, "model_profile")
     if sec.get("status") != "ok":
         return _not_tested("model_profile", sec)
     data = sec["data"]
     hidden = data.get("hidden_size")
     all_profiles = data.get("estimators", {})
-    profiles = {k: v for k, v in all_profiles.items() if v.get("status", "ok") == "ok" and v.get("dimension")}
+    profiles = {k: v for k, v in all_profiles.items() if v.get("status", "ok") == "ok" and _has_dims(v)}
     if not profiles or not hidden:
         return NOT_TESTED, ["no per-layer ID profile with a known hidden size"], {}, {}
     evidence = []
     rows = []
     numbers: dict[str, Any] = {"hidden_size": hidden}
-    low_all = True
-    varies_any = False
-    varies_sig = False
-    more = [
-        g
-        for g in data.get("more_models") or []
-        if g.get("hidden_size") and any(p.get("dimension") for p in (g.get("estimators") or {}).values())
-    ]
+    more = []
+    for g in data.get("more_models") or []:
+        profs = {k: v for k, v in (g.get("estimators") or {}).items() if _has_dims(v)}
+        if g.get("hidden_size") and profs:
+            more.append({**g, "estimators": profs})
     # (label for evidence and table, key prefix of numbers, hidden size, profiles); the first model unlabelled
-    sets = [("", "", hidden, profiles)] + [
+    sets = [("", "", int(hidden), profiles)] + [
         (
             f"{g['model']} ({_texts_label(g['texts'])})",
-            f"{g['model']}/{_texts_label(g['texts'])}/",
+            f"{g['model']}/{g['texts']}/",
             int(g["hidden_size"]),
-            {k: v for k, v in g["estimators"].items() if v.get("dimension")},
+            g["estimators"],
         )
         for g in more
     ]
+    low_all = True
+    set_sig, set_varies = [], []
     for label, prefix, size, profs in sets:
-        for name, prof in profs.items():
-            dims = prof["dimension"]
-            hi = prof.get("ci_high") or dims
-            lo = prof.get("ci_low") or dims
-            max_hi = max(hi)
+        judged = {name: _profile_row(prof, size) for name, prof in profs.items()}
+        set_sig.append(any(j["sig"] for j in judged.values()))
+        set_varies.append(any(j["varies"] for j in judged.values()))
+        for name, j in judged.items():
+            dims, max_hi = j["dims"], j["max_hi"]
             numbers[f"{prefix}{name}_max_id"] = max(dims)
             numbers[f"{prefix}{name}_min_id"] = min(dims)
-            low = max_hi < LOW_ID_FRACTION * size
-            low_all &= low
-            i_max, i_min = dims.index(max(dims)), dims.index(min(dims))
-            spread = max(dims) - min(dims)
-            varies_any |= spread > 0
-            sig = lo[i_max] > hi[i_min]
-            varies_sig |= sig
-            row = [
-                name,
-                f"{min(dims):.1f}-{max(dims):.1f}",
-                f"{max_hi:.1f}",
-                "separated" if sig else "overlap",
-            ]
+            low_all &= j["low"]
+            sep = "no CI" if j["sig"] is None else "separated" if j["sig"] else "overlap"
+            row = [name, f"{min(dims):.1f}-{max(dims):.1f}", f"{max_hi:.1f}", sep]
             rows.append(row if not more else [label or str(data.get("model")), str(size), *row])
             evidence.append(
                 (f"{label} " if label else "")
@@ -268,19 +285,25 @@ def claim_low_id(report: dict[str, Any]) -> Finding:
         f"Criterion: every layer's upper CI below {LOW_ID_FRACTION:.0%} of the hidden size ({hidden}), and the "
         "profile varies across layers."
         if not more
-        else f"Criterion: every layer's upper CI below {LOW_ID_FRACTION:.0%} of its model's hidden size, in "
-        "every model's profile, and a profile varies across layers."
+        else f"Criterion: every layer's upper CI below {LOW_ID_FRACTION:.0%} of its model's hidden size in "
+        "every profile, and every model's profiles vary across layers."
     )
     for g in more:
         srcs = ", ".join(
-            f"{est}: {f['path']} ({f.get('device') or 'device not recorded'})"
-            for est, f in g["files"].items()
+            f"{est}: {f.get('path')} ({f.get('device') or 'device not recorded'})"
+            for est, f in (g.get("files") or {}).items()
         )
         evidence.append(
             f"{g['model']} profiles from files ({g.get('n_texts')} texts of {g['texts']}, "
-            f"{g.get('max_tokens')} tokens per layer): {srcs}."
+            f"{g.get('max_tokens')} tokens per layer): {srcs or 'files not recorded'}."
         )
-    evidence.append("Highest vs lowest layer CIs disjoint: holds; overlapping: within error.")
+    evidence.append(
+        "Highest vs lowest layer CIs disjoint: holds; overlapping: within error."
+        if not more
+        else "Highest vs lowest layer CIs disjoint for some estimator in every model/text set: holds; "
+        "overlapping (or no intervals) in some set: within error. A profile without intervals is never "
+        "counted as separated."
+    )
     first = next(iter(profiles))
     fp = profiles[first]
     f_hi = max(fp.get("ci_high") or fp["dimension"])
@@ -303,29 +326,48 @@ def claim_low_id(report: dict[str, Any]) -> Finding:
         "caveats": [_model_caveat(data.get("model"))],
     }
     if more:
-        # page one: per further model, the first estimator's range and upper CI over all its text sources
+        # page one: per model, the range over all its estimators and texts, and the highest upper CI (the
+        # number "far below" is judged by) with its estimator
+        def _part(model: str, size: int, profs: list[tuple[str, dict[str, Any]]]) -> str:
+            dims = [x for _, p in profs for x in p["dimension"]]
+            top = max(profs, key=lambda kv: max(kv[1].get("ci_high") or kv[1]["dimension"]))
+            top_hi = max(top[1].get("ci_high") or top[1]["dimension"])
+            return (
+                f"{model}: ID {min(dims):.1f}-{max(dims):.1f} (upper CI <= {top_hi:.1f}, {top[0]}) vs {size}"
+            )
+
         models = list(dict.fromkeys(str(g["model"]) for g in more))
-        key_parts, setup_parts = [], []
+        key_parts = [_part(str(data.get("model")), int(hidden), list(profiles.items()))]
+        setup_parts = []
         for m in models:
             mine = [g for g in more if g["model"] == m]
-            est = next(iter(mine[0]["estimators"]))
-            profs = [g["estimators"][est] for g in mine if est in g["estimators"]]
-            dims = [x for p in profs for x in p["dimension"]]
-            his = [x for p in profs for x in (p.get("ci_high") or p["dimension"])]
             key_parts.append(
-                f"{m} {est} ID {min(dims):.1f}-{max(dims):.1f} (upper CI <= {max(his):.1f}) "
-                f"vs {mine[0]['hidden_size']}"
+                _part(m, int(mine[0]["hidden_size"]), [kv for g in mine for kv in g["estimators"].items()])
             )
-            texts = ", ".join(_texts_label(g["texts"]) for g in mine)
-            setup_parts.append(f"{m} ({texts} texts, {mine[0].get('max_tokens')} tokens per layer)")
-        extra["key"] = {**extra["key"], "text": f"{extra['key']['text']}; {'; '.join(key_parts)}"}
+            tokens = {g.get("max_tokens") for g in mine}
+            texts = (
+                f"{', '.join(_texts_label(g['texts']) for g in mine)}; {tokens.pop()} tokens per layer"
+                if len(tokens) == 1
+                else ", ".join(f"{_texts_label(g['texts'])} {g.get('max_tokens')}" for g in mine)
+                + " tokens per layer"
+            )
+            setup_parts.append(f"{m} ({texts})")
+        extra["key"] = {**extra["key"], "text": "; ".join(key_parts)}
         extra["setup"] = f"{extra['setup']} + {' + '.join(setup_parts)}"
         extra["caveats"] = [_model_caveat(" and ".join([str(data.get("model")), *models]))]
     if not low_all:
         return NOT_REPRODUCED, evidence, numbers, extra
-    if varies_sig:
+    if all(set_sig):
         return HOLDS, evidence, numbers, extra
-    return (HOLDS_WITHIN_ERROR if varies_any else NOT_REPRODUCED), evidence, numbers, extra
+    return (HOLDS_WITHIN_ERROR if all(set_varies) else NOT_REPRODUCED), evidence, numbers, extra
+
+
+def _has_dims(prof: Any) -> bool:
+    """A profile with at least one layer and a number for every layer's dimension."""
+    dims = prof.get("dimension") if isinstance(prof, dict) else None
+    if not isinstance(dims, list) or not dims:
+        return False
+    return all(isinstance(x, int | float) and not isinstance(x, bool) for x in dims)
 
 
 def _grid_table(

@@ -2,7 +2,7 @@
 
 The report's ``model_profile`` section computes the bundled MiniLM's profile itself (minutes, reused from
 ``raw/``). Profiles of larger models are measured elsewhere (e.g. MPNet-base on an H200:
-``reports/gpu/mpnet_h200/ranks_mpnet_*.json``) and enter the report as files: ``gelora report --profiles
+``reports/gpu/mpnet_h200/ranks_mpnet_*.json``) and enter the report as files: ``gelora report --id-profiles
 FILE ...``. They are read at every assembly (cheap) and attached to the section's data as ``more_models``,
 one entry per (model, text source), so the cached MiniLM profile is never recomputed for them. C3 then
 holds only if every model's profile is far below its hidden size.
@@ -24,12 +24,19 @@ from validation.report.portable import portable_path
 RANKS_SCHEMA_VERSION = 1
 
 
+#: folders of the data root a text source may start from (``glue/RTE/train.tsv.gz``)
+DATA_FOLDERS: tuple[str, ...] = ("glue", "squad")
+
+
 def _text_source(d: dict[str, Any]) -> str:
-    """The texts' file relative to the data root (``glue/STS-B/train.tsv.gz``), without any machine's prefix."""
+    """The texts' file relative to the data root (``glue/STS-B/train.tsv.gz``): from the first data-root
+    folder of the recorded path on (any machine's prefix dropped), else the file's name."""
     src = str((d.get("data") or {}).get("source") or "unknown texts").split(" [")[0]
-    for prefix in ("$GELORA_DATA_DIR/",):
-        src = src.removeprefix(prefix)
-    return src
+    parts = Path(src.removeprefix("$GELORA_DATA_DIR/")).parts
+    start = next((i for i, part in enumerate(parts) if part in DATA_FOLDERS), None)
+    if start is not None:
+        return "/".join(parts[start:])
+    return parts[-1] if parts else "unknown texts"
 
 
 def read_profile_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -45,33 +52,52 @@ def read_profile_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     dict
         ``model``, ``estimator``, ``hidden_size`` (features of the hidden states), ``texts`` (file relative
         to the data root), ``n_texts``, ``max_tokens``, ``device``, ``sha256`` of the file and ``profile``
-        (``dimension``, ``ci_low``, ``ci_high`` per hidden state, ``ranks``, ...).
+        (``dimension``, ``ci_low``, ``ci_high`` per hidden state, ``ci_method``, ``ranks``, ...). Layers
+        whose estimator computed no interval (``ci_method`` "none", e.g. DANCo without bootstrap) leave
+        the profile without intervals, never with zero-width ones.
 
     Raises
     ------
     ResultFileError
-        The file is not a ``gelora ranks`` result of a known layout, or lacks per-layer dimensions or the
-        hidden size.
+        The file is not a ``gelora ranks`` result of a known layout, a layer has no numeric dimension (a
+        layer flagged degenerate: C3 needs every layer), or the hidden size is missing or not one number.
     """
     from validation.report.build import normalise_profile
 
     p = Path(path)
+    if not p.is_file():
+        raise ResultFileError(f"{p}: no such profile file")
     d = read_json(p)
     if not isinstance(d, dict) or d.get("schema_version") != RANKS_SCHEMA_VERSION or "layers" not in d:
         raise ResultFileError(
             f"{p} is not a `gelora ranks` result (schema_version {RANKS_SCHEMA_VERSION} with per-layer results)"
         )
-    hidden = {
-        int(n)
-        for lay in d["layers"]
-        if isinstance(lay, dict) and (n := (lay.get("result") or {}).get("n_features")) is not None
-    }
+    layers = [lay for lay in d["layers"] if isinstance(lay, dict)]
+    missing = [
+        str(lay.get("name", i))
+        for i, lay in enumerate(layers)
+        if not isinstance(lay.get("dimension"), int | float) or isinstance(lay.get("dimension"), bool)
+    ]
+    if not layers or missing:
+        raise ResultFileError(
+            f"{p}: layer(s) {missing or 'all'} have no intrinsic dimension (flagged or failed); "
+            "C3 needs every layer's"
+        )
+    hidden = {int(n) for lay in layers if (n := (lay.get("result") or {}).get("n_features")) is not None}
     if len(hidden) != 1:
         raise ResultFileError(f"{p}: the hidden size is not one number across layers ({sorted(hidden)})")
+    methods = sorted({str((lay.get("result") or {}).get("ci_method") or "unknown") for lay in layers})
+    # an interval the estimator did not compute is not a zero-width interval
+    clean = {
+        **d,
+        "layers": [
+            {**lay, "ci": None} if (lay.get("result") or {}).get("ci_method") == "none" else lay
+            for lay in layers
+        ],
+    }
     # the file itself is hashed and named; its full record ("raw") stays out of report.json
-    prof = {k: v for k, v in normalise_profile(d).items() if k != "raw"}
-    if not prof.get("dimension"):
-        raise ResultFileError(f"{p}: no per-layer intrinsic dimensions")
+    prof = {k: v for k, v in normalise_profile(clean).items() if k != "raw"}
+    prof["ci_method"] = methods[0] if len(methods) == 1 else methods
     return {
         "model": str(d.get("model") or "unknown model"),
         "estimator": str(d.get("estimator") or "unknown estimator"),
@@ -87,6 +113,11 @@ def read_profile_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def more_models(paths: Sequence[str | os.PathLike[str]]) -> list[dict[str, Any]]:
     """Group profile files by (model, texts): one entry each, its estimators in the order given.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        ``gelora ranks`` JSON files (:func:`read_profile_file`).
 
     Returns
     -------

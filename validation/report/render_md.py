@@ -378,6 +378,12 @@ def _profile_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
         f"The highest layer ID of any estimator is {fmt(max(top['dimension']), 3)} ({top_name}, {top_layer}), "
         f"against a hidden size of {fmt(hidden)}."
     )
+    if data.get("more_models"):
+        first = (
+            f"For {data.get('model')}, the highest layer ID of any estimator is {fmt(max(top['dimension']), 3)} "
+            f"({top_name}, {top_layer}), against a hidden size of {fmt(hidden)}; the further models' profiles "
+            "(claim C3) are tabulated in appendix C."
+        )
     second = (
         "The ranks (right) follow the ID increase from each layer to the next, scaled to the budget of uniform "
         f"LoRA r = {data.get('budget_rank')}; the estimators disagree on where the ID rises most."
@@ -395,20 +401,7 @@ def _profile_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
             "interval per hidden-state layer; ranks r_i = max(d_(i+1) - d_i, 0) + offset, scaled to the budget."
         )
     ]
-    n_layers = max(len(profs[n]["dimension"]) for n in ok)
-    rows = []
-    for i in range(n_layers):
-        label = (profs[ok[0]].get("layers") or [str(j) for j in range(n_layers)])[i]
-        row = [label]
-        for n in ok:
-            p = profs[n]
-            if i >= len(p["dimension"]):
-                row.append("—")
-                continue
-            ci = f" [{fmt(p['ci_low'][i], 3)}, {fmt(p['ci_high'][i], 3)}]" if p.get("ci_low") else ""
-            row.append(f"{fmt(p['dimension'][i], 3)}{ci}")
-        rows.append(tuple(row))
-    app.append(Table(("layer", *(f"{n} ID [95% CI]" for n in ok)), tuple(rows)))
+    app.append(_id_table(profs, ok))
     n_blocks = max(len(profs[n].get("ranks") or []) for n in ok)
     if n_blocks:
         rrows = []
@@ -429,7 +422,42 @@ def _profile_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
             + f", wall time {fmt(p.get('wall_s'), 3)} s (hidden states + estimation)"
         )
     app.append(Bullets(tuple(meta)))
+    for g in data.get("more_models") or []:
+        gp = g.get("estimators") or {}
+        gok = [n for n in gp if gp[n].get("dimension")]
+        if not gok:
+            continue
+        files = "; ".join(
+            f"{n}: {f.get('path')} (sha256 {str(f.get('sha256'))[:8]}…, {f.get('device') or 'device not recorded'})"
+            for n, f in (g.get("files") or {}).items()
+        )
+        app.append(
+            Para(
+                f"Further model (claim C3, from `gelora ranks` files): {g.get('model')}, hidden size "
+                f"{fmt(g.get('hidden_size'))}; texts {g.get('texts')} ({fmt(g.get('n_texts'))} texts, "
+                f"{fmt(g.get('max_tokens'))} tokens per layer). Files: {files or 'not recorded'}."
+            )
+        )
+        app.append(_id_table(gp, gok))
     return out, app
+
+
+def _id_table(profs: dict[str, Any], ok: list[str]) -> Table:
+    """Per-layer ID with its 95% CI (when the estimator gave one) of the estimators ``ok``."""
+    n_layers = max(len(profs[n]["dimension"]) for n in ok)
+    rows = []
+    for i in range(n_layers):
+        label = (profs[ok[0]].get("layers") or [str(j) for j in range(n_layers)])[i]
+        row = [label]
+        for n in ok:
+            p = profs[n]
+            if i >= len(p["dimension"]):
+                row.append("—")
+                continue
+            ci = f" [{fmt(p['ci_low'][i], 3)}, {fmt(p['ci_high'][i], 3)}]" if p.get("ci_low") else ""
+            row.append(f"{fmt(p['dimension'][i], 3)}{ci}")
+        rows.append(tuple(row))
+    return Table(("layer", *(f"{n} ID [95% CI]" for n in ok)), tuple(rows))
 
 
 #: a Pearson correlation below this on STS-B (it explains < 4% of the score variance) is read as the

@@ -54,7 +54,7 @@ def test_the_committed_report_read_the_listed_profile_files():
     report = json.loads((ROOT / "reports" / "full" / "report.json").read_text(encoding="utf-8"))
     (cmd,) = [c for c in report["environment"]["commands"] if "--runs" in c]
     words = shlex.split(cmd)
-    recorded = words[words.index("--profiles") + 1 :]
+    recorded = words[words.index("--id-profiles") + 1 :]
     recorded = recorded[: next((i for i, w in enumerate(recorded) if w.startswith("--")), len(recorded))]
     assert recorded == listed, "rebuild with `bash scripts/rebuild_full_report.sh` after editing the list"
     groups = report["sections"]["model_profile"]["data"]["more_models"]
