@@ -297,7 +297,9 @@ def normalise_profile(d: dict[str, Any]) -> dict[str, Any]:
     for v in dims_raw or []:
         if isinstance(v, dict):
             dims.append(float(v["dimension"]))
-            ci = v.get("ci") or [None, None]
+            # an interval the estimator did not compute (ci_method "none": (d, d)) is not a zero-width one
+            no_ci = (v.get("result") or {}).get("ci_method") == "none"
+            ci = (None if no_ci else v.get("ci")) or [None, None]
             lo.append(ci[0])
             hi.append(ci[1])
         else:

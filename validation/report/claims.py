@@ -214,7 +214,7 @@ def _profile_row(prof: dict[str, Any], size: int) -> dict[str, Any]:
     """One estimator's profile judged against a hidden size: range, highest upper CI, far below (``low``),
     and whether the highest and the lowest layer are separated at 95 % (``sig``: None without intervals)."""
     dims = [float(x) for x in prof["dimension"]]
-    lo, hi = prof.get("ci_low") or None, prof.get("ci_high") or None
+    lo, hi = profile_intervals(prof)
     max_hi = max(hi) if hi else max(dims)
     i_max, i_min = dims.index(max(dims)), dims.index(min(dims))
     return {
@@ -224,6 +224,17 @@ def _profile_row(prof: dict[str, Any], size: int) -> dict[str, Any]:
         "varies": max(dims) - min(dims) > 0,
         "sig": None if not (lo and hi) else lo[i_max] > hi[i_min],
     }
+
+
+def profile_intervals(prof: dict[str, Any]) -> tuple[list[float] | None, list[float] | None]:
+    """A profile's (lower, upper) interval bounds when usable: one number per layer on both sides; else
+    (None, None) (no intervals: never read as zero-width or partial)."""
+    n = len(prof.get("dimension") or [])
+    lo, hi = prof.get("ci_low"), prof.get("ci_high")
+    ok = all(
+        isinstance(b, list) and len(b) == n and all(isinstance(x, int | float) for x in b) for b in (lo, hi)
+    )
+    return (lo, hi) if ok and n else (None, None)
 
 
 def claim_low_id(report: dict[str, Any]) -> Finding:
@@ -248,9 +259,18 @@ def claim_low_id(report: dict[str, Any]) -> Finding:
     rows = []
     numbers: dict[str, Any] = {"hidden_size": hidden}
     more = []
+    dropped = []
     for g in data.get("more_models") or []:
+        name = f"{g.get('model')} ({_texts_label(str(g.get('texts')))})"
         profs = {k: v for k, v in (g.get("estimators") or {}).items() if _has_dims(v)}
-        if g.get("hidden_size") and profs:
+        dropped += [
+            f"{name} {k}: no usable dimensions" for k in (g.get("estimators") or {}) if k not in profs
+        ]
+        if not g.get("hidden_size"):
+            dropped.append(f"{name}: no hidden size")
+        elif not profs:
+            dropped.append(f"{name}: no usable profile")
+        else:
             more.append({**g, "estimators": profs})
     # (label for evidence and table, key prefix of numbers, hidden size, profiles); the first model unlabelled
     sets = [("", "", int(hidden), profiles)] + [
@@ -307,7 +327,7 @@ def claim_low_id(report: dict[str, Any]) -> Finding:
     first = next(iter(profiles))
     fp = profiles[first]
     f_hi = max(fp.get("ci_high") or fp["dimension"])
-    bad = [f"{k}: {v.get('status')}" for k, v in all_profiles.items() if k not in profiles]
+    bad = [f"{k}: {v.get('status')}" for k, v in all_profiles.items() if k not in profiles] + dropped
     extra: dict[str, Any] = {
         "key": {
             "text": f"{first} ID {min(fp['dimension']):.1f}-{max(fp['dimension']):.1f} (upper CI <= {f_hi:.1f}) "

@@ -87,16 +87,9 @@ def read_profile_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     if len(hidden) != 1:
         raise ResultFileError(f"{p}: the hidden size is not one number across layers ({sorted(hidden)})")
     methods = sorted({str((lay.get("result") or {}).get("ci_method") or "unknown") for lay in layers})
-    # an interval the estimator did not compute is not a zero-width interval
-    clean = {
-        **d,
-        "layers": [
-            {**lay, "ci": None} if (lay.get("result") or {}).get("ci_method") == "none" else lay
-            for lay in layers
-        ],
-    }
-    # the file itself is hashed and named; its full record ("raw") stays out of report.json
-    prof = {k: v for k, v in normalise_profile(clean).items() if k != "raw"}
+    # the file itself is hashed and named; its full record ("raw") stays out of report.json (normalise_profile
+    # leaves out intervals the estimator did not compute)
+    prof = {k: v for k, v in normalise_profile(d).items() if k != "raw"}
     prof["ci_method"] = methods[0] if len(methods) == 1 else methods
     return {
         "model": str(d.get("model") or "unknown model"),

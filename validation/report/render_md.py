@@ -444,6 +444,8 @@ def _profile_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
 
 def _id_table(profs: dict[str, Any], ok: list[str]) -> Table:
     """Per-layer ID with its 95% CI (when the estimator gave one) of the estimators ``ok``."""
+    from validation.report.claims import profile_intervals
+
     n_layers = max(len(profs[n]["dimension"]) for n in ok)
     rows = []
     for i in range(n_layers):
@@ -454,7 +456,8 @@ def _id_table(profs: dict[str, Any], ok: list[str]) -> Table:
             if i >= len(p["dimension"]):
                 row.append("—")
                 continue
-            ci = f" [{fmt(p['ci_low'][i], 3)}, {fmt(p['ci_high'][i], 3)}]" if p.get("ci_low") else ""
+            lo, hi = profile_intervals(p)
+            ci = f" [{fmt(lo[i], 3)}, {fmt(hi[i], 3)}]" if lo and hi else ""
             row.append(f"{fmt(p['dimension'][i], 3)}{ci}")
         rows.append(tuple(row))
     return Table(("layer", *(f"{n} ID [95% CI]" for n in ok)), tuple(rows))

@@ -137,8 +137,14 @@ def test_c3_judges_every_model(f, tmp_path):
     assert flat_c3["verdict"] == HOLDS_WITHIN_ERROR and flat_c3["table"]["rows"][-1][-1] == "overlap"
     # a group whose estimator lacks dimensions (a hand-edited report.json) is skipped, not a crash
     broken = more_models([low])
-    broken[0]["estimators"]["twonn"]["dimension"] = []
-    assert _c3(f, broken)["table"]["headers"][0] == "estimator"
+    broken[0]["estimators"]["twonn"]["dimension"] = [3.0, None, 6.0]
+    broken_c3 = _c3(f, broken)
+    assert broken_c3["table"]["headers"][0] == "estimator"
+    assert "big-encoder (RTE): no usable profile" in broken_c3["exclusions"]
+    # interval lists of the wrong length are no intervals (never a truncated upper bound)
+    short = more_models([low])
+    short[0]["estimators"]["twonn"]["ci_high"] = [2.5]
+    assert _c3(f, short)["table"]["rows"][-1][-2:] == ["12.0", "no CI"]
     # without further models the claim reads as before (no model column)
     plain = next(
         c
