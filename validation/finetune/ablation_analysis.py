@@ -35,7 +35,14 @@ _PROFILE_IGNORE = frozenset({"name", "eval_batch_size", "save_steps"})
 
 
 def _profile_key(cell: dict[str, Any]) -> str:
-    prof = ((cell.get("config") or {}).get("profile")) or {}
+    """The cell's profile as a pairing key: the settings that change results, with only its own task's
+    overrides (another task's schedule does not change this cell's training)."""
+    prof = dict(((cell.get("config") or {}).get("profile")) or {})
+    if isinstance(prof.get("task_overrides"), dict):
+        task = str(cell.get("task"))
+        prof["task_overrides"] = (
+            {task: prof["task_overrides"][task]} if task in prof["task_overrides"] else {}
+        )
     return json.dumps(
         {k: v for k, v in prof.items() if k not in _PROFILE_IGNORE}, sort_keys=True, default=str
     )

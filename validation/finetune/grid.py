@@ -14,7 +14,8 @@ Layout of a run directory::
 
 A rerun of the same command skips every cell whose result file exists, resumes a cell with checkpoints
 from its last checkpoint, and retries failed cells. A run directory remembers its profile: rerunning it
-with different hyper-parameters is refused (the cells would not be comparable).
+with different hyper-parameters is refused (the cells would not be comparable); a per-task override
+(``task_overrides``) counts only for the tasks the directory holds (:func:`joined_profile`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -100,11 +101,46 @@ class GridOutcome:
         return out
 
 
-def profile_key(profile: dict[str, Any]) -> dict[str, Any]:
+def profile_key(profile: dict[str, Any], tasks: Iterable[str] | None = None) -> dict[str, Any]:
     """The fields of a profile that change results (runs that share them may share a directory); the
-    evaluation batch size and the checkpoint interval do not."""
+    evaluation batch size and the checkpoint interval do not.
+
+    With ``tasks``, ``task_overrides`` keeps only those tasks' entries: a schedule decided for one task
+    (e.g. QNLI's epochs) does not change what the other tasks' cells were trained with.
+    """
     ignore = {"eval_batch_size", "save_steps"}
-    return {k: v for k, v in profile.items() if k not in ignore}
+    key = {k: v for k, v in profile.items() if k not in ignore}
+    if tasks is not None:
+        overrides = key.get("task_overrides") or {}
+        key["task_overrides"] = {t: overrides[t] for t in sorted(set(tasks)) if t in overrides}
+    return key
+
+
+def joined_profile(
+    old: dict[str, Any], old_tasks: Iterable[str], new: dict[str, Any], new_tasks: Iterable[str]
+) -> dict[str, Any] | None:
+    """The profile of a run directory holding cells of ``old`` (tasks ``old_tasks``) and of ``new`` (tasks
+    ``new_tasks``), or None when they cannot share it.
+
+    They can when every setting but the per-task overrides agrees (:func:`profile_key`) and the overrides
+    agree on every task both hold. The result is ``new`` with ``old``'s overrides for the tasks only ``old``
+    holds (``new`` itself when nothing differs).
+    """
+    old_t, new_t = set(old_tasks), set(new_tasks)
+    shared = old_t & new_t
+    if profile_key(old, shared) != profile_key(new, shared):
+        return None
+    only_old = old_t - new_t
+    old_over = old.get("task_overrides") or {}
+    new_over = dict(new.get("task_overrides") or {})
+    if all(old_over.get(t) == new_over.get(t) for t in only_old):
+        return new
+    for t in only_old:
+        if t in old_over:
+            new_over[t] = old_over[t]
+        else:
+            new_over.pop(t, None)
+    return {**new, "task_overrides": new_over}
 
 
 def read_plan(run_dir: str | Path) -> dict[str, Any]:
@@ -130,18 +166,21 @@ def write_plan(
     """Create or extend ``grid.json`` (the union of all planned cells), refusing a changed profile."""
     path = run_dir / "grid.json"
     planned: list[dict[str, Any]] = []
+    recorded = profile.to_dict()
     if path.exists():
         old = read_plan(run_dir)
-        if profile_key(old["profile"]) != profile_key(profile.to_dict()):
-            diff = sorted(
-                k
-                for k in set(old["profile"]) | set(profile.to_dict())
-                if old["profile"].get(k) != profile.to_dict().get(k)
-            )
+        old_tasks = {str(c["task"]) for c in old["cells"]}
+        joined = joined_profile(old["profile"], old_tasks, recorded, tasks)
+        if joined is None:
+            shared = old_tasks & set(tasks)
+            a, b = profile_key(old["profile"], shared), profile_key(recorded, shared)
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             raise ConfigError(
-                f"{run_dir} was started with a different profile (fields {diff} differ); "
-                "use another --out directory or the same settings"
+                f"{run_dir} was started with a different profile (fields {diff} differ"
+                + (f" for tasks {sorted(shared)}" if "task_overrides" in diff else "")
+                + "); use another --out directory or the same settings"
             )
+        recorded = joined
         planned = list(old["cells"])
     seen = {(c["task"], c["method"], int(c["seed"])) for c in planned}
     for t in tasks:
@@ -155,7 +194,7 @@ def write_plan(
             path,
             {
                 "schema": GRID_SCHEMA,
-                "profile": profile.to_dict(),
+                "profile": recorded,
                 "cells": planned,
                 "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             },

@@ -6,7 +6,8 @@ selection run is reused. :func:`merge_runs` brings their results into the commit
 
 - ``grid.json``: the union of the planned cells (the destination's order first), only when every source
   has the destination's profile (the fields that change results, as :func:`validation.finetune.grid.write_plan`
-  compares them);
+  compares them; per-task overrides only for the tasks both hold, :func:`validation.finetune.grid.joined_profile`:
+  a source's new task brings its own override into the plan);
 - ``cells/*.json``, ``lr_select/*.json``: copied (atomically, :func:`gelora._io.atomic_write_bytes`) when new, skipped when byte-identical, **refused** when the
   destination holds a different file of the same name (a result is never overwritten);
 - ``logs/*.log`` except the workers' own logs (``worker-*.log``: process scheduling, not results): copied
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from gelora._io import atomic_write_bytes, atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
-from validation.finetune.grid import GRID_SCHEMA, profile_key, read_plan
+from validation.finetune.grid import GRID_SCHEMA, joined_profile, profile_key, read_plan
 
 #: sub-directory -> file pattern of what a merge carries over
 RESULT_DIRS = {"cells": "*.json", "lr_select": "*.json"}
@@ -89,17 +90,22 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
         if dest.exists() and s.resolve() == dest.resolve():
             raise ConfigError(f"{s} is the destination itself")
     base = read_plan(dest) if (dest / "grid.json").exists() else plans[0]
-    key = profile_key(base["profile"])
+    # the destination's profile, extended by each source with the overrides of tasks only it holds; a
+    # difference in any other setting, or in the overrides of a task both hold, is refused
+    profile, tasks = base["profile"], {str(c["task"]) for c in base["cells"]}
     for s, plan in zip(srcs, plans, strict=True):
-        if profile_key(plan["profile"]) != key:
-            diff = sorted(
-                k
-                for k in set(key) | set(plan["profile"])
-                if key.get(k) != profile_key(plan["profile"]).get(k)
-            )
+        src_tasks = {str(c["task"]) for c in plan["cells"]}
+        joined = joined_profile(plan["profile"], src_tasks, profile, tasks)
+        if joined is None:
+            shared = tasks & src_tasks
+            a, b = profile_key(profile, shared), profile_key(plan["profile"], shared)
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
             raise ConfigError(
-                f"{s}: profile differs from {dest}'s in {diff}; such runs cannot share a directory"
+                f"{s}: profile differs from {dest}'s in {diff}"
+                + (f" (tasks {sorted(shared)})" if "task_overrides" in diff else "")
+                + "; such runs cannot share a directory"
             )
+        profile, tasks = joined, tasks | src_tasks
     report = MergeReport()
     todo: dict[str, Path] = {}
     for s in srcs:
@@ -135,7 +141,7 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
         dest / "grid.json",
         {
             "schema": GRID_SCHEMA,
-            "profile": base["profile"],
+            "profile": profile,
             "cells": cells,
             "updated": max(stamps) if stamps else datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },

@@ -147,3 +147,61 @@ def test_cli(runs, tmp_path, capsys):
     assert "copied" in capsys.readouterr().out
     assert main([str(dest), str(tmp_path / "nothing")]) == 2
     assert "merge_runs: error:" in capsys.readouterr().out
+
+
+def _with_overrides(run: Path, overrides: dict) -> Path:
+    """Give ``run``'s plan per-task overrides (as the paper profile records them)."""
+    plan = read_plan(run)
+    plan["profile"]["task_overrides"] = overrides
+    atomic_write_json(run / "grid.json", plan)
+    return run
+
+
+def test_a_schedule_changed_for_another_task_does_not_split_directories(runs, tmp_path):
+    """A run made after QNLI's schedule changed merges into a directory without QNLI cells (its SST-2/CoLA
+    overrides agree); a QNLI run at another schedule is refused where QNLI cells exist."""
+    dest, _, _ = runs
+    _with_overrides(dest, {"stsb": {"epochs": 25.0}, "qnli": {"epochs": 5.0}})
+    newer = _with_overrides(
+        write_grid(tmp_path / "newer", {"cola": {"lora": [0.3]}}),
+        {"stsb": {"epochs": 25.0}, "cola": {"epochs": 25.0}, "qnli": {"epochs": 20.0}},
+    )
+    merge_runs(dest, [newer])
+    over = read_plan(dest)["profile"]["task_overrides"]
+    # the destination keeps its own tasks' overrides and gains the new task's
+    assert over == {"stsb": {"epochs": 25.0}, "qnli": {"epochs": 5.0}, "cola": {"epochs": 25.0}}
+    # STS-B cells at another STS-B schedule are refused, naming the overrides and the task
+    clash = _with_overrides(
+        write_grid(tmp_path / "clash", {"stsb": {"lora": [0.5]}}), {"stsb": {"epochs": 3.0}}
+    )
+    with pytest.raises(ConfigError, match=r"\['task_overrides'\] \(tasks \['stsb'\]\)"):
+        merge_runs(dest, [clash])
+
+
+def test_write_plan_extends_a_directory_whose_other_tasks_ran_at_another_schedule(tmp_path):
+    from validation.finetune.grid import write_plan
+    from validation.finetune.runner import PROFILES
+
+    paper = PROFILES["paper"]
+    run = tmp_path / "run"
+    write_plan(run, ["stsb"], ["lora"], [0], paper)
+    plan = read_plan(run)
+    assert plan["profile"] == paper.to_dict()  # nothing differs: the profile as given, as before
+    over = dict(plan["profile"]["task_overrides"])
+    over["qnli"] = {**over["qnli"], "epochs": 99.0}
+    plan["profile"]["task_overrides"] = over
+    atomic_write_json(run / "grid.json", plan)
+    # adding CoLA with today's settings: allowed, and the plan keeps QNLI's recorded override only while it
+    # has no QNLI cells (here none: today's override replaces it)
+    write_plan(run, ["cola"], ["lora"], [0], paper)
+    assert (
+        read_plan(run)["profile"]["task_overrides"]["qnli"]["epochs"]
+        == paper.to_dict()["task_overrides"]["qnli"]["epochs"]
+    )
+    # a directory holding QNLI cells at the other schedule refuses QNLI at today's
+    write_plan(run, ["qnli"], ["lora"], [0], paper)  # plans QNLI at today's schedule
+    plan = read_plan(run)
+    plan["profile"]["task_overrides"]["qnli"]["epochs"] = 99.0
+    atomic_write_json(run / "grid.json", plan)
+    with pytest.raises(ConfigError, match=r"task_overrides.*for tasks \['qnli'\]"):
+        write_plan(run, ["qnli"], ["gelora"], [0], paper)
