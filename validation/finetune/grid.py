@@ -116,6 +116,19 @@ def profile_key(profile: dict[str, Any], tasks: Iterable[str] | None = None) -> 
     return key
 
 
+def held_tasks(run_dir: str | Path, plan: dict[str, Any]) -> set[str]:
+    """Tasks a run directory holds: those of its plan's cells and those of any result on disk (``cells/``,
+    ``lr_select/``), so results dropped from ``grid.json`` still count when profiles are compared (a cell file
+    at an old schedule must never pass for one at a new schedule)."""
+    tasks = {str(c["task"]) for c in plan.get("cells") or []}
+    root = Path(run_dir)
+    for sub in ("cells", "lr_select"):
+        d = root / sub
+        if d.is_dir():
+            tasks |= {p.name.split("__", 1)[0] for p in d.glob("*__*.json") if p.is_file()}
+    return tasks
+
+
 def joined_profile(
     old: dict[str, Any], old_tasks: Iterable[str], new: dict[str, Any], new_tasks: Iterable[str]
 ) -> dict[str, Any] | None:
@@ -169,7 +182,7 @@ def write_plan(
     recorded = profile.to_dict()
     if path.exists():
         old = read_plan(run_dir)
-        old_tasks = {str(c["task"]) for c in old["cells"]}
+        old_tasks = held_tasks(run_dir, old)
         joined = joined_profile(old["profile"], old_tasks, recorded, tasks)
         if joined is None:
             shared = old_tasks & set(tasks)

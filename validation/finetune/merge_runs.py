@@ -31,7 +31,7 @@ from pathlib import Path
 
 from gelora._io import atomic_write_bytes, atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
-from validation.finetune.grid import GRID_SCHEMA, joined_profile, profile_key, read_plan
+from validation.finetune.grid import GRID_SCHEMA, held_tasks, joined_profile, profile_key, read_plan
 
 #: sub-directory -> file pattern of what a merge carries over
 RESULT_DIRS = {"cells": "*.json", "lr_select": "*.json"}
@@ -92,9 +92,10 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
     base = read_plan(dest) if (dest / "grid.json").exists() else plans[0]
     # the destination's profile, extended by each source with the overrides of tasks only it holds; a
     # difference in any other setting, or in the overrides of a task both hold, is refused
-    profile, tasks = base["profile"], {str(c["task"]) for c in base["cells"]}
+    base_dir = dest if (dest / "grid.json").exists() else srcs[0]
+    profile, tasks = base["profile"], held_tasks(base_dir, base)
     for s, plan in zip(srcs, plans, strict=True):
-        src_tasks = {str(c["task"]) for c in plan["cells"]}
+        src_tasks = held_tasks(s, plan)
         joined = joined_profile(plan["profile"], src_tasks, profile, tasks)
         if joined is None:
             shared = tasks & src_tasks

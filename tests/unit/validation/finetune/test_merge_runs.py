@@ -205,3 +205,29 @@ def test_write_plan_extends_a_directory_whose_other_tasks_ran_at_another_schedul
     atomic_write_json(run / "grid.json", plan)
     with pytest.raises(ConfigError, match=r"task_overrides.*for tasks \['qnli'\]"):
         write_plan(run, ["qnli"], ["gelora"], [0], paper)
+
+
+def test_results_dropped_from_the_plan_still_count(tmp_path):
+    """QNLI cells left on disk (dropped from grid.json only) keep a QNLI run at another schedule out."""
+    from validation.finetune.grid import held_tasks, write_plan
+    from validation.finetune.runner import PROFILES
+
+    paper = PROFILES["paper"]
+    run = tmp_path / "run"
+    write_plan(run, ["stsb", "qnli"], ["lora"], [0], paper)
+    (run / "cells").mkdir()
+    (run / "cells" / "qnli__lora__seed0.json").write_text("{}")
+    (run / "lr_select").mkdir()
+    (run / "lr_select" / "qnli__lora.json").write_text("{}")
+    plan = read_plan(run)
+    plan["cells"] = [c for c in plan["cells"] if c["task"] != "qnli"]
+    plan["profile"]["task_overrides"]["qnli"]["epochs"] = 99.0
+    atomic_write_json(run / "grid.json", plan)
+    assert held_tasks(run, plan) == {"stsb", "qnli"}
+    with pytest.raises(ConfigError, match=r"for tasks \['qnli'\]"):
+        write_plan(run, ["qnli"], ["lora"], [0], paper)
+    # the same directory as a merge source into a directory with QNLI at today's schedule: refused too
+    dest = tmp_path / "dest"
+    write_plan(dest, ["qnli"], ["gelora"], [0], paper)
+    with pytest.raises(ConfigError, match=r"\(tasks \['qnli'\]\)"):
+        merge_runs(dest, [run])
