@@ -30,22 +30,18 @@ from typing import Any
 from gelora.errors import ConfigError, ResultFileError
 
 SCHEMA = "gelora.validation.ablations/1"
+
+
 #: profile fields that do not change a cell's result (cells differing only in these are paired)
-_PROFILE_IGNORE = frozenset({"name", "eval_batch_size", "save_steps"})
-
-
 def _profile_key(cell: dict[str, Any]) -> str:
-    """The cell's profile as a pairing key: the settings that change results, with only its own task's
-    overrides (another task's schedule does not change this cell's training)."""
-    prof = dict(((cell.get("config") or {}).get("profile")) or {})
-    if isinstance(prof.get("task_overrides"), dict):
-        task = str(cell.get("task"))
-        prof["task_overrides"] = (
-            {task: prof["task_overrides"][task]} if task in prof["task_overrides"] else {}
-        )
-    return json.dumps(
-        {k: v for k, v in prof.items() if k not in _PROFILE_IGNORE}, sort_keys=True, default=str
-    )
+    """The cell's profile as a pairing key: the settings that change results
+    (:func:`validation.finetune.grid.profile_key`, its name aside), with only its own task's overrides
+    (another task's schedule does not change this cell's training)."""
+    from validation.finetune.grid import profile_key
+
+    prof = ((cell.get("config") or {}).get("profile")) or {}
+    key = profile_key({k: v for k, v in prof.items() if k != "name"}, [str(cell.get("task"))])
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def _usable(cell: dict[str, Any]) -> bool:

@@ -129,6 +129,16 @@ def held_tasks(run_dir: str | Path, plan: dict[str, Any]) -> set[str]:
     return tasks
 
 
+def profile_differences(
+    a: dict[str, Any], a_tasks: Iterable[str], b: dict[str, Any], b_tasks: Iterable[str]
+) -> tuple[list[str], list[str]]:
+    """The :func:`profile_key` fields in which two profiles differ over the tasks both hold, and those tasks
+    (both sorted; no fields: they may share a directory)."""
+    shared = set(a_tasks) & set(b_tasks)
+    ka, kb = profile_key(a, shared), profile_key(b, shared)
+    return sorted(k for k in set(ka) | set(kb) if ka.get(k) != kb.get(k)), sorted(shared)
+
+
 def joined_profile(
     old: dict[str, Any], old_tasks: Iterable[str], new: dict[str, Any], new_tasks: Iterable[str]
 ) -> dict[str, Any] | None:
@@ -140,8 +150,7 @@ def joined_profile(
     holds (``new`` itself when nothing differs).
     """
     old_t, new_t = set(old_tasks), set(new_tasks)
-    shared = old_t & new_t
-    if profile_key(old, shared) != profile_key(new, shared):
+    if profile_differences(old, old_t, new, new_t)[0]:
         return None
     only_old = old_t - new_t
     old_over = old.get("task_overrides") or {}
@@ -185,12 +194,10 @@ def write_plan(
         old_tasks = held_tasks(run_dir, old)
         joined = joined_profile(old["profile"], old_tasks, recorded, tasks)
         if joined is None:
-            shared = old_tasks & set(tasks)
-            a, b = profile_key(old["profile"], shared), profile_key(recorded, shared)
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            diff, shared = profile_differences(old["profile"], old_tasks, recorded, tasks)
             raise ConfigError(
                 f"{run_dir} was started with a different profile (fields {diff} differ"
-                + (f" for tasks {sorted(shared)}" if "task_overrides" in diff else "")
+                + (f" for tasks {shared}" if "task_overrides" in diff else "")
                 + "); use another --out directory or the same settings"
             )
         recorded = joined

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from gelora._io import atomic_write_bytes, atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
-from validation.finetune.grid import GRID_SCHEMA, held_tasks, joined_profile, profile_key, read_plan
+from validation.finetune.grid import GRID_SCHEMA, held_tasks, joined_profile, profile_differences, read_plan
 
 #: sub-directory -> file pattern of what a merge carries over
 RESULT_DIRS = {"cells": "*.json", "lr_select": "*.json"}
@@ -98,12 +98,10 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
         src_tasks = held_tasks(s, plan)
         joined = joined_profile(plan["profile"], src_tasks, profile, tasks)
         if joined is None:
-            shared = tasks & src_tasks
-            a, b = profile_key(profile, shared), profile_key(plan["profile"], shared)
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            diff, shared = profile_differences(profile, tasks, plan["profile"], src_tasks)
             raise ConfigError(
                 f"{s}: profile differs from {dest}'s in {diff}"
-                + (f" (tasks {sorted(shared)})" if "task_overrides" in diff else "")
+                + (f" (tasks {shared})" if "task_overrides" in diff else "")
                 + "; such runs cannot share a directory"
             )
         profile, tasks = joined, tasks | src_tasks

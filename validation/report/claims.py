@@ -231,10 +231,13 @@ def profile_intervals(prof: dict[str, Any]) -> tuple[list[float] | None, list[fl
     (None, None) (no intervals: never read as zero-width or partial)."""
     n = len(prof.get("dimension") or [])
     lo, hi = prof.get("ci_low"), prof.get("ci_high")
-    ok = all(
-        isinstance(b, list) and len(b) == n and all(isinstance(x, int | float) for x in b) for b in (lo, hi)
-    )
+    ok = all(isinstance(b, list) and len(b) == n and all(map(is_number, b)) for b in (lo, hi))
     return (lo, hi) if ok and n else (None, None)
+
+
+def is_number(x: Any) -> bool:
+    """An int or float, not a bool (the per-layer values of an ID profile)."""
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 def claim_low_id(report: dict[str, Any]) -> Finding:
@@ -385,9 +388,7 @@ def claim_low_id(report: dict[str, Any]) -> Finding:
 def _has_dims(prof: Any) -> bool:
     """A profile with at least one layer and a number for every layer's dimension."""
     dims = prof.get("dimension") if isinstance(prof, dict) else None
-    if not isinstance(dims, list) or not dims:
-        return False
-    return all(isinstance(x, int | float) and not isinstance(x, bool) for x in dims)
+    return isinstance(dims, list) and bool(dims) and all(map(is_number, dims))
 
 
 def _grid_table(

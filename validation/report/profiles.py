@@ -63,6 +63,7 @@ def read_profile_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         layer flagged degenerate: C3 needs every layer), or the hidden size is missing or not one number.
     """
     from validation.report.build import normalise_profile
+    from validation.report.claims import is_number
 
     p = Path(path)
     if not p.is_file():
@@ -73,11 +74,7 @@ def read_profile_file(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{p} is not a `gelora ranks` result (schema_version {RANKS_SCHEMA_VERSION} with per-layer results)"
         )
     layers = [lay for lay in d["layers"] if isinstance(lay, dict)]
-    missing = [
-        str(lay.get("name", i))
-        for i, lay in enumerate(layers)
-        if not isinstance(lay.get("dimension"), int | float) or isinstance(lay.get("dimension"), bool)
-    ]
+    missing = [str(lay.get("name", i)) for i, lay in enumerate(layers) if not is_number(lay.get("dimension"))]
     if not layers or missing:
         raise ResultFileError(
             f"{p}: layer(s) {missing or 'all'} have no intrinsic dimension (flagged or failed); "

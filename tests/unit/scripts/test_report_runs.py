@@ -11,23 +11,36 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _listed() -> list[str]:
+def _sourced(array: str) -> list[str]:
+    """The elements of a bash array of scripts/report_runs.sh."""
     out = subprocess.run(
-        ["bash", "-c", 'source scripts/report_runs.sh && printf "%s\\n" "${REPORT_RUN_ARGS[@]}"'],
+        ["bash", "-c", f'source scripts/report_runs.sh && printf "%s\\n" "${{{array}[@]}}"'],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.split("\n")
-    args = [a for a in out if a]
+    return [a for a in out if a]
+
+
+def _listed() -> list[str]:
+    args = _sourced("REPORT_RUN_ARGS")
     assert args[::2] == ["--runs"] * (len(args) // 2)
     return args[1::2]
 
 
-def _recorded() -> list[str]:
-    report = json.loads((ROOT / "reports" / "full" / "report.json").read_text(encoding="utf-8"))
+def _report() -> dict:
+    return json.loads((ROOT / "reports" / "full" / "report.json").read_text(encoding="utf-8"))
+
+
+def _recorded_words(report: dict) -> list[str]:
+    """The recorded command of the committed report that collected the run directories, split."""
     (cmd,) = [c for c in report["environment"]["commands"] if "--runs" in c]
-    words = shlex.split(cmd)
+    return shlex.split(cmd)
+
+
+def _recorded() -> list[str]:
+    words = _recorded_words(_report())
     return [words[i + 1] for i, w in enumerate(words) if w == "--runs"]
 
 
@@ -43,17 +56,10 @@ def test_every_listed_run_directory_exists():
 
 
 def test_the_committed_report_read_the_listed_profile_files():
-    listed = subprocess.run(
-        ["bash", "-c", 'source scripts/report_runs.sh && printf "%s\\n" "${REPORT_PROFILE_FILES[@]}"'],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    listed = _sourced("REPORT_PROFILE_FILES")
     assert listed and all((ROOT / f).is_file() for f in listed)
-    report = json.loads((ROOT / "reports" / "full" / "report.json").read_text(encoding="utf-8"))
-    (cmd,) = [c for c in report["environment"]["commands"] if "--runs" in c]
-    words = shlex.split(cmd)
+    report = _report()
+    words = _recorded_words(report)
     recorded = words[words.index("--id-profiles") + 1 :]
     recorded = recorded[: next((i for i, w in enumerate(recorded) if w.startswith("--")), len(recorded))]
     assert recorded == listed, "rebuild with `bash scripts/rebuild_full_report.sh` after editing the list"
