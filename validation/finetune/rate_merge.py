@@ -30,7 +30,7 @@ from typing import Any
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.convergence import cell_convergence
-from validation.finetune.grid import read_plan
+from validation.finetune.grid import held_tasks, joined_profile, profile_differences, read_plan
 from validation.finetune.lr_select import SCHEMA as SELECT_SCHEMA
 from validation.finetune.lr_select import SPLIT_KEYS, choose, lr_key
 from validation.finetune.runner import cell_name
@@ -44,20 +44,35 @@ def _grid(run_dir: Path) -> dict[str, Any]:
     return read_plan(run_dir)
 
 
-def _common_profile(grids: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
-    """The shared profile with ``lr_grid`` the sorted union of the runs' factors."""
-    first = dict(grids[0]["profile"])
-    for g, name in zip(grids[1:], names[1:], strict=True):
-        p = g["profile"]
-        diff = sorted(k for k in set(first) | set(p) if k != "lr_grid" and first.get(k) != p.get(k))
-        if diff:
+def _common_profile(
+    grids: Sequence[dict[str, Any]], names: Sequence[str], dirs: Sequence[Path]
+) -> dict[str, Any]:
+    """The shared profile with ``lr_grid`` the sorted union of the runs' factors.
+
+    Compared as :func:`validation.finetune.merge_runs.merge_runs` compares them (every setting that changes
+    results, per-task overrides only for the tasks both runs hold: :func:`validation.finetune.grid.joined_profile`),
+    ``lr_grid`` aside: a schedule changed for another task (e.g. QNLI's) does not keep two rates of STS-B apart.
+    """
+
+    def no_grid(p: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in p.items() if k != "lr_grid"}
+
+    profile, tasks = no_grid(grids[0]["profile"]), held_tasks(dirs[0], grids[0])
+    for g, name, d in zip(grids[1:], names[1:], dirs[1:], strict=True):
+        other, other_tasks = no_grid(g["profile"]), held_tasks(d, g)
+        joined = joined_profile(other, other_tasks, profile, tasks)
+        if joined is None:
+            diff, shared = profile_differences(profile, tasks, other, other_tasks)
             raise ConfigError(
-                f"{name}: profile differs from {names[0]}'s in {diff} (only lr_grid may differ)"
+                f"{name}: profile differs from {names[0]}'s in {diff}"
+                + (f" (tasks {shared})" if "task_overrides" in diff else "")
+                + " (only lr_grid may differ)"
             )
+        profile, tasks = joined, tasks | other_tasks
     if not all(g["profile"].get("lr_select") for g in grids):
         raise ConfigError("every run must select its learning rate (profile lr_select); nothing to merge")
     factors = sorted({float(f) for g in grids for f in g["profile"].get("lr_grid") or []})
-    return {**first, "lr_grid": factors}
+    return {**profile, "lr_grid": factors}
 
 
 def _selections(run_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -174,7 +189,7 @@ def merge_rate_runs(
     if len(set(names)) != len(names):
         raise ConfigError(f"run directories need distinct names, got {names}")
     grids = [_grid(d) for d in dirs]
-    profile = _common_profile(grids, names)
+    profile = _common_profile(grids, names, dirs)
     found: dict[tuple[str, str], list[tuple[dict[str, Any], Path]]] = {}
     for d in dirs:
         for key, rec in _selections(d).items():

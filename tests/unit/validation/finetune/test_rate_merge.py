@@ -165,3 +165,23 @@ def test_command_line_prints_the_choice(tmp_path: Path, capsys: Any) -> None:
     out = capsys.readouterr().out
     assert "rte/lora: held-out 0.0005: 0.7000, 0.001: 0.8000 -> 0.001 (cells of b: seeds [0])" in out
     assert json.loads((tmp_path / "out" / "grid.json").read_text())["profile"]["lr_grid"] == [0.5, 1.0]
+
+
+def test_another_tasks_schedule_does_not_keep_rates_apart(tmp_path: Path) -> None:
+    """Profiles are compared per task, as merge_runs does: a rate run made after QNLI's schedule changed
+    merges with an older one of RTE; a change of RTE's own schedule is refused, naming the task."""
+
+    def overrides(run: Path, over: dict[str, Any]) -> None:
+        grid = read_json(run / "grid.json")
+        grid["profile"]["task_overrides"] = over
+        atomic_write_json(run / "grid.json", grid)
+
+    a = _run(tmp_path, "a", 0.5, 0.7, True, [0.7])
+    b = _run(tmp_path, "b", 1.0, 0.8, True, [0.6])
+    overrides(a, {"rte": {"epochs": 50.0}, "qnli": {"epochs": 5.0}})
+    overrides(b, {"rte": {"epochs": 50.0}, "qnli": {"epochs": 30.0}})
+    merge_rate_runs([a, b], tmp_path / "o1")
+    assert read_json(tmp_path / "o1" / "grid.json")["profile"]["task_overrides"]["rte"] == {"epochs": 50.0}
+    overrides(b, {"rte": {"epochs": 20.0}, "qnli": {"epochs": 30.0}})
+    with pytest.raises(ConfigError, match=r"\['task_overrides'\] \(tasks \['rte'\]\)"):
+        merge_rate_runs([a, b], tmp_path / "o2")
