@@ -130,9 +130,9 @@ DEVIATIONS: dict[str, dict[str, str]] = {
         "kept affordable for 5 seeds x 6 methods; the convergence rule checks each cell",
     },
     "qnli": {
-        "max_length": "256, not 512: offline, QNLI trains on part of its 5.5k-question dev file (no train "
+        "max_length": "256, not 512: offline, QNLI trains on part of its 5,463-pair dev file (no train "
         "file); 256 tokens halve the cost of each step",
-        "epochs": "30, not 5: AdaLoRA's 5 epochs are made for QNLI's 105k training pairs (~16.9k steps); "
+        "epochs": "30, not 5: AdaLoRA's 5 epochs are made for QNLI's 105k training pairs (about 16.4k steps); "
         "offline QNLI trains on 4,372 pairs, where 5 epochs are 685 steps and AdaLoRA's and GeoLoRA's "
         "selection runs did not converge (2026-11-30). The replacement follows a rule fixed before any run "
         "at it: AdaLoRA's epochs for the GLUE task nearest in training-set size, MRPC (3,668 pairs, 30 "

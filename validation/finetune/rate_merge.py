@@ -15,8 +15,10 @@ Usage::
 
     python -m validation.finetune.rate_merge OUT RUN_DIR [RUN_DIR ...] [--tasks stsb] [--methods gelora,geolora]
 
-The run directories must share their profile except ``lr_grid`` and use the same held-out split; a rate
-found in two of them, or a (task, method) cell whose selection is unfinished, is refused.
+The run directories must share their profile except ``lr_grid`` (compared as ``merge_runs`` compares
+them: the settings that change results, per-task overrides only for the tasks both runs hold) and use the
+same held-out split; a rate found in two of them, or a (task, method) cell whose selection is unfinished, is
+refused.
 """
 
 from __future__ import annotations
@@ -58,21 +60,25 @@ def _common_profile(
         return {k: v for k, v in p.items() if k != "lr_grid"}
 
     profile, tasks = no_grid(grids[0]["profile"]), held_tasks(dirs[0], grids[0])
-    for g, name, d in zip(grids[1:], names[1:], dirs[1:], strict=True):
+    for i, (g, name, d) in enumerate(zip(grids[1:], names[1:], dirs[1:], strict=True), start=1):
         other, other_tasks = no_grid(g["profile"]), held_tasks(d, g)
         joined = joined_profile(other, other_tasks, profile, tasks)
         if joined is None:
             diff, shared = profile_differences(profile, tasks, other, other_tasks)
+            mine, theirs = profile.get("task_overrides") or {}, other.get("task_overrides") or {}
+            differing = [t for t in shared if mine.get(t) != theirs.get(t)]
             raise ConfigError(
-                f"{name}: profile differs from {names[0]}'s in {diff}"
-                + (f" (tasks {shared})" if "task_overrides" in diff else "")
-                + " (only lr_grid may differ)"
+                f"{name}: profile differs from that of {', '.join(names[:i])} in {diff}"
+                + (f" (tasks {differing})" if "task_overrides" in diff else "")
+                + " (besides lr_grid, only other tasks' overrides may differ)"
             )
         profile, tasks = joined, tasks | other_tasks
     if not all(g["profile"].get("lr_select") for g in grids):
         raise ConfigError("every run must select its learning rate (profile lr_select); nothing to merge")
     factors = sorted({float(f) for g in grids for f in g["profile"].get("lr_grid") or []})
-    return {**profile, "lr_grid": factors}
+    # the first run's key order, so a merge of unchanged runs writes the profile as before
+    order = [k for k in grids[0]["profile"] if k in profile or k == "lr_grid"]
+    return {**{k: factors if k == "lr_grid" else profile[k] for k in order}, **profile}
 
 
 def _selections(run_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
@@ -163,7 +169,8 @@ def merge_rate_runs(
     Parameters
     ----------
     run_dirs : sequence of path
-        Grid run directories of one profile that differ only in ``lr_grid``.
+        Grid run directories of one profile that differ only in ``lr_grid`` (and the overrides of
+        tasks only one of them holds).
     out_dir : path
         New run directory (must not hold a grid yet).
     tasks, methods : sequence of str, optional
@@ -178,7 +185,8 @@ def merge_rate_runs(
     Raises
     ------
     ConfigError
-        See :func:`merge_selections`; also profiles differing beyond ``lr_grid``, an existing ``out_dir``
+        See :func:`merge_selections`; also profiles differing beyond ``lr_grid`` (see the module
+        docstring), an existing ``out_dir``
         grid, or nothing to merge.
     """
     dirs = [Path(d) for d in run_dirs]

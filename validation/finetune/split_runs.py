@@ -13,7 +13,15 @@ into ``dest`` with the source's profile (the one they were trained with), and dr
   planned cells, and only then are the source's files removed. An interrupted split leaves every result in
   at least one place; running it again finishes it (files already in ``dest`` with the same bytes are
   accepted, a different one is refused).
-- ``dest`` may not hold another run (a ``grid.json`` with other cells or another profile is refused).
+- ``dest`` may not hold another run (a ``grid.json`` with other cells or another profile is refused); a
+  second split of the same task and profile into it adds its planned cells to those already there.
+- Refused while the task has unfinished state in ``src``: checkpoints (``work/<task>__*``,
+  ``lr_select/work/<task>__*``), claims or holds (``claims/<task>__*``, ``lr_select/<task>__*.hold``). A
+  cell trained later in ``src`` at a new schedule would otherwise resume from an old-schedule checkpoint, be
+  blocked by an old hold, or a live worker would write an old-schedule result after the split: stop the
+  workers, then remove that state (it holds no result) before splitting.
+- An interrupted split is finished by running it again with the same ``--out``; a source whose plan has
+  already lost the task's cells while its files remain is refused with a new destination.
 
 Usage::
 
@@ -31,6 +39,7 @@ from pathlib import Path
 from gelora._io import atomic_write_bytes, atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.grid import GRID_SCHEMA, held_tasks, read_plan
+from validation.finetune.tasks import task_family
 
 #: sub-directory -> suffix of the files of a task that a split moves
 MOVED = {"cells": ".json", "lr_select": ".json", "logs": ".log"}
@@ -48,6 +57,22 @@ class SplitReport:
         return out + [f"  > {p}" for p in self.moved]
 
 
+def _unfinished_state(run_dir: Path, task: str) -> list[str]:
+    """Checkpoints, claims and holds of ``task`` in ``run_dir`` (relative paths): no result, but state a
+    later run in ``run_dir`` would pick up."""
+    found = []
+    for sub, pattern in (
+        ("work", f"{task}__*"),
+        ("lr_select/work", f"{task}__*"),
+        ("claims", f"{task}__*"),
+        ("lr_select", f"{task}__*.hold"),
+    ):
+        d = run_dir / sub
+        if d.is_dir():
+            found += [f"{sub}/{p.name}" for p in sorted(d.glob(pattern))]
+    return found
+
+
 def _task_files(run_dir: Path, task: str) -> list[str]:
     out = []
     for sub, suffix in MOVED.items():
@@ -63,25 +88,39 @@ def split_task(src: str | Path, task: str, dest: str | Path, *, dry_run: bool = 
     Raises
     ------
     ConfigError
-        ``dest`` is ``src``, ``src`` holds nothing of ``task``, or ``dest`` already holds another run.
+        ``dest`` is ``src``, an unknown task, ``src`` holds nothing of ``task`` or unfinished state of it,
+        ``dest`` already holds another run, or an interrupted split is continued into another ``dest``.
     ResultFileError
         ``src`` has no valid ``grid.json``, or ``dest`` holds a different file of the same name.
     """
     src, dest = Path(src), Path(dest)
     if dest.exists() and dest.resolve() == src.resolve():
         raise ConfigError(f"{dest} is the source directory itself")
+    task = task_family(task).canonical(task)
     plan = read_plan(src)
     files = _task_files(src, task)
     keep = [c for c in plan["cells"] if c["task"] != task]
     moving = [c for c in plan["cells"] if c["task"] == task]
-    resumed = (dest / "grid.json").exists()
-    if resumed:
+    if not files and not moving and task not in held_tasks(src, plan):
+        raise ConfigError(f"{src} holds no result or planned cell of task {task!r}")
+    state = _unfinished_state(src, task)
+    if state:
+        raise ConfigError(
+            f"{src} has unfinished state of task {task!r} ({', '.join(state[:4])}"
+            + (f" and {len(state) - 4} more" if len(state) > 4 else "")
+            + "): stop its workers and remove it (no result lives there) before splitting"
+        )
+    if (dest / "grid.json").exists():
         old = read_plan(dest)
         if old["profile"] != plan["profile"] or any(c["task"] != task for c in old["cells"]):
             raise ConfigError(f"{dest} already holds another run (its grid.json has other cells or profile)")
-        moving = moving or list(old["cells"])
-    if not files and not moving and task not in held_tasks(src, plan):
-        raise ConfigError(f"{src} holds no result or planned cell of task {task!r}")
+        seen = {(c["method"], int(c["seed"])) for c in moving}
+        moving += [c for c in old["cells"] if (c["method"], int(c["seed"])) not in seen]
+    elif files and not moving:
+        raise ConfigError(
+            f"{src}'s plan has no cell of task {task!r} but its files remain: an interrupted split; "
+            "finish it by running it again with the same --out"
+        )
     for rel in files:
         target = dest / rel
         if target.exists() and not filecmp.cmp(target, src / rel, shallow=False):

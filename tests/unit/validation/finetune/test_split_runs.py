@@ -135,3 +135,68 @@ def test_dry_run_and_cli(run, tmp_path, capsys):
     assert "split_runs: error:" in capsys.readouterr().out
     assert main([str(run), "--task", "qnli", "--out", str(tmp_path / "d")]) == 0
     assert (tmp_path / "d" / "grid.json").exists()
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        "work/qnli__lora__seed1",
+        "lr_select/work/qnli__lora__lr0.0005",
+        "claims/qnli__lora__seed1.hold",
+        "claims/qnli__lora__seed0.claim",
+        "lr_select/qnli__lora.hold",
+    ],
+)
+def test_unfinished_state_of_the_task_is_refused(run, tmp_path, state):
+    """A checkpoint, claim or hold left in the source would be picked up by a later run at a new schedule."""
+    path = run / state
+    if state.startswith(("work", "lr_select/work")):
+        path.mkdir(parents=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    before = _tree(run)
+    with pytest.raises(ConfigError, match=f"unfinished state of task 'qnli' \\({state}"):
+        split_task(run, "qnli", tmp_path / "d")
+    assert _tree(run) == before and not (tmp_path / "d").exists()
+    # another task's state does not block
+    (run / "claims").mkdir(exist_ok=True)
+    (run / "claims" / "stsb__lora__seed0.hold").write_text("{}")
+    path.unlink() if path.is_file() else path.rmdir()
+    split_task(run, "qnli", tmp_path / "d")
+
+
+def test_an_interrupted_split_continues_only_into_its_own_destination(run, tmp_path):
+    from validation.finetune.split_runs import _task_files
+
+    dest = tmp_path / "d1"
+    split_task(run, "qnli", dest, dry_run=True)
+    # simulate an interruption after the source plan lost the task, before the files were removed
+    for rel in _task_files(run, "qnli"):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_bytes((run / rel).read_bytes())
+    plan = read_plan(run)
+    atomic_write_json(
+        dest / "grid.json", {**plan, "cells": [c for c in plan["cells"] if c["task"] == "qnli"]}
+    )
+    atomic_write_json(run / "grid.json", {**plan, "cells": [c for c in plan["cells"] if c["task"] != "qnli"]})
+    with pytest.raises(ConfigError, match="interrupted split"):
+        split_task(run, "qnli", tmp_path / "d2")
+    assert split_task(run, "qnli", dest).planned_moved == 3
+    assert not [k for k in _tree(run) if Path(k).name.startswith("qnli__")]
+
+
+def test_a_second_split_into_the_same_destination_adds_its_cells(run, tmp_path):
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    for rel, data in _tree(run).items():
+        (twin / rel).parent.mkdir(parents=True, exist_ok=True)
+        (twin / rel).write_bytes(data)
+    plan = read_plan(twin)
+    extra = {"task": "qnli", "method": "full", "seed": 0}
+    atomic_write_json(twin / "grid.json", {**plan, "cells": [*plan["cells"], extra]})
+    dest = tmp_path / "d"
+    split_task(run, "QNLI", dest)  # the task name is canonicalised
+    split_task(twin, "qnli", dest)
+    cells = read_plan(dest)["cells"]
+    assert extra in cells and len(cells) == 4
