@@ -165,6 +165,36 @@ def joined_profile(
     return {**new, "task_overrides": new_over}
 
 
+def join_profiles(
+    runs: Sequence[tuple[str, dict[str, Any], Iterable[str]]], hint: str = ""
+) -> dict[str, Any]:
+    """The profile of one directory holding every run of ``runs`` (``(name, profile, tasks)``, in order):
+    :func:`joined_profile` applied run by run.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first run that cannot join the ones before it, the :func:`profile_key` fields that
+        differ and, for ``task_overrides``, the tasks whose overrides differ; ``hint`` is appended.
+    """
+    first, profile, tasks = runs[0][0], runs[0][1], set(runs[0][2])
+    names = [first]
+    for name, other, other_tasks in runs[1:]:
+        joined = joined_profile(other, other_tasks, profile, tasks)
+        if joined is None:
+            diff, shared = profile_differences(profile, tasks, other, other_tasks)
+            mine, theirs = profile.get("task_overrides") or {}, other.get("task_overrides") or {}
+            differing = [t for t in shared if mine.get(t) != theirs.get(t)]
+            raise ConfigError(
+                f"{name}: profile differs from that of {', '.join(names)} in {diff}"
+                + (f" (tasks {differing})" if "task_overrides" in diff else "")
+                + hint
+            )
+        profile, tasks = joined, tasks | set(other_tasks)
+        names.append(name)
+    return profile
+
+
 def read_plan(run_dir: str | Path) -> dict[str, Any]:
     """The plan ``run_dir/grid.json`` of a run directory (``schema``, ``profile``, ``cells``, ``updated``).
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from gelora._io import atomic_write_bytes, atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
-from validation.finetune.grid import GRID_SCHEMA, held_tasks, joined_profile, profile_differences, read_plan
+from validation.finetune.grid import GRID_SCHEMA, held_tasks, join_profiles, read_plan
 
 #: sub-directory -> file pattern of what a merge carries over
 RESULT_DIRS = {"cells": "*.json", "lr_select": "*.json"}
@@ -57,7 +57,7 @@ class MergeReport:
         return out
 
 
-def _files(run_dir: Path) -> list[tuple[str, Path, bool]]:
+def result_files(run_dir: Path) -> list[tuple[str, Path, bool]]:
     """``(relative path, path, is_result)`` of every file a merge carries over from ``run_dir``."""
     out = []
     for sub, pattern in RESULT_DIRS.items():
@@ -93,22 +93,15 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
     # the destination's profile, extended by each source with the overrides of tasks only it holds; a
     # difference in any other setting, or in the overrides of a task both hold, is refused
     base_dir = dest if (dest / "grid.json").exists() else srcs[0]
-    profile, tasks = base["profile"], held_tasks(base_dir, base)
-    for s, plan in zip(srcs, plans, strict=True):
-        src_tasks = held_tasks(s, plan)
-        joined = joined_profile(plan["profile"], src_tasks, profile, tasks)
-        if joined is None:
-            diff, shared = profile_differences(profile, tasks, plan["profile"], src_tasks)
-            raise ConfigError(
-                f"{s}: profile differs from {dest}'s in {diff}"
-                + (f" (tasks {shared})" if "task_overrides" in diff else "")
-                + "; such runs cannot share a directory"
-            )
-        profile, tasks = joined, tasks | src_tasks
+    profile = join_profiles(
+        [(str(dest), base["profile"], held_tasks(base_dir, base))]
+        + [(str(s), plan["profile"], held_tasks(s, plan)) for s, plan in zip(srcs, plans, strict=True)],
+        "; such runs cannot share a directory",
+    )
     report = MergeReport()
     todo: dict[str, Path] = {}
     for s in srcs:
-        for rel, path, is_result in _files(s):
+        for rel, path, is_result in result_files(s):
             target = todo.get(rel) or (dest / rel)
             if not target.exists():
                 todo[rel] = path
@@ -171,4 +164,4 @@ if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
 
 
-__all__ = ["MergeReport", "main", "merge_runs"]
+__all__ = ["MergeReport", "main", "merge_runs", "result_files"]

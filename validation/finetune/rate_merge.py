@@ -32,7 +32,7 @@ from typing import Any
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.convergence import cell_convergence
-from validation.finetune.grid import held_tasks, joined_profile, profile_differences, read_plan
+from validation.finetune.grid import held_tasks, join_profiles, read_plan
 from validation.finetune.lr_select import SCHEMA as SELECT_SCHEMA
 from validation.finetune.lr_select import SPLIT_KEYS, choose, lr_key
 from validation.finetune.runner import cell_name
@@ -59,20 +59,10 @@ def _common_profile(
     def no_grid(p: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in p.items() if k != "lr_grid"}
 
-    profile, tasks = no_grid(grids[0]["profile"]), held_tasks(dirs[0], grids[0])
-    for i, (g, name, d) in enumerate(zip(grids[1:], names[1:], dirs[1:], strict=True), start=1):
-        other, other_tasks = no_grid(g["profile"]), held_tasks(d, g)
-        joined = joined_profile(other, other_tasks, profile, tasks)
-        if joined is None:
-            diff, shared = profile_differences(profile, tasks, other, other_tasks)
-            mine, theirs = profile.get("task_overrides") or {}, other.get("task_overrides") or {}
-            differing = [t for t in shared if mine.get(t) != theirs.get(t)]
-            raise ConfigError(
-                f"{name}: profile differs from that of {', '.join(names[:i])} in {diff}"
-                + (f" (tasks {differing})" if "task_overrides" in diff else "")
-                + " (besides lr_grid, only other tasks' overrides may differ)"
-            )
-        profile, tasks = joined, tasks | other_tasks
+    profile = join_profiles(
+        [(n, no_grid(g["profile"]), held_tasks(d, g)) for n, g, d in zip(names, grids, dirs, strict=True)],
+        " (besides lr_grid, only other tasks' overrides may differ)",
+    )
     if not all(g["profile"].get("lr_select") for g in grids):
         raise ConfigError("every run must select its learning rate (profile lr_select); nothing to merge")
     factors = sorted({float(f) for g in grids for f in g["profile"].get("lr_grid") or []})

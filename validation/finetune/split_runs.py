@@ -39,10 +39,8 @@ from pathlib import Path
 from gelora._io import atomic_write_bytes, atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.grid import GRID_SCHEMA, held_tasks, read_plan
+from validation.finetune.merge_runs import result_files
 from validation.finetune.tasks import task_family
-
-#: sub-directory -> suffix of the files of a task that a split moves
-MOVED = {"cells": ".json", "lr_select": ".json", "logs": ".log"}
 
 
 @dataclass
@@ -74,12 +72,8 @@ def _unfinished_state(run_dir: Path, task: str) -> list[str]:
 
 
 def _task_files(run_dir: Path, task: str) -> list[str]:
-    out = []
-    for sub, suffix in MOVED.items():
-        d = run_dir / sub
-        if d.is_dir():
-            out += [f"{sub}/{p.name}" for p in sorted(d.glob(f"{task}__*{suffix}")) if p.is_file()]
-    return out
+    """The task's files among those a merge carries (:func:`validation.finetune.merge_runs.result_files`)."""
+    return [rel for rel, _, _ in result_files(run_dir) if rel.split("/")[-1].startswith(f"{task}__")]
 
 
 def split_task(src: str | Path, task: str, dest: str | Path, *, dry_run: bool = False) -> SplitReport:
