@@ -52,6 +52,11 @@ DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 #: is appended to by every attempt, and :mod:`validation.finetune.triage` reads a run's progress from the
 #: lines after its own mark
 TRAIN_MARK = "[gelora] train"
+#: start of the line a Trainer run writes to stderr just before its first optimiser step (after the
+#: tokeniser, the data, the model and the method's preparation, e.g. GeLoRA's intrinsic dimensions):
+#: ``[gelora] steps <run> pid <pid> at <unix time>``; triage projects from it, so loading is not
+#: extrapolated as if it were training
+STEPS_MARK = "[gelora] steps"
 
 
 def train_mark(run: str, pid: int | None = None, at: float | None = None) -> str:
@@ -59,6 +64,13 @@ def train_mark(run: str, pid: int | None = None, at: float | None = None) -> str
     ``at`` (default now)."""
     pid = os.getpid() if pid is None else pid
     return f"{TRAIN_MARK} {run} pid {pid} at {time.time() if at is None else at:.2f}"
+
+
+def steps_mark(run: str, pid: int | None = None, at: float | None = None) -> str:
+    """The :data:`STEPS_MARK` line of Trainer run ``run`` in process ``pid`` (default this one) at unix time
+    ``at`` (default now)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{STEPS_MARK} {run} pid {pid} at {time.time() if at is None else at:.2f}"
 
 
 @dataclass(frozen=True)
@@ -794,6 +806,9 @@ def train_and_score(
         )
         held_cb.trainer = trainer
         trainer.add_callback(held_cb)
+    if is_main_process():
+        sys.stdout.flush()
+        print(steps_mark(run), file=sys.stderr, flush=True)
     t_train = time.perf_counter()
     train_out = trainer.train(resume_from_checkpoint=resume)
     train_time = time.perf_counter() - t_train
@@ -879,6 +894,7 @@ __all__ = [
     "CELL_SCHEMA",
     "DEFAULT_MODEL_NAME",
     "PROFILES",
+    "STEPS_MARK",
     "TRAIN_MARK",
     "Profile",
     "cell_name",
@@ -896,5 +912,6 @@ __all__ = [
     "read_cell",
     "record_failure",
     "run_cell",
+    "steps_mark",
     "train_mark",
 ]

@@ -15,11 +15,13 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
   process of its claim, as ``waves.sh stop`` does: the worker stops at its next step, keeps its
   checkpoints and releases the claim.
 
-The projection is linear in logged epochs: ``left = elapsed * (1 - progress) / progress``, where ``progress``
-is the share of this claim's training logged so far. It is an estimate: the time before the first logged
-epoch (tokenising, loading the model, GeLoRA's preprocessing) counts as training time, so an early
-projection is too long; a run that slows down or speeds up (neighbours on the GPU finishing) is not
-foreseen. A run that has logged no epoch in this claim yet has no projection (``None``, verdict
+The projection is linear in logged epochs: ``left = training * (1 - progress) / progress``, where ``progress``
+is the share of this claim's training logged so far and ``training`` the seconds since this claim's first
+optimiser step (the runner's :data:`validation.finetune.runner.STEPS_MARK` line, written after tokenising,
+loading the model and the method's preparation, e.g. GeLoRA's intrinsic dimensions; ``startup_s`` is the
+time before it). A log without that line (an older runner) counts from the claim, so its early projections
+are too long. It is an estimate: a run that slows down or speeds up (neighbours on the GPU starting or
+finishing) is not foreseen, and the loading of a selection run's later rates counts as training. A run that has logged no epoch in this claim yet has no projection (``None``, verdict
 ``unknown``) and is never stopped unless asked (``stop_unknown``). What counts as this claim's training:
 
 * the Trainer lines after the run's own mark in the log (:data:`validation.finetune.runner.TRAIN_MARK`,
@@ -59,7 +61,7 @@ from gelora._io import read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.claims import is_live, read_claim
 from validation.finetune.grid import hold_cell, plan_task_settings, read_plan
-from validation.finetune.runner import TRAIN_MARK, parse_run_name
+from validation.finetune.runner import STEPS_MARK, TRAIN_MARK, parse_run_name
 
 #: share of a Trainer run between two logged points (the runner logs every ``max_steps // 50`` steps)
 LOG_INTERVAL_SHARE = 1 / 50
@@ -67,6 +69,7 @@ LOG_INTERVAL_SHARE = 1 / 50
 LOG_TAIL_BYTES = 1 << 20
 
 _MARK = re.compile(re.escape(TRAIN_MARK) + r" (\S+) pid (\d+) at ([0-9.]+)")
+_STEPS = re.compile(re.escape(STEPS_MARK) + r" (\S+) pid (\d+) at ([0-9.]+)")
 _EPOCH = re.compile(r"'epoch': '?([0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)")
 
 
@@ -102,6 +105,9 @@ class Running:
         Projected seconds left (see the module docstring); None when unknown.
     note : str
         Why the projection is what it is, when that is not plain.
+    startup_s : float or None
+        Seconds from the claim to its first optimiser step, left out of the projection (None: the log has
+        no :data:`validation.finetune.runner.STEPS_MARK` line for this claim yet).
     """
 
     name: str
@@ -117,6 +123,7 @@ class Running:
     progress: float | None
     left_s: float | None
     note: str = ""
+    startup_s: float | None = None
 
 
 @dataclass
@@ -128,6 +135,7 @@ class _TrainerRun:
     at: float | None
     epochs: list[float] = field(default_factory=list)
     finished: bool = False
+    steps_at: float | None = None  # its STEPS_MARK: the first optimiser step
 
 
 def _trainer_runs(text: str) -> list[_TrainerRun]:
@@ -138,6 +146,11 @@ def _trainer_runs(text: str) -> list[_TrainerRun]:
         mark = _MARK.search(line)
         if mark is not None:
             runs.append(_TrainerRun(mark.group(1), int(mark.group(2)), float(mark.group(3))))
+            continue
+        steps = _STEPS.search(line)
+        if steps is not None:
+            if runs and runs[-1].name == steps.group(1) and runs[-1].pid == int(steps.group(2)):
+                runs[-1].steps_at = float(steps.group(3))
             continue
         if "'train_runtime'" in line:
             if not runs:
@@ -191,10 +204,17 @@ def _progress(runs: list[_TrainerRun], planned: float, n_runs: int) -> tuple[flo
     return min(1.0, done / total), logged[-1] if logged else planned
 
 
-def _left(elapsed: float, progress: float | None) -> float | None:
+def _left(training: float, progress: float | None) -> float | None:
     if progress is None:
         return None
-    return elapsed * (1.0 - progress) / progress
+    return training * (1.0 - progress) / progress
+
+
+def _startup(runs: list[_TrainerRun], started: float) -> float | None:
+    """Seconds from the claim (``started``) to the first optimiser step of its first Trainer run."""
+    if not runs or runs[0].steps_at is None:
+        return None
+    return max(0.0, runs[0].steps_at - started)
 
 
 def planned_epochs(profile: dict[str, Any], task: str) -> float:
@@ -329,6 +349,8 @@ def running(run_dir: str | Path, now: float | None = None) -> list[Running]:
                     waiting[name] = f"{task}__{method}"
                     progress = None
                     notes.append(f"trained; ends with its learning-rate selection {task}__{method}")
+        startup = _startup(runs, started) if marked else None
+        training = elapsed if startup is None else max(0.0, elapsed - startup)
         if progress is None and not notes:
             notes.append("no epoch logged yet" if log.exists() else f"no log {log.relative_to(root)}")
         if not marked and progress is not None:
@@ -347,8 +369,9 @@ def running(run_dir: str | Path, now: float | None = None) -> list[Running]:
                 epoch=epoch,
                 planned_epochs=planned,
                 progress=progress,
-                left_s=_left(elapsed, progress),
+                left_s=_left(training, progress),
                 note=note,
+                startup_s=startup,
             )
         )
     by_name = {r.name: r for r in rows}
@@ -458,13 +481,15 @@ def _seconds(x: float | None) -> str:
 
 
 def format_table(rows: Sequence[Running], deadline_s: float) -> str:
-    """The triage table: name, gpu, elapsed, epoch/planned, projected left, verdict (and a note)."""
-    header = ("name", "gpu", "elapsed", "epoch/planned", "left", "verdict")
+    """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
+    left, verdict (and a note)."""
+    header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "verdict")
     body = [
         (
             r.name,
             r.gpu or "-",
             _seconds(r.elapsed_s),
+            _seconds(r.startup_s),
             f"{'-' if r.epoch is None else f'{r.epoch:g}'}/{r.planned_epochs:g}",
             _seconds(r.left_s),
             verdict(r, deadline_s) + (f" ({r.note})" if r.note else ""),

@@ -21,7 +21,7 @@ from gelora._io import atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.grid import hold_path, write_plan
 from validation.finetune.lr_select import selection_hold_path, selection_path
-from validation.finetune.runner import get_profile, train_mark
+from validation.finetune.runner import get_profile, steps_mark, train_mark
 from validation.finetune.triage import (
     Running,
     format_table,
@@ -122,6 +122,52 @@ def test_the_projection_is_linear_in_this_claims_logged_epochs(tmp_path: Path) -
     assert row.elapsed_s == 1000 and row.epoch == 15.0
     assert row.progress == pytest.approx(0.5) and row.left_s == pytest.approx(1000.0)
     assert verdict(row, 999) == "past deadline" and verdict(row, 1001) == "fits"
+
+
+def test_the_projection_leaves_out_the_time_before_the_first_step(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    name = "mrpc__adalora__seed0"
+    _claim(run, name, ME, NOW - 1000)
+    # an earlier attempt's steps mark (another pid) says nothing about this claim's loading
+    _log(run, name, [train_mark(name, 99999, NOW - 5000), steps_mark(name, 99999, NOW - 4000)])
+    # loading took 400 s (mark at -990, first step at -600); 15 of 30 epochs in the 600 s since
+    lines = _trainer(name, ME, NOW - 990, _steps(15, 0.6))
+    _log(run, name, [lines[0], steps_mark(name, ME, NOW - 600), *lines[1:]])
+    row = _one(running(run, now=NOW), name)
+    assert row.elapsed_s == 1000 and row.startup_s == pytest.approx(400.0)
+    assert row.progress == pytest.approx(0.5) and row.left_s == pytest.approx(600.0)
+    assert verdict(row, 599) == "past deadline" and verdict(row, 601) == "fits"
+
+
+def test_without_its_own_steps_mark_a_claim_is_projected_from_the_claim(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    name = "mrpc__adalora__seed0"
+    _claim(run, name, ME, NOW - 1000)
+    # the earlier attempt's steps mark (another pid) and another run's mark in this process do not count
+    _log(run, name, [train_mark(name, 99999, NOW - 5000), steps_mark(name, 99999, NOW - 4000)])
+    lines = _trainer(name, ME, NOW - 990, _steps(15, 0.6))
+    _log(run, name, [lines[0], steps_mark("mrpc__adalora__lr_select", ME, NOW - 600), *lines[1:]])
+    row = _one(running(run, now=NOW), name)
+    assert row.startup_s is None and row.left_s == pytest.approx(1000.0)
+
+
+def test_a_selection_run_is_projected_from_its_first_rates_first_step(tmp_path: Path) -> None:
+    run = _run(tmp_path, get_profile("paper", lr_grid=(0.5, 1.0)))
+    sel = "mrpc__lora"
+    _claim(run, sel, ME, NOW - 1100)
+    first = _trainer(f"{sel}__lr_select", ME, NOW - 1099, _steps(30, 0.6), finished=True)
+    second = _trainer(f"{sel}__lr_select", ME, NOW - 500, _steps(15, 0.6))
+    _log(
+        run,
+        f"{sel}__lr_select",
+        [first[0], steps_mark(f"{sel}__lr_select", ME, NOW - 1000), *first[1:]],
+        [second[0], steps_mark(f"{sel}__lr_select", ME, NOW - 450), *second[1:]],
+    )
+    row = _one(running(run, now=NOW), sel)
+    # two rates of 30 epochs: 45 of 60 done in the 1000 s since the first rate's first step (the second
+    # rate's loading counts as training)
+    assert row.startup_s == pytest.approx(100.0)
+    assert row.progress == pytest.approx(0.75) and row.left_s == pytest.approx(1000.0 / 3)
 
 
 def test_a_resumed_run_counts_the_epochs_from_its_checkpoint_on(tmp_path: Path) -> None:
@@ -254,8 +300,8 @@ def test_past_deadline_picks_the_runs_projected_after_it() -> None:
         with pytest.raises(ConfigError, match="deadline must be a finite number of seconds >= 0"):
             past_deadline(rows, bad)
     table = format_table(rows, 500).splitlines()
-    assert table[0].split() == ["name", "gpu", "elapsed", "epoch/planned", "left", "verdict"]
-    assert table[2].split() == ["b__x__seed0", "-", "10s", "-/3", "1000s", "past", "deadline"]
+    assert table[0].split() == ["name", "gpu", "elapsed", "startup", "epoch/planned", "left", "verdict"]
+    assert table[2].split() == ["b__x__seed0", "-", "10s", "?", "-/3", "1000s", "past", "deadline"]
     assert table[3].split()[-1] == "unknown"
 
 
@@ -330,7 +376,7 @@ def test_apply_holds_and_stops_the_runs_past_the_deadline_only(
     out = capsys.readouterr().out
     assert "past the deadline (--apply stops them): mrpc__adalora__seed0 rte__lora" in out
     lines = {ln.split()[0]: ln for ln in out.splitlines()[2:5]}
-    assert lines["mrpc__adalora__seed0"].split()[1:4] == ["1", "1000s", "3/30"]
+    assert lines["mrpc__adalora__seed0"].split()[1:5] == ["1", "1000s", "?", "3/30"]
     assert lines["mrpc__adalora__seed0"].endswith("past deadline")
     assert lines["mrpc__lora__seed0"].endswith("fits") and lines["rte__lora"].endswith("past deadline")
     time.sleep(0.2)
@@ -482,4 +528,5 @@ def test_a_real_cells_log_carries_its_mark_and_the_epochs_triage_reads(tmp_path:
     assert row == {"epoch": 3.0, "planned": 3.0, "progress": 1.0, "left": 0.0}
     log = (run / "logs" / "rte__lora__seed0.log").read_text()
     mark = log.index("[gelora] train rte__lora__seed0 pid ")
-    assert mark < log.index("{'loss'") < log.index("'train_runtime'")
+    steps = log.index("[gelora] steps rte__lora__seed0 pid ")
+    assert mark < steps < log.index("{'loss'") < log.index("'train_runtime'")
