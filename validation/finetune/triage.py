@@ -20,8 +20,12 @@ is the share of this claim's training logged so far and ``training`` the seconds
 optimiser step (the runner's :data:`validation.finetune.runner.STEPS_MARK` line, written after tokenising,
 loading the model and the method's preparation, e.g. GeLoRA's intrinsic dimensions; ``startup_s`` is the
 time before it). A log without that line (an older runner) counts from the claim, so its early projections
-are too long. It is an estimate: a run that slows down or speeds up (neighbours on the GPU starting or
-finishing) is not foreseen, and the loading of a selection run's later rates counts as training. A run that has logged no epoch in this claim yet has no projection (``None``, verdict
+are too long; so is the projection of a steps line dated at or after the triage's own time (clocks), which
+is then ignored. It is an estimate: a run that slows down or speeds up (neighbours on the GPU starting or
+finishing) is not foreseen; a selection run's later rates are projected at the first rate's pace, their
+loading included once they have started (while the first rate trains, the later rates' loading is not
+foreseen, so the projection is short by about that much); and a cell whose process ran a multi-rate
+selection first shows that selection's time as its startup. A run that has logged no epoch in this claim yet has no projection (``None``, verdict
 ``unknown``) and is never stopped unless asked (``stop_unknown``). What counts as this claim's training:
 
 * the Trainer lines after the run's own mark in the log (:data:`validation.finetune.runner.TRAIN_MARK`,
@@ -350,7 +354,9 @@ def running(run_dir: str | Path, now: float | None = None) -> list[Running]:
                     progress = None
                     notes.append(f"trained; ends with its learning-rate selection {task}__{method}")
         startup = _startup(runs, started) if marked else None
-        training = elapsed if startup is None else max(0.0, elapsed - startup)
+        if startup is not None and startup >= elapsed:  # a steps line dated after `now` (clocks): unusable
+            startup = None
+        training = elapsed if startup is None else elapsed - startup
         if progress is None and not notes:
             notes.append("no epoch logged yet" if log.exists() else f"no log {log.relative_to(root)}")
         if not marked and progress is not None:

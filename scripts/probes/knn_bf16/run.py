@@ -72,9 +72,11 @@ def apply_patch(text: str, patch: str) -> str:
         i += 1
         while i < len(plines) and not plines[i].startswith("@@"):
             tag, body = plines[i][:1], plines[i][1:]
-            if tag in (" ", ""):
-                old.append(body or "\n")
-                new.append(body or "\n")
+            if tag == "\n":  # a blank context line whose leading space an editor stripped
+                tag, body = " ", "\n"
+            if tag == " ":
+                old.append(body)
+                new.append(body)
             elif tag == "-":
                 old.append(body)
             elif tag == "+":

@@ -151,6 +151,17 @@ def test_without_its_own_steps_mark_a_claim_is_projected_from_the_claim(tmp_path
     assert row.startup_s is None and row.left_s == pytest.approx(1000.0)
 
 
+def test_a_steps_line_dated_after_now_is_ignored(tmp_path: Path) -> None:
+    run = _run(tmp_path)
+    name = "mrpc__adalora__seed0"
+    _claim(run, name, ME, NOW - 300)
+    lines = _trainer(name, ME, NOW - 299, [0.6, 1.2, 1.8])
+    _log(run, name, [lines[0], steps_mark(name, ME, NOW + 50), *lines[1:]])  # a clock step
+    row = _one(running(run, now=NOW), name)
+    # 1.8 of 30 epochs in the 300 s since the claim, not "0 s of training, nothing left"
+    assert row.startup_s is None and row.left_s == pytest.approx(300.0 * (30 - 1.8) / 1.8)
+
+
 def test_a_selection_run_is_projected_from_its_first_rates_first_step(tmp_path: Path) -> None:
     run = _run(tmp_path, get_profile("paper", lr_grid=(0.5, 1.0)))
     sel = "mrpc__lora"
@@ -507,7 +518,8 @@ claim.write_text(json.dumps({"pid": os.getpid(), "host": os.uname().nodename, "t
 with _redirect_output(run / "logs" / "rte__lora__seed0.log"):
     run_cell("rte", "lora", 0, profile=profile, run_dir=run, device="cpu")
 (row,) = running(run)
-print(json.dumps({"epoch": row.epoch, "planned": row.planned_epochs, "progress": row.progress, "left": row.left_s}))
+print(json.dumps({"epoch": row.epoch, "planned": row.planned_epochs, "progress": row.progress, "left": row.left_s,
+                  "startup": row.startup_s}))
 """
 
 
@@ -525,7 +537,9 @@ def test_a_real_cells_log_carries_its_mark_and_the_epochs_triage_reads(tmp_path:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])
+    startup = row.pop("startup")
     assert row == {"epoch": 3.0, "planned": 3.0, "progress": 1.0, "left": 0.0}
+    assert startup is not None and startup >= 0.0  # triage read the cell's steps line
     log = (run / "logs" / "rte__lora__seed0.log").read_text()
     mark = log.index("[gelora] train rte__lora__seed0 pid ")
     steps = log.index("[gelora] steps rte__lora__seed0 pid ")
