@@ -32,7 +32,6 @@ from gelora.errors import ConfigError, ResultFileError
 SCHEMA = "gelora.validation.ablations/1"
 
 
-#: profile fields that do not change a cell's result (cells differing only in these are paired)
 def _profile_key(cell: dict[str, Any]) -> str:
     """The cell's profile as a pairing key: the settings that change results
     (:func:`validation.finetune.grid.profile_key`, its name aside), with only its own task's overrides

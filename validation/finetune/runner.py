@@ -59,18 +59,28 @@ TRAIN_MARK = "[gelora] train"
 STEPS_MARK = "[gelora] steps"
 
 
+def _mark(prefix: str, run: str, pid: int | None, at: float | None) -> str:
+    """``<prefix> <run> pid <pid> at <unix time>`` (pid default this process, time default now)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{prefix} {run} pid {pid} at {time.time() if at is None else at:.2f}"
+
+
 def train_mark(run: str, pid: int | None = None, at: float | None = None) -> str:
     """The :data:`TRAIN_MARK` line of Trainer run ``run`` in process ``pid`` (default this one) at unix time
     ``at`` (default now)."""
-    pid = os.getpid() if pid is None else pid
-    return f"{TRAIN_MARK} {run} pid {pid} at {time.time() if at is None else at:.2f}"
+    return _mark(TRAIN_MARK, run, pid, at)
 
 
 def steps_mark(run: str, pid: int | None = None, at: float | None = None) -> str:
     """The :data:`STEPS_MARK` line of Trainer run ``run`` in process ``pid`` (default this one) at unix time
     ``at`` (default now)."""
-    pid = os.getpid() if pid is None else pid
-    return f"{STEPS_MARK} {run} pid {pid} at {time.time() if at is None else at:.2f}"
+    return _mark(STEPS_MARK, run, pid, at)
+
+
+def _print_mark(line: str) -> None:
+    """A mark to stderr, after whatever the Trainer wrote to stdout (both go to the same log)."""
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -677,8 +687,7 @@ def train_and_score(
     prepare = get_method(method)  # fail fast on unknown/unavailable methods
     if is_main_process():
         run = cell_name(task, method, seed) if heldout is None else f"{task}__{method}__lr_select"
-        sys.stdout.flush()  # the Trainer's lines (stdout) of an earlier run stay before this mark in a log
-        print(train_mark(run), file=sys.stderr, flush=True)
+        _print_mark(train_mark(run))  # the Trainer's lines of an earlier run stay before it in a log
     dev = resolve_device(device)
     check_one_gpu(dev)
     run_dir = Path(run_dir)
@@ -807,8 +816,7 @@ def train_and_score(
         held_cb.trainer = trainer
         trainer.add_callback(held_cb)
     if is_main_process():
-        sys.stdout.flush()
-        print(steps_mark(run), file=sys.stderr, flush=True)
+        _print_mark(steps_mark(run))
     t_train = time.perf_counter()
     train_out = trainer.train(resume_from_checkpoint=resume)
     train_time = time.perf_counter() - t_train

@@ -25,8 +25,9 @@ is then ignored. It is an estimate: a run that slows down or speeds up (neighbou
 finishing) is not foreseen; a selection run's later rates are projected at the first rate's pace, their
 loading included once they have started (while the first rate trains, the later rates' loading is not
 foreseen, so the projection is short by about that much); and a cell whose process ran a multi-rate
-selection first shows that selection's time as its startup. A run that has logged no epoch in this claim yet has no projection (``None``, verdict
-``unknown``) and is never stopped unless asked (``stop_unknown``). What counts as this claim's training:
+selection first shows that selection's time as its startup. A run that has logged no epoch in this claim
+yet has no projection (``None``, verdict ``unknown``) and is never stopped unless asked
+(``stop_unknown``). What counts as this claim's training:
 
 * the Trainer lines after the run's own mark in the log (:data:`validation.finetune.runner.TRAIN_MARK`,
   with the claim's pid and a time after the claim), so the lines of earlier attempts appended to the same
@@ -72,8 +73,9 @@ LOG_INTERVAL_SHARE = 1 / 50
 #: bytes read from the end of a log (a run's lines are a few tens of kB)
 LOG_TAIL_BYTES = 1 << 20
 
-_MARK = re.compile(re.escape(TRAIN_MARK) + r" (\S+) pid (\d+) at ([0-9.]+)")
-_STEPS = re.compile(re.escape(STEPS_MARK) + r" (\S+) pid (\d+) at ([0-9.]+)")
+_MARK, _STEPS = (
+    re.compile(re.escape(m) + r" (\S+) pid (\d+) at ([0-9.]+)") for m in (TRAIN_MARK, STEPS_MARK)
+)
 _EPOCH = re.compile(r"'epoch': '?([0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)")
 
 

@@ -201,6 +201,8 @@ def _normalise_theory(raw: dict[str, Any]) -> dict[str, Any]:
     ``raw`` is :func:`validation.theory.run_theory_checks`'s summary (one entry per property under
     ``properties``); its tightness and counterexample tables are kept alongside.
     """
+    from validation.report.claims import is_number
+
     checks = []
     for v in raw.get("properties") or []:
         n_checks = v.get("checks")
@@ -215,9 +217,7 @@ def _normalise_theory(raw: dict[str, Any]) -> dict[str, Any]:
                 "name": str(v.get("property")),
                 "property": v.get("description"),
                 "passed": None if v.get("pass") is None else bool(v["pass"]),
-                "worst_margin": margin
-                if isinstance(margin, int | float) and not isinstance(margin, bool)
-                else None,
+                "worst_margin": margin if is_number(margin) else None,
                 "n_cases": n_checks,
                 "details": "; ".join(details),
                 "worst_case": v.get("worst_case"),
