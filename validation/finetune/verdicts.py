@@ -65,6 +65,8 @@ def _usable(rec: Mapping[str, Any], paper: bool) -> tuple[bool, str | None]:
     """Whether one cell may enter a comparison, and why not / what to list."""
     if rec.get("primary") is None:
         return False, "no primary score"
+    if not math.isfinite(float(rec["primary"])):
+        return False, "non-finite primary score"
     conv = rec.get("converged")
     if conv is False:
         return False, "unconverged"
@@ -85,11 +87,11 @@ def usable_scores(entry: Mapping[str, Any] | None, paper: bool = True) -> dict[i
     """``{seed: primary}`` of the cells of one summary entry that may enter a comparison (converged, or
     convergence not recorded outside the paper protocol) and have a finite score: the seeds a task's
     ceiling, floor and pairs are computed from. Empty for ``None`` or an entry without such cells."""
-    out: dict[int, float] = {}
-    for rec in _per_seed(entry or {}):
-        if _usable(rec, paper)[0] and rec.get("seed") is not None and math.isfinite(float(rec["primary"])):
-            out[int(rec["seed"])] = float(rec["primary"])
-    return out
+    return {
+        int(rec["seed"]): float(rec["primary"])
+        for rec in _per_seed(entry or {})
+        if rec.get("seed") is not None and _usable(rec, paper)[0]
+    }
 
 
 def usable_mean(entry: Mapping[str, Any] | None, paper: bool = True) -> float | None:
@@ -106,7 +108,6 @@ def _scores(
     entry = ((summary.get("table") or {}).get(task) or {}).get(method)
     if entry is None:
         return None
-    out: dict[int, float] = {}
     for rec in _per_seed(entry):
         ok, why = _usable(rec, paper)
         if why is not None:
@@ -119,9 +120,7 @@ def _scores(
             }
             if item not in exclusions:
                 exclusions.append(item)
-        if ok:
-            out[int(rec["seed"])] = float(rec["primary"])
-    return out
+    return usable_scores(entry, paper)
 
 
 def _mean(xs: Sequence[float]) -> float | None:

@@ -268,3 +268,21 @@ def test_pair_lines_drop_unrecorded_convergence_under_the_paper_protocol(tmp_pat
     assert " n=2 " in line
     dropped = [e for e in compute_verdicts(summary)["exclusions"] if e["method"] == "full"]
     assert [(e["seed"], e["excluded"]) for e in dropped] == [(2, True)]
+
+
+def test_a_non_finite_score_leaves_its_pairs_and_is_listed(tmp_path, gridfix):
+    """A cell whose primary score is NaN (e.g. Pearson of a constant prediction) is excluded like an
+    unconverged one: listed with its reason, its pairs computed over the other seeds, never a NaN interval."""
+    summary = summarise(gridfix.write_grid(tmp_path / "g", {"sst2": INFORMATIVE}))
+    for rec in summary["table"]["sst2"]["lora"]["per_seed"]:
+        if rec["seed"] == 1:
+            rec["primary"] = float("nan")
+    v = compute_verdicts(summary)
+    pair = v["tasks"]["sst2"]["pairs"]["lora"]
+    assert pair["n"] == 2 and all(math.isfinite(x) for x in pair["ci"])
+    ref = paired_difference({0: 0.80, 2: 0.82}, {0: 0.70, 2: 0.715})
+    assert pair["ci"] == ref["ci"]
+    assert [e for e in v["exclusions"] if e["method"] == "lora"] == [
+        {"task": "sst2", "method": "lora", "seed": 1, "reason": "non-finite primary score", "excluded": True}
+    ]
+    assert usable_scores(summary["table"]["sst2"]["lora"]) == {0: 0.70, 2: 0.715}
