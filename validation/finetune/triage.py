@@ -9,7 +9,9 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
   the last epoch the Trainer logged (``logs/<name>.log``), the planned epochs (the run's plan: the
   profile's ``epochs`` or the task's ``task_overrides``, e.g. 30 for MRPC under the paper profile; an
   explicit ``--epochs`` replaced those when the plan was written) and a projection of the seconds left;
-* :func:`past_deadline` picks the runs projected to end after a deadline;
+* :func:`past_deadline` picks the runs projected to end after a deadline; the table also shows
+  :func:`shared_left`, the end each run would have if the GPU's throughput were shared equally and the
+  others sped up as runs end (informational: the pick uses the linear projection);
 * ``python -m validation.finetune.triage RUN --deadline SECONDS [--apply]`` prints the table and, with
   ``--apply``, holds each picked run (:func:`validation.finetune.grid.hold_cell`) and sends SIGTERM to the
   process of its claim, as ``waves.sh stop`` does: the worker stops at its next step, keeps its
@@ -436,6 +438,46 @@ def past_deadline(rows: Sequence[Running], deadline_s: float, *, stop_unknown: b
     return [r for r in rows if r.name in picked or (r.kind == "cell" and _group(r.name) in doomed)]
 
 
+def shared_left(rows: Sequence[Running]) -> dict[str, float | None]:
+    """Seconds left of each run if the GPU's throughput stays constant and is shared equally by the
+    processes on it (processor sharing): when a process ends, the others speed up.
+
+    The linear projection (``left_s``) assumes every run keeps its present pace; at six or more MPNet-base
+    processes a GPU the pace was measured to scale with the number of processes (2026-11-30: 80 s an epoch
+    among 18 processes, 54-57 s among 12), so a run beside shorter ones ends earlier than ``left_s`` says.
+    Per GPU, with ``m`` processes (every distinct claiming pid counts, one with a run of unknown projection
+    as never ending), a process with projected ``L`` seconds left has ``w = L / m`` seconds of the GPU's
+    whole throughput left; sorted by ``w``, the ``k``-th ends at ``T_k = T_(k-1) + (m - k + 1) (w_k -
+    w_(k-1))``. Every run of a process gets its process's time. Informational: :func:`past_deadline` and
+    ``--apply`` use ``left_s``. Not seen: processes of other run directories on the same GPU (they make
+    this projection too short) and cells a worker will start after its present one.
+
+    Returns
+    -------
+    dict
+        ``{name: seconds}``, None for the runs without a projection.
+    """
+    procs: dict[tuple[str | None, str, int], list[Running]] = {}
+    for r in rows:
+        procs.setdefault((r.gpu, r.host, r.pid), []).append(r)
+    out: dict[str, float | None] = {r.name: None for r in rows}
+    by_gpu: dict[str | None, list[tuple[float | None, list[Running]]]] = {}
+    for (gpu, _, _), runs in procs.items():
+        lefts = [r.left_s for r in runs]
+        left = None if any(x is None for x in lefts) else max(float(x) for x in lefts if x is not None)
+        by_gpu.setdefault(gpu, []).append((left, runs))
+    for entries in by_gpu.values():
+        m = len(entries)
+        known = sorted((left / m, runs) for left, runs in entries if left is not None) if m else []
+        done, prev = 0.0, 0.0
+        for k, (w, runs) in enumerate(known):
+            done += (m - k) * (w - prev)
+            prev = w
+            for r in runs:
+                out[r.name] = done
+    return out
+
+
 def _group(name: str) -> tuple[str, str]:
     """``(task, method)`` of a cell or selection-run name."""
     task, method, _ = parse_run_name(name)
@@ -490,8 +532,9 @@ def _seconds(x: float | None) -> str:
 
 def format_table(rows: Sequence[Running], deadline_s: float) -> str:
     """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
-    left, verdict (and a note)."""
-    header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "verdict")
+    left, the processor-sharing projection (:func:`shared_left`, informational), verdict (and a note)."""
+    shared = shared_left(rows)
+    header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "shared", "verdict")
     body = [
         (
             r.name,
@@ -500,6 +543,7 @@ def format_table(rows: Sequence[Running], deadline_s: float) -> str:
             _seconds(r.startup_s),
             f"{'-' if r.epoch is None else f'{r.epoch:g}'}/{r.planned_epochs:g}",
             _seconds(r.left_s),
+            _seconds(shared[r.name]),
             verdict(r, deadline_s) + (f" ({r.note})" if r.note else ""),
         )
         for r in rows
@@ -648,6 +692,7 @@ __all__ = [
     "past_deadline",
     "planned_epochs",
     "running",
+    "shared_left",
     "stop_runs",
     "verdict",
 ]

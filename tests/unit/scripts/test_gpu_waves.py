@@ -155,7 +155,7 @@ def test_triage_stops_the_runs_past_the_deadline_and_fetches_the_run(tmp_path: P
         (row,) = [ln.split() for ln in out.stdout.splitlines() if ln.startswith("rte__adalora__seed0  ")]
         # 5 of 50 epochs in ~1000 s: ~9000 s left, past a 600 s deadline
         assert row[1] == "0" and 1000 <= int(row[2].rstrip("s")) < 1100 and row[3:5] == ["?", "5/50"]
-        assert row[6:] == ["past", "deadline"]
+        assert row[6] == row[5] and row[7:] == ["past", "deadline"]  # alone on its GPU: shared = linear
         assert f"stopped rte__adalora__seed0: SIGTERM to pid {late.pid}" in out.stdout
         assert late.wait(timeout=10) == -signal.SIGTERM and hold_path(run, "rte", "adalora", 0).exists()
         assert "rte__adalora__seed0 'epoch': '5'" in out.stdout  # then the usual status block

@@ -30,6 +30,7 @@ from validation.finetune.triage import (
     past_deadline,
     planned_epochs,
     running,
+    shared_left,
     verdict,
 )
 
@@ -297,8 +298,8 @@ def test_planned_epochs_come_from_the_plan() -> None:
 
 
 # ------------------------------------------------------------------------------------------ deadline
-def _row(name: str, left: float | None) -> Running:
-    return Running(name, "cell", Path("c"), 1, "h", None, "t", 10.0, None, 3.0, None, left)
+def _row(name: str, left: float | None, pid: int = 1, gpu: str | None = None) -> Running:
+    return Running(name, "cell", Path("c"), pid, "h", gpu, "t", 10.0, None, 3.0, None, left)
 
 
 def test_past_deadline_picks_the_runs_projected_after_it() -> None:
@@ -311,9 +312,36 @@ def test_past_deadline_picks_the_runs_projected_after_it() -> None:
         with pytest.raises(ConfigError, match="deadline must be a finite number of seconds >= 0"):
             past_deadline(rows, bad)
     table = format_table(rows, 500).splitlines()
-    assert table[0].split() == ["name", "gpu", "elapsed", "startup", "epoch/planned", "left", "verdict"]
-    assert table[2].split() == ["b__x__seed0", "-", "10s", "?", "-/3", "1000s", "past", "deadline"]
+    head = ["name", "gpu", "elapsed", "startup", "epoch/planned", "left", "shared", "verdict"]
+    assert table[0].split() == head
+    # one process (pid 1) with a run of unknown projection: its shared projection is unknown too
+    assert table[2].split() == ["b__x__seed0", "-", "10s", "?", "-/3", "1000s", "?", "past", "deadline"]
     assert table[3].split()[-1] == "unknown"
+
+
+def test_the_shared_projection_lets_runs_speed_up_as_others_end() -> None:
+    """Processor sharing per GPU: three processes on GPU 0 projected (at the present pace) 300, 600 and 900 s
+    left have 100, 200, 300 s of the GPU's whole throughput left: they end after 300, 300 + 2 x 100 = 500
+    and 500 + 1 x 100 = 600 s. GPU 1 is apart; a run of unknown projection counts as never ending."""
+    rows = [
+        _row("a__x__seed0", 300.0, pid=1, gpu="0"),
+        _row("a__x__seed1", 600.0, pid=2, gpu="0"),
+        _row("a__x__seed2", 900.0, pid=3, gpu="0"),
+        _row("b__x__seed0", 400.0, pid=4, gpu="1"),
+        _row("b__x__seed1", None, pid=5, gpu="1"),
+    ]
+    got = shared_left(rows)
+    assert got.pop("b__x__seed1") is None
+    # GPU 1: the unknown run never ends, so the known one keeps its present pace
+    assert got == pytest.approx(
+        {"a__x__seed0": 300.0, "a__x__seed1": 500.0, "a__x__seed2": 600.0, "b__x__seed0": 400.0}
+    )
+    # a cell and the selection run in its process end together, at the later of the two
+    same = [_row("c__x__seed0", 100.0, pid=7, gpu="0"), _row("c__x", 300.0, pid=7, gpu="0")]
+    assert shared_left(same) == {"c__x__seed0": 300.0, "c__x": 300.0}
+    # the decision is the linear one's: the shared projection is shown, not used
+    assert [r.name for r in past_deadline(rows, 550)] == ["a__x__seed1", "a__x__seed2"]
+    assert "shared" in format_table(rows, 550).splitlines()[0]
 
 
 # ------------------------------------------------------------------------------------------ errors
