@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -43,10 +44,16 @@ def _profile_key(cell: dict[str, Any]) -> str:
     return json.dumps(key, sort_keys=True, default=str)
 
 
+def _finite_score(cell: dict[str, Any]) -> bool:
+    """The cell has a finite primary score (a NaN Pearson of a constant prediction is not one)."""
+    return cell.get("primary") is not None and math.isfinite(float(cell["primary"]))
+
+
 def _usable(cell: dict[str, Any]) -> bool:
-    """A primary score and no ``converged: False`` in the cell's convergence record."""
+    """A finite primary score and no ``converged: False`` in the cell's convergence record (as in
+    :func:`validation.finetune.verdicts.usable_scores`)."""
     conv = ((cell.get("train") or {}).get("convergence") or {}).get("converged")
-    return cell.get("primary") is not None and conv is not False
+    return _finite_score(cell) and conv is not False
 
 
 def load_cells(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
@@ -174,8 +181,10 @@ def _pair_row(
             row["notes"].append(f"seed {s}: fewer distinct rearrangements than seeds; an arrangement repeats")
         if c.get("primary") is None:
             row["notes"].append(f"seed {s}: no value of the primary metric")
+        elif not _finite_score(c):
+            row["notes"].append(f"seed {s}: non-finite primary score, left out of the pair")
     for label, cs in ((reference, ref), (name, abl)):
-        dropped = sorted(s for s, c in cs.items() if c.get("primary") is not None and not _usable(c))
+        dropped = sorted(s for s, c in cs.items() if _finite_score(c) and not _usable(c))
         if dropped:
             row["notes"].append(f"{label} seed(s) {dropped}: unconverged, left out of the pair")
     return row

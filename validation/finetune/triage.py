@@ -445,30 +445,35 @@ def shared_left(rows: Sequence[Running]) -> dict[str, float | None]:
     The linear projection (``left_s``) assumes every run keeps its present pace; at six or more MPNet-base
     processes a GPU the pace was measured to scale with the number of processes (2026-11-30: 80 s an epoch
     among 18 processes, 54-57 s among 12), so a run beside shorter ones ends earlier than ``left_s`` says.
-    Per GPU, with ``m`` processes (every distinct claiming pid counts, one with a run of unknown projection
-    as never ending), a process with projected ``L`` seconds left has ``w = L / m`` seconds of the GPU's
-    whole throughput left; sorted by ``w``, the ``k``-th ends at ``T_k = T_(k-1) + (m - k + 1) (w_k -
-    w_(k-1))``. Every run of a process gets its process's time. Informational: :func:`past_deadline` and
+    Per GPU (a host and its ``gpu``), with ``m`` processes (every distinct claiming pid of the host counts,
+    on the first GPU its claims record; one with a run of unknown projection as never ending), a process
+    with projected ``L`` seconds left has ``w = L / m`` seconds of the GPU's whole throughput left; sorted by
+    ``w``, the ``k``-th (from 1) ends at ``T_k = T_(k-1) + (m - k + 1) (w_k - w_(k-1))``. Every run of a
+    process gets its process's time (the latest of its runs). Informational: :func:`past_deadline` and
     ``--apply`` use ``left_s``. Not seen: processes of other run directories on the same GPU (they make
-    this projection too short) and cells a worker will start after its present one.
+    this projection too short), cells a worker will start after its present one, and processes that hold
+    a claim without computing (a trained cell waiting for its selection run counts as sharing: the others'
+    projections come out too long).
 
     Returns
     -------
     dict
         ``{name: seconds}``, None for the runs without a projection.
     """
-    procs: dict[tuple[str | None, str, int], list[Running]] = {}
+    procs: dict[tuple[str, int], list[Running]] = {}
     for r in rows:
-        procs.setdefault((r.gpu, r.host, r.pid), []).append(r)
+        procs.setdefault((r.host, r.pid), []).append(r)
     out: dict[str, float | None] = {r.name: None for r in rows}
-    by_gpu: dict[str | None, list[tuple[float | None, list[Running]]]] = {}
-    for (gpu, _, _), runs in procs.items():
+    by_gpu: dict[tuple[str, str | None], list[tuple[float | None, list[Running]]]] = {}
+    for (host, _), runs in procs.items():
+        # one process, one GPU: its first recorded GPU (a claim written without one does not split it)
+        gpu = next((r.gpu for r in runs if r.gpu is not None), None)
         lefts = [r.left_s for r in runs]
         left = None if any(x is None for x in lefts) else max(float(x) for x in lefts if x is not None)
-        by_gpu.setdefault(gpu, []).append((left, runs))
+        by_gpu.setdefault((host, gpu), []).append((left, runs))
     for entries in by_gpu.values():
         m = len(entries)
-        known = sorted((left / m, runs) for left, runs in entries if left is not None) if m else []
+        known = sorted(((left / m, runs) for left, runs in entries if left is not None), key=lambda e: e[0])
         done, prev = 0.0, 0.0
         for k, (w, runs) in enumerate(known):
             done += (m - k) * (w - prev)

@@ -7,7 +7,9 @@ The rules, in the order they apply (docs/validation.md, "How a verdict is reache
    record (``converged`` missing or ``None``: grids from before the paper protocol) is listed as
    "convergence not recorded"; under the ``paper`` profile it is excluded like an unconverged one (the
    paper protocol always records convergence, so a missing record means the cell did not follow it),
-   under any other profile it is kept.
+   under any other profile it is kept. A cell without a primary score, or with a non-finite one (a NaN
+   Pearson of a constant prediction), is dropped and listed the same way ("no primary score",
+   "non-finite primary score").
 2. **Informative tasks.** A task can tell methods apart only if fine-tuning moves the model at all. Its
    ceiling is full fine-tuning (``full``), its floor training the classifier head only (``head_only``). The
    task is *informative* when the ceiling is **clearly** above the floor: the paired difference
@@ -162,7 +164,7 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
         (``{"task", "reason"}`` of planned tasks without any result because their data is not available
         offline, :func:`not_run_tasks`); ``exclusions``
         (cells: ``task``, ``method``, ``seed``, ``reason`` ("unconverged", "convergence not recorded", "no
-        primary score") and ``excluded`` (whether the cell was dropped)); ``uninformative``
+        primary score", "non-finite primary score") and ``excluded`` (whether the cell was dropped)); ``uninformative``
         (``{"task", "reason"}``); ``counts[baseline]`` (``better``/``tie``/``worse``/``undetermined`` over
         informative tasks, ``n``, ``line``); ``line`` (all baselines together); ``average``.
     """

@@ -33,7 +33,8 @@ BEGIN = (
 END = "<!-- c4-table end -->"
 MINUS = "\u2212"
 
-#: C4's baselines, in the table's order, with their column labels
+#: C4's core baselines, first in the table's order, with their column labels (any further baseline of the
+#: verdicts follows under its method name)
 BASELINES: tuple[tuple[str, str], ...] = (("lora", "LoRA"), ("adalora", "AdaLoRA"), ("geolora", "GeoLoRA"))
 #: the ablation section's rearrangements of GeLoRA's ranks (GeLoRA minus the rearrangement)
 ABLATIONS: tuple[tuple[str, str], ...] = (
@@ -51,36 +52,58 @@ def _plain(x: float, digits: int = 3) -> str:
 
 
 def _pair_cell(pair: Mapping[str, Any] | None, why: str | None) -> str:
-    """``+0.0093 [+0.0020, +0.0166] better``; ``undetermined (5 seeds unconverged)``; ``not run``."""
+    """``+0.0093 [+0.0020, +0.0166] better``; ``undetermined (AdaLoRA: 5 seeds unconverged)``; ``not run``.
+
+    ``pair`` is a C4 pair (``excluded``: its task is uninformative) or an ablation comparison
+    (``informative``: False when its task is not)."""
     if pair is None:
         return "not run"
     ci = pair.get("ci")
     if pair.get("diff") is None or not ci:
         return "undetermined" + (f" ({why})" if why else "")
     text = f"{_signed(pair['diff'])} [{_signed(ci[0])}, {_signed(ci[1])}] {pair['verdict']}"
-    return text + (" (not counted: task uninformative)" if pair.get("excluded") else "")
+    uninformative = pair.get("excluded") or pair.get("informative") is False
+    return text + (" (not counted: task uninformative)" if uninformative else "")
 
 
-def _dropped(verdicts: Mapping[str, Any], task: str, method: str) -> str | None:
-    """``"5 seeds unconverged"``: why a method's seeds left its pairs (None when none did)."""
-    reasons: dict[str, int] = {}
-    for e in verdicts.get("exclusions", []):
-        if e.get("task") == task and e.get("method") == method and e.get("excluded"):
-            reasons[str(e["reason"])] = reasons.get(str(e["reason"]), 0) + 1
-    if not reasons:
-        return None
-    return "; ".join(f"{n} seed{'s' if n > 1 else ''} {r}" for r, n in sorted(reasons.items()))
+def _dropped(verdicts: Mapping[str, Any], task: str, methods: Sequence[tuple[str, str]]) -> str | None:
+    """``"AdaLoRA: 5 seeds unconverged"``: why the seeds of ``methods`` (name, label) left their pairs
+    (None when none did)."""
+    parts = []
+    for method, label in methods:
+        reasons: dict[str, int] = {}
+        for e in verdicts.get("exclusions", []):
+            if e.get("task") == task and e.get("method") == method and e.get("excluded"):
+                reasons[str(e["reason"])] = reasons.get(str(e["reason"]), 0) + 1
+        if reasons:
+            text = "; ".join(f"{n} seed{'s' if n > 1 else ''} {r}" for r, n in sorted(reasons.items()))
+            parts.append(f"{label}: {text}")
+    return "; ".join(parts) or None
 
 
 def _ablation_index(report: Mapping[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """``(model, task, ablation)`` -> the ablation section's GeLoRA-minus-rearrangement comparison."""
+    """``(model, task, ablation)`` -> the ablation section's GeLoRA-minus-rearrangement comparison.
+
+    Raises
+    ------
+    ConfigError
+        Two comparisons share a key (e.g. ablations at two profiles of one model and task): the table could
+        not tell which belongs to C4's grid.
+    """
     sec = (report.get("sections") or {}).get("ablations") or {}
     if sec.get("status") != "ok":
         return {}
     out: dict[tuple[str, str, str], dict[str, Any]] = {}
     for c in (sec.get("data") or {}).get("comparisons", []):
-        if c.get("reference") == "gelora":
-            out[(str(c["model"]), str(c["task"]), str(c["ablation"]))] = c
+        if c.get("reference") != "gelora":
+            continue
+        key = (str(c["model"]), str(c["task"]), str(c["ablation"]))
+        if key in out:
+            raise ConfigError(
+                f"two ablation comparisons for {key[0]} / {key[1]} / {key[2]} (profiles "
+                f"{out[key].get('profile')} and {c.get('profile')}): the C4 table cannot tell which is C4's"
+            )
+        out[key] = c
     return out
 
 
@@ -95,9 +118,12 @@ def c4_rows(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
     first = paper_protocol(dict(report))
     if first is None:
         raise ConfigError("the report has no paper-protocol grid section: no C4 table to write")
+    grids = [first, *paper_protocol_more(dict(report))]
     ablations = _ablation_index(report)
+    columns = _baseline_columns([v for _, v in grids])
     rows: list[tuple[str, ...]] = []
-    for summary, verdicts in [first, *paper_protocol_more(dict(report))]:
+    used: set[tuple[str, str, str]] = set()
+    for summary, verdicts in grids:
         model = str(summary.get("model"))
         for task in sorted(verdicts["tasks"]):
             t = verdicts["tasks"][task]
@@ -107,20 +133,43 @@ def c4_rows(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
             if not t.get("informative"):
                 ref += " (uninformative)"
             cells = [model, f"{task_label(task)} ({t.get('metric')})", ref]
-            for method, _ in BASELINES:
-                cells.append(_pair_cell((t.get("pairs") or {}).get(method), _dropped(verdicts, task, method)))
+            for method, label in columns:
+                why = _dropped(verdicts, task, [("gelora", "GeLoRA"), (method, label)])
+                cells.append(_pair_cell((t.get("pairs") or {}).get(method), why))
             for name, _ in ABLATIONS:
-                cells.append(_pair_cell(ablations.get((model, task, name)), _dropped(verdicts, task, name)))
+                comp = ablations.get((model, task, name))
+                if comp is not None:
+                    used.add((model, task, name))
+                why = None if comp is None else f"{comp.get('n', 0)} usable common seeds"
+                cells.append(_pair_cell(comp, why))
             rows.append(tuple(cells))
+    unplaced = sorted(k for k in ablations if k not in used and k[2] in dict(ABLATIONS))
+    if unplaced:
+        raise ConfigError(
+            "ablation comparisons with no row of the paper-protocol grid (model or task not in it): "
+            + ", ".join(" / ".join(k) for k in unplaced)
+        )
     return rows
+
+
+def _baseline_columns(verdicts: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The core baselines, then any further baseline of any model's verdicts (under its method name)."""
+    core = dict(BASELINES)
+    extra = sorted({b for v in verdicts for b in v.get("baselines", []) if b not in core})
+    return [*BASELINES, *((b, b) for b in extra)]
 
 
 def c4_table(report: Mapping[str, Any]) -> str:
     """The Markdown table between :data:`BEGIN` and :data:`END` (markers included, no trailing newline)."""
-    head = ["model", "task (metric)", "ceiling / floor", *(f"GeLoRA − {label}" for _, label in BASELINES)]
+    rows = c4_rows(report)
+    first = paper_protocol(dict(report))
+    grids = [first[1]] if first else []
+    grids += [v for _, v in paper_protocol_more(dict(report))]
+    head = ["model", "task (metric)", "ceiling / floor"]
+    head += [f"GeLoRA − {label}" for _, label in _baseline_columns(grids)]
     head += [f"GeLoRA − {label}" for _, label in ABLATIONS]
     lines = [BEGIN, "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in c4_rows(report)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines.append(END)
     return "\n".join(lines)
 
@@ -150,7 +199,7 @@ def replace_table(text: str, table: str) -> str:
 def _load(path: Path) -> dict[str, Any]:
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ResultFileError(f"cannot read report {path}: {exc}") from exc
     if not isinstance(report, dict):
         raise ResultFileError(f"report {path} is not a JSON object")
@@ -170,7 +219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(table)
             return 0
         doc = args.write or args.check
-        text = doc.read_text(encoding="utf-8")
+        try:
+            text = doc.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{doc} is not UTF-8 text: {exc}") from exc
         if args.check is not None:
             same = embedded_table(text) == table
             print(f"{doc}: C4 table {'matches' if same else 'differs from'} {args.report}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,16 @@ def test_models_are_named_as_the_grid_summaries_name_them():
             cells += [default, named]
     models = {(r["task"], r["model"]) for r in analyse(cells=cells)["comparisons"]}
     assert models == {("rte", "all-MiniLM-L6-v2"), ("mrpc", "mpnet-base")}
+
+
+def test_a_non_finite_score_is_left_out_of_its_pair():
+    cells = []
+    for s in range(3):
+        cells += [
+            _cell("rte", "gelora", s, 0.60 + 0.01 * s, [4, 2, 1]),
+            _cell("rte", "gelora_permuted", s, 0.5 + 0.002 * s, [1, 2, 4]),
+        ]
+    cells[1]["primary"] = float("nan")  # permuted, seed 0
+    (row,) = analyse(cells=cells)["comparisons"]
+    assert row["seeds"] == [1, 2] and row["n"] == 2 and all(math.isfinite(x) for x in row["ci"])
+    assert "seed 0: non-finite primary score, left out of the pair" in row["notes"]

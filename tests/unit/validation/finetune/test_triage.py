@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -339,6 +340,31 @@ def test_the_shared_projection_lets_runs_speed_up_as_others_end() -> None:
     # a cell and the selection run in its process end together, at the later of the two
     same = [_row("c__x__seed0", 100.0, pid=7, gpu="0"), _row("c__x", 300.0, pid=7, gpu="0")]
     assert shared_left(same) == {"c__x__seed0": 300.0, "c__x": 300.0}
+    # an unknown process shares its GPU to the end: known 300 and 600 s beside it end at 300 and 500 s
+    # (without it they would end at 300 and 450 s)
+    beside = [
+        _row("d__x__seed0", 300.0, pid=8, gpu="0"),
+        _row("d__x__seed1", 600.0, pid=9, gpu="0"),
+        _row("d__x__seed2", None, pid=10, gpu="0"),
+    ]
+    assert shared_left(beside) == pytest.approx(
+        {"d__x__seed0": 300.0, "d__x__seed1": 500.0, "d__x__seed2": None}
+    )
+    # equal projections (a trained cell waiting for its selection takes the selection's) do not fail; runs
+    # whose training has ended (0 s) free their share at once, so the two 200-s runs end at 100 s
+    ties = [_row("e__x__seed0", 200.0, pid=11, gpu="0"), _row("e__x", 200.0, pid=12, gpu="0")]
+    ties += [_row("e__x__seed1", 0.0, pid=13, gpu="0"), _row("e__x__seed2", 0.0, pid=14, gpu="0")]
+    assert shared_left(ties) == pytest.approx(
+        {"e__x__seed0": 100.0, "e__x": 100.0, "e__x__seed1": 0.0, "e__x__seed2": 0.0}
+    )
+    # GPU "0" of another host is another GPU
+    other = replace(_row("f__x__seed0", 200.0, pid=15, gpu="0"), host="elsewhere")
+    assert shared_left([_row("f__x__seed1", 100.0, pid=15, gpu="0"), other]) == pytest.approx(
+        {"f__x__seed1": 100.0, "f__x__seed0": 200.0}
+    )
+    # a process whose claims record its GPU once and once not is one process on that GPU
+    split = [_row("g__x__seed0", 300.0, pid=16, gpu="1"), _row("g__x", 600.0, pid=16, gpu=None)]
+    assert shared_left(split) == {"g__x__seed0": 600.0, "g__x": 600.0}
     # the decision is the linear one's: the shared projection is shown, not used
     assert [r.name for r in past_deadline(rows, 550)] == ["a__x__seed1", "a__x__seed2"]
     assert "shared" in format_table(rows, 550).splitlines()[0]

