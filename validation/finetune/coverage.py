@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,10 +59,15 @@ def collect(
                 slot = (
                     out.setdefault(key, {})
                     .setdefault(task, {})
-                    .setdefault(method, {"converged": set(), "unconverged": set(), "unrecorded": set()})
+                    .setdefault(
+                        method,
+                        {"converged": set(), "unconverged": set(), "unrecorded": set(), "no_score": set()},
+                    )
                 )
                 for rec in entry.get("per_seed") or []:
                     state = {True: "converged", False: "unconverged"}.get(rec.get("converged"), "unrecorded")
+                    if not _finite(rec.get("primary")):
+                        state = "no_score"  # as in the verdicts: a NaN or missing score is no result
                     slot[state].add(int(rec["seed"]))
     return {
         k: {t: {m: {s: sorted(v) for s, v in e.items()} for m, e in by.items()} for t, by in tasks.items()}
@@ -79,7 +85,18 @@ def _entry(e: Mapping[str, list[int]] | None, seeds: int) -> str:
         text += f" (unconverged: {', '.join(map(str, bad))})"
     if e["unrecorded"]:
         text += f" (convergence not recorded: {len(e['unrecorded'])})"
+    bad = [s for s in e.get("no_score", []) if s < seeds]
+    if bad:
+        text += f" (no finite score: {', '.join(map(str, bad))})"
     return text
+
+
+def _finite(x: Any) -> bool:
+    """Whether a cell's primary score is a finite number."""
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
 
 
 #: methods without an adapter: their cells do not depend on the rank (trained once, at the protocol's)
@@ -91,7 +108,8 @@ def render(
 ) -> str:
     """The Markdown table (one row per model, rank and task; ``·`` no cell, ``n/a`` a method without adapter
     at another rank) and the number of cells not yet run at the protocol's rank ``main_r`` (default: the
-    paper profile's), the campaign of issue 19; a finished unconverged cell counts as run."""
+    paper profile's), the campaign of issue 19; a finished unconverged cell, or one without a finite score,
+    counts as run."""
     main_r = int(PROFILES["paper"].lora_r) if main_r is None else main_r
     cols = (*METHODS, *ABLATIONS)
     lines = [
@@ -113,7 +131,10 @@ def render(
             for m in METHODS:
                 e = row.get(m) or {}
                 run = {
-                    s for k in ("converged", "unconverged", "unrecorded") for s in e.get(k, []) if s < seeds
+                    s
+                    for k in ("converged", "unconverged", "unrecorded", "no_score")
+                    for s in e.get(k, [])
+                    if s < seeds
                 }
                 left[m] += seeds - len(run)
     lines += [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def test_counts_converged_cells_and_names_the_unconverged(tmp_path: Path, gridfi
     cov = collect([run])
     ((key, by),) = cov.items()
     assert key == ("test-model", 8)
-    assert by["rte"]["adalora"] == {"converged": [0], "unconverged": [1], "unrecorded": []}
+    assert by["rte"]["adalora"] == {"converged": [0], "unconverged": [1], "unrecorded": [], "no_score": []}
     text = render(cov, seeds=5, main_r=8)
     row = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| test-model")}
     assert row["mrpc"].startswith("| test-model | 8 | mrpc | 5 | · | 2/5 |")
@@ -48,3 +49,20 @@ def test_the_committed_table_is_current(capsys: pytest.CaptureFixture[str]) -> N
     assert main(args) == 0
     printed = capsys.readouterr().out.replace(str(ROOT) + "/", "")
     assert printed == committed
+
+
+def test_a_cell_without_a_finite_score_is_run_but_not_a_result(tmp_path: Path, gridfix: Any) -> None:
+    """A NaN score (e.g. Pearson of a constant prediction) is no result, as in the verdicts: not counted
+    as converged, named, and counted as run."""
+    run = gridfix.write_grid(tmp_path / "a", {"stsb": {"lora": [0.8, 0.8, 0.8]}})
+    summary_cell = next((run / "cells").glob("stsb__lora__seed1.json"))
+    rec = json.loads(summary_cell.read_text())
+    rec["primary"] = float("nan")
+    rec["metrics"] = {k: float("nan") for k in rec.get("metrics", {})}
+    summary_cell.write_text(json.dumps(rec))
+    cov = collect([run])
+    ((_, by),) = cov.items()
+    assert by["stsb"]["lora"]["converged"] == [0, 2] and by["stsb"]["lora"]["no_score"] == [1]
+    text = render(cov, seeds=5, main_r=8)
+    assert "| 2/5 (no finite score: 1) |" in text
+    assert f"{8 * 6 * 5 - 3} cells" in text  # the NaN cell has run
