@@ -76,7 +76,9 @@ for c in cells:
   exit 0;;
 triage)
   secs="${2:?usage: waves.sh triage SECONDS [--apply]}"; shift 2
-  python3 -m validation.finetune.triage "$R" --deadline "$secs" "$@";;
+  # the other run directories of this machine share the GPUs: the 'shared' column counts their processes
+  others=(); for d in runs/*/; do [ -d "$d" ] && [ "$(cd "$d" && pwd)" != "$(cd "$R" && pwd)" ] && others+=("${d%/}"); done
+  python3 -m validation.finetune.triage "$R" --deadline "$secs" "$@" ${others[@]+--beside "${others[@]}"};;
 *) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL... | hold CELL... | release CELL... | triage SECONDS [--apply]" >&2; exit 2;;
 esac
 date -u +%T

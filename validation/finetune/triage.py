@@ -438,7 +438,7 @@ def past_deadline(rows: Sequence[Running], deadline_s: float, *, stop_unknown: b
     return [r for r in rows if r.name in picked or (r.kind == "cell" and _group(r.name) in doomed)]
 
 
-def shared_left(rows: Sequence[Running]) -> dict[str, float | None]:
+def shared_left(rows: Sequence[Running], beside: Sequence[Running] = ()) -> dict[str, float | None]:
     """Seconds left of each run if the GPU's throughput stays constant and is shared equally by the
     processes on it (processor sharing): when a process ends, the others speed up.
 
@@ -450,8 +450,10 @@ def shared_left(rows: Sequence[Running]) -> dict[str, float | None]:
     with projected ``L`` seconds left has ``w = L / m`` seconds of the GPU's whole throughput left; sorted by
     ``w``, the ``k``-th (from 1) ends at ``T_k = T_(k-1) + (m - k + 1) (w_k - w_(k-1))``. Every run of a
     process gets its process's time (the latest of its runs). Informational: :func:`past_deadline` and
-    ``--apply`` use ``left_s``. Not seen: processes of other run directories on the same GPU (they make
-    this projection too short), cells a worker will start after its present one, and processes that hold
+    ``--apply`` use ``left_s``. ``beside``: the runs of other run directories on the same machine (``--beside``;
+    ``waves.sh triage`` passes every other directory under ``runs/``): they share the GPUs and end by the
+    same rule, but get no entry. Not seen: processes of directories not given (they make this projection
+    too short), cells a worker will start after its present one, and processes that hold
     a claim without computing (a trained cell waiting for its selection run counts as sharing: the others'
     projections come out too long).
 
@@ -461,8 +463,9 @@ def shared_left(rows: Sequence[Running]) -> dict[str, float | None]:
         ``{name: seconds}``, None for the runs without a projection.
     """
     procs: dict[tuple[str, int], list[Running]] = {}
-    for r in rows:
+    for r in [*rows, *beside]:
         procs.setdefault((r.host, r.pid), []).append(r)
+    mine = {id(r) for r in rows}
     out: dict[str, float | None] = {r.name: None for r in rows}
     by_gpu: dict[tuple[str, str | None], list[tuple[float | None, list[Running]]]] = {}
     for (host, _), runs in procs.items():
@@ -479,7 +482,8 @@ def shared_left(rows: Sequence[Running]) -> dict[str, float | None]:
             done += (m - k) * (w - prev)
             prev = w
             for r in runs:
-                out[r.name] = done
+                if id(r) in mine:
+                    out[r.name] = done
     return out
 
 
@@ -535,10 +539,11 @@ def _seconds(x: float | None) -> str:
     return "?" if x is None else f"{x:.0f}s"
 
 
-def format_table(rows: Sequence[Running], deadline_s: float) -> str:
+def format_table(rows: Sequence[Running], deadline_s: float, beside: Sequence[Running] = ()) -> str:
     """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
-    left, the processor-sharing projection (:func:`shared_left`, informational), verdict (and a note)."""
-    shared = shared_left(rows)
+    left, the processor-sharing projection (:func:`shared_left` with the runs ``beside``, informational),
+    verdict (and a note)."""
+    shared = shared_left(rows, beside)
     header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "shared", "verdict")
     body = [
         (
@@ -624,6 +629,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="only send SIGTERM to the processes claiming these cells / selection runs (no hold)",
     )
+    p.add_argument(
+        "--beside",
+        nargs="*",
+        default=[],
+        metavar="DIR",
+        help="other run directories whose processes share the GPUs (for the 'shared' column only)",
+    )
     p.add_argument("--check-data", action="store_true", help="only check the data files of --tasks")
     p.add_argument("--tasks", default=None, help="with --check-data: comma-separated task names")
     p.add_argument("--data-dir", default=None, help="with --check-data: data root (default $GELORA_DATA_DIR)")
@@ -659,10 +671,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--deadline must be a number of seconds, got {a.deadline!r}") from None
         deadline = _check_deadline(seconds)
         rows = running(a.run_dir)
+        beside: list[Running] = []
+        for d in a.beside:
+            if Path(d).resolve() == Path(a.run_dir).resolve():
+                continue
+            try:
+                beside += running(d)
+            except (ConfigError, ResultFileError) as exc:  # not (yet) a run directory: it claims no GPU
+                print(f"note: --beside {d} left out: {exc}", file=sys.stderr)
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
         print(f"triage of {a.run_dir} at {stamp} UTC: deadline in {deadline:g} s, {len(rows)} running")
+        if beside:
+            print(f"sharing the GPUs (for the 'shared' column): {len(beside)} run(s) of {' '.join(a.beside)}")
         if rows:
-            print(format_table(rows, deadline))
+            print(format_table(rows, deadline, beside))
         picked = past_deadline(rows, deadline, stop_unknown=a.stop_unknown)
         for r in picked:
             if r.kind == "cell" and verdict(r, deadline) == "fits":

@@ -151,7 +151,10 @@ def test_triage_stops_the_runs_past_the_deadline_and_fetches_the_run(tmp_path: P
         lines = [train_mark("rte__adalora__seed0", late.pid, now - 999)]
         lines += [f"{{'loss': '0.69', 'learning_rate': '1e-4', 'epoch': '{e}'}}" for e in range(1, 6)]
         (run / "logs" / "rte__adalora__seed0.log").write_text("\n".join(lines) + "\n")
+        # another directory under runs/ is passed as --beside (a non-run one is noted and left out)
+        (tmp_path / "host" / "runs" / "junk").mkdir(parents=True)
         out = waves("triage", "600", "--apply", RUN=str(run))
+        assert "--beside runs/junk left out" in out.stderr
         (row,) = [ln.split() for ln in out.stdout.splitlines() if ln.startswith("rte__adalora__seed0  ")]
         # 5 of 50 epochs in ~1000 s: ~9000 s left, past a 600 s deadline
         assert row[1] == "0" and 1000 <= int(row[2].rstrip("s")) < 1100 and row[3:5] == ["?", "5/50"]

@@ -598,3 +598,28 @@ def test_a_real_cells_log_carries_its_mark_and_the_epochs_triage_reads(tmp_path:
     mark = log.index("[gelora] train rte__lora__seed0 pid ")
     steps = log.index("[gelora] steps rte__lora__seed0 pid ")
     assert mark < steps < log.index("{'loss'") < log.index("'train_runtime'")
+
+
+def test_runs_of_other_directories_share_the_gpu_in_the_shared_projection() -> None:
+    """Two processes of this directory beside one of another (same GPU): all three share it, only this
+    directory's runs get an entry."""
+    mine = [_row("a__x__seed0", 300.0, pid=1, gpu="0"), _row("a__x__seed1", 600.0, pid=2, gpu="0")]
+    other = [_row("b__x__seed0", 900.0, pid=3, gpu="0")]
+    assert shared_left(mine) == pytest.approx({"a__x__seed0": 300.0, "a__x__seed1": 450.0})
+    assert shared_left(mine, other) == pytest.approx({"a__x__seed0": 300.0, "a__x__seed1": 500.0})
+    assert "b__x__seed0" not in shared_left(mine, other)
+    # on another GPU the other directory's run changes nothing
+    apart = [_row("b__x__seed0", 900.0, pid=3, gpu="1")]
+    assert shared_left(mine, apart) == shared_left(mine)
+
+
+def test_the_command_reads_the_directories_beside(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run(tmp_path)
+    other = tmp_path / "other"
+    write_plan(other, ["rte"], ["lora"], [0], PAPER_ONE_RATE)
+    assert (
+        main([str(run), "--deadline", "100", "--beside", str(other), str(run), str(tmp_path / "nope")]) == 0
+    )
+    captured = capsys.readouterr()
+    assert "0 running" in captured.out
+    assert f"--beside {tmp_path / 'nope'} left out" in captured.err  # not a run directory: a note, no error
