@@ -179,11 +179,12 @@ def _pair_row(
             row["notes"].append(f"seed {s}: degenerate (all ranks equal or symmetric: GeLoRA itself)")
         if rec.get("repeat"):
             row["notes"].append(f"seed {s}: fewer distinct rearrangements than seeds; an arrangement repeats")
-        if c.get("primary") is None:
-            row["notes"].append(f"seed {s}: no value of the primary metric")
-        elif not _finite_score(c):
-            row["notes"].append(f"seed {s}: non-finite primary score, left out of the pair")
     for label, cs in ((reference, ref), (name, abl)):
+        for s, c in sorted(cs.items()):
+            if c.get("primary") is None:
+                row["notes"].append(f"{label} seed {s}: no value of the primary metric")
+            elif not _finite_score(c):
+                row["notes"].append(f"{label} seed {s}: non-finite primary score, left out of the pair")
         dropped = sorted(s for s, c in cs.items() if _finite_score(c) and not _usable(c))
         if dropped:
             row["notes"].append(f"{label} seed(s) {dropped}: unconverged, left out of the pair")

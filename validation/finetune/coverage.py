@@ -36,7 +36,9 @@ ABLATIONS: tuple[str, ...] = ("gelora_permuted", "gelora_reversed")
 def collect(
     run_dirs: Sequence[str | Path],
 ) -> dict[tuple[str, int], dict[str, dict[str, dict[str, list[int]]]]]:
-    """``{(model, lora_r): {task: {method: {"converged": seeds, "unconverged": seeds, "unrecorded": seeds}}}}``.
+    """``{(model, lora_r): {task: {method: {"converged": seeds, "unconverged": seeds, "unrecorded": seeds,
+    "no_score": seeds}}}}`` (``no_score``: the cell's primary score is missing or not finite, whatever its
+    convergence record says).
 
     A cell found in several directories counts once (the seeds are a set per group).
 

@@ -11,7 +11,9 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
   explicit ``--epochs`` replaced those when the plan was written) and a projection of the seconds left;
 * :func:`past_deadline` picks the runs projected to end after a deadline; the table also shows
   :func:`shared_left`, the end each run would have if the GPU's throughput were shared equally and the
-  others sped up as runs end (informational: the pick uses the linear projection);
+  others sped up as runs end, counting the runs of the directories given with ``--beside`` (``waves.sh
+  triage`` passes every other directory under ``runs/``; informational: the pick uses the linear
+  projection);
 * ``python -m validation.finetune.triage RUN --deadline SECONDS [--apply]`` prints the table and, with
   ``--apply``, holds each picked run (:func:`validation.finetune.grid.hold_cell`) and sends SIGTERM to the
   process of its claim, as ``waves.sh stop`` does: the worker stops at its next step, keeps its
@@ -510,7 +512,13 @@ def stop_runs(
     """
     lines = []
     for row in rows if hold else ():
-        hold_cell(run_dir, row.name, reason=reason)
+        try:
+            hold_cell(run_dir, row.name, reason=reason)
+        except OSError as exc:  # a full disk must not keep the signals from going out
+            lines.append(
+                f"hold failed {row.name}: {exc} (signalled all the same; its worker may start it again)"
+            )
+            continue
         lines.append(f"held {row.name}")
     here = socket.gethostname()
     signalled: set[int] = set()
@@ -528,6 +536,9 @@ def stop_runs(
                 os.kill(row.pid, signal.SIGTERM)
             except ProcessLookupError:
                 lines.append(f"not signalled {row.name}: pid {row.pid} is gone")
+                continue
+            except PermissionError as exc:
+                lines.append(f"not signalled {row.name}: pid {row.pid}: {exc}")
                 continue
             signalled.add(row.pid)
             stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
@@ -672,17 +683,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         deadline = _check_deadline(seconds)
         rows = running(a.run_dir)
         beside: list[Running] = []
+        used: list[str] = []
         for d in a.beside:
             if Path(d).resolve() == Path(a.run_dir).resolve():
                 continue
             try:
                 beside += running(d)
-            except (ConfigError, ResultFileError) as exc:  # not (yet) a run directory: it claims no GPU
-                print(f"note: --beside {d} left out: {exc}", file=sys.stderr)
+            except Exception as exc:  # noqa: BLE001 - informational only: never keep --apply from running
+                print(f"note: --beside {d} left out: {type(exc).__name__}: {exc}", file=sys.stderr)
+                continue
+            used.append(d)
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
         print(f"triage of {a.run_dir} at {stamp} UTC: deadline in {deadline:g} s, {len(rows)} running")
         if beside:
-            print(f"sharing the GPUs (for the 'shared' column): {len(beside)} run(s) of {' '.join(a.beside)}")
+            print(f"sharing the GPUs (for the 'shared' column): {len(beside)} run(s) of {' '.join(used)}")
         if rows:
             print(format_table(rows, deadline, beside))
         picked = past_deadline(rows, deadline, stop_unknown=a.stop_unknown)

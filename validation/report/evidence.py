@@ -140,7 +140,8 @@ def c4_rows(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
                 comp = ablations.get((model, task, name))
                 if comp is not None:
                     used.add((model, task, name))
-                why = None if comp is None else f"{comp.get('n', 0)} usable common seeds"
+                n = int((comp or {}).get("n") or 0)
+                why = None if comp is None else f"{n} usable common seed{'' if n == 1 else 's'}"
                 cells.append(_pair_cell(comp, why))
             rows.append(tuple(cells))
     unplaced = sorted(k for k in ablations if k not in used and k[2] in dict(ABLATIONS))

@@ -272,4 +272,9 @@ def test_a_non_finite_score_is_left_out_of_its_pair():
     cells[1]["primary"] = float("nan")  # permuted, seed 0
     (row,) = analyse(cells=cells)["comparisons"]
     assert row["seeds"] == [1, 2] and row["n"] == 2 and all(math.isfinite(x) for x in row["ci"])
-    assert "seed 0: non-finite primary score, left out of the pair" in row["notes"]
+    assert "gelora_permuted seed 0: non-finite primary score, left out of the pair" in row["notes"]
+    # the reference side is named too
+    cells[1]["primary"] = 0.5
+    cells[2]["primary"] = None  # gelora, seed 1
+    (row,) = analyse(cells=cells)["comparisons"]
+    assert row["seeds"] == [0, 2] and "gelora seed 1: no value of the primary metric" in row["notes"]

@@ -623,3 +623,55 @@ def test_the_command_reads_the_directories_beside(tmp_path: Path, capsys: pytest
     captured = capsys.readouterr()
     assert "0 running" in captured.out
     assert f"--beside {tmp_path / 'nope'} left out" in captured.err  # not a run directory: a note, no error
+
+
+def test_a_hold_that_cannot_be_written_still_stops_the_run(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (the session's checkpoints) must not keep SIGTERM from going out."""
+    import validation.finetune.triage as triage_mod
+
+    run = _run(tmp_path)
+    worker = _sleeper(sleepers)
+    now = time.time()
+    _claim(run, "mrpc__lora__seed0", worker.pid, now - 1000)
+    _log(run, "mrpc__lora__seed0", _trainer("mrpc__lora__seed0", worker.pid, now - 999, _steps(3, 0.6)))
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(triage_mod, "hold_cell", full_disk)
+    lines = triage_mod.stop_runs(run, running(run))
+    assert lines[0].startswith("hold failed mrpc__lora__seed0: [Errno 28] No space left on device")
+    assert lines[1].startswith(f"stopped mrpc__lora__seed0: SIGTERM to pid {worker.pid}")
+    assert worker.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_the_shared_column_counts_the_live_runs_beside(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end: a live run of another directory on the same GPU, about to end, shortens this
+    directory's shared projection (its share comes back); without ``--beside`` it is not seen."""
+    run = _run(tmp_path)
+    other = tmp_path / "other"
+    write_plan(other, ["mrpc"], ["lora"], [0], PAPER_ONE_RATE)
+    mine, theirs = _sleeper(sleepers), _sleeper(sleepers)
+    now = time.time()
+    # here 15 of 30 epochs in 1000 s (1000 s left), there 27 of 30 (about 111 s left), both on GPU 0
+    _claim(run, "mrpc__adalora__seed0", mine.pid, now - 1000)
+    _log(run, "mrpc__adalora__seed0", _trainer("mrpc__adalora__seed0", mine.pid, now - 999, _steps(15, 0.6)))
+    _claim(other, "mrpc__lora__seed0", theirs.pid, now - 1000)
+    _log(other, "mrpc__lora__seed0", _trainer("mrpc__lora__seed0", theirs.pid, now - 999, _steps(27, 0.6)))
+
+    def columns(*extra: str) -> tuple[float, float, str]:
+        assert main([str(run), "--deadline", "5000", *extra]) == 0
+        out = capsys.readouterr().out
+        (row,) = [ln.split() for ln in out.splitlines() if ln.startswith("mrpc__adalora")]
+        return float(row[5].rstrip("s")), float(row[6].rstrip("s")), out
+
+    left, alone, _ = columns()
+    assert abs(alone - left) <= 1  # nothing beside it: the shared projection is the linear one
+    left, shared, out = columns("--beside", str(other))
+    # two processes: theirs ends after ~111 s, then this one runs at twice its pace: 111 + (1000 - 111) / 2
+    assert shared == pytest.approx(111 + (left - 111) / 2, abs=3)
+    assert f"sharing the GPUs (for the 'shared' column): 1 run(s) of {other}" in out

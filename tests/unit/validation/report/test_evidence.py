@@ -151,3 +151,32 @@ def test_a_further_baseline_gets_its_own_column(report):
     assert head.split(" | ")[6] == "GeLoRA − dora"
     row = next(r for r in c4_rows(out) if r[0] == "all-MiniLM-L6-v2" and r[1].startswith("STS-B"))
     assert row[6] == row[3]  # the copied LoRA cells: the same pair
+
+
+def test_undetermined_cells_say_whose_seeds_left(report):
+    out = copy.deepcopy(report)
+    more = out["sections"]["grid"]["data"]["paper_protocol_more"][0]
+    assert more["model"] == "mpnet-base"
+    for rec in more["table"]["cola"]["gelora"]["per_seed"]:
+        rec["converged"] = False
+    cola = next(r for r in c4_rows(out) if r[0] == "mpnet-base" and r[1].startswith("CoLA"))
+    assert cola[3] == "undetermined (GeLoRA: 5 seeds unconverged)"
+    assert cola[4] == "undetermined (GeLoRA: 5 seeds unconverged; AdaLoRA: 5 seeds unconverged)"
+    # an ablation comparison without an interval gives its usable common seeds
+    out = copy.deepcopy(report)
+    comps = out["sections"]["ablations"]["data"]["comparisons"]
+    first = next(c for c in comps if c["reference"] == "gelora" and c["model"] == "mpnet-base")
+    first.update({"diff": None, "ci": None, "n": 1, "verdict": "undetermined"})
+    row = next(r for r in c4_rows(out) if r[0] == "mpnet-base" and r[1].lower().startswith(first["task"][:3]))
+    assert "undetermined (1 usable common seed)" in row
+
+
+def test_input_that_is_not_utf8_exits_2(tmp_path, capsys):
+    doc = tmp_path / "README.md"
+    doc.write_bytes(b"\xff\xfe not utf-8 " + BEGIN.encode() + b"\n" + END.encode())
+    assert main([str(REPORT), "--check", str(doc)]) == 2
+    assert "not UTF-8" in capsys.readouterr().out
+    bad = tmp_path / "report.json"
+    bad.write_bytes(b"\xff\xfe{}")
+    assert main([str(bad)]) == 2
+    assert "cannot read report" in capsys.readouterr().out
