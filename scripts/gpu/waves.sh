@@ -79,7 +79,8 @@ for c in cells:
 triage)
   secs="${2:?usage: waves.sh triage SECONDS [--apply]}"; shift 2
   # the other run directories of this machine share the GPUs: the 'shared' column counts their processes
-  others=(); for d in runs/*/; do [ -d "$d" ] && [ "$(cd "$d" && pwd)" != "$(cd "$R" && pwd)" ] && others+=("${d%/}"); done
+  # (the triage skips RUN itself among them)
+  others=(); for d in runs/*/; do [ -d "$d" ] && others+=("${d%/}"); done
   python3 -m validation.finetune.triage "$R" --deadline "$secs" "$@" ${others[@]+--beside "${others[@]}"};;
 *) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL... | hold CELL... | release CELL... | triage SECONDS [--apply]" >&2; exit 2;;
 esac

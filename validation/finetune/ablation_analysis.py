@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -46,7 +45,9 @@ def _profile_key(cell: dict[str, Any]) -> str:
 
 def _finite_score(cell: dict[str, Any]) -> bool:
     """The cell has a finite primary score (a NaN Pearson of a constant prediction is not one)."""
-    return cell.get("primary") is not None and math.isfinite(float(cell["primary"]))
+    from validation.finetune.convergence import finite_or_none
+
+    return finite_or_none(cell.get("primary")) is not None
 
 
 def _usable(cell: dict[str, Any]) -> bool:

@@ -191,7 +191,7 @@ def heldout_convergence(
     tol_units = float(tol) * scale
     # missing (None) and non-finite scores are kept as None in the record (JSON has no NaN)
     steps = [int(p[0]) for p in curve]
-    values = [_finite(p[1]) for p in curve]
+    values = [finite_or_none(p[1]) for p in curve]
     pts: list[list[Any]] = [[s, v] for s, v in zip(steps, values, strict=True)]
     cut = (1.0 - tail) * total_steps
     record: dict[str, Any] = {
@@ -228,7 +228,9 @@ def heldout_convergence(
     return record
 
 
-def _finite(x: Any) -> float | None:
+def finite_or_none(x: Any) -> float | None:
+    """``float(x)`` when that is a finite number, else None (None, NaN, inf, or not a number): a score
+    that can enter a comparison."""
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -291,6 +293,7 @@ __all__ = [
     "WINDOW_FRACTION",
     "cell_convergence",
     "convergence",
+    "finite_or_none",
     "heldout_convergence",
     "heldout_steps",
     "loss_curve",

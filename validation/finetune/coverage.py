@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 from gelora._io import atomic_write_text
 from gelora.errors import ConfigError
+from validation.finetune.convergence import finite_or_none
 from validation.finetune.runner import DEFAULT_MODEL_NAME, PAPER_METHODS, PROFILES
 
 #: the tasks with offline data (GLUE train+dev, QNLI dev split, SQuAD dev split by article)
@@ -68,7 +68,7 @@ def collect(
                 )
                 for rec in entry.get("per_seed") or []:
                     state = {True: "converged", False: "unconverged"}.get(rec.get("converged"), "unrecorded")
-                    if not _finite(rec.get("primary")):
+                    if finite_or_none(rec.get("primary")) is None:
                         state = "no_score"  # as in the verdicts: a NaN or missing score is no result
                     slot[state].add(int(rec["seed"]))
     return {
@@ -91,14 +91,6 @@ def _entry(e: Mapping[str, list[int]] | None, seeds: int) -> str:
     if bad:
         text += f" (no finite score: {', '.join(map(str, bad))})"
     return text
-
-
-def _finite(x: Any) -> bool:
-    """Whether a cell's primary score is a finite number."""
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
 
 
 #: methods without an adapter: their cells do not depend on the rank (trained once, at the protocol's)
@@ -132,12 +124,7 @@ def render(
                 continue
             for m in METHODS:
                 e = row.get(m) or {}
-                run = {
-                    s
-                    for k in ("converged", "unconverged", "unrecorded", "no_score")
-                    for s in e.get(k, [])
-                    if s < seeds
-                }
+                run = {s for seeds_of in e.values() for s in seeds_of if s < seeds}  # every bucket has run
                 left[m] += seeds - len(run)
     lines += [
         "",

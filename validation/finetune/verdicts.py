@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from validation.finetune.convergence import finite_or_none
 from validation.finetune.stats import holm, paired_difference
 
 GELORA = "gelora"
@@ -67,7 +68,7 @@ def _usable(rec: Mapping[str, Any], paper: bool) -> tuple[bool, str | None]:
     """Whether one cell may enter a comparison, and why not / what to list."""
     if rec.get("primary") is None:
         return False, "no primary score"
-    if not math.isfinite(float(rec["primary"])):
+    if finite_or_none(rec["primary"]) is None:
         return False, "non-finite primary score"
     conv = rec.get("converged")
     if conv is False:
@@ -164,8 +165,8 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
         (``{"task", "reason"}`` of planned tasks without any result because their data is not available
         offline, :func:`not_run_tasks`); ``exclusions``
         (cells: ``task``, ``method``, ``seed``, ``reason`` ("unconverged", "convergence not recorded", "no
-        primary score", "non-finite primary score") and ``excluded`` (whether the cell was dropped)); ``uninformative``
-        (``{"task", "reason"}``); ``counts[baseline]`` (``better``/``tie``/``worse``/``undetermined`` over
+        primary score", "non-finite primary score") and ``excluded`` (whether the cell was dropped));
+        ``uninformative`` (``{"task", "reason"}``); ``counts[baseline]`` (``better``/``tie``/``worse``/``undetermined`` over
         informative tasks, ``n``, ``line``); ``line`` (all baselines together); ``average``.
     """
     table = summary.get("table") or {}

@@ -107,6 +107,17 @@ def _ablation_index(report: Mapping[str, Any]) -> dict[tuple[str, str, str], dic
     return out
 
 
+Grid = tuple[dict[str, Any], dict[str, Any]]
+
+
+def _grids(report: Mapping[str, Any]) -> list[Grid]:
+    """``(summary, verdicts)`` of every model's paper-protocol grid (the verdicts derived once here)."""
+    first = paper_protocol(dict(report))
+    if first is None:
+        raise ConfigError("the report has no paper-protocol grid section: no C4 table to write")
+    return [first, *paper_protocol_more(dict(report))]
+
+
 def c4_rows(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
     """The table's rows: model, task (metric), ceiling / floor, then one cell per baseline and ablation.
 
@@ -115,12 +126,15 @@ def c4_rows(report: Mapping[str, Any]) -> list[tuple[str, ...]]:
     ConfigError
         When the report has no paper-protocol grid (nothing to tabulate).
     """
-    first = paper_protocol(dict(report))
-    if first is None:
-        raise ConfigError("the report has no paper-protocol grid section: no C4 table to write")
-    grids = [first, *paper_protocol_more(dict(report))]
+    grids = _grids(report)
+    return _rows(report, grids, _baseline_columns([v for _, v in grids]))
+
+
+def _rows(
+    report: Mapping[str, Any], grids: list[Grid], columns: list[tuple[str, str]]
+) -> list[tuple[str, ...]]:
+    """:func:`c4_rows` for the grids and baseline columns already derived."""
     ablations = _ablation_index(report)
-    columns = _baseline_columns([v for _, v in grids])
     rows: list[tuple[str, ...]] = []
     used: set[tuple[str, str, str]] = set()
     for summary, verdicts in grids:
@@ -162,12 +176,11 @@ def _baseline_columns(verdicts: Sequence[Mapping[str, Any]]) -> list[tuple[str, 
 
 def c4_table(report: Mapping[str, Any]) -> str:
     """The Markdown table between :data:`BEGIN` and :data:`END` (markers included, no trailing newline)."""
-    rows = c4_rows(report)
-    first = paper_protocol(dict(report))
-    grids = [first[1]] if first else []
-    grids += [v for _, v in paper_protocol_more(dict(report))]
+    grids = _grids(report)
+    columns = _baseline_columns([v for _, v in grids])
+    rows = _rows(report, grids, columns)
     head = ["model", "task (metric)", "ceiling / floor"]
-    head += [f"GeLoRA − {label}" for _, label in _baseline_columns(grids)]
+    head += [f"GeLoRA − {label}" for _, label in columns]
     head += [f"GeLoRA − {label}" for _, label in ABLATIONS]
     lines = [BEGIN, "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
