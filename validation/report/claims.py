@@ -982,7 +982,18 @@ def paired_difference(g: dict[str, Any], p: dict[str, Any]) -> dict[str, Any] | 
 
 
 _NAMES = {"gelora": "GeLoRA", "lora": "LoRA", "adalora": "AdaLoRA", "geolora": "GeoLoRA", "full": "full FT"}
-_TASKS = {"stsb": "STS-B", "sst2": "SST-2", "mrpc": "MRPC", "rte": "RTE", "cola": "CoLA", "qnli": "QNLI"}
+_TASKS = {
+    "stsb": "STS-B",
+    "sst2": "SST-2",
+    "mrpc": "MRPC",
+    "rte": "RTE",
+    "cola": "CoLA",
+    "qnli": "QNLI",
+    "qqp": "QQP",
+    "mnli": "MNLI",
+    "squad_v1": "SQuAD v1.1",
+    "squad_v2": "SQuAD v2.0",
+}
 
 
 #: how a timed variant of a method (validation.finetune.walltime.VARIANTS) reads in the report

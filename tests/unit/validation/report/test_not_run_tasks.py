@@ -28,8 +28,8 @@ def test_tasks_without_data_are_listed_not_scored(f: Any, tmp_path: Path, gridfi
     md, _, _ = B.render_all(f.make_report(grid=f.sec(data)))
     # section 5's reading and ceiling/floor table name the task, C6 says why the average leaves it out,
     # appendix D lists its rows with the reason, said once
-    assert "| qqp | — | — | — | — | not run: no offline data |" in md
-    assert "qqp: not run: no offline data (planned, listed below, never scored)." in md
-    assert "left out: qqp (not run: no offline data)" in md
+    assert "| QQP | — | — | — | — | not run: no offline data |" in md
+    assert "QQP: not run: no offline data (planned, listed below, never scored)." in md
+    assert "left out: QQP (not run: no offline data)" in md
     assert "| qqp | gelora | paper | test-model | accuracy | not run: no offline data |" in md
     assert "not run (not run" not in md

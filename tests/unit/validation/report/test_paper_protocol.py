@@ -90,7 +90,7 @@ def test_c6_reports_the_paper_protocol_average(f, tmp_path, gridfix):
     assert c6["verdict"] == NOT_TESTED  # not DeBERTaV3
     assert c6["key"]["text"] == "ours: GeLoRA 0.810 over 1 task(s) (test-model); paper 87.92"
     assert c6["numbers"]["average/tasks"] == ["sst2"]
-    assert "SQuAD" not in c6["exclusions"] and "squad_v1 (not a GLUE task)" in c6["exclusions"]
+    assert "SQuAD v1.1 (not a GLUE task)" in c6["exclusions"] and "SST-2" not in c6["exclusions"]
 
 
 def test_short_and_paper_grids_are_kept_apart(f, tmp_path, gridfix):
@@ -518,8 +518,8 @@ def test_c6_gives_each_models_average(f, tmp_path, gridfix):
     assert c6["numbers"]["average/gelora"] == pytest.approx(0.81)
     assert c6["numbers"]["big-model/average/gelora"] == pytest.approx(0.9)
     assert c6["setup"] == "small-model and big-model, paper protocol, mean of each task's primary metric"
-    assert c6["exclusions"] == "left out: squad_v1 (small-model) (reasons below)"
-    assert "Left out of the average: squad_v1 (not a GLUE task)." in c6["evidence"]
+    assert c6["exclusions"] == "left out: SQuAD v1.1 (small-model) (reasons below)"
+    assert "Left out of the average: SQuAD v1.1 (not a GLUE task)." in c6["evidence"]
     assert "small-model and big-model (DeBERTaV3 is not available offline)" in c6["evidence"][-1]
 
 
