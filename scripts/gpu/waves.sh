@@ -21,7 +21,9 @@
 #                                                   # deadline / unknown against SECONDS from now; --apply holds
 #                                                   # and stops (SIGTERM) those past it, so the rest finish;
 #                                                   # its 'shared' column also counts the runs of every
-#                                                   # other directory under runs/ (--beside)
+#                                                   # other directory under runs/ (--beside) and keeps
+#                                                   # busy the share of a worker that will claim one of
+#                                                   # the 'queued:' cells (never projected themselves)
 # Each then prints each cell's last logged epoch, copies the run directory (no checkpoints, caches or claims)
 # and the wave logs to $OUT/runs.tgz (which keeps the run directories earlier commands of the same call put
 # there, so `RUN=a ... triage` then `RUN=b ... triage` bring both back). Take the stop decision on the device, in the same call as the wait (twice

@@ -60,7 +60,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,8 +69,8 @@ from typing import Any
 from gelora._io import read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.claims import is_live, read_claim
-from validation.finetune.grid import hold_cell, plan_task_settings, read_plan
-from validation.finetune.runner import STEPS_MARK, TRAIN_MARK, parse_run_name
+from validation.finetune.grid import claim_path, hold_cell, hold_path, plan_task_settings, read_plan
+from validation.finetune.runner import STEPS_MARK, TRAIN_MARK, cell_path, failure_path, parse_run_name
 
 #: share of a Trainer run between two logged points (the runner logs every ``max_steps // 50`` steps)
 LOG_INTERVAL_SHARE = 1 / 50
@@ -394,6 +394,46 @@ def running(run_dir: str | Path, now: float | None = None) -> list[Running]:
     return sorted(rows, key=lambda r: r.name)
 
 
+def queued(run_dir: str | Path) -> list[str]:
+    """The planned cells of ``run_dir`` that no process has started: no result, no failure record, no live
+    claim, not held (nor their one-rate selection run held).
+
+    While a wave's workers are alive, one that ends its run claims the next of these, so its share of the
+    GPU does not come free (:func:`shared_left`'s ``refilled``). Which launch a cell belongs to is not read:
+    cells planned by a finished launch and never run count too (the line and the column then err towards
+    the linear projection).
+
+    Returns
+    -------
+    list of str
+        Cell names in the plan's order.
+
+    Raises
+    ------
+    ResultFileError
+        ``grid.json`` is missing or corrupt.
+    """
+    from validation.finetune.lr_select import selection_held
+
+    root = Path(run_dir)
+    plan = read_plan(root)
+    profile = plan["profile"]
+    out = []
+    for c in plan["cells"]:
+        t, m, s = str(c["task"]), str(c["method"]), int(c["seed"])
+        if cell_path(root, t, m, s).exists() or failure_path(root, t, m, s).exists():
+            continue
+        if hold_path(root, t, m, s).exists():
+            continue
+        if plan_task_settings(profile, t).get("lr_select") and selection_held(root, t, m):
+            continue
+        claim = claim_path(root, t, m, s)
+        if claim.exists() and is_live(claim):
+            continue
+        out.append(f"{t}__{m}__seed{s}")
+    return out
+
+
 def _check_deadline(deadline_s: float) -> float:
     if not (isinstance(deadline_s, int | float) and math.isfinite(deadline_s) and deadline_s >= 0):
         raise ConfigError(f"the deadline must be a finite number of seconds >= 0, got {deadline_s!r}")
@@ -440,7 +480,9 @@ def past_deadline(rows: Sequence[Running], deadline_s: float, *, stop_unknown: b
     return [r for r in rows if r.name in picked or (r.kind == "cell" and _group(r.name) in doomed)]
 
 
-def shared_left(rows: Sequence[Running], beside: Sequence[Running] = ()) -> dict[str, float | None]:
+def shared_left(
+    rows: Sequence[Running], beside: Sequence[Running] = (), refilled: Collection[tuple[str, int]] = ()
+) -> dict[str, float | None]:
     """Seconds left of each run if the GPU's throughput stays constant and is shared equally by the
     processes on it (processor sharing): when a process ends, the others speed up.
 
@@ -454,8 +496,13 @@ def shared_left(rows: Sequence[Running], beside: Sequence[Running] = ()) -> dict
     process gets its process's time (the latest of its runs). Informational: :func:`past_deadline` and
     ``--apply`` use ``left_s``. ``beside``: the runs of other run directories on the same machine (``--beside``;
     ``waves.sh triage`` passes every other directory under ``runs/``): they share the GPUs and end by the
-    same rule, but get no entry. Not seen: processes of directories not given (they make this projection
-    too short), cells a worker will start after its present one, and processes that hold
+    same rule, but get no entry. ``refilled``: the ``(host, pid)`` of processes whose worker will claim a
+    queued cell when its present run ends (:func:`queued`; the command passes every process of a directory
+    with queued cells): its run ends at its own ``T_k``, but its share does not come free, so the
+    ``k``-th term uses the number of processes still on the GPU, ``m`` less the non-refilled ones ended
+    before. On 2026-12-01, with 12 cells queued behind 12 running, the column without this was 7-184 s
+    short, the linear projection within 26 s. Not seen: processes of directories not given (they make
+    this projection too short), the runs a worker will start (they get no entry), and processes that hold
     a claim without computing (a trained cell waiting for its selection run counts as sharing: the others'
     projections come out too long).
 
@@ -469,20 +516,24 @@ def shared_left(rows: Sequence[Running], beside: Sequence[Running] = ()) -> dict
         procs.setdefault((r.host, r.pid), []).append(r)
     mine = {id(r) for r in rows}
     out: dict[str, float | None] = {r.name: None for r in rows}
-    by_gpu: dict[tuple[str, str | None], list[tuple[float | None, list[Running]]]] = {}
-    for (host, _), runs in procs.items():
+    refill = {(str(h), int(p)) for h, p in refilled}
+    by_gpu: dict[tuple[str, str | None], list[tuple[float | None, list[Running], bool]]] = {}
+    for (host, pid), runs in procs.items():
         # one process, one GPU: its first recorded GPU (a claim written without one does not split it)
         gpu = next((r.gpu for r in runs if r.gpu is not None), None)
         lefts = [r.left_s for r in runs]
         left = None if any(x is None for x in lefts) else max(float(x) for x in lefts if x is not None)
-        by_gpu.setdefault((host, gpu), []).append((left, runs))
+        by_gpu.setdefault((host, gpu), []).append((left, runs, (host, pid) in refill))
     for entries in by_gpu.values():
         m = len(entries)
-        known = sorted(((left / m, runs) for left, runs in entries if left is not None), key=lambda e: e[0])
-        done, prev = 0.0, 0.0
-        for k, (w, runs) in enumerate(known):
-            done += (m - k) * (w - prev)
+        known = sorted(
+            ((left / m, runs, r) for left, runs, r in entries if left is not None), key=lambda e: e[0]
+        )
+        done, prev, ended = 0.0, 0.0, 0
+        for w, runs, again in known:
+            done += (m - ended) * (w - prev)
             prev = w
+            ended += 0 if again else 1
             for r in runs:
                 if id(r) in mine:
                     out[r.name] = done
@@ -550,11 +601,16 @@ def _seconds(x: float | None) -> str:
     return "?" if x is None else f"{x:.0f}s"
 
 
-def format_table(rows: Sequence[Running], deadline_s: float, beside: Sequence[Running] = ()) -> str:
+def format_table(
+    rows: Sequence[Running],
+    deadline_s: float,
+    beside: Sequence[Running] = (),
+    refilled: Collection[tuple[str, int]] = (),
+) -> str:
     """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
-    left, the processor-sharing projection (:func:`shared_left` with the runs ``beside``, informational),
-    verdict (and a note)."""
-    shared = shared_left(rows, beside)
+    left, the processor-sharing projection (:func:`shared_left` with the runs ``beside`` and the processes
+    ``refilled``, informational), verdict (and a note)."""
+    shared = shared_left(rows, beside, refilled)
     header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "shared", "verdict")
     body = [
         (
@@ -682,23 +738,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--deadline must be a number of seconds, got {a.deadline!r}") from None
         deadline = _check_deadline(seconds)
         rows = running(a.run_dir)
+        waiting = queued(a.run_dir) if rows else []
+        refilled = {(r.host, r.pid) for r in rows} if waiting else set()
         beside: list[Running] = []
         used: list[str] = []
         for d in a.beside:
             if Path(d).resolve() == Path(a.run_dir).resolve():
                 continue
             try:
-                beside += running(d)
+                theirs = running(d)
+                if theirs and queued(d):
+                    refilled |= {(r.host, r.pid) for r in theirs}
             except Exception as exc:  # noqa: BLE001 - informational only: never keep --apply from running
                 print(f"note: --beside {d} left out: {type(exc).__name__}: {exc}", file=sys.stderr)
                 continue
+            beside += theirs
             used.append(d)
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
         print(f"triage of {a.run_dir} at {stamp} UTC: deadline in {deadline:g} s, {len(rows)} running")
         if beside:
             print(f"sharing the GPUs (for the 'shared' column): {len(beside)} run(s) of {' '.join(used)}")
+        if waiting:
+            shown = " ".join(waiting[:6]) + (" ..." if len(waiting) > 6 else "")
+            print(
+                f"queued: {len(waiting)} cell(s) not started, not projected (a worker that ends its run "
+                f"claims the next; the 'shared' column keeps its share busy): {shown}"
+            )
         if rows:
-            print(format_table(rows, deadline, beside))
+            print(format_table(rows, deadline, beside, refilled))
         picked = past_deadline(rows, deadline, stop_unknown=a.stop_unknown)
         for r in picked:
             if r.kind == "cell" and verdict(r, deadline) == "fits":
@@ -712,6 +779,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 a.run_dir, picked, reason=f"triage {stamp} UTC: past a {deadline:g} s deadline"
             ):
                 print(line)
+            rest = [r for r in rows if (r.host, r.pid) not in pids]
+            if picked and rest:
+                # a stopped worker exits: its share comes free and it claims no queued cell
+                after = [x for x in shared_left(rest, beside, refilled - pids).values() if x is not None]
+                if after:
+                    print(
+                        f"after the stops: the {len(rest)} run(s) left end in {min(after):.0f}-{max(after):.0f} s "
+                        f"by the 'shared' projection ({len(after)} projected)"
+                    )
         elif picked:
             print(f"past the deadline (--apply stops them): {' '.join(r.name for r in picked)}")
     except (ConfigError, ResultFileError) as exc:
@@ -732,6 +808,7 @@ __all__ = [
     "missing_data",
     "past_deadline",
     "planned_epochs",
+    "queued",
     "running",
     "shared_left",
     "stop_runs",

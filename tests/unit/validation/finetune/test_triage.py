@@ -20,9 +20,9 @@ import pytest
 
 from gelora._io import atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
-from validation.finetune.grid import hold_path, write_plan
+from validation.finetune.grid import hold_cell, hold_path, write_plan
 from validation.finetune.lr_select import selection_hold_path, selection_path
-from validation.finetune.runner import get_profile, steps_mark, train_mark
+from validation.finetune.runner import cell_path, failure_path, get_profile, steps_mark, train_mark
 from validation.finetune.triage import (
     Running,
     format_table,
@@ -30,6 +30,7 @@ from validation.finetune.triage import (
     missing_data,
     past_deadline,
     planned_epochs,
+    queued,
     running,
     shared_left,
     verdict,
@@ -440,7 +441,9 @@ def test_apply_holds_and_stops_the_runs_past_the_deadline_only(
     assert main([str(run), "--deadline", "600"]) == 0  # without --apply: the table only
     out = capsys.readouterr().out
     assert "past the deadline (--apply stops them): mrpc__adalora__seed0 rte__lora" in out
-    lines = {ln.split()[0]: ln for ln in out.splitlines()[2:5]}
+    names = {"mrpc__adalora__seed0", "mrpc__lora__seed0", "rte__lora"}
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.split() and ln.split()[0] in names}
+    assert len(lines) == 3
     assert lines["mrpc__adalora__seed0"].split()[1:5] == ["1", "1000s", "?", "3/30"]
     assert lines["mrpc__adalora__seed0"].endswith("past deadline")
     assert lines["mrpc__lora__seed0"].endswith("fits") and lines["rte__lora"].endswith("past deadline")
@@ -675,3 +678,83 @@ def test_the_shared_column_counts_the_live_runs_beside(
     # two processes: theirs ends after ~111 s, then this one runs at twice its pace: 111 + (1000 - 111) / 2
     assert shared == pytest.approx(111 + (left - 111) / 2, abs=3)
     assert f"sharing the GPUs (for the 'shared' column): 1 run(s) of {other}" in out
+
+
+# ------------------------------------------------------------------------------------------ the queue
+def test_a_refilled_process_keeps_its_share_busy() -> None:
+    """Three processes on one GPU, 300, 600 and 900 s left at the present pace (100, 200, 300 s of the whole
+    GPU). When the first one's worker claims a queued cell on ending, three processes stay until the second
+    ends: 300, 300 + 3 x 100 = 600, 600 + 2 x 100 = 800 s. With every worker refilled, the GPU never gets
+    less crowded and each run keeps its present pace: the linear projection."""
+    rows = [
+        _row("a__x__seed0", 300.0, pid=1, gpu="0"),
+        _row("a__x__seed1", 600.0, pid=2, gpu="0"),
+        _row("a__x__seed2", 900.0, pid=3, gpu="0"),
+    ]
+    assert shared_left(rows, refilled={("h", 1)}) == pytest.approx(
+        {"a__x__seed0": 300.0, "a__x__seed1": 600.0, "a__x__seed2": 800.0}
+    )
+    every = {("h", 1), ("h", 2), ("h", 3)}
+    assert shared_left(rows, refilled=every) == pytest.approx({r.name: r.left_s for r in rows})
+    # a process of the same pid on another host is another process
+    assert shared_left(rows, refilled={("elsewhere", 1)}) == shared_left(rows)
+
+
+def test_queued_lists_the_planned_cells_nobody_started(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]]
+) -> None:
+    run = _run(tmp_path)  # mrpc, rte x lora, adalora x seeds 0, 1: eight cells
+    cell_path(run, "mrpc", "lora", 0).parent.mkdir(parents=True, exist_ok=True)
+    cell_path(run, "mrpc", "lora", 0).write_text("{}")  # done
+    failure_path(run, "mrpc", "lora", 1).parent.mkdir(parents=True, exist_ok=True)
+    failure_path(run, "mrpc", "lora", 1).write_text("{}")  # failed: not retried by the running workers
+    hold_cell(run, "mrpc__adalora__seed0")  # held
+    selection_hold_path(run, "rte", "adalora").parent.mkdir(parents=True, exist_ok=True)
+    selection_hold_path(run, "rte", "adalora").write_text("held")  # both rte adalora cells wait for it
+    _claim(run, "mrpc__adalora__seed1", _sleeper(sleepers).pid, time.time())  # running
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    _claim(run, "rte__lora__seed0", dead.pid, time.time() - 100)  # a stale claim: nothing runs there
+    assert queued(run) == ["rte__lora__seed0", "rte__lora__seed1"]
+
+
+def test_the_command_counts_the_queue_and_the_stops(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end on one GPU: three running MRPC cells, 27, 3 and 15 of 30 epochs in 1000 s (about 111, 9000
+    and 1000 s left). With the plan's fourth cell queued, the shared column is the linear one; without it
+    (the cell done), the shared projection lets them speed up; --apply at 5000 s stops the 9000-s run and
+    says when the two left end without it: 111 and 111 + (1000 - 111) / 2 s."""
+    run = tmp_path / "run"
+    write_plan(run, ["mrpc"], ["lora", "adalora"], [0, 1], PAPER_ONE_RATE)
+    now = time.time()
+    for name, done in (("mrpc__lora__seed0", 27), ("mrpc__adalora__seed0", 3), ("mrpc__lora__seed1", 15)):
+        pid = _sleeper(sleepers).pid
+        _claim(run, name, pid, now - 1000)
+        _log(run, name, _trainer(name, pid, now - 999, _steps(done, 0.6)))
+
+    def table(*extra: str) -> tuple[dict[str, tuple[float, float]], str]:
+        assert main([str(run), "--deadline", "5000", *extra]) == 0
+        out = capsys.readouterr().out
+        rows = {}
+        for ln in out.splitlines():
+            f = ln.split()
+            if f and f[0].startswith("mrpc__") and f[0].count("__") == 2 and len(f) > 6:
+                rows[f[0]] = (float(f[5].rstrip("s")), float(f[6].rstrip("s")))
+        return rows, out
+
+    rows, out = table()
+    assert "queued: 1 cell(s) not started" in out and "mrpc__adalora__seed1" in out
+    for left, shared in rows.values():
+        assert shared == pytest.approx(left, abs=1)
+    cell_path(run, "mrpc", "adalora", 1).parent.mkdir(parents=True, exist_ok=True)
+    cell_path(run, "mrpc", "adalora", 1).write_text("{}")
+    rows, out = table()
+    assert "queued" not in out
+    fast, mid = rows["mrpc__lora__seed0"][0], rows["mrpc__lora__seed1"][0]
+    assert rows["mrpc__lora__seed1"][1] == pytest.approx(fast + 2 * (mid - fast) / 3, abs=3)
+    rows, out = table("--apply")
+    assert "stopped mrpc__adalora__seed0" in out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("after the stops:")]
+    lo, hi = (float(x) for x in line.split(" end in ")[1].split(" s ")[0].split("-"))
+    assert lo == pytest.approx(fast, abs=3) and hi == pytest.approx(fast + (mid - fast) / 2, abs=3)
