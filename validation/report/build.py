@@ -596,7 +596,10 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
             chosen[key] = (i, {**row, "source": part["source"]})
     rows = sorted((r for _, r in chosen.values()), key=lambda r: (r["task"], r["method"]))
     part_notes = [n for part in parts for n in part["notes"] if not n.startswith("SQuAD:")]
-    squad = [n for n in parts[-1]["notes"] if n.startswith("SQuAD:")]
+    # the "SQuAD: not run yet" note of a directory without SQuAD cells holds for the merge only when no
+    # directory has any (said once)
+    has_squad = any(r["task"].lower().startswith("squad") for r in rows)
+    squad = [] if has_squad else [n for part in parts for n in part["notes"] if n.startswith("SQuAD:")][:1]
     models = sorted({str(p["model"]) for p in parts})
     extra: dict[str, Any] = {
         k: parts[-1][k] for k in ("runs", "paper_protocol", "paper_protocol_more") if k in parts[-1]

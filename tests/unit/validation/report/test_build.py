@@ -286,6 +286,17 @@ def test_merge_grids_later_directory_wins_but_never_with_a_missing_row():
     ]
 
 
+def test_merge_grids_says_squad_not_run_only_when_no_directory_ran_it():
+    glue = B.normalise_grid(_summary("rte", "lora", 0.6), "collected from A")
+    squad = B.normalise_grid(_summary("squad_v1", "lora", 88.0), "collected from B")
+    assert any(n.startswith("SQuAD: not run yet") for n in glue["notes"])
+    for parts in ([squad, glue], [glue, squad]):
+        assert not any(n.startswith("SQuAD:") for n in B.merge_grids(parts)["notes"])
+    other = B.normalise_grid(_summary("sst2", "lora", 0.8), "collected from C")
+    notes = B.merge_grids([glue, other])["notes"]
+    assert sum(n.startswith("SQuAD: not run yet") for n in notes) == 1
+
+
 def test_report_command_collects_several_run_directories(monkeypatch, tmp_path):
     seen = {}
 
