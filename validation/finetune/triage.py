@@ -60,7 +60,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -399,9 +399,10 @@ def queued(run_dir: str | Path) -> list[str]:
     claim, not held (nor their one-rate selection run held).
 
     While a wave's workers are alive, one that ends its run claims the next of these, so its share of the
-    GPU does not come free (:func:`shared_left`'s ``refilled``). Which launch a cell belongs to is not read:
-    cells planned by a finished launch and never run count too (the line and the column then err towards
-    the linear projection).
+    GPU does not come free (:func:`shared_left`'s ``queued``). Which launch a cell belongs to is not read:
+    cells planned by a finished launch and never run count too, and a cell with a failure record is left
+    out although a worker retries a failure older than its own launch (both err towards the linear
+    projection or away from it by the cells concerned; stated in the ``queued:`` line's count).
 
     Returns
     -------
@@ -480,63 +481,88 @@ def past_deadline(rows: Sequence[Running], deadline_s: float, *, stop_unknown: b
     return [r for r in rows if r.name in picked or (r.kind == "cell" and _group(r.name) in doomed)]
 
 
+def run_dir_of(row: Running) -> Path:
+    """The run directory of a listed run (its claim lies in ``claims/`` or ``lr_select/`` of it), resolved."""
+    return row.claim.parent.parent.resolve()
+
+
 def shared_left(
-    rows: Sequence[Running], beside: Sequence[Running] = (), refilled: Collection[tuple[str, int]] = ()
+    rows: Sequence[Running],
+    beside: Sequence[Running] = (),
+    queued: Mapping[str | Path, int] | None = None,
+    stopped: Collection[tuple[str, int]] = (),
 ) -> dict[str, float | None]:
-    """Seconds left of each run if the GPU's throughput stays constant and is shared equally by the
+    """Seconds left of each run if each GPU's throughput stays constant and is shared equally by the
     processes on it (processor sharing): when a process ends, the others speed up.
 
     The linear projection (``left_s``) assumes every run keeps its present pace; at six or more MPNet-base
     processes a GPU the pace was measured to scale with the number of processes (2026-11-30: 80 s an epoch
     among 18 processes, 54-57 s among 12), so a run beside shorter ones ends earlier than ``left_s`` says.
-    Per GPU (a host and its ``gpu``), with ``m`` processes (every distinct claiming pid of the host counts,
+    Per GPU (a host and its ``gpu``) with ``m`` processes now (every distinct claiming pid of the host counts,
     on the first GPU its claims record; one with a run of unknown projection as never ending), a process
-    with projected ``L`` seconds left has ``w = L / m`` seconds of the GPU's whole throughput left; sorted by
-    ``w``, the ``k``-th (from 1) ends at ``T_k = T_(k-1) + (m - k + 1) (w_k - w_(k-1))``. Every run of a
-    process gets its process's time (the latest of its runs). Informational: :func:`past_deadline` and
-    ``--apply`` use ``left_s``. ``beside``: the runs of other run directories on the same machine (``--beside``;
-    ``waves.sh triage`` passes every other directory under ``runs/``): they share the GPUs and end by the
-    same rule, but get no entry. ``refilled``: the ``(host, pid)`` of processes whose worker will claim a
-    queued cell when its present run ends (:func:`queued`; the command passes every process of a directory
-    with queued cells): its run ends at its own ``T_k``, but its share does not come free, so the
-    ``k``-th term uses the number of processes still on the GPU, ``m`` less the non-refilled ones ended
-    before. On 2026-12-01, with 12 cells queued behind 12 running, the column without this was 7-184 s
-    short, the linear projection within 26 s. Not seen: processes of directories not given (they make
-    this projection too short), the runs a worker will start (they get no entry), and processes that hold
-    a claim without computing (a trained cell waiting for its selection run counts as sharing: the others'
-    projections come out too long).
+    with projected ``L`` seconds left has ``w = L / m`` seconds of the GPU's whole throughput left, and while
+    ``a`` processes occupy the GPU each gets ``1 / a`` of it. Every run of a process gets its process's time
+    (the latest of its runs). The ends are simulated in time order over all GPUs:
+
+    * ``queued`` (run directory -> number of its cells no process has started, :func:`queued`): when a
+      process of such a directory ends, its worker claims one of them, so its slot stays occupied (the new
+      run as never ending: it is not projected) and the directory's count drops by one; the first ones to
+      end take them. On 2026-12-01, with 12 cells queued behind 12 running, the column without this was
+      7-184 s short, the linear projection within 26 s;
+    * ``stopped`` (``(host, pid)``): processes that :func:`stop_runs` has just signalled; their share was in
+      the measured paces, and they leave now without taking a queued cell (a stopped worker exits).
+
+    Informational: :func:`past_deadline` and ``--apply`` use ``left_s``. ``beside``: the runs of other run
+    directories on the same machine (``--beside``; ``waves.sh triage`` passes every other directory under
+    ``runs/``): they share the GPUs and end by the same rule, but get no entry. Not seen: processes of
+    directories not given (they make this projection too short), when the runs a worker will start end,
+    and processes that hold a claim without computing (a trained cell waiting for its selection run counts
+    as sharing: the others' projections come out too long).
 
     Returns
     -------
     dict
-        ``{name: seconds}``, None for the runs without a projection.
+        ``{name: seconds}``, None for the runs without a projection (and for the ``stopped`` ones' runs: 0).
     """
     procs: dict[tuple[str, int], list[Running]] = {}
     for r in [*rows, *beside]:
         procs.setdefault((r.host, r.pid), []).append(r)
     mine = {id(r) for r in rows}
     out: dict[str, float | None] = {r.name: None for r in rows}
-    refill = {(str(h), int(p)) for h, p in refilled}
-    by_gpu: dict[tuple[str, str | None], list[tuple[float | None, list[Running], bool]]] = {}
+    queue = {Path(k).resolve(): int(v) for k, v in (queued or {}).items() if int(v) > 0}
+    leaving = {(str(h), int(p)) for h, p in stopped}
+    slots: dict[tuple[str, str | None], int] = {}
+    # per process: [whole-GPU seconds left, its GPU, its runs, its directory, whether it takes a queued cell]
+    active: list[list[Any]] = []
     for (host, pid), runs in procs.items():
         # one process, one GPU: its first recorded GPU (a claim written without one does not split it)
-        gpu = next((r.gpu for r in runs if r.gpu is not None), None)
-        lefts = [r.left_s for r in runs]
+        gpu = next((x.gpu for x in runs if x.gpu is not None), None)
+        slots[(host, gpu)] = slots.get((host, gpu), 0) + 1
+        lefts = [x.left_s for x in runs]
         left = None if any(x is None for x in lefts) else max(float(x) for x in lefts if x is not None)
-        by_gpu.setdefault((host, gpu), []).append((left, runs, (host, pid) in refill))
-    for entries in by_gpu.values():
-        m = len(entries)
-        known = sorted(
-            ((left / m, runs, r) for left, runs, r in entries if left is not None), key=lambda e: e[0]
-        )
-        done, prev, ended = 0.0, 0.0, 0
-        for w, runs, again in known:
-            done += (m - ended) * (w - prev)
-            prev = w
-            ended += 0 if again else 1
-            for r in runs:
-                if id(r) in mine:
-                    out[r.name] = done
+        if (host, pid) in leaving:
+            left = 0.0
+        if left is not None:
+            active.append([left, (host, gpu), runs, run_dir_of(runs[0]), (host, pid) not in leaving])
+    for p in active:
+        p[0] /= slots[p[1]]
+    now = 0.0
+    while active:
+        # the next end: on each GPU its process with the least work left, after that work times its slots
+        dt = min(p[0] * slots[p[1]] for p in active)
+        for p in active:
+            p[0] -= dt / slots[p[1]]
+        now += dt
+        ended = [p for p in active if p[0] <= 1e-9 * (1.0 + now)]
+        active = [p for p in active if p[0] > 1e-9 * (1.0 + now)]
+        for _, gpu, runs, where, refills in sorted(ended, key=lambda p: (str(p[1]), str(p[3]))):
+            if refills and queue.get(where, 0) > 0:
+                queue[where] -= 1  # its worker claims a queued cell: the slot stays occupied
+            else:
+                slots[gpu] -= 1
+            for x in runs:
+                if id(x) in mine:
+                    out[x.name] = now
     return out
 
 
@@ -597,6 +623,16 @@ def stop_runs(
     return lines
 
 
+def _queued_or_note(run_dir: str | Path) -> list[str]:
+    """:func:`queued`, or none with a note on stderr when it cannot be read: the queue is informational and
+    must never keep ``--apply`` from stopping what is past the deadline."""
+    try:
+        return queued(run_dir)
+    except Exception as exc:  # noqa: BLE001 - informational only
+        print(f"note: the queue of {run_dir} left out: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return []
+
+
 def _seconds(x: float | None) -> str:
     return "?" if x is None else f"{x:.0f}s"
 
@@ -605,12 +641,12 @@ def format_table(
     rows: Sequence[Running],
     deadline_s: float,
     beside: Sequence[Running] = (),
-    refilled: Collection[tuple[str, int]] = (),
+    queued: Mapping[str | Path, int] | None = None,
 ) -> str:
     """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
-    left, the processor-sharing projection (:func:`shared_left` with the runs ``beside`` and the processes
-    ``refilled``, informational), verdict (and a note)."""
-    shared = shared_left(rows, beside, refilled)
+    left, the processor-sharing projection (:func:`shared_left` with the runs ``beside`` and the ``queued``
+    cells of each directory, informational), verdict (and a note)."""
+    shared = shared_left(rows, beside, queued)
     header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "shared", "verdict")
     body = [
         (
@@ -738,8 +774,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(f"--deadline must be a number of seconds, got {a.deadline!r}") from None
         deadline = _check_deadline(seconds)
         rows = running(a.run_dir)
-        waiting = queued(a.run_dir) if rows else []
-        refilled = {(r.host, r.pid) for r in rows} if waiting else set()
+        waiting = _queued_or_note(a.run_dir) if rows else []
+        queues: dict[str | Path, int] = {a.run_dir: len(waiting)}
         beside: list[Running] = []
         used: list[str] = []
         for d in a.beside:
@@ -747,11 +783,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             try:
                 theirs = running(d)
-                if theirs and queued(d):
-                    refilled |= {(r.host, r.pid) for r in theirs}
             except Exception as exc:  # noqa: BLE001 - informational only: never keep --apply from running
                 print(f"note: --beside {d} left out: {type(exc).__name__}: {exc}", file=sys.stderr)
                 continue
+            queues[d] = len(_queued_or_note(d)) if theirs else 0
             beside += theirs
             used.append(d)
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
@@ -765,7 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"claims the next; the 'shared' column keeps its share busy): {shown}"
             )
         if rows:
-            print(format_table(rows, deadline, beside, refilled))
+            print(format_table(rows, deadline, beside, queues))
         picked = past_deadline(rows, deadline, stop_unknown=a.stop_unknown)
         for r in picked:
             if r.kind == "cell" and verdict(r, deadline) == "fits":
@@ -781,8 +816,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(line)
             rest = [r for r in rows if (r.host, r.pid) not in pids]
             if picked and rest:
-                # a stopped worker exits: its share comes free and it claims no queued cell
-                after = [x for x in shared_left(rest, beside, refilled - pids).values() if x is not None]
+                # the stopped processes leave now (their share was in the measured paces) without taking a
+                # queued cell; the holds just written may have emptied part of the queue
+                queues[a.run_dir] = len(_queued_or_note(a.run_dir))
+                ends = shared_left(rows, beside, queues, stopped=pids)
+                after = [x for x in (ends[r.name] for r in rest) if x is not None]
                 if after:
                     print(
                         f"after the stops: the {len(rest)} run(s) left end in {min(after):.0f}-{max(after):.0f} s "
@@ -809,6 +847,7 @@ __all__ = [
     "past_deadline",
     "planned_epochs",
     "queued",
+    "run_dir_of",
     "running",
     "shared_left",
     "stop_runs",

@@ -681,23 +681,66 @@ def test_the_shared_column_counts_the_live_runs_beside(
 
 
 # ------------------------------------------------------------------------------------------ the queue
-def test_a_refilled_process_keeps_its_share_busy() -> None:
+def _in(run: str, row: Running) -> Running:
+    """``row`` as a run of directory ``run`` (its claim under ``run/claims``)."""
+    return replace(row, claim=Path(run) / "claims" / f"{row.name}.claim")
+
+
+def test_a_queued_cell_keeps_the_share_of_the_first_worker_to_end() -> None:
     """Three processes on one GPU, 300, 600 and 900 s left at the present pace (100, 200, 300 s of the whole
-    GPU). When the first one's worker claims a queued cell on ending, three processes stay until the second
-    ends: 300, 300 + 3 x 100 = 600, 600 + 2 x 100 = 800 s. With every worker refilled, the GPU never gets
-    less crowded and each run keeps its present pace: the linear projection."""
+    GPU). With one queued cell, the first worker to end claims it and its slot stays occupied: 300, then
+    300 + 3 x 100 = 600, then 600 + 2 x 100 = 800 s. With as many queued cells as processes the GPU never
+    gets less crowded and each run keeps its present pace: the linear projection."""
     rows = [
-        _row("a__x__seed0", 300.0, pid=1, gpu="0"),
-        _row("a__x__seed1", 600.0, pid=2, gpu="0"),
-        _row("a__x__seed2", 900.0, pid=3, gpu="0"),
+        _in("/r/a", _row("a__x__seed0", 300.0, pid=1, gpu="0")),
+        _in("/r/a", _row("a__x__seed1", 600.0, pid=2, gpu="0")),
+        _in("/r/a", _row("a__x__seed2", 900.0, pid=3, gpu="0")),
     ]
-    assert shared_left(rows, refilled={("h", 1)}) == pytest.approx(
+    assert shared_left(rows, queued={"/r/a": 1}) == pytest.approx(
         {"a__x__seed0": 300.0, "a__x__seed1": 600.0, "a__x__seed2": 800.0}
     )
-    every = {("h", 1), ("h", 2), ("h", 3)}
-    assert shared_left(rows, refilled=every) == pytest.approx({r.name: r.left_s for r in rows})
-    # a process of the same pid on another host is another process
-    assert shared_left(rows, refilled={("elsewhere", 1)}) == shared_left(rows)
+    assert shared_left(rows, queued={"/r/a": 3}) == pytest.approx({r.name: r.left_s for r in rows})
+    assert shared_left(rows, queued={"/r/b": 5}) == shared_left(rows)  # another directory's queue
+    assert shared_left(rows, queued={"/r/a": 0}) == shared_left(rows)
+    # one queue for two GPUs: the first process to end on either takes it. GPU 0: 100 and 1000 s (50 and
+    # 500 of its whole); GPU 1: 200 and 1000 s (100, 500). At 100 s GPU 0's short run ends and takes the
+    # cell (GPU 0 stays at two); at 200 s GPU 1's ends (GPU 1 at one: its long run, 400 left, ends at 600);
+    # GPU 0's long run, 400 left at 200 s, ends at 200 + 2 x 400 = 1000 s (550 without the queue)
+    two = [
+        _in("/r/a", _row("b__x__seed0", 100.0, pid=4, gpu="0")),
+        _in("/r/a", _row("b__x__seed1", 1000.0, pid=5, gpu="0")),
+        _in("/r/a", _row("b__x__seed2", 200.0, pid=6, gpu="1")),
+        _in("/r/a", _row("b__x__seed3", 1000.0, pid=7, gpu="1")),
+    ]
+    assert shared_left(two, queued={"/r/a": 1}) == pytest.approx(
+        {"b__x__seed0": 100.0, "b__x__seed1": 1000.0, "b__x__seed2": 200.0, "b__x__seed3": 600.0}
+    )
+    assert shared_left(two) == pytest.approx(
+        {"b__x__seed0": 100.0, "b__x__seed1": 550.0, "b__x__seed2": 200.0, "b__x__seed3": 600.0}
+    )
+    # a directory beside this one refills its own workers' slots from its own queue
+    beside = [_in("/r/b", _row("c__x__seed0", 100.0, pid=8, gpu="0"))]
+    mine = [_in("/r/a", _row("a__x__seed0", 400.0, pid=9, gpu="0"))]
+    # 200 and 50 s of the whole: the other ends at 100 s, this one (150 left) alone by 250 s; refilled, the
+    # other directory's slot stays occupied: the linear 400 s
+    assert shared_left(mine, beside) == pytest.approx({"a__x__seed0": 250.0})
+    assert shared_left(mine, beside, queued={"/r/b": 1}) == pytest.approx({"a__x__seed0": 400.0})
+
+
+def test_stopped_processes_leave_at_once_without_taking_a_queued_cell() -> None:
+    """The paces were measured with the stopped processes sharing the GPU: 300, 600 and 900 s (100, 200,
+    300 of the whole); the 900-s one stopped now leaves two: 200 and 200 + 100 = 300 s. With one queued
+    cell, the stopped worker does not take it (it exits); the 300-s one does at 200 s: the other ends at
+    200 + 2 x 100 = 400 s."""
+    rows = [
+        _in("/r/a", _row("a__x__seed0", 300.0, pid=1, gpu="0")),
+        _in("/r/a", _row("a__x__seed1", 600.0, pid=2, gpu="0")),
+        _in("/r/a", _row("a__x__seed2", 900.0, pid=3, gpu="0")),
+    ]
+    got = shared_left(rows, stopped={("h", 3)})
+    assert got == pytest.approx({"a__x__seed0": 200.0, "a__x__seed1": 300.0, "a__x__seed2": 0.0})
+    got = shared_left(rows, queued={"/r/a": 1}, stopped={("h", 3)})
+    assert got == pytest.approx({"a__x__seed0": 200.0, "a__x__seed1": 400.0, "a__x__seed2": 0.0})
 
 
 def test_queued_lists_the_planned_cells_nobody_started(
@@ -745,8 +788,12 @@ def test_the_command_counts_the_queue_and_the_stops(
 
     rows, out = table()
     assert "queued: 1 cell(s) not started" in out and "mrpc__adalora__seed1" in out
-    for left, shared in rows.values():
-        assert shared == pytest.approx(left, abs=1)
+    # the first to end (about 111 s) takes the queued cell: the second keeps its pace, the last speeds up
+    # only when the second has ended: (mid + 2 x slow) / 3
+    for name in ("mrpc__lora__seed0", "mrpc__lora__seed1"):
+        assert rows[name][1] == pytest.approx(rows[name][0], abs=1)
+    mid, slow = rows["mrpc__lora__seed1"][0], rows["mrpc__adalora__seed0"][0]
+    assert rows["mrpc__adalora__seed0"][1] == pytest.approx((mid + 2 * slow) / 3, abs=2)
     cell_path(run, "mrpc", "adalora", 1).parent.mkdir(parents=True, exist_ok=True)
     cell_path(run, "mrpc", "adalora", 1).write_text("{}")
     rows, out = table()
@@ -755,6 +802,27 @@ def test_the_command_counts_the_queue_and_the_stops(
     assert rows["mrpc__lora__seed1"][1] == pytest.approx(fast + 2 * (mid - fast) / 3, abs=3)
     rows, out = table("--apply")
     assert "stopped mrpc__adalora__seed0" in out
+    fast, mid = rows["mrpc__lora__seed0"][0], rows["mrpc__lora__seed1"][0]  # this call's own projections
     (line,) = [ln for ln in out.splitlines() if ln.startswith("after the stops:")]
     lo, hi = (float(x) for x in line.split(" end in ")[1].split(" s ")[0].split("-"))
-    assert lo == pytest.approx(fast, abs=3) and hi == pytest.approx(fast + (mid - fast) / 2, abs=3)
+    # the stopped process leaves now: two share the GPU, 2 x fast / 3 and (fast + mid) / 3
+    assert lo == pytest.approx(2 * fast / 3, abs=2) and hi == pytest.approx((fast + mid) / 3, abs=2)
+
+
+def test_an_unreadable_queue_never_keeps_apply_from_stopping(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The queue is informational: a plan cell it cannot read is a note, and the stop still goes out."""
+    run = _run(tmp_path)
+    plan = json.loads((run / "grid.json").read_text())
+    del plan["cells"][-1]["seed"]
+    (run / "grid.json").write_text(json.dumps(plan))
+    late = _sleeper(sleepers)
+    now = time.time()
+    _claim(run, "mrpc__adalora__seed0", late.pid, now - 1000)
+    _log(run, "mrpc__adalora__seed0", _trainer("mrpc__adalora__seed0", late.pid, now - 999, _steps(3, 0.6)))
+    assert main([str(run), "--deadline", "600", "--apply"]) == 0
+    captured = capsys.readouterr()
+    assert f"note: the queue of {run} left out: KeyError" in captured.err
+    assert f"stopped mrpc__adalora__seed0: SIGTERM to pid {late.pid}" in captured.out
+    assert late.wait(timeout=10) == -signal.SIGTERM
