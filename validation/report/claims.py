@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from validation.finetune.convergence import boundary_reading, cell_convergence
 from validation.finetune.stats import paired_difference as paired_seed_difference
 from validation.finetune.stats import t_interval
 from validation.finetune.verdicts import PAPER_PROFILE, compute_verdicts, familywise, usable_mean
@@ -640,6 +641,30 @@ def _by_seed_primary(entry: dict[str, Any] | None) -> dict[int, float]:
     }
 
 
+def _boundary_cases(
+    summary: dict[str, Any], exclusions: Sequence[dict[str, Any]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """``{(task, method): held-out record}`` of the task/method pairs whose seeds were dropped as unconverged
+    on the held-out basis (one record: the selection run every seed of the pair shares, read from the
+    seed's ``lr_selection`` as the cell read it), in the order of ``exclusions``; :func:`validation.finetune.convergence.boundary_reading` says how each would read with
+    its evaluation at the tail's cut counted before the tail."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    table = summary.get("table") or {}
+    for e in exclusions:
+        key = (str(e["task"]), str(e["method"]))
+        if e.get("reason") != "unconverged" or key in out:
+            continue
+        for r in (table.get(key[0], {}).get(key[1]) or {}).get("per_seed") or []:
+            if r.get("seed") != e["seed"] or not isinstance(r.get("lr_selection"), dict):
+                continue
+            conv = cell_convergence({}, r["lr_selection"])  # the record the cell's verdict came from
+            held = conv.get("heldout") if conv.get("basis") == "heldout" else None
+            if isinstance(held, dict) and held.get("gain") is not None:
+                out[key] = held
+            break
+    return out
+
+
 def _c4_model(
     summary: dict[str, Any], v: dict[str, Any], model: str | None
 ) -> tuple[dict[str, Any], list[list[str]], list[tuple[str, str, dict[str, Any]]], list[str], set[int]]:
@@ -695,6 +720,17 @@ def _c4_model(
         evidence.append(
             f"{label(e['task'])}/{_name(e['method'])}/seed {e['seed']}: {e['reason']}"
             + ("; dropped from its pairs." if e["excluded"] else "; kept.")
+        )
+    for (task, m), rec in _boundary_cases(summary, v["exclusions"]).items():
+        b = boundary_reading(rec)
+        if b is None:
+            continue
+        evidence.append(
+            f"{label(task)}/{_name(m)}: its selection run ended {rec['gain']:+.3g} above its best before the "
+            f"tail (tolerance {rec['tol']:g}); its evaluation at step {b['step']} lies {b['step'] - b['cut']:.1f} "
+            f"step past the tail's cut ({b['cut']:g}): counted before the tail, the gain would be "
+            f"{b['gain']:+.3g} ({'within' if b['converged'] else 'still above'} the tolerance); the rule is "
+            "applied as written."
         )
     for x in summary.get("missing") or []:
         evidence.append(

@@ -9,6 +9,7 @@ import pytest
 
 from gelora.errors import ConfigError
 from validation.finetune.convergence import (
+    boundary_reading,
     cell_convergence,
     convergence,
     heldout_convergence,
@@ -171,3 +172,33 @@ def test_cell_convergence_uses_the_selection_run_at_the_chosen_rate() -> None:
     for old in (None, {"chosen": 0.001, "runs": {"0.001": {"convergence": loss_rec}}}):
         rec = cell_convergence(loss_rec, old)
         assert rec["basis"] == "train_loss" and rec["converged"] is False and rec["n_points"] == 100
+
+
+def test_the_boundary_reading_counts_the_evaluation_half_a_step_past_the_cut() -> None:
+    """CoLA's selection runs: 6,025 steps, cut at 4,217.5, the 70 % evaluation rounded to 4,218 (in the tail).
+    With the curve's maximum there, the rule (as written) says unconverged; the other reading, converged."""
+    scores = [0.467, 0.167, 0.520, 0.538, 0.583, 0.558, 0.640, 0.561, 0.591, 0.602]  # MPNet-base AdaLoRA
+    rec = heldout_convergence(_held(scores, 6025), total_steps=6025, metric="matthews_correlation")
+    assert rec["converged"] is False and rec["gain"] == pytest.approx(0.602 - 0.583)
+    b = boundary_reading(rec)
+    assert b == {
+        "step": 4218,
+        "cut": pytest.approx(4217.5),
+        "gain": pytest.approx(0.602 - 0.640),
+        "converged": True,
+    }
+    # SQuAD v1.1's 1,377 steps: the evaluation 0.1 step past the cut; GeLoRA's curve stays unconverged
+    gelora = [64.8, 80.1, 82.3, 81.6, 81.8, 82.9, 82.8, 84.2, 83.7, 84.1]
+    rec = heldout_convergence(_held(gelora, 1377), total_steps=1377, metric="f1")
+    b = boundary_reading(rec)
+    assert (
+        b is not None and b["step"] == 964 and b["gain"] == pytest.approx(84.1 - 82.9) and not b["converged"]
+    )
+    # the cut on an evaluation (1,000 steps) or the evaluation rounded below it (615: 430 < 430.5): no reading
+    for total in (1000, 615):
+        rec = heldout_convergence(_held(scores, total), total_steps=total, metric="matthews_correlation")
+        assert boundary_reading(rec) is None
+    # a record without a gain (too few points) has none either
+    assert (
+        boundary_reading({"curve": [[1, 0.5]], "tail": 0.3, "tol": 0.01, "final": 0.5, "gain": None}) is None
+    )

@@ -180,3 +180,14 @@ def test_input_that_is_not_utf8_exits_2(tmp_path, capsys):
     bad.write_bytes(b"\xff\xfe{}")
     assert main([str(bad)]) == 2
     assert "cannot read report" in capsys.readouterr().out
+
+
+def test_the_report_states_the_boundary_reading_of_each_unconverged_selection(report):
+    """C4's evidence gives, for each pair dropped as unconverged, how the rule would read with its evaluation
+    at the tail's cut counted before the tail (MPNet-base CoLA AdaLoRA: 4,218 against the cut 4,217.5)."""
+    c4 = next(c for c in report["claims"] if c["id"] == "C4")
+    (line,) = [e for e in c4["evidence"] if e.startswith("CoLA (mpnet-base)/AdaLoRA: its selection")]
+    assert "step 4218 lies 0.5 step past the tail's cut (4217.5)" in line
+    assert "the gain would be -0.0383 (within the tolerance); the rule is applied as written." in line
+    # MiniLM-L6's unconverged selection runs have no evaluation past their cut: no such line
+    assert not [e for e in c4["evidence"] if "step past the tail's cut" in e and "mpnet-base" not in e]
