@@ -231,40 +231,41 @@ def heldout_convergence(
 def boundary_reading(record: Mapping[str, Any]) -> dict[str, Any] | None:
     """How a held-out record would read if its evaluation placed at the tail's cut counted before the tail.
 
-    The evaluations lie at rounded steps (:func:`heldout_steps`: ``round(f * steps)``) while the cut is
-    ``(1 - tail) * steps`` unrounded, so when that product is not whole the evaluation meant for the cut can
-    lie up to half a step past it and count in the tail (CoLA's 6,025 steps: cut 4,217.5, evaluation 4,218;
+    The evaluations lie at rounded steps (:func:`heldout_steps`: ``round(f * steps)``, half to even) while the
+    cut is ``(1 - tail) * steps`` unrounded, so when that product is not whole the evaluation meant for the
+    cut can lie up to half a step past it and count in the tail (CoLA's 6,025 steps: cut 4,217.5, evaluation 4,218;
     SQuAD v1.1's 1,377: 963.9 and 964); elsewhere it lies on the cut or before it. This reports the other
     reading, never used for a verdict (the rule is applied as written: :func:`heldout_convergence`).
 
     Parameters
     ----------
     record : mapping
-        A :func:`heldout_convergence` record (``curve``, ``tail``, ``tol``, ``final``, ``gain``); the run's
-        steps are its last evaluation's (the schedule's end, :data:`HELDOUT_FRACTIONS` ends at 1.0).
+        A :func:`heldout_convergence` record (``curve``, ``tail``, ``tol``, ``final``, ``gain``,
+        ``best_before_tail``); the run's steps are its last evaluation's (the schedule's end:
+        :data:`HELDOUT_FRACTIONS` ends at 1.0), checked against the record's own best before the tail.
 
     Returns
     -------
     dict or None
         ``step`` (the evaluation past the cut), ``cut``, ``gain`` (final less the best up to and including
         that evaluation), ``converged`` (that gain within ``tol``); None when no evaluation lies within half
-        a step past the cut or the record has no gain.
+        a step past the cut, the record has no gain, or its cut cannot be rebuilt.
     """
     curve = record.get("curve")
     tail, tol, final = record.get("tail"), record.get("tol"), finite_or_none(record.get("final"))
     if not curve or tail is None or tol is None or final is None or record.get("gain") is None:
         return None
-    steps = [int(p[0]) for p in curve]
-    cut = (1.0 - float(tail)) * steps[-1]
-    near = [st for st in steps if cut + 1e-9 < st <= cut + 0.5 + 1e-9]
+    points = [(int(p[0]), finite_or_none(p[1])) for p in curve]
+    cut = (1.0 - float(tail)) * points[-1][0]
+    # the record does not keep its planned steps: the cut rebuilt from the last evaluation must give the
+    # record's own best before the tail, else this is not the reading of that record
+    ruled = [v for st, v in points if st <= cut + 1e-9 and v is not None]
+    if not ruled or finite_or_none(record.get("best_before_tail")) != max(ruled):
+        return None
+    near = [st for st, _ in points if cut + 1e-9 < st <= cut + 0.5 + 1e-9]
     if not near:
         return None
-    before = [
-        v for st, v in ((int(p[0]), finite_or_none(p[1])) for p in curve) if st <= near[0] and v is not None
-    ]
-    if not before:
-        return None
-    gain = final - max(before)
+    gain = final - max(v for st, v in points if st <= near[0] and v is not None)
     return {"step": near[0], "cut": cut, "gain": gain, "converged": bool(gain <= float(tol))}
 
 

@@ -489,7 +489,7 @@ def run_dir_of(row: Running) -> Path:
 def shared_left(
     rows: Sequence[Running],
     beside: Sequence[Running] = (),
-    queued: Mapping[str | Path, int] | None = None,
+    queues: Mapping[str | Path, int] | None = None,
     stopped: Collection[tuple[str, int]] = (),
 ) -> dict[str, float | None]:
     """Seconds left of each run if each GPU's throughput stays constant and is shared equally by the
@@ -504,7 +504,7 @@ def shared_left(
     ``a`` processes occupy the GPU each gets ``1 / a`` of it. Every run of a process gets its process's time
     (the latest of its runs). The ends are simulated in time order over all GPUs:
 
-    * ``queued`` (run directory -> number of its cells no process has started, :func:`queued`): when a
+    * ``queues`` (run directory -> number of its cells no process has started, :func:`queued`): when a
       process of such a directory ends, its worker claims one of them, so its slot stays occupied (the new
       run as never ending: it is not projected) and the directory's count drops by one; the first ones to
       end take them. On 2026-12-01, with 12 cells queued behind 12 running, the column without this was
@@ -529,7 +529,7 @@ def shared_left(
         procs.setdefault((r.host, r.pid), []).append(r)
     mine = {id(r) for r in rows}
     out: dict[str, float | None] = {r.name: None for r in rows}
-    queue = {Path(k).resolve(): int(v) for k, v in (queued or {}).items() if int(v) > 0}
+    queue = {Path(k).resolve(): int(v) for k, v in (queues or {}).items() if int(v) > 0}
     leaving = {(str(h), int(p)) for h, p in stopped}
     slots: dict[tuple[str, str | None], int] = {}
     # per process: [whole-GPU seconds left, its GPU, its runs, its directory, whether it takes a queued cell]
@@ -538,8 +538,12 @@ def shared_left(
         # one process, one GPU: its first recorded GPU (a claim written without one does not split it)
         gpu = next((x.gpu for x in runs if x.gpu is not None), None)
         slots[(host, gpu)] = slots.get((host, gpu), 0) + 1
-        lefts = [x.left_s for x in runs]
-        left = None if any(x is None for x in lefts) else max(float(x) for x in lefts if x is not None)
+        # a projection that is not a finite number counts as unknown; a negative one (clocks) as 0
+        lefts = [
+            None if x is None or not math.isfinite(x) else max(0.0, float(x))
+            for x in (r.left_s for r in runs)
+        ]
+        left = None if any(x is None for x in lefts) else max(x for x in lefts if x is not None)
         if (host, pid) in leaving:
             left = 0.0
         if left is not None:
@@ -553,8 +557,9 @@ def shared_left(
         for p in active:
             p[0] -= dt / slots[p[1]]
         now += dt
-        ended = [p for p in active if p[0] <= 1e-9 * (1.0 + now)]
-        active = [p for p in active if p[0] > 1e-9 * (1.0 + now)]
+        eps = 1e-9 * (1.0 + abs(now))
+        ended = [p for p in active if p[0] <= eps]
+        active = [p for p in active if p[0] > eps]
         for _, gpu, runs, where, refills in sorted(ended, key=lambda p: (str(p[1]), str(p[3]))):
             if refills and queue.get(where, 0) > 0:
                 queue[where] -= 1  # its worker claims a queued cell: the slot stays occupied
@@ -573,7 +578,12 @@ def _group(name: str) -> tuple[str, str]:
 
 
 def stop_runs(
-    run_dir: str | Path, rows: Sequence[Running], reason: str = "triage", *, hold: bool = True
+    run_dir: str | Path,
+    rows: Sequence[Running],
+    reason: str = "triage",
+    *,
+    hold: bool = True,
+    signalled_out: set[tuple[str, int]] | None = None,
 ) -> list[str]:
     """Hold each run of ``rows`` (unless ``hold`` is False: ``waves.sh stop``), then send SIGTERM to the
     process of its claim (once per process).
@@ -585,7 +595,8 @@ def stop_runs(
     Returns
     -------
     list of str
-        One line per hold and per signal (or why a process was not signalled).
+        One line per hold and per signal (or why a process was not signalled); ``signalled_out``, when
+        given, receives the ``(host, pid)`` of every process signalled.
     """
     lines = []
     for row in rows if hold else ():
@@ -618,6 +629,8 @@ def stop_runs(
                 lines.append(f"not signalled {row.name}: pid {row.pid}: {exc}")
                 continue
             signalled.add(row.pid)
+            if signalled_out is not None:
+                signalled_out.add((row.host, row.pid))
             stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
             lines.append(f"stopped {row.name}: SIGTERM to pid {row.pid} at {stamp}")
     return lines
@@ -641,12 +654,12 @@ def format_table(
     rows: Sequence[Running],
     deadline_s: float,
     beside: Sequence[Running] = (),
-    queued: Mapping[str | Path, int] | None = None,
+    queues: Mapping[str | Path, int] | None = None,
 ) -> str:
     """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
-    left, the processor-sharing projection (:func:`shared_left` with the runs ``beside`` and the ``queued``
-    cells of each directory, informational), verdict (and a note)."""
-    shared = shared_left(rows, beside, queued)
+    left, the processor-sharing projection (:func:`shared_left` with the runs ``beside`` and the ``queues``
+    of each directory, informational), verdict (and a note)."""
+    shared = shared_left(rows, beside, queues)
     header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "shared", "verdict")
     body = [
         (
@@ -792,7 +805,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
         print(f"triage of {a.run_dir} at {stamp} UTC: deadline in {deadline:g} s, {len(rows)} running")
         if beside:
-            print(f"sharing the GPUs (for the 'shared' column): {len(beside)} run(s) of {' '.join(used)}")
+            waiting_beside = sum(queues.get(d, 0) for d in used)
+            print(
+                f"sharing the GPUs (for the 'shared' column): {len(beside)} run(s) of {' '.join(used)}"
+                + (f"; {waiting_beside} cell(s) queued there" if waiting_beside else "")
+            )
         if waiting:
             shown = " ".join(waiting[:6]) + (" ..." if len(waiting) > 6 else "")
             print(
@@ -810,16 +827,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             if r not in picked and (r.host, r.pid) in pids:
                 print(f"note: stopping pid {r.pid} also stops {r.name} (the same process)")
         if a.apply:
+            gone: set[tuple[str, int]] = set()
             for line in stop_runs(
-                a.run_dir, picked, reason=f"triage {stamp} UTC: past a {deadline:g} s deadline"
+                a.run_dir,
+                picked,
+                reason=f"triage {stamp} UTC: past a {deadline:g} s deadline",
+                signalled_out=gone,
             ):
                 print(line)
-            rest = [r for r in rows if (r.host, r.pid) not in pids]
-            if picked and rest:
+            rest = [r for r in rows if (r.host, r.pid) not in gone]
+            if gone and rest:
                 # the stopped processes leave now (their share was in the measured paces) without taking a
                 # queued cell; the holds just written may have emptied part of the queue
                 queues[a.run_dir] = len(_queued_or_note(a.run_dir))
-                ends = shared_left(rows, beside, queues, stopped=pids)
+                ends = shared_left(rows, beside, queues, stopped=gone)
                 after = [x for x in (ends[r.name] for r in rest) if x is not None]
                 if after:
                     print(

@@ -659,7 +659,7 @@ def _boundary_cases(
                 continue
             conv = cell_convergence({}, r["lr_selection"])  # the record the cell's verdict came from
             held = conv.get("heldout") if conv.get("basis") == "heldout" else None
-            if isinstance(held, dict) and held.get("gain") is not None:
+            if isinstance(held, dict) and held.get("gain") is not None and held.get("converged") is False:
                 out[key] = held
             break
     return out
@@ -725,12 +725,13 @@ def _c4_model(
         b = boundary_reading(rec)
         if b is None:
             continue
+        nd = 2 if float(rec["tol"]) >= 1 else 4  # percent metrics (SQuAD) to 0.01, the others to 0.0001
         evidence.append(
-            f"{label(task)}/{_name(m)}: its selection run ended {rec['gain']:+.3g} above its best before the "
-            f"tail (tolerance {rec['tol']:g}); its evaluation at step {b['step']} lies {b['step'] - b['cut']:.1f} "
-            f"step past the tail's cut ({b['cut']:g}): counted before the tail, the gain would be "
-            f"{b['gain']:+.3g} ({'within' if b['converged'] else 'still above'} the tolerance); the rule is "
-            "applied as written."
+            f"{label(task)}/{_name(m)}: its selection run ended {rec['gain']:+.{nd}f} above its best before the "
+            f"tail (tolerance {rec['tol']:.{nd}f}); its evaluation at step {b['step']} lies "
+            f"{b['step'] - b['cut']:.1f} step past the tail's cut ({b['cut']:g}): counted before the tail, the "
+            f"gain would be {b['gain']:+.{nd}f} ({'within' if b['converged'] else 'still above'} the tolerance); "
+            "the rule is applied as written."
         )
     for x in summary.get("missing") or []:
         evidence.append(

@@ -198,6 +198,9 @@ def test_the_boundary_reading_counts_the_evaluation_half_a_step_past_the_cut() -
     for total in (1000, 615):
         rec = heldout_convergence(_held(scores, total), total_steps=total, metric="matthews_correlation")
         assert boundary_reading(rec) is None
+    # a record whose cut cannot be rebuilt from its last evaluation (its best before the tail disagrees)
+    rec = heldout_convergence(_held(scores, 6025), total_steps=6025, metric="matthews_correlation")
+    assert boundary_reading({**rec, "best_before_tail": 0.640}) is None
     # a record without a gain (too few points) has none either
     assert (
         boundary_reading({"curve": [[1, 0.5]], "tail": 0.3, "tol": 0.01, "final": 0.5, "gain": None}) is None

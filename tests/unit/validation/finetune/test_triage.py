@@ -696,12 +696,12 @@ def test_a_queued_cell_keeps_the_share_of_the_first_worker_to_end() -> None:
         _in("/r/a", _row("a__x__seed1", 600.0, pid=2, gpu="0")),
         _in("/r/a", _row("a__x__seed2", 900.0, pid=3, gpu="0")),
     ]
-    assert shared_left(rows, queued={"/r/a": 1}) == pytest.approx(
+    assert shared_left(rows, queues={"/r/a": 1}) == pytest.approx(
         {"a__x__seed0": 300.0, "a__x__seed1": 600.0, "a__x__seed2": 800.0}
     )
-    assert shared_left(rows, queued={"/r/a": 3}) == pytest.approx({r.name: r.left_s for r in rows})
-    assert shared_left(rows, queued={"/r/b": 5}) == shared_left(rows)  # another directory's queue
-    assert shared_left(rows, queued={"/r/a": 0}) == shared_left(rows)
+    assert shared_left(rows, queues={"/r/a": 3}) == pytest.approx({r.name: r.left_s for r in rows})
+    assert shared_left(rows, queues={"/r/b": 5}) == shared_left(rows)  # another directory's queue
+    assert shared_left(rows, queues={"/r/a": 0}) == shared_left(rows)
     # one queue for two GPUs: the first process to end on either takes it. GPU 0: 100 and 1000 s (50 and
     # 500 of its whole); GPU 1: 200 and 1000 s (100, 500). At 100 s GPU 0's short run ends and takes the
     # cell (GPU 0 stays at two); at 200 s GPU 1's ends (GPU 1 at one: its long run, 400 left, ends at 600);
@@ -712,7 +712,7 @@ def test_a_queued_cell_keeps_the_share_of_the_first_worker_to_end() -> None:
         _in("/r/a", _row("b__x__seed2", 200.0, pid=6, gpu="1")),
         _in("/r/a", _row("b__x__seed3", 1000.0, pid=7, gpu="1")),
     ]
-    assert shared_left(two, queued={"/r/a": 1}) == pytest.approx(
+    assert shared_left(two, queues={"/r/a": 1}) == pytest.approx(
         {"b__x__seed0": 100.0, "b__x__seed1": 1000.0, "b__x__seed2": 200.0, "b__x__seed3": 600.0}
     )
     assert shared_left(two) == pytest.approx(
@@ -724,7 +724,7 @@ def test_a_queued_cell_keeps_the_share_of_the_first_worker_to_end() -> None:
     # 200 and 50 s of the whole: the other ends at 100 s, this one (150 left) alone by 250 s; refilled, the
     # other directory's slot stays occupied: the linear 400 s
     assert shared_left(mine, beside) == pytest.approx({"a__x__seed0": 250.0})
-    assert shared_left(mine, beside, queued={"/r/b": 1}) == pytest.approx({"a__x__seed0": 400.0})
+    assert shared_left(mine, beside, queues={"/r/b": 1}) == pytest.approx({"a__x__seed0": 400.0})
 
 
 def test_stopped_processes_leave_at_once_without_taking_a_queued_cell() -> None:
@@ -739,7 +739,7 @@ def test_stopped_processes_leave_at_once_without_taking_a_queued_cell() -> None:
     ]
     got = shared_left(rows, stopped={("h", 3)})
     assert got == pytest.approx({"a__x__seed0": 200.0, "a__x__seed1": 300.0, "a__x__seed2": 0.0})
-    got = shared_left(rows, queued={"/r/a": 1}, stopped={("h", 3)})
+    got = shared_left(rows, queues={"/r/a": 1}, stopped={("h", 3)})
     assert got == pytest.approx({"a__x__seed0": 200.0, "a__x__seed1": 400.0, "a__x__seed2": 0.0})
 
 
@@ -765,9 +765,10 @@ def test_the_command_counts_the_queue_and_the_stops(
     tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """End to end on one GPU: three running MRPC cells, 27, 3 and 15 of 30 epochs in 1000 s (about 111, 9000
-    and 1000 s left). With the plan's fourth cell queued, the shared column is the linear one; without it
-    (the cell done), the shared projection lets them speed up; --apply at 5000 s stops the 9000-s run and
-    says when the two left end without it: 111 and 111 + (1000 - 111) / 2 s."""
+    and 1000 s left). With the plan's fourth cell queued, the first to end takes it: the two shorter runs
+    keep their pace and the longest speeds up only after the second ends; without the queue (the cell
+    done) all speed up as others end; --apply at 5000 s stops the 9000-s run and gives the ends of the two
+    left, the stopped process leaving at once (its share was in their paces): about 74 and 370 s."""
     run = tmp_path / "run"
     write_plan(run, ["mrpc"], ["lora", "adalora"], [0, 1], PAPER_ONE_RATE)
     now = time.time()
@@ -826,3 +827,18 @@ def test_an_unreadable_queue_never_keeps_apply_from_stopping(
     assert f"note: the queue of {run} left out: KeyError" in captured.err
     assert f"stopped mrpc__adalora__seed0: SIGTERM to pid {late.pid}" in captured.out
     assert late.wait(timeout=10) == -signal.SIGTERM
+
+
+def test_projections_that_are_not_finite_or_negative_neither_hang_nor_spread() -> None:
+    """NaN/inf count as unknown (never ending) on their own GPU only; a negative projection (clocks) as 0."""
+    rows = [
+        _row("a__x__seed0", math.nan, pid=1, gpu="0"),
+        _row("a__x__seed1", 300.0, pid=2, gpu="0"),
+        _row("b__x__seed0", -5.0, pid=3, gpu="1"),
+        _row("b__x__seed1", 200.0, pid=4, gpu="1"),
+        _row("c__x__seed0", math.inf, pid=5, gpu="2"),
+    ]
+    got = shared_left(rows)
+    assert got["a__x__seed0"] is None and got["c__x__seed0"] is None
+    assert got["a__x__seed1"] == pytest.approx(300.0)  # beside a never-ending occupant: its present pace
+    assert got["b__x__seed0"] == pytest.approx(0.0) and got["b__x__seed1"] == pytest.approx(100.0)
