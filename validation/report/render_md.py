@@ -621,6 +621,7 @@ def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
     """Section 5 for each further model of the paper protocol (``paper_protocol_more``): its verdict line,
     the mean score of every method (GeLoRA's ablations left to the ablation section) with GeLoRA's paired
     difference, and its ceiling/floor table (the figures above label its tasks "task (model)")."""
+    from validation.finetune.convergence import finite_or_none
     from validation.finetune.grid import _mean_std
     from validation.finetune.methods import ABLATION_METHODS
     from validation.finetune.verdicts import _usable
@@ -647,21 +648,27 @@ def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
                     continue
                 vals = [float(r["primary"]) for r in e.get("per_seed") or [] if _usable(r, True)[0]]
                 ms = _mean_std(vals) if vals else {"mean": None, "std": None}
+                shown = (
+                    "—" if ms["mean"] is None else f"{score(ms['mean'])} ± {score(ms['std'])} (n={len(vals)})"
+                )
+                if not vals:  # every seed left out: say why, and what they scored (never compared)
+                    left = [r for r in e.get("per_seed") or [] if not _usable(r, True)[0]]
+                    why = sorted({str(_usable(r, True)[1]) for r in left})
+                    scored = [
+                        float(r["primary"]) for r in left if finite_or_none(r.get("primary")) is not None
+                    ]
+                    if left:
+                        shown = f"— ({len(left)} {', '.join(why)}"
+                        if scored:
+                            ls = _mean_std(scored)
+                            shown += f": {score(ls['mean'])} ± {score(ls['std'])}, not compared"
+                        shown += ")"
                 pd = pairs.get(m)
                 diff = "—"
                 if pd and pd["diff"] is not None:
                     ci = "no CI" if pd["ci"] is None else f"[{pd['ci'][0]:+.4f}, {pd['ci'][1]:+.4f}]"
                     diff = f"{pd['diff']:+.4f} {ci} ({pd['verdict']})"
-                rows.append(
-                    (
-                        _task(task),
-                        _name(m),
-                        "—"
-                        if ms["mean"] is None
-                        else f"{score(ms['mean'])} ± {score(ms['std'])} (n={len(vals)})",
-                        diff,
-                    )
-                )
+                rows.append((_task(task), _name(m), shown, diff))
         out.append(Table(("task", "method", "score", "GeLoRA - method [95% CI]"), tuple(rows)))
         out.append(Para(f"Ceiling and floor per task on {model}:"))
         out.append(_ceiling_floor_table(v))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -477,6 +478,12 @@ def test_two_models_are_never_merged_and_both_count_in_c4(f, tmp_path, gridfix):
     md = visible(render_markdown(document(r)))
     assert "Under the paper protocol on big-model (SST-2; seeds 0, 1, 2)" in md
     assert "| SST-2 | LoRA | 0.8600 ± 0.0100 (n=3) | -0.0500 [" in md
+    # a method whose seeds all left its pairs says why and what they scored, never as a compared mean
+    r2 = copy.deepcopy(r)
+    for rec in r2["sections"]["grid"]["data"]["paper_protocol_more"][0]["table"]["sst2"]["lora"]["per_seed"]:
+        rec["converged"] = False
+    md2 = visible(render_markdown(document(r2)))
+    assert "| SST-2 | LoRA | — (3 unconverged: 0.8600 ± 0.0100, not compared) | — |" in md2
     # the first model's tables (C5/C6's grid table) never mix in the second model's rows
     from validation.report.claims import _grid_table
 
