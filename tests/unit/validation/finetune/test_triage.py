@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gelora._io import atomic_write_json
@@ -842,3 +843,63 @@ def test_projections_that_are_not_finite_or_negative_neither_hang_nor_spread() -
     assert got["a__x__seed0"] is None and got["c__x__seed0"] is None
     assert got["a__x__seed1"] == pytest.approx(300.0)  # beside a never-ending occupant: its present pace
     assert got["b__x__seed0"] == pytest.approx(0.0) and got["b__x__seed1"] == pytest.approx(100.0)
+
+
+def _shared_by_small_steps(
+    procs: list[tuple[float | None, str, str, bool]], queues: dict[str, int], dt: float = 0.002
+) -> list[float | None]:
+    """A slow reference for :func:`shared_left`: processor sharing advanced in steps of ``dt`` seconds.
+    ``procs``: (linear seconds left or None, gpu, run directory, stopped: leaves at 0, takes no queued cell)."""
+    slots: dict[str, int] = {}
+    for _, g, _, _ in procs:
+        slots[g] = slots.get(g, 0) + 1
+    work = [0.0 if stop else (None if left is None else left / slots[g]) for left, g, _, stop in procs]
+    queue = dict(queues)
+    ends: list[float | None] = [None] * len(procs)
+    t = 0.0
+    while any(w is not None and ends[i] is None for i, w in enumerate(work)):
+        done = [i for i, w in enumerate(work) if w is not None and ends[i] is None and w <= 1e-12]
+        for i in sorted(done, key=lambda i: work[i]):  # the most overdue first takes the queue
+            ends[i] = t
+            _, g, where, stop = procs[i]
+            if not stop and queue.get(where, 0) > 0:
+                queue[where] -= 1
+            else:
+                slots[g] -= 1
+        t += dt
+        for i, w in enumerate(work):
+            if w is not None and ends[i] is None:
+                work[i] = w - dt / slots[procs[i][1]]
+    return ends
+
+
+def test_the_shared_projection_matches_small_steps_of_processor_sharing() -> None:
+    """30 random set-ups (1-5 processes on 1-2 GPUs, two directories with 0-3 queued cells each, unknown and
+    stopped processes) against the slow reference: the same ends within 3 reference steps."""
+    rng = np.random.default_rng(20261201)
+    for _ in range(30):
+        n = int(rng.integers(1, 6))
+        procs: list[tuple[float | None, str, str, bool]] = []
+        for _ in range(n):
+            left = None if rng.random() < 0.15 else float(np.round(rng.uniform(0.5, 20.0), 2))
+            procs.append(
+                (
+                    left,
+                    str(rng.integers(0, 2)),
+                    f"/r/{'ab'[int(rng.integers(0, 2))]}",
+                    bool(rng.random() < 0.15),
+                )
+            )
+        queues = {"/r/a": int(rng.integers(0, 4)), "/r/b": int(rng.integers(0, 4))}
+        rows = [
+            _in(where, _row(f"t__m__seed{i}", left, pid=i + 1, gpu=gpu))
+            for i, (left, gpu, where, _) in enumerate(procs)
+        ]
+        stopped = {("h", i + 1) for i, p in enumerate(procs) if p[3]}
+        got = shared_left(rows, queues=queues, stopped=stopped)
+        want = _shared_by_small_steps(procs, queues)
+        for i, row in enumerate(rows):
+            if want[i] is None:
+                assert got[row.name] is None
+            else:
+                assert got[row.name] == pytest.approx(want[i], abs=0.006), (procs, queues, i)
