@@ -546,7 +546,7 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
             )
     rows.sort(key=lambda r: (r["task"], r["method"]))
     _run_spans(rows)
-    if not any(r["task"].lower().startswith("squad") for r in rows):
+    if not _has_squad(rows):
         notes.append(
             "SQuAD: not run yet — no SQuAD cell in these runs (the grid trains it with --tasks squad_v1 or "
             "squad_v2; offline, without the train files, on the dev set split by article; the SQuAD v2.0 file "
@@ -563,6 +563,11 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
         "n_cells": summary.get("n_cells"),
         "n_planned": summary.get("n_planned"),
     }
+
+
+def _has_squad(rows: Sequence[dict[str, Any]]) -> bool:
+    """Whether any grid row is of a SQuAD task (the report's "SQuAD: not run yet" note depends on it)."""
+    return any(r["task"].lower().startswith("squad") for r in rows)
 
 
 def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -598,8 +603,9 @@ def merge_grids(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     part_notes = [n for part in parts for n in part["notes"] if not n.startswith("SQuAD:")]
     # the "SQuAD: not run yet" note of a directory without SQuAD cells holds for the merge only when no
     # directory has any (said once)
-    has_squad = any(r["task"].lower().startswith("squad") for r in rows)
-    squad = [] if has_squad else [n for part in parts for n in part["notes"] if n.startswith("SQuAD:")][:1]
+    squad = (
+        [] if _has_squad(rows) else [n for part in parts for n in part["notes"] if n.startswith("SQuAD:")][:1]
+    )
     models = sorted({str(p["model"]) for p in parts})
     extra: dict[str, Any] = {
         k: parts[-1][k] for k in ("runs", "paper_protocol", "paper_protocol_more") if k in parts[-1]

@@ -646,8 +646,9 @@ def _boundary_cases(
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """``{(task, method): held-out record}`` of the task/method pairs whose seeds were dropped as unconverged
     on the held-out basis (one record: the selection run every seed of the pair shares, read from the
-    seed's ``lr_selection`` as the cell read it), in the order of ``exclusions``; :func:`validation.finetune.convergence.boundary_reading` says how each would read with
-    its evaluation at the tail's cut counted before the tail."""
+    seed's ``lr_selection`` as the cell read it), in the order of ``exclusions``;
+    :func:`validation.finetune.convergence.boundary_reading` says how each would read with its evaluation
+    at the tail's cut counted before the tail."""
     out: dict[tuple[str, str], dict[str, Any]] = {}
     table = summary.get("table") or {}
     for e in exclusions:

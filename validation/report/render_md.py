@@ -646,17 +646,17 @@ def _more_model_blocks(report: dict[str, Any]) -> list[Block]:
             for m, e in sorted(by.items(), key=lambda kv: (kv[0] != "gelora", kv[0])):
                 if m in ABLATION_METHODS:  # compared with GeLoRA in the ablation section, not here
                     continue
-                vals = [float(r["primary"]) for r in e.get("per_seed") or [] if _usable(r, True)[0]]
+                checked = [(r, *_usable(r, True)) for r in e.get("per_seed") or []]
+                vals = [float(r["primary"]) for r, ok, _ in checked if ok]
                 ms = _mean_std(vals) if vals else {"mean": None, "std": None}
                 shown = (
                     "—" if ms["mean"] is None else f"{score(ms['mean'])} ± {score(ms['std'])} (n={len(vals)})"
                 )
                 if not vals:  # every seed left out: say why, and what they scored (never compared)
-                    left = [r for r in e.get("per_seed") or [] if not _usable(r, True)[0]]
-                    why = sorted({str(_usable(r, True)[1]) for r in left})
-                    scored = [
-                        float(r["primary"]) for r in left if finite_or_none(r.get("primary")) is not None
-                    ]
+                    left = [(r, why) for r, ok, why in checked if not ok]
+                    why = sorted({str(w) for _, w in left})
+                    finite = (finite_or_none(r.get("primary")) for r, _ in left)
+                    scored = [x for x in finite if x is not None]
                     if left:
                         shown = f"— ({len(left)} {', '.join(why)}"
                         if scored:

@@ -93,6 +93,27 @@ def _one(rows: list[Running], name: str) -> Running:
     return row
 
 
+def _seconds_or_none(cell: str) -> float | None:
+    return None if cell == "?" else float(cell.rstrip("s"))
+
+
+def _columns(
+    capsys: pytest.CaptureFixture[str], *argv: str
+) -> tuple[dict[str, tuple[float | None, float | None]], str]:
+    """Run the command and read its table: ``{name: (left, shared)}`` (None for "?"), and all it printed."""
+    assert main(list(argv)) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.split()[:2] == ["name", "gpu"])
+    rows = {}
+    for ln in lines[head + 1 :]:
+        f = ln.split()
+        if len(f) < 8 or "__" not in f[0]:  # the table ends where the stop lines begin
+            break
+        rows[f[0]] = (_seconds_or_none(f[5]), _seconds_or_none(f[6]))
+    return rows, out
+
+
 ME = os.getpid()
 
 
@@ -668,10 +689,10 @@ def test_the_shared_column_counts_the_live_runs_beside(
     _log(other, "mrpc__lora__seed0", _trainer("mrpc__lora__seed0", theirs.pid, now - 999, _steps(27, 0.6)))
 
     def columns(*extra: str) -> tuple[float, float, str]:
-        assert main([str(run), "--deadline", "5000", *extra]) == 0
-        out = capsys.readouterr().out
-        (row,) = [ln.split() for ln in out.splitlines() if ln.startswith("mrpc__adalora")]
-        return float(row[5].rstrip("s")), float(row[6].rstrip("s")), out
+        rows, out = _columns(capsys, str(run), "--deadline", "5000", *extra)
+        left, shared = rows["mrpc__adalora__seed0"]
+        assert left is not None and shared is not None
+        return left, shared, out
 
     left, alone, _ = columns()
     assert abs(alone - left) <= 1  # nothing beside it: the shared projection is the linear one
@@ -773,20 +794,17 @@ def test_the_command_counts_the_queue_and_the_stops(
     run = tmp_path / "run"
     write_plan(run, ["mrpc"], ["lora", "adalora"], [0, 1], PAPER_ONE_RATE)
     now = time.time()
-    for name, done in (("mrpc__lora__seed0", 27), ("mrpc__adalora__seed0", 3), ("mrpc__lora__seed1", 15)):
+    running_cells = (("mrpc__lora__seed0", 27), ("mrpc__adalora__seed0", 3), ("mrpc__lora__seed1", 15))
+    for name, done in running_cells:
         pid = _sleeper(sleepers).pid
         _claim(run, name, pid, now - 1000)
         _log(run, name, _trainer(name, pid, now - 999, _steps(done, 0.6)))
 
     def table(*extra: str) -> tuple[dict[str, tuple[float, float]], str]:
-        assert main([str(run), "--deadline", "5000", *extra]) == 0
-        out = capsys.readouterr().out
-        rows = {}
-        for ln in out.splitlines():
-            f = ln.split()
-            if f and f[0].startswith("mrpc__") and f[0].count("__") == 2 and len(f) > 6:
-                rows[f[0]] = (float(f[5].rstrip("s")), float(f[6].rstrip("s")))
-        return rows, out
+        rows, out = _columns(capsys, str(run), "--deadline", "5000", *extra)
+        assert sorted(rows) == sorted(name for name, _ in running_cells)
+        assert all(x is not None for pair in rows.values() for x in pair)
+        return {k: (float(left or 0), float(shared or 0)) for k, (left, shared) in rows.items()}, out
 
     rows, out = table()
     assert "queued: 1 cell(s) not started" in out and "mrpc__adalora__seed1" in out
