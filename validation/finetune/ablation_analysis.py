@@ -7,6 +7,8 @@ Every ablation of :data:`validation.finetune.ablations.ABLATIONS` is compared wi
 one-line verdict: on how many of the informative tasks the reference is better, tied or worse. The
 rearrangements of GeLoRA's ranks are also paired with uniform LoRA of the same budget (``Ablation.controls``:
 ``controls`` and ``control_verdicts``, LoRA − rearrangement).
+Both groups are also read family-wise, as C4's pairs are: Holm's step-down at 5 % over the pairs that
+enter the verdict counts (``familywise``, ``control_familywise``).
 
 Informativeness (whether a task separates methods at all, e.g. not every method at chance) is not
 computed here: pass ``informative_tasks`` (``--informative rte,mrpc``); without it every task counts and
@@ -30,6 +32,8 @@ from typing import Any
 from gelora.errors import ConfigError, ResultFileError
 
 SCHEMA = "gelora.validation.ablations/1"
+#: family-wise error of the Holm reading over the verdicts' pairs (as C4's)
+FAMILYWISE_ALPHA = 0.05
 
 
 def _profile_key(cell: dict[str, Any]) -> str:
@@ -80,9 +84,14 @@ def load_cells(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     return cells
 
 
+def _who(reference: str) -> str:
+    """The reference as the verdict lines name it (``GeLoRA``, ``LoRA``, else its method name)."""
+    return {"gelora": "GeLoRA", "lora": "LoRA"}.get(reference, reference)
+
+
 def _verdict_line(question: str, reference: str, counts: dict[str, int], n: int, assessed: bool) -> str:
     """ "<question>: <reference> better on a, tie on b, worse on c [, undetermined on d] of n ... task(s)"."""
-    who = {"gelora": "GeLoRA", "lora": "LoRA"}.get(reference, reference)
+    who = _who(reference)
     parts = [f"better on {counts['better']}", f"tie on {counts['tie']}", f"worse on {counts['worse']}"]
     if counts["undetermined"]:
         parts.append(f"undetermined (fewer than 2 paired seeds) on {counts['undetermined']}")
@@ -129,8 +138,9 @@ def _pair_row(
     Returns
     -------
     dict
-        The row: scores and ranks per seed, ``diff`` (reference − ablation), ``ci``, ``n``, ``seeds``,
-        ``verdict`` (``undetermined`` without two usable common seeds) and ``notes``.
+        The row: scores and ranks per seed, ``diff`` (reference − ablation), ``ci``, ``p`` (two-sided
+        paired t-test, None below two seeds), ``n``, ``seeds``, ``verdict`` (``undetermined`` without two
+        usable common seeds) and ``notes``.
     """
     from validation.finetune.stats import paired_difference
 
@@ -162,13 +172,14 @@ def _pair_row(
         "informative": head["informative"],
         "diff": None,
         "ci": None,
+        "p": None,
         "n": 0,
         "seeds": [],
         "verdict": "undetermined",
         "notes": [],
     }
     if pd is not None:
-        row.update({k: pd[k] for k in ("diff", "ci", "n", "seeds", "verdict")})
+        row.update({k: pd[k] for k in ("diff", "ci", "p", "n", "seeds", "verdict")})
     unpaired = sorted(set(abl) ^ set(ref))
     if not ref:
         row["notes"].append(f"no {reference} cell to compare with")
@@ -218,6 +229,101 @@ def _verdicts(
     return out
 
 
+def _pairs(n: int) -> str:
+    """``"1 pair"``, ``"2 pairs"``."""
+    return f"{n} pair" if n == 1 else f"{n} pairs"
+
+
+def _familywise_line(
+    tested: Sequence[Mapping[str, Any]],
+    kept: Sequence[Mapping[str, Any]],
+    family: str,
+    alpha: float,
+    level: float,
+) -> str | None:
+    """The family-wise reading in the words of C4's (:func:`validation.report.claims.familywise_line`).
+
+    Parameters
+    ----------
+    tested, kept : sequence of mapping
+        The family's rows that carry a p-value, and those of them that stay decided under Holm.
+    family : str
+        What the pairs are (``"GeLoRA − ablation"``, ``"LoRA − rearrangement"``).
+    alpha, level : float
+        Family-wise error of Holm's step-down; confidence level of the per-pair verdicts.
+
+    Returns
+    -------
+    str or None
+        The line; None when no pair carries a p-value.
+    """
+    if not tested:
+        return None
+    per_pair = sum(1 for r in tested if r["verdict"] in ("better", "worse"))
+    head = (
+        f"Family-wise (Holm over the {len(tested)} decided {family} pairs, {100 * alpha:.0f}% chance of any "
+        "false 'better' or 'worse'): "
+    )
+    each = f"{100 * level:.0f}%"
+    if not per_pair:
+        return head + f"no pair is decided at {each} on its own, so none stays decided."
+    if not kept:
+        if per_pair == 1:
+            return (
+                head + f"of the 1 pair decided at {each} on its own, none stays decided; it reads as a tie."
+            )
+        return head + f"of the {per_pair} pairs decided at {each} each, none stays decided; all read as ties."
+    names = [
+        f"{_who(r['reference'])} − {r['ablation']} on {r['task']} ({r['model']}) {r['verdict']} (p = {r['p']:.2g})"
+        for r in kept
+    ]
+    return (
+        head
+        + f"{len(kept)} of the {_pairs(per_pair)} decided at {each} each stay decided: {'; '.join(names)}; "
+        "the rest read as ties at that level."
+    )
+
+
+def _familywise(
+    rows: list[dict[str, Any]], assessed: bool, family: str, level: float, alpha: float = FAMILYWISE_ALPHA
+) -> dict[str, Any]:
+    """The rows that enter the verdict counts, read family-wise (as C4's decided pairs,
+    :func:`validation.finetune.verdicts.familywise`).
+
+    The family is every counted row (informative, when informativeness is assessed) with a verdict other
+    than ``undetermined``; those with a p-value are tested by Holm's step-down at family-wise error
+    ``alpha``. Each pair is decided at ``level`` on its own, so over m pairs without a true difference about
+    ``(1 - level) m`` would read "better" or "worse" by chance; the reading is reported beside the per-pair
+    verdicts, not instead of them.
+
+    Returns
+    -------
+    dict
+        ``alpha``, ``tested`` (how many pairs Holm read), ``decided`` (how many of them are better or worse
+        at ``level`` on their own), ``kept`` (``model``, ``task``, ``profile``, ``reference``, ``ablation``,
+        ``verdict``, ``diff``, ``p`` of each pair that stays decided) and ``line`` (None without a tested
+        pair).
+    """
+    from validation.finetune.verdicts import familywise
+
+    decided = [
+        (r["task"], r["ablation"], r)
+        for r in rows
+        if (not assessed or r["informative"]) and r["verdict"] != "undetermined"
+    ]
+    tested, kept = familywise(decided, alpha)
+    tested_rows = [r for *_, r in tested]
+    kept_rows = [r for *_, r in kept]
+    keys = ("model", "task", "profile", "reference", "ablation", "verdict", "diff", "p")
+    return {
+        "alpha": alpha,
+        "tested": len(tested_rows),
+        "decided": sum(1 for r in tested_rows if r["verdict"] in ("better", "worse")),
+        "kept": [{k: r[k] for k in keys} for r in kept_rows],
+        "line": _familywise_line(tested_rows, kept_rows, family, alpha, level),
+    }
+
+
 def analyse(
     run_dirs: Sequence[str | Path] | None = None,
     *,
@@ -248,7 +354,9 @@ def analyse(
         ablation, ``ci``, ``n``, ``seeds``, ``verdict``, the per-seed scores and ranks, notes),
         ``verdicts`` (one per ablation: counts and the one-line ``line``), ``controls`` and
         ``control_verdicts`` (the same for each ablation's further references, ``Ablation.controls``: uniform
-        LoRA minus a rearrangement of GeLoRA's ranks), ``notes``.
+        LoRA minus a rearrangement of GeLoRA's ranks), ``familywise`` and ``control_familywise`` (the
+        pairs that enter the verdict counts, and those of the controls, read family-wise by Holm's
+        step-down: :func:`_familywise`), ``notes``.
     """
     from validation.finetune.ablations import ABLATIONS
 
@@ -302,6 +410,8 @@ def analyse(
         "verdicts": verdicts,
         "controls": controls,
         "control_verdicts": control_verdicts,
+        "familywise": _familywise(comparisons, assessed, "GeLoRA − ablation", level),
+        "control_familywise": _familywise(controls, assessed, "LoRA − rearrangement", level),
         "notes": notes,
     }
 
@@ -368,7 +478,8 @@ def forest_plot(analysis: dict[str, Any]) -> bytes | None:
 
 
 def format_table(analysis: dict[str, Any]) -> str:
-    """Plain-text table of the comparisons and the controls, then their verdict lines."""
+    """Plain-text table of the comparisons and the controls, then their verdict lines, each group followed
+    by its family-wise line."""
     lines = []
     for r in [*analysis["comparisons"], *analysis.get("controls", [])]:
         ci = "—" if r["ci"] is None else f"[{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}]"
@@ -377,7 +488,11 @@ def format_table(analysis: dict[str, Any]) -> str:
             f"{r['model']:.30s} {r['task']:6s} {r['reference']:>14s} - {r['ablation']:20s} "
             f"{diff} {ci} n={r['n']} {r['verdict']}" + (f"  ({'; '.join(r['notes'])})" if r["notes"] else "")
         )
-    lines += [v["line"] for v in [*analysis["verdicts"], *analysis.get("control_verdicts", [])]]
+    for verdicts, fw in (("verdicts", "familywise"), ("control_verdicts", "control_familywise")):
+        lines += [v["line"] for v in analysis.get(verdicts, [])]
+        line = (analysis.get(fw) or {}).get("line")
+        if line:
+            lines.append(line)
     return "\n".join(lines)
 
 

@@ -62,6 +62,14 @@ def fig_ablations(report: dict[str, Any]) -> bytes | None:
     return forest_plot(sec["data"])
 
 
+def _familywise(data: dict[str, Any], key: str) -> tuple[str, ...]:
+    """The family-wise line under ``data[key]`` (:func:`validation.finetune.ablation_analysis.analyse`), to
+    follow its verdict lines; nothing when the key (absent from older ``report.json`` files) or its line is
+    missing."""
+    line = (data.get(key) or {}).get("line")
+    return (str(line),) if line else ()
+
+
 def ablation_blocks(report: dict[str, Any], anchor: str) -> tuple[list[Any], list[Any]]:
     """Body and appendix blocks of the section; both empty when the report has no ``ablations`` section."""
     from validation.finetune.ablation_analysis import forest_alt_text, forest_rows
@@ -94,7 +102,7 @@ def ablation_blocks(report: dict[str, Any], anchor: str) -> tuple[list[Any], lis
             )
         )
     )
-    out.append(Bullets(tuple(v["line"] for v in data.get("verdicts", []))))
+    out.append(Bullets(tuple(v["line"] for v in data.get("verdicts", [])) + _familywise(data, "familywise")))
     if data.get("control_verdicts"):
         out.append(
             Para(
@@ -103,7 +111,11 @@ def ablation_blocks(report: dict[str, Any], anchor: str) -> tuple[list[Any], lis
                 "not one of GeLoRA's block order."
             )
         )
-        out.append(Bullets(tuple(v["line"] for v in data["control_verdicts"])))
+        out.append(
+            Bullets(
+                tuple(v["line"] for v in data["control_verdicts"]) + _familywise(data, "control_familywise")
+            )
+        )
     rows = []
     for r in [*data.get("comparisons", []), *data.get("controls", [])]:
         ci = "—" if r.get("ci") is None else f"[{fmt(r['ci'][0], 3)}, {fmt(r['ci'][1], 3)}]"

@@ -278,3 +278,150 @@ def test_a_non_finite_score_is_left_out_of_its_pair():
     cells[2]["primary"] = None  # gelora, seed 1
     (row,) = analyse(cells=cells)["comparisons"]
     assert row["seeds"] == [0, 2] and "gelora seed 1: no value of the primary metric" in row["notes"]
+
+
+TIES = [0.01, -0.01, 0.02, -0.02]  # mean 0: a tie, p = 1
+
+
+def _paired_cells(diffs: dict[tuple[str, str], list[float]]) -> list[dict]:
+    """GeLoRA at 0.7 on every seed; ``method`` on ``task`` at 0.7 minus the seed's difference (so the row's
+    difference GeLoRA − method, or reference − method, is ``diffs[(task, method)]``)."""
+    tasks = sorted({t for t, _ in diffs})
+    seeds = range(len(next(iter(diffs.values()))))
+    cells = [_cell(t, "gelora", s, 0.7, [4, 2, 1]) for t in tasks for s in seeds]
+    for (task, method), d in diffs.items():
+        cells += [_cell(task, method, s, 0.7 - d[s], [1, 2, 4]) for s in seeds]
+    return cells
+
+
+def test_a_pair_decided_at_95_percent_that_does_not_survive_holm():
+    """rte/permuted is "better" on its own (p about 0.02) but Holm over 4 pairs asks p <= 0.05/4."""
+    cells = _paired_cells(
+        {
+            ("rte", "gelora_permuted"): [0.010, 0.030, 0.015, 0.025],
+            ("rte", "gelora_reversed"): TIES,
+            ("sst2", "gelora_permuted"): TIES,
+            ("sst2", "gelora_reversed"): TIES,
+        }
+    )
+    res = analyse(cells=cells)
+    perm = next(r for r in res["comparisons"] if (r["task"], r["ablation"]) == ("rte", "gelora_permuted"))
+    assert perm["verdict"] == "better" and 0.0125 < perm["p"] < 0.05
+    fw = res["familywise"]
+    assert (fw["alpha"], fw["tested"], fw["decided"], fw["kept"]) == (0.05, 4, 1, [])
+    assert fw["line"] == (
+        "Family-wise (Holm over the 4 decided GeLoRA − ablation pairs, 5% chance of any false 'better' or "
+        "'worse'): of the 1 pair decided at 95% on its own, none stays decided; it reads as a tie."
+    )
+    # the per-pair verdict counts are unchanged
+    line = next(v["line"] for v in res["verdicts"] if v["ablation"] == "gelora_permuted")
+    assert "GeLoRA better on 1, tie on 1, worse on 0 of 2 task(s)" in line
+    # with only two pairs in the family the same p-value passes (p <= 0.05/2)
+    two = analyse(cells=[c for c in cells if c["task"] == "rte"])["familywise"]
+    assert two["tested"] == 2 and [(k["task"], k["ablation"]) for k in two["kept"]] == [
+        ("rte", "gelora_permuted")
+    ]
+
+
+def test_a_pair_with_a_tiny_p_value_stays_decided():
+    cells = _paired_cells(
+        {
+            ("rte", "gelora_permuted"): [0.050, 0.051, 0.049, 0.050],
+            ("rte", "gelora_reversed"): [-0.010, -0.030, -0.015, -0.025],  # worse, p about 0.02
+            ("sst2", "gelora_permuted"): TIES,
+            ("sst2", "gelora_reversed"): TIES,
+        }
+    )
+    res = analyse(cells=cells)
+    fw = res["familywise"]
+    assert fw["tested"] == 4 and fw["decided"] == 2
+    (kept,) = fw["kept"]
+    assert kept["task"] == "rte" and kept["ablation"] == "gelora_permuted" and kept["reference"] == "gelora"
+    assert kept["verdict"] == "better" and kept["diff"] == pytest.approx(0.05) and kept["p"] < 1e-4
+    assert kept["model"] == "test-encoder"
+    assert fw["line"].startswith(
+        "Family-wise (Holm over the 4 decided GeLoRA − ablation pairs, 5% chance of any false 'better' or "
+        "'worse'): 1 of the 2 pairs decided at 95% each stay decided: GeLoRA − gelora_permuted on rte "
+        "(test-encoder) better (p = "
+    )
+    assert fw["line"].endswith("); the rest read as ties at that level.")
+    # every comparison row keeps its p-value (None without two seeds)
+    assert all(r["p"] is not None for r in res["comparisons"])
+    assert analyse(cells=[c for c in cells if c["seed"] == 0])["comparisons"][0]["p"] is None
+
+
+def test_the_controls_are_a_family_of_their_own():
+    """LoRA beats the permutation by a constant 0.1 (p = 0): the controls' family keeps it, GeLoRA's is unchanged."""
+    cells = _paired_cells(
+        {("rte", "gelora_permuted"): [0.010, 0.030, 0.015, 0.025], ("rte", "gelora_reversed"): TIES}
+    )
+    lora = [_cell("rte", "lora", s, 0.7 + 0.1 - [0.010, 0.030, 0.015, 0.025][s], [8, 8, 8]) for s in range(4)]
+    without, res = analyse(cells=cells), analyse(cells=cells + lora)
+    assert res["familywise"] == without["familywise"] and res["familywise"]["tested"] == 2
+    ctrl = res["control_familywise"]
+    assert ctrl["tested"] == 2 and all(k["reference"] == "lora" for k in ctrl["kept"])
+    assert ("gelora_permuted", 0.0) in [(k["ablation"], k["p"]) for k in ctrl["kept"]]
+    assert ctrl["line"].startswith("Family-wise (Holm over the 2 decided LoRA − rearrangement pairs")
+    assert "LoRA − gelora_permuted on rte (test-encoder) better (p = 0)" in ctrl["line"]
+    # without a LoRA cell there is no control family
+    assert without["control_familywise"] == {
+        "alpha": 0.05,
+        "tested": 0,
+        "decided": 0,
+        "kept": [],
+        "line": None,
+    }
+
+
+def test_uninformative_tasks_stay_out_of_the_family_when_assessed():
+    cells = _paired_cells(
+        {
+            ("rte", "gelora_permuted"): [0.050, 0.051, 0.049, 0.050],
+            ("sst2", "gelora_permuted"): TIES,
+            ("sst2", "gelora_reversed"): TIES,
+        }
+    )
+    assert analyse(cells=cells)["familywise"]["tested"] == 3  # not assessed: every task counts
+    fw = analyse(cells=cells, informative_tasks=["sst2"])["familywise"]
+    assert (fw["tested"], fw["decided"], fw["kept"]) == (2, 0, [])
+    assert fw["line"].endswith("no pair is decided at 95% on its own, so none stays decided.")
+    # no informative task: nothing to test, no line
+    none = analyse(cells=cells, informative_tasks=[])["familywise"]
+    assert none["tested"] == 0 and none["line"] is None
+
+
+def test_the_familywise_lines_follow_their_verdict_lines_in_report_and_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.validation.report.conftest import make_report, sec
+    from validation.report.build import render_all
+
+    cells = _paired_cells(
+        {("rte", "gelora_permuted"): [0.050, 0.051, 0.049, 0.050], ("rte", "gelora_reversed"): TIES}
+    )
+    cells += [_cell("rte", "lora", s, 0.7, [8, 8, 8]) for s in range(4)]
+    data = json.loads(json.dumps(analyse(cells=cells)))
+    main_line, ctrl_line = data["familywise"]["line"], data["control_familywise"]["line"]
+    md, html, _ = render_all(make_report(ablations=sec(data)))
+    verdict = "ID-based block order vs the reversed order: GeLoRA better on 0, tie on 1"
+    ctrl_verdict = "uniform ranks (LoRA) vs GeLoRA's ranks in reversed block order: LoRA better on 0"
+    assert f"- {verdict}" in md and f"- {main_line}\n" in md and f"- {ctrl_line}\n" in md
+    assert md.index(verdict) < md.index(main_line) < md.index("Controls:") < md.index(ctrl_verdict)
+    assert md.index(ctrl_verdict) < md.index(ctrl_line)
+    assert "stay decided" in html
+    # a report.json from before the family-wise reading renders as it did
+    old = {k: v for k, v in data.items() if k not in ("familywise", "control_familywise")}
+    old_md, _, _ = render_all(make_report(ablations=sec(old)))
+    assert "Family-wise" not in old_md
+    assert old_md == md.replace(f"- {main_line}\n", "").replace(f"- {ctrl_line}\n", "")
+    # the command line prints each after its verdict lines
+    for c in cells:
+        atomic_write_json(cell_path(tmp_path / "grid", c["task"], c["method"], c["seed"]), c)
+    assert main([str(tmp_path / "grid")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-6:] == [
+        *(v["line"] for v in data["verdicts"]),
+        main_line,
+        *(v["line"] for v in data["control_verdicts"]),
+        ctrl_line,
+    ]
