@@ -279,7 +279,8 @@ def _familywise_line(
     ]
     return (
         head
-        + f"{len(kept)} of the {_pairs(per_pair)} decided at {each} each stay decided: {'; '.join(names)}; "
+        + f"{len(kept)} of the {_pairs(per_pair)} decided at {each} each {'stays' if len(kept) == 1 else 'stay'} "
+        + f"decided: {'; '.join(names)}; "
         "the rest read as ties at that level."
     )
 

@@ -341,7 +341,7 @@ def test_a_pair_with_a_tiny_p_value_stays_decided():
     assert kept["model"] == "test-encoder"
     assert fw["line"].startswith(
         "Family-wise (Holm over the 4 decided GeLoRA − ablation pairs, 5% chance of any false 'better' or "
-        "'worse'): 1 of the 2 pairs decided at 95% each stay decided: GeLoRA − gelora_permuted on rte "
+        "'worse'): 1 of the 2 pairs decided at 95% each stays decided: GeLoRA − gelora_permuted on rte "
         "(test-encoder) better (p = "
     )
     assert fw["line"].endswith("); the rest read as ties at that level.")
@@ -408,7 +408,7 @@ def test_the_familywise_lines_follow_their_verdict_lines_in_report_and_cli(
     assert f"- {verdict}" in md and f"- {main_line}\n" in md and f"- {ctrl_line}\n" in md
     assert md.index(verdict) < md.index(main_line) < md.index("Controls:") < md.index(ctrl_verdict)
     assert md.index(ctrl_verdict) < md.index(ctrl_line)
-    assert "stay decided" in html
+    assert "stays decided" in html
     # a report.json from before the family-wise reading renders as it did
     old = {k: v for k, v in data.items() if k not in ("familywise", "control_familywise")}
     old_md, _, _ = render_all(make_report(ablations=sec(old)))
