@@ -524,3 +524,61 @@ def test_run_copy_travels_in_the_first_folder(
         last = cc.unpack(f.path, fresh, stage=tmp_path / "in", run_copy=True)
     assert "exists" in (last.run_copy or "") and sorted(last.restored) == RESTORED
     assert _checkpoints_in(fresh) == RESTORED
+
+
+# ------------------------------------------------------------------------------------------ integration
+def test_a_carried_checkpoint_resumes_the_cell_to_the_uninterrupted_result(tmp_path: Path) -> None:
+    """A real LoRA cell (tiny random BERT, test profile, 12 steps, a checkpoint every 3) stopped after step
+    7 as by SIGTERM, carried through pack/emit/collect/bundle/unpack into a fresh run directory (seeded from
+    a run copy without work/), resumes from checkpoint-6 and ends as the uninterrupted cell: the same metrics,
+    eval loss and loss curve (as test_adalora_resume.py compares; not train_loss, which covers the steps of
+    the resumed train() call only)."""
+    from transformers import TrainerCallback
+    from transformers.utils import logging
+
+    from synthetic.tiny_models import save_tiny_model
+    from validation.finetune import stop
+    from validation.finetune.runner import get_profile, run_cell
+
+    logging.set_verbosity_error()
+    model = save_tiny_model("bert", tmp_path / "bert")
+    profile = get_profile("test", model=str(model), batch_size=4, epochs=1.5, save_steps=3)
+
+    class StopAfter7(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+            if state.global_step == 7:
+                stop.request()  # the runner's stop callback (after this one) raises StopRequested
+
+    def cell(run_dir: Path, factories: list[Any]) -> dict[str, Any]:
+        try:
+            return run_cell(
+                "rte", "lora", 0, profile=profile, run_dir=run_dir, device="cpu", callback_factories=factories
+            )
+        finally:
+            stop.clear()
+
+    reference = cell(tmp_path / "reference" / "demo", [])
+    first = tmp_path / "session1" / "demo"
+    with pytest.raises(stop.StopRequested):
+        cell(first, [lambda context: StopAfter7()])
+    assert _checkpoints_in(first) == ["work/rte__lora__seed0/checkpoint-6"]
+
+    manifest = cc.pack(first, tmp_path / "stage")
+    assert [c["path"] for c in manifest["checkpoints"]] == ["work/rte__lora__seed0/checkpoint-6"]
+    out = tmp_path / "OUT"
+    assert cc.emit(tmp_path / "stage", out).left == 0
+    fetched_run = tmp_path / "fetched" / "demo"  # what runs.tgz brings back: the run without work/
+    shutil.copytree(first, fetched_run, ignore=shutil.ignore_patterns("work"))
+    cc.collect(tmp_path / "collected", [out])
+    folders = cc.bundle(tmp_path / "collected", tmp_path / "devcarry", budget_mib=30, run_copy=fetched_run)
+    fresh = tmp_path / "session2" / "runs" / "demo"
+    for k, f in enumerate(folders):
+        report = cc.unpack(f.path, fresh, stage=tmp_path / "in", run_copy=k == 0)
+    assert report.restored == ["work/rte__lora__seed0/checkpoint-6"]
+
+    result = cell(fresh, [])
+    train, ref_train = result["train"], reference["train"]
+    assert train["resumed_from"] == os.path.join("work", "rte__lora__seed0", "checkpoint-6")
+    assert train["steps"] == ref_train["steps"] == 12
+    assert train["loss_curve"] == ref_train["loss_curve"]
+    assert result["metrics"] == reference["metrics"] and result["eval_loss"] == reference["eval_loss"]
