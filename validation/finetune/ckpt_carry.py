@@ -42,6 +42,7 @@ from typing import Any, BinaryIO
 from gelora._io import atomic_write_json, read_json, set_default_mode
 from gelora.errors import CheckpointCarryError, ConfigError, GeLoRAError, ResultFileError
 from validation.carry_size import LIMIT_MIB, MIB, tar_bytes, tree_bytes
+from validation.finetune.claims import is_live
 
 SCHEMA = "gelora-ckpt-carry/1"
 #: a checkpoint folder's name (transformers.trainer_utils.PREFIX_CHECKPOINT_DIR and get_last_checkpoint)
@@ -143,6 +144,9 @@ class WorkFolder:
         Why the run's result is already final (the work folder is left behind), or None when it is not.
     links
         Whether the checkpoint holds anything but regular files and folders (links, devices): not packed.
+    running
+        The live claim file (relative path) of a process still training this run, or None: its last
+        checkpoint may be half written.
     """
 
     path: str
@@ -152,6 +156,7 @@ class WorkFolder:
     bytes: int = 0
     final: str | None = None
     links: bool = False
+    running: str | None = None
 
 
 def last_checkpoint(work_dir: Path) -> Path | None:
@@ -233,8 +238,12 @@ def scan(run_dir: str | Path) -> list[WorkFolder]:
             if kind == "cell":
                 if (run_dir / "cells" / f"{wd.name}.json").is_file():
                     folder.final = f"cell finished (cells/{wd.name}.json)"
+                claim = f"claims/{wd.name}.claim"
             else:
                 folder.final = _selection_final(run_dir, wd.name)
+                claim = f"lr_select/{wd.name.rpartition('__lr')[0]}.claim"
+            if is_live(run_dir / claim):
+                folder.running = claim
             ck = last_checkpoint(wd)
             if ck is not None:
                 m = CHECKPOINT_RE.match(ck.name)
@@ -319,6 +328,7 @@ def pack(
     *,
     part_mib: float = 15.0,
     max_checkpoint_mib: float = 60.0,
+    include_running: bool = False,
 ) -> dict[str, Any]:
     """Pack the last checkpoint of every unfinished run of ``run_dir`` into parts in ``stage``.
 
@@ -333,6 +343,10 @@ def pack(
     max_checkpoint_mib
         Checkpoints larger than this (MiB; e.g. full fine-tuning, about 1.3 GB on MPNet-base) are skipped
         and listed in the manifest's ``skipped``.
+    include_running
+        Also pack runs whose claim is live (a process still trains them: their last checkpoint may be
+        half written). By default they are skipped: stop them (``waves.sh stop``/``triage --apply``) and
+        wait for them to exit first.
 
     Returns
     -------
@@ -361,6 +375,14 @@ def pack(
             skipped.append({"path": wf.path, "reason": wf.final})
         elif wf.checkpoint is None:
             skipped.append({"path": wf.path, "reason": "no checkpoint"})
+        elif wf.running is not None and not include_running:
+            skipped.append(
+                {
+                    "path": wf.checkpoint,
+                    "reason": f"still running (live claim {wf.running}): stop it, wait, pack again",
+                    "bytes": wf.bytes,
+                }
+            )
         elif wf.links:
             skipped.append(
                 {"path": wf.checkpoint, "reason": "holds links or special files", "bytes": wf.bytes}
@@ -1085,6 +1107,8 @@ def status_lines(run_dir: str | Path, *, max_checkpoint_mib: float = 60.0) -> li
             what = f"final: {wf.final}"
         elif wf.checkpoint is None:
             what = "unfinished, no checkpoint"
+        elif wf.running is not None:
+            what = f"still running ({wf.running}): not packed until it stops"
         elif wf.links:
             what = "unfinished, holds links (not packed)"
         elif wf.bytes > max_checkpoint_mib * MIB:
@@ -1125,6 +1149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("stage", type=Path)
     s.add_argument("--part-mib", type=float, default=15.0, help="largest part, MiB (<= 16; default 15)")
     s.add_argument("--max-checkpoint-mib", type=float, default=60.0, help="skip larger checkpoints (60)")
+    s.add_argument("--include-running", action="store_true", help="pack runs with a live claim too")
     s = sub.add_parser("emit", help="GPU side, once per call: the manifest and the next parts into OUT")
     s.add_argument("stage", type=Path)
     s.add_argument("out", type=Path)
@@ -1155,7 +1180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.cmd == "status":
             print("\n".join(status_lines(a.run_dir, max_checkpoint_mib=a.max_checkpoint_mib)))
         elif a.cmd == "pack":
-            m = pack(a.run_dir, a.stage, part_mib=a.part_mib, max_checkpoint_mib=a.max_checkpoint_mib)
+            m = pack(
+                a.run_dir,
+                a.stage,
+                part_mib=a.part_mib,
+                max_checkpoint_mib=a.max_checkpoint_mib,
+                include_running=a.include_running,
+            )
             for c in m["checkpoints"]:
                 print(f"packed {c['path']} (step {c['step']}, {_mib(c['bytes'])}, {len(c['files'])} files)")
             for sk in m["skipped"]:

@@ -163,6 +163,27 @@ def test_pack_takes_the_last_checkpoint_of_unfinished_runs_only(
     }
 
 
+def test_pack_skips_a_run_still_training(run: Path, tmp_path: Path) -> None:
+    """A live claim (this process, this host) means its owner may be writing the checkpoint right now."""
+    from validation.finetune.claims import try_claim
+
+    claim = try_claim(run / "claims" / "rte__lora__seed0.claim")
+    assert claim is not None
+    try:
+        manifest = cc.pack(run, tmp_path / "a", max_checkpoint_mib=0.5)
+        assert [c["path"] for c in manifest["checkpoints"]] == [RESTORED[0]]
+        assert "still running" in {s["path"]: s["reason"] for s in manifest["skipped"]}[RESTORED[1]]
+        assert "still running" in "\n".join(cc.status_lines(run))
+        forced = cc.pack(run, tmp_path / "b", max_checkpoint_mib=0.5, include_running=True)
+        assert sorted(c["path"] for c in forced["checkpoints"]) == RESTORED
+    finally:
+        claim.release()
+    assert (
+        sorted(c["path"] for c in cc.pack(run, tmp_path / "c", max_checkpoint_mib=0.5)["checkpoints"])
+        == RESTORED
+    )
+
+
 def test_pack_is_deterministic(run: Path, tmp_path: Path) -> None:
     one = cc.pack(run, tmp_path / "a", part_mib=PART_MIB, max_checkpoint_mib=0.5)
     for p in run.rglob("*"):  # other mtimes, the same contents
