@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from gelora._io import atomic_write_json, read_json, set_default_mode
+from gelora._io import atomic_write_bytes, atomic_write_json, read_json, set_default_mode
 from gelora.errors import CheckpointCarryError, ConfigError, GeLoRAError, ResultFileError
 from validation.carry_size import LIMIT_MIB, MIB, tar_bytes, tree_bytes
 from validation.finetune.claims import is_live
@@ -423,7 +423,7 @@ def pack(
                     if index > 999:
                         raise ConfigError(f"more than 1000 parts of {part_mib:g} MiB: raise --part-mib")
                     name = part_name(run, index)
-                    _write_bytes_atomic(stage / name, block)
+                    atomic_write_bytes(stage / name, block)
                     parts.append(
                         {"name": name, "bytes": len(block), "sha256": hashlib.sha256(block).hexdigest()}
                     )
@@ -442,21 +442,6 @@ def pack(
     }
     atomic_write_json(stage / manifest_name(run), manifest)
     return manifest
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        set_default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # --------------------------------------------------------------------------------------------- manifest
@@ -754,7 +739,7 @@ def write_run_copy(run_dir: str | Path, path: str | Path) -> Path:
         for rel, p in files:
             with open(p, "rb") as fh:
                 tar.addfile(_tar_info(rel, size=p.stat().st_size), fh)
-    _write_bytes_atomic(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -901,8 +886,9 @@ class UnpackReport:
         return out
 
 
-def _member_target(member: tarfile.TarInfo, allowed: Sequence[str]) -> str:
-    """The member's path after the safety checks (regular files and folders under a manifest checkpoint)."""
+def _member_target(member: tarfile.TarInfo, allowed: Sequence[str] | None) -> str:
+    """The member's path after the safety checks: a regular file or folder, relative, without ``..``, and
+    (unless ``allowed`` is None) inside one of the ``allowed`` folders."""
     name = member.name
     pure = PurePosixPath(name)
     if name.startswith("/") or pure.is_absolute() or "\\" in name or re.match(r"^[A-Za-z]:", name):
@@ -912,12 +898,12 @@ def _member_target(member: tarfile.TarInfo, allowed: Sequence[str]) -> str:
     if not (member.isreg() or member.isdir()):
         raise CheckpointCarryError(f"unsafe member {name!r}: a link, device or other special file")
     rel = name.rstrip("/")
-    if not any(rel == a or rel.startswith(a + "/") for a in allowed):
+    if allowed is not None and not any(rel == a or rel.startswith(a + "/") for a in allowed):
         raise CheckpointCarryError(f"member {name!r} is outside the manifest's checkpoint folders")
     return rel
 
 
-def _safe_extract(tar_path: Path, into: Path, allowed: Sequence[str]) -> None:
+def _safe_extract(tar_path: Path, into: Path, allowed: Sequence[str] | None) -> None:
     """Extract regular files and folders of ``tar_path`` below ``into`` after :func:`_member_target`."""
     with tarfile.open(tar_path, mode="r:") as tar:
         for member in tar:
@@ -946,23 +932,10 @@ def _extract_run_copy(tar_path: Path, run_dir: Path) -> None:
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.copy.", dir=parent))
     try:
-        with tarfile.open(tar_path, mode="r:") as tar:
-            for member in tar:
-                name = member.name
-                parts = name.rstrip("/").split("/")
-                if name.startswith("/") or any(p in ("..", "") for p in parts):
-                    raise CheckpointCarryError(f"unsafe member {name!r} in {tar_path}")
-                if not (member.isreg() or member.isdir()):
-                    raise CheckpointCarryError(f"unsafe member {name!r} in {tar_path}: not a file")
-                target = tmp / name.rstrip("/")
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = tar.extractfile(member)
-                assert src is not None
-                with src, open(target, "xb") as fh:
-                    shutil.copyfileobj(src, fh, _CHUNK)
+        _safe_extract(tar_path, tmp, None)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp's 0700 -> what mkdir gives
         os.replace(tmp, run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -533,6 +533,9 @@ def test_run_copy_travels_in_the_first_folder(
     fresh = tmp_path / "next" / "runs" / "demo"
     first = cc.unpack(folders[0].path, fresh, stage=tmp_path / "in", run_copy=True)
     assert "extracted" in (first.run_copy or "")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    assert fresh.stat().st_mode & 0o777 == probe.stat().st_mode & 0o777  # not mkdtemp's 0700
     kept = {p.relative_to(fresh).as_posix() for p in fresh.rglob("*") if p.is_file()}
     assert kept == {
         "grid.json",
