@@ -62,6 +62,12 @@ class IncompleteCheckpointError(CheckpointError):
     """A checkpoint lacks state a resume needs (e.g. written by an older version that did not save it)."""
 
 
+class CheckpointCarryError(CheckpointError):
+    """Checkpoints carried between device sessions cannot be restored as they are: a part or file whose
+    SHA-256 differs from the manifest, an unsafe archive member (absolute, ``..``, a link or a device), or a
+    checkpoint folder already in place with other contents (:mod:`validation.finetune.ckpt_carry`)."""
+
+
 class GeLoRAWarning(UserWarning):
     """Base class of every warning gelora issues on purpose."""
 
@@ -76,6 +82,7 @@ class SmallSampleWarning(GeLoRAWarning):
 
 
 __all__ = [
+    "CheckpointCarryError",
     "CheckpointError",
     "CheckpointMismatchError",
     "ConfigError",

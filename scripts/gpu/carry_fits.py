@@ -15,38 +15,16 @@ limit. That count reproduces both ends seen on 2026-11-30: the 44-MiB chunk call
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-MIB = 1 << 20
-LIMIT_MIB = 64.0
-TAR_BLOCK = 512
+# the counting lives in the package (validation/carry_size.py, shared with validation.finetune.ckpt_carry);
+# this checkout's copy first, also when the script is run by its path
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from validation.carry_size import LIMIT_MIB, MIB, TAR_BLOCK, tar_bytes, tree_files  # noqa: E402
 
-
-def tar_bytes(paths: Iterable[Path]) -> int:
-    """Bytes the regular files under ``paths`` (files or folders) take in a tar archive: a header block
-    each and the contents padded to whole 512-byte blocks."""
-    total = 0
-    for p in paths:
-        files = [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file() and not f.is_symlink()]
-        total += sum(TAR_BLOCK + -(-f.stat().st_size // TAR_BLOCK) * TAR_BLOCK for f in files)
-    return total
-
-
-def tree_files(root: Path) -> list[Path]:
-    """The files of the working tree a call sends: tracked, untracked but not ignored, and ``shared/``."""
-    out = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root,
-        capture_output=True,
-        check=True,
-    ).stdout
-    files = [root / f.decode() for f in out.split(b"\0") if f]
-    files = [f for f in files if f.is_file()]
-    shared = root / "shared"
-    return files + ([shared] if shared.is_dir() and not shared.is_symlink() else [])
+__all__ = ["LIMIT_MIB", "MIB", "TAR_BLOCK", "main", "tar_bytes", "tree_files"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
