@@ -107,9 +107,10 @@ class PreparedMethod:
         Optional ``finalise(model) -> dict`` called after training; its result is merged into the cell's
         ``method_info`` (AdaLoRA reports the ranks it actually allocated).
     resumable : bool
-        Whether a Trainer checkpoint of this method can be loaded back into a freshly prepared model (every
-        method of :data:`METHODS` can); a method that sets it to ``False`` trains without checkpoints and an
-        interrupted cell of it restarts from step 0 (recorded under ``train.restarted_discarding``).
+        Whether a Trainer checkpoint of this method can be loaded back into a freshly prepared model and
+        continue as if uninterrupted (every method of :data:`METHODS` but GeoLoRA, whose integrator state the
+        checkpoint lacks); a method that sets it to ``False`` trains without checkpoints and an interrupted
+        cell of it restarts from step 0 (recorded under ``train.restarted_discarding``).
     restore : callable or None
         Optional ``restore(checkpoint_dir) -> None``, called by the runner before
         ``trainer.train(resume_from_checkpoint=checkpoint_dir)`` for state the Trainer does not keep

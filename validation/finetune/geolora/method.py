@@ -306,7 +306,11 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
             "trajectory_form": TRAJECTORY_FORM,
         }
 
-    return PreparedMethod(model, [callback], initial, info, finalise)
+    # not resumable: the integrator's state (step count, rank and parameter trajectories, the truncated
+    # factors' shapes) is not in the Trainer's checkpoint, so a cell resumed from one ended with other ranks,
+    # parameters and losses than an uninterrupted one (tests/unit/validation/finetune/test_geolora_resume.py);
+    # an interrupted GeoLoRA cell restarts from step 0 and says so (train.restarted_discarding)
+    return PreparedMethod(model, [callback], initial, info, finalise, resumable=False)
 
 
 def match_initial_ranks(shapes: dict[str, tuple[int, int]], rank: int, budget_params: int) -> dict[str, int]:
