@@ -1,0 +1,126 @@
+"""End-to-end training-step rate of one process, eager against ``torch.compile`` (issue 19: SST-2's cost).
+
+Why: on 2026-12-01 an MPNet-base LoRA process trained SST-2 at 11.1-11.4 steps/s beside one other process
+(about 90 ms a step, ``reports/gpu/mpnet_h200/sst2_timing/``), where the GPU work of a 32-sentence batch of
+short sentences is a few milliseconds: the step is bound by the host (Python and kernel launches). A
+profile of the runner on the CPU with a tiny model put the project's own per-step work (callbacks, collation,
+gradient clipping, the fused AdamW, the scheduler) at under 2 ms of a 13.5-ms step; the rest is the model's
+forward and backward. ``torch.compile`` fuses that work into fewer launches; this probe measures whether it
+pays at SST-2's shapes before anything in the runner changes (a change would apply to every method of a
+task, decided before its runs, with the same numerics check as here).
+
+Each (method, variant, length) runs ``--warm`` steps (for ``compile``: the compilation, timed apart) and then
+``--steps`` steps without a synchronisation between them, timed from a synchronised start to a synchronised
+end; it prints one JSON line: ``steps_per_s``, ``ms_per_step``, ``compile_s`` and the first steps' losses
+(``losses``, for comparing eager and compiled numerics; bf16 autocast on CUDA as in the paper profile).
+Example (GPU, MPNet-base assembled by scripts/gpu/mpnet_assemble.sh, GELORA_MODELS_DIR set)::
+
+    PYTHONPATH=. python3 scripts/probes/step_rate.py --model mpnet-base --device cuda --bf16 \\
+        --methods lora,full,head_only --variants eager,compile --lengths 32,64 --batch 32 --steps 100
+
+CPU smoke run (tests): ``--model`` a tiny model directory, ``--device cpu --steps 2 --warm 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/ (adalora_step_bench)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+
+VARIANTS = ("eager", "compile")
+
+
+def run(method: str, variant: str, length: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One measurement; see the module docstring for the fields."""
+    import torch
+    from adalora_step_bench import _build, _prepare  # type: ignore[import-not-found]
+
+    if variant not in VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    torch.manual_seed(0)
+    model, tok = _build(args.model, False, args.device)
+    net = _prepare(method, model, tok, "warmup", args.steps, {}).model
+    net.train()
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4, fused=None)
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "input_ids": torch.randint(5, tok.vocab_size, (args.batch, length), generator=g).to(args.device),
+        "attention_mask": torch.ones(args.batch, length, dtype=torch.long).to(args.device),
+        "labels": torch.randint(0, 2, (args.batch,), generator=g).to(args.device),
+    }
+    cuda = args.device.startswith("cuda")
+    fwd = torch.compile(net, dynamic=False) if variant == "compile" else net
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    def step() -> Any:
+        if cuda and args.bf16:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = fwd(**batch).loss
+        else:
+            loss = fwd(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    losses: list[float] = []
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(args.warm):
+        losses.append(float(step()))
+    sync()
+    warm_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    for _ in range(args.steps):
+        loss = step()
+    sync()
+    dt = time.perf_counter() - t1
+    return {
+        "method": method,
+        "variant": variant,
+        "batch": args.batch,
+        "length": length,
+        "steps": args.steps,
+        "steps_per_s": args.steps / dt,
+        "ms_per_step": 1e3 * dt / args.steps,
+        "compile_s": warm_s if variant == "compile" else None,
+        "warm_s": warm_s,
+        "losses": losses + [float(loss)],
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "torch": torch.__version__,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--model", default=None, help="model name or path (default: the bundled MiniLM)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA (the paper profile)")
+    p.add_argument("--methods", default="lora")
+    p.add_argument("--variants", default="eager,compile")
+    p.add_argument("--lengths", default="64", help="padded sequence lengths, comma-separated")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--warm", type=int, default=3, help="steps before timing (compilation included)")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warm < 1:
+        p.error("--steps and --warm must be >= 1")
+    for method in args.methods.split(","):
+        for length in (int(x) for x in args.lengths.split(",")):
+            for variant in args.variants.split(","):
+                print(json.dumps(run(method, variant, length, args)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
