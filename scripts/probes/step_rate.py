@@ -1,13 +1,15 @@
 """End-to-end training-step rate of one process, eager against ``torch.compile`` (issue 19: SST-2's cost).
 
 Why: on 2026-12-01 an MPNet-base LoRA process trained SST-2 at 11.1-11.4 steps/s beside one other process
-(about 90 ms a step, ``reports/gpu/mpnet_h200/sst2_timing/``), where the GPU work of a 32-sentence batch of
-short sentences is a few milliseconds: the step is bound by the host (Python and kernel launches). A
-profile of the runner on the CPU with a tiny model put the project's own per-step work (callbacks, collation,
-gradient clipping, the fused AdamW, the scheduler) at under 2 ms of a 13.5-ms step; the rest is the model's
-forward and backward. ``torch.compile`` fuses that work into fewer launches; this probe measures whether it
-pays at SST-2's shapes before anything in the runner changes (a change would apply to every method of a
-task, decided before its runs, with the same numerics check as here).
+(about 90 ms a step, ``reports/gpu/mpnet_h200/sst2_timing/``), and at about the same rate with up to three
+others, so the step looks bound by the host (Python and kernel launches) rather than by the GPU (not
+profiled on the GPU). A profile of the runner on the CPU with a tiny model (2 blocks, width 32) put the
+project's own per-step work (callbacks, collation, gradient clipping, the fused AdamW, the scheduler,
+logging) at about 2.1 ms of a 13.6-ms step (0.84 s over 400 steps); the rest is the model's forward and
+backward. ``torch.compile`` fuses that work into fewer launches; this probe measures whether it pays at
+SST-2's shapes before anything in the runner changes (a change would apply to every method of a task,
+decided before its runs). The losses printed beside agree between the variants only in distribution: their
+dropout draws differ.
 
 Each (method, variant, length) runs ``--warm`` steps (for ``compile``: the compilation, timed apart) and then
 ``--steps`` steps without a synchronisation between them, timed from a synchronised start to a synchronised
