@@ -1,8 +1,8 @@
 """End-to-end training-step rate of one process, eager against ``torch.compile`` (issue 19: SST-2's cost).
 
 Why: on 2026-12-01 an MPNet-base LoRA process trained SST-2 at 11.1-11.4 steps/s beside one other process
-(about 90 ms a step, ``reports/gpu/mpnet_h200/sst2_timing/``), and at about the same rate with up to three
-others, so the step looks bound by the host (Python and kernel launches) rather than by the GPU (not
+(about 90 ms a step, ``reports/gpu/mpnet_h200/sst2_timing/``), and at about the same rate with two or
+three others for part of the time, so the step looks bound by the host (Python and kernel launches) rather than by the GPU (not
 profiled on the GPU). A profile of the runner on the CPU with a tiny model (2 blocks, width 32) put the
 project's own per-step work (callbacks, collation, gradient clipping, the fused AdamW, the scheduler,
 logging) at about 2.1 ms of a 13.6-ms step (0.84 s over 400 steps); the rest is the model's forward and
