@@ -16,10 +16,12 @@ Subcommands (``python -m validation.finetune.ckpt_carry SUBCOMMAND ...``)::
     unpack CARRY_DIR RUN_DIR            # GPU side, once per carry folder: verify, and restore when complete
 
 The archive is an uncompressed tar with paths relative to the run directory (``work/<cell>/checkpoint-N/``,
-``lr_select/work/<task>__<method>__lr<key>/checkpoint-N/``), deterministic (members sorted, mtime 0, uid/gid
+``lr_select/work/<task>__<method>__lr<key>/checkpoint-N/``, and beside a checkpoint the work folder's
+``heldout_curve.json`` when present: a resumed selection run keeps its held-out curve), deterministic (members sorted, mtime 0, uid/gid
 0, modes 0644/0755), split into parts ``<run>.ckpt.NNN`` and described by ``<run>.ckpt.json`` (SHA-256 of
 every part, of the tar and of every file of every checkpoint). Nothing is restored before the tar and every
-file verify; a checkpoint folder already in place is accepted when identical and refused when it differs.
+file verify; a checkpoint folder (or curve file) already in place is accepted when identical and refused when
+it differs.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from gelora._io import atomic_write_bytes, atomic_write_json, read_json, set_def
 from gelora.errors import CheckpointCarryError, ConfigError, GeLoRAError, ResultFileError
 from validation.carry_size import LIMIT_MIB, MIB, tar_bytes, tree_bytes
 from validation.finetune.claims import is_live
+from validation.finetune.heldout_curve import FILE_NAME as HELDOUT_CURVE_FILE
 
 SCHEMA = "gelora-ckpt-carry/1"
 #: a checkpoint folder's name (transformers.trainer_utils.PREFIX_CHECKPOINT_DIR and get_last_checkpoint)
@@ -55,6 +58,9 @@ FETCH_FILE_LIMIT = 16 * MIB
 RUN_COPY_EXCLUDE = ("work", "lr_select/work", "claims", "workers", "cache")
 #: suffixes of files a run copy leaves out (selection runs' claims and holds: the next session resumes them)
 RUN_COPY_EXCLUDE_SUFFIXES = (".claim", ".hold")
+#: files of a work folder, beside its checkpoints, that a resumed run reads (a selection run's held-out curve,
+#: :mod:`validation.finetune.heldout_curve`): carried with the checkpoint when present
+WORK_FILES = (HELDOUT_CURVE_FILE,)
 _CHUNK = 1 << 20
 
 
@@ -277,12 +283,14 @@ def write_tar(out: BinaryIO, entries: Iterable[tuple[str, Path]]) -> None:
         A binary file open for writing.
     entries
         ``(archive_path, folder)`` pairs: the folder is stored under ``archive_path`` with everything below
-        it (regular files and folders only), members sorted by path components, mtime 0, uid/gid 0, no
+        it (regular files and folders only; a regular file in place of the folder is stored alone), members sorted by path components, mtime 0, uid/gid 0, no
         owner names, mode 0644 (files) or 0755 (folders). The same contents give the same bytes.
     """
     members: list[tuple[tuple[str, ...], str, Path]] = []
     for arc, folder in entries:
         members.append((tuple(arc.split("/")), arc, folder))
+        if not folder.is_dir():
+            continue
         for p in _walk(folder):
             if p.is_symlink() or not (p.is_file() or p.is_dir()):
                 continue
@@ -406,8 +414,20 @@ def pack(
     for wf in chosen:
         assert wf.checkpoint is not None
         files = _file_list(run_dir / wf.checkpoint)
+        work_files = [
+            {"path": name, "bytes": f.stat().st_size, "sha256": sha256_file(f)}
+            for name in WORK_FILES
+            if (f := run_dir / wf.path / name).is_file() and not f.is_symlink()
+        ]
         checkpoints.append(
-            {"path": wf.checkpoint, "kind": wf.kind, "step": wf.step, "bytes": wf.bytes, "files": files}
+            {
+                "path": wf.checkpoint,
+                "kind": wf.kind,
+                "step": wf.step,
+                "bytes": wf.bytes,
+                "files": files,
+                "work_files": work_files,
+            }
         )
     parts: list[dict[str, Any]] = []
     tar_info: dict[str, Any] = {"bytes": 0, "sha256": None}
@@ -415,7 +435,9 @@ def pack(
         fd, tmp = tempfile.mkstemp(prefix=f".{run}.ckpt.", suffix=".tar", dir=stage)
         try:
             with os.fdopen(fd, "wb") as fh:
-                write_tar(fh, [(c["path"], run_dir / c["path"]) for c in checkpoints])
+                entries = [(c["path"], run_dir / c["path"]) for c in checkpoints]
+                entries += [(a, run_dir / a) for a in _work_file_paths(checkpoints)]
+                write_tar(fh, entries)
             tar_info = {"bytes": os.path.getsize(tmp), "sha256": sha256_file(Path(tmp))}
             with open(tmp, "rb") as fh:
                 index = 0
@@ -442,6 +464,16 @@ def pack(
     }
     atomic_write_json(stage / manifest_name(run), manifest)
     return manifest
+
+
+def _work_dir_of(checkpoint: str) -> str:
+    """The work folder (relative path) of a checkpoint folder's relative path."""
+    return checkpoint.rpartition("/")[0]
+
+
+def _work_file_paths(checkpoints: Sequence[dict[str, Any]]) -> list[str]:
+    """Relative paths of the work files (:data:`WORK_FILES`) the manifest's checkpoints carry."""
+    return [f"{_work_dir_of(c['path'])}/{w['path']}" for c in checkpoints for w in c.get("work_files", [])]
 
 
 # --------------------------------------------------------------------------------------------- manifest
@@ -1036,7 +1068,7 @@ def unpack(
                 f"the archive of {run} does not verify (SHA-256 of the tar differs from the manifest); "
                 f"damaged staged parts removed: {' '.join(bad) or 'none'}"
             )
-        allowed = [c["path"] for c in checkpoints]
+        allowed = [c["path"] for c in checkpoints] + _work_file_paths(checkpoints)
         tmp = Path(tempfile.mkdtemp(prefix=".ckpt-carry.", dir=run_dir))
         try:
             _safe_extract(tar_path, tmp, allowed)
@@ -1048,6 +1080,25 @@ def unpack(
                     raise CheckpointCarryError(
                         f"{c['path']}: extracted files differ from the manifest ({', '.join(diff[:5])})"
                     )
+                for w in c.get("work_files", []):
+                    rel = f"{_work_dir_of(c['path'])}/{w['path']}"
+                    f = tmp / rel
+                    if not f.is_file() or sha256_file(f) != w["sha256"]:
+                        raise CheckpointCarryError(f"{rel}: extracted file differs from the manifest")
+            file_moves: list[tuple[Path, Path, str]] = []
+            for c in checkpoints:
+                for w in c.get("work_files", []):
+                    rel = f"{_work_dir_of(c['path'])}/{w['path']}"
+                    target = run_dir / rel
+                    if target.exists():
+                        if not target.is_file() or sha256_file(target) != w["sha256"]:
+                            raise CheckpointCarryError(
+                                f"{target} exists with other contents: not overwritten (move it away to "
+                                "restore the carried one)"
+                            )
+                        report.identical.append(rel)
+                    else:
+                        file_moves.append((tmp / rel, target, rel))
             moves: list[tuple[Path, Path, str]] = []
             for c in checkpoints:
                 target = run_dir / c["path"]
@@ -1060,7 +1111,7 @@ def unpack(
                     report.identical.append(c["path"])
                 else:
                     moves.append((tmp / c["path"], target, c["path"]))
-            for src, target, rel in moves:
+            for src, target, rel in moves + file_moves:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, target)
                 report.restored.append(rel)

@@ -391,6 +391,40 @@ def test_unpack_refuses_a_different_checkpoint_in_place_and_accepts_an_identical
     assert _digest(fresh / RESTORED[0]) == _digest(run / RESTORED[0])
 
 
+def test_a_selection_runs_heldout_curve_travels_with_its_checkpoint(run: Path, tmp_path: Path) -> None:
+    """The held-out curve lives beside checkpoint-N (``<work_dir>/heldout_curve.json``): without it the
+    resumed selection run's curve lacks the points scored before the carry."""
+    work = run / "lr_select" / "work" / "rte__gelora__lr1e-04"
+    curve = work / "heldout_curve.json"
+    curve.write_bytes(b'{"metric": "accuracy", "curve": [[1, 0.5], [3, 0.625], [5, 0.75]]}')
+    (run / "lr_select" / "work" / "rte__gelora__lr3e-04" / "heldout_curve.json").write_text("{}")  # scored
+    stage = tmp_path / "stage"
+    manifest = cc.pack(run, stage, part_mib=PART_MIB, max_checkpoint_mib=0.5)
+    sel = next(c for c in manifest["checkpoints"] if c["kind"] == "selection")
+    assert sel["work_files"] == [
+        {
+            "path": "heldout_curve.json",
+            "bytes": curve.stat().st_size,
+            "sha256": hashlib.sha256(curve.read_bytes()).hexdigest(),
+        }
+    ]
+    folders = _carry(stage, tmp_path, budget_mib=1.0)
+    fresh = tmp_path / "fresh"
+    target = fresh / "lr_select" / "work" / "rte__gelora__lr1e-04" / "heldout_curve.json"
+    target.parent.mkdir(parents=True)
+    target.write_text('{"metric": "accuracy", "curve": []}')  # another curve in place: refused
+    with pytest.raises(CheckpointCarryError, match="exists with other contents"):
+        cc.unpack(folders[0].path, fresh, stage=tmp_path / "in")
+    assert _checkpoints_in(fresh) == []  # nothing moved
+    target.unlink()
+    report = cc.unpack(folders[0].path, fresh, stage=tmp_path / "in")
+    assert sorted(report.restored) == sorted([*RESTORED, target.relative_to(fresh).as_posix()])
+    assert target.read_bytes() == curve.read_bytes()
+    again = cc.unpack(folders[0].path, fresh, stage=tmp_path / "in")  # identical: accepted
+    assert again.restored == [] and target.relative_to(fresh).as_posix() in again.identical
+    assert not (fresh / "lr_select" / "work" / "rte__gelora__lr3e-04").exists()
+
+
 def _evil_carry(tmp_path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
     """A carry folder whose manifest is right for an archive holding ``member`` beside a good file."""
     buf = io.BytesIO()
