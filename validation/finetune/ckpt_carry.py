@@ -52,6 +52,10 @@ SCHEMA = "gelora-ckpt-carry/1"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 #: names the device tool brings back (letters, digits, '.', '_' and '-')
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+#: a name of one path component that the manifest may hold: SAFE_NAME, and not starting with '.' ('.', '..')
+_COMPONENT = r"[A-Za-z0-9_-][A-Za-z0-9._-]*"
+#: a checkpoint's path in a manifest: a cell's or a selection run's work folder, one checkpoint folder in it
+CHECKPOINT_PATH_RE = re.compile(rf"^(work|lr_select/work)/{_COMPONENT}/checkpoint-[0-9]+$")
 #: largest file the device tool brings back, bytes
 FETCH_FILE_LIMIT = 16 * MIB
 #: folders of a run directory that a run copy leaves out (checkpoints, token caches, claims, worker specs)
@@ -322,10 +326,10 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _run_name(run_dir: Path) -> str:
     run = run_dir.resolve().name
-    if not SAFE_NAME.match(run):
+    if not re.fullmatch(_COMPONENT, run):
         raise ConfigError(
             f"run directory name {run!r}: the device tool brings back only names of letters, digits, "
-            "'.', '_' and '-'"
+            "'.', '_' and '-' (not starting with '.')"
         )
     return run
 
@@ -484,6 +488,11 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     ------
     ResultFileError
         Missing, not JSON, or not of this module's schema.
+    CheckpointCarryError
+        An unsafe run name ('.', '..', starting with '.', other than letters, digits, '.', '_', '-'), a
+        checkpoint path other than ``work/<name>/checkpoint-N`` or ``lr_select/work/<name>/checkpoint-N``,
+        or a file path that is absolute or holds '..' or empty parts: unpacking it could write outside the
+        run directory.
     """
     data = read_json(path)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
@@ -491,12 +500,41 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     for key in ("run", "parts", "checkpoints", "tar"):
         if key not in data:
             raise ResultFileError(f"{path}: manifest without {key!r}")
-    if not SAFE_NAME.match(str(data["run"])):
-        raise ResultFileError(f"{path}: unsafe run name {data['run']!r}")
+    if not re.fullmatch(_COMPONENT, str(data["run"])):
+        raise CheckpointCarryError(f"{path}: unsafe run name {data['run']!r}")
     for p in data["parts"]:
         if not _part_re(str(data["run"])).match(str(p.get("name", ""))):
             raise ResultFileError(f"{path}: unexpected part name {p.get('name')!r}")
+    if not isinstance(data["checkpoints"], list):
+        raise ResultFileError(f"{path}: 'checkpoints' is not a list")
+    for c in data["checkpoints"]:
+        cpath = c.get("path") if isinstance(c, dict) else None
+        if not isinstance(cpath, str) or not CHECKPOINT_PATH_RE.match(cpath):
+            raise CheckpointCarryError(
+                f"{path}: unsafe checkpoint path {cpath!r} (expected work/<name>/checkpoint-N or "
+                "lr_select/work/<name>/checkpoint-N)"
+            )
+        assert isinstance(c, dict)
+        for key in ("files", "work_files"):
+            for f in c.get(key, []):
+                _check_relative(path, f.get("path") if isinstance(f, dict) else None)
+        for w in c.get("work_files", []):
+            if w["path"] not in WORK_FILES:
+                raise CheckpointCarryError(f"{path}: unexpected work file {w['path']!r} of {cpath}")
     return data
+
+
+def _check_relative(manifest: str | Path, rel: Any) -> None:
+    """``rel`` is a relative POSIX path without '..', empty parts or backslashes, else CheckpointCarryError."""
+    parts = rel.split("/") if isinstance(rel, str) else []
+    if (
+        not parts
+        or rel.startswith("/")
+        or "\\" in rel
+        or re.match(r"^[A-Za-z]:", rel)
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise CheckpointCarryError(f"{manifest}: unsafe file path {rel!r} in the manifest")
 
 
 def _manifests_in(folder: Path) -> list[Path]:

@@ -502,6 +502,44 @@ def test_a_safe_handmade_archive_restores(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "work/c__lora__seed0/checkpoint-1/b.bin").read_bytes() == b"fine"
 
 
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("checkpoint", "work/../../cells"),
+        ("checkpoint", "work/c__lora__seed0/../../../x/checkpoint-1"),
+        ("checkpoint", "work/../checkpoint-1"),
+        ("checkpoint", "/tmp/work/c/checkpoint-1"),
+        ("checkpoint", "cells/c__lora__seed0/checkpoint-1"),
+        ("checkpoint", "work/c__lora__seed0/checkpoint-1/../.."),
+        ("file", "../../../evil"),
+        ("file", "/etc/passwd"),
+        ("file", "sub//a.bin"),
+        ("file", "sub/./a.bin"),
+        ("run", ".."),
+        ("run", "."),
+        ("run", ".hidden"),
+    ],
+)
+def test_a_tampered_manifest_is_refused(where: str, value: str, tmp_path: Path) -> None:
+    """A manifest's paths decide where unpack moves folders: only work/<name>/checkpoint-N (or
+    lr_select/work/...) and relative file paths without '..' pass, whatever the archive holds."""
+    carry = _evil_carry(tmp_path, _member("work/c__lora__seed0/checkpoint-1/b.bin"), b"fine")
+    manifest = json.loads((carry / "demo.ckpt.json").read_text())
+    if where == "checkpoint":
+        manifest["checkpoints"][0]["path"] = value
+    elif where == "file":
+        manifest["checkpoints"][0]["files"][0]["path"] = value
+    else:
+        manifest["run"] = value
+    (carry / "demo.ckpt.json").write_text(json.dumps(manifest))
+    run = tmp_path / "a" / "b" / "run"
+    with pytest.raises(CheckpointCarryError, match="unsafe"):
+        cc.unpack(carry, run, stage=tmp_path / "in")
+    with pytest.raises(CheckpointCarryError, match="unsafe"):
+        cc.read_manifest(carry / "demo.ckpt.json")
+    assert not run.exists() and not (tmp_path / "a" / "cells").exists()
+
+
 # ------------------------------------------------------------------------------------------------ bundle
 def test_bundle_budget_defaults_to_what_the_tree_leaves(
     packed: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
