@@ -943,6 +943,7 @@ class UnpackReport:
     restored: list[str] = field(default_factory=list)
     identical: list[str] = field(default_factory=list)
     run_copy: str | None = None
+    run_copy_ok: bool = True
 
     def lines(self) -> list[str]:
         out = []
@@ -1012,6 +1013,60 @@ def _extract_run_copy(tar_path: Path, run_dir: Path) -> None:
         raise
 
 
+def _restore_run_copy(tar_path: Path, run_dir: Path) -> tuple[str, bool]:
+    """Put the run copy ``tar_path`` in place at ``run_dir``; what was done, and whether it went well.
+
+    * ``run_dir`` missing: extracted there (atomically).
+    * ``run_dir`` without ``grid.json`` (e.g. created empty by an earlier ``waves.sh`` command's
+      ``mkdir -p``): the copy's files merged into it; a file already there with other contents is refused
+      (CheckpointCarryError, nothing written).
+    * ``run_dir`` with ``grid.json``: left alone; not well (False) unless every file of the copy is there,
+      identical.
+    """
+    if not run_dir.exists():
+        _extract_run_copy(tar_path, run_dir)
+        return f"run directory {run_dir} extracted from {tar_path.name}", True
+    parent = run_dir.resolve().parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.copy.", dir=parent))
+    try:
+        _safe_extract(tar_path, tmp, None)
+        copied = _files_of(tmp)
+        differ = sorted(
+            rel
+            for rel, sha in copied.items()
+            if not ((run_dir / rel).is_file() and sha256_file(run_dir / rel) == sha)
+        )
+        if (run_dir / "grid.json").is_file():
+            if not differ:
+                return (
+                    f"{run_dir} has grid.json and every file of {tar_path.name}, identical: run copy not needed",
+                    True,
+                )
+            return (
+                f"{run_dir} already has grid.json: run copy {tar_path.name} NOT used; missing or different "
+                f"there ({len(differ)}): {' '.join(differ[:10])}{' ...' if len(differ) > 10 else ''} "
+                "(move RUN_DIR away and unpack again with --run-copy, or keep RUN_DIR as it is)",
+                False,
+            )
+        clash = [rel for rel in differ if (run_dir / rel).exists()]
+        if clash:
+            raise CheckpointCarryError(
+                f"{run_dir} (without grid.json) holds files that differ from the run copy {tar_path.name}: "
+                f"{' '.join(clash[:10])}: not overwritten (move RUN_DIR away and unpack again)"
+            )
+        for rel in differ:
+            target = run_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / rel, target)
+        return (
+            f"run copy {tar_path.name} merged into {run_dir} ({len(differ)} files written, "
+            f"{len(copied) - len(differ)} already there)",
+            True,
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def unpack(
     carry_dir: str | Path,
     run_dir: str | Path,
@@ -1031,7 +1086,9 @@ def unpack(
         Where parts gather across calls (the machine keeps ``/tmp`` between calls while it is held); a
         subfolder per run.
     run_copy
-        Extract ``<run>.run.tar`` from ``carry_dir`` into ``run_dir`` first, when ``run_dir`` does not exist.
+        Put ``<run>.run.tar`` from ``carry_dir`` in place first: extracted when ``run_dir`` is missing,
+        merged into it when it has no ``grid.json`` (refused where a file there differs), left alone when it
+        has one (``run_copy_ok`` False unless the copy's files are all there, identical).
 
     Returns
     -------
@@ -1052,13 +1109,10 @@ def unpack(
     report = UnpackReport(run=run, total=len(manifest["parts"]))
     if run_copy:
         copy = carry_dir / run_copy_name(run)
-        if run_dir.exists():
-            report.run_copy = f"{run_dir} exists: run copy not extracted"
-        elif not copy.is_file():
+        if not copy.is_file():
             report.run_copy = f"no run copy in {carry_dir}"
         else:
-            _extract_run_copy(copy, run_dir)
-            report.run_copy = f"run directory {run_dir} extracted from {copy.name}"
+            report.run_copy, report.run_copy_ok = _restore_run_copy(copy, run_dir)
     staged = Path(stage) / run
     staged.mkdir(parents=True, exist_ok=True)
     smanifest = staged / mpath.name
@@ -1235,7 +1289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("run_dir", type=Path)
     s.add_argument("--stage", type=Path, default=Path("/tmp/ckpt-in"))
     s.add_argument(
-        "--run-copy", action="store_true", help="extract the carried run copy if RUN_DIR is missing"
+        "--run-copy",
+        action="store_true",
+        help="extract the carried run copy unless RUN_DIR has a grid.json (exit 1 if that one differs)",
     )
     a = ap.parse_args(argv)
     try:
@@ -1277,6 +1333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif a.cmd == "unpack":
             u = unpack(a.carry_dir, a.run_dir, stage=a.stage, run_copy=a.run_copy)
             print("\n".join(u.lines()))
+            if not u.run_copy_ok:
+                return 1
     except GeLoRAError as exc:
         print(f"ckpt_carry {a.cmd}: error: {exc}", file=sys.stderr)
         return 2

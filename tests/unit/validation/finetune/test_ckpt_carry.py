@@ -618,8 +618,63 @@ def test_run_copy_travels_in_the_first_folder(
     }
     for f in folders[1:]:
         last = cc.unpack(f.path, fresh, stage=tmp_path / "in", run_copy=True)
-    assert "exists" in (last.run_copy or "") and sorted(last.restored) == RESTORED
+    assert "no run copy" in (last.run_copy or "") and sorted(last.restored) == RESTORED
     assert _checkpoints_in(fresh) == RESTORED
+
+
+def _bundle_with_run_copy(packed: tuple[Path, dict[str, Any]], run: Path, tmp_path: Path) -> Path:
+    stage, _ = packed
+    dest = tmp_path / "dest"
+    cc.collect(dest, _emit_all(stage, tmp_path / "f"))
+    fetched = tmp_path / "fetched-run" / "demo"
+    shutil.copytree(run, fetched, ignore=shutil.ignore_patterns("work"))
+    folders = cc.bundle(dest, tmp_path / "carry", prefix="ck", budget_mib=1.0, run_copy=fetched)
+    assert len(folders) == 1 and folders[0].run_copy
+    return folders[0].path
+
+
+def test_run_copy_fills_a_run_directory_created_empty_before(
+    packed: tuple[Path, dict[str, Any]], run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every waves.sh command runs ``mkdir -p "$R"``: an empty RUN_DIR must still receive the run copy,
+    else the relaunch retrains finished cells."""
+    carry = _bundle_with_run_copy(packed, run, tmp_path)
+    fresh = tmp_path / "next" / "runs" / "demo"
+    (fresh / "logs").mkdir(parents=True)  # what an earlier waves.sh command leaves
+    (fresh / "logs" / "waves.log").write_text("started\n")
+    assert cc.main(["unpack", str(carry), str(fresh), "--stage", str(tmp_path / "in"), "--run-copy"]) == 0
+    assert "merged" in capsys.readouterr().out
+    assert (fresh / "grid.json").read_bytes() == (run / "grid.json").read_bytes()
+    assert (fresh / "cells" / "rte__lora__seed1.json").is_file()
+    assert (fresh / "logs" / "waves.log").read_text() == "started\n"
+    assert _checkpoints_in(fresh) == RESTORED
+    # again: RUN_DIR has grid.json now and the copy's files, identical: fine
+    assert cc.main(["unpack", str(carry), str(fresh), "--stage", str(tmp_path / "in"), "--run-copy"]) == 0
+    assert "not needed" in capsys.readouterr().out
+
+
+def test_run_copy_is_not_used_over_another_run_and_says_so(
+    packed: tuple[Path, dict[str, Any]], run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    carry = _bundle_with_run_copy(packed, run, tmp_path)
+    # a RUN_DIR without grid.json holding another version of a copied file: refused, nothing written
+    clash = tmp_path / "clash" / "demo"
+    (clash / "cells").mkdir(parents=True)
+    (clash / "cells" / "rte__lora__seed1.json").write_text('{"other": 1}')
+    assert cc.main(["unpack", str(carry), str(clash), "--stage", str(tmp_path / "in1"), "--run-copy"]) == 2
+    assert "differ from the run copy" in capsys.readouterr().err
+    assert sorted(p.relative_to(clash).as_posix() for p in clash.rglob("*")) == [
+        "cells",
+        "cells/rte__lora__seed1.json",
+    ]
+    # a RUN_DIR with its own grid.json: left alone, said, exit 1 (the checkpoints are still restored)
+    other = tmp_path / "other" / "demo"
+    other.mkdir(parents=True)
+    (other / "grid.json").write_text('{"schema": 1, "cells": ["x"]}\n')
+    assert cc.main(["unpack", str(carry), str(other), "--stage", str(tmp_path / "in2"), "--run-copy"]) == 1
+    assert "NOT used" in capsys.readouterr().out
+    assert (other / "grid.json").read_text() == '{"schema": 1, "cells": ["x"]}\n'
+    assert not (other / "cells").exists() and _checkpoints_in(other) == RESTORED
 
 
 # ------------------------------------------------------------------------------------------ integration
