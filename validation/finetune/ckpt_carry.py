@@ -157,6 +157,9 @@ class WorkFolder:
     running
         The live claim file (relative path) of a process still training this run, or None: its last
         checkpoint may be half written.
+    partial
+        Checkpoint folders (relative paths) above ``checkpoint`` without ``trainer_state.json``: saves cut
+        short (a hard exit), not carried.
     """
 
     path: str
@@ -167,19 +170,48 @@ class WorkFolder:
     final: str | None = None
     links: bool = False
     running: str | None = None
+    partial: list[str] = field(default_factory=list)
 
 
-def last_checkpoint(work_dir: Path) -> Path | None:
-    """The highest-step ``checkpoint-<step>`` folder in ``work_dir`` (the rule of
-    ``transformers.trainer_utils.get_last_checkpoint``, which the runner resumes from), or None."""
+#: the file a Trainer checkpoint gets last (``Trainer._save_checkpoint`` saves the model, optimizer,
+#: scheduler and RNG states first): a checkpoint folder without it was cut short during its save
+TRAINER_STATE = "trainer_state.json"
+
+
+def _checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every ``checkpoint-<step>`` folder in ``work_dir``, highest step first."""
     if not work_dir.is_dir():
-        return None
+        return []
     found = [
         (int(m.group(1)), p)
         for p in work_dir.iterdir()
-        if (m := CHECKPOINT_RE.match(p.name)) is not None and p.is_dir()
+        if (m := CHECKPOINT_RE.match(p.name)) is not None and p.is_dir() and not p.is_symlink()
     ]
-    return max(found)[1] if found else None
+    return sorted(found, reverse=True)
+
+
+def last_checkpoint(work_dir: Path) -> Path | None:
+    """The highest-step complete ``checkpoint-<step>`` folder in ``work_dir`` (one holding
+    ``trainer_state.json``, which the Trainer writes last), or None.
+
+    ``transformers.trainer_utils.get_last_checkpoint`` (which the runner resumes from) takes the highest
+    step whatever it holds; a folder half written by a hard exit during a save is skipped here (see
+    :func:`partial_checkpoints`), so that only a checkpoint the run can resume from travels."""
+    for _, p in _checkpoints(work_dir):
+        if (p / TRAINER_STATE).is_file():
+            return p
+    return None
+
+
+def partial_checkpoints(work_dir: Path) -> list[Path]:
+    """``checkpoint-<step>`` folders of ``work_dir`` above its :func:`last_checkpoint` that lack
+    ``trainer_state.json`` (saves cut short), highest step first."""
+    out = []
+    for _, p in _checkpoints(work_dir):
+        if (p / TRAINER_STATE).is_file():
+            break
+        out.append(p)
+    return out
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -254,6 +286,7 @@ def scan(run_dir: str | Path) -> list[WorkFolder]:
                 claim = f"lr_select/{wd.name.rpartition('__lr')[0]}.claim"
             if is_live(run_dir / claim):
                 folder.running = claim
+            folder.partial = [f"{folder.path}/{p.name}" for p in partial_checkpoints(wd)]
             ck = last_checkpoint(wd)
             if ck is not None:
                 m = CHECKPOINT_RE.match(ck.name)
@@ -409,6 +442,11 @@ def pack(
             )
         else:
             chosen.append(wf)
+        if wf.final is None:
+            skipped += [
+                {"path": p, "reason": f"partial checkpoint (no {TRAINER_STATE}: its save was cut short)"}
+                for p in wf.partial
+            ]
     stage.mkdir(parents=True, exist_ok=True)
     pattern = _part_re(run)
     for old in stage.iterdir():
@@ -1231,6 +1269,8 @@ def status_lines(run_dir: str | Path, *, max_checkpoint_mib: float = 60.0) -> li
             what = f"unfinished, too large to carry (> {max_checkpoint_mib:g} MiB)"
         else:
             what = "unfinished: packed"
+        if wf.partial and wf.final is None:
+            what += f"; partial (not carried): {' '.join(p.rpartition('/')[2] for p in wf.partial)}"
         step = f"step {wf.step}" if wf.step is not None else "-"
         lines.append(f"{wf.path}  {step}  {_mib(wf.bytes)}  {what}")
     return lines or [f"{run_dir}: no work folders"]

@@ -184,6 +184,24 @@ def test_pack_skips_a_run_still_training(run: Path, tmp_path: Path) -> None:
     )
 
 
+def test_pack_passes_over_a_checkpoint_whose_save_was_cut_short(run: Path, tmp_path: Path) -> None:
+    """A hard exit during a save leaves checkpoint-N without trainer_state.json (written last): the last
+    complete checkpoint travels instead, and the partial one is listed under ``skipped``."""
+    partial = run / "work" / "rte__lora__seed0" / "checkpoint-12"
+    _fill(partial, random.Random(1), {"adapter_model.safetensors": 4_000, "optimizer.pt": 100})
+    assert cc.last_checkpoint(partial.parent) == partial.parent / "checkpoint-10"
+    manifest = cc.pack(run, tmp_path / "stage", part_mib=PART_MIB, max_checkpoint_mib=0.5)
+    assert sorted(c["path"] for c in manifest["checkpoints"]) == RESTORED
+    assert {
+        "path": "work/rte__lora__seed0/checkpoint-12",
+        "reason": "partial checkpoint (no trainer_state.json: its save was cut short)",
+    } in manifest["skipped"]
+    line = next(x for x in cc.status_lines(run) if x.startswith("work/rte__lora__seed0 "))
+    assert "step 10" in line and "partial (not carried): checkpoint-12" in line
+    (partial.parent / "checkpoint-10" / "trainer_state.json").unlink()  # both partial: the one below
+    assert cc.last_checkpoint(partial.parent) == partial.parent / "checkpoint-4"
+
+
 def test_pack_is_deterministic(run: Path, tmp_path: Path) -> None:
     one = cc.pack(run, tmp_path / "a", part_mib=PART_MIB, max_checkpoint_mib=0.5)
     for p in run.rglob("*"):  # other mtimes, the same contents
