@@ -617,10 +617,12 @@ class EmitReport:
     out_bytes: int = 0
 
     def line(self) -> str:
-        if self.emitted:
+        if not self.emitted:
+            span = "no part"
+        elif self.emitted == list(range(self.emitted[0], self.emitted[-1] + 1)):
             span = f"parts {self.emitted[0] + 1}-{self.emitted[-1] + 1}"
         else:
-            span = "no part"
+            span = "parts " + ",".join(str(i + 1) for i in self.emitted)
         return (
             f"emitted {span} of {self.total}; {self.left} left "
             f"(OUT: {self.out_files} files, {_mib(self.out_bytes)})"
@@ -635,6 +637,7 @@ def emit(
     max_mib: float = 60.0,
     dry_run: bool = False,
     reset: bool = False,
+    parts: Sequence[str] | None = None,
 ) -> EmitReport:
     """Copy the manifest and the next parts not yet emitted from ``stage`` into ``out``.
 
@@ -652,6 +655,10 @@ def emit(
         Only say what would be copied.
     reset
         Forget what earlier calls emitted (start again at the first part).
+    parts
+        Send these parts again (names as :func:`collect` reports them missing: a call whose files were
+        never fetched), whatever earlier calls emitted, in the manifest's order while the limits hold;
+        ``left`` then counts the named parts that did not fit.
 
     Returns
     -------
@@ -660,13 +667,23 @@ def emit(
     Raises
     ------
     ConfigError
-        ``out`` cannot take even the manifest within the limits.
+        ``out`` cannot take even the manifest within the limits; ``parts`` names a part the manifest does
+        not list, or comes with ``reset``.
     ResultFileError
         No manifest in ``stage``, or a part named in it is missing.
     """
     stage, out = Path(stage), Path(out)
     mpath, manifest = find_manifest(stage)
     run = manifest["run"]
+    if parts is not None:
+        if reset:
+            raise ConfigError("--parts and --reset together: choose one")
+        unknown = sorted(set(parts) - {p["name"] for p in manifest["parts"]})
+        if unknown or not parts:
+            raise ConfigError(
+                f"--parts: not parts of {mpath.name}: {' '.join(unknown) or '(none named)'} "
+                "(names as collect prints them, e.g. " + part_name(run, 0) + ")"
+            )
     record_path = stage / emitted_name(run)
     done: list[str] = []
     if record_path.is_file() and not reset:
@@ -684,7 +701,7 @@ def emit(
         )
     todo: list[int] = []
     for i, part in enumerate(manifest["parts"]):
-        if part["name"] in done:
+        if (part["name"] not in parts) if parts is not None else (part["name"] in done):
             continue
         if files + 1 > max_files or used + int(part["bytes"]) > limit:
             break
@@ -693,10 +710,11 @@ def emit(
         files += 1
         used += int(part["bytes"])
         todo.append(i)
+    wanted = [n for n in names if (n in parts if parts is not None else n not in done)]
     report = EmitReport(
         emitted=todo,
         total=len(names),
-        left=len([n for n in names if n not in done]) - len(todo),
+        left=len(wanted) - len(todo),
         out_files=files,
         out_bytes=used,
     )
@@ -706,7 +724,8 @@ def emit(
     for i in todo:
         name = names[i]
         _copy_atomic(stage / name, out / name)
-        done.append(name)
+        if name not in done:
+            done.append(name)
         atomic_write_json(record_path, {"run": run, "emitted": done})
     if not record_path.is_file():
         atomic_write_json(record_path, {"run": run, "emitted": done})
@@ -729,6 +748,12 @@ class CollectReport:
         out = [f"{self.run}: {len(self.present)} of {n} parts present ({len(self.copied)} copied now)"]
         if self.missing:
             out.append("missing: " + " ".join(self.missing))
+            out.append(
+                "  (emitted but never fetched? send them again, as the last command of a call: "
+                "python3 -m validation.finetune.ckpt_carry emit STAGE $OUT --parts "
+                + " ".join(self.missing)
+                + ")"
+            )
         out += [f"ignored (not in the manifest): {p}" for p in self.ignored]
         return out
 
@@ -1313,6 +1338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--max-mib", type=float, default=60.0, help="MiB under OUT at most (60)")
     s.add_argument("--dry-run", action="store_true")
     s.add_argument("--reset", action="store_true", help="emit again from the first part")
+    s.add_argument(
+        "--parts",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="send these parts again (those collect reports missing), within the same limits",
+    )
     s = sub.add_parser("collect", help="CPU side: fetched parts into DEST, each verified")
     s.add_argument("dest", type=Path)
     s.add_argument("fetched", type=Path, nargs="+")
@@ -1352,7 +1384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{len(m['parts'])} parts ({_mib(m['tar']['bytes'])} tar) in {a.stage}")
         elif a.cmd == "emit":
             r = emit(
-                a.stage, a.out, max_files=a.max_files, max_mib=a.max_mib, dry_run=a.dry_run, reset=a.reset
+                a.stage,
+                a.out,
+                max_files=a.max_files,
+                max_mib=a.max_mib,
+                dry_run=a.dry_run,
+                reset=a.reset,
+                parts=a.parts,
             )
             print(("would have " if a.dry_run else "") + r.line())
         elif a.cmd == "collect":

@@ -330,6 +330,40 @@ def test_collect_is_idempotent_and_reports_missing_parts(
         cc.bundle(_partial(dest, tmp_path), tmp_path / "c")
 
 
+def test_parts_of_a_lost_fetch_are_sent_again_by_name(
+    packed: tuple[Path, dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """emit counts a part as sent once it is in OUT; a call whose files never came back loses it. collect
+    names the missing parts, and ``emit --parts`` sends exactly those again, within the same limits."""
+    stage, manifest = packed
+    outs = _emit_all(stage, tmp_path / "f")
+    lost = outs.pop(2)  # this call's files were never fetched
+    lost_parts = sorted(p.name for p in lost.glob("demo.ckpt.0*"))
+    assert lost_parts
+    dest = tmp_path / "dest"
+    assert cc.main(["collect", str(dest), *map(str, outs)]) == 1
+    printed = capsys.readouterr().out
+    assert f"missing: {' '.join(lost_parts)}" in printed and "--parts" in printed
+    assert cc.emit(stage, tmp_path / "plain").emitted == []  # a plain emit has nothing left to send
+    resent: list[Path] = []
+    todo = list(lost_parts)
+    while todo:
+        out = tmp_path / f"again{len(resent)}"
+        args = ["emit", str(stage), str(out), "--max-files", "2", "--max-mib", "0.15", "--parts", *todo]
+        assert cc.main(args) == 0
+        assert "emitted parts" in capsys.readouterr().out
+        files, used = _out_usage(out)
+        assert files <= 2 and used <= 0.15 * MIB
+        sent = sorted(p.name for p in out.glob("demo.ckpt.0*"))
+        assert sent and set(sent) <= set(todo)
+        todo = [n for n in todo if n not in sent]
+        resent.append(out)
+    report = cc.collect(dest, [*outs, *resent])
+    assert report.missing == [] and len(report.present) == len(manifest["parts"])
+    assert cc.main(["emit", str(stage), str(tmp_path / "bad"), "--parts", "demo.ckpt.999"]) == 2
+    assert "not parts of" in capsys.readouterr().err
+
+
 def _partial(dest: Path, tmp_path: Path) -> Path:
     part = tmp_path / "partial"
     shutil.copytree(dest, part)
