@@ -19,7 +19,8 @@ The archive is an uncompressed tar with paths relative to the run directory (``w
 ``lr_select/work/<task>__<method>__lr<key>/checkpoint-N/``, and beside a checkpoint the work folder's
 ``heldout_curve.json`` when present: a resumed selection run keeps its held-out curve), deterministic (members sorted, mtime 0, uid/gid
 0, modes 0644/0755), split into parts ``<run>.ckpt.NNN`` and described by ``<run>.ckpt.json`` (SHA-256 of
-every part, of the tar and of every file of every checkpoint). Nothing is restored before the tar and every
+every part, of the tar and of every file of every checkpoint, and of the run copy ``<run>.run.tar``: the run
+directory without work folders, claims and caches, written by ``pack`` at the same moment, sent first). Nothing is restored before the tar and every
 file verify; a checkpoint folder (or curve file) already in place is accepted when identical and refused when
 it differs.
 """
@@ -374,6 +375,7 @@ def pack(
     part_mib: float = 15.0,
     max_checkpoint_mib: float = 60.0,
     include_running: bool = False,
+    run_copy: bool = True,
 ) -> dict[str, Any]:
     """Pack the last checkpoint of every unfinished run of ``run_dir`` into parts in ``stage``.
 
@@ -392,6 +394,12 @@ def pack(
         Also pack runs whose claim is live (a process still trains them: their last checkpoint may be
         half written). By default they are skipped: stop them (``waves.sh stop``/``triage --apply``) and
         wait for them to exit first.
+    run_copy
+        Also write ``<run>.run.tar`` (:func:`write_run_copy`: the run directory without its work folders,
+        claims, worker specs and caches) into ``stage`` and list it in the manifest's ``run_copy``: taken
+        at the same moment as the checkpoints, :func:`emit` sends it first, :func:`collect`, :func:`bundle`
+        and :func:`unpack` use it unless given another. Left out (and listed in ``skipped``) when larger
+        than a fetched file may be (16 MiB).
 
     Returns
     -------
@@ -450,7 +458,7 @@ def pack(
     stage.mkdir(parents=True, exist_ok=True)
     pattern = _part_re(run)
     for old in stage.iterdir():
-        if pattern.match(old.name) or old.name in (manifest_name(run), emitted_name(run)):
+        if pattern.match(old.name) or old.name in (manifest_name(run), emitted_name(run), run_copy_name(run)):
             old.unlink()
     checkpoints: list[dict[str, Any]] = []
     for wf in chosen:
@@ -494,6 +502,21 @@ def pack(
                     index += 1
         finally:
             os.unlink(tmp)
+    copy_info: dict[str, Any] | None = None
+    if run_copy:
+        copy_path = write_run_copy(run_dir, stage / run_copy_name(run))
+        size = copy_path.stat().st_size
+        if size > FETCH_FILE_LIMIT:
+            copy_path.unlink()
+            skipped.append(
+                {
+                    "path": copy_path.name,
+                    "reason": f"run copy {_mib(size)} > 16 MiB (the largest file fetched): bring runs.tgz",
+                    "bytes": size,
+                }
+            )
+        else:
+            copy_info = {"name": copy_path.name, "bytes": size, "sha256": sha256_file(copy_path)}
     manifest = {
         "schema": SCHEMA,
         "run": run,
@@ -503,6 +526,7 @@ def pack(
         "parts": parts,
         "checkpoints": checkpoints,
         "skipped": skipped,
+        "run_copy": copy_info,
     }
     atomic_write_json(stage / manifest_name(run), manifest)
     return manifest
@@ -543,6 +567,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     for p in data["parts"]:
         if not _part_re(str(data["run"])).match(str(p.get("name", ""))):
             raise ResultFileError(f"{path}: unexpected part name {p.get('name')!r}")
+    rc = data.get("run_copy")
+    if rc is not None and (not isinstance(rc, dict) or rc.get("name") != run_copy_name(str(data["run"]))):
+        raise CheckpointCarryError(f"{path}: unsafe run copy entry {rc!r}")
     if not isinstance(data["checkpoints"], list):
         raise ResultFileError(f"{path}: 'checkpoints' is not a list")
     for c in data["checkpoints"]:
@@ -615,6 +642,7 @@ class EmitReport:
     left: int = 0
     out_files: int = 0
     out_bytes: int = 0
+    run_copy: bool = False
 
     def line(self) -> str:
         if not self.emitted:
@@ -623,6 +651,8 @@ class EmitReport:
             span = f"parts {self.emitted[0] + 1}-{self.emitted[-1] + 1}"
         else:
             span = "parts " + ",".join(str(i + 1) for i in self.emitted)
+        if self.run_copy:
+            span = "the run copy and " + span
         return (
             f"emitted {span} of {self.total}; {self.left} left "
             f"(OUT: {self.out_files} files, {_mib(self.out_bytes)})"
@@ -678,7 +708,10 @@ def emit(
     if parts is not None:
         if reset:
             raise ConfigError("--parts and --reset together: choose one")
-        unknown = sorted(set(parts) - {p["name"] for p in manifest["parts"]})
+        known = {p["name"] for p in manifest["parts"]} | (
+            {rc["name"]} if (rc := manifest.get("run_copy")) else set()
+        )
+        unknown = sorted(set(parts) - known)
         if unknown or not parts:
             raise ConfigError(
                 f"--parts: not parts of {mpath.name}: {' '.join(unknown) or '(none named)'} "
@@ -699,30 +732,36 @@ def emit(
             f"{out} cannot take the manifest: {files} files, {_mib(used)} with it "
             f"(limits {max_files} files, {max_mib:g} MiB)"
         )
-    todo: list[int] = []
-    for i, part in enumerate(manifest["parts"]):
-        if (part["name"] not in parts) if parts is not None else (part["name"] in done):
+    # the run copy (when pack wrote one) goes first, then the parts in order, while the limits hold
+    items = _items(manifest)
+    offset = len(items) - len(names)
+    todo: list[int] = []  # indices into items
+    for i, item in enumerate(items):
+        if (item["name"] not in parts) if parts is not None else (item["name"] in done):
             continue
-        if files + 1 > max_files or used + int(part["bytes"]) > limit:
+        if files + 1 > max_files or used + int(item["bytes"]) > limit:
             break
-        if not (stage / part["name"]).is_file():
-            raise ResultFileError(f"{stage / part['name']}: part missing from the stage")
+        if not (stage / item["name"]).is_file():
+            raise ResultFileError(f"{stage / item['name']}: missing from the stage")
         files += 1
-        used += int(part["bytes"])
+        used += int(item["bytes"])
         todo.append(i)
-    wanted = [n for n in names if (n in parts if parts is not None else n not in done)]
+    wanted = [
+        it["name"] for it in items if (it["name"] in parts if parts is not None else it["name"] not in done)
+    ]
     report = EmitReport(
-        emitted=todo,
+        emitted=[i - offset for i in todo if i >= offset],
         total=len(names),
         left=len(wanted) - len(todo),
         out_files=files,
         out_bytes=used,
+        run_copy=bool(offset) and 0 in todo,
     )
     if dry_run:
         return report
     _copy_atomic(mpath, out / mpath.name)
     for i in todo:
-        name = names[i]
+        name = items[i]["name"]
         _copy_atomic(stage / name, out / name)
         if name not in done:
             done.append(name)
@@ -759,7 +798,17 @@ class CollectReport:
 
 
 def _same_manifest(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a["tar"] == b["tar"] and a["parts"] == b["parts"] and a["checkpoints"] == b["checkpoints"]
+    return (
+        a["tar"] == b["tar"]
+        and a["parts"] == b["parts"]
+        and a["checkpoints"] == b["checkpoints"]
+        and a.get("run_copy") == b.get("run_copy")
+    )
+
+
+def _items(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files a manifest lists for fetching: its run copy (when any) first, then its parts."""
+    return ([manifest["run_copy"]] if manifest.get("run_copy") else []) + list(manifest["parts"])
 
 
 def collect(dest: str | Path, fetched: Sequence[str | Path], *, run: str | None = None) -> CollectReport:
@@ -811,7 +860,7 @@ def collect(dest: str | Path, fetched: Sequence[str | Path], *, run: str | None 
     if mpath.parent != dest:
         _copy_atomic(mpath, dest / mpath.name)
     report = CollectReport(run=name)
-    parts = {p["name"]: p for p in manifest["parts"]}
+    parts = {p["name"]: p for p in _items(manifest)}
     good = {n for n, p in parts.items() if (dest / n).is_file() and sha256_file(dest / n) == p["sha256"]}
     bad: list[str] = []
     pattern = _part_re(name)
@@ -819,7 +868,7 @@ def collect(dest: str | Path, fetched: Sequence[str | Path], *, run: str | None 
         if not folder.is_dir():
             continue
         for f in sorted(folder.iterdir()):
-            if not f.is_file() or not f.name.startswith(f"{name}.ckpt."):
+            if not f.is_file() or not (f.name.startswith(f"{name}.ckpt.") or f.name == run_copy_name(name)):
                 continue
             if f.name not in parts:
                 if pattern.match(f.name):
@@ -909,7 +958,8 @@ def bundle(
         MiB a folder may hold, counted as a tar archive holds it (a 512-byte header per file, contents padded
         to 512 bytes: :func:`validation.carry_size.tar_bytes`); default :func:`default_budget_mib`.
     run_copy
-        A fetched run directory: its copy (:func:`write_run_copy`) goes into the first folder.
+        A fetched run directory: its copy (:func:`write_run_copy`) goes into the first folder. Default: the
+        run copy :func:`pack` wrote and :func:`collect` gathered, when the manifest lists one.
     repo
         The repository root whose working tree the calls carry (for the default budget).
 
@@ -932,15 +982,21 @@ def bundle(
     if not SAFE_NAME.match(prefix):
         raise ConfigError(f"--prefix {prefix!r}: letters, digits, '.', '_' and '-' only")
     budget = int((default_budget_mib(repo) if budget_mib is None else budget_mib) * MIB)
-    absent = [p["name"] for p in manifest["parts"] if not (dest / p["name"]).is_file()]
+    needed = _items(manifest) if run_copy is None else list(manifest["parts"])
+    absent = [p["name"] for p in needed if not (dest / p["name"]).is_file()]
     if absent:
-        raise CheckpointCarryError(f"{dest}: parts missing ({' '.join(absent)}): collect them first")
-    damaged = [p["name"] for p in manifest["parts"] if sha256_file(dest / p["name"]) != p["sha256"]]
+        raise CheckpointCarryError(
+            f"{dest}: parts missing ({' '.join(absent)}): collect them first"
+            + (" (or pass --run-copy with a fetched run directory)" if run_copy_name(run) in absent else "")
+        )
+    damaged = [p["name"] for p in needed if sha256_file(dest / p["name"]) != p["sha256"]]
     if damaged:
         raise CheckpointCarryError(f"{dest}: SHA-256 differs from the manifest: {' '.join(damaged)}")
     copy_path: Path | None = None
-    if run_copy is not None:
-        copy_path = write_run_copy(run_copy, dest / run_copy_name(run))
+    if run_copy is not None:  # given explicitly: written beside, the collected one (if any) stays as it is
+        copy_path = write_run_copy(run_copy, dest / "explicit-run-copy" / run_copy_name(run))
+    elif manifest.get("run_copy"):
+        copy_path = dest / run_copy_name(run)
     base = tar_bytes([mpath])
     plan: list[tuple[list[str], int, bool]] = []
     names: list[str] = []
@@ -1149,7 +1205,8 @@ def unpack(
         Where parts gather across calls (the machine keeps ``/tmp`` between calls while it is held); a
         subfolder per run.
     run_copy
-        Put ``<run>.run.tar`` from ``carry_dir`` in place first: extracted when ``run_dir`` is missing,
+        Put ``<run>.run.tar`` from ``carry_dir`` in place first (done without asking too when the manifest
+        lists a run copy, :func:`pack`'s, and ``carry_dir`` holds one): extracted when ``run_dir`` is missing,
         merged into it when it has no ``grid.json`` (refused where a file there differs), left alone when it
         has one (``run_copy_ok`` False unless the copy's files are all there, identical).
 
@@ -1170,8 +1227,8 @@ def unpack(
     mpath, manifest = find_manifest(carry_dir)
     run = manifest["run"]
     report = UnpackReport(run=run, total=len(manifest["parts"]))
-    if run_copy:
-        copy = carry_dir / run_copy_name(run)
+    copy = carry_dir / run_copy_name(run)
+    if run_copy or (manifest.get("run_copy") and copy.is_file()):
         if not copy.is_file():
             report.run_copy = f"no run copy in {carry_dir}"
         else:
@@ -1331,6 +1388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--part-mib", type=float, default=15.0, help="largest part, MiB (<= 16; default 15)")
     s.add_argument("--max-checkpoint-mib", type=float, default=60.0, help="skip larger checkpoints (60)")
     s.add_argument("--include-running", action="store_true", help="pack runs with a live claim too")
+    s.add_argument(
+        "--no-run-copy",
+        action="store_true",
+        help="do not write <run>.run.tar (the run without work/) into STAGE",
+    )
     s = sub.add_parser("emit", help="GPU side, once per call: the manifest and the next parts into OUT")
     s.add_argument("stage", type=Path)
     s.add_argument("out", type=Path)
@@ -1376,12 +1438,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 part_mib=a.part_mib,
                 max_checkpoint_mib=a.max_checkpoint_mib,
                 include_running=a.include_running,
+                run_copy=not a.no_run_copy,
             )
             for c in m["checkpoints"]:
                 print(f"packed {c['path']} (step {c['step']}, {_mib(c['bytes'])}, {len(c['files'])} files)")
             for sk in m["skipped"]:
                 print(f"skipped {sk['path']}: {sk['reason']}")
-            print(f"{len(m['parts'])} parts ({_mib(m['tar']['bytes'])} tar) in {a.stage}")
+            copy = f" and the run copy ({_mib(m['run_copy']['bytes'])})" if m.get("run_copy") else ""
+            print(f"{len(m['parts'])} parts ({_mib(m['tar']['bytes'])} tar){copy} in {a.stage}")
         elif a.cmd == "emit":
             r = emit(
                 a.stage,

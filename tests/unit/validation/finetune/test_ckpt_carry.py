@@ -100,7 +100,8 @@ def run(tmp_path: Path) -> Path:
 @pytest.fixture
 def packed(run: Path, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     stage = tmp_path / "stage"
-    return stage, cc.pack(run, stage, part_mib=PART_MIB, max_checkpoint_mib=0.5)
+    # without pack's own run copy: these tests follow the parts (test_packs_run_copy_... follows the copy)
+    return stage, cc.pack(run, stage, part_mib=PART_MIB, max_checkpoint_mib=0.5, run_copy=False)
 
 
 def _emit_all(stage: Path, root: Path, *, max_files: int = 3, max_mib: float = 0.15) -> list[Path]:
@@ -451,7 +452,7 @@ def test_a_selection_runs_heldout_curve_travels_with_its_checkpoint(run: Path, t
     curve.write_bytes(b'{"metric": "accuracy", "curve": [[1, 0.5], [3, 0.625], [5, 0.75]]}')
     (run / "lr_select" / "work" / "rte__gelora__lr3e-04" / "heldout_curve.json").write_text("{}")  # scored
     stage = tmp_path / "stage"
-    manifest = cc.pack(run, stage, part_mib=PART_MIB, max_checkpoint_mib=0.5)
+    manifest = cc.pack(run, stage, part_mib=PART_MIB, max_checkpoint_mib=0.5, run_copy=False)
     sel = next(c for c in manifest["checkpoints"] if c["kind"] == "selection")
     assert sel["work_files"] == [
         {
@@ -727,6 +728,70 @@ def test_run_copy_is_not_used_over_another_run_and_says_so(
     assert "NOT used" in capsys.readouterr().out
     assert (other / "grid.json").read_text() == '{"schema": 1, "cells": ["x"]}\n'
     assert not (other / "cells").exists() and _checkpoints_in(other) == RESTORED
+
+
+def test_pack_s_run_copy_travels_first_and_is_used_without_run_copy_options(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pack snapshots the run directory (no work/, claims, holds) at the moment of the checkpoints; emit
+    sends it first, collect verifies it, bundle puts it into ck0 and unpack extracts it, no --run-copy."""
+    (run / "claims").mkdir()
+    (run / "claims" / "rte__lora__seed1.claim").write_text("{}")  # a finished cell's (left behind)
+    (run / "lr_select" / "rte__gelora.hold").write_text("{}")
+    stage = tmp_path / "stage"
+    assert (
+        cc.main(["pack", str(run), str(stage), "--part-mib", str(PART_MIB), "--max-checkpoint-mib", "0.5"])
+        == 0
+    )
+    assert "and the run copy" in capsys.readouterr().out
+    manifest = cc.read_manifest(stage / "demo.ckpt.json")
+    copy = stage / "demo.run.tar"
+    assert manifest["run_copy"] == {
+        "name": "demo.run.tar",
+        "bytes": copy.stat().st_size,
+        "sha256": hashlib.sha256(copy.read_bytes()).hexdigest(),
+    }
+    with tarfile.open(copy) as tar:
+        assert sorted(tar.getnames()) == [
+            "cells/rte__lora__seed1.json",
+            "grid.json",
+            "lr_select/rte__gelora.json",
+            "lr_select/stsb__lora.json",
+        ]
+    first = cc.emit(stage, tmp_path / "f" / "out0", max_files=3, max_mib=0.15)
+    assert first.run_copy and (tmp_path / "f" / "out0" / "demo.run.tar").is_file()
+    assert "the run copy and parts 1-1" in first.line()
+    outs = [tmp_path / "f" / "out0"]
+    while True:
+        out = tmp_path / "f" / f"out{len(outs)}"
+        r = cc.emit(stage, out, max_files=3, max_mib=0.15)
+        assert not r.run_copy
+        outs.append(out)
+        if r.left == 0:
+            break
+    dest = tmp_path / "dest"
+    assert cc.collect(dest, outs[1:]).missing == ["demo.run.tar", "demo.ckpt.000"]  # the first fetch lost
+    assert cc.collect(dest, outs).missing == []
+    folders = cc.bundle(dest, tmp_path / "carry", prefix="ck", budget_mib=1.0)
+    assert folders[0].run_copy
+    assert (folders[0].path / "demo.run.tar").read_bytes() == copy.read_bytes()
+    fresh = tmp_path / "next" / "runs" / "demo"
+    report = cc.unpack(folders[0].path, fresh, stage=tmp_path / "in")
+    assert "extracted" in (report.run_copy or "") and report.run_copy_ok
+    for f in folders[1:]:
+        assert cc.unpack(f.path, fresh, stage=tmp_path / "in").run_copy is None
+    assert (fresh / "grid.json").read_bytes() == (run / "grid.json").read_bytes()
+    assert not (fresh / "claims").exists() and not (fresh / "lr_select" / "rte__gelora.hold").exists()
+    assert _checkpoints_in(fresh) == RESTORED
+    # an explicit --run-copy still wins, and leaves the collected copy as it is
+    fetched = tmp_path / "fetched" / "demo"
+    shutil.copytree(run, fetched, ignore=shutil.ignore_patterns("work"))
+    (fetched / "cells" / "mrpc__lora__seed0.json").write_text("{}")
+    folders = cc.bundle(dest, tmp_path / "carry", prefix="ck", budget_mib=1.0, run_copy=fetched)
+    with tarfile.open(folders[0].path / "demo.run.tar") as tar:
+        assert "cells/mrpc__lora__seed0.json" in tar.getnames()
+    assert (dest / "demo.run.tar").read_bytes() == copy.read_bytes()
+    assert cc.collect(dest, outs).missing == []
 
 
 # ------------------------------------------------------------------------------------------ integration
