@@ -10,7 +10,8 @@ Subcommands (``python -m validation.finetune.ckpt_carry SUBCOMMAND ...``)::
 
     status RUN_DIR                      # the work folders, their last checkpoint (step, MiB), final or not
     pack RUN_DIR STAGE                  # GPU side: one tar of the unfinished runs' last checkpoints, in parts
-    emit STAGE OUT                      # GPU side, once per call: the manifest and the next parts into $OUT
+    emit STAGE OUT [--parts NAME...]    # GPU side, last in each call: the manifest and the next parts (or the
+                                        # named ones again, after a lost fetch) into $OUT
     collect DEST FETCHED...             # CPU side: the fetched parts into DEST, each verified
     bundle DEST CARRY_ROOT --prefix ck  # CPU side: the parts spread over carry folders that fit a call
     unpack CARRY_DIR RUN_DIR            # GPU side, once per carry folder: verify, and restore when complete
