@@ -10,16 +10,20 @@ Subcommands (``python -m validation.finetune.ckpt_carry SUBCOMMAND ...``)::
 
     status RUN_DIR                      # the work folders, their last checkpoint (step, MiB), final or not
     pack RUN_DIR STAGE                  # GPU side: one tar of the unfinished runs' last checkpoints, in parts
-    emit STAGE OUT                      # GPU side, once per call: the manifest and the next parts into $OUT
+    emit STAGE OUT [--parts NAME...]    # GPU side, last in each call: the manifest and the next parts (or the
+                                        # named ones again, after a lost fetch) into $OUT
     collect DEST FETCHED...             # CPU side: the fetched parts into DEST, each verified
     bundle DEST CARRY_ROOT --prefix ck  # CPU side: the parts spread over carry folders that fit a call
     unpack CARRY_DIR RUN_DIR            # GPU side, once per carry folder: verify, and restore when complete
 
 The archive is an uncompressed tar with paths relative to the run directory (``work/<cell>/checkpoint-N/``,
-``lr_select/work/<task>__<method>__lr<key>/checkpoint-N/``), deterministic (members sorted, mtime 0, uid/gid
+``lr_select/work/<task>__<method>__lr<key>/checkpoint-N/``, and beside a checkpoint the work folder's
+``heldout_curve.json`` when present: a resumed selection run keeps its held-out curve), deterministic (members sorted, mtime 0, uid/gid
 0, modes 0644/0755), split into parts ``<run>.ckpt.NNN`` and described by ``<run>.ckpt.json`` (SHA-256 of
-every part, of the tar and of every file of every checkpoint). Nothing is restored before the tar and every
-file verify; a checkpoint folder already in place is accepted when identical and refused when it differs.
+every part, of the tar and of every file of every checkpoint, and of the run copy ``<run>.run.tar``: the run
+directory without work folders, claims and caches, written by ``pack`` at the same moment, sent first). Nothing is restored before the tar and every
+file verify; a checkpoint folder (or curve file) already in place is accepted when identical and refused when
+it differs.
 """
 
 from __future__ import annotations
@@ -43,18 +47,26 @@ from gelora._io import atomic_write_bytes, atomic_write_json, read_json, set_def
 from gelora.errors import CheckpointCarryError, ConfigError, GeLoRAError, ResultFileError
 from validation.carry_size import LIMIT_MIB, MIB, tar_bytes, tree_bytes
 from validation.finetune.claims import is_live
+from validation.finetune.heldout_curve import FILE_NAME as HELDOUT_CURVE_FILE
 
 SCHEMA = "gelora-ckpt-carry/1"
 #: a checkpoint folder's name (transformers.trainer_utils.PREFIX_CHECKPOINT_DIR and get_last_checkpoint)
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 #: names the device tool brings back (letters, digits, '.', '_' and '-')
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+#: a name of one path component that the manifest may hold: SAFE_NAME, and not starting with '.' ('.', '..')
+_COMPONENT = r"[A-Za-z0-9_-][A-Za-z0-9._-]*"
+#: a checkpoint's path in a manifest: a cell's or a selection run's work folder, one checkpoint folder in it
+CHECKPOINT_PATH_RE = re.compile(rf"^(work|lr_select/work)/{_COMPONENT}/checkpoint-[0-9]+$")
 #: largest file the device tool brings back, bytes
 FETCH_FILE_LIMIT = 16 * MIB
 #: folders of a run directory that a run copy leaves out (checkpoints, token caches, claims, worker specs)
 RUN_COPY_EXCLUDE = ("work", "lr_select/work", "claims", "workers", "cache")
 #: suffixes of files a run copy leaves out (selection runs' claims and holds: the next session resumes them)
 RUN_COPY_EXCLUDE_SUFFIXES = (".claim", ".hold")
+#: files of a work folder, beside its checkpoints, that a resumed run reads (a selection run's held-out curve,
+#: :mod:`validation.finetune.heldout_curve`): carried with the checkpoint when present
+WORK_FILES = (HELDOUT_CURVE_FILE,)
 _CHUNK = 1 << 20
 
 
@@ -147,6 +159,9 @@ class WorkFolder:
     running
         The live claim file (relative path) of a process still training this run, or None: its last
         checkpoint may be half written.
+    partial
+        Checkpoint folders (relative paths) above ``checkpoint`` without ``trainer_state.json``: saves cut
+        short (a hard exit), not carried.
     """
 
     path: str
@@ -157,19 +172,48 @@ class WorkFolder:
     final: str | None = None
     links: bool = False
     running: str | None = None
+    partial: list[str] = field(default_factory=list)
 
 
-def last_checkpoint(work_dir: Path) -> Path | None:
-    """The highest-step ``checkpoint-<step>`` folder in ``work_dir`` (the rule of
-    ``transformers.trainer_utils.get_last_checkpoint``, which the runner resumes from), or None."""
+#: the file a Trainer checkpoint gets last (``Trainer._save_checkpoint`` saves the model, optimizer,
+#: scheduler and RNG states first): a checkpoint folder without it was cut short during its save
+TRAINER_STATE = "trainer_state.json"
+
+
+def _checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every ``checkpoint-<step>`` folder in ``work_dir``, highest step first."""
     if not work_dir.is_dir():
-        return None
+        return []
     found = [
         (int(m.group(1)), p)
         for p in work_dir.iterdir()
-        if (m := CHECKPOINT_RE.match(p.name)) is not None and p.is_dir()
+        if (m := CHECKPOINT_RE.match(p.name)) is not None and p.is_dir() and not p.is_symlink()
     ]
-    return max(found)[1] if found else None
+    return sorted(found, reverse=True)
+
+
+def last_checkpoint(work_dir: Path) -> Path | None:
+    """The highest-step complete ``checkpoint-<step>`` folder in ``work_dir`` (one holding
+    ``trainer_state.json``, which the Trainer writes last), or None.
+
+    ``transformers.trainer_utils.get_last_checkpoint`` (which the runner resumes from) takes the highest
+    step whatever it holds; a folder half written by a hard exit during a save is skipped here (see
+    :func:`partial_checkpoints`), so that only a checkpoint the run can resume from travels."""
+    for _, p in _checkpoints(work_dir):
+        if (p / TRAINER_STATE).is_file():
+            return p
+    return None
+
+
+def partial_checkpoints(work_dir: Path) -> list[Path]:
+    """``checkpoint-<step>`` folders of ``work_dir`` above its :func:`last_checkpoint` that lack
+    ``trainer_state.json`` (saves cut short), highest step first."""
+    out = []
+    for _, p in _checkpoints(work_dir):
+        if (p / TRAINER_STATE).is_file():
+            break
+        out.append(p)
+    return out
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -244,6 +288,7 @@ def scan(run_dir: str | Path) -> list[WorkFolder]:
                 claim = f"lr_select/{wd.name.rpartition('__lr')[0]}.claim"
             if is_live(run_dir / claim):
                 folder.running = claim
+            folder.partial = [f"{folder.path}/{p.name}" for p in partial_checkpoints(wd)]
             ck = last_checkpoint(wd)
             if ck is not None:
                 m = CHECKPOINT_RE.match(ck.name)
@@ -277,12 +322,14 @@ def write_tar(out: BinaryIO, entries: Iterable[tuple[str, Path]]) -> None:
         A binary file open for writing.
     entries
         ``(archive_path, folder)`` pairs: the folder is stored under ``archive_path`` with everything below
-        it (regular files and folders only), members sorted by path components, mtime 0, uid/gid 0, no
+        it (regular files and folders only; a regular file in place of the folder is stored alone), members sorted by path components, mtime 0, uid/gid 0, no
         owner names, mode 0644 (files) or 0755 (folders). The same contents give the same bytes.
     """
     members: list[tuple[tuple[str, ...], str, Path]] = []
     for arc, folder in entries:
         members.append((tuple(arc.split("/")), arc, folder))
+        if not folder.is_dir():
+            continue
         for p in _walk(folder):
             if p.is_symlink() or not (p.is_file() or p.is_dir()):
                 continue
@@ -314,10 +361,10 @@ def _inside(path: Path, root: Path) -> bool:
 
 def _run_name(run_dir: Path) -> str:
     run = run_dir.resolve().name
-    if not SAFE_NAME.match(run):
+    if not re.fullmatch(_COMPONENT, run):
         raise ConfigError(
             f"run directory name {run!r}: the device tool brings back only names of letters, digits, "
-            "'.', '_' and '-'"
+            "'.', '_' and '-' (not starting with '.')"
         )
     return run
 
@@ -329,6 +376,7 @@ def pack(
     part_mib: float = 15.0,
     max_checkpoint_mib: float = 60.0,
     include_running: bool = False,
+    run_copy: bool = True,
 ) -> dict[str, Any]:
     """Pack the last checkpoint of every unfinished run of ``run_dir`` into parts in ``stage``.
 
@@ -347,6 +395,12 @@ def pack(
         Also pack runs whose claim is live (a process still trains them: their last checkpoint may be
         half written). By default they are skipped: stop them (``waves.sh stop``/``triage --apply``) and
         wait for them to exit first.
+    run_copy
+        Also write ``<run>.run.tar`` (:func:`write_run_copy`: the run directory without its work folders,
+        claims, worker specs and caches) into ``stage`` and list it in the manifest's ``run_copy``: taken
+        at the same moment as the checkpoints, :func:`emit` sends it first, :func:`collect`, :func:`bundle`
+        and :func:`unpack` use it unless given another. Left out (and listed in ``skipped``) when larger
+        than a fetched file may be (16 MiB).
 
     Returns
     -------
@@ -397,17 +451,34 @@ def pack(
             )
         else:
             chosen.append(wf)
+        if wf.final is None:
+            skipped += [
+                {"path": p, "reason": f"partial checkpoint (no {TRAINER_STATE}: its save was cut short)"}
+                for p in wf.partial
+            ]
     stage.mkdir(parents=True, exist_ok=True)
     pattern = _part_re(run)
     for old in stage.iterdir():
-        if pattern.match(old.name) or old.name in (manifest_name(run), emitted_name(run)):
+        if pattern.match(old.name) or old.name in (manifest_name(run), emitted_name(run), run_copy_name(run)):
             old.unlink()
     checkpoints: list[dict[str, Any]] = []
     for wf in chosen:
         assert wf.checkpoint is not None
         files = _file_list(run_dir / wf.checkpoint)
+        work_files = [
+            {"path": name, "bytes": f.stat().st_size, "sha256": sha256_file(f)}
+            for name in WORK_FILES
+            if (f := run_dir / wf.path / name).is_file() and not f.is_symlink()
+        ]
         checkpoints.append(
-            {"path": wf.checkpoint, "kind": wf.kind, "step": wf.step, "bytes": wf.bytes, "files": files}
+            {
+                "path": wf.checkpoint,
+                "kind": wf.kind,
+                "step": wf.step,
+                "bytes": wf.bytes,
+                "files": files,
+                "work_files": work_files,
+            }
         )
     parts: list[dict[str, Any]] = []
     tar_info: dict[str, Any] = {"bytes": 0, "sha256": None}
@@ -415,7 +486,9 @@ def pack(
         fd, tmp = tempfile.mkstemp(prefix=f".{run}.ckpt.", suffix=".tar", dir=stage)
         try:
             with os.fdopen(fd, "wb") as fh:
-                write_tar(fh, [(c["path"], run_dir / c["path"]) for c in checkpoints])
+                entries = [(c["path"], run_dir / c["path"]) for c in checkpoints]
+                entries += [(a, run_dir / a) for a in _work_file_paths(checkpoints)]
+                write_tar(fh, entries)
             tar_info = {"bytes": os.path.getsize(tmp), "sha256": sha256_file(Path(tmp))}
             with open(tmp, "rb") as fh:
                 index = 0
@@ -430,6 +503,21 @@ def pack(
                     index += 1
         finally:
             os.unlink(tmp)
+    copy_info: dict[str, Any] | None = None
+    if run_copy:
+        copy_path = write_run_copy(run_dir, stage / run_copy_name(run))
+        size = copy_path.stat().st_size
+        if size > FETCH_FILE_LIMIT:
+            copy_path.unlink()
+            skipped.append(
+                {
+                    "path": copy_path.name,
+                    "reason": f"run copy {_mib(size)} > 16 MiB (the largest file fetched): bring runs.tgz",
+                    "bytes": size,
+                }
+            )
+        else:
+            copy_info = {"name": copy_path.name, "bytes": size, "sha256": sha256_file(copy_path)}
     manifest = {
         "schema": SCHEMA,
         "run": run,
@@ -439,9 +527,20 @@ def pack(
         "parts": parts,
         "checkpoints": checkpoints,
         "skipped": skipped,
+        "run_copy": copy_info,
     }
     atomic_write_json(stage / manifest_name(run), manifest)
     return manifest
+
+
+def _work_dir_of(checkpoint: str) -> str:
+    """The work folder (relative path) of a checkpoint folder's relative path."""
+    return checkpoint.rpartition("/")[0]
+
+
+def _work_file_paths(checkpoints: Sequence[dict[str, Any]]) -> list[str]:
+    """Relative paths of the work files (:data:`WORK_FILES`) the manifest's checkpoints carry."""
+    return [f"{_work_dir_of(c['path'])}/{w['path']}" for c in checkpoints for w in c.get("work_files", [])]
 
 
 # --------------------------------------------------------------------------------------------- manifest
@@ -452,6 +551,11 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     ------
     ResultFileError
         Missing, not JSON, or not of this module's schema.
+    CheckpointCarryError
+        An unsafe run name ('.', '..', starting with '.', other than letters, digits, '.', '_', '-'), a
+        checkpoint path other than ``work/<name>/checkpoint-N`` or ``lr_select/work/<name>/checkpoint-N``,
+        or a file path that is absolute or holds '..' or empty parts: unpacking it could write outside the
+        run directory.
     """
     data = read_json(path)
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
@@ -459,12 +563,44 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     for key in ("run", "parts", "checkpoints", "tar"):
         if key not in data:
             raise ResultFileError(f"{path}: manifest without {key!r}")
-    if not SAFE_NAME.match(str(data["run"])):
-        raise ResultFileError(f"{path}: unsafe run name {data['run']!r}")
+    if not re.fullmatch(_COMPONENT, str(data["run"])):
+        raise CheckpointCarryError(f"{path}: unsafe run name {data['run']!r}")
     for p in data["parts"]:
         if not _part_re(str(data["run"])).match(str(p.get("name", ""))):
             raise ResultFileError(f"{path}: unexpected part name {p.get('name')!r}")
+    rc = data.get("run_copy")
+    if rc is not None and (not isinstance(rc, dict) or rc.get("name") != run_copy_name(str(data["run"]))):
+        raise CheckpointCarryError(f"{path}: unsafe run copy entry {rc!r}")
+    if not isinstance(data["checkpoints"], list):
+        raise ResultFileError(f"{path}: 'checkpoints' is not a list")
+    for c in data["checkpoints"]:
+        cpath = c.get("path") if isinstance(c, dict) else None
+        if not isinstance(cpath, str) or not CHECKPOINT_PATH_RE.match(cpath):
+            raise CheckpointCarryError(
+                f"{path}: unsafe checkpoint path {cpath!r} (expected work/<name>/checkpoint-N or "
+                "lr_select/work/<name>/checkpoint-N)"
+            )
+        assert isinstance(c, dict)
+        for key in ("files", "work_files"):
+            for f in c.get(key, []):
+                _check_relative(path, f.get("path") if isinstance(f, dict) else None)
+        for w in c.get("work_files", []):
+            if w["path"] not in WORK_FILES:
+                raise CheckpointCarryError(f"{path}: unexpected work file {w['path']!r} of {cpath}")
     return data
+
+
+def _check_relative(manifest: str | Path, rel: Any) -> None:
+    """``rel`` is a relative POSIX path without '..', empty parts or backslashes, else CheckpointCarryError."""
+    parts = rel.split("/") if isinstance(rel, str) else []
+    if (
+        not parts
+        or rel.startswith("/")
+        or "\\" in rel
+        or re.match(r"^[A-Za-z]:", rel)
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise CheckpointCarryError(f"{manifest}: unsafe file path {rel!r} in the manifest")
 
 
 def _manifests_in(folder: Path) -> list[Path]:
@@ -507,12 +643,17 @@ class EmitReport:
     left: int = 0
     out_files: int = 0
     out_bytes: int = 0
+    run_copy: bool = False
 
     def line(self) -> str:
-        if self.emitted:
+        if not self.emitted:
+            span = "no part"
+        elif self.emitted == list(range(self.emitted[0], self.emitted[-1] + 1)):
             span = f"parts {self.emitted[0] + 1}-{self.emitted[-1] + 1}"
         else:
-            span = "no part"
+            span = "parts " + ",".join(str(i + 1) for i in self.emitted)
+        if self.run_copy:
+            span = "the run copy and " + span
         return (
             f"emitted {span} of {self.total}; {self.left} left "
             f"(OUT: {self.out_files} files, {_mib(self.out_bytes)})"
@@ -527,6 +668,7 @@ def emit(
     max_mib: float = 60.0,
     dry_run: bool = False,
     reset: bool = False,
+    parts: Sequence[str] | None = None,
 ) -> EmitReport:
     """Copy the manifest and the next parts not yet emitted from ``stage`` into ``out``.
 
@@ -544,6 +686,10 @@ def emit(
         Only say what would be copied.
     reset
         Forget what earlier calls emitted (start again at the first part).
+    parts
+        Send these parts again (names as :func:`collect` reports them missing: a call whose files were
+        never fetched), whatever earlier calls emitted, in the manifest's order while the limits hold;
+        ``left`` then counts the named parts that did not fit.
 
     Returns
     -------
@@ -552,13 +698,26 @@ def emit(
     Raises
     ------
     ConfigError
-        ``out`` cannot take even the manifest within the limits.
+        ``out`` cannot take even the manifest within the limits; ``parts`` names a part the manifest does
+        not list, or comes with ``reset``.
     ResultFileError
         No manifest in ``stage``, or a part named in it is missing.
     """
     stage, out = Path(stage), Path(out)
     mpath, manifest = find_manifest(stage)
     run = manifest["run"]
+    if parts is not None:
+        if reset:
+            raise ConfigError("--parts and --reset together: choose one")
+        known = {p["name"] for p in manifest["parts"]} | (
+            {rc["name"]} if (rc := manifest.get("run_copy")) else set()
+        )
+        unknown = sorted(set(parts) - known)
+        if unknown or not parts:
+            raise ConfigError(
+                f"--parts: not parts of {mpath.name}: {' '.join(unknown) or '(none named)'} "
+                "(names as collect prints them, e.g. " + part_name(run, 0) + ")"
+            )
     record_path = stage / emitted_name(run)
     done: list[str] = []
     if record_path.is_file() and not reset:
@@ -574,31 +733,39 @@ def emit(
             f"{out} cannot take the manifest: {files} files, {_mib(used)} with it "
             f"(limits {max_files} files, {max_mib:g} MiB)"
         )
-    todo: list[int] = []
-    for i, part in enumerate(manifest["parts"]):
-        if part["name"] in done:
+    # the run copy (when pack wrote one) goes first, then the parts in order, while the limits hold
+    items = _items(manifest)
+    offset = len(items) - len(names)
+    todo: list[int] = []  # indices into items
+    for i, item in enumerate(items):
+        if (item["name"] not in parts) if parts is not None else (item["name"] in done):
             continue
-        if files + 1 > max_files or used + int(part["bytes"]) > limit:
+        if files + 1 > max_files or used + int(item["bytes"]) > limit:
             break
-        if not (stage / part["name"]).is_file():
-            raise ResultFileError(f"{stage / part['name']}: part missing from the stage")
+        if not (stage / item["name"]).is_file():
+            raise ResultFileError(f"{stage / item['name']}: missing from the stage")
         files += 1
-        used += int(part["bytes"])
+        used += int(item["bytes"])
         todo.append(i)
+    wanted = [
+        it["name"] for it in items if (it["name"] in parts if parts is not None else it["name"] not in done)
+    ]
     report = EmitReport(
-        emitted=todo,
+        emitted=[i - offset for i in todo if i >= offset],
         total=len(names),
-        left=len([n for n in names if n not in done]) - len(todo),
+        left=len(wanted) - len(todo),
         out_files=files,
         out_bytes=used,
+        run_copy=bool(offset) and 0 in todo,
     )
     if dry_run:
         return report
     _copy_atomic(mpath, out / mpath.name)
     for i in todo:
-        name = names[i]
+        name = items[i]["name"]
         _copy_atomic(stage / name, out / name)
-        done.append(name)
+        if name not in done:
+            done.append(name)
         atomic_write_json(record_path, {"run": run, "emitted": done})
     if not record_path.is_file():
         atomic_write_json(record_path, {"run": run, "emitted": done})
@@ -621,12 +788,28 @@ class CollectReport:
         out = [f"{self.run}: {len(self.present)} of {n} parts present ({len(self.copied)} copied now)"]
         if self.missing:
             out.append("missing: " + " ".join(self.missing))
+            out.append(
+                "  (emitted but never fetched? send them again, as the last command of a call: "
+                "python3 -m validation.finetune.ckpt_carry emit STAGE $OUT --parts "
+                + " ".join(self.missing)
+                + ")"
+            )
         out += [f"ignored (not in the manifest): {p}" for p in self.ignored]
         return out
 
 
 def _same_manifest(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a["tar"] == b["tar"] and a["parts"] == b["parts"] and a["checkpoints"] == b["checkpoints"]
+    return (
+        a["tar"] == b["tar"]
+        and a["parts"] == b["parts"]
+        and a["checkpoints"] == b["checkpoints"]
+        and a.get("run_copy") == b.get("run_copy")
+    )
+
+
+def _items(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The files a manifest lists for fetching: its run copy (when any) first, then its parts."""
+    return ([manifest["run_copy"]] if manifest.get("run_copy") else []) + list(manifest["parts"])
 
 
 def collect(dest: str | Path, fetched: Sequence[str | Path], *, run: str | None = None) -> CollectReport:
@@ -678,7 +861,7 @@ def collect(dest: str | Path, fetched: Sequence[str | Path], *, run: str | None 
     if mpath.parent != dest:
         _copy_atomic(mpath, dest / mpath.name)
     report = CollectReport(run=name)
-    parts = {p["name"]: p for p in manifest["parts"]}
+    parts = {p["name"]: p for p in _items(manifest)}
     good = {n for n, p in parts.items() if (dest / n).is_file() and sha256_file(dest / n) == p["sha256"]}
     bad: list[str] = []
     pattern = _part_re(name)
@@ -686,7 +869,7 @@ def collect(dest: str | Path, fetched: Sequence[str | Path], *, run: str | None 
         if not folder.is_dir():
             continue
         for f in sorted(folder.iterdir()):
-            if not f.is_file() or not f.name.startswith(f"{name}.ckpt."):
+            if not f.is_file() or not (f.name.startswith(f"{name}.ckpt.") or f.name == run_copy_name(name)):
                 continue
             if f.name not in parts:
                 if pattern.match(f.name):
@@ -776,7 +959,8 @@ def bundle(
         MiB a folder may hold, counted as a tar archive holds it (a 512-byte header per file, contents padded
         to 512 bytes: :func:`validation.carry_size.tar_bytes`); default :func:`default_budget_mib`.
     run_copy
-        A fetched run directory: its copy (:func:`write_run_copy`) goes into the first folder.
+        A fetched run directory: its copy (:func:`write_run_copy`) goes into the first folder. Default: the
+        run copy :func:`pack` wrote and :func:`collect` gathered, when the manifest lists one.
     repo
         The repository root whose working tree the calls carry (for the default budget).
 
@@ -799,15 +983,21 @@ def bundle(
     if not SAFE_NAME.match(prefix):
         raise ConfigError(f"--prefix {prefix!r}: letters, digits, '.', '_' and '-' only")
     budget = int((default_budget_mib(repo) if budget_mib is None else budget_mib) * MIB)
-    absent = [p["name"] for p in manifest["parts"] if not (dest / p["name"]).is_file()]
+    needed = _items(manifest) if run_copy is None else list(manifest["parts"])
+    absent = [p["name"] for p in needed if not (dest / p["name"]).is_file()]
     if absent:
-        raise CheckpointCarryError(f"{dest}: parts missing ({' '.join(absent)}): collect them first")
-    damaged = [p["name"] for p in manifest["parts"] if sha256_file(dest / p["name"]) != p["sha256"]]
+        raise CheckpointCarryError(
+            f"{dest}: parts missing ({' '.join(absent)}): collect them first"
+            + (" (or pass --run-copy with a fetched run directory)" if run_copy_name(run) in absent else "")
+        )
+    damaged = [p["name"] for p in needed if sha256_file(dest / p["name"]) != p["sha256"]]
     if damaged:
         raise CheckpointCarryError(f"{dest}: SHA-256 differs from the manifest: {' '.join(damaged)}")
     copy_path: Path | None = None
-    if run_copy is not None:
-        copy_path = write_run_copy(run_copy, dest / run_copy_name(run))
+    if run_copy is not None:  # given explicitly: written beside, the collected one (if any) stays as it is
+        copy_path = write_run_copy(run_copy, dest / "explicit-run-copy" / run_copy_name(run))
+    elif manifest.get("run_copy"):
+        copy_path = dest / run_copy_name(run)
     base = tar_bytes([mpath])
     plan: list[tuple[list[str], int, bool]] = []
     names: list[str] = []
@@ -873,6 +1063,7 @@ class UnpackReport:
     restored: list[str] = field(default_factory=list)
     identical: list[str] = field(default_factory=list)
     run_copy: str | None = None
+    run_copy_ok: bool = True
 
     def lines(self) -> list[str]:
         out = []
@@ -942,6 +1133,60 @@ def _extract_run_copy(tar_path: Path, run_dir: Path) -> None:
         raise
 
 
+def _restore_run_copy(tar_path: Path, run_dir: Path) -> tuple[str, bool]:
+    """Put the run copy ``tar_path`` in place at ``run_dir``; what was done, and whether it went well.
+
+    * ``run_dir`` missing: extracted there (atomically).
+    * ``run_dir`` without ``grid.json`` (e.g. created empty by an earlier ``waves.sh`` command's
+      ``mkdir -p``): the copy's files merged into it; a file already there with other contents is refused
+      (CheckpointCarryError, nothing written).
+    * ``run_dir`` with ``grid.json``: left alone; not well (False) unless every file of the copy is there,
+      identical.
+    """
+    if not run_dir.exists():
+        _extract_run_copy(tar_path, run_dir)
+        return f"run directory {run_dir} extracted from {tar_path.name}", True
+    parent = run_dir.resolve().parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.copy.", dir=parent))
+    try:
+        _safe_extract(tar_path, tmp, None)
+        copied = _files_of(tmp)
+        differ = sorted(
+            rel
+            for rel, sha in copied.items()
+            if not ((run_dir / rel).is_file() and sha256_file(run_dir / rel) == sha)
+        )
+        if (run_dir / "grid.json").is_file():
+            if not differ:
+                return (
+                    f"{run_dir} has grid.json and every file of {tar_path.name}, identical: run copy not needed",
+                    True,
+                )
+            return (
+                f"{run_dir} already has grid.json: run copy {tar_path.name} NOT used; missing or different "
+                f"there ({len(differ)}): {' '.join(differ[:10])}{' ...' if len(differ) > 10 else ''} "
+                "(move RUN_DIR away and unpack again with --run-copy, or keep RUN_DIR as it is)",
+                False,
+            )
+        clash = [rel for rel in differ if (run_dir / rel).exists()]
+        if clash:
+            raise CheckpointCarryError(
+                f"{run_dir} (without grid.json) holds files that differ from the run copy {tar_path.name}: "
+                f"{' '.join(clash[:10])}: not overwritten (move RUN_DIR away and unpack again)"
+            )
+        for rel in differ:
+            target = run_dir / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp / rel, target)
+        return (
+            f"run copy {tar_path.name} merged into {run_dir} ({len(differ)} files written, "
+            f"{len(copied) - len(differ)} already there)",
+            True,
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def unpack(
     carry_dir: str | Path,
     run_dir: str | Path,
@@ -961,7 +1206,10 @@ def unpack(
         Where parts gather across calls (the machine keeps ``/tmp`` between calls while it is held); a
         subfolder per run.
     run_copy
-        Extract ``<run>.run.tar`` from ``carry_dir`` into ``run_dir`` first, when ``run_dir`` does not exist.
+        Put ``<run>.run.tar`` from ``carry_dir`` in place first (done without asking too when the manifest
+        lists a run copy, :func:`pack`'s, and ``carry_dir`` holds one): extracted when ``run_dir`` is missing,
+        merged into it when it has no ``grid.json`` (refused where a file there differs), left alone when it
+        has one (``run_copy_ok`` False unless the copy's files are all there, identical).
 
     Returns
     -------
@@ -980,15 +1228,12 @@ def unpack(
     mpath, manifest = find_manifest(carry_dir)
     run = manifest["run"]
     report = UnpackReport(run=run, total=len(manifest["parts"]))
-    if run_copy:
-        copy = carry_dir / run_copy_name(run)
-        if run_dir.exists():
-            report.run_copy = f"{run_dir} exists: run copy not extracted"
-        elif not copy.is_file():
+    copy = carry_dir / run_copy_name(run)
+    if run_copy or (manifest.get("run_copy") and copy.is_file()):
+        if not copy.is_file():
             report.run_copy = f"no run copy in {carry_dir}"
         else:
-            _extract_run_copy(copy, run_dir)
-            report.run_copy = f"run directory {run_dir} extracted from {copy.name}"
+            report.run_copy, report.run_copy_ok = _restore_run_copy(copy, run_dir)
     staged = Path(stage) / run
     staged.mkdir(parents=True, exist_ok=True)
     smanifest = staged / mpath.name
@@ -1036,7 +1281,7 @@ def unpack(
                 f"the archive of {run} does not verify (SHA-256 of the tar differs from the manifest); "
                 f"damaged staged parts removed: {' '.join(bad) or 'none'}"
             )
-        allowed = [c["path"] for c in checkpoints]
+        allowed = [c["path"] for c in checkpoints] + _work_file_paths(checkpoints)
         tmp = Path(tempfile.mkdtemp(prefix=".ckpt-carry.", dir=run_dir))
         try:
             _safe_extract(tar_path, tmp, allowed)
@@ -1048,6 +1293,25 @@ def unpack(
                     raise CheckpointCarryError(
                         f"{c['path']}: extracted files differ from the manifest ({', '.join(diff[:5])})"
                     )
+                for w in c.get("work_files", []):
+                    rel = f"{_work_dir_of(c['path'])}/{w['path']}"
+                    f = tmp / rel
+                    if not f.is_file() or sha256_file(f) != w["sha256"]:
+                        raise CheckpointCarryError(f"{rel}: extracted file differs from the manifest")
+            file_moves: list[tuple[Path, Path, str]] = []
+            for c in checkpoints:
+                for w in c.get("work_files", []):
+                    rel = f"{_work_dir_of(c['path'])}/{w['path']}"
+                    target = run_dir / rel
+                    if target.exists():
+                        if not target.is_file() or sha256_file(target) != w["sha256"]:
+                            raise CheckpointCarryError(
+                                f"{target} exists with other contents: not overwritten (move it away to "
+                                "restore the carried one)"
+                            )
+                        report.identical.append(rel)
+                    else:
+                        file_moves.append((tmp / rel, target, rel))
             moves: list[tuple[Path, Path, str]] = []
             for c in checkpoints:
                 target = run_dir / c["path"]
@@ -1060,7 +1324,7 @@ def unpack(
                     report.identical.append(c["path"])
                 else:
                     moves.append((tmp / c["path"], target, c["path"]))
-            for src, target, rel in moves:
+            for src, target, rel in moves + file_moves:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, target)
                 report.restored.append(rel)
@@ -1088,6 +1352,8 @@ def status_lines(run_dir: str | Path, *, max_checkpoint_mib: float = 60.0) -> li
             what = f"unfinished, too large to carry (> {max_checkpoint_mib:g} MiB)"
         else:
             what = "unfinished: packed"
+        if wf.partial and wf.final is None:
+            what += f"; partial (not carried): {' '.join(p.rpartition('/')[2] for p in wf.partial)}"
         step = f"step {wf.step}" if wf.step is not None else "-"
         lines.append(f"{wf.path}  {step}  {_mib(wf.bytes)}  {what}")
     return lines or [f"{run_dir}: no work folders"]
@@ -1123,6 +1389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--part-mib", type=float, default=15.0, help="largest part, MiB (<= 16; default 15)")
     s.add_argument("--max-checkpoint-mib", type=float, default=60.0, help="skip larger checkpoints (60)")
     s.add_argument("--include-running", action="store_true", help="pack runs with a live claim too")
+    s.add_argument(
+        "--no-run-copy",
+        action="store_true",
+        help="do not write <run>.run.tar (the run without work/) into STAGE",
+    )
     s = sub.add_parser("emit", help="GPU side, once per call: the manifest and the next parts into OUT")
     s.add_argument("stage", type=Path)
     s.add_argument("out", type=Path)
@@ -1130,6 +1401,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--max-mib", type=float, default=60.0, help="MiB under OUT at most (60)")
     s.add_argument("--dry-run", action="store_true")
     s.add_argument("--reset", action="store_true", help="emit again from the first part")
+    s.add_argument(
+        "--parts",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="send these parts again (those collect reports missing), within the same limits",
+    )
     s = sub.add_parser("collect", help="CPU side: fetched parts into DEST, each verified")
     s.add_argument("dest", type=Path)
     s.add_argument("fetched", type=Path, nargs="+")
@@ -1146,7 +1424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("run_dir", type=Path)
     s.add_argument("--stage", type=Path, default=Path("/tmp/ckpt-in"))
     s.add_argument(
-        "--run-copy", action="store_true", help="extract the carried run copy if RUN_DIR is missing"
+        "--run-copy",
+        action="store_true",
+        help="extract the carried run copy unless RUN_DIR has a grid.json (exit 1 if that one differs)",
     )
     a = ap.parse_args(argv)
     try:
@@ -1159,15 +1439,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 part_mib=a.part_mib,
                 max_checkpoint_mib=a.max_checkpoint_mib,
                 include_running=a.include_running,
+                run_copy=not a.no_run_copy,
             )
             for c in m["checkpoints"]:
                 print(f"packed {c['path']} (step {c['step']}, {_mib(c['bytes'])}, {len(c['files'])} files)")
             for sk in m["skipped"]:
                 print(f"skipped {sk['path']}: {sk['reason']}")
-            print(f"{len(m['parts'])} parts ({_mib(m['tar']['bytes'])} tar) in {a.stage}")
+            copy = f" and the run copy ({_mib(m['run_copy']['bytes'])})" if m.get("run_copy") else ""
+            print(f"{len(m['parts'])} parts ({_mib(m['tar']['bytes'])} tar){copy} in {a.stage}")
         elif a.cmd == "emit":
             r = emit(
-                a.stage, a.out, max_files=a.max_files, max_mib=a.max_mib, dry_run=a.dry_run, reset=a.reset
+                a.stage,
+                a.out,
+                max_files=a.max_files,
+                max_mib=a.max_mib,
+                dry_run=a.dry_run,
+                reset=a.reset,
+                parts=a.parts,
             )
             print(("would have " if a.dry_run else "") + r.line())
         elif a.cmd == "collect":
@@ -1188,6 +1476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif a.cmd == "unpack":
             u = unpack(a.carry_dir, a.run_dir, stage=a.stage, run_copy=a.run_copy)
             print("\n".join(u.lines()))
+            if not u.run_copy_ok:
+                return 1
     except GeLoRAError as exc:
         print(f"ckpt_carry {a.cmd}: error: {exc}", file=sys.stderr)
         return 2

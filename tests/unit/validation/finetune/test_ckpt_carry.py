@@ -100,7 +100,8 @@ def run(tmp_path: Path) -> Path:
 @pytest.fixture
 def packed(run: Path, tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     stage = tmp_path / "stage"
-    return stage, cc.pack(run, stage, part_mib=PART_MIB, max_checkpoint_mib=0.5)
+    # without pack's own run copy: these tests follow the parts (test_packs_run_copy_... follows the copy)
+    return stage, cc.pack(run, stage, part_mib=PART_MIB, max_checkpoint_mib=0.5, run_copy=False)
 
 
 def _emit_all(stage: Path, root: Path, *, max_files: int = 3, max_mib: float = 0.15) -> list[Path]:
@@ -182,6 +183,24 @@ def test_pack_skips_a_run_still_training(run: Path, tmp_path: Path) -> None:
         sorted(c["path"] for c in cc.pack(run, tmp_path / "c", max_checkpoint_mib=0.5)["checkpoints"])
         == RESTORED
     )
+
+
+def test_pack_passes_over_a_checkpoint_whose_save_was_cut_short(run: Path, tmp_path: Path) -> None:
+    """A hard exit during a save leaves checkpoint-N without trainer_state.json (written last): the last
+    complete checkpoint travels instead, and the partial one is listed under ``skipped``."""
+    partial = run / "work" / "rte__lora__seed0" / "checkpoint-12"
+    _fill(partial, random.Random(1), {"adapter_model.safetensors": 4_000, "optimizer.pt": 100})
+    assert cc.last_checkpoint(partial.parent) == partial.parent / "checkpoint-10"
+    manifest = cc.pack(run, tmp_path / "stage", part_mib=PART_MIB, max_checkpoint_mib=0.5)
+    assert sorted(c["path"] for c in manifest["checkpoints"]) == RESTORED
+    assert {
+        "path": "work/rte__lora__seed0/checkpoint-12",
+        "reason": "partial checkpoint (no trainer_state.json: its save was cut short)",
+    } in manifest["skipped"]
+    line = next(x for x in cc.status_lines(run) if x.startswith("work/rte__lora__seed0 "))
+    assert "step 10" in line and "partial (not carried): checkpoint-12" in line
+    (partial.parent / "checkpoint-10" / "trainer_state.json").unlink()  # both partial: the one below
+    assert cc.last_checkpoint(partial.parent) == partial.parent / "checkpoint-4"
 
 
 def test_pack_is_deterministic(run: Path, tmp_path: Path) -> None:
@@ -312,6 +331,40 @@ def test_collect_is_idempotent_and_reports_missing_parts(
         cc.bundle(_partial(dest, tmp_path), tmp_path / "c")
 
 
+def test_parts_of_a_lost_fetch_are_sent_again_by_name(
+    packed: tuple[Path, dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """emit counts a part as sent once it is in OUT; a call whose files never came back loses it. collect
+    names the missing parts, and ``emit --parts`` sends exactly those again, within the same limits."""
+    stage, manifest = packed
+    outs = _emit_all(stage, tmp_path / "f")
+    lost = outs.pop(2)  # this call's files were never fetched
+    lost_parts = sorted(p.name for p in lost.glob("demo.ckpt.0*"))
+    assert lost_parts
+    dest = tmp_path / "dest"
+    assert cc.main(["collect", str(dest), *map(str, outs)]) == 1
+    printed = capsys.readouterr().out
+    assert f"missing: {' '.join(lost_parts)}" in printed and "--parts" in printed
+    assert cc.emit(stage, tmp_path / "plain").emitted == []  # a plain emit has nothing left to send
+    resent: list[Path] = []
+    todo = list(lost_parts)
+    while todo:
+        out = tmp_path / f"again{len(resent)}"
+        args = ["emit", str(stage), str(out), "--max-files", "2", "--max-mib", "0.15", "--parts", *todo]
+        assert cc.main(args) == 0
+        assert "emitted parts" in capsys.readouterr().out
+        files, used = _out_usage(out)
+        assert files <= 2 and used <= 0.15 * MIB
+        sent = sorted(p.name for p in out.glob("demo.ckpt.0*"))
+        assert sent and set(sent) <= set(todo)
+        todo = [n for n in todo if n not in sent]
+        resent.append(out)
+    report = cc.collect(dest, [*outs, *resent])
+    assert report.missing == [] and len(report.present) == len(manifest["parts"])
+    assert cc.main(["emit", str(stage), str(tmp_path / "bad"), "--parts", "demo.ckpt.999"]) == 2
+    assert "not parts of" in capsys.readouterr().err
+
+
 def _partial(dest: Path, tmp_path: Path) -> Path:
     part = tmp_path / "partial"
     shutil.copytree(dest, part)
@@ -391,6 +444,40 @@ def test_unpack_refuses_a_different_checkpoint_in_place_and_accepts_an_identical
     assert _digest(fresh / RESTORED[0]) == _digest(run / RESTORED[0])
 
 
+def test_a_selection_runs_heldout_curve_travels_with_its_checkpoint(run: Path, tmp_path: Path) -> None:
+    """The held-out curve lives beside checkpoint-N (``<work_dir>/heldout_curve.json``): without it the
+    resumed selection run's curve lacks the points scored before the carry."""
+    work = run / "lr_select" / "work" / "rte__gelora__lr1e-04"
+    curve = work / "heldout_curve.json"
+    curve.write_bytes(b'{"metric": "accuracy", "curve": [[1, 0.5], [3, 0.625], [5, 0.75]]}')
+    (run / "lr_select" / "work" / "rte__gelora__lr3e-04" / "heldout_curve.json").write_text("{}")  # scored
+    stage = tmp_path / "stage"
+    manifest = cc.pack(run, stage, part_mib=PART_MIB, max_checkpoint_mib=0.5, run_copy=False)
+    sel = next(c for c in manifest["checkpoints"] if c["kind"] == "selection")
+    assert sel["work_files"] == [
+        {
+            "path": "heldout_curve.json",
+            "bytes": curve.stat().st_size,
+            "sha256": hashlib.sha256(curve.read_bytes()).hexdigest(),
+        }
+    ]
+    folders = _carry(stage, tmp_path, budget_mib=1.0)
+    fresh = tmp_path / "fresh"
+    target = fresh / "lr_select" / "work" / "rte__gelora__lr1e-04" / "heldout_curve.json"
+    target.parent.mkdir(parents=True)
+    target.write_text('{"metric": "accuracy", "curve": []}')  # another curve in place: refused
+    with pytest.raises(CheckpointCarryError, match="exists with other contents"):
+        cc.unpack(folders[0].path, fresh, stage=tmp_path / "in")
+    assert _checkpoints_in(fresh) == []  # nothing moved
+    target.unlink()
+    report = cc.unpack(folders[0].path, fresh, stage=tmp_path / "in")
+    assert sorted(report.restored) == sorted([*RESTORED, target.relative_to(fresh).as_posix()])
+    assert target.read_bytes() == curve.read_bytes()
+    again = cc.unpack(folders[0].path, fresh, stage=tmp_path / "in")  # identical: accepted
+    assert again.restored == [] and target.relative_to(fresh).as_posix() in again.identical
+    assert not (fresh / "lr_select" / "work" / "rte__gelora__lr3e-04").exists()
+
+
 def _evil_carry(tmp_path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
     """A carry folder whose manifest is right for an archive holding ``member`` beside a good file."""
     buf = io.BytesIO()
@@ -466,6 +553,44 @@ def test_a_safe_handmade_archive_restores(tmp_path: Path) -> None:
     report = cc.unpack(carry, tmp_path / "run", stage=tmp_path / "in")
     assert report.restored == ["work/c__lora__seed0/checkpoint-1"]
     assert (tmp_path / "run" / "work/c__lora__seed0/checkpoint-1/b.bin").read_bytes() == b"fine"
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        ("checkpoint", "work/../../cells"),
+        ("checkpoint", "work/c__lora__seed0/../../../x/checkpoint-1"),
+        ("checkpoint", "work/../checkpoint-1"),
+        ("checkpoint", "/tmp/work/c/checkpoint-1"),
+        ("checkpoint", "cells/c__lora__seed0/checkpoint-1"),
+        ("checkpoint", "work/c__lora__seed0/checkpoint-1/../.."),
+        ("file", "../../../evil"),
+        ("file", "/etc/passwd"),
+        ("file", "sub//a.bin"),
+        ("file", "sub/./a.bin"),
+        ("run", ".."),
+        ("run", "."),
+        ("run", ".hidden"),
+    ],
+)
+def test_a_tampered_manifest_is_refused(where: str, value: str, tmp_path: Path) -> None:
+    """A manifest's paths decide where unpack moves folders: only work/<name>/checkpoint-N (or
+    lr_select/work/...) and relative file paths without '..' pass, whatever the archive holds."""
+    carry = _evil_carry(tmp_path, _member("work/c__lora__seed0/checkpoint-1/b.bin"), b"fine")
+    manifest = json.loads((carry / "demo.ckpt.json").read_text())
+    if where == "checkpoint":
+        manifest["checkpoints"][0]["path"] = value
+    elif where == "file":
+        manifest["checkpoints"][0]["files"][0]["path"] = value
+    else:
+        manifest["run"] = value
+    (carry / "demo.ckpt.json").write_text(json.dumps(manifest))
+    run = tmp_path / "a" / "b" / "run"
+    with pytest.raises(CheckpointCarryError, match="unsafe"):
+        cc.unpack(carry, run, stage=tmp_path / "in")
+    with pytest.raises(CheckpointCarryError, match="unsafe"):
+        cc.read_manifest(carry / "demo.ckpt.json")
+    assert not run.exists() and not (tmp_path / "a" / "cells").exists()
 
 
 # ------------------------------------------------------------------------------------------------ bundle
@@ -546,8 +671,127 @@ def test_run_copy_travels_in_the_first_folder(
     }
     for f in folders[1:]:
         last = cc.unpack(f.path, fresh, stage=tmp_path / "in", run_copy=True)
-    assert "exists" in (last.run_copy or "") and sorted(last.restored) == RESTORED
+    assert "no run copy" in (last.run_copy or "") and sorted(last.restored) == RESTORED
     assert _checkpoints_in(fresh) == RESTORED
+
+
+def _bundle_with_run_copy(packed: tuple[Path, dict[str, Any]], run: Path, tmp_path: Path) -> Path:
+    stage, _ = packed
+    dest = tmp_path / "dest"
+    cc.collect(dest, _emit_all(stage, tmp_path / "f"))
+    fetched = tmp_path / "fetched-run" / "demo"
+    shutil.copytree(run, fetched, ignore=shutil.ignore_patterns("work"))
+    folders = cc.bundle(dest, tmp_path / "carry", prefix="ck", budget_mib=1.0, run_copy=fetched)
+    assert len(folders) == 1 and folders[0].run_copy
+    return folders[0].path
+
+
+def test_run_copy_fills_a_run_directory_created_empty_before(
+    packed: tuple[Path, dict[str, Any]], run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every waves.sh command runs ``mkdir -p "$R"``: an empty RUN_DIR must still receive the run copy,
+    else the relaunch retrains finished cells."""
+    carry = _bundle_with_run_copy(packed, run, tmp_path)
+    fresh = tmp_path / "next" / "runs" / "demo"
+    (fresh / "logs").mkdir(parents=True)  # what an earlier waves.sh command leaves
+    (fresh / "logs" / "waves.log").write_text("started\n")
+    assert cc.main(["unpack", str(carry), str(fresh), "--stage", str(tmp_path / "in"), "--run-copy"]) == 0
+    assert "merged" in capsys.readouterr().out
+    assert (fresh / "grid.json").read_bytes() == (run / "grid.json").read_bytes()
+    assert (fresh / "cells" / "rte__lora__seed1.json").is_file()
+    assert (fresh / "logs" / "waves.log").read_text() == "started\n"
+    assert _checkpoints_in(fresh) == RESTORED
+    # again: RUN_DIR has grid.json now and the copy's files, identical: fine
+    assert cc.main(["unpack", str(carry), str(fresh), "--stage", str(tmp_path / "in"), "--run-copy"]) == 0
+    assert "not needed" in capsys.readouterr().out
+
+
+def test_run_copy_is_not_used_over_another_run_and_says_so(
+    packed: tuple[Path, dict[str, Any]], run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    carry = _bundle_with_run_copy(packed, run, tmp_path)
+    # a RUN_DIR without grid.json holding another version of a copied file: refused, nothing written
+    clash = tmp_path / "clash" / "demo"
+    (clash / "cells").mkdir(parents=True)
+    (clash / "cells" / "rte__lora__seed1.json").write_text('{"other": 1}')
+    assert cc.main(["unpack", str(carry), str(clash), "--stage", str(tmp_path / "in1"), "--run-copy"]) == 2
+    assert "differ from the run copy" in capsys.readouterr().err
+    assert sorted(p.relative_to(clash).as_posix() for p in clash.rglob("*")) == [
+        "cells",
+        "cells/rte__lora__seed1.json",
+    ]
+    # a RUN_DIR with its own grid.json: left alone, said, exit 1 (the checkpoints are still restored)
+    other = tmp_path / "other" / "demo"
+    other.mkdir(parents=True)
+    (other / "grid.json").write_text('{"schema": 1, "cells": ["x"]}\n')
+    assert cc.main(["unpack", str(carry), str(other), "--stage", str(tmp_path / "in2"), "--run-copy"]) == 1
+    assert "NOT used" in capsys.readouterr().out
+    assert (other / "grid.json").read_text() == '{"schema": 1, "cells": ["x"]}\n'
+    assert not (other / "cells").exists() and _checkpoints_in(other) == RESTORED
+
+
+def test_pack_s_run_copy_travels_first_and_is_used_without_run_copy_options(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """pack snapshots the run directory (no work/, claims, holds) at the moment of the checkpoints; emit
+    sends it first, collect verifies it, bundle puts it into ck0 and unpack extracts it, no --run-copy."""
+    (run / "claims").mkdir()
+    (run / "claims" / "rte__lora__seed1.claim").write_text("{}")  # a finished cell's (left behind)
+    (run / "lr_select" / "rte__gelora.hold").write_text("{}")
+    stage = tmp_path / "stage"
+    assert (
+        cc.main(["pack", str(run), str(stage), "--part-mib", str(PART_MIB), "--max-checkpoint-mib", "0.5"])
+        == 0
+    )
+    assert "and the run copy" in capsys.readouterr().out
+    manifest = cc.read_manifest(stage / "demo.ckpt.json")
+    copy = stage / "demo.run.tar"
+    assert manifest["run_copy"] == {
+        "name": "demo.run.tar",
+        "bytes": copy.stat().st_size,
+        "sha256": hashlib.sha256(copy.read_bytes()).hexdigest(),
+    }
+    with tarfile.open(copy) as tar:
+        assert sorted(tar.getnames()) == [
+            "cells/rte__lora__seed1.json",
+            "grid.json",
+            "lr_select/rte__gelora.json",
+            "lr_select/stsb__lora.json",
+        ]
+    first = cc.emit(stage, tmp_path / "f" / "out0", max_files=3, max_mib=0.15)
+    assert first.run_copy and (tmp_path / "f" / "out0" / "demo.run.tar").is_file()
+    assert "the run copy and parts 1-1" in first.line()
+    outs = [tmp_path / "f" / "out0"]
+    while True:
+        out = tmp_path / "f" / f"out{len(outs)}"
+        r = cc.emit(stage, out, max_files=3, max_mib=0.15)
+        assert not r.run_copy
+        outs.append(out)
+        if r.left == 0:
+            break
+    dest = tmp_path / "dest"
+    assert cc.collect(dest, outs[1:]).missing == ["demo.run.tar", "demo.ckpt.000"]  # the first fetch lost
+    assert cc.collect(dest, outs).missing == []
+    folders = cc.bundle(dest, tmp_path / "carry", prefix="ck", budget_mib=1.0)
+    assert folders[0].run_copy
+    assert (folders[0].path / "demo.run.tar").read_bytes() == copy.read_bytes()
+    fresh = tmp_path / "next" / "runs" / "demo"
+    report = cc.unpack(folders[0].path, fresh, stage=tmp_path / "in")
+    assert "extracted" in (report.run_copy or "") and report.run_copy_ok
+    for f in folders[1:]:
+        assert cc.unpack(f.path, fresh, stage=tmp_path / "in").run_copy is None
+    assert (fresh / "grid.json").read_bytes() == (run / "grid.json").read_bytes()
+    assert not (fresh / "claims").exists() and not (fresh / "lr_select" / "rte__gelora.hold").exists()
+    assert _checkpoints_in(fresh) == RESTORED
+    # an explicit --run-copy still wins, and leaves the collected copy as it is
+    fetched = tmp_path / "fetched" / "demo"
+    shutil.copytree(run, fetched, ignore=shutil.ignore_patterns("work"))
+    (fetched / "cells" / "mrpc__lora__seed0.json").write_text("{}")
+    folders = cc.bundle(dest, tmp_path / "carry", prefix="ck", budget_mib=1.0, run_copy=fetched)
+    with tarfile.open(folders[0].path / "demo.run.tar") as tar:
+        assert "cells/mrpc__lora__seed0.json" in tar.getnames()
+    assert (dest / "demo.run.tar").read_bytes() == copy.read_bytes()
+    assert cc.collect(dest, outs).missing == []
 
 
 # ------------------------------------------------------------------------------------------ integration
