@@ -175,3 +175,53 @@ def test_triage_stops_the_runs_past_the_deadline_and_fetches_the_run(tmp_path: P
         if late.poll() is None:
             late.kill()
         late.wait()
+
+
+@pytest.mark.slow
+def test_a_stopped_cell_carried_to_a_fresh_host_resumes_there(tmp_path: Path, waves) -> None:
+    """The session-to-session path end to end, through waves.sh as on the device: a cell stopped after its
+    first checkpoint is packed and emitted in two calls' worth of output folders, collected and bundled here,
+    unpacked on a host whose runs/ is gone, and the next launch resumes it (``train.resumed_from``)."""
+    host = waves.host
+    long = [*TINY[:-4], "--epochs", "120", "--device", "cpu", "--workers", "1", "--seeds", "1"]
+    assert "launched A" in waves("launch", "A", *long).stdout
+    run = host / "runs" / "demo"
+    ckpt = run / "work" / "stsb__lora__seed0" / "checkpoint-50"  # the quick profile saves every 50 steps
+    deadline = time.monotonic() + 300
+    while not (ckpt / "trainer_state.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert (ckpt / "trainer_state.json").exists(), "no checkpoint within 300 s"
+    assert "stopped stsb__lora__seed0" in waves("stop", "stsb__lora__seed0").stdout
+    waves("wait", "120")
+    assert not (run / "cells" / "stsb__lora__seed0.json").exists()
+
+    def carry(*args: str, cwd: Path = host) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "validation.finetune.ckpt_carry", *args],
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    stage, fetched, here = tmp_path / "stage", tmp_path / "fetched", tmp_path / "here"
+    carry("pack", "runs/demo", str(stage))
+    for i in range(8):  # one emit per device call, until nothing is left (small parts: several calls)
+        out = fetched / f"call{i}"
+        out.mkdir(parents=True)
+        if "; 0 left" in carry("emit", str(stage), str(out), "--max-files", "2").stdout:
+            break
+    carry("collect", str(here / "collected"), *map(str, sorted(fetched.iterdir())), cwd=tmp_path)
+    carry("bundle", str(here / "collected"), str(here), "--prefix", "ck", "--budget-mib", "60", cwd=tmp_path)
+    # a fresh machine: the runs and their checkpoints are gone; the carry folders arrive with the calls
+    shutil.rmtree(host / "runs")
+    for ck in sorted(here.glob("ck*")):
+        shutil.copytree(ck, host / ".devcarry" / ck.name)
+        carry("unpack", f".devcarry/{ck.name}", "runs/demo")
+    assert (ckpt / "trainer_state.json").exists() and (run / "grid.json").exists()
+    assert "launched B" in waves("launch", "B", *long).stdout
+    assert "B rc=0" in waves("wait", "300").stdout
+    cell = json.loads((run / "cells" / "stsb__lora__seed0.json").read_text())
+    assert cell["train"]["resumed_from"] == os.path.join("work", "stsb__lora__seed0", "checkpoint-50")
