@@ -1,9 +1,9 @@
-"""End-to-end training-step rate of one process, eager against ``torch.compile`` (issue 19: SST-2's cost).
+"""A model's training-step rate in one process, eager against ``torch.compile`` (issue 19: SST-2's cost).
 
 Why: on 2026-12-01 an MPNet-base LoRA process trained SST-2 at 11.1-11.4 steps/s beside one other process
 (about 90 ms a step, ``reports/gpu/mpnet_h200/sst2_timing/``), and at about the same rate with two or
-three others for part of the time, so the step looks bound by the host (Python and kernel launches) rather than by the GPU (not
-profiled on the GPU). A profile of the runner on the CPU with a tiny model (2 blocks, width 32) put the
+three others for part of the time, so the step looks bound by the host (Python and kernel launches)
+rather than by the GPU (not profiled on the GPU). A profile of the runner on the CPU with a tiny model (2 blocks, width 32) put the
 project's own per-step work (callbacks, collation, gradient clipping, the fused AdamW, the scheduler,
 logging) at about 2.1 ms of a 13.6-ms step (0.84 s over 400 steps); the rest is the model's forward and
 backward. ``torch.compile`` fuses that work into fewer launches; this probe measures whether it pays at
@@ -11,14 +11,22 @@ SST-2's shapes before anything in the runner changes (a change would apply to ev
 decided before its runs). The losses printed beside agree between the variants only in distribution: their
 dropout draws differ.
 
-Each (method, variant, length) runs ``--warm`` steps (for ``compile``: the compilation, timed apart) and then
+What it times is the model's step alone: forward (bf16 autocast on CUDA as in the paper profile), backward,
+gradient clipping and the fused AdamW on one resident batch, not the Trainer's loop, the data loader or the
+host-to-device copies (about 2.1 ms of the runner's step on the CPU, above). Each (method, variant, length)
+runs ``--warm`` steps (for the compiled variants: the compilation and those steps, ``compile_s``) and then
 ``--steps`` steps without a synchronisation between them, timed from a synchronised start to a synchronised
-end; it prints one JSON line: ``steps_per_s``, ``ms_per_step``, ``compile_s`` and the first steps' losses
-(``losses``, for comparing eager and compiled numerics; bf16 autocast on CUDA as in the paper profile).
+end; one JSON line each: ``steps_per_s``, ``ms_per_step``, ``compile_s``, the losses of the warm-up steps and
+of the last. ``compile`` compiles for the length given (``dynamic=False``: what a runner padding to a few
+fixed lengths would see, one compilation per length); ``compile_dynamic`` with ``dynamic=True`` (one
+compilation for every length, as the runner's per-batch padding would need).
+
 Example (GPU, MPNet-base assembled by scripts/gpu/mpnet_assemble.sh, GELORA_MODELS_DIR set)::
 
-    PYTHONPATH=. python3 scripts/probes/step_rate.py --model mpnet-base --device cuda --bf16 \\
-        --methods lora,full,head_only --variants eager,compile --lengths 32,64 --batch 32 --steps 100
+    PYTHONPATH=.:.devcarry/sitelite python3 scripts/probes/step_rate.py --model mpnet-base --device cuda \\
+        --bf16 --methods lora,full,head_only --variants eager,compile,compile_dynamic --lengths 32,64 --steps 100
+
+(MiniLM-L6, the default model, from the bundled package: ``PYTHONPATH=.:.devcarry/site``.)
 
 CPU smoke run (tests): ``--model`` a tiny model directory, ``--device cpu --steps 2 --warm 1``.
 """
@@ -35,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # scripts/ (adalora_step_bench)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-VARIANTS = ("eager", "compile")
+VARIANTS = ("eager", "compile", "compile_dynamic")
 
 
 def run(method: str, variant: str, length: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -49,15 +57,16 @@ def run(method: str, variant: str, length: int, args: argparse.Namespace) -> dic
     model, tok = _build(args.model, False, args.device)
     net = _prepare(method, model, tok, "warmup", args.steps, {}).model
     net.train()
-    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4, fused=None)
+    cuda = args.device.startswith("cuda")
+    # the runner's optimizer: the Trainer's fused AdamW (``_fused_adam`` in the CPU profile above)
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4, fused=True)
     g = torch.Generator().manual_seed(0)
     batch = {
         "input_ids": torch.randint(5, tok.vocab_size, (args.batch, length), generator=g).to(args.device),
         "attention_mask": torch.ones(args.batch, length, dtype=torch.long).to(args.device),
         "labels": torch.randint(0, 2, (args.batch,), generator=g).to(args.device),
     }
-    cuda = args.device.startswith("cuda")
-    fwd = torch.compile(net, dynamic=False) if variant == "compile" else net
+    fwd = net if variant == "eager" else torch.compile(net, dynamic=variant == "compile_dynamic")
 
     def sync() -> None:
         if cuda:
@@ -95,7 +104,7 @@ def run(method: str, variant: str, length: int, args: argparse.Namespace) -> dic
         "steps": args.steps,
         "steps_per_s": args.steps / dt,
         "ms_per_step": 1e3 * dt / args.steps,
-        "compile_s": warm_s if variant == "compile" else None,
+        "compile_s": warm_s if variant != "eager" else None,
         "warm_s": warm_s,
         "losses": losses + [float(loss)],
         "device": torch.cuda.get_device_name() if cuda else "cpu",

@@ -86,6 +86,10 @@ def emitted_name(run: str) -> str:
     return f"{run}.ckpt.emitted.json"
 
 
+#: file a stage holds once its archive is restored (the parts themselves are then removed)
+RESTORED_MARKER = "restored"
+
+
 def run_copy_name(run: str) -> str:
     """``<run>.run.tar``: a copy of the run directory without its work folders (``bundle --run-copy``)."""
     return f"{run}.run.tar"
@@ -187,7 +191,7 @@ def _checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
     found = [
         (int(m.group(1)), p)
         for p in work_dir.iterdir()
-        if (m := CHECKPOINT_RE.match(p.name)) is not None and p.is_dir() and not p.is_symlink()
+        if (m := CHECKPOINT_RE.fullmatch(p.name)) is not None and p.is_dir() and not p.is_symlink()
     ]
     return sorted(found, reverse=True)
 
@@ -291,7 +295,7 @@ def scan(run_dir: str | Path) -> list[WorkFolder]:
             folder.partial = [f"{folder.path}/{p.name}" for p in partial_checkpoints(wd)]
             ck = last_checkpoint(wd)
             if ck is not None:
-                m = CHECKPOINT_RE.match(ck.name)
+                m = CHECKPOINT_RE.fullmatch(ck.name)
                 assert m is not None
                 folder.checkpoint = f"{folder.path}/{ck.name}"
                 folder.step = int(m.group(1))
@@ -459,7 +463,11 @@ def pack(
     stage.mkdir(parents=True, exist_ok=True)
     pattern = _part_re(run)
     for old in stage.iterdir():
-        if pattern.match(old.name) or old.name in (manifest_name(run), emitted_name(run), run_copy_name(run)):
+        if pattern.fullmatch(old.name) or old.name in (
+            manifest_name(run),
+            emitted_name(run),
+            run_copy_name(run),
+        ):
             old.unlink()
     checkpoints: list[dict[str, Any]] = []
     for wf in chosen:
@@ -566,7 +574,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not re.fullmatch(_COMPONENT, str(data["run"])):
         raise CheckpointCarryError(f"{path}: unsafe run name {data['run']!r}")
     for p in data["parts"]:
-        if not _part_re(str(data["run"])).match(str(p.get("name", ""))):
+        if not _part_re(str(data["run"])).fullmatch(str(p.get("name", ""))):
             raise ResultFileError(f"{path}: unexpected part name {p.get('name')!r}")
     rc = data.get("run_copy")
     if rc is not None and (not isinstance(rc, dict) or rc.get("name") != run_copy_name(str(data["run"]))):
@@ -575,7 +583,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ResultFileError(f"{path}: 'checkpoints' is not a list")
     for c in data["checkpoints"]:
         cpath = c.get("path") if isinstance(c, dict) else None
-        if not isinstance(cpath, str) or not CHECKPOINT_PATH_RE.match(cpath):
+        if not isinstance(cpath, str) or not CHECKPOINT_PATH_RE.fullmatch(cpath):
             raise CheckpointCarryError(
                 f"{path}: unsafe checkpoint path {cpath!r} (expected work/<name>/checkpoint-N or "
                 "lr_select/work/<name>/checkpoint-N)"
@@ -872,7 +880,7 @@ def collect(dest: str | Path, fetched: Sequence[str | Path], *, run: str | None 
             if not f.is_file() or not (f.name.startswith(f"{name}.ckpt.") or f.name == run_copy_name(name)):
                 continue
             if f.name not in parts:
-                if pattern.match(f.name):
+                if pattern.fullmatch(f.name):
                     report.ignored.append(str(f))
                 continue
             if f.name in good:
@@ -980,7 +988,7 @@ def bundle(
     dest, carry_root = Path(dest), Path(carry_root)
     mpath, manifest = find_manifest(dest)
     run = manifest["run"]
-    if not SAFE_NAME.match(prefix):
+    if not SAFE_NAME.fullmatch(prefix):
         raise ConfigError(f"--prefix {prefix!r}: letters, digits, '.', '_' and '-' only")
     budget = int((default_budget_mib(repo) if budget_mib is None else budget_mib) * MIB)
     needed = _items(manifest) if run_copy is None else list(manifest["parts"])
@@ -996,6 +1004,18 @@ def bundle(
     copy_path: Path | None = None
     if run_copy is not None:  # given explicitly: written beside, the collected one (if any) stays as it is
         copy_path = write_run_copy(run_copy, dest / "explicit-run-copy" / run_copy_name(run))
+        # the carry folders' manifest names this copy, so that unpack verifies what it extracts
+        manifest = {
+            **manifest,
+            "run_copy": {
+                "name": copy_path.name,
+                "bytes": copy_path.stat().st_size,
+                "sha256": sha256_file(copy_path),
+                "explicit": True,
+            },
+        }
+        mpath = dest / "explicit-run-copy" / mpath.name
+        atomic_write_json(mpath, manifest)
     elif manifest.get("run_copy"):
         copy_path = dest / run_copy_name(run)
     base = tar_bytes([mpath])
@@ -1031,7 +1051,7 @@ def bundle(
     stale = re.compile(rf"^{re.escape(prefix)}(\d+)$")
     if carry_root.is_dir():
         for old in sorted(carry_root.iterdir()):
-            m = stale.match(old.name)
+            m = stale.fullmatch(old.name)
             if m and int(m.group(1)) >= len(folders) and old.is_dir():
                 if all(_manifest_like(f) for f in old.iterdir()):
                     shutil.rmtree(old)
@@ -1039,7 +1059,9 @@ def bundle(
 
 
 def _manifest_like(path: Path) -> bool:
-    return bool(re.match(r"^[A-Za-z0-9._-]+\.(ckpt\.(\d{3}|json)|run\.tar)$", path.name)) and path.is_file()
+    return (
+        bool(re.fullmatch(r"^[A-Za-z0-9._-]+\.(ckpt\.(\d{3}|json)|run\.tar)$", path.name)) and path.is_file()
+    )
 
 
 def _clear_carry_folder(folder: Path) -> None:
@@ -1230,13 +1252,39 @@ def unpack(
     report = UnpackReport(run=run, total=len(manifest["parts"]))
     copy = carry_dir / run_copy_name(run)
     if run_copy or (manifest.get("run_copy") and copy.is_file()):
+        listed = manifest.get("run_copy")
         if not copy.is_file():
             report.run_copy = f"no run copy in {carry_dir}"
+        elif not listed or sha256_file(copy) != listed["sha256"]:
+            # a run copy decides which cells count as finished: never one the manifest does not vouch for
+            raise CheckpointCarryError(
+                f"{copy}: "
+                + ("not listed in the manifest" if not listed else "SHA-256 differs from the manifest")
+                + " (nothing restored)"
+            )
         else:
             report.run_copy, report.run_copy_ok = _restore_run_copy(copy, run_dir)
     staged = Path(stage) / run
     staged.mkdir(parents=True, exist_ok=True)
     smanifest = staged / mpath.name
+    done_marker = staged / RESTORED_MARKER
+    if done_marker.is_file() and smanifest.is_file():
+        if _same_manifest(read_manifest(smanifest), manifest):
+            want = {c["path"]: {f["path"]: f["sha256"] for f in c["files"]} for c in manifest["checkpoints"]}
+            extra = {
+                f"{_work_dir_of(c['path'])}/{w['path']}": w["sha256"]
+                for c in manifest["checkpoints"]
+                for w in c.get("work_files", [])
+            }
+            if all(_files_of(run_dir / path) == files for path, files in want.items()) and all(
+                (run_dir / rel).is_file() and sha256_file(run_dir / rel) == sha for rel, sha in extra.items()
+            ):
+                report.present = report.total  # restored by an earlier call: nothing to do
+                report.identical = sorted([*want, *extra])
+                return report
+        # another archive of the run, or the restored folders changed since: start the stage afresh
+        shutil.rmtree(staged)
+        staged.mkdir(parents=True)
     if smanifest.is_file():
         if not _same_manifest(read_manifest(smanifest), manifest):
             raise CheckpointCarryError(
@@ -1332,6 +1380,11 @@ def unpack(
             shutil.rmtree(tmp, ignore_errors=True)
     finally:
         tar_path.unlink(missing_ok=True)
+    # everything is in place: the staged parts have done their job; the marker lets a repeated call report
+    # the restore and a later archive of the same run (another pack) replace this stage
+    for name in parts:
+        (staged / name).unlink(missing_ok=True)
+    done_marker.write_text(datetime.now(timezone.utc).isoformat(timespec="seconds") + "\n", encoding="utf-8")
     return report
 
 

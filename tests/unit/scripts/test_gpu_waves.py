@@ -219,7 +219,7 @@ def test_a_stopped_cell_carried_to_a_fresh_host_resumes_there(tmp_path: Path, wa
     shutil.rmtree(host / "runs")
     for ck in sorted(here.glob("ck*")):
         shutil.copytree(ck, host / ".devcarry" / ck.name)
-        carry("unpack", f".devcarry/{ck.name}", "runs/demo")
+        carry("unpack", f".devcarry/{ck.name}", "runs/demo", "--stage", str(tmp_path / "ckpt-in"))
     assert (ckpt / "trainer_state.json").exists() and (run / "grid.json").exists()
     assert "launched B" in waves("launch", "B", *long).stdout
     assert "B rc=0" in waves("wait", "300").stdout

@@ -309,7 +309,8 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
     # not resumable: the integrator's state (step count, rank and parameter trajectories, the truncated
     # factors' shapes) is not in the Trainer's checkpoint, so a cell resumed from one ended with other ranks,
     # parameters and losses than an uninterrupted one (tests/unit/validation/finetune/test_geolora_resume.py);
-    # an interrupted GeoLoRA cell restarts from step 0 and says so (train.restarted_discarding)
+    # an interrupted GeoLoRA cell restarts from step 0 (train.restarted_discarding is set only where a
+    # checkpoint of the older code is found: without checkpoints there is nothing to discard)
     return PreparedMethod(model, [callback], initial, info, finalise, resumable=False)
 
 

@@ -794,6 +794,57 @@ def test_pack_s_run_copy_travels_first_and_is_used_without_run_copy_options(
     assert cc.collect(dest, outs).missing == []
 
 
+def test_a_run_copy_the_manifest_does_not_vouch_for_is_refused(run: Path, tmp_path: Path) -> None:
+    """A swapped ``<run>.run.tar`` (its files decide which cells count as finished) is refused before anything
+    is restored; an explicit ``bundle --run-copy`` is named in the carry folders' manifest and verifies."""
+    stage = tmp_path / "stage"
+    cc.pack(run, stage, part_mib=PART_MIB, max_checkpoint_mib=0.5)
+    dest = tmp_path / "dest"
+    assert cc.collect(dest, _emit_all(stage, tmp_path / "f", max_files=8, max_mib=5.0)).missing == []
+    folders = cc.bundle(dest, tmp_path / "carry", prefix="ck", budget_mib=5.0)
+    fake = tmp_path / "fake"
+    shutil.copytree(run, fake, ignore=shutil.ignore_patterns("work"))
+    (fake / "cells" / "mrpc__lora__seed0.json").write_text("{}")  # a cell that never finished
+    cc.write_run_copy(fake, folders[0].path / "demo.run.tar")  # swapped after bundle
+    fresh = tmp_path / "next" / "demo"
+    with pytest.raises(CheckpointCarryError, match="SHA-256 differs from the manifest"):
+        cc.unpack(folders[0].path, fresh, stage=tmp_path / "in")
+    assert not fresh.exists()
+    # given to bundle instead, the same fake copy is what the manifest names: it verifies and is used
+    folders = cc.bundle(dest, tmp_path / "carry", prefix="ck", budget_mib=5.0, run_copy=fake)
+    listed = cc.find_manifest(folders[0].path)[1]["run_copy"]
+    assert (
+        listed["explicit"]
+        and listed["sha256"] == hashlib.sha256((folders[0].path / "demo.run.tar").read_bytes()).hexdigest()
+    )
+    report = cc.unpack(folders[0].path, fresh, stage=tmp_path / "in")
+    assert report.run_copy_ok and (fresh / "cells" / "mrpc__lora__seed0.json").is_file()
+    assert _checkpoints_in(fresh) == RESTORED
+
+
+def test_a_later_archive_of_the_same_run_replaces_a_restored_stage(run: Path, tmp_path: Path) -> None:
+    """Once restored, a stage keeps only its manifest and a marker: a repeated call reports the checkpoints
+    as identical, and the next session's archive (another pack) of the same run is staged, not refused."""
+    first = tmp_path / "first"
+    cc.pack(run, first, part_mib=PART_MIB, max_checkpoint_mib=0.5, run_copy=False)
+    folders = _carry(first, tmp_path / "a")
+    fresh, stage_in = tmp_path / "next" / "demo", tmp_path / "in"
+    fresh.mkdir(parents=True)
+    for f in folders:
+        report = cc.unpack(f.path, fresh, stage=stage_in)
+    assert sorted(report.restored) == RESTORED
+    assert sorted(p.name for p in (stage_in / "demo").iterdir()) == ["demo.ckpt.json", cc.RESTORED_MARKER]
+    again = cc.unpack(folders[-1].path, fresh, stage=stage_in)
+    assert again.restored == [] and sorted(again.identical) == RESTORED
+    # the run trained on: a later checkpoint in a folder of its own, packed again next session
+    _checkpoint(run / "work" / "rte__lora__seed0", 20, random.Random(9))
+    second = tmp_path / "second"
+    cc.pack(run, second, part_mib=PART_MIB, max_checkpoint_mib=0.5, run_copy=False)
+    for f in _carry(second, tmp_path / "b"):
+        report = cc.unpack(f.path, fresh, stage=stage_in)
+    assert "work/rte__lora__seed0/checkpoint-20" in report.restored
+
+
 # ------------------------------------------------------------------------------------------ integration
 def test_a_carried_checkpoint_resumes_the_cell_to_the_uninterrupted_result(tmp_path: Path) -> None:
     """A real LoRA cell (tiny random BERT, test profile, 12 steps, a checkpoint every 3) stopped after step
