@@ -11,8 +11,7 @@
 #   bash scripts/gpu/waves.sh stop CELL...          # SIGTERM to the process holding each cell's claim
 #                                                   # (e.g. stsb__adalora__seed1, or stsb__adalora for its
 #                                                   # selection run): it stops at the next step, keeps its
-#                                                   # checkpoints (GeoLoRA writes none), releases the claim
-#                                                   # (validation.finetune.stop)
+#                                                   # checkpoints, releases the claim (validation.finetune.stop)
 #   bash scripts/gpu/waves.sh hold CELL...          # no worker starts these cells (again) until `release`;
 #                                                   # with `stop`: stop a cell AND keep it from being picked
 #                                                   # up by a worker that finishes its own (hold first)

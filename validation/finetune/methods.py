@@ -108,10 +108,11 @@ class PreparedMethod:
         ``method_info`` (AdaLoRA reports the ranks it actually allocated).
     resumable : bool
         Whether a Trainer checkpoint of this method can be loaded back into a freshly prepared model and
-        continue as if uninterrupted (every method of :data:`METHODS` but GeoLoRA, whose integrator state the
-        checkpoint lacks); a method that sets it to ``False`` trains without checkpoints and an interrupted
-        cell of it restarts from step 0 (``train.restarted_discarding`` names a checkpoint found and not used,
-        e.g. one an older version wrote; with no checkpoint, nothing records the restart).
+        continue as if uninterrupted (every method of :data:`METHODS` can, AdaLoRA and GeoLoRA through
+        ``restore``: tests/unit/validation/finetune/test_adalora_resume.py, test_geolora_resume.py); a method
+        that sets it to ``False`` trains without checkpoints and an interrupted cell of it restarts from step
+        0 (``train.restarted_discarding`` names a checkpoint found and not used; with no checkpoint, nothing
+        records the restart).
     restore : callable or None
         Optional ``restore(checkpoint_dir) -> None``, called by the runner before
         ``trainer.train(resume_from_checkpoint=checkpoint_dir)`` for state the Trainer does not keep

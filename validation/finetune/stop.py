@@ -11,8 +11,7 @@ Instead
 * the training loop looks at the request at step boundaries (:func:`stop_callback`, added to every Trainer by
   :func:`validation.finetune.runner.train_and_score`: the end of a training step and of an evaluation batch)
   and the grid between cells (:func:`check`); both raise :class:`StopRequested`, which unwinds the cell: the
-  cell is reported "interrupted", its checkpoints (if its method writes any: GeoLoRA does not) stay for the
-  resume, its claim is released;
+  cell is reported "interrupted", its checkpoints stay for the resume, its claim is released;
 * a **second** SIGTERM ends the process at once (the handler restores the default action after the first);
 * a backstop for a main thread stuck in a C call that holds the GIL (the watchdog thread cannot run then):
   the first SIGTERM also sets ``alarm(grace_s + ALARM_MARGIN_S)`` with SIGALRM's default action, which the

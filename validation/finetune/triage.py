@@ -17,7 +17,7 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
 * ``python -m validation.finetune.triage RUN --deadline SECONDS [--apply]`` prints the table and, with
   ``--apply``, holds each picked run (:func:`validation.finetune.grid.hold_cell`) and sends SIGTERM to the
   process of its claim, as ``waves.sh stop`` does: the worker stops at its next step, keeps its
-  checkpoints (a GeoLoRA run writes none) and releases the claim.
+  checkpoints and releases the claim.
 
 The projection is linear in logged epochs: ``left = training * (1 - progress) / progress``, where ``progress``
 is the share of this claim's training logged so far and ``training`` the seconds since this claim's first

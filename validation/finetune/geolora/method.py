@@ -69,6 +69,11 @@ __all__ = [
 RUNNER_PRECONDITION = "rms"
 RUNNER_LR_SCALE = 10.0
 
+#: the file of our own inside each Trainer checkpoint folder of a GeoLoRA cell: the integrator's state
+STATE_FILE = "gelora_geolora_state.pt"
+#: format tag of :data:`STATE_FILE`
+STATE_FORMAT = "gelora.geolora_state/1"
+
 _KNOWN_OPTIONS = frozenset(
     {
         "tau",
@@ -134,6 +139,89 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
         self.lr_scale = float(lr_scale)
         self.coefficient_steps = int(coefficient_steps)
         self.lrs: list[float] = []
+        self._pending: dict[str, Any] | None = None
+
+    # -- checkpoints: the integrator's state beside the Trainer's (resumable cells) -----------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The integrator's and this callback's state (step count, RMS statistics, trajectories, ranks)."""
+        import dataclasses
+
+        opt = self.optimizer
+        return {
+            "format": STATE_FORMAT,
+            "step_count": opt.step_count,
+            "rms_state": {k: (v.detach().cpu().clone(), t) for k, (v, t) in opt._rms_state.items()},
+            "pre_augment_ranks": dict(opt._pre_augment_ranks),
+            "history": [dataclasses.asdict(h) for h in opt.history],
+            "rank_trajectory": [(int(st), dict(r)) for st, r in opt.rank_trajectory],
+            "param_trajectory": [(int(st), int(n)) for st, n in opt.param_trajectory],
+            "ranks": opt.ranks(),
+            "lrs": list(self.lrs),
+        }
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        """Write :data:`STATE_FILE` into the checkpoint the Trainer has just saved (atomically)."""
+        import torch
+
+        folder = os.path.join(args.output_dir, f"checkpoint-{int(state.global_step)}")
+        if os.path.isdir(folder):
+            payload = {**self.state_dict(), "step": int(state.global_step)}
+            tmp = os.path.join(folder, f".{STATE_FILE}.tmp")
+            torch.save(payload, tmp)
+            os.replace(tmp, os.path.join(folder, STATE_FILE))
+        return control
+
+    def restore(self, checkpoint_dir: str) -> None:
+        """Read :data:`STATE_FILE` of ``checkpoint_dir``; it is put back at ``on_train_begin``.
+
+        Raises
+        ------
+        gelora.errors.IncompleteCheckpointError
+            The checkpoint has no integrator state (written before GeoLoRA cells were resumable).
+        gelora.errors.CheckpointMismatchError
+            The state belongs to another step or to adapters of other names.
+        """
+        import torch
+
+        from gelora.errors import CheckpointMismatchError, IncompleteCheckpointError
+
+        path = os.path.join(checkpoint_dir, STATE_FILE)
+        if not os.path.isfile(path):
+            raise IncompleteCheckpointError(f"{path} not found: the GeoLoRA checkpoint cannot be resumed")
+        data = torch.load(
+            path, map_location="cpu", weights_only=False
+        )  # our own file (checksummed if carried)
+        if data.get("format") != STATE_FORMAT:
+            raise CheckpointMismatchError(f"{path}: format {data.get('format')!r}, expected {STATE_FORMAT!r}")
+        step = os.path.basename(os.path.normpath(checkpoint_dir)).rpartition("-")[2]
+        if str(data.get("step")) != step:
+            raise CheckpointMismatchError(
+                f"{path}: state of step {data.get('step')}, checkpoint of step {step}"
+            )
+        if set(data["ranks"]) != set(self.optimizer.layers):
+            raise CheckpointMismatchError(f"{path}: the state's adapters differ from the model's")
+        self._pending = data
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        """Put a restored state back, after the Trainer has loaded the checkpoint's weights."""
+        from .optim import StepRecord
+
+        data, self._pending = self._pending, None
+        if data is None:
+            return control
+        opt = self.optimizer
+        for name, r in data["ranks"].items():
+            opt.layers[name].rank = int(r)
+        device = next(iter(opt.layers.values())).lora_S.device
+        opt.step_count = int(data["step_count"])
+        opt._rms_state = {k: (v.to(device), int(t)) for k, (v, t) in data["rms_state"].items()}
+        opt._pre_augment_ranks = dict(data["pre_augment_ranks"])
+        # in place: ``info`` of the prepared method holds these very lists
+        opt.history[:] = [StepRecord(**h) for h in data["history"]]
+        opt.rank_trajectory[:] = [(int(st), dict(r)) for st, r in data["rank_trajectory"]]
+        opt.param_trajectory[:] = [(int(st), int(n)) for st, n in data["param_trajectory"]]
+        self.lrs[:] = list(data["lrs"])
+        return control
 
     def _current_lr(self, kwargs: dict[str, Any]) -> float:
         if self.lr is not None:
@@ -306,12 +394,11 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
             "trajectory_form": TRAJECTORY_FORM,
         }
 
-    # not resumable: the integrator's state (step count, rank and parameter trajectories, the truncated
-    # factors' shapes) is not in the Trainer's checkpoint, so a cell resumed from one ended with other ranks,
-    # parameters and losses than an uninterrupted one (tests/unit/validation/finetune/test_geolora_resume.py);
-    # an interrupted GeoLoRA cell restarts from step 0 (train.restarted_discarding is set only where a
-    # checkpoint of the older code is found: without checkpoints there is nothing to discard)
-    return PreparedMethod(model, [callback], initial, info, finalise, resumable=False)
+    # resumable through ``restore``: the Trainer's checkpoint holds the factors and each adapter's rank
+    # (``lora_rank``), STATE_FILE the integrator's state (step count, RMS statistics, trajectories); without
+    # it a resumed cell ended with other ranks, parameters and losses than an uninterrupted one
+    # (tests/unit/validation/finetune/test_geolora_resume.py)
+    return PreparedMethod(model, [callback], initial, info, finalise, restore=callback.restore)
 
 
 def match_initial_ranks(shapes: dict[str, tuple[int, int]], rank: int, budget_params: int) -> dict[str, int]:

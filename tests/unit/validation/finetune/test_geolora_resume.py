@@ -1,10 +1,12 @@
-"""A GeoLoRA cell is not resumable: interrupted, it restarts from step 0 and ends as the uninterrupted cell (CPU).
+"""A GeoLoRA cell stopped (SIGTERM path) and resumed ends exactly as the uninterrupted cell (CPU).
 
-GeoLoRA's integrator keeps state the Trainer's checkpoint does not hold (its step count, the rank and parameter
-trajectories, the truncated factors' shapes). While GeoLoRA was marked resumable, a cell stopped at step 7 and
-resumed from checkpoint-6 ended with 6 recorded integrator steps instead of 12, other mean parameters, final
-ranks and losses (found 2026-12-01 in the review of ``validation.finetune.ckpt_carry``). Now the method trains
-without checkpoints, so nothing could be carried or resumed half-way, and a rerun starts again from step 0.
+GeoLoRA's integrator keeps state the Trainer's checkpoint does not hold (its step count, the RMS statistics
+of its preconditioner, the rank and parameter trajectories); the callback writes it beside each checkpoint
+(``gelora_geolora_state.pt``) and puts it back when the cell resumes. Before that (found 2026-12-01 in the
+review of ``validation.finetune.ckpt_carry``), a cell stopped at step 7 and resumed from checkpoint-6 ended
+with 6 recorded integrator steps instead of 12 and other ranks, parameters and losses. Compared here: the
+loss curve, dev metrics, the integrator's summary and rank trajectory. A checkpoint without the state file
+(written by the older code) is not resumed: the cell restarts from step 0 and says why.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from transformers import TrainerCallback
 
 from synthetic.tiny_models import save_tiny_model
 from validation.finetune import stop
+from validation.finetune.geolora.method import STATE_FILE
 from validation.finetune.runner import get_profile, run_cell
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+CELL = "rte__geolora__seed0"
 
 
 class _StopAfter(TrainerCallback):
@@ -41,18 +45,44 @@ def _cell(run_dir: Path, profile: Any, factories: list[Any]) -> dict[str, Any]:
         stop.clear()
 
 
-def test_an_interrupted_geolora_cell_restarts_and_ends_as_the_uninterrupted_one(tmp_path: Path) -> None:
-    model = save_tiny_model("bert", tmp_path / "bert")
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("geolora_resume")
+    model = save_tiny_model("bert", root / "bert")
     profile = get_profile("test", model=str(model), batch_size=4, epochs=1.5, save_steps=3)
-    ref = _cell(tmp_path / "ref", profile, [])
-    with pytest.raises(stop.StopRequested):
-        _cell(tmp_path / "cut", profile, [lambda _ctx: _StopAfter(7)])
-    # no checkpoint was written, so nothing can be carried to another session or resumed half-way
-    assert not list((tmp_path / "cut").glob("work/*/checkpoint-*"))
-    res = _cell(tmp_path / "cut", profile, [])
-    assert res["train"]["resumed_from"] is None
+    return profile, _cell(root / "ref", profile, [])
+
+
+def _same(res: dict[str, Any], ref: dict[str, Any]) -> None:
     assert res["train"]["steps"] == ref["train"]["steps"]
     assert res["train"]["loss_curve"] == ref["train"]["loss_curve"]
-    assert res["metrics"] == ref["metrics"]
+    assert res["metrics"] == ref["metrics"] and res["eval_loss"] == ref["eval_loss"]
     assert res["method_info"]["summary"] == ref["method_info"]["summary"]
     assert res["method_info"]["rank_trajectory"] == ref["method_info"]["rank_trajectory"]
+    assert res["method_info"]["param_trajectory"] == ref["method_info"]["param_trajectory"]
+
+
+def test_a_stopped_geolora_cell_resumes_to_the_uninterrupted_result(
+    setting: tuple[Any, dict[str, Any]], tmp_path: Path
+) -> None:
+    profile, ref = setting
+    with pytest.raises(stop.StopRequested):
+        _cell(tmp_path, profile, [lambda _ctx: _StopAfter(7)])
+    assert (tmp_path / "work" / CELL / "checkpoint-6" / STATE_FILE).is_file()
+    res = _cell(tmp_path, profile, [])
+    assert res["train"]["resumed_from"] == os.path.join("work", CELL, "checkpoint-6")
+    _same(res, ref)
+
+
+def test_a_checkpoint_without_the_integrator_state_restarts_the_cell(
+    setting: tuple[Any, dict[str, Any]], tmp_path: Path
+) -> None:
+    profile, ref = setting
+    with pytest.raises(stop.StopRequested):
+        _cell(tmp_path, profile, [lambda _ctx: _StopAfter(7)])
+    (tmp_path / "work" / CELL / "checkpoint-6" / STATE_FILE).unlink()  # as the older code left them
+    res = _cell(tmp_path, profile, [])
+    assert res["train"]["resumed_from"] is None
+    assert res["train"]["restarted_discarding"] == os.path.join("work", CELL, "checkpoint-6")
+    assert STATE_FILE in res["train"]["restart_reason"]
+    _same(res, ref)
