@@ -73,6 +73,24 @@ RUNNER_LR_SCALE = 10.0
 STATE_FILE = "gelora_geolora_state.pt"
 #: format tag of :data:`STATE_FILE`
 STATE_FORMAT = "gelora.geolora_state/1"
+#: the settings (``info`` keys) a resumed cell must share with the checkpoint it resumes
+_RESUME_SETTINGS = (
+    "init_rank",
+    "max_rank",
+    "tau",
+    "mode",
+    "min_rank",
+    "alpha",
+    "coefficient_steps",
+    "cap_params",
+    "lr",
+    "lr_scale",
+    "precondition",
+    "batched_qr",
+    "seed",
+    "train_steps",
+    "budget_params",
+)
 
 _KNOWN_OPTIONS = frozenset(
     {
@@ -140,6 +158,10 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
         self.coefficient_steps = int(coefficient_steps)
         self.lrs: list[float] = []
         self._pending: dict[str, Any] | None = None
+        self._training = False
+        self._step = 0
+        #: the settings a checkpoint's state must agree with (set by :func:`prepare`)
+        self.settings: dict[str, Any] = {}
 
     # -- checkpoints: the integrator's state beside the Trainer's (resumable cells) -----------------------
     def state_dict(self) -> dict[str, Any]:
@@ -159,16 +181,45 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
             "lrs": list(self.lrs),
         }
 
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        """Write :data:`STATE_FILE` into the checkpoint the Trainer has just saved (atomically)."""
+    def wrap_save(self, model: Any) -> None:
+        """Write :data:`STATE_FILE` from inside ``model.save_pretrained`` while training (wrapped on the
+        instance): the Trainer saves the model, then deletes older checkpoints, then calls ``on_save``, so a
+        state written in ``on_save`` would leave a moment with no resumable checkpoint at all."""
+        import functools
+
+        save = getattr(model, "save_pretrained", None)
+        if save is None:  # a stand-in without saving: its checkpoints restart (restore finds no state)
+            return
+
+        @functools.wraps(save)
+        def save_pretrained(save_directory: str, *args: Any, **kwargs: Any) -> Any:
+            out = save(save_directory, *args, **kwargs)
+            if self._training and kwargs.get("is_main_process", True):
+                self.write_state(save_directory)
+            return out
+
+        model.save_pretrained = save_pretrained
+
+    def write_state(self, directory: str) -> None:
+        """Write :data:`STATE_FILE` into ``directory`` atomically (temporary name, fsync, rename)."""
+        import io
+
         import torch
 
-        folder = os.path.join(args.output_dir, f"checkpoint-{int(state.global_step)}")
-        if os.path.isdir(folder):
-            payload = {**self.state_dict(), "step": int(state.global_step)}
-            tmp = os.path.join(folder, f".{STATE_FILE}.tmp")
-            torch.save(payload, tmp)
-            os.replace(tmp, os.path.join(folder, STATE_FILE))
+        from gelora._io import atomic_write_bytes
+
+        buf = io.BytesIO()
+        torch.save({**self.state_dict(), "step": int(self._step), "settings": self.settings}, buf)
+        atomic_write_bytes(os.path.join(directory, STATE_FILE), buf.getvalue())
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        """Record ``(global_step, ranks)`` and the adapter parameter count of the finished step."""
+        self._step = int(state.global_step)
+        self.optimizer.record(int(state.global_step))
+        return control
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+        self._training = False
         return control
 
     def restore(self, checkpoint_dir: str) -> None:
@@ -188,11 +239,17 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
         path = os.path.join(checkpoint_dir, STATE_FILE)
         if not os.path.isfile(path):
             raise IncompleteCheckpointError(f"{path} not found: the GeoLoRA checkpoint cannot be resumed")
-        data = torch.load(
-            path, map_location="cpu", weights_only=False
-        )  # our own file (checksummed if carried)
-        if data.get("format") != STATE_FORMAT:
-            raise CheckpointMismatchError(f"{path}: format {data.get('format')!r}, expected {STATE_FORMAT!r}")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001  # any unreadable file is an incomplete checkpoint
+            raise IncompleteCheckpointError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise IncompleteCheckpointError(f"{path} is not a GeoLoRA state ({STATE_FORMAT!r} expected)")
+        if data.get("settings") != self.settings:
+            raise CheckpointMismatchError(
+                f"{path} was written by a GeoLoRA run of other settings ({data.get('settings')} against "
+                f"{self.settings}): remove the cell's work folder to start it afresh"
+            )
         step = os.path.basename(os.path.normpath(checkpoint_dir)).rpartition("-")[2]
         if str(data.get("step")) != step:
             raise CheckpointMismatchError(
@@ -204,11 +261,19 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
         """Put a restored state back, after the Trainer has loaded the checkpoint's weights."""
+        from gelora.errors import CheckpointMismatchError
+
         from .optim import StepRecord
 
+        self._training = True
+        self._step = int(state.global_step)
         data, self._pending = self._pending, None
         if data is None:
             return control
+        if int(data["step"]) != int(state.global_step):
+            raise CheckpointMismatchError(
+                f"GeoLoRA state of step {data['step']}, but the Trainer resumes at step {state.global_step}"
+            )
         opt = self.optimizer
         for name, r in data["ranks"].items():
             opt.layers[name].rank = int(r)
@@ -257,11 +322,6 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
         c = self.coefficient_steps
         if c > 0 and self._phase(int(state.global_step)) == (3 * c) // 4:
             self.optimizer.truncate()
-        return control
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        """Record ``(global_step, ranks)`` and the adapter parameter count of the finished step."""
-        self.optimizer.record(int(state.global_step))
         return control
 
     def summary(self) -> dict[str, Any]:
@@ -398,6 +458,8 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
     # (``lora_rank``), STATE_FILE the integrator's state (step count, RMS statistics, trajectories); without
     # it a resumed cell ended with other ranks, parameters and losses than an uninterrupted one
     # (tests/unit/validation/finetune/test_geolora_resume.py)
+    callback.settings = {k: info.get(k) for k in _RESUME_SETTINGS}
+    callback.wrap_save(model)
     return PreparedMethod(model, [callback], initial, info, finalise, restore=callback.restore)
 
 

@@ -86,3 +86,23 @@ def test_a_checkpoint_without_the_integrator_state_restarts_the_cell(
     assert res["train"]["restarted_discarding"] == os.path.join("work", CELL, "checkpoint-6")
     assert STATE_FILE in res["train"]["restart_reason"]
     _same(res, ref)
+
+
+def test_resume_is_exact_between_augment_and_truncate(tmp_path: Path) -> None:
+    """With ``coefficient_steps`` the Trainer's optimizer trains S between GeoLoRA's augment and truncate
+    steps (a period of 3 steps here); a checkpoint inside a period (every 4 steps) resumes exactly too."""
+    model = save_tiny_model("bert", tmp_path / "bert")
+    profile = get_profile(
+        "test",
+        model=str(model),
+        batch_size=4,
+        epochs=1.5,
+        save_steps=4,
+        method_options={"geolora": {"coefficient_steps": 2}},
+    )
+    ref = _cell(tmp_path / "ref", profile, [])
+    with pytest.raises(stop.StopRequested):
+        _cell(tmp_path / "cut", profile, [lambda _ctx: _StopAfter(5)])
+    res = _cell(tmp_path / "cut", profile, [])
+    assert res["train"]["resumed_from"] == os.path.join("work", CELL, "checkpoint-4")
+    _same(res, ref)
