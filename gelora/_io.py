@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,29 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def set_default_mode(path: str | os.PathLike[str]) -> None:
-    """Give a ``tempfile.mkstemp`` file (created 0600) the mode a plain ``open(path, "w")`` would give."""
-    os.chmod(path, 0o666 & ~_UMASK)
+def set_default_mode(path: str | os.PathLike[str], *, directory: bool = False) -> None:
+    """Give a ``tempfile.mkstemp`` file (created 0600) the mode a plain ``open(path, "w")`` would give, or a
+    ``tempfile.mkdtemp`` folder (created 0700) the mode ``mkdir`` would give (``directory=True``)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """``(fd, tmp)`` of a new temporary file beside ``path``: the ``with`` body fills it (and closes ``fd``
+    where it does not write through it), then ``tmp`` is renamed over ``path``; on any error ``tmp`` is
+    removed and the error propagates, ``path`` unchanged."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        yield fd, tmp
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -50,21 +72,12 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     over ``path`` (atomic on POSIX and Windows); the mode is the one ``open(path, "w")`` would give.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+    with replacing(path) as (fd, tmp):
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         set_default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path
 
 

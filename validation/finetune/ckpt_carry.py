@@ -43,8 +43,9 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from gelora._io import atomic_write_bytes, atomic_write_json, read_json, set_default_mode
+from gelora._io import atomic_write_bytes, atomic_write_json, read_json, replacing, set_default_mode
 from gelora.errors import CheckpointCarryError, ConfigError, GeLoRAError, ResultFileError
+from gelora.model_store import sha256_file
 from validation.carry_size import LIMIT_MIB, MIB, tar_bytes, tree_bytes
 from validation.finetune.claims import is_live
 from validation.finetune.heldout_curve import FILE_NAME as HELDOUT_CURVE_FILE
@@ -99,15 +100,6 @@ def _part_re(run: str) -> re.Pattern[str]:
     return re.compile(rf"^{re.escape(run)}\.ckpt\.\d{{3}}$")
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's contents."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _mib(n: int) -> str:
     return f"{n / MIB:.1f} MiB"
 
@@ -115,10 +107,8 @@ def _mib(n: int) -> str:
 def _copy_atomic(src: Path, dst: Path, *, link: bool = False) -> None:
     """``src`` to ``dst`` through a temporary name in ``dst``'s folder and ``os.replace``; hard-linked when
     ``link`` and the file system allows it, else copied."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
+    with replacing(dst) as (fd, tmp):
+        os.close(fd)
         linked = False
         if link:
             os.unlink(tmp)
@@ -130,13 +120,6 @@ def _copy_atomic(src: Path, dst: Path, *, link: bool = False) -> None:
         if not linked:
             shutil.copyfile(src, tmp)
             set_default_mode(tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 # ------------------------------------------------------------------------------------------- scanning
@@ -1146,9 +1129,7 @@ def _extract_run_copy(tar_path: Path, run_dir: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.copy.", dir=parent))
     try:
         _safe_extract(tar_path, tmp, None)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp's 0700 -> what mkdir gives
+        set_default_mode(tmp, directory=True)  # mkdtemp's 0700 -> what mkdir gives
         os.replace(tmp, run_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -53,6 +53,12 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, An
     return profile, _cell(root / "ref", profile, [])
 
 
+def _stop_after(run_dir: Path, profile: Any, step: int) -> None:
+    """Run the cell until the end of ``step`` and stop it there, as after a SIGTERM."""
+    with pytest.raises(stop.StopRequested):
+        _cell(run_dir, profile, [lambda _ctx: _StopAfter(step)])
+
+
 def _same(res: dict[str, Any], ref: dict[str, Any]) -> None:
     assert res["train"]["steps"] == ref["train"]["steps"]
     assert res["train"]["loss_curve"] == ref["train"]["loss_curve"]
@@ -66,8 +72,7 @@ def test_a_stopped_geolora_cell_resumes_to_the_uninterrupted_result(
     setting: tuple[Any, dict[str, Any]], tmp_path: Path
 ) -> None:
     profile, ref = setting
-    with pytest.raises(stop.StopRequested):
-        _cell(tmp_path, profile, [lambda _ctx: _StopAfter(7)])
+    _stop_after(tmp_path, profile, 7)
     assert (tmp_path / "work" / CELL / "checkpoint-6" / STATE_FILE).is_file()
     res = _cell(tmp_path, profile, [])
     assert res["train"]["resumed_from"] == os.path.join("work", CELL, "checkpoint-6")
@@ -78,8 +83,7 @@ def test_a_checkpoint_without_the_integrator_state_restarts_the_cell(
     setting: tuple[Any, dict[str, Any]], tmp_path: Path
 ) -> None:
     profile, ref = setting
-    with pytest.raises(stop.StopRequested):
-        _cell(tmp_path, profile, [lambda _ctx: _StopAfter(7)])
+    _stop_after(tmp_path, profile, 7)
     (tmp_path / "work" / CELL / "checkpoint-6" / STATE_FILE).unlink()  # as the older code left them
     res = _cell(tmp_path, profile, [])
     assert res["train"]["resumed_from"] is None
@@ -101,8 +105,7 @@ def test_resume_is_exact_between_augment_and_truncate(tmp_path: Path) -> None:
         method_options={"geolora": {"coefficient_steps": 2}},
     )
     ref = _cell(tmp_path / "ref", profile, [])
-    with pytest.raises(stop.StopRequested):
-        _cell(tmp_path / "cut", profile, [lambda _ctx: _StopAfter(5)])
+    _stop_after(tmp_path / "cut", profile, 5)
     res = _cell(tmp_path / "cut", profile, [])
     assert res["train"]["resumed_from"] == os.path.join("work", CELL, "checkpoint-4")
     _same(res, ref)
