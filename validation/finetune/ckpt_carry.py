@@ -1116,11 +1116,8 @@ def _safe_extract(tar_path: Path, into: Path, allowed: Sequence[str] | None) -> 
 
 
 def _files_of(folder: Path) -> dict[str, str]:
-    return {
-        p.relative_to(folder).as_posix(): sha256_file(p)
-        for p in _walk(folder)
-        if p.is_file() and not p.is_symlink()
-    }
+    """``{relative path: sha256}`` of the regular files below ``folder`` (:func:`_file_list`'s)."""
+    return {f["path"]: f["sha256"] for f in _file_list(folder)}
 
 
 def _extract_run_copy(tar_path: Path, run_dir: Path) -> None:
