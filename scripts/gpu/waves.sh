@@ -10,7 +10,8 @@
 #   bash scripts/gpu/waves.sh wait SECONDS          # wait for every wave of this host (at most SECONDS)
 #   bash scripts/gpu/waves.sh stop CELL...          # SIGTERM to the process holding each cell's claim
 #                                                   # (e.g. stsb__adalora__seed1, or stsb__adalora for its
-#                                                   # selection run): it stops at the next step, keeps its
+#                                                   # selection run, also by its log name as listed below,
+#                                                   # stsb__adalora__lr_select): it stops at the next step, keeps its
 #                                                   # checkpoints, releases the claim (validation.finetune.stop)
 #   bash scripts/gpu/waves.sh hold CELL...          # no worker starts these cells (again) until `release`;
 #                                                   # with `stop`: stop a cell AND keep it from being picked

@@ -40,6 +40,7 @@ from validation.finetune.lr_select import SelectionHeld, selection_held, selecti
 from validation.finetune.runner import (
     MissingDataError,
     Profile,
+    canonical_run_name,
     cell_name,
     cell_path,
     failure_path,
@@ -443,6 +444,7 @@ def hold_cell(run_dir: str | Path, name: str, reason: str = "") -> Path:
     ConfigError
         ``name`` is neither a cell name nor a selection-run name.
     """
+    name = canonical_run_name(name)
     path = _hold_file(run_dir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     key = "selection" if parse_run_name(name)[2] is None else "cell"
@@ -459,7 +461,7 @@ def release_cell(run_dir: str | Path, name: str) -> bool:
 
 
 def _hold_file(run_dir: str | Path, name: str) -> Path:
-    task, method, seed = parse_run_name(name)
+    task, method, seed = parse_run_name(canonical_run_name(name))
     if seed is None:
         return selection_hold_path(run_dir, task, method)
     return hold_path(run_dir, task, method, seed)

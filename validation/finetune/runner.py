@@ -378,6 +378,26 @@ def parse_run_name(name: str) -> tuple[str, str, int | None]:
         ) from None
 
 
+SELECTION_LOG_SUFFIX = "__lr_select"
+
+
+def canonical_run_name(name: str) -> str:
+    """The cell or selection-run name ``name`` stands for: a selection run's log stem
+    ``<task>__<method>__lr_select`` (as ``waves.sh`` lists a selection run's progress) is its selection run
+    ``<task>__<method>``; a cell or selection-run name is returned as it is.
+
+    Raises
+    ------
+    ConfigError
+        ``name`` is none of the three forms (:func:`parse_run_name`).
+    """
+    stem = name[: -len(SELECTION_LOG_SUFFIX)] if name.endswith(SELECTION_LOG_SUFFIX) else None
+    if stem is not None and len(stem.split("__")) == 2:
+        name = stem
+    parse_run_name(name)
+    return name
+
+
 def cell_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
     """``<run_dir>/cells/<task>__<method>__seed<k>.json``."""
     return Path(run_dir) / "cells" / f"{cell_name(task, method, seed)}.json"

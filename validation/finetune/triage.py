@@ -70,7 +70,14 @@ from gelora._io import read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.claims import is_live, read_claim
 from validation.finetune.grid import claim_path, hold_cell, hold_path, plan_task_settings, read_plan
-from validation.finetune.runner import STEPS_MARK, TRAIN_MARK, cell_path, failure_path, parse_run_name
+from validation.finetune.runner import (
+    STEPS_MARK,
+    TRAIN_MARK,
+    canonical_run_name,
+    cell_path,
+    failure_path,
+    parse_run_name,
+)
 
 #: share of a Trainer run between two logged points (the runner logs every ``max_steps // 50`` steps)
 LOG_INTERVAL_SHARE = 1 / 50
@@ -773,12 +780,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             if a.run_dir is None:
                 raise ConfigError("usage: python -m validation.finetune.triage RUN --stop NAME [NAME...]")
             claimed = {r.name: r for r in running(a.run_dir)}
-            for name in a.stop:
+            names, bad = [], []
+            for given in a.stop:
+                try:
+                    names.append(canonical_run_name(given))
+                except ConfigError as exc:
+                    bad.append(given)
+                    print(f"error: {exc}", file=sys.stderr)
+            for name in names:
                 if name not in claimed:
                     print(f"{name}: no claim of a live process in {a.run_dir} (not running)", file=sys.stderr)
-            for line in stop_runs(a.run_dir, [claimed[n] for n in a.stop if n in claimed], hold=False):
+            for line in stop_runs(
+                a.run_dir, [claimed[n] for n in dict.fromkeys(names) if n in claimed], hold=False
+            ):
                 print(line)
-            return 0
+            return 2 if bad else 0
         if a.run_dir is None or a.deadline is None:
             raise ConfigError("usage: python -m validation.finetune.triage RUN --deadline SECONDS [--apply]")
         try:

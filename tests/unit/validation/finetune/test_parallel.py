@@ -311,7 +311,9 @@ def test_a_held_cell_is_not_started_until_released(fake_cells: Path, workers: in
     assert again.ran == [held] and not again.held
 
 
-@pytest.mark.parametrize("name", ["rte", "rte__lora__lr_select", "rte__lora__seedx", "__lora", "a__b__c__d"])
+@pytest.mark.parametrize(
+    "name", ["rte", "rte__lora__seed1__lr_select", "rte__lora__seedx", "__lora", "a__b__c__d", "__lr_select"]
+)
 def test_hold_names_a_cell_or_a_selection_run(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError, match="not a cell or selection-run name"):
         hold_cell(tmp_path, name)
@@ -328,6 +330,16 @@ def test_a_selection_run_is_held_beside_its_claim(tmp_path: Path) -> None:
     assert (
         release_cell(tmp_path, "rte__lora") and not path.exists() and not release_cell(tmp_path, "rte__lora")
     )
+
+
+def test_a_selection_run_is_held_by_its_log_name_too(tmp_path: Path) -> None:
+    """``waves.sh`` lists a selection run's progress under its log stem ``<task>__<method>__lr_select``: that
+    name holds and releases the selection run ``<task>__<method>`` (on 2026-12-01 a hold by it was refused
+    and its selection runs went on training)."""
+    path = hold_cell(tmp_path, "rte__lora__lr_select", reason="test")
+    assert path == selection_hold_path(tmp_path, "rte", "lora")
+    assert json.loads(path.read_text())["selection"] == "rte__lora"
+    assert release_cell(tmp_path, "rte__lora__lr_select") and not path.exists()
 
 
 @pytest.mark.parametrize("workers", [1, 2])

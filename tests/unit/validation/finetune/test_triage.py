@@ -523,6 +523,23 @@ def test_stop_signals_the_named_runs_without_holding_them(
     )
 
 
+def test_stop_takes_a_selection_run_by_its_log_name_and_refuses_what_is_no_run_name(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``waves.sh`` lists a selection run's progress as ``<task>__<method>__lr_select``; ``--stop`` with that
+    name stops the selection run (on 2026-12-01 it answered "not running" and the run went on); a name of
+    no run is an error (exit 2), the valid names are still stopped."""
+    run = _run(tmp_path)
+    sel = _sleeper(sleepers)
+    _claim(run, "rte__lora", sel.pid, time.time() - 100)
+    assert main([str(run), "--stop", "rte__lora__lr_select", "rte__lora", "rte"]) == 2
+    cap = capsys.readouterr()
+    assert cap.out.count(f"stopped rte__lora: SIGTERM to pid {sel.pid}") == 1
+    assert "not a cell or selection-run name" in cap.err and "'rte'" in cap.err
+    assert sel.wait(timeout=10) == -signal.SIGTERM
+    assert not selection_hold_path(run, "rte", "lora").exists()
+
+
 # ------------------------------------------------------------------------------------------ data preflight
 def _minimal_data(root: Path, shared: Path, *tasks: str) -> Path:
     """A data folder with only some GLUE task folders (as make_carry.sh's data_min)."""
