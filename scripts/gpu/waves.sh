@@ -13,6 +13,8 @@
 #                                                   # selection run, also by its log name as listed below,
 #                                                   # stsb__adalora__lr_select): it stops at the next step, keeps its
 #                                                   # checkpoints, releases the claim (validation.finetune.stop)
+#   bash scripts/gpu/waves.sh stop --all           # SIGTERM to every live run of RUN (cells and selection
+#                                                   # runs), e.g. before ckpt_carry pack: every worker exits
 #   bash scripts/gpu/waves.sh hold CELL...          # no worker starts these cells (again) until `release`;
 #                                                   # with `stop`: stop a cell AND keep it from being picked
 #                                                   # up by a worker that finishes its own (hold first)
@@ -66,9 +68,10 @@ wait)
     [ $busy = 0 ] && break; sleep 10
   done;;
 stop)
-  shift; [ $# -gt 0 ] || { echo "usage: waves.sh stop CELL..." >&2; exit 2; }
+  shift; [ $# -gt 0 ] || { echo "usage: waves.sh stop CELL... | stop --all" >&2; exit 2; }
   # the claims of live processes of this host only (validation.finetune.triage.stop_runs, as triage --apply)
-  python3 -m validation.finetune.triage "$R" --stop "$@"
+  if [ "$1" = --all ]; then python3 -m validation.finetune.triage "$R" --stop-all
+  else python3 -m validation.finetune.triage "$R" --stop "$@"; fi
   exit 0;;
 hold|release)
   op="$1"; shift; [ $# -gt 0 ] || { echo "usage: waves.sh $op CELL..." >&2; exit 2; }
@@ -85,7 +88,7 @@ triage)
   # (the triage skips RUN itself among them)
   others=(); for d in runs/*/; do [ -d "$d" ] && others+=("${d%/}"); done
   python3 -m validation.finetune.triage "$R" --deadline "$secs" "$@" ${others[@]+--beside "${others[@]}"};;
-*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL... | hold CELL... | release CELL... | triage SECONDS [--apply]" >&2; exit 2;;
+*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL... | stop --all | hold CELL... | release CELL... | triage SECONDS [--apply]" >&2; exit 2;;
 esac
 date -u +%T
 for f in "$R"/logs/*.log; do

@@ -753,6 +753,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="only send SIGTERM to the processes claiming these cells / selection runs (no hold)",
     )
     p.add_argument(
+        "--stop-all",
+        action="store_true",
+        help="send SIGTERM to the process of every live claim of RUN (cells and selection runs; no hold), "
+        "e.g. before packing their checkpoints (validation.finetune.ckpt_carry)",
+    )
+    p.add_argument(
         "--beside",
         nargs="*",
         default=[],
@@ -776,12 +782,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             print(f"data: every file of {', '.join(tasks)} found")
             return 0
-        if a.stop is not None:
-            if a.run_dir is None:
-                raise ConfigError("usage: python -m validation.finetune.triage RUN --stop NAME [NAME...]")
+        if a.stop is not None or a.stop_all:
+            if a.run_dir is None or (a.stop is not None and a.stop_all):
+                raise ConfigError(
+                    "usage: python -m validation.finetune.triage RUN --stop NAME [NAME...] | --stop-all"
+                )
             claimed = {r.name: r for r in running(a.run_dir)}
+            if a.stop_all and not claimed:
+                print(f"no claim of a live process in {a.run_dir}: nothing to stop", file=sys.stderr)
             names, bad = [], []
-            for given in a.stop:
+            for given in list(claimed) if a.stop_all else a.stop:
                 try:
                     names.append(canonical_run_name(given))
                 except ConfigError as exc:

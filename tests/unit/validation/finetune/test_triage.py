@@ -540,6 +540,26 @@ def test_stop_takes_a_selection_run_by_its_log_name_and_refuses_what_is_no_run_n
     assert not selection_hold_path(run, "rte", "lora").exists()
 
 
+def test_stop_all_signals_every_live_run_of_the_directory(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--stop-all`` (``waves.sh stop --all``, before ``ckpt_carry pack``): every live claim, cells and
+    selection runs alike, no hold; a dead claim is left alone; with nothing live it says so."""
+    run = _run(tmp_path)
+    now = time.time()
+    cell, sel = _sleeper(sleepers), _sleeper(sleepers)
+    _claim(run, "mrpc__lora__seed0", cell.pid, now - 100)
+    _claim(run, "rte__lora", sel.pid, now - 100)
+    assert main([str(run), "--stop-all"]) == 0
+    out = capsys.readouterr().out
+    assert f"stopped mrpc__lora__seed0: SIGTERM to pid {cell.pid}" in out
+    assert f"stopped rte__lora: SIGTERM to pid {sel.pid}" in out and "held" not in out
+    assert cell.wait(timeout=10) == -signal.SIGTERM and sel.wait(timeout=10) == -signal.SIGTERM
+    assert main([str(run), "--stop-all"]) == 0
+    assert "nothing to stop" in capsys.readouterr().err
+    assert main([str(run), "--stop-all", "--stop", "rte__lora"]) == 2
+
+
 # ------------------------------------------------------------------------------------------ data preflight
 def _minimal_data(root: Path, shared: Path, *tasks: str) -> Path:
     """A data folder with only some GLUE task folders (as make_carry.sh's data_min)."""
