@@ -10,15 +10,17 @@
 #   bash scripts/gpu/waves.sh wait SECONDS          # wait for every wave of this host (at most SECONDS)
 #   bash scripts/gpu/waves.sh stop CELL...          # SIGTERM to the process holding each cell's claim
 #                                                   # (e.g. stsb__adalora__seed1, or stsb__adalora for its
-#                                                   # selection run, also by its log name as listed below,
-#                                                   # stsb__adalora__lr_select): it stops at the next step, keeps its
+#                                                   # selection run, also by the log name the listing at
+#                                                   # the end of each command prints, stsb__adalora__lr_select):
+#                                                   # it stops at the next step, keeps its
 #                                                   # checkpoints, releases the claim (validation.finetune.stop)
 #   bash scripts/gpu/waves.sh stop --all           # SIGTERM to every live run of RUN (cells and selection
 #                                                   # runs), e.g. before ckpt_carry pack: every worker exits
 #   bash scripts/gpu/waves.sh hold CELL...          # no worker starts these cells (again) until `release`;
 #                                                   # with `stop`: stop a cell AND keep it from being picked
 #                                                   # up by a worker that finishes its own (hold first)
-#   bash scripts/gpu/waves.sh release CELL...       # remove the holds (a later launch trains/resumes them)
+#   bash scripts/gpu/waves.sh release CELL...       # remove the holds (a later launch trains/resumes them);
+#                                                   # hold and release take the same names as stop
 #   bash scripts/gpu/waves.sh triage SECONDS [--apply]  # project each running cell/selection run from its log
 #                                                   # (python -m validation.finetune.triage): fits / past
 #                                                   # deadline / unknown against SECONDS from now; --apply holds
@@ -70,18 +72,26 @@ wait)
 stop)
   shift; [ $# -gt 0 ] || { echo "usage: waves.sh stop CELL... | stop --all" >&2; exit 2; }
   # the claims of live processes of this host only (validation.finetune.triage.stop_runs, as triage --apply)
+  # exit 2 when a name is no run name (the valid ones are still stopped)
   if [ "$1" = --all ]; then python3 -m validation.finetune.triage "$R" --stop-all
   else python3 -m validation.finetune.triage "$R" --stop "$@"; fi
-  exit 0;;
+  exit $?;;
 hold|release)
   op="$1"; shift; [ $# -gt 0 ] || { echo "usage: waves.sh $op CELL..." >&2; exit 2; }
+  # every name is checked before any is held or released (exit 2, nothing done, on a name of no run)
   python3 -c 'import sys
+from gelora.errors import ConfigError
 from validation.finetune.grid import hold_cell, release_cell
+from validation.finetune.runner import canonical_run_name
 op, run, cells = sys.argv[1], sys.argv[2], sys.argv[3:]
-for c in cells:
+try:
+    names = [canonical_run_name(c) for c in cells]
+except ConfigError as exc:
+    sys.exit(f"error: {exc}; no hold {op} done")
+for c in names:
     done = hold_cell(run, c, reason="waves.sh hold") if op == "hold" else release_cell(run, c)
     print(op, c, done)' "$op" "$R" "$@"
-  exit 0;;
+  exit $?;;
 triage)
   secs="${2:?usage: waves.sh triage SECONDS [--apply]}"; shift 2
   # the other run directories of this machine share the GPUs: the 'shared' column counts their processes

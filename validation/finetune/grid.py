@@ -38,6 +38,7 @@ from validation.finetune import stop, token_cache
 from validation.finetune.claims import DEFAULT_STALE_AFTER, is_live, read_claim, try_claim
 from validation.finetune.lr_select import SelectionHeld, selection_held, selection_hold_path
 from validation.finetune.runner import (
+    SELECTION_LOG_SUFFIX,
     MissingDataError,
     Profile,
     canonical_run_name,
@@ -670,7 +671,7 @@ def _selection_jobs(
 
     for t, m in selection_jobs(cells, profile, run_dir, is_done=done):
         check("between learning-rate selections")
-        name = f"{t}__{m}__lr_select"
+        name = f"{t}__{m}{SELECTION_LOG_SUFFIX}"
         try:
             with _redirect_output(log_dir / f"{name}.log" if log_dir is not None else None):
                 rec = select_learning_rate(

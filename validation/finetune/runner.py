@@ -392,10 +392,15 @@ def canonical_run_name(name: str) -> str:
         ``name`` is none of the three forms (:func:`parse_run_name`).
     """
     stem = name[: -len(SELECTION_LOG_SUFFIX)] if name.endswith(SELECTION_LOG_SUFFIX) else None
-    if stem is not None and len(stem.split("__")) == 2:
-        name = stem
-    parse_run_name(name)
-    return name
+    canonical = stem if stem is not None and len(stem.split("__")) == 2 else name
+    try:
+        parse_run_name(canonical)
+    except ConfigError:
+        raise ConfigError(
+            f"not a cell or selection-run name (TASK__METHOD__seedN, TASK__METHOD or "
+            f"TASK__METHOD{SELECTION_LOG_SUFFIX}): {name!r}"
+        ) from None
+    return canonical
 
 
 def cell_path(run_dir: str | Path, task: str, method: str, seed: int) -> Path:
@@ -706,7 +711,7 @@ def train_and_score(
 
     prepare = get_method(method)  # fail fast on unknown/unavailable methods
     if is_main_process():
-        run = cell_name(task, method, seed) if heldout is None else f"{task}__{method}__lr_select"
+        run = cell_name(task, method, seed) if heldout is None else f"{task}__{method}{SELECTION_LOG_SUFFIX}"
         _print_mark(train_mark(run))  # the Trainer's lines of an earlier run stay before it in a log
     dev = resolve_device(device)
     check_one_gpu(dev)
@@ -920,6 +925,8 @@ def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: 
 
 __all__ = [
     "CELL_SCHEMA",
+    "SELECTION_LOG_SUFFIX",
+    "canonical_run_name",
     "DEFAULT_MODEL_NAME",
     "PROFILES",
     "STEPS_MARK",

@@ -71,6 +71,7 @@ from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.claims import is_live, read_claim
 from validation.finetune.grid import claim_path, hold_cell, hold_path, plan_task_settings, read_plan
 from validation.finetune.runner import (
+    SELECTION_LOG_SUFFIX,
     STEPS_MARK,
     TRAIN_MARK,
     canonical_run_name,
@@ -346,8 +347,10 @@ def running(run_dir: str | Path, now: float | None = None) -> list[Running]:
         notes = []
         if kind == "selection":
             host_cell = cell_of_pid.get((str(payload.get("host")), pid))
-            log = root / "logs" / f"{host_cell or name + '__lr_select'}.log"
-            runs, marked = _this_claim(_trainer_runs(_read_tail(log)), f"{name}__lr_select", pid, started)
+            log = root / "logs" / f"{host_cell or name + SELECTION_LOG_SUFFIX}.log"
+            runs, marked = _this_claim(
+                _trainer_runs(_read_tail(log)), f"{name}{SELECTION_LOG_SUFFIX}", pid, started
+            )
             finished = sum(r.finished for r in runs) if marked else 0
             n_runs = max(1, n_rates - max(0, _scored_rates(root, task, method) - finished))
             progress, epoch = _progress(runs, planned, n_runs) if runs else (None, None)
@@ -797,7 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except ConfigError as exc:
                     bad.append(given)
                     print(f"error: {exc}", file=sys.stderr)
-            for name in names:
+            for name in dict.fromkeys(names):
                 if name not in claimed:
                     print(f"{name}: no claim of a live process in {a.run_dir} (not running)", file=sys.stderr)
             for line in stop_runs(

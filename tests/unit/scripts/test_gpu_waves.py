@@ -109,6 +109,28 @@ def test_stop_ends_one_cell_and_a_rerun_trains_it(tmp_path: Path, waves) -> None
     assert (run / "cells" / "stsb__lora__seed0.json").exists()
 
 
+def test_hold_release_and_stop_names_and_exit_codes(waves) -> None:
+    """``hold``/``release`` check every name before touching any (exit 2, nothing held, on a name of no run)
+    and take a selection run by its log name; ``stop`` passes the triage's exit 2 on a bad name through
+    (it answered 0 until 2026-12-01, and a traceback left the later names unheld)."""
+    run = waves.host / "runs" / "demo"
+    bad = waves("hold", "rte__lora__seed0", "rte", check=False)
+    assert bad.returncode == 1 and "not a cell or selection-run name" in bad.stderr, bad.stderr
+    assert not (run / "claims").exists() and not (run / "lr_select").exists()
+    out = waves("hold", "rte__lora__seed0", "rte__lora__lr_select").stdout
+    assert "hold rte__lora__seed0" in out and "hold rte__lora " in out
+    assert (run / "lr_select" / "rte__lora.hold").exists()
+    assert "release rte__lora True" in waves("release", "rte__lora__lr_select").stdout
+    assert not (run / "lr_select" / "rte__lora.hold").exists()
+    from validation.finetune.grid import write_plan
+    from validation.finetune.runner import get_profile
+
+    write_plan(run, ["rte"], ["lora"], [0], get_profile("quick"))  # stop reads the run directory's plan
+    stop = waves("stop", "rte", check=False)
+    assert stop.returncode == 2 and "not a cell or selection-run name" in stop.stderr, stop.stderr
+    assert "nothing to stop" in waves("stop", "--all").stderr
+
+
 def _data_min(root: Path, *tasks: str) -> Path:
     """A data folder with some GLUE task folders only (as make_carry.sh's data_min)."""
     (root / "glue").mkdir(parents=True)
