@@ -16,8 +16,9 @@ gradient clipping and the fused AdamW on one resident batch, not the Trainer's l
 host-to-device copies (about 2.1 ms of the runner's step on the CPU, above). Each (method, variant, length)
 runs ``--warm`` steps (for the compiled variants: the compilation and those steps, ``compile_s``) and then
 ``--steps`` steps without a synchronisation between them, timed from a synchronised start to a synchronised
-end; one JSON line each: ``steps_per_s``, ``ms_per_step``, ``compile_s``, the losses of the warm-up steps and
-of the last. ``compile`` compiles for the length given (``dynamic=False``: what a runner padding to a few
+end; one JSON line each: ``steps_per_s``, ``ms_per_step``, ``compile_s``, ``start_unix``/``end_unix`` (the
+timed window, to tell where several processes started side by side overlapped), the losses of the warm-up
+steps and of the last. ``compile`` compiles for the length given (``dynamic=False``: what a runner padding to a few
 fixed lengths would see, one compilation per length); ``compile_dynamic`` with ``dynamic=True`` (one
 compilation for every length, as the runner's per-batch padding would need).
 
@@ -92,6 +93,7 @@ def run(method: str, variant: str, length: int, args: argparse.Namespace) -> dic
     sync()
     warm_s = time.perf_counter() - t0
     t1 = time.perf_counter()
+    start_unix = time.time()
     for _ in range(args.steps):
         loss = step()
     sync()
@@ -106,6 +108,9 @@ def run(method: str, variant: str, length: int, args: argparse.Namespace) -> dic
         "ms_per_step": 1e3 * dt / args.steps,
         "compile_s": warm_s if variant != "eager" else None,
         "warm_s": warm_s,
+        # wall-clock window of the timed steps: several processes' rates add up only where windows overlap
+        "start_unix": start_unix,
+        "end_unix": start_unix + dt,
         "losses": losses + [float(loss)],
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "torch": torch.__version__,

@@ -28,6 +28,10 @@ def test_eager_lines_per_method_and_length(
         assert r["variant"] == "eager" and r["compile_s"] is None and r["steps"] == 3 and r["batch"] == 4
         assert r["ms_per_step"] == pytest.approx(1e3 / r["steps_per_s"])
         assert len(r["losses"]) == 2 and all(0.0 < v < 5.0 for v in r["losses"])  # warm-up + last step
+        assert r["end_unix"] - r["start_unix"] == pytest.approx(r["steps"] / r["steps_per_s"], abs=1e-5)
+    assert all(
+        a["end_unix"] <= b["start_unix"] for a, b in zip(rows, rows[1:], strict=False)
+    )  # one after another
 
 
 def test_unknown_variant_and_bad_counts_are_refused(load_script) -> None:
