@@ -108,15 +108,16 @@ class PreparedMethod:
         ``method_info`` (AdaLoRA reports the ranks it actually allocated).
     resumable : bool
         Whether a Trainer checkpoint of this method can be loaded back into a freshly prepared model and
-        continue as if uninterrupted (every method of :data:`METHODS` can, AdaLoRA and GeoLoRA through
-        ``restore``: tests/unit/validation/finetune/test_adalora_resume.py, test_geolora_resume.py); a method
-        that sets it to ``False`` trains without checkpoints and an interrupted cell of it restarts from step
-        0 (``train.restarted_discarding`` names a checkpoint found and not used; with no checkpoint, nothing
-        records the restart).
+        continue as if uninterrupted (every method of :data:`METHODS` can, AdaLoRA, GeoLoRA and head-only
+        through ``restore``: tests/unit/validation/finetune/test_adalora_resume.py, test_geolora_resume.py);
+        a method that sets it to ``False`` trains without checkpoints and an interrupted cell of it restarts
+        from step 0 (``train.restarted_discarding`` names a checkpoint found and not used; with no checkpoint,
+        nothing records the restart).
     restore : callable or None
         Optional ``restore(checkpoint_dir) -> None``, called by the runner before
         ``trainer.train(resume_from_checkpoint=checkpoint_dir)`` for state the Trainer does not keep
-        (AdaLoRA's allocation state, :mod:`validation.finetune.adalora_resume`). It raises
+        (AdaLoRA's allocation state, :mod:`validation.finetune.adalora_resume`), or to check a checkpoint that
+        holds the trained tensors only (:mod:`validation.finetune.trained_checkpoint`). It raises
         :class:`gelora.errors.IncompleteCheckpointError` when the checkpoint lacks that state (the runner then
         restarts the cell from step 0 and records why) and :class:`gelora.errors.CheckpointMismatchError`
         when the checkpoint belongs to another configuration (the cell fails).
@@ -740,12 +741,20 @@ def head_parameter_names(model: Any) -> list[str]:
 def prepare_head_only(
     model: Any, *, budget_params: int, train_steps: int, seed: int, context: MethodContext
 ) -> PreparedMethod:
-    """The floor: only the task head (classifier / ``qa_outputs``) trains; the encoder stays frozen."""
+    """The floor: only the task head (classifier / ``qa_outputs``) trains; the encoder stays frozen.
+
+    The Trainer's checkpoints hold the head only, not the frozen encoder
+    (:class:`~validation.finetune.trained_checkpoint.TrainedOnlyCheckpoints`, whose ``restore`` checks them);
+    a cell resumes from them to the uninterrupted result.
+    """
+    from validation.finetune.trained_checkpoint import TrainedOnlyCheckpoints
+
     head = set(head_parameter_names(model))
     for n, p in model.named_parameters():
         p.requires_grad_(n in head)
     info = {"trainable_params": count_trainable_params(model), "head_parameters": sorted(head)}
-    return PreparedMethod(model, [], 0, info)
+    checkpoints = TrainedOnlyCheckpoints(model)
+    return PreparedMethod(model, [checkpoints], 0, info, restore=checkpoints.restore)
 
 
 __all__ = [

@@ -21,6 +21,9 @@
   runs the integrator in ``on_pre_optimizer_step`` -- the last hook where the gradients of the step
   exist (``on_step_end`` comes after ``model.zero_grad()``) -- and clears the adapters' gradients, so
   AdamW skips them. ``on_step_end`` records the ranks and the parameter count of the step.
+- Checkpoints: the Trainer's hold the adapters' factors and ranks and the head, not the frozen pretrained
+  weights (:class:`~validation.finetune.trained_checkpoint.TrainedOnlyCheckpoints`), and beside them the
+  integrator's state (:data:`STATE_FILE`); a cell resumes from them to the uninterrupted result.
 
 Options (``context.options["geolora"]``, all recorded in ``info``): ``tau`` (0.15), ``mode``
 (``"global"``), ``min_rank`` (2), ``max_rank`` (2 * lora_r), ``init_rank`` (lora_r), ``alpha`` (1.0),
@@ -158,7 +161,6 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
         self.coefficient_steps = int(coefficient_steps)
         self.lrs: list[float] = []
         self._pending: dict[str, Any] | None = None
-        self._training = False
         self._step = 0
         #: the settings a checkpoint's state must agree with (set by :func:`prepare`)
         self.settings: dict[str, Any] = {}
@@ -181,27 +183,14 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
             "lrs": list(self.lrs),
         }
 
-    def wrap_save(self, model: Any) -> None:
-        """Write :data:`STATE_FILE` from inside ``model.save_pretrained`` while training (wrapped on the
-        instance): the Trainer saves the model, then deletes older checkpoints, then calls ``on_save``, so a
-        state written in ``on_save`` would leave a moment with no resumable checkpoint at all."""
-        import functools
-
-        save = getattr(model, "save_pretrained", None)
-        if save is None:  # a stand-in without saving: its checkpoints restart (restore finds no state)
-            return
-
-        @functools.wraps(save)
-        def save_pretrained(save_directory: str, *args: Any, **kwargs: Any) -> Any:
-            out = save(save_directory, *args, **kwargs)
-            if self._training and kwargs.get("is_main_process", True):
-                self.write_state(save_directory)
-            return out
-
-        model.save_pretrained = save_pretrained
-
     def write_state(self, directory: str) -> None:
-        """Write :data:`STATE_FILE` into ``directory`` atomically (temporary name, fsync, rename)."""
+        """Write :data:`STATE_FILE` into ``directory`` atomically (temporary name, fsync, rename).
+
+        Called from inside ``model.save_pretrained`` while training
+        (:class:`~validation.finetune.trained_checkpoint.TrainedOnlyCheckpoints`): the Trainer saves the model,
+        then deletes older checkpoints, then calls ``on_save``, so a state written in ``on_save`` would leave a
+        moment with no resumable checkpoint at all.
+        """
         import io
 
         import torch
@@ -216,10 +205,6 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
         """Record ``(global_step, ranks)`` and the adapter parameter count of the finished step."""
         self._step = int(state.global_step)
         self.optimizer.record(int(state.global_step))
-        return control
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        self._training = False
         return control
 
     def restore(self, checkpoint_dir: str) -> None:
@@ -265,7 +250,6 @@ class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
 
         from .optim import StepRecord
 
-        self._training = True
         self._step = int(state.global_step)
         data, self._pending = self._pending, None
         if data is None:
@@ -362,6 +346,7 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
     import torch
 
     from validation.finetune.methods import PreparedMethod
+    from validation.finetune.trained_checkpoint import TrainedOnlyCheckpoints
 
     opts = dict(context.options.get("geolora", {}))
     unknown = set(opts) - _KNOWN_OPTIONS
@@ -454,13 +439,23 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
             "trajectory_form": TRAJECTORY_FORM,
         }
 
-    # resumable through ``restore``: the Trainer's checkpoint holds the factors and each adapter's rank
-    # (``lora_rank``), STATE_FILE the integrator's state (step count, RMS statistics, trajectories); without
-    # it a resumed cell ended with other ranks, parameters and losses than an uninterrupted one
-    # (tests/unit/validation/finetune/test_geolora_resume.py)
+    # resumable through ``restore``: the Trainer's checkpoint holds the factors, each adapter's rank
+    # (``lora_rank``) and the head, not the frozen weights (TrainedOnlyCheckpoints), STATE_FILE the integrator's
+    # state (step count, RMS statistics, trajectories); without it a resumed cell ended with other ranks,
+    # parameters and losses than an uninterrupted one (tests/unit/validation/finetune/test_geolora_resume.py)
     callback.settings = {k: info.get(k) for k in _RESUME_SETTINGS}
-    callback.wrap_save(model)
-    return PreparedMethod(model, [callback], initial, info, finalise, restore=callback.restore)
+    checkpoints = TrainedOnlyCheckpoints(model, after_save=callback.write_state)
+
+    def restore(checkpoint_dir: str) -> None:
+        # the state first: a state of other adapters is a mismatch (the cell fails), not an incomplete file
+        callback.restore(checkpoint_dir)
+        try:
+            checkpoints.restore(checkpoint_dir)
+        except Exception:
+            callback._pending = None  # not resumed (the cell restarts or fails): no state to put back
+            raise
+
+    return PreparedMethod(model, [callback, checkpoints], initial, info, finalise, restore=restore)
 
 
 def match_initial_ranks(shapes: dict[str, tuple[int, int]], rank: int, budget_params: int) -> dict[str, int]:

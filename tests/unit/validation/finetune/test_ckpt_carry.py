@@ -846,40 +846,58 @@ def test_a_later_archive_of_the_same_run_replaces_a_restored_stage(run: Path, tm
 
 
 # ------------------------------------------------------------------------------------------ integration
+def _tiny_cell(
+    run_dir: Path, method: str, profile: Any, stop_after: int | None = None
+) -> dict[str, Any] | None:
+    """Run a real ``rte`` cell of ``method`` on the CPU; with ``stop_after``, stop it at the end of that step as
+    by SIGTERM (the runner's stop callback, after this one, raises StopRequested) and return None."""
+    from transformers import TrainerCallback
+
+    from validation.finetune import stop
+    from validation.finetune.runner import run_cell
+
+    class StopAfter(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+            if state.global_step == stop_after:
+                stop.request()
+
+    try:
+        if stop_after is None:
+            return run_cell("rte", method, 0, profile=profile, run_dir=run_dir, device="cpu")
+        with pytest.raises(stop.StopRequested):
+            run_cell(
+                "rte",
+                method,
+                0,
+                profile=profile,
+                run_dir=run_dir,
+                device="cpu",
+                callback_factories=[lambda context: StopAfter()],
+            )
+        return None
+    finally:
+        stop.clear()
+
+
 def test_a_carried_checkpoint_resumes_the_cell_to_the_uninterrupted_result(tmp_path: Path) -> None:
     """A real LoRA cell (tiny random BERT, test profile, 12 steps, a checkpoint every 3) stopped after step
     7 as by SIGTERM, carried through pack/emit/collect/bundle/unpack into a fresh run directory (seeded from
     a run copy without work/), resumes from checkpoint-6 and ends as the uninterrupted cell: the same metrics,
     eval loss and loss curve (as test_adalora_resume.py compares; not train_loss, which covers the steps of
     the resumed train() call only)."""
-    from transformers import TrainerCallback
     from transformers.utils import logging
 
     from synthetic.tiny_models import save_tiny_model
-    from validation.finetune import stop
-    from validation.finetune.runner import get_profile, run_cell
+    from validation.finetune.runner import get_profile
 
     logging.set_verbosity_error()
     model = save_tiny_model("bert", tmp_path / "bert")
     profile = get_profile("test", model=str(model), batch_size=4, epochs=1.5, save_steps=3)
 
-    class StopAfter7(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-            if state.global_step == 7:
-                stop.request()  # the runner's stop callback (after this one) raises StopRequested
-
-    def cell(run_dir: Path, factories: list[Any]) -> dict[str, Any]:
-        try:
-            return run_cell(
-                "rte", "lora", 0, profile=profile, run_dir=run_dir, device="cpu", callback_factories=factories
-            )
-        finally:
-            stop.clear()
-
-    reference = cell(tmp_path / "reference" / "demo", [])
+    reference = _tiny_cell(tmp_path / "reference" / "demo", "lora", profile)
+    assert reference is not None
     first = tmp_path / "session1" / "demo"
-    with pytest.raises(stop.StopRequested):
-        cell(first, [lambda context: StopAfter7()])
+    _tiny_cell(first, "lora", profile, stop_after=7)
     assert _checkpoints_in(first) == ["work/rte__lora__seed0/checkpoint-6"]
 
     manifest = cc.pack(first, tmp_path / "stage")
@@ -895,9 +913,37 @@ def test_a_carried_checkpoint_resumes_the_cell_to_the_uninterrupted_result(tmp_p
         report = cc.unpack(f.path, fresh, stage=tmp_path / "in", run_copy=k == 0)
     assert report.restored == ["work/rte__lora__seed0/checkpoint-6"]
 
-    result = cell(fresh, [])
+    result = _tiny_cell(fresh, "lora", profile)
+    assert result is not None
     train, ref_train = result["train"], reference["train"]
     assert train["resumed_from"] == os.path.join("work", "rte__lora__seed0", "checkpoint-6")
     assert train["steps"] == ref_train["steps"] == 12
     assert train["loss_curve"] == ref_train["loss_curve"]
     assert result["metrics"] == reference["metrics"] and result["eval_loss"] == reference["eval_loss"]
+
+
+def test_geolora_and_head_only_checkpoints_are_small_enough_to_travel(tmp_path: Path) -> None:
+    """GeoLoRA and head-only models are not peft models; their Trainer checkpoints held the whole model (on
+    MPNet-base about 420 MiB, far above ``--max-checkpoint-mib 60``) and never travelled. They now hold the
+    trained tensors only (validation/finetune/trained_checkpoint.py): here, with a limit of half the tiny
+    model's weight file, ``status`` lists both cells as packed and ``pack`` takes them."""
+    from transformers.utils import logging
+
+    from synthetic.tiny_models import save_tiny_model
+    from validation.finetune.runner import get_profile
+
+    logging.set_verbosity_error()
+    model = save_tiny_model("bert", tmp_path / "bert")
+    limit = (model / "model.safetensors").stat().st_size / 2 / MIB  # about 1.9 MiB; a checkpoint of old: 4.6
+    profile = get_profile("test", model=str(model), batch_size=4, epochs=1.5, save_steps=3)
+    run = tmp_path / "demo"
+    for method in ("geolora", "head_only"):
+        _tiny_cell(run, method, profile, stop_after=4)
+    expected = ["work/rte__geolora__seed0/checkpoint-3", "work/rte__head_only__seed0/checkpoint-3"]
+    assert _checkpoints_in(run) == expected
+    lines = cc.status_lines(run, max_checkpoint_mib=limit)
+    for path in expected:
+        line = next(x for x in lines if x.startswith(path.rpartition("/")[0] + " "))
+        assert line.endswith("unfinished: packed"), lines
+    manifest = cc.pack(run, tmp_path / "stage", max_checkpoint_mib=limit, run_copy=False)
+    assert [c["path"] for c in manifest["checkpoints"]] == expected

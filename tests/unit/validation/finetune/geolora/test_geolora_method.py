@@ -11,6 +11,7 @@ from gelora.errors import ConfigError
 from synthetic.tiny_models import tiny_bert_classifier
 from validation.finetune.geolora.method import GeoLoRACallback, match_initial_ranks, prepare
 from validation.finetune.methods import METHODS, MethodContext, check_budget, get_method, lora_budget
+from validation.finetune.trained_checkpoint import TrainedOnlyCheckpoints
 
 TARGETS = ("query", "value", "intermediate.dense")
 
@@ -68,7 +69,8 @@ def test_prepare_budget_and_info_json() -> None:
     pm = prepare(model, budget_params=budget, train_steps=5, seed=0, context=_ctx())
     rec = check_budget("geolora", pm, budget)
     assert rec["within_budget"]
-    assert len(pm.callbacks) == 1 and isinstance(pm.callbacks[0], GeoLoRACallback)
+    # the integrator, then the checkpoints of the trained tensors only (validation.finetune.trained_checkpoint)
+    assert [type(cb) for cb in pm.callbacks] == [GeoLoRACallback, TrainedOnlyCheckpoints]
     json.dumps(pm.info)
     assert pm.info["cap_params"] == max(pm.trainable_adapter_params, budget)
     assert pm.info["rank_trajectory"][0][0] == 0
