@@ -501,11 +501,16 @@ def _environment(device: Any) -> dict[str, Any]:
 
 
 def _last_checkpoint(work_dir: Path) -> str | None:
-    if not work_dir.is_dir():
-        return None
-    from transformers.trainer_utils import get_last_checkpoint
+    """The highest-step complete checkpoint of ``work_dir`` (:func:`validation.finetune.ckpt_carry.last_checkpoint`:
+    one holding ``trainer_state.json``, which the Trainer writes last), or None.
 
-    return get_last_checkpoint(str(work_dir))
+    ``transformers.trainer_utils.get_last_checkpoint`` takes the highest step whatever it holds: a save cut
+    short by a hard exit then made the cell fail, or, with checkpoints that hold only the trained tensors,
+    restart from scratch and delete the complete checkpoint below it."""
+    from validation.finetune.ckpt_carry import last_checkpoint
+
+    found = last_checkpoint(work_dir)
+    return None if found is None else str(found)
 
 
 def _finite(d: dict[str, Any]) -> dict[str, Any]:

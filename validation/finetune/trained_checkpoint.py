@@ -16,8 +16,12 @@ during training: the frozen parameters are in no optimizer and no integrator.
 On resume the Trainer loads ``model.safetensors`` with ``load_state_dict(..., strict=False)``
 (``Trainer._load_from_checkpoint``, transformers 5): the trained tensors overwrite those of the freshly
 prepared model, whose frozen weights are the pretrained ones the checkpoint left out, so the model is the one
-that was saved, bit for bit. The Trainer logs the frozen weights as "missing keys"; that is expected. Its
-loader would accept any file (a tensor of an unknown name is ignored, a missing one kept as it is), so
+that was saved, bit for bit. This rests on every frozen tensor coming from the pretrained files (true of the
+runner's models: only the head, which is trained and saved, is newly initialised by ``from_pretrained``); a
+frozen tensor initialised at random would be rebuilt from the seed, identical only on the same library
+versions. A checkpoint is therefore not a standalone model (``from_pretrained`` of it gets a random encoder). The Trainer logs the frozen weights as "missing keys"; that is expected. Its
+loader would accept nearly any file (a tensor of an unknown name is ignored, a missing one kept as it is;
+only a shape mismatch raises), so
 :meth:`TrainedOnlyCheckpoints.restore`, called by the runner before training, reads the file's header first
 (:func:`check_checkpoint`):
 
@@ -86,6 +90,16 @@ def _header(path: str) -> dict[str, tuple[int, ...]]:
         return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
 
 
+def _left_out_on_save(model: Any, name: str, saved: dict[str, Any], state: dict[str, Any]) -> bool:
+    """Whether ``save_pretrained`` leaves tensor ``name`` out on purpose: a weight tied to one that was saved
+    (the same parameter under two names is written once) or a name matching ``_keys_to_ignore_on_save``."""
+    import re
+
+    if any(state[k] is state[name] for k in saved if k in state):
+        return True
+    return any(re.search(pattern, name) for pattern in getattr(model, "_keys_to_ignore_on_save", None) or ())
+
+
 def check_checkpoint(model: Any, checkpoint_dir: str | os.PathLike[str]) -> None:
     """Check that ``checkpoint_dir``'s model file loads back into ``model`` (see the module docstring).
 
@@ -99,7 +113,8 @@ def check_checkpoint(model: Any, checkpoint_dir: str | os.PathLike[str]) -> None
     Raises
     ------
     gelora.errors.IncompleteCheckpointError
-        :data:`MODEL_FILE` is missing or unreadable, or lacks a trained tensor.
+        :data:`MODEL_FILE` is missing or unreadable, or lacks a trained tensor (a weight tied to a saved one,
+        or one ``save_pretrained`` ignores by design, is not missing).
     gelora.errors.CheckpointMismatchError
         It holds a tensor the model does not have, or one of another shape.
     """
@@ -119,7 +134,9 @@ def check_checkpoint(model: Any, checkpoint_dir: str | os.PathLike[str]) -> None
             f"of other shapes: {[(k, saved[k], tuple(state[k].shape)) for k in shapes[:3]]}): remove the "
             "cell's work folder to start it afresh"
         )
-    missing = [k for k in trained_names(model) if k not in saved]
+    missing = [
+        k for k in trained_names(model) if k not in saved and not _left_out_on_save(model, k, saved, state)
+    ]
     if missing:
         raise IncompleteCheckpointError(
             f"{path} lacks {len(missing)} trained tensors ({missing[:3]}): the checkpoint cannot be resumed"

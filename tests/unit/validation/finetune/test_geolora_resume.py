@@ -186,6 +186,25 @@ def test_a_checkpoint_without_a_trained_tensor_restarts_the_cell(
     _same(res, references[method])
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_a_save_cut_short_is_passed_over_for_the_complete_checkpoint_below_it(
+    method: str, profile: Any, references: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """A hard exit during a save leaves the newest folder without ``trainer_state.json`` (written last): the
+    cell resumes from the complete checkpoint below it (it restarted from scratch, deleting that checkpoint,
+    or failed, while the runner took the highest step whatever it held)."""
+    _stop_after(tmp_path, profile, 7, method)
+    work = tmp_path / "work" / cell_of(method)
+    cut = work / "checkpoint-9"
+    cut.mkdir()
+    whole = (work / "checkpoint-6" / tc.MODEL_FILE).read_bytes()
+    (cut / tc.MODEL_FILE).write_bytes(whole[: len(whole) // 2])
+    res = _cell(tmp_path, profile, [], method)
+    assert res["train"]["resumed_from"] == os.path.join("work", cell_of(method), "checkpoint-6")
+    assert res["train"]["restarted_discarding"] is None
+    _same(res, references[method])
+
+
 def test_a_checkpoint_without_the_integrator_state_restarts_the_cell(
     profile: Any, references: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:

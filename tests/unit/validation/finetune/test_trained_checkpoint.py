@@ -87,3 +87,31 @@ def test_restore_calls_a_checkpoint_incomplete_when_it_cannot_be_resumed(
         IncompleteCheckpointError, match=r"lacks 1 trained tensors \(\['classifier.weight'\]\)"
     ):
         prepared.restore(str(bias))
+
+
+def test_a_trained_weight_tied_to_a_saved_one_is_not_missing(tmp_path: Path) -> None:
+    """``save_pretrained`` writes a tied weight once (the MLM decoder shares the word embeddings): with both
+    trained, a complete checkpoint was called incomplete, and the cell restarted from step 0 at every resume."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    cfg = BertConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    model = BertForMaskedLM(cfg)
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("cls.") or "word_embeddings" in name)
+    ck = tc.TrainedOnlyCheckpoints(model)
+    ck.on_train_begin(None, None, None)
+    model.save_pretrained(tmp_path, state_dict=None)
+    saved = _names(tmp_path)
+    tied = {"bert.embeddings.word_embeddings.weight", "cls.predictions.decoder.weight"}
+    assert tied <= set(tc.trained_names(model)) and len(tied & saved) == 1  # written once
+    ck.restore(str(tmp_path))  # complete
+    tensors = {}
+    with safe_open(str(tmp_path / tc.MODEL_FILE), framework="pt") as f:
+        for k in f.keys():
+            if k not in tied:
+                tensors[k] = f.get_tensor(k)
+    save_file(tensors, str(tmp_path / tc.MODEL_FILE), metadata={"format": "pt"})
+    with pytest.raises(IncompleteCheckpointError, match="lacks 2 trained tensors"):
+        ck.restore(str(tmp_path))  # neither name of the tied pair saved: incomplete
