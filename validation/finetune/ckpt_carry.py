@@ -183,9 +183,9 @@ def last_checkpoint(work_dir: Path) -> Path | None:
     """The highest-step complete ``checkpoint-<step>`` folder in ``work_dir`` (one holding
     ``trainer_state.json``, which the Trainer writes last), or None.
 
-    ``transformers.trainer_utils.get_last_checkpoint`` (which the runner resumes from) takes the highest
-    step whatever it holds; a folder half written by a hard exit during a save is skipped here (see
-    :func:`partial_checkpoints`), so that only a checkpoint the run can resume from travels."""
+    ``transformers.trainer_utils.get_last_checkpoint`` takes the highest step whatever it holds; a folder
+    half written by a hard exit during a save is skipped here (see :func:`partial_checkpoints`), so that only
+    a checkpoint the run can resume from travels. The runner resumes from this one too (since 2026-12-01)."""
     for _, p in _checkpoints(work_dir):
         if (p / TRAINER_STATE).is_file():
             return p

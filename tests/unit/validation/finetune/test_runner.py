@@ -87,6 +87,7 @@ def test_adalora_checkpoint_without_its_state_restarts_and_says_so(tmp_path: Pat
     cell starts over and records why (resumes with the state: test_adalora_resume.py)."""
     stale = tmp_path / "work" / "rte__adalora__seed0" / "checkpoint-2"
     stale.mkdir(parents=True)
+    (stale / "trainer_state.json").write_text("{}")  # a complete save (a folder without it is passed over)
     result = run_cell("rte", "adalora", 0, profile=PROFILE, run_dir=tmp_path, device="cpu")
     assert result["train"]["resumed_from"] is None
     assert result["train"]["restarted_discarding"] == os.path.join(
