@@ -15,6 +15,8 @@ Subcommands (``python -m validation.finetune.ckpt_carry SUBCOMMAND ...``)::
     collect DEST FETCHED...             # CPU side: the fetched parts into DEST, each verified
     bundle DEST CARRY_ROOT --prefix ck  # CPU side: the parts spread over carry folders that fit a call
     unpack CARRY_DIR RUN_DIR            # GPU side, once per carry folder: verify, and restore when complete
+    verify MANIFEST RUN_DIR             # CPU side, afterwards: each carried run resumed from its checkpoint?
+                                        # (exit 1 when one trained from scratch or restarted)
 
 The archive is an uncompressed tar with paths relative to the run directory (``work/<cell>/checkpoint-N/``,
 ``lr_select/work/<task>__<method>__lr<key>/checkpoint-N/``, and beside a checkpoint the work folder's
@@ -1390,6 +1392,94 @@ def status_lines(run_dir: str | Path, *, max_checkpoint_mib: float = 60.0) -> li
     return lines or [f"{run_dir}: no work folders"]
 
 
+# ----------------------------------------------------------------------------------------------- verify
+#: a selection run's work folder name: ``<task>__<method>__lr<rate key>``
+_SELECTION_WORK_RE = re.compile(r"^(?P<run>[^/]+__[^/]+)__lr(?P<lr>[^/]+)$")
+
+
+@dataclass
+class Resumed:
+    """How one carried checkpoint's run went on (:func:`verify`).
+
+    ``status``: ``"resumed"`` (from the carried checkpoint), ``"resumed later"`` (from a later checkpoint
+    of the same run: it resumed from the carried one, then was interrupted again), ``"unfinished"`` (no
+    result yet), ``"not recorded"`` (a result without resume fields, written by older code),
+    ``"from scratch"`` or ``"restarted"`` (the carried checkpoint was not used: a failure of the carry).
+    """
+
+    path: str
+    kind: str
+    status: str
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("from scratch", "restarted")
+
+
+def _step_of(checkpoint: str) -> int:
+    m = CHECKPOINT_RE.fullmatch(checkpoint.rpartition("/")[2])
+    return int(m.group(1)) if m else -1
+
+
+def _resume_status(carried: str, resumed: Any, restarted: Any) -> tuple[str, str]:
+    if restarted:
+        return "restarted", f"discarding {restarted}"
+    if not resumed:
+        return "from scratch", "the result records no resume"
+    resumed = str(resumed).replace(os.sep, "/")
+    if resumed == carried:
+        return "resumed", resumed
+    if _work_dir_of(resumed) == _work_dir_of(carried) and _step_of(resumed) > _step_of(carried):
+        return "resumed later", resumed
+    return "from scratch", f"resumed from {resumed}, not from the carried checkpoint"
+
+
+def verify(manifest: str | Path, run_dir: str | Path) -> list[Resumed]:
+    """Whether each run whose checkpoint a manifest carried continued from it in ``run_dir``.
+
+    Reads the cells' ``train.resumed_from`` / ``train.restarted_discarding`` and the same fields of a
+    selection run's rate in ``lr_select/<task>__<method>.json`` (recorded since 2026-12-01).
+
+    Parameters
+    ----------
+    manifest : str or Path
+        A manifest file (``<run>.ckpt.json``) or a folder holding exactly one (e.g. ``collect``'s DEST).
+    run_dir : str or Path
+        The run directory after the next session, e.g. a fetched ``runs/<run>``.
+
+    Returns
+    -------
+    list of Resumed
+        One per carried checkpoint, in the manifest's order.
+    """
+    path = Path(manifest)
+    data = find_manifest(path)[1] if path.is_dir() else read_manifest(path)
+    run_dir = Path(run_dir)
+    out = []
+    for c in data["checkpoints"]:
+        carried, kind = str(c["path"]), str(c.get("kind", ""))
+        work = _work_dir_of(carried).rpartition("/")[2]
+        if kind == "selection":
+            m = _SELECTION_WORK_RE.fullmatch(work)
+            record_path = run_dir / "lr_select" / f"{m.group('run') if m else work}.json"
+            record = read_json(record_path) if record_path.is_file() else None
+            entry = (record or {}).get("runs", {}).get(m.group("lr") if m else "")
+        else:
+            cell_file = run_dir / "cells" / f"{work}.json"
+            entry = read_json(cell_file).get("train") if cell_file.is_file() else None
+        if not isinstance(entry, dict):
+            out.append(Resumed(carried, kind, "unfinished", "no result yet"))
+        elif "resumed_from" not in entry:
+            out.append(Resumed(carried, kind, "not recorded", "a result of code before 2026-12-01"))
+        else:
+            status, detail = _resume_status(
+                carried, entry.get("resumed_from"), entry.get("restarted_discarding")
+            )
+            out.append(Resumed(carried, kind, status, detail))
+    return out
+
+
 # -------------------------------------------------------------------------------------------------- CLI
 def _device_command(folder: Path, run_dir: str, first: bool) -> str:
     extra = " --run-copy" if first else ""
@@ -1450,6 +1540,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--budget-mib", type=float, default=None, help="default: 64 - working tree - 1 MiB")
     s.add_argument("--run-copy", type=Path, default=None, help="a fetched run directory (no work/) to carry")
     s.add_argument("--device-run-dir", default=None, help="RUN_DIR in the printed commands (runs/<run>)")
+    s = sub.add_parser(
+        "verify", help="CPU side, after the next session: did each carried run continue from its checkpoint?"
+    )
+    s.add_argument("manifest", type=Path, help="a <run>.ckpt.json, or collect's DEST holding one")
+    s.add_argument("run_dir", type=Path, help="the run directory afterwards (e.g. a fetched runs/<run>)")
     s = sub.add_parser("unpack", help="GPU side, once per carry folder: stage, and restore when complete")
     s.add_argument("carry_dir", type=Path)
     s.add_argument("run_dir", type=Path)
@@ -1504,6 +1599,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 what = f"{len(f.parts)} parts" + (" + run copy" if f.run_copy else "")
                 print(f"{rel}: {what}, {_mib(f.bytes)}")
                 print(f'  carry: ["{rel}"]  run: {_device_command(rel, run_dir, k == 0 and f.run_copy)}')
+        elif a.cmd == "verify":
+            rows = verify(a.manifest, a.run_dir)
+            width = max((len(row.path) for row in rows), default=0)
+            for row in rows:
+                print(f"{row.path.ljust(width)}  {row.kind:<9}  {row.status}: {row.detail}")
+            counts = {st: sum(x.status == st for x in rows) for st in dict.fromkeys(x.status for x in rows)}
+            print(f"{len(rows)} carried: " + ", ".join(f"{n} {st}" for st, n in counts.items()))
+            if any(row.failed for row in rows):
+                return 1
         elif a.cmd == "unpack":
             u = unpack(a.carry_dir, a.run_dir, stage=a.stage, run_copy=a.run_copy)
             print("\n".join(u.lines()))

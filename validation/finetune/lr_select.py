@@ -209,6 +209,9 @@ def select_learning_rate(
                     "steps": cell["train"]["steps"],
                     "convergence": cell["train"].get("convergence"),
                     "train_time_s": cell["train"].get("train_time_s"),
+                    # how the run continued after an interruption (validation.finetune.ckpt_carry verify)
+                    "resumed_from": cell["train"].get("resumed_from"),
+                    "restarted_discarding": cell["train"].get("restarted_discarding"),
                 },
             }
             info = cell.get("data", {}).get("heldout", {})

@@ -920,6 +920,85 @@ def test_a_carried_checkpoint_resumes_the_cell_to_the_uninterrupted_result(tmp_p
     assert train["steps"] == ref_train["steps"] == 12
     assert train["loss_curve"] == ref_train["loss_curve"]
     assert result["metrics"] == reference["metrics"] and result["eval_loss"] == reference["eval_loss"]
+    (row,) = cc.verify(tmp_path / "collected", fresh)
+    assert (row.status, row.detail) == ("resumed", "work/rte__lora__seed0/checkpoint-6")
+    assert cc.main(["verify", str(tmp_path / "collected"), str(fresh)]) == 0
+
+
+def _verify_fixture(root: Path) -> tuple[Path, Path]:
+    """A manifest of seven carried checkpoints and a run directory in which each went on differently."""
+    carried = [
+        ("work/t__lora__seed0/checkpoint-500", "cell"),
+        ("work/t__lora__seed1/checkpoint-500", "cell"),
+        ("work/t__lora__seed2/checkpoint-500", "cell"),
+        ("work/t__lora__seed3/checkpoint-500", "cell"),
+        ("work/t__lora__seed4/checkpoint-500", "cell"),
+        ("lr_select/work/t__lora__lr0.0005/checkpoint-700", "selection"),
+        ("lr_select/work/t__gelora__lr0.0005/checkpoint-700", "selection"),
+    ]
+    manifest = root / "x.ckpt.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                "schema": cc.SCHEMA,
+                "run": "x",
+                "parts": [],
+                "tar": {},
+                "checkpoints": [{"path": p, "kind": k, "files": []} for p, k in carried],
+            }
+        )
+    )
+    run = root / "run"
+    (run / "cells").mkdir(parents=True)
+    (run / "lr_select").mkdir()
+    trains = {
+        "t__lora__seed0": {
+            "resumed_from": "work/t__lora__seed0/checkpoint-500",
+            "restarted_discarding": None,
+        },
+        "t__lora__seed1": {
+            "resumed_from": "work/t__lora__seed1/checkpoint-1000",
+            "restarted_discarding": None,
+        },
+        "t__lora__seed2": {"resumed_from": None, "restarted_discarding": None},
+        "t__lora__seed3": {
+            "resumed_from": None,
+            "restarted_discarding": "work/t__lora__seed3/checkpoint-500",
+        },
+    }  # seed 4: no result yet
+    for name, train in trains.items():
+        (run / "cells" / f"{name}.json").write_text(json.dumps({"train": {"steps": 9, **train}}))
+    rate = {"steps": 9, "resumed_from": "lr_select/work/t__lora__lr0.0005/checkpoint-700"}
+    (run / "lr_select" / "t__lora.json").write_text(json.dumps({"runs": {"0.0005": rate}}))
+    (run / "lr_select" / "t__gelora.json").write_text(json.dumps({"runs": {"0.0005": {"steps": 9}}}))
+    return manifest, run
+
+
+def test_verify_says_how_each_carried_run_went_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``verify``: resumed from the carried checkpoint, from a later one of the same run (resumed, then
+    interrupted again), from scratch or restarted (a failed carry: exit 1), not finished, or a result of
+    older code that records no resume (a selection record before 2026-12-01)."""
+    manifest, run = _verify_fixture(tmp_path)
+    rows = cc.verify(manifest, run)
+    assert [r.status for r in rows] == [
+        "resumed",
+        "resumed later",
+        "from scratch",
+        "restarted",
+        "unfinished",
+        "resumed",
+        "not recorded",
+    ]
+    assert [r.kind for r in rows][-2:] == ["selection", "selection"]
+    assert cc.main(["verify", str(manifest), str(run)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "7 carried: 2 resumed, 1 resumed later, 1 from scratch, 1 restarted, 1 unfinished, 1 not recorded"
+        in out
+    )
+    for seed in (2, 3):  # without the two failures: exit 0
+        (run / "cells" / f"t__lora__seed{seed}.json").unlink()
+    assert cc.main(["verify", str(tmp_path), str(run)]) == 0  # the folder holding the manifest
 
 
 def test_geolora_and_head_only_checkpoints_are_small_enough_to_travel(tmp_path: Path) -> None:

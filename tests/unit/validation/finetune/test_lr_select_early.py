@@ -3,6 +3,7 @@ and pick the selection's record up when they finish; multi-rate grids still wait
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,25 @@ def test_one_rate_cell_trains_first_then_records_the_selection(tmp_path: Path, r
     # the next seed reuses the finished selection: one more cell, no second selection run
     run_cell("rte", "lora", 1, profile=_profile((1.0,)), run_dir=tmp_path, device="cpu")
     assert [k for k, _, _ in recorder.order] == ["cell", "select", "cell"]
+
+
+def test_the_selection_record_keeps_how_each_rate_resumed(
+    tmp_path: Path, recorder: _Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rate's entry holds its run's ``resumed_from`` and ``restarted_discarding`` (``ckpt_carry verify``
+    tells a carried selection run that resumed from one that started over: the held-out curve cannot)."""
+    real = recorder.__call__
+    resumed = "lr_select/work/rte__lora__lr0.001/checkpoint-3"
+
+    def resuming(task: str, method: str, seed: int, **kw: Any) -> dict[str, Any]:
+        cell = real(task, method, seed, **kw)
+        cell["train"].update(resumed_from=resumed if kw.get("heldout") is not None else None)
+        return cell
+
+    monkeypatch.setattr(runner_mod, "train_and_score", resuming)
+    run_cell("rte", "lora", 0, profile=_profile((1.0,)), run_dir=tmp_path, device="cpu")
+    rate = json.loads(selection_path(tmp_path, "rte", "lora").read_text())["runs"]["0.001"]
+    assert rate["resumed_from"] == resumed and rate["restarted_discarding"] is None
 
 
 def test_multi_rate_cell_still_waits_for_the_choice(tmp_path: Path, recorder: _Recorder) -> None:
