@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -189,17 +190,27 @@ def last_checkpoint(work_dir: Path) -> Path | None:
     half written by a hard exit during a save is skipped here (see :func:`partial_checkpoints`), so that only
     a checkpoint the run can resume from travels. The runner resumes from this one too (since 2026-12-01)."""
     for _, p in _checkpoints(work_dir):
-        if (p / TRAINER_STATE).is_file():
+        if _complete(p):
             return p
     return None
 
 
+def _complete(checkpoint: Path) -> bool:
+    """Whether a checkpoint folder's save ended: ``trainer_state.json`` (written last, and not atomically)
+    exists and reads as JSON."""
+    try:
+        json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def partial_checkpoints(work_dir: Path) -> list[Path]:
-    """``checkpoint-<step>`` folders of ``work_dir`` above its :func:`last_checkpoint` that lack
+    """``checkpoint-<step>`` folders of ``work_dir`` above its :func:`last_checkpoint` without a readable
     ``trainer_state.json`` (saves cut short), highest step first."""
     out = []
     for _, p in _checkpoints(work_dir):
-        if (p / TRAINER_STATE).is_file():
+        if _complete(p):
             break
         out.append(p)
     return out
@@ -442,7 +453,10 @@ def pack(
             chosen.append(wf)
         if wf.final is None:
             skipped += [
-                {"path": p, "reason": f"partial checkpoint (no {TRAINER_STATE}: its save was cut short)"}
+                {
+                    "path": p,
+                    "reason": f"partial checkpoint (no readable {TRAINER_STATE}: its save was cut short)",
+                }
                 for p in wf.partial
             ]
     stage.mkdir(parents=True, exist_ok=True)
@@ -1401,10 +1415,13 @@ _SELECTION_WORK_RE = re.compile(r"^(?P<run>[^/]+__[^/]+)__lr(?P<lr>[^/]+)$")
 class Resumed:
     """How one carried checkpoint's run went on (:func:`verify`).
 
-    ``status``: ``"resumed"`` (from the carried checkpoint), ``"resumed later"`` (from a later checkpoint
-    of the same run: it resumed from the carried one, then was interrupted again), ``"unfinished"`` (no
-    result yet), ``"not recorded"`` (a result without resume fields, written by older code),
-    ``"from scratch"`` or ``"restarted"`` (the carried checkpoint was not used: a failure of the carry).
+    ``status``: ``"resumed"`` (from the carried checkpoint), ``"resumed later"`` (the last resume was from
+    a later checkpoint of the same run: interrupted again after the carry; only the last resume is recorded,
+    so whether the carried checkpoint was used is not shown), ``"unfinished"`` (no result yet),
+    ``"not recorded"`` (a result without resume fields, written by older code), ``"failed"`` (the cell
+    left only its failure record, ``cells/<cell>.failed.json``, e.g. a checkpoint of another configuration;
+    a failed selection run leaves the failure record of the cell that started it), ``"from scratch"`` or
+    ``"restarted"`` (the carried checkpoint was not used).
     """
 
     path: str
@@ -1414,7 +1431,7 @@ class Resumed:
 
     @property
     def failed(self) -> bool:
-        return self.status in ("from scratch", "restarted")
+        return self.status in ("from scratch", "restarted", "failed")
 
 
 def _step_of(checkpoint: str) -> int:
@@ -1427,7 +1444,7 @@ def _resume_status(carried: str, resumed: Any, restarted: Any) -> tuple[str, str
         return "restarted", f"discarding {restarted}"
     if not resumed:
         return "from scratch", "the result records no resume"
-    resumed = str(resumed).replace(os.sep, "/")
+    resumed = str(resumed).replace("\\", "/")
     if resumed == carried:
         return "resumed", resumed
     if _work_dir_of(resumed) == _work_dir_of(carried) and _step_of(resumed) > _step_of(carried):
@@ -1456,6 +1473,9 @@ def verify(manifest: str | Path, run_dir: str | Path) -> list[Resumed]:
     path = Path(manifest)
     data = find_manifest(path)[1] if path.is_dir() else read_manifest(path)
     run_dir = Path(run_dir)
+    if not any((run_dir / name).exists() for name in ("grid.json", "cells", "lr_select")):
+        # a typo or the wrong level (<fetched> for <fetched>/runs/<run>) would read "unfinished" everywhere
+        raise ConfigError(f"{run_dir}: not a run directory (no grid.json, cells/ or lr_select/)")
     out = []
     for c in data["checkpoints"]:
         carried, kind = str(c["path"]), str(c.get("kind", ""))
@@ -1468,6 +1488,12 @@ def verify(manifest: str | Path, run_dir: str | Path) -> list[Resumed]:
         else:
             cell_file = run_dir / "cells" / f"{work}.json"
             entry = read_json(cell_file).get("train") if cell_file.is_file() else None
+            failure = run_dir / "cells" / f"{work}.failed.json"
+            if entry is None and failure.is_file():
+                rec = read_json(failure)
+                why = f"{rec.get('error', '')}: {rec.get('message', '')}"[:160]
+                out.append(Resumed(carried, kind, "failed", f"cells/{failure.name}: {why}"))
+                continue
         if not isinstance(entry, dict):
             out.append(Resumed(carried, kind, "unfinished", "no result yet"))
         elif "resumed_from" not in entry:
@@ -1605,7 +1631,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row in rows:
                 print(f"{row.path.ljust(width)}  {row.kind:<9}  {row.status}: {row.detail}")
             counts = {st: sum(x.status == st for x in rows) for st in dict.fromkeys(x.status for x in rows)}
-            print(f"{len(rows)} carried: " + ", ".join(f"{n} {st}" for st, n in counts.items()))
+            print(
+                f"{len(rows)} carried"
+                + (": " if rows else "")
+                + ", ".join(f"{n} {st}" for st, n in counts.items())
+            )
             if any(row.failed for row in rows):
                 return 1
         elif a.cmd == "unpack":

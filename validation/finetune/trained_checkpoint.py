@@ -93,11 +93,11 @@ def _header(path: str) -> dict[str, tuple[int, ...]]:
 def _left_out_on_save(model: Any, name: str, saved: dict[str, Any], state: dict[str, Any]) -> bool:
     """Whether ``save_pretrained`` leaves tensor ``name`` out on purpose: a weight tied to one that was saved
     (the same parameter under two names is written once) or a name matching ``_keys_to_ignore_on_save``."""
-    import re
-
     if any(state[k] is state[name] for k in saved if k in state):
         return True
-    return any(re.search(pattern, name) for pattern in getattr(model, "_keys_to_ignore_on_save", None) or ())
+    return name in set(
+        getattr(model, "_keys_to_ignore_on_save", None) or ()
+    )  # matched exactly, as transformers does
 
 
 def check_checkpoint(model: Any, checkpoint_dir: str | os.PathLike[str]) -> None:

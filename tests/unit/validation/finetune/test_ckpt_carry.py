@@ -24,6 +24,7 @@ import pytest
 from gelora.errors import CheckpointCarryError, ConfigError
 from validation.carry_size import MIB, tar_bytes
 from validation.finetune import ckpt_carry as cc
+from validation.finetune import stop
 
 RESTORED = ["lr_select/work/rte__gelora__lr1e-04/checkpoint-5", "work/rte__lora__seed0/checkpoint-10"]
 PART_MIB = 0.05  # 52,428 bytes: the ~330 KB archive in 7 parts
@@ -49,6 +50,10 @@ def _checkpoint(work: Path, step: int, rng: random.Random, scale: int = 1) -> Pa
             "sub/extra.bin": 1_000,
         },
     )
+    head = f'{{"global_step": {step}, "pad": "'
+    (ck / "trainer_state.json").write_text(
+        head + "x" * (700 - len(head) - 2) + '"}'
+    )  # JSON, as the Trainer's
     return ck
 
 
@@ -195,11 +200,12 @@ def test_pack_passes_over_a_checkpoint_whose_save_was_cut_short(run: Path, tmp_p
     assert sorted(c["path"] for c in manifest["checkpoints"]) == RESTORED
     assert {
         "path": "work/rte__lora__seed0/checkpoint-12",
-        "reason": "partial checkpoint (no trainer_state.json: its save was cut short)",
+        "reason": "partial checkpoint (no readable trainer_state.json: its save was cut short)",
     } in manifest["skipped"]
     line = next(x for x in cc.status_lines(run) if x.startswith("work/rte__lora__seed0 "))
     assert "step 10" in line and "partial (not carried): checkpoint-12" in line
-    (partial.parent / "checkpoint-10" / "trainer_state.json").unlink()  # both partial: the one below
+    # a trainer_state.json cut short (the Trainer does not write it atomically): partial too
+    (partial.parent / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": 1')
     assert cc.last_checkpoint(partial.parent) == partial.parent / "checkpoint-4"
 
 
@@ -933,6 +939,8 @@ def _verify_fixture(root: Path) -> tuple[Path, Path]:
         ("work/t__lora__seed2/checkpoint-500", "cell"),
         ("work/t__lora__seed3/checkpoint-500", "cell"),
         ("work/t__lora__seed4/checkpoint-500", "cell"),
+        ("work/t__lora__seed5/checkpoint-500", "cell"),
+        ("work/t__lora__seed6/checkpoint-500", "cell"),
         ("lr_select/work/t__lora__lr0.0005/checkpoint-700", "selection"),
         ("lr_select/work/t__gelora__lr0.0005/checkpoint-700", "selection"),
     ]
@@ -965,9 +973,16 @@ def _verify_fixture(root: Path) -> tuple[Path, Path]:
             "resumed_from": None,
             "restarted_discarding": "work/t__lora__seed3/checkpoint-500",
         },
+        # a resume from a LOWER step than the carried one: the carried checkpoint was not used
+        "t__lora__seed6": {
+            "resumed_from": "work/t__lora__seed6/checkpoint-300",
+            "restarted_discarding": None,
+        },
     }  # seed 4: no result yet
     for name, train in trains.items():
         (run / "cells" / f"{name}.json").write_text(json.dumps({"train": {"steps": 9, **train}}))
+    failed = {"error": "CheckpointMismatchError", "message": "written by a run of another configuration"}
+    (run / "cells" / "t__lora__seed5.failed.json").write_text(json.dumps(failed))
     rate = {"steps": 9, "resumed_from": "lr_select/work/t__lora__lr0.0005/checkpoint-700"}
     (run / "lr_select" / "t__lora.json").write_text(json.dumps({"runs": {"0.0005": rate}}))
     (run / "lr_select" / "t__gelora.json").write_text(json.dumps({"runs": {"0.0005": {"steps": 9}}}))
@@ -986,19 +1001,27 @@ def test_verify_says_how_each_carried_run_went_on(tmp_path: Path, capsys: pytest
         "from scratch",
         "restarted",
         "unfinished",
+        "failed",
+        "from scratch",
         "resumed",
         "not recorded",
     ]
+    assert "CheckpointMismatchError" in rows[5].detail and "checkpoint-300" in rows[6].detail
     assert [r.kind for r in rows][-2:] == ["selection", "selection"]
     assert cc.main(["verify", str(manifest), str(run)]) == 1
     out = capsys.readouterr().out
     assert (
-        "7 carried: 2 resumed, 1 resumed later, 1 from scratch, 1 restarted, 1 unfinished, 1 not recorded"
-        in out
+        "9 carried: 2 resumed, 1 resumed later, 2 from scratch, 1 restarted, 1 unfinished, 1 failed, "
+        "1 not recorded" in out
     )
-    for seed in (2, 3):  # without the two failures: exit 0
+    for seed in (2, 3, 6):  # one failure type at a time: each alone gives exit 1
         (run / "cells" / f"t__lora__seed{seed}.json").unlink()
+    assert cc.main(["verify", str(manifest), str(run)]) == 1  # the failed cell
+    (run / "cells" / "t__lora__seed5.failed.json").unlink()
     assert cc.main(["verify", str(tmp_path), str(run)]) == 0  # the folder holding the manifest
+    # a run directory that is not one (a typo, or <fetched> instead of <fetched>/runs/<run>): an error
+    assert cc.main(["verify", str(manifest), str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
 
 
 def test_geolora_and_head_only_checkpoints_are_small_enough_to_travel(tmp_path: Path) -> None:
@@ -1026,3 +1049,75 @@ def test_geolora_and_head_only_checkpoints_are_small_enough_to_travel(tmp_path: 
         assert line.endswith("unfinished: packed"), lines
     manifest = cc.pack(run, tmp_path / "stage", max_checkpoint_mib=limit, run_copy=False)
     assert [c["path"] for c in manifest["checkpoints"]] == expected
+
+
+def _select(run_dir: Path, profile: Any, monkeypatch: pytest.MonkeyPatch, stop_after: int | None) -> Any:
+    """The one-rate learning-rate selection run of ``rte``/``lora``, stopped after ``stop_after`` steps as by
+    SIGTERM (None: to its end; returns the selection record)."""
+    from transformers import TrainerCallback
+
+    import validation.finetune.runner as runner_mod
+    from validation.finetune.lr_select import select_learning_rate
+
+    real = runner_mod.train_and_score
+
+    class StopAfter(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
+            if state.global_step == stop_after:
+                stop.request()
+
+    def wrapped(*a: Any, **kw: Any) -> Any:
+        if stop_after is not None:
+            kw["callback_factories"] = [lambda ctx: StopAfter()]
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner_mod, "train_and_score", wrapped)
+    try:
+        if stop_after is None:
+            return select_learning_rate("rte", "lora", profile=profile, run_dir=run_dir, device="cpu")
+        with pytest.raises(stop.StopRequested):
+            select_learning_rate("rte", "lora", profile=profile, run_dir=run_dir, device="cpu")
+        return None
+    finally:
+        stop.clear()
+        monkeypatch.setattr(runner_mod, "train_and_score", real)
+
+
+def test_a_carried_selection_run_resumes_and_verify_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real selection run (tiny BERT, one rate) stopped after step 7, carried through
+    pack/emit/collect/bundle/unpack into a fresh run directory, resumes from checkpoint-6 to the
+    uninterrupted record (score, held-out convergence curve), and ``verify`` reads "resumed" from the rate's
+    ``resumed_from`` (written by the runner with the path the manifest carries)."""
+    from transformers.utils import logging
+
+    from synthetic.tiny_models import save_tiny_model
+    from validation.finetune.runner import get_profile
+
+    logging.set_verbosity_error()
+    model = save_tiny_model("bert", tmp_path / "bert")
+    profile = get_profile(
+        "test", model=str(model), batch_size=4, epochs=1.5, save_steps=3, lr_select=True, lr_grid=(1.0,)
+    )
+    reference = _select(tmp_path / "reference" / "demo", profile, monkeypatch, None)
+    first = tmp_path / "session1" / "demo"
+    _select(first, profile, monkeypatch, 7)
+    manifest = cc.pack(first, tmp_path / "stage")
+    (carried,) = [c["path"] for c in manifest["checkpoints"]]
+    assert carried.startswith("lr_select/work/rte__lora__lr") and carried.endswith("/checkpoint-6")
+    assert cc.emit(tmp_path / "stage", tmp_path / "OUT").left == 0
+    fetched = tmp_path / "fetched" / "demo"
+    shutil.copytree(first, fetched, ignore=shutil.ignore_patterns("work"))
+    cc.collect(tmp_path / "collected", [tmp_path / "OUT"])
+    fresh = tmp_path / "session2" / "runs" / "demo"
+    folders = cc.bundle(tmp_path / "collected", tmp_path / "devcarry", budget_mib=30, run_copy=fetched)
+    for k, f in enumerate(folders):
+        cc.unpack(f.path, fresh, stage=tmp_path / "in", run_copy=k == 0)
+    record = _select(fresh, profile, monkeypatch, None)
+    assert record["scores"] == reference["scores"]
+    (key,) = record["runs"]
+    assert record["runs"][key]["convergence"] == reference["runs"][key]["convergence"]
+    assert record["runs"][key]["resumed_from"] == carried
+    (row,) = cc.verify(tmp_path / "collected", fresh)
+    assert (row.kind, row.status) == ("selection", "resumed")

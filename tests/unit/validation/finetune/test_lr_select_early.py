@@ -94,13 +94,17 @@ def test_the_selection_record_keeps_how_each_rate_resumed(
 
     def resuming(task: str, method: str, seed: int, **kw: Any) -> dict[str, Any]:
         cell = real(task, method, seed, **kw)
-        cell["train"].update(resumed_from=resumed if kw.get("heldout") is not None else None)
+        selection = kw.get("heldout") is not None
+        cell["train"].update(
+            resumed_from=resumed if selection else None,
+            restarted_discarding="lr_select/work/old" if selection else None,
+        )
         return cell
 
     monkeypatch.setattr(runner_mod, "train_and_score", resuming)
     run_cell("rte", "lora", 0, profile=_profile((1.0,)), run_dir=tmp_path, device="cpu")
     rate = json.loads(selection_path(tmp_path, "rte", "lora").read_text())["runs"]["0.001"]
-    assert rate["resumed_from"] == resumed and rate["restarted_discarding"] is None
+    assert rate["resumed_from"] == resumed and rate["restarted_discarding"] == "lr_select/work/old"
 
 
 def test_multi_rate_cell_still_waits_for_the_choice(tmp_path: Path, recorder: _Recorder) -> None:
