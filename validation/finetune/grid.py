@@ -792,7 +792,14 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
         ):
             reason = f"not run: its learning-rate selection {t}__{m} is held (waves.sh release lifts it)"
         elif (run_dir / "work" / cell_name(t, m, s)).is_dir():
-            reason = "not run: interrupted (checkpoints present; rerun the command to resume)"
+            from validation.finetune.ckpt_carry import last_checkpoint  # the one the runner resumes from
+
+            ck = last_checkpoint(run_dir / "work" / cell_name(t, m, s))
+            reason = (
+                f"not run: interrupted (resumes from {ck.name} when the command is rerun)"
+                if ck is not None
+                else "not run: interrupted before its first complete checkpoint (a rerun starts it afresh)"
+            )
         else:
             reason = "not run: no result file (grid interrupted before this cell or not yet run)"
         missing.append({"task": t, "method": m, "seed": s, "reason": reason})

@@ -209,9 +209,14 @@ def test_a_cell_another_process_is_training_reads_running_not_interrupted(
     says "running" for a cell under a live claim, "interrupted" only for checkpoints without an owner."""
     from validation.finetune.claims import try_claim
 
-    run = gridfix.write_grid(tmp_path / "run", {"stsb": {"lora": [0.8, None, None]}})
-    for seed in (1, 2):
+    run = gridfix.write_grid(tmp_path / "run", {"stsb": {"lora": [0.8, None, None, None]}})
+    for seed in (1, 2, 3):
         (run / "work" / f"stsb__lora__seed{seed}").mkdir(parents=True)
+    for step, complete in ((3, True), (6, False)):  # seed 2: a complete save, and one cut short above it
+        ck = run / "work" / "stsb__lora__seed2" / f"checkpoint-{step}"
+        ck.mkdir()
+        if complete:
+            (ck / "trainer_state.json").write_text('{"global_step": 3}')
     claim = try_claim(G.claim_path(run, "stsb", "lora", 1))
     assert claim is not None
     try:
@@ -220,6 +225,7 @@ def test_a_cell_another_process_is_training_reads_running_not_interrupted(
         claim.release()
     assert reasons == {
         1: "not finished: running (claimed by a live process)",
-        2: "not run: interrupted (checkpoints present; rerun the command to resume)",
+        2: "not run: interrupted (resumes from checkpoint-3 when the command is rerun)",
+        3: "not run: interrupted before its first complete checkpoint (a rerun starts it afresh)",
     }
     assert summarise(run)["missing"][0]["reason"].startswith("not run: interrupted")
