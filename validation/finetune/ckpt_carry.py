@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -50,12 +49,16 @@ from gelora._io import atomic_write_bytes, atomic_write_json, read_json, replaci
 from gelora.errors import CheckpointCarryError, ConfigError, GeLoRAError, ResultFileError
 from gelora.model_store import sha256_file
 from validation.carry_size import LIMIT_MIB, MIB, tar_bytes, tree_bytes
+from validation.finetune.checkpoints import (
+    CHECKPOINT_RE,
+    TRAINER_STATE,
+    last_checkpoint,
+    partial_checkpoints,
+)
 from validation.finetune.claims import is_live
 from validation.finetune.heldout_curve import FILE_NAME as HELDOUT_CURVE_FILE
 
 SCHEMA = "gelora-ckpt-carry/1"
-#: a checkpoint folder's name (transformers.trainer_utils.PREFIX_CHECKPOINT_DIR and get_last_checkpoint)
-CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 #: names the device tool brings back (letters, digits, '.', '_' and '-')
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 #: a name of one path component that the manifest may hold: SAFE_NAME, and not starting with '.' ('.', '..')
@@ -163,57 +166,6 @@ class WorkFolder:
     links: bool = False
     running: str | None = None
     partial: list[str] = field(default_factory=list)
-
-
-#: the file a Trainer checkpoint gets last (``Trainer._save_checkpoint`` saves the model, optimizer,
-#: scheduler and RNG states first): a checkpoint folder without it was cut short during its save
-TRAINER_STATE = "trainer_state.json"
-
-
-def _checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
-    """``(step, folder)`` of every ``checkpoint-<step>`` folder in ``work_dir``, highest step first."""
-    if not work_dir.is_dir():
-        return []
-    found = [
-        (int(m.group(1)), p)
-        for p in work_dir.iterdir()
-        if (m := CHECKPOINT_RE.fullmatch(p.name)) is not None and p.is_dir() and not p.is_symlink()
-    ]
-    return sorted(found, reverse=True)
-
-
-def last_checkpoint(work_dir: Path) -> Path | None:
-    """The highest-step complete ``checkpoint-<step>`` folder in ``work_dir`` (one holding
-    ``trainer_state.json``, which the Trainer writes last), or None.
-
-    ``transformers.trainer_utils.get_last_checkpoint`` takes the highest step whatever it holds; a folder
-    half written by a hard exit during a save is skipped here (see :func:`partial_checkpoints`), so that only
-    a checkpoint the run can resume from travels. The runner resumes from this one too (since 2026-12-01)."""
-    for _, p in _checkpoints(work_dir):
-        if _complete(p):
-            return p
-    return None
-
-
-def _complete(checkpoint: Path) -> bool:
-    """Whether a checkpoint folder's save ended: ``trainer_state.json`` (written last, and not atomically)
-    exists and reads as JSON."""
-    try:
-        json.loads((checkpoint / TRAINER_STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def partial_checkpoints(work_dir: Path) -> list[Path]:
-    """``checkpoint-<step>`` folders of ``work_dir`` above its :func:`last_checkpoint` without a readable
-    ``trainer_state.json`` (saves cut short), highest step first."""
-    out = []
-    for _, p in _checkpoints(work_dir):
-        if _complete(p):
-            break
-        out.append(p)
-    return out
 
 
 def _walk(root: Path) -> Iterator[Path]:

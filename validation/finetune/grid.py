@@ -35,6 +35,7 @@ from typing import Any
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune import stop, token_cache
+from validation.finetune.checkpoints import last_checkpoint
 from validation.finetune.claims import DEFAULT_STALE_AFTER, is_live, read_claim, try_claim
 from validation.finetune.lr_select import SelectionHeld, selection_held, selection_hold_path
 from validation.finetune.runner import (
@@ -455,14 +456,15 @@ def hold_cell(run_dir: str | Path, name: str, reason: str = "") -> Path:
 
 def release_cell(run_dir: str | Path, name: str) -> bool:
     """Remove the hold of cell (or selection run) ``name``; True if there was one."""
-    path = _hold_file(run_dir, name)
+    path = _hold_file(run_dir, canonical_run_name(name))
     existed = path.exists()
     path.unlink(missing_ok=True)
     return existed
 
 
 def _hold_file(run_dir: str | Path, name: str) -> Path:
-    task, method, seed = parse_run_name(canonical_run_name(name))
+    """The hold file of the canonical run name ``name`` (:func:`validation.finetune.runner.canonical_run_name`)."""
+    task, method, seed = parse_run_name(name)
     if seed is None:
         return selection_hold_path(run_dir, task, method)
     return hold_path(run_dir, task, method, seed)
@@ -792,8 +794,6 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
         ):
             reason = f"not run: its learning-rate selection {t}__{m} is held (waves.sh release lifts it)"
         elif (run_dir / "work" / cell_name(t, m, s)).is_dir():
-            from validation.finetune.ckpt_carry import last_checkpoint  # the one the runner resumes from
-
             ck = last_checkpoint(run_dir / "work" / cell_name(t, m, s))
             reason = (
                 f"not run: interrupted (resumes from {ck.name} when the command is rerun)"

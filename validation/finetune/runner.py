@@ -39,6 +39,7 @@ import numpy as np
 
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, IncompleteCheckpointError, ResultFileError
+from validation.finetune.checkpoints import last_checkpoint
 from validation.finetune.stop import stop_callback
 
 #: schema tag of a cell result file
@@ -500,19 +501,6 @@ def _environment(device: Any) -> dict[str, Any]:
     return env
 
 
-def _last_checkpoint(work_dir: Path) -> str | None:
-    """The highest-step complete checkpoint of ``work_dir`` (:func:`validation.finetune.ckpt_carry.last_checkpoint`:
-    one holding ``trainer_state.json``, which the Trainer writes last), or None.
-
-    ``transformers.trainer_utils.get_last_checkpoint`` takes the highest step whatever it holds: a save cut
-    short by a hard exit then made the cell fail, or, with checkpoints that hold only the trained tensors,
-    restart from scratch and delete the complete checkpoint below it."""
-    from validation.finetune.ckpt_carry import last_checkpoint
-
-    found = last_checkpoint(work_dir)
-    return None if found is None else str(found)
-
-
 def _finite(d: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
@@ -812,7 +800,11 @@ def train_and_score(
         # stop_callback: after SIGTERM the worker stops at the next step end (validation.finetune.stop)
         callbacks=[*prepared.callbacks, *extra_callbacks, stop_callback()],
     )
-    resume = _last_checkpoint(work_dir)
+    # the highest-step COMPLETE checkpoint: with get_last_checkpoint (the highest step whatever it holds) a
+    # save cut short by a hard exit made the cell fail, or, with checkpoints of the trained tensors only,
+    # restart from scratch and delete the complete checkpoint below it
+    found = last_checkpoint(work_dir)
+    resume = None if found is None else str(found)
     restarted = restart_reason = None
     if resume is not None and not prepared.resumable:
         restart_reason = f"method {method!r} cannot resume from a checkpoint"
