@@ -45,13 +45,21 @@ from typing import Any
 
 from gelora.errors import CheckpointMismatchError, IncompleteCheckpointError
 
-__all__ = ["MODEL_FILE", "TrainedOnlyCheckpoints", "check_checkpoint", "trained_names", "trained_state_dict"]
+__all__ = [
+    "MODEL_FILE",
+    "TrainedOnlyCheckpoints",
+    "check_checkpoint",
+    "trained_names",
+    "trained_state_dict",
+    "trainer_callback_base",
+]
 
 #: the model file of a Trainer checkpoint (``transformers.utils.SAFE_WEIGHTS_NAME``)
 MODEL_FILE = "model.safetensors"
 
 
-def _trainer_callback_base() -> type:
+def trainer_callback_base() -> type:
+    """``transformers.TrainerCallback``, imported when a callback class is defined (not at package import)."""
     from transformers import TrainerCallback
 
     return TrainerCallback
@@ -69,17 +77,20 @@ def trained_names(model: Any) -> list[str]:
     list of str
         The parameters with ``requires_grad`` and the persistent buffers.
     """
-    keep = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
-    keep |= {n for n, _ in model.named_buffers(remove_duplicate=False)}
+    keep = _trained_set(model)
     return [k for k in model.state_dict(keep_vars=True) if k in keep]
+
+
+def _trained_set(model: Any) -> set[str]:
+    keep = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    return keep | {n for n, _ in model.named_buffers(remove_duplicate=False)}
 
 
 def trained_state_dict(model: Any) -> dict[str, Any]:
     """``model.state_dict()`` restricted to :func:`trained_names` (its state-dict hooks run, so GeoLoRA's
-    ``lora_rank`` buffers hold the current ranks)."""
-    state = model.state_dict()
-    keep = set(trained_names(model))
-    return {k: v for k, v in state.items() if k in keep}
+    ``lora_rank`` buffers hold the current ranks); one state dict a save, not two."""
+    keep = _trained_set(model)
+    return {k: v for k, v in model.state_dict().items() if k in keep}
 
 
 def _header(path: str) -> dict[str, tuple[int, ...]]:
@@ -143,7 +154,7 @@ def check_checkpoint(model: Any, checkpoint_dir: str | os.PathLike[str]) -> None
         )
 
 
-class TrainedOnlyCheckpoints(_trainer_callback_base()):  # type: ignore[misc]
+class TrainedOnlyCheckpoints(trainer_callback_base()):  # type: ignore[misc]
     """Trainer callback: checkpoints of ``model`` hold its trained tensors only (module docstring).
 
     Parameters

@@ -46,6 +46,7 @@ import os
 from typing import Any
 
 from gelora.errors import ConfigError
+from validation.finetune.trained_checkpoint import TrainedOnlyCheckpoints, trainer_callback_base
 
 from .layer import (
     DEFAULT_ALPHA,
@@ -113,13 +114,7 @@ _KNOWN_OPTIONS = frozenset(
 )
 
 
-def _trainer_callback_base() -> type:
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class GeoLoRACallback(_trainer_callback_base()):  # type: ignore[misc]
+class GeoLoRACallback(trainer_callback_base()):  # type: ignore[misc]
     """``transformers.TrainerCallback`` running GeoLoRA's integrator inside a Trainer.
 
     Parameters
@@ -346,7 +341,6 @@ def prepare(model: Any, *, budget_params: int, train_steps: int, seed: int, cont
     import torch
 
     from validation.finetune.methods import PreparedMethod
-    from validation.finetune.trained_checkpoint import TrainedOnlyCheckpoints
 
     opts = dict(context.options.get("geolora", {}))
     unknown = set(opts) - _KNOWN_OPTIONS
