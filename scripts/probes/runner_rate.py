@@ -1,0 +1,113 @@
+"""The runner's own training-step rate with the Trainer's per-step host syncs on or off (issue 19: SST-2's cost).
+
+Why: twelve MiniLM-L6 LoRA processes made about 143 steps/s together in the runner on SST-2 (2026-12-01
+05:40), while the model's step alone, twelve processes side by side, made 250 (``step_rate.py``, eager,
+``reports/gpu/minilm_h200/``): the runner's loop costs about as much as the model. Two things in it wait for
+the GPU at every step: the Trainer's ``logging_nan_inf_filter`` (``torch.isnan(loss) or torch.isinf(loss)``
+reads a CUDA tensor on the host) and the copy of each batch from pageable memory. This probe runs ``gelora
+validate glue`` unchanged except for the TrainingArguments it builds:
+
+* ``default``: as the runner builds them;
+* ``no_nan_filter``: ``logging_nan_inf_filter=False`` (the weights do not change; only a NaN/inf step's logged
+  loss would: the filter replaces it by the running mean);
+* ``no_nan_filter_nonblocking``: also ``dataloader_pin_memory=True`` and the accelerator's ``non_blocking``
+  copies.
+
+Run one process per variant and cell (each its own ``--out``), read ``train.steps / train.train_time_s`` of its
+cell; the probe prints one JSON line, ``{"probe": "runner_rate", "variant": ..., "training_args": [...]}``,
+with the arguments the Trainer was actually given (a patch that did not reach the runner fails the probe:
+on 2026-12-01 an earlier form patched the name ``transformers.TrainingArguments`` of the module object
+``import transformers`` returned, which is not the one in ``sys.modules`` in transformers 5.17 and 5.24, so
+its three variants ran the same code). Alternate the variants (A B A B ...): on 2026-12-01 the first of three
+batches of twelve identical processes was 1.36x slower than the next two. E.g. twelve side by side on the GPU::
+
+    for i in $(seq 0 11); do python3 scripts/probes/runner_rate.py --variant no_nan_filter -- --profile paper \\
+        --tasks sst2 --methods lora --seeds 1 --no-lr-select --epochs 0.15 --out runs/rate_B_$i & done; wait
+
+(every process trains seed 0 into its own ``--out``: the rate, not the seed, is measured). Nothing here changes a committed result:
+adopting a variant in the runner is a separate decision with CPU tests that the weights stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+
+VARIANTS = ("default", "no_nan_filter", "no_nan_filter_nonblocking")
+
+
+def overrides(variant: str) -> dict[str, Any]:
+    """The TrainingArguments a variant sets over the runner's."""
+    if variant not in VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    out: dict[str, Any] = {}
+    if variant != "default":
+        out["logging_nan_inf_filter"] = False
+    if variant == "no_nan_filter_nonblocking":
+        out.update(dataloader_pin_memory=True, accelerator_config={"non_blocking": True})
+    return out
+
+
+@contextlib.contextmanager
+def patched(variant: str) -> Iterator[list[dict[str, Any]]]:
+    """While open, ``from transformers import TrainingArguments`` (what the runner does) builds the
+    arguments with the variant's overrides; yields the list of the keyword arguments each build used."""
+    # the module in sys.modules, not the object ``import transformers`` returned: transformers' lazy
+    # module registers another object there, and ``from transformers import X`` reads that one
+    import transformers  # noqa: F401
+
+    module = sys.modules["transformers"]
+    base = module.TrainingArguments
+    seen: list[dict[str, Any]] = []
+    extra = overrides(variant)
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        kwargs.update(extra)
+        seen.append(
+            {k: kwargs[k] for k in ("logging_nan_inf_filter", "dataloader_pin_memory") if k in kwargs}
+        )
+        return base(*args, **kwargs)
+
+    module.TrainingArguments = build
+    try:
+        from transformers import TrainingArguments
+
+        if TrainingArguments is not build:
+            raise SystemExit(
+                "runner_rate: the TrainingArguments patch does not reach `from transformers import`"
+            )
+        yield seen
+    finally:
+        module.TrainingArguments = base
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``--variant``, patch, and run ``gelora validate glue`` with the arguments after ``--``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, rest = argv[:i], argv[i + 1 :]
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--variant", choices=VARIANTS, default="default")
+    a = ap.parse_args(argv)
+    from validation.commands.validate import main as validate_main
+
+    with patched(a.variant) as seen:
+        rc = int(validate_main(["glue", *rest]))
+    print(json.dumps({"probe": "runner_rate", "variant": a.variant, "training_args": seen}))
+    if not seen:
+        print("runner_rate: the runner built no TrainingArguments (nothing trained?)", file=sys.stderr)
+        return rc or 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
