@@ -21,14 +21,21 @@
 #                                                   # up by a worker that finishes its own (hold first)
 #   bash scripts/gpu/waves.sh release CELL...       # remove the holds (a later launch trains/resumes them);
 #                                                   # hold and release take the same names as stop
-#   bash scripts/gpu/waves.sh triage SECONDS [--apply]  # project each running cell/selection run from its log
+#   bash scripts/gpu/waves.sh triage SECONDS [--by linear|shared] [--apply]  # project each running
+#                                                   # cell/selection run from its log
 #                                                   # (python -m validation.finetune.triage): fits / past
 #                                                   # deadline / unknown against SECONDS from now; --apply holds
 #                                                   # and stops (SIGTERM) those past it, so the rest finish;
 #                                                   # its 'shared' column also counts the runs of every
 #                                                   # other directory under runs/ (--beside) and keeps
 #                                                   # busy the share of a worker that will claim one of
-#                                                   # the 'queued:' cells (never projected themselves)
+#                                                   # the 'queued:' cells (never projected themselves);
+#                                                   # --by shared picks by that column, one process at a
+#                                                   # time (the latest to end) until the rest fit, where the
+#                                                   # default (linear: each at its present pace) stops all
+#                                                   # past it at once and stopped runs that would have fitted
+#                                                   # on 2026-12-01 (triage.py's docstring); other arguments
+#                                                   # pass through (--stop-unknown)
 # Each then prints each cell's last logged epoch, copies the run directory (no checkpoints, caches or claims)
 # and the wave logs to $OUT/runs.tgz (which keeps the run directories earlier commands of the same call put
 # there, so `RUN=a ... triage` then `RUN=b ... triage` bring both back). Take the stop decision on the device, in the same call as the wait (twice
@@ -93,12 +100,12 @@ for c in names:
     print(op, c, done)' "$op" "$R" "$@"
   exit $?;;
 triage)
-  secs="${2:?usage: waves.sh triage SECONDS [--apply]}"; shift 2
+  secs="${2:?usage: waves.sh triage SECONDS [--by linear|shared] [--apply]}"; shift 2
   # the other run directories of this machine share the GPUs: the 'shared' column counts their processes
   # (the triage skips RUN itself among them)
   others=(); for d in runs/*/; do [ -d "$d" ] && others+=("${d%/}"); done
   python3 -m validation.finetune.triage "$R" --deadline "$secs" "$@" ${others[@]+--beside "${others[@]}"};;
-*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL... | stop --all | hold CELL... | release CELL... | triage SECONDS [--apply]" >&2; exit 2;;
+*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL... | stop --all | hold CELL... | release CELL... | triage SECONDS [--by linear|shared] [--apply]" >&2; exit 2;;
 esac
 date -u +%T
 for f in "$R"/logs/*.log; do

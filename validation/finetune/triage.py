@@ -2,7 +2,8 @@
 
 A GPU session's device time is counted; after a progress report, an operator who took more than the idle
 limit (about 30 s) to pick the cells to stop lost the machine, with every unfinished run on it. This module
-makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECONDS [--apply]``):
+makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECONDS [--by linear|shared]
+[--apply]``):
 
 * :func:`running` lists the cells and learning-rate selection runs of a run directory that a live process
   claims (``claims/<cell>.claim``, ``lr_select/<task>__<method>.claim``): seconds since the claim was taken,
@@ -12,12 +13,23 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
 * :func:`past_deadline` picks the runs projected to end after a deadline; the table also shows
   :func:`shared_left`, the end each run would have if the GPU's throughput were shared equally and the
   others sped up as runs end, counting the runs of the directories given with ``--beside`` (``waves.sh
-  triage`` passes every other directory under ``runs/``; informational: the pick uses the linear
-  projection);
-* ``python -m validation.finetune.triage RUN --deadline SECONDS [--apply]`` prints the table and, with
-  ``--apply``, holds each picked run (:func:`validation.finetune.grid.hold_cell`) and sends SIGTERM to the
-  process of its claim, as ``waves.sh stop`` does: the worker stops at its next step, keeps its
-  checkpoints and releases the claim.
+  triage`` passes every other directory under ``runs/``);
+* two picks (``--by``): ``linear`` (the default) stops every run whose linear projection ``left_s`` is past
+  the deadline, all at once; ``shared`` stops, one process at a time, the one whose :func:`shared_left` end
+  is the latest (ties: by name), counting those already picked as leaving now, until every run left ends
+  by the deadline (stopping the latest-ending one speeds the others up, so fewer are stopped). Why
+  ``shared``: on 2026-12-01 (one H200, 24 processes of a QNLI wave, nothing queued) a 1,150-s triage put
+  three GeoLoRA cells at 1,167-1,172 s linearly (793 s shared) and stopped them; the 21 left (linear up to
+  1,064 s, shared up to 780 s; 415-647 s shared after the stops) ended 444-687 s later, so the three would
+  have fitted. Resumed from their checkpoints, they were stopped again by a triage 77 s later against
+  800 s: linear 935-1,815 s (a minute's pace among 20 processes, just after startup), shared 329-390 s;
+  left alone they ended within about 6 minutes. The other way: with 12 cells queued behind 12 running,
+  the shared column was 7-184 s short before it modelled the queue (``queues``), the linear one within
+  26 s;
+* ``python -m validation.finetune.triage RUN --deadline SECONDS [--by linear|shared] [--apply]`` prints the
+  table (its verdict column by the chosen pick) and, with ``--apply``, holds each picked run
+  (:func:`validation.finetune.grid.hold_cell`) and sends SIGTERM to the process of its claim, as ``waves.sh
+  stop`` does: the worker stops at its next step, keeps its checkpoints and releases the claim.
 
 The projection is linear in logged epochs: ``left = training * (1 - progress) / progress``, where ``progress``
 is the share of this claim's training logged so far and ``training`` the seconds since this claim's first
@@ -451,15 +463,88 @@ def _check_deadline(deadline_s: float) -> float:
     return float(deadline_s)
 
 
+#: the picks of :func:`past_deadline` (``--by``)
+PICKS = ("linear", "shared")
+
+
 def verdict(row: Running, deadline_s: float) -> str:
-    """``"fits"`` (projected to end within ``deadline_s`` seconds), ``"past deadline"`` or ``"unknown"``."""
+    """``"fits"`` (projected to end within ``deadline_s`` seconds), ``"past deadline"`` or ``"unknown"``,
+    by the linear projection (``left_s``; for the ``shared`` pick's verdicts see :func:`verdicts`)."""
     if row.left_s is None:
         return "unknown"
     return "fits" if row.left_s <= _check_deadline(deadline_s) else "past deadline"
 
 
-def past_deadline(rows: Sequence[Running], deadline_s: float, *, stop_unknown: bool = False) -> list[Running]:
-    """The runs of ``rows`` projected to end more than ``deadline_s`` seconds from now.
+@dataclass(frozen=True)
+class _SharedPick:
+    """The iterative pick by :func:`shared_left`: the processes stopped, and those of them stopped for their
+    own end (the rest: with a picked selection run, or of unknown projection)."""
+
+    stopped: frozenset[tuple[str, int]]
+    late: frozenset[tuple[str, int]]
+
+
+def _shared_pick(
+    rows: Sequence[Running],
+    deadline_s: float,
+    beside: Sequence[Running],
+    queues: Mapping[str | Path, int] | None,
+    stop_unknown: bool,
+) -> _SharedPick:
+    """:func:`past_deadline`'s ``by="shared"`` pick (see there)."""
+    procs: dict[tuple[str, int], list[Running]] = {}
+    for r in rows:
+        procs.setdefault((r.host, r.pid), []).append(r)
+    stopped: set[tuple[str, int]] = set()
+    late: set[tuple[str, int]] = set()
+
+    def stop(first: tuple[str, int]) -> None:
+        # the process leaves whole; a selection run in it takes its running cells (and their processes)
+        pending = [first]
+        while pending:
+            key = pending.pop()
+            if key in stopped:
+                continue
+            stopped.add(key)
+            for sel in procs[key]:
+                if sel.kind == "selection":
+                    pending += [
+                        (c.host, c.pid)
+                        for c in rows
+                        if c.kind == "cell" and _group(c.name) == _group(sel.name)
+                    ]
+
+    ends = shared_left(rows, beside, queues)
+    if stop_unknown:
+        for r in rows:
+            if ends[r.name] is None:
+                stop((r.host, r.pid))
+    while True:
+        ends = shared_left(rows, beside, queues, stopped=stopped)
+        over = [r for r in rows if (r.host, r.pid) not in stopped and (ends[r.name] or 0.0) > deadline_s]
+        if not over:
+            return _SharedPick(frozenset(stopped), frozenset(late))
+        worst = min(over, key=lambda r: (-(ends[r.name] or 0.0), r.name))
+        late.add((worst.host, worst.pid))
+        stop((worst.host, worst.pid))
+
+
+def _check_pick(by: str) -> str:
+    if by not in PICKS:
+        raise ConfigError(f"the pick must be one of {', '.join(PICKS)}, got {by!r}")
+    return by
+
+
+def past_deadline(
+    rows: Sequence[Running],
+    deadline_s: float,
+    *,
+    stop_unknown: bool = False,
+    by: str = "linear",
+    beside: Sequence[Running] = (),
+    queues: Mapping[str | Path, int] | None = None,
+) -> list[Running]:
+    """The runs of ``rows`` to stop so that the others end within ``deadline_s`` seconds from now.
 
     Parameters
     ----------
@@ -469,26 +554,67 @@ def past_deadline(rows: Sequence[Running], deadline_s: float, *, stop_unknown: b
         Seconds from now (>= 0).
     stop_unknown : bool
         Also pick the runs without a projection (by default they are kept: nothing says they will not fit).
+    by : {"linear", "shared"}
+        ``"linear"``: every run whose ``left_s`` is past the deadline. ``"shared"``: by :func:`shared_left`
+        (with ``beside`` and ``queues``), iteratively: while a run left is projected past the deadline, the
+        process of the run projected to end latest (ties: the first name) is stopped, every run of it
+        picked, and the ends are projected again with the processes picked so far leaving now (``stopped``);
+        with ``stop_unknown``, the processes of unknown projection are picked first.
+    beside, queues : optional
+        As :func:`shared_left`'s; used by ``by="shared"`` only.
 
     Returns
     -------
     list of Running
         The picked runs in the order of ``rows``; with a picked selection run, every running cell of its
         task and method too (a cell cannot write its result without its selection: stopping the selection
-        alone would waste the cells' time, keeping them would waste the GPU's).
+        alone would waste the cells' time, keeping them would waste the GPU's). By ``"shared"``, also every
+        other run of a picked run's process (it stops whole).
 
     Raises
     ------
     ConfigError
-        ``deadline_s`` is negative or not finite.
+        ``deadline_s`` is negative or not finite, or ``by`` is no pick.
     """
     deadline_s = _check_deadline(deadline_s)
+    if _check_pick(by) == "shared":
+        gone = _shared_pick(rows, deadline_s, beside, queues, stop_unknown).stopped
+        return [r for r in rows if (r.host, r.pid) in gone]
     keep = {"past deadline", "unknown"} if stop_unknown else {"past deadline"}
     picked = {r.name for r in rows if verdict(r, deadline_s) in keep}
     # a cell writes its result only once its learning-rate selection has (one-rate grids run both side by
     # side): when a selection run is picked, its running cells go with it, whatever their own projection
     doomed = {_group(r.name) for r in rows if r.kind == "selection" and r.name in picked}
     return [r for r in rows if r.name in picked or (r.kind == "cell" and _group(r.name) in doomed)]
+
+
+def verdicts(
+    rows: Sequence[Running],
+    deadline_s: float,
+    *,
+    by: str = "linear",
+    stop_unknown: bool = False,
+    beside: Sequence[Running] = (),
+    queues: Mapping[str | Path, int] | None = None,
+) -> dict[str, str]:
+    """``{name: verdict}`` by the pick ``by`` (:func:`past_deadline`'s parameters).
+
+    ``"linear"``: :func:`verdict`. ``"shared"``: ``"unknown"`` without a :func:`shared_left` projection,
+    ``"past deadline"`` for the runs of a process the pick stops for its own end, else ``"fits"`` (the runs
+    left end by the deadline once the picked ones are stopped; a cell stopped with its selection run fits).
+    """
+    deadline_s = _check_deadline(deadline_s)
+    if _check_pick(by) == "linear":
+        return {r.name: verdict(r, deadline_s) for r in rows}
+    late = _shared_pick(rows, deadline_s, beside, queues, stop_unknown).late
+    first = shared_left(rows, beside, queues)
+    out = {}
+    for r in rows:
+        if first[r.name] is None:
+            out[r.name] = "unknown"
+        else:
+            out[r.name] = "past deadline" if (r.host, r.pid) in late else "fits"
+    return out
 
 
 def run_dir_of(row: Running) -> Path:
@@ -522,7 +648,8 @@ def shared_left(
     * ``stopped`` (``(host, pid)``): processes that :func:`stop_runs` has just signalled; their share was in
       the measured paces, and they leave now without taking a queued cell (a stopped worker exits).
 
-    Informational: :func:`past_deadline` and ``--apply`` use ``left_s``. ``beside``: the runs of other run
+    The ``--by shared`` pick uses it (:func:`past_deadline` with ``by="shared"``); the default pick
+    (``--by linear``) uses ``left_s`` and only shows this. ``beside``: the runs of other run
     directories on the same machine (``--beside``; ``waves.sh triage`` passes every other directory under
     ``runs/``): they share the GPUs and end by the same rule, but get no entry. Not seen: processes of
     directories not given (they make this projection too short), when the runs a worker will start end,
@@ -665,12 +792,18 @@ def format_table(
     deadline_s: float,
     beside: Sequence[Running] = (),
     queues: Mapping[str | Path, int] | None = None,
+    *,
+    by: str = "linear",
+    stop_unknown: bool = False,
 ) -> str:
     """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
     left, the processor-sharing projection (:func:`shared_left` with the runs ``beside`` and the ``queues``
-    of each directory, informational), verdict (and a note)."""
+    of each directory, before any stop), verdict by the pick ``by`` (:func:`verdicts`; its header says
+    ``verdict (shared pick)`` for the ``shared`` pick) and a note."""
     shared = shared_left(rows, beside, queues)
-    header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "shared", "verdict")
+    said = verdicts(rows, deadline_s, by=by, stop_unknown=stop_unknown, beside=beside, queues=queues)
+    last = "verdict" if by == "linear" else f"verdict ({by} pick)"
+    header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "shared", last)
     body = [
         (
             r.name,
@@ -680,7 +813,7 @@ def format_table(
             f"{'-' if r.epoch is None else f'{r.epoch:g}'}/{r.planned_epochs:g}",
             _seconds(r.left_s),
             _seconds(shared[r.name]),
-            verdict(r, deadline_s) + (f" ({r.note})" if r.note else ""),
+            said[r.name] + (f" ({r.note})" if r.note else ""),
         )
         for r in rows
     ]
@@ -746,6 +879,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--deadline", default=None, help="seconds from now by which the runs must end")
     p.add_argument("--apply", action="store_true", help="hold and SIGTERM each run past the deadline")
     p.add_argument(
+        "--by",
+        choices=PICKS,
+        default="linear",
+        help="the projection that picks: 'linear' (default: each run at its present pace, all past the "
+        "deadline at once) or 'shared' (processor sharing, iteratively: the latest-ending process until "
+        "the rest end by the deadline)",
+    )
+    p.add_argument(
         "--stop-unknown", action="store_true", help="with --apply: also stop runs without projection"
     )
     p.add_argument(
@@ -809,7 +950,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(line)
             return 2 if bad else 0
         if a.run_dir is None or a.deadline is None:
-            raise ConfigError("usage: python -m validation.finetune.triage RUN --deadline SECONDS [--apply]")
+            raise ConfigError(
+                "usage: python -m validation.finetune.triage RUN --deadline SECONDS [--by linear|shared] [--apply]"
+            )
         try:
             seconds = float(a.deadline)
         except ValueError:
@@ -845,11 +988,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"queued: {len(waiting)} cell(s) not started, not projected (a worker that ends its run "
                 f"claims the next; the 'shared' column keeps its share busy): {shown}"
             )
+        if a.by == "shared":
+            print(
+                "pick by the 'shared' projection: the process that ends latest, one at a time, until the rest "
+                "end by the deadline (verdicts with the picked ones stopped)"
+            )
+        else:
+            print("pick by the 'linear' projection (left): every run past the deadline")
         if rows:
-            print(format_table(rows, deadline, beside, queues))
-        picked = past_deadline(rows, deadline, stop_unknown=a.stop_unknown)
+            print(format_table(rows, deadline, beside, queues, by=a.by, stop_unknown=a.stop_unknown))
+        picked = past_deadline(
+            rows, deadline, stop_unknown=a.stop_unknown, by=a.by, beside=beside, queues=queues
+        )
+        said = verdicts(rows, deadline, stop_unknown=a.stop_unknown, by=a.by, beside=beside, queues=queues)
         for r in picked:
-            if r.kind == "cell" and verdict(r, deadline) == "fits":
+            if r.kind == "cell" and said[r.name] == "fits":
                 print(f"note: {r.name} fits, but its learning-rate selection does not: stopped with it")
         pids = {(r.host, r.pid) for r in picked}
         for r in rows:
@@ -878,6 +1031,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
         elif picked:
             print(f"past the deadline (--apply stops them): {' '.join(r.name for r in picked)}")
+            if a.by == "shared":
+                gone = {(r.host, r.pid) for r in picked}
+                ends = shared_left(rows, beside, queues, stopped=gone)
+                after = [
+                    x for x in (ends[r.name] for r in rows if (r.host, r.pid) not in gone) if x is not None
+                ]
+                if after:
+                    print(
+                        f"with them stopped, the runs left end in {min(after):.0f}-{max(after):.0f} s (shared)"
+                    )
     except (ConfigError, ResultFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -890,6 +1053,7 @@ if __name__ == "__main__":
 
 __all__ = [
     "LOG_INTERVAL_SHARE",
+    "PICKS",
     "Running",
     "format_table",
     "main",
@@ -902,4 +1066,5 @@ __all__ = [
     "shared_left",
     "stop_runs",
     "verdict",
+    "verdicts",
 ]

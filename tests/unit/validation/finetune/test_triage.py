@@ -35,6 +35,7 @@ from validation.finetune.triage import (
     running,
     shared_left,
     verdict,
+    verdicts,
 )
 
 NOW = 1_800_000_000.0
@@ -958,3 +959,171 @@ def test_the_shared_projection_matches_small_steps_of_processor_sharing() -> Non
                 assert got[row.name] is None
             else:
                 assert got[row.name] == pytest.approx(want[i], abs=0.006), (procs, queues, i)
+
+
+# ------------------------------------------------------------------------------------------ --by shared
+def test_the_shared_pick_stops_fewer_runs_than_the_linear_one() -> None:
+    """As the QNLI wave of 2026-12-01 (one GPU, 24 processes, nothing queued): at 1,150 s the linear pick
+    stopped three GeoLoRA cells projected 1,167-1,172 s at their present pace; sharing the GPU, every run
+    ends by the mean of the linear projections (777 s), so the shared pick stops none. At 700 s the
+    linear pick stops every run past it (ten); the shared one only the latest to end, one at a time, until
+    the rest fit."""
+    lefts = [548.0 + 48.0 * k / 13 for k in range(14)]  # ablation cells
+    lefts += [959.0, 980.0, 1000.0, 1030.0, 1053.0]  # AdaLoRA
+    lefts += [1054.0, 1064.0, 1167.0, 1170.0, 1172.0]  # GeoLoRA seeds 0-4
+    rows = [_row(f"qnli__m__seed{k:02d}", left, pid=k + 1, gpu="0") for k, left in enumerate(lefts)]
+    linear = [r.name for r in past_deadline(rows, 1150)]
+    assert linear == ["qnli__m__seed21", "qnli__m__seed22", "qnli__m__seed23"]
+    assert past_deadline(rows, 1150, by="linear") == past_deadline(rows, 1150)  # the default
+    assert max(x for x in shared_left(rows).values() if x is not None) < 1150
+    assert past_deadline(rows, 1150, by="shared") == []
+    assert verdicts(rows, 1150, by="shared") == {r.name: "fits" for r in rows}
+    assert verdicts(rows, 1150)["qnli__m__seed23"] == "past deadline"
+
+    picked = past_deadline(rows, 700, by="shared")
+    assert len(past_deadline(rows, 700)) == 10
+    # the latest-ending ones (the longest linear projections) go first, until the rest end by the deadline
+    assert [r.name for r in picked] == ["qnli__m__seed22", "qnli__m__seed23"]
+    after = shared_left(rows, stopped={(r.host, r.pid) for r in picked})
+    assert max(after[r.name] or 0.0 for r in rows if r not in picked) <= 700
+    # with the first pick (the latest, seed23) alone stopped, seed22 still ends past 700 s: both are needed
+    first = shared_left(rows, stopped={(rows[-1].host, rows[-1].pid)})
+    assert max(first.items(), key=lambda kv: kv[1] or 0.0)[0] == "qnli__m__seed22"
+    assert (first["qnli__m__seed22"] or 0.0) > 700
+
+
+def test_stopping_the_latest_to_end_can_let_the_others_fit() -> None:
+    """300, 960 and 1000 s left at the present pace on one GPU (100, 320 and 333 s of the whole): shared,
+    they end at 300, 740 and 753 s, two past a 730-s deadline. Stopping the latest leaves two that end at
+    200 and 420 s: one pick, where picking every run past the deadline at once would stop two."""
+    rows = [
+        _row("a__x__seed0", 300.0, pid=1, gpu="0"),
+        _row("a__x__seed1", 960.0, pid=2, gpu="0"),
+        _row("a__x__seed2", 1000.0, pid=3, gpu="0"),
+    ]
+    ends = shared_left(rows)
+    assert ends == pytest.approx({"a__x__seed0": 300.0, "a__x__seed1": 740.0, "a__x__seed2": 2260.0 / 3})
+    assert [n for n, end in ends.items() if end is not None and end > 730] == ["a__x__seed1", "a__x__seed2"]
+    assert [r.name for r in past_deadline(rows, 730)] == ["a__x__seed1", "a__x__seed2"]
+    assert [r.name for r in past_deadline(rows, 730, by="shared")] == ["a__x__seed2"]
+    assert verdicts(rows, 730, by="shared") == {
+        "a__x__seed0": "fits",
+        "a__x__seed1": "fits",  # its shared column says 740 s: with a__x__seed2 stopped, 420 s
+        "a__x__seed2": "past deadline",
+    }
+    table = format_table(rows, 730, by="shared").splitlines()
+    assert table[0].split()[-3:] == ["verdict", "(shared", "pick)"]
+    assert table[2].split()[6:] == ["740s", "fits"]
+    # ties: the first name goes first (the other, alone, then ends at 300 s)
+    tied = [_row("b__x__seed1", 600.0, pid=4, gpu="0"), _row("b__x__seed0", 600.0, pid=5, gpu="0")]
+    assert [r.name for r in past_deadline(tied, 400, by="shared")] == ["b__x__seed0"]
+    # alone, a__x__seed0 ends at 100 s: at 100 s the other two are stopped, below it all three in turn
+    assert [r.name for r in past_deadline(rows, 100, by="shared")] == ["a__x__seed1", "a__x__seed2"]
+    assert [r.name for r in past_deadline(rows, 99, by="shared")] == [r.name for r in rows]
+    with pytest.raises(ConfigError, match="the pick must be one of linear, shared, got 'both'"):
+        past_deadline(rows, 730, by="both")
+
+
+def test_the_shared_pick_keeps_the_selection_rule_and_stops_a_process_whole() -> None:
+    """A picked selection run takes its running cells (their processes leave too, so the rest speed up); a
+    process running a cell and its one-rate selection is stopped whole, with the selection's other cells;
+    unknown projections are kept unless asked (then their processes leave first)."""
+
+    def row(name: str, kind: str, left: float | None, pid: int) -> Running:
+        return Running(name, kind, Path("c"), pid, "h", "0", "t", 10.0, None, 3.0, 0.5, left)
+
+    rows = [
+        row("mrpc__adalora", "selection", 3000.0, 1),  # ends last: picked
+        row("mrpc__adalora__seed0", "cell", 300.0, 2),  # fits, but cannot write a result
+        row("mrpc__lora__seed0", "cell", 600.0, 3),
+    ]
+    # 1000, 100 and 200 s of the whole GPU: 300, 500 and 1300 s shared; the selection is past 1000 s
+    assert [r.name for r in past_deadline(rows, 1000, by="shared")] == [
+        "mrpc__adalora",
+        "mrpc__adalora__seed0",
+    ]
+    assert verdicts(rows, 1000, by="shared") == {
+        "mrpc__adalora": "past deadline",
+        "mrpc__adalora__seed0": "fits",
+        "mrpc__lora__seed0": "fits",
+    }
+    assert past_deadline(rows, 1300, by="shared") == []
+    # a cell and its one-rate selection in one process (pid 4), the selection's other cell in pid 5
+    same = [
+        row("rte__lora", "selection", 900.0, 4),
+        row("rte__lora__seed0", "cell", 400.0, 4),
+        row("rte__lora__seed1", "cell", 200.0, 5),
+        row("rte__adalora__seed0", "cell", 500.0, 6),
+        row("rte__adalora__seed1", "cell", None, 7),
+    ]
+    # 225, 50 and 125 s of the whole GPU for pids 4, 5 and 6, pid 7 unknown (sharing it to the end): they
+    # end at 200, 425 and 625 s; past 600 s pid 4 is picked, the selection's cell in pid 5 with it
+    assert shared_left(same)["rte__lora"] == pytest.approx(625.0)
+    assert [r.name for r in past_deadline(same, 600, by="shared")] == [
+        "rte__lora",
+        "rte__lora__seed0",
+        "rte__lora__seed1",
+    ]
+    said = verdicts(same, 600, by="shared")
+    assert said["rte__lora__seed0"] == "past deadline" and said["rte__lora__seed1"] == "fits"
+    assert said["rte__adalora__seed1"] == "unknown"
+    # with the unknown one stopped first, the three known end at 150, 300 and 400 s: nothing else picked
+    assert past_deadline(same, 600, by="shared", stop_unknown=True) == [same[-1]]
+    assert verdicts(same, 600, by="shared", stop_unknown=True)["rte__lora"] == "fits"
+    assert [r.name for r in past_deadline(same, 350, by="shared", stop_unknown=True)] == [
+        "rte__lora",
+        "rte__lora__seed0",
+        "rte__lora__seed1",
+        "rte__adalora__seed1",
+    ]
+
+
+def test_the_command_picks_by_the_shared_projection(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three MRPC cells on one GPU, 19.8, 12 and 10.8 of 30 epochs in 1000 s: about a = 515, b = 1500 and
+    c = 1778 s left at the present pace; shared, a, a + 2 (b - a) / 3 = 1172 and 1264 s. Against 1150 s the
+    linear pick stops the two longer ones; the shared pick only the longest, after which the others end at
+    2 a / 3 = 343 and (a + b) / 3 = 672 s (the stopped process's share was in their paces)."""
+    run = tmp_path / "run"
+    write_plan(run, ["mrpc"], ["lora", "adalora"], [0, 1], PAPER_ONE_RATE)
+    cell_path(run, "mrpc", "adalora", 1).parent.mkdir(parents=True, exist_ok=True)
+    cell_path(run, "mrpc", "adalora", 1).write_text("{}")  # done: nothing queued
+    now = time.time()
+    procs = {}
+    for name, done in (
+        ("mrpc__lora__seed0", 19.8),
+        ("mrpc__lora__seed1", 12),
+        ("mrpc__adalora__seed0", 10.8),
+    ):
+        procs[name] = _sleeper(sleepers)
+        _claim(run, name, procs[name].pid, now - 1000)
+        _log(run, name, _trainer(name, procs[name].pid, now - 999, _steps(done, 0.6)))
+
+    rows, out = _columns(capsys, str(run), "--deadline", "1150")
+    assert "pick by the 'linear' projection" in out
+    assert "past the deadline (--apply stops them): mrpc__adalora__seed0 mrpc__lora__seed1" in out
+    a, b = rows["mrpc__lora__seed0"][0] or 0.0, rows["mrpc__lora__seed1"][0] or 0.0
+    assert rows["mrpc__lora__seed1"][1] == pytest.approx(a + 2 * (b - a) / 3, abs=3)  # shared, no stop
+    assert 1150 < (rows["mrpc__lora__seed1"][1] or 0.0) < (rows["mrpc__adalora__seed0"][1] or 0.0)
+
+    rows, out = _columns(capsys, str(run), "--deadline", "1150", "--by", "shared")
+    assert "pick by the 'shared' projection" in out and "verdict (shared pick)" in out
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.split() and ln.split()[0] in rows}
+    assert lines["mrpc__adalora__seed0"].endswith("past deadline")
+    assert lines["mrpc__lora__seed1"].endswith("fits") and lines["mrpc__lora__seed0"].endswith("fits")
+    assert "past the deadline (--apply stops them): mrpc__adalora__seed0\n" in out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("with them stopped")]
+    lo, hi = (float(x) for x in line.split(" end in ")[1].split(" s ")[0].split("-"))
+    assert lo == pytest.approx(2 * a / 3, abs=3) and hi == pytest.approx((a + b) / 3, abs=3)
+    time.sleep(0.2)
+    assert all(p.poll() is None for p in procs.values()) and not hold_path(run, "mrpc", "adalora", 0).exists()
+
+    _, out = _columns(capsys, str(run), "--deadline", "1150", "--by", "shared", "--apply")
+    late = procs.pop("mrpc__adalora__seed0")
+    assert f"stopped mrpc__adalora__seed0: SIGTERM to pid {late.pid}" in out
+    assert late.wait(timeout=10) == -signal.SIGTERM and hold_path(run, "mrpc", "adalora", 0).exists()
+    assert "after the stops: the 2 run(s) left end in" in out
+    time.sleep(0.2)
+    assert all(p.poll() is None for p in procs.values())
+    assert not hold_path(run, "mrpc", "lora", 1).exists() and not hold_path(run, "mrpc", "lora", 0).exists()
