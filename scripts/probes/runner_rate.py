@@ -1,25 +1,29 @@
 """The runner's own training-step rate with the Trainer's per-step host syncs on or off (issue 19: SST-2's cost).
 
 Why: twelve MiniLM-L6 LoRA processes made about 143 steps/s together in the runner on SST-2 (2026-12-01
-05:40), while the model's step alone, twelve processes side by side, made 250 (``step_rate.py``, eager,
-``reports/gpu/minilm_h200/``): the runner's loop costs about as much as the model. Two things in it wait for
-the GPU at every step: the Trainer's ``logging_nan_inf_filter`` (``torch.isnan(loss) or torch.isinf(loss)``
-reads a CUDA tensor on the host) and the copy of each batch from pageable memory. This probe runs ``gelora
-validate glue`` unchanged except for the TrainingArguments it builds:
+05:40), while the model's step alone, twelve processes side by side, made 250 (``step_rate.py``, eager, a
+fixed 32-token batch, another session: ``reports/gpu/minilm_h200/``), which suggests that the runner's loop
+costs about as much as the model step. Two things in it may wait for the GPU at every step: the Trainer's
+``logging_nan_inf_filter`` (``torch.isnan(loss) or torch.isinf(loss)`` reads a CUDA tensor on the host) and
+the copy of each batch to the GPU (from pinned memory already: ``dataloader_pin_memory`` defaults to True,
+but not ``non_blocking``). This probe runs ``gelora validate glue`` unchanged except for the TrainingArguments
+it builds:
 
 * ``default``: as the runner builds them;
 * ``no_nan_filter``: ``logging_nan_inf_filter=False`` (the weights do not change; only a NaN/inf step's logged
   loss would: the filter replaces it by the running mean);
-* ``no_nan_filter_nonblocking``: also ``dataloader_pin_memory=True`` and the accelerator's ``non_blocking``
-  copies.
+* ``no_nan_filter_nonblocking``: also the accelerator's ``non_blocking`` copies (``accelerator_config``).
 
 Run one process per variant and cell (each its own ``--out``), read ``train.steps / train.train_time_s`` of its
 cell; the probe prints one JSON line, ``{"probe": "runner_rate", "variant": ..., "training_args": [...]}``,
 with the arguments the Trainer was actually given (a patch that did not reach the runner fails the probe:
-on 2026-12-01 an earlier form patched the name ``transformers.TrainingArguments`` of the module object
-``import transformers`` returned, which is not the one in ``sys.modules`` in transformers 5.17 and 5.24, so
-its three variants ran the same code). Alternate the variants (A B A B ...): on 2026-12-01 the first of three
-batches of twelve identical processes was 1.36x slower than the next two. E.g. twelve side by side on the GPU::
+on 2026-12-01 an earlier form patched ``TrainingArguments`` on the module object ``import transformers``
+returned, but in transformers 5.17 and 5.24 the first lookup of a name on it puts another module object into
+``sys.modules``, which ``from transformers import`` reads, so its three variants ran the same code).
+Alternate the variants (A B A B ...): on 2026-12-01 the first of three batches of twelve identical processes
+was 1.36-1.40x slower than the other two (one run per position: the cause is not known). The cells must run
+in this process (no ``--workers``: a worker subprocess would not see the patch; then no arguments are
+recorded and the probe exits 1). E.g. twelve side by side on the GPU::
 
     for i in $(seq 0 11); do python3 scripts/probes/runner_rate.py --variant no_nan_filter -- --profile paper \\
         --tasks sst2 --methods lora --seeds 1 --no-lr-select --epochs 0.15 --out runs/rate_B_$i & done; wait
@@ -51,7 +55,7 @@ def overrides(variant: str) -> dict[str, Any]:
     if variant != "default":
         out["logging_nan_inf_filter"] = False
     if variant == "no_nan_filter_nonblocking":
-        out.update(dataloader_pin_memory=True, accelerator_config={"non_blocking": True})
+        out["accelerator_config"] = {"non_blocking": True}
     return out
 
 
@@ -59,10 +63,11 @@ def overrides(variant: str) -> dict[str, Any]:
 def patched(variant: str) -> Iterator[list[dict[str, Any]]]:
     """While open, ``from transformers import TrainingArguments`` (what the runner does) builds the
     arguments with the variant's overrides; yields the list of the keyword arguments each build used."""
-    # the module in sys.modules, not the object ``import transformers`` returned: transformers' lazy
-    # module registers another object there, and ``from transformers import X`` reads that one
-    import transformers  # noqa: F401
+    # transformers' lazy module puts another module object into sys.modules at the first lookup of a name;
+    # ``from transformers import X`` reads that one: look the name up first, then patch sys.modules' object
+    import transformers
 
+    transformers.TrainingArguments  # noqa: B018 - the lookup that settles sys.modules["transformers"]
     module = sys.modules["transformers"]
     base = module.TrainingArguments
     seen: list[dict[str, Any]] = []
@@ -70,9 +75,8 @@ def patched(variant: str) -> Iterator[list[dict[str, Any]]]:
 
     def build(*args: Any, **kwargs: Any) -> Any:
         kwargs.update(extra)
-        seen.append(
-            {k: kwargs[k] for k in ("logging_nan_inf_filter", "dataloader_pin_memory") if k in kwargs}
-        )
+        keys = ("logging_nan_inf_filter", "dataloader_pin_memory", "accelerator_config")
+        seen.append({k: kwargs[k] for k in keys if k in kwargs})
         return base(*args, **kwargs)
 
     module.TrainingArguments = build
@@ -98,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--variant", choices=VARIANTS, default="default")
     a = ap.parse_args(argv)
+    if not rest:
+        raise SystemExit("runner_rate: give the `gelora validate glue` arguments after `--`")
     from validation.commands.validate import main as validate_main
 
     with patched(a.variant) as seen:

@@ -20,7 +20,7 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
   by the deadline (stopping the latest-ending one speeds the others up, so fewer are stopped). Why
   ``shared``: on 2026-12-01 (one H200, 24 processes of a QNLI wave, nothing queued) a 1,150-s triage put
   three GeoLoRA cells at 1,167-1,172 s linearly (793 s shared) and stopped them; the 21 left (linear up to
-  1,064 s, shared up to 780 s; 415-647 s shared after the stops) ended 444-687 s later, so the three would
+  1,064 s, shared up to 780 s; 415-647 s shared after the stops) ended 369-687 s later, so the three would
   have fitted. Resumed from their checkpoints, they were stopped again by a triage 77 s later against
   800 s: linear 935-1,815 s (a minute's pace among 20 processes, just after startup), shared 329-390 s;
   left alone they ended within about 6 minutes. The other way: with 12 cells queued behind 12 running,

@@ -1,48 +1,65 @@
-"""scripts/probes/runner_rate.py on the CPU: the patch reaches the runner, and the weights do not change."""
+"""scripts/probes/runner_rate.py on the CPU, in a fresh interpreter as on the GPU: the patch reaches the
+runner's ``from transformers import TrainingArguments``, and the weights do not change."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[3]
+ARGS = [
+    "--profile",
+    "test",
+    "--tasks",
+    "rte",
+    "--methods",
+    "lora",
+    "--seeds",
+    "1",
+    "--no-lr-select",
+    "--device",
+    "cpu",
+]
 
-def _cell(out: Path) -> dict:
-    (path,) = sorted((out / "cells").glob("*.json"))
-    return json.loads(path.read_text(encoding="utf-8"))
+
+def _probe(variant: str, out: Path) -> tuple[dict, dict]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, str(ROOT / "scripts/probes/runner_rate.py"), "--variant", variant, "--", *ARGS]
+    done = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (line,) = [json.loads(x) for x in done.stdout.splitlines() if x.startswith('{"probe"')]
+    (cell,) = sorted((out / "cells").glob("*.json"))
+    return line, json.loads(cell.read_text(encoding="utf-8"))
 
 
-def test_each_variant_reaches_the_trainer_and_leaves_the_training_alone(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], load_script
-) -> None:
-    import transformers  # noqa: F401
-
-    mod = load_script("probes/runner_rate.py")
-    base = sys.modules["transformers"].TrainingArguments
-    args = ["--profile", "test", "--tasks", "rte", "--methods", "lora", "--seeds", "1", "--no-lr-select"]
-    cells, lines = {}, {}
-    for variant in ("default", "no_nan_filter"):
-        out = tmp_path / variant
-        assert mod.main(["--variant", variant, "--", *args, "--out", str(out), "--device", "cpu"]) == 0
-        lines[variant] = [
-            json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith('{"probe"')
-        ]
-        cells[variant] = _cell(out)
-    assert sys.modules["transformers"].TrainingArguments is base  # restored
-    (d,), (n,) = lines["default"], lines["no_nan_filter"]
+def test_each_variant_reaches_the_trainer_and_leaves_the_training_alone(tmp_path: Path) -> None:
+    d, dcell = _probe("default", tmp_path / "d")
+    n, ncell = _probe("no_nan_filter_nonblocking", tmp_path / "n")
+    assert d["variant"] == "default" and d["training_args"] == [{}]
+    assert n["training_args"] == [
+        {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": True}}
+    ]
     assert (
-        d["variant"] == "default"
-        and d["training_args"]
-        and "logging_nan_inf_filter" not in d["training_args"][0]
+        dcell["train"]["loss_curve"] == ncell["train"]["loss_curve"] and dcell["metrics"] == ncell["metrics"]
     )
-    assert n["training_args"] and all(kw["logging_nan_inf_filter"] is False for kw in n["training_args"])
-    a, b = cells["default"], cells["no_nan_filter"]
-    assert a["train"]["loss_curve"] == b["train"]["loss_curve"] and a["metrics"] == b["metrics"]
 
 
-def test_an_unknown_variant_is_refused(load_script) -> None:
+def test_the_patch_is_undone_and_bad_calls_are_refused(load_script) -> None:
     mod = load_script("probes/runner_rate.py")
     with pytest.raises(SystemExit):
         mod.overrides("graphs")
+    with pytest.raises(SystemExit, match="after `--`"):
+        mod.main(["--variant", "default"])
+    import transformers
+
+    before = sys.modules["transformers"].TrainingArguments
+    with mod.patched("no_nan_filter") as seen:
+        from transformers import TrainingArguments
+
+        assert TrainingArguments is not before and seen == []
+    assert sys.modules["transformers"].TrainingArguments is before and transformers is not None
