@@ -164,6 +164,12 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="skip the learning-rate selection (use each method's default rate)",
     )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="opt-in torch.compile of the model (inductor, batches padded to multiples of 32 tokens); "
+        "changes numerics, so a run directory holds compiled or eager cells, never both (default: eager)",
+    )
     g.add_argument("--stop-on-error", action="store_true", help="stop at the first failing cell")
     g.add_argument(
         "--keep-checkpoints", action="store_true", help="keep Trainer checkpoints of finished cells"
@@ -281,6 +287,7 @@ def run_glue(args: argparse.Namespace) -> int:
         lr_multipliers=_lr_multipliers(args.lr_multiplier, get_profile(args.profile).lr_multipliers),
         lr_grid=_lr_grid(args.lr_grid),
         lr_select=_lr_select(args),
+        torch_compile=True if args.compile else None,  # None keeps the profile's (eager)
     )
     methods = args.methods
     if methods is None:

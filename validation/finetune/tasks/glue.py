@@ -9,7 +9,14 @@ import numpy as np
 from torch.utils.data import Dataset as TorchDataset
 
 from gelora.errors import ConfigError
-from validation.finetune.tasks.base import DataProfile, Heldout, TaskData, heldout_split
+from validation.finetune.tasks.base import (
+    BucketPadding,
+    DataProfile,
+    Heldout,
+    TaskData,
+    compiles,
+    heldout_split,
+)
 
 
 class EncodedDataset(TorchDataset):
@@ -156,7 +163,12 @@ class GlueFamily:
             },
             task_type="SEQ_CLS",
             label_names=("labels",),
-            collator=DataCollatorWithPadding(tokenizer),
+            # a compiled model (profile.torch_compile): a few fixed lengths; eager: each batch's own longest
+            collator=(
+                BucketPadding(tokenizer, profile.max_length)
+                if compiles(profile)
+                else DataCollatorWithPadding(tokenizer)
+            ),
             compute_metrics=compute_metrics,
             evaluate=evaluate,
             train_texts=train.joined_texts,

@@ -154,6 +154,7 @@ class SquadFamily:
             model_kwargs={},
             task_type="QUESTION_ANS",
             label_names=("start_positions", "end_positions"),
+            # every window is padded to max_length: one shape, compiled (profile.torch_compile) or not
             collator=default_data_collator,
             compute_metrics=None,
             evaluate=evaluate,

@@ -40,6 +40,8 @@ def test_one_cell_writes_a_complete_result(tmp_path: Path) -> None:
     assert on_disk["data"]["eval"]["validation"]["n"] == 32
     assert on_disk["peak_memory"]["bytes"] > 0 and on_disk["wall_time_s"] > 0
     assert on_disk["method_info"]["ranks"]
+    # the code path: eager (the default), not compiled (test_compile.py)
+    assert on_disk["config"]["torch_compile"] is False and "torch_compile_settings" not in on_disk["config"]
     assert not (tmp_path / "work" / "rte__lora__seed0").exists()  # checkpoints removed once the cell is done
 
 
