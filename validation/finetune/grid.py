@@ -830,7 +830,12 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
             entry["budget_params"] = sorted({int(c["budget"]["budget_params"]) for c in cells})
             entry["trainable_adapter_params"] = [int(c["budget"]["trainable_adapter_params"]) for c in cells]
             entry["within_budget"] = [c["budget"].get("within_budget") for c in cells]
-            entry["wall_time_s"] = _mean_std([float(c["wall_time_s"]) for c in cells])
+            # a resumed cell's wall time covers its last process only (the runner times one process):
+            # its mean with whole cells would be no time per cell, so resumed cells are counted apart
+            whole = [float(c["wall_time_s"]) for c in cells if not _resumed(c)]
+            entry["wall_time_s"] = _mean_std(whole) if whole else None
+            if len(whole) < len(cells):
+                entry["wall_time_resumed_cells"] = len(cells) - len(whole)
             entry["trained_span_s"] = _trained_span(cells)
             entry["ranks_used"] = [_ranks_used(c.get("method_info", {})) for c in cells]
             mems = [c.get("peak_memory", {}).get("bytes") for c in cells]
@@ -860,6 +865,11 @@ def _finite_or_none(x: Any) -> float | None:
     if isinstance(x, bool) or not isinstance(x, int | float):
         return None
     return float(x) if math.isfinite(float(x)) else None
+
+
+def _resumed(cell: dict[str, Any]) -> bool:
+    """Whether the cell's last process resumed from a checkpoint (``train.resumed_from``)."""
+    return bool((cell.get("train") or {}).get("resumed_from"))
 
 
 def _trained_span(cells: Sequence[dict[str, Any]]) -> list[float] | None:
@@ -957,7 +967,17 @@ def format_summary(summary: dict[str, Any]) -> str:
             lines.append(
                 f"  {t:6s} {m:8s} {metric}={val} (n={len(entry['seeds'])}, "
                 f"adapter params {entry['trainable_adapter_params'][0]}, "
-                f"{entry['wall_time_s']['mean']:.1f} s/cell)"
+                + (
+                    f"{entry['wall_time_s']['mean']:.1f} s/cell"
+                    if entry.get("wall_time_s")
+                    else "no whole cell's time"
+                )
+                + (
+                    f"; {entry['wall_time_resumed_cells']} resumed, timed in part"
+                    if entry.get("wall_time_resumed_cells")
+                    else ""
+                )
+                + ")"
             )
     not_run = {x["task"]: x for x in summary.get("not_run_tasks") or []}
     for miss in summary["missing"]:

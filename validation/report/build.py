@@ -512,6 +512,12 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
                     if len(set(trainable)) == 1
                     else (trainable or None),
                     "wall_s": (e.get("wall_time_s") or {}).get("mean"),
+                    # cells resumed from a checkpoint: their wall time is their last process's, left out of wall_s
+                    **(
+                        {"wall_resumed_cells": e["wall_time_resumed_cells"]}
+                        if e.get("wall_time_resumed_cells")
+                        else {}
+                    ),
                     **({"trained_span_s": e["trained_span_s"]} if e.get("trained_span_s") else {}),
                     "reason": None if m is not None else "no value of the primary metric",
                     **_row_extras(e, pname),

@@ -109,6 +109,13 @@ def fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def _seconds(x: float | None) -> str:
+    """Seconds for the grid table: whole seconds from 100 s up (``1,099``, not ``1.1e+03``), else 3 digits."""
+    if isinstance(x, float) and math.isfinite(x) and abs(x) >= 100:
+        return f"{x:,.0f}"
+    return fmt(x, 3)
+
+
 def score(x: float | None) -> str:
     """A metric score (correlation, accuracy, F1) to four decimals, so a column lines up; ``None``: a dash."""
     return "—" if x is None else f"{x:.4f}"
@@ -846,7 +853,12 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
                 str(r.get("metric") or ""),
                 score,
                 fmt(r.get("budget")),
-                fmt(r.get("wall_s"), 3),
+                _seconds(r.get("wall_s"))
+                + (
+                    f" ({r['wall_resumed_cells']} resumed cell(s) left out)"
+                    if r.get("wall_resumed_cells")
+                    else ""
+                ),
                 "—" if pv is None else f"{fmt(pv)} ({paper.get('model')})",
             )
         )

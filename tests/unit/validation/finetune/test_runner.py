@@ -167,6 +167,34 @@ def test_summary_statistics_missing_and_corrupt(tmp_path: Path) -> None:
         run_grid(["rte"], ["gelora"], [1], profile=PROFILE, run_dir=tmp_path)
 
 
+def test_a_resumed_cells_partial_wall_time_stays_out_of_the_mean(tmp_path: Path) -> None:
+    # a resumed cell's wall_time_s is its last process's (2026-12-01: QNLI GeoLoRA, 1,099 s whole against
+    # 342 s resumed, reported as a 645-s "time per cell")
+    from validation.finetune.grid import format_summary
+    from validation.report.build import normalise_grid
+
+    write_plan(tmp_path, ["rte"], ["lora", "gelora"], [0, 1, 2], PROFILE)
+    for seed, acc in [(0, 0.5), (1, 0.6), (2, 0.7)]:
+        cell = _fake_cell("rte", "lora", seed, acc)
+        if seed == 2:
+            cell["wall_time_s"] = 0.5
+            cell["train"] = {"resumed_from": "work/rte__lora__seed2/checkpoint-4"}
+        atomic_write_json(cell_path(tmp_path, "rte", "lora", seed), cell)
+    gel = _fake_cell("rte", "gelora", 0, 0.6)
+    gel["train"] = {"resumed_from": "work/rte__gelora__seed0/checkpoint-4"}
+    atomic_write_json(cell_path(tmp_path, "rte", "gelora", 0), gel)
+    s = summarise(tmp_path)
+    lora, gelora = s["table"]["rte"]["lora"], s["table"]["rte"]["gelora"]
+    assert lora["wall_time_s"]["mean"] == pytest.approx(2.5) and lora["wall_time_s"]["n"] == 2
+    assert lora["wall_time_resumed_cells"] == 1
+    assert gelora["wall_time_s"] is None and gelora["wall_time_resumed_cells"] == 1
+    text = format_summary(s)
+    assert "2.5 s/cell; 1 resumed, timed in part" in text and "no whole cell's time; 1 resumed" in text
+    rows = {r["method"]: r for r in normalise_grid(s, str(tmp_path))["rows"]}
+    assert rows["lora"]["wall_s"] == pytest.approx(2.5) and rows["lora"]["wall_resumed_cells"] == 1
+    assert rows["gelora"]["wall_s"] is None
+
+
 def test_run_dir_refuses_a_changed_profile(tmp_path: Path) -> None:
     write_plan(tmp_path, ["rte"], ["lora"], [0], PROFILE)
     write_plan(tmp_path, ["stsb"], ["lora"], [0], get_profile("test", eval_batch_size=7))  # harmless change
