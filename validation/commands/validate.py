@@ -294,6 +294,10 @@ def run_glue(args: argparse.Namespace) -> int:
         from validation.finetune.runner import PAPER_METHODS
 
         methods = list(PAPER_METHODS) if profile.name == "paper" else ["lora", "adalora", "gelora"]
+    if profile.torch_compile:
+        from validation.finetune.runner import check_compile_methods
+
+        check_compile_methods(methods)  # before any cell trains
     out = args.out or f"runs/glue-{profile.name}"
 
     def progress(name: str, status: str) -> None:

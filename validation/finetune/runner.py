@@ -542,6 +542,31 @@ class MissingDataError(ConfigError):
 #: (inductor's code generation on a CPU takes minutes), a real run always uses inductor
 _COMPILE_BACKEND = "inductor"
 
+#: methods that ``Profile.torch_compile`` refuses, and why
+COMPILE_UNSUPPORTED: dict[str, str] = {
+    "geolora": (
+        "GeoLoRA changes its adapters' ranks while training (plain Python ints), so under torch.compile with "
+        "static shapes every new combination of ranks compiles another graph until dynamo's recompile limit, "
+        "after which the cell would train partly compiled and partly eager (one code path per task is the rule)"
+    ),
+}
+
+
+def check_compile_methods(methods: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` when ``methods`` holds one that ``torch_compile`` does not support.
+
+    Raises
+    ------
+    ConfigError
+        A method of :data:`COMPILE_UNSUPPORTED`, with its reason.
+    """
+    bad = [m for m in methods if m in COMPILE_UNSUPPORTED]
+    if bad:
+        raise ConfigError(
+            "torch_compile (--compile) does not support "
+            + ", ".join(f"{m}: {COMPILE_UNSUPPORTED[m]}" for m in bad)
+        )
+
 
 def compile_model(model: Any, max_length: int) -> dict[str, Any]:
     """Compile ``model`` in place for :attr:`Profile.torch_compile`; returns the settings the cell records.
@@ -581,12 +606,19 @@ def compile_model(model: Any, max_length: int) -> dict[str, Any]:
     # cache_size_limit: its name before torch 2.7 (an alias of recompile_limit since)
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
     setattr(config, name, max(int(getattr(config, name)), needed))
+    # past the limit dynamo would run the rest of the cell eager without a word: fail the cell instead
+    loud = next(
+        (n for n in ("fail_on_recompile_limit_hit", "fail_on_cache_limit_hit") if hasattr(config, n)), None
+    )
+    if loud is not None:
+        setattr(config, loud, True)
     model.compile(backend=_COMPILE_BACKEND, dynamic=False)
     return {
         "backend": _COMPILE_BACKEND,
         "dynamic": False,
         "pad_multiple": COMPILE_PAD_MULTIPLE,
         "recompile_limit": int(getattr(config, name)),
+        "fail_on_recompile_limit_hit": loud is not None,
     }
 
 
@@ -873,6 +905,8 @@ def train_and_score(
     budget = check_budget(method, prepared, budget_params)
     extra_callbacks = [factory(context) for factory in callback_factories]
     budget["trainable_params_total"] = count_trainable_params(prepared.model)
+    if profile.torch_compile:
+        check_compile_methods([method])
     compiled = compile_model(prepared.model, profile.max_length) if profile.torch_compile else None
     counts_before = dynamo_counts() if compiled is not None else {}
 

@@ -600,20 +600,28 @@ def verdicts(
     """``{name: verdict}`` by the pick ``by`` (:func:`past_deadline`'s parameters).
 
     ``"linear"``: :func:`verdict`. ``"shared"``: ``"unknown"`` without a :func:`shared_left` projection,
-    ``"past deadline"`` for the runs of a process the pick stops for its own end, else ``"fits"`` (the runs
-    left end by the deadline once the picked ones are stopped; a cell stopped with its selection run fits).
+    ``"past deadline"`` for the runs of a process the pick stops for its own end, ``"fits"`` for the runs
+    left (they end by the deadline once the picked ones are stopped); a run whose process is stopped only
+    with a picked selection run (or as of unknown projection) is judged by its own end, projected with the
+    other picked processes stopped and its own kept.
     """
     deadline_s = _check_deadline(deadline_s)
     if _check_pick(by) == "linear":
         return {r.name: verdict(r, deadline_s) for r in rows}
-    late = _shared_pick(rows, deadline_s, beside, queues, stop_unknown).late
+    pick = _shared_pick(rows, deadline_s, beside, queues, stop_unknown)
     first = shared_left(rows, beside, queues)
     out = {}
     for r in rows:
+        key = (r.host, r.pid)
         if first[r.name] is None:
             out[r.name] = "unknown"
+        elif key in pick.late:
+            out[r.name] = "past deadline"
+        elif key in pick.stopped:
+            own = shared_left(rows, beside, queues, stopped=pick.stopped - {key})[r.name]
+            out[r.name] = "unknown" if own is None else ("fits" if own <= deadline_s else "past deadline")
         else:
-            out[r.name] = "past deadline" if (r.host, r.pid) in late else "fits"
+            out[r.name] = "fits"
     return out
 
 

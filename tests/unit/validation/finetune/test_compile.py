@@ -119,12 +119,18 @@ def test_the_real_option_compiles_with_inductor_and_static_shapes() -> None:
         def compile(self, **kw: Any) -> None:  # type: ignore[override]
             seen.update(kw)
 
-    with torch._dynamo.config.patch(recompile_limit=8):
+    with torch._dynamo.config.patch(recompile_limit=8, fail_on_recompile_limit_hit=False):
         settings = runner.compile_model(Model(), 320)
         assert torch._dynamo.config.recompile_limit == 48
     assert seen == {"backend": "inductor", "dynamic": False}
     # 10 buckets of 32 up to 320 tokens, each in training and evaluation, full and last batches
-    assert settings == {"backend": "inductor", "dynamic": False, "pad_multiple": 32, "recompile_limit": 48}
+    assert settings == {
+        "backend": "inductor",
+        "dynamic": False,
+        "pad_multiple": 32,
+        "recompile_limit": 48,
+        "fail_on_recompile_limit_hit": True,
+    }
 
 
 # ------------------------------------------------------------------------------------------ padding
@@ -322,8 +328,65 @@ def test_without_the_flag_the_cli_profile_stays_eager(
     parser = argparse.ArgumentParser(prog="gelora")
     validate.register(parser.add_subparsers(dest="command"))
     base = ["validate", "glue", "--profile", "paper", "--tasks", "rte", "--out", str(tmp_path / "r")]
+    base += ["--methods", "lora,gelora"]  # the paper's default methods hold GeoLoRA, which --compile refuses
     for extra, expected in (([], False), (["--compile"], True)):
         with pytest.raises(Stop):
             validate.run_glue(parser.parse_args(base + extra))
         assert captured["profile"].torch_compile is expected
         assert captured["profile"].name == "paper"
+
+
+def test_geolora_is_refused_under_compile_before_anything_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GeoLoRA's ranks are Python ints: every new combination compiled another graph until dynamo's limit,
+    # then the cell ran partly eager without a word (review of 0de2ae9: 12 graphs, the limit, in 24 steps)
+    import argparse
+
+    from validation.commands import validate
+
+    with pytest.raises(ConfigError, match="geolora: GeoLoRA changes its adapters' ranks"):
+        runner.check_compile_methods(["lora", "geolora"])
+    runner.check_compile_methods(["lora", "adalora", "gelora", "full", "head_only"])
+    trained: list[Any] = []
+    import validation.finetune.grid as grid_mod
+
+    monkeypatch.setattr(grid_mod, "run_grid", lambda *a, **k: trained.append(a))
+    parser = argparse.ArgumentParser(prog="gelora")
+    validate.register(parser.add_subparsers(dest="command"))
+    args = [
+        "validate",
+        "glue",
+        "--profile",
+        "paper",
+        "--tasks",
+        "rte",
+        "--compile",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    with pytest.raises(ConfigError, match="geolora"):
+        validate.run_glue(parser.parse_args(args))  # the paper's default methods hold GeoLoRA
+    assert trained == []
+    monkeypatch.setattr(runner, "_COMPILE_BACKEND", "aot_eager")
+    with pytest.raises(ConfigError, match="geolora"):
+        run_cell(
+            "rte",
+            "geolora",
+            0,
+            profile=get_profile("test", torch_compile=True),
+            run_dir=tmp_path / "c",
+            device="cpu",
+        )
+    assert not cell_path(tmp_path / "c", "rte", "geolora", 0).exists()
+
+
+def test_compile_model_makes_a_recompile_limit_hit_fail_the_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+    import torch._dynamo
+
+    monkeypatch.setattr(runner, "_COMPILE_BACKEND", "aot_eager")
+    with torch._dynamo.config.patch(recompile_limit=8, fail_on_recompile_limit_hit=False):
+        settings = runner.compile_model(torch.nn.Linear(4, 2), 64)
+        assert settings["fail_on_recompile_limit_hit"] is True
+        assert torch._dynamo.config.fail_on_recompile_limit_hit is True

@@ -1048,6 +1048,18 @@ def test_the_shared_pick_keeps_the_selection_rule_and_stops_a_process_whole() ->
         "mrpc__lora__seed0": "fits",
     }
     assert past_deadline(rows, 1300, by="shared") == []
+    # a cell stopped with its selection is judged by its own end, not called "fits" for being stopped
+    # (review of c4097b0: 2,900 s left, 1,450 s even with the selection gone, against 1,000 s)
+    late_cell = [row("sst2__lora", "selection", 3000.0, 1), row("sst2__lora__seed0", "cell", 2900.0, 2)]
+    assert [r.name for r in past_deadline(late_cell, 1000, by="shared")] == [
+        "sst2__lora",
+        "sst2__lora__seed0",
+    ]
+    assert verdicts(late_cell, 1000, by="shared") == {
+        "sst2__lora": "past deadline",
+        "sst2__lora__seed0": "past deadline",
+    }
+    assert verdicts(late_cell, 1000, by="linear")["sst2__lora__seed0"] == "past deadline"
     # a cell and its one-rate selection in one process (pid 4), the selection's other cell in pid 5
     same = [
         row("rte__lora", "selection", 900.0, 4),
