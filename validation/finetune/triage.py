@@ -17,7 +17,8 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
 * two picks (``--by``): ``linear`` (the default) stops every run whose linear projection ``left_s`` is past
   the deadline, all at once; ``shared`` stops, one process at a time, the one whose :func:`shared_left` end
   is the latest (ties: by name), counting those already picked as leaving now, until every run left ends
-  by the deadline (stopping the latest-ending one speeds the others up, so fewer are stopped). Why
+  by the deadline (stopping the latest-ending one speeds the others up, so usually fewer are stopped; the
+  pick is greedy, not a minimum). Why
   ``shared``: on 2026-12-01 (one H200, 24 processes of a QNLI wave, nothing queued) a 1,150-s triage put
   three GeoLoRA cells at 1,167-1,172 s linearly (793 s shared) and stopped them; the 21 left (linear up to
   1,064 s, shared up to 780 s; 415-647 s shared after the stops) ended 369-687 s later, so the three would
