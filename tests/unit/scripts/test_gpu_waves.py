@@ -154,7 +154,9 @@ def test_launch_refuses_a_task_without_data_and_starts_nothing(tmp_path: Path, w
     assert "rte:" not in out.stderr and not (waves.host / "runs" / "B.pid").exists()
 
 
-def test_triage_stops_the_runs_past_the_deadline_and_fetches_the_run(tmp_path: Path, waves) -> None:
+@pytest.mark.parametrize("pick", [[], ["--by", "shared"]], ids=["linear", "shared"])
+def test_triage_stops_the_runs_past_the_deadline_and_fetches_the_run(tmp_path: Path, waves, pick) -> None:
+    # ["--by", "shared"]: the form of the next GPU session's item 0 (reports/gpu/README.md)
     run = tmp_path / "run"
     write_plan(run, ["rte"], ["adalora"], [0, 1], get_profile("paper", lr_grid=(1.0,)))  # RTE: 50 epochs
     late = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -175,8 +177,9 @@ def test_triage_stops_the_runs_past_the_deadline_and_fetches_the_run(tmp_path: P
         (run / "logs" / "rte__adalora__seed0.log").write_text("\n".join(lines) + "\n")
         # another directory under runs/ is passed as --beside (a non-run one is noted and left out)
         (tmp_path / "host" / "runs" / "junk").mkdir(parents=True)
-        out = waves("triage", "600", "--apply", RUN=str(run))
+        out = waves("triage", "600", *pick, "--apply", RUN=str(run))
         assert "--beside runs/junk left out" in out.stderr
+        assert f"pick by the '{pick[-1] if pick else 'linear'}' projection" in out.stdout
         (row,) = [ln.split() for ln in out.stdout.splitlines() if ln.startswith("rte__adalora__seed0  ")]
         # 5 of 50 epochs in ~1000 s: ~9000 s left, past a 600 s deadline
         assert row[1] == "0" and 1000 <= int(row[2].rstrip("s")) < 1100 and row[3:5] == ["?", "5/50"]
