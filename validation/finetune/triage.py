@@ -890,7 +890,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--by",
         choices=PICKS,
-        default="linear",
+        default=None,
         help="the projection that picks: 'linear' (default: each run at its present pace, all past the "
         "deadline at once) or 'shared' (processor sharing, iteratively: the latest-ending process until "
         "the rest end by the deadline)",
@@ -923,6 +923,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", default=None, help="with --check-data: data root (default $GELORA_DATA_DIR)")
     a = p.parse_args(argv)
     try:
+        if a.by is not None and (a.check_data or a.stop is not None or a.stop_all):
+            raise ConfigError(
+                "--by chooses the runs to stop against a --deadline: not with --check-data, --stop or --stop-all"
+            )
+        a.by = a.by or "linear"
         if a.check_data:
             tasks = [t.strip() for t in (a.tasks or "").split(",") if t.strip()]
             if not tasks:

@@ -1139,3 +1139,15 @@ def test_the_command_picks_by_the_shared_projection(
     time.sleep(0.2)
     assert all(p.poll() is None for p in procs.values())
     assert not hold_path(run, "mrpc", "lora", 1).exists() and not hold_path(run, "mrpc", "lora", 0).exists()
+
+
+@pytest.mark.parametrize(
+    "other", [["--check-data", "--tasks", "rte"], ["--stop-all"], ["--stop", "rte__lora__seed0"]]
+)
+def test_the_pick_is_refused_where_it_would_do_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], other: list[str]
+) -> None:
+    from validation.finetune.triage import main
+
+    assert main([str(tmp_path), "--by", "shared", *other]) == 2
+    assert "--by chooses the runs to stop against a --deadline" in capsys.readouterr().err
