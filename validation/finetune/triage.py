@@ -577,16 +577,7 @@ def past_deadline(
     ConfigError
         ``deadline_s`` is negative or not finite, or ``by`` is no pick.
     """
-    deadline_s = _check_deadline(deadline_s)
-    if _check_pick(by) == "shared":
-        gone = _shared_pick(rows, deadline_s, beside, queues, stop_unknown).stopped
-        return [r for r in rows if (r.host, r.pid) in gone]
-    keep = {"past deadline", "unknown"} if stop_unknown else {"past deadline"}
-    picked = {r.name for r in rows if verdict(r, deadline_s) in keep}
-    # a cell writes its result only once its learning-rate selection has (one-rate grids run both side by
-    # side): when a selection run is picked, its running cells go with it, whatever their own projection
-    doomed = {_group(r.name) for r in rows if r.kind == "selection" and r.name in picked}
-    return [r for r in rows if r.name in picked or (r.kind == "cell" and _group(r.name) in doomed)]
+    return _decide(rows, deadline_s, by, stop_unknown, beside, queues)[0]
 
 
 def verdicts(
@@ -606,9 +597,29 @@ def verdicts(
     with a picked selection run (or as of unknown projection) is judged by its own end, projected with the
     other picked processes stopped and its own kept.
     """
+    return _decide(rows, deadline_s, by, stop_unknown, beside, queues)[1]
+
+
+def _decide(
+    rows: Sequence[Running],
+    deadline_s: float,
+    by: str,
+    stop_unknown: bool,
+    beside: Sequence[Running],
+    queues: Mapping[str | Path, int] | None,
+) -> tuple[list[Running], dict[str, str]]:
+    """:func:`past_deadline`'s runs and :func:`verdicts`' verdicts from one pick (the shared pick simulates
+    the GPU's sharing once per stop: a triage makes it once)."""
     deadline_s = _check_deadline(deadline_s)
     if _check_pick(by) == "linear":
-        return {r.name: verdict(r, deadline_s) for r in rows}
+        said = {r.name: verdict(r, deadline_s) for r in rows}
+        keep = {"past deadline", "unknown"} if stop_unknown else {"past deadline"}
+        picked = {r.name for r in rows if said[r.name] in keep}
+        # a cell writes its result only once its learning-rate selection has (one-rate grids run both side by
+        # side): when a selection run is picked, its running cells go with it, whatever their own projection
+        doomed = {_group(r.name) for r in rows if r.kind == "selection" and r.name in picked}
+        runs = [r for r in rows if r.name in picked or (r.kind == "cell" and _group(r.name) in doomed)]
+        return runs, said
     pick = _shared_pick(rows, deadline_s, beside, queues, stop_unknown)
     first = shared_left(rows, beside, queues)
     out = {}
@@ -623,7 +634,7 @@ def verdicts(
             out[r.name] = "unknown" if own is None else ("fits" if own <= deadline_s else "past deadline")
         else:
             out[r.name] = "fits"
-    return out
+    return [r for r in rows if (r.host, r.pid) in pick.stopped], out
 
 
 def run_dir_of(row: Running) -> Path:
@@ -804,13 +815,16 @@ def format_table(
     *,
     by: str = "linear",
     stop_unknown: bool = False,
+    said: Mapping[str, str] | None = None,
 ) -> str:
     """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
     left, the processor-sharing projection (:func:`shared_left` with the runs ``beside`` and the ``queues``
     of each directory, before any stop), verdict by the pick ``by`` (:func:`verdicts`; its header says
-    ``verdict (shared pick)`` for the ``shared`` pick) and a note."""
+    ``verdict (shared pick)`` for the ``shared`` pick; ``said``: those verdicts when already made) and a
+    note."""
     shared = shared_left(rows, beside, queues)
-    said = verdicts(rows, deadline_s, by=by, stop_unknown=stop_unknown, beside=beside, queues=queues)
+    if said is None:
+        said = verdicts(rows, deadline_s, by=by, stop_unknown=stop_unknown, beside=beside, queues=queues)
     last = "verdict" if by == "linear" else f"verdict ({by} pick)"
     header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "shared", last)
     body = [
@@ -1009,12 +1023,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             print("pick by the 'linear' projection (left): every run past the deadline")
+        picked, said = _decide(rows, deadline, a.by, a.stop_unknown, beside, queues)
         if rows:
-            print(format_table(rows, deadline, beside, queues, by=a.by, stop_unknown=a.stop_unknown))
-        picked = past_deadline(
-            rows, deadline, stop_unknown=a.stop_unknown, by=a.by, beside=beside, queues=queues
-        )
-        said = verdicts(rows, deadline, stop_unknown=a.stop_unknown, by=a.by, beside=beside, queues=queues)
+            print(
+                format_table(rows, deadline, beside, queues, by=a.by, stop_unknown=a.stop_unknown, said=said)
+            )
         for r in picked:
             if r.kind == "cell" and said[r.name] == "fits":
                 print(f"note: {r.name} fits, but its learning-rate selection does not: stopped with it")
