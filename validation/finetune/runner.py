@@ -795,6 +795,8 @@ def train_and_score(
     heldout : validation.finetune.tasks.base.Heldout or None
         Train on the rest of the training subset and score its held-out part instead of the dev set.
     """
+    if profile.torch_compile:
+        check_compile_methods([method])  # before the model loads and the method prepares (GeLoRA's IDs)
     import torch
     from transformers import (
         AutoTokenizer,
@@ -905,8 +907,6 @@ def train_and_score(
     budget = check_budget(method, prepared, budget_params)
     extra_callbacks = [factory(context) for factory in callback_factories]
     budget["trainable_params_total"] = count_trainable_params(prepared.model)
-    if profile.torch_compile:
-        check_compile_methods([method])
     compiled = compile_model(prepared.model, profile.max_length) if profile.torch_compile else None
     counts_before = dynamo_counts() if compiled is not None else {}
 
