@@ -28,7 +28,10 @@ recorded and the probe exits 1). E.g. twelve side by side on the GPU::
     for i in $(seq 0 11); do python3 scripts/probes/runner_rate.py --variant no_nan_filter -- --profile paper \\
         --tasks sst2 --methods lora --seeds 1 --no-lr-select --epochs 0.15 --out runs/rate_B_$i & done; wait
 
-(every process trains seed 0 into its own ``--out``: the rate, not the seed, is measured). Nothing here changes a committed result:
+(every process trains seed 0 into its own ``--out``: the rate, not the seed, is measured). Back here,
+``python scripts/probes/runner_rate.py --collect runs/rate_B_0 runs/rate_B_1 ...`` prints one JSON line a run
+(its cell's steps, training time and rate, score and loss, and the probe line of ``<run>.log`` beside it).
+Nothing here changes a committed result:
 adopting a variant in the runner is a separate decision with CPU tests that the weights stay bit-identical.
 """
 
@@ -92,8 +95,44 @@ def patched(variant: str) -> Iterator[list[dict[str, Any]]]:
         module.TrainingArguments = base
 
 
+def collect(runs: list[Path]) -> list[dict[str, Any]]:
+    """One record a probe run: ``runs`` are the ``--out`` folders; each holds one cell, and ``<run>.log``
+    beside it holds the probe's JSON line (the variant and the arguments the Trainer was given)."""
+    records = []
+    for run in runs:
+        cells = sorted((run / "cells").glob("*.json"))
+        if len(cells) != 1:
+            raise SystemExit(f"runner_rate: {run} holds {len(cells)} cells, expected 1 (did it finish?)")
+        cell = json.loads(cells[0].read_text(encoding="utf-8"))
+        log = run.with_name(run.name + ".log")
+        probe = [
+            json.loads(x)
+            for x in (log.read_text(encoding="utf-8").splitlines() if log.is_file() else [])
+            if x.startswith('{"probe"')
+        ]
+        if len(probe) != 1:
+            raise SystemExit(f"runner_rate: {log} has {len(probe)} probe lines, expected 1")
+        train = cell["train"]
+        records.append(
+            {
+                "run": run.name,
+                "variant": probe[0]["variant"],
+                "training_args": probe[0]["training_args"],
+                "steps": train["steps"],
+                "train_time_s": train["train_time_s"],
+                "steps_per_s": train["steps"] / train["train_time_s"],
+                "primary_metric": cell["primary_metric"],
+                "primary": cell["primary"],
+                "train_loss": train["train_loss"],
+                "finished_at": cell["finished_at"],
+            }
+        )
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``--variant``, patch, and run ``gelora validate glue`` with the arguments after ``--``."""
+    """Parse ``--variant``, patch, and run ``gelora validate glue`` with the arguments after ``--``; or, with
+    ``--collect RUN...``, print the records of finished runs (:func:`collect`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     rest: list[str] = []
     if "--" in argv:
@@ -101,7 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         argv, rest = argv[:i], argv[i + 1 :]
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--variant", choices=VARIANTS, default="default")
+    ap.add_argument("--collect", nargs="+", type=Path, metavar="RUN", help="print the finished runs' records")
     a = ap.parse_args(argv)
+    if a.collect:
+        if rest:
+            raise SystemExit("runner_rate: --collect takes no `gelora validate glue` arguments")
+        for record in collect(a.collect):
+            print(json.dumps(record))
+        return 0
     if not rest:
         raise SystemExit("runner_rate: give the `gelora validate glue` arguments after `--`")
     from validation.commands.validate import main as validate_main

@@ -32,14 +32,26 @@ def _probe(variant: str, out: Path) -> tuple[dict, dict]:
     cmd = [sys.executable, str(ROOT / "scripts/probes/runner_rate.py"), "--variant", variant, "--", *ARGS]
     done = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    out.with_name(out.name + ".log").write_text(done.stdout, encoding="utf-8")  # as on the GPU
     (line,) = [json.loads(x) for x in done.stdout.splitlines() if x.startswith('{"probe"')]
     (cell,) = sorted((out / "cells").glob("*.json"))
     return line, json.loads(cell.read_text(encoding="utf-8"))
 
 
-def test_each_variant_reaches_the_trainer_and_leaves_the_training_alone(tmp_path: Path) -> None:
+def test_each_variant_reaches_the_trainer_and_leaves_the_training_alone(tmp_path: Path, load_script) -> None:
     d, dcell = _probe("default", tmp_path / "d")
     n, ncell = _probe("no_nan_filter_nonblocking", tmp_path / "n")
+    mod = load_script("probes/runner_rate.py")
+    rd, rn = mod.collect([tmp_path / "d", tmp_path / "n"])
+    assert (rd["run"], rd["variant"], rn["variant"]) == ("d", "default", "no_nan_filter_nonblocking")
+    assert rn["training_args"] == n["training_args"] and rd["steps"] == dcell["train"]["steps"] > 0
+    assert rd["steps_per_s"] == rd["steps"] / dcell["train"]["train_time_s"]
+    assert rd["primary"] == dcell["primary"] and rd["train_loss"] == dcell["train"]["train_loss"]
+    (tmp_path / "n.log").write_text("no probe line\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="0 probe lines"):
+        mod.collect([tmp_path / "n"])
+    with pytest.raises(SystemExit, match="0 cells"):
+        mod.collect([tmp_path / "missing"])
     assert d["variant"] == "default" and d["training_args"] == [{}]
     assert n["training_args"] == [
         {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": True}}
@@ -55,6 +67,8 @@ def test_the_patch_is_undone_and_bad_calls_are_refused(load_script) -> None:
         mod.overrides("graphs")
     with pytest.raises(SystemExit, match="after `--`"):
         mod.main(["--variant", "default"])
+    with pytest.raises(SystemExit, match="takes no"):
+        mod.main(["--collect", "runs/x", "--", "--tasks", "rte"])
     import transformers
 
     before = sys.modules["transformers"].TrainingArguments
