@@ -8,6 +8,10 @@
 #                                                   # ($GELORA_DATA_DIR or --data-dir) lacks a file of a task
 #                                                   # of --tasks (python -m validation.finetune.triage --check-data)
 #   bash scripts/gpu/waves.sh wait SECONDS          # wait for every wave of this host (at most SECONDS)
+#   bash scripts/gpu/waves.sh busy                  # exit 0 ("busy") while a wave of this host runs, else 1
+#                                                   # ("idle"); prints nothing else and fetches nothing. Use
+#                                                   # it, not `pgrep -f "validate glue"`, which also matches
+#                                                   # the device call's own command line (2026-12-01 10:38)
 #   bash scripts/gpu/waves.sh stop CELL...          # SIGTERM to the process holding each cell's claim
 #                                                   # (e.g. stsb__adalora__seed1, or stsb__adalora for its
 #                                                   # selection run, also by the log name the listing at
@@ -54,6 +58,12 @@ source scripts/gpu/common.sh >/dev/null
 use_chunked_model
 R="${RUN:-runs/mpnet-stsb}"
 mkdir -p runs "$R"
+# true while the process of a wave launched on this host (runs/NAME.pid) is alive
+any_wave_alive() {
+  local p
+  for p in runs/*.pid; do [ -f "$p" ] && kill -0 "$(cat "$p")" 2>/dev/null && return 0; done
+  return 1
+}
 case "${1:-}" in
 launch)
   name="${2:?usage: waves.sh launch NAME ARGS...}"; shift 2
@@ -73,9 +83,10 @@ launch)
 wait)
   t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt "${2:?usage: waves.sh wait SECONDS}" ]; do
-    busy=0; for p in runs/*.pid; do kill -0 "$(cat "$p")" 2>/dev/null && busy=1; done
-    [ $busy = 0 ] && break; sleep 10
+    any_wave_alive || break; sleep 10
   done;;
+busy)
+  if any_wave_alive; then echo busy; exit 0; else echo idle; exit 1; fi;;
 stop)
   shift; [ $# -gt 0 ] || { echo "usage: waves.sh stop CELL... | stop --all" >&2; exit 2; }
   # the claims of live processes of this host only (validation.finetune.triage.stop_runs, as triage --apply)
@@ -105,7 +116,7 @@ triage)
   # (the triage skips RUN itself among them)
   others=(); for d in runs/*/; do [ -d "$d" ] && others+=("${d%/}"); done
   python3 -m validation.finetune.triage "$R" --deadline "$secs" "$@" ${others[@]+--beside "${others[@]}"};;
-*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | stop CELL... | stop --all | hold CELL... | release CELL... | triage SECONDS [--by linear|shared] [--apply]" >&2; exit 2;;
+*) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | busy | stop CELL... | stop --all | hold CELL... | release CELL... | triage SECONDS [--by linear|shared] [--apply]" >&2; exit 2;;
 esac
 date -u +%T
 for f in "$R"/logs/*.log; do

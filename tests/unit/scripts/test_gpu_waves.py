@@ -109,6 +109,25 @@ def test_stop_ends_one_cell_and_a_rerun_trains_it(tmp_path: Path, waves) -> None
     assert (run / "cells" / "stsb__lora__seed0.json").exists()
 
 
+def test_busy_tells_a_live_wave_from_a_finished_one(tmp_path: Path, waves) -> None:
+    """``waves.sh busy``: exit 0 while a wave's process (runs/NAME.pid) lives, 1 once none does, and no
+    listing or fetch; its own command line does not count (pgrep -f matched the device call's own)."""
+    runs = waves.host / "runs"
+    runs.mkdir(exist_ok=True)
+    (runs / "old.pid").write_text("999999999")  # a wave long gone
+    idle = waves("busy", "validate glue", check=False)
+    assert (idle.returncode, idle.stdout) == (1, "idle\n")
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        (runs / "A.pid").write_text(str(live.pid))
+        busy = waves("busy")
+        assert busy.stdout == "busy\n" and not (tmp_path / "out" / "runs.tgz").exists()  # no fetch
+    finally:
+        live.kill()
+        live.wait()
+    assert waves("busy", check=False).returncode == 1
+
+
 def test_hold_release_and_stop_names_and_exit_codes(waves) -> None:
     """``hold``/``release`` check every name before touching any (exit 2, nothing held, on a name of no run)
     and take a selection run by its log name; ``stop`` passes the triage's exit 2 on a bad name through
