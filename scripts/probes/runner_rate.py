@@ -104,15 +104,19 @@ def collect(runs: list[Path]) -> list[dict[str, Any]]:
         if len(cells) != 1:
             raise SystemExit(f"runner_rate: {run} holds {len(cells)} cells, expected 1 (did it finish?)")
         cell = json.loads(cells[0].read_text(encoding="utf-8"))
-        log = run.with_name(run.name + ".log")
+        log = run.parent / f"{run.resolve().name}.log"
+        if not log.is_file():
+            raise SystemExit(f"runner_rate: {log} is missing (the probe's output beside the run)")
         probe = [
-            json.loads(x)
-            for x in (log.read_text(encoding="utf-8").splitlines() if log.is_file() else [])
-            if x.startswith('{"probe"')
+            json.loads(x) for x in log.read_text(encoding="utf-8").splitlines() if x.startswith('{"probe"')
         ]
         if len(probe) != 1:
             raise SystemExit(f"runner_rate: {log} has {len(probe)} probe lines, expected 1")
-        train = cell["train"]
+        train = cell.get("train")
+        if cell.get("status") not in (None, "ok") or not train:
+            raise SystemExit(
+                f"runner_rate: {cells[0]} is no finished training (status {cell.get('status')!r})"
+            )
         records.append(
             {
                 "run": run.name,
@@ -139,12 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--")
         argv, rest = argv[:i], argv[i + 1 :]
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--variant", choices=VARIANTS, default="default")
+    ap.add_argument("--variant", choices=VARIANTS, help="default: the runner as it is")
     ap.add_argument("--collect", nargs="+", type=Path, metavar="RUN", help="print the finished runs' records")
     a = ap.parse_args(argv)
     if a.collect:
-        if rest:
-            raise SystemExit("runner_rate: --collect takes no `gelora validate glue` arguments")
+        if rest or a.variant:
+            raise SystemExit(
+                "runner_rate: --collect takes no --variant and no `gelora validate glue` arguments"
+            )
         for record in collect(a.collect):
             print(json.dumps(record))
         return 0
@@ -152,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("runner_rate: give the `gelora validate glue` arguments after `--`")
     from validation.commands.validate import main as validate_main
 
-    with patched(a.variant) as seen:
+    variant = a.variant or "default"
+    with patched(variant) as seen:
         rc = int(validate_main(["glue", *rest]))
-    print(json.dumps({"probe": "runner_rate", "variant": a.variant, "training_args": seen}))
+    print(json.dumps({"probe": "runner_rate", "variant": variant, "training_args": seen}))
     if not seen:
         print("runner_rate: the runner built no TrainingArguments (nothing trained?)", file=sys.stderr)
         return rc or 1

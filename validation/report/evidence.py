@@ -52,7 +52,8 @@ def _plain(x: float, digits: int = 3) -> str:
 
 
 def _pair_cell(pair: Mapping[str, Any] | None, why: str | None) -> str:
-    """``+0.0093 [+0.0020, +0.0166] better``; ``undetermined (AdaLoRA: 5 seeds unconverged)``; ``not run``.
+    """``+0.0093 [+0.0020, +0.0166] better``; ``−0.0060 [−0.0122, +0.0003] no verdict (task uninformative)``;
+    ``undetermined (AdaLoRA: 5 seeds unconverged)``; ``not run``.
 
     ``pair`` is a C4 pair (``excluded``: its task is uninformative) or an ablation comparison
     (``informative``: False when its task is not)."""
@@ -61,9 +62,11 @@ def _pair_cell(pair: Mapping[str, Any] | None, why: str | None) -> str:
     ci = pair.get("ci")
     if pair.get("diff") is None or not ci:
         return "undetermined" + (f" ({why})" if why else "")
-    text = f"{_signed(pair['diff'])} [{_signed(ci[0])}, {_signed(ci[1])}] {pair['verdict']}"
-    uninformative = pair.get("excluded") or pair.get("informative") is False
-    return text + (" (not counted: task uninformative)" if uninformative else "")
+    text = f"{_signed(pair['diff'])} [{_signed(ci[0])}, {_signed(ci[1])}]"
+    if pair.get("excluded") or pair.get("informative") is False:
+        # no tie/better/worse word: a pair of an uninformative task has no verdict
+        return text + " no verdict (task uninformative)"
+    return f"{text} {pair['verdict']}"
 
 
 def _dropped(verdicts: Mapping[str, Any], task: str, methods: Sequence[tuple[str, str]]) -> str | None:

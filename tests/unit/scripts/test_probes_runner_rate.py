@@ -38,8 +38,11 @@ def _probe(variant: str, out: Path) -> tuple[dict, dict]:
     return line, json.loads(cell.read_text(encoding="utf-8"))
 
 
-def test_each_variant_reaches_the_trainer_and_leaves_the_training_alone(tmp_path: Path, load_script) -> None:
+def test_each_variant_reaches_the_trainer_and_leaves_the_training_alone(
+    tmp_path: Path, load_script, capsys: pytest.CaptureFixture[str]
+) -> None:
     d, dcell = _probe("default", tmp_path / "d")
+    (dcell_name,) = [p.name for p in (tmp_path / "d" / "cells").glob("*.json")]
     n, ncell = _probe("no_nan_filter_nonblocking", tmp_path / "n")
     mod = load_script("probes/runner_rate.py")
     rd, rn = mod.collect([tmp_path / "d", tmp_path / "n"])
@@ -47,11 +50,23 @@ def test_each_variant_reaches_the_trainer_and_leaves_the_training_alone(tmp_path
     assert rn["training_args"] == n["training_args"] and rd["steps"] == dcell["train"]["steps"] > 0
     assert rd["steps_per_s"] == rd["steps"] / dcell["train"]["train_time_s"]
     assert rd["primary"] == dcell["primary"] and rd["train_loss"] == dcell["train"]["train_loss"]
+    # the command line prints the same records, one JSON line a run
+    assert mod.main(["--collect", str(tmp_path / "d"), str(tmp_path / "n")]) == 0
+    assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == [rd, rn]
     (tmp_path / "n.log").write_text("no probe line\n", encoding="utf-8")
     with pytest.raises(SystemExit, match="0 probe lines"):
         mod.collect([tmp_path / "n"])
+    (tmp_path / "n.log").unlink()
+    with pytest.raises(SystemExit, match="n.log is missing"):
+        mod.collect([tmp_path / "n"])
     with pytest.raises(SystemExit, match="0 cells"):
         mod.collect([tmp_path / "missing"])
+    failed = json.loads((tmp_path / "d" / "cells" / dcell_name).read_text(encoding="utf-8"))
+    (tmp_path / "d" / "cells" / dcell_name).write_text(
+        json.dumps({**failed, "status": "failed"}), encoding="utf-8"
+    )
+    with pytest.raises(SystemExit, match="no finished training"):
+        mod.collect([tmp_path / "d"])
     assert d["variant"] == "default" and d["training_args"] == [{}]
     assert n["training_args"] == [
         {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": True}}
@@ -69,6 +84,8 @@ def test_the_patch_is_undone_and_bad_calls_are_refused(load_script) -> None:
         mod.main(["--variant", "default"])
     with pytest.raises(SystemExit, match="takes no"):
         mod.main(["--collect", "runs/x", "--", "--tasks", "rte"])
+    with pytest.raises(SystemExit, match="takes no"):
+        mod.main(["--collect", "runs/x", "--variant", "no_nan_filter"])
     import transformers
 
     before = sys.modules["transformers"].TrainingArguments
