@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Twelve runner processes with and without CUDA MPS (issue 19: the campaign's rate), ON THE GPU MACHINE,
 # from the repository root, after scripts/gpu/minilm_assemble.sh 2 (it needs .devcarry/site and the data):
-#   bash scripts/gpu/mps_ab.sh [ARGS...]
+#   DEADLINE=SECONDS bash scripts/gpu/mps_ab.sh [ARGS...]
 # Why: twelve MiniLM-L6 processes share one H200 by time slicing (no two processes' kernels run at once
 # without MPS), and they made about 150 steps/s summed on SST-2 (2026-12-01 10:18) where one GPU's arithmetic
 # would allow far more; MPS lets the processes' kernels run side by side. Whether it helps here, and whether
@@ -9,45 +9,87 @@
 # scripts/probes/runner_rate.py (default variant: the runner as it is), a warm-up batch without MPS (not
 # compared), then off, on, on, off (ABBA: a steady drift cancels). Every process trains the same seed, so every
 # process of every batch must end with the same training loss and score (runner_rate.py --collect shows it).
-# The MPS control daemon runs only during the "on" batches (nvidia-cuda-mps-control -d, then "quit"; also
-# quit on exit); it changes no setting of the card (clocks, compute mode, MIG, persistence stay as they are).
-# Output: runs/mps_<batch>_<on|off>_<i>/ and .log, runs/mps_servers.txt (the daemon's server list during each
-# "on" batch: empty means the processes did not go through MPS), and $OUT/mps.tgz after every batch.
+# The MPS control daemon (nvidia-cuda-mps-control -d; clients find it through its default pipe directory,
+# /tmp/nvidia-mps) runs only during the "on" batches: before every batch, and on exit, it is told to quit and
+# the script waits until no daemon or MPS server process is left (exit 5 if one stays). MPS is a
+# user-space daemon: it changes no setting of the card (clocks, compute mode, MIG, persistence stay as they
+# are); a call killed by SIGKILL skips the exit trap, and the daemon then lives until the machine goes back.
+# Output: runs/mps_<batch>_<on|off>_<i>/ with .log and .rc (the probe's exit status) beside it;
+# runs/mps_check.txt, one line a batch: the MPS processes alive when it started, and for "on" batches the
+# server list and each server's client count SERVER_WAIT s (default 35) into the batch, once the processes
+# have reached CUDA (about 17-22 s on 2026-12-01); runs/mps_log/ (the daemon's control.log and server.log);
+# $OUT/mps.tgz after every batch (the cells, logs and checks only: the runs' token caches are megabytes each).
 # ARGS default to one SST-2 LoRA run of 0.12 epochs (253 steps); N (default 12) processes a batch; a batch
-# is not started later than DEADLINE - 60 s (DEADLINE default 280 s from the start); the server list is read
-# SERVER_WAIT s (default 20) into an "on" batch, once the processes have reached CUDA. PROBE overrides the
-# probe's command (for the CPU test).
+# (about 52 s; at worst 80 s of timeout plus the runner's stop, about 35 s) is not started later than
+# DEADLINE - 120 s (DEADLINE: seconds from the start, default 280). For the CPU test: PROBE overrides the
+# probe's command, MPS_PATTERN the `pgrep -f` pattern of the daemon and server processes, MPS_QUIT_WAIT (default
+# 20) the seconds to wait for them to go.
 set -u
+PATH="$PATH:/usr/local/nvidia/bin"
 command -v nvidia-cuda-mps-control >/dev/null \
   || { echo "mps_ab.sh: nvidia-cuda-mps-control not found on this machine" >&2; exit 3; }
 N="${N:-12}"
 DEADLINE="${DEADLINE:-280}"
-SERVER_WAIT="${SERVER_WAIT:-20}"
+SERVER_WAIT="${SERVER_WAIT:-35}"
+# the daemon (nvidia-cuda-mps-control -d) and its server (nvidia-cuda-mps-server) by command line (pgrep -x would
+# not do: process names are cut to 15 characters)
+MPS_PATTERN="${MPS_PATTERN:-^(/[^ ]*/)?nvidia-cuda-mps-(control|server)( |$)}"
+MPS_QUIT_WAIT="${MPS_QUIT_WAIT:-20}"
 PROBE="${PROBE:-python3 scripts/probes/runner_rate.py}"
 if [ "$#" -gt 0 ]; then args=("$@"); else
   args=(--profile paper --tasks sst2 --methods lora --seeds 1 --no-lr-select --epochs 0.12)
 fi
-export PYTHONPATH="${PYTHONPATH:-.:.devcarry/site}" GELORA_DATA_DIR="${GELORA_DATA_DIR:-.devcarry/data}"
-mkdir -p runs "${OUT:-runs}"
-mps_quit() { echo quit | nvidia-cuda-mps-control >/dev/null 2>&1; }
-trap mps_quit EXIT
+export PYTHONPATH="$PWD:$PWD/.devcarry/site${PYTHONPATH:+:$PYTHONPATH}"
+export GELORA_DATA_DIR="${GELORA_DATA_DIR:-$PWD/.devcarry/data}" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+export CUDA_MPS_LOG_DIRECTORY="$PWD/runs/mps_log"
+OUT="${OUT:-$PWD/runs}"
+mkdir -p runs "$CUDA_MPS_LOG_DIRECTORY" "$OUT"
+
+mps_pids() { pgrep -f "$MPS_PATTERN" | tr '\n' ' '; }
+# tell the daemon to quit and wait until neither it nor a server is left
+mps_down() {
+  local t=0
+  echo quit | nvidia-cuda-mps-control >/dev/null 2>&1
+  while [ -n "$(mps_pids)" ]; do
+    [ "$t" -ge $((MPS_QUIT_WAIT * 2)) ] && {
+      echo "mps_ab.sh: MPS processes still alive ${MPS_QUIT_WAIT} s after quit: $(mps_pids)" >&2; return 1; }
+    sleep 0.5; t=$((t + 1))
+  done
+}
+pack() {
+  tar czf "$OUT/mps.tgz.part" runs/mps_*.log runs/mps_*.rc runs/mps_*/cells runs/mps_check.txt runs/mps_log 2>/dev/null
+  mv "$OUT/mps.tgz.part" "$OUT/mps.tgz"
+}
+trap 'mps_down' EXIT
 for b in w:off 1:off 1:on 2:on 2:off; do
   name="${b%%:*}_${b#*:}"
-  if [ "$SECONDS" -gt $((DEADLINE - 60)) ]; then echo "batch $name not started: ${SECONDS} s of ${DEADLINE}"; break; fi
+  if [ "$SECONDS" -gt $((DEADLINE - 120)) ]; then echo "batch $name not started: ${SECONDS} s of ${DEADLINE}"; break; fi
+  # every batch starts from no daemon (the two "on" batches from a fresh one each)
+  mps_down || exit 5
   if [ "${b#*:}" = on ]; then
     nvidia-cuda-mps-control -d || { echo "mps_ab.sh: the MPS daemon did not start" >&2; exit 4; }
   fi
+  echo "$name: at start, MPS processes [$(mps_pids)]" >>runs/mps_check.txt
   echo "batch $name at ${SECONDS} s"
   for i in $(seq 0 $((N - 1))); do
     # shellcheck disable=SC2086  # PROBE is a command line
-    timeout 80 $PROBE --variant default -- "${args[@]}" --out "runs/mps_${name}_$i" >"runs/mps_${name}_$i.log" 2>&1 &
+    { timeout 80 $PROBE --variant default -- "${args[@]}" --out "runs/mps_${name}_$i" >"runs/mps_${name}_$i.log" 2>&1
+      echo $? >"runs/mps_${name}_$i.rc"; } &
   done
   if [ "${b#*:}" = on ]; then
     sleep "$SERVER_WAIT"
-    echo "$name: $(echo get_server_list | nvidia-cuda-mps-control 2>&1 | tr '\n' ' ')" >>runs/mps_servers.txt
+    servers=$(echo get_server_list | nvidia-cuda-mps-control 2>&1)
+    line="$name: servers [$(echo "$servers" | tr '\n' ' ')]"
+    for s in $servers; do
+      case "$s" in *[!0-9]*) continue;; esac
+      line="$line; server $s clients $(echo "get_client_list $s" | nvidia-cuda-mps-control 2>/dev/null | grep -c '^[0-9]')"
+    done
+    echo "$line" >>runs/mps_check.txt
   fi
   wait
-  [ "${b#*:}" = on ] && { mps_quit; sleep 2; }
-  tar czf "${OUT:-runs}/mps.tgz" runs/mps_*
+  pack
 done
+mps_down
+pack
 echo "end ${SECONDS} s"

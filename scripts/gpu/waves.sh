@@ -54,16 +54,23 @@
 #       --methods lora,gelora,full,head_only --seeds 3 --lr-grid 1 --workers 16
 #   bash scripts/gpu/waves.sh wait 400
 # Keep device calls back to back: the machine goes back after about 30 s idle, with the runs on it.
+# true while a wave launched on this host is alive: its runs/NAME.pid process lives and it has not written
+# runs/NAME.rc (written just before that process exits: a finished wave never counts, even if its pid is reused)
+any_wave_alive() {
+  local p
+  for p in runs/*.pid; do
+    [ -f "$p" ] && [ ! -f "${p%.pid}.rc" ] && kill -0 "$(cat "$p")" 2>/dev/null && return 0
+  done
+  return 1
+}
+# busy: before common.sh (no GPU query, no imports, no run directory made)
+if [ "${1:-}" = busy ]; then
+  if any_wave_alive; then echo busy; exit 0; else echo idle; exit 1; fi
+fi
 source scripts/gpu/common.sh >/dev/null
 use_chunked_model
 R="${RUN:-runs/mpnet-stsb}"
 mkdir -p runs "$R"
-# true while the process of a wave launched on this host (runs/NAME.pid) is alive
-any_wave_alive() {
-  local p
-  for p in runs/*.pid; do [ -f "$p" ] && kill -0 "$(cat "$p")" 2>/dev/null && return 0; done
-  return 1
-}
 case "${1:-}" in
 launch)
   name="${2:?usage: waves.sh launch NAME ARGS...}"; shift 2
@@ -85,8 +92,6 @@ wait)
   while [ $(( $(date +%s) - t0 )) -lt "${2:?usage: waves.sh wait SECONDS}" ]; do
     any_wave_alive || break; sleep 10
   done;;
-busy)
-  if any_wave_alive; then echo busy; exit 0; else echo idle; exit 1; fi;;
 stop)
   shift; [ $# -gt 0 ] || { echo "usage: waves.sh stop CELL... | stop --all" >&2; exit 2; }
   # the claims of live processes of this host only (validation.finetune.triage.stop_runs, as triage --apply)

@@ -95,15 +95,27 @@ def patched(variant: str) -> Iterator[list[dict[str, Any]]]:
         module.TrainingArguments = base
 
 
-def collect(runs: list[Path]) -> list[dict[str, Any]]:
+def collect(runs: list[Path], *, skip_unfinished: bool = False) -> list[dict[str, Any]]:
     """One record a probe run: ``runs`` are the ``--out`` folders; each holds one cell, and ``<run>.log``
-    beside it holds the probe's JSON line (the variant and the arguments the Trainer was given)."""
+    beside it holds the probe's JSON line (the variant and the arguments the Trainer was given).
+
+    A run without exactly one finished cell (killed by ``timeout``, failed) is an error, or, with
+    ``skip_unfinished``, left out with a line on stderr; a missing or malformed log is always an error."""
     records = []
     for run in runs:
         cells = sorted((run / "cells").glob("*.json"))
-        if len(cells) != 1:
-            raise SystemExit(f"runner_rate: {run} holds {len(cells)} cells, expected 1 (did it finish?)")
-        cell = json.loads(cells[0].read_text(encoding="utf-8"))
+        cell = json.loads(cells[0].read_text(encoding="utf-8")) if len(cells) == 1 else {}
+        train = cell.get("train")
+        if len(cells) != 1 or cell.get("status") not in (None, "ok") or not train:
+            why = (
+                f"holds {len(cells)} cells, expected 1 (did it finish?)"
+                if len(cells) != 1
+                else f"has no finished training (status {cell.get('status')!r})"
+            )
+            if not skip_unfinished:
+                raise SystemExit(f"runner_rate: {run} {why}")
+            print(f"runner_rate: left out {run}: it {why}", file=sys.stderr)
+            continue
         log = run.parent / f"{run.resolve().name}.log"
         if not log.is_file():
             raise SystemExit(f"runner_rate: {log} is missing (the probe's output beside the run)")
@@ -112,11 +124,6 @@ def collect(runs: list[Path]) -> list[dict[str, Any]]:
         ]
         if len(probe) != 1:
             raise SystemExit(f"runner_rate: {log} has {len(probe)} probe lines, expected 1")
-        train = cell.get("train")
-        if cell.get("status") not in (None, "ok") or not train:
-            raise SystemExit(
-                f"runner_rate: {cells[0]} is no finished training (status {cell.get('status')!r})"
-            )
         records.append(
             {
                 "run": run.name,
@@ -145,13 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--variant", choices=VARIANTS, help="default: the runner as it is")
     ap.add_argument("--collect", nargs="+", type=Path, metavar="RUN", help="print the finished runs' records")
+    ap.add_argument(
+        "--skip-unfinished",
+        action="store_true",
+        help="with --collect: leave out runs without a finished cell",
+    )
     a = ap.parse_args(argv)
     if a.collect:
         if rest or a.variant:
             raise SystemExit(
                 "runner_rate: --collect takes no --variant and no `gelora validate glue` arguments"
             )
-        for record in collect(a.collect):
+        for record in collect(a.collect, skip_unfinished=a.skip_unfinished):
             print(json.dumps(record))
         return 0
     if not rest:

@@ -1,43 +1,60 @@
-"""scripts/gpu/mps_ab.sh on the CPU, with stand-ins for the MPS control program and the probe: the batch
-order (warm-up, then off, on, on, off), the daemon up during the "on" batches only and quit on exit, the
-server list recorded, the deadline, and a clear error where the machine has no MPS."""
+"""scripts/gpu/mps_ab.sh on the CPU, with stand-ins for the MPS control program (its daemon a real process
+that outlives ``quit`` by a second) and for the probe: the batch order (warm-up, then off, on, on, off), the
+daemon alive during the "on" batches only, a daemon left by an earlier call quit before the first batch, one
+that will not go is an error, the client count recorded, the deadline, the archive (results, not caches), and
+a clear error where the machine has no MPS."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "gpu" / "mps_ab.sh"
 
 CONTROL = """#!/usr/bin/env bash
-# stand-in for nvidia-cuda-mps-control: -d starts "the daemon", stdin commands quit / get_server_list
+# stand-in for nvidia-cuda-mps-control: -d starts a "daemon" process (its command line holds $MPS_MARK);
+# quit ends it a second later (not at all with MPS_STUCK); get_server_list / get_client_list answer
 state="$MPS_STATE"
-if [ "${1:-}" = -d ]; then echo "-d" >>"$state.calls"; touch "$state"; exit 0; fi
+if [ "${1:-}" = -d ]; then
+  echo "-d" >>"$state.calls"
+  "$STUB_PY" -c "import time; time.sleep(600)" "$MPS_MARK" </dev/null >/dev/null 2>&1 &
+  echo $! >"$state"; exit 0
+fi
 read -r cmd; echo "$cmd" >>"$state.calls"
 case "$cmd" in
-quit) rm -f "$state";;
-get_server_list) [ -f "$state" ] && echo 4242;;
+quit)
+  if [ -f "$state" ] && [ -z "${MPS_STUCK:-}" ]; then
+    pid=$(cat "$state"); rm -f "$state"; (sleep 1; kill "$pid") </dev/null >/dev/null 2>&1 &
+  fi;;
+get_server_list) [ -f "$state" ] && cat "$state";;
+get_client_list*) [ -f "$state" ] && printf '101\\n102\\n';;
 esac
+exit 0
 """
 
-PROBE = """import json, os, sys
+PROBE = """import json, os, subprocess, sys, time
 from pathlib import Path
 out = Path(sys.argv[sys.argv.index("--out") + 1])
 (out / "cells").mkdir(parents=True)
-mps = "on" if os.path.exists(os.environ["MPS_STATE"]) else "off"
-cell = {"primary_metric": "accuracy", "primary": 0.5, "finished_at": "t", "mps_seen": mps,
+(out / "cache").mkdir()
+(out / "cache" / "tokens.bin").write_bytes(b"x" * 1000)  # what the archive must leave out
+alive = subprocess.run(["pgrep", "-f", os.environ["MPS_PATTERN"]], capture_output=True).returncode == 0
+cell = {"primary_metric": "accuracy", "primary": 0.5, "finished_at": "t", "mps_seen": "on" if alive else "off",
         "train": {"steps": 10, "train_time_s": 2.0, "train_loss": 0.25}}
 (out / "cells" / "c.json").write_text(json.dumps(cell))
 print(json.dumps({"probe": "runner_rate", "variant": sys.argv[sys.argv.index("--variant") + 1],
                   "training_args": [{}], "args": sys.argv[1:]}))
+time.sleep(float(os.environ.get("STUB_SLEEP", "0")))
 """
 
 
-def _run(tmp_path: Path, with_control: bool = True, **extra: str) -> subprocess.CompletedProcess[str]:
+def _setup(tmp_path: Path, with_control: bool = True) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     if with_control:
@@ -45,25 +62,50 @@ def _run(tmp_path: Path, with_control: bool = True, **extra: str) -> subprocess.
         control.write_text(CONTROL)
         control.chmod(0o755)
     (tmp_path / "probe.py").write_text(PROBE)
-    env = {
+    (tmp_path / "repo").mkdir(exist_ok=True)
+    mark = f"fake-mps-daemon-{os.getpid()}-{tmp_path.name}"
+    return {
         **os.environ,
         "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "STUB_PY": sys.executable,
         "MPS_STATE": str(tmp_path / "mps.state"),
+        "MPS_MARK": mark,
+        # "[f]ake-...": no pgrep matches another pgrep's command line (the probes look side by side)
+        "MPS_PATTERN": f"[{mark[0]}]{mark[1:]}",
         "OUT": str(tmp_path / "out"),
         "N": "2",
         "SERVER_WAIT": "0",
         "PROBE": f"{sys.executable} {tmp_path / 'probe.py'}",
-        **extra,
     }
-    repo = tmp_path / "repo"
-    repo.mkdir(exist_ok=True)
+
+
+def _run(tmp_path: Path, env: dict[str, str], **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(SCRIPT), "--tasks", "rte"], cwd=repo, env=env, capture_output=True, text=True
+        ["bash", str(SCRIPT), "--tasks", "rte"],
+        cwd=tmp_path / "repo",
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
-def test_batches_alternate_with_the_daemon_up_only_when_on(tmp_path: Path) -> None:
-    done = _run(tmp_path)
+def _daemon(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A daemon left running by an earlier call, as the stand-in's -d starts one."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", env["MPS_MARK"]])
+    Path(env["MPS_STATE"]).write_text(str(proc.pid))
+    return proc
+
+
+def _alive(env: dict[str, str]) -> bool:
+    return subprocess.run(["pgrep", "-f", env["MPS_PATTERN"]], capture_output=True).returncode == 0
+
+
+def test_batches_alternate_with_the_daemon_alive_only_when_on(tmp_path: Path) -> None:
+    env = _setup(tmp_path)
+    left = _daemon(env)  # the first "off" batches must not run through it
+    done = _run(tmp_path, env)
+    left.wait(timeout=10)
     assert done.returncode == 0, done.stderr
     starts = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("batch ")]
     assert starts == ["w_off", "1_off", "1_on", "2_on", "2_off"]
@@ -82,20 +124,36 @@ def test_batches_alternate_with_the_daemon_up_only_when_on(tmp_path: Path) -> No
                 "--out",
                 f"runs/mps_{name}_{i}",
             ]
-    servers = (runs / "mps_servers.txt").read_text().splitlines()
-    assert servers == ["1_on: 4242 ", "2_on: 4242 "]
-    calls = (tmp_path / "mps.state.calls").read_text().split()
-    assert calls[:3] == ["-d", "get_server_list", "quit"] and calls.count("-d") == 2
-    assert not (tmp_path / "mps.state").exists()  # the daemon is not left running
-    assert (tmp_path / "out" / "mps.tgz").is_file()
+            assert (runs / f"mps_{name}_{i}.rc").read_text() == "0\n"
+    check = (runs / "mps_check.txt").read_text().splitlines()
+    assert [c.split(":")[0] for c in check] == ["w_off", "1_off", "1_on", "1_on", "2_on", "2_on", "2_off"]
+    assert all(c.endswith("MPS processes []") for c in check if "at start" in c and "_off" in c)
+    (on1,) = [c for c in check if c.startswith("1_on: servers")]
+    assert on1.endswith("clients 2")
+    assert not _alive(env)  # nothing left running
+    with tarfile.open(tmp_path / "out" / "mps.tgz") as tar:
+        names = set(tar.getnames())
+    assert {"runs/mps_2_off_1/cells/c.json", "runs/mps_2_off_1.log", "runs/mps_2_off_1.rc"} <= names
+    assert "runs/mps_check.txt" in names and not any("cache" in n for n in names)
 
 
-def test_deadline_stops_starting_batches_and_no_mps_is_a_clear_error(tmp_path: Path) -> None:
-    late = _run(tmp_path, DEADLINE="50")
-    assert late.returncode == 0, late.stderr
-    assert (
-        "batch w_off not started" in late.stdout and not (tmp_path / "repo" / "runs" / "mps_w_off_0").exists()
-    )
-    (tmp_path / "bare").mkdir()
-    missing = _run(tmp_path / "bare", with_control=False)
+def test_deadline_a_daemon_that_stays_and_no_mps(tmp_path: Path) -> None:
+    env = _setup(tmp_path)
+    cut = _run(tmp_path, env, DEADLINE="120", STUB_SLEEP="1.2")  # no batch starts after 0 s
+    assert cut.returncode == 0, cut.stderr
+    assert "batch w_off at 0 s" in cut.stdout and "batch 1_off not started" in cut.stdout
+    assert "batch 1_off at" not in cut.stdout
+    none = _run(tmp_path, env, DEADLINE="100")
+    assert none.returncode == 0 and "batch w_off not started" in none.stdout
+    stuck = _daemon(env)
+    try:
+        res = _run(tmp_path, env, MPS_STUCK="1", MPS_QUIT_WAIT="1")
+        assert res.returncode == 5 and "still alive 1 s after quit" in res.stderr
+        assert "batch w_off at" not in res.stdout
+    finally:
+        stuck.send_signal(signal.SIGKILL)
+        stuck.wait()
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    missing = _run(bare, _setup(bare, with_control=False))
     assert missing.returncode == 3 and "nvidia-cuda-mps-control not found" in missing.stderr

@@ -114,18 +114,20 @@ def test_busy_tells_a_live_wave_from_a_finished_one(tmp_path: Path, waves) -> No
     listing or fetch; its own command line does not count (pgrep -f matched the device call's own)."""
     runs = waves.host / "runs"
     runs.mkdir(exist_ok=True)
-    (runs / "old.pid").write_text("999999999")  # a wave long gone
+    (runs / "0.pid").write_text("999999999")  # a wave long gone (sorts first: every pid file is looked at)
     idle = waves("busy", "validate glue", check=False)
     assert (idle.returncode, idle.stdout) == (1, "idle\n")
     live = subprocess.Popen(["sleep", "60"])
     try:
         (runs / "A.pid").write_text(str(live.pid))
         busy = waves("busy")
-        assert busy.stdout == "busy\n" and not (tmp_path / "out" / "runs.tgz").exists()  # no fetch
+        assert busy.stdout == "busy\n" and not (tmp_path / "out").exists()  # no fetch, no GPU query
+        assert sorted(p.name for p in runs.iterdir()) == ["0.pid", "A.pid"]  # no run directory made
+        (runs / "A.rc").write_text("0\n")  # the wave wrote its exit status: done, whatever has its pid
+        assert waves("busy", check=False).returncode == 1
     finally:
         live.kill()
         live.wait()
-    assert waves("busy", check=False).returncode == 1
 
 
 def test_hold_release_and_stop_names_and_exit_codes(waves) -> None:

@@ -67,6 +67,12 @@ def test_each_variant_reaches_the_trainer_and_leaves_the_training_alone(
     )
     with pytest.raises(SystemExit, match="no finished training"):
         mod.collect([tmp_path / "d"])
+    # skip_unfinished leaves such runs out, says so, and keeps the rest
+    capsys.readouterr()
+    (tmp_path / "n.log").write_text(json.dumps(n) + "\n", encoding="utf-8")
+    assert mod.collect([tmp_path / "d", tmp_path / "missing", tmp_path / "n"], skip_unfinished=True) == [rn]
+    err = capsys.readouterr().err
+    assert "left out" in err and "no finished training" in err and "0 cells" in err
     assert d["variant"] == "default" and d["training_args"] == [{}]
     assert n["training_args"] == [
         {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": True}}
