@@ -141,8 +141,9 @@ class Profile:
         Per-method options (see :class:`validation.finetune.methods.MethodContext`).
     task_overrides : dict
         ``{task: {field: value}}`` applied by :meth:`for_task` in :func:`run_cell` (per-task epochs, length,
-        batch size, warm-up); the effective values are recorded in the cell's ``config.profile`` and the
-        table in ``config.task_overrides``.
+        batch size, warm-up; not ``name``, ``task_overrides`` or ``torch_compile``, which hold for the whole
+        grid); the effective values are recorded in the cell's ``config.profile`` and the table in
+        ``config.task_overrides``.
     doc_stride : int or None
         SQuAD window overlap in tokens (None: ``max(8, max_length // 4)``).
     lr_select : bool
@@ -226,7 +227,11 @@ class Profile:
         over = dict(self.task_overrides.get(task, {}))
         if not over:
             return self
-        bad = set(over) - set(Profile.__dataclass_fields__) | (set(over) & {"name", "task_overrides"})
+        # torch_compile is the grid's code path (compiled and eager cells never share a directory, and
+        # --compile's method check reads the grid's profile), not a per-task setting
+        bad = set(over) - set(Profile.__dataclass_fields__) | (
+            set(over) & {"name", "task_overrides", "torch_compile"}
+        )
         if bad:
             raise ConfigError(f"task_overrides[{task!r}] has unknown or fixed fields {sorted(bad)}")
         return replace(self, **over)

@@ -68,6 +68,9 @@ def test_bad_task_override_raises() -> None:
     p = get_profile("test", task_overrides={"rte": {"epoch": 3}})
     with pytest.raises(ConfigError, match="epoch"):
         p.for_task("rte")
+    # compile is the whole grid's code path, never one task's
+    with pytest.raises(ConfigError, match="torch_compile"):
+        get_profile("test", task_overrides={"rte": {"torch_compile": True}}).for_task("rte")
 
 
 def test_older_profiles_serialise_as_before() -> None:
