@@ -14,6 +14,9 @@
 # the script waits until no daemon or MPS server process is left (exit 5 if one stays). MPS is a
 # user-space daemon: it changes no setting of the card (clocks, compute mode, MIG, persistence stay as they
 # are); a call killed by SIGKILL skips the exit trap, and the daemon then lives until the machine goes back.
+# First, alone on the GPU, one process's step: its kernels and their GPU time (scripts/probes/step_rate.py
+# --count-ops, batch 32 x 32 tokens, bf16, into runs/mps_kernels.jsonl): time slicing cannot run twelve
+# processes faster together than 1e6 / kernel_us_per_step steps/s, the bound MPS may lift.
 # Output: runs/mps_<batch>_<on|off>_<i>/ with .log and .rc (the probe's exit status) beside it;
 # runs/mps_check.txt, one line a batch: the MPS processes alive when it started, and for "on" batches the
 # server list and each server's client count SERVER_WAIT s (default 35) into the batch, once the processes
@@ -22,8 +25,8 @@
 # ARGS default to one SST-2 LoRA run of 0.12 epochs (253 steps); N (default 12) processes a batch; a batch
 # (about 52 s; at worst 80 s of timeout plus the runner's stop, about 35 s) is not started later than
 # DEADLINE - 120 s (DEADLINE: seconds from the start, default 280). For the CPU test: PROBE overrides the
-# probe's command, MPS_PATTERN the `pgrep -f` pattern of the daemon and server processes, MPS_QUIT_WAIT (default
-# 20) the seconds to wait for them to go.
+# probe's command, COUNT_CMD the kernel count's, MPS_PATTERN the `pgrep -f` pattern of the daemon and server
+# processes, MPS_QUIT_WAIT (default 20) the seconds to wait for them to go.
 set -u
 PATH="$PATH:/usr/local/nvidia/bin"
 command -v nvidia-cuda-mps-control >/dev/null \
@@ -36,6 +39,7 @@ SERVER_WAIT="${SERVER_WAIT:-35}"
 MPS_PATTERN="${MPS_PATTERN:-^(/[^ ]*/)?nvidia-cuda-mps-(control|server)( |$)}"
 MPS_QUIT_WAIT="${MPS_QUIT_WAIT:-20}"
 PROBE="${PROBE:-python3 scripts/probes/runner_rate.py}"
+COUNT_CMD="${COUNT_CMD:-python3 scripts/probes/step_rate.py --device cuda --bf16 --methods lora --variants eager --lengths 32 --steps 50 --warm 5 --count-ops}"
 if [ "$#" -gt 0 ]; then args=("$@"); else
   args=(--profile paper --tasks sst2 --methods lora --seeds 1 --no-lr-select --epochs 0.12)
 fi
@@ -58,10 +62,15 @@ mps_down() {
   done
 }
 pack() {
-  tar czf "$OUT/mps.tgz.part" runs/mps_*.log runs/mps_*.rc runs/mps_*/cells runs/mps_check.txt runs/mps_log 2>/dev/null
+  tar czf "$OUT/mps.tgz.part" runs/mps_*.log runs/mps_*.rc runs/mps_*/cells runs/mps_check.txt runs/mps_log \
+    runs/mps_kernels.jsonl 2>/dev/null
   mv "$OUT/mps.tgz.part" "$OUT/mps.tgz"
 }
 trap 'mps_down' EXIT
+mps_down || exit 5
+# shellcheck disable=SC2086  # COUNT_CMD is a command line
+timeout 90 $COUNT_CMD >runs/mps_kernels.jsonl 2>runs/mps_kernels.log
+echo "kernel count: rc $? at ${SECONDS} s"
 for b in w:off 1:off 1:on 2:on 2:off; do
   name="${b%%:*}_${b#*:}"
   if [ "$SECONDS" -gt $((DEADLINE - 120)) ]; then echo "batch $name not started: ${SECONDS} s of ${DEADLINE}"; break; fi

@@ -30,6 +30,13 @@ Example (GPU, MPNet-base assembled by scripts/gpu/mpnet_assemble.sh, GELORA_MODE
 (MiniLM-L6, the default model, from the bundled package: ``PYTHONPATH=.:.devcarry/site``.)
 
 CPU smoke run (tests): ``--model`` a tiny model directory, ``--device cpu --steps 2 --warm 1``.
+
+``--count-ops`` profiles one more step after the timed ones (``torch.profiler``) and adds ``ops_per_step``
+(operators that compute: aten calls with no computing aten call inside, views and metadata left out, the
+kernels an eager GPU step launches, roughly, before the optimizer's foreach/fused grouping) and, on CUDA,
+``kernels_per_step`` and ``kernel_us_per_step`` (the GPU time of those kernels). Why: processes that share a
+GPU by time slicing cannot run faster together than the GPU runs their kernels one after another, so
+``1e6 / kernel_us_per_step`` bounds their summed rate (the test of whether MPS can help, ``mps_ab.sh``).
 """
 
 from __future__ import annotations
@@ -98,6 +105,7 @@ def run(method: str, variant: str, length: int, args: argparse.Namespace) -> dic
         loss = step()
     sync()
     dt = time.perf_counter() - t1
+    counts = count_ops(step, cuda) if args.count_ops else {}
     return {
         "method": method,
         "variant": variant,
@@ -114,7 +122,47 @@ def run(method: str, variant: str, length: int, args: argparse.Namespace) -> dic
         "losses": losses + [float(loss)],
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "torch": torch.__version__,
+        **counts,
     }
+
+
+#: aten operators that only view, reshape, allocate or read metadata (no kernel of their own), and
+#: composites that call computing operators inside (counted through those)
+NOT_COMPUTE = frozenset(
+    "aten::" + n
+    for n in (
+        "view reshape _reshape_alias _unsafe_view transpose t numpy_T expand expand_as permute as_strided "
+        "slice select unsqueeze squeeze detach alias contiguous lift_fresh empty empty_like empty_strided "
+        "resolve_conj resolve_neg result_type is_nonzero item _local_scalar_dense size stride to _to_copy "
+        "split split_with_sizes chunk unbind narrow flatten view_as type_as zeros_like ones_like"
+    ).split()
+)
+
+
+def count_ops(step: Any, cuda: bool) -> dict[str, Any]:
+    """Profile one call of ``step``: computing operators, and on CUDA the kernels and their GPU time."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+    ops = 0
+    for e in prof.events():
+        if not e.name.startswith("aten::") or e.name in NOT_COMPUTE or e.device_type.name != "CPU":
+            continue
+        if any(c.name.startswith("aten::") and c.name not in NOT_COMPUTE for c in e.cpu_children):
+            continue  # a composite: its children are counted
+        ops += 1
+    out: dict[str, Any] = {"ops_per_step": ops, "kernels_per_step": None, "kernel_us_per_step": None}
+    if cuda:
+        # the GPU's own events: kernels, and the copies and fills it runs as well
+        kernels = [e for e in prof.events() if e.device_type.name == "CUDA"]
+        out["kernels_per_step"] = len(kernels)
+        out["kernel_us_per_step"] = float(sum(e.time_range.elapsed_us() for e in kernels))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warm", type=int, default=3, help="steps before timing (compilation included)")
+    p.add_argument("--count-ops", action="store_true", help="profile one more step: operators, kernels")
     args = p.parse_args(argv)
     if args.steps < 1 or args.warm < 1:
         p.error("--steps and --warm must be >= 1")

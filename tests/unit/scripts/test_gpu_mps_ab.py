@@ -76,6 +76,7 @@ def _setup(tmp_path: Path, with_control: bool = True) -> dict[str, str]:
         "N": "2",
         "SERVER_WAIT": "0",
         "PROBE": f"{sys.executable} {tmp_path / 'probe.py'}",
+        "COUNT_CMD": 'echo {"kernels_per_step":1000}',
     }
 
 
@@ -135,6 +136,8 @@ def test_batches_alternate_with_the_daemon_alive_only_when_on(tmp_path: Path) ->
         names = set(tar.getnames())
     assert {"runs/mps_2_off_1/cells/c.json", "runs/mps_2_off_1.log", "runs/mps_2_off_1.rc"} <= names
     assert "runs/mps_check.txt" in names and not any("cache" in n for n in names)
+    assert "runs/mps_kernels.jsonl" in names and "kernel count: rc 0 at " in done.stdout
+    assert json.loads((runs / "mps_kernels.jsonl").read_text()) == {"kernels_per_step": 1000}
 
 
 def test_deadline_a_daemon_that_stays_and_no_mps(tmp_path: Path) -> None:

@@ -40,3 +40,39 @@ def test_unknown_variant_and_bad_counts_are_refused(load_script) -> None:
         mod.main(["--steps", "0"])
     with pytest.raises(SystemExit, match="unknown variant"):
         mod.run("lora", "graphs", 8, type("A", (), {"model": None, "device": "cpu"})())
+
+
+def test_count_ops_counts_the_computing_operators_of_one_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], load_script
+) -> None:
+    mod = load_script("probes/step_rate.py")
+    model = save_tiny_model("bert", tmp_path / "bert")
+    argv = ["--model", str(model), "--device", "cpu", "--methods", "lora,head_only", "--variants", "eager"]
+    assert (
+        mod.main([*argv, "--lengths", "8", "--steps", "1", "--warm", "1", "--batch", "2", "--count-ops"]) == 0
+    )
+    lora, head = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    # no GPU here: no kernels; LoRA's adapters add forward and backward operators to every linear
+    assert lora["kernels_per_step"] is None and lora["kernel_us_per_step"] is None
+    assert lora["ops_per_step"] > head["ops_per_step"] > 0
+    # without the flag nothing is profiled
+    assert mod.main([*argv, "--lengths", "8", "--steps", "1", "--warm", "1", "--batch", "2"]) == 0
+    assert all(
+        "ops_per_step" not in json.loads(x) for x in capsys.readouterr().out.splitlines() if x[:1] == "{"
+    )
+
+
+def test_count_ops_leaves_views_and_composites_out(load_script) -> None:
+    """Counted on a step whose operators are known: a matmul, an add and a relu (the view, the composite
+    ``aten::linear`` and its transpose left out). Tensors only: a Python scalar or a reduction brings CPU
+    helpers of its own (a scalar's dtype copy, a reduction's fill)."""
+    import torch
+
+    mod = load_script("probes/step_rate.py")
+    a, w, c = torch.ones(4, 3), torch.ones(2, 3), torch.ones(4, 2)
+
+    def step() -> None:
+        torch.relu(torch.nn.functional.linear(a.view(4, 3), w) + c)
+
+    counts = mod.count_ops(step, cuda=False)
+    assert counts == {"ops_per_step": 3, "kernels_per_step": None, "kernel_us_per_step": None}
