@@ -24,6 +24,7 @@ while read -r name args; do
   elif [ -f "runs/$name.rc" ] && [ "$(cat "runs/$name.rc")" = 0 ]; then
     echo "[campaign] $name finished before"
   else
+    rm -f "runs/$name.rc"  # a failed earlier launch's status must not mark this one finished (waves.sh busy)
     # shellcheck disable=SC2086
     setsid bash -c "python3 -m gelora.cli validate glue $args --out runs/$name >>runs/$name.log 2>&1; echo \$? >runs/$name.rc" \
       </dev/null >/dev/null 2>&1 &

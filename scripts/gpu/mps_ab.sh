@@ -5,35 +5,39 @@
 # Why: twelve MiniLM-L6 processes share one H200 by time slicing (no two processes' kernels run at once
 # without MPS), and they made about 150 steps/s summed on SST-2 (2026-12-01 10:18) where one GPU's arithmetic
 # would allow far more; MPS lets the processes' kernels run side by side. Whether it helps here, and whether
-# the training stays the same, is what this measures: five batches of N identical processes of
-# scripts/probes/runner_rate.py (default variant: the runner as it is), a warm-up batch without MPS (not
-# compared), then off, on, on, off (ABBA: a steady drift cancels). Every process trains the same seed, so every
-# process of every batch must end with the same training loss and score (runner_rate.py --collect shows it).
+# the training stays the same, is what this measures. First, alone on the GPU, one process's step: its
+# kernels and their GPU time (scripts/probes/step_rate.py --count-ops, batch 32 x 32 tokens, bf16, into
+# runs/mps_kernels.jsonl; it also warms the GPU): time slicing cannot run twelve processes faster together
+# than 1e6 / kernel_us_per_step steps/s, the bound MPS may lift. Then batches of N identical processes of
+# scripts/probes/runner_rate.py (default variant: the runner as it is), BATCHES (default off, on, on, off:
+# ABBA, a steady drift cancels; "w:off" in front adds a warm-up batch on a fresh machine). Every process
+# trains the same seed, so every process of every batch must end with the same training loss and score
+# (runner_rate.py --collect shows it).
 # The MPS control daemon (nvidia-cuda-mps-control -d; clients find it through its default pipe directory,
-# /tmp/nvidia-mps) runs only during the "on" batches: before every batch, and on exit, it is told to quit and
-# the script waits until no daemon or MPS server process is left (exit 5 if one stays). MPS is a
-# user-space daemon: it changes no setting of the card (clocks, compute mode, MIG, persistence stay as they
-# are); a call killed by SIGKILL skips the exit trap, and the daemon then lives until the machine goes back.
-# First, alone on the GPU, one process's step: its kernels and their GPU time (scripts/probes/step_rate.py
-# --count-ops, batch 32 x 32 tokens, bf16, into runs/mps_kernels.jsonl): time slicing cannot run twelve
-# processes faster together than 1e6 / kernel_us_per_step steps/s, the bound MPS may lift.
+# /tmp/nvidia-mps) runs only during the "on" batches: before every batch, at the end and on exit (SIGTERM
+# included) it is told to quit and the script waits until no daemon or MPS server process is left (exit 5 if
+# one stays). MPS is a user-space daemon: it changes no setting of the card (clocks, compute mode, MIG,
+# persistence stay as they are); a call killed by SIGKILL skips the exit trap, and the daemon then lives
+# until the machine goes back.
 # Output: runs/mps_<batch>_<on|off>_<i>/ with .log and .rc (the probe's exit status) beside it;
-# runs/mps_check.txt, one line a batch: the MPS processes alive when it started, and for "on" batches the
-# server list and each server's client count SERVER_WAIT s (default 35) into the batch, once the processes
-# have reached CUDA (about 17-22 s on 2026-12-01); runs/mps_log/ (the daemon's control.log and server.log);
-# $OUT/mps.tgz after every batch (the cells, logs and checks only: the runs' token caches are megabytes each).
+# runs/mps_check.txt, per batch: the MPS processes alive when it started, and for "on" batches the servers
+# and the most clients one server had at once (polled every POLL s, default 3, while the batch runs: 12 if
+# every process went through MPS); runs/mps_log/ (the daemon's control.log and server.log); $OUT/mps.tgz after
+# every batch (the cells, logs and checks only: the runs' token caches are megabytes each).
 # ARGS default to one SST-2 LoRA run of 0.12 epochs (253 steps); N (default 12) processes a batch; a batch
 # (about 52 s; at worst 80 s of timeout plus the runner's stop, about 35 s) is not started later than
-# DEADLINE - 120 s (DEADLINE: seconds from the start, default 280). For the CPU test: PROBE overrides the
+# DEADLINE - 120 s (DEADLINE: seconds from the start, default 300). For the CPU test: PROBE overrides the
 # probe's command, COUNT_CMD the kernel count's, MPS_PATTERN the `pgrep -f` pattern of the daemon and server
 # processes, MPS_QUIT_WAIT (default 20) the seconds to wait for them to go.
 set -u
 PATH="$PATH:/usr/local/nvidia/bin"
-command -v nvidia-cuda-mps-control >/dev/null \
-  || { echo "mps_ab.sh: nvidia-cuda-mps-control not found on this machine" >&2; exit 3; }
+for c in nvidia-cuda-mps-control pgrep timeout; do
+  command -v "$c" >/dev/null || { echo "mps_ab.sh: $c not found on this machine" >&2; exit 3; }
+done
 N="${N:-12}"
-DEADLINE="${DEADLINE:-280}"
-SERVER_WAIT="${SERVER_WAIT:-35}"
+DEADLINE="${DEADLINE:-300}"
+POLL="${POLL:-3}"
+BATCHES="${BATCHES:-1:off 1:on 2:on 2:off}"
 # the daemon (nvidia-cuda-mps-control -d) and its server (nvidia-cuda-mps-server) by command line (pgrep -x would
 # not do: process names are cut to 15 characters)
 MPS_PATTERN="${MPS_PATTERN:-^(/[^ ]*/)?nvidia-cuda-mps-(control|server)( |$)}"
@@ -50,32 +54,46 @@ export CUDA_MPS_LOG_DIRECTORY="$PWD/runs/mps_log"
 OUT="${OUT:-$PWD/runs}"
 mkdir -p runs "$CUDA_MPS_LOG_DIRECTORY" "$OUT"
 
+# the control program as a client (quit, get_server_list, ...), bounded: a wedged daemon must not hang the call
+mps_ctl() { timeout 10 nvidia-cuda-mps-control 2>/dev/null; }
 mps_pids() { pgrep -f "$MPS_PATTERN" | tr '\n' ' '; }
 # tell the daemon to quit and wait until neither it nor a server is left
 mps_down() {
   local t=0
-  echo quit | nvidia-cuda-mps-control >/dev/null 2>&1
+  echo quit | mps_ctl >/dev/null
   while [ -n "$(mps_pids)" ]; do
     [ "$t" -ge $((MPS_QUIT_WAIT * 2)) ] && {
       echo "mps_ab.sh: MPS processes still alive ${MPS_QUIT_WAIT} s after quit: $(mps_pids)" >&2; return 1; }
     sleep 0.5; t=$((t + 1))
   done
 }
+# the most clients any one server has now
+mps_clients() {
+  local s most=0 c
+  for s in $(echo get_server_list | mps_ctl); do
+    case "$s" in *[!0-9]*) continue;; esac
+    c=$(echo "get_client_list $s" | mps_ctl | grep -c '^[0-9]')
+    [ "$c" -gt "$most" ] && most=$c
+  done
+  echo "$most"
+}
+# $OUT/mps.tgz, replaced only by a complete archive
 pack() {
   tar czf "$OUT/mps.tgz.part" runs/mps_*.log runs/mps_*.rc runs/mps_*/cells runs/mps_check.txt runs/mps_log \
-    runs/mps_kernels.jsonl 2>/dev/null
-  mv "$OUT/mps.tgz.part" "$OUT/mps.tgz"
+    runs/mps_kernels.jsonl runs/mps_kernels.log 2>/dev/null
+  gzip -t "$OUT/mps.tgz.part" 2>/dev/null && mv "$OUT/mps.tgz.part" "$OUT/mps.tgz"
 }
 trap 'mps_down' EXIT
+trap 'exit 143' TERM INT
 mps_down || exit 5
 # shellcheck disable=SC2086  # COUNT_CMD is a command line
 timeout 90 $COUNT_CMD >runs/mps_kernels.jsonl 2>runs/mps_kernels.log
 echo "kernel count: rc $? at ${SECONDS} s"
-for b in w:off 1:off 1:on 2:on 2:off; do
+for b in $BATCHES; do
   name="${b%%:*}_${b#*:}"
-  if [ "$SECONDS" -gt $((DEADLINE - 120)) ]; then echo "batch $name not started: ${SECONDS} s of ${DEADLINE}"; break; fi
   # every batch starts from no daemon (the two "on" batches from a fresh one each)
   mps_down || exit 5
+  if [ "$SECONDS" -gt $((DEADLINE - 120)) ]; then echo "batch $name not started: ${SECONDS} s of ${DEADLINE}"; break; fi
   if [ "${b#*:}" = on ]; then
     nvidia-cuda-mps-control -d || { echo "mps_ab.sh: the MPS daemon did not start" >&2; exit 4; }
   fi
@@ -87,18 +105,18 @@ for b in w:off 1:off 1:on 2:on 2:off; do
       echo $? >"runs/mps_${name}_$i.rc"; } &
   done
   if [ "${b#*:}" = on ]; then
-    sleep "$SERVER_WAIT"
-    servers=$(echo get_server_list | nvidia-cuda-mps-control 2>&1)
-    line="$name: servers [$(echo "$servers" | tr '\n' ' ')]"
-    for s in $servers; do
-      case "$s" in *[!0-9]*) continue;; esac
-      line="$line; server $s clients $(echo "get_client_list $s" | nvidia-cuda-mps-control 2>/dev/null | grep -c '^[0-9]')"
+    most=0
+    while [ -n "$(jobs -pr)" ]; do   # while a probe of this batch runs
+      c=$(mps_clients); [ "$c" -gt "$most" ] && most=$c
+      sleep "$POLL"
     done
-    echo "$line" >>runs/mps_check.txt
+    echo "$name: servers [$(echo get_server_list | mps_ctl | tr '\n' ' ')]; most clients of one server $most" >>runs/mps_check.txt
   fi
   wait
   pack
 done
-mps_down
+rc=0
+mps_down || rc=5
 pack
 echo "end ${SECONDS} s"
+exit "$rc"

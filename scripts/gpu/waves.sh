@@ -83,6 +83,8 @@ launch)
   done
   python3 -m validation.finetune.triage --check-data --tasks "$tasks" ${data[@]+"${data[@]}"} \
     || { echo "waves.sh launch $name: refused, nothing started (data root: ${data[1]:-${GELORA_DATA_DIR:-}})" >&2; exit 2; }
+  # a relaunch under the same name: the last wave's exit status would make this one read as done (busy, wait)
+  rm -f "runs/$name.rc"
   # shellcheck disable=SC2086
   setsid bash -c "python3 -m gelora.cli validate glue $* --out $R >>runs/$name.log 2>&1; echo \$? >runs/$name.rc" \
     </dev/null >/dev/null 2>&1 &
@@ -134,4 +136,5 @@ nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 [ -f "$OUT/runs.tgz" ] && tar -C "$OUT" -xzf "$OUT/runs.tgz"
 copy_run "$R" "$OUT/runs/$(basename "$R")"
 for l in runs/*.log; do [ -f "$l" ] && tail -c 5000 "$l" > "$OUT/runs/$(basename "$l")"; done
-tar -C "$OUT" -czf "$OUT/runs.tgz" runs && rm -rf "$OUT/runs"
+# replace runs.tgz only by a complete archive: a call killed while packing keeps the last one
+tar -C "$OUT" -czf "$OUT/runs.tgz.part" runs && mv "$OUT/runs.tgz.part" "$OUT/runs.tgz" && rm -rf "$OUT/runs"

@@ -12,7 +12,11 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "gpu" / "mps_ab.sh"
@@ -23,7 +27,7 @@ CONTROL = """#!/usr/bin/env bash
 state="$MPS_STATE"
 if [ "${1:-}" = -d ]; then
   echo "-d" >>"$state.calls"
-  "$STUB_PY" -c "import time; time.sleep(600)" "$MPS_MARK" </dev/null >/dev/null 2>&1 &
+  "$STUB_PY" -c "import time; time.sleep(60)" "$MPS_MARK" </dev/null >/dev/null 2>&1 &
   echo $! >"$state"; exit 0
 fi
 read -r cmd; echo "$cmd" >>"$state.calls"
@@ -74,7 +78,8 @@ def _setup(tmp_path: Path, with_control: bool = True) -> dict[str, str]:
         "MPS_PATTERN": f"[{mark[0]}]{mark[1:]}",
         "OUT": str(tmp_path / "out"),
         "N": "2",
-        "SERVER_WAIT": "0",
+        "POLL": "0.2",
+        "BATCHES": "w:off 1:off 1:on 2:on 2:off",
         "PROBE": f"{sys.executable} {tmp_path / 'probe.py'}",
         "COUNT_CMD": 'echo {"kernels_per_step":1000}',
     }
@@ -93,7 +98,7 @@ def _run(tmp_path: Path, env: dict[str, str], **extra: str) -> subprocess.Comple
 
 def _daemon(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """A daemon left running by an earlier call, as the stand-in's -d starts one."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", env["MPS_MARK"]])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", env["MPS_MARK"]])
     Path(env["MPS_STATE"]).write_text(str(proc.pid))
     return proc
 
@@ -102,8 +107,15 @@ def _alive(env: dict[str, str]) -> bool:
     return subprocess.run(["pgrep", "-f", env["MPS_PATTERN"]], capture_output=True).returncode == 0
 
 
-def test_batches_alternate_with_the_daemon_alive_only_when_on(tmp_path: Path) -> None:
-    env = _setup(tmp_path)
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The stand-ins' environment; afterwards every stand-in daemon is killed, whatever the test did."""
+    e = _setup(tmp_path)
+    yield e
+    subprocess.run(["pkill", "-KILL", "-f", e["MPS_PATTERN"]], capture_output=True)
+
+
+def test_batches_alternate_with_the_daemon_alive_only_when_on(tmp_path: Path, env: dict[str, str]) -> None:
     left = _daemon(env)  # the first "off" batches must not run through it
     done = _run(tmp_path, env)
     left.wait(timeout=10)
@@ -129,8 +141,10 @@ def test_batches_alternate_with_the_daemon_alive_only_when_on(tmp_path: Path) ->
     check = (runs / "mps_check.txt").read_text().splitlines()
     assert [c.split(":")[0] for c in check] == ["w_off", "1_off", "1_on", "1_on", "2_on", "2_on", "2_off"]
     assert all(c.endswith("MPS processes []") for c in check if "at start" in c and "_off" in c)
-    (on1,) = [c for c in check if c.startswith("1_on: servers")]
-    assert on1.endswith("clients 2")
+    on = [c for c in check if ": servers" in c]
+    assert len(on) == 2 and all(c.endswith("most clients of one server 2") for c in on)
+    calls = (tmp_path / "mps.state.calls").read_text().split()
+    assert calls.count("-d") == 2 and "get_client_list" in calls
     assert not _alive(env)  # nothing left running
     with tarfile.open(tmp_path / "out" / "mps.tgz") as tar:
         names = set(tar.getnames())
@@ -140,11 +154,32 @@ def test_batches_alternate_with_the_daemon_alive_only_when_on(tmp_path: Path) ->
     assert json.loads((runs / "mps_kernels.jsonl").read_text()) == {"kernels_per_step": 1000}
 
 
-def test_deadline_a_daemon_that_stays_and_no_mps(tmp_path: Path) -> None:
-    env = _setup(tmp_path)
-    cut = _run(tmp_path, env, DEADLINE="120", STUB_SLEEP="1.2")  # no batch starts after 0 s
+def test_a_run_that_ends_or_is_stopped_in_an_on_batch_leaves_no_daemon(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    done = _run(tmp_path, env, BATCHES="1:off 1:on")  # the last batch ran with the daemon up
+    assert done.returncode == 0, done.stderr
+    assert not _alive(env)
+    script = subprocess.Popen(
+        ["bash", str(SCRIPT), "--tasks", "rte"],
+        cwd=tmp_path / "repo",
+        env={**env, "BATCHES": "1:on", "STUB_SLEEP": "20"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while not _alive(env) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive(env), "the daemon never started"
+    script.send_signal(signal.SIGTERM)  # as a device call's timeout would, before its SIGKILL
+    assert script.wait(timeout=30) == 143
+    assert not _alive(env)
+
+
+def test_deadline_a_daemon_that_stays_and_no_mps(tmp_path: Path, env: dict[str, str]) -> None:
+    cut = _run(tmp_path, env, DEADLINE="121", STUB_SLEEP="2.2")  # no batch starts after 1 s
     assert cut.returncode == 0, cut.stderr
-    assert "batch w_off at 0 s" in cut.stdout and "batch 1_off not started" in cut.stdout
+    assert "batch w_off at" in cut.stdout and "batch 1_off not started" in cut.stdout
     assert "batch 1_off at" not in cut.stdout
     none = _run(tmp_path, env, DEADLINE="100")
     assert none.returncode == 0 and "batch w_off not started" in none.stdout

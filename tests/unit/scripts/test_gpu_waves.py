@@ -130,6 +130,24 @@ def test_busy_tells_a_live_wave_from_a_finished_one(tmp_path: Path, waves) -> No
         live.wait()
 
 
+def test_a_relaunch_under_the_same_name_is_busy_until_it_ends(tmp_path: Path, waves) -> None:
+    """The exit status of an earlier wave of the same name (runs/A.rc) is removed at launch: with it left,
+    ``busy`` and ``wait`` read the new wave as done at once. A stand-in python3 (data check passes, the
+    wave sleeps 3 s) keeps this fast."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "python3").write_text('#!/bin/sh\ncase "$*" in *gelora.cli*) sleep 3;; esac\nexit 0\n')
+    (fake / "python3").chmod(0o755)
+    path = f"{fake}:{os.environ.get('PATH', '')}"
+    runs = waves.host / "runs"
+    runs.mkdir(exist_ok=True)
+    (runs / "A.rc").write_text("1\n")  # an earlier launch of A that failed
+    assert "launched A" in waves("launch", "A", "--tasks", "rte", PATH=path).stdout
+    assert not (runs / "A.rc").exists() and waves("busy", PATH=path).stdout == "busy\n"
+    waves("wait", "60", PATH=path)
+    assert (runs / "A.rc").read_text() == "0\n" and waves("busy", check=False, PATH=path).returncode == 1
+
+
 def test_hold_release_and_stop_names_and_exit_codes(waves) -> None:
     """``hold``/``release`` check every name before touching any (exit 2, nothing held, on a name of no run)
     and take a selection run by its log name; ``stop`` passes the triage's exit 2 on a bad name through
