@@ -27,21 +27,14 @@
 # ARGS default to one SST-2 LoRA run of 0.12 epochs (253 steps); N (default 12) processes a batch; a batch
 # (about 52 s; at worst 80 s of timeout plus the runner's stop, about 35 s) is not started later than
 # DEADLINE - 120 s (DEADLINE: seconds from the start, default 300). For the CPU test: PROBE overrides the
-# probe's command, COUNT_CMD the kernel count's, MPS_PATTERN the `pgrep -f` pattern of the daemon and server
-# processes, MPS_QUIT_WAIT (default 20) the seconds to wait for them to go.
+# probe's command, COUNT_CMD the kernel count's (MPS_PATTERN, MPS_QUIT_WAIT: scripts/gpu/mps_lib.sh).
 set -u
-PATH="$PATH:/usr/local/nvidia/bin"
-for c in nvidia-cuda-mps-control pgrep timeout; do
-  command -v "$c" >/dev/null || { echo "mps_ab.sh: $c not found on this machine" >&2; exit 3; }
-done
+source "$(dirname "${BASH_SOURCE[0]}")/mps_lib.sh"
+mps_tools || exit 3
 N="${N:-12}"
 DEADLINE="${DEADLINE:-300}"
 POLL="${POLL:-3}"
 BATCHES="${BATCHES:-1:off 1:on 2:on 2:off}"
-# the daemon (nvidia-cuda-mps-control -d) and its server (nvidia-cuda-mps-server) by command line (pgrep -x would
-# not do: process names are cut to 15 characters)
-MPS_PATTERN="${MPS_PATTERN:-^(/[^ ]*/)?nvidia-cuda-mps-(control|server)( |$)}"
-MPS_QUIT_WAIT="${MPS_QUIT_WAIT:-20}"
 PROBE="${PROBE:-python3 scripts/probes/runner_rate.py}"
 COUNT_CMD="${COUNT_CMD:-python3 scripts/probes/step_rate.py --device cuda --bf16 --methods lora --variants eager --lengths 32 --steps 50 --warm 5 --count-ops}"
 if [ "$#" -gt 0 ]; then args=("$@"); else
@@ -54,19 +47,6 @@ export CUDA_MPS_LOG_DIRECTORY="$PWD/runs/mps_log"
 OUT="${OUT:-$PWD/runs}"
 mkdir -p runs "$CUDA_MPS_LOG_DIRECTORY" "$OUT"
 
-# the control program as a client (quit, get_server_list, ...), bounded: a wedged daemon must not hang the call
-mps_ctl() { timeout 10 nvidia-cuda-mps-control 2>/dev/null; }
-mps_pids() { pgrep -f "$MPS_PATTERN" | tr '\n' ' '; }
-# tell the daemon to quit and wait until neither it nor a server is left
-mps_down() {
-  local t=0
-  echo quit | mps_ctl >/dev/null
-  while [ -n "$(mps_pids)" ]; do
-    [ "$t" -ge $((MPS_QUIT_WAIT * 2)) ] && {
-      echo "mps_ab.sh: MPS processes still alive ${MPS_QUIT_WAIT} s after quit: $(mps_pids)" >&2; return 1; }
-    sleep 0.5; t=$((t + 1))
-  done
-}
 # the most clients any one server has now
 mps_clients() {
   local s most=0 c
@@ -95,7 +75,7 @@ for b in $BATCHES; do
   mps_down || exit 5
   if [ "$SECONDS" -gt $((DEADLINE - 120)) ]; then echo "batch $name not started: ${SECONDS} s of ${DEADLINE}"; break; fi
   if [ "${b#*:}" = on ]; then
-    nvidia-cuda-mps-control -d || { echo "mps_ab.sh: the MPS daemon did not start" >&2; exit 4; }
+    mps_up || exit 4
   fi
   echo "$name: at start, MPS processes [$(mps_pids)]" >>runs/mps_check.txt
   echo "batch $name at ${SECONDS} s"

@@ -8,6 +8,15 @@
 #                                                   # ($GELORA_DATA_DIR or --data-dir) lacks a file of a task
 #                                                   # of --tasks (python -m validation.finetune.triage --check-data)
 #   bash scripts/gpu/waves.sh wait SECONDS          # wait for every wave of this host (at most SECONDS)
+#   MPS=1 bash scripts/gpu/waves.sh launch NAME ARGS...  # the same under CUDA MPS (scripts/gpu/mps_lib.sh):
+#                                                   # starts the daemon unless this host's waves already run
+#                                                   # under it (runs/mps.on), refused (exit 2) beside waves
+#                                                   # running without it; every wave launched while
+#                                                   # runs/mps.on exists runs under MPS and its cells record
+#                                                   # environment.cuda_mps (GELORA_CUDA_MPS=1); `wait` quits
+#                                                   # the daemon once no wave runs. Not part of any plan until
+#                                                   # scripts/gpu/mps_ab.sh has shown that MPS keeps the
+#                                                   # numbers and pays
 #   bash scripts/gpu/waves.sh busy                  # exit 0 ("busy") while a wave of this host runs, else 1
 #                                                   # ("idle"); prints nothing else and fetches nothing. Use
 #                                                   # it, not `pgrep -f "validate glue"`, which also matches
@@ -68,6 +77,7 @@ if [ "${1:-}" = busy ]; then
   if any_wave_alive; then echo busy; exit 0; else echo idle; exit 1; fi
 fi
 source scripts/gpu/common.sh >/dev/null
+source scripts/gpu/mps_lib.sh
 use_chunked_model
 R="${RUN:-runs/mpnet-stsb}"
 mkdir -p runs "$R"
@@ -83,17 +93,27 @@ launch)
   done
   python3 -m validation.finetune.triage --check-data --tasks "$tasks" ${data[@]+"${data[@]}"} \
     || { echo "waves.sh launch $name: refused, nothing started (data root: ${data[1]:-${GELORA_DATA_DIR:-}})" >&2; exit 2; }
+  if [ "${MPS:-0}" = 1 ] && [ ! -f runs/mps.on ]; then
+    mps_tools || exit 3
+    any_wave_alive && { echo "waves.sh launch $name: refused, waves without MPS run on this host" >&2; exit 2; }
+    mps_down && mps_up || exit 4
+    date -u +%FT%TZ >runs/mps.on; echo "MPS daemon started"
+  fi
+  mps_env=; [ -f runs/mps.on ] && mps_env="GELORA_CUDA_MPS=1" && echo "$name runs under MPS (runs/mps.on)"
   # a relaunch under the same name: the last wave's exit status would make this one read as done (busy, wait)
   rm -f "runs/$name.rc"
   # shellcheck disable=SC2086
-  setsid bash -c "python3 -m gelora.cli validate glue $* --out $R >>runs/$name.log 2>&1; echo \$? >runs/$name.rc" \
+  setsid env $mps_env bash -c "python3 -m gelora.cli validate glue $* --out $R >>runs/$name.log 2>&1; echo \$? >runs/$name.rc" \
     </dev/null >/dev/null 2>&1 &
   echo $! > "runs/$name.pid"; echo "launched $name at $(date -u +%T): validate glue $* --out $R";;
 wait)
   t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt "${2:?usage: waves.sh wait SECONDS}" ]; do
     any_wave_alive || break; sleep 10
-  done;;
+  done
+  if [ -f runs/mps.on ] && ! any_wave_alive; then
+    mps_down && rm -f runs/mps.on && echo "MPS daemon quit (no wave runs)"
+  fi;;
 stop)
   shift; [ $# -gt 0 ] || { echo "usage: waves.sh stop CELL... | stop --all" >&2; exit 2; }
   # the claims of live processes of this host only (validation.finetune.triage.stop_runs, as triage --apply)

@@ -525,6 +525,10 @@ def _environment(device: Any) -> dict[str, Any]:
     if getattr(device, "type", str(device)) == "cuda":
         env["gpu"] = torch.cuda.get_device_name(0)
         env["visible_gpus"] = torch.cuda.device_count()
+    if os.environ.get("GELORA_CUDA_MPS") == "1":
+        # launched under CUDA MPS (scripts/gpu/waves.sh with MPS=1): kernels of several processes ran side by
+        # side, which changes the cell's times; absent when not set
+        env["cuda_mps"] = True
     return env
 
 

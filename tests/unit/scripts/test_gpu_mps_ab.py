@@ -18,29 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from .mps_standin import kill_mps_standins, mps_alive, mps_standin
+
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "gpu" / "mps_ab.sh"
-
-CONTROL = """#!/usr/bin/env bash
-# stand-in for nvidia-cuda-mps-control: -d starts a "daemon" process (its command line holds $MPS_MARK);
-# quit ends it a second later (not at all with MPS_STUCK); get_server_list / get_client_list answer
-state="$MPS_STATE"
-if [ "${1:-}" = -d ]; then
-  echo "-d" >>"$state.calls"
-  "$STUB_PY" -c "import time; time.sleep(60)" "$MPS_MARK" </dev/null >/dev/null 2>&1 &
-  echo $! >"$state"; exit 0
-fi
-read -r cmd; echo "$cmd" >>"$state.calls"
-case "$cmd" in
-quit)
-  if [ -f "$state" ] && [ -z "${MPS_STUCK:-}" ]; then
-    pid=$(cat "$state"); rm -f "$state"; (sleep 1; kill "$pid") </dev/null >/dev/null 2>&1 &
-  fi;;
-get_server_list) [ -f "$state" ] && cat "$state";;
-get_client_list*) [ -f "$state" ] && printf '101\\n102\\n';;
-esac
-exit 0
-"""
 
 PROBE = """import json, os, subprocess, sys, time
 from pathlib import Path
@@ -59,23 +40,13 @@ time.sleep(float(os.environ.get("STUB_SLEEP", "0")))
 
 
 def _setup(tmp_path: Path, with_control: bool = True) -> dict[str, str]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    if with_control:
-        control = bin_dir / "nvidia-cuda-mps-control"
-        control.write_text(CONTROL)
-        control.chmod(0o755)
     (tmp_path / "probe.py").write_text(PROBE)
     (tmp_path / "repo").mkdir(exist_ok=True)
-    mark = f"fake-mps-daemon-{os.getpid()}-{tmp_path.name}"
+    stand_in = mps_standin(tmp_path, with_control=with_control)
     return {
         **os.environ,
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-        "STUB_PY": sys.executable,
-        "MPS_STATE": str(tmp_path / "mps.state"),
-        "MPS_MARK": mark,
-        # "[f]ake-...": no pgrep matches another pgrep's command line (the probes look side by side)
-        "MPS_PATTERN": f"[{mark[0]}]{mark[1:]}",
+        **stand_in,
+        "PATH": f"{stand_in['MPS_BIN']}:/usr/bin:/bin",
         "OUT": str(tmp_path / "out"),
         "N": "2",
         "POLL": "0.2",
@@ -103,8 +74,7 @@ def _daemon(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return proc
 
 
-def _alive(env: dict[str, str]) -> bool:
-    return subprocess.run(["pgrep", "-f", env["MPS_PATTERN"]], capture_output=True).returncode == 0
+_alive = mps_alive
 
 
 @pytest.fixture
@@ -112,7 +82,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """The stand-ins' environment; afterwards every stand-in daemon is killed, whatever the test did."""
     e = _setup(tmp_path)
     yield e
-    subprocess.run(["pkill", "-KILL", "-f", e["MPS_PATTERN"]], capture_output=True)
+    kill_mps_standins(e)
 
 
 def test_batches_alternate_with_the_daemon_alive_only_when_on(tmp_path: Path, env: dict[str, str]) -> None:

@@ -21,6 +21,8 @@ from validation.data import default_data_dir
 from validation.finetune.grid import hold_path, write_plan
 from validation.finetune.runner import get_profile, train_mark
 
+from .mps_standin import kill_mps_standins, mps_alive, mps_standin
+
 ROOT = Path(__file__).resolve().parents[3]
 TINY = ["--profile", "quick", "--tasks", "stsb", "--methods", "lora", "--train-size", "16"]
 TINY += ["--eval-size", "8", "--epochs", "0.1", "--device", "cpu"]
@@ -146,6 +148,46 @@ def test_a_relaunch_under_the_same_name_is_busy_until_it_ends(tmp_path: Path, wa
     assert not (runs / "A.rc").exists() and waves("busy", PATH=path).stdout == "busy\n"
     waves("wait", "60", PATH=path)
     assert (runs / "A.rc").read_text() == "0\n" and waves("busy", check=False, PATH=path).returncode == 1
+
+
+def test_mps_launch_starts_the_daemon_marks_the_wave_and_wait_quits_it(tmp_path: Path, waves) -> None:
+    """``MPS=1 waves.sh launch``: the daemon starts once, every wave launched while runs/mps.on exists gets
+    GELORA_CUDA_MPS=1 (its cells record it), a launch beside a wave without MPS is refused, and ``wait``
+    quits the daemon once no wave runs. Stand-ins: the MPS control program, and a python3 whose wave writes
+    its GELORA_CUDA_MPS and sleeps 3 s."""
+    stand_in = mps_standin(tmp_path)
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "python3").write_text(
+        '#!/bin/sh\ncase "$*" in *gelora.cli*) echo "mps=${GELORA_CUDA_MPS:-}" >"$WAVE_ENV_OUT.$$"; sleep 3;; esac\nexit 0\n'
+    )
+    (fake / "python3").chmod(0o755)
+    env = {
+        **stand_in,
+        "PATH": f"{stand_in['MPS_BIN']}:{fake}:/usr/bin:/bin",
+        "WAVE_ENV_OUT": str(tmp_path / "wave"),
+    }
+    runs = waves.host / "runs"
+    try:
+        # a wave without MPS runs: MPS=1 is refused, nothing started
+        assert "launched P" in waves("launch", "P", "--tasks", "rte", **env).stdout
+        refused = waves("launch", "Q", "--tasks", "rte", check=False, MPS="1", **env)
+        assert refused.returncode == 2 and "without MPS" in refused.stderr and not mps_alive(env)
+        waves("wait", "60", **env)
+        first = waves("launch", "A", "--tasks", "rte", MPS="1", **env).stdout
+        assert "MPS daemon started" in first and "A runs under MPS" in first and mps_alive(env)
+        assert (runs / "mps.on").exists()
+        second = waves(
+            "launch", "B", "--tasks", "rte", **env
+        ).stdout  # no MPS=1: the daemon is up all the same
+        assert "MPS daemon started" not in second and "B runs under MPS" in second
+        assert (tmp_path / "mps.state.calls").read_text().split().count("-d") == 1
+        done = waves("wait", "60", **env).stdout
+        assert "MPS daemon quit" in done and not mps_alive(env) and not (runs / "mps.on").exists()
+        seen = sorted(p.read_text() for p in tmp_path.glob("wave.*"))
+        assert seen == ["mps=\n", "mps=1\n", "mps=1\n"]  # P without, A and B under MPS
+    finally:
+        kill_mps_standins(env)
 
 
 def test_hold_release_and_stop_names_and_exit_codes(waves) -> None:

@@ -315,3 +315,17 @@ def test_a_single_process_cuda_run_refuses_several_visible_gpus(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     check_one_gpu(torch.device("cuda"))
+
+
+def test_the_environment_records_cuda_mps_only_when_a_wave_ran_under_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """scripts/gpu/waves.sh sets GELORA_CUDA_MPS=1 for waves under CUDA MPS (their times are not time slicing's)."""
+    from validation.finetune.runner import _environment
+
+    monkeypatch.delenv("GELORA_CUDA_MPS", raising=False)
+    assert "cuda_mps" not in _environment("cpu")
+    monkeypatch.setenv("GELORA_CUDA_MPS", "1")
+    assert _environment("cpu")["cuda_mps"] is True
+    monkeypatch.setenv("GELORA_CUDA_MPS", "0")
+    assert "cuda_mps" not in _environment("cpu")
