@@ -31,6 +31,10 @@
 set -u
 source "$(dirname "${BASH_SOURCE[0]}")/mps_lib.sh"
 mps_tools || exit 3
+# it starts and quits the daemon: never beside a wave (waves.sh's MPS=1 waves run under one)
+if bash "$(dirname "${BASH_SOURCE[0]}")/waves.sh" busy >/dev/null 2>&1; then
+  echo "mps_ab.sh: a wave runs on this host (waves.sh busy); refused" >&2; exit 2
+fi
 N="${N:-12}"
 DEADLINE="${DEADLINE:-300}"
 POLL="${POLL:-3}"

@@ -33,4 +33,8 @@ mps_down() {
   done
 }
 # start the daemon (status 1 if it does not start)
-mps_up() { nvidia-cuda-mps-control -d || { echo "MPS: the daemon did not start" >&2; return 1; }; }
+# (its descriptors away from the caller's: a daemon holding a device call's output open could keep the call open)
+mps_up() {
+  [ -n "${CUDA_MPS_LOG_DIRECTORY:-}" ] && mkdir -p "$CUDA_MPS_LOG_DIRECTORY"
+  nvidia-cuda-mps-control -d </dev/null >/dev/null 2>&1 || { echo "MPS: the daemon did not start" >&2; return 1; }
+}

@@ -57,7 +57,8 @@
 # margin for the last fetch:
 #   bash scripts/gpu/waves.sh wait 400; bash scripts/gpu/waves.sh triage 600 --apply
 # Environment: RUN (default runs/mpnet-stsb), MODELS_DIR (default /tmp/mpnet-assembly, where
-# scripts/gpu/mpnet_assemble.sh unpacks the model). Used on 2026-11-29
+# scripts/gpu/mpnet_assemble.sh unpacks the model), MPS (1: launch under CUDA MPS, above; exit 3 without its
+# control program, 4 when its daemon does not start), WAIT_POLL (seconds between `wait`'s looks, default 10). Used on 2026-11-29
 # (reports/gpu/paper-mpnet/README.md) in a first form with the task and methods fixed:
 #   bash scripts/gpu/waves.sh launch A --model mpnet-base --profile paper --tasks stsb \
 #       --methods lora,gelora,full,head_only --seeds 3 --lr-grid 1 --workers 16
@@ -81,6 +82,17 @@ source scripts/gpu/mps_lib.sh
 use_chunked_model
 R="${RUN:-runs/mpnet-stsb}"
 mkdir -p runs "$R"
+export CUDA_MPS_LOG_DIRECTORY="$PWD/runs/mps_log"
+# mps_reconcile WHO: runs/mps.on without a daemon is removed; a daemon without it (left by a killed
+# mps_ab.sh or launch) gets it, so `wait` quits it, and every wave launched while it runs is marked
+mps_reconcile() {
+  command -v pgrep >/dev/null || return 0
+  if [ -f runs/mps.on ] && [ -z "$(mps_pids)" ]; then
+    rm -f runs/mps.on; echo "$1: runs/mps.on removed (no MPS daemon runs)" >&2
+  elif [ ! -f runs/mps.on ] && [ -n "$(mps_pids)" ]; then
+    date -u +%FT%TZ >runs/mps.on; echo "$1: an MPS daemon runs (not started by waves.sh): waves run under it" >&2
+  fi
+}
 case "${1:-}" in
 launch)
   name="${2:?usage: waves.sh launch NAME ARGS...}"; shift 2
@@ -93,26 +105,31 @@ launch)
   done
   python3 -m validation.finetune.triage --check-data --tasks "$tasks" ${data[@]+"${data[@]}"} \
     || { echo "waves.sh launch $name: refused, nothing started (data root: ${data[1]:-${GELORA_DATA_DIR:-}})" >&2; exit 2; }
+  # runs/mps.on (waves.sh started the daemon) is trusted only while a daemon runs
+  mps_reconcile "waves.sh launch $name"
   if [ "${MPS:-0}" = 1 ] && [ ! -f runs/mps.on ]; then
     mps_tools || exit 3
     any_wave_alive && { echo "waves.sh launch $name: refused, waves without MPS run on this host" >&2; exit 2; }
     mps_down && mps_up || exit 4
-    date -u +%FT%TZ >runs/mps.on; echo "MPS daemon started"
+    date -u +%FT%TZ >runs/mps.on; echo "MPS daemon started (logs: runs/mps_log)"
   fi
-  mps_env=; [ -f runs/mps.on ] && mps_env="GELORA_CUDA_MPS=1" && echo "$name runs under MPS (runs/mps.on)"
+  mps_env=(env -u GELORA_CUDA_MPS); [ -f runs/mps.on ] && mps_env=(env GELORA_CUDA_MPS=1) \
+    && echo "$name runs under MPS (runs/mps.on)"
   # a relaunch under the same name: the last wave's exit status would make this one read as done (busy, wait)
   rm -f "runs/$name.rc"
   # shellcheck disable=SC2086
-  setsid env $mps_env bash -c "python3 -m gelora.cli validate glue $* --out $R >>runs/$name.log 2>&1; echo \$? >runs/$name.rc" \
+  setsid "${mps_env[@]}" bash -c "python3 -m gelora.cli validate glue $* --out $R >>runs/$name.log 2>&1; echo \$? >runs/$name.rc" \
     </dev/null >/dev/null 2>&1 &
   echo $! > "runs/$name.pid"; echo "launched $name at $(date -u +%T): validate glue $* --out $R";;
 wait)
   t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt "${2:?usage: waves.sh wait SECONDS}" ]; do
-    any_wave_alive || break; sleep 10
+    any_wave_alive || break; sleep "${WAIT_POLL:-10}"
   done
+  mps_reconcile "waves.sh wait"
   if [ -f runs/mps.on ] && ! any_wave_alive; then
-    mps_down && rm -f runs/mps.on && echo "MPS daemon quit (no wave runs)"
+    if mps_down; then rm -f runs/mps.on; echo "MPS daemon quit (no wave runs)"
+    else echo "waves.sh wait: the MPS daemon did not quit; runs/mps.on kept, later launches run under it" >&2; fi
   fi;;
 stop)
   shift; [ $# -gt 0 ] || { echo "usage: waves.sh stop CELL... | stop --all" >&2; exit 2; }
@@ -155,6 +172,7 @@ nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 # runs.tgz gathers every run directory this call printed (a second RUN's triage must not drop the first's)
 [ -f "$OUT/runs.tgz" ] && tar -C "$OUT" -xzf "$OUT/runs.tgz"
 copy_run "$R" "$OUT/runs/$(basename "$R")"
+[ -d runs/mps_log ] && cp -r runs/mps_log "$OUT/runs/"   # the MPS daemon's own logs, when it ran
 for l in runs/*.log; do [ -f "$l" ] && tail -c 5000 "$l" > "$OUT/runs/$(basename "$l")"; done
 # replace runs.tgz only by a complete archive: a call killed while packing keeps the last one
 tar -C "$OUT" -czf "$OUT/runs.tgz.part" runs && mv "$OUT/runs.tgz.part" "$OUT/runs.tgz" && rm -rf "$OUT/runs"

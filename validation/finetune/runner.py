@@ -525,11 +525,30 @@ def _environment(device: Any) -> dict[str, Any]:
     if getattr(device, "type", str(device)) == "cuda":
         env["gpu"] = torch.cuda.get_device_name(0)
         env["visible_gpus"] = torch.cuda.device_count()
-    if os.environ.get("GELORA_CUDA_MPS") == "1":
-        # launched under CUDA MPS (scripts/gpu/waves.sh with MPS=1): kernels of several processes ran side by
-        # side, which changes the cell's times; absent when not set
+    if os.environ.get("GELORA_CUDA_MPS") == "1" or mps_daemon_running():
+        # under CUDA MPS (scripts/gpu/waves.sh with MPS=1, or a daemon found running): kernels of several
+        # processes ran side by side, which changes the cell's times; absent otherwise
         env["cuda_mps"] = True
     return env
+
+
+def mps_daemon_running(proc: str | Path = "/proc") -> bool:
+    """Whether a CUDA MPS control daemon (``nvidia-cuda-mps-control -d``) or server runs on this host, read
+    from the processes' command lines under ``proc`` (False where there is no such folder)."""
+    root = Path(proc)
+    if not root.is_dir():
+        return False
+    for d in root.iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone, or not ours to read
+        name = os.path.basename(argv[0].decode(errors="replace")) if argv and argv[0] else ""
+        if name == "nvidia-cuda-mps-server" or (name == "nvidia-cuda-mps-control" and b"-d" in argv[1:]):
+            return True
+    return False
 
 
 def _finite(d: dict[str, Any]) -> dict[str, Any]:

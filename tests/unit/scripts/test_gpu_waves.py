@@ -146,15 +146,16 @@ def test_a_relaunch_under_the_same_name_is_busy_until_it_ends(tmp_path: Path, wa
     (runs / "A.rc").write_text("1\n")  # an earlier launch of A that failed
     assert "launched A" in waves("launch", "A", "--tasks", "rte", PATH=path).stdout
     assert not (runs / "A.rc").exists() and waves("busy", PATH=path).stdout == "busy\n"
-    waves("wait", "60", PATH=path)
+    waves("wait", "60", PATH=path, WAIT_POLL="0.5")
     assert (runs / "A.rc").read_text() == "0\n" and waves("busy", check=False, PATH=path).returncode == 1
 
 
 def test_mps_launch_starts_the_daemon_marks_the_wave_and_wait_quits_it(tmp_path: Path, waves) -> None:
-    """``MPS=1 waves.sh launch``: the daemon starts once, every wave launched while runs/mps.on exists gets
-    GELORA_CUDA_MPS=1 (its cells record it), a launch beside a wave without MPS is refused, and ``wait``
-    quits the daemon once no wave runs. Stand-ins: the MPS control program, and a python3 whose wave writes
-    its GELORA_CUDA_MPS and sleeps 3 s."""
+    """``MPS=1 waves.sh launch``: the daemon starts once, every wave launched while it runs gets
+    GELORA_CUDA_MPS=1 (its cells record it), a launch beside a wave without MPS is refused, ``wait`` keeps
+    the daemon while a wave runs and quits it once none does; runs/mps.on is trusted only while a daemon runs,
+    and a daemon found running without it is adopted. Stand-ins: the MPS control program, and a python3
+    whose wave writes its GELORA_CUDA_MPS and sleeps 3 s."""
     stand_in = mps_standin(tmp_path)
     fake = tmp_path / "fakebin"
     fake.mkdir()
@@ -166,26 +167,50 @@ def test_mps_launch_starts_the_daemon_marks_the_wave_and_wait_quits_it(tmp_path:
         **stand_in,
         "PATH": f"{stand_in['MPS_BIN']}:{fake}:/usr/bin:/bin",
         "WAVE_ENV_OUT": str(tmp_path / "wave"),
+        "WAIT_POLL": "0.5",
     }
     runs = waves.host / "runs"
+
+    def seen() -> list[str]:
+        out = sorted(p.read_text() for p in tmp_path.glob("wave.*"))
+        for p in tmp_path.glob("wave.*"):
+            p.unlink()
+        return out
+
+    def calls() -> list[str]:
+        return (tmp_path / "mps.state.calls").read_text().split()
+
     try:
-        # a wave without MPS runs: MPS=1 is refused, nothing started
-        assert "launched P" in waves("launch", "P", "--tasks", "rte", **env).stdout
+        # a wave without MPS runs: MPS=1 is refused, nothing started; GELORA_CUDA_MPS from the caller does
+        # not leak into a wave without MPS
+        assert "launched P" in waves("launch", "P", "--tasks", "rte", GELORA_CUDA_MPS="1", **env).stdout
         refused = waves("launch", "Q", "--tasks", "rte", check=False, MPS="1", **env)
         assert refused.returncode == 2 and "without MPS" in refused.stderr and not mps_alive(env)
         waves("wait", "60", **env)
+        assert seen() == ["mps=\n"]
         first = waves("launch", "A", "--tasks", "rte", MPS="1", **env).stdout
         assert "MPS daemon started" in first and "A runs under MPS" in first and mps_alive(env)
         assert (runs / "mps.on").exists()
-        second = waves(
-            "launch", "B", "--tasks", "rte", **env
-        ).stdout  # no MPS=1: the daemon is up all the same
+        waves("wait", "0", **env)  # a fetch while A runs keeps the daemon
+        assert mps_alive(env) and (runs / "mps.on").exists()
+        second = waves("launch", "B", "--tasks", "rte", MPS="1", **env).stdout  # beside A: not refused
         assert "MPS daemon started" not in second and "B runs under MPS" in second
-        assert (tmp_path / "mps.state.calls").read_text().split().count("-d") == 1
+        assert calls().count("-d") == 1
         done = waves("wait", "60", **env).stdout
         assert "MPS daemon quit" in done and not mps_alive(env) and not (runs / "mps.on").exists()
-        seen = sorted(p.read_text() for p in tmp_path.glob("wave.*"))
-        assert seen == ["mps=\n", "mps=1\n", "mps=1\n"]  # P without, A and B under MPS
+        assert seen() == ["mps=1\n", "mps=1\n"]
+        # a marker without a daemon (a killed call) is removed: the wave does not claim MPS
+        (runs / "mps.on").write_text("stale\n")
+        stale = waves("launch", "C", "--tasks", "rte", **env)
+        assert "no MPS daemon runs" in stale.stderr and "C runs under MPS" not in stale.stdout
+        waves("wait", "60", **env)
+        assert seen() == ["mps=\n"] and not (runs / "mps.on").exists()
+        # a daemon without a marker (left by a killed mps_ab.sh) is adopted: marked, and quit by wait
+        subprocess.run(["nvidia-cuda-mps-control", "-d"], env={**os.environ, **env}, check=True)
+        stray = waves("launch", "D", "--tasks", "rte", **env)
+        assert "not started by waves.sh" in stray.stderr and "D runs under MPS" in stray.stdout
+        assert "MPS daemon quit" in waves("wait", "60", **env).stdout and not mps_alive(env)
+        assert seen() == ["mps=1\n"]
     finally:
         kill_mps_standins(env)
 

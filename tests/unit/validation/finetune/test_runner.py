@@ -321,11 +321,33 @@ def test_the_environment_records_cuda_mps_only_when_a_wave_ran_under_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """scripts/gpu/waves.sh sets GELORA_CUDA_MPS=1 for waves under CUDA MPS (their times are not time slicing's)."""
+    from validation.finetune import runner
     from validation.finetune.runner import _environment
 
+    monkeypatch.setattr(runner, "mps_daemon_running", lambda: False)
     monkeypatch.delenv("GELORA_CUDA_MPS", raising=False)
     assert "cuda_mps" not in _environment("cpu")
     monkeypatch.setenv("GELORA_CUDA_MPS", "1")
     assert _environment("cpu")["cuda_mps"] is True
     monkeypatch.setenv("GELORA_CUDA_MPS", "0")
     assert "cuda_mps" not in _environment("cpu")
+    monkeypatch.setattr(runner, "mps_daemon_running", lambda: True)  # a daemon runs, whoever started it
+    assert _environment("cpu")["cuda_mps"] is True
+
+
+def test_mps_daemon_running_reads_the_process_table(tmp_path: Path) -> None:
+    from validation.finetune.runner import mps_daemon_running
+
+    def proc(pid: str, *argv: str) -> None:
+        (tmp_path / pid).mkdir()
+        (tmp_path / pid / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+
+    proc("1", "/sbin/init")
+    proc("20", "python3", "-m", "gelora.cli", "nvidia-cuda-mps-control -d")  # a mention is not the daemon
+    proc("21", "nvidia-cuda-mps-control")  # a client asking the daemon something
+    (tmp_path / "self").mkdir()
+    assert not mps_daemon_running(tmp_path) and not mps_daemon_running(tmp_path / "missing")
+    proc("30", "/usr/bin/nvidia-cuda-mps-control", "-d")
+    assert mps_daemon_running(tmp_path)
+    (tmp_path / "30" / "cmdline").write_bytes(b"nvidia-cuda-mps-server\0")
+    assert mps_daemon_running(tmp_path)
