@@ -9,8 +9,12 @@ data_default="$PWD/.devcarry/data"; [ -d "$data_default" ] || data_default="$PWD
 export GELORA_DATA_DIR="${GELORA_DATA_DIR:-$data_default}" GELORA_CACHE_DIR="${GELORA_CACHE_DIR:-/tmp/gelora-cache}"
 OUT="${OUT:-$PWD/out}"
 mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
-python3 -c "import torch,transformers,peft;print('torch',torch.__version__,'transformers',transformers.__version__,'peft',peft.__version__)" | tee -a "$OUT/gpu.txt"
+# the machine's GPU and package versions into $OUT/gpu.txt (GPU_INFO=0 skips it: the CPU tests, where the
+# imports cost seconds a call and there is no GPU)
+if [ "${GPU_INFO:-1}" != 0 ]; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+  python3 -c "import torch,transformers,peft;print('torch',torch.__version__,'transformers',transformers.__version__,'peft',peft.__version__)" | tee -a "$OUT/gpu.txt"
+fi
 
 # use_chunked_model: the environment of a run on the model scripts/gpu/mpnet_assemble.sh unpacked (MODELS_DIR,
 # else a GELORA_MODELS_DIR already set, else mpnet_assemble.sh's /tmp/mpnet-assembly) with the bundled package

@@ -43,6 +43,7 @@ def waves(tmp_path: Path):
         "GELORA_DATA_DIR": str(default_data_dir()),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
+        "GPU_INFO": "0",  # no nvidia-smi, no version imports (seconds a call)
     }
     # python3 must be this interpreter, environment included (the script calls python3)
     (tmp_path / "bin").mkdir()
