@@ -10,14 +10,19 @@ import pytest
 from synthetic.tiny_models import save_tiny_model
 
 
+def _lines(mod, model: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> list[dict]:
+    """The JSON lines of one eager run of LoRA and head only on the tiny ``model`` (main must return 0)."""
+    argv = ["--model", str(model), "--device", "cpu", "--methods", "lora,head_only", "--variants", "eager"]
+    assert mod.main([*argv, *extra]) == 0
+    return [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+
+
 def test_eager_lines_per_method_and_length(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], load_script
 ) -> None:
     mod = load_script("probes/step_rate.py")
     model = save_tiny_model("bert", tmp_path / "bert")
-    argv = ["--model", str(model), "--device", "cpu", "--methods", "lora,head_only", "--variants", "eager"]
-    assert mod.main([*argv, "--lengths", "8,16", "--steps", "3", "--warm", "1", "--batch", "4"]) == 0
-    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    rows = _lines(mod, model, capsys, "--lengths", "8,16", "--steps", "3", "--warm", "1", "--batch", "4")
     assert [(r["method"], r["length"]) for r in rows] == [
         ("lora", 8),
         ("lora", 16),
@@ -47,19 +52,13 @@ def test_count_ops_counts_the_computing_operators_of_one_step(
 ) -> None:
     mod = load_script("probes/step_rate.py")
     model = save_tiny_model("bert", tmp_path / "bert")
-    argv = ["--model", str(model), "--device", "cpu", "--methods", "lora,head_only", "--variants", "eager"]
-    assert (
-        mod.main([*argv, "--lengths", "8", "--steps", "1", "--warm", "1", "--batch", "2", "--count-ops"]) == 0
-    )
-    lora, head = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    small = ("--lengths", "8", "--steps", "1", "--warm", "1", "--batch", "2")
+    lora, head = _lines(mod, model, capsys, *small, "--count-ops")
     # no GPU here: no kernels; LoRA's adapters add forward and backward operators to every linear
     assert lora["kernels_per_step"] is None and lora["kernel_us_per_step"] is None
     assert lora["ops_per_step"] > head["ops_per_step"] > 0
     # without the flag nothing is profiled
-    assert mod.main([*argv, "--lengths", "8", "--steps", "1", "--warm", "1", "--batch", "2"]) == 0
-    assert all(
-        "ops_per_step" not in json.loads(x) for x in capsys.readouterr().out.splitlines() if x[:1] == "{"
-    )
+    assert all("ops_per_step" not in r for r in _lines(mod, model, capsys, *small))
 
 
 def test_count_ops_leaves_views_and_composites_out(load_script) -> None:
