@@ -87,9 +87,10 @@ export CUDA_MPS_LOG_DIRECTORY="$PWD/runs/mps_log"
 # mps_ab.sh or launch) gets it, so `wait` quits it, and every wave launched while it runs is marked
 mps_reconcile() {
   command -v pgrep >/dev/null || return 0
-  if [ -f runs/mps.on ] && [ -z "$(mps_pids)" ]; then
+  local pids; pids=$(mps_pids)
+  if [ -f runs/mps.on ] && [ -z "$pids" ]; then
     rm -f runs/mps.on; echo "$1: runs/mps.on removed (no MPS daemon runs)" >&2
-  elif [ ! -f runs/mps.on ] && [ -n "$(mps_pids)" ]; then
+  elif [ ! -f runs/mps.on ] && [ -n "$pids" ]; then
     date -u +%FT%TZ >runs/mps.on; echo "$1: an MPS daemon runs (not started by waves.sh): waves run under it" >&2
   fi
 }
