@@ -101,10 +101,16 @@ def collect(runs: list[Path], *, skip_unfinished: bool = False) -> list[dict[str
 
     A run without exactly one finished cell (killed by ``timeout``, failed) is an error, or, with
     ``skip_unfinished``, left out with a line on stderr; a missing or malformed log is always an error."""
+    from gelora.errors import ResultFileError
+    from validation.finetune.runner import read_cell
+
     records = []
     for run in runs:
         cells = sorted((run / "cells").glob("*.json"))
-        cell = json.loads(cells[0].read_text(encoding="utf-8")) if len(cells) == 1 else {}
+        try:
+            cell = read_cell(cells[0]) if len(cells) == 1 else {}
+        except ResultFileError as exc:
+            raise SystemExit(f"runner_rate: {exc}") from exc
         train = cell.get("train")
         if len(cells) != 1 or cell.get("status") not in (None, "ok") or not train:
             why = (
