@@ -159,7 +159,8 @@ triage)
   secs="${2:?usage: waves.sh triage SECONDS [--by linear|shared] [--apply]}"; shift 2
   # the other run directories of this machine share the GPUs: the 'shared' column counts their processes
   # (the triage skips RUN itself among them)
-  others=(); for d in runs/*/; do [ -d "$d" ] && others+=("${d%/}"); done
+  # (runs/mps_log holds the MPS daemon's logs, no run: not passed, not noted)
+  others=(); for d in runs/*/; do [ -d "$d" ] && [ "$d" != runs/mps_log/ ] && others+=("${d%/}"); done
   python3 -m validation.finetune.triage "$R" --deadline "$secs" "$@" ${others[@]+--beside "${others[@]}"};;
 *) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | busy | stop CELL... | stop --all | hold CELL... | release CELL... | triage SECONDS [--by linear|shared] [--apply]" >&2; exit 2;;
 esac

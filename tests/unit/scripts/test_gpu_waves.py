@@ -284,8 +284,9 @@ def test_triage_stops_the_runs_past_the_deadline_and_fetches_the_run(tmp_path: P
         (run / "logs" / "rte__adalora__seed0.log").write_text("\n".join(lines) + "\n")
         # another directory under runs/ is passed as --beside (a non-run one is noted and left out)
         (tmp_path / "host" / "runs" / "junk").mkdir(parents=True)
+        (tmp_path / "host" / "runs" / "mps_log").mkdir()  # the MPS daemon's logs: not even noted
         out = waves("triage", "600", *pick, "--apply", RUN=str(run))
-        assert "--beside runs/junk left out" in out.stderr
+        assert "--beside runs/junk left out" in out.stderr and "mps_log" not in out.stderr
         assert f"pick by the '{pick[-1] if pick else 'linear'}' projection" in out.stdout
         (row,) = [ln.split() for ln in out.stdout.splitlines() if ln.startswith("rte__adalora__seed0  ")]
         # 5 of 50 epochs in ~1000 s: ~9000 s left, past a 600 s deadline

@@ -191,5 +191,7 @@ def test_the_report_states_the_boundary_reading_of_each_unconverged_selection(re
     (line,) = [e for e in c4["evidence"] if e.startswith("CoLA (mpnet-base)/AdaLoRA: its selection")]
     assert "step 4218 lies 0.5 step past the tail's cut (4217.5)" in line
     assert "the gain would be -0.0383 (within the tolerance); the rule is applied as written." in line
-    # MiniLM-L6's unconverged selection runs have no evaluation past their cut: no such line
-    assert not [e for e in c4["evidence"] if "step past the tail's cut" in e and "mpnet-base" not in e]
+    # on MiniLM-L6 only SQuAD v1.1's selection runs (3 epochs, 1,587 steps) evaluate past their cut
+    minilm = sorted(e for e in c4["evidence"] if "step past the tail's cut" in e and "mpnet-base" not in e)
+    assert [e.split(":")[0] for e in minilm] == ["SQuAD v1.1/GeLoRA", "SQuAD v1.1/LoRA", "SQuAD v1.1/full FT"]
+    assert "the gain would be +1.33 (still above the tolerance)" in minilm[2]
