@@ -518,6 +518,12 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
                         if e.get("wall_time_resumed_cells")
                         else {}
                     ),
+                    # cells trained under CUDA MPS (faster than time-sliced ones): their count, when any
+                    **(
+                        {"wall_mps_cells": e["wall_time_cuda_mps_cells"]}
+                        if e.get("wall_time_cuda_mps_cells")
+                        else {}
+                    ),
                     **({"trained_span_s": e["trained_span_s"]} if e.get("trained_span_s") else {}),
                     "reason": None if m is not None else "no value of the primary metric",
                     **_row_extras(e, pname),

@@ -858,7 +858,8 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
                     f" ({r['wall_resumed_cells']} resumed cell(s) left out)"
                     if r.get("wall_resumed_cells")
                     else ""
-                ),
+                )
+                + (f" ({r['wall_mps_cells']} under CUDA MPS)" if r.get("wall_mps_cells") else ""),
                 "—" if pv is None else f"{fmt(pv)} ({paper.get('model')})",
             )
         )

@@ -195,6 +195,31 @@ def test_a_resumed_cells_partial_wall_time_stays_out_of_the_mean(tmp_path: Path)
     assert rows["gelora"]["wall_s"] is None
 
 
+def test_wall_times_say_how_many_cells_ran_under_cuda_mps(tmp_path: Path) -> None:
+    # MPS made twelve processes about 1.25x faster (2026-12-01): a mean over both kinds must say so
+    from validation.finetune.grid import format_summary
+    from validation.report.build import normalise_grid
+    from validation.report.render_md import _grid_blocks
+
+    write_plan(tmp_path, ["rte"], ["lora", "gelora"], [0, 1], PROFILE)
+    for seed in (0, 1):
+        cell = _fake_cell("rte", "lora", seed, 0.5)
+        cell["environment"] = {"cuda_mps": seed == 1}
+        atomic_write_json(cell_path(tmp_path, "rte", "lora", seed), cell)
+        atomic_write_json(cell_path(tmp_path, "rte", "gelora", seed), _fake_cell("rte", "gelora", seed, 0.5))
+    s = summarise(tmp_path)
+    assert s["table"]["rte"]["lora"]["wall_time_cuda_mps_cells"] == 1
+    assert "wall_time_cuda_mps_cells" not in s["table"]["rte"]["gelora"]
+    lines = {ln.split()[1]: ln for ln in format_summary(s).splitlines() if ln.startswith("  rte")}
+    assert lines["lora"].endswith("s/cell; 1 under CUDA MPS)") and "MPS" not in lines["gelora"]
+    grid = normalise_grid(s, str(tmp_path))
+    rows = {r["method"]: r for r in grid["rows"]}
+    assert rows["lora"]["wall_mps_cells"] == 1 and "wall_mps_cells" not in rows["gelora"]
+    _, appendix = _grid_blocks({"sections": {"grid": {"status": "ok", "data": grid}}})
+    cells = [c for b in appendix for row in getattr(b, "rows", []) for c in row]
+    assert sum("(1 under CUDA MPS)" in str(c) for c in cells) == 1
+
+
 def test_run_dir_refuses_a_changed_profile(tmp_path: Path) -> None:
     write_plan(tmp_path, ["rte"], ["lora"], [0], PROFILE)
     write_plan(tmp_path, ["stsb"], ["lora"], [0], get_profile("test", eval_batch_size=7))  # harmless change
