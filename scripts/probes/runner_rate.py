@@ -157,19 +157,26 @@ def main(argv: list[str] | None = None) -> int:
         argv, rest = argv[:i], argv[i + 1 :]
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--variant", choices=VARIANTS, help="default: the runner as it is")
-    ap.add_argument("--collect", nargs="+", type=Path, metavar="RUN", help="print the finished runs' records")
+    # --collect is a switch and the runs are positional, so `--collect --skip-unfinished RUN...` and
+    # `--skip-unfinished --collect RUN...` both work (a 2026-12-01 plan had the first, which nargs="+" refused)
+    ap.add_argument("--collect", action="store_true", help="print the records of the finished runs RUN...")
+    ap.add_argument("runs", nargs="*", type=Path, metavar="RUN", help="with --collect: run directories")
     ap.add_argument(
         "--skip-unfinished",
         action="store_true",
         help="with --collect: leave out runs without a finished cell",
     )
     a = ap.parse_args(argv)
+    if a.runs and not a.collect:
+        raise SystemExit("runner_rate: run directories are read only with --collect")
     if a.collect:
         if rest or a.variant:
             raise SystemExit(
                 "runner_rate: --collect takes no --variant and no `gelora validate glue` arguments"
             )
-        for record in collect(a.collect, skip_unfinished=a.skip_unfinished):
+        if not a.runs:
+            raise SystemExit("runner_rate: --collect needs at least one run directory")
+        for record in collect(a.runs, skip_unfinished=a.skip_unfinished):
             print(json.dumps(record))
         return 0
     if not rest:

@@ -73,6 +73,11 @@ def test_each_variant_reaches_the_trainer_and_leaves_the_training_alone(
     assert mod.collect([tmp_path / "d", tmp_path / "missing", tmp_path / "n"], skip_unfinished=True) == [rn]
     err = capsys.readouterr().err
     assert "left out" in err and "no finished training" in err and "0 cells" in err
+    # the switch may come before or after --skip-unfinished, the runs anywhere after the switches
+    runs = [str(tmp_path / "d"), str(tmp_path / "missing"), str(tmp_path / "n")]
+    for argv in (["--collect", "--skip-unfinished", *runs], ["--skip-unfinished", "--collect", *runs]):
+        assert mod.main(argv) == 0
+        assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == [rn]
     assert d["variant"] == "default" and d["training_args"] == [{}]
     assert n["training_args"] == [
         {"logging_nan_inf_filter": False, "accelerator_config": {"non_blocking": True}}
@@ -92,6 +97,10 @@ def test_the_patch_is_undone_and_bad_calls_are_refused(load_script) -> None:
         mod.main(["--collect", "runs/x", "--", "--tasks", "rte"])
     with pytest.raises(SystemExit, match="takes no"):
         mod.main(["--collect", "runs/x", "--variant", "no_nan_filter"])
+    with pytest.raises(SystemExit, match="at least one run"):
+        mod.main(["--collect", "--skip-unfinished"])
+    with pytest.raises(SystemExit, match="only with --collect"):
+        mod.main(["runs/x"])
     import transformers
 
     before = sys.modules["transformers"].TrainingArguments
