@@ -14,9 +14,9 @@
 #                                                   # running without it; every wave launched while
 #                                                   # runs/mps.on exists runs under MPS and its cells record
 #                                                   # environment.cuda_mps (GELORA_CUDA_MPS=1); `wait` quits
-#                                                   # the daemon once no wave runs. Not part of any plan until
-#                                                   # scripts/gpu/mps_ab.sh has shown that MPS keeps the
-#                                                   # numbers and pays
+#                                                   # the daemon once no wave runs. The default of the plans
+#                                                   # since scripts/gpu/mps_ab.sh showed (2026-12-01) that MPS
+#                                                   # keeps the numbers and gives about 1.25x at 12 processes
 #   bash scripts/gpu/waves.sh busy                  # exit 0 ("busy") while a wave of this host runs, else 1
 #                                                   # ("idle"); prints nothing else and fetches nothing. Use
 #                                                   # it, not `pgrep -f "validate glue"`, which also matches
