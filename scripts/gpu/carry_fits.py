@@ -2,7 +2,7 @@
 
 Run on the CPU machine from the repository root::
 
-    python scripts/gpu/carry_fits.py .devcarry/m7 .devcarry/sitelite .devcarry/data
+    python scripts/gpu/carry_fits.py .devcarry/m8 .devcarry/sitelite .devcarry/data
 
 It adds up what the device tool sends: the working tree (tracked files and untracked ones git does not
 ignore, and ``shared/`` where the checkout has one) and the carried paths, counted as a tar archive holds

