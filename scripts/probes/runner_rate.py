@@ -155,10 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         i = argv.index("--")
         argv, rest = argv[:i], argv[i + 1 :]
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap = argparse.ArgumentParser(
+        description=(__doc__ or "").splitlines()[0],
+        usage="%(prog)s [--variant V] -- GLUE_ARGS... | %(prog)s --collect [--skip-unfinished] RUN...",
+    )
     ap.add_argument("--variant", choices=VARIANTS, help="default: the runner as it is")
     # --collect is a switch and the runs are positional, so `--collect --skip-unfinished RUN...` and
-    # `--skip-unfinished --collect RUN...` both work (a 2026-12-01 plan had the first, which nargs="+" refused)
+    # `--skip-unfinished --collect RUN...` both work (a 2026-12-01 plan had the first, which nargs="+" refused);
+    # run directories go before any `--` (what follows it is `gelora validate glue`'s)
     ap.add_argument("--collect", action="store_true", help="print the records of the finished runs RUN...")
     ap.add_argument("runs", nargs="*", type=Path, metavar="RUN", help="with --collect: run directories")
     ap.add_argument(
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --collect: leave out runs without a finished cell",
     )
-    a = ap.parse_args(argv)
+    a = ap.parse_intermixed_args(argv)  # runs and switches in any order
     if a.runs and not a.collect:
         raise SystemExit("runner_rate: run directories are read only with --collect")
     if a.collect:

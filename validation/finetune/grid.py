@@ -747,8 +747,9 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
         (sample standard deviation, ddof=1; None for one seed), "n", "values"}`` plus ``seeds``,
         ``budget_params``, ``trainable_adapter_params`` (per seed), ``within_budget``, ``ranks_used`` (per
         seed: GeLoRA block ranks, AdaLoRA's final allocation, LoRA's per-module ranks), ``wall_time_s``
-        (mean/std; resumed cells left out, counted in ``wall_time_resumed_cells``; cells trained under CUDA
-        MPS counted in ``wall_time_cuda_mps_cells``, both keys only when non-zero), ``peak_memory_bytes`` (max), ``per_seed`` (one record per cell: ``seed``, ``primary``
+        (mean/std; resumed cells left out, counted in ``wall_time_resumed_cells``; of the whole cells,
+        those trained under CUDA MPS counted in ``wall_time_cuda_mps_cells``; both keys only when
+        non-zero), ``peak_memory_bytes`` (max), ``per_seed`` (one record per cell: ``seed``, ``primary``
         score, ``converged`` (bool, or None when not recorded), ``convergence`` (the cell's record),
         ``train_loss``, ``eval_loss``, ``learning_rate``, ``lr_selection`` (None when no selection ran),
         ``mean_adapter_params`` (the run's average where the method records it, else None)) and
@@ -839,7 +840,10 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
                 entry["wall_time_resumed_cells"] = len(cells) - len(whole)
             # cells trained under CUDA MPS (environment.cuda_mps, since 2026-12-01) ran about 1.25x faster
             # than time-sliced ones at twelve processes: a wall time says which kind it averages
-            mps = sum(1 for c in cells if (c.get("environment") or {}).get("cuda_mps") is True)
+            # counted over the cells of the mean (resumed ones are left out of both)
+            mps = sum(
+                1 for c in cells if not _resumed(c) and (c.get("environment") or {}).get("cuda_mps") is True
+            )
             if mps:
                 entry["wall_time_cuda_mps_cells"] = mps
             entry["trained_span_s"] = _trained_span(cells)

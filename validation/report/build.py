@@ -478,6 +478,9 @@ def _row_extras(entry: dict[str, Any], profile_name: str | None) -> dict[str, An
 def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
     """Rows ``{task, method, model, metric, mean, std, n_seeds, budget, wall_s}`` and GeLoRA/peer ratios.
 
+    Rows may also carry ``wall_resumed_cells`` (cells resumed from a checkpoint, left out of ``wall_s``),
+    ``wall_mps_cells`` (of the cells in ``wall_s``, those trained under CUDA MPS) and ``trained_span_s``.
+
     ``summary`` is :func:`validation.grid.summarise`'s dictionary. The score is each task's primary metric;
     a planned cell without a result becomes a row with ``mean=None`` and its reason (never a zero).
     """

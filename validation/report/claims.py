@@ -1307,6 +1307,7 @@ def claim_time(report: dict[str, Any]) -> Finding:
     ratios = []
     rows = []
     skipped: list[str] = []
+    skipped_mps: list[str] = []
     for task, methods in sorted(table.items()):
         g = methods.get("gelora")
         if not g or g.get("wall_s") is None:
@@ -1317,6 +1318,10 @@ def claim_time(report: dict[str, Any]) -> Finding:
                 # merged grids: runs of different directories shared the GPU differently (not comparable)
                 skipped.append(f"{_task(task)}/{_name(m)}")
                 continue
+            if b and b.get("wall_mps_cells") != g.get("wall_mps_cells"):
+                # CUDA MPS ran about 1.25x faster than time slicing: such means are not comparable either
+                skipped_mps.append(f"{_task(task)}/{_name(m)}")
+                continue
             if b and b.get("wall_s"):
                 r = g["wall_s"] / b["wall_s"]
                 ratios.append(r)
@@ -1324,9 +1329,17 @@ def claim_time(report: dict[str, Any]) -> Finding:
                 rows.append([_task(task), _name(m), f"{g['wall_s']:.1f}", f"{b['wall_s']:.1f}", f"{r:.2f}"])
     if skipped:
         evidence.append(f"Not compared (other grid directory): {', '.join(skipped)}.")
+    if skipped_mps:
+        evidence.append(
+            f"Not compared (one mean under CUDA MPS, the other time-shared): {', '.join(skipped_mps)}."
+        )
     extra: dict[str, Any] = {
         "setup": f"{_section(report, 'grid')['data'].get('model')}, mean wall time per run over seeds",
-        "exclusions": "none" if not skipped else f"{len(skipped)} pair(s) from another grid directory",
+        "exclusions": "; ".join(
+            [f"{len(skipped)} pair(s) from another grid directory"] * bool(skipped)
+            + [f"{len(skipped_mps)} pair(s) timed under CUDA MPS against time sharing"] * bool(skipped_mps)
+        )
+        or "none",
         "caveats": [_model_caveat(_section(report, "grid")["data"].get("model"))]
         + ([SHARED_DEVICE_CAVEAT] if skipped else []),
     }

@@ -866,7 +866,9 @@ def _grid_blocks(report: dict[str, Any]) -> tuple[list[Block], list[Block]]:
     app: list[Block] = [
         Para(
             f"This report's runs: model {data.get('model')}; source {data.get('source')}. Scores are on the dev set "
-            "(mean ± std over seeds); budget = trainable adapter parameters; wall time = mean seconds per run."
+            "(mean ± std over seeds); budget = trainable adapter parameters; wall time = mean seconds per run "
+            '(cells resumed from a checkpoint left out; "under CUDA MPS": how many of the timed cells ran '
+            "under CUDA MPS, about 1.25x faster than time-shared cells at twelve processes)."
         ),
         Table(
             (

@@ -73,9 +73,13 @@ def test_each_variant_reaches_the_trainer_and_leaves_the_training_alone(
     assert mod.collect([tmp_path / "d", tmp_path / "missing", tmp_path / "n"], skip_unfinished=True) == [rn]
     err = capsys.readouterr().err
     assert "left out" in err and "no finished training" in err and "0 cells" in err
-    # the switch may come before or after --skip-unfinished, the runs anywhere after the switches
-    runs = [str(tmp_path / "d"), str(tmp_path / "missing"), str(tmp_path / "n")]
-    for argv in (["--collect", "--skip-unfinished", *runs], ["--skip-unfinished", "--collect", *runs]):
+    # the switches and the runs in any order
+    d_, m_, n_ = str(tmp_path / "d"), str(tmp_path / "missing"), str(tmp_path / "n")
+    for argv in (
+        ["--collect", "--skip-unfinished", d_, m_, n_],
+        ["--skip-unfinished", "--collect", d_, m_, n_],
+        ["--collect", d_, "--skip-unfinished", m_, n_],
+    ):
         assert mod.main(argv) == 0
         assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == [rn]
     assert d["variant"] == "default" and d["training_args"] == [{}]

@@ -201,17 +201,20 @@ def test_wall_times_say_how_many_cells_ran_under_cuda_mps(tmp_path: Path) -> Non
     from validation.report.build import normalise_grid
     from validation.report.render_md import _grid_blocks
 
-    write_plan(tmp_path, ["rte"], ["lora", "gelora"], [0, 1], PROFILE)
-    for seed in (0, 1):
+    write_plan(tmp_path, ["rte"], ["lora", "gelora"], [0, 1, 2], PROFILE)
+    for seed in (0, 1, 2):
         cell = _fake_cell("rte", "lora", seed, 0.5)
-        cell["environment"] = {"cuda_mps": seed == 1}
+        cell["environment"] = {"cuda_mps": seed >= 1}
+        if seed == 2:  # resumed: out of the mean, so out of the MPS count too
+            cell["train"] = {"resumed_from": "work/rte__lora__seed2/checkpoint-4"}
         atomic_write_json(cell_path(tmp_path, "rte", "lora", seed), cell)
         atomic_write_json(cell_path(tmp_path, "rte", "gelora", seed), _fake_cell("rte", "gelora", seed, 0.5))
     s = summarise(tmp_path)
     assert s["table"]["rte"]["lora"]["wall_time_cuda_mps_cells"] == 1
     assert "wall_time_cuda_mps_cells" not in s["table"]["rte"]["gelora"]
     lines = {ln.split()[1]: ln for ln in format_summary(s).splitlines() if ln.startswith("  rte")}
-    assert lines["lora"].endswith("s/cell; 1 under CUDA MPS)") and "MPS" not in lines["gelora"]
+    assert lines["lora"].endswith("s/cell; 1 resumed, timed in part; 1 under CUDA MPS)")
+    assert "MPS" not in lines["gelora"]
     grid = normalise_grid(s, str(tmp_path))
     rows = {r["method"]: r for r in grid["rows"]}
     assert rows["lora"]["wall_mps_cells"] == 1 and "wall_mps_cells" not in rows["gelora"]

@@ -182,6 +182,21 @@ def test_time_claim_compares_wall_times_only_within_one_run_directory(f):
     assert SHARED_DEVICE_CAVEAT in claim["caveats"]  # the reason is a caveat, stated once on page 1
 
 
+def test_time_claim_does_not_compare_a_cuda_mps_mean_with_a_time_shared_one(f):
+    # MPS ran about 1.25x faster than time slicing at twelve processes (2026-12-01)
+    grid = f.grid_section(0.8, 0.7, 0.01, 3, t_gelora=10, t_ada=20)
+    for row in grid["rows"]:
+        if row["method"] == "gelora":
+            row["wall_mps_cells"] = 3
+    r = f.make_report(grid=f.sec(grid))
+    assert verdict(r, "C5") == NOT_TESTED
+    claim = next(c for c in r["claims"] if c["id"] == "C5")
+    assert (
+        "Not compared (one mean under CUDA MPS, the other time-shared): STS-B/AdaLoRA." in claim["evidence"]
+    )
+    assert claim["exclusions"] == "1 pair(s) timed under CUDA MPS against time sharing"
+
+
 def test_t_interval_matches_the_student_t_quantile():
     mean, lo, hi = t_interval([1.0, 2.0, 3.0])
     # sd = 1, n = 3: half-width t_{0.975, 2} / sqrt(3) = 4.302653 / 1.732051
