@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "--chunk-mib",
         type=float,
         default=DEFAULT_CHUNK_MIB,
-        help=f"largest chunk in MiB (default {DEFAULT_CHUNK_MIB:.0f}: a chunk beside the ~30 MiB working tree within "
+        help=f"largest chunk in MiB (default {DEFAULT_CHUNK_MIB:.0f}: a chunk beside the ~35 MiB working tree within "
         "the 64 MiB a call carries: scripts/gpu/carry_fits.py)",
     )
     args = p.parse_args(argv)

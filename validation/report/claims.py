@@ -1291,6 +1291,22 @@ def _claim_time_measured(records: list[dict[str, Any]]) -> Finding:
     return NOT_REPRODUCED, evidence, numbers, extra
 
 
+def _mps_mode(row: dict[str, Any]) -> str:
+    """``"mps"`` when every timed cell of a grid row ran under CUDA MPS, ``"shared"`` when none did, else
+    ``"mixed"`` (timed cells: the row's seeds, or ``n_seeds`` in rows without them, less its resumed
+    cells, which ``wall_s`` leaves out)."""
+    mps = int(row.get("wall_mps_cells") or 0)
+    cells = len(row["seeds"]) if row.get("seeds") else int(row.get("n_seeds") or 0)
+    timed = cells - int(row.get("wall_resumed_cells") or 0)
+    return "shared" if mps == 0 else "mps" if mps == timed else "mixed"
+
+
+def _same_sharing(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two rows' mean wall times ran under the same GPU sharing (both under MPS, or neither)."""
+    mode = _mps_mode(a)
+    return mode != "mixed" and mode == _mps_mode(b)
+
+
 def claim_time(report: dict[str, Any]) -> Finding:
     grid = _section(report, "grid")
     measured = (grid.get("data") or {}).get("walltime") if grid.get("status") == "ok" else None
@@ -1318,8 +1334,9 @@ def claim_time(report: dict[str, Any]) -> Finding:
                 # merged grids: runs of different directories shared the GPU differently (not comparable)
                 skipped.append(f"{_task(task)}/{_name(m)}")
                 continue
-            if b and b.get("wall_mps_cells") != g.get("wall_mps_cells"):
-                # CUDA MPS ran about 1.25x faster than time slicing: such means are not comparable either
+            if b and not _same_sharing(g, b):
+                # CUDA MPS ran about 1.25x faster than time slicing: a mean under one against a mean
+                # under the other (or mixing both) is not comparable either
                 skipped_mps.append(f"{_task(task)}/{_name(m)}")
                 continue
             if b and b.get("wall_s"):

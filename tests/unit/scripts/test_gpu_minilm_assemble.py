@@ -60,10 +60,10 @@ def test_unknown_phase_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_chunk_calls_still_fit_beside_the_working_tree(load_script) -> None:
-    """The larger chunk call carries ``split -b``'s chunk (make_carry.sh) plus ``.devcarry/sitelite`` (about
-    0.5 MiB; the data folder travels in a call of its own): when the tree grows past what that leaves (2 MiB
-    kept free, as for MPNet-base's chunks), the device would refuse the call; this fails first. Counted as
-    scripts/gpu/carry_fits.py counts (a tar archive's blocks)."""
+    """Bounded by ``split -b``'s chunk (make_carry.sh: 22 MiB, alone in call 1; the rest, 21.3 MiB, travels
+    with ``.devcarry/sitelite``, 0.54 MiB, in call 2; the data folder in a call of its own) plus 0.5 MiB: when
+    the tree grows past what that leaves (2 MiB kept free, as for MPNet-base's chunks), the device would
+    refuse a call; this fails first. Counted as scripts/gpu/carry_fits.py counts (a tar archive's blocks)."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     fits = load_script("gpu/carry_fits.py")

@@ -184,10 +184,18 @@ def test_time_claim_compares_wall_times_only_within_one_run_directory(f):
 
 def test_time_claim_does_not_compare_a_cuda_mps_mean_with_a_time_shared_one(f):
     # MPS ran about 1.25x faster than time slicing at twelve processes (2026-12-01)
+    from validation.report.claims import _same_sharing
+
     grid = f.grid_section(0.8, 0.7, 0.01, 3, t_gelora=10, t_ada=20)
     for row in grid["rows"]:
         if row["method"] == "gelora":
             row["wall_mps_cells"] = 3
+    # the mode, not the count: all of 3 timed cells against all of 2 (one resumed) compare; 2 of 3 does not
+    three, two = {"seeds": [0, 1, 2], "wall_mps_cells": 3}, {"seeds": [0, 1, 2], "wall_resumed_cells": 1}
+    assert _same_sharing(three, {**two, "wall_mps_cells": 2}) and _same_sharing(
+        {"seeds": [0]}, {"seeds": [1]}
+    )
+    assert not _same_sharing({**three, "wall_mps_cells": 2}, {**three, "wall_mps_cells": 2})
     r = f.make_report(grid=f.sec(grid))
     assert verdict(r, "C5") == NOT_TESTED
     claim = next(c for c in r["claims"] if c["id"] == "C5")
