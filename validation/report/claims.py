@@ -1293,12 +1293,15 @@ def _claim_time_measured(records: list[dict[str, Any]]) -> Finding:
 
 def _mps_mode(row: dict[str, Any]) -> str:
     """``"mps"`` when every timed cell of a grid row ran under CUDA MPS, ``"shared"`` when none did, else
-    ``"mixed"`` (timed cells: the row's seeds, or ``n_seeds`` in rows without them, less its resumed
-    cells, which ``wall_s`` leaves out)."""
+    ``"mixed"`` (timed cells: the row's seeds less its resumed cells, which ``wall_s`` leaves out; a row with
+    MPS cells but no seeds reads as mixed)."""
     mps = int(row.get("wall_mps_cells") or 0)
-    cells = len(row["seeds"]) if row.get("seeds") else int(row.get("n_seeds") or 0)
-    timed = cells - int(row.get("wall_resumed_cells") or 0)
-    return "shared" if mps == 0 else "mps" if mps == timed else "mixed"
+    if mps == 0:
+        return "shared"
+    if not row.get("seeds"):  # n_seeds counts only cells with a score: not a count of the timed cells
+        return "mixed"
+    timed = len(row["seeds"]) - int(row.get("wall_resumed_cells") or 0)
+    return "mps" if mps == timed else "mixed"
 
 
 def _same_sharing(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -1334,7 +1337,7 @@ def claim_time(report: dict[str, Any]) -> Finding:
                 # merged grids: runs of different directories shared the GPU differently (not comparable)
                 skipped.append(f"{_task(task)}/{_name(m)}")
                 continue
-            if b and not _same_sharing(g, b):
+            if b and b.get("wall_s") and not _same_sharing(g, b):
                 # CUDA MPS ran about 1.25x faster than time slicing: a mean under one against a mean
                 # under the other (or mixing both) is not comparable either
                 skipped_mps.append(f"{_task(task)}/{_name(m)}")

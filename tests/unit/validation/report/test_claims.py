@@ -188,6 +188,7 @@ def test_time_claim_does_not_compare_a_cuda_mps_mean_with_a_time_shared_one(f):
 
     grid = f.grid_section(0.8, 0.7, 0.01, 3, t_gelora=10, t_ada=20)
     for row in grid["rows"]:
+        row["seeds"] = [0, 1, 2]
         if row["method"] == "gelora":
             row["wall_mps_cells"] = 3
     # the mode, not the count: all of 3 timed cells against all of 2 (one resumed) compare; 2 of 3 does not
@@ -196,6 +197,7 @@ def test_time_claim_does_not_compare_a_cuda_mps_mean_with_a_time_shared_one(f):
         {"seeds": [0]}, {"seeds": [1]}
     )
     assert not _same_sharing({**three, "wall_mps_cells": 2}, {**three, "wall_mps_cells": 2})
+    assert not _same_sharing({"n_seeds": 3, "wall_mps_cells": 3}, {"n_seeds": 3, "wall_mps_cells": 3})
     r = f.make_report(grid=f.sec(grid))
     assert verdict(r, "C5") == NOT_TESTED
     claim = next(c for c in r["claims"] if c["id"] == "C5")
@@ -203,6 +205,10 @@ def test_time_claim_does_not_compare_a_cuda_mps_mean_with_a_time_shared_one(f):
         "Not compared (one mean under CUDA MPS, the other time-shared): STS-B/AdaLoRA." in claim["evidence"]
     )
     assert claim["exclusions"] == "1 pair(s) timed under CUDA MPS against time sharing"
+    # a baseline without a mean wall time (e.g. every cell resumed) is not an MPS exclusion
+    grid["rows"] = [{**row, "wall_s": None} if row["method"] == "adalora" else row for row in grid["rows"]]
+    claim = next(c for c in f.make_report(grid=f.sec(grid))["claims"] if c["id"] == "C5")
+    assert not any("CUDA MPS" in e for e in claim["evidence"]) and claim["exclusions"] == "none"
 
 
 def test_t_interval_matches_the_student_t_quantile():
