@@ -51,7 +51,8 @@
 #                                                   # pass through (--stop-unknown)
 # Each then prints each cell's last logged epoch, copies the run directory (no checkpoints, caches or claims)
 # and the wave logs to $OUT/runs.tgz (which keeps the run directories earlier commands of the same call put
-# there, so `RUN=a ... triage` then `RUN=b ... triage` bring both back). Take the stop decision on the device, in the same call as the wait (twice
+# there, so `RUN=a ... triage` then `RUN=b ... triage` bring both back, and adds every other run directory of
+# the host under runs/ as it is at that moment). Take the stop decision on the device, in the same call as the wait (twice
 # an operator deciding after the report left the machine idle past its limit, and lost it): with ~1100 s of
 # device time left at the start of the call, wait, then stop what cannot end within the ~700 s left less a
 # margin for the last fetch:
@@ -172,8 +173,14 @@ echo "cells: $(ls "$R/cells" 2>/dev/null | tr '\n' ' ')"; echo "selection: $(ls 
 for p in runs/*.pid; do [ -f "$p" ] || continue; n=$(basename "$p" .pid); echo "$n rc=$(cat "runs/$n.rc" 2>/dev/null || echo running)"; done
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 # runs.tgz gathers every run directory this call printed (a second RUN's triage must not drop the first's)
+# and, as they are now, the other run directories of this host (a wave's last state comes back even when the
+# call's last command named another RUN)
 [ -f "$OUT/runs.tgz" ] && tar -C "$OUT" -xzf "$OUT/runs.tgz"
 copy_run "$R" "$OUT/runs/$(basename "$R")"
+for d in runs/*/; do
+  d="${d%/}"; [ -f "$d/grid.json" ] && [ "$(basename "$d")" != "$(basename "$R")" ] || continue
+  rm -rf "$OUT/runs/$(basename "$d")"; copy_run "$d" "$OUT/runs/$(basename "$d")"
+done
 [ -d runs/mps_log ] && cp -r runs/mps_log "$OUT/runs/"   # the MPS daemon's own logs, when it ran
 for l in runs/*.log; do [ -f "$l" ] && tail -c 5000 "$l" > "$OUT/runs/$(basename "$l")"; done
 # replace runs.tgz only by a complete archive: a call killed while packing keeps the last one

@@ -300,10 +300,17 @@ def test_triage_stops_the_runs_past_the_deadline_and_fetches_the_run(tmp_path: P
         # a second run directory's triage in the same call keeps the first one in runs.tgz
         other = tmp_path / "other"
         write_plan(other, ["stsb"], ["lora"], [0], get_profile("paper", lr_grid=(1.0,)))
+        # and every run directory of the host comes back as it is now (not runs/junk: no grid.json)
+        host_run = tmp_path / "host" / "runs" / "hostrun"
+        write_plan(host_run, ["stsb"], ["lora"], [0], get_profile("paper", lr_grid=(1.0,)))
+        (host_run / "cells").mkdir()
+        (host_run / "cells" / "stsb__lora__seed0.json").write_text("{}")
         waves("triage", "600", RUN=str(other))
         with tarfile.open(tmp_path / "out" / "runs.tgz") as tar:
             names = tar.getnames()
         assert "runs/run/logs/rte__adalora__seed0.log" in names and "runs/other/grid.json" in names
+        assert "runs/hostrun/cells/stsb__lora__seed0.json" in names
+        assert not [n for n in names if n.startswith("runs/junk")]
     finally:
         if late.poll() is None:
             late.kill()
