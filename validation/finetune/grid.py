@@ -834,16 +834,13 @@ def summarise(run_dir: str | Path) -> dict[str, Any]:
             entry["within_budget"] = [c["budget"].get("within_budget") for c in cells]
             # a resumed cell's wall time covers its last process only (the runner times one process):
             # its mean with whole cells would be no time per cell, so resumed cells are counted apart
-            whole = [float(c["wall_time_s"]) for c in cells if not _resumed(c)]
-            entry["wall_time_s"] = _mean_std(whole) if whole else None
-            if len(whole) < len(cells):
-                entry["wall_time_resumed_cells"] = len(cells) - len(whole)
+            timed = [c for c in cells if not _resumed(c)]
+            entry["wall_time_s"] = _mean_std([float(c["wall_time_s"]) for c in timed]) if timed else None
+            if len(timed) < len(cells):
+                entry["wall_time_resumed_cells"] = len(cells) - len(timed)
             # cells trained under CUDA MPS (environment.cuda_mps, since 2026-12-01) ran about 1.25x faster
-            # than time-sliced ones at twelve processes: a wall time says which kind it averages
-            # counted over the cells of the mean (resumed ones are left out of both)
-            mps = sum(
-                1 for c in cells if not _resumed(c) and (c.get("environment") or {}).get("cuda_mps") is True
-            )
+            # than time-sliced ones at twelve processes: a wall time says how many of its cells ran so
+            mps = sum(1 for c in timed if (c.get("environment") or {}).get("cuda_mps") is True)
             if mps:
                 entry["wall_time_cuda_mps_cells"] = mps
             entry["trained_span_s"] = _trained_span(cells)

@@ -1353,13 +1353,14 @@ def claim_time(report: dict[str, Any]) -> Finding:
         evidence.append(
             f"Not compared (one mean under CUDA MPS, the other time-shared): {', '.join(skipped_mps)}."
         )
+    excluded = []
+    if skipped:
+        excluded.append(f"{len(skipped)} pair(s) from another grid directory")
+    if skipped_mps:
+        excluded.append(f"{len(skipped_mps)} pair(s) timed under CUDA MPS against time sharing")
     extra: dict[str, Any] = {
         "setup": f"{_section(report, 'grid')['data'].get('model')}, mean wall time per run over seeds",
-        "exclusions": "; ".join(
-            [f"{len(skipped)} pair(s) from another grid directory"] * bool(skipped)
-            + [f"{len(skipped_mps)} pair(s) timed under CUDA MPS against time sharing"] * bool(skipped_mps)
-        )
-        or "none",
+        "exclusions": "; ".join(excluded) or "none",
         "caveats": [_model_caveat(_section(report, "grid")["data"].get("model"))]
         + ([SHARED_DEVICE_CAVEAT] if skipped else []),
     }

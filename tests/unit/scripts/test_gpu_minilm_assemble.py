@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from validation.carry_size import LIMIT_MIB, tree_bytes
+
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "gpu" / "minilm_assemble.sh"
 
@@ -59,19 +61,18 @@ def test_unknown_phase_is_refused(tmp_path: Path) -> None:
     assert res.returncode == 2 and "usage" in res.stderr
 
 
-def test_the_chunk_calls_still_fit_beside_the_working_tree(load_script) -> None:
+def test_the_chunk_calls_still_fit_beside_the_working_tree() -> None:
     """Bounded by ``split -b``'s chunk (make_carry.sh: 22 MiB, alone in call 1; the rest, 21.3 MiB, travels
     with ``.devcarry/sitelite``, 0.54 MiB, in call 2; the data folder in a call of its own) plus 0.5 MiB: when
     the tree grows past what that leaves (2 MiB kept free, as for MPNet-base's chunks), the device would
     refuse a call; this fails first. Counted as scripts/gpu/carry_fits.py counts (a tar archive's blocks)."""
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    fits = load_script("gpu/carry_fits.py")
     make_carry = (ROOT / "scripts" / "gpu" / "make_carry.sh").read_text(encoding="utf-8")
     (chunk_mib,) = [int(m) for m in re.findall(r"split -b (\d+)M ", make_carry)]
     mib = 1 << 20
-    tree = fits.tar_bytes(fits.tree_files(ROOT))
-    left = fits.LIMIT_MIB * mib - tree - 2 * mib - mib // 2
+    tree = tree_bytes(ROOT)
+    left = LIMIT_MIB * mib - tree - 2 * mib - mib // 2
     assert chunk_mib * mib <= left, (
         f"tree {tree / mib:.1f} MiB: split the MiniLM weights in more chunks (make_carry.sh, "
         "minilm_assemble.sh) or shrink the tree"

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from synthetic.tiny_models import save_tiny_model
+from validation.carry_size import tree_bytes
 
 ROOT = Path(__file__).resolve().parents[3]
 ASSEMBLE = ROOT / "scripts" / "gpu" / "mpnet_assemble.sh"
@@ -66,7 +67,7 @@ def test_the_default_chunk_still_fits_beside_the_working_tree(load_script):
     fits = load_script("gpu/carry_fits.py")
     if not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
-    tree = fits.tar_bytes(fits.tree_files(ROOT))
+    tree = tree_bytes(ROOT)
     left = fits.LIMIT_MIB * chunks.MIB - tree - 2 * chunks.MIB
     assert chunks.DEFAULT_CHUNK_MIB * chunks.MIB <= left, (
         f"tree {tree / chunks.MIB:.1f} MiB: lower DEFAULT_CHUNK_MIB to {left / chunks.MIB:.0f} or shrink the tree"
