@@ -7,6 +7,10 @@
 #                                                   # refused (exit 2, nothing started) when the data root
 #                                                   # ($GELORA_DATA_DIR or --data-dir) lacks a file of a task
 #                                                   # of --tasks (python -m validation.finetune.triage --check-data)
+#                                                   # and returns SETTLE_S (default 45) s later, or when
+#                                                   # the wave ends: a call must not end while a wave
+#                                                   # starts (the next call's copy of the tree meets its
+#                                                   # imports); SETTLE_S=0 returns at once
 #   bash scripts/gpu/waves.sh wait SECONDS          # wait for every wave of this host (at most SECONDS)
 #   MPS=1 bash scripts/gpu/waves.sh launch NAME ARGS...  # the same under CUDA MPS (scripts/gpu/mps_lib.sh):
 #                                                   # starts the daemon unless this host's waves already run
@@ -122,7 +126,16 @@ launch)
   # shellcheck disable=SC2086
   setsid "${mps_env[@]}" bash -c "python3 -m gelora.cli validate glue $* --out $R >>runs/$name.log 2>&1; echo \$? >runs/$name.rc" \
     </dev/null >/dev/null 2>&1 &
-  echo $! > "runs/$name.pid"; echo "launched $name at $(date -u +%T): validate glue $* --out $R";;
+  echo $! > "runs/$name.pid"; echo "launched $name at $(date -u +%T): validate glue $* --out $R"
+  # stay while the wave starts (SETTLE_S, default 45): the device tool copies the working tree anew at the
+  # start of every call, and a worker still importing then can meet a missing source file (2026-12-01,
+  # runs/colaB: one cell lost to ModuleNotFoundError 15 s after a launch that ended its call). Once a worker
+  # has begun its first cell it has imported all it needs (validation.finetune.preload).
+  settle="${SETTLE_S:-45}"; t0=$(date +%s)
+  while [ $(( $(date +%s) - t0 )) -lt "$settle" ] && [ ! -f "runs/$name.rc" ]; do sleep 1; done
+  if [ "$settle" -le 0 ]; then :
+  elif [ -f "runs/$name.rc" ]; then echo "$name ended within its ${settle}-s settle: rc=$(cat "runs/$name.rc")"
+  else echo "$name settled for $settle s"; fi;;
 wait)
   t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt "${2:?usage: waves.sh wait SECONDS}" ]; do

@@ -140,7 +140,8 @@ def _pair_row(
     dict
         The row: scores and ranks per seed, ``diff`` (reference − ablation), ``ci``, ``p`` (two-sided
         paired t-test, None below two seeds), ``n``, ``seeds``, ``verdict`` (``undetermined`` without two
-        usable common seeds) and ``notes``.
+        usable common seeds), ``notes`` and ``unconverged`` (``{method: seeds}`` left out as unconverged, for
+        the reference and the ablation).
     """
     from validation.finetune.stats import paired_difference
 
@@ -177,6 +178,7 @@ def _pair_row(
         "seeds": [],
         "verdict": "undetermined",
         "notes": [],
+        "unconverged": {},
     }
     if pd is not None:
         row.update({k: pd[k] for k in ("diff", "ci", "p", "n", "seeds", "verdict")})
@@ -198,6 +200,7 @@ def _pair_row(
             elif not _finite_score(c):
                 row["notes"].append(f"{label} seed {s}: non-finite primary score, left out of the pair")
         dropped = sorted(s for s, c in cs.items() if _finite_score(c) and not _usable(c))
+        row["unconverged"][label] = dropped
         if dropped:
             row["notes"].append(f"{label} seed(s) {dropped}: unconverged, left out of the pair")
     return row

@@ -37,8 +37,9 @@ def collect(
     run_dirs: Sequence[str | Path],
 ) -> dict[tuple[str, int], dict[str, dict[str, dict[str, list[int]]]]]:
     """``{(model, lora_r): {task: {method: {"converged": seeds, "unconverged": seeds, "unrecorded": seeds,
-    "no_score": seeds}}}}`` (``no_score``: the cell's primary score is missing or not finite, whatever its
-    convergence record says).
+    "no_score": seeds, "failed": seeds}}}}`` (``no_score``: the cell's primary score is missing or not
+    finite, whatever its convergence record says; ``failed``: a planned cell with a failure record and no
+    result in any of the directories).
 
     A cell found in several directories counts once (the seeds are a set per group).
 
@@ -58,23 +59,29 @@ def collect(
         key = (str(profile.get("model") or DEFAULT_MODEL_NAME), int(profile.get("lora_r") or 0))
         for task, by in (summary.get("table") or {}).items():
             for method, entry in by.items():
-                slot = (
-                    out.setdefault(key, {})
-                    .setdefault(task, {})
-                    .setdefault(
-                        method,
-                        {"converged": set(), "unconverged": set(), "unrecorded": set(), "no_score": set()},
-                    )
-                )
+                slot = out.setdefault(key, {}).setdefault(task, {}).setdefault(method, _empty())
                 for rec in entry.get("per_seed") or []:
                     state = {True: "converged", False: "unconverged"}.get(rec.get("converged"), "unrecorded")
                     if finite_or_none(rec.get("primary")) is None:
                         state = "no_score"  # as in the verdicts: a NaN or missing score is no result
                     slot[state].add(int(rec["seed"]))
+        for miss in summary.get("missing") or []:
+            if not str(miss.get("reason", "")).startswith("failed"):
+                continue  # not run yet, held, interrupted, no offline data: nothing to name
+            slot = out.setdefault(key, {}).setdefault(miss["task"], {}).setdefault(miss["method"], _empty())
+            slot["failed"].add(int(miss["seed"]))
+    for tasks in out.values():
+        for by in tasks.values():
+            for e in by.values():  # a failure another directory holds a result for is no failure
+                e["failed"] -= set().union(*(v for k, v in e.items() if k != "failed"))
     return {
         k: {t: {m: {s: sorted(v) for s, v in e.items()} for m, e in by.items()} for t, by in tasks.items()}
         for k, tasks in out.items()
     }
+
+
+def _empty() -> dict[str, set[int]]:
+    return {"converged": set(), "unconverged": set(), "unrecorded": set(), "no_score": set(), "failed": set()}
 
 
 def _entry(e: Mapping[str, list[int]] | None, seeds: int) -> str:
@@ -90,6 +97,9 @@ def _entry(e: Mapping[str, list[int]] | None, seeds: int) -> str:
     bad = [s for s in e.get("no_score", []) if s < seeds]
     if bad:
         text += f" (no finite score: {', '.join(map(str, bad))})"
+    bad = [s for s in e.get("failed", []) if s < seeds]
+    if bad:
+        text += f" (failed: {', '.join(map(str, bad))})"
     return text
 
 
@@ -124,7 +134,8 @@ def render(
                 continue
             for m in METHODS:
                 e = row.get(m) or {}
-                run = {s for seeds_of in e.values() for s in seeds_of if s < seeds}  # every bucket has run
+                # every bucket but a failure has run (a failed cell is trained again)
+                run = {s for k, seeds_of in e.items() if k != "failed" for s in seeds_of if s < seeds}
                 left[m] += seeds - len(run)
     lines += [
         "",

@@ -84,6 +84,23 @@ def _dropped(verdicts: Mapping[str, Any], task: str, methods: Sequence[tuple[str
     return "; ".join(parts) or None
 
 
+def _ablation_why(comp: Mapping[str, Any] | None) -> str | None:
+    """``"its ranks permuted: 5 seeds unconverged"`` when unconverged seeds left the comparison without a
+    pair, else ``"n usable common seeds"`` (None without a comparison)."""
+    if comp is None:
+        return None
+    labels = {"gelora": "GeLoRA", **dict(ABLATIONS)}
+    parts = []
+    for method, seeds in (comp.get("unconverged") or {}).items():
+        if seeds:
+            k = len(seeds)
+            parts.append(f"{labels.get(method, method)}: {k} seed{'' if k == 1 else 's'} unconverged")
+    if parts:
+        return "; ".join(parts)
+    n = int(comp.get("n") or 0)
+    return f"{n} usable common seed{'' if n == 1 else 's'}"
+
+
 def _ablation_index(report: Mapping[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """``(model, task, ablation)`` -> the ablation section's GeLoRA-minus-rearrangement comparison.
 
@@ -157,9 +174,7 @@ def _rows(
                 comp = ablations.get((model, task, name))
                 if comp is not None:
                     used.add((model, task, name))
-                n = int((comp or {}).get("n") or 0)
-                why = None if comp is None else f"{n} usable common seed{'' if n == 1 else 's'}"
-                cells.append(_pair_cell(comp, why))
+                cells.append(_pair_cell(comp, _ablation_why(comp)))
             rows.append(tuple(cells))
     unplaced = sorted(k for k in ablations if k not in used and k[2] in dict(ABLATIONS))
     if unplaced:

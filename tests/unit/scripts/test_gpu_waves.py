@@ -44,6 +44,7 @@ def waves(tmp_path: Path):
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "GPU_INFO": "0",  # no nvidia-smi, no version imports (seconds a call)
+        "SETTLE_S": "0",  # launch returns at once (test_launch_settles sets it)
     }
     # python3 must be this interpreter, environment included (the script calls python3)
     (tmp_path / "bin").mkdir()
@@ -149,6 +150,28 @@ def test_a_relaunch_under_the_same_name_is_busy_until_it_ends(tmp_path: Path, wa
     assert not (runs / "A.rc").exists() and waves("busy", PATH=path).stdout == "busy\n"
     waves("wait", "60", PATH=path, WAIT_POLL="0.5")
     assert (runs / "A.rc").read_text() == "0\n" and waves("busy", check=False, PATH=path).returncode == 1
+
+
+def test_launch_settles_until_the_wave_ends_or_settle_s(tmp_path: Path, waves) -> None:
+    """``launch`` stays SETTLE_S seconds (a call must not end while the wave's workers import: the next
+    call's copy of the working tree can remove a source file for a moment), or until the wave ends. A
+    stand-in python3 whose wave sleeps 2 s, then one whose wave sleeps 60 s."""
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "python3").write_text('#!/bin/sh\ncase "$*" in *gelora.cli*) sleep "$WAVE_S";; esac\nexit 0\n')
+    (fake / "python3").chmod(0o755)
+    path = f"{fake}:{os.environ.get('PATH', '')}"
+    runs = waves.host / "runs"
+    short = waves("launch", "A", "--tasks", "rte", PATH=path, SETTLE_S="120", WAVE_S="2").stdout
+    assert "A ended within its 120-s settle: rc=0" in short and (runs / "A.rc").read_text() == "0\n"
+    long = waves("launch", "B", "--tasks", "rte", PATH=path, SETTLE_S="2", WAVE_S="60").stdout
+    try:
+        assert "B settled for 2 s" in long and not (runs / "B.rc").exists()
+        assert waves("busy", PATH=path).stdout == "busy\n"
+    finally:
+        os.killpg(int((runs / "B.pid").read_text()), signal.SIGKILL)
+    quiet = waves("launch", "C", "--tasks", "rte", PATH=path, WAVE_S="0").stdout  # SETTLE_S=0: no line
+    assert "launched C" in quiet and "settle" not in quiet
 
 
 def test_mps_launch_starts_the_daemon_marks_the_wave_and_wait_quits_it(tmp_path: Path, waves) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from gelora.errors import ConfigError
 from validation.finetune.coverage import collect, main, render
+from validation.finetune.runner import record_failure
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -24,7 +25,13 @@ def test_counts_converged_cells_and_names_the_unconverged(tmp_path: Path, gridfi
     cov = collect([run])
     ((key, by),) = cov.items()
     assert key == ("test-model", 8)
-    assert by["rte"]["adalora"] == {"converged": [0], "unconverged": [1], "unrecorded": [], "no_score": []}
+    assert by["rte"]["adalora"] == {
+        "converged": [0],
+        "unconverged": [1],
+        "unrecorded": [],
+        "no_score": [],
+        "failed": [],
+    }
     text = render(cov, seeds=5, main_r=8)
     row = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| test-model")}
     assert row["mrpc"].startswith("| test-model | 8 | mrpc | 5 | · | 2/5 |")
@@ -66,3 +73,21 @@ def test_a_cell_without_a_finite_score_is_run_but_not_a_result(tmp_path: Path, g
     text = render(cov, seeds=5, main_r=8)
     assert "| 2/5 (no finite score: 1) |" in text
     assert f"{8 * 6 * 5 - 3} cells" in text  # the NaN cell has run
+
+
+def test_a_failed_cell_is_named_and_left_to_run(tmp_path: Path, gridfix: Any) -> None:
+    """A cell with a failure record and no result (e.g. an import that failed while the device tool copied
+    the tree, 2026-12-01) is named "failed" and counts as not yet run; a result for it in another
+    directory clears it."""
+    run = gridfix.write_grid(tmp_path / "a", {"cola": {"lora": [0.3, 0.3, None]}})
+    record_failure(
+        run, "cola", "lora", 2, ModuleNotFoundError("No module named 'validation.finetune.methods'")
+    )
+    cov = collect([run])
+    assert cov[("test-model", 8)]["cola"]["lora"]["failed"] == [2]
+    text = render(cov, seeds=3, main_r=8)
+    assert "| 2/3 (failed: 2) |" in text
+    assert f"{8 * 6 * 3 - 2} cells" in text  # the failed cell is left to run
+    other = gridfix.write_grid(tmp_path / "b", {"cola": {"lora": [0.3, 0.3, 0.3]}})
+    merged = collect([run, other])["test-model", 8]["cola"]["lora"]
+    assert merged["failed"] == [] and merged["converged"] == [0, 1, 2]

@@ -48,8 +48,17 @@ def test_rows_name_model_task_and_each_comparison(report):
     assert len(cola) == 8
     assert cola[4] == "undetermined (AdaLoRA: 5 seeds unconverged)"  # its selection run did not converge
     assert cola[6].endswith(" tie") and cola[7].endswith(" better")  # the ablations (permuted, reversed)
-    assert rows[("all-MiniLM-L6-v2", "CoLA")][4] == "not run"
-    assert rows[("all-MiniLM-L6-v2", "CoLA")][6] == rows[("all-MiniLM-L6-v2", "CoLA")][7] == "not run"
+    minilm_cola = rows[("all-MiniLM-L6-v2", "CoLA")]
+    assert minilm_cola[4:6] == (
+        "undetermined (AdaLoRA: 5 seeds unconverged)",
+        "undetermined (GeoLoRA: 5 seeds unconverged)",
+    )
+    # an ablation left without a pair names its unconverged seeds (reversed: seed 4 failed, no cell)
+    assert minilm_cola[6:] == (
+        "undetermined (its ranks permuted: 5 seeds unconverged)",
+        "undetermined (its ranks reversed: 4 seeds unconverged)",
+    )
+    assert rows[("all-MiniLM-L6-v2", "SST-2")][4] == "not run"
     # the cell is the report's own pair: the verdict word closes it
     assert rows[("mpnet-base", "MRPC")][3].endswith(" better")
     assert rows[("mpnet-base", "STS-B")][5].endswith(" worse")
@@ -191,7 +200,15 @@ def test_the_report_states_the_boundary_reading_of_each_unconverged_selection(re
     (line,) = [e for e in c4["evidence"] if e.startswith("CoLA (mpnet-base)/AdaLoRA: its selection")]
     assert "step 4218 lies 0.5 step past the tail's cut (4217.5)" in line
     assert "the gain would be -0.0383 (within the tolerance); the rule is applied as written." in line
-    # on MiniLM-L6 only SQuAD v1.1's selection runs (3 epochs, 1,587 steps) evaluate past their cut
+    # on MiniLM-L6: CoLA's AdaLoRA and GeoLoRA (6,025 steps, the cut at 4,217.5) and SQuAD v1.1's selection
+    # runs (3 epochs, 1,587 steps)
     minilm = sorted(e for e in c4["evidence"] if "step past the tail's cut" in e and "mpnet-base" not in e)
-    assert [e.split(":")[0] for e in minilm] == ["SQuAD v1.1/GeLoRA", "SQuAD v1.1/LoRA", "SQuAD v1.1/full FT"]
-    assert "the gain would be +1.33 (still above the tolerance)" in minilm[2]
+    assert [e.split(":")[0] for e in minilm] == [
+        "CoLA/AdaLoRA",
+        "CoLA/GeoLoRA",
+        "SQuAD v1.1/GeLoRA",
+        "SQuAD v1.1/LoRA",
+        "SQuAD v1.1/full FT",
+    ]
+    assert "+0.0412 above" in minilm[0] and "the gain would be +0.0097 (within the tolerance)" in minilm[0]
+    assert "the gain would be +1.33 (still above the tolerance)" in minilm[4]
