@@ -10,7 +10,9 @@
 #                                                   # and returns SETTLE_S (default 45) s later, or when
 #                                                   # the wave ends: a call must not end while a wave
 #                                                   # starts (the next call's copy of the tree meets its
-#                                                   # imports); SETTLE_S=0 returns at once
+#                                                   # imports); SETTLE_S=0 returns at once; exit 5 when
+#                                                   # the wave ended within the settle with a non-zero
+#                                                   # status; refused (exit 2) while a wave of NAME runs
 #   bash scripts/gpu/waves.sh wait SECONDS          # wait for every wave of this host (at most SECONDS)
 #   MPS=1 bash scripts/gpu/waves.sh launch NAME ARGS...  # the same under CUDA MPS (scripts/gpu/mps_lib.sh):
 #                                                   # starts the daemon unless this host's waves already run
@@ -121,6 +123,11 @@ launch)
   fi
   mps_env=(env -u GELORA_CUDA_MPS); [ -f runs/mps.on ] && mps_env=(env GELORA_CUDA_MPS=1) \
     && echo "$name runs under MPS (runs/mps.on)"
+  # a wave of this name still running: its exit status, written later, would end this one's settle and
+  # make it read as done (busy, wait)
+  if [ -f "runs/$name.pid" ] && [ ! -f "runs/$name.rc" ] && kill -0 "$(cat "runs/$name.pid")" 2>/dev/null; then
+    echo "waves.sh launch $name: refused, wave $name still runs (pid $(cat "runs/$name.pid")); pick another name" >&2; exit 2
+  fi
   # a relaunch under the same name: the last wave's exit status would make this one read as done (busy, wait)
   rm -f "runs/$name.rc"
   # shellcheck disable=SC2086
@@ -131,10 +138,15 @@ launch)
   # start of every call, and a worker still importing then can meet a missing source file (2026-12-01,
   # runs/colaB: one cell lost to ModuleNotFoundError 15 s after a launch that ended its call). Once a worker
   # has begun its first cell it has imported all it needs (validation.finetune.preload).
-  settle="${SETTLE_S:-45}"; t0=$(date +%s)
+  # A wave that ends within the settle with a non-zero status makes launch exit 5 (after the packing below).
+  settle="${SETTLE_S:-45}"
+  case "$settle" in ''|*[!0-9]*) echo "waves.sh launch: SETTLE_S=$settle is not whole seconds; 45 used" >&2; settle=45;; esac
+  t0=$(date +%s)
   while [ $(( $(date +%s) - t0 )) -lt "$settle" ] && [ ! -f "runs/$name.rc" ]; do sleep 1; done
   if [ "$settle" -le 0 ]; then :
-  elif [ -f "runs/$name.rc" ]; then echo "$name ended within its ${settle}-s settle: rc=$(cat "runs/$name.rc")"
+  elif [ -f "runs/$name.rc" ]; then
+    wave_rc=$(cat "runs/$name.rc"); echo "$name ended within its ${settle}-s settle: rc=$wave_rc"
+    [ "$wave_rc" = 0 ] || launch_rc=5
   else echo "$name settled for $settle s"; fi;;
 wait)
   t0=$(date +%s)
@@ -197,4 +209,6 @@ done
 [ -d runs/mps_log ] && cp -r runs/mps_log "$OUT/runs/"   # the MPS daemon's own logs, when it ran
 for l in runs/*.log; do [ -f "$l" ] && tail -c 5000 "$l" > "$OUT/runs/$(basename "$l")"; done
 # replace runs.tgz only by a complete archive: a call killed while packing keeps the last one
-tar -C "$OUT" -czf "$OUT/runs.tgz.part" runs && mv "$OUT/runs.tgz.part" "$OUT/runs.tgz" && rm -rf "$OUT/runs"
+tar -C "$OUT" -czf "$OUT/runs.tgz.part" runs && mv "$OUT/runs.tgz.part" "$OUT/runs.tgz" && rm -rf "$OUT/runs" \
+  || exit $?
+exit "${launch_rc:-0}"

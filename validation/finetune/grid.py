@@ -21,12 +21,10 @@ with different hyper-parameters is refused (the cells would not be comparable); 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import os
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +38,7 @@ from validation.finetune import stop, token_cache
 from validation.finetune.checkpoints import last_checkpoint
 from validation.finetune.claims import DEFAULT_STALE_AFTER, is_live, read_claim, try_claim
 from validation.finetune.lr_select import SelectionHeld, selection_held, selection_hold_path
-from validation.finetune.preload import is_transient_import_error, preload
+from validation.finetune.preload import preload, retrying_imports
 from validation.finetune.runner import (
     SELECTION_LOG_SUFFIX,
     MissingDataError,
@@ -567,7 +565,8 @@ def attempt_cells(
     (``outcome.interrupted``), records no failure, releases its claim and keeps its checkpoints; the
     exception propagates, so no further cell starts.
     """
-    preload()  # before any cell: a worker then reads no source file while it trains (see preload's why)
+    # before any cell: a worker then reads no source file while it trains (see preload's why)
+    retrying_imports(preload, "the worker's preload", IMPORT_RETRY_S)
     if is_main_process() and world_size() == 1:
         _selection_jobs(
             cells,
@@ -666,29 +665,17 @@ def attempt_cells(
                 claim.release()
 
 
-#: seconds before a cell that failed on an import is tried once more (``GELORA_IMPORT_RETRY_S``)
+#: seconds before a cell (or a worker's preload) that failed on an import is tried once more
+#: (``GELORA_IMPORT_RETRY_S``)
 IMPORT_RETRY_S = 20.0
 
 
 def _run_cell_retrying_imports(t: str, m: str, s: int, **kw: Any) -> None:
     """:func:`run_cell`, tried once more after :data:`IMPORT_RETRY_S` seconds when it fails on an import
-    (:func:`~validation.finetune.preload.is_transient_import_error`: a source file missing for a moment while
-    the device tool copies the tree); a second failure propagates. The retry resumes from the cell's last
-    checkpoint, if it saved one."""
-    try:
-        run_cell(t, m, s, **kw)
-    except Exception as exc:  # noqa: BLE001 - re-raised unless it is an import's
-        if not is_transient_import_error(exc):
-            raise
-        wait = float(os.environ.get("GELORA_IMPORT_RETRY_S", IMPORT_RETRY_S))
-        print(
-            f"{cell_name(t, m, s)}: {type(exc).__name__}: {exc}; tried once more in {wait:g} s",
-            file=sys.stderr,
-            flush=True,
-        )
-        time.sleep(wait)
-        importlib.invalidate_caches()
-        run_cell(t, m, s, **kw)
+    (:func:`~validation.finetune.preload.retrying_imports`: a source file missing for a moment while the
+    device tool copies the tree); a second failure propagates. The retry resumes from the cell's last
+    checkpoint, if it saved one; the claim stays held during the wait."""
+    retrying_imports(lambda: run_cell(t, m, s, **kw), cell_name(t, m, s), IMPORT_RETRY_S)
 
 
 def _selection_jobs(

@@ -10,12 +10,16 @@ still fails on an import is retried once (:func:`validation.finetune.grid.attemp
 
 ``tests/unit/validation/finetune/test_preload.py`` keeps :data:`PRELOAD` closed: every function-level
 import of ours in a module that :data:`PRELOAD` brings in must itself be brought in (or be an optional
-dependency listed in :data:`OPTIONAL`).
+dependency listed in :data:`OPTIONAL`); modules of :data:`NOT_SCANNED` are not scanned.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: the modules a training worker may import inside a function (runner, methods, tasks, selection, data)
 PRELOAD: tuple[str, ...] = (
@@ -55,6 +59,8 @@ PRELOAD: tuple[str, ...] = (
     "validation.finetune.tasks.squad",
     "validation.finetune.token_cache",
     "validation.finetune.trained_checkpoint",
+    "validation.report.environment",
+    "validation.report.portable",
 )
 
 #: function-level imports left out on purpose: ``{module: why}`` (optional dependencies, imported only
@@ -62,6 +68,14 @@ PRELOAD: tuple[str, ...] = (
 OPTIONAL: dict[str, str] = {
     "gelora.estimators._knn_triton": "needs triton; only for the GPU k-NN's fused selection (off by default)",
     "gelora.estimators._knn_triton_kernel": "needs triton (see gelora.estimators._knn_triton)",
+}
+
+
+#: modules a preload brings in whose function-level imports never run in a worker: ``{module: why}`` (the
+#: closure test does not scan them)
+NOT_SCANNED: dict[str, str] = {
+    "validation.report.build": "imported by validation.report's __init__ (the worker needs only "
+    "validation.report.portable); builds reports, never runs in a worker",
 }
 
 
@@ -80,5 +94,60 @@ def preload() -> None:
 
 def is_transient_import_error(exc: BaseException) -> bool:
     """True for the errors a source file that is missing or half-written for a moment raises on import
-    (:class:`ImportError`, which :class:`ModuleNotFoundError` is, and :class:`SyntaxError`)."""
-    return isinstance(exc, (ImportError, SyntaxError))
+    (:class:`ImportError`, which :class:`ModuleNotFoundError` is, and :class:`SyntaxError`), also when
+    re-raised as another error (e.g. ``methods.get_method``'s ``ConfigError ... from exc``): the chain of
+    causes and contexts is walked."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, (ImportError, SyntaxError)):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def retry_seconds(default: float) -> float:
+    """``GELORA_IMPORT_RETRY_S`` as seconds (``default`` when unset; a value that is not a non-negative
+    number is ignored with a warning, so that it never hides the import error being retried)."""
+    import os
+    import warnings
+
+    raw = os.environ.get("GELORA_IMPORT_RETRY_S")
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0.0 or value == float("inf"):
+        warnings.warn(
+            f"GELORA_IMPORT_RETRY_S={raw!r} is not a number of seconds; {default:g} s used", stacklevel=2
+        )
+        return default
+    return value
+
+
+def retrying_imports(fn: Callable[[], T], what: str, default_wait: float) -> T:
+    """``fn()``, called once more after :func:`retry_seconds` seconds (import caches invalidated) when it
+    fails on an import (:func:`is_transient_import_error`); a second failure, or any other error,
+    propagates. A stop request (:mod:`validation.finetune.stop`) made during the wait is honoured before the
+    second attempt."""
+    import sys
+    import time
+
+    from validation.finetune.stop import check
+
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is an import's
+        if not is_transient_import_error(exc):
+            raise
+        wait = retry_seconds(default_wait)
+        print(
+            f"{what}: {type(exc).__name__}: {exc}; tried once more in {wait:g} s", file=sys.stderr, flush=True
+        )
+        time.sleep(wait)
+        check(f"before retrying {what}")
+        importlib.invalidate_caches()
+        return fn()

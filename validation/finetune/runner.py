@@ -1058,7 +1058,11 @@ def train_and_score(
 
 
 def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: BaseException) -> Path | None:
-    """Write ``<cell>.failed.json`` (error type, message, traceback tail) so the summary can say why."""
+    """Write ``<cell>.failed.json`` (error type, message, traceback tail) so the summary can say why; paths of
+    this machine in the message and traceback are written as in committed reports (``portable_text``: the
+    checkout's own files relative to it), so a failure record can be committed with its run."""
+    from validation.report.portable import portable_text
+
     if not is_main_process():
         return None
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
@@ -1069,8 +1073,8 @@ def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: 
             "method": method,
             "seed": int(seed),
             "error": type(exc).__name__,
-            "message": str(exc),
-            "traceback_tail": "".join(tb[-5:]),
+            "message": portable_text(str(exc)),
+            "traceback_tail": portable_text("".join(tb[-5:])),
             # a task without offline data is "not run", not a failure of the method
             **({"not_run": "no offline data"} if isinstance(exc, MissingDataError) else {}),
             "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

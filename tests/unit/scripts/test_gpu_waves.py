@@ -172,6 +172,23 @@ def test_launch_settles_until_the_wave_ends_or_settle_s(tmp_path: Path, waves) -
         os.killpg(int((runs / "B.pid").read_text()), signal.SIGKILL)
     quiet = waves("launch", "C", "--tasks", "rte", PATH=path, WAVE_S="0").stdout  # SETTLE_S=0: no line
     assert "launched C" in quiet and "settle" not in quiet
+    # a wave that fails within the settle: exit 5 (after the packing); a name whose wave runs: refused
+    (fake / "python3").write_text(
+        '#!/bin/sh\ncase "$*" in *gelora.cli*) sleep "$WAVE_S"; exit 1;; esac\nexit 0\n'
+    )
+    failed = waves("launch", "E", "--tasks", "rte", check=False, PATH=path, SETTLE_S="60", WAVE_S="0")
+    assert failed.returncode == 5 and "E ended within its 60-s settle: rc=1" in failed.stdout
+    assert (tmp_path / "out" / "runs.tgz").exists()
+    odd = waves("launch", "F", "--tasks", "rte", check=False, PATH=path, SETTLE_S="soon", WAVE_S="0")
+    assert "not whole seconds; 45 used" in odd.stderr and odd.returncode == 5
+    live = subprocess.Popen(["sleep", "60"])
+    try:
+        (runs / "G.pid").write_text(str(live.pid))
+        again = waves("launch", "G", "--tasks", "rte", check=False, PATH=path, WAVE_S="0")
+        assert again.returncode == 2 and "wave G still runs" in again.stderr
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_mps_launch_starts_the_daemon_marks_the_wave_and_wait_quits_it(tmp_path: Path, waves) -> None:

@@ -6,12 +6,21 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from gelora.errors import ConfigError
 from validation.finetune import grid as grid_mod
-from validation.finetune.preload import OPTIONAL, PRELOAD, is_transient_import_error
+from validation.finetune.methods import METHODS
+from validation.finetune.preload import (
+    NOT_SCANNED,
+    OPTIONAL,
+    PRELOAD,
+    is_transient_import_error,
+    retry_seconds,
+)
 from validation.finetune.runner import failure_path, get_profile
 
 REPO = Path(__file__).resolve().parents[4]
@@ -23,7 +32,7 @@ def _function_level_imports(path: Path) -> set[str]:
     out: set[str] = set()
     tree = ast.parse(path.read_text())
     rel = path.relative_to(REPO).with_suffix("")
-    package = list(rel.parts[:-1]) if rel.name != "__init__" else list(rel.parts[:-1])
+    package = list(rel.parts[:-1])  # the package the module sits in (an __init__'s is its own folder)
     for fn in ast.walk(tree):
         if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
@@ -49,7 +58,8 @@ def _function_level_imports(path: Path) -> set[str]:
 def test_preload_is_closed_under_function_level_imports() -> None:
     # a fresh interpreter: which of our modules does preload() bring in?
     code = (
-        "import sys; from validation.finetune.preload import preload; preload(); "
+        "import sys; import validation.finetune.grid, validation.finetune.parallel; "
+        "from validation.finetune.preload import preload; preload(); "
         "print('\\n'.join(m for m in sys.modules if m.split('.')[0] in ('gelora', 'validation')))"
     )
     loaded = set(
@@ -59,7 +69,7 @@ def test_preload_is_closed_under_function_level_imports() -> None:
     )
     assert set(PRELOAD) <= loaded
     missing: dict[str, set[str]] = {}
-    for mod in sorted(loaded):
+    for mod in sorted(loaded - set(NOT_SCANNED)):
         path = REPO / Path(*mod.split("."))
         src = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
         if not src.is_file():
@@ -78,11 +88,35 @@ def test_the_scan_finds_a_function_level_import() -> None:
     assert "validation.finetune.methods" in _function_level_imports(src)
 
 
+def test_every_method_module_is_preloaded() -> None:
+    # methods.get_method imports them by name (importlib), which the scan above cannot see
+    assert {spec.partition(":")[0] for spec in METHODS.values()} <= set(PRELOAD)
+
+
 def test_transient_import_errors() -> None:
     assert is_transient_import_error(ModuleNotFoundError("No module named 'validation.finetune.methods'"))
     assert is_transient_import_error(SyntaxError("unexpected EOF"))
     assert not is_transient_import_error(RuntimeError("CUDA out of memory"))
     assert not is_transient_import_error(FileNotFoundError("data"))
+    # re-raised as another error (methods.get_method: ConfigError ... from ImportError)
+    try:
+        try:
+            raise ModuleNotFoundError("No module named 'validation.finetune.ablations'")
+        except ImportError as exc:
+            raise ConfigError("method 'gelora_reversed' is not available") from exc
+    except ConfigError as wrapped:
+        assert is_transient_import_error(wrapped)
+
+
+def test_retry_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GELORA_IMPORT_RETRY_S", raising=False)
+    assert retry_seconds(20.0) == 20.0
+    monkeypatch.setenv("GELORA_IMPORT_RETRY_S", "3.5")
+    assert retry_seconds(20.0) == 3.5
+    for bad in ("soon", "-1", "nan", "inf"):
+        monkeypatch.setenv("GELORA_IMPORT_RETRY_S", bad)
+        with pytest.warns(UserWarning, match="not a number of seconds"):
+            assert retry_seconds(20.0) == 20.0
 
 
 PROFILE = get_profile("test")
@@ -103,7 +137,7 @@ def test_a_cell_that_failed_on_an_import_is_tried_once_more(
     calls: list[str] = []
     slept: list[float] = []
     monkeypatch.setenv("GELORA_IMPORT_RETRY_S", "7")
-    monkeypatch.setattr(grid_mod.time, "sleep", slept.append)
+    monkeypatch.setattr(time, "sleep", slept.append)
     monkeypatch.setattr(grid_mod, "run_cell", _fake_run(1, ModuleNotFoundError("No module named 'x'"), calls))
     out = grid_mod.GridOutcome()
     grid_mod.attempt_cells(
@@ -132,7 +166,7 @@ def test_only_once_and_only_imports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_times: int, exc: BaseException, n_calls: int
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(grid_mod.time, "sleep", lambda s: None)
+    monkeypatch.setattr(time, "sleep", lambda s: None)
     monkeypatch.setattr(grid_mod, "run_cell", _fake_run(fail_times, exc, calls))
     out = grid_mod.GridOutcome()
     grid_mod.attempt_cells(
@@ -150,3 +184,59 @@ def test_only_once_and_only_imports(
     assert len(calls) == n_calls and out.failed == ["rte__lora__seed0"]
     assert type(exc).__name__ in out.errors["rte__lora__seed0"]
     assert failure_path(tmp_path, "rte", "lora", 0).exists()
+
+
+def test_the_workers_preload_is_retried_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preload is where a worker first imports: a transient failure there is retried like a cell's."""
+    tries: list[int] = []
+
+    def flaky_preload() -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise ModuleNotFoundError("No module named 'validation.finetune.methods'")
+
+    calls: list[str] = []
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    monkeypatch.setattr(grid_mod, "preload", flaky_preload)
+    monkeypatch.setattr(grid_mod, "run_cell", _fake_run(0, RuntimeError("unused"), calls))
+    out = grid_mod.GridOutcome()
+    grid_mod.attempt_cells(
+        [("rte", "lora", 0)],
+        outcome=out,
+        profile=PROFILE,
+        run_dir=tmp_path,
+        data_dir=None,
+        device="cpu",
+        keep_going=True,
+        keep_checkpoints=False,
+        progress=None,
+        stale_after=60.0,
+    )
+    assert len(tries) == 2 and out.ran == ["rte__lora__seed0"]
+
+
+def test_a_stop_request_during_the_wait_is_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from validation.finetune import stop
+
+    calls: list[str] = []
+    monkeypatch.setattr(time, "sleep", lambda s: stop.request())
+    monkeypatch.setattr(grid_mod, "run_cell", _fake_run(1, ModuleNotFoundError("No module named 'x'"), calls))
+    out = grid_mod.GridOutcome()
+    try:
+        with pytest.raises(stop.StopRequested):
+            grid_mod.attempt_cells(
+                [("rte", "lora", 0)],
+                outcome=out,
+                profile=PROFILE,
+                run_dir=tmp_path,
+                data_dir=None,
+                device="cpu",
+                keep_going=True,
+                keep_checkpoints=False,
+                progress=None,
+                stale_after=60.0,
+            )
+    finally:
+        stop.clear()
+    assert calls == ["rte/lora/0"] and out.interrupted == ["rte__lora__seed0"]
+    assert not failure_path(tmp_path, "rte", "lora", 0).exists()

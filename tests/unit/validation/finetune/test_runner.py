@@ -13,10 +13,19 @@ from gelora._io import atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune import grid as grid_mod
 from validation.finetune.grid import run_grid, summarise, write_plan
-from validation.finetune.runner import CELL_SCHEMA, cell_path, failure_path, get_profile, read_cell, run_cell
+from validation.finetune.runner import (
+    CELL_SCHEMA,
+    cell_path,
+    failure_path,
+    get_profile,
+    read_cell,
+    record_failure,
+    run_cell,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 PROFILE = get_profile("test")
+ROOT_DIR = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture(autouse=True)
@@ -379,3 +388,18 @@ def test_mps_daemon_running_reads_the_process_table(tmp_path: Path) -> None:
     assert mps_daemon_running(tmp_path)
     (tmp_path / "30" / "cmdline").write_bytes(b"nvidia-cuda-mps-server\0")
     assert mps_daemon_running(tmp_path)
+
+
+def test_a_failure_record_holds_no_absolute_path(tmp_path: Path) -> None:
+    """A failure record can be committed with its run (test_portable): the traceback's files of the checkout
+    are written relative to it (2026-12-01: the GPU host's checkout path had to be rewritten by hand)."""
+    from validation.report.portable import find_absolute_paths
+
+    try:
+        raise ModuleNotFoundError(f"No module named 'x' (looked in {ROOT_DIR / 'validation'})")
+    except ModuleNotFoundError as exc:
+        path = record_failure(tmp_path, "cola", "lora", 4, exc)
+    assert path is not None
+    text = path.read_text()
+    assert find_absolute_paths(text) == [], text
+    assert "tests/unit/validation/finetune/test_runner.py" in text and "looked in validation" in text
