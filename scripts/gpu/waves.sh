@@ -142,9 +142,10 @@ launch)
   settle="${SETTLE_S:-45}"
   case "$settle" in ''|*[!0-9]*) echo "waves.sh launch: SETTLE_S=$settle is not whole seconds; 45 used" >&2; settle=45;; esac
   t0=$(date +%s)
-  while [ $(( $(date +%s) - t0 )) -lt "$settle" ] && [ ! -f "runs/$name.rc" ]; do sleep 1; done
+  # -s, not -f: the exit status file exists empty for a moment while the wave writes it
+  while [ $(( $(date +%s) - t0 )) -lt "$settle" ] && [ ! -s "runs/$name.rc" ]; do sleep 1; done
   if [ "$settle" -le 0 ]; then :
-  elif [ -f "runs/$name.rc" ]; then
+  elif [ -s "runs/$name.rc" ]; then
     wave_rc=$(cat "runs/$name.rc"); echo "$name ended within its ${settle}-s settle: rc=$wave_rc"
     [ "$wave_rc" = 0 ] || launch_rc=5
   else echo "$name settled for $settle s"; fi;;

@@ -16,7 +16,9 @@ dependency listed in :data:`OPTIONAL`); modules of :data:`NOT_SCANNED` are not s
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -92,15 +94,33 @@ def preload() -> None:
         importlib.import_module(name)
 
 
+#: the packages of this checkout: only their source files are copied anew by the device tool
+OURS: tuple[str, ...] = ("gelora", "validation", "synthetic")
+
+
+def _ours(exc: ImportError | SyntaxError) -> bool:
+    """Whether the failed import concerns a module (or, for a syntax error, a file) of this checkout."""
+    if isinstance(exc, SyntaxError):
+        name = exc.filename or ""
+        root = str(Path(__file__).resolve().parents[2])
+        return name.startswith(root + os.sep) or (not os.path.isabs(name) and name.split("/")[0] in OURS)
+    mod = exc.name or ""
+    if not mod:  # "No module named 'x'" without a name attribute: read it from the message
+        mod = str(exc).partition("'")[2].partition("'")[0]
+    return mod.split(".")[0] in OURS
+
+
 def is_transient_import_error(exc: BaseException) -> bool:
-    """True for the errors a source file that is missing or half-written for a moment raises on import
-    (:class:`ImportError`, which :class:`ModuleNotFoundError` is, and :class:`SyntaxError`), also when
-    re-raised as another error (e.g. ``methods.get_method``'s ``ConfigError ... from exc``): the chain of
-    causes and contexts is walked."""
+    """True for the errors a source file of this checkout that is missing or half-written for a moment
+    raises on import (:class:`ImportError`, which :class:`ModuleNotFoundError` is, naming a module of
+    :data:`OURS`, and :class:`SyntaxError` in one of its files), also when re-raised as another error
+    (e.g. ``methods.get_method``'s ``ConfigError ... from exc``): the chain of causes and contexts is
+    walked. A missing third-party package (e.g. ``datasets`` behind a ``MissingDataError``) is no
+    transient error: a retry cannot help it."""
     seen: set[int] = set()
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
-        if isinstance(cur, (ImportError, SyntaxError)):
+        if isinstance(cur, (ImportError, SyntaxError)) and _ours(cur):
             return True
         seen.add(id(cur))
         cur = cur.__cause__ or cur.__context__

@@ -1061,11 +1061,18 @@ def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: 
     """Write ``<cell>.failed.json`` (error type, message, traceback tail) so the summary can say why; paths of
     this machine in the message and traceback are written as in committed reports (``portable_text``: the
     checkout's own files relative to it), so a failure record can be committed with its run."""
-    from validation.report.portable import portable_text
-
     if not is_main_process():
         return None
     tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
+
+    def portable(text: str) -> str:
+        try:  # imported here: at module level runner -> report -> build -> runner would be circular
+            from validation.report.portable import portable_text
+
+            return portable_text(text)
+        except Exception:  # noqa: BLE001 - e.g. a deleted working directory: keep the record, paths and all
+            return text
+
     return atomic_write_json(
         failure_path(run_dir, task, method, seed),
         {
@@ -1073,8 +1080,8 @@ def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: 
             "method": method,
             "seed": int(seed),
             "error": type(exc).__name__,
-            "message": portable_text(str(exc)),
-            "traceback_tail": portable_text("".join(tb[-5:])),
+            "message": portable(str(exc)),
+            "traceback_tail": portable("".join(tb[-5:])),
             # a task without offline data is "not run", not a failure of the method
             **({"not_run": "no offline data"} if isinstance(exc, MissingDataError) else {}),
             "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -176,6 +176,7 @@ def test_launch_settles_until_the_wave_ends_or_settle_s(tmp_path: Path, waves) -
     (fake / "python3").write_text(
         '#!/bin/sh\ncase "$*" in *gelora.cli*) sleep "$WAVE_S"; exit 1;; esac\nexit 0\n'
     )
+    (tmp_path / "out" / "runs.tgz").unlink()  # packed anew by the failing launch
     failed = waves("launch", "E", "--tasks", "rte", check=False, PATH=path, SETTLE_S="60", WAVE_S="0")
     assert failed.returncode == 5 and "E ended within its 60-s settle: rc=1" in failed.stdout
     assert (tmp_path / "out" / "runs.tgz").exists()

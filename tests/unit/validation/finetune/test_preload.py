@@ -21,7 +21,7 @@ from validation.finetune.preload import (
     is_transient_import_error,
     retry_seconds,
 )
-from validation.finetune.runner import failure_path, get_profile
+from validation.finetune.runner import MissingDataError, failure_path, get_profile
 
 REPO = Path(__file__).resolve().parents[4]
 OURS = ("gelora", "validation")
@@ -95,13 +95,26 @@ def test_every_method_module_is_preloaded() -> None:
 
 def test_transient_import_errors() -> None:
     assert is_transient_import_error(ModuleNotFoundError("No module named 'validation.finetune.methods'"))
-    assert is_transient_import_error(SyntaxError("unexpected EOF"))
+    half_written = SyntaxError("unexpected EOF")
+    half_written.filename = str(REPO / "validation" / "finetune" / "methods.py")
+    assert is_transient_import_error(half_written)
+    assert not is_transient_import_error(SyntaxError("in a user's file"))
     assert not is_transient_import_error(RuntimeError("CUDA out of memory"))
     assert not is_transient_import_error(FileNotFoundError("data"))
+    # a third-party package missing (MissingDataError from ModuleNotFoundError('datasets')): no retry
+    try:
+        try:
+            raise ModuleNotFoundError("No module named 'datasets'", name="datasets")
+        except ImportError as exc:
+            raise MissingDataError("not run: no offline data for mnli") from exc
+    except MissingDataError as missing:
+        assert not is_transient_import_error(missing)
     # re-raised as another error (methods.get_method: ConfigError ... from ImportError)
     try:
         try:
-            raise ModuleNotFoundError("No module named 'validation.finetune.ablations'")
+            raise ModuleNotFoundError(
+                "No module named 'validation.finetune.ablations'", name="validation.finetune.ablations"
+            )
         except ImportError as exc:
             raise ConfigError("method 'gelora_reversed' is not available") from exc
     except ConfigError as wrapped:
@@ -138,7 +151,11 @@ def test_a_cell_that_failed_on_an_import_is_tried_once_more(
     slept: list[float] = []
     monkeypatch.setenv("GELORA_IMPORT_RETRY_S", "7")
     monkeypatch.setattr(time, "sleep", slept.append)
-    monkeypatch.setattr(grid_mod, "run_cell", _fake_run(1, ModuleNotFoundError("No module named 'x'"), calls))
+    monkeypatch.setattr(
+        grid_mod,
+        "run_cell",
+        _fake_run(1, ModuleNotFoundError("No module named 'validation.finetune.methods'"), calls),
+    )
     out = grid_mod.GridOutcome()
     grid_mod.attempt_cells(
         [("rte", "lora", 0)],
@@ -160,7 +177,11 @@ def test_a_cell_that_failed_on_an_import_is_tried_once_more(
 
 @pytest.mark.parametrize(
     ("fail_times", "exc", "n_calls"),
-    [(2, ModuleNotFoundError("No module named 'x'"), 2), (1, RuntimeError("boom"), 1)],
+    [
+        (2, ModuleNotFoundError("No module named 'validation.finetune.methods'"), 2),
+        (1, RuntimeError("boom"), 1),
+        (1, ModuleNotFoundError("No module named 'datasets'", name="datasets"), 1),  # not ours: no retry
+    ],
 )
 def test_only_once_and_only_imports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_times: int, exc: BaseException, n_calls: int
@@ -220,7 +241,11 @@ def test_a_stop_request_during_the_wait_is_honoured(tmp_path: Path, monkeypatch:
 
     calls: list[str] = []
     monkeypatch.setattr(time, "sleep", lambda s: stop.request())
-    monkeypatch.setattr(grid_mod, "run_cell", _fake_run(1, ModuleNotFoundError("No module named 'x'"), calls))
+    monkeypatch.setattr(
+        grid_mod,
+        "run_cell",
+        _fake_run(1, ModuleNotFoundError("No module named 'validation.finetune.methods'"), calls),
+    )
     out = grid_mod.GridOutcome()
     try:
         with pytest.raises(stop.StopRequested):
