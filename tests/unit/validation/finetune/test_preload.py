@@ -144,6 +144,25 @@ def _fake_run(fail_times: int, exc: BaseException, calls: list[str]):  # noqa: A
     return run
 
 
+def _attempt(run_dir: Path, out: grid_mod.GridOutcome | None = None) -> grid_mod.GridOutcome:
+    """One worker's pass over the single cell rte/lora/seed 0 (run_cell and sleep are the tests' fakes),
+    recorded in ``out`` (a new outcome by default)."""
+    out = grid_mod.GridOutcome() if out is None else out
+    grid_mod.attempt_cells(
+        [("rte", "lora", 0)],
+        outcome=out,
+        profile=PROFILE,
+        run_dir=run_dir,
+        data_dir=None,
+        device="cpu",
+        keep_going=True,
+        keep_checkpoints=False,
+        progress=None,
+        stale_after=60.0,
+    )
+    return out
+
+
 def test_a_cell_that_failed_on_an_import_is_tried_once_more(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -156,19 +175,7 @@ def test_a_cell_that_failed_on_an_import_is_tried_once_more(
         "run_cell",
         _fake_run(1, ModuleNotFoundError("No module named 'validation.finetune.methods'"), calls),
     )
-    out = grid_mod.GridOutcome()
-    grid_mod.attempt_cells(
-        [("rte", "lora", 0)],
-        outcome=out,
-        profile=PROFILE,
-        run_dir=tmp_path,
-        data_dir=None,
-        device="cpu",
-        keep_going=True,
-        keep_checkpoints=False,
-        progress=None,
-        stale_after=60.0,
-    )
+    out = _attempt(tmp_path)
     assert calls == ["rte/lora/0", "rte/lora/0"] and slept == [7.0]
     assert out.ran == ["rte__lora__seed0"] and out.failed == []
     assert not failure_path(tmp_path, "rte", "lora", 0).exists()
@@ -189,19 +196,7 @@ def test_only_once_and_only_imports(
     calls: list[str] = []
     monkeypatch.setattr(time, "sleep", lambda s: None)
     monkeypatch.setattr(grid_mod, "run_cell", _fake_run(fail_times, exc, calls))
-    out = grid_mod.GridOutcome()
-    grid_mod.attempt_cells(
-        [("rte", "lora", 0)],
-        outcome=out,
-        profile=PROFILE,
-        run_dir=tmp_path,
-        data_dir=None,
-        device="cpu",
-        keep_going=True,
-        keep_checkpoints=False,
-        progress=None,
-        stale_after=60.0,
-    )
+    out = _attempt(tmp_path)
     assert len(calls) == n_calls and out.failed == ["rte__lora__seed0"]
     assert type(exc).__name__ in out.errors["rte__lora__seed0"]
     assert failure_path(tmp_path, "rte", "lora", 0).exists()
@@ -220,19 +215,7 @@ def test_the_workers_preload_is_retried_too(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(time, "sleep", lambda s: None)
     monkeypatch.setattr(grid_mod, "preload", flaky_preload)
     monkeypatch.setattr(grid_mod, "run_cell", _fake_run(0, RuntimeError("unused"), calls))
-    out = grid_mod.GridOutcome()
-    grid_mod.attempt_cells(
-        [("rte", "lora", 0)],
-        outcome=out,
-        profile=PROFILE,
-        run_dir=tmp_path,
-        data_dir=None,
-        device="cpu",
-        keep_going=True,
-        keep_checkpoints=False,
-        progress=None,
-        stale_after=60.0,
-    )
+    out = _attempt(tmp_path)
     assert len(tries) == 2 and out.ran == ["rte__lora__seed0"]
 
 
@@ -249,18 +232,7 @@ def test_a_stop_request_during_the_wait_is_honoured(tmp_path: Path, monkeypatch:
     out = grid_mod.GridOutcome()
     try:
         with pytest.raises(stop.StopRequested):
-            grid_mod.attempt_cells(
-                [("rte", "lora", 0)],
-                outcome=out,
-                profile=PROFILE,
-                run_dir=tmp_path,
-                data_dir=None,
-                device="cpu",
-                keep_going=True,
-                keep_checkpoints=False,
-                progress=None,
-                stale_after=60.0,
-            )
+            _attempt(tmp_path, out)
     finally:
         stop.clear()
     assert calls == ["rte/lora/0"] and out.interrupted == ["rte__lora__seed0"]
