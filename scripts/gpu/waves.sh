@@ -73,10 +73,14 @@
 # Keep device calls back to back: the machine goes back after about 30 s idle, with the runs on it.
 # true while a wave launched on this host is alive: its runs/NAME.pid process lives and it has not written
 # runs/NAME.rc (written just before that process exits: a finished wave never counts, even if its pid is reused)
+# a wave runs: its pid file exists, it wrote no exit status yet, and its process lives
+wave_alive() {
+  [ -f "runs/$1.pid" ] && [ ! -f "runs/$1.rc" ] && kill -0 "$(cat "runs/$1.pid")" 2>/dev/null
+}
 any_wave_alive() {
   local p
   for p in runs/*.pid; do
-    [ -f "$p" ] && [ ! -f "${p%.pid}.rc" ] && kill -0 "$(cat "$p")" 2>/dev/null && return 0
+    [ -f "$p" ] && wave_alive "$(basename "$p" .pid)" && return 0
   done
   return 1
 }
@@ -125,7 +129,7 @@ launch)
     && echo "$name runs under MPS (runs/mps.on)"
   # a wave of this name still running: its exit status, written later, would end this one's settle and
   # make it read as done (busy, wait)
-  if [ -f "runs/$name.pid" ] && [ ! -f "runs/$name.rc" ] && kill -0 "$(cat "runs/$name.pid")" 2>/dev/null; then
+  if wave_alive "$name"; then
     echo "waves.sh launch $name: refused, wave $name still runs (pid $(cat "runs/$name.pid")); pick another name" >&2; exit 2
   fi
   # a relaunch under the same name: the last wave's exit status would make this one read as done (busy, wait)

@@ -566,7 +566,7 @@ def attempt_cells(
     exception propagates, so no further cell starts.
     """
     # before any cell: a worker then reads no source file while it trains (see preload's why)
-    retrying_imports(preload, "the worker's preload", IMPORT_RETRY_S)
+    retrying_imports(preload, "the worker's preload")
     if is_main_process() and world_size() == 1:
         _selection_jobs(
             cells,
@@ -665,17 +665,12 @@ def attempt_cells(
                 claim.release()
 
 
-#: seconds before a cell (or a worker's preload) that failed on an import is tried once more
-#: (``GELORA_IMPORT_RETRY_S``)
-IMPORT_RETRY_S = 20.0
-
-
 def _run_cell_retrying_imports(t: str, m: str, s: int, **kw: Any) -> None:
-    """:func:`run_cell`, tried once more after :data:`IMPORT_RETRY_S` seconds when it fails on an import
+    """:func:`run_cell`, tried once more after ``preload.IMPORT_RETRY_S`` seconds when it fails on an import
     (:func:`~validation.finetune.preload.retrying_imports`: a source file missing for a moment while the
     device tool copies the tree); a second failure propagates. The retry resumes from the cell's last
     checkpoint, if it saved one; the claim stays held during the wait."""
-    retrying_imports(lambda: run_cell(t, m, s, **kw), cell_name(t, m, s), IMPORT_RETRY_S)
+    retrying_imports(lambda: run_cell(t, m, s, **kw), cell_name(t, m, s))
 
 
 def _selection_jobs(

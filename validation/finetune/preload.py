@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
+import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -127,12 +130,14 @@ def is_transient_import_error(exc: BaseException) -> bool:
     return False
 
 
-def retry_seconds(default: float) -> float:
+#: seconds before a cell (or a worker's preload) that failed on an import is tried once more
+#: (``GELORA_IMPORT_RETRY_S`` overrides it)
+IMPORT_RETRY_S = 20.0
+
+
+def retry_seconds(default: float = IMPORT_RETRY_S) -> float:
     """``GELORA_IMPORT_RETRY_S`` as seconds (``default`` when unset; a value that is not a non-negative
     number is ignored with a warning, so that it never hides the import error being retried)."""
-    import os
-    import warnings
-
     raw = os.environ.get("GELORA_IMPORT_RETRY_S")
     if raw is None:
         return default
@@ -148,14 +153,11 @@ def retry_seconds(default: float) -> float:
     return value
 
 
-def retrying_imports(fn: Callable[[], T], what: str, default_wait: float) -> T:
+def retrying_imports(fn: Callable[[], T], what: str, default_wait: float = IMPORT_RETRY_S) -> T:
     """``fn()``, called once more after :func:`retry_seconds` seconds (import caches invalidated) when it
     fails on an import (:func:`is_transient_import_error`); a second failure, or any other error,
     propagates. A stop request (:mod:`validation.finetune.stop`) made during the wait is honoured before the
     second attempt."""
-    import sys
-    import time
-
     from validation.finetune.stop import check
 
     try:
