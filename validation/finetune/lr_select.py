@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gelora._io import atomic_write_json, read_json
+from gelora._io import RESULT_INDENT, atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.stop import check
 
@@ -217,12 +217,12 @@ def select_learning_rate(
             info = cell.get("data", {}).get("heldout", {})
             record["heldout"].update({"n": info.get("n"), "of": info.get("of")})
             if is_main_process():
-                atomic_write_json(path, record)
+                atomic_write_json(path, record, indent=RESULT_INDENT)
                 shutil.rmtree(work_dir, ignore_errors=True)
         record["chosen"] = float(choose(record["scores"]))
         record["done"] = True
         if is_main_process():
-            atomic_write_json(path, record)
+            atomic_write_json(path, record, indent=RESULT_INDENT)
         return record
 
     if world_size() == 1:

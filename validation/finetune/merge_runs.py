@@ -8,7 +8,8 @@ selection run is reused. :func:`merge_runs` brings their results into the commit
   has the destination's profile (the fields that change results, as :func:`validation.finetune.grid.write_plan`
   compares them; per-task overrides only for the tasks both hold, :func:`validation.finetune.grid.joined_profile`:
   a source's new task brings its own override into the plan);
-- ``cells/*.json``, ``lr_select/*.json``: copied (atomically, :func:`gelora._io.atomic_write_bytes`) when new, skipped when byte-identical, **refused** when the
+- ``cells/*.json``, ``lr_select/*.json``: copied (atomically, :func:`gelora._io.atomic_write_bytes`) when new, skipped when identical
+  (byte for byte, or the same JSON at another indentation), **refused** when the
   destination holds a different file of the same name (a result is never overwritten);
 - ``logs/*.log`` except the workers' own logs (``worker-*.log``: process scheduling, not results): copied
   when new; a different log of the same name is kept as it is and reported.
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gelora._io import atomic_write_bytes, atomic_write_json
+from gelora._io import atomic_write_bytes, atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.grid import GRID_SCHEMA, held_tasks, join_profiles, read_plan
 
@@ -70,6 +71,19 @@ def result_files(run_dir: Path) -> list[tuple[str, Path, bool]]:
     return out
 
 
+def _same_result(a: Path, b: Path) -> bool:
+    """Byte-identical files, or JSON files with the same contents (a result rewritten at another indentation
+    by ``scripts/compact_results.py`` is the same result)."""
+    if filecmp.cmp(a, b, shallow=False):
+        return True
+    if a.suffix != ".json":
+        return False
+    try:
+        return bool(read_json(a) == read_json(b))
+    except ResultFileError:
+        return False
+
+
 def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool = False) -> MergeReport:
     """Merge the run directories ``sources`` into ``dest`` (module docstring).
 
@@ -105,7 +119,7 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
             target = todo.get(rel) or (dest / rel)
             if not target.exists():
                 todo[rel] = path
-            elif filecmp.cmp(target, path, shallow=False):
+            elif _same_result(target, path):
                 report.identical.append(rel)
             elif is_result:
                 raise ResultFileError(

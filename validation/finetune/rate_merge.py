@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gelora._io import atomic_write_json, read_json
+from gelora._io import RESULT_INDENT, atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.convergence import cell_convergence
 from validation.finetune.grid import held_tasks, join_profiles, read_plan
@@ -208,14 +208,16 @@ def merge_rate_runs(
             cell_file = src / "cells" / f"{name}.json"
             fail_file = src / "cells" / f"{name}.failed.json"
             if cell_file.exists():
-                atomic_write_json(out / "cells" / f"{name}.json", _rejudged(read_json(cell_file), sel))
+                atomic_write_json(
+                    out / "cells" / f"{name}.json", _rejudged(read_json(cell_file), sel), indent=RESULT_INDENT
+                )
                 copied.append(seed)
             elif fail_file.exists():
                 (out / "cells").mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(fail_file, out / "cells" / f"{name}.failed.json")
                 failed.append(seed)
             cells_out.append({"task": task, "method": method, "seed": seed})
-        atomic_write_json(out / "lr_select" / f"{task}__{method}.json", sel)
+        atomic_write_json(out / "lr_select" / f"{task}__{method}.json", sel, indent=RESULT_INDENT)
         summary.append(
             {
                 "task": task,

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from gelora._io import atomic_write_json, read_json
+from gelora._io import RESULT_INDENT, atomic_write_json, read_json
 from gelora.errors import ConfigError, IncompleteCheckpointError, ResultFileError
 from validation.finetune.checkpoints import last_checkpoint
 from validation.finetune.stop import stop_callback
@@ -782,7 +782,7 @@ def run_cell(
     if lr_record is not None:
         result["lr_selection"] = lr_record
     if is_main_process():
-        atomic_write_json(cell_path(run_dir, task, method, seed), result)
+        atomic_write_json(cell_path(run_dir, task, method, seed), result, indent=RESULT_INDENT)
         fail = failure_path(run_dir, task, method, seed)
         if fail.exists():
             fail.unlink()

@@ -553,7 +553,7 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
     :func:`validation.finetune.verdicts.compute_verdicts` (same rules, same interval); each line adds how
     many seeds GeLoRA was lower on and any cell scoring below the task's head-only floor (a training run
     that ended worse than not adapting the encoder at all), which the interval alone hides. Not part of
-    the verdict: the other methods of the verdict ran at one rate.
+    the verdict, which compares every method at its default rate (the protocol of docs/validation.md).
     """
     rc = data.get("paper_rate_check") or {}
     if not rc.get("table"):
@@ -590,7 +590,7 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
                 f"{float(sel_g['chosen']):g} and {float(sel_b['chosen']):g}): GeLoRA - {_name(b)} "
                 f"{pd['diff']:+.3f} {_ci_of(pd['ci'])}, {outcome}; lower on {lower}/{len(common)} seeds"
                 + (f"; {', '.join(low)} below the head-only floor" if low else "")
-                + ". Not in the verdict (the other methods ran at one rate)."
+                + ". Not in the verdict (C4's verdict compares every method at its default rate)."
             )
             numbers[f"rate_check/{task}/gelora-{b}"] = pd["diff"]
             numbers[f"rate_check/{task}/gelora-{b}/ci95"] = pd["ci"]

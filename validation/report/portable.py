@@ -226,9 +226,10 @@ def _add_hashes(obj: Any, data_dir: Path | None) -> Any:
 def rewrite_file(path: Path, roots: Roots, data_dir: Path | None = None) -> bool:
     """Rewrite one committed file in place (JSON: every string; text: every line); ``True`` if it changed.
 
-    A JSON file keeps its indentation style (2 spaces, as :func:`gelora._io.atomic_write_json` writes).
+    A JSON file keeps its indentation (:func:`gelora._io.json_indent_of`: 2 spaces by default, none for
+    bulk results written at :data:`gelora._io.RESULT_INDENT`).
     """
-    from gelora._io import atomic_write_text
+    from gelora._io import atomic_write_text, json_indent_of
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -236,7 +237,8 @@ def rewrite_file(path: Path, roots: Roots, data_dir: Path | None = None) -> bool
         return False
     if path.suffix == ".json":
         new_obj = _add_hashes(portable_json(json.loads(text), roots), data_dir)
-        new = json.dumps(new_obj, indent=2, allow_nan=False) + ("\n" if text.endswith("\n") else "")
+        indent = json_indent_of(text)
+        new = json.dumps(new_obj, indent=indent, allow_nan=False) + ("\n" if text.endswith("\n") else "")
         if json.loads(new) == json.loads(text):
             return False
     else:

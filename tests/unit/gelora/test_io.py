@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from gelora._io import atomic_write_json, atomic_write_text, read_json
+from gelora._io import RESULT_INDENT, atomic_write_json, atomic_write_text, json_indent_of, read_json
 from gelora.errors import ResultFileError
 
 
@@ -56,3 +56,21 @@ def test_atomic_files_get_the_mode_of_a_plain_open(tmp_path):
     finally:
         os.umask(mask)
         importlib.reload(io_mod)
+
+
+@pytest.mark.parametrize("indent", [None, 0, 1, 2, 4])
+def test_json_indent_of_reads_back_the_indent_json_wrote(indent):
+    text = json.dumps({"a": [1, {"b": 2}], "c": "x"}, indent=indent)
+    assert json_indent_of(text) == indent
+    assert json_indent_of(text + "\n") == indent
+
+
+def test_json_indent_of_a_one_line_value_is_none():
+    assert json_indent_of("{}\n") is None and json_indent_of("[]") is None and json_indent_of("") is None
+
+
+def test_results_are_written_one_value_per_line_without_indentation(tmp_path):
+    p = atomic_write_json(tmp_path / "r.json", {"a": {"b": [1, 2]}}, indent=RESULT_INDENT)
+    text = p.read_text()
+    assert text == '{\n"a": {\n"b": [\n1,\n2\n]\n}\n}\n'
+    assert json_indent_of(text) == 0 and read_json(p) == {"a": {"b": [1, 2]}}

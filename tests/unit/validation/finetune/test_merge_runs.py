@@ -78,6 +78,19 @@ def test_merge_is_idempotent(runs):
     assert _tree(dest) == once and rep.copied == [] and rep.planned_added == 0
 
 
+def test_a_result_rewritten_at_another_indentation_is_the_same_result(runs):
+    """scripts/compact_results.py rewrites committed results without indentation; a source still holding the
+    2-space file of the same result merges as identical, not as a refused difference."""
+    dest, a, b = runs
+    for d, indent in ((dest, 0), (b, 2)):
+        cell = d / "cells" / "stsb__lora__seed0.json"
+        cell.write_text(json.dumps(read_json(cell), indent=indent) + "\n", encoding="utf-8")
+    kept = (dest / "cells" / "stsb__lora__seed0.json").read_bytes()
+    rep = merge_runs(dest, [a, b])
+    assert "cells/stsb__lora__seed0.json" in rep.identical
+    assert (dest / "cells" / "stsb__lora__seed0.json").read_bytes() == kept  # the destination's form kept
+
+
 def test_a_different_result_is_refused_and_nothing_is_written(runs):
     dest, a, b = runs
     cell = b / "cells" / "stsb__lora__seed0.json"

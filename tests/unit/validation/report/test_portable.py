@@ -7,6 +7,9 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from gelora._io import json_indent_of
 from validation.report.environment import collect_environment, package_versions
 from validation.report.portable import (
     DATA_ROOT_LABEL,
@@ -85,6 +88,16 @@ def test_rewrite_file_adds_the_data_files_sha256(tmp_path):
         "source_sha256": hashlib.sha256(b"xyz").hexdigest(),
     }
     assert not rewrite_file(cell, ROOTS, data)  # idempotent
+
+
+@pytest.mark.parametrize("indent", [0, 2])
+def test_rewrite_file_keeps_the_files_indentation(tmp_path, indent):
+    cell = tmp_path / "cell.json"
+    cell.write_text(json.dumps({"a": {"path": "/srv/box/repo/reports/x.json", "n": 1}}, indent=indent) + "\n")
+    assert rewrite_file(cell, ROOTS)
+    text = cell.read_text()
+    assert json_indent_of(text) == indent and text.endswith("}\n")
+    assert "/srv/box" not in text
 
 
 def test_find_absolute_paths_patterns():
