@@ -17,8 +17,9 @@ Usage::
 
 The run directories must share their profile except ``lr_grid`` (compared as ``merge_runs`` compares
 them: the settings that change results, per-task overrides only for the tasks both runs hold) and use the
-same held-out split; a rate found in two of them, or a (task, method) cell whose selection is unfinished, is
-refused.
+same held-out split; a rate found in two of them, a (task, method) cell whose selection is unfinished, or a
+method whose rates are a part of another method's of the same task (a grid not yet run; a method at a
+single rate, the ceiling or the floor, is fine) is refused.
 """
 
 from __future__ import annotations
@@ -147,6 +148,24 @@ def _rejudged(cell: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]
     return {**cell, "train": train, "lr_selection": selection}
 
 
+def _refuse_partial_selections(
+    found: dict[tuple[str, str], list[tuple[dict[str, Any], Path]]], factors_of: dict[Path, list[float]]
+) -> None:
+    """Refuse a (task, method) selected from several rate factors but from fewer than another method of its
+    task: that would be the multi-rate grid's selection with a rate left out (a one-rate grid still to run).
+    A method found at one factor only is not selected among rates (the ceiling and the floor, full
+    fine-tuning and head only, train at one rate) and passes."""
+    held = {key: sorted({f for _, d in recs for f in factors_of[d]}) for key, recs in found.items()}
+    for (task, method), have in sorted(held.items()):
+        most = max((f for (t, _), f in held.items() if t == task), key=len)
+        if 1 < len(have) < len(most):
+            missing = [f for f in most if f not in have]
+            raise ConfigError(
+                f"{task}/{method}: its selection would use the rate factors {have}, another method of {task} has "
+                f"{most}; run its {missing} grid first, or leave it out (--methods)"
+            )
+
+
 def merge_rate_runs(
     run_dirs: Sequence[str | Path],
     out_dir: str | Path,
@@ -176,8 +195,8 @@ def merge_rate_runs(
     ------
     ConfigError
         See :func:`merge_selections`; also profiles differing beyond ``lr_grid`` (see the module
-        docstring), an existing ``out_dir``
-        grid, or nothing to merge.
+        docstring), an existing ``out_dir`` grid, nothing to merge, or a method selected from fewer rate
+        factors than another of its task (:func:`_refuse_partial_selections`).
     """
     dirs = [Path(d) for d in run_dirs]
     out = Path(out_dir)
@@ -195,6 +214,10 @@ def merge_rate_runs(
                 found.setdefault(key, []).append((rec, d))
     if not found:
         raise ConfigError("no finished selection of the requested tasks and methods in these runs")
+    _refuse_partial_selections(
+        found,
+        {d: [float(f) for f in g["profile"].get("lr_grid") or []] for d, g in zip(dirs, grids, strict=True)},
+    )
     plan = [c for g in grids for c in g["cells"]]
     cells_out: list[dict[str, Any]] = []
     summary = []

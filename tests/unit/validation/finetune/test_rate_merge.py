@@ -20,17 +20,44 @@ PROFILE = {"name": "paper", "epochs": 25.0, "learning_rate": 1e-3, "lr_select": 
 HELD = {"n": 10, "of": 100, "seed": 0, "fraction": 0.1, "max_n": 2000}
 
 
-def _run(root: Path, name: str, factor: float, held_score: float, converged: bool, dev: list[float]) -> Path:
-    """A one-rate run of rte/lora: its selection (held-out score) and one cell per dev score."""
+def _run(
+    root: Path,
+    name: str,
+    factor: float,
+    held_score: float,
+    converged: bool,
+    dev: list[float],
+    methods: tuple[str, ...] = ("lora",),
+) -> Path:
+    """A one-rate run of rte/lora (or of each of ``methods``): its selection (held-out score) and one cell per
+    dev score."""
     d = root / name
+    cells: list[dict[str, Any]] = []
+    for method in methods:
+        cells += _method(d, method, factor, held_score, converged, dev)
+    atomic_write_json(
+        d / "grid.json",
+        {
+            "schema": GRID_SCHEMA,
+            "profile": {**PROFILE, "lr_grid": [factor]},
+            "cells": cells,
+            "updated": f"2026-11-29T1{int(factor * 2)}:00:00+00:00",
+        },
+    )
+    return d
+
+
+def _method(
+    d: Path, method: str, factor: float, held_score: float, converged: bool, dev: list[float]
+) -> list[dict[str, Any]]:
     lr = 1e-3 * factor
     conv = {"basis": "heldout", "converged": converged, "rule": "tail gain <= 0.01", "gain": 0.0}
     atomic_write_json(
-        d / "lr_select" / "rte__lora.json",
+        d / "lr_select" / f"rte__{method}.json",
         {
             "schema": SELECT_SCHEMA,
             "task": "rte",
-            "method": "lora",
+            "method": method,
             "grid": [lr],
             "metric": "accuracy",
             "scores": {lr_key(lr): held_score},
@@ -41,15 +68,15 @@ def _run(root: Path, name: str, factor: float, held_score: float, converged: boo
             "done": True,
         },
     )
-    cells = []
+    cells: list[dict[str, Any]] = []
     for seed, score in enumerate(dev):
         raw = {"converged": True, "rule": "train loss"}
         atomic_write_json(
-            d / "cells" / f"rte__lora__seed{seed}.json",
+            d / "cells" / f"rte__{method}__seed{seed}.json",
             {
                 "schema": CELL_SCHEMA,
                 "task": "rte",
-                "method": "lora",
+                "method": method,
                 "seed": seed,
                 "metrics": {"accuracy": score},
                 "budget": {},
@@ -67,17 +94,8 @@ def _run(root: Path, name: str, factor: float, held_score: float, converged: boo
                 "lr_selection": {"grid": [lr], "chosen": lr},
             },
         )
-        cells.append({"task": "rte", "method": "lora", "seed": seed})
-    atomic_write_json(
-        d / "grid.json",
-        {
-            "schema": GRID_SCHEMA,
-            "profile": {**PROFILE, "lr_grid": [factor]},
-            "cells": cells,
-            "updated": f"2026-11-29T1{int(factor * 2)}:00:00+00:00",
-        },
-    )
-    return d
+        cells.append({"task": "rte", "method": method, "seed": seed})
+    return cells
 
 
 def test_merge_chooses_on_held_out_scores_and_copies_only_that_rate(tmp_path: Path) -> None:
@@ -185,3 +203,19 @@ def test_another_tasks_schedule_does_not_keep_rates_apart(tmp_path: Path) -> Non
     overrides(b, {"rte": {"epochs": 20.0}, "qnli": {"epochs": 30.0}})
     with pytest.raises(ConfigError, match=r"\['task_overrides'\] \(tasks \['rte'\]\)"):
         merge_rate_runs([a, b], tmp_path / "o2")
+
+
+def test_a_method_missing_a_rate_its_task_has_elsewhere_is_refused(tmp_path: Path) -> None:
+    """RTE at 2x run for LoRA only (the plan's B2): GeLoRA's selection from 0.5x and 1x alone would be the
+    three-rate grid's with a rate left out, so the merge refuses it; left out with --methods, or at a single
+    rate (the ceiling and the floor), it is fine."""
+    a = _run(tmp_path, "a", 0.5, 0.7, True, [0.7], methods=("lora", "gelora"))
+    b = _run(tmp_path, "b", 1.0, 0.8, True, [0.6], methods=("lora", "gelora", "full"))
+    c = _run(tmp_path, "c", 2.0, 0.9, True, [0.5], methods=("lora",))
+    with pytest.raises(
+        ConfigError, match=r"rte/gelora: .*\[0.5, 1.0\].*\[0.5, 1.0, 2.0\]; run its \[2.0\] grid"
+    ):
+        merge_rate_runs([a, b, c], tmp_path / "o1")
+    assert not (tmp_path / "o1").exists()
+    rows = merge_rate_runs([a, b, c], tmp_path / "o2", methods=["lora", "full"])
+    assert [(r["method"], r["chosen"]) for r in rows] == [("full", 1e-3), ("lora", 2e-3)]
