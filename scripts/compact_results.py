@@ -1,13 +1,19 @@
-"""Rewrite committed JSON result files at :data:`gelora._io.RESULT_INDENT` (lossless).
+r"""Rewrite committed JSON result files at :data:`gelora._io.RESULT_INDENT` (lossless).
 
 Grid cells, selection records and report files were written with a 2-space indentation until 2026-12-01;
-the whitespace was about 40 % of their bytes, and the working tree, results included, travels to the GPU
+the whitespace was 27-60 % of their bytes, and the working tree, results included, travels to the GPU
 machine within 64 MiB. This script re-serialises each ``*.json`` file found under the given folders (or
 given directly) with the same keys, order and values, one value per line without indentation, checks that
-the new text parses back to the same object, and leaves every other file alone. Files already in that form
-are skipped; the run prints how many it rewrote and the bytes saved.
+the new text parses back to the same object, and leaves every other file alone. Files already in that form,
+and one-line files, are skipped; the run prints how many it rewrote and the bytes saved.
 
-    python scripts/compact_results.py reports/gpu reports/full [--dry-run]
+Give it only what the code writes at ``RESULT_INDENT`` (else the next write puts the old form back): the
+``cells`` and ``lr_select`` folders of committed run directories, ``reports/full/report.json`` and the
+report's section files. Not a run directory on the GPU machine (its checkpoint manifests are hashed by
+``ckpt_carry``), not the ID-profile files whose SHA-256 the report records::
+
+    python scripts/compact_results.py $(find reports/gpu -type d \( -name cells -o -name lr_select \)) \
+        reports/full/report.json reports/full/raw/{ablations,estimators,grid,model_profile,theory,trajectories}.json
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from gelora._io import RESULT_INDENT, atomic_write_text
+from gelora._io import RESULT_INDENT, atomic_write_text, json_indent_of
 from gelora.errors import ResultFileError
 
 
@@ -45,13 +51,18 @@ def compact_text(text: str) -> str:
 
 
 def compact(path: Path, dry_run: bool = False) -> int:
-    """Rewrite one file; the number of bytes saved (0: already compact, nothing written)."""
-    text = path.read_text(encoding="utf-8")
+    """Rewrite one file; the number of bytes saved (0: already compact or one line, nothing written)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultFileError(f"{path} cannot be read as UTF-8 text: {exc}") from exc
     try:
         new = compact_text(text)
-    except (json.JSONDecodeError, ValueError) as exc:
+    except json.JSONDecodeError as exc:
         raise ResultFileError(f"{path} is not valid JSON: {exc}") from exc
-    if new == text:
+    except ValueError as exc:  # NaN or infinity, which result files never hold (allow_nan=False)
+        raise ResultFileError(f"{path} holds a value strict JSON cannot write (NaN/inf): {exc}") from exc
+    if new == text or json_indent_of(text) is None:
         return 0
     if not dry_run:
         atomic_write_text(path, new)

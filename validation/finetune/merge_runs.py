@@ -24,13 +24,12 @@ Nothing is written before every source has been checked. Usage::
 from __future__ import annotations
 
 import argparse
-import filecmp
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gelora._io import atomic_write_bytes, atomic_write_json, read_json
+from gelora._io import atomic_write_bytes, atomic_write_json, same_result_file
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.grid import GRID_SCHEMA, held_tasks, join_profiles, read_plan
 
@@ -71,19 +70,6 @@ def result_files(run_dir: Path) -> list[tuple[str, Path, bool]]:
     return out
 
 
-def _same_result(a: Path, b: Path) -> bool:
-    """Byte-identical files, or JSON files with the same contents (a result rewritten at another indentation
-    by ``scripts/compact_results.py`` is the same result)."""
-    if filecmp.cmp(a, b, shallow=False):
-        return True
-    if a.suffix != ".json":
-        return False
-    try:
-        return bool(read_json(a) == read_json(b))
-    except ResultFileError:
-        return False
-
-
 def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool = False) -> MergeReport:
     """Merge the run directories ``sources`` into ``dest`` (module docstring).
 
@@ -119,7 +105,7 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
             target = todo.get(rel) or (dest / rel)
             if not target.exists():
                 todo[rel] = path
-            elif _same_result(target, path):
+            elif same_result_file(target, path):
                 report.identical.append(rel)
             elif is_result:
                 raise ResultFileError(

@@ -1086,6 +1086,7 @@ def record_failure(run_dir: str | Path, task: str, method: str, seed: int, exc: 
             **({"not_run": "no offline data"} if isinstance(exc, MissingDataError) else {}),
             "failed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
+        indent=RESULT_INDENT,
     )
 
 

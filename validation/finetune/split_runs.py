@@ -31,12 +31,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import filecmp
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gelora._io import atomic_write_bytes, atomic_write_json
+from gelora._io import atomic_write_bytes, atomic_write_json, same_result_file
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.grid import GRID_SCHEMA, held_tasks, read_plan
 from validation.finetune.merge_runs import result_files
@@ -117,7 +116,7 @@ def split_task(src: str | Path, task: str, dest: str | Path, *, dry_run: bool = 
         )
     for rel in files:
         target = dest / rel
-        if target.exists() and not filecmp.cmp(target, src / rel, shallow=False):
+        if target.exists() and not same_result_file(target, src / rel):
             raise ResultFileError(f"{target} exists and differs from {src / rel}: nothing moved")
     report = SplitReport(moved=files, planned_moved=len(moving))
     if dry_run:

@@ -1193,7 +1193,8 @@ def rebuild_from(report_json: str | os.PathLike[str], out_dir: str | os.PathLike
     src = Path(report_json)
     report = check_report(read_json(src), str(src))
     # the verdicts are a pure function of the sections: re-derived with the current rules, so a report
-    # rebuilt after a change of claims.py stays consistent (unchanged rules: report.json is unchanged)
+    # rebuilt after a change of claims.py stays consistent (unchanged rules: report.json's content is
+    # unchanged; one written at 2 spaces before 2026-12-01 is rewritten at RESULT_INDENT)
     report["claims"] = _clean(evaluate_claims(report))
     return write_documents(report, src.parent if out_dir is None else out_dir)
 

@@ -4,7 +4,14 @@ import os
 import numpy as np
 import pytest
 
-from gelora._io import RESULT_INDENT, atomic_write_json, atomic_write_text, json_indent_of, read_json
+from gelora._io import (
+    RESULT_INDENT,
+    atomic_write_json,
+    atomic_write_text,
+    json_indent_of,
+    read_json,
+    same_result_file,
+)
 from gelora.errors import ResultFileError
 
 
@@ -74,3 +81,26 @@ def test_results_are_written_one_value_per_line_without_indentation(tmp_path):
     text = p.read_text()
     assert text == '{\n"a": {\n"b": [\n1,\n2\n]\n}\n}\n'
     assert json_indent_of(text) == 0 and read_json(p) == {"a": {"b": [1, 2]}}
+
+
+def test_same_result_file_ignores_indentation_only(tmp_path):
+    def w(name, text):
+        (tmp_path / name).write_text(text)
+        return tmp_path / name
+
+    obj = {"a": 1, "b": [0.5, True], "c": "x"}
+    two, zero = w("two.json", json.dumps(obj, indent=2)), w("zero.json", json.dumps(obj, indent=0))
+    assert same_result_file(two, zero) and same_result_file(two, two)
+    # another type, another key order or another value is another result
+    for i, other in enumerate(
+        [
+            {"a": 1.0, "b": [0.5, True], "c": "x"},
+            {"a": 1, "b": [0.5, 1], "c": "x"},
+            {"b": [0.5, True], "a": 1, "c": "x"},
+        ]
+    ):
+        assert not same_result_file(two, w(f"o{i}.json", json.dumps(other, indent=0)))
+    corrupt = w("bad.json", "{not json")
+    assert not same_result_file(corrupt, two) and same_result_file(corrupt, corrupt)
+    log_a, log_b = w("a.log", "x\n"), w("b.log", "x \n")
+    assert not same_result_file(log_a, log_b)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from gelora._io import RESULT_INDENT, json_indent_of
+
+ROOT = Path(__file__).resolve().parents[3]
+#: the report sections build.run_section writes at RESULT_INDENT
+SECTIONS = ("ablations", "estimators", "grid", "model_profile", "theory", "trajectories")
 
 CELL = {
     "task": "stsb",
@@ -45,9 +50,47 @@ def test_dry_run_writes_nothing_and_the_cli_counts(tmp_path, load_script, capsys
     assert json_indent_of((tmp_path / "a" / "x.json").read_text()) == 0
 
 
-@pytest.mark.parametrize("bad", ["corrupt.json", "missing"])
-def test_bad_input_is_named(tmp_path, load_script, capsys, bad):
+@pytest.mark.parametrize(
+    ("bad", "says"),
+    [
+        ("corrupt.json", "not valid JSON"),
+        ("missing", "neither a folder nor a JSON file"),
+        ("latin1.json", "cannot be read as UTF-8"),
+        ("nan.json", "NaN/inf"),
+    ],
+)
+def test_bad_input_is_named(tmp_path, load_script, capsys, bad, says):
     mod = load_script("compact_results.py")
     (tmp_path / "corrupt.json").write_text("{not json")
+    (tmp_path / "latin1.json").write_bytes(b'{\n  "a": "\xe9"\n}\n')
+    (tmp_path / "nan.json").write_text('{\n  "a": NaN\n}\n')
     assert mod.main([str(tmp_path / bad)]) == 2
-    assert bad in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert bad in err and says in err
+
+
+def test_a_one_line_file_is_left_as_written(tmp_path, load_script):
+    mod = load_script("compact_results.py")
+    p = tmp_path / "one.json"
+    p.write_text(json.dumps(CELL) + "\n")
+    assert mod.compact(p) == 0 and p.read_text() == json.dumps(CELL) + "\n"
+
+
+def test_the_committed_results_are_written_at_result_indent():
+    """Results the code writes at RESULT_INDENT (cells, failure records, selection records, the report) stay so in
+    the checkout: a 2-space file brought in by hand costs the GPU calls' 64 MiB; compact_results.py fixes it."""
+    files = [
+        f
+        for d in sorted((ROOT / "reports" / "gpu").rglob("*"))
+        if d.is_dir() and d.name in ("cells", "lr_select")
+        for f in sorted(d.glob("*.json"))
+    ]
+    files += [ROOT / "reports" / "full" / "report.json"]
+    files += [ROOT / "reports" / "full" / "raw" / f"{s}.json" for s in SECTIONS]
+    assert len(files) > 900
+    wide = [
+        str(f.relative_to(ROOT))
+        for f in files
+        if json_indent_of(f.read_text(encoding="utf-8")) not in (RESULT_INDENT, None)
+    ]
+    assert not wide, f"run scripts/compact_results.py on: {wide[:5]} ({len(wide)} files)"
