@@ -7,10 +7,16 @@ computed from the cells themselves (:func:`validation.finetune.grid.summarise`),
 from the results; ``reports/gpu/COVERAGE.md`` is this module's output for the committed directories, and a
 test regenerates it.
 
+A second table (``--rates DIR...``, :func:`collect_rates`) covers the rate check: per adapter whose rate the
+protocol selects (LoRA, AdaLoRA, GeLoRA, GeoLoRA), at which factors of its default rate the one-rate
+directories hold cells, and which (model, rank, task) has every adapter at every factor any of them has, the
+condition ``validation.finetune.rate_merge`` checks before it merges.
+
 Usage::
 
     python -m validation.finetune.coverage --out reports/gpu/COVERAGE.md \\
-        reports/gpu/paper-minilm reports/gpu/paper-mpnet reports/gpu/paper-mpnet-r2
+        reports/gpu/paper-minilm reports/gpu/paper-mpnet reports/gpu/paper-mpnet-r2 \\
+        --rates reports/gpu/paper-minilm reports/gpu/paper-minilm-rates/{stsb,mrpc}-r{05,2}
 """
 
 from __future__ import annotations
@@ -78,6 +84,95 @@ def collect(
         k: {t: {m: {s: sorted(v) for s, v in e.items()} for m, e in by.items()} for t, by in tasks.items()}
         for k, tasks in out.items()
     }
+
+
+#: the adapters whose learning rate the protocol selects among factors of its default (full fine-tuning and
+#: head only, the ceiling and the floor, train at one rate)
+RATE_METHODS: tuple[str, ...] = tuple(m for m in PAPER_METHODS if m not in ("full", "head_only"))
+
+
+def collect_rates(
+    run_dirs: Sequence[str | Path],
+) -> dict[tuple[str, int], dict[str, dict[str, dict[float, int]]]]:
+    """``{(model, lora_r): {task: {method: {factor: cells}}}}`` for :data:`RATE_METHODS`: the finished cells
+    with a finite score at each factor of the default rate, over one-rate run directories (``lr_grid`` of
+    one factor; a cell found in several directories counts once).
+
+    Raises
+    ------
+    ConfigError
+        A directory without ``grid.json``, or one whose plan has several factors (a multi-rate or
+        ``rate_merge``-d directory: give the one-rate directories it came from).
+    """
+    from validation.finetune.grid import summarise
+
+    seen: dict[tuple[str, int], dict[str, dict[str, dict[float, set[int]]]]] = {}
+    for d in run_dirs:
+        if not (Path(d) / "grid.json").is_file():
+            raise ConfigError(f"coverage: {d} holds no grid.json (not a run directory)")
+        summary = summarise(d)
+        profile = summary.get("profile") or {}
+        factors = [float(f) for f in profile.get("lr_grid") or [1.0]]
+        if len(factors) != 1:
+            raise ConfigError(
+                f"coverage --rates: {d} holds rates {factors}; give the one-rate directories it was merged from"
+            )
+        key = (str(profile.get("model") or DEFAULT_MODEL_NAME), int(profile.get("lora_r") or 0))
+        for task, by in (summary.get("table") or {}).items():
+            for method, entry in by.items():
+                if method not in RATE_METHODS:
+                    continue
+                slot = seen.setdefault(key, {}).setdefault(task, {}).setdefault(method, {})
+                done = {
+                    int(r["seed"])
+                    for r in entry.get("per_seed") or []
+                    if finite_or_none(r.get("primary")) is not None
+                }
+                slot.setdefault(factors[0], set()).update(done)
+    return {
+        k: {
+            t: {m: {f: len(s) for f, s in sorted(by_f.items()) if s} for m, by_f in by.items()}
+            for t, by in tasks.items()
+        }
+        for k, tasks in seen.items()
+    }
+
+
+def render_rates(
+    rates: Mapping[tuple[str, int], Mapping[str, Mapping[str, Mapping[float, int]]]], seeds: int = 5
+) -> str:
+    """The rate-check table: per (model, rank, task) with a cell, each adapter's factors (``0.5x 1x 2x``; a
+    factor with fewer than ``seeds`` cells shows its count), and the tasks whose rate check is complete:
+    every adapter at three or more factors, the same for all, each with ``seeds`` cells."""
+    lines = [
+        "| model | r | task | " + " | ".join(RATE_METHODS) + " |",
+        "|---|---|---|" + "---|" * len(RATE_METHODS),
+    ]
+    complete = []
+    for model, r in sorted(rates):
+        for task in TASKS:
+            row = rates[(model, r)].get(task)
+            if not row:
+                continue
+            cells = []
+            for m in RATE_METHODS:
+                by_f = row.get(m) or {}
+                cells.append(
+                    " ".join(f"{f:g}x" + ("" if n >= seeds else f" ({n}/{seeds})") for f, n in by_f.items())
+                    or "·"
+                )
+            lines.append(f"| {model} | {r} | {task} | " + " | ".join(cells) + " |")
+            sets = [{f for f, n in (row.get(m) or {}).items() if n >= seeds} for m in RATE_METHODS]
+            if len(sets[0]) >= 3 and all(s == sets[0] for s in sets):
+                complete.append(f"{model} r = {r} {task}")
+    lines += [
+        "",
+        f"Factors of each adapter's default rate with finished cells ({seeds} seeds unless counted). Rate check "
+        "complete (every adapter at the same three or more factors, all seeds): "
+        + ("; ".join(complete) if complete else "none")
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _empty() -> dict[str, set[int]]:
@@ -152,14 +247,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("run_dirs", nargs="+", help="paper-protocol run directories (each with grid.json)")
     p.add_argument("--seeds", type=int, default=5, help="seeds the protocol asks for (default 5)")
     p.add_argument("--out", type=Path, default=None, help="Markdown file to write (default: print)")
+    p.add_argument(
+        "--rates",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="one-rate run directories: add the rate-check table",
+    )
     a = p.parse_args(argv)
     try:
         table = render(collect(a.run_dirs), seeds=a.seeds)
+        if a.rates:
+            table += "\n## Rate check (0.5x and 2x beside the default rate)\n\n" + render_rates(
+                collect_rates(a.rates), seeds=a.seeds
+            )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     command = "python -m validation.finetune.coverage " + " ".join(
-        [*(["--seeds", str(a.seeds)] if a.seeds != 5 else []), *(str(d) for d in a.run_dirs)]
+        [
+            *(["--seeds", str(a.seeds)] if a.seeds != 5 else []),
+            *(str(d) for d in a.run_dirs),
+            *(["--rates", *map(str, a.rates)] if a.rates else []),
+        ]
     )
     text = f"# Campaign coverage (issue 19)\n\nGenerated by `{command}` (a test regenerates it).\n\n{table}"
     if a.out is None:

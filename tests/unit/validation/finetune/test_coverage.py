@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gelora.errors import ConfigError
-from validation.finetune.coverage import collect, main, render
+from validation.finetune.coverage import collect, collect_rates, main, render, render_rates
 from validation.finetune.runner import record_failure
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -91,3 +91,52 @@ def test_a_failed_cell_is_named_and_left_to_run(tmp_path: Path, gridfix: Any) ->
     other = gridfix.write_grid(tmp_path / "b", {"cola": {"lora": [0.3, 0.3, 0.3]}})
     merged = collect([run, other])["test-model", 8]["cola"]["lora"]
     assert merged["failed"] == [] and merged["converged"] == [0, 1, 2]
+
+
+def _one_rate(gridfix: Any, path: Path, factor: float, scores: dict[str, dict[str, list[Any]]]) -> Path:
+    run = gridfix.write_grid(path, scores)
+    plan = json.loads((run / "grid.json").read_text())
+    plan["profile"]["lr_grid"] = [factor]
+    (run / "grid.json").write_text(json.dumps(plan))
+    return run
+
+
+def test_the_rate_table_lists_each_adapters_factors_and_the_complete_tasks(
+    tmp_path: Path, gridfix: Any
+) -> None:
+    four = {m: [0.8] * 5 for m in ("lora", "adalora", "gelora", "geolora")}
+    runs = [
+        _one_rate(gridfix, tmp_path / "r1", 1.0, {"mrpc": {**four, "full": [0.7] * 5}, "rte": four}),
+        _one_rate(gridfix, tmp_path / "r05", 0.5, {"mrpc": four, "rte": {"lora": [0.6] * 5}}),
+        _one_rate(gridfix, tmp_path / "r2", 2.0, {"mrpc": {**four, "gelora": [0.8, 0.8, None]}}),
+    ]
+    rates = collect_rates(runs)
+    assert rates[("test-model", 8)]["mrpc"]["gelora"] == {0.5: 5, 1.0: 5, 2.0: 2}
+    assert "full" not in rates[("test-model", 8)]["mrpc"]  # the ceiling trains at one rate
+    text = render_rates(rates, seeds=5)
+    row = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| test-model")}
+    assert (
+        row["mrpc"] == "| test-model | 8 | mrpc | 0.5x 1x 2x | 0.5x 1x 2x | 0.5x 1x 2x (2/5) | 0.5x 1x 2x |"
+    )
+    assert row["rte"] == "| test-model | 8 | rte | 0.5x 1x | 1x | 1x | 1x |"
+    assert text.rstrip().endswith("all seeds): none.")  # GeLoRA's 2x lacks three seeds; RTE lacks rates
+    (runs[2] / "cells" / "mrpc__gelora__seed2.json").write_bytes(
+        (runs[2] / "cells" / "mrpc__gelora__seed1.json").read_bytes().replace(b'"seed": 1', b'"seed": 2')
+    )
+    for s in (3, 4):
+        (runs[2] / "cells" / f"mrpc__gelora__seed{s}.json").write_bytes(
+            (runs[2] / "cells" / "mrpc__gelora__seed1.json")
+            .read_bytes()
+            .replace(b'"seed": 1', f'"seed": {s}'.encode())
+        )
+    assert render_rates(collect_rates(runs), seeds=5).rstrip().endswith("all seeds): test-model r = 8 mrpc.")
+
+
+def test_the_rate_table_refuses_a_merged_directory(tmp_path: Path, gridfix: Any) -> None:
+    run = _one_rate(gridfix, tmp_path / "sel", 1.0, {"mrpc": {"lora": [0.8]}})
+    plan = json.loads((run / "grid.json").read_text())
+    plan["profile"]["lr_grid"] = [0.5, 1.0, 2.0]
+    (run / "grid.json").write_text(json.dumps(plan))
+    with pytest.raises(ConfigError, match="one-rate directories"):
+        collect_rates([run])
+    assert main([str(run), "--rates", str(run)]) == 2
