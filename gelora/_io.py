@@ -104,9 +104,10 @@ def json_indent_of(text: str) -> int | None:
 
 
 def same_result_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """Whether two result files hold the same result: the same bytes, or, for ``.json`` files, the same JSON
-    written at another indentation (same keys in the same order, same values of the same types: ``1`` and
-    ``1.0``, ``true`` and ``1`` differ). A file that does not parse is the same only byte for byte."""
+    """Whether two result files hold the same result: the same bytes, or, for ``.json`` files, JSON texts that
+    differ only in layout (indentation, spacing, escapes): the same keys in the same order and the same values
+    of the same types (``1`` and ``1.0``, ``true`` and ``1`` differ). A file that does not parse is the same
+    only byte for byte."""
     import filecmp
 
     if filecmp.cmp(a, b, shallow=False):

@@ -57,12 +57,15 @@ def compact(path: Path, dry_run: bool = False) -> int:
     except (OSError, UnicodeDecodeError) as exc:
         raise ResultFileError(f"{path} cannot be read as UTF-8 text: {exc}") from exc
     try:
+        if json_indent_of(text) is None:
+            json.loads(text)  # one line: no indentation to take out, only checked
+            return 0
         new = compact_text(text)
     except json.JSONDecodeError as exc:
         raise ResultFileError(f"{path} is not valid JSON: {exc}") from exc
     except ValueError as exc:  # NaN or infinity, which result files never hold (allow_nan=False)
         raise ResultFileError(f"{path} holds a value strict JSON cannot write (NaN/inf): {exc}") from exc
-    if new == text or json_indent_of(text) is None:
+    if new == text:
         return 0
     if not dry_run:
         atomic_write_text(path, new)

@@ -9,14 +9,18 @@ test regenerates it.
 
 A second table (``--rates DIR...``, :func:`collect_rates`) covers the rate check: per adapter whose rate the
 protocol selects (LoRA, AdaLoRA, GeLoRA, GeoLoRA), at which factors of its default rate the one-rate
-directories hold cells, and which (model, rank, task) has every adapter at every factor any of them has, the
-condition ``validation.finetune.rate_merge`` checks before it merges.
+directories hold cells (converged or not), and which (model, rank, task) has every adapter at the same three
+or more factors with every seed; ``validation.finetune.rate_merge`` checks the same of the selection runs
+before it merges.
 
 Usage::
 
     python -m validation.finetune.coverage --out reports/gpu/COVERAGE.md \\
         reports/gpu/paper-minilm reports/gpu/paper-mpnet reports/gpu/paper-mpnet-r2 \\
-        --rates reports/gpu/paper-minilm reports/gpu/paper-minilm-rates/{stsb,mrpc}-r{05,2}
+        --rates reports/gpu/paper-minilm reports/gpu/paper-mpnet reports/gpu/paper-mpnet-r2 \\
+        reports/gpu/paper-minilm-rates/{stsb,mrpc}-r{05,2}
+
+(the exact command of the committed file heads it)
 """
 
 from __future__ import annotations
@@ -93,16 +97,18 @@ RATE_METHODS: tuple[str, ...] = tuple(m for m in PAPER_METHODS if m not in ("ful
 
 def collect_rates(
     run_dirs: Sequence[str | Path],
-) -> dict[tuple[str, int], dict[str, dict[str, dict[float, int]]]]:
-    """``{(model, lora_r): {task: {method: {factor: cells}}}}`` for :data:`RATE_METHODS`: the finished cells
-    with a finite score at each factor of the default rate, over one-rate run directories (``lr_grid`` of
-    one factor; a cell found in several directories counts once).
+) -> dict[tuple[str, int], dict[str, dict[str, dict[float, list[int]]]]]:
+    """``{(model, lora_r): {task: {method: {factor: seeds}}}}`` for :data:`RATE_METHODS`: the seeds of the
+    finished cells with a finite score, converged or not, at each factor of the default rate, over
+    paper-protocol one-rate run directories (``lr_select`` on, ``lr_grid`` of one factor; a cell found in
+    several directories counts once).
 
     Raises
     ------
     ConfigError
-        A directory without ``grid.json``, or one whose plan has several factors (a multi-rate or
-        ``rate_merge``-d directory: give the one-rate directories it came from).
+        A directory without ``grid.json``, one that does not select its rate (not the paper protocol: its
+        rates are not factors of the protocol's defaults), or one whose plan has several factors (a
+        multi-rate or ``rate_merge``-d directory: give the one-rate directories it came from).
     """
     from validation.finetune.grid import summarise
 
@@ -112,6 +118,10 @@ def collect_rates(
             raise ConfigError(f"coverage: {d} holds no grid.json (not a run directory)")
         summary = summarise(d)
         profile = summary.get("profile") or {}
+        if not profile.get("lr_select"):
+            raise ConfigError(
+                f"coverage --rates: {d} does not select its learning rate (not the paper protocol)"
+            )
         factors = [float(f) for f in profile.get("lr_grid") or [1.0]]
         if len(factors) != 1:
             raise ConfigError(
@@ -131,7 +141,7 @@ def collect_rates(
                 slot.setdefault(factors[0], set()).update(done)
     return {
         k: {
-            t: {m: {f: len(s) for f, s in sorted(by_f.items()) if s} for m, by_f in by.items()}
+            t: {m: {f: sorted(s) for f, s in sorted(by_f.items()) if s} for m, by_f in by.items()}
             for t, by in tasks.items()
         }
         for k, tasks in seen.items()
@@ -139,11 +149,12 @@ def collect_rates(
 
 
 def render_rates(
-    rates: Mapping[tuple[str, int], Mapping[str, Mapping[str, Mapping[float, int]]]], seeds: int = 5
+    rates: Mapping[tuple[str, int], Mapping[str, Mapping[str, Mapping[float, Sequence[int]]]]], seeds: int = 5
 ) -> str:
     """The rate-check table: per (model, rank, task) with a cell, each adapter's factors (``0.5x 1x 2x``; a
-    factor with fewer than ``seeds`` cells shows its count), and the tasks whose rate check is complete:
-    every adapter at three or more factors, the same for all, each with ``seeds`` cells."""
+    factor with fewer than ``seeds`` cells of seeds ``0 .. seeds-1`` shows its count), and the tasks whose
+    rate check has its cells: every adapter at the same three or more factors, each with ``seeds`` cells.
+    (``rate_merge`` also needs each factor's finished selection run, which this table does not count.)"""
     lines = [
         "| model | r | task | " + " | ".join(RATE_METHODS) + " |",
         "|---|---|---|" + "---|" * len(RATE_METHODS),
@@ -156,21 +167,23 @@ def render_rates(
                 continue
             cells = []
             for m in RATE_METHODS:
-                by_f = row.get(m) or {}
+                by_f = {f: sum(1 for s in ss if s < seeds) for f, ss in (row.get(m) or {}).items()}
                 cells.append(
                     " ".join(f"{f:g}x" + ("" if n >= seeds else f" ({n}/{seeds})") for f, n in by_f.items())
                     or "·"
                 )
             lines.append(f"| {model} | {r} | {task} | " + " | ".join(cells) + " |")
-            sets = [{f for f, n in (row.get(m) or {}).items() if n >= seeds} for m in RATE_METHODS]
+            sets = [
+                {f for f, ss in (row.get(m) or {}).items() if sum(1 for s in ss if s < seeds) >= seeds}
+                for m in RATE_METHODS
+            ]
             if len(sets[0]) >= 3 and all(s == sets[0] for s in sets):
                 complete.append(f"{model} r = {r} {task}")
     lines += [
         "",
-        f"Factors of each adapter's default rate with finished cells ({seeds} seeds unless counted). Rate check "
-        "complete (every adapter at the same three or more factors, all seeds): "
-        + ("; ".join(complete) if complete else "none")
-        + ".",
+        f"Factors of each adapter's default rate with finished cells, converged or not ({seeds} seeds unless "
+        "counted; the table above says which converged). Rate check complete (every adapter at the same three "
+        "or more factors, all seeds): " + ("; ".join(complete) if complete else "none") + ".",
     ]
     return "\n".join(lines) + "\n"
 

@@ -18,8 +18,8 @@ Usage::
 The run directories must share their profile except ``lr_grid`` (compared as ``merge_runs`` compares
 them: the settings that change results, per-task overrides only for the tasks both runs hold) and use the
 same held-out split; a rate found in two of them, a (task, method) cell whose selection is unfinished, or a
-method whose rates are a part of another method's of the same task (a grid not yet run; a method at a
-single rate, the ceiling or the floor, is fine) is refused.
+method whose rate factors differ from the union of those of its task's methods in these directories (a grid
+not yet run; full fine-tuning and head only, the ceiling and the floor, train at one rate) is refused.
 """
 
 from __future__ import annotations
@@ -148,21 +148,47 @@ def _rejudged(cell: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]
     return {**cell, "train": train, "lr_selection": selection}
 
 
+#: methods trained at one rate by design, whatever the others' rate grid: the ceiling and the floor
+SINGLE_RATE_METHODS: tuple[str, ...] = ("full", "head_only")
+
+
+def _record_factors(rec: dict[str, Any], dir_factors: Sequence[float], where: Path) -> list[float]:
+    """The factors of the default rate a finished selection record tried: its directory's ``lr_grid`` (a rate
+    is the method's default times a factor, so the sorted rates match the sorted factors one to one)."""
+    rates = rec.get("grid") or []
+    if len(rates) != len(dir_factors):
+        raise ConfigError(
+            f"{where}: the selection of {rec.get('task')}/{rec.get('method')} tried {len(rates)} rate(s), its "
+            f"directory's lr_grid has {len(dir_factors)} factor(s) {list(dir_factors)}: cannot tell its factors"
+        )
+    return sorted(float(f) for f in dir_factors)
+
+
 def _refuse_partial_selections(
-    found: dict[tuple[str, str], list[tuple[dict[str, Any], Path]]], factors_of: dict[Path, list[float]]
+    every: dict[tuple[str, str], list[tuple[dict[str, Any], Path]]],
+    wanted: Sequence[tuple[str, str]],
+    factors_of: dict[Path, list[float]],
 ) -> None:
-    """Refuse a (task, method) selected from several rate factors but from fewer than another method of its
-    task: that would be the multi-rate grid's selection with a rate left out (a one-rate grid still to run).
-    A method found at one factor only is not selected among rates (the ceiling and the floor, full
-    fine-tuning and head only, train at one rate) and passes."""
-    held = {key: sorted({f for _, d in recs for f in factors_of[d]}) for key, recs in found.items()}
-    for (task, method), have in sorted(held.items()):
-        most = max((f for (t, _), f in held.items() if t == task), key=len)
-        if 1 < len(have) < len(most):
-            missing = [f for f in most if f not in have]
+    """Refuse a wanted (task, method) whose selection would use other rate factors than the union of the
+    factors of every method of its task in these directories (``every``: all selections, before ``--methods``
+    narrows them): the multi-rate grid's selection with a rate left out, a one-rate grid still to run. Full
+    fine-tuning and head only (:data:`SINGLE_RATE_METHODS`) train at one rate: they pass and do not count."""
+    held = {
+        key: sorted({f for rec, d in recs for f in _record_factors(rec, factors_of[d], d)})
+        for key, recs in every.items()
+    }
+    for task, method in sorted(wanted):
+        if method in SINGLE_RATE_METHODS:
+            continue
+        union = sorted(
+            {f for (t, m), fs in held.items() if t == task and m not in SINGLE_RATE_METHODS for f in fs}
+        )
+        have = held[(task, method)]
+        if have != union:
+            missing = [f for f in union if f not in have]
             raise ConfigError(
-                f"{task}/{method}: its selection would use the rate factors {have}, another method of {task} has "
-                f"{most}; run its {missing} grid first, or leave it out (--methods)"
+                f"{task}/{method}: its selection would use the rate factors {have}, the methods of {task} in "
+                f"these directories have {union}; run its {missing} grid first"
             )
 
 
@@ -195,8 +221,8 @@ def merge_rate_runs(
     ------
     ConfigError
         See :func:`merge_selections`; also profiles differing beyond ``lr_grid`` (see the module
-        docstring), an existing ``out_dir`` grid, nothing to merge, or a method selected from fewer rate
-        factors than another of its task (:func:`_refuse_partial_selections`).
+        docstring), an existing ``out_dir`` grid, nothing to merge, or a method whose rate factors differ
+        from its task's (:func:`_refuse_partial_selections`).
     """
     dirs = [Path(d) for d in run_dirs]
     out = Path(out_dir)
@@ -207,17 +233,18 @@ def merge_rate_runs(
         raise ConfigError(f"run directories need distinct names, got {names}")
     grids = [_grid(d) for d in dirs]
     profile = _common_profile(grids, names, dirs)
-    found: dict[tuple[str, str], list[tuple[dict[str, Any], Path]]] = {}
+    every: dict[tuple[str, str], list[tuple[dict[str, Any], Path]]] = {}
     for d in dirs:
         for key, rec in _selections(d).items():
-            if (tasks is None or key[0] in tasks) and (methods is None or key[1] in methods):
-                found.setdefault(key, []).append((rec, d))
+            if tasks is None or key[0] in tasks:
+                every.setdefault(key, []).append((rec, d))
+    found = {key: recs for key, recs in every.items() if methods is None or key[1] in methods}
     if not found:
         raise ConfigError("no finished selection of the requested tasks and methods in these runs")
-    _refuse_partial_selections(
-        found,
-        {d: [float(f) for f in g["profile"].get("lr_grid") or []] for d, g in zip(dirs, grids, strict=True)},
-    )
+    factors_of = {
+        d: [float(f) for f in g["profile"].get("lr_grid") or []] for d, g in zip(dirs, grids, strict=True)
+    }
+    _refuse_partial_selections(every, list(found), factors_of)
     plan = [c for g in grids for c in g["cells"]]
     cells_out: list[dict[str, Any]] = []
     summary = []

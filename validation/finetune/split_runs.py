@@ -11,8 +11,8 @@ into ``dest`` with the source's profile (the one they were trained with), and dr
 - ``cells/<task>__*.json``, ``lr_select/<task>__*.json`` and ``logs/<task>__*.log`` are copied atomically
   into ``dest``, then ``dest/grid.json`` is written, then the source's ``grid.json`` without the task's
   planned cells, and only then are the source's files removed. An interrupted split leaves every result in
-  at least one place; running it again finishes it (files already in ``dest`` with the same bytes are
-  accepted, a different one is refused).
+  at least one place; running it again finishes it (files already in ``dest`` with the same contents,
+  :func:`gelora._io.same_result_file`, are accepted, a different one is refused).
 - ``dest`` may not hold another run (a ``grid.json`` with other cells or another profile is refused); a
   second split of the same task and profile into it adds its planned cells to those already there.
 - Refused while the task has unfinished state in ``src``: checkpoints (``work/<task>__*``,

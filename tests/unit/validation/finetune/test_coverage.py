@@ -96,7 +96,7 @@ def test_a_failed_cell_is_named_and_left_to_run(tmp_path: Path, gridfix: Any) ->
 def _one_rate(gridfix: Any, path: Path, factor: float, scores: dict[str, dict[str, list[Any]]]) -> Path:
     run = gridfix.write_grid(path, scores)
     plan = json.loads((run / "grid.json").read_text())
-    plan["profile"]["lr_grid"] = [factor]
+    plan["profile"].update(lr_grid=[factor], lr_select=True)
     (run / "grid.json").write_text(json.dumps(plan))
     return run
 
@@ -111,7 +111,11 @@ def test_the_rate_table_lists_each_adapters_factors_and_the_complete_tasks(
         _one_rate(gridfix, tmp_path / "r2", 2.0, {"mrpc": {**four, "gelora": [0.8, 0.8, None]}}),
     ]
     rates = collect_rates(runs)
-    assert rates[("test-model", 8)]["mrpc"]["gelora"] == {0.5: 5, 1.0: 5, 2.0: 2}
+    assert rates[("test-model", 8)]["mrpc"]["gelora"] == {
+        0.5: [0, 1, 2, 3, 4],
+        1.0: [0, 1, 2, 3, 4],
+        2.0: [0, 1],
+    }
     assert "full" not in rates[("test-model", 8)]["mrpc"]  # the ceiling trains at one rate
     text = render_rates(rates, seeds=5)
     row = {line.split(" | ")[2]: line for line in text.splitlines() if line.startswith("| test-model")}
@@ -140,3 +144,20 @@ def test_the_rate_table_refuses_a_merged_directory(tmp_path: Path, gridfix: Any)
     with pytest.raises(ConfigError, match="one-rate directories"):
         collect_rates([run])
     assert main([str(run), "--rates", str(run)]) == 2
+    plan["profile"].update(
+        lr_grid=[16.0], lr_select=False
+    )  # an old grid at a multiple of its rate, not selected
+    (run / "grid.json").write_text(json.dumps(plan))
+    with pytest.raises(ConfigError, match="not the paper protocol"):
+        collect_rates([run])
+
+
+def test_seeds_beyond_the_protocols_do_not_complete_a_rate(tmp_path: Path, gridfix: Any) -> None:
+    four = {m: [0.8] * 5 for m in ("lora", "adalora", "gelora", "geolora")}
+    runs = [
+        _one_rate(gridfix, tmp_path / "r1", 1.0, {"mrpc": four}),
+        _one_rate(gridfix, tmp_path / "r05", 0.5, {"mrpc": four}),
+        _one_rate(gridfix, tmp_path / "r2", 2.0, {"mrpc": {**four, "lora": [None, 0.8, 0.8, 0.8, 0.8, 0.8]}}),
+    ]
+    text = render_rates(collect_rates(runs), seeds=5)
+    assert "| 0.5x 1x 2x (4/5) |" in text and text.rstrip().endswith("all seeds): none.")

@@ -219,3 +219,30 @@ def test_a_method_missing_a_rate_its_task_has_elsewhere_is_refused(tmp_path: Pat
     assert not (tmp_path / "o1").exists()
     rows = merge_rate_runs([a, b, c], tmp_path / "o2", methods=["lora", "full"])
     assert [(r["method"], r["chosen"]) for r in rows] == [("full", 1e-3), ("lora", 2e-3)]
+
+
+def test_every_adapter_needs_its_tasks_whole_set_of_factors(tmp_path: Path) -> None:
+    """An adapter at the default rate alone, or at another two of three factors, is refused too, also when
+    --methods leaves out the methods that have the other factors; only the ceiling and the floor train at
+    one rate."""
+    a = _run(tmp_path, "a", 0.5, 0.7, True, [0.7], methods=("lora",))
+    b = _run(tmp_path, "b", 1.0, 0.8, True, [0.6], methods=("lora", "gelora", "adalora", "head_only"))
+    c = _run(tmp_path, "c", 2.0, 0.9, True, [0.5], methods=("lora", "adalora"))
+    with pytest.raises(
+        ConfigError, match=r"rte/adalora: .*\[1.0, 2.0\].*\[0.5, 1.0, 2.0\]; run its \[0.5\] grid"
+    ):
+        merge_rate_runs([a, b, c], tmp_path / "o1", methods=["adalora"])
+    with pytest.raises(ConfigError, match=r"rte/gelora: .*\[1.0\].*run its \[0.5, 2.0\] grid"):
+        merge_rate_runs([a, b, c], tmp_path / "o2", methods=["gelora", "head_only"])
+    rows = merge_rate_runs([a, b, c], tmp_path / "o3", methods=["lora", "head_only"])
+    assert [r["method"] for r in rows] == ["head_only", "lora"]
+
+
+def test_a_selection_with_another_number_of_rates_than_its_directory_is_refused(tmp_path: Path) -> None:
+    a = _run(tmp_path, "a", 0.5, 0.7, True, [0.7])
+    b = _run(tmp_path, "b", 1.0, 0.8, True, [0.6])
+    grid = read_json(b / "grid.json")
+    grid["profile"]["lr_grid"] = [1.0, 4.0]
+    atomic_write_json(b / "grid.json", grid)
+    with pytest.raises(ConfigError, match="cannot tell its factors"):
+        merge_rate_runs([a, b], tmp_path / "o1")
