@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import json
 import os
 import tempfile
@@ -108,8 +109,6 @@ def same_result_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bo
     differ only in layout (indentation, spacing, escapes): the same keys in the same order and the same values
     of the same types (``1`` and ``1.0``, ``true`` and ``1`` differ). A file that does not parse is the same
     only byte for byte."""
-    import filecmp
-
     if filecmp.cmp(a, b, shallow=False):
         return True
     if Path(a).suffix != ".json" or Path(b).suffix != ".json":
@@ -120,13 +119,16 @@ def same_result_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bo
         return False
 
 
-def atomic_write_json(path: str | os.PathLike[str], data: Any, *, indent: int = 2) -> Path:
-    """Serialise ``data`` as JSON (NumPy scalars and arrays allowed) and write it atomically.
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """``data`` as the JSON text result files hold (NumPy scalars and arrays allowed, NaN/inf refused, keys in
+    their order), without a trailing newline; ``indent`` as in :func:`json.dumps` (2 for files people read,
+    :data:`RESULT_INDENT` for bulk results)."""
+    return json.dumps(data, indent=indent, sort_keys=False, default=_default, allow_nan=False)
 
-    ``indent`` as in :func:`json.dumps` (2 for files people read; :data:`RESULT_INDENT` for bulk results).
-    """
-    text = json.dumps(data, indent=indent, sort_keys=False, default=_default, allow_nan=False)
-    return atomic_write_text(path, text + "\n")
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any, *, indent: int = 2) -> Path:
+    """Serialise ``data`` as JSON (:func:`json_text`) and write it atomically, with a final newline."""
+    return atomic_write_text(path, json_text(data, indent) + "\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

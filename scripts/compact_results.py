@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from gelora._io import RESULT_INDENT, atomic_write_text, json_indent_of
+from gelora._io import RESULT_INDENT, atomic_write_text, json_indent_of, json_text
 from gelora.errors import ResultFileError
 
 
@@ -44,7 +44,7 @@ def json_files(paths: Iterable[Path]) -> list[Path]:
 def compact_text(text: str) -> str:
     """``text`` re-serialised at :data:`RESULT_INDENT` (same object; the trailing newline kept as it was)."""
     obj = json.loads(text)
-    new = json.dumps(obj, indent=RESULT_INDENT, allow_nan=False) + ("\n" if text.endswith("\n") else "")
+    new = json_text(obj, RESULT_INDENT) + ("\n" if text.endswith("\n") else "")
     if json.loads(new) != obj:  # pragma: no cover - json round-trips its own output
         raise ResultFileError("re-serialised JSON does not parse back to the same object")
     return new

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,21 @@ TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "stsb", "rte", "qnli", "squad_
 #: the protocol's methods, then the two ablations of where the ranks go (of validation.finetune.ablations')
 METHODS: tuple[str, ...] = PAPER_METHODS
 ABLATIONS: tuple[str, ...] = ("gelora_permuted", "gelora_reversed")
+
+
+def _summaries(
+    run_dirs: Sequence[str | Path],
+) -> Iterator[tuple[str | Path, dict[str, Any], tuple[str, int]]]:
+    """Each run directory with its :func:`validation.finetune.grid.summarise` and its ``(model, lora_r)``;
+    :class:`ConfigError` for a directory without ``grid.json``."""
+    from validation.finetune.grid import summarise
+
+    for d in run_dirs:
+        if not (Path(d) / "grid.json").is_file():
+            raise ConfigError(f"coverage: {d} holds no grid.json (not a run directory)")
+        summary = summarise(d)
+        profile = summary.get("profile") or {}
+        yield d, summary, (str(profile.get("model") or DEFAULT_MODEL_NAME), int(profile.get("lora_r") or 0))
 
 
 def collect(
@@ -58,15 +73,8 @@ def collect(
     ConfigError
         A directory without a grid plan (``grid.json``).
     """
-    from validation.finetune.grid import summarise
-
     out: dict[tuple[str, int], dict[str, dict[str, dict[str, set[int]]]]] = {}
-    for d in run_dirs:
-        if not (Path(d) / "grid.json").is_file():
-            raise ConfigError(f"coverage: {d} holds no grid.json (not a run directory)")
-        summary = summarise(d)
-        profile = summary.get("profile") or {}
-        key = (str(profile.get("model") or DEFAULT_MODEL_NAME), int(profile.get("lora_r") or 0))
+    for _, summary, key in _summaries(run_dirs):
         for task, by in (summary.get("table") or {}).items():
             for method, entry in by.items():
                 slot = out.setdefault(key, {}).setdefault(task, {}).setdefault(method, _empty())
@@ -110,13 +118,8 @@ def collect_rates(
         rates are not factors of the protocol's defaults), or one whose plan has several factors (a
         multi-rate or ``rate_merge``-d directory: give the one-rate directories it came from).
     """
-    from validation.finetune.grid import summarise
-
     seen: dict[tuple[str, int], dict[str, dict[str, dict[float, set[int]]]]] = {}
-    for d in run_dirs:
-        if not (Path(d) / "grid.json").is_file():
-            raise ConfigError(f"coverage: {d} holds no grid.json (not a run directory)")
-        summary = summarise(d)
+    for d, summary, key in _summaries(run_dirs):
         profile = summary.get("profile") or {}
         if not profile.get("lr_select"):
             raise ConfigError(
@@ -127,7 +130,6 @@ def collect_rates(
             raise ConfigError(
                 f"coverage --rates: {d} holds rates {factors}; give the one-rate directories it was merged from"
             )
-        key = (str(profile.get("model") or DEFAULT_MODEL_NAME), int(profile.get("lora_r") or 0))
         for task, by in (summary.get("table") or {}).items():
             for method, entry in by.items():
                 if method not in RATE_METHODS:
@@ -165,18 +167,18 @@ def render_rates(
             row = rates[(model, r)].get(task)
             if not row:
                 continue
-            cells = []
-            for m in RATE_METHODS:
-                by_f = {f: sum(1 for s in ss if s < seeds) for f, ss in (row.get(m) or {}).items()}
-                cells.append(
-                    " ".join(f"{f:g}x" + ("" if n >= seeds else f" ({n}/{seeds})") for f, n in by_f.items())
-                    or "·"
-                )
-            lines.append(f"| {model} | {r} | {task} | " + " | ".join(cells) + " |")
-            sets = [
-                {f for f, ss in (row.get(m) or {}).items() if sum(1 for s in ss if s < seeds) >= seeds}
+            # cells of the protocol's seeds per adapter and factor
+            counts = [
+                {f: sum(1 for s in ss if s < seeds) for f, ss in (row.get(m) or {}).items()}
                 for m in RATE_METHODS
             ]
+            cells = [
+                " ".join(f"{f:g}x" + ("" if n >= seeds else f" ({n}/{seeds})") for f, n in by_f.items())
+                or "·"
+                for by_f in counts
+            ]
+            lines.append(f"| {model} | {r} | {task} | " + " | ".join(cells) + " |")
+            sets = [{f for f, n in by_f.items() if n >= seeds} for by_f in counts]
             if len(sets[0]) >= 3 and all(s == sets[0] for s in sets):
                 complete.append(f"{model} r = {r} {task}")
     lines += [

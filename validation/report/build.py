@@ -39,7 +39,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from gelora._io import RESULT_INDENT, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from gelora._io import (
+    RESULT_INDENT,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    json_text,
+    read_json,
+)
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.runner import DEFAULT_MODEL_NAME
 from validation.report.portable import portable_json, portable_path
@@ -1165,7 +1172,7 @@ def render_all(report: dict[str, Any]) -> tuple[str, str, dict[str, bytes]]:
 def write_documents(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
     """Write ``report.json`` (when absent or different), ``report.md``, ``report.html`` and ``figures/``."""
     out = Path(out_dir)
-    text = json.dumps(report, indent=RESULT_INDENT, allow_nan=False) + "\n"
+    text = json_text(report, RESULT_INDENT) + "\n"
     jpath = out / "report.json"
     if not jpath.is_file() or jpath.read_text(encoding="utf-8") != text:
         atomic_write_text(jpath, text)

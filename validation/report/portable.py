@@ -229,7 +229,7 @@ def rewrite_file(path: Path, roots: Roots, data_dir: Path | None = None) -> bool
     A JSON file keeps its indentation (:func:`gelora._io.json_indent_of`: 2 spaces by default, none for
     bulk results written at :data:`gelora._io.RESULT_INDENT`).
     """
-    from gelora._io import atomic_write_text, json_indent_of
+    from gelora._io import atomic_write_text, json_indent_of, json_text
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -238,7 +238,7 @@ def rewrite_file(path: Path, roots: Roots, data_dir: Path | None = None) -> bool
     if path.suffix == ".json":
         new_obj = _add_hashes(portable_json(json.loads(text), roots), data_dir)
         indent = json_indent_of(text)
-        new = json.dumps(new_obj, indent=indent, allow_nan=False) + ("\n" if text.endswith("\n") else "")
+        new = json_text(new_obj, indent) + ("\n" if text.endswith("\n") else "")
         if json.loads(new) == json.loads(text):
             return False
     else:
