@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -293,19 +294,24 @@ def merge_rate_runs(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: merge, then print each (task, method)'s scores and choice."""
+    """Command line: merge, then print each (task, method)'s scores and choice; a refused merge prints its
+    reason and exits 2, writing nothing."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path)
     p.add_argument("runs", type=Path, nargs="+")
     p.add_argument("--tasks", help="comma-separated (default: all)")
     p.add_argument("--methods", help="comma-separated (default: all)")
     a = p.parse_args(argv)
-    rows = merge_rate_runs(
-        a.runs,
-        a.out,
-        tasks=a.tasks.split(",") if a.tasks else None,
-        methods=a.methods.split(",") if a.methods else None,
-    )
+    try:
+        rows = merge_rate_runs(
+            a.runs,
+            a.out,
+            tasks=a.tasks.split(",") if a.tasks else None,
+            methods=a.methods.split(",") if a.methods else None,
+        )
+    except (ConfigError, ResultFileError) as exc:
+        print(f"rate_merge: error: {exc}", file=sys.stderr)
+        return 2
     for r in rows:
         scores = ", ".join(f"{k}: {v:.4f}" if v is not None else f"{k}: none" for k, v in r["scores"].items())
         print(

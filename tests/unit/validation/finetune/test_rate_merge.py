@@ -246,3 +246,17 @@ def test_a_selection_with_another_number_of_rates_than_its_directory_is_refused(
     atomic_write_json(b / "grid.json", grid)
     with pytest.raises(ConfigError, match="cannot tell its factors"):
         merge_rate_runs([a, b], tmp_path / "o1")
+
+
+def test_the_command_line_prints_a_refusal_and_exits_2_writing_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan's B2 case from the shell: one line naming the adapter and the missing grid, no traceback."""
+    a = _run(tmp_path, "a", 0.5, 0.7, True, [0.7], methods=("lora", "gelora"))
+    b = _run(tmp_path, "b", 1.0, 0.8, True, [0.6], methods=("lora", "gelora"))
+    c = _run(tmp_path, "c", 2.0, 0.9, True, [0.5], methods=("lora",))
+    assert main([str(tmp_path / "out"), str(a), str(b), str(c)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rate_merge: error: rte/gelora: ") and "run its [2.0] grid" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
