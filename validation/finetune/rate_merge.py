@@ -13,7 +13,7 @@ selected must not enter a verdict). The choice uses held-out scores only, exactl
 
 Usage::
 
-    python -m validation.finetune.rate_merge OUT RUN_DIR [RUN_DIR ...] [--tasks stsb] [--methods gelora,geolora]
+    python -m validation.finetune.rate_merge OUT RUN_DIR [RUN_DIR ...] [--tasks stsb] [--methods gelora,geolora] [--replace]
 
 The run directories must share their profile except ``lr_grid`` (compared as ``merge_runs`` compares
 them: the settings that change results, per-task overrides only for the tasks both runs hold) and use the
@@ -25,6 +25,7 @@ not yet run; full fine-tuning and head only, the ceiling and the floor, train at
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -199,8 +200,13 @@ def merge_rate_runs(
     *,
     tasks: Sequence[str] | None = None,
     methods: Sequence[str] | None = None,
+    replace: bool = False,
 ) -> list[dict[str, Any]]:
     """Write ``out_dir``: the grid a multi-rate selection over the runs' rates would have produced.
+
+    The directory is built beside ``out_dir`` and renamed into place only once every file is written, so a
+    refused or interrupted merge leaves ``out_dir`` as it was (absent, or the previous merge with
+    ``replace``).
 
     Parameters
     ----------
@@ -208,9 +214,11 @@ def merge_rate_runs(
         Grid run directories of one profile that differ only in ``lr_grid`` (and the overrides of
         tasks only one of them holds).
     out_dir : path
-        New run directory (must not hold a grid yet).
+        New run directory (must not exist, or be empty, unless ``replace``).
     tasks, methods : sequence of str, optional
         Only these (default: every (task, method) with a selection record).
+    replace : bool
+        Replace an existing ``out_dir`` (a previous merge) whole, once the new one is complete.
 
     Returns
     -------
@@ -222,13 +230,43 @@ def merge_rate_runs(
     ------
     ConfigError
         See :func:`merge_selections`; also profiles differing beyond ``lr_grid`` (see the module
-        docstring), an existing ``out_dir`` grid, nothing to merge, or a method whose rate factors differ
-        from its task's (:func:`_refuse_partial_selections`).
+        docstring), an existing non-empty ``out_dir`` without ``replace``, ``out_dir`` among the sources,
+        nothing to merge, or a method whose rate factors differ from its task's
+        (:func:`_refuse_partial_selections`).
     """
     dirs = [Path(d) for d in run_dirs]
     out = Path(out_dir)
-    if (out / GRID_FILE).exists():
-        raise ConfigError(f"{out} already holds a grid; merge into a new directory")
+    if out.exists() and not replace and (not out.is_dir() or any(out.iterdir())):
+        what = "already holds a grid" if (out / GRID_FILE).exists() else "exists and is not empty"
+        raise ConfigError(f"{out} {what}; merge into a new directory, or pass replace=True (--replace)")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is not a directory")
+    if any(d.resolve() == out.resolve() for d in dirs):
+        raise ConfigError(f"{out} is one of the run directories merged; merge into another directory")
+    work = out.parent / f".{out.name}.rate_merge-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        summary = _merge_into(dirs, work, tasks, methods)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+        out.rename(old)
+        work.rename(out)
+        shutil.rmtree(old)
+    else:
+        work.rename(out)
+    return summary
+
+
+def _merge_into(
+    dirs: Sequence[Path],
+    out: Path,
+    tasks: Sequence[str] | None,
+    methods: Sequence[str] | None,
+) -> list[dict[str, Any]]:
+    """:func:`merge_rate_runs`' work, written into the new directory ``out``."""
     names = [d.name for d in dirs]
     if len(set(names)) != len(names):
         raise ConfigError(f"run directories need distinct names, got {names}")
@@ -295,12 +333,17 @@ def merge_rate_runs(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: merge, then print each (task, method)'s scores and choice; a refused merge prints its
-    reason and exits 2, writing nothing."""
+    reason and exits 2, leaving OUT as it was."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path)
     p.add_argument("runs", type=Path, nargs="+")
     p.add_argument("--tasks", help="comma-separated (default: all)")
     p.add_argument("--methods", help="comma-separated (default: all)")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace OUT (a previous merge) whole, once the new merge is complete; a refused merge leaves it",
+    )
     a = p.parse_args(argv)
     try:
         rows = merge_rate_runs(
@@ -308,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             a.out,
             tasks=a.tasks.split(",") if a.tasks else None,
             methods=a.methods.split(",") if a.methods else None,
+            replace=a.replace,
         )
     except (ConfigError, ResultFileError) as exc:
         print(f"rate_merge: error: {exc}", file=sys.stderr)

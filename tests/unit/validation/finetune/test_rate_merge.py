@@ -260,3 +260,26 @@ def test_the_command_line_prints_a_refusal_and_exits_2_writing_nothing(
     assert err.startswith("rate_merge: error: rte/gelora: ") and "run its [2.0] grid" in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_replace_swaps_in_a_complete_merge_and_a_refused_one_leaves_the_old(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan's step "rate_merge into selected/ again": with --replace the old merge stays whole until the
+    new one is written, and a refusal (a 2x grid still missing) leaves it as it was, byte for byte."""
+    a = _run(tmp_path, "a", 0.5, 0.7, True, [0.7], methods=("lora", "gelora"))
+    b = _run(tmp_path, "b", 1.0, 0.8, True, [0.6], methods=("lora", "gelora"))
+    c = _run(tmp_path, "c", 2.0, 0.9, True, [0.5], methods=("lora",))
+    out = tmp_path / "selected"
+    assert main([str(out), str(a), str(b), "--methods", "lora"]) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert main([str(out), str(a), str(b), "--methods", "lora"]) == 2  # no --replace: refused
+    assert "already holds a grid" in capsys.readouterr().err
+    assert main([str(out), str(a), str(b), str(c), "--replace"]) == 2  # gelora has no 2x
+    after = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert after == before
+    assert main([str(out), str(a), str(b), str(c), "--methods", "lora", "--replace"]) == 0
+    assert read_json(out / "lr_select" / "rte__lora.json")["chosen"] == pytest.approx(2e-3)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing left aside
+    with pytest.raises(ConfigError, match="one of the run directories"):
+        merge_rate_runs([a, out], out, replace=True)
