@@ -534,8 +534,22 @@ def _budget_use_lines(summary: dict[str, Any], tol: float = 0.1, model: str | No
     return out
 
 
-def _rates_text(sel: dict[str, Any]) -> str:
-    return "/".join(f"{float(x):g}" for x in sel.get("grid") or []) + f" -> {float(sel['chosen']):g}"
+def _rates_text(sel: dict[str, Any], *, scores: bool = False) -> str:
+    """``"0.00025/0.0005/0.001 -> 0.00025"``; with ``scores``, each rate's held-out score after it (how
+    close the choice was: a single selection run per rate, on the held-out part's n examples)."""
+    grid = [float(x) for x in sel.get("grid") or []]
+    text = "/".join(f"{x:g}" for x in grid) + f" -> {float(sel['chosen']):g}"
+    got = {float(k): v for k, v in (sel.get("scores") or {}).items()}
+    if not scores or not all(isinstance(got.get(x), (int, float)) for x in grid):
+        return text
+    n = (sel.get("heldout") or {}).get("n")
+    on = f" on {n} examples" if isinstance(n, int) else ""
+    return (
+        text
+        + f" (held-out {sel.get('metric') or 'score'} "
+        + "/".join(f"{got[x]:.3f}" for x in grid)
+        + f"{on})"
+    )
 
 
 def _selection_of(entry: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -581,8 +595,8 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             outcome = "excluded (task uninformative)" if pd["excluded"] else pd["verdict"]
             below = f"; below the head-only floor ({floor:.3f}): {', '.join(low)}" if low else ""
             evidence.append(
-                f"Rate check, {_task(task)} (rates selected on held-out data: GeLoRA {_rates_text(sel_g)}, "
-                f"{_name(b)} {_rates_text(sel_b)}): GeLoRA - {_name(b)} {pd['diff']:+.3f} {_ci_of(pd['ci'])}, "
+                f"Rate check, {_task(task)} (rates selected on held-out data: GeLoRA "
+                f"{_rates_text(sel_g, scores=True)}, {_name(b)} {_rates_text(sel_b, scores=True)}): GeLoRA - {_name(b)} {pd['diff']:+.3f} {_ci_of(pd['ci'])}, "
                 f"{pd['n']} seeds, {outcome}; GeLoRA lower on {lower} of {len(common)} seeds{below}."
             )
             caveats.append(

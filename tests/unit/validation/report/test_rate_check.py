@@ -75,7 +75,8 @@ def test_rate_check_adds_evidence_and_a_caveat_but_not_the_verdict(
     c4 = _claim(f.make_report(grid=f.sec(data)), "C4")
     assert c4["verdict"] == "holds within estimator error"  # the one-rate ties decide it
     line = next(e for e in c4["evidence"] if e.startswith("Rate check"))
-    assert "GeLoRA 0.0005/0.001/0.002 -> 0.002" in line and "GeLoRA lower on 3 of 3 seeds" in line
+    assert "GeLoRA 0.0005/0.001/0.002 -> 0.002 (held-out accuracy 0.700/0.750/0.800)" in line
+    assert "GeLoRA lower on 3 of 3 seeds" in line
     assert "below the head-only floor (0.510): GeLoRA seed 1 (0.300)" in line
     assert "LoRA" not in line.replace("GeLoRA", "").replace("GeoLoRA", "")  # LoRA selected no rate: no pair
     assert any(c.startswith("Rate check (SST-2") and "Not in the verdict" in c for c in c4["caveats"])
@@ -150,3 +151,16 @@ def test_the_above_ceiling_line_reads_the_verdicts_seeds_and_names_only_c4_metho
     no_full = {m: v for m, v in scores.items() if m != "full"}
     c4 = _c4_of(f, gridfix, tmp_path / "two", no_full)
     assert not any("above the mean of full fine-tuning" in e for e in c4["evidence"])
+
+
+def test_the_rate_text_gives_each_rates_held_out_score_and_size() -> None:
+    """How close a selection was is part of the check: one selection run per rate, scored on n examples."""
+    from validation.report.claims import _rates_text
+
+    sel = {**THREE_RATES, "heldout": {"n": 249}}
+    assert _rates_text(sel) == "0.0005/0.001/0.002 -> 0.002"
+    assert _rates_text(sel, scores=True) == (
+        "0.0005/0.001/0.002 -> 0.002 (held-out accuracy 0.700/0.750/0.800 on 249 examples)"
+    )
+    partial = {**sel, "scores": {"0.0005": 0.7, "0.002": 0.8}}  # a rate without its score: no scores shown
+    assert _rates_text(partial, scores=True) == "0.0005/0.001/0.002 -> 0.002"
