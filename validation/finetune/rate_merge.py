@@ -28,6 +28,7 @@ import argparse
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,11 @@ from validation.finetune.lr_select import SPLIT_KEYS, choose, lr_key
 from validation.finetune.runner import cell_name
 
 GRID_FILE = "grid.json"
+
+
+#: name parts of the hidden siblings of OUT while it is built and swapped in (``.selected.rate_merge-...``)
+_BUILDING = ".rate_merge-"
+_REPLACED = ".replaced-"
 
 
 def _grid(run_dir: Path) -> dict[str, Any]:
@@ -204,9 +210,11 @@ def merge_rate_runs(
 ) -> list[dict[str, Any]]:
     """Write ``out_dir``: the grid a multi-rate selection over the runs' rates would have produced.
 
-    The directory is built beside ``out_dir`` and renamed into place only once every file is written, so a
-    refused or interrupted merge leaves ``out_dir`` as it was (absent, or the previous merge with
-    ``replace``).
+    The directory is built beside ``out_dir`` (hidden, ``.NAME.rate_merge-*``) and renamed into place only
+    once every file is written, so a refused or failed merge leaves ``out_dir`` as it was (absent, or the
+    previous merge with ``replace``). Replacing takes two renames (the previous merge aside as
+    ``.NAME.replaced-PID``, the new one in); a process killed between them leaves both hidden directories and
+    no ``out_dir``, and the next call refuses, naming them, until one is put back.
 
     Parameters
     ----------
@@ -218,7 +226,8 @@ def merge_rate_runs(
     tasks, methods : sequence of str, optional
         Only these (default: every (task, method) with a selection record).
     replace : bool
-        Replace an existing ``out_dir`` (a previous merge) whole, once the new one is complete.
+        Replace an existing ``out_dir`` whole, once the new merge is complete; only a previous merge (its
+        ``grid.json`` has ``merged_from``) is replaced.
 
     Returns
     -------
@@ -230,33 +239,65 @@ def merge_rate_runs(
     ------
     ConfigError
         See :func:`merge_selections`; also profiles differing beyond ``lr_grid`` (see the module
-        docstring), an existing non-empty ``out_dir`` without ``replace``, ``out_dir`` among the sources,
+        docstring), an existing non-empty ``out_dir`` without ``replace`` or one that is not a previous merge,
+        ``out_dir`` a symbolic link, equal to, inside or holding a source, leftovers of an interrupted merge,
         nothing to merge, or a method whose rate factors differ from its task's
         (:func:`_refuse_partial_selections`).
     """
     dirs = [Path(d) for d in run_dirs]
-    out = Path(out_dir)
-    if out.exists() and not replace and (not out.is_dir() or any(out.iterdir())):
-        what = "already holds a grid" if (out / GRID_FILE).exists() else "exists and is not empty"
-        raise ConfigError(f"{out} {what}; merge into a new directory, or pass replace=True (--replace)")
+    given = Path(out_dir)
+    if given.is_symlink():
+        raise ConfigError(f"{given} is a symbolic link; give the directory itself")
+    out = Path(os.path.abspath(given))  # '.' and '..' resolved, so the name and the parent are real
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out} is not a directory")
-    if any(d.resolve() == out.resolve() for d in dirs):
-        raise ConfigError(f"{out} is one of the run directories merged; merge into another directory")
-    work = out.parent / f".{out.name}.rate_merge-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
+        raise ConfigError(f"{given} is not a directory")
+    for d in dirs:
+        src, dst = d.resolve(), out.resolve()
+        if src == dst or src in dst.parents or dst in src.parents:
+            raise ConfigError(
+                f"{given} is, holds or lies inside the merged run directory {d}; merge elsewhere"
+            )
+    if out.exists() and any(out.iterdir()):
+        grid = out / GRID_FILE
+        if not replace:
+            what = "already holds a grid" if grid.exists() else "exists and is not empty"
+            raise ConfigError(
+                f"{given} {what}; merge into a new directory, or replace a previous merge (--replace)"
+            )
+        if not grid.is_file() or "merged_from" not in read_json(grid):
+            raise ConfigError(
+                f"{given} is not a previous rate merge (no merged_from in its grid.json); not replaced"
+            )
+    leftovers = sorted(
+        p.name
+        for pat in (f".{out.name}{_BUILDING}*", f".{out.name}{_REPLACED}*")
+        for p in out.parent.glob(pat)
+    )
+    if leftovers:
+        raise ConfigError(
+            f"an earlier rate_merge into {given} was interrupted and left {leftovers} in {out.parent}: if "
+            f"{given} is missing, the {_REPLACED}* directory is the previous merge and the {_BUILDING}* one "
+            "the new one, complete if it holds grid.json; put one back as the directory and delete the rest"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}{_BUILDING}", dir=out.parent))
     try:
         summary = _merge_into(dirs, work, tasks, methods)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    if out.exists():
-        old = out.parent / f".{out.name}.replaced-{os.getpid()}"
-        out.rename(old)
+    if not out.exists():
         work.rename(out)
-        shutil.rmtree(old)
-    else:
+        return summary
+    old = out.parent / f".{out.name}{_REPLACED}{os.getpid()}"
+    out.rename(old)
+    try:
         work.rename(out)
+    except BaseException:
+        old.rename(out)  # the previous merge back in place
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    shutil.rmtree(old)
     return summary
 
 
@@ -266,7 +307,7 @@ def _merge_into(
     tasks: Sequence[str] | None,
     methods: Sequence[str] | None,
 ) -> list[dict[str, Any]]:
-    """:func:`merge_rate_runs`' work, written into the new directory ``out``."""
+    """:func:`merge_rate_runs`' work, written into the new (empty) directory ``out``."""
     names = [d.name for d in dirs]
     if len(set(names)) != len(names):
         raise ConfigError(f"run directories need distinct names, got {names}")
@@ -353,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             methods=a.methods.split(",") if a.methods else None,
             replace=a.replace,
         )
-    except (ConfigError, ResultFileError) as exc:
+    except (ConfigError, ResultFileError, OSError) as exc:
         print(f"rate_merge: error: {exc}", file=sys.stderr)
         return 2
     for r in rows:

@@ -535,21 +535,28 @@ def _budget_use_lines(summary: dict[str, Any], tol: float = 0.1, model: str | No
 
 
 def _rates_text(sel: dict[str, Any], *, scores: bool = False) -> str:
-    """``"0.00025/0.0005/0.001 -> 0.00025"``; with ``scores``, each rate's held-out score after it (how
-    close the choice was: a single selection run per rate, on the held-out part's n examples)."""
+    """``"0.00025/0.0005/0.001 -> 0.00025"``; with ``scores``, each rate's held-out score too
+    (``"0.00025/0.0005/0.001 scoring 0.7956/0.7847/0.7847 -> 0.00025"``, "none" for a rate whose selection
+    run has no score): how close the choice was."""
     grid = [float(x) for x in sel.get("grid") or []]
-    text = "/".join(f"{x:g}" for x in grid) + f" -> {float(sel['chosen']):g}"
+    chosen = f" -> {float(sel['chosen']):g}"
     got = {float(k): v for k, v in (sel.get("scores") or {}).items()}
-    if not scores or not all(isinstance(got.get(x), (int, float)) for x in grid):
-        return text
+    if not scores or not got:
+        return "/".join(f"{x:g}" for x in grid) + chosen
+    vals = [f"{got[x]:.4f}" if isinstance(got.get(x), (int, float)) else "none" for x in grid]
+    return "/".join(f"{x:g}" for x in grid) + " scoring " + "/".join(vals) + chosen
+
+
+#: how C4's rate-check lines name a selection metric
+_METRIC_NAMES = {"accuracy": "accuracy", "pearson": "Pearson", "matthews_correlation": "MCC", "f1": "F1"}
+
+
+def _selection_basis(sel: dict[str, Any]) -> str:
+    """``"one run per rate, accuracy on 367 held-out examples; a tie goes to the smaller rate"``."""
+    metric = str(sel.get("metric") or "score")
     n = (sel.get("heldout") or {}).get("n")
-    on = f" on {n} examples" if isinstance(n, int) else ""
-    return (
-        text
-        + f" (held-out {sel.get('metric') or 'score'} "
-        + "/".join(f"{got[x]:.3f}" for x in grid)
-        + f"{on})"
-    )
+    on = f" on {n} held-out examples" if isinstance(n, int) else " on the held-out part"
+    return f"one run per rate, {_METRIC_NAMES.get(metric, metric)}{on}; a tie goes to the smaller rate"
 
 
 def _selection_of(entry: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -595,9 +602,10 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             outcome = "excluded (task uninformative)" if pd["excluded"] else pd["verdict"]
             below = f"; below the head-only floor ({floor:.3f}): {', '.join(low)}" if low else ""
             evidence.append(
-                f"Rate check, {_task(task)} (rates selected on held-out data: GeLoRA "
-                f"{_rates_text(sel_g, scores=True)}, {_name(b)} {_rates_text(sel_b, scores=True)}): GeLoRA - {_name(b)} {pd['diff']:+.3f} {_ci_of(pd['ci'])}, "
-                f"{pd['n']} seeds, {outcome}; GeLoRA lower on {lower} of {len(common)} seeds{below}."
+                f"Rate check, {_task(task)}: GeLoRA - {_name(b)} {pd['diff']:+.3f} {_ci_of(pd['ci'])}, "
+                f"{pd['n']} seeds, {outcome}; GeLoRA lower on {lower} of {len(common)} seeds{below}. Rates "
+                f"selected on held-out data ({_selection_basis(sel_g)}): GeLoRA {_rates_text(sel_g, scores=True)}, "
+                f"{_name(b)} {_rates_text(sel_b, scores=True)}."
             )
             caveats.append(
                 f"Rate check ({_task(task)}, GeLoRA and {_name(b)} at rates selected on held-out data, "

@@ -281,5 +281,44 @@ def test_replace_swaps_in_a_complete_merge_and_a_refused_one_leaves_the_old(
     assert main([str(out), str(a), str(b), str(c), "--methods", "lora", "--replace"]) == 0
     assert read_json(out / "lr_select" / "rte__lora.json")["chosen"] == pytest.approx(2e-3)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing left aside
-    with pytest.raises(ConfigError, match="one of the run directories"):
+    with pytest.raises(ConfigError, match="is, holds or lies inside the merged run directory"):
         merge_rate_runs([a, out], out, replace=True)
+
+
+def test_replace_never_reaches_a_source_or_a_directory_that_is_not_a_merge(tmp_path: Path) -> None:
+    """--replace deletes the previous OUT after the swap: an OUT that holds a source (a parent given by
+    mistake), lies inside one, is a symbolic link or is not a previous merge is refused before anything is
+    written."""
+    rates = tmp_path / "rates"
+    a = _run(rates, "a", 0.5, 0.7, True, [0.7], methods=("lora",))
+    b = _run(rates, "b", 1.0, 0.8, True, [0.6], methods=("lora",))
+    for bad in (rates, a / "sub", tmp_path):
+        with pytest.raises(ConfigError, match="is, holds or lies inside"):
+            merge_rate_runs([a, b], bad, replace=True)
+    assert (a / "grid.json").is_file() and (b / "grid.json").is_file()
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a previous rate merge"):
+        merge_rate_runs([a, b], other, replace=True)
+    assert (other / "keep.txt").read_text() == "mine"
+    merge_rate_runs([a, b], tmp_path / "sel")
+    (tmp_path / "link").symlink_to(tmp_path / "sel")
+    with pytest.raises(ConfigError, match="symbolic link"):
+        merge_rate_runs([a, b], tmp_path / "link", replace=True)
+    assert (tmp_path / "sel" / "grid.json").is_file()
+
+
+def test_an_interrupted_replace_is_named_and_refused_until_put_back(tmp_path: Path) -> None:
+    """A kill between the two renames leaves the previous merge and the new one hidden beside OUT: the next
+    call names them instead of building a third."""
+    a = _run(tmp_path, "a", 0.5, 0.7, True, [0.7], methods=("lora",))
+    b = _run(tmp_path, "b", 1.0, 0.8, True, [0.6], methods=("lora",))
+    out = tmp_path / "sel"
+    merge_rate_runs([a, b], out)
+    out.rename(tmp_path / ".sel.replaced-123")  # as if killed after the first rename
+    with pytest.raises(ConfigError, match=r"interrupted and left \['.sel.replaced-123'\]"):
+        merge_rate_runs([a, b], out, replace=True)
+    (tmp_path / ".sel.replaced-123").rename(out)
+    merge_rate_runs([a, b], out, replace=True)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".sel")]

@@ -75,7 +75,8 @@ def test_rate_check_adds_evidence_and_a_caveat_but_not_the_verdict(
     c4 = _claim(f.make_report(grid=f.sec(data)), "C4")
     assert c4["verdict"] == "holds within estimator error"  # the one-rate ties decide it
     line = next(e for e in c4["evidence"] if e.startswith("Rate check"))
-    assert "GeLoRA 0.0005/0.001/0.002 -> 0.002 (held-out accuracy 0.700/0.750/0.800)" in line
+    assert "GeLoRA 0.0005/0.001/0.002 scoring 0.7000/0.7500/0.8000 -> 0.002" in line
+    assert "(one run per rate, accuracy on the held-out part; a tie goes to the smaller rate)" in line
     assert "GeLoRA lower on 3 of 3 seeds" in line
     assert "below the head-only floor (0.510): GeLoRA seed 1 (0.300)" in line
     assert "LoRA" not in line.replace("GeLoRA", "").replace("GeoLoRA", "")  # LoRA selected no rate: no pair
@@ -154,13 +155,20 @@ def test_the_above_ceiling_line_reads_the_verdicts_seeds_and_names_only_c4_metho
 
 
 def test_the_rate_text_gives_each_rates_held_out_score_and_size() -> None:
-    """How close a selection was is part of the check: one selection run per rate, scored on n examples."""
-    from validation.report.claims import _rates_text
+    """How close a selection was is part of the check: one selection run per rate, scored on n examples; a
+    rate without a score (a diverged selection run) says so rather than hiding the others."""
+    from validation.report.claims import _rates_text, _selection_basis
 
     sel = {**THREE_RATES, "heldout": {"n": 249}}
     assert _rates_text(sel) == "0.0005/0.001/0.002 -> 0.002"
-    assert _rates_text(sel, scores=True) == (
-        "0.0005/0.001/0.002 -> 0.002 (held-out accuracy 0.700/0.750/0.800 on 249 examples)"
+    assert _rates_text(sel, scores=True) == "0.0005/0.001/0.002 scoring 0.7000/0.7500/0.8000 -> 0.002"
+    partial = {**sel, "scores": {"0.0005": 0.7, "0.001": None, "0.002": 0.8}}
+    assert _rates_text(partial, scores=True) == "0.0005/0.001/0.002 scoring 0.7000/none/0.8000 -> 0.002"
+    assert _rates_text({**sel, "scores": {}}, scores=True) == "0.0005/0.001/0.002 -> 0.002"
+    assert (
+        _selection_basis(sel)
+        == "one run per rate, accuracy on 249 held-out examples; a tie goes to the smaller rate"
     )
-    partial = {**sel, "scores": {"0.0005": 0.7, "0.002": 0.8}}  # a rate without its score: no scores shown
-    assert _rates_text(partial, scores=True) == "0.0005/0.001/0.002 -> 0.002"
+    assert _selection_basis({"metric": "matthews_correlation"}).startswith(
+        "one run per rate, MCC on the held-out"
+    )
