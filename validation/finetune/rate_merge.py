@@ -251,8 +251,9 @@ def merge_rate_runs(
     out = Path(os.path.abspath(given))  # '.' and '..' resolved, so the name and the parent are real
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{given} is not a directory")
+    dst = out.resolve()
     for d in dirs:
-        src, dst = d.resolve(), out.resolve()
+        src = d.resolve()
         if src == dst or src in dst.parents or dst in src.parents:
             raise ConfigError(
                 f"{given} is, holds or lies inside the merged run directory {d}; merge elsewhere"

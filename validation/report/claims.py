@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from validation.finetune.convergence import boundary_reading, cell_convergence
+from validation.finetune.lr_select import lr_key
 from validation.finetune.stats import paired_difference as paired_seed_difference
 from validation.finetune.stats import t_interval
 from validation.finetune.verdicts import PAPER_PROFILE, compute_verdicts, familywise, usable_mean
@@ -539,12 +540,12 @@ def _rates_text(sel: dict[str, Any], *, scores: bool = False) -> str:
     (``"0.00025/0.0005/0.001 scoring 0.7956/0.7847/0.7847 -> 0.00025"``, "none" for a rate whose selection
     run has no score): how close the choice was."""
     grid = [float(x) for x in sel.get("grid") or []]
-    chosen = f" -> {float(sel['chosen']):g}"
-    got = {float(k): v for k, v in (sel.get("scores") or {}).items()}
+    rates, chosen = "/".join(f"{x:g}" for x in grid), f" -> {float(sel['chosen']):g}"
+    got = sel.get("scores") or {}  # keyed as the selection run wrote them (lr_key)
     if not scores or not got:
-        return "/".join(f"{x:g}" for x in grid) + chosen
-    vals = [f"{got[x]:.4f}" if isinstance(got.get(x), (int, float)) else "none" for x in grid]
-    return "/".join(f"{x:g}" for x in grid) + " scoring " + "/".join(vals) + chosen
+        return rates + chosen
+    vals = [f"{v:.4f}" if isinstance(v := got.get(lr_key(x)), (int, float)) else "none" for x in grid]
+    return rates + " scoring " + "/".join(vals) + chosen
 
 
 #: how C4's rate-check lines name a selection metric
