@@ -11,6 +11,7 @@ REPORT_RUNS=(
   reports/gpu/paper-minilm-rates/selected
   reports/gpu/paper-mpnet
   reports/gpu/paper-mpnet-r2
+  reports/gpu/paper-minilm-r2
 )
 REPORT_RUN_ARGS=()
 for _d in "${REPORT_RUNS[@]}"; do REPORT_RUN_ARGS+=(--runs "$_d"); done

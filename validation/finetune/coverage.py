@@ -16,9 +16,9 @@ before it merges.
 Usage::
 
     python -m validation.finetune.coverage --out reports/gpu/COVERAGE.md \\
-        reports/gpu/paper-minilm reports/gpu/paper-mpnet reports/gpu/paper-mpnet-r2 \\
-        --rates reports/gpu/paper-minilm reports/gpu/paper-mpnet reports/gpu/paper-mpnet-r2 \\
-        reports/gpu/paper-minilm-rates/{stsb,mrpc,rte}-r{05,2}
+        reports/gpu/paper-minilm reports/gpu/paper-minilm-r2 reports/gpu/paper-mpnet reports/gpu/paper-mpnet-r2 \\
+        --rates reports/gpu/paper-minilm reports/gpu/paper-minilm-r2 reports/gpu/paper-mpnet \\
+        reports/gpu/paper-mpnet-r2 reports/gpu/paper-minilm-rates/{stsb,mrpc,rte}-r{05,2}
 
 (the exact command of the committed file heads it)
 """

@@ -716,9 +716,14 @@ def budget_pairs(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return out
 
 
-def _task_of(task: str, model: str | None) -> str:
-    """``task`` labelled with its model when that is not the default encoder: ``"stsb (mpnet-base)"``."""
-    return task if model in (None, DEFAULT_MODEL) else f"{task} ({model})"
+def _task_of(task: str, model: str | None, lora_r: int | None = None) -> str:
+    """``task`` labelled with its model when that is not the default encoder, and with its budget rank
+    when that is given and is not the paper profile's: ``"stsb (mpnet-base)"``, ``"mrpc (mpnet-base, r = 2)"``,
+    ``"mrpc (r = 2)"``."""
+    tags = [] if model in (None, DEFAULT_MODEL) else [str(model)]
+    if lora_r is not None and int(lora_r) != _paper_lora_r():
+        tags.append(f"r = {int(lora_r)}")
+    return f"{task} ({', '.join(tags)})" if tags else task
 
 
 def _model_of(profile: dict[str, Any] | None) -> str:
@@ -975,9 +980,12 @@ def section_trajectories(ctx: Context) -> dict[str, Any]:
             continue
         cell = runner.read_cell(path)
         info = cell.get("method_info") or {}
-        # runs of different models never share a name (a second model's STS-B would replace the first's)
-        model = _model_of((cell.get("config") or {}).get("profile"))
-        name = f"{_task_of(cell['task'], model)}/{cell['method']}/seed {cell['seed']}"
+        # runs of different models or budget ranks never share a name (a second model's STS-B, or an
+        # r = 2 cell, would replace the first's)
+        profile = (cell.get("config") or {}).get("profile")
+        model = _model_of(profile)
+        lora_r = (profile or {}).get("lora_r")
+        name = f"{_task_of(cell['task'], model, lora_r)}/{cell['method']}/seed {cell['seed']}"
         traj = info.get("rank_trajectory")
         if traj:
             steps, per_module = plots.normalise_rank_trajectory(traj)

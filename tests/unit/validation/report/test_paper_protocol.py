@@ -619,6 +619,42 @@ def test_trajectories_of_two_models_keep_apart(f, tmp_path, gridfix):
     assert series["stsb (big-model)/geolora/seed 0"]["total_rank"] == [16, 4]
 
 
+def test_trajectories_of_two_budgets_keep_apart(f, tmp_path, gridfix):
+    """The same model/task/method/seed at the paper rank and at a second budget gives two trajectories, the
+    second labelled with its rank (before, the r = 2 cell replaced the r = 8 one, C4's), and so do the
+    notes of runs that record only their final allocation."""
+    dirs = []
+    for model in ("all-MiniLM-L6-v2", "big-model"):
+        for r in (8, 2):
+            run = tmp_path / f"{model}-r{r}"
+            path = gridfix.write_cell(run, "mrpc", "geolora", 0, 0.8, model=model)
+            cell = json.loads(path.read_text())
+            cell["config"]["profile"]["lora_r"] = r
+            cell["method_info"] = {"rank_trajectory": [[0, {"a": r, "b": r}], [5, {"a": 1, "b": r}]]}
+            path.write_text(json.dumps(cell))
+            ada = json.loads(gridfix.write_cell(run, "mrpc", "adalora", 0, 0.8, model=model).read_text())
+            ada["config"]["profile"]["lora_r"] = r
+            ada["method_info"] = {"total_rank": 3 * r}
+            (run / "cells" / "mrpc__adalora__seed0.json").write_text(json.dumps(ada))
+            dirs.append(run)
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=tuple(dirs))
+    sec = B.section_trajectories(ctx)
+    assert sorted(sec["series"]) == [
+        "mrpc (big-model)/geolora/seed 0",
+        "mrpc (big-model, r = 2)/geolora/seed 0",
+        "mrpc (r = 2)/geolora/seed 0",
+        "mrpc/geolora/seed 0",
+    ]
+    assert sec["series"]["mrpc/geolora/seed 0"]["total_rank"] == [16, 9]
+    assert sec["series"]["mrpc (r = 2)/geolora/seed 0"]["total_rank"] == [4, 3]
+    assert sec["notes"] == [
+        "mrpc/adalora/seed 0: only the final allocation is recorded (total rank 24)",
+        "mrpc (r = 2)/adalora/seed 0: only the final allocation is recorded (total rank 6)",
+        "mrpc (big-model)/adalora/seed 0: only the final allocation is recorded (total rank 24)",
+        "mrpc (big-model, r = 2)/adalora/seed 0: only the final allocation is recorded (total rank 6)",
+    ]
+
+
 def test_second_model_table_leaves_ablations_out_and_setup_keeps_tasks_when_shortened(f, tmp_path, gridfix):
     """Section 5's table of a further model lists the methods C4 pairs, not GeLoRA's ablations (section 6a
     compares those); C4's setup keeps each model's tasks by dropping "(none selected)" before dropping the
