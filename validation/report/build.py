@@ -541,10 +541,12 @@ def normalise_grid(summary: dict[str, Any], source: str) -> dict[str, Any]:
             )
     present = {(r["task"], r["method"]) for r in rows}
     notes = []
+    lora_r = profile.get("lora_r") if isinstance(profile, dict) else None
     for miss in summary.get("missing") or []:
         key = (miss["task"], miss["method"])
         notes.append(
-            f"{_task_of(miss['task'], model)} / {miss['method']} / seed {miss['seed']}: {miss['reason']}"
+            f"{_task_of(miss['task'], model, lora_r)} / {miss['method']} / seed {miss['seed']}: "
+            f"{miss['reason']}"
         )
         if key not in present:
             present.add(key)
@@ -716,13 +718,15 @@ def budget_pairs(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return out
 
 
-def _task_of(task: str, model: str | None, lora_r: int | None = None) -> str:
-    """``task`` labelled with its model when that is not the default encoder, and with its budget rank
-    when that is given and is not the paper profile's: ``"stsb (mpnet-base)"``, ``"mrpc (mpnet-base, r = 2)"``,
-    ``"mrpc (r = 2)"``."""
+def _task_of(task: str, model: str | None, lora_r: int | None = None, profile_name: str | None = None) -> str:
+    """``task`` labelled with its model when that is not the default encoder, with its budget rank when that
+    is given and is not the paper profile's, and with ``profile_name`` when given: ``"stsb (mpnet-base)"``,
+    ``"mrpc (mpnet-base, r = 2)"``, ``"mrpc (r = 2)"``, ``"mrpc (gpu profile)"``."""
     tags = [] if model in (None, DEFAULT_MODEL) else [str(model)]
     if lora_r is not None and int(lora_r) != _paper_lora_r():
         tags.append(f"r = {int(lora_r)}")
+    if profile_name:
+        tags.append(f"{profile_name} profile")
     return f"{task} ({', '.join(tags)})" if tags else task
 
 
@@ -974,18 +978,22 @@ def section_trajectories(ctx: Context) -> dict[str, Any]:
     if not cell_files:
         raise SectionNotRun(f"no grid cells under {', '.join(str(d) for d in run_dirs)}")
     series: dict[str, Any] = {}
-    final_only = []
-    for path in cell_files:
-        if path.name.endswith(".failed.json"):
-            continue
-        cell = runner.read_cell(path)
+    final_only: dict[
+        str, str
+    ] = {}  # by name: a later directory's cell replaces an earlier one's, as in series
+    read = [(p, runner.read_cell(p)) for p in cell_files if not p.name.endswith(".failed.json")]
+    profile_names = {((c.get("config") or {}).get("profile") or {}).get("name") for _, c in read}
+    for path, cell in read:
         info = cell.get("method_info") or {}
-        # runs of different models or budget ranks never share a name (a second model's STS-B, or an
-        # r = 2 cell, would replace the first's)
-        profile = (cell.get("config") or {}).get("profile")
+        # runs of different models, budget ranks or profiles never share a name (a second model's STS-B,
+        # an r = 2 cell or a 3-epoch grid's cell would replace the first's); the paper profile's cells, and
+        # every cell when only one profile is present, are named without their profile
+        profile = (cell.get("config") or {}).get("profile") or {}
         model = _model_of(profile)
-        lora_r = (profile or {}).get("lora_r")
-        name = f"{_task_of(cell['task'], model, lora_r)}/{cell['method']}/seed {cell['seed']}"
+        pname = profile.get("name")
+        ptag = pname if len(profile_names) > 1 and pname not in (None, "paper") else None
+        task = _task_of(cell["task"], model, profile.get("lora_r"), ptag)
+        name = f"{task}/{cell['method']}/seed {cell['seed']}"
         traj = info.get("rank_trajectory")
         if traj:
             steps, per_module = plots.normalise_rank_trajectory(traj)
@@ -993,15 +1001,16 @@ def section_trajectories(ctx: Context) -> dict[str, Any]:
             if info.get("trajectory_recorded_steps"):  # the cell itself kept only the change points
                 series[name]["n_recorded"] = int(info["trajectory_recorded_steps"])
         elif info.get("total_rank") is not None:
-            final_only.append(
+            final_only.pop(name, None)
+            final_only[name] = (
                 f"{name}: only the final allocation is recorded (total rank {info['total_rank']})"
             )
     if not series:
         raise SectionNotRun(
             "no rank trajectory recorded in the grid's cells"
-            + (f" ({'; '.join(final_only)})" if final_only else " (no GeoLoRA cell in this grid)")
+            + (f" ({'; '.join(final_only.values())})" if final_only else " (no GeoLoRA cell in this grid)")
         )
-    return {"series": series, "notes": final_only}
+    return {"series": series, "notes": list(final_only.values())}
 
 
 def section_ablations(ctx: Context) -> dict[str, Any]:

@@ -655,6 +655,64 @@ def test_trajectories_of_two_budgets_keep_apart(f, tmp_path, gridfix):
     ]
 
 
+def test_trajectories_of_two_profiles_keep_apart_and_one_profile_stays_unlabelled(f, tmp_path, gridfix):
+    """A 3-epoch (gpu profile) grid's cell and the paper grid's cell of the same model/task/method/seed/rank
+    give two trajectories, the non-paper one labelled with its profile (before, the later directory's
+    replaced the other); a report of one profile only names its cells without it."""
+    dirs = []
+    for profile, r0 in (("gpu", 3), ("paper", 5)):
+        run = tmp_path / profile
+        path = gridfix.write_cell(run, "mrpc", "geolora", 0, 0.8, profile=profile, model="all-MiniLM-L6-v2")
+        cell = json.loads(path.read_text())
+        cell["method_info"] = {"rank_trajectory": [[0, {"a": r0}], [5, {"a": 1}]]}
+        path.write_text(json.dumps(cell))
+        dirs.append(run)
+    both = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=tuple(dirs))
+    series = B.section_trajectories(both)["series"]
+    assert sorted(series) == ["mrpc (gpu profile)/geolora/seed 0", "mrpc/geolora/seed 0"]
+    assert series["mrpc (gpu profile)/geolora/seed 0"]["total_rank"] == [3, 1]
+    assert series["mrpc/geolora/seed 0"]["total_rank"] == [5, 1]
+    one = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep1", runs_dirs=(dirs[0],))
+    assert sorted(B.section_trajectories(one)["series"]) == ["mrpc/geolora/seed 0"]
+
+
+def test_final_allocation_notes_keep_the_later_directory_only(f, tmp_path, gridfix):
+    """Two directories with the same AdaLoRA cell (same profile, model, rank) give one note, the later
+    directory's, as a later directory's trajectory replaces an earlier one's."""
+    dirs = []
+    for i, total in enumerate((96, 72)):
+        run = tmp_path / f"d{i}"
+        geo = json.loads(gridfix.write_cell(run, "mrpc", "geolora", 0, 0.8).read_text())
+        geo["method_info"] = {"rank_trajectory": [[0, {"a": 2}], [5, {"a": 1}]]}
+        (run / "cells" / "mrpc__geolora__seed0.json").write_text(json.dumps(geo))
+        ada = json.loads(gridfix.write_cell(run, "mrpc", "adalora", 0, 0.8).read_text())
+        ada["method_info"] = {"total_rank": total}
+        (run / "cells" / "mrpc__adalora__seed0.json").write_text(json.dumps(ada))
+        dirs.append(run)
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=tuple(dirs))
+    notes = B.section_trajectories(ctx)["notes"]
+    assert notes == [
+        "mrpc (test-model)/adalora/seed 0: only the final allocation is recorded (total rank 72)"
+    ]
+
+
+def test_missing_cell_notes_name_a_second_budget(gridfix, tmp_path):
+    """A planned cell without a result in an r = 2 grid is named with its rank (it would read as C4's r = 8
+    cell otherwise)."""
+    run = gridfix.write_grid(tmp_path / "r2", {"stsb": {"lora": [0.8, None]}}, model="all-MiniLM-L6-v2")
+    grid = json.loads((run / "grid.json").read_text())
+    grid["profile"]["lora_r"] = 2
+    (run / "grid.json").write_text(json.dumps(grid))
+    for cell_file in (run / "cells").glob("*.json"):
+        cell = json.loads(cell_file.read_text())
+        cell["config"]["profile"]["lora_r"] = 2
+        cell_file.write_text(json.dumps(cell))
+    from validation.finetune.grid import summarise
+
+    notes = B.normalise_grid(summarise(run), str(run))["notes"]
+    assert any(n.startswith("stsb (r = 2) / lora / seed 1: ") for n in notes), notes
+
+
 def test_second_model_table_leaves_ablations_out_and_setup_keeps_tasks_when_shortened(f, tmp_path, gridfix):
     """Section 5's table of a further model lists the methods C4 pairs, not GeLoRA's ablations (section 6a
     compares those); C4's setup keeps each model's tasks by dropping "(none selected)" before dropping the
