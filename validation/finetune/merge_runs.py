@@ -24,6 +24,7 @@ Nothing is written before every source has been checked. Usage::
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -153,8 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         report = merge_runs(args.dest, args.sources, dry_run=args.dry_run)
-    except (ConfigError, ResultFileError) as exc:
-        print(f"merge_runs: error: {exc}")
+    except (ConfigError, ResultFileError, OSError) as exc:
+        # on stderr, as rate_merge's and coverage's refusals: stdout carries only the merge's listing
+        print(f"merge_runs: error: {exc}", file=sys.stderr)
         return 2
     print("\n".join(report.lines()))
     return 0

@@ -978,9 +978,8 @@ def section_trajectories(ctx: Context) -> dict[str, Any]:
     if not cell_files:
         raise SectionNotRun(f"no grid cells under {', '.join(str(d) for d in run_dirs)}")
     series: dict[str, Any] = {}
-    final_only: dict[
-        str, str
-    ] = {}  # by name: a later directory's cell replaces an earlier one's, as in series
+    # by name: a later directory's cell replaces an earlier one's note, as its trajectory does in series
+    final_only: dict[str, str] = {}
     read = [(p, runner.read_cell(p)) for p in cell_files if not p.name.endswith(".failed.json")]
     profile_names = {((c.get("config") or {}).get("profile") or {}).get("name") for _, c in read}
     for path, cell in read:
@@ -1001,7 +1000,6 @@ def section_trajectories(ctx: Context) -> dict[str, Any]:
             if info.get("trajectory_recorded_steps"):  # the cell itself kept only the change points
                 series[name]["n_recorded"] = int(info["trajectory_recorded_steps"])
         elif info.get("total_rank") is not None:
-            final_only.pop(name, None)
             final_only[name] = (
                 f"{name}: only the final allocation is recorded (total rank {info['total_rank']})"
             )

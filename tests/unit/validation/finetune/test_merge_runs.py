@@ -159,7 +159,9 @@ def test_cli(runs, tmp_path, capsys):
     assert main([str(dest), str(a), "--dry-run"]) == 0
     assert "copied" in capsys.readouterr().out
     assert main([str(dest), str(tmp_path / "nothing")]) == 2
-    assert "merge_runs: error:" in capsys.readouterr().out
+    refused = capsys.readouterr()
+    assert "merge_runs: error:" in refused.err
+    assert refused.out == ""
 
 
 def _with_overrides(run: Path, overrides: dict) -> Path:
