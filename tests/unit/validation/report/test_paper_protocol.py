@@ -601,19 +601,33 @@ def test_a_missing_cell_of_a_further_model_is_named_in_c4(f, tmp_path, gridfix):
     assert any("sst2 (big-model) / adalora / seed 1: not run" in n for n in data["notes"])
 
 
+def _adaptive_cell(gridfix, run, method, info, *, task="mrpc", lora_r=8, **kw):
+    """A seed-0 cell of ``run`` whose ``method_info`` is ``info`` (a rank trajectory or a final allocation)
+    and whose profile has budget rank ``lora_r``; ``kw`` go to ``gridfix.write_cell`` (model, profile)."""
+    path = gridfix.write_cell(run, task, method, 0, 0.8, **kw)
+    cell = json.loads(path.read_text())
+    cell["config"]["profile"]["lora_r"] = lora_r
+    cell["method_info"] = info
+    path.write_text(json.dumps(cell))
+
+
+def _trajectory(r0, r1):
+    return {"rank_trajectory": [[0, {"a": r0, "b": r0}], [5, {"a": r1, "b": r1}]]}
+
+
+def _sections(tmp_path, dirs, name="rep"):
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / name, runs_dirs=tuple(dirs))
+    return B.section_trajectories(ctx)
+
+
 def test_trajectories_of_two_models_keep_apart(f, tmp_path, gridfix):
     """The same task/method/seed trained on two models gives two trajectories, the second labelled with
     its model (before, the second replaced the first)."""
     dirs = []
     for model, r0 in (("all-MiniLM-L6-v2", 4), ("big-model", 8)):
-        run = tmp_path / model
-        path = gridfix.write_cell(run, "stsb", "geolora", 0, 0.8, model=model)
-        cell = json.loads(path.read_text())
-        cell["method_info"] = {"rank_trajectory": [[0, {"a": r0, "b": r0}], [5, {"a": 2, "b": 2}]]}
-        path.write_text(json.dumps(cell))
-        dirs.append(run)
-    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=tuple(dirs))
-    series = B.section_trajectories(ctx)["series"]
+        _adaptive_cell(gridfix, tmp_path / model, "geolora", _trajectory(r0, 2), task="stsb", model=model)
+        dirs.append(tmp_path / model)
+    series = _sections(tmp_path, dirs)["series"]
     assert sorted(series) == ["stsb (big-model)/geolora/seed 0", "stsb/geolora/seed 0"]
     assert series["stsb/geolora/seed 0"]["total_rank"] == [8, 4]
     assert series["stsb (big-model)/geolora/seed 0"]["total_rank"] == [16, 4]
@@ -627,26 +641,18 @@ def test_trajectories_of_two_budgets_keep_apart(f, tmp_path, gridfix):
     for model in ("all-MiniLM-L6-v2", "big-model"):
         for r in (8, 2):
             run = tmp_path / f"{model}-r{r}"
-            path = gridfix.write_cell(run, "mrpc", "geolora", 0, 0.8, model=model)
-            cell = json.loads(path.read_text())
-            cell["config"]["profile"]["lora_r"] = r
-            cell["method_info"] = {"rank_trajectory": [[0, {"a": r, "b": r}], [5, {"a": 1, "b": r}]]}
-            path.write_text(json.dumps(cell))
-            ada = json.loads(gridfix.write_cell(run, "mrpc", "adalora", 0, 0.8, model=model).read_text())
-            ada["config"]["profile"]["lora_r"] = r
-            ada["method_info"] = {"total_rank": 3 * r}
-            (run / "cells" / "mrpc__adalora__seed0.json").write_text(json.dumps(ada))
+            _adaptive_cell(gridfix, run, "geolora", _trajectory(r, 1), lora_r=r, model=model)
+            _adaptive_cell(gridfix, run, "adalora", {"total_rank": 3 * r}, lora_r=r, model=model)
             dirs.append(run)
-    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=tuple(dirs))
-    sec = B.section_trajectories(ctx)
+    sec = _sections(tmp_path, dirs)
     assert sorted(sec["series"]) == [
         "mrpc (big-model)/geolora/seed 0",
         "mrpc (big-model, r = 2)/geolora/seed 0",
         "mrpc (r = 2)/geolora/seed 0",
         "mrpc/geolora/seed 0",
     ]
-    assert sec["series"]["mrpc/geolora/seed 0"]["total_rank"] == [16, 9]
-    assert sec["series"]["mrpc (r = 2)/geolora/seed 0"]["total_rank"] == [4, 3]
+    assert sec["series"]["mrpc/geolora/seed 0"]["total_rank"] == [16, 2]
+    assert sec["series"]["mrpc (r = 2)/geolora/seed 0"]["total_rank"] == [4, 2]
     assert sec["notes"] == [
         "mrpc/adalora/seed 0: only the final allocation is recorded (total rank 24)",
         "mrpc (r = 2)/adalora/seed 0: only the final allocation is recorded (total rank 6)",
@@ -661,19 +667,16 @@ def test_trajectories_of_two_profiles_keep_apart_and_one_profile_stays_unlabelle
     replaced the other); a report of one profile only names its cells without it."""
     dirs = []
     for profile, r0 in (("gpu", 3), ("paper", 5)):
-        run = tmp_path / profile
-        path = gridfix.write_cell(run, "mrpc", "geolora", 0, 0.8, profile=profile, model="all-MiniLM-L6-v2")
-        cell = json.loads(path.read_text())
-        cell["method_info"] = {"rank_trajectory": [[0, {"a": r0}], [5, {"a": 1}]]}
-        path.write_text(json.dumps(cell))
-        dirs.append(run)
-    both = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=tuple(dirs))
-    series = B.section_trajectories(both)["series"]
+        info = _trajectory(r0, 1)
+        _adaptive_cell(
+            gridfix, tmp_path / profile, "geolora", info, profile=profile, model="all-MiniLM-L6-v2"
+        )
+        dirs.append(tmp_path / profile)
+    series = _sections(tmp_path, dirs)["series"]
     assert sorted(series) == ["mrpc (gpu profile)/geolora/seed 0", "mrpc/geolora/seed 0"]
-    assert series["mrpc (gpu profile)/geolora/seed 0"]["total_rank"] == [3, 1]
-    assert series["mrpc/geolora/seed 0"]["total_rank"] == [5, 1]
-    one = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep1", runs_dirs=(dirs[0],))
-    assert sorted(B.section_trajectories(one)["series"]) == ["mrpc/geolora/seed 0"]
+    assert series["mrpc (gpu profile)/geolora/seed 0"]["total_rank"] == [6, 2]
+    assert series["mrpc/geolora/seed 0"]["total_rank"] == [10, 2]
+    assert sorted(_sections(tmp_path, dirs[:1], "rep1")["series"]) == ["mrpc/geolora/seed 0"]
 
 
 def test_final_allocation_notes_keep_the_later_directory_only(f, tmp_path, gridfix):
@@ -681,17 +684,10 @@ def test_final_allocation_notes_keep_the_later_directory_only(f, tmp_path, gridf
     directory's, as a later directory's trajectory replaces an earlier one's."""
     dirs = []
     for i, total in enumerate((96, 72)):
-        run = tmp_path / f"d{i}"
-        geo = json.loads(gridfix.write_cell(run, "mrpc", "geolora", 0, 0.8).read_text())
-        geo["method_info"] = {"rank_trajectory": [[0, {"a": 2}], [5, {"a": 1}]]}
-        (run / "cells" / "mrpc__geolora__seed0.json").write_text(json.dumps(geo))
-        ada = json.loads(gridfix.write_cell(run, "mrpc", "adalora", 0, 0.8).read_text())
-        ada["method_info"] = {"total_rank": total}
-        (run / "cells" / "mrpc__adalora__seed0.json").write_text(json.dumps(ada))
-        dirs.append(run)
-    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=tuple(dirs))
-    notes = B.section_trajectories(ctx)["notes"]
-    assert notes == [
+        _adaptive_cell(gridfix, tmp_path / f"d{i}", "geolora", _trajectory(2, 1))
+        _adaptive_cell(gridfix, tmp_path / f"d{i}", "adalora", {"total_rank": total})
+        dirs.append(tmp_path / f"d{i}")
+    assert _sections(tmp_path, dirs)["notes"] == [
         "mrpc (test-model)/adalora/seed 0: only the final allocation is recorded (total rank 72)"
     ]
 
