@@ -17,7 +17,7 @@ Each claim is a pure function of the report's sections (normalised dictionaries,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from validation.finetune.convergence import boundary_reading, cell_convergence
@@ -595,6 +595,19 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             ):
                 continue
             if pd["diff"] is None:
+                # a pair without an interval is named, with why, rather than left out
+                why = dropped_seeds(v, task, [("gelora", "GeLoRA"), (b, _name(b))])
+                state = f"undetermined ({why})" if why else "undetermined"
+                evidence.append(
+                    f"Rate check, {_task(task)}: GeLoRA - {_name(b)} {state}. Rates selected on held-out data "
+                    f"({_selection_basis(sel_g)}): GeLoRA {_rates_text(sel_g, scores=True)}, "
+                    f"{_name(b)} {_rates_text(sel_b, scores=True)}."
+                )
+                caveats.append(
+                    f"Rate check ({_task(task)}, GeLoRA and {_name(b)} at rates selected on held-out data, "
+                    f"{float(sel_g['chosen']):g} and {float(sel_b['chosen']):g}): GeLoRA - {_name(b)} {state}. "
+                    "Not in the verdict (C4's verdict compares every method at its default rate)."
+                )
                 continue
             g, o = _by_seed_primary(by.get("gelora")), _by_seed_primary(by.get(b))
             common = sorted(set(g) & set(o) & set(pd["seeds"]))
@@ -619,6 +632,21 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             numbers[f"rate_check/{task}/gelora-{b}/ci95"] = pd["ci"]
             numbers[f"rate_check/{task}/gelora-{b}/lower_on"] = [lower, len(common)]
     return evidence, caveats, numbers
+
+
+def dropped_seeds(verdicts: Mapping[str, Any], task: str, methods: Sequence[tuple[str, str]]) -> str | None:
+    """``"AdaLoRA: 5 seeds unconverged"``: why the seeds of ``methods`` (name, label) left their pairs
+    (None when none did)."""
+    parts = []
+    for method, label in methods:
+        reasons: dict[str, int] = {}
+        for e in verdicts.get("exclusions", []):
+            if e.get("task") == task and e.get("method") == method and e.get("excluded"):
+                reasons[str(e["reason"])] = reasons.get(str(e["reason"]), 0) + 1
+        if reasons:
+            text = "; ".join(f"{n} seed{'s' if n > 1 else ''} {r}" for r, n in sorted(reasons.items()))
+            parts.append(f"{label}: {text}")
+    return "; ".join(parts) or None
 
 
 def _floor_mean(by_method: dict[str, Any]) -> float | None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from gelora.errors import ConfigError
+from validation.report.claims import dropped_seeds
 from validation.report.evidence import (
     BEGIN,
     END,
-    _dropped,
     _pair_cell,
     c4_rows,
     c4_table,
@@ -130,10 +130,10 @@ def test_dropped_names_whose_seeds_left_the_pair():
         ]
     }
     both = [("gelora", "GeLoRA"), ("lora", "LoRA")]
-    assert _dropped(verdicts, "rte", both) == (
+    assert dropped_seeds(verdicts, "rte", both) == (
         "GeLoRA: 1 seed unconverged; LoRA: 1 seed non-finite primary score; 1 seed unconverged"
     )
-    assert _dropped(verdicts, "stsb", both) is None
+    assert dropped_seeds(verdicts, "stsb", both) is None
 
 
 def _with_ablation_rows(report: dict, *rows: dict) -> dict:

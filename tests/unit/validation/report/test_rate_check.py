@@ -25,8 +25,10 @@ BASE = {
 }
 
 
-def _rate_dir(gridfix: Any, path: Path, scores: dict[str, list[float]], lr_grid: list[float]) -> Path:
-    gridfix.write_grid(path, {"sst2": scores}, lr_selection=THREE_RATES)
+def _rate_dir(
+    gridfix: Any, path: Path, scores: dict[str, list[float]], lr_grid: list[float], **kw: Any
+) -> Path:
+    gridfix.write_grid(path, {"sst2": scores}, lr_selection=THREE_RATES, **kw)
     grid = json.loads((path / "grid.json").read_text())
     grid["profile"]["lr_grid"] = lr_grid
     (path / "grid.json").write_text(json.dumps(grid))
@@ -82,6 +84,23 @@ def test_rate_check_adds_evidence_and_a_caveat_but_not_the_verdict(
     assert "LoRA" not in line.replace("GeLoRA", "").replace("GeoLoRA", "")  # LoRA selected no rate: no pair
     assert any(c.startswith("Rate check (SST-2") and "Not in the verdict" in c for c in c4["caveats"])
     assert c4["numbers"]["rate_check/sst2/gelora-geolora/lower_on"] == [3, 3]
+
+
+def test_a_rate_check_pair_without_an_interval_is_named_with_why(
+    f: Any, tmp_path: Path, gridfix: Any
+) -> None:
+    """A baseline whose selected rate's seeds are all unconverged leaves its pair undetermined: the rate check
+    names it and why (it was left out, as RTE's GeLoRA - AdaLoRA was on MiniLM-L6)."""
+    one = gridfix.write_grid(tmp_path / "one", {"sst2": BASE}, lr_selection=ONE_RATE)
+    unconverged = {("sst2", "geolora", s): False for s in range(3)}
+    multi = _rate_dir(gridfix, tmp_path / "multi", BASE, [0.5, 1.0, 2.0], converged=unconverged)
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one, multi))
+    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    line = next(e for e in c4["evidence"] if e.startswith("Rate check, SST-2: GeLoRA - GeoLoRA"))
+    assert line.startswith("Rate check, SST-2: GeLoRA - GeoLoRA undetermined (GeoLoRA: 3 seeds unconverged).")
+    assert "GeoLoRA 0.0005/0.001/0.002 scoring 0.7000/0.7500/0.8000 -> 0.002" in line
+    assert any("GeLoRA - GeoLoRA undetermined (GeoLoRA: 3 seeds unconverged)" in c for c in c4["caveats"])
+    assert "rate_check/sst2/gelora-geolora" not in c4["numbers"]
 
 
 def test_no_rate_check_without_a_multi_rate_dir(f: Any, tmp_path: Path, gridfix: Any) -> None:
