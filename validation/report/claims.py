@@ -594,44 +594,53 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
                 sel_g and sel_b and len(sel_g.get("grid") or []) > 1 and len(sel_b.get("grid") or []) > 1
             ):
                 continue
-            if pd["diff"] is None:
-                # a pair without an interval is named, with why, rather than left out
-                why = dropped_seeds(v, task, [("gelora", "GeLoRA"), (b, _name(b))])
-                state = f"undetermined ({why})" if why else "undetermined"
-                evidence.append(
-                    f"Rate check, {_task(task)}: GeLoRA - {_name(b)} {state}. Rates selected on held-out data "
-                    f"({_selection_basis(sel_g)}): GeLoRA {_rates_text(sel_g, scores=True)}, "
-                    f"{_name(b)} {_rates_text(sel_b, scores=True)}."
-                )
+            low = [f"{_name(m)} seed {s} ({x:.3f})" for m, s, x in _below_floor(by, ("gelora", b), floor)]
+            below = f"; below the head-only floor ({floor:.3f}): {', '.join(low)}" if low else ""
+            rates = (
+                f"Rates selected on held-out data ({_selection_basis(sel_g)}): GeLoRA "
+                f"{_rates_text(sel_g, scores=True)}, {_name(b)} {_rates_text(sel_b, scores=True)}."
+            )
+            head = (
+                f"Rate check ({_task(task)}, GeLoRA and {_name(b)} at rates selected on held-out data, "
+                f"{_chosen_text(sel_g)} and {_chosen_text(sel_b)}): GeLoRA - {_name(b)} "
+            )
+            tail = ". Not in the verdict (C4's verdict compares every method at its default rate)."
+            if pd["diff"] is None or not pd["ci"]:
+                # a pair without an interval is named, with why, rather than left out or shown bare
+                why = [dropped_seeds(v, task, [("gelora", "GeLoRA"), (b, _name(b))])]
+                why.append("task uninformative" if pd["excluded"] else None)
+                n = int(pd.get("n") or 0)
+                if not any(why):
+                    why.append(f"{n} usable common seed{'' if n == 1 else 's'}")
+                state = f"undetermined ({'; '.join(w for w in why if w)})"
+                evidence.append(f"Rate check, {_task(task)}: GeLoRA - {_name(b)} {state}{below}. {rates}")
                 caveats.append(
-                    f"Rate check ({_task(task)}, GeLoRA and {_name(b)} at rates selected on held-out data, "
-                    f"{float(sel_g['chosen']):g} and {float(sel_b['chosen']):g}): GeLoRA - {_name(b)} {state}. "
-                    "Not in the verdict (C4's verdict compares every method at its default rate)."
+                    head + state + (f"; {', '.join(low)} below the head-only floor" if low else "") + tail
                 )
                 continue
             g, o = _by_seed_primary(by.get("gelora")), _by_seed_primary(by.get(b))
             common = sorted(set(g) & set(o) & set(pd["seeds"]))
             lower = sum(g[s] < o[s] for s in common)
-            low = [f"{_name(m)} seed {s} ({x:.3f})" for m, s, x in _below_floor(by, ("gelora", b), floor)]
             outcome = "excluded (task uninformative)" if pd["excluded"] else pd["verdict"]
-            below = f"; below the head-only floor ({floor:.3f}): {', '.join(low)}" if low else ""
             evidence.append(
                 f"Rate check, {_task(task)}: GeLoRA - {_name(b)} {pd['diff']:+.3f} {_ci_of(pd['ci'])}, "
-                f"{pd['n']} seeds, {outcome}; GeLoRA lower on {lower} of {len(common)} seeds{below}. Rates "
-                f"selected on held-out data ({_selection_basis(sel_g)}): GeLoRA {_rates_text(sel_g, scores=True)}, "
-                f"{_name(b)} {_rates_text(sel_b, scores=True)}."
+                f"{pd['n']} seeds, {outcome}; GeLoRA lower on {lower} of {len(common)} seeds{below}. {rates}"
             )
             caveats.append(
-                f"Rate check ({_task(task)}, GeLoRA and {_name(b)} at rates selected on held-out data, "
-                f"{float(sel_g['chosen']):g} and {float(sel_b['chosen']):g}): GeLoRA - {_name(b)} "
-                f"{pd['diff']:+.3f} {_ci_of(pd['ci'])}, {outcome}; lower on {lower}/{len(common)} seeds"
+                f"{head}{pd['diff']:+.3f} {_ci_of(pd['ci'])}, {outcome}; lower on {lower}/{len(common)} seeds"
                 + (f"; {', '.join(low)} below the head-only floor" if low else "")
-                + ". Not in the verdict (C4's verdict compares every method at its default rate)."
+                + tail
             )
             numbers[f"rate_check/{task}/gelora-{b}"] = pd["diff"]
             numbers[f"rate_check/{task}/gelora-{b}/ci95"] = pd["ci"]
             numbers[f"rate_check/{task}/gelora-{b}/lower_on"] = [lower, len(common)]
     return evidence, caveats, numbers
+
+
+def _chosen_text(sel: dict[str, Any]) -> str:
+    """A selection record's chosen rate (``"0.001"``; ``"none"`` when it records none)."""
+    chosen = sel.get("chosen")
+    return "none" if chosen is None else f"{float(chosen):g}"
 
 
 def dropped_seeds(verdicts: Mapping[str, Any], task: str, methods: Sequence[tuple[str, str]]) -> str | None:

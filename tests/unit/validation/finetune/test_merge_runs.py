@@ -164,6 +164,19 @@ def test_cli(runs, tmp_path, capsys):
     assert refused.out == ""
 
 
+def test_cli_refuses_an_os_error_in_one_line(runs, tmp_path, capsys):
+    """An OSError while merging (here: the destination's cells/ is a file, so nothing can be copied into it)
+    is a refusal on stderr with exit 2, not a traceback."""
+    _, a, _ = runs
+    dest = tmp_path / "dest_blocked"
+    dest.mkdir()
+    (dest / "cells").write_text("not a directory")
+    assert main([str(dest), str(a)]) == 2
+    refused = capsys.readouterr()
+    assert refused.err.startswith("merge_runs: error:") and refused.err.count("\n") == 1
+    assert refused.out == ""
+
+
 def _with_overrides(run: Path, overrides: dict) -> Path:
     """Give ``run``'s plan per-task overrides (as the paper profile records them)."""
     plan = read_plan(run)

@@ -103,6 +103,27 @@ def test_a_rate_check_pair_without_an_interval_is_named_with_why(
     assert "rate_check/sst2/gelora-geolora" not in c4["numbers"]
 
 
+def test_a_rate_check_pair_with_one_common_seed_or_an_uninformative_task_says_why(
+    f: Any, tmp_path: Path, gridfix: Any
+) -> None:
+    """One usable common seed gives a difference but no interval: the line says undetermined and why, as
+    the README table does, not a bare difference; an uninformative task (no floor) is named as such."""
+    one = gridfix.write_grid(tmp_path / "one", {"sst2": BASE}, lr_selection=ONE_RATE)
+    single = {("sst2", "geolora", s): False for s in (1, 2)}
+    multi = _rate_dir(gridfix, tmp_path / "multi", BASE, [0.5, 1.0, 2.0], converged=single)
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one, multi))
+    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    line = next(e for e in c4["evidence"] if e.startswith("Rate check, SST-2: GeLoRA - GeoLoRA"))
+    assert line.startswith("Rate check, SST-2: GeLoRA - GeoLoRA undetermined (GeoLoRA: 2 seeds unconverged).")
+    assert "no CI" not in line
+    no_floor = {k: v for k, v in BASE.items() if k != "head_only"}
+    multi2 = _rate_dir(gridfix, tmp_path / "multi2", no_floor, [0.5, 1.0, 2.0], converged=single)
+    ctx2 = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep2", runs_dirs=(one, multi2))
+    c4b = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx2)))), "C4")
+    line2 = next(e for e in c4b["evidence"] if e.startswith("Rate check, SST-2: GeLoRA - GeoLoRA"))
+    assert "undetermined (GeoLoRA: 2 seeds unconverged; task uninformative)" in line2
+
+
 def test_no_rate_check_without_a_multi_rate_dir(f: Any, tmp_path: Path, gridfix: Any) -> None:
     one = gridfix.write_grid(tmp_path / "one", {"sst2": BASE}, lr_selection=ONE_RATE)
     ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one,))
