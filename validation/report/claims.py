@@ -540,7 +540,7 @@ def _rates_text(sel: dict[str, Any], *, scores: bool = False) -> str:
     (``"0.00025/0.0005/0.001 scoring 0.7956/0.7847/0.7847 -> 0.00025"``, "none" for a rate whose selection
     run has no score): how close the choice was."""
     grid = [float(x) for x in sel.get("grid") or []]
-    rates, chosen = "/".join(f"{x:g}" for x in grid), f" -> {float(sel['chosen']):g}"
+    rates, chosen = "/".join(f"{x:g}" for x in grid), f" -> {_chosen_text(sel)}"
     got = sel.get("scores") or {}  # keyed as the selection run wrote them (lr_key)
     if not scores or not got:
         return rates + chosen
@@ -596,6 +596,7 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
                 continue
             low = [f"{_name(m)} seed {s} ({x:.3f})" for m, s, x in _below_floor(by, ("gelora", b), floor)]
             below = f"; below the head-only floor ({floor:.3f}): {', '.join(low)}" if low else ""
+            below_caveat = f"; {', '.join(low)} below the head-only floor" if low else ""
             rates = (
                 f"Rates selected on held-out data ({_selection_basis(sel_g)}): GeLoRA "
                 f"{_rates_text(sel_g, scores=True)}, {_name(b)} {_rates_text(sel_b, scores=True)}."
@@ -614,9 +615,7 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
                     why.append(f"{n} usable common seed{'' if n == 1 else 's'}")
                 state = f"undetermined ({'; '.join(w for w in why if w)})"
                 evidence.append(f"Rate check, {_task(task)}: GeLoRA - {_name(b)} {state}{below}. {rates}")
-                caveats.append(
-                    head + state + (f"; {', '.join(low)} below the head-only floor" if low else "") + tail
-                )
+                caveats.append(head + state + below_caveat + tail)
                 continue
             g, o = _by_seed_primary(by.get("gelora")), _by_seed_primary(by.get(b))
             common = sorted(set(g) & set(o) & set(pd["seeds"]))
@@ -628,7 +627,7 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             )
             caveats.append(
                 f"{head}{pd['diff']:+.3f} {_ci_of(pd['ci'])}, {outcome}; lower on {lower}/{len(common)} seeds"
-                + (f"; {', '.join(low)} below the head-only floor" if low else "")
+                + below_caveat
                 + tail
             )
             numbers[f"rate_check/{task}/gelora-{b}"] = pd["diff"]
