@@ -798,6 +798,9 @@ def _c4_model(
             f"{label(x['task'])}/{_name(x['method'])}/seed {x['seed']}: {x['reason']}; its pairs use the "
             "seeds it has."
         )
+    dropped = {
+        (e["task"], e["method"], int(e["seed"])): e["reason"] for e in v["exclusions"] if e["excluded"]
+    }
     for task, by in sorted((summary.get("table") or {}).items()):
         floor = _floor_mean(by)
         adapters = sorted(m for m in by if m not in ("head_only", "full"))
@@ -808,11 +811,18 @@ def _c4_model(
                 f"fine-tuning ({ceiling:.3f}): the ceiling is the protocol's reference run, not an upper "
                 "bound of the task."
             )
+        informative = bool((v["tasks"].get(task) or {}).get("informative"))
         for m, seed, x in _below_floor(by, adapters, floor):
-            evidence.append(
-                f"{label(task)}/{_name(m)}/seed {seed}: {x:.3f}, below the head-only floor ({floor:.3f}): "
-                "a failed training run; kept in its pairs (it counts against its method)."
-            )
+            head = f"{label(task)}/{_name(m)}/seed {seed}: {x:.3f}, below the head-only floor ({floor:.3f})"
+            why = dropped.get((task, m, seed))
+            if why is not None:  # an unconverged cell counts nowhere: "kept in its pairs" would be false
+                evidence.append(f"{head}; its seed is dropped ({why}), so it counts in no pair.")
+            elif not informative:
+                evidence.append(f"{head}; its task is uninformative, so it counts in no verdict.")
+            else:
+                evidence.append(
+                    f"{head}: a failed training run; kept in its pairs (it counts against its method)."
+                )
     return numbers, rows, decided, evidence, seeds_used
 
 

@@ -146,6 +146,29 @@ def test_c4_lists_cells_below_the_head_only_floor_and_keeps_them(
     assert sum("below the head-only floor" in e for e in c4["evidence"]) == 1
 
 
+def test_c4_does_not_call_a_dropped_or_uninformative_cell_below_the_floor_kept(
+    f: Any, tmp_path: Path, gridfix: Any
+) -> None:
+    """A below-floor cell whose seed is dropped (unconverged), or whose task is uninformative, counts in no
+    pair: the note says so instead of "kept in its pairs" (SQuAD v2.0 on MiniLM-L6, 2026-12-02)."""
+    failed = dict(BASE, lora=[0.79, 0.40, 0.80])
+    c4 = _c4_of(f, gridfix, tmp_path / "dropped", failed, converged={("sst2", "lora", 1): False})
+    line = next(e for e in c4["evidence"] if "below the head-only floor" in e)
+    assert line == (
+        "SST-2/LoRA/seed 1: 0.400, below the head-only floor (0.510); its seed is dropped (unconverged), so it "
+        "counts in no pair."
+    )
+    assert c4["numbers"]["sst2/gelora-lora/n_seeds"] == 2
+    # the ceiling (full fine-tuning) below the floor: the task is uninformative
+    flat = dict(failed, full=[0.50, 0.51, 0.52], head_only=[0.50, 0.52, 0.51])
+    c4b = _c4_of(f, gridfix, tmp_path / "flat", flat)
+    line2 = next(e for e in c4b["evidence"] if "below the head-only floor" in e)
+    assert line2 == (
+        "SST-2/LoRA/seed 1: 0.400, below the head-only floor (0.510); its task is uninformative, so it counts in "
+        "no verdict."
+    )
+
+
 def test_c4_says_when_adapters_score_above_the_full_fine_tuning_ceiling(
     f: Any, tmp_path: Path, gridfix: Any
 ) -> None:
