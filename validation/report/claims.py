@@ -683,13 +683,32 @@ def _below_floor(
     by_method: dict[str, Any], methods: Sequence[str], floor: float | None
 ) -> list[tuple[str, int, float]]:
     """(method, seed, score) of the cells of ``methods`` scoring below ``floor``: training runs that ended
-    worse than adapting nothing but the head (listed; they stay in their pairs and count against their
-    method)."""
+    worse than adapting nothing but the head (listed; whether one counts in a pair is for the caller to say,
+    as :func:`_below_floor_note` does)."""
     if floor is None:
         return []
     return [
         (m, s, x) for m in methods for s, x in sorted(_by_seed_primary(by_method.get(m)).items()) if x < floor
     ]
+
+
+def _below_floor_note(
+    where: str, method: str, seed: int, score: float, floor: float, rec: dict[str, Any], dropped: str | None
+) -> str:
+    """C4's evidence line for a cell of ``method`` (GeLoRA or a baseline) scoring below the head-only floor,
+    saying where it counts: nowhere when its seed is dropped (``dropped``: the reason), its task is
+    uninformative (``rec``: the task's verdict record) or no pair uses its seed (its partner's is dropped);
+    otherwise against its method, in its pairs."""
+    head = f"{where}/{_name(method)}/seed {seed}: {score:.3f}, below the head-only floor ({floor:.3f})"
+    if dropped is not None:
+        return f"{head}; its seed is dropped ({dropped}), so it counts in no pair."
+    if not rec.get("informative"):
+        return f"{head}; its task is uninformative, so it counts in no verdict."
+    pairs = rec.get("pairs") or {}
+    used = [b for b, pd in pairs.items() if method in ("gelora", b) and seed in (pd.get("seeds") or [])]
+    if not used:
+        return f"{head}; no pair uses its seed (the other method's seed is dropped), so it counts in no pair."
+    return f"{head}: a failed training run; kept in its pairs (it counts against its method)."
 
 
 def _by_seed_primary(entry: dict[str, Any] | None) -> dict[int, float]:
@@ -811,18 +830,14 @@ def _c4_model(
                 f"fine-tuning ({ceiling:.3f}): the ceiling is the protocol's reference run, not an upper "
                 "bound of the task."
             )
-        informative = bool((v["tasks"].get(task) or {}).get("informative"))
-        for m, seed, x in _below_floor(by, adapters, floor):
-            head = f"{label(task)}/{_name(m)}/seed {seed}: {x:.3f}, below the head-only floor ({floor:.3f})"
-            why = dropped.get((task, m, seed))
-            if why is not None:  # an unconverged cell counts nowhere: "kept in its pairs" would be false
-                evidence.append(f"{head}; its seed is dropped ({why}), so it counts in no pair.")
-            elif not informative:
-                evidence.append(f"{head}; its task is uninformative, so it counts in no verdict.")
-            else:
-                evidence.append(
-                    f"{head}: a failed training run; kept in its pairs (it counts against its method)."
-                )
+        rec = v["tasks"].get(task)
+        if rec is None or floor is None:  # compute_verdicts covers every task of the summary
+            continue
+        compared = [m for m in adapters if m not in ablations]  # ablations sit in no C4 pair
+        for m, seed, x in _below_floor(by, compared, floor):
+            evidence.append(
+                _below_floor_note(label(task), m, seed, x, floor, rec, dropped.get((task, m, seed)))
+            )
     return numbers, rows, decided, evidence, seeds_used
 
 

@@ -201,7 +201,8 @@ def test_the_report_states_the_boundary_reading_of_each_unconverged_selection(re
     assert "step 4218 lies 0.5 step past the tail's cut (4217.5)" in line
     assert "the gain would be -0.0383 (within the tolerance); the rule is applied as written." in line
     # on MiniLM-L6: CoLA's AdaLoRA and GeoLoRA (6,025 steps, the cut at 4,217.5) and SQuAD v1.1's selection
-    # runs (3 epochs, 1,587 steps) and SQuAD v2.0's (3 epochs, 2,067 steps on 90 %: the cut at 1,446.9)
+    # runs (3 epochs, 1,587 steps) and SQuAD v2.0's (3 epochs, 2,067 steps on 34 of the 38 articles: the cut
+    # at 1,446.9)
     minilm = sorted(e for e in c4["evidence"] if "step past the tail's cut" in e and "mpnet-base" not in e)
     assert [e.split(":")[0] for e in minilm] == [
         "CoLA/AdaLoRA",

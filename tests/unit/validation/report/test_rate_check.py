@@ -167,6 +167,24 @@ def test_c4_does_not_call_a_dropped_or_uninformative_cell_below_the_floor_kept(
         "SST-2/LoRA/seed 1: 0.400, below the head-only floor (0.510); its task is uninformative, so it counts in "
         "no verdict."
     )
+    # both (SQuAD v2.0's case): the dropped seed is the reason given
+    c4c = _c4_of(f, gridfix, tmp_path / "both", flat, converged={("sst2", "lora", 1): False})
+    line3 = next(e for e in c4c["evidence"] if "below the head-only floor" in e)
+    assert line3.endswith("; its seed is dropped (unconverged), so it counts in no pair.")
+
+
+def test_c4_below_floor_note_of_a_cell_whose_partner_is_dropped_or_of_an_ablation(
+    f: Any, tmp_path: Path, gridfix: Any
+) -> None:
+    """A converged below-floor cell whose seed no pair uses (GeLoRA's seed 1 dropped) counts in no pair; an
+    ablation's cells sit in no C4 pair at all, so C4 lists none of them."""
+    failed = dict(BASE, lora=[0.79, 0.40, 0.80], gelora_permuted=[0.80, 0.30, 0.81])
+    c4 = _c4_of(f, gridfix, tmp_path / "partner", failed, converged={("sst2", "gelora", 1): False})
+    lines = [e for e in c4["evidence"] if "below the head-only floor" in e]
+    assert lines == [
+        "SST-2/LoRA/seed 1: 0.400, below the head-only floor (0.510); no pair uses its seed (the other method's "
+        "seed is dropped), so it counts in no pair."
+    ]
 
 
 def test_c4_says_when_adapters_score_above_the_full_fine_tuning_ceiling(
