@@ -2,8 +2,9 @@
 
 Most tests replace the cell trainer inside the worker subprocesses with a fake (a ``sitecustomize`` module on
 their PYTHONPATH, as in test_parallel.py) that "trains" in small steps and keeps a step counter as its
-checkpoint; one slow test stops a real training run and resumes it. The only time bounds are generous
-liveness bounds (a process must exit within a minute), never speed.
+checkpoint (replaced atomically, so a hard exit never leaves it half written); one slow test stops a real
+training run and resumes it. The only time bounds are generous liveness bounds (a process must exit within a
+minute), never speed.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ FAKE = textwrap.dedent(
         import validation.finetune.grid as _g
         import validation.finetune.parallel as _p
         _p._KILL_MARGIN_S = float(os.environ.get("FAKE_KILL_MARGIN_S", _p._KILL_MARGIN_S))
-        from gelora._io import atomic_write_json
+        from gelora._io import atomic_write_json, atomic_write_text
         from validation.finetune.runner import CELL_SCHEMA, cell_path
         from validation.finetune.stop import check
 
@@ -57,8 +58,10 @@ FAKE = textwrap.dedent(
             while step < int(os.environ.get("FAKE_STEPS", "1000000")):
                 time.sleep(0.05)
                 step += 1
-                with open(ckpt, "w") as fh:
-                    fh.write(str(step))
+                # replaced whole: a hard exit mid-save (the watchdog's) must leave the previous step, as a
+                # Trainer save cut short is passed over (validation.finetune.checkpoints.last_checkpoint);
+                # open(ckpt, "w") truncated first and, hit there, left an empty file the rerun failed on
+                atomic_write_text(ckpt, str(step))
                 if mode == "steps":
                     check(f"after step {step}")  # what the Trainer callback does at each step end
                 if mode == "gil":  # after the stop request: a C call that never returns and holds the GIL
@@ -149,7 +152,7 @@ def _rerun_finishes(run: Path) -> dict[str, Any]:
         again = run_grid([CELL[0]], [CELL[1]], [CELL[2]], profile=PROFILE, run_dir=run, device="cpu")
     finally:
         del os.environ["FAKE_STEPS"]
-    assert again.ran == ["rte__lora__seed0"] and not again.failed
+    assert again.ran == ["rte__lora__seed0"] and not again.failed, again  # the whole outcome when it fails
     return read_cell(cell_path(run, *CELL))
 
 
