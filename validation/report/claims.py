@@ -823,7 +823,8 @@ def _c4_model(
     for task, by in sorted((summary.get("table") or {}).items()):
         floor = _floor_mean(by)
         adapters = sorted(m for m in by if m not in ("head_only", "full"))
-        ceiling, above = _above_ceiling(by, [m for m in adapters if m not in ablations])
+        compared = [m for m in adapters if m not in ablations]  # the methods of C4's pairs
+        ceiling, above = _above_ceiling(by, compared)
         if above:
             evidence.append(
                 f"{label(task)}: {', '.join(f'{_name(m)} {x:.3f}' for m, x in above)} above the mean of full "
@@ -833,7 +834,6 @@ def _c4_model(
         rec = v["tasks"].get(task)
         if rec is None or floor is None:  # compute_verdicts covers every task of the summary
             continue
-        compared = [m for m in adapters if m not in ablations]  # ablations sit in no C4 pair
         for m, seed, x in _below_floor(by, compared, floor):
             evidence.append(
                 _below_floor_note(label(task), m, seed, x, floor, rec, dropped.get((task, m, seed)))
