@@ -535,14 +535,14 @@ def _budget_use_lines(summary: dict[str, Any], tol: float = 0.1, model: str | No
     return out
 
 
-def _rates_text(sel: dict[str, Any], *, scores: bool = False) -> str:
-    """``"0.00025/0.0005/0.001 -> 0.00025"``; with ``scores``, each rate's held-out score too
-    (``"0.00025/0.0005/0.001 scoring 0.7956/0.7847/0.7847 -> 0.00025"``, "none" for a rate whose selection
-    run has no score): how close the choice was."""
+def _rates_text(sel: dict[str, Any]) -> str:
+    """``"0.00025/0.0005/0.001 scoring 0.7956/0.7847/0.7847 -> 0.00025"``: the grid, each rate's held-out
+    score ("none" for a rate whose selection run has no score; left out when the record has no scores at
+    all) and the choice, i.e. how close the choice was."""
     grid = [float(x) for x in sel.get("grid") or []]
     rates, chosen = "/".join(f"{x:g}" for x in grid), f" -> {_chosen_text(sel)}"
     got = sel.get("scores") or {}  # keyed as the selection run wrote them (lr_key)
-    if not scores or not got:
+    if not got:
         return rates + chosen
     vals = [f"{v:.4f}" if isinstance(v := got.get(lr_key(x)), (int, float)) else "none" for x in grid]
     return rates + " scoring " + "/".join(vals) + chosen
@@ -599,7 +599,7 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             below_caveat = f"; {', '.join(low)} below the head-only floor" if low else ""
             rates = (
                 f"Rates selected on held-out data ({_selection_basis(sel_g)}): GeLoRA "
-                f"{_rates_text(sel_g, scores=True)}, {_name(b)} {_rates_text(sel_b, scores=True)}."
+                f"{_rates_text(sel_g)}, {_name(b)} {_rates_text(sel_b)}."
             )
             head = (
                 f"Rate check ({_task(task)}, GeLoRA and {_name(b)} at rates selected on held-out data, "

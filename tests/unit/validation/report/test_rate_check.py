@@ -241,11 +241,10 @@ def test_the_rate_text_gives_each_rates_held_out_score_and_size() -> None:
     from validation.report.claims import _rates_text, _selection_basis
 
     sel = {**THREE_RATES, "heldout": {"n": 249}}
-    assert _rates_text(sel) == "0.0005/0.001/0.002 -> 0.002"
-    assert _rates_text(sel, scores=True) == "0.0005/0.001/0.002 scoring 0.7000/0.7500/0.8000 -> 0.002"
+    assert _rates_text(sel) == "0.0005/0.001/0.002 scoring 0.7000/0.7500/0.8000 -> 0.002"
     partial = {**sel, "scores": {"0.0005": 0.7, "0.001": None, "0.002": 0.8}}
-    assert _rates_text(partial, scores=True) == "0.0005/0.001/0.002 scoring 0.7000/none/0.8000 -> 0.002"
-    assert _rates_text({**sel, "scores": {}}, scores=True) == "0.0005/0.001/0.002 -> 0.002"
+    assert _rates_text(partial) == "0.0005/0.001/0.002 scoring 0.7000/none/0.8000 -> 0.002"
+    assert _rates_text({**sel, "scores": {}}) == "0.0005/0.001/0.002 -> 0.002"
     assert (
         _selection_basis(sel)
         == "one run per rate, accuracy on 249 held-out examples; a tie goes to the smaller rate"
