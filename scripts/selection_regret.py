@@ -2,11 +2,17 @@
 
 For each (task, method) trained at several rates, each rate in its own one-rate run directory (as
 ``validation.finetune.rate_merge`` takes them), this compares the rate the held-out selection picks
-(:func:`validation.finetune.lr_select.choose` on the selection runs' held-out scores, exactly as the merged
-grid does) with the rate whose cells score best on the dev set, and prints the dev mean at each rate, the
-two choices and the regret: dev mean at the dev-best rate minus dev mean at the chosen rate, with a paired
-95 % t-interval over the seeds both rates have. The dev-best rate is chosen after seeing the dev scores, so
-the regret is an upper bound on what a better selection rule could recover, not an estimate of it.
+(:func:`validation.finetune.lr_select.choose` over every rate's held-out score, as the merged grid does)
+with the rate whose cells score best on the dev set (mean over the seeds every rate has; ties: the smaller
+rate), and prints the dev mean at each rate, the two choices and the regret: dev mean at the dev-best rate
+minus dev mean at the chosen rate, with a paired 95 % t-interval over those seeds. Every cell counts, also
+one whose seed a verdict drops as unconverged (the table marks a rate whose selection run did not
+converge).
+
+The dev-best rate is picked after seeing the dev scores, as the best of several noisy means, so the regret
+is an upward-biased estimate of what a better selection rule could recover, and its interval, built after
+that choice, is optimistic; with several (task, method) pairs no correction for multiplicity is applied.
+Descriptive only: no verdict uses it.
 
 Usage (repository root)::
 
@@ -14,7 +20,9 @@ Usage (repository root)::
         reports/gpu/paper-minilm reports/gpu/paper-minilm-rates/{stsb,mrpc,rte}-r05 \\
         reports/gpu/paper-minilm-rates/{stsb,mrpc,rte}-r2
 
-Descriptive only: no verdict uses it.
+Exit status: 0 with a table, 1 when no (task, method) has dev cells at two or more rates, 2 on input that
+is not a set of one-rate run directories (a directory whose selection holds several rates or is unfinished,
+a rate found in two directories).
 """
 
 from __future__ import annotations
@@ -27,11 +35,13 @@ from pathlib import Path
 from typing import Any
 
 from gelora._io import read_json
+from gelora.errors import ConfigError
 from validation.finetune.lr_select import choose, selection_path
 from validation.finetune.stats import paired_difference
 
 
 def _cells(run_dir: Path, task: str, method: str) -> dict[int, float]:
+    """``{seed: primary}`` of the finished cells of ``method`` on ``task`` in ``run_dir`` (finite scores)."""
     out = {}
     for f in sorted((run_dir / "cells").glob(f"{task}__{method}__seed*.json")):
         rec = read_json(f)
@@ -40,58 +50,102 @@ def _cells(run_dir: Path, task: str, method: str) -> dict[int, float]:
     return out
 
 
+def _finite(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(float(x)) else None
+
+
 def collect(dirs: Sequence[Path], task: str, method: str) -> dict[str, dict[str, Any]]:
-    """``{rate key: {"heldout": score, "converged": bool | None, "dev": {seed: score}}}`` over ``dirs``."""
+    """``{rate key: {"heldout": score | None, "converged": bool | None, "dev": {seed: score}, "dir": str}}``.
+
+    Raises
+    ------
+    ConfigError
+        A directory's selection record of ``task``/``method`` holds more than one rate or is unfinished, or a
+        rate is found in two directories (not a set of one-rate runs).
+    """
     rates: dict[str, dict[str, Any]] = {}
     for d in dirs:
         path = selection_path(d, task, method)
         if not path.exists():
             continue
         sel = read_json(path)
-        dev = _cells(d, task, method)
-        for key, score in (sel.get("scores") or {}).items():
+        grid = sel.get("grid") or []
+        if len(grid) != 1 or not sel.get("done", True):
+            raise ConfigError(
+                f"{path}: a one-rate, finished selection is expected (grid {grid}, done {sel.get('done')}); "
+                "pass the one-rate run directories, not a merged one"
+            )
+        scores = sel.get("scores") or {}
+        for key, score in scores.items():
+            if key in rates:
+                raise ConfigError(f"{task}/{method}: rate {key} in both {rates[key]['dir']} and {d}")
             run = (sel.get("runs") or {}).get(key) or {}
-            conv = (run.get("convergence") or {}).get("converged")
-            rates[key] = {"heldout": score, "converged": conv, "dev": dev}
+            rates[key] = {
+                "heldout": _finite(score),
+                "converged": (run.get("convergence") or {}).get("converged"),
+                "dev": _cells(d, task, method),
+                "dir": str(d),
+            }
     return rates
 
 
-def _mean(xs: dict[int, float]) -> float:
-    return math.fsum(xs.values()) / len(xs)
+def _mean(xs: dict[int, float], seeds: Sequence[int]) -> float:
+    return math.fsum(xs[s] for s in seeds) / len(seeds)
 
 
-def row(task: str, method: str, rates: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """The selection's outcome for one (task, method), or None with fewer than two rates with dev cells."""
-    usable = {k: v for k, v in rates.items() if v["dev"]}
-    if len(usable) < 2:
-        return None
-    chosen = choose({k: v["heldout"] for k, v in usable.items()})
-    dev_best = max(usable, key=lambda k: (_mean(usable[k]["dev"]), -float(k)))
-    pd = paired_difference(usable[dev_best]["dev"], usable[chosen]["dev"], 0.95)
+def row(task: str, method: str, rates: dict[str, dict[str, Any]]) -> tuple[dict[str, Any] | None, str]:
+    """The selection's outcome for one (task, method), or ``(None, why)`` when it cannot be compared.
+
+    Returns
+    -------
+    (dict or None, str)
+        ``{"task", "method", "rates", "heldout", "unconverged", "dev", "seeds", "chosen", "dev_best",
+        "regret"}`` (``regret``: :func:`validation.finetune.stats.paired_difference` of the dev-best rate's
+        cells minus the chosen rate's, over ``seeds``) and ``""``; or ``None`` and the reason.
+    """
+    if len(rates) < 2:
+        return None, f"{len(rates)} rate(s)"
+    if any(not v["dev"] for v in rates.values()):
+        return None, "a rate without dev cells: " + ", ".join(k for k, v in rates.items() if not v["dev"])
+    try:
+        chosen = choose({k: v["heldout"] for k, v in rates.items()})  # over every rate, as the merge does
+    except ConfigError as e:
+        return None, str(e)
+    seeds = sorted(set.intersection(*(set(v["dev"]) for v in rates.values())))
+    if not seeds:
+        return None, "no seed common to every rate"
+    dev = {k: _mean(v["dev"], seeds) for k, v in rates.items()}
+    dev_best = max(dev, key=lambda k: (dev[k], -float(k)))  # ties: the smaller rate
+    pd = paired_difference(
+        {s: rates[dev_best]["dev"][s] for s in seeds}, {s: rates[chosen]["dev"][s] for s in seeds}, 0.95
+    )
     return {
         "task": task,
         "method": method,
-        "rates": sorted(usable, key=float),
-        "heldout": {k: usable[k]["heldout"] for k in usable},
-        "unconverged": sorted((k for k in usable if usable[k]["converged"] is False), key=float),
-        "dev": {k: _mean(usable[k]["dev"]) for k in usable},
+        "rates": sorted(rates, key=float),
+        "heldout": {k: v["heldout"] for k, v in rates.items()},
+        "unconverged": sorted((k for k, v in rates.items() if v["converged"] is False), key=float),
+        "dev": dev,
+        "seeds": seeds,
         "chosen": chosen,
         "dev_best": dev_best,
         "regret": pd,
-    }
+    }, ""
 
 
 def _fmt(r: dict[str, Any]) -> str:
+    """One Markdown table row of :func:`row`'s record."""
     cells = []
     for k in r["rates"]:
+        h = r["heldout"][k]
         mark = "*" if k == r["chosen"] else ""
         unconv = " (unconverged)" if k in r["unconverged"] else ""
-        cells.append(f"{k}: {r['heldout'][k]:.4f} / {r['dev'][k]:.4f}{mark}{unconv}")
+        cells.append(f"{k}: {'none' if h is None else f'{h:.4f}'} / {r['dev'][k]:.4f}{mark}{unconv}")
     pd = r["regret"]
     if r["chosen"] == r["dev_best"]:
         regret = "0 (the dev-best rate)"
     elif pd is None or pd["ci"] is None:
-        regret = "no CI"
+        regret = f"{pd['diff']:+.4f}, no CI (n = {pd['n']})" if pd else "no common seed"
     else:
         regret = f"{pd['diff']:+.4f} [{pd['ci'][0]:+.4f}, {pd['ci'][1]:+.4f}] (n = {pd['n']})"
     return (
@@ -100,7 +154,7 @@ def _fmt(r: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("run_dirs", nargs="+", type=Path, help="one-rate run directories (one rate each)")
     ap.add_argument("--tasks", required=True)
     ap.add_argument("--methods", required=True)
@@ -108,9 +162,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for task in args.tasks.split(","):
         for method in args.methods.split(","):
-            r = row(task, method, collect(args.run_dirs, task, method))
-            if r is not None:
-                rows.append(r)
+            try:
+                rates = collect(args.run_dirs, task, method)
+            except ConfigError as e:
+                print(f"selection_regret: {e}", file=sys.stderr)
+                return 2
+            r, why = row(task, method, rates)
+            if r is None:
+                if rates:
+                    print(f"{task}/{method}: left out ({why})", file=sys.stderr)
+                continue
+            rows.append(r)
     if not rows:
         print("no (task, method) with dev cells at two or more rates", file=sys.stderr)
         return 1
@@ -126,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print(
         f"\nThe held-out selection picked the dev-best rate in {hit} of {len(rows)} (task, method) pairs; "
-        f"the regret's interval excludes 0 in {len(decided)}"
+        f"the regret's interval lies above 0 in {len(decided)}"
         + (" (" + ", ".join(f"{r['task']}/{r['method']}" for r in decided) + ")." if decided else ".")
     )
     return 0
