@@ -28,6 +28,7 @@ a rate found in two directories).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -36,22 +37,22 @@ from typing import Any
 
 from gelora._io import read_json
 from gelora.errors import ConfigError
+from validation.finetune.grid import _finite_or_none, summarise
 from validation.finetune.lr_select import choose, selection_path
 from validation.finetune.stats import paired_difference
 
 
+@functools.cache
+def _table(run_dir: Path) -> dict[str, Any]:
+    """``summarise(run_dir)["table"]``, read once per directory (every (task, method) looks it up)."""
+    return summarise(run_dir).get("table") or {}
+
+
 def _cells(run_dir: Path, task: str, method: str) -> dict[int, float]:
-    """``{seed: primary}`` of the finished cells of ``method`` on ``task`` in ``run_dir`` (finite scores)."""
-    out = {}
-    for f in sorted((run_dir / "cells").glob(f"{task}__{method}__seed*.json")):
-        rec = read_json(f)
-        if rec.get("primary") is not None and math.isfinite(float(rec["primary"])):
-            out[int(rec["seed"])] = float(rec["primary"])
-    return out
-
-
-def _finite(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(float(x)) else None
+    """``{seed: primary}`` of the finished cells of ``method`` on ``task`` in ``run_dir`` (finite scores), as
+    the report's summary reads them."""
+    entry = (_table(run_dir).get(task) or {}).get(method) or {}
+    return {int(r["seed"]): r["primary"] for r in entry.get("per_seed") or [] if r.get("primary") is not None}
 
 
 def collect(dirs: Sequence[Path], task: str, method: str) -> dict[str, dict[str, Any]]:
@@ -81,7 +82,7 @@ def collect(dirs: Sequence[Path], task: str, method: str) -> dict[str, dict[str,
                 raise ConfigError(f"{task}/{method}: rate {key} in both {rates[key]['dir']} and {d}")
             run = (sel.get("runs") or {}).get(key) or {}
             rates[key] = {
-                "heldout": _finite(score),
+                "heldout": _finite_or_none(score),
                 "converged": (run.get("convergence") or {}).get("converged"),
                 "dev": _cells(d, task, method),
                 "dir": str(d),

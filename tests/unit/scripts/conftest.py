@@ -13,8 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _load(relative: str) -> ModuleType:
-    path = ROOT / "scripts" / relative
+def _load(relative: str, root: Path = ROOT / "scripts") -> ModuleType:
+    path = root / relative
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -26,3 +26,9 @@ def _load(relative: str) -> ModuleType:
 def load_script() -> Callable[[str], ModuleType]:
     """``load_script("gpu/mpnet_chunks.py")``: that file under scripts/, freshly executed as a module."""
     return _load
+
+
+@pytest.fixture
+def gridfix() -> ModuleType:
+    """tests/unit/validation/finetune/gridfixture.py: writes fake grid run directories with cell files."""
+    return _load("gridfixture.py", ROOT / "tests" / "unit" / "validation" / "finetune")
