@@ -5,7 +5,10 @@ holding the owner's ``pid``, ``host``, a random ``token`` and the start time. Wh
 heartbeat thread (a daemon thread: it never keeps a stopping process alive) touches the file every
 ``stale_after / 4`` seconds. A claim is **stale** when
 
-* its owner ran on this host and the pid is no longer alive (a killed worker), or
+* its owner ran on this host and the pid is no longer alive (a killed worker; an exited worker its parent
+  has not reaped yet, a zombie, counts as gone, and where ``/proc`` gives each process's start time the
+  claim records it, so a pid reused by an unrelated process after the owner died does not keep the claim
+  live), or
 * its modification time is older than ``stale_after`` seconds (an owner on another host stopped beating).
 
 A stale claim is broken under a second lock (``<claim>.break``, itself stale after 60 s) so two processes
@@ -29,7 +32,42 @@ DEFAULT_STALE_AFTER = 600.0
 _BREAK_STALE_S = 60.0
 
 
-def _pid_alive(pid: int) -> bool:
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """State letter and start time (clock ticks after boot) of ``pid`` from ``/proc``, or None.
+
+    None where the system has no ``/proc`` entry for it or it cannot be read (no such process, another
+    operating system, a restricted ``/proc``): the caller then falls back to ``os.kill(pid, 0)``.
+    """
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # field 2, the command name, is in parentheses and may itself hold spaces and parentheses: the fields
+    # after the last ")" are 3 (state) ... 22 (start time)
+    rest = raw[raw.rfind(b")") + 1 :].split()
+    try:
+        return rest[0].decode("ascii"), int(rest[19])
+    except (IndexError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _start_time(pid: int) -> int | None:
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _pid_alive(pid: int, start: int | None = None) -> bool:
+    """Whether ``pid`` is a running process of this host (and, given ``start``, the same process).
+
+    A zombie (exited, not yet reaped) is not alive; a process whose ``/proc`` start time differs from
+    ``start`` is another process that reused the pid.
+    """
+    stat = _proc_stat(pid)
+    if stat is not None:
+        state, started = stat
+        if state in ("Z", "X"):
+            return False
+        return start is None or started == start
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -93,12 +131,13 @@ def is_stale(path: str | Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool
     if info is None:  # being written right now (created, content not yet flushed)
         return False
     if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
-        return not _pid_alive(int(info["pid"]))
+        start = info.get("pid_start")
+        return not _pid_alive(int(info["pid"]), start if isinstance(start, int) else None)
     return False
 
 
 def read_claim(path: str | Path) -> dict[str, Any] | None:
-    """The payload of a claim file (``pid``, ``host``, ``token``, ``started``, ``note``, ``gpu``), or None
+    """The payload of a claim file (``pid``, ``pid_start``, ``host``, ``token``, ``started``, ``note``, ``gpu``), or None
     when it is missing or unreadable (a claim being created or released)."""
     return _read(Path(path))
 
@@ -177,6 +216,9 @@ def try_claim(path: str | Path, *, stale_after: float = DEFAULT_STALE_AFTER, not
     token = uuid.uuid4().hex
     payload = {
         "pid": os.getpid(),
+        # the owner's start time (clock ticks after boot, from /proc; None elsewhere): tells the owner from
+        # a later process that got the same pid
+        "pid_start": _start_time(os.getpid()),
         "host": socket.gethostname(),
         "token": token,
         "started": time.time(),
