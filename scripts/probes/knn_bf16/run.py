@@ -15,6 +15,7 @@ alternating), after one warm-up call that also checks that the results are bit-i
     python scripts/probes/knn_bf16/run.py accum              # oneDNN's bf16 accumulation model
     python scripts/probes/knn_bf16/run.py rerank tanh        # exact re-rank cost per pair
     python scripts/probes/knn_bf16/run.py verify tanh        # cached reference against brute force
+    python scripts/probes/knn_bf16/run.py e2e FILE.npy       # any (n, D) array (amx.py hidden writes one)
 
 The phase timers come from ``knn_instr.patch`` (a unified diff against gelora/estimators/knn.py),
 applied here to a copy of the installed module in the work directory (``--work``, default a folder
@@ -139,6 +140,8 @@ def rewrite_patch(edited: Path) -> None:
 
 
 def data(kind: str, n: int, dim: int) -> np.ndarray:
+    if kind.endswith(".npy"):  # any (n, D) array, e.g. hidden states (--n and --dim are ignored)
+        return np.ascontiguousarray(np.load(kind), dtype=np.float64)
     from synthetic.bench_data import bench_data
 
     return bench_data(kind, n, dim)
@@ -146,7 +149,7 @@ def data(kind: str, n: int, dim: int) -> np.ndarray:
 
 def reference(args: argparse.Namespace, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The module's own (dist, idx) for the data set, cached in the work directory."""
-    path = args.work / f"ref_{args.kind}_{args.n}_{args.dim}.npz"
+    path = args.work / f"ref_{Path(args.kind).stem}_{args.n}_{args.dim}.npz"
     if path.exists():
         ref = np.load(path)
         return ref["dist"], ref["idx"]
@@ -264,7 +267,8 @@ def run_pair(args: argparse.Namespace, K: ModuleType, label: str) -> None:
         print_times(r)
     print(
         f"  prototype: factor width {s16['width']}, max |w - bf16(w)| / |w| {s16['delta_rel_max']:.2e}, "
-        f"first-cut survivors {s16['first_survivors']}, block size {args.block_size or 'default'}"
+        f"first-cut survivors {s16['first_survivors']}, rows above the module's cap "
+        f"{s16.get('rows_over_cap', 0)}, block size {args.block_size or 'default'}"
     )
 
 
@@ -438,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name, help=(fn.__doc__ or name).splitlines()[0])
         p.set_defaults(fn=fn)
         if name != "accum":
-            p.add_argument("kind", choices=kinds)
+            p.add_argument("kind", help=f"{' or '.join(kinds)} (bench_data), or a .npy file")
         if name == "ranks":
             p.add_argument("ranks", help="screen ranks tried, e.g. 93 or 61,93")
         if name in ("e2e", "ranks"):
