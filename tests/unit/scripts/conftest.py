@@ -26,9 +26,3 @@ def _load(relative: str, root: Path = ROOT / "scripts") -> ModuleType:
 def load_script() -> Callable[[str], ModuleType]:
     """``load_script("gpu/mpnet_chunks.py")``: that file under scripts/, freshly executed as a module."""
     return _load
-
-
-@pytest.fixture
-def gridfix() -> ModuleType:
-    """tests/unit/validation/finetune/gridfixture.py: writes fake grid run directories with cell files."""
-    return _load("gridfixture.py", ROOT / "tests" / "unit" / "validation" / "finetune")

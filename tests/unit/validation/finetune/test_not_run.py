@@ -46,20 +46,6 @@ class FakeCells:
         return {}
 
 
-@pytest.fixture
-def gridfix() -> Any:
-    import importlib.util
-    import sys
-
-    path = Path(__file__).parent / "gridfixture.py"
-    spec = importlib.util.spec_from_file_location("gelora_test_gridfixture_nr", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_grid_records_not_run_tasks_and_finishes_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gridfix: Any
 ) -> None:

@@ -199,17 +199,3 @@ def f() -> SimpleNamespace:
         make_report=make_report,
         env=ENV,
     )
-
-
-@pytest.fixture
-def gridfix() -> Any:
-    """tests/unit/validation/finetune/gridfixture.py: writes fake grid run directories with cell files."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "finetune" / "gridfixture.py"
-    spec = importlib.util.spec_from_file_location("gelora_test_gridfixture", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
