@@ -5,10 +5,11 @@ holding the owner's ``pid``, ``host``, a random ``token`` and the start time. Wh
 heartbeat thread (a daemon thread: it never keeps a stopping process alive) touches the file every
 ``stale_after / 4`` seconds. A claim is **stale** when
 
-* its owner ran on this host and the pid is no longer alive (a killed worker; an exited worker its parent
-  has not reaped yet, a zombie, counts as gone, and where ``/proc`` gives each process's start time the
-  claim records it, so a pid reused by an unrelated process after the owner died does not keep the claim
-  live), or
+* its owner ran on this host, in the same pid (and time) namespace, and the pid is no longer alive (a
+  killed worker; an exited worker its parent has not reaped yet, a zombie, counts as gone, and where
+  ``/proc`` gives each process's start time the claim records it, so a pid reused by an unrelated process
+  after the owner died does not keep the claim live; a claim from another namespace under the same host
+  name is judged by its heartbeat only), or
 * its modification time is older than ``stale_after`` seconds (an owner on another host stopped beating).
 
 A stale claim is broken under a second lock (``<claim>.break``, itself stale after 60 s) so two processes
@@ -36,8 +37,12 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     """State letter and start time (clock ticks after boot) of ``pid`` from ``/proc``, or None.
 
     None where the system has no ``/proc`` entry for it or it cannot be read (no such process, another
-    operating system, a restricted ``/proc``): the caller then falls back to ``os.kill(pid, 0)``.
+    operating system, a restricted ``/proc``), or where the mounted ``/proc`` belongs to another pid
+    namespace than this process's (its entries would describe other processes): the caller then falls back
+    to ``os.kill(pid, 0)``.
     """
+    if not _proc_is_ours():
+        return None
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
@@ -51,6 +56,30 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
         return None
 
 
+def _proc_is_ours() -> bool:
+    """Whether ``/proc`` shows this process's pid namespace (``/proc/self`` names our own pid)."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+def _namespaces() -> str | None:
+    """This process's pid and time namespaces (``"pid:[4026531836] time:[4026531834]"``), or None where
+    ``/proc`` cannot tell. Pids and ``/proc`` start times compare only within one pair of them: containers on
+    one machine can share a host name, and a time namespace shifts start times."""
+    if not _proc_is_ours():
+        return None
+    parts = []
+    for ns in ("pid", "time"):
+        try:
+            parts.append(os.readlink(f"/proc/self/ns/{ns}"))
+        except OSError:
+            if ns == "pid":
+                return None
+    return " ".join(parts)
+
+
 def _start_time(pid: int) -> int | None:
     stat = _proc_stat(pid)
     return None if stat is None else stat[1]
@@ -60,12 +89,13 @@ def _pid_alive(pid: int, start: int | None = None) -> bool:
     """Whether ``pid`` is a running process of this host (and, given ``start``, the same process).
 
     A zombie (exited, not yet reaped) is not alive; a process whose ``/proc`` start time differs from
-    ``start`` is another process that reused the pid.
+    ``start`` is another process that reused the pid. Where ``/proc`` cannot be read, ``start`` is not
+    checked (``os.kill(pid, 0)`` alone decides).
     """
     stat = _proc_stat(pid)
     if stat is not None:
         state, started = stat
-        if state in ("Z", "X"):
+        if state == "X" or (state == "Z" and not _threads_left(pid)):
             return False
         return start is None or started == start
     try:
@@ -75,6 +105,15 @@ def _pid_alive(pid: int, start: int | None = None) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def _threads_left(pid: int) -> bool:
+    """Whether a process whose main thread shows as a zombie still runs other threads (``/proc`` reports
+    the main thread's state)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -130,14 +169,25 @@ def is_stale(path: str | Path, stale_after: float = DEFAULT_STALE_AFTER) -> bool
     info = _read(path)
     if info is None:  # being written right now (created, content not yet flushed)
         return False
-    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int):
-        start = info.get("pid_start")
-        return not _pid_alive(int(info["pid"]), start if isinstance(start, int) else None)
-    return False
+    return owner_gone(info)
+
+
+def owner_gone(info: dict[str, Any]) -> bool:
+    """Whether a claim payload's owner ran here (this host name and, where recorded, these pid and time
+    namespaces) and its process is gone: no such pid, a zombie, or a pid now held by a later process
+    (another start time). False when that cannot be told here (another host or namespace: only the
+    heartbeat can tell)."""
+    if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int):
+        return False
+    ns = info.get("ns")
+    if ns is not None and ns != _namespaces():
+        return False  # another container or namespace under the same host name: the heartbeat decides
+    start = info.get("pid_start") if ns is not None else None
+    return not _pid_alive(int(info["pid"]), start if isinstance(start, int) else None)
 
 
 def read_claim(path: str | Path) -> dict[str, Any] | None:
-    """The payload of a claim file (``pid``, ``pid_start``, ``host``, ``token``, ``started``, ``note``, ``gpu``), or None
+    """The payload of a claim file (``pid``, ``pid_start``, ``ns``, ``host``, ``token``, ``started``, ``note``, ``gpu``), or None
     when it is missing or unreadable (a claim being created or released)."""
     return _read(Path(path))
 
@@ -219,6 +269,7 @@ def try_claim(path: str | Path, *, stale_after: float = DEFAULT_STALE_AFTER, not
         # the owner's start time (clock ticks after boot, from /proc; None elsewhere): tells the owner from
         # a later process that got the same pid
         "pid_start": _start_time(os.getpid()),
+        "ns": _namespaces(),
         "host": socket.gethostname(),
         "token": token,
         "started": time.time(),
@@ -240,4 +291,4 @@ def try_claim(path: str | Path, *, stale_after: float = DEFAULT_STALE_AFTER, not
     return None
 
 
-__all__ = ["DEFAULT_STALE_AFTER", "Claim", "is_live", "is_stale", "read_claim", "try_claim"]
+__all__ = ["DEFAULT_STALE_AFTER", "Claim", "is_live", "is_stale", "owner_gone", "read_claim", "try_claim"]

@@ -81,7 +81,7 @@ from typing import Any
 
 from gelora._io import read_json
 from gelora.errors import ConfigError, ResultFileError
-from validation.finetune.claims import is_live, read_claim
+from validation.finetune.claims import is_live, owner_gone, read_claim
 from validation.finetune.grid import claim_path, hold_cell, hold_path, plan_task_settings, read_plan
 from validation.finetune.runner import (
     SELECTION_LOG_SUFFIX,
@@ -776,6 +776,9 @@ def stop_runs(
             lines.append(f"not signalled {row.name}: its claim is of host {row.host}, this is {here}")
         elif payload is None or payload.get("token") != row.token:
             lines.append(f"not signalled {row.name}: its claim was released meanwhile (finished or stopped)")
+        elif owner_gone(payload):
+            # the claim's owner died and its pid was reused (or it is a zombie): never signal a stranger
+            lines.append(f"not signalled {row.name}: its owner (pid {row.pid}) is gone")
         else:
             try:
                 os.kill(row.pid, signal.SIGTERM)

@@ -501,6 +501,30 @@ def test_apply_does_not_signal_a_claim_released_meanwhile(
     assert worker.poll() is None
 
 
+def test_apply_does_not_signal_a_pid_reused_after_its_owner_died(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]]
+) -> None:
+    from validation.finetune import claims
+    from validation.finetune.triage import stop_runs
+
+    if claims._proc_stat(os.getpid()) is None:
+        pytest.skip("needs /proc/<pid>/stat (Linux)")
+    run = _run(tmp_path)
+    stranger = _sleeper(sleepers)  # holds the pid the dead owner's claim names
+    path = _claim(run, "mrpc__lora__seed0", stranger.pid, NOW - 1000)
+    _log(run, "mrpc__lora__seed0", _trainer("mrpc__lora__seed0", stranger.pid, NOW - 999, [0.6]))
+    (row,) = running(run, now=NOW)
+    start = claims._proc_stat(stranger.pid)[1]  # type: ignore[index]
+    payload = json.loads(path.read_text())
+    path.write_text(json.dumps({**payload, "pid_start": start - 1, "ns": claims._namespaces()}))
+    assert stop_runs(run, [row]) == [
+        "held mrpc__lora__seed0",
+        f"not signalled mrpc__lora__seed0: its owner (pid {stranger.pid}) is gone",
+    ]
+    time.sleep(0.2)
+    assert stranger.poll() is None
+
+
 def test_stop_signals_the_named_runs_without_holding_them(
     tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
 ) -> None:
