@@ -187,8 +187,8 @@ def owner_gone(info: dict[str, Any]) -> bool:
 
 
 def read_claim(path: str | Path) -> dict[str, Any] | None:
-    """The payload of a claim file (``pid``, ``pid_start``, ``ns``, ``host``, ``token``, ``started``, ``note``, ``gpu``), or None
-    when it is missing or unreadable (a claim being created or released)."""
+    """The payload of a claim file (``pid``, ``pid_start``, ``ns``, ``host``, ``token``, ``started``,
+    ``note``, ``gpu``), or None when it is missing or unreadable (a claim being created or released)."""
     return _read(Path(path))
 
 

@@ -13,8 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _load(relative: str, root: Path = ROOT / "scripts") -> ModuleType:
-    path = root / relative
+def _load(relative: str) -> ModuleType:
+    path = ROOT / "scripts" / relative
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -1,4 +1,5 @@
-"""Fixtures of the fine-tuning tests (``gridfix``, shared by every unit test folder, is in tests/unit/conftest.py)."""
+"""Fixtures of the fine-tuning tests (``gridfix``, shared by every unit test folder, is in
+tests/unit/conftest.py)."""
 
 from __future__ import annotations
 
