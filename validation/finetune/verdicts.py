@@ -21,7 +21,12 @@ The rules, in the order they apply (docs/validation.md, "How a verdict is reache
 3. **Pairs.** For every task and baseline (``lora``, ``adalora``, ``geolora`` and any other method present
    except ``gelora``, ``full`` and ``head_only``), GeLoRA - baseline over the common usable seeds with a
    95% t-interval (:func:`validation.finetune.stats.paired_difference`): "better" when the interval is
-   above 0, "worse" below, "tie" when it holds 0, "undetermined" with fewer than two seeds.
+   above 0, "worse" below, "tie" when it holds 0, "undetermined" with fewer than two seeds. Under the
+   ``paper`` profile a pair is also "undetermined" while either method has not run every seed of its task
+   (the seeds any method of that task ran or planned: its cells and the summary's ``missing`` ones; a seed
+   dropped as unconverged has run): a pair is decided on the protocol's whole seed set or not at all, never
+   on the part that has run so far (a grid run in shards, a failed cell not yet rerun). Such a pair records
+   ``partial`` (``{method: {"ran", "of", "missing"}}``) and no difference or interval.
 4. **Average.** A GLUE-style average per method: the mean over tasks of each task's mean primary score
    (usable seeds), over the GLUE tasks where every compared method has a result; the tasks that entered
    and those left out (with the reason) are named.
@@ -130,6 +135,41 @@ def _mean(xs: Sequence[float]) -> float | None:
     return math.fsum(xs) / len(xs) if xs else None
 
 
+def planned_seeds(summary: Mapping[str, Any], task: str) -> set[int]:
+    """Every seed of ``task`` that any method ran (a cell, usable or not) or planned without a result yet
+    (the summary's ``missing``): the task's seed set, against which a method's seeds count as complete."""
+    by = (summary.get("table") or {}).get(task) or {}
+    seeds = {int(r["seed"]) for e in by.values() for r in _per_seed(e) if r.get("seed") is not None}
+    seeds |= {int(x["seed"]) for x in summary.get("missing") or [] if x.get("task") == task}
+    return seeds
+
+
+def _shortfall(summary: Mapping[str, Any], task: str, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{method: {"ran", "of", "missing"}}`` for each of ``methods`` that has not run every seed of
+    :func:`planned_seeds` (empty: all have)."""
+    planned = planned_seeds(summary, task)
+    by = (summary.get("table") or {}).get(task) or {}
+    out = {}
+    for m in methods:
+        ran = {int(r["seed"]) for r in _per_seed(by.get(m) or {}) if r.get("seed") is not None}
+        if planned - ran:
+            out[m] = {"ran": len(ran & planned), "of": len(planned), "missing": sorted(planned - ran)}
+    return out
+
+
+def partial_reason(pair: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> str | None:
+    """``"AdaLoRA: 3 of 5 seeds run"`` for a pair left undetermined because a method has not run every seed
+    of its task (:func:`compute_verdicts`' ``partial``); None for any other pair. ``labels`` maps a method
+    to the name to print (default: the method)."""
+    partial = pair.get("partial") or {}
+    if not partial:
+        return None
+    names = labels or {}
+    return "; ".join(
+        f"{names.get(m, m)}: {rec['ran']} of {rec['of']} seeds run" for m, rec in partial.items()
+    )
+
+
 def baselines_of(methods: Sequence[str]) -> list[str]:
     """The baselines GeLoRA is compared with among ``methods`` (core ones first, then the rest sorted).
 
@@ -221,6 +261,17 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
             pd = paired_difference(gel, base, level)
             if pd is None:
                 pd = {"diff": None, "ci": None, "n": 0, "seeds": [], "verdict": "undetermined"}
+            short = _shortfall(summary, task, [GELORA, b]) if paper else {}
+            if short:
+                # decided on the whole seed set or not at all: no difference over the part run so far
+                pd = {
+                    "diff": None,
+                    "ci": None,
+                    "n": pd["n"],
+                    "seeds": pd["seeds"],
+                    "verdict": "undetermined",
+                    "partial": short,
+                }
             pd["excluded"] = not rec["informative"]
             rec["pairs"][b] = pd
         tasks[task] = rec
@@ -430,8 +481,10 @@ def format_verdicts(v: Mapping[str, Any]) -> str:
             ci = "no CI" if pd["ci"] is None else f"[{pd['ci'][0]:+.4f}, {pd['ci'][1]:+.4f}]"
             diff = "n/a" if pd["diff"] is None else f"{pd['diff']:+.4f}"
             p = "" if pd.get("p") is None else f" p={pd['p']:.2g}"
+            partial = partial_reason(pd)
             lines.append(
                 f"    gelora - {b}: {diff} {ci} n={pd['n']}{p} {pd['verdict']}"
+                + (f" ({partial})" if partial else "")
                 + (" (excluded: task uninformative)" if pd["excluded"] else "")
             )
     for rec in v.get("not_run") or []:
@@ -565,6 +618,8 @@ __all__ = [
     "merge_summaries",
     "not_run_tasks",
     "pair_lines",
+    "partial_reason",
+    "planned_seeds",
     "usable_mean",
     "usable_scores",
     "verdicts_from_grid",

@@ -24,7 +24,13 @@ from validation.finetune.convergence import boundary_reading, cell_convergence
 from validation.finetune.lr_select import lr_key
 from validation.finetune.stats import paired_difference as paired_seed_difference
 from validation.finetune.stats import t_interval
-from validation.finetune.verdicts import PAPER_PROFILE, compute_verdicts, familywise, usable_mean
+from validation.finetune.verdicts import (
+    PAPER_PROFILE,
+    compute_verdicts,
+    familywise,
+    partial_reason,
+    usable_mean,
+)
 
 HOLDS = "holds"
 HOLDS_WITHIN_ERROR = "holds within estimator error"
@@ -608,7 +614,10 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             tail = ". Not in the verdict (C4's verdict compares every method at its default rate)."
             if pd["diff"] is None or not pd["ci"]:
                 # a pair without an interval is named, with why, rather than left out or shown bare
-                why = [dropped_seeds(v, task, [("gelora", "GeLoRA"), (b, _name(b))])]
+                why = [
+                    partial_reason(pd, {"gelora": "GeLoRA", b: _name(b)}),
+                    dropped_seeds(v, task, [("gelora", "GeLoRA"), (b, _name(b))]),
+                ]
                 why.append("task uninformative" if pd["excluded"] else None)
                 n = int(pd.get("n") or 0)
                 if not any(why):
@@ -813,10 +822,21 @@ def _c4_model(
             "the rule is applied as written."
         )
     for x in summary.get("missing") or []:
-        evidence.append(
-            f"{label(x['task'])}/{_name(x['method'])}/seed {x['seed']}: {x['reason']}; its pairs use the "
-            "seeds it has."
+        # C4's pairs wait for every seed (compute_verdicts' ``partial``); the ablation section's comparisons
+        # use the seeds present
+        then = (
+            "its comparisons use the seeds it has"
+            if x["method"] in ablations
+            else "its pairs stay undetermined until it has run"
         )
+        evidence.append(f"{label(x['task'])}/{_name(x['method'])}/seed {x['seed']}: {x['reason']}; {then}.")
+    for task, rec in v["tasks"].items():
+        for b, pd in rec["pairs"].items():
+            if why := partial_reason(pd, {"gelora": "GeLoRA", b: _name(b)}):
+                evidence.append(
+                    f"{label(task)}: GeLoRA - {_name(b)} undetermined ({why}): a pair is decided on every "
+                    "seed of its task or not at all."
+                )
     dropped = {
         (e["task"], e["method"], int(e["seed"])): e["reason"] for e in v["exclusions"] if e["excluded"]
     }

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gelora.errors import ConfigError, ResultFileError
+from validation.finetune.verdicts import partial_reason
 from validation.report.claims import _task as task_label
 from validation.report.claims import dropped_seeds, paper_protocol, paper_protocol_more
 
@@ -153,8 +154,11 @@ def _rows(
                 ref += " (uninformative)"
             cells = [model, f"{task_label(task)} ({t.get('metric')})", ref]
             for method, label in columns:
-                why = dropped_seeds(verdicts, task, [("gelora", "GeLoRA"), (method, label)])
-                cells.append(_pair_cell((t.get("pairs") or {}).get(method), why))
+                pair = (t.get("pairs") or {}).get(method)
+                why = (
+                    partial_reason(pair, {"gelora": "GeLoRA", method: label}) if pair else None
+                ) or dropped_seeds(verdicts, task, [("gelora", "GeLoRA"), (method, label)])
+                cells.append(_pair_cell(pair, why))
             for name, _ in ABLATIONS:
                 comp = ablations.get((model, task, name))
                 if comp is not None:

@@ -19,6 +19,8 @@ from validation.finetune.verdicts import (
     main,
     merge_summaries,
     pair_lines,
+    partial_reason,
+    planned_seeds,
     usable_scores,
     verdicts_from_grid,
 )
@@ -286,3 +288,48 @@ def test_a_non_finite_score_leaves_its_pairs_and_is_listed(tmp_path, gridfix):
         {"task": "sst2", "method": "lora", "seed": 1, "reason": "non-finite primary score", "excluded": True}
     ]
     assert usable_scores(summary["table"]["sst2"]["lora"]) == {0: 0.70, 2: 0.715}
+
+
+def test_a_pair_waits_for_every_seed_of_its_task_under_the_paper_profile(tmp_path, gridfix):
+    """A method that ran fewer seeds than its task (a shard merged before the rest: no plan names the other
+    seeds) leaves its pairs undetermined, with no difference over the part run so far."""
+    scores = {"sst2": dict(INFORMATIVE, adalora=INFORMATIVE["adalora"][:2])}
+    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "g", scores))
+    pd = v["tasks"]["sst2"]["pairs"]["adalora"]
+    assert pd["verdict"] == "undetermined" and pd["diff"] is None and pd["ci"] is None and pd["n"] == 2
+    assert pd["partial"] == {"adalora": {"ran": 2, "of": 3, "missing": [2]}}
+    assert partial_reason(pd, {"adalora": "AdaLoRA"}) == "AdaLoRA: 2 of 3 seeds run"
+    assert partial_reason(v["tasks"]["sst2"]["pairs"]["lora"]) is None
+    # the complete pairs are decided as before; the partial one counts as undetermined, outside Holm
+    assert {b: p["verdict"] for b, p in v["tasks"]["sst2"]["pairs"].items()} == {
+        "lora": "better",
+        "adalora": "undetermined",
+        "geolora": "worse",
+    }
+    assert "1 undetermined" in v["counts"]["adalora"]["line"]
+    assert "gelora - adalora: n/a no CI n=2 undetermined (adalora: 2 of 3 seeds run)" in format_verdicts(v)
+
+
+def test_a_planned_seed_without_a_result_keeps_every_pair_of_its_task_undetermined(tmp_path, gridfix):
+    """Seed 2 planned for every method but run by none (killed workers): the task's seed set comes from the
+    plan's missing cells too, so no pair is decided on seeds 0 and 1."""
+    scores = {"sst2": {m: [*xs[:2], None] for m, xs in INFORMATIVE.items()}}
+    summary = summarise(gridfix.write_grid(tmp_path / "g", scores))
+    assert planned_seeds(summary, "sst2") == {0, 1, 2}
+    v = compute_verdicts(summary)
+    for b, pd in v["tasks"]["sst2"]["pairs"].items():
+        missing = {"ran": 2, "of": 3, "missing": [2]}
+        assert pd["verdict"] == "undetermined" and pd["partial"] == {"gelora": missing, b: missing}
+
+
+def test_unconverged_seeds_have_run_and_other_profiles_keep_the_seeds_present(tmp_path, gridfix):
+    """A seed dropped as unconverged has run (its pair is decided on the rest); outside the paper profile a
+    pair uses the seeds present, as before."""
+    conv = {("sst2", "adalora", 0): False}
+    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "a", {"sst2": INFORMATIVE}, converged=conv))
+    pd = v["tasks"]["sst2"]["pairs"]["adalora"]
+    assert "partial" not in pd and pd["n"] == 2 and pd["diff"] is not None
+    scores = {"sst2": dict(INFORMATIVE, adalora=INFORMATIVE["adalora"][:2])}
+    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "b", scores, profile="gpu"))
+    pd = v["tasks"]["sst2"]["pairs"]["adalora"]
+    assert "partial" not in pd and pd["n"] == 2 and pd["diff"] is not None

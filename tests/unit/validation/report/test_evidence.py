@@ -182,6 +182,18 @@ def test_undetermined_cells_say_whose_seeds_left(report):
     assert "undetermined (1 usable common seed)" in row
 
 
+def test_a_pair_short_of_seeds_says_how_many_have_run(report):
+    """A method with fewer seeds than its task (a shard merged early) leaves its pair undetermined, and the
+    cell says so rather than giving a difference over the part run."""
+    out = copy.deepcopy(report)
+    more = out["sections"]["grid"]["data"]["paper_protocol_more"][0]
+    entry = more["table"]["stsb"]["adalora"]
+    entry["per_seed"] = [r for r in entry["per_seed"] if r["seed"] < 3]
+    row = next(r for r in c4_rows(out) if r[0] == "mpnet-base" and r[1].startswith("STS-B"))
+    assert row[4] == "undetermined (AdaLoRA: 3 of 5 seeds run)"
+    assert row[3].endswith("tie")  # LoRA's pair, complete, keeps its verdict
+
+
 def test_input_that_is_not_utf8_exits_2(tmp_path, capsys):
     doc = tmp_path / "README.md"
     doc.write_bytes(b"\xff\xfe not utf-8 " + BEGIN.encode() + b"\n" + END.encode())

@@ -585,7 +585,7 @@ def test_curve_figures_show_every_model(f, tmp_path, gridfix):
 
 def test_a_missing_cell_of_a_further_model_is_named_in_c4(f, tmp_path, gridfix):
     """A planned cell without a result (a killed worker) is named in C4's exclusions and evidence with its
-    model; its pairs use the seeds it has."""
+    model; its pairs stay undetermined until it has run (a pair is decided on every seed or not at all)."""
     small = gridfix.write_grid(tmp_path / "small", {"sst2": GOOD}, model="small-model")
     big = gridfix.write_grid(
         tmp_path / "big", {"sst2": dict(GOOD, adalora=[0.72, None, 0.735])}, model="big-model"
@@ -596,8 +596,17 @@ def test_a_missing_cell_of_a_further_model_is_named_in_c4(f, tmp_path, gridfix):
     assert data["paper_protocol"]["missing"] == []
     c4 = _claim(f.make_report(grid=f.sec(B._clean(data))), "C4")
     assert c4["exclusions"].endswith("big-model: not run: SST-2/AdaLoRA seed 1")
-    assert any(e.startswith("SST-2 (big-model)/AdaLoRA/seed 1: not run") for e in c4["evidence"])
-    assert c4["numbers"]["big-model/sst2/gelora-adalora/n_seeds"] == 2
+    assert any(
+        e.startswith("SST-2 (big-model)/AdaLoRA/seed 1: not run")
+        and e.endswith("its pairs stay undetermined until it has run.")
+        for e in c4["evidence"]
+    )
+    assert "SST-2 (big-model): GeLoRA - AdaLoRA undetermined (AdaLoRA: 2 of 3 seeds run)" in " ".join(
+        c4["evidence"]
+    )
+    # no difference over the part that has run; the complete pairs keep theirs
+    assert "big-model/sst2/gelora-adalora/n_seeds" not in c4["numbers"]
+    assert c4["numbers"]["big-model/sst2/gelora-lora/n_seeds"] == 3
     assert any("sst2 (big-model) / adalora / seed 1: not run" in n for n in data["notes"])
 
 

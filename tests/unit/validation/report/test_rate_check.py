@@ -124,6 +124,20 @@ def test_a_rate_check_pair_with_one_common_seed_or_an_uninformative_task_says_wh
     assert "undetermined (GeoLoRA: 2 seeds unconverged; task uninformative)" in line2
 
 
+def test_a_rate_check_pair_short_of_seeds_says_how_many_have_run(
+    f: Any, tmp_path: Path, gridfix: Any
+) -> None:
+    """A rate-check method with fewer seeds than its task (a shard merged early) leaves its pair
+    undetermined, and the line says how many seeds have run rather than giving a difference."""
+    one = gridfix.write_grid(tmp_path / "one", {"sst2": BASE}, lr_selection=ONE_RATE)
+    multi = _rate_dir(gridfix, tmp_path / "multi", dict(BASE, geolora=BASE["geolora"][:2]), [0.5, 1.0, 2.0])
+    ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one, multi))
+    c4 = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx)))), "C4")
+    line = next(e for e in c4["evidence"] if e.startswith("Rate check, SST-2: GeLoRA - GeoLoRA"))
+    assert line.startswith("Rate check, SST-2: GeLoRA - GeoLoRA undetermined (GeoLoRA: 2 of 3 seeds run).")
+    assert "rate_check/sst2/gelora-geolora" not in c4["numbers"]
+
+
 def test_no_rate_check_without_a_multi_rate_dir(f: Any, tmp_path: Path, gridfix: Any) -> None:
     one = gridfix.write_grid(tmp_path / "one", {"sst2": BASE}, lr_selection=ONE_RATE)
     ctx = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep", runs_dirs=(one,))
