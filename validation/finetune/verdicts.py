@@ -136,11 +136,24 @@ def _mean(xs: Sequence[float]) -> float | None:
 
 
 def planned_seeds(summary: Mapping[str, Any], task: str) -> set[int]:
-    """Every seed of ``task`` that any method ran (a cell, usable or not) or planned without a result yet
-    (the summary's ``missing``): the task's seed set, against which a method's seeds count as complete."""
+    """Every seed of ``task`` that GeLoRA, a baseline, the ceiling or the floor ran (a cell, usable or not)
+    or planned without a result yet (the summary's ``missing``): the task's seed set, against which a
+    method's seeds count as complete. GeLoRA's ablations (their own section) do not add seeds."""
+    from validation.finetune.methods import ABLATION_METHODS
+
     by = (summary.get("table") or {}).get(task) or {}
-    seeds = {int(r["seed"]) for e in by.values() for r in _per_seed(e) if r.get("seed") is not None}
-    seeds |= {int(x["seed"]) for x in summary.get("missing") or [] if x.get("task") == task}
+    seeds = {
+        int(r["seed"])
+        for m, e in by.items()
+        if m not in ABLATION_METHODS
+        for r in _per_seed(e)
+        if r.get("seed") is not None
+    }
+    seeds |= {
+        int(x["seed"])
+        for x in summary.get("missing") or []
+        if x.get("task") == task and x.get("method") not in ABLATION_METHODS and x.get("seed") is not None
+    }
     return seeds
 
 
@@ -277,11 +290,12 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
         tasks[task] = rec
     counts: dict[str, Any] = {}
     for b in baselines:
-        c: dict[str, Any] = {"better": 0, "tie": 0, "worse": 0, "undetermined": 0}
+        c: dict[str, Any] = {"better": 0, "tie": 0, "worse": 0, "undetermined": 0, "partial": 0}
         for rec in tasks.values():
             pd = rec["pairs"].get(b)
             if rec["informative"] and pd is not None:
                 c[pd["verdict"]] += 1
+                c["partial"] += bool(pd.get("partial"))
         n = sum(c.values())
         c["n"] = n
         c["line"] = claim_line(c, b)
@@ -299,7 +313,7 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
         "average": glue_average(summary, [GELORA, *baselines], exclusions=None),
     }
     total: dict[str, Any] = {
-        k: sum(counts[b][k] for b in baselines) for k in ("better", "tie", "worse", "undetermined")
+        k: sum(counts[b][k] for b in baselines) for k in ("better", "tie", "worse", "undetermined", "partial")
     }
     total["n"] = sum(counts[b]["n"] for b in baselines)
     out["line"] = claim_line(total, None)
@@ -323,8 +337,17 @@ def claim_line(c: Mapping[str, int], baseline: str | None) -> str:
     head = f"GeLoRA vs {baseline}: " if baseline else ""
     unit = "informative tasks" if baseline else "informative task/baseline pairs"
     text = f"{head}better on {c['better']}, tie on {c['tie']}, worse on {c['worse']} of {c['n']} {unit}"
-    if c.get("undetermined"):
-        text += f" ({c['undetermined']} undetermined: fewer than 2 usable seeds)"
+    k = int(c.get("undetermined") or 0)
+    short = int(c.get("partial") or 0)
+    why = (
+        [f"{k - short} fewer than 2 usable seeds" if short else "fewer than 2 usable seeds"]
+        if k > short
+        else []
+    )
+    if short:
+        why.append(f"{short} not every seed run" if k > short else "not every seed run")
+    if k:
+        text += f" ({k} undetermined: {', '.join(why)})"
     return text
 
 
@@ -336,7 +359,8 @@ def glue_average(
     Each task enters with each method's mean primary score over its usable seeds (the rule of
     :func:`compute_verdicts`). Returns ``{"methods": {method: average}, "tasks": [tasks that entered],
     "left_out": {task: reason}}`` (a GLUE task the grid could not run for lack of offline data is left out
-    with that reason); ``methods`` maps to an empty dict when no task qualifies.
+    with that reason, and under the paper profile one where a method has not run every seed of the task);
+    ``methods`` maps to an empty dict when no task qualifies.
     """
     table = summary.get("table") or {}
     profile = summary.get("profile_name")
@@ -363,6 +387,11 @@ def glue_average(
         if lacking:
             left_out[task] = f"no usable result for {', '.join(lacking)}"
             continue
+        short = _shortfall(summary, task, methods) if paper else {}
+        if short:
+            # a mean over the seeds run so far would sit beside means over the whole seed set
+            left_out[task] = f"not every seed run: {partial_reason({'partial': short})}"
+            continue
         entered.append(task)
         per_task[task] = means
     for rec in not_run_tasks(summary):
@@ -375,7 +404,8 @@ def glue_average(
 def compact_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
     """What :func:`compute_verdicts` and the report's figures need from a summary (``report.json`` size).
 
-    Keeps ``profile_name``, ``primary_metric``, ``run_dir``, ``not_run_tasks`` and per task x method
+    Keeps ``profile_name``, ``primary_metric``, ``run_dir``, ``not_run_tasks``, ``missing`` (planned cells
+    without a result: they belong to the task's seed set, :func:`planned_seeds`) and per task x method
     ``per_seed`` (seed, primary, converged, convergence rule, train/eval loss, learning rate, lr_selection,
     mean adapter parameters), ``loss_curve`` and ``budget_params``.
     """
@@ -412,6 +442,7 @@ def compact_summary(summary: Mapping[str, Any]) -> dict[str, Any]:
         "run_dir": summary.get("run_dir"),
         "table": table,
         "not_run_tasks": [dict(x) for x in summary.get("not_run_tasks") or []],
+        "missing": [dict(x) for x in summary.get("missing") or []],
     }
 
 
@@ -420,7 +451,7 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     directory with a result wins (as :func:`validation.report.build.merge_grids` does for rows).
 
     ``sources`` names each directory; ``origin[task][method]`` the one a pair came from; ``not_run_tasks``
-    the tasks no directory could run (no offline data).
+    the tasks no directory could run (no offline data); ``missing`` the planned cells no directory has.
     """
     table: dict[str, dict[str, Any]] = {}
     origin: dict[str, dict[str, Any]] = {}
@@ -436,6 +467,20 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 if any(r.get("primary") is not None for r in _per_seed(e)) or m not in table.get(t, {}):
                     table.setdefault(t, {})[m] = e
                     origin.setdefault(t, {})[m] = s.get("run_dir")
+    # planned cells without a result in any directory (a later directory may hold what an earlier one lacks)
+    have = {
+        (t, m, int(r["seed"]))
+        for t, by in table.items()
+        for m, e in by.items()
+        for r in _per_seed(e)
+        if r.get("seed") is not None
+    }
+    missing = {
+        (x["task"], x["method"], int(x["seed"])): dict(x)
+        for s in summaries
+        for x in s.get("missing") or []
+        if (x["task"], x["method"], int(x["seed"])) not in have
+    }
     return {
         "profile_name": names.pop() if len(names) == 1 else None,
         "primary_metric": metrics,
@@ -444,6 +489,7 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "table": table,
         # a task not run in one directory but trained in another is not "not run"
         "not_run_tasks": [rec for task, rec in not_run.items() if task not in table],
+        "missing": [missing[k] for k in sorted(missing)],
     }
 
 
@@ -537,12 +583,18 @@ def pair_lines(summary: Mapping[str, Any], a: str, b: str, level: float = 0.95) 
     -------
     list of str
         ``"<task>: <a> - <b> <diff> [<lo>, <hi>] n=<n> p=<p> <verdict>; <a> lower on <k> of <n> seeds"``
-        per task, in task order; a task where the two share fewer than two usable seeds says so.
+        per task, in task order; a task where the two share fewer than two usable seeds says so, and under
+        the paper profile one where either has not run every seed of the task (:func:`planned_seeds`) says
+        "undetermined" and how many seeds each has run, as :func:`compute_verdicts` does.
     """
     paper = _profile_name(summary) == PAPER_PROFILE
     out = []
     for task, by in (summary.get("table") or {}).items():
         if a not in by or b not in by:
+            continue
+        short = _shortfall(summary, task, [a, b]) if paper else {}
+        if short:
+            out.append(f"{task}: {a} - {b}: undetermined ({partial_reason({'partial': short})})")
             continue
         x, y = usable_scores(by[a], paper), usable_scores(by[b], paper)
         pd = paired_difference(x, y, level)

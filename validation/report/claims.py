@@ -706,15 +706,19 @@ def _below_floor_note(
 ) -> str:
     """C4's evidence line for a cell of ``method`` (GeLoRA or a baseline) scoring below the head-only floor,
     saying where it counts: nowhere when its seed is dropped (``dropped``: the reason), its task is
-    uninformative (``rec``: the task's verdict record) or no pair uses its seed (its partner's is dropped);
-    otherwise against its method, in its pairs."""
+    uninformative (``rec``: the task's verdict record), every pair of its method there is undetermined for
+    want of seeds (``partial``) or no pair uses its seed (its partner's is dropped); otherwise against its
+    method, in its pairs."""
     head = f"{where}/{_name(method)}/seed {seed}: {score:.3f}, below the head-only floor ({floor:.3f})"
     if dropped is not None:
         return f"{head}; its seed is dropped ({dropped}), so it counts in no pair."
     if not rec.get("informative"):
         return f"{head}; its task is uninformative, so it counts in no verdict."
     pairs = rec.get("pairs") or {}
-    used = [b for b, pd in pairs.items() if method in ("gelora", b) and seed in (pd.get("seeds") or [])]
+    mine = [pd for b, pd in pairs.items() if method in ("gelora", b)]
+    if mine and all(pd.get("partial") for pd in mine):
+        return f"{head}; its pairs are undetermined until every seed has run, so it counts in no pair yet."
+    used = [pd for pd in mine if not pd.get("partial") and seed in (pd.get("seeds") or [])]
     if not used:
         return f"{head}; no pair uses its seed (the other method's seed is dropped), so it counts in no pair."
     return f"{head}: a failed training run; kept in its pairs (it counts against its method)."
@@ -786,7 +790,9 @@ def _c4_model(
                     label(task),
                     _name(b),
                     "—" if pd["diff"] is None else f"{pd['diff']:+.3f}",
-                    _ci_of(pd["ci"], pd["n"]),
+                    f"no CI ({why})"
+                    if (why := partial_reason(pd, {"gelora": "GeLoRA", b: _name(b)}))
+                    else _ci_of(pd["ci"], pd["n"]),
                     str(pd["n"]),
                     outcome,
                 ]
@@ -823,12 +829,13 @@ def _c4_model(
         )
     for x in summary.get("missing") or []:
         # C4's pairs wait for every seed (compute_verdicts' ``partial``); the ablation section's comparisons
-        # use the seeds present
-        then = (
-            "its comparisons use the seeds it has"
-            if x["method"] in ablations
-            else "its pairs stay undetermined until it has run"
-        )
+        # and the ceiling/floor comparison use the seeds present
+        if x["method"] in ablations:
+            then = "its comparisons use the seeds it has"
+        elif x["method"] in ("full", "head_only"):
+            then = "the ceiling/floor comparison uses the seeds it has"
+        else:
+            then = "its pairs stay undetermined until it has run"
         evidence.append(f"{label(x['task'])}/{_name(x['method'])}/seed {x['seed']}: {x['reason']}; {then}.")
     for task, rec in v["tasks"].items():
         for b, pd in rec["pairs"].items():

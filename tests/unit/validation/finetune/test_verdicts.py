@@ -13,6 +13,7 @@ from validation.finetune.verdicts import (
     UNINFORMATIVE_NO_CEILING,
     UNINFORMATIVE_NO_FLOOR,
     UNINFORMATIVE_NO_REFERENCE,
+    claim_line,
     compact_summary,
     compute_verdicts,
     format_verdicts,
@@ -238,16 +239,23 @@ def test_usable_scores_keeps_the_seeds_a_comparison_may_use() -> None:
 
 
 def test_pair_lines_and_the_cli_pair_option(tmp_path, gridfix, capsys):
-    # full fine-tuning's seed 2 unconverged: the pair uses seeds 0-1 only
-    scores = {"sst2": INFORMATIVE, "rte": {"lora": [0.6, 0.7], "full": [0.65]}}
-    run = gridfix.write_grid(tmp_path / "g", scores, converged={("sst2", "full", 2): False})
-    lines = sorted(pair_lines(summarise(run), "lora", "full"), reverse=True)  # sst2 first
+    # full fine-tuning's seed 2 unconverged: the pair uses seeds 0-1 only; on RTE one usable common seed;
+    # on MRPC full fine-tuning ran one seed of two: undetermined, as compute_verdicts says
+    scores = {
+        "sst2": INFORMATIVE,
+        "rte": {"lora": [0.6, 0.7], "full": [0.65, 0.66]},
+        "mrpc": {"lora": [0.6, 0.7], "full": [0.65]},
+    }
+    unconverged = {("sst2", "full", 2): False, ("rte", "full", 1): False}
+    run = gridfix.write_grid(tmp_path / "g", scores, converged=unconverged)
+    lines = sorted(pair_lines(summarise(run), "lora", "full"), reverse=True)  # sst2, rte, mrpc
     expect = paired_difference({0: 0.70, 1: 0.705}, {0: 0.90, 1: 0.91})
     assert lines[0] == (
         f"sst2: lora - full {expect['diff']:+.4f} [{expect['ci'][0]:+.4f}, {expect['ci'][1]:+.4f}] n=2 "
         f"p={expect['p']:.2g} worse; lora lower on 2 of 2 seeds"
     )
     assert lines[1] == "rte: lora - full: fewer than two usable common seeds"
+    assert lines[2] == "mrpc: lora - full: undetermined (full: 1 of 2 seeds run)"
     assert pair_lines(summarise(run), "lora", "geolora")[0].startswith("sst2: lora - geolora -0.")
     assert len(pair_lines(summarise(run), "lora", "geolora")) == 1  # rte has no geolora
     assert main([str(run), "--pair", "lora-full", "--pair", "geolora-head_only"]) == 0
@@ -333,3 +341,64 @@ def test_unconverged_seeds_have_run_and_other_profiles_keep_the_seeds_present(tm
     v = verdicts_from_grid(gridfix.write_grid(tmp_path / "b", scores, profile="gpu"))
     pd = v["tasks"]["sst2"]["pairs"]["adalora"]
     assert "partial" not in pd and pd["n"] == 2 and pd["diff"] is not None
+
+
+def test_whose_seeds_make_the_task_seed_set(tmp_path, gridfix):
+    """The ceiling's seeds count (adapters that ran fewer are short), an ablation's do not (an extra
+    permuted seed leaves every pair decided), and a planned seed of another task is not this task's."""
+    two = {m: xs[:2] for m, xs in INFORMATIVE.items() if m not in ("full", "head_only")}
+    scores = {"sst2": dict(two, full=INFORMATIVE["full"], head_only=INFORMATIVE["head_only"][:2])}
+    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "a", scores))
+    assert all(pd.get("partial") for pd in v["tasks"]["sst2"]["pairs"].values())
+    pd = v["tasks"]["sst2"]["pairs"]["lora"]
+    labels = {"gelora": "GeLoRA", "lora": "LoRA"}
+    assert partial_reason(pd, labels) == "GeLoRA: 2 of 3 seeds run; LoRA: 2 of 3 seeds run"
+    extra = {"sst2": dict(INFORMATIVE, gelora_permuted=[0.8, 0.8, 0.8, 0.8])}
+    summary = summarise(gridfix.write_grid(tmp_path / "b", extra))
+    assert planned_seeds(summary, "sst2") == {0, 1, 2}
+    assert not any(pd.get("partial") for pd in compute_verdicts(summary)["tasks"]["sst2"]["pairs"].values())
+    # a seed planned without a result on RTE (seed 3, which SST-2 lacks) is RTE's, not SST-2's
+    other = {"sst2": INFORMATIVE, "rte": {m: [*xs, None] for m, xs in INFORMATIVE.items()}}
+    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "c", other))
+    assert not any(pd.get("partial") for pd in v["tasks"]["sst2"]["pairs"].values())
+    assert all(pd.get("partial") for pd in v["tasks"]["rte"]["pairs"].values())
+
+
+def test_a_partial_pair_of_an_uninformative_task_is_excluded_and_not_counted(tmp_path, gridfix):
+    scores = {"sst2": {k: v for k, v in INFORMATIVE.items() if k != "head_only"}}
+    scores["sst2"]["adalora"] = INFORMATIVE["adalora"][:2]
+    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "g", scores))
+    pd = v["tasks"]["sst2"]["pairs"]["adalora"]
+    assert pd["partial"] and pd["excluded"] and pd["verdict"] == "undetermined"
+    assert v["counts"]["adalora"]["n"] == 0 and v["counts"]["adalora"]["partial"] == 0
+
+
+def test_the_claim_line_says_why_pairs_are_undetermined():
+    base = {"better": 1, "tie": 2, "worse": 0, "n": 5}
+    assert claim_line(dict(base, undetermined=2), "lora").endswith(
+        "(2 undetermined: fewer than 2 usable seeds)"
+    )
+    assert claim_line(dict(base, undetermined=2, partial=2), None).endswith(
+        "(2 undetermined: not every seed run)"
+    )
+    assert claim_line(dict(base, undetermined=2, partial=1), None).endswith(
+        "(2 undetermined: 1 fewer than 2 usable seeds, 1 not every seed run)"
+    )
+    assert "undetermined" not in claim_line(dict(base, undetermined=0, partial=0), None)
+
+
+def test_the_average_leaves_out_a_task_short_of_seeds_and_merges_keep_the_planned_cells(tmp_path, gridfix):
+    """A task where a compared method has not run every seed is left out of the GLUE average (its mean would
+    sit beside whole-seed-set means); compact and merged summaries keep the planned cells without a result,
+    so the task's seed set survives them (the rate check reads merged summaries)."""
+    scores = {"sst2": INFORMATIVE, "rte": dict(INFORMATIVE, adalora=[*INFORMATIVE["adalora"][:2], None])}
+    summary = summarise(gridfix.write_grid(tmp_path / "g", scores))
+    v = compute_verdicts(summary)
+    assert v["average"]["tasks"] == ["sst2"]
+    assert v["average"]["left_out"]["rte"] == "not every seed run: adalora: 2 of 3 seeds run"
+    merged = merge_summaries([compact_summary(summary)])
+    assert [(x["task"], x["method"], x["seed"]) for x in merged["missing"]] == [("rte", "adalora", 2)]
+    assert compute_verdicts(merged)["tasks"]["rte"]["pairs"]["adalora"]["partial"]
+    # a later directory that holds the cell drops it from the missing ones
+    done = summarise(gridfix.write_grid(tmp_path / "h", {"rte": {"adalora": INFORMATIVE["adalora"]}}))
+    assert merge_summaries([compact_summary(summary), compact_summary(done)])["missing"] == []

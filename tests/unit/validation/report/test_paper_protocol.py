@@ -610,6 +610,27 @@ def test_a_missing_cell_of_a_further_model_is_named_in_c4(f, tmp_path, gridfix):
     assert any("sst2 (big-model) / adalora / seed 1: not run" in n for n in data["notes"])
 
 
+def test_c4_says_a_pair_short_of_seeds_is_undetermined_everywhere(f, tmp_path, gridfix):
+    """AdaLoRA ran two of the task's three seeds (one below the floor) and full fine-tuning's seed 2 is
+    planned without a result: the table row gives no interval but the seeds run, the below-floor note does
+    not say "kept in its pairs", and the missing ceiling cell's note speaks of the ceiling/floor comparison."""
+    scores = {"sst2": dict(GOOD, adalora=[0.72, 0.30], full=[0.90, 0.91, None])}
+    c4 = _claim(_report(f, tmp_path, gridfix, scores), "C4")
+    row = next(r for r in c4["table"]["rows"] if r[1] == "AdaLoRA")
+    assert row[2] == "—" and row[3] == "no CI (AdaLoRA: 2 of 3 seeds run)" and row[5] == "undetermined"
+    text = " ".join(c4["evidence"])
+    assert (
+        "SST-2/AdaLoRA/seed 1: 0.300, below the head-only floor (0.510); its pairs are undetermined" in text
+    )
+    assert "kept in its pairs" not in text
+    assert any(
+        e.startswith("SST-2/full FT/seed 2: not run")
+        and e.endswith("; the ceiling/floor comparison uses the seeds it has.")
+        for e in c4["evidence"]
+    )
+    assert "(1 undetermined: not every seed run)" in text
+
+
 def _adaptive_cell(gridfix, run, method, info, *, task="mrpc", lora_r=8, **kw):
     """A seed-0 cell of ``run`` whose ``method_info`` is ``info`` (a rank trajectory or a final allocation)
     and whose profile has budget rank ``lora_r``; ``kw`` go to ``gridfix.write_cell`` (model, profile)."""

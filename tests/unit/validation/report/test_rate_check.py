@@ -136,6 +136,13 @@ def test_a_rate_check_pair_short_of_seeds_says_how_many_have_run(
     line = next(e for e in c4["evidence"] if e.startswith("Rate check, SST-2: GeLoRA - GeoLoRA"))
     assert line.startswith("Rate check, SST-2: GeLoRA - GeoLoRA undetermined (GeoLoRA: 2 of 3 seeds run).")
     assert "rate_check/sst2/gelora-geolora" not in c4["numbers"]
+    # seed 2 planned for every method and run by none: the merged rate-check summary keeps it
+    planned = {m: [*xs[:2], None] for m, xs in BASE.items()}
+    multi2 = _rate_dir(gridfix, tmp_path / "multi2", planned, [0.5, 1.0, 2.0])
+    ctx2 = B.Context(profile="full", seed=0, out_dir=tmp_path / "rep2", runs_dirs=(one, multi2))
+    c4b = _claim(f.make_report(grid=f.sec(B._clean(B.section_grid(ctx2)))), "C4")
+    line2 = next(e for e in c4b["evidence"] if e.startswith("Rate check, SST-2: GeLoRA - GeoLoRA"))
+    assert "undetermined (GeLoRA: 2 of 3 seeds run; GeoLoRA: 2 of 3 seeds run)" in line2
 
 
 def test_no_rate_check_without_a_multi_rate_dir(f: Any, tmp_path: Path, gridfix: Any) -> None:
