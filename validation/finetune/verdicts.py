@@ -23,13 +23,16 @@ The rules, in the order they apply (docs/validation.md, "How a verdict is reache
    95% t-interval (:func:`validation.finetune.stats.paired_difference`): "better" when the interval is
    above 0, "worse" below, "tie" when it holds 0, "undetermined" with fewer than two seeds. Under the
    ``paper`` profile a pair is also "undetermined" while either method has not run every seed of its task
-   (the seeds any method of that task ran or planned: its cells and the summary's ``missing`` ones; a seed
-   dropped as unconverged has run): a pair is decided on the protocol's whole seed set or not at all, never
-   on the part that has run so far (a grid run in shards, a failed cell not yet rerun). Such a pair records
-   ``partial`` (``{method: {"ran", "of", "missing"}}``) and no difference or interval.
+   (:func:`planned_seeds`: the seeds GeLoRA, a baseline, the ceiling or the floor ran or planned, its cells
+   and the summary's ``missing`` ones; the ablations' seeds do not count; a seed dropped as unconverged has
+   run): a pair is decided on the protocol's whole seed set or not at all, never on the part that has run so
+   far (a grid run in shards, a failed cell not yet rerun). Such a pair records ``partial`` (``{method:
+   {"ran", "of", "missing"}}``) and no difference or interval; the count lines name it ("not every seed
+   run").
 4. **Average.** A GLUE-style average per method: the mean over tasks of each task's mean primary score
-   (usable seeds), over the GLUE tasks where every compared method has a result; the tasks that entered
-   and those left out (with the reason) are named.
+   (usable seeds), over the GLUE tasks where every compared method has a result (under the ``paper``
+   profile: on every seed of the task); the tasks that entered and those left out (with the reason) are
+   named.
 
 Every function is pure: the same summary gives the same verdicts, so the report re-derives them from
 ``report.json``.
@@ -296,7 +299,8 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
             if rec["informative"] and pd is not None:
                 c[pd["verdict"]] += 1
                 c["partial"] += bool(pd.get("partial"))
-        n = sum(c.values())
+        # "partial" is a kind of "undetermined", not a fifth outcome
+        n = sum(c[k] for k in ("better", "tie", "worse", "undetermined"))
         c["n"] = n
         c["line"] = claim_line(c, b)
         counts[b] = c
@@ -390,7 +394,7 @@ def glue_average(
         short = _shortfall(summary, task, methods) if paper else {}
         if short:
             # a mean over the seeds run so far would sit beside means over the whole seed set
-            left_out[task] = f"not every seed run: {partial_reason({'partial': short})}"
+            left_out[task] = f"not every seed run ({partial_reason({'partial': short})})"
             continue
         entered.append(task)
         per_task[task] = means
@@ -585,14 +589,19 @@ def pair_lines(summary: Mapping[str, Any], a: str, b: str, level: float = 0.95) 
         ``"<task>: <a> - <b> <diff> [<lo>, <hi>] n=<n> p=<p> <verdict>; <a> lower on <k> of <n> seeds"``
         per task, in task order; a task where the two share fewer than two usable seeds says so, and under
         the paper profile one where either has not run every seed of the task (:func:`planned_seeds`) says
-        "undetermined" and how many seeds each has run, as :func:`compute_verdicts` does.
+        "undetermined" and how many seeds each has run, as :func:`compute_verdicts` does (not for a GeLoRA
+        ablation, which its section compares on the seeds present).
     """
+    from validation.finetune.methods import ABLATION_METHODS
+
     paper = _profile_name(summary) == PAPER_PROFILE
     out = []
     for task, by in (summary.get("table") or {}).items():
         if a not in by or b not in by:
             continue
-        short = _shortfall(summary, task, [a, b]) if paper else {}
+        # C4's rule; the ablation section compares on the seeds present, and so does --pair for an ablation
+        ablation = a in ABLATION_METHODS or b in ABLATION_METHODS
+        short = _shortfall(summary, task, [a, b]) if paper and not ablation else {}
         if short:
             out.append(f"{task}: {a} - {b}: undetermined ({partial_reason({'partial': short})})")
             continue

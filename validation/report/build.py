@@ -749,22 +749,8 @@ def _paper_at_budget(
     merged = verdicts.merge_summaries([c for c, _ in at_main])
     ps = [s.get("profile") or {} for _, s in at_main]
     merged["model"] = _model_of(ps[0])
-    # planned cells without a result in any directory (a later directory may hold what an earlier one lacks)
-    have = {
-        (t, m, int(r["seed"]))
-        for t, by in (merged.get("table") or {}).items()
-        for m, e in by.items()
-        for r in e.get("per_seed") or []
-    }
-    missing = {
-        (x["task"], x["method"], int(x["seed"])): x["reason"]
-        for _, s in at_main
-        for x in s.get("missing") or []
-        if (x["task"], x["method"], int(x["seed"])) not in have
-    }
-    merged["missing"] = [
-        {"task": t, "method": m, "seed": sd, "reason": why} for (t, m, sd), why in sorted(missing.items())
-    ]
+    # planned cells without a result in any directory: merge_summaries keeps them (compact_summary carries
+    # each directory's ``missing``), as the seed set of C4's pairs needs them
     merged["epochs"] = sorted({float(p["epochs"]) for p in ps if p.get("epochs") is not None})
     if len(ranks) > 1:
         merged["lora_r"] = main_r

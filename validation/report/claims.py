@@ -973,7 +973,14 @@ def claim_performance(report: dict[str, Any]) -> Finding:
     extra["caveats"] += rate_caveats
     numbers.update(rate_numbers)
     if not informative or not decided:
-        why = "no informative task" if not informative else "no pair with two converged common seeds"
+        short = any(pd.get("partial") for rec in v["tasks"].values() for pd in rec["pairs"].values())
+        why = (
+            "no informative task"
+            if not informative
+            else "no pair with every seed run and two converged common seeds"
+            if short
+            else "no pair with two converged common seeds"
+        )
         extra["key"] = {"text": f"paper protocol: {why}; {len(v['uninformative'])} task(s) uninformative"}
         return NOT_TESTED, [*evidence, f"Not tested: {why}."], numbers, extra
     fw_line, fw_numbers = familywise_line(decided)

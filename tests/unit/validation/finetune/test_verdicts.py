@@ -314,8 +314,29 @@ def test_a_pair_waits_for_every_seed_of_its_task_under_the_paper_profile(tmp_pat
         "adalora": "undetermined",
         "geolora": "worse",
     }
-    assert "1 undetermined" in v["counts"]["adalora"]["line"]
+    # counted once, as undetermined, in "of n" (a partial pair is not a fifth outcome)
+    assert v["counts"]["adalora"]["line"] == (
+        "GeLoRA vs adalora: better on 0, tie on 0, worse on 0 of 1 informative tasks "
+        "(1 undetermined: not every seed run)"
+    )
+    assert v["counts"]["adalora"]["n"] == 1 and v["counts"]["adalora"]["partial"] == 1
+    assert v["line"] == (
+        "better on 1, tie on 0, worse on 1 of 3 informative task/baseline pairs (1 undetermined: not every "
+        "seed run)"
+    )
     assert "gelora - adalora: n/a no CI n=2 undetermined (adalora: 2 of 3 seeds run)" in format_verdicts(v)
+    # --pair applies the rule, except to GeLoRA's ablations (their section compares on the seeds present)
+    summary = summarise(
+        gridfix.write_grid(
+            tmp_path / "p", dict(scores, sst2=dict(scores["sst2"], gelora_permuted=INFORMATIVE["gelora"][:2]))
+        )
+    )
+    assert pair_lines(summary, "gelora", "adalora") == [
+        "sst2: gelora - adalora: undetermined (adalora: 2 of 3 seeds run)"
+    ]
+    assert pair_lines(summary, "gelora", "gelora_permuted")[0].startswith(
+        "sst2: gelora - gelora_permuted +0."
+    )
 
 
 def test_a_planned_seed_without_a_result_keeps_every_pair_of_its_task_undetermined(tmp_path, gridfix):
@@ -353,7 +374,9 @@ def test_whose_seeds_make_the_task_seed_set(tmp_path, gridfix):
     pd = v["tasks"]["sst2"]["pairs"]["lora"]
     labels = {"gelora": "GeLoRA", "lora": "LoRA"}
     assert partial_reason(pd, labels) == "GeLoRA: 2 of 3 seeds run; LoRA: 2 of 3 seeds run"
-    extra = {"sst2": dict(INFORMATIVE, gelora_permuted=[0.8, 0.8, 0.8, 0.8])}
+    extra = {
+        "sst2": dict(INFORMATIVE, gelora_permuted=[0.8, 0.8, 0.8, 0.8], gelora_reversed=[0.8] * 4 + [None])
+    }
     summary = summarise(gridfix.write_grid(tmp_path / "b", extra))
     assert planned_seeds(summary, "sst2") == {0, 1, 2}
     assert not any(pd.get("partial") for pd in compute_verdicts(summary)["tasks"]["sst2"]["pairs"].values())
@@ -395,7 +418,7 @@ def test_the_average_leaves_out_a_task_short_of_seeds_and_merges_keep_the_planne
     summary = summarise(gridfix.write_grid(tmp_path / "g", scores))
     v = compute_verdicts(summary)
     assert v["average"]["tasks"] == ["sst2"]
-    assert v["average"]["left_out"]["rte"] == "not every seed run: adalora: 2 of 3 seeds run"
+    assert v["average"]["left_out"]["rte"] == "not every seed run (adalora: 2 of 3 seeds run)"
     merged = merge_summaries([compact_summary(summary)])
     assert [(x["task"], x["method"], x["seed"]) for x in merged["missing"]] == [("rte", "adalora", 2)]
     assert compute_verdicts(merged)["tasks"]["rte"]["pairs"]["adalora"]["partial"]

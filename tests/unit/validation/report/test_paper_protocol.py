@@ -614,7 +614,7 @@ def test_c4_says_a_pair_short_of_seeds_is_undetermined_everywhere(f, tmp_path, g
     """AdaLoRA ran two of the task's three seeds (one below the floor) and full fine-tuning's seed 2 is
     planned without a result: the table row gives no interval but the seeds run, the below-floor note does
     not say "kept in its pairs", and the missing ceiling cell's note speaks of the ceiling/floor comparison."""
-    scores = {"sst2": dict(GOOD, adalora=[0.72, 0.30], full=[0.90, 0.91, None])}
+    scores = {"sst2": dict(GOOD, adalora=[0.72, 0.30], full=[0.90, 0.91, None], head_only=[0.5, 0.52, None])}
     c4 = _claim(_report(f, tmp_path, gridfix, scores), "C4")
     row = next(r for r in c4["table"]["rows"] if r[1] == "AdaLoRA")
     assert row[2] == "—" and row[3] == "no CI (AdaLoRA: 2 of 3 seeds run)" and row[5] == "undetermined"
@@ -628,7 +628,16 @@ def test_c4_says_a_pair_short_of_seeds_is_undetermined_everywhere(f, tmp_path, g
         and e.endswith("; the ceiling/floor comparison uses the seeds it has.")
         for e in c4["evidence"]
     )
+    assert any(
+        e.startswith("SST-2/head_only/seed 2: not run")
+        and e.endswith("; the ceiling/floor comparison uses the seeds it has.")
+        for e in c4["evidence"]
+    )
     assert "(1 undetermined: not every seed run)" in text
+    # every adapter short of seeds: C4 is not tested, and says why
+    short = {"sst2": {m: (xs if m in ("full", "head_only") else xs[:2]) for m, xs in GOOD.items()}}
+    c4 = _claim(_report(f, tmp_path / "all", gridfix, short), "C4")
+    assert "Not tested: no pair with every seed run and two converged common seeds." in c4["evidence"]
 
 
 def _adaptive_cell(gridfix, run, method, info, *, task="mrpc", lora_r=8, **kw):
