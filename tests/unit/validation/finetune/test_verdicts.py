@@ -359,9 +359,13 @@ def test_unconverged_seeds_have_run_and_other_profiles_keep_the_seeds_present(tm
     pd = v["tasks"]["sst2"]["pairs"]["adalora"]
     assert "partial" not in pd and pd["n"] == 2 and pd["diff"] is not None
     scores = {"sst2": dict(INFORMATIVE, adalora=INFORMATIVE["adalora"][:2])}
-    v = verdicts_from_grid(gridfix.write_grid(tmp_path / "b", scores, profile="gpu"))
+    summary = summarise(gridfix.write_grid(tmp_path / "b", scores, profile="gpu"))
+    v = compute_verdicts(summary)
     pd = v["tasks"]["sst2"]["pairs"]["adalora"]
     assert "partial" not in pd and pd["n"] == 2 and pd["diff"] is not None
+    # nor do the average and --pair apply the rule there
+    assert v["average"]["tasks"] == ["sst2"]
+    assert pair_lines(summary, "gelora", "adalora")[0].startswith("sst2: gelora - adalora -0.0050 [")
 
 
 def test_whose_seeds_make_the_task_seed_set(tmp_path, gridfix):

@@ -634,6 +634,13 @@ def test_c4_says_a_pair_short_of_seeds_is_undetermined_everywhere(f, tmp_path, g
         for e in c4["evidence"]
     )
     assert "(1 undetermined: not every seed run)" in text
+    # a GeLoRA seed below the floor counts where one of its pairs is complete (LoRA's), though another waits
+    mixed = {"sst2": dict(GOOD, gelora=[0.80, 0.30, 0.82], adalora=[0.72, 0.73])}
+    c4 = _claim(_report(f, tmp_path / "mixed", gridfix, mixed), "C4")
+    assert (
+        "SST-2/GeLoRA/seed 1: 0.300, below the head-only floor (0.510): a failed training run; kept in its pairs "
+        "(it counts against its method)."
+    ) in c4["evidence"]
     # every adapter short of seeds: C4 is not tested, and says why
     short = {"sst2": {m: (xs if m in ("full", "head_only") else xs[:2]) for m, xs in GOOD.items()}}
     c4 = _claim(_report(f, tmp_path / "all", gridfix, short), "C4")
