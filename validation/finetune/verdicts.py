@@ -138,6 +138,11 @@ def _mean(xs: Sequence[float]) -> float | None:
     return math.fsum(xs) / len(xs) if xs else None
 
 
+def _seeds_of(entry: Mapping[str, Any]) -> set[int]:
+    """The seeds a summary entry has a cell for (usable or not)."""
+    return {int(r["seed"]) for r in _per_seed(entry) if r.get("seed") is not None}
+
+
 def planned_seeds(summary: Mapping[str, Any], task: str) -> set[int]:
     """Every seed of ``task`` that GeLoRA, a baseline, the ceiling or the floor ran (a cell, usable or not)
     or planned without a result yet (the summary's ``missing``): the task's seed set, against which a
@@ -145,13 +150,7 @@ def planned_seeds(summary: Mapping[str, Any], task: str) -> set[int]:
     from validation.finetune.methods import ABLATION_METHODS
 
     by = (summary.get("table") or {}).get(task) or {}
-    seeds = {
-        int(r["seed"])
-        for m, e in by.items()
-        if m not in ABLATION_METHODS
-        for r in _per_seed(e)
-        if r.get("seed") is not None
-    }
+    seeds = {s for m, e in by.items() if m not in ABLATION_METHODS for s in _seeds_of(e)}
     seeds |= {
         int(x["seed"])
         for x in summary.get("missing") or []
@@ -167,7 +166,7 @@ def _shortfall(summary: Mapping[str, Any], task: str, methods: Sequence[str]) ->
     by = (summary.get("table") or {}).get(task) or {}
     out = {}
     for m in methods:
-        ran = {int(r["seed"]) for r in _per_seed(by.get(m) or {}) if r.get("seed") is not None}
+        ran = _seeds_of(by.get(m) or {})
         if planned - ran:
             out[m] = {"ran": len(ran & planned), "of": len(planned), "missing": sorted(planned - ran)}
     return out
@@ -270,6 +269,8 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
                 )
         if rec["reason"]:
             uninformative.append({"task": task, "reason": rec["reason"]})
+        # the methods of this task's pairs that have not run every seed of it (paper profile only)
+        short_of_seeds = _shortfall(summary, task, [GELORA, *baselines]) if paper else {}
         for b in baselines:
             base = _scores(summary, task, b, paper, exclusions)
             if gel is None or base is None:
@@ -277,7 +278,7 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
             pd = paired_difference(gel, base, level)
             if pd is None:
                 pd = {"diff": None, "ci": None, "n": 0, "seeds": [], "verdict": "undetermined"}
-            short = _shortfall(summary, task, [GELORA, b]) if paper else {}
+            short = {m: short_of_seeds[m] for m in (GELORA, b) if m in short_of_seeds}
             if short:
                 # decided on the whole seed set or not at all: no difference over the part run so far
                 pd = {
@@ -472,13 +473,7 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                     table.setdefault(t, {})[m] = e
                     origin.setdefault(t, {})[m] = s.get("run_dir")
     # planned cells without a result in any directory (a later directory may hold what an earlier one lacks)
-    have = {
-        (t, m, int(r["seed"]))
-        for t, by in table.items()
-        for m, e in by.items()
-        for r in _per_seed(e)
-        if r.get("seed") is not None
-    }
+    have = {(t, m, s) for t, by in table.items() for m, e in by.items() for s in _seeds_of(e)}
     missing = {
         (x["task"], x["method"], int(x["seed"])): dict(x)
         for s in summaries

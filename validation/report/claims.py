@@ -615,7 +615,7 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             if pd["diff"] is None or not pd["ci"]:
                 # a pair without an interval is named, with why, rather than left out or shown bare
                 why = [
-                    partial_reason(pd, {"gelora": "GeLoRA", b: _name(b)}),
+                    _partial_why(pd, b),
                     dropped_seeds(v, task, [("gelora", "GeLoRA"), (b, _name(b))]),
                 ]
                 why.append("task uninformative" if pd["excluded"] else None)
@@ -643,6 +643,11 @@ def rate_check_lines(data: dict[str, Any]) -> tuple[list[str], list[str], dict[s
             numbers[f"rate_check/{task}/gelora-{b}/ci95"] = pd["ci"]
             numbers[f"rate_check/{task}/gelora-{b}/lower_on"] = [lower, len(common)]
     return evidence, caveats, numbers
+
+
+def _partial_why(pd: dict[str, Any], baseline: str) -> str | None:
+    """``"AdaLoRA: 3 of 5 seeds run"`` for a GeLoRA - ``baseline`` pair short of seeds, else None."""
+    return partial_reason(pd, {"gelora": "GeLoRA", baseline: _name(baseline)})
 
 
 def _chosen_text(sel: dict[str, Any]) -> str:
@@ -790,9 +795,7 @@ def _c4_model(
                     label(task),
                     _name(b),
                     "—" if pd["diff"] is None else f"{pd['diff']:+.3f}",
-                    f"no CI ({why})"
-                    if (why := partial_reason(pd, {"gelora": "GeLoRA", b: _name(b)}))
-                    else _ci_of(pd["ci"], pd["n"]),
+                    f"no CI ({why})" if (why := _partial_why(pd, b)) else _ci_of(pd["ci"], pd["n"]),
                     str(pd["n"]),
                     outcome,
                 ]
@@ -839,7 +842,7 @@ def _c4_model(
         evidence.append(f"{label(x['task'])}/{_name(x['method'])}/seed {x['seed']}: {x['reason']}; {then}.")
     for task, rec in v["tasks"].items():
         for b, pd in rec["pairs"].items():
-            if why := partial_reason(pd, {"gelora": "GeLoRA", b: _name(b)}):
+            if why := _partial_why(pd, b):
                 evidence.append(
                     f"{label(task)}: GeLoRA - {_name(b)} undetermined ({why}): a pair is decided on every "
                     "seed of its task or not at all."
