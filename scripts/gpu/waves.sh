@@ -92,7 +92,9 @@ source scripts/gpu/common.sh >/dev/null
 source scripts/gpu/mps_lib.sh
 use_chunked_model
 R="${RUN:-runs/mpnet-stsb}"
-mkdir -p runs "$R"
+# only a launch makes its run directory: `wait` or `triage` without RUN made an empty runs/mpnet-stsb, which
+# later calls then packed and listed as a run
+mkdir -p runs; [ "${1:-}" = launch ] && mkdir -p "$R"
 export CUDA_MPS_LOG_DIRECTORY="$PWD/runs/mps_log"
 # mps_reconcile WHO: runs/mps.on without a daemon is removed; a daemon without it (left by a killed
 # mps_ab.sh or launch) gets it, so `wait` quits it, and every wave launched while it runs is marked
@@ -206,7 +208,7 @@ nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 # and, as they are now, the other run directories of this host (a wave's last state comes back even when the
 # call's last command named another RUN)
 [ -f "$OUT/runs.tgz" ] && tar -C "$OUT" -xzf "$OUT/runs.tgz"
-copy_run "$R" "$OUT/runs/$(basename "$R")"
+[ -d "$R" ] && copy_run "$R" "$OUT/runs/$(basename "$R")"
 for d in runs/*/; do
   d="${d%/}"; [ -f "$d/grid.json" ] && [ "$(basename "$d")" != "$(basename "$R")" ] || continue
   rm -rf "$OUT/runs/$(basename "$d")"; copy_run "$d" "$OUT/runs/$(basename "$d")"

@@ -134,6 +134,22 @@ def test_busy_tells_a_live_wave_from_a_finished_one(tmp_path: Path, waves) -> No
         live.wait()
 
 
+def test_wait_and_triage_without_run_make_no_run_directory(tmp_path: Path, waves) -> None:
+    """Only ``launch`` makes its run directory: ``wait`` or ``triage`` without RUN (its default
+    runs/mpnet-stsb) made an empty one, which every later pack then listed and fetched as a run. The other
+    run directories of the host are still packed."""
+    runs = waves.host / "runs"
+    demo = runs / "demo"
+    demo.mkdir(parents=True)
+    (demo / "grid.json").write_text("{}")
+    assert waves("wait", "0", RUN="").returncode == 0
+    triage = waves("triage", "0", RUN="", check=False)
+    assert not (runs / "mpnet-stsb").exists(), triage.stderr
+    with tarfile.open(tmp_path / "out" / "runs.tgz") as tar:
+        names = tar.getnames()
+    assert "runs/demo/grid.json" in names and not any("mpnet-stsb" in n for n in names), names
+
+
 def test_a_relaunch_under_the_same_name_is_busy_until_it_ends(tmp_path: Path, waves) -> None:
     """The exit status of an earlier wave of the same name (runs/A.rc) is removed at launch: with it left,
     ``busy`` and ``wait`` read the new wave as done at once. A stand-in python3 (data check passes, the
