@@ -92,9 +92,9 @@ source scripts/gpu/common.sh >/dev/null
 source scripts/gpu/mps_lib.sh
 use_chunked_model
 R="${RUN:-runs/mpnet-stsb}"
-# only a launch makes its run directory: `wait` or `triage` without RUN made an empty runs/mpnet-stsb, which
-# later calls then packed and listed as a run
-mkdir -p runs; [ "${1:-}" = launch ] && mkdir -p "$R"
+# only a launch that starts a wave makes its run directory: `wait` or `triage` without RUN made an empty
+# runs/mpnet-stsb, which later calls then packed and listed as a run
+mkdir -p runs
 export CUDA_MPS_LOG_DIRECTORY="$PWD/runs/mps_log"
 # mps_reconcile WHO: runs/mps.on without a daemon is removed; a daemon without it (left by a killed
 # mps_ab.sh or launch) gets it, so `wait` quits it, and every wave launched while it runs is marked
@@ -136,6 +136,7 @@ launch)
   fi
   # a relaunch under the same name: the last wave's exit status would make this one read as done (busy, wait)
   rm -f "runs/$name.rc"
+  mkdir -p "$R"
   # shellcheck disable=SC2086
   setsid "${mps_env[@]}" bash -c "python3 -m gelora.cli validate glue $* --out $R >>runs/$name.log 2>&1; echo \$? >runs/$name.rc" \
     </dev/null >/dev/null 2>&1 &

@@ -11,8 +11,10 @@ selection run is reused. :func:`merge_runs` brings their results into the commit
 - ``cells/*.json``, ``lr_select/*.json``: copied (atomically, :func:`gelora._io.atomic_write_bytes`) when new, skipped when identical
   (byte for byte, or the same JSON at another indentation), **refused** when the
   destination holds a different file of the same name (a result is never overwritten);
-- ``logs/*.log`` except the workers' own logs (``worker-*.log``: process scheduling, not results): copied
-  when new; a different log of the same name is kept as it is and reported.
+- ``logs/*.log`` (and ``*.log.gz``) except the workers' own logs (``worker-*.log``: process scheduling, not
+  results): written gzip-compressed as ``logs/<run>.log.gz`` (:mod:`validation.finetune.log_files`: committed
+  logs are stored compressed) when new; a log whose text the destination already holds (compressed or not)
+  is identical; a different log of the same name is kept as it is and reported.
 
 Nothing is written before every source has been checked. Usage::
 
@@ -33,6 +35,7 @@ from pathlib import Path
 from gelora._io import atomic_write_bytes, atomic_write_json, same_result_file
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.grid import GRID_SCHEMA, held_tasks, join_profiles, read_plan
+from validation.finetune.log_files import GZ_SUFFIX, PLAIN_SUFFIX, is_log, log_stem, log_text, write_log
 
 #: sub-directory -> file pattern of what a merge carries over
 RESULT_DIRS = {"cells": "*.json", "lr_select": "*.json"}
@@ -65,10 +68,16 @@ def result_files(run_dir: Path) -> list[tuple[str, Path, bool]]:
         for p in sorted((run_dir / sub).glob(pattern)):
             if p.is_file():
                 out.append((f"{sub}/{p.name}", p, True))
-    for p in sorted((run_dir / LOG_DIR).glob("*.log")):
-        if p.is_file() and not p.name.startswith("worker-"):
+    logs = run_dir / LOG_DIR
+    for p in sorted(logs.iterdir()) if logs.is_dir() else []:
+        if p.is_file() and is_log(p) and not p.name.startswith("worker-"):
             out.append((f"{LOG_DIR}/{p.name}", p, False))
     return out
+
+
+def _stored_log(rel: str) -> str:
+    """The destination's name of a log: ``logs/<run>.log.gz`` for ``logs/<run>.log`` or itself."""
+    return f"{LOG_DIR}/{log_stem(rel.split('/')[-1])}{GZ_SUFFIX}"
 
 
 def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool = False) -> MergeReport:
@@ -102,19 +111,23 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
     report = MergeReport()
     todo: dict[str, Path] = {}
     for s in srcs:
-        for rel, path, is_result in result_files(s):
-            target = todo.get(rel) or (dest / rel)
+        for src_rel, path, is_result in result_files(s):
+            rel = src_rel if is_result else _stored_log(src_rel)
+            target = todo.get(rel) or dest / rel
+            if not is_result and not target.exists():
+                # a log the destination holds uncompressed (written before logs were stored compressed)
+                target = dest / LOG_DIR / f"{log_stem(rel.split('/')[-1])}{PLAIN_SUFFIX}"
             if not target.exists():
                 todo[rel] = path
-            elif same_result_file(target, path):
+            elif same_result_file(target, path) if is_result else log_text(target) == log_text(path):
                 report.identical.append(rel)
             elif is_result:
                 raise ResultFileError(
-                    f"{s / rel} differs from {target}: a result is never overwritten "
+                    f"{s / src_rel} differs from {target}: a result is never overwritten "
                     "(remove one of them by hand if it is known to be wrong)"
                 )
             else:
-                report.logs_kept.append(rel)
+                report.logs_kept.append(rel if rel in todo else target.relative_to(dest).as_posix())
     cells = list(base["cells"])
     seen = {(c["task"], c["method"], int(c["seed"])) for c in cells}
     for plan in plans:
@@ -128,7 +141,10 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
     if dry_run:
         return report
     for rel, path in sorted(todo.items()):
-        atomic_write_bytes(dest / rel, path.read_bytes())
+        if rel.startswith(f"{LOG_DIR}/"):
+            write_log(dest / rel, log_text(path))
+        else:
+            atomic_write_bytes(dest / rel, path.read_bytes())
     stamps = [str(p["updated"]) for p in [base, *plans] if p.get("updated")]
     atomic_write_json(
         dest / "grid.json",

@@ -311,6 +311,7 @@ def test_launch_refuses_a_task_without_data_and_starts_nothing(tmp_path: Path, w
     assert "squad_v1: no SQuAD v1.1 dev file under the data root" in out.stderr
     assert f"waves.sh launch A: refused, nothing started (data root: {data})" in out.stderr
     assert "launched" not in out.stdout and not (waves.host / "runs" / "A.pid").exists()
+    assert not (waves.host / "runs" / "demo").exists()  # a refused launch makes no run directory
     # --tasks=... and --data-dir are read as gelora validate glue reads them
     rte_only = _data_min(tmp_path / "rte_only", "RTE")
     out = waves("launch", "B", "--tasks=rte,stsb", "--data-dir", str(rte_only), check=False)

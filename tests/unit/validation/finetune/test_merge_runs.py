@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from gelora._io import atomic_write_json, read_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.grid import read_plan, summarise
+from validation.finetune.log_files import compressed, log_text, write_log
 from validation.finetune.merge_runs import main, merge_runs
 
 from .gridfixture import write_grid
@@ -59,7 +61,9 @@ def test_merge_copies_new_results_and_extends_the_plan(runs):
     assert {("cola", "lora", 1), ("mrpc", "gelora", 0), ("stsb", "gelora", 1)} <= keys
     assert rep.planned_added == 3
     assert "cells/cola__lora__seed0.json" in rep.copied and "lr_select/cola__lora.json" in rep.copied
-    assert "logs/cola__lora__seed0.log" in rep.copied
+    assert "logs/cola__lora__seed0.log.gz" in rep.copied  # committed logs are stored compressed
+    assert log_text(dest / "logs" / "cola__lora__seed0.log.gz") == b"a log"
+    assert not (dest / "logs" / "cola__lora__seed0.log").exists()
     assert not (dest / "logs" / "worker-0.log").exists()  # scheduling logs are not results
     plain = dest / "plain.txt"
     plain.write_text("x", encoding="utf-8")  # a copy gets the mode of a plainly written file
@@ -115,9 +119,47 @@ def test_a_different_log_keeps_the_destinations(runs):
     dest, a, b = runs
     _log(b, "stsb__lora__seed0.log", "another log")
     rep = merge_runs(dest, [a, b])
+    # the destination's log is an uncompressed one (written before logs were stored compressed): kept
     assert rep.logs_kept == ["logs/stsb__lora__seed0.log"]
     assert (dest / "logs" / "stsb__lora__seed0.log").read_text(encoding="utf-8") == "dest log"
-    assert any("kept the destination's logs/stsb__lora__seed0.log" in x for x in rep.lines())
+    assert not (dest / "logs" / "stsb__lora__seed0.log.gz").exists()
+    assert any("kept the destination's logs/stsb__lora__seed0.log (" in x for x in rep.lines())
+
+
+def test_logs_merge_compressed_and_compare_by_text(runs, tmp_path: Path):
+    """A log is written as ``logs/<run>.log.gz`` with fixed bytes for its text (no name, mtime 0), so a
+    second merge finds it identical; a source holding compressed logs (a committed folder merged into
+    another) compares by text with the destination's, compressed or not; a different text is kept."""
+    dest, a, b = runs
+    merge_runs(dest, [a])
+    gz = dest / "logs" / "cola__lora__seed0.log.gz"
+    assert gz.read_bytes() == gzip.compress(b"a log", compresslevel=9, mtime=0) == compressed(b"a log")
+    again = merge_runs(dest, [a])
+    assert "logs/cola__lora__seed0.log.gz" in again.identical and not again.copied
+    # a committed folder as a source: its compressed log and one the destination holds uncompressed
+    staged = write_grid(tmp_path / "staged", {"cola": {"lora": [0.3, 0.31]}})
+    (staged / "logs").mkdir()
+    write_log(staged / "logs" / "cola__lora__seed0.log.gz", b"a log")
+    write_log(staged / "logs" / "stsb__lora__seed0.log.gz", b"dest log")
+    write_log(staged / "logs" / "cola__lora__seed1.log.gz", b"new log")
+    (staged / "logs" / "worker-0-1.log.gz").write_bytes(compressed(b"scheduling"))
+    rep = merge_runs(dest, [staged])
+    assert {"logs/cola__lora__seed0.log.gz", "logs/stsb__lora__seed0.log.gz"} <= set(rep.identical)
+    assert "logs/cola__lora__seed1.log.gz" in rep.copied and not rep.logs_kept
+    assert log_text(dest / "logs" / "cola__lora__seed1.log.gz") == b"new log"
+    assert not (dest / "logs" / "worker-0-1.log.gz").exists()
+    write_log(staged / "logs" / "cola__lora__seed1.log.gz", b"other text")
+    assert merge_runs(dest, [staged]).logs_kept == ["logs/cola__lora__seed1.log.gz"]
+    assert log_text(dest / "logs" / "cola__lora__seed1.log.gz") == b"new log"
+    # two sources with the same log: the second compares with the first's (not yet written) copy
+    c = write_grid(tmp_path / "c", {"rte": {"lora": [0.6]}})
+    d = write_grid(tmp_path / "d", {"rte": {"lora": [0.6]}})
+    _log(c, "rte__lora__seed0.log", "same")
+    (d / "logs").mkdir()
+    write_log(d / "logs" / "rte__lora__seed0.log.gz", b"same")
+    rep = merge_runs(dest, [c, d])
+    assert rep.copied.count("logs/rte__lora__seed0.log.gz") == 1
+    assert "logs/rte__lora__seed0.log.gz" in rep.identical
 
 
 def test_profiles_must_match(runs, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from gelora._io import atomic_write_json
 from gelora.errors import ConfigError, ResultFileError
 from validation.finetune.grid import held_tasks, read_plan, write_plan
+from validation.finetune.log_files import write_log
 from validation.finetune.merge_runs import merge_runs
 from validation.finetune.runner import PROFILES
 from validation.finetune.split_runs import main, split_task
@@ -28,8 +29,10 @@ def run(tmp_path: Path) -> Path:
     for name, score in (("stsb__lora", 0.8), ("qnli__lora", 0.84), ("qnli__gelora", 0.83)):
         atomic_write_json(run / "lr_select" / f"{name}.json", {"s": score})
     (run / "logs").mkdir()
-    for name in ("stsb__lora__seed0", "qnli__lora__seed0", "qnli__lora__lr_select", "worker-0-1"):
+    for name in ("stsb__lora__seed0", "qnli__lora__seed0", "worker-0-1"):
         (run / "logs" / f"{name}.log").write_text(name, encoding="utf-8")
+    # a committed folder's logs are compressed (validation.finetune.log_files): moved as they are
+    write_log(run / "logs" / "qnli__lora__lr_select.log.gz", b"qnli__lora__lr_select")
     return run
 
 
