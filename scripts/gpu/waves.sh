@@ -54,7 +54,8 @@
 #                                                   # default (linear: each at its present pace) stops all
 #                                                   # past it at once and stopped runs that would have fitted
 #                                                   # on 2026-12-01 (triage.py's docstring); other arguments
-#                                                   # pass through (--stop-unknown)
+#                                                   # pass through (--stop-unknown); exits with the triage's
+#                                                   # status (2: no such run directory) after the packing
 # Each then prints each cell's last logged epoch, copies the run directory (no checkpoints, caches or claims)
 # and the wave logs to $OUT/runs.tgz (which keeps the run directories earlier commands of the same call put
 # there, so `RUN=a ... triage` then `RUN=b ... triage` bring both back, and adds every other run directory of
@@ -195,7 +196,10 @@ triage)
   # (the triage skips RUN itself among them)
   # (runs/mps_log holds the MPS daemon's logs, no run: not passed, not noted)
   others=(); for d in runs/*/; do [ -d "$d" ] && [ "$d" != runs/mps_log/ ] && others+=("${d%/}"); done
-  python3 -m validation.finetune.triage "$R" --deadline "$secs" "$@" ${others[@]+--beside "${others[@]}"};;
+  # its status (2: no such run directory, a bad argument) is the call's, after the packing: a misspelt RUN
+  # in a plan's `triage ... --apply` line must not pass for "nothing to stop"
+  python3 -m validation.finetune.triage "$R" --deadline "$secs" "$@" ${others[@]+--beside "${others[@]}"}
+  triage_rc=$?;;
 *) echo "usage: waves.sh launch NAME ARGS... | wait SECONDS | busy | stop CELL... | stop --all | hold CELL... | release CELL... | triage SECONDS [--by linear|shared] [--apply]" >&2; exit 2;;
 esac
 date -u +%T
@@ -209,6 +213,7 @@ nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
 # and, as they are now, the other run directories of this host (a wave's last state comes back even when the
 # call's last command named another RUN)
 [ -f "$OUT/runs.tgz" ] && tar -C "$OUT" -xzf "$OUT/runs.tgz"
+mkdir -p "$OUT/runs"   # a host with no run directory yet still gets an (empty) archive
 [ -d "$R" ] && copy_run "$R" "$OUT/runs/$(basename "$R")"
 for d in runs/*/; do
   d="${d%/}"; [ -f "$d/grid.json" ] && [ "$(basename "$d")" != "$(basename "$R")" ] || continue
@@ -219,4 +224,4 @@ for l in runs/*.log; do [ -f "$l" ] && tail -c 5000 "$l" > "$OUT/runs/$(basename
 # replace runs.tgz only by a complete archive: a call killed while packing keeps the last one
 tar -C "$OUT" -czf "$OUT/runs.tgz.part" runs && mv "$OUT/runs.tgz.part" "$OUT/runs.tgz" && rm -rf "$OUT/runs" \
   || exit $?
-exit "${launch_rc:-0}"
+exit "${launch_rc:-${triage_rc:-0}}"

@@ -4,8 +4,9 @@ A run directory on the GPU host writes plain ``logs/<run>.log`` files (the triag
 train). Once merged into the repository (:mod:`validation.finetune.merge_runs`) nothing reads them but people,
 and every device call carries the whole working tree within a 64-MiB limit: on 2026-12-02 the 870 committed
 logs were 5.5 MiB as a tar, 0.6 MiB gzip-compressed, of a 36.5-MiB tree. So a committed log is stored as
-``logs/<run>.log.gz`` (deterministic: no file name, mtime 0, level 9, so the same text gives the same bytes),
-and :func:`log_text` reads either form. ``zcat logs/<run>.log.gz`` (or ``zless``) shows one.
+``logs/<run>.log.gz`` (no file name, mtime 0, level 9, the header's OS byte always 3, "Unix": the same text
+gives the same bytes with a given zlib, whatever the Python version or system), and :func:`log_text` reads
+either form; merges compare logs by text, not by bytes. ``zcat logs/<run>.log.gz`` (or ``zless``) shows one.
 
 Usage (converts every ``logs/*.log`` of the given run directories in place, atomically; a ``.log`` whose
 ``.log.gz`` already holds the same text is removed, a different one is refused)::
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import sys
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -55,15 +57,25 @@ def log_text(path: str | Path) -> bytes:
     data = path.read_bytes()
     if not path.name.endswith(GZ_SUFFIX):
         return data
+    if not data:  # gzip.decompress(b"") is b"": an empty file would read as an empty log
+        raise ResultFileError(f"{path} is not a valid gzip file: it is empty")
     try:
         return gzip.decompress(data)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise ResultFileError(f"{path} is not a valid gzip file: {exc}") from exc
 
 
+#: the gzip header's OS byte of every committed log ("Unix"); Python 3.11-3.12 write zlib's own (3 on Linux,
+#: 19 on macOS, 10/11 on Windows), 3.10 and 3.13+ write 255 (CPython gh-112346)
+OS_BYTE = 3
+
+
 def compressed(text: bytes) -> bytes:
-    """``text`` as the bytes of a committed ``.log.gz``: the same text always gives the same bytes."""
-    return gzip.compress(text, compresslevel=9, mtime=0)
+    """``text`` as the bytes of a committed ``.log.gz``: the same text gives the same bytes with a given zlib
+    (gzip header with no name, mtime 0, level 9's flags and :data:`OS_BYTE`)."""
+    out = bytearray(gzip.compress(text, compresslevel=9, mtime=0))
+    out[9] = OS_BYTE
+    return bytes(out)
 
 
 def write_log(path: str | Path, text: bytes) -> Path:
@@ -132,6 +144,7 @@ if __name__ == "__main__":  # pragma: no cover
 
 __all__ = [
     "GZ_SUFFIX",
+    "OS_BYTE",
     "PLAIN_SUFFIX",
     "compress_logs",
     "compressed",

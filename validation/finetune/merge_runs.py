@@ -14,7 +14,9 @@ selection run is reused. :func:`merge_runs` brings their results into the commit
 - ``logs/*.log`` (and ``*.log.gz``) except the workers' own logs (``worker-*.log``: process scheduling, not
   results): written gzip-compressed as ``logs/<run>.log.gz`` (:mod:`validation.finetune.log_files`: committed
   logs are stored compressed) when new; a log whose text the destination already holds (compressed or not)
-  is identical; a different log of the same name is kept as it is and reported.
+  is identical (listed under the destination's name); a different log of the same name is kept as it is and
+  reported, and of two sources' different logs the first source's is copied; a source holding both forms of
+  one log gives one entry when their texts agree and is refused when not.
 
 Nothing is written before every source has been checked. Usage::
 
@@ -49,6 +51,7 @@ class MergeReport:
     copied: list[str] = field(default_factory=list)
     identical: list[str] = field(default_factory=list)
     logs_kept: list[str] = field(default_factory=list)
+    logs_dropped: list[str] = field(default_factory=list)
     planned_added: int = 0
 
     def lines(self) -> list[str]:
@@ -58,6 +61,7 @@ class MergeReport:
         ]
         out += [f"  + {p}" for p in self.copied]
         out += [f"  kept the destination's {p} (the source's differs)" for p in self.logs_kept]
+        out += [f"  kept the first source's {p} (a later source's differs)" for p in self.logs_dropped]
         return out
 
 
@@ -69,9 +73,17 @@ def result_files(run_dir: Path) -> list[tuple[str, Path, bool]]:
             if p.is_file():
                 out.append((f"{sub}/{p.name}", p, True))
     logs = run_dir / LOG_DIR
-    for p in sorted(logs.iterdir()) if logs.is_dir() else []:
-        if p.is_file() and is_log(p) and not p.name.startswith("worker-"):
-            out.append((f"{LOG_DIR}/{p.name}", p, False))
+    found = sorted(logs.iterdir()) if logs.is_dir() else []
+    names = {p.name for p in found}
+    for p in found:
+        if not (p.is_file() and is_log(p)) or p.name.startswith("worker-"):
+            continue
+        if p.name.endswith(PLAIN_SUFFIX) and f"{log_stem(p.name)}{GZ_SUFFIX}" in names:
+            # both forms of one log (a compression interrupted): one entry, the compressed one, if they agree
+            if log_text(p) != log_text(p.with_name(f"{log_stem(p.name)}{GZ_SUFFIX}")):
+                raise ResultFileError(f"{p} and its .log.gz beside it hold different texts: keep one of them")
+            continue
+        out.append((f"{LOG_DIR}/{p.name}", p, False))
     return out
 
 
@@ -120,14 +132,16 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
             if not target.exists():
                 todo[rel] = path
             elif same_result_file(target, path) if is_result else log_text(target) == log_text(path):
-                report.identical.append(rel)
+                report.identical.append(rel if rel in todo else target.relative_to(dest).as_posix())
             elif is_result:
                 raise ResultFileError(
                     f"{s / src_rel} differs from {target}: a result is never overwritten "
                     "(remove one of them by hand if it is known to be wrong)"
                 )
+            elif rel in todo:
+                report.logs_dropped.append(rel)
             else:
-                report.logs_kept.append(rel if rel in todo else target.relative_to(dest).as_posix())
+                report.logs_kept.append(target.relative_to(dest).as_posix())
     cells = list(base["cells"])
     seen = {(c["task"], c["method"], int(c["seed"])) for c in cells}
     for plan in plans:

@@ -8,7 +8,8 @@ on disk). :func:`split_task` moves the task's cells, selection records and their
 into ``dest`` with the source's profile (the one they were trained with), and drops them from the source's
 ``grid.json``:
 
-- ``cells/<task>__*.json``, ``lr_select/<task>__*.json`` and ``logs/<task>__*.log`` are copied atomically
+- ``cells/<task>__*.json``, ``lr_select/<task>__*.json`` and ``logs/<task>__*.log`` (or ``.log.gz``, as
+  committed folders store them) are copied atomically, as they are,
   into ``dest``, then ``dest/grid.json`` is written, then the source's ``grid.json`` without the task's
   planned cells, and only then are the source's files removed. An interrupted split leaves every result in
   at least one place; running it again finishes it (files already in ``dest`` with the same contents,

@@ -12,8 +12,7 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
   explicit ``--epochs`` replaced those when the plan was written) and a projection of the seconds left;
 * :func:`past_deadline` picks the runs projected to end after a deadline; the table also shows
   :func:`shared_left`, the end each run would have if the GPU's throughput were shared equally and the
-  others sped up as runs end (AdaLoRA and GeoLoRA no more than :data:`SPEEDUP_CAPS` times their present
-  pace), counting the runs of the directories given with ``--beside`` (``waves.sh
+  others sped up as runs end (AdaLoRA and GeoLoRA only until their GPU holds :data:`SATURATION` processes), counting the runs of the directories given with ``--beside`` (``waves.sh
   triage`` passes every other directory under ``runs/``);
 * two picks (``--by``): ``linear`` (the default) stops every run whose linear projection ``left_s`` is past
   the deadline, all at once; ``shared`` stops, one process at a time, the one whose :func:`shared_left` end
@@ -98,16 +97,17 @@ from validation.finetune.runner import (
 LOG_INTERVAL_SHARE = 1 / 50
 #: bytes read from the end of a log (a run's lines are a few tens of kB)
 LOG_TAIL_BYTES = 1 << 20
-#: the most a process of these methods speeds up over its present pace as other processes end, in
-#: :func:`shared_left` (others: processor sharing, no cap). Measured on 2026-12-02 11:40 (one H200, MPS,
-#: reports/gpu/paper-mpnet/README.md, "Fifteenth run"): MPNet-base AdaLoRA and GeoLoRA ran 2.9-3.0 steps/s
-#: among 13 processes and about 4.5-5.0 with four left (1.5-1.7x; 4.5-4.7 at eight), where processor sharing
-#: foresaw 3.25x and its projection was 136-156 s (first triage) and 99-127 s (second) short; with these caps
-#: the same two triages' projections come 0-36 s short and at most 3 s long of the measured ends (an
-#: in-sample fit of one session's numbers: tests/unit/validation/finetune/test_triage.py, the back-test).
-#: Not measured for MiniLM-L6; used for both models. LoRA-type processes stay uncapped: their shared
-#: projections were within about 20 s (2026-12-01 and 2026-12-02).
-SPEEDUP_CAPS: dict[str, float] = {"adalora": 1.7, "geolora": 1.7}
+#: processes of these methods stop speeding up once their GPU holds this many processes or fewer, in
+#: :func:`shared_left` (others: processor sharing to the end). Measured on 2026-12-02 (one H200, MPS,
+#: reports/gpu/paper-mpnet/README.md, "Fifteenth run"): MPNet-base AdaLoRA and GeoLoRA ran 4.5-4.7 steps/s a
+#: process at eight processes (the first shard, adaptive only), 2.9-3.0 among 13 and about 4.5-5.0 with four
+#: left: about the same pace at eight as at four, so their share stops mattering near eight. From 13 processes
+#: that allows 13 / 8 = 1.63x, where processor sharing foresaw 13 / 4 = 3.25x and its projection was 136-156 s
+#: (first triage, 13 processes) and 99-127 s (second, 12) short; with this value the two triages' projections
+#: come 21 s short to 56 s long of the measured ends (replayed in
+#: tests/unit/validation/finetune/test_triage.py: an in-sample check of one session). Not measured for
+#: MiniLM-L6; used for both models. LoRA-type processes followed processor sharing within about 20 s.
+SATURATION: dict[str, float] = {"adalora": 8.0, "geolora": 8.0}
 
 _MARK, _STEPS = (
     re.compile(re.escape(m) + r" (\S+) pid (\d+) at ([0-9.]+)") for m in (TRAIN_MARK, STEPS_MARK)
@@ -658,7 +658,7 @@ def shared_left(
     beside: Sequence[Running] = (),
     queues: Mapping[str | Path, int] | None = None,
     stopped: Collection[tuple[str, int]] = (),
-    caps: Mapping[str, float] | None = None,
+    saturation: Mapping[str, float] | None = None,
 ) -> dict[str, float | None]:
     """Seconds left of each run if each GPU's throughput stays constant and is shared equally by the
     processes on it (processor sharing): when a process ends, the others speed up.
@@ -679,10 +679,13 @@ def shared_left(
       7-184 s short, the linear projection within 26 s;
     * ``stopped`` (``(host, pid)``): processes that :func:`stop_runs` has just signalled; their share was in
       the measured paces, and they leave now without taking a queued cell (a stopped worker exits);
-    * ``caps`` (method -> factor; default :data:`SPEEDUP_CAPS`): a process of such a method never runs faster
-      than that factor times its present pace, however many of the others end (its runs' smallest cap).
-      Processor sharing is right for LoRA-type processes and wrong for AdaLoRA and GeoLoRA, whose pace
-      stops rising well before they have the GPU to themselves (:data:`SPEEDUP_CAPS` says what was measured).
+    * ``saturation`` (method -> number of processes; default :data:`SATURATION`): a process of such a method
+      stops speeding up once its GPU holds that many processes or fewer (its pace relative to now is
+      ``m_now / max(m, s)``, never below 1; of a process with runs of several methods, the largest ``s``).
+      Processor sharing is right for LoRA-type processes and wrong for AdaLoRA and GeoLoRA, whose pace stops
+      rising well before they have the GPU to themselves (:data:`SATURATION` says what was measured). The
+      share a saturated process leaves unused is not given to the others (they keep ``m_now / m``), so their
+      projections err long, on the safe side.
 
     The ``--by shared`` pick uses it (:func:`past_deadline` with ``by="shared"``); the default pick
     (``--by linear``) uses ``left_s`` and only shows this. ``beside``: the runs of other run
@@ -705,9 +708,14 @@ def shared_left(
     queue = {Path(k).resolve(): int(v) for k, v in (queues or {}).items() if int(v) > 0}
     leaving = {(str(h), int(p)) for h, p in stopped}
     slots: dict[tuple[str, str | None], int] = {}
-    caps = SPEEDUP_CAPS if caps is None else caps
+    saturation = SATURATION if saturation is None else saturation
+    for method, n in saturation.items():
+        if not (isinstance(n, (int, float)) and math.isfinite(n) and n >= 1):
+            raise ConfigError(
+                f"saturation of {method!r} must be a finite number of processes >= 1, got {n!r}"
+            )
     # per process: [seconds left at its present pace, its GPU, its runs, its directory, whether it takes a
-    # queued cell, its GPU's process count now, its cap]
+    # queued cell, its GPU's process count now, its saturation (0: none)]
     active: list[list[Any]] = []
     for (host, pid), runs in procs.items():
         # one process, one GPU: its first recorded GPU (a claim written without one does not split it)
@@ -722,14 +730,15 @@ def shared_left(
         if (host, pid) in leaving:
             left = 0.0
         if left is not None:
-            cap = min((float(caps.get(_group(x.name)[1], math.inf)) for x in runs), default=math.inf)
-            active.append([left, (host, gpu), runs, run_dir_of(runs[0]), (host, pid) not in leaving, 0, cap])
+            sat = max((float(saturation.get(_group(x.name)[1], 0.0)) for x in runs), default=0.0)
+            active.append([left, (host, gpu), runs, run_dir_of(runs[0]), (host, pid) not in leaving, 0, sat])
     for p in active:
         p[5] = slots[p[1]]
     now = 0.0
     while active:
-        # each process's pace relative to its present one: its GPU's share grows as m_now / m, up to its cap
-        rates = [min(p[5] / slots[p[1]], p[6]) for p in active]
+        # each process's pace relative to its present one: its GPU's share grows as m_now / m, for a saturating
+        # method only down to its saturation count (and never below its present pace)
+        rates = [max(1.0, p[5] / max(slots[p[1]], p[6])) for p in active]
         dt = min(p[0] / r for p, r in zip(active, rates, strict=True))
         for p, r in zip(active, rates, strict=True):
             p[0] -= r * dt
@@ -737,7 +746,7 @@ def shared_left(
         eps = 1e-9 * (1.0 + abs(now))
         ended = [p for p in active if p[0] <= eps]
         active = [p for p in active if p[0] > eps]
-        for _, gpu, runs, where, refills, _m, _cap in sorted(ended, key=lambda p: (str(p[1]), str(p[3]))):
+        for _, gpu, runs, where, refills, _m, _sat in sorted(ended, key=lambda p: (str(p[1]), str(p[3]))):
             if refills and queue.get(where, 0) > 0:
                 queue[where] -= 1  # its worker claims a queued cell: the slot stays occupied
             else:
@@ -841,7 +850,8 @@ def format_table(
     said: Mapping[str, str] | None = None,
 ) -> str:
     """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
-    left, the processor-sharing projection (:func:`shared_left` with the runs ``beside`` and the ``queues``
+    left, the processor-sharing projection (AdaLoRA and GeoLoRA saturating, :data:`SATURATION`;
+    :func:`shared_left` with the runs ``beside`` and the ``queues``
     of each directory, before any stop), verdict by the pick ``by`` (:func:`verdicts`; its header says
     ``verdict (shared pick)`` for the ``shared`` pick; ``said``: those verdicts when already made) and a
     note."""
@@ -929,7 +939,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=PICKS,
         default=None,
         help="the projection that picks: 'linear' (default: each run at its present pace, all past the "
-        "deadline at once) or 'shared' (processor sharing, iteratively: the latest-ending process until "
+        "deadline at once) or 'shared' (processor sharing, AdaLoRA and GeoLoRA saturating at SATURATION "
+        "processes, iteratively: the latest-ending process until "
         "the rest end by the deadline)",
     )
     p.add_argument(
@@ -1114,7 +1125,7 @@ __all__ = [
     "run_dir_of",
     "running",
     "shared_left",
-    "SPEEDUP_CAPS",
+    "SATURATION",
     "stop_runs",
     "verdict",
     "verdicts",

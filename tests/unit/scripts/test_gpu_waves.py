@@ -148,6 +148,15 @@ def test_wait_and_triage_without_run_make_no_run_directory(tmp_path: Path, waves
     with tarfile.open(tmp_path / "out" / "runs.tgz") as tar:
         names = tar.getnames()
     assert "runs/demo/grid.json" in names and not any("mpnet-stsb" in n for n in names), names
+    # a triage of a run directory that does not exist fails the call (after the packing)
+    typo = waves("triage", "100", "--apply", RUN="runs/dmeo", check=False)
+    assert typo.returncode == 2 and "runs/dmeo" in typo.stderr
+    # a host with no run directory at all: wait and triage still pack an (empty) archive, status 0
+    shutil.rmtree(runs)
+    (tmp_path / "out" / "runs.tgz").unlink()
+    assert waves("wait", "0", RUN="").returncode == 0
+    assert waves("triage", "0", RUN="", check=False).returncode == 2  # no run directory to triage
+    assert (tmp_path / "out" / "runs.tgz").exists() and not (tmp_path / "out" / "runs.tgz.part").exists()
 
 
 def test_a_relaunch_under_the_same_name_is_busy_until_it_ends(tmp_path: Path, waves) -> None:

@@ -39,6 +39,7 @@ def test_compress_replaces_each_plain_log_by_the_same_text_compressed(tmp_path: 
     gz = logs / "stsb__lora__seed0.log.gz"
     assert log_text(gz) == b"epoch 1\n" and gzip.decompress(gz.read_bytes()) == b"epoch 1\n"
     assert gz.read_bytes() == compressed(b"epoch 1\n")  # deterministic: the same text, the same bytes
+    assert gz.read_bytes()[:10] == bytes.fromhex("1f8b0800000000000203")  # no name, mtime 0, OS "Unix"
     assert compress_logs(tmp_path) == []  # nothing left to do
     assert compress_logs(tmp_path / "missing") == []
 
@@ -64,6 +65,14 @@ def test_names_and_bad_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad.log.gz"
     bad.write_bytes(b"not gzip")
     with pytest.raises(ResultFileError, match="not a valid gzip file"):
+        log_text(bad)
+    corrupt = bytearray(compressed(b"epoch 1\n" * 50))
+    corrupt[10] = 0xFF  # the deflate stream's first byte: zlib.error, not OSError
+    bad.write_bytes(bytes(corrupt))
+    with pytest.raises(ResultFileError, match="not a valid gzip file"):
+        log_text(bad)
+    bad.write_bytes(b"")
+    with pytest.raises(ResultFileError, match="it is empty"):
         log_text(bad)
     plain = tmp_path / "plain.log"
     plain.write_bytes(b"as is")

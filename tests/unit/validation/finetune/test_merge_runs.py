@@ -144,7 +144,8 @@ def test_logs_merge_compressed_and_compare_by_text(runs, tmp_path: Path):
     write_log(staged / "logs" / "cola__lora__seed1.log.gz", b"new log")
     (staged / "logs" / "worker-0-1.log.gz").write_bytes(compressed(b"scheduling"))
     rep = merge_runs(dest, [staged])
-    assert {"logs/cola__lora__seed0.log.gz", "logs/stsb__lora__seed0.log.gz"} <= set(rep.identical)
+    # identical to the destination's compressed log, and to its uncompressed one (under that one's name)
+    assert {"logs/cola__lora__seed0.log.gz", "logs/stsb__lora__seed0.log"} <= set(rep.identical)
     assert "logs/cola__lora__seed1.log.gz" in rep.copied and not rep.logs_kept
     assert log_text(dest / "logs" / "cola__lora__seed1.log.gz") == b"new log"
     assert not (dest / "logs" / "worker-0-1.log.gz").exists()
@@ -160,6 +161,33 @@ def test_logs_merge_compressed_and_compare_by_text(runs, tmp_path: Path):
     rep = merge_runs(dest, [c, d])
     assert rep.copied.count("logs/rte__lora__seed0.log.gz") == 1
     assert "logs/rte__lora__seed0.log.gz" in rep.identical
+    # a later source's different text: the first source's is copied, the report says so
+    e = write_grid(tmp_path / "e", {"qnli": {"lora": [0.5]}})
+    f = write_grid(tmp_path / "f", {"qnli": {"lora": [0.5]}})
+    _log(e, "qnli__lora__seed0.log", "first")
+    _log(f, "qnli__lora__seed0.log", "second")
+    rep = merge_runs(dest, [e, f])
+    assert rep.logs_dropped == ["logs/qnli__lora__seed0.log.gz"] and not rep.logs_kept
+    assert any("kept the first source's logs/qnli__lora__seed0.log.gz" in x for x in rep.lines())
+    assert log_text(dest / "logs" / "qnli__lora__seed0.log.gz") == b"first"
+
+
+def test_a_source_with_both_forms_of_a_log_and_a_plain_destination_log(runs, tmp_path: Path):
+    """Both forms of one log in a source (a compression interrupted) give one entry when they agree and are
+    refused when not; a log the destination holds uncompressed is reported under its own name."""
+    dest, a, b = runs
+    _log(a, "cola__lora__seed0.log", "a log")
+    write_log(a / "logs" / "cola__lora__seed0.log.gz", b"a log")
+    rep = merge_runs(dest, [a])
+    assert rep.copied.count("logs/cola__lora__seed0.log.gz") == 1
+    assert "logs/cola__lora__seed0.log.gz" not in rep.identical
+    write_log(a / "logs" / "cola__lora__seed0.log.gz", b"another text")
+    with pytest.raises(ResultFileError, match="hold different texts"):
+        merge_runs(dest, [a])
+    # b holds dest's own plain log: identical to it, reported under the name the destination has
+    rep = merge_runs(dest, [b])
+    assert "logs/stsb__lora__seed0.log" in rep.identical
+    assert not (dest / "logs" / "stsb__lora__seed0.log.gz").exists()
 
 
 def test_profiles_must_match(runs, tmp_path):
