@@ -73,17 +73,27 @@ def result_files(run_dir: Path) -> list[tuple[str, Path, bool]]:
             if p.is_file():
                 out.append((f"{sub}/{p.name}", p, True))
     logs = run_dir / LOG_DIR
-    found = sorted(logs.iterdir()) if logs.is_dir() else []
-    names = {p.name for p in found}
-    for p in found:
-        if not (p.is_file() and is_log(p)) or p.name.startswith("worker-"):
+    for p in sorted(logs.iterdir()) if logs.is_dir() else []:
+        if p.is_file() and is_log(p) and not p.name.startswith("worker-"):
+            out.append((f"{LOG_DIR}/{p.name}", p, False))
+    return out
+
+
+def _merge_entries(run_dir: Path) -> list[tuple[str, Path, bool]]:
+    """:func:`result_files` with both forms of one log (a compression interrupted) as one entry, the
+    compressed one, when their texts agree; refused when not. (``split_runs`` moves both forms as they are.)"""
+    files = result_files(run_dir)
+    names = {rel for rel, _, _ in files}
+    out = []
+    for rel, path, is_result in files:
+        gz = f"{LOG_DIR}/{log_stem(path.name)}{GZ_SUFFIX}" if not is_result else None
+        if gz is not None and rel.endswith(PLAIN_SUFFIX) and gz in names:
+            if log_text(path) != log_text(run_dir / gz):
+                raise ResultFileError(
+                    f"{path} and its .log.gz beside it hold different texts: keep one of them"
+                )
             continue
-        if p.name.endswith(PLAIN_SUFFIX) and f"{log_stem(p.name)}{GZ_SUFFIX}" in names:
-            # both forms of one log (a compression interrupted): one entry, the compressed one, if they agree
-            if log_text(p) != log_text(p.with_name(f"{log_stem(p.name)}{GZ_SUFFIX}")):
-                raise ResultFileError(f"{p} and its .log.gz beside it hold different texts: keep one of them")
-            continue
-        out.append((f"{LOG_DIR}/{p.name}", p, False))
+        out.append((rel, path, is_result))
     return out
 
 
@@ -123,7 +133,7 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
     report = MergeReport()
     todo: dict[str, Path] = {}
     for s in srcs:
-        for src_rel, path, is_result in result_files(s):
+        for src_rel, path, is_result in _merge_entries(s):
             rel = src_rel if is_result else _stored_log(src_rel)
             target = todo.get(rel) or dest / rel
             if not is_result and not target.exists():

@@ -12,7 +12,8 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
   explicit ``--epochs`` replaced those when the plan was written) and a projection of the seconds left;
 * :func:`past_deadline` picks the runs projected to end after a deadline; the table also shows
   :func:`shared_left`, the end each run would have if the GPU's throughput were shared equally and the
-  others sped up as runs end (AdaLoRA and GeoLoRA only until their GPU holds :data:`SATURATION` processes), counting the runs of the directories given with ``--beside`` (``waves.sh
+  others sped up as runs end (AdaLoRA and GeoLoRA only until their GPU holds :data:`SATURATION`
+  processes), counting the runs of the directories given with ``--beside`` (``waves.sh
   triage`` passes every other directory under ``runs/``);
 * two picks (``--by``): ``linear`` (the default) stops every run whose linear projection ``left_s`` is past
   the deadline, all at once; ``shared`` stops, one process at a time, the one whose :func:`shared_left` end

@@ -61,6 +61,15 @@ def test_split_moves_the_tasks_results_and_planned_cells(run, tmp_path):
     assert held_tasks(run, new_src) == {"stsb"} and held_tasks(dest, new_dest) == {"qnli"}
 
 
+def test_both_forms_of_a_log_move_as_they_are(run, tmp_path):
+    """A log present plain and compressed (a compression interrupted) moves in both forms, whatever their
+    texts: a split moves files, it does not merge them (merge_runs refuses two forms that differ)."""
+    (run / "logs" / "qnli__lora__lr_select.log").write_text("another text", encoding="utf-8")
+    rep = split_task(run, "qnli", tmp_path / "out")
+    assert {"logs/qnli__lora__lr_select.log", "logs/qnli__lora__lr_select.log.gz"} <= set(rep.moved)
+    assert not list((run / "logs").glob("qnli__*"))
+
+
 def test_after_a_split_a_new_schedule_of_the_task_merges_in(tmp_path):
     """The campaign's use: QNLI at a new schedule can join the directory once the old QNLI results left."""
     paper = PROFILES["paper"]
