@@ -716,7 +716,7 @@ def shared_left(
                 f"saturation of {method!r} must be a finite number of processes >= 1, got {n!r}"
             )
     # per process: [seconds left at its present pace, its GPU, its runs, its directory, whether it takes a
-    # queued cell, its GPU's process count now, its saturation (0: none)]
+    # queued cell, its saturation (0: none)]
     active: list[list[Any]] = []
     for (host, pid), runs in procs.items():
         # one process, one GPU: its first recorded GPU (a claim written without one does not split it)
@@ -732,14 +732,13 @@ def shared_left(
             left = 0.0
         if left is not None:
             sat = max((float(saturation.get(_group(x.name)[1], 0.0)) for x in runs), default=0.0)
-            active.append([left, (host, gpu), runs, run_dir_of(runs[0]), (host, pid) not in leaving, 0, sat])
-    for p in active:
-        p[5] = slots[p[1]]
+            active.append([left, (host, gpu), runs, run_dir_of(runs[0]), (host, pid) not in leaving, sat])
+    start = dict(slots)  # each GPU's process count now, against which the present paces were measured
     now = 0.0
     while active:
         # each process's pace relative to its present one: its GPU's share grows as m_now / m, for a saturating
         # method only down to its saturation count (and never below its present pace)
-        rates = [max(1.0, p[5] / max(slots[p[1]], p[6])) for p in active]
+        rates = [max(1.0, start[p[1]] / max(slots[p[1]], p[5])) for p in active]
         dt = min(p[0] / r for p, r in zip(active, rates, strict=True))
         for p, r in zip(active, rates, strict=True):
             p[0] -= r * dt
@@ -747,7 +746,7 @@ def shared_left(
         eps = 1e-9 * (1.0 + abs(now))
         ended = [p for p in active if p[0] <= eps]
         active = [p for p in active if p[0] > eps]
-        for _, gpu, runs, where, refills, _m, _sat in sorted(ended, key=lambda p: (str(p[1]), str(p[3]))):
+        for _, gpu, runs, where, refills, _sat in sorted(ended, key=lambda p: (str(p[1]), str(p[3]))):
             if refills and queue.get(where, 0) > 0:
                 queue[where] -= 1  # its worker claims a queued cell: the slot stays occupied
             else:
