@@ -97,11 +97,6 @@ def _merge_entries(run_dir: Path) -> list[tuple[str, Path, bool]]:
     return out
 
 
-def _stored_log(rel: str) -> str:
-    """The destination's name of a log: ``logs/<run>.log.gz`` for ``logs/<run>.log`` or itself."""
-    return f"{LOG_DIR}/{log_stem(rel.split('/')[-1])}{GZ_SUFFIX}"
-
-
 def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool = False) -> MergeReport:
     """Merge the run directories ``sources`` into ``dest`` (module docstring).
 
@@ -134,11 +129,13 @@ def merge_runs(dest: str | Path, sources: Sequence[str | Path], *, dry_run: bool
     todo: dict[str, Path] = {}
     for s in srcs:
         for src_rel, path, is_result in _merge_entries(s):
-            rel = src_rel if is_result else _stored_log(src_rel)
+            # a log is stored as logs/<run>.log.gz, whichever form the source holds
+            stem = None if is_result else log_stem(path.name)
+            rel = src_rel if stem is None else f"{LOG_DIR}/{stem}{GZ_SUFFIX}"
             target = todo.get(rel) or dest / rel
-            if not is_result and not target.exists():
+            if stem is not None and not target.exists():
                 # a log the destination holds uncompressed (written before logs were stored compressed)
-                target = dest / LOG_DIR / f"{log_stem(rel.split('/')[-1])}{PLAIN_SUFFIX}"
+                target = dest / LOG_DIR / f"{stem}{PLAIN_SUFFIX}"
             if not target.exists():
                 todo[rel] = path
             elif same_result_file(target, path) if is_result else log_text(target) == log_text(path):
