@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Pace of one training step against the number of processes sharing one GPU (the triage's SATURATION,
+# validation/finetune/triage.py), ON THE GPU MACHINE from the repository root, after the MPNet chunk calls
+# (scripts/gpu/mpnet_assemble.sh; .devcarry/sitelite carried):
+#   PROCS="8 2 4 1" DEADLINE=SECONDS bash scripts/gpu/pace_bench.sh
+# For each N of PROCS, in that order, N identical copies of scripts/adalora_step_bench.py start together
+# (METHODS, default "lora,adalora@fast,geolora@batched_qr"; MODEL, default mpnet-base; bf16, batch 32 x
+# LENGTH tokens (default 128, STS-B's), AdaLoRA's budgeting phase, WARM warm-up and STEPS timed steps a
+# method, defaults 3 and 40), under one CUDA MPS daemon as the campaign's waves run (MPS=0: without), and
+# each prints one line per method with its median step time. Every copy runs the methods in the same order,
+# so while the copies of one N time a method they share the GPU with copies of that method; their starts
+# differ by the model's loading (seconds), so the first and last timed steps of a copy may have fewer
+# neighbours: the medians are taken over STEPS steps. Not a training run: a fixed synthetic batch, no data
+# loading, no evaluation (scripts/adalora_step_bench.py).
+# Output: $OUT/pace/N<n>_<i>.jsonl with .log and .rc (the bench's exit status) beside it, then
+# $OUT/pace.json and the table on stdout (python3 scripts/gpu/pace_summary.py $OUT/pace --out $OUT/pace.json).
+# A batch is not started later than DEADLINE - BATCH_S seconds from the start (defaults 300 and 90); each copy
+# is stopped after BATCH_S seconds. The daemon is quit at the end and on exit (also SIGTERM). Exit status: 0,
+# 2 refused (a wave runs on this host: waves.sh's MPS waves run under their own daemon), 3 MPS tools missing,
+# 4 the daemon did not start, 5 an MPS process stayed after quit, 6 no batch ran.
+# For the CPU test: BENCH overrides the bench's command line (MPS_PATTERN, MPS_QUIT_WAIT: mps_lib.sh).
+set -u
+here="$(dirname "${BASH_SOURCE[0]}")"
+source "$here/mps_lib.sh"
+if bash "$here/waves.sh" busy >/dev/null 2>&1; then
+  echo "pace_bench.sh: a wave runs on this host (waves.sh busy); refused" >&2; exit 2
+fi
+MPS="${MPS:-1}"
+if [ "$MPS" = 1 ]; then mps_tools || exit 3; fi
+PROCS="${PROCS:-8 2 4 1}"
+DEADLINE="${DEADLINE:-300}"
+BATCH_S="${BATCH_S:-90}"
+METHODS="${METHODS:-lora,adalora@fast,geolora@batched_qr}"
+export PYTHONPATH="$PWD:$PWD/.devcarry/sitelite${PYTHONPATH:+:$PYTHONPATH}"
+export GELORA_MODELS_DIR="${MODELS_DIR:-${GELORA_MODELS_DIR:-/tmp/mpnet-assembly}}"
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+BENCH="${BENCH:-python3 scripts/adalora_step_bench.py --model ${MODEL:-mpnet-base} --device cuda --bf16 --batch 32 --length ${LENGTH:-128} --phase budget --warm ${WARM:-3} --steps ${STEPS:-40}}"
+OUT="${OUT:-$PWD/out}"
+export CUDA_MPS_LOG_DIRECTORY="$PWD/runs/mps_log"
+mkdir -p "$OUT/pace"
+trap '[ "$MPS" = 1 ] && mps_down' EXIT
+trap 'exit 143' TERM INT
+if [ "$MPS" = 1 ]; then
+  mps_down || exit 5
+  mps_up || exit 4
+fi
+ran=0
+for n in $PROCS; do
+  if [ "$SECONDS" -gt $((DEADLINE - BATCH_S)) ]; then echo "N=$n not started: ${SECONDS} s of ${DEADLINE}"; break; fi
+  echo "N=$n at ${SECONDS} s (MPS=$MPS)"
+  for i in $(seq 0 $((n - 1))); do
+    # shellcheck disable=SC2086  # BENCH is a command line
+    { timeout "$BATCH_S" $BENCH --methods "$METHODS" >"$OUT/pace/N${n}_$i.jsonl" 2>"$OUT/pace/N${n}_$i.log"
+      echo $? >"$OUT/pace/N${n}_$i.rc"; } &
+  done
+  wait
+  ran=$((ran + 1))
+done
+rc=0
+if [ "$MPS" = 1 ]; then mps_down || rc=5; fi
+[ "$ran" -gt 0 ] || { echo "no batch ran" >&2; exit 6; }
+python3 "$here/pace_summary.py" "$OUT/pace" --out "$OUT/pace.json" --mps "$MPS" || rc=$?
+echo "end ${SECONDS} s"
+exit "$rc"
