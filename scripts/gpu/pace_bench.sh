@@ -12,8 +12,10 @@
 # differ by the model's loading (seconds), so the first and last timed steps of a copy may have fewer
 # neighbours: the medians are taken over STEPS steps. Not a training run: a fixed synthetic batch, no data
 # loading, no evaluation (scripts/adalora_step_bench.py).
-# Output: $OUT/pace/N<n>_<i>.jsonl with .log and .rc (the bench's exit status) beside it, then
-# $OUT/pace.json and the table on stdout (python3 scripts/gpu/pace_summary.py $OUT/pace --out $OUT/pace.json).
+# Output: runs/pace/N<n>_<i>.jsonl with .log and .rc (the bench's exit status) beside it, packed into
+# $OUT/pace.tgz (the device tool returns a limited number of files: 2026-12-02 15:06 it returned 8 of 39 loose
+# ones), then $OUT/pace.json and the table on stdout (python3 scripts/gpu/pace_summary.py runs/pace).
+# Measured: reports/gpu/mpnet_h200/pace_vs_procs/.
 # A batch is not started later than DEADLINE - BATCH_S seconds from the start (defaults 300 and 90); each copy
 # is stopped after BATCH_S seconds. The daemon is quit at the end and on exit (also SIGTERM). Exit status: 0,
 # 2 refused (a wave runs on this host: waves.sh's MPS waves run under their own daemon), 3 MPS tools missing,
@@ -37,7 +39,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PAR
 BENCH="${BENCH:-python3 scripts/adalora_step_bench.py --model ${MODEL:-mpnet-base} --device cuda --bf16 --batch 32 --length ${LENGTH:-128} --phase budget --warm ${WARM:-3} --steps ${STEPS:-40}}"
 OUT="${OUT:-$PWD/out}"
 export CUDA_MPS_LOG_DIRECTORY="$PWD/runs/mps_log"
-mkdir -p "$OUT/pace"
+P=runs/pace
+rm -rf "$P"; mkdir -p "$P" "$OUT"
 trap '[ "$MPS" = 1 ] && mps_down' EXIT
 trap 'exit 143' TERM INT
 if [ "$MPS" = 1 ]; then
@@ -50,15 +53,16 @@ for n in $PROCS; do
   echo "N=$n at ${SECONDS} s (MPS=$MPS)"
   for i in $(seq 0 $((n - 1))); do
     # shellcheck disable=SC2086  # BENCH is a command line
-    { timeout "$BATCH_S" $BENCH --methods "$METHODS" >"$OUT/pace/N${n}_$i.jsonl" 2>"$OUT/pace/N${n}_$i.log"
-      echo $? >"$OUT/pace/N${n}_$i.rc"; } &
+    { timeout "$BATCH_S" $BENCH --methods "$METHODS" >"$P/N${n}_$i.jsonl" 2>"$P/N${n}_$i.log"
+      echo $? >"$P/N${n}_$i.rc"; } &
   done
   wait
   ran=$((ran + 1))
+  tar czf "$OUT/pace.tgz" -C runs pace
 done
 rc=0
 if [ "$MPS" = 1 ]; then mps_down || rc=5; fi
 [ "$ran" -gt 0 ] || { echo "no batch ran" >&2; exit 6; }
-python3 "$here/pace_summary.py" "$OUT/pace" --out "$OUT/pace.json" --mps "$MPS" || rc=$?
+python3 "$here/pace_summary.py" "$P" --out "$OUT/pace.json" --mps "$MPS" || rc=$?
 echo "end ${SECONDS} s"
 exit "$rc"

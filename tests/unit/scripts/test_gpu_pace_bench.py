@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -64,7 +65,12 @@ def test_batches_run_under_the_daemon_and_are_summarised(tmp_path: Path, env: di
     assert done.returncode == 0, done.stderr
     starts = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("N=")]
     assert starts == ["N=3", "N=1", "N=2"]
-    pace = tmp_path / "out" / "pace"
+    with tarfile.open(tmp_path / "out" / "pace.tgz") as tar:
+        assert sorted(n for n in tar.getnames() if n.endswith(".rc")) == [
+            f"pace/N{n}_{i}.rc" for n, i in ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+        ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pace.json", "pace.tgz"]
+    pace = tmp_path / "repo" / "runs" / "pace"
     assert sorted(p.name for p in pace.glob("*.jsonl")) == [
         "N1_0.jsonl",
         "N2_0.jsonl",
