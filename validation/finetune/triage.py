@@ -14,7 +14,12 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
   :func:`shared_left`, the end each run would have if the GPU's throughput were shared equally and the
   others sped up as runs end (AdaLoRA and GeoLoRA only until their GPU holds :data:`SATURATION`
   processes), counting the runs of the directories given with ``--beside`` (``waves.sh
-  triage`` passes every other directory under ``runs/``);
+  triage`` passes every other directory under ``runs/``); each process's present pace is taken at the
+  process count it was measured at, its GPU's count averaged (harmonically) over its training so far, from
+  the live processes and the spans of the runs that ended, read from the logs of those directories
+  (:func:`gpu_history`; only on a host whose processes share one GPU: a log does not name its GPU). Before,
+  it was taken at the count of now: a triage just after a wave beside ended foresaw no speed-up and came
+  316-327 s long on 2026-12-02 (:func:`shared_left`);
 * two picks (``--by``): ``linear`` (the default) stops every run whose linear projection ``left_s`` is past
   the deadline, all at once; ``shared`` stops, one process at a time, the one whose :func:`shared_left` end
   is the latest (ties: by name), counting those already picked as leaving now, until every run left ends
@@ -78,7 +83,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from gelora._io import read_json
 from gelora.errors import ConfigError, ResultFileError
@@ -107,7 +112,11 @@ LOG_TAIL_BYTES = 1 << 20
 #: (first triage, 13 processes) and 99-127 s (second, 12) short; with this value the two triages' projections
 #: come 21 s short to 56 s long of the measured ends (replayed in
 #: tests/unit/validation/finetune/test_triage.py: an in-sample check of one session). Not measured for
-#: MiniLM-L6; used for both models. LoRA-type processes followed processor sharing within about 20 s.
+#: MiniLM-L6; used for both models. LoRA-type processes followed processor sharing within about 20 s. On
+#: 2026-12-02 14:33 UTC (one H200, MPS) an MRPC AdaLoRA r = 2 wave put the knee nearer 5-6: 2.5-2.7 steps/s
+#: a process among 12 processes, 4.87 among 6 (1.8-1.95x, where 8 allows 1.5x), and 5.9 at three a GPU on two
+#: GPUs; its triages, replayed with the count history (:func:`shared_left`'s ``history``), come 92-125 s long
+#: at 8 and within 25 s at 6 (the same test file). Kept at 8: one wave, and the error is on the long side.
 SATURATION: dict[str, float] = {"adalora": 8.0, "geolora": 8.0}
 
 _MARK, _STEPS = (
@@ -181,6 +190,15 @@ class _TrainerRun:
     steps_at: float | None = None  # its STEPS_MARK: the first optimiser step
 
 
+def _time(text: str) -> float | None:
+    """A mark's unix time; None when it is no finite number (a garbled line: such a run is never a claim's)."""
+    try:
+        at = float(text)
+    except ValueError:
+        return None
+    return at if math.isfinite(at) else None
+
+
 def _trainer_runs(text: str) -> list[_TrainerRun]:
     """The runs of a log, in order: a new one at each mark (and, in a log without marks, after each
     ``train_runtime`` line). Only training-loss lines give epochs (evaluation lines repeat them)."""
@@ -188,12 +206,12 @@ def _trainer_runs(text: str) -> list[_TrainerRun]:
     for line in text.replace("\r", "\n").splitlines():
         mark = _MARK.search(line)
         if mark is not None:
-            runs.append(_TrainerRun(mark.group(1), int(mark.group(2)), float(mark.group(3))))
+            runs.append(_TrainerRun(mark.group(1), int(mark.group(2)), _time(mark.group(3))))
             continue
         steps = _STEPS.search(line)
         if steps is not None:
             if runs and runs[-1].name == steps.group(1) and runs[-1].pid == int(steps.group(2)):
-                runs[-1].steps_at = float(steps.group(3))
+                runs[-1].steps_at = _time(steps.group(3))
             continue
         if "'train_runtime'" in line:
             if not runs:
@@ -503,6 +521,7 @@ def _shared_pick(
     beside: Sequence[Running],
     queues: Mapping[str | Path, int] | None,
     stop_unknown: bool,
+    history: History | None = None,
 ) -> _SharedPick:
     """:func:`past_deadline`'s ``by="shared"`` pick (see there)."""
     procs: dict[tuple[str, int], list[Running]] = {}
@@ -527,13 +546,13 @@ def _shared_pick(
                         if c.kind == "cell" and _group(c.name) == _group(sel.name)
                     ]
 
-    ends = shared_left(rows, beside, queues)
+    ends = shared_left(rows, beside, queues, history=history)
     if stop_unknown:
         for r in rows:
             if ends[r.name] is None:
                 stop((r.host, r.pid))
     while True:
-        ends = shared_left(rows, beside, queues, stopped=stopped)
+        ends = shared_left(rows, beside, queues, stopped=stopped, history=history)
         over = [r for r in rows if (r.host, r.pid) not in stopped and (ends[r.name] or 0.0) > deadline_s]
         if not over:
             return _SharedPick(frozenset(stopped), frozenset(late))
@@ -556,6 +575,7 @@ def past_deadline(
     by: str = "linear",
     beside: Sequence[Running] = (),
     queues: Mapping[str | Path, int] | None = None,
+    history: History | None = None,
 ) -> list[Running]:
     """The runs of ``rows`` to stop so that the others end within ``deadline_s`` seconds from now.
 
@@ -573,7 +593,7 @@ def past_deadline(
         process of the run projected to end latest (ties: the first name) is stopped, every run of it
         picked, and the ends are projected again with the processes picked so far leaving now (``stopped``);
         with ``stop_unknown``, the processes of unknown projection are picked first.
-    beside, queues : optional
+    beside, queues, history : optional
         As :func:`shared_left`'s; used by ``by="shared"`` only.
 
     Returns
@@ -589,7 +609,7 @@ def past_deadline(
     ConfigError
         ``deadline_s`` is negative or not finite, or ``by`` is no pick.
     """
-    return _decide(rows, deadline_s, by, stop_unknown, beside, queues)[0]
+    return _decide(rows, deadline_s, by, stop_unknown, beside, queues, history)[0]
 
 
 def verdicts(
@@ -600,6 +620,7 @@ def verdicts(
     stop_unknown: bool = False,
     beside: Sequence[Running] = (),
     queues: Mapping[str | Path, int] | None = None,
+    history: History | None = None,
 ) -> dict[str, str]:
     """``{name: verdict}`` by the pick ``by`` (:func:`past_deadline`'s parameters).
 
@@ -609,7 +630,7 @@ def verdicts(
     with a picked selection run (or as of unknown projection) is judged by its own end, projected with the
     other picked processes stopped and its own kept.
     """
-    return _decide(rows, deadline_s, by, stop_unknown, beside, queues)[1]
+    return _decide(rows, deadline_s, by, stop_unknown, beside, queues, history)[1]
 
 
 def _decide(
@@ -619,6 +640,7 @@ def _decide(
     stop_unknown: bool,
     beside: Sequence[Running],
     queues: Mapping[str | Path, int] | None,
+    history: History | None = None,
 ) -> tuple[list[Running], dict[str, str]]:
     """:func:`past_deadline`'s runs and :func:`verdicts`' verdicts from one pick (the shared pick simulates
     the GPU's sharing once per stop: a triage makes it once)."""
@@ -632,8 +654,8 @@ def _decide(
         doomed = {_group(r.name) for r in rows if r.kind == "selection" and r.name in picked}
         runs = [r for r in rows if r.name in picked or (r.kind == "cell" and _group(r.name) in doomed)]
         return runs, said
-    pick = _shared_pick(rows, deadline_s, beside, queues, stop_unknown)
-    first = shared_left(rows, beside, queues)
+    pick = _shared_pick(rows, deadline_s, beside, queues, stop_unknown, history)
+    first = shared_left(rows, beside, queues, history=history)
     out = {}
     for r in rows:
         key = (r.host, r.pid)
@@ -642,7 +664,7 @@ def _decide(
         elif key in pick.late:
             out[r.name] = "past deadline"
         elif key in pick.stopped:
-            own = shared_left(rows, beside, queues, stopped=pick.stopped - {key})[r.name]
+            own = shared_left(rows, beside, queues, stopped=pick.stopped - {key}, history=history)[r.name]
             out[r.name] = "unknown" if own is None else ("fits" if own <= deadline_s else "past deadline")
         else:
             out[r.name] = "fits"
@@ -654,12 +676,208 @@ def run_dir_of(row: Running) -> Path:
     return row.claim.parent.parent.resolve()
 
 
+class Span(NamedTuple):
+    """The time a process ran on a GPU, in seconds relative to now (negative: before now)."""
+
+    pid: int
+    start_s: float
+    end_s: float
+
+
+#: :func:`shared_left`'s ``history``: ``(host, gpu)`` -> the spans of the processes that ran there and ended
+History = Mapping[tuple[str, str | None], Sequence[Span]]
+
+
+def _processes(rows: Sequence[Running], beside: Sequence[Running]) -> dict[tuple[str, int], list[Running]]:
+    """The runs of each process ``(host, pid)``, of ``rows`` and ``beside``."""
+    procs: dict[tuple[str, int], list[Running]] = {}
+    for r in [*rows, *beside]:
+        procs.setdefault((r.host, r.pid), []).append(r)
+    return procs
+
+
+def _gpu(runs: Sequence[Running]) -> str | None:
+    """One process, one GPU: its first recorded GPU (a claim written without one does not split it)."""
+    return next((x.gpu for x in runs if x.gpu is not None), None)
+
+
+def _saturation(runs: Sequence[Running], saturation: Mapping[str, float]) -> float:
+    """The process's saturation count: the largest of its runs' methods (0: none)."""
+    return max((float(saturation.get(_group(x.name)[1], 0.0)) for x in runs), default=0.0)
+
+
+def _training_start(row: Running) -> float:
+    """Seconds relative to now of the run's first optimiser step in this claim (without one: the claim)."""
+    return -max(0.0, row.elapsed_s - (row.startup_s or 0.0))
+
+
+def _union(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The spans merged where they overlap (one process counts once), in time order."""
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _harmonic_count(events: Sequence[tuple[float, int]], since: float, sat: float) -> float:
+    """``T / integral_{since}^{0} dt / max(m(t), sat, 1)`` (``T = -since > 0``), ``m(t)`` the running sum of
+    ``events`` (time, +1 or -1) up to ``t``."""
+    m, t, inverse = 0, since, 0.0
+    for at, step in sorted(events):
+        if at > t:
+            end = min(at, 0.0)
+            inverse += (end - t) / max(m, sat, 1.0)
+            t = end
+        m += step
+    inverse += (0.0 - t) / max(m, sat, 1.0)
+    return -since / inverse
+
+
+def _measured_counts(
+    procs: Mapping[tuple[str, int], Sequence[Running]],
+    history: History,
+    sat_of: Mapping[tuple[str, int], float],
+) -> dict[tuple[str, int], float]:
+    """The count each process's present pace was measured at (:func:`shared_left`'s ``H``), for the
+    processes on a GPU of ``history``."""
+    out: dict[tuple[str, int], float] = {}
+    for gpu, ended in history.items():
+        members = [key for key, runs in procs.items() if (key[0], _gpu(runs)) == gpu]
+        spans: dict[int, list[tuple[float, float]]] = {}
+        for key in members:
+            spans.setdefault(key[1], []).append((min(_training_start(r) for r in procs[key]), 0.0))
+        for span in ended:
+            start, end = float(span.start_s), min(0.0, float(span.end_s))
+            if start < end:
+                spans.setdefault(int(span.pid), []).append((start, end))
+        events = [(t, step) for pid in spans for a, b in _union(spans[pid]) for t, step in ((a, 1), (b, -1))]
+        for key in members:
+            known = [r for r in procs[key] if r.left_s is not None and math.isfinite(r.left_s)]
+            if not known:
+                continue
+            since = _training_start(max(known, key=lambda r: r.left_s or 0.0))
+            if since < 0.0:
+                out[key] = _harmonic_count(events, since, sat_of[key])
+    return out
+
+
+def _log_run(stem: str) -> str | None:
+    """The run a log ``logs/<stem>.log`` is of (a cell, or a selection run for ``<task>__<method>__lr_select``);
+    None for other logs (``worker-*``)."""
+    try:
+        name = canonical_run_name(stem)
+    except ConfigError:
+        return None
+    return name if (name != stem) == (parse_run_name(name)[2] is None) else None
+
+
+def _ended_spans(run_dir: Path, live: Collection[str], now: float, since: float) -> list[Span]:
+    """The processes of ``run_dir``'s logs of runs not in ``live`` that ended after ``since`` (unix times):
+    from the first mark of the log's last process (its steps line, else its train line) to the log's
+    modification time."""
+    out = []
+    for path in sorted((run_dir / "logs").glob("*.log")):
+        name = _log_run(path.name[: -len(".log")])
+        if name is None or name in live:
+            continue
+        try:
+            end = path.stat().st_mtime
+        except OSError:
+            continue
+        if not since < end <= now:  # long over, or written after now (clocks, or it ended just now)
+            continue
+        runs = _trainer_runs(_read_tail(path))
+        pid = runs[-1].pid if runs else None
+        if pid is None:  # a log without marks: no process to count
+            continue
+        # the process's runs in a row (a cell, then its one-rate selection; a selection's rates)
+        first = len(runs) - 1
+        while first > 0 and runs[first - 1].pid == pid:
+            first -= 1
+        start = runs[first].steps_at if runs[first].steps_at is not None else runs[first].at
+        if start is not None and start < end:
+            out.append(Span(pid, start - now, end - now))
+    return out
+
+
+def gpu_history(
+    rows: Sequence[Running],
+    beside: Sequence[Running] = (),
+    run_dirs: Sequence[str | Path] = (),
+    now: float | None = None,
+) -> dict[tuple[str, str | None], list[Span]]:
+    """The processes that ran on the GPUs of ``rows`` and ``beside`` and have ended, for :func:`shared_left`'s
+    ``history``.
+
+    Read from the logs (``logs/*.log``, not ``worker-*.log`` nor compressed ones) of the run directories of
+    ``rows`` and ``beside`` and of ``run_dirs`` (directories whose runs have all ended: ``--beside``): a log
+    of a run that no live process claims gives the span of its last process, from that process's first
+    mark in the log (its steps line, else its train line) to the log's modification time, and the pid of
+    the mark. Logs written after ``now``, before the earliest live process's first step, or whose last run
+    has no readable mark are left out; a log of a live run is not read (the live process counts from its
+    own first step; an earlier attempt of that run, stopped and resumed, is not seen).
+
+    A log does not say which GPU or host its process used: the spans of a directory are given to the one
+    host of its live runs (a directory without live runs: to the one host of all), and only a host whose
+    live processes all share one GPU gets an entry (for that GPU, possibly with no span); on a host whose
+    processes are spread over several GPUs (or where a directory's host is ambiguous) no history is used
+    and :func:`shared_left` takes the present counts.
+
+    Parameters
+    ----------
+    rows, beside : sequence of Running
+        From :func:`running` (of one directory and of the others).
+    run_dirs : sequence of str or Path
+        More run directories to read.
+    now : float, optional
+        The unix time the rows were listed at (default: the current time); spans are relative to it.
+
+    Returns
+    -------
+    dict
+        ``{(host, gpu): [Span, ...]}`` (seconds relative to ``now``).
+    """
+    now = time.time() if now is None else float(now)
+    live = [*rows, *beside]
+    gpus: dict[str, set[str | None]] = {}
+    since: dict[str, float] = {}  # the earliest first step of a live process of each host (unix time)
+    for (host, _pid), runs in _processes(rows, beside).items():
+        gpus.setdefault(host, set()).add(_gpu(runs))
+        since[host] = min(since.get(host, math.inf), now + min(_training_start(r) for r in runs))
+    hosts_of: dict[Path, set[str]] = {}
+    for r in live:
+        hosts_of.setdefault(run_dir_of(r), set()).add(r.host)
+    for d in run_dirs:
+        hosts_of.setdefault(Path(d).resolve(), set())
+    ended: dict[str, list[Span]] = {host: [] for host in gpus}
+    unsure: set[str] = set()
+    for d, hosts in hosts_of.items():
+        hosts = hosts or set(gpus)
+        if not hosts:
+            continue
+        names = {r.name for r in live if run_dir_of(r) == d}
+        spans = _ended_spans(d, names, now, min(since[h] for h in hosts))
+        if len(hosts) == 1:
+            ended[next(iter(hosts))] += spans
+        elif spans:
+            unsure |= hosts
+    return {
+        (host, next(iter(on))): ended[host]
+        for host, on in gpus.items()
+        if len(on) == 1 and host not in unsure
+    }
+
+
 def shared_left(
     rows: Sequence[Running],
     beside: Sequence[Running] = (),
     queues: Mapping[str | Path, int] | None = None,
     stopped: Collection[tuple[str, int]] = (),
     saturation: Mapping[str, float] | None = None,
+    history: History | None = None,
 ) -> dict[str, float | None]:
     """Seconds left of each run if each GPU's throughput stays constant and is shared equally by the
     processes on it (processor sharing): when a process ends, the others speed up.
@@ -670,7 +888,8 @@ def shared_left(
     Per GPU (a host and its ``gpu``) with ``m`` processes now (every distinct claiming pid of the host counts,
     on the first GPU its claims record; one with a run of unknown projection as never ending), a process
     with projected ``L`` seconds left has ``w = L / m`` seconds of the GPU's whole throughput left, and while
-    ``a`` processes occupy the GPU each gets ``1 / a`` of it. Every run of a process gets its process's time
+    ``a`` processes occupy the GPU each gets ``1 / a`` of it (its pace taken as measured at ``m``; ``history``
+    below: at the count it was measured at). Every run of a process gets its process's time
     (the latest of its runs). The ends are simulated in time order over all GPUs:
 
     * ``queues`` (run directory -> number of its cells no process has started, :func:`queued`): when a
@@ -681,12 +900,34 @@ def shared_left(
     * ``stopped`` (``(host, pid)``): processes that :func:`stop_runs` has just signalled; their share was in
       the measured paces, and they leave now without taking a queued cell (a stopped worker exits);
     * ``saturation`` (method -> number of processes; default :data:`SATURATION`): a process of such a method
-      stops speeding up once its GPU holds that many processes or fewer (its pace relative to now is
-      ``m_now / max(m, s)``, never below 1; of a process with runs of several methods, the largest ``s``).
-      Processor sharing is right for LoRA-type processes and wrong for AdaLoRA and GeoLoRA, whose pace stops
-      rising well before they have the GPU to themselves (:data:`SATURATION` says what was measured). The
-      share a saturated process leaves unused is not given to the others (they keep ``m_now / m``), so their
-      projections err long, on the safe side.
+      stops speeding up once its GPU holds that many processes or fewer (of a process with runs of several
+      methods, the largest ``s``; ``s = 0`` for the others). Processor sharing is right for LoRA-type
+      processes and wrong for AdaLoRA and GeoLoRA, whose pace stops rising well before they have the GPU to
+      themselves (:data:`SATURATION` says what was measured). The share a saturated process leaves unused is
+      not given to the others, so their projections err long, on the safe side;
+    * ``history`` (:func:`gpu_history`; ``(host, gpu)`` -> the :class:`Span` of each process that ran on
+      that GPU and has ended, seconds relative to now): the count at which each process's present pace was
+      measured. A process's pace at ``m`` processes is taken as ``C / max(m, s)``; its linear projection
+      (``left_s``) extrapolates its average pace over its training so far (``[t0, now]``, ``T = now - t0``,
+      ``t0`` its first optimiser step or, without one, its claim: ``elapsed_s - startup_s`` seconds ago),
+      which is ``C / H`` with the harmonic mean ``H = T / integral_{t0}^{now} dt / max(m(t), s)``; at
+      ``m`` processes it then runs ``r = H / max(m, s)`` times its projected pace. ``m(t)`` counts the
+      live processes of that GPU (``rows`` and ``beside``, each from the earliest ``t0`` of its runs) and
+      the spans of ``history[gpu]``, one count per pid however its spans overlap (a worker that ended one
+      run and went on to the next is one process). ``r`` is not floored at 1: a process whose GPU got more
+      crowded since it started (a wave launched beside it) has ``H < m_now`` and is projected to run slower
+      than its average until the GPU empties again, which is what processor sharing says. Of a process
+      with several runs, ``T`` is that of the run with the longest projection (the one its end is); a
+      process with no training yet (``T = 0``) takes the present count. A GPU
+      absent from ``history`` (and every GPU when it is None) takes the present count for every process,
+      ``H = max(m_now, s)``: ``r = max(m_now, s) / max(m, s)``, the same as ``max(1, m_now / max(m, s))``
+      for every ``m <= m_now`` (the simulation's counts never rise). Why: on 2026-12-02 (one H200, MPS), a
+      triage of an MRPC AdaLoRA wave 64 s after a QNLI wave beside it began to end took the present pace as
+      measured among the 7 processes left, foresaw no speed-up (7 <= 8) and projected 688-690 s for its
+      five cells, whose paces were measured among 12 for 572 of their 636 s; they ended 362-374 s later. With the
+      history the projection is 465-466 s (the rest of the error is :data:`SATURATION`'s; replayed in
+      tests/unit/validation/finetune/test_triage.py). Not seen: processes that never wrote a log of their
+      own in the directories read, and the loading time before a process's first step (it is not counted).
 
     The ``--by shared`` pick uses it (:func:`past_deadline` with ``by="shared"``); the default pick
     (``--by linear``) uses ``left_s`` and only shows this. ``beside``: the runs of other run
@@ -701,9 +942,7 @@ def shared_left(
     dict
         ``{name: seconds}``, None for the runs without a projection (and for the ``stopped`` ones' runs: 0).
     """
-    procs: dict[tuple[str, int], list[Running]] = {}
-    for r in [*rows, *beside]:
-        procs.setdefault((r.host, r.pid), []).append(r)
+    procs = _processes(rows, beside)
     mine = {id(r) for r in rows}
     out: dict[str, float | None] = {r.name: None for r in rows}
     queue = {Path(k).resolve(): int(v) for k, v in (queues or {}).items() if int(v) > 0}
@@ -715,12 +954,13 @@ def shared_left(
             raise ConfigError(
                 f"saturation of {method!r} must be a finite number of processes >= 1, got {n!r}"
             )
+    sat_of = {key: _saturation(runs, saturation) for key, runs in procs.items()}
+    measured = _measured_counts(procs, history or {}, sat_of)
     # per process: [seconds left at its present pace, its GPU, its runs, its directory, whether it takes a
-    # queued cell, its saturation (0: none)]
+    # queued cell, its saturation (0: none), the count its present pace was measured at (None: now's)]
     active: list[list[Any]] = []
     for (host, pid), runs in procs.items():
-        # one process, one GPU: its first recorded GPU (a claim written without one does not split it)
-        gpu = next((x.gpu for x in runs if x.gpu is not None), None)
+        gpu = _gpu(runs)
         slots[(host, gpu)] = slots.get((host, gpu), 0) + 1
         # a projection that is not a finite number counts as unknown; a negative one (clocks) as 0
         lefts = [
@@ -731,14 +971,19 @@ def shared_left(
         if (host, pid) in leaving:
             left = 0.0
         if left is not None:
-            sat = max((float(saturation.get(_group(x.name)[1], 0.0)) for x in runs), default=0.0)
-            active.append([left, (host, gpu), runs, run_dir_of(runs[0]), (host, pid) not in leaving, sat])
-    start = dict(slots)  # each GPU's process count now, against which the present paces were measured
+            sat = sat_of[(host, pid)]
+            where = run_dir_of(runs[0])
+            active.append(
+                [left, (host, gpu), runs, where, (host, pid) not in leaving, sat, measured.get((host, pid))]
+            )
+    start = dict(slots)  # each GPU's process count now
+    for p in active:
+        if p[6] is None:  # no history: the present pace was measured at the present count
+            p[6] = max(start[p[1]], p[5])
     now = 0.0
     while active:
-        # each process's pace relative to its present one: its GPU's share grows as m_now / m, for a saturating
-        # method only down to its saturation count (and never below its present pace)
-        rates = [max(1.0, start[p[1]] / max(slots[p[1]], p[5])) for p in active]
+        # each process's pace relative to its projected one: H / max(m, s) (see the docstring)
+        rates = [p[6] / max(slots[p[1]], p[5]) for p in active]
         dt = min(p[0] / r for p, r in zip(active, rates, strict=True))
         for p, r in zip(active, rates, strict=True):
             p[0] -= r * dt
@@ -746,7 +991,7 @@ def shared_left(
         eps = 1e-9 * (1.0 + abs(now))
         ended = [p for p in active if p[0] <= eps]
         active = [p for p in active if p[0] > eps]
-        for _, gpu, runs, where, refills, _sat in sorted(ended, key=lambda p: (str(p[1]), str(p[3]))):
+        for _, gpu, runs, where, refills, _sat, _h in sorted(ended, key=lambda p: (str(p[1]), str(p[3]))):
             if refills and queue.get(where, 0) > 0:
                 queue[where] -= 1  # its worker claims a queued cell: the slot stays occupied
             else:
@@ -835,6 +1080,27 @@ def _queued_or_note(run_dir: str | Path) -> list[str]:
         return []
 
 
+def _history_or_note(
+    rows: Sequence[Running], beside: Sequence[Running], run_dirs: Sequence[str | Path], now: float
+) -> History | None:
+    """:func:`gpu_history` with a line on what it found, or None with a note on stderr when it cannot be read
+    (informational: it must never keep ``--apply`` from stopping what is past the deadline)."""
+    try:
+        history = gpu_history(rows, beside, run_dirs, now)
+    except Exception as exc:  # noqa: BLE001 - informational only
+        print(f"note: the GPUs' process history left out: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
+    if history:
+        ended = sum(len(v) for v in history.values())
+        print(
+            f"'shared' column: each pace taken at the process count it was measured at (its average since its "
+            f"first step, {ended} ended process span(s) read from the logs)"
+        )
+    else:
+        print("'shared' column: processes on several GPUs or hosts: each pace taken at the present count")
+    return history
+
+
 def _seconds(x: float | None) -> str:
     return "?" if x is None else f"{x:.0f}s"
 
@@ -848,16 +1114,19 @@ def format_table(
     by: str = "linear",
     stop_unknown: bool = False,
     said: Mapping[str, str] | None = None,
+    history: History | None = None,
 ) -> str:
     """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
     left, the processor-sharing projection (AdaLoRA and GeoLoRA saturating, :data:`SATURATION`;
-    :func:`shared_left` with the runs ``beside`` and the ``queues``
-    of each directory, before any stop), verdict by the pick ``by`` (:func:`verdicts`; its header says
+    :func:`shared_left` with the runs ``beside``, the ``queues`` of each directory and the ``history``,
+    before any stop), verdict by the pick ``by`` (:func:`verdicts`; its header says
     ``verdict (shared pick)`` for the ``shared`` pick; ``said``: those verdicts when already made) and a
     note."""
-    shared = shared_left(rows, beside, queues)
+    shared = shared_left(rows, beside, queues, history=history)
     if said is None:
-        said = verdicts(rows, deadline_s, by=by, stop_unknown=stop_unknown, beside=beside, queues=queues)
+        said = verdicts(
+            rows, deadline_s, by=by, stop_unknown=stop_unknown, beside=beside, queues=queues, history=history
+        )
     last = "verdict" if by == "linear" else f"verdict ({by} pick)"
     header = ("name", "gpu", "elapsed", "startup", "epoch/planned", "left", "shared", last)
     body = [
@@ -1020,7 +1289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError:
             raise ConfigError(f"--deadline must be a number of seconds, got {a.deadline!r}") from None
         deadline = _check_deadline(seconds)
-        rows = running(a.run_dir)
+        now = time.time()
+        rows = running(a.run_dir, now=now)
         waiting = _queued_or_note(a.run_dir) if rows else []
         queues: dict[str | Path, int] = {a.run_dir: len(waiting)}
         beside: list[Running] = []
@@ -1029,7 +1299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if Path(d).resolve() == Path(a.run_dir).resolve():
                 continue
             try:
-                theirs = running(d)
+                theirs = running(d, now=now)
             except Exception as exc:  # noqa: BLE001 - informational only: never keep --apply from running
                 print(f"note: --beside {d} left out: {type(exc).__name__}: {exc}", file=sys.stderr)
                 continue
@@ -1057,10 +1327,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         else:
             print("pick by the 'linear' projection (left): every run past the deadline")
-        picked, said = _decide(rows, deadline, a.by, a.stop_unknown, beside, queues)
+        history = _history_or_note(rows, beside, [a.run_dir, *a.beside], now) if rows else None
+        picked, said = _decide(rows, deadline, a.by, a.stop_unknown, beside, queues, history)
         if rows:
             print(
-                format_table(rows, deadline, beside, queues, by=a.by, stop_unknown=a.stop_unknown, said=said)
+                format_table(
+                    rows,
+                    deadline,
+                    beside,
+                    queues,
+                    by=a.by,
+                    stop_unknown=a.stop_unknown,
+                    said=said,
+                    history=history,
+                )
             )
         for r in picked:
             if r.kind == "cell" and said[r.name] == "fits":
@@ -1083,7 +1363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # the stopped processes leave now (their share was in the measured paces) without taking a
                 # queued cell; the holds just written may have emptied part of the queue
                 queues[a.run_dir] = len(_queued_or_note(a.run_dir))
-                ends = shared_left(rows, beside, queues, stopped=gone)
+                ends = shared_left(rows, beside, queues, stopped=gone, history=history)
                 after = [x for x in (ends[r.name] for r in rest) if x is not None]
                 if after:
                     print(
@@ -1094,7 +1374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"past the deadline (--apply stops them): {' '.join(r.name for r in picked)}")
             if a.by == "shared":
                 gone = {(r.host, r.pid) for r in picked}
-                ends = shared_left(rows, beside, queues, stopped=gone)
+                ends = shared_left(rows, beside, queues, stopped=gone, history=history)
                 after = [
                     x for x in (ends[r.name] for r in rows if (r.host, r.pid) not in gone) if x is not None
                 ]
@@ -1117,6 +1397,8 @@ __all__ = [
     "PICKS",
     "Running",
     "format_table",
+    "gpu_history",
+    "History",
     "main",
     "missing_data",
     "past_deadline",
@@ -1125,6 +1407,7 @@ __all__ = [
     "run_dir_of",
     "running",
     "shared_left",
+    "Span",
     "SATURATION",
     "stop_runs",
     "verdict",

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,7 +28,9 @@ from validation.finetune.runner import cell_path, failure_path, get_profile, ste
 from validation.finetune.triage import (
     SATURATION,
     Running,
+    Span,
     format_table,
+    gpu_history,
     main,
     missing_data,
     past_deadline,
@@ -1075,6 +1078,303 @@ def test_the_shared_projection_matches_small_steps_of_processor_sharing() -> Non
                 assert got[row.name] is None
             else:
                 assert got[row.name] == pytest.approx(want[i], abs=0.006), (procs, queues, i)
+
+
+# ------------------------------------------------------------------------------------------ count history
+def _at(row: Running, elapsed: float, startup: float | None = None) -> Running:
+    """``row`` claimed ``elapsed`` seconds ago, its first optimiser step ``startup`` seconds after the claim."""
+    return replace(row, elapsed_s=elapsed, startup_s=startup)
+
+
+def test_without_history_or_with_a_flat_one_the_shared_projection_is_unchanged() -> None:
+    """No history (None, {}, or a GPU missing from it) is exactly the present-count model; a history in
+    which every process has run since the same moment and nothing ended (each count flat at now's) gives
+    ``H = max(m_now, s)``, the same ends: 40 random set-ups (1-6 processes on 1-2 GPUs, AdaLoRA saturating
+    at 8, above the GPU's count, and at 2, mostly below it; two directories with queued cells, unknown and stopped processes,
+    spans that ended before every process's first step)."""
+    rng = np.random.default_rng(20261202)
+    for _ in range(40):
+        n = int(rng.integers(1, 7))
+        rows = []
+        for i in range(n):
+            left = None if rng.random() < 0.15 else float(np.round(rng.uniform(0.5, 20.0), 2))
+            method = "adalora" if rng.random() < 0.5 else "lora"
+            where = f"/r/{'ab'[int(rng.integers(0, 2))]}"
+            row = _row(f"t__{method}__seed{i}", left, pid=i + 1, gpu=str(rng.integers(0, 2)))
+            startup = float(rng.choice([0.0, 100.0]))  # claims of different ages, one first step 400 s ago
+            rows.append(_at(_in(where, row), elapsed=400.0 + startup, startup=startup))
+        queues = {"/r/a": int(rng.integers(0, 3)), "/r/b": int(rng.integers(0, 3))}
+        stopped = {("h", r.pid) for r in rows if rng.random() < 0.15}
+        for small in (2.0, 8.0):
+            sat = {"adalora": small}
+            want = shared_left(rows, queues=queues, stopped=stopped, saturation=sat)
+            for nothing in ({}, {("h", "7"): [Span(99, -300.0, -10.0)]}):
+                assert (
+                    shared_left(rows, queues=queues, stopped=stopped, saturation=sat, history=nothing) == want
+                )
+            old = [Span(99, -900.0, -450.0), Span(98, -2000.0, -400.0)]  # over before any first step
+            flat = {("h", "0"): old, ("h", "1"): []}
+            got = shared_left(rows, queues=queues, stopped=stopped, saturation=sat, history=flat)
+            assert {k for k, v in got.items() if v is None} == {k for k, v in want.items() if v is None}
+            for name, end in want.items():
+                if end is not None:
+                    assert got[name] == pytest.approx(end, rel=1e-12, abs=1e-9), (rows, queues, stopped, name)
+
+
+def test_the_history_back_test_of_the_mrpc_wave_of_2026_12_02() -> None:
+    """Two triages of an MRPC AdaLoRA r = 2 wave M (5 cells + its selection run, one H200, MPS) beside a
+    QNLI ``gelora_reversed`` wave Q (5 cells + selection run), replayed with the times of the session
+    (unix seconds; M's and Q's first optimiser steps, Q's ends) and the printed linear projections (per
+    seed within the printed ranges, in the order of the measured ends; Q's at the first triage were not
+    printed and are set to its measured ends: shifting them by 30 s moves M's projection by about 10 s).
+
+    * 14:45:59 (12 processes since 14:39:3x, nothing ended): the printed shared column 730-734 s for M's
+      cells is replayed as 730-735 s; they ended 616-628 s later. M's whole span was at 12 processes, so
+      the history leaves M's measured count at 12 (only Q's, 6 then 12 processes, falls to 10.7: Q is
+      projected later) and M's projection moves to 740-744 s: 112-125 s long, an error the history does
+      not touch: at 8 processes :data:`SATURATION` allows 12 / 8 = 1.5x where M ran 4.87 against 2.5-2.7
+      steps/s, 1.8-1.95x.
+    * 14:50:13 (64 s after Q's selection run ended, Q's cells ending: 7 processes): printed 688-690 s
+      (no speed-up foreseen, 7 <= 8), replayed 688-690 s; ended 362-374 s later (316-327 s long). With
+      the history (M's pace measured at H = 11.85 processes) 465-466 s: 92-103 s long.
+
+    Tolerances from the data: the new projection must err long (SATURATION 8 is above this wave's knee)
+    by no more than the first triage's error, which is the saturation's, plus the 12-s spread of the
+    cells' ends: 0 to 130 s. With a saturation of 6 (where this wave's paces put the knee) the cells come
+    within 30 s at both triages (a 4 % spread of the measured paces over about 700 s). At the second
+    triage a 600-s deadline no longer stops M's cells (before: all five). An in-sample check of one
+    session (and the knee of 6 is read from the same wave), kept so that a change of the model shows its
+    effect."""
+    t0_q = 1796222322.8  # 14:38:42.8 UTC, Q's first optimiser step (all six)
+
+    def at(hms: str) -> float:
+        h, m, s = (float(x) for x in hms.split(":"))
+        return t0_q + (h - 14) * 3600 + (m - 38) * 60 + (s - 42.8)
+
+    m = "mrpc__adalora"
+    order = [f"{m}__seed{k}" for k in (2, 4, 0, 3, 1)]  # in the order they ended
+    t0_m = dict(zip([m, *order], (376.2, 376.7, 377.2, 377.6, 378.1, 378.6), strict=True))
+    ended_at = dict(
+        zip(
+            [m, *order], ("14:55:20", "14:56:15", "14:56:20", "14:56:21", "14:56:25", "14:56:27"), strict=True
+        )
+    )
+    q = "qnli__gelora_reversed"
+    q_end = {q: "14:49:09"} | {
+        f"{q}__seed{k}": e for k, e in enumerate(("14:50:13", "14:50:04", "14:50:09", "14:50:09", "14:50:15"))
+    }
+    q_pid = {name: 101 + i for i, name in enumerate(q_end)}
+
+    def row(name: str, pid: int, where: str, now: float, t0: float, startup: float, left: float) -> Running:
+        kind = "selection" if name.count("__") == 1 else "cell"
+        r = _in(where, replace(_row(name, left, pid=pid, gpu="0"), kind=kind))
+        return _at(r, elapsed=now - t0 + startup, startup=startup)
+
+    def triage(hms: str, m_left: Sequence[float], q_live: Sequence[str]) -> dict[str, Any]:
+        """The replayed triage: M's rows, Q's live rows beside, the history (Q's runs ended before it; seed0
+        within the triage's second: half a second before) and M's measured ends (seconds after it)."""
+        now = at(hms)
+        mine = [
+            row(n, 1 + i, "/r/m", now, 1796222000.0 + t0_m[n], 1.5, v)
+            for i, (n, v) in enumerate(zip([m, *order], m_left, strict=True))
+        ]
+        theirs = [row(n, q_pid[n], "/r/q", now, t0_q, 13.5, at(q_end[n]) - now) for n in q_live]
+        ended = [
+            Span(q_pid[n], t0_q - now, min(at(e), now - 0.5) - now)
+            for n, e in q_end.items()
+            if n not in q_live
+        ]
+        return {
+            "rows": mine,
+            "beside": theirs,
+            "history": {("h", "0"): ended},
+            "measured": {n: at(ended_at[n]) - now for n in [m, *order]},
+        }
+
+    first = triage("14:45:59", (821, 978, 980, 982, 984, 985), list(q_end))
+    second = triage("14:50:13", (550, 688, 688, 689, 690, 690), [f"{q}__seed4"])
+    for case, printed in ((first, (730, 734)), (second, (688, 690))):
+        mine, theirs, history, measured = case["rows"], case["beside"], case["history"], case["measured"]
+        old = shared_left(mine, theirs)
+        new = shared_left(mine, theirs, history=history)
+        knee = shared_left(mine, theirs, history=history, saturation={"adalora": 6.0})
+        for name in order:
+            assert printed[0] - 1 <= (old[name] or 0.0) <= printed[1] + 1  # the replay is the printed triage
+            assert 0 <= (new[name] or 0.0) - measured[name] <= 130, (name, new[name], measured[name])
+            assert abs((knee[name] or 0.0) - measured[name]) <= 30, (name, knee[name], measured[name])
+        case["old"], case["new"] = old, new
+    for name in order:
+        assert second["old"][name] - second["measured"][name] > 300  # the flaw: 316-327 s long
+        assert second["new"][name] == pytest.approx(465.5, abs=1.5)
+        assert first["new"][name] == pytest.approx(first["old"][name] + 10, abs=2)  # Q's count rose
+    mine, theirs, history = second["rows"], second["beside"], second["history"]
+    assert {r.name for r in past_deadline(mine, 600, by="shared", beside=theirs)} == set(order)
+    assert past_deadline(mine, 600, by="shared", beside=theirs, history=history) == []
+    assert verdicts(mine, 600, by="shared", beside=theirs, history=history) == {r.name: "fits" for r in mine}
+
+
+def test_a_process_whose_gpu_got_more_crowded_runs_slower_than_its_average() -> None:
+    """A process alone on its GPU from 1000 s ago, three more since 500 s ago (a wave launched beside it):
+    its pace was measured at H = 1000 / (500 / 1 + 500 / 4) = 1.6 processes, so among 4 it runs at
+    1.6 / 4 = 0.4 of its projected pace (no floor at 1). 400 s left at that pace: the three (300 s left at
+    their own, measured among 4) end at 300 s, by when it has done 120 s of its 400; alone, it then runs
+    1.6 times its projected pace: 280 / 1.6 = 175 s, ending at 475 s (325 s by the present count, which
+    foresees 4x once alone). Beside three that never end it ends at 400 / 0.4 = 1000 s (400 s)."""
+    early = _at(_row("a__lora__seed0", 400.0, pid=1, gpu="0"), elapsed=1000.0)
+    wave = [
+        _at(_row(f"b__lora__seed{k}", 300.0, pid=2 + k, gpu="0"), elapsed=510.0, startup=10.0)
+        for k in range(3)
+    ]
+    history = {("h", "0"): []}
+    assert shared_left([early], wave)["a__lora__seed0"] == pytest.approx(325.0)
+    assert shared_left([early], wave, history=history)["a__lora__seed0"] == pytest.approx(475.0)
+    assert shared_left(wave, [early], history=history) == pytest.approx({r.name: 300.0 for r in wave})
+    stuck = [replace(r, left_s=None) for r in wave]
+    assert shared_left([early], stuck)["a__lora__seed0"] == pytest.approx(400.0)
+    assert shared_left([early], stuck, history=history)["a__lora__seed0"] == pytest.approx(1000.0)
+    # saturating at 8, the count never left the flat part: the present pace throughout
+    sat = {"lora": 8.0}
+    assert shared_left([early], stuck, saturation=sat, history=history)["a__lora__seed0"] == pytest.approx(
+        400.0
+    )
+
+
+def test_a_process_counts_once_however_its_spans_overlap() -> None:
+    """One live process (100 s of training, 100 s left) and spans of ended ones: pid 2 twice, overlapping
+    (-100 to -50 and -80 to -20 s: one process from -100 to -20), and the live pid 1 once more before
+    and into its own span (a run it ended, then went on: it is one process). Counts: 2 until -20 s, 1 after:
+    H = 100 / (80 / 2 + 20) = 5 / 3; alone now it runs 5 / 3 of its pace: 60 s."""
+    live = [_at(_row("a__lora__seed0", 100.0, pid=1, gpu="0"), elapsed=100.0)]
+    spans = [Span(2, -100.0, -50.0), Span(2, -80.0, -20.0), Span(1, -150.0, -40.0)]
+    assert shared_left(live, history={("h", "0"): spans})["a__lora__seed0"] == pytest.approx(60.0)
+    # the same spans merged by hand give the same; pid 3 (another process) for the second makes it 3 at once
+    merged = [Span(2, -100.0, -20.0)]
+    assert shared_left(live, history={("h", "0"): merged})["a__lora__seed0"] == pytest.approx(60.0)
+    apart = [Span(2, -100.0, -50.0), Span(3, -80.0, -20.0)]
+    h = 100 / (20 / 2 + 30 / 3 + 30 / 2 + 20)
+    assert shared_left(live, history={("h", "0"): apart})["a__lora__seed0"] == pytest.approx(100 / h)
+
+
+def _mtime(path: Path, at: float) -> None:
+    os.utime(path, (at, at))
+
+
+def _rounded(spans: Sequence[Span]) -> list[tuple[int, float, float]]:
+    """Spans sorted, their times to the marks' hundredth of a second."""
+    return sorted((s.pid, round(s.start_s, 2), round(s.end_s, 2)) for s in spans)
+
+
+def test_the_history_is_read_from_the_logs_of_the_runs_that_ended(tmp_path: Path) -> None:
+    """Live runs (rows) on GPU 0 of host h; their directory's logs and those of a directory whose runs have
+    all ended: each ended run's log gives its last process's span (its first steps line, else its train
+    line, to the log's modification time). Left out: live runs' logs, worker logs, compressed logs, logs
+    without marks or with garbled ones, written after now, or over before every live first step."""
+    run = _run(tmp_path)
+    done = tmp_path / "done"
+    (done / "logs").mkdir(parents=True)
+    live = [
+        _at(_in(str(run), _row("mrpc__lora__seed0", 300.0, pid=11, gpu="0")), elapsed=600.0),
+        _at(_in(str(run), _row("mrpc__lora__seed1", 300.0, pid=12, gpu="0")), elapsed=310.0, startup=10.0),
+        _at(
+            _in(str(run), replace(_row("rte__lora", 200.0, pid=13, gpu="0"), kind="selection")), elapsed=100.0
+        ),
+    ]
+    # live: their logs are not read (one even names a pid no live run has)
+    _log(run, "mrpc__lora__seed0", _trainer("mrpc__lora__seed0", 11, NOW - 600, [0.6]))
+    _log(run, "mrpc__lora__seed1", _trainer("mrpc__lora__seed1", 77, NOW - 300, [0.6]))
+    _log(run, "rte__lora__lr_select", _trainer("rte__lora__lr_select", 78, NOW - 100, [0.6]))
+    # ended: a cell (steps line), the live pid 12's previous cell, a cell whose process then ran its selection
+    # after an earlier attempt of another pid, a selection run in its own log (no steps line: the train line)
+    a = _trainer("mrpc__adalora__seed0", 21, NOW - 500, [0.6, 1.2], finished=True)
+    _log(run, "mrpc__adalora__seed0", [a[0], steps_mark("mrpc__adalora__seed0", 21, NOW - 480), *a[1:]])
+    b = _trainer("mrpc__adalora__seed1", 12, NOW - 900, [0.6])
+    _log(run, "mrpc__adalora__seed1", [b[0], steps_mark("mrpc__adalora__seed1", 12, NOW - 890), *b[1:]])
+    earlier = _trainer("rte__adalora__seed0", 31, NOW - 3000, [0.6])
+    cell = _trainer("rte__adalora__seed0", 32, NOW - 700, [0.6], finished=True)
+    sel = _trainer("rte__adalora__lr_select", 32, NOW - 300, [0.6])
+    _log(
+        run,
+        "rte__adalora__seed0",
+        earlier,
+        [cell[0], steps_mark("rte__adalora__seed0", 32, NOW - 690), *cell[1:]],
+        sel,
+    )
+    _log(run, "mrpc__gelora__lr_select", _trainer("mrpc__gelora__lr_select", 33, NOW - 400, [0.6]))
+    # left out
+    _log(run, "worker-0", _trainer("mrpc__lora__seed0", 41, NOW - 500, [0.6]))
+    _log(run, "rte__lora__seed0", ["[gelora] train rte__lora__seed0 pid 42 at .", _loss(0.6)])  # garbled
+    _log(run, "rte__lora__seed1", [_loss(0.6), _loss(1.2)])  # an older runner: no marks
+    _log(run, "rte__gelora__seed0", _trainer("rte__gelora__seed0", 43, NOW - 300, [0.6]))  # written after now
+    _log(run, "rte__gelora__seed1", _trainer("rte__gelora__seed1", 44, NOW - 9000, [0.6]))  # long over
+    (run / "logs" / "rte__gelora__seed2.log.gz").write_bytes(b"\x1f\x8b")
+    _log(done, "sst2__lora__seed0", _trainer("sst2__lora__seed0", 51, NOW - 400, [0.6]))
+    times = {
+        "mrpc__lora__seed0": NOW,
+        "mrpc__lora__seed1": NOW,
+        "rte__lora__lr_select": NOW,
+        "mrpc__adalora__seed0": NOW - 100,
+        "mrpc__adalora__seed1": NOW - 320,
+        "rte__adalora__seed0": NOW - 50,
+        "mrpc__gelora__lr_select": NOW - 200,
+        "worker-0": NOW - 10,
+        "rte__lora__seed0": NOW - 30,
+        "rte__lora__seed1": NOW - 30,
+        "rte__gelora__seed0": NOW + 100,
+        "rte__gelora__seed1": NOW - 8000,
+    }
+    for name, t in times.items():
+        _mtime(run / "logs" / f"{name}.log", t)
+    _mtime(done / "logs" / "sst2__lora__seed0.log", NOW - 60)
+
+    want = [
+        Span(21, -480.0, -100.0),
+        Span(12, -890.0, -320.0),
+        Span(32, -690.0, -50.0),
+        Span(33, -400.0, -200.0),
+    ]
+    got = gpu_history(live, now=NOW)
+    assert list(got) == [("h", "0")]
+    assert _rounded(got[("h", "0")]) == _rounded(want)
+    with_done = gpu_history(live[:1], live[1:], run_dirs=[done, run], now=NOW)
+    assert _rounded(with_done[("h", "0")]) == _rounded([*want, Span(51, -400.0, -60.0)])
+    # pid 12's earlier cell (to -320 s) and its live one (from -300 s) count as one process: its spans are
+    # merged, so its count is one from -890 s; the projection through shared_left agrees with merged spans
+    ends = shared_left(live, history=got)
+    one = shared_left(
+        live, history={("h", "0"): [s for s in want if s.pid != 12] + [Span(12, -890.0, -320.0)]}
+    )
+    assert ends == one
+    # a host whose live processes are on two GPUs gets no history (a log does not say which GPU it used)
+    spread = [live[0], replace(live[1], gpu="1"), live[2]]
+    assert gpu_history(spread, now=NOW) == {}
+    assert shared_left(spread, history=gpu_history(spread, now=NOW)) == shared_left(spread)
+    # so does one whose directory's live runs are on two hosts (the logs' host is not known)
+    twofold = [live[0], replace(live[1], host="g")]
+    assert gpu_history(twofold, now=NOW) == {}
+
+
+def test_the_command_takes_the_paces_at_the_counts_they_were_measured_at(
+    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """End to end: one live LoRA cell (15 of 30 epochs in 1000 s since its first step: 1000 s left) that
+    shared its GPU with a cell of a directory beside whose runs have all ended, until 500 s ago: its pace
+    was measured at H = 1000 / (500 / 2 + 500) = 4 / 3 processes; alone now it runs 4 / 3 of it: 750 s."""
+    run = _run(tmp_path)
+    other = tmp_path / "other"
+    write_plan(other, ["mrpc"], ["lora"], [0], PAPER_ONE_RATE)
+    worker = _sleeper(sleepers)
+    now = time.time()
+    name = "mrpc__lora__seed0"
+    _claim(run, name, worker.pid, now - 1001)
+    lines = _trainer(name, worker.pid, now - 1001, _steps(15, 0.6))
+    _log(run, name, [lines[0], steps_mark(name, worker.pid, now - 1000), *lines[1:]])
+    _log(other, name, _trainer(name, 99999, now - 1000, _steps(30, 0.6), finished=True))
+    _mtime(other / "logs" / f"{name}.log", now - 500)
+    rows, out = _columns(capsys, str(run), "--deadline", "5000", "--beside", str(other))
+    left, shared = rows[name]
+    assert left == pytest.approx(1000, abs=3)
+    assert shared == pytest.approx(750, abs=3)
+    assert "1 ended process span(s) read from the logs" in out
 
 
 # ------------------------------------------------------------------------------------------ --by shared
