@@ -17,9 +17,11 @@
 # ones), then $OUT/pace.json and the table on stdout (python3 scripts/gpu/pace_summary.py runs/pace).
 # Measured: reports/gpu/mpnet_h200/pace_vs_procs/.
 # A batch is not started later than DEADLINE - BATCH_S seconds from the start (defaults 300 and 90); each copy
-# is stopped after BATCH_S seconds. The daemon is quit at the end and on exit (also SIGTERM). Exit status: 0,
-# 2 refused (a wave runs on this host: waves.sh's MPS waves run under their own daemon), 3 MPS tools missing,
-# 4 the daemon did not start, 5 an MPS process stayed after quit, 6 no batch ran.
+# gets SIGTERM after BATCH_S seconds and SIGKILL 10 s later (its lines for the methods it finished are kept).
+# On exit (also SIGTERM) the copies still running are killed and the daemon is quit. Exit status: 0, 2 refused
+# (a wave runs on this host: waves.sh's MPS waves run under their own daemon), 3 MPS tools missing, 4 the
+# daemon did not start, 5 an MPS process stayed after quit, 6 no batch ran, 7 the summary failed (no copy
+# printed a step time).
 # For the CPU test: BENCH overrides the bench's command line (MPS_PATTERN, MPS_QUIT_WAIT: mps_lib.sh).
 set -u
 here="$(dirname "${BASH_SOURCE[0]}")"
@@ -41,7 +43,17 @@ OUT="${OUT:-$PWD/out}"
 export CUDA_MPS_LOG_DIRECTORY="$PWD/runs/mps_log"
 P=runs/pace
 rm -rf "$P"; mkdir -p "$P" "$OUT"
-trap '[ "$MPS" = 1 ] && mps_down' EXIT
+# on exit: the copies still running, then the daemon (each copy's `timeout` leads a process group of its own
+# with the bench in it: the group is killed)
+stop_copies() {
+  local p t
+  for p in $(jobs -p); do
+    for t in $(pgrep -P "$p"); do kill -KILL -- "-$t" 2>/dev/null || kill -KILL "$t" 2>/dev/null; done
+    kill -KILL "$p" 2>/dev/null
+  done
+  return 0
+}
+trap 'stop_copies; [ "$MPS" = 1 ] && mps_down' EXIT
 trap 'exit 143' TERM INT
 if [ "$MPS" = 1 ]; then
   mps_down || exit 5
@@ -53,7 +65,7 @@ for n in $PROCS; do
   echo "N=$n at ${SECONDS} s (MPS=$MPS)"
   for i in $(seq 0 $((n - 1))); do
     # shellcheck disable=SC2086  # BENCH is a command line
-    { timeout "$BATCH_S" $BENCH --methods "$METHODS" >"$P/N${n}_$i.jsonl" 2>"$P/N${n}_$i.log"
+    { timeout -k 10 "$BATCH_S" $BENCH --methods "$METHODS" >"$P/N${n}_$i.jsonl" 2>"$P/N${n}_$i.log"
       echo $? >"$P/N${n}_$i.rc"; } &
   done
   wait
@@ -63,6 +75,6 @@ done
 rc=0
 if [ "$MPS" = 1 ]; then mps_down || rc=5; fi
 [ "$ran" -gt 0 ] || { echo "no batch ran" >&2; exit 6; }
-python3 "$here/pace_summary.py" "$P" --out "$OUT/pace.json" --mps "$MPS" || rc=$?
+python3 "$here/pace_summary.py" "$P" --out "$OUT/pace.json" --mps "$MPS" || rc=7
 echo "end ${SECONDS} s"
 exit "$rc"

@@ -4,7 +4,9 @@ Reads ``N<n>_<i>.jsonl`` (one line per method, scripts/adalora_step_bench.py) an
 folder. Per method and N: the median over the N copies of each copy's median step time (ms), the pace of a
 process (steps/s, 1000 / that), the summed pace of the N copies, and the pace relative to one process alone
 (``vs N=1``) beside what processor sharing would give (``1 / N``: the GPU's throughput split equally). A copy
-that exited non-zero or printed no line for the method is counted in ``missing`` and left out.
+that printed no line for a method (it failed, or the batch's timeout stopped it first) is counted in that
+row's ``missing``; the lines a copy printed before it failed or was stopped count (the bench prints each
+method's line when that method is done), and ``stopped`` counts the copies of the N that exited non-zero.
 
 Usage: ``python3 scripts/gpu/pace_summary.py FOLDER [--out pace.json] [--mps 1]``
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import sys
@@ -23,7 +26,8 @@ _NAME = re.compile(r"^N(\d+)_(\d+)\.jsonl$")
 
 
 def read_folder(folder: str | Path) -> dict[tuple[str, int], dict[str, Any]]:
-    """``{(method, N): {"step_ms": [per-copy medians], "missing": int}}`` of a pace_bench.sh folder.
+    """``{(method, N): {"step_ms": [per-copy medians], "missing": int, "stopped": int}}`` of a pace_bench.sh
+    folder (``stopped``: the copies of that N whose ``.rc`` is missing or not 0).
 
     Raises
     ------
@@ -39,37 +43,43 @@ def read_folder(folder: str | Path) -> dict[tuple[str, int], dict[str, Any]]:
         m = _NAME.match(p.name)
         assert m is not None
         copies.setdefault(int(m.group(1)), []).append(p)
-    out: dict[tuple[str, int], dict[str, Any]] = {}
     methods: list[str] = []
-    per_copy: dict[tuple[int, Path], dict[str, float]] = {}
+    per_copy: dict[Path, dict[str, float]] = {}
+    stopped: dict[int, int] = {}
     for n, paths in copies.items():
         for p in paths:
             rc_file = p.with_suffix(".rc")
-            rc = rc_file.read_text().strip() if rc_file.exists() else "?"
+            if not rc_file.exists() or rc_file.read_text().strip() != "0":
+                stopped[n] = stopped.get(n, 0) + 1
             lines: dict[str, float] = {}
-            if rc == "0":
-                for line in p.read_text().splitlines():
-                    try:
-                        rec = json.loads(line)
-                        ms = float(rec["step_ms_median"])
-                    except (ValueError, KeyError, TypeError):
-                        continue
-                    if ms > 0:
-                        lines[str(rec["method"])] = ms
-                        if rec["method"] not in methods:
-                            methods.append(str(rec["method"]))
-            per_copy[(n, p)] = lines
+            for line in p.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                    ms = float(rec["step_ms_median"])
+                    method = str(rec["method"])
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    continue
+                if math.isfinite(ms) and ms > 0:
+                    lines[method] = ms
+                    if method not in methods:
+                        methods.append(method)
+            per_copy[p] = lines
+    out: dict[tuple[str, int], dict[str, Any]] = {}
     for n, paths in copies.items():
         for method in methods:
-            got = [per_copy[(n, p)][method] for p in paths if method in per_copy[(n, p)]]
-            out[(method, n)] = {"step_ms": got, "missing": len(paths) - len(got)}
+            got = [per_copy[p][method] for p in paths if method in per_copy[p]]
+            out[(method, n)] = {
+                "step_ms": got,
+                "missing": len(paths) - len(got),
+                "stopped": stopped.get(n, 0),
+            }
     return out
 
 
 def summarise(data: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per method and N (N ascending): ``step_ms`` (median over copies), ``pace`` (steps/s a
     process), ``total`` (N x pace), ``vs_alone`` (pace / pace at N = 1, None without an N = 1 row),
-    ``sharing`` (1 / N), ``copies`` and ``missing``."""
+    ``sharing`` (1 / N), ``copies``, ``missing`` and ``stopped``."""
     rows = []
     alone = {m: statistics.median(v["step_ms"]) for (m, n), v in data.items() if n == 1 and v["step_ms"]}
     for method, n in sorted(data, key=lambda k: (k[0], k[1])):
@@ -86,6 +96,7 @@ def summarise(data: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any
                     "sharing": 1 / n,
                     "copies": 0,
                     "missing": v["missing"],
+                    "stopped": v["stopped"],
                 }
             )
             continue
@@ -102,12 +113,14 @@ def summarise(data: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any
                 "sharing": 1 / n,
                 "copies": len(v["step_ms"]),
                 "missing": v["missing"],
+                "stopped": v["stopped"],
             }
         )
     return rows
 
 
 def _f(x: float | None, fmt: str) -> str:
+    """``x`` formatted, or a dash for None."""
     return "—" if x is None else format(x, fmt)
 
 
@@ -127,6 +140,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print the table of FOLDER (and write ``--out``); 2 without such a folder, 3 when no copy printed a step
+    time."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folder")
     p.add_argument("--out", default=None, help="write the rows as JSON here")

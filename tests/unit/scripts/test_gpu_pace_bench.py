@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -126,24 +128,27 @@ def test_summary_arithmetic_and_failed_copies(tmp_path: Path, summary: ModuleTyp
     _copy(
         tmp_path, 4, 1, [{"method": "a", "step_ms_median": 250.0}, {"method": "b", "step_ms_median": 200.0}]
     )
-    _copy(tmp_path, 4, 2, [{"method": "a", "step_ms_median": 900.0}], rc=124)  # timed out: left out
-    _copy(tmp_path, 4, 3, [{"method": "a", "step_ms_median": 300.0}, "not json"])  # type: ignore[list-item]
+    # stopped by the batch's timeout after its line for "a": that line counts, "b" is missing
+    _copy(tmp_path, 4, 2, [{"method": "a", "step_ms_median": 900.0}], rc=124)
+    _copy(tmp_path, 4, 3, [{"method": "a", "step_ms_median": 300.0}, "not json", {"method": "b"}])  # type: ignore[list-item]
+    _copy(tmp_path, 4, 4, [{"method": "a", "step_ms_median": float("nan")}, [1, 2]])  # type: ignore[list-item]
     rows = {(r["method"], r["n"]): r for r in summary.summarise(summary.read_folder(tmp_path))}
     a4 = rows[("a", 4)]
-    assert a4["step_ms"] == 250.0 and a4["copies"] == 3 and a4["missing"] == 1
-    assert a4["pace"] == pytest.approx(4.0) and a4["total"] == pytest.approx(16.0)
-    assert a4["vs_alone"] == pytest.approx(0.4) and a4["sharing"] == 0.25
+    assert a4["step_ms"] == 275.0 and a4["copies"] == 4 and a4["missing"] == 1 and a4["stopped"] == 1
+    assert a4["pace"] == pytest.approx(1000 / 275) and a4["total"] == pytest.approx(4000 / 275)
+    assert a4["vs_alone"] == pytest.approx(100 / 275) and a4["sharing"] == 0.25
     b4 = rows[("b", 4)]
-    assert b4["copies"] == 2 and b4["missing"] == 2 and b4["vs_alone"] == pytest.approx(0.25)
+    assert b4["copies"] == 2 and b4["missing"] == 3 and b4["vs_alone"] == pytest.approx(0.25)
+    assert rows[("a", 1)]["stopped"] == 0
     text = summary.table(list(rows.values()))
-    assert "| a | 4 | 250.0 | 4.00 | 16.0 | 0.40 | 0.25 | 3 (1 missing) |" in text
+    assert "| a | 4 | 275.0 | 3.64 | 14.5 | 0.36 | 0.25 | 4 (1 missing) |" in text
 
 
 def test_summary_without_alone_row_and_errors(tmp_path: Path, summary: ModuleType) -> None:
     _copy(tmp_path, 2, 0, [{"method": "a", "step_ms_median": 10.0}])
-    _copy(tmp_path, 2, 1, [{"method": "a", "step_ms_median": 30.0}], rc=1)
+    _copy(tmp_path, 2, 1, [], rc=1)
     (row,) = summary.summarise(summary.read_folder(tmp_path))
-    assert row["vs_alone"] is None and row["step_ms"] == 10.0 and row["missing"] == 1
+    assert row["vs_alone"] is None and row["step_ms"] == 10.0 and row["missing"] == 1 and row["stopped"] == 1
     assert "| — |" not in summary.table([row]).splitlines()[2].split("| 2 |")[0]
     with pytest.raises(FileNotFoundError, match="no N<n>_<i>.jsonl"):
         summary.read_folder(tmp_path / "missing")
@@ -154,7 +159,59 @@ def test_summary_refuses_a_folder_where_every_copy_failed(
     tmp_path: Path, summary: ModuleType, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _copy(tmp_path, 1, 0, [], rc=1)
-    _copy(tmp_path, 2, 0, [{"method": "a", "step_ms_median": 10.0}], rc=124)
+    _copy(tmp_path, 2, 0, [{"method": "a", "step_ms_median": -1.0}], rc=124)
     assert summary.main([str(tmp_path), "--out", str(tmp_path / "p.json")]) == 3
     assert "no copy" in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
+
+
+def _bench_alive(tmp_path: Path) -> bool:
+    return subprocess.run(["pgrep", "-f", str(tmp_path / "bench.py")], capture_output=True).returncode == 0
+
+
+def test_a_copy_stopped_by_the_timeout_keeps_its_lines(tmp_path: Path, env: dict[str, str]) -> None:
+    done = _run(tmp_path, env, PROCS="2", BATCH_S="2", STUB_SLEEP="30")  # prints, then outlives the batch
+    assert done.returncode == 0, done.stderr
+    pace = tmp_path / "repo" / "runs" / "pace"
+    assert [(pace / f"N2_{i}.rc").read_text() for i in range(2)] == ["124\n", "124\n"]
+    rows = json.loads((tmp_path / "out" / "pace.json").read_text())["rows"]
+    assert {(r["method"], r["copies"], r["stopped"]) for r in rows} == {
+        ("lora", 2, 2),
+        ("adalora@fast", 2, 2),
+    }
+    assert not _bench_alive(tmp_path)
+
+
+def test_sigterm_stops_the_copies_and_the_daemon(tmp_path: Path, env: dict[str, str]) -> None:
+    proc = subprocess.Popen(
+        ["bash", str(SCRIPT)],
+        cwd=tmp_path / "repo",
+        env={**env, "PROCS": "3", "STUB_SLEEP": "60"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pace = tmp_path / "repo" / "runs" / "pace"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if len([p for p in pace.glob("N3_*.jsonl") if p.stat().st_size > 0]) == 3 and mps_alive(env):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the copies did not start")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 143
+    time.sleep(0.5)
+    assert not _bench_alive(tmp_path)  # no copy outlives the script
+    assert not mps_alive(env)
+
+
+def test_refused_beside_a_running_wave(tmp_path: Path, env: dict[str, str]) -> None:
+    runs = tmp_path / "repo" / "runs"
+    runs.mkdir()
+    (runs / "A.pid").write_text(f"{os.getpid()}\n")  # a live wave: its process lives, no A.rc yet
+    done = _run(tmp_path, env)
+    assert done.returncode == 2
+    assert "a wave runs on this host" in done.stderr
+    assert not (tmp_path / "mps.state.calls").exists()
