@@ -17,7 +17,8 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
   triage`` passes every other directory under ``runs/``); each process's present pace is taken at the
   process count it was measured at, its GPU's count averaged (harmonically) over its training so far, from
   the live processes and the spans of the runs that ended, read from the logs of those directories
-  (:func:`gpu_history`; only on a host whose processes share one GPU: a log does not name its GPU). Before,
+  (:func:`gpu_history`; only on a host with one GPU, ``nvidia-smi -L`` or ``GELORA_TRIAGE_GPUS``: a log does
+  not name its GPU; logs whose marks predate the host's boot, copied or unpacked there, are left out). Before,
   it was taken at the count of now: a triage just after a wave beside ended foresaw no speed-up and came
   316-327 s long on 2026-12-02 (:func:`shared_left`);
 * two picks (``--by``): ``linear`` (the default) stops every run whose linear projection ``left_s`` is past
@@ -77,6 +78,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Collection, Mapping, Sequence
@@ -103,6 +105,8 @@ from validation.finetune.runner import (
 LOG_INTERVAL_SHARE = 1 / 50
 #: bytes read from the end of a log (a run's lines are a few tens of kB)
 LOG_TAIL_BYTES = 1 << 20
+#: seconds a log's modification time may lie after the triage's listing and still count as ended then
+CLOCK_SLACK_S = 5.0
 #: processes of these methods stop speeding up once their GPU holds this many processes or fewer, in
 #: :func:`shared_left` (others: processor sharing to the end). Measured on 2026-12-02 (one H200, MPS,
 #: reports/gpu/paper-mpnet/README.md, "Fifteenth run"): MPNet-base AdaLoRA and GeoLoRA ran 4.5-4.7 steps/s a
@@ -114,9 +118,15 @@ LOG_TAIL_BYTES = 1 << 20
 #: tests/unit/validation/finetune/test_triage.py: an in-sample check of one session). Not measured for
 #: MiniLM-L6; used for both models. LoRA-type processes followed processor sharing within about 20 s. On
 #: 2026-12-02 14:33 UTC (one H200, MPS) an MRPC AdaLoRA r = 2 wave put the knee nearer 5-6: 2.5-2.7 steps/s
-#: a process among 12 processes, 4.87 among 6 (1.8-1.95x, where 8 allows 1.5x), and 5.9 at three a GPU on two
-#: GPUs; its triages, replayed with the count history (:func:`shared_left`'s ``history``), come 92-125 s long
-#: at 8 and within 25 s at 6 (the same test file). Kept at 8: one wave, and the error is on the long side.
+#: a process among 12 processes, 4.87 among 6 (about 1.8-2.0x, where 8 allows 1.5x), and 5.9 at three a GPU
+#: on two GPUs; its triages, replayed with the count history (:func:`shared_left`'s ``history``), put its
+#: cells 92-125 s long at 8 and within 25 s at 6 (its selection run 65-75 s long at 8, 28 s short at 6; the
+#: same test file). Kept at 8: one wave, and the error is on the long side. A step bench of N identical
+#: MPNet-base processes (reports/gpu/mpnet_h200/pace_vs_procs/, one repetition) found AdaLoRA and GeoLoRA
+#: still 1.14-1.24x faster at four than at eight (here: none, the long side) and LoRA as fast alone as
+#: among four (LoRA-type methods have no saturation here: below about four processes a GPU their
+#: projection errs short; with the history, which credits a pace measured among many, that matters at a
+#: wave's last processes; a LoRA-type saturation of 4 is a proposal, not adopted: one bench, one length).
 SATURATION: dict[str, float] = {"adalora": 8.0, "geolora": 8.0}
 
 _MARK, _STEPS = (
@@ -750,7 +760,10 @@ def _measured_counts(
         for key in members:
             spans.setdefault(key[1], []).append((min(_training_start(r) for r in procs[key]), 0.0))
         for span in ended:
-            start, end = float(span.start_s), min(0.0, float(span.end_s))
+            start, end = float(span.start_s), float(span.end_s)
+            if not (math.isfinite(start) and math.isfinite(end)):
+                continue
+            end = min(0.0, end)
             if start < end:
                 spans.setdefault(int(span.pid), []).append((start, end))
         events = [(t, step) for pid in spans for a, b in _union(spans[pid]) for t, step in ((a, 1), (b, -1))]
@@ -760,7 +773,9 @@ def _measured_counts(
                 continue
             since = _training_start(max(known, key=lambda r: r.left_s or 0.0))
             if since < 0.0:
-                out[key] = _harmonic_count(events, since, sat_of[key])
+                h = _harmonic_count(events, since, sat_of[key])
+                if math.isfinite(h) and h >= 1.0:
+                    out[key] = h
     return out
 
 
@@ -774,10 +789,14 @@ def _log_run(stem: str) -> str | None:
     return name if (name != stem) == (parse_run_name(name)[2] is None) else None
 
 
-def _ended_spans(run_dir: Path, live: Collection[str], now: float, since: float) -> list[Span]:
+def _ended_spans(
+    run_dir: Path, live: Collection[str], now: float, since: float, booted: float | None = None
+) -> list[Span]:
     """The processes of ``run_dir``'s logs of runs not in ``live`` that ended after ``since`` (unix times):
     from the first mark of the log's last process (its steps line, else its train line) to the log's
-    modification time."""
+    modification time (one up to :data:`CLOCK_SLACK_S` after ``now`` counts as ending now). A span that
+    starts before ``booted`` (the host's boot) was not run on this host: a log copied or unpacked here, whose
+    modification time is that of the copy; it is left out."""
     out = []
     for path in sorted((run_dir / "logs").glob("*.log")):
         name = _log_run(path.name[: -len(".log")])
@@ -787,7 +806,9 @@ def _ended_spans(run_dir: Path, live: Collection[str], now: float, since: float)
             end = path.stat().st_mtime
         except OSError:
             continue
-        if not since < end <= now:  # long over, or written after now (clocks, or it ended just now)
+        if now < end <= now + CLOCK_SLACK_S:  # it ended while the runs were being listed
+            end = now
+        if not since < end <= now:  # long over, or written well after now (clocks)
             continue
         runs = _trainer_runs(_read_tail(path))
         pid = runs[-1].pid if runs else None
@@ -798,9 +819,38 @@ def _ended_spans(run_dir: Path, live: Collection[str], now: float, since: float)
         while first > 0 and runs[first - 1].pid == pid:
             first -= 1
         start = runs[first].steps_at if runs[first].steps_at is not None else runs[first].at
-        if start is not None and start < end:
+        if start is not None and start < end and (booted is None or start >= booted):
             out.append(Span(pid, start - now, end - now))
     return out
+
+
+def boot_time(stat: str | Path = "/proc/stat") -> float | None:
+    """The host's boot as a unix time (Linux: ``btime`` of ``/proc/stat``); None where it cannot be read."""
+    try:
+        for line in Path(stat).read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def host_gpu_count() -> int | None:
+    """The number of GPUs of this host: ``GELORA_TRIAGE_GPUS`` when set, else the lines of ``nvidia-smi -L``;
+    None where neither gives one (no GPU tools)."""
+    env = os.environ.get("GELORA_TRIAGE_GPUS")
+    if env is not None:
+        try:
+            return int(env)
+        except ValueError:
+            return None
+    try:
+        done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    return sum(1 for line in done.stdout.splitlines() if line.startswith("GPU "))
 
 
 def gpu_history(
@@ -808,6 +858,8 @@ def gpu_history(
     beside: Sequence[Running] = (),
     run_dirs: Sequence[str | Path] = (),
     now: float | None = None,
+    one_gpu_hosts: Collection[str] | None = None,
+    booted: float | None = None,
 ) -> dict[tuple[str, str | None], list[Span]]:
     """The processes that ran on the GPUs of ``rows`` and ``beside`` and have ended, for :func:`shared_left`'s
     ``history``.
@@ -824,7 +876,10 @@ def gpu_history(
     host of its live runs (a directory without live runs: to the one host of all), and only a host whose
     live processes all share one GPU gets an entry (for that GPU, possibly with no span); on a host whose
     processes are spread over several GPUs (or where a directory's host is ambiguous) no history is used
-    and :func:`shared_left` takes the present counts.
+    and :func:`shared_left` takes the present counts. Live processes sharing one GPU do not show that the
+    host has one (on a two-GPU host near a wave's end, the other GPU's processes may all have ended, and
+    their logs would be counted on this GPU): with ``one_gpu_hosts``, only those hosts get an entry (the
+    command passes this host when :func:`host_gpu_count` says 1, else none).
 
     Parameters
     ----------
@@ -834,6 +889,11 @@ def gpu_history(
         More run directories to read.
     now : float, optional
         The unix time the rows were listed at (default: the current time); spans are relative to it.
+    one_gpu_hosts : collection of str, optional
+        The hosts known to have one GPU; None: every host whose live processes share one GPU.
+    booted : float, optional
+        The host's boot (unix time, :func:`boot_time`): spans starting before it are left out (logs copied or
+        unpacked here keep their old marks but get a new modification time).
 
     Returns
     -------
@@ -859,7 +919,7 @@ def gpu_history(
         if not hosts:
             continue
         names = {r.name for r in live if run_dir_of(r) == d}
-        spans = _ended_spans(d, names, now, min(since[h] for h in hosts))
+        spans = _ended_spans(d, names, now, min(since[h] for h in hosts), booted)
         if len(hosts) == 1:
             ended[next(iter(hosts))] += spans
         elif spans:
@@ -867,7 +927,7 @@ def gpu_history(
     return {
         (host, next(iter(on))): ended[host]
         for host, on in gpus.items()
-        if len(on) == 1 and host not in unsure
+        if len(on) == 1 and host not in unsure and (one_gpu_hosts is None or host in one_gpu_hosts)
     }
 
 
@@ -958,7 +1018,11 @@ def shared_left(
                 f"saturation of {method!r} must be a finite number of processes >= 1, got {n!r}"
             )
     sat_of = {key: _saturation(runs, saturation) for key, runs in procs.items()}
-    measured = _measured_counts(procs, history or {}, sat_of)
+    try:
+        measured = _measured_counts(procs, history or {}, sat_of)
+    except Exception as exc:  # noqa: BLE001 - the history must never keep a triage from deciding
+        print(f"note: the GPUs' process history left out: {type(exc).__name__}: {exc}", file=sys.stderr)
+        measured = {}
     # per process: [seconds left at its present pace, its GPU, its runs, its directory, whether it takes a
     # queued cell, its saturation (0: none), the count its present pace was measured at (None: now's)]
     active: list[list[Any]] = []
@@ -1089,7 +1153,8 @@ def _history_or_note(
     """:func:`gpu_history` with a line on what it found, or None with a note on stderr when it cannot be read
     (informational: it must never keep ``--apply`` from stopping what is past the deadline)."""
     try:
-        history = gpu_history(rows, beside, run_dirs, now)
+        one_gpu = {socket.gethostname()} if host_gpu_count() == 1 else set()
+        history = gpu_history(rows, beside, run_dirs, now, one_gpu_hosts=one_gpu, booted=boot_time())
     except Exception as exc:  # noqa: BLE001 - informational only
         print(f"note: the GPUs' process history left out: {type(exc).__name__}: {exc}", file=sys.stderr)
         return None
@@ -1100,7 +1165,10 @@ def _history_or_note(
             f"first step, {ended} ended process span(s) read from the logs)"
         )
     else:
-        print("'shared' column: processes on several GPUs or hosts: each pace taken at the present count")
+        print(
+            "'shared' column: each pace taken at the present count (not a one-GPU host, or processes on "
+            "several GPUs or hosts)"
+        )
     return history
 
 
