@@ -12,9 +12,9 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
   explicit ``--epochs`` replaced those when the plan was written) and a projection of the seconds left;
 * :func:`past_deadline` picks the runs projected to end after a deadline; the table also shows
   :func:`shared_left`, the end each run would have if the GPU's throughput were shared equally and the
-  others sped up as runs end (AdaLoRA and GeoLoRA only until their GPU holds :data:`SATURATION`
-  processes), counting the runs of the directories given with ``--beside`` (``waves.sh
-  triage`` passes every other directory under ``runs/``); each process's present pace is taken at the
+  others sped up as runs end (each method only until its GPU holds :data:`SATURATION` processes: eight
+  for AdaLoRA and GeoLoRA, four for the LoRA-type methods), counting the runs of the directories given with
+  ``--beside`` (``waves.sh triage`` passes every other directory under ``runs/``); each process's present pace is taken at the
   process count it was measured at, its GPU's count averaged (harmonically) over its training so far, from
   the live processes and the spans of the runs that ended, read from the logs of those directories
   (:func:`gpu_history`; only on a host with one GPU, ``nvidia-smi -L`` or ``GELORA_TRIAGE_GPUS``: a log does
@@ -124,10 +124,22 @@ CLOCK_SLACK_S = 5.0
 #: same test file). Kept at 8: one wave, and the error is on the long side. A step bench of N identical
 #: MPNet-base processes (reports/gpu/mpnet_h200/pace_vs_procs/, one repetition) found AdaLoRA and GeoLoRA
 #: still 1.14-1.24x faster at four than at eight (here: none, the long side) and LoRA as fast alone as
-#: among four (LoRA-type methods have no saturation here: below about four processes a GPU their
-#: projection errs short; with the history, which credits a pace measured among many, that matters at a
-#: wave's last processes; a LoRA-type saturation of 4 is a proposal, not adopted: one bench, one length).
-SATURATION: dict[str, float] = {"adalora": 8.0, "geolora": 8.0}
+#: among four (10.5-11.9 steps/s a process at one to four processes, then halved at eight: about 42 steps/s
+#: summed at four and at eight, batch 32 x 128 tokens). So the LoRA-type methods (LoRA, GeLoRA and its two
+#: ablations) stop speeding up at four: without it, below four processes a GPU their projection erred short
+#: (the unsafe side), more so with the history, which credits a pace measured among many. One bench at one
+#: length: with longer steps (more GPU work each, e.g. QNLI's 256 tokens) the knee is lower and 4 errs long;
+#: MiniLM-L6's smaller steps may put it higher (not measured). Full fine-tuning and head only: none (not
+#: measured). The replays of measured triages in the test file (2026-12-01 MiniLM-L6 QNLI, 2026-12-02
+#: MPNet-base) keep within their stated tolerances with these four entries.
+SATURATION: dict[str, float] = {
+    "adalora": 8.0,
+    "geolora": 8.0,
+    "lora": 4.0,
+    "gelora": 4.0,
+    "gelora_permuted": 4.0,
+    "gelora_reversed": 4.0,
+}
 
 _MARK, _STEPS = (
     re.compile(re.escape(m) + r" (\S+) pid (\d+) at ([0-9.]+)") for m in (TRAIN_MARK, STEPS_MARK)
@@ -961,9 +973,9 @@ def shared_left(
       the measured paces, and they leave now without taking a queued cell (a stopped worker exits);
     * ``saturation`` (method -> number of processes; default :data:`SATURATION`): a process of such a method
       stops speeding up once its GPU holds that many processes or fewer (of a process with runs of several
-      methods, the largest ``s``; ``s = 0`` for the others). Processor sharing is right for LoRA-type
-      processes and wrong for AdaLoRA and GeoLoRA, whose pace stops rising well before they have the GPU to
-      themselves (:data:`SATURATION` says what was measured). The share a saturated process leaves unused is
+      methods, the largest ``s``; ``s = 0`` for the others). Processor sharing held for LoRA-type
+      processes down to about four a GPU and not for AdaLoRA and GeoLoRA, whose pace stops rising well before
+      they have the GPU to themselves (:data:`SATURATION` says what was measured). The share a saturated process leaves unused is
       not given to the others, so their projections err long, on the safe side;
     * ``history`` (:func:`gpu_history`; ``(host, gpu)`` -> the :class:`Span` of each process that ran on
       that GPU and has ended, seconds relative to now): the count at which each process's present pace was
@@ -1188,7 +1200,7 @@ def format_table(
     history: History | None = None,
 ) -> str:
     """The triage table: name, gpu, elapsed, startup (left out of the projection), epoch/planned, projected
-    left, the processor-sharing projection (AdaLoRA and GeoLoRA saturating, :data:`SATURATION`;
+    left, the processor-sharing projection (each method saturating at :data:`SATURATION`;
     :func:`shared_left` with the runs ``beside``, the ``queues`` of each directory and the ``history``,
     before any stop), verdict by the pick ``by`` (:func:`verdicts`; its header says
     ``verdict (shared pick)`` for the ``shared`` pick; ``said``: those verdicts when already made) and a
@@ -1279,7 +1291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=PICKS,
         default=None,
         help="the projection that picks: 'linear' (default: each run at its present pace, all past the "
-        "deadline at once) or 'shared' (processor sharing, AdaLoRA and GeoLoRA saturating at SATURATION "
+        "deadline at once) or 'shared' (processor sharing, each method saturating at its SATURATION "
         "processes, iteratively: the latest-ending process until "
         "the rest end by the deadline)",
     )

@@ -328,6 +328,13 @@ def test_planned_epochs_come_from_the_plan() -> None:
 
 
 # ------------------------------------------------------------------------------------------ deadline
+@pytest.fixture
+def plain_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Processor sharing down to one process for LoRA-type methods (SATURATION without them): the tests of
+    the simulation's mechanics on small LoRA examples (their arithmetic in their docstrings)."""
+    monkeypatch.setattr(triage, "SATURATION", {"adalora": 8.0, "geolora": 8.0})
+
+
 def _row(name: str, left: float | None, pid: int = 1, gpu: str | None = None) -> Running:
     return Running(name, "cell", Path("c"), pid, "h", gpu, "t", 10.0, None, 3.0, None, left)
 
@@ -942,7 +949,10 @@ def test_queued_lists_the_planned_cells_nobody_started(
 
 
 def test_the_command_counts_the_queue_and_the_stops(
-    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    sleepers: list[subprocess.Popen[bytes]],
+    capsys: pytest.CaptureFixture[str],
+    plain_sharing: None,
 ) -> None:
     """End to end on one GPU: three running MRPC cells, 27, 3 and 15 of 30 epochs in 1000 s (about 111, 9000
     and 1000 s left). With the plan's fourth cell queued, the first to end takes it: the two shorter runs
@@ -1231,7 +1241,7 @@ def test_the_history_back_test_of_the_mrpc_wave_of_2026_12_02() -> None:
     assert verdicts(mine, 600, by="shared", beside=theirs, history=history) == {r.name: "fits" for r in mine}
 
 
-def test_a_process_whose_gpu_got_more_crowded_runs_slower_than_its_average() -> None:
+def test_a_process_whose_gpu_got_more_crowded_runs_slower_than_its_average(plain_sharing: None) -> None:
     """A process alone on its GPU from 1000 s ago, three more since 500 s ago (a wave launched beside it):
     its pace was measured at H = 1000 / (500 / 1 + 500 / 4) = 1.6 processes, so among 4 it runs at
     1.6 / 4 = 0.4 of its projected pace (no floor at 1). 400 s left at that pace: the three (300 s left at
@@ -1257,7 +1267,7 @@ def test_a_process_whose_gpu_got_more_crowded_runs_slower_than_its_average() -> 
     )
 
 
-def test_a_process_counts_once_however_its_spans_overlap() -> None:
+def test_a_process_counts_once_however_its_spans_overlap(plain_sharing: None) -> None:
     """One live process (100 s of training, 100 s left) and spans of ended ones: pid 2 twice, overlapping
     (-100 to -50 and -80 to -20 s: one process from -100 to -20), and the live pid 1 once more before
     and into its own span (a run it ended, then went on: it is one process). Counts: 2 until -20 s, 1 after:
@@ -1273,7 +1283,7 @@ def test_a_process_counts_once_however_its_spans_overlap() -> None:
     assert shared_left(live, history={("h", "0"): apart})["a__lora__seed0"] == pytest.approx(100 / h)
 
 
-def test_a_process_of_runs_started_at_different_times() -> None:
+def test_a_process_of_runs_started_at_different_times(plain_sharing: None) -> None:
     """One process with two live runs: a cell trained since -200 s (100 s left) and a selection run since
     -100 s (300 s left, the process's end); a process of another pid beside it, ended at -100 s. The
     process counts from its earliest run (-200 s), and its pace is that of the run with the longest
@@ -1461,6 +1471,7 @@ def test_the_command_takes_the_paces_at_the_counts_they_were_measured_at(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     gpus: str | None,
+    plain_sharing: None,
 ) -> None:
     """End to end: one live LoRA cell (15 of 30 epochs in 1000 s since its first step: 1000 s left) that
     shared its GPU with a cell of a directory beside whose runs have all ended, until 500 s ago: its pace
@@ -1558,7 +1569,7 @@ def test_stopping_the_latest_to_end_can_let_the_others_fit() -> None:
         past_deadline(rows, 730, by="both")
 
 
-def test_the_shared_pick_keeps_the_selection_rule_and_stops_a_process_whole() -> None:
+def test_the_shared_pick_keeps_the_selection_rule_and_stops_a_process_whole(plain_sharing: None) -> None:
     """A picked selection run takes its running cells (their processes leave too, so the rest speed up); a
     process running a cell and its one-rate selection is stopped whole, with the selection's other cells;
     unknown projections are kept unless asked (then their processes leave first)."""
@@ -1625,7 +1636,10 @@ def test_the_shared_pick_keeps_the_selection_rule_and_stops_a_process_whole() ->
 
 
 def test_the_command_picks_by_the_shared_projection(
-    tmp_path: Path, sleepers: list[subprocess.Popen[bytes]], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    sleepers: list[subprocess.Popen[bytes]],
+    capsys: pytest.CaptureFixture[str],
+    plain_sharing: None,
 ) -> None:
     """Three MRPC cells on one GPU, 19.8, 12 and 10.8 of 30 epochs in 1000 s: about a = 515, b = 1500 and
     c = 1778 s left at the present pace; shared, a, a + 2 (b - a) / 3 = 1172 and 1264 s. Against 1150 s the
@@ -1685,3 +1699,27 @@ def test_the_pick_is_refused_where_it_would_do_nothing(
 
     assert main([str(tmp_path), "--by", "shared", *other]) == 2
     assert "--by chooses the runs to stop against a --deadline" in capsys.readouterr().err
+
+
+def test_lora_type_processes_stop_speeding_up_at_four() -> None:
+    """The step bench of reports/gpu/mpnet_h200/pace_vs_procs/ (MPNet-base, one H200, MPS): LoRA ran
+    10.5-11.9 steps/s a process from one to four processes and half that at eight, so a LoRA-type process
+    (LoRA, GeLoRA and its ablations) speeds up as processes end only down to four a GPU. Two cells left
+    (100 s and 200 s at their present pace) whose paces were measured among 12 processes (history: 10 other
+    processes ended just now): 12 / 4 = 3x, not 12 / 2 = 6x, while both run; then the longer one alone,
+    still 3x: 100 / 3 s and (200 - 100) / 3 + 100 / 3 = 200 / 3 s. An AdaLoRA cell with them: 12 / 8."""
+    live = [
+        _at(_row("a__lora__seed0", 100.0, pid=1, gpu="0"), elapsed=600.0),
+        _at(_row("a__gelora_reversed__seed0", 200.0, pid=2, gpu="0"), elapsed=600.0),
+    ]
+    ended = [Span(10 + k, -600.0, -1e-6) for k in range(10)]
+    ends = shared_left(live, history={("h", "0"): ended})
+    assert ends["a__lora__seed0"] == pytest.approx(100 / 3, rel=1e-4)
+    assert ends["a__gelora_reversed__seed0"] == pytest.approx(200 / 3, rel=1e-4)
+    assert SATURATION["lora"] == SATURATION["gelora"] == SATURATION["gelora_permuted"] == 4.0
+    assert "full" not in SATURATION and "head_only" not in SATURATION
+    plain = shared_left(live, history={("h", "0"): ended}, saturation={})
+    assert plain["a__lora__seed0"] == pytest.approx(100 / 6, rel=1e-4)
+    ada = [*live, _at(_row("a__adalora__seed0", 300.0, pid=3, gpu="0"), elapsed=600.0)]
+    ends = shared_left(ada, history={("h", "0"): ended[1:]})
+    assert ends["a__adalora__seed0"] == pytest.approx(300 / 1.5, rel=1e-4)
