@@ -14,13 +14,13 @@ makes the pick inside the same device call (``scripts/gpu/waves.sh triage SECOND
   :func:`shared_left`, the end each run would have if the GPU's throughput were shared equally and the
   others sped up as runs end (each method only until its GPU holds :data:`SATURATION` processes: eight
   for AdaLoRA and GeoLoRA, four for the LoRA-type methods), counting the runs of the directories given with
-  ``--beside`` (``waves.sh triage`` passes every other directory under ``runs/``); each process's present pace is taken at the
-  process count it was measured at, its GPU's count averaged (harmonically) over its training so far, from
-  the live processes and the spans of the runs that ended, read from the logs of those directories
-  (:func:`gpu_history`; only on a host with one GPU, ``nvidia-smi -L`` or ``GELORA_TRIAGE_GPUS``: a log does
-  not name its GPU; logs whose marks predate the host's boot, copied or unpacked there, are left out). Before,
-  it was taken at the count of now: a triage just after a wave beside ended foresaw no speed-up and came
-  316-327 s long on 2026-12-02 (:func:`shared_left`);
+  ``--beside`` (``waves.sh triage`` passes every other directory under ``runs/``); each process's present
+  pace is taken at the process count it was measured at, its GPU's count averaged (harmonically) over its
+  training so far, from the live processes and the spans of the runs that ended, read from the logs of those
+  directories (:func:`gpu_history`; only on a host with one GPU, ``nvidia-smi -L`` or
+  ``GELORA_TRIAGE_GPUS``: a log does not name its GPU; logs whose marks predate the host's boot, copied or
+  unpacked there, are left out). Before, it was taken at the count of now: a triage just after a wave beside
+  ended foresaw no speed-up and came 316-327 s long on 2026-12-02 (:func:`shared_left`);
 * two picks (``--by``): ``linear`` (the default) stops every run whose linear projection ``left_s`` is past
   the deadline, all at once; ``shared`` stops, one process at a time, the one whose :func:`shared_left` end
   is the latest (ties: by name), counting those already picked as leaving now, until every run left ends
@@ -128,10 +128,13 @@ CLOCK_SLACK_S = 5.0
 #: summed at four and at eight, batch 32 x 128 tokens). So the LoRA-type methods (LoRA, GeLoRA and its two
 #: ablations) stop speeding up at four: without it, below four processes a GPU their projection erred short
 #: (the unsafe side), more so with the history, which credits a pace measured among many. One bench at one
-#: length: with longer steps (more GPU work each, e.g. QNLI's 256 tokens) the knee is lower and 4 errs long;
-#: MiniLM-L6's smaller steps may put it higher (not measured). Full fine-tuning and head only: none (not
-#: measured). The replays of measured triages in the test file (2026-12-01 MiniLM-L6 QNLI, 2026-12-02
-#: MPNet-base) keep within their stated tolerances with these four entries.
+#: length: with longer steps (more GPU work each, e.g. QNLI's 256 tokens) the knee may be lower, MiniLM-L6's
+#: smaller steps may put it higher (neither measured). Not monotone with the history: a process that ran with
+#: fewer than four processes before its GPU got busier is credited with a slower early pace, so its
+#: projection gets shorter than with plain sharing (test_triage.py); without history a saturation can only
+#: lengthen a projection. Full fine-tuning and head only: none (not measured). None of the replays of
+#: measured triages in the test file goes below four processes a GPU, so they neither test nor contradict
+#: these four entries.
 SATURATION: dict[str, float] = {
     "adalora": 8.0,
     "geolora": 8.0,
@@ -836,22 +839,35 @@ def _ended_spans(
     return out
 
 
-def boot_time(stat: str | Path = "/proc/stat") -> float | None:
-    """The host's boot as a unix time (Linux: ``btime`` of ``/proc/stat``); None where it cannot be read."""
+def boot_time(stat: str | Path = "/proc/stat", init: str | Path | None = "/proc/1/stat") -> float | None:
+    """When this machine (or container) started, as a unix time: the kernel's boot (Linux: ``btime`` of
+    ``/proc/stat``), moved on by the start of process 1 (``init``'s 22nd field, clock ticks after the boot:
+    in a container, the container's start, where ``btime`` is the node's); None where the boot cannot be
+    read (the start of process 1 is then not used either)."""
     try:
-        for line in Path(stat).read_text().splitlines():
-            if line.startswith("btime "):
-                return float(line.split()[1])
-    except (OSError, ValueError, IndexError):
+        booted = next(
+            float(line.split()[1])
+            for line in Path(stat).read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, ValueError, IndexError, StopIteration):
         return None
-    return None
+    if init is None:
+        return booted
+    try:
+        # the fields after the command name, which is in parentheses and may hold spaces
+        fields = Path(init).read_text().rsplit(")", 1)[1].split()
+        return booted + float(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return booted
 
 
 def host_gpu_count() -> int | None:
-    """The number of GPUs of this host: ``GELORA_TRIAGE_GPUS`` when set, else the lines of ``nvidia-smi -L``;
-    None where neither gives one (no GPU tools)."""
-    env = os.environ.get("GELORA_TRIAGE_GPUS")
-    if env is not None:
+    """The number of GPUs of this host: ``GELORA_TRIAGE_GPUS`` when set (not empty), else the ``GPU`` lines of
+    ``nvidia-smi -L``; None where neither gives one (no GPU tools) and where a GPU is split into MIG devices
+    (each of which a worker may be pinned to)."""
+    env = os.environ.get("GELORA_TRIAGE_GPUS", "").strip()
+    if env:
         try:
             return int(env)
         except ValueError:
@@ -860,7 +876,7 @@ def host_gpu_count() -> int | None:
         done = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    if done.returncode != 0:
+    if done.returncode != 0 or any(line.lstrip().startswith("MIG ") for line in done.stdout.splitlines()):
         return None
     return sum(1 for line in done.stdout.splitlines() if line.startswith("GPU "))
 
@@ -879,9 +895,10 @@ def gpu_history(
     Read from the logs (``logs/*.log``, not ``worker-*.log`` nor compressed ones) of the run directories of
     ``rows`` and ``beside`` and of ``run_dirs`` (directories whose runs have all ended: ``--beside``): a log
     of a run that no live process claims gives the span of its last process, from that process's first
-    mark in the log (its steps line, else its train line) to the log's modification time, and the pid of
-    the mark. Logs written after ``now``, before the earliest live process's first step, or whose last run
-    has no readable mark are left out; a log of a live run is not read (the live process counts from its
+    mark in the log (its steps line, else its train line) to the log's modification time (one up to
+    :data:`CLOCK_SLACK_S` after ``now`` counts as ending now), and the pid of the mark. Logs written later
+    than that, before the earliest live process's first step, or whose last run has no readable mark are
+    left out; a log of a live run is not read (the live process counts from its
     own first step; an earlier attempt of that run, stopped and resumed, is not seen).
 
     A log does not say which GPU or host its process used: the spans of a directory are given to the one
@@ -975,8 +992,8 @@ def shared_left(
       stops speeding up once its GPU holds that many processes or fewer (of a process with runs of several
       methods, the largest ``s``; ``s = 0`` for the others). Processor sharing held for LoRA-type
       processes down to about four a GPU and not for AdaLoRA and GeoLoRA, whose pace stops rising well before
-      they have the GPU to themselves (:data:`SATURATION` says what was measured). The share a saturated process leaves unused is
-      not given to the others, so their projections err long, on the safe side;
+      they have the GPU to themselves (:data:`SATURATION` says what was measured). The share a saturated
+      process leaves unused is not given to the others, so their projections err long, on the safe side;
     * ``history`` (:func:`gpu_history`; ``(host, gpu)`` -> the :class:`Span` of each process that ran on
       that GPU and has ended, seconds relative to now): the count at which each process's present pace was
       measured. A process's pace at ``m`` processes is taken as ``C / max(m, s)``; its linear projection
@@ -1165,7 +1182,8 @@ def _history_or_note(
     """:func:`gpu_history` with a line on what it found, or None with a note on stderr when it cannot be read
     (informational: it must never keep ``--apply`` from stopping what is past the deadline)."""
     try:
-        one_gpu = {socket.gethostname()} if host_gpu_count() == 1 else set()
+        gpus = host_gpu_count()
+        one_gpu = {socket.gethostname()} if gpus == 1 else set()
         history = gpu_history(rows, beside, run_dirs, now, one_gpu_hosts=one_gpu, booted=boot_time())
     except Exception as exc:  # noqa: BLE001 - informational only
         print(f"note: the GPUs' process history left out: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -1178,8 +1196,8 @@ def _history_or_note(
         )
     else:
         print(
-            "'shared' column: each pace taken at the present count (not a one-GPU host, or processes on "
-            "several GPUs or hosts)"
+            "'shared' column: each pace taken at the present count (GPUs of this host: "
+            f"{'unknown' if gpus is None else gpus}; history only on one GPU, with every process on it)"
         )
     return history
 

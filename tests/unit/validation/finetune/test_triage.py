@@ -1309,7 +1309,7 @@ def test_a_process_of_runs_started_at_different_times(plain_sharing: None) -> No
 
 
 def test_a_history_that_cannot_be_used_falls_back_to_the_present_counts(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], plain_sharing: None
 ) -> None:
     """Spans that are not finite numbers are left out; an error while counting makes :func:`shared_left`
     take the present counts (with a note), never fail: the triage must still decide."""
@@ -1344,17 +1344,27 @@ def test_logs_copied_here_and_logs_ending_while_listed(tmp_path: Path) -> None:
 
 
 def test_boot_time_and_host_gpu_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    stat = tmp_path / "stat"
+    """The start of this machine or container (the kernel's boot, moved on by process 1's start: in a
+    container that is the container's), and the GPUs (MIG devices: unknown)."""
+    stat, init = tmp_path / "stat", tmp_path / "init"
     stat.write_text("cpu  1 2 3\nbtime 1796000000\nprocesses 5\n")
-    assert triage.boot_time(stat) == 1796000000.0
+    assert triage.boot_time(stat, None) == 1796000000.0
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = ["S"] + ["0"] * 18 + [str(3600 * tick)] + ["0"] * 30  # the 22nd field: 3600 s of ticks
+    init.write_text("1 (my init (x)) " + " ".join(fields) + "\n")
+    assert triage.boot_time(stat, init) == 1796000000.0 + 3600
+    assert triage.boot_time(stat, tmp_path / "no-init") == 1796000000.0
+    init.write_text("1 (init) S 0\n")  # too short: the boot alone
+    assert triage.boot_time(stat, init) == 1796000000.0
     stat.write_text("cpu 1\n")
-    assert triage.boot_time(stat) is None
+    assert triage.boot_time(stat, init) is None
     assert triage.boot_time(tmp_path / "missing") is None
+    assert triage.boot_time() is None or triage.boot_time() <= time.time()  # this machine's
     monkeypatch.setenv("GELORA_TRIAGE_GPUS", "2")
     assert triage.host_gpu_count() == 2
     monkeypatch.setenv("GELORA_TRIAGE_GPUS", "x")
     assert triage.host_gpu_count() is None
-    monkeypatch.delenv("GELORA_TRIAGE_GPUS")
+    monkeypatch.setenv("GELORA_TRIAGE_GPUS", "")  # empty: as unset
     tools = tmp_path / "bin"
     tools.mkdir()
     smi = tools / "nvidia-smi"
@@ -1362,6 +1372,10 @@ def test_boot_time_and_host_gpu_count(tmp_path: Path, monkeypatch: pytest.Monkey
     smi.chmod(0o755)
     monkeypatch.setenv("PATH", str(tools))
     assert triage.host_gpu_count() == 1
+    smi.write_text(
+        "#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: x)'\necho '  MIG 1g.18gb     Device  0: (UUID: y)'\n"
+    )
+    assert triage.host_gpu_count() is None
     monkeypatch.setenv("PATH", str(tmp_path / "none"))
     assert triage.host_gpu_count() is None
 
@@ -1503,7 +1517,8 @@ def test_the_command_takes_the_paces_at_the_counts_they_were_measured_at(
         assert "1 ended process span(s) read from the logs" in out
     else:
         assert shared == pytest.approx(1000, abs=3)
-        assert "each pace taken at the present count (not a one-GPU host" in out
+        said = "unknown" if gpus is None else gpus
+        assert f"each pace taken at the present count (GPUs of this host: {said};" in out
 
 
 # ------------------------------------------------------------------------------------------ --by shared
@@ -1723,3 +1738,21 @@ def test_lora_type_processes_stop_speeding_up_at_four() -> None:
     ada = [*live, _at(_row("a__adalora__seed0", 300.0, pid=3, gpu="0"), elapsed=600.0)]
     ends = shared_left(ada, history={("h", "0"): ended[1:]})
     assert ends["a__adalora__seed0"] == pytest.approx(300 / 1.5, rel=1e-4)
+
+
+def test_with_the_history_a_lora_saturation_can_shorten_a_projection() -> None:
+    """Not monotone: a selection run alone for 900 s (its present pace averaged over 1,800 s of training),
+    then 11 cells launched beside it 900 s ago (12 processes since). Plain sharing credits its first 900 s
+    with twelve times the later pace (H = 1800 / (900 / 1 + 900 / 12) = 1.85): its 1,000 s of present-pace
+    work run at 1.85 / 12 until the cells end (5,000 s: 769 s of it done), the rest alone at 1.85: 5,125 s;
+    with the LoRA-type saturation of 4 the early pace was that of four processes (H = 1800 / (900 / 4 +
+    900 / 12) = 6): 1,000 s at 6 / 12, 2,000 s. Right if the knee is four, short if it is lower."""
+    sel = _at(replace(_row("a__lora", 1000.0, pid=1, gpu="0"), kind="selection"), elapsed=1800.0)
+    cells = [_at(_row(f"a__gelora__seed{k}", 5000.0, pid=10 + k, gpu="0"), elapsed=900.0) for k in range(11)]
+    history: dict[tuple[str, str | None], list[Span]] = {("h", "0"): []}
+    plain = shared_left([sel], cells, history=history, saturation={})["a__lora"]
+    four = shared_left([sel], cells, history=history)["a__lora"]
+    h = 1800 / (900 + 75)
+    assert plain == pytest.approx(5000 + (1000 - 5000 * h / 12) / h, rel=1e-6)
+    assert four == pytest.approx(2000.0, rel=1e-3)
+    assert four < plain
