@@ -115,8 +115,9 @@ CLOCK_SLACK_S = 5.0
 #: that allows 13 / 8 = 1.63x, where processor sharing foresaw 13 / 4 = 3.25x and its projection was 136-156 s
 #: (first triage, 13 processes) and 99-127 s (second, 12) short; with this value the two triages' projections
 #: come 21 s short to 56 s long of the measured ends (replayed in
-#: tests/unit/validation/finetune/test_triage.py: an in-sample check of one session). Not measured for
-#: MiniLM-L6; used for both models. LoRA-type processes followed processor sharing within about 20 s. On
+#: tests/unit/validation/finetune/test_triage.py: an in-sample check of one session). Used for both models;
+#: on MiniLM-L6 only checked on a rough replay of its 2026-12-01 QNLI triage (24 processes; test_triage.py):
+#: it moved the latest projected end of the 21 runs kept from 631 to 664 s, toward the measured 687 s. LoRA-type processes followed processor sharing within about 20 s. On
 #: 2026-12-02 14:33 UTC (one H200, MPS) an MRPC AdaLoRA r = 2 wave put the knee nearer 5-6: 2.5-2.7 steps/s
 #: a process among 12 processes, 4.87 among 6 (about 1.8-2.0x, where 8 allows 1.5x), and 5.9 at three a GPU
 #: on two GPUs; its triages, replayed with the count history (:func:`shared_left`'s ``history``), put its

@@ -1756,3 +1756,28 @@ def test_with_the_history_a_lora_saturation_can_shorten_a_projection() -> None:
     assert plain == pytest.approx(5000 + (1000 - 5000 * h / 12) / h, rel=1e-6)
     assert four == pytest.approx(2000.0, rel=1e-3)
     assert four < plain
+
+
+def test_the_saturation_on_the_minilm_qnli_triage_of_2026_12_01() -> None:
+    """The rows of ``test_the_shared_pick_stops_fewer_runs_than_the_linear_one`` with the wave's methods
+    (reports/gpu/paper-minilm/README.md, "GeoLoRA's first resumes on the GPU": MiniLM-L6 QNLI, one H200, 24
+    processes: 14 ablation runs, 5 AdaLoRA, 5 GeoLoRA; the listing's rows approximated, its selection runs not
+    told apart), the three latest GeoLoRA runs stopped as that triage did. The 21 left ended 369-687 s later
+    (the printed shared column after the stops: 415-647 s; this replay's plain sharing: 480-631 s, so it is
+    rough). With :data:`SATURATION` (set on 2026-12-02 from MPNet-base waves, so independent of this MiniLM-L6
+    one) the latest end moves from 631 to 664 s, toward the measured 687 s: a check of the saturation's
+    direction on MiniLM-L6, not of its value."""
+    methods = ["gelora_permuted"] * 7 + ["gelora_reversed"] * 7 + ["adalora"] * 5 + ["geolora"] * 5
+    lefts = [548.0 + 48.0 * k / 13 for k in range(14)]
+    lefts += [959.0, 980.0, 1000.0, 1030.0, 1053.0, 1054.0, 1064.0, 1167.0, 1170.0, 1172.0]
+    rows = [
+        _row(f"qnli__{m}__seed{k:02d}", left, pid=k + 1, gpu="0")
+        for k, (m, left) in enumerate(zip(methods, lefts, strict=True))
+    ]
+    stopped = {(r.host, r.pid) for r in rows[-3:]}
+    kept = [r.name for r in rows[:-3]]
+    plain = shared_left(rows, stopped=stopped, saturation={})
+    saturated = shared_left(rows, stopped=stopped)
+    assert max(plain[n] or 0.0 for n in kept) == pytest.approx(631, abs=1)
+    assert max(saturated[n] or 0.0 for n in kept) == pytest.approx(664, abs=1)
+    assert min(plain[n] or 0.0 for n in kept) == pytest.approx(min(saturated[n] or 0.0 for n in kept))
