@@ -1407,7 +1407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             queues[d] = len(_queued_or_note(d)) if theirs else 0
             beside += theirs
-            used.append(d)
+            if theirs:  # named in the header only where a run is live (every one is read for the history)
+                used.append(d)
         stamp = datetime.now(timezone.utc).strftime("%H:%M:%S")
         print(f"triage of {a.run_dir} at {stamp} UTC: deadline in {deadline:g} s, {len(rows)} running")
         if beside:

@@ -865,6 +865,11 @@ def test_the_shared_column_counts_the_live_runs_beside(
     speedup = max(1.0, 2.0 / max(1.0, SATURATION.get("adalora", 0.0)))
     assert shared == pytest.approx(111 + (left - 111) / speedup, abs=3)
     assert f"sharing the GPUs (for the 'shared' column): 1 run(s) of {other}" in out
+    # a directory beside without a live run is read (for the history) but not named as sharing the GPUs
+    idle = tmp_path / "idle"
+    write_plan(idle, ["mrpc"], ["lora"], [1], PAPER_ONE_RATE)
+    _, _, out = columns("--beside", str(other), str(idle))
+    assert f"sharing the GPUs (for the 'shared' column): 1 run(s) of {other}\n" in out
 
 
 # ------------------------------------------------------------------------------------------ the queue
