@@ -550,9 +550,7 @@ def _shared_pick(
     history: History | None = None,
 ) -> _SharedPick:
     """:func:`past_deadline`'s ``by="shared"`` pick (see there)."""
-    procs: dict[tuple[str, int], list[Running]] = {}
-    for r in rows:
-        procs.setdefault((r.host, r.pid), []).append(r)
+    procs = _processes(rows, ())
     stopped: set[tuple[str, int]] = set()
     late: set[tuple[str, int]] = set()
 
@@ -938,8 +936,11 @@ def gpu_history(
         gpus.setdefault(host, set()).add(_gpu(runs))
         since[host] = min(since.get(host, math.inf), now + min(_training_start(r) for r in runs))
     hosts_of: dict[Path, set[str]] = {}
+    names_of: dict[Path, set[str]] = {}  # the live runs of each directory: their logs are not read
     for r in live:
-        hosts_of.setdefault(run_dir_of(r), set()).add(r.host)
+        where = run_dir_of(r)
+        hosts_of.setdefault(where, set()).add(r.host)
+        names_of.setdefault(where, set()).add(r.name)
     for d in run_dirs:
         hosts_of.setdefault(Path(d).resolve(), set())
     ended: dict[str, list[Span]] = {host: [] for host in gpus}
@@ -948,8 +949,7 @@ def gpu_history(
         hosts = hosts or set(gpus)
         if not hosts:
             continue
-        names = {r.name for r in live if run_dir_of(r) == d}
-        spans = _ended_spans(d, names, now, min(since[h] for h in hosts), booted)
+        spans = _ended_spans(d, names_of.get(d, set()), now, min(since[h] for h in hosts), booted)
         if len(hosts) == 1:
             ended[next(iter(hosts))] += spans
         elif spans:
