@@ -84,32 +84,16 @@ def summarise(data: dict[tuple[str, int], dict[str, Any]]) -> list[dict[str, Any
     alone = {m: statistics.median(v["step_ms"]) for (m, n), v in data.items() if n == 1 and v["step_ms"]}
     for method, n in sorted(data, key=lambda k: (k[0], k[1])):
         v = data[(method, n)]
-        if not v["step_ms"]:
-            rows.append(
-                {
-                    "method": method,
-                    "n": n,
-                    "step_ms": None,
-                    "pace": None,
-                    "total": None,
-                    "vs_alone": None,
-                    "sharing": 1 / n,
-                    "copies": 0,
-                    "missing": v["missing"],
-                    "stopped": v["stopped"],
-                }
-            )
-            continue
-        ms = statistics.median(v["step_ms"])
-        pace = 1000.0 / ms
+        ms = statistics.median(v["step_ms"]) if v["step_ms"] else None
+        pace = None if ms is None else 1000.0 / ms
         rows.append(
             {
                 "method": method,
                 "n": n,
                 "step_ms": ms,
                 "pace": pace,
-                "total": n * pace,
-                "vs_alone": (alone[method] / ms) if method in alone else None,
+                "total": None if pace is None else n * pace,
+                "vs_alone": alone[method] / ms if ms is not None and method in alone else None,
                 "sharing": 1 / n,
                 "copies": len(v["step_ms"]),
                 "missing": v["missing"],
