@@ -20,7 +20,9 @@
 #                                                   # running without it; every wave launched while
 #                                                   # runs/mps.on exists runs under MPS and its cells record
 #                                                   # environment.cuda_mps (GELORA_CUDA_MPS=1); `wait` quits
-#                                                   # the daemon once no wave runs. The default of the plans
+#                                                   # the daemon once no wave runs (a later launch needs
+#                                                   # MPS=1 again; launch prints whether its wave runs under
+#                                                   # MPS). The default of the plans
 #                                                   # since scripts/gpu/mps_ab.sh showed (2026-12-01) that MPS
 #                                                   # keeps the numbers and gives about 1.25x at 12 processes
 #   bash scripts/gpu/waves.sh busy                  # exit 0 ("busy") while a wave of this host runs, else 1
@@ -128,8 +130,12 @@ launch)
     mps_down && mps_up || exit 4
     date -u +%FT%TZ >runs/mps.on; echo "MPS daemon started (logs: runs/mps_log)"
   fi
-  mps_env=(env -u GELORA_CUDA_MPS); [ -f runs/mps.on ] && mps_env=(env GELORA_CUDA_MPS=1) \
-    && echo "$name runs under MPS (runs/mps.on)"
+  mps_env=(env -u GELORA_CUDA_MPS)
+  if [ -f runs/mps.on ]; then mps_env=(env GELORA_CUDA_MPS=1); echo "$name runs under MPS (runs/mps.on)"
+  # said aloud: `wait` quits the daemon once no wave runs, so a launch after an ended MPS wave needs MPS=1
+  # again (2026-12-02 17:31: a CoLA wave ran without it, unnoticed, and was stopped for time)
+  elif [ -d runs/mps_log ]; then echo "$name runs without MPS (earlier waves of this host ran under it: MPS=1 starts it again)"
+  else echo "$name runs without MPS"; fi
   # a wave of this name still running: its exit status, written later, would end this one's settle and
   # make it read as done (busy, wait)
   if wave_alive "$name"; then

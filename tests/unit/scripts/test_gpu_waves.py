@@ -252,7 +252,8 @@ def test_mps_launch_starts_the_daemon_marks_the_wave_and_wait_quits_it(tmp_path:
     try:
         # a wave without MPS runs: MPS=1 is refused, nothing started; GELORA_CUDA_MPS from the caller does
         # not leak into a wave without MPS
-        assert "launched P" in waves("launch", "P", "--tasks", "rte", GELORA_CUDA_MPS="1", **env).stdout
+        plain = waves("launch", "P", "--tasks", "rte", GELORA_CUDA_MPS="1", **env).stdout
+        assert "launched P" in plain and "P runs without MPS\n" in plain  # no MPS wave ran here before
         refused = waves("launch", "Q", "--tasks", "rte", check=False, MPS="1", **env)
         assert refused.returncode == 2 and "without MPS" in refused.stderr and not mps_alive(env)
         waves("wait", "60", **env)
@@ -272,6 +273,11 @@ def test_mps_launch_starts_the_daemon_marks_the_wave_and_wait_quits_it(tmp_path:
         (runs / "mps.on").write_text("stale\n")
         stale = waves("launch", "C", "--tasks", "rte", **env)
         assert "no MPS daemon runs" in stale.stderr and "C runs under MPS" not in stale.stdout
+        # said aloud after an MPS wave has ended (wait quit the daemon): MPS=1 is needed again
+        assert (
+            "C runs without MPS (earlier waves of this host ran under it: MPS=1 starts it again)"
+            in stale.stdout
+        )
         waves("wait", "60", **env)
         assert seen() == ["mps=\n"] and not (runs / "mps.on").exists()
         # a daemon without a marker (left by a killed mps_ab.sh) is adopted: marked, and quit by wait
