@@ -719,7 +719,39 @@ def _budget_blocks(data: dict[str, Any]) -> list[Block]:
             Table(("task", "method", *(f"r = {r}" for r in ranks)), tuple(rows)),
             *_budget_pair_paras(budgets, shown, main_r),
         ]
-    return out
+    return out + _budget_familywise(groups)
+
+
+def _budget_familywise(groups: dict[Any, list[dict[str, Any]]]) -> list[Block]:
+    """The supplementary pairs (every GeLoRA pair at a budget rank other than C4's, all models together) read
+    family-wise: each is tested at 95 % on its own above, so a few of many would read decided by chance."""
+    from validation.finetune.verdicts import familywise
+    from validation.report.claims import _name, _task
+
+    pairs = [
+        (f"{_task(t)}, GeLoRA − {_name(m)} at r = {b['lora_r']} on {model}", m, pd)
+        for model, budgets in groups.items()
+        for b in budgets
+        if b["lora_r"] != b.get("c4_lora_r")
+        for t, by in sorted((b.get("pairs") or {}).items())
+        for m, pd in sorted(by.items())
+        if pd.get("verdict") in ("better", "worse", "tie")
+    ]
+    tested, kept = familywise(pairs)
+    if not tested:
+        return []
+    held = (
+        "; ".join(f"{label} ({pd['verdict']})" for label, _, pd in kept)
+        + (" stays decided" if len(kept) == 1 else " stay decided")
+        if kept
+        else "none stays decided"
+    )
+    return [
+        Para(
+            "Read family-wise (Holm's step-down, 5 % family-wise error, over the GeLoRA pairs at a rank other "
+            f"than C4's that carry a p-value: {len(tested)}, every model together): {held}."
+        )
+    ]
 
 
 def _budget_pair_paras(budgets: list[dict[str, Any]], shown: set[str], main_r: Any) -> list[Block]:

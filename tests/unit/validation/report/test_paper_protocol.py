@@ -255,6 +255,13 @@ def test_a_further_models_second_budget_has_its_own_table(f, tmp_path, gridfix):
     assert "full" not in data["paper_budgets"][0]["pairs"]["sst2"]  # no adapter budget, no pair
     line = next(p for p in md.split("\n\n") if p.startswith("GeLoRA against each baseline at every budget"))
     assert "SST-2, GeLoRA − LoRA: r = 2: -0.3967 [" in line and "worse (n = 3); r = 8 (C4): +0.1033 [" in line
+    # the supplementary pairs read family-wise: the three at r = 2 (p far below 5 %) stay decided; the r = 8
+    # (C4) pairs are not in that family
+    assert (
+        "over the GeLoRA pairs at a rank other than C4's that carry a p-value: 3, every model together): "
+        "SST-2, GeLoRA − AdaLoRA at r = 2 on big-model (worse); SST-2, GeLoRA − GeoLoRA at r = 2 on big-model "
+        "(worse); SST-2, GeLoRA − LoRA at r = 2 on big-model (worse) stay decided." in md
+    )
     from validation.report.figures import _budget_model, budget_series
 
     assert budget_series(r)["sst2"]["gelora"][0] == (2, pytest.approx(0.31), pytest.approx(0.01))
@@ -269,6 +276,35 @@ def test_a_further_models_second_budget_has_its_own_table(f, tmp_path, gridfix):
     assert "on small-model (" in md and "on big-model (" in md
     assert sorted(budget_series(both)) == ["sst2, big-model", "sst2, small-model"]
     assert _budget_model(both) is None
+
+
+def test_the_supplementary_pairs_are_read_family_wise() -> None:
+    """Holm over every GeLoRA pair at a rank other than C4's (all models together): a pair decided alone at
+    95 % (p = 0.03) does not stay decided among three, one with p = 0.001 does; pairs at C4's rank and
+    undetermined ones (no p-value) are not in the family."""
+    from validation.report.render_md import _budget_familywise
+
+    def pair(verdict: str, p: float | None) -> dict:
+        return {"diff": 0.01, "ci": [0.0, 0.02], "n": 5, "verdict": verdict, "p": p}
+
+    def budget(r: int, pairs: dict) -> dict:
+        return {"lora_r": r, "c4_lora_r": 8, "scores": {}, "pairs": pairs}
+
+    groups = {
+        "small": [
+            budget(2, {"rte": {"lora": pair("better", 0.03), "adalora": pair("undetermined", None)}}),
+            budget(8, {"rte": {"lora": pair("better", 0.0001)}}),
+        ],
+        "big": [budget(2, {"mrpc": {"lora": pair("tie", 0.4), "geolora": pair("worse", 0.03)}})],
+    }
+    (para,) = _budget_familywise(groups)
+    assert "carry a p-value: 3, every model together): none stays decided." in para.text
+    groups["big"][0]["pairs"]["mrpc"]["geolora"]["p"] = 0.001
+    (para,) = _budget_familywise(groups)
+    assert para.text.endswith(
+        ": 3, every model together): MRPC, GeLoRA − GeoLoRA at r = 2 on big (worse) stays decided."
+    )
+    assert _budget_familywise({"small": [budget(8, {"rte": {"lora": pair("better", 0.01)}})]}) == []
 
 
 def test_one_budget_has_no_budget_table(f, tmp_path, gridfix):
