@@ -755,23 +755,27 @@ def _budget_familywise(groups: dict[Any, list[dict[str, Any]]]) -> list[Block]:
 
 
 def _budget_pair_paras(budgets: list[dict[str, Any]], shown: set[str], main_r: Any) -> list[Block]:
-    """One line per task and baseline paired with GeLoRA at two or more of one model's budget ranks."""
+    """One line per task and baseline paired with GeLoRA at a budget rank other than C4's, with its pair at
+    every rank of the model ("no pair" where a rank has none, e.g. the baseline's cells there did not converge),
+    so that every supplementary pair the family-wise line counts is listed."""
     from validation.report.claims import _ci_of, _name, _task
 
     lines = []
     for t in sorted(shown):
         peers = sorted({m for b in budgets for m in ((b.get("pairs") or {}).get(t) or {})})
         for m in peers:
-            at: list[tuple[Any, dict[str, Any]]] = []
-            for b in budgets:
-                pd = ((b.get("pairs") or {}).get(t) or {}).get(m)
-                if pd is not None:
-                    at.append((b["lora_r"], pd))
-            if len(at) < 2:
+            at = [(b["lora_r"], ((b.get("pairs") or {}).get(t) or {}).get(m)) for b in budgets]
+            if not any(pd is not None and r != main_r for r, pd in at):
                 continue
             parts = [
-                f"r = {r}{' (C4)' if r == main_r else ''}: {pd['diff']:+.4f} {_ci_of(pd['ci'], pd['n'])}, "
-                f"{pd['verdict']} (n = {pd['n']})"
+                f"r = {r}{' (C4)' if r == main_r else ''}: "
+                + (
+                    "no pair"
+                    if pd is None
+                    else f"{pd['verdict']} (n = {pd['n']})"
+                    if pd.get("diff") is None
+                    else f"{pd['diff']:+.4f} {_ci_of(pd['ci'], pd['n'])}, {pd['verdict']} (n = {pd['n']})"
+                )
                 for r, pd in at
             ]
             lines.append(f"{_task(t)}, GeLoRA − {_name(m)}: " + "; ".join(parts) + ".")

@@ -278,6 +278,33 @@ def test_a_further_models_second_budget_has_its_own_table(f, tmp_path, gridfix):
     assert _budget_model(both) is None
 
 
+def test_every_supplementary_pair_is_listed_even_without_a_c4_partner() -> None:
+    """The per-pair list names every pair at a rank other than C4's, with "no pair" at a rank that has none
+    (MiniLM-L6's RTE AdaLoRA at r = 8 did not converge); a pair only at C4's rank is not listed (C4's table
+    shows it); a pair without a difference (no usable common seed) reads as its verdict."""
+    from validation.report.render_md import _budget_pair_paras
+
+    def pair(diff: float | None, verdict: str, n: int) -> dict:
+        ci = None if diff is None else [diff - 0.01, diff + 0.01]
+        return {"diff": diff, "ci": ci, "n": n, "verdict": verdict, "p": None if diff is None else 0.5}
+
+    budgets = [
+        {
+            "lora_r": 2,
+            "pairs": {"rte": {"adalora": pair(-0.0094, "tie", 5), "geolora": pair(None, "undetermined", 0)}},
+        },
+        {"lora_r": 8, "pairs": {"rte": {"lora": pair(0.01, "tie", 5), "geolora": pair(0.02, "tie", 5)}}},
+    ]
+    (para,) = _budget_pair_paras(budgets, {"rte"}, 8)
+    assert (
+        "RTE, GeLoRA − AdaLoRA: r = 2: -0.0094 [" in para.text
+        and "tie (n = 5); r = 8 (C4): no pair." in para.text
+    )
+    assert "RTE, GeLoRA − GeoLoRA: r = 2: undetermined (n = 0); r = 8 (C4): +0.0200 [" in para.text
+    assert "GeLoRA − LoRA" not in para.text  # only at C4's rank
+    assert _budget_pair_paras(budgets[1:], {"rte"}, 8) == []
+
+
 def test_the_supplementary_pairs_are_read_family_wise() -> None:
     """Holm over every GeLoRA pair at a rank other than C4's (all models together): a pair decided alone at
     95 % (p = 0.03) does not stay decided among three, one with p = 0.001 does; pairs at C4's rank and
