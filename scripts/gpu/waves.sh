@@ -130,17 +130,19 @@ launch)
     mps_down && mps_up || exit 4
     date -u +%FT%TZ >runs/mps.on; echo "MPS daemon started (logs: runs/mps_log)"
   fi
-  mps_env=(env -u GELORA_CUDA_MPS)
-  if [ -f runs/mps.on ]; then mps_env=(env GELORA_CUDA_MPS=1); echo "$name runs under MPS (runs/mps.on)"
-  # said aloud: `wait` quits the daemon once no wave runs, so a launch after an ended MPS wave needs MPS=1
-  # again (2026-12-02 17:31: a CoLA wave ran without it, unnoticed, and was stopped for time)
-  elif [ -d runs/mps_log ]; then echo "$name runs without MPS (earlier waves of this host ran under it: MPS=1 starts it again)"
-  else echo "$name runs without MPS"; fi
   # a wave of this name still running: its exit status, written later, would end this one's settle and
   # make it read as done (busy, wait)
   if wave_alive "$name"; then
     echo "waves.sh launch $name: refused, wave $name still runs (pid $(cat "runs/$name.pid")); pick another name" >&2; exit 2
   fi
+  mps_env=(env -u GELORA_CUDA_MPS)
+  # said aloud: `wait` quits the daemon once no wave runs, so a launch after an ended MPS wave needs MPS=1
+  # again (2026-12-02 17:31: a CoLA wave ran without it, unnoticed); runs/mps.used marks that a wave of this
+  # host ran under MPS (runs/mps_log does not: mps_ab.sh, pace_bench.sh and a failed start make it too)
+  if [ -f runs/mps.on ]; then
+    mps_env=(env GELORA_CUDA_MPS=1); date -u +%FT%TZ >runs/mps.used; echo "$name runs under MPS (runs/mps.on)"
+  elif [ -f runs/mps.used ]; then echo "$name runs without MPS (earlier waves of this host ran under it: MPS=1 starts it again)"
+  else echo "$name runs without MPS"; fi
   # a relaunch under the same name: the last wave's exit status would make this one read as done (busy, wait)
   rm -f "runs/$name.rc"
   mkdir -p "$R"

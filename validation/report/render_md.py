@@ -719,12 +719,30 @@ def _budget_blocks(data: dict[str, Any]) -> list[Block]:
             Table(("task", "method", *(f"r = {r}" for r in ranks)), tuple(rows)),
             *_budget_pair_paras(budgets, shown, main_r),
         ]
-    return out + _budget_familywise(groups)
+    return out + _budget_familywise(groups, _informative_tasks(data))
 
 
-def _budget_familywise(groups: dict[Any, list[dict[str, Any]]]) -> list[Block]:
-    """The supplementary pairs (every GeLoRA pair at a budget rank other than C4's, all models together) read
-    family-wise: each is tested at 95 % on its own above, so a few of many would read decided by chance."""
+def _informative_tasks(data: dict[str, Any]) -> dict[Any, set[str]]:
+    """Per model, the tasks whose ceiling and floor make them informative at C4's rank (the grid section's
+    merged paper-protocol summaries, :func:`validation.finetune.verdicts.compute_verdicts`, re-derived)."""
+    from validation.finetune.verdicts import compute_verdicts
+
+    out: dict[Any, set[str]] = {}
+    for s in [data.get("paper_protocol"), *(data.get("paper_protocol_more") or [])]:
+        if s and s.get("table"):
+            v = compute_verdicts(s)
+            out[s.get("model")] = {t for t, rec in v["tasks"].items() if rec["informative"]}
+    return out
+
+
+def _budget_familywise(
+    groups: dict[Any, list[dict[str, Any]]], informative: dict[Any, set[str]]
+) -> list[Block]:
+    """The supplementary pairs read family-wise: every GeLoRA pair listed at a budget rank other than C4's
+    (tasks trained at two or more ranks) whose task is informative at C4's rank (``informative``, per model),
+    all models together, Holm at 5 %. Each is tested at 95 % on its own above, so a few of many would read
+    decided by chance. Unlike C4's pairs, those at another rank are taken over the seeds both kept, with no
+    whole-seed-set rule (the runbooks keep a rank's partial shards out of the report)."""
     from validation.finetune.verdicts import familywise
     from validation.report.claims import _name, _task
 
@@ -734,22 +752,25 @@ def _budget_familywise(groups: dict[Any, list[dict[str, Any]]]) -> list[Block]:
         for b in budgets
         if b["lora_r"] != b.get("c4_lora_r")
         for t, by in sorted((b.get("pairs") or {}).items())
+        if t in tasks_at_two_budgets(budgets) and t in informative.get(model, set())
         for m, pd in sorted(by.items())
-        if pd.get("verdict") in ("better", "worse", "tie")
     ]
     tested, kept = familywise(pairs)
     if not tested:
         return []
+    alone = [q for q in tested if q[2].get("verdict") in ("better", "worse")]
+    decided = ", ".join(f"{label} ({pd['verdict']}, p = {pd['p']:.2g})" for label, _, pd in alone)
     held = (
-        "; ".join(f"{label} ({pd['verdict']})" for label, _, pd in kept)
-        + (" stays decided" if len(kept) == 1 else " stay decided")
+        "; ".join(label for label, _, _ in kept) + (" stays decided" if len(kept) == 1 else " stay decided")
         if kept
         else "none stays decided"
     )
     return [
         Para(
-            "Read family-wise (Holm's step-down, 5 % family-wise error, over the GeLoRA pairs at a rank other "
-            f"than C4's that carry a p-value: {len(tested)}, every model together): {held}."
+            "Read family-wise (Holm's step-down, 5 % family-wise error) over the "
+            f"{len(tested)} GeLoRA pair{'s' if len(tested) != 1 else ''} above at a rank other than C4's whose "
+            "task is informative at C4's rank, every model together: "
+            f"{len(alone)} decided at 95 % alone{': ' + decided if alone else ''}; after Holm {held}."
         )
     ]
 

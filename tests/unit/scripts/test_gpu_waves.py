@@ -214,6 +214,7 @@ def test_launch_settles_until_the_wave_ends_or_settle_s(tmp_path: Path, waves) -
         (runs / "G.pid").write_text(str(live.pid))
         again = waves("launch", "G", "--tasks", "rte", check=False, PATH=path, WAVE_S="0")
         assert again.returncode == 2 and "wave G still runs" in again.stderr
+        assert "MPS" not in again.stdout  # a refused launch announces no wave
     finally:
         live.kill()
         live.wait()
@@ -252,6 +253,7 @@ def test_mps_launch_starts_the_daemon_marks_the_wave_and_wait_quits_it(tmp_path:
     try:
         # a wave without MPS runs: MPS=1 is refused, nothing started; GELORA_CUDA_MPS from the caller does
         # not leak into a wave without MPS
+        (runs / "mps_log").mkdir(parents=True)  # left by mps_ab.sh or pace_bench.sh: no wave ran under MPS
         plain = waves("launch", "P", "--tasks", "rte", GELORA_CUDA_MPS="1", **env).stdout
         assert "launched P" in plain and "P runs without MPS\n" in plain  # no MPS wave ran here before
         refused = waves("launch", "Q", "--tasks", "rte", check=False, MPS="1", **env)

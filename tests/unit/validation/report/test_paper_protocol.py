@@ -258,9 +258,12 @@ def test_a_further_models_second_budget_has_its_own_table(f, tmp_path, gridfix):
     # the supplementary pairs read family-wise: the three at r = 2 (p far below 5 %) stay decided; the r = 8
     # (C4) pairs are not in that family
     assert (
-        "over the GeLoRA pairs at a rank other than C4's that carry a p-value: 3, every model together): "
-        "SST-2, GeLoRA − AdaLoRA at r = 2 on big-model (worse); SST-2, GeLoRA − GeoLoRA at r = 2 on big-model "
-        "(worse); SST-2, GeLoRA − LoRA at r = 2 on big-model (worse) stay decided." in md
+        "over the 3 GeLoRA pairs above at a rank other than C4's whose task is informative at C4's rank, every "
+        "model together: 3 decided at 95 % alone: " in md
+    )
+    assert (
+        "after Holm SST-2, GeLoRA − AdaLoRA at r = 2 on big-model; SST-2, GeLoRA − GeoLoRA at r = 2 on "
+        "big-model; SST-2, GeLoRA − LoRA at r = 2 on big-model stay decided." in md
     )
     from validation.report.figures import _budget_model, budget_series
 
@@ -306,32 +309,49 @@ def test_every_supplementary_pair_is_listed_even_without_a_c4_partner() -> None:
 
 
 def test_the_supplementary_pairs_are_read_family_wise() -> None:
-    """Holm over every GeLoRA pair at a rank other than C4's (all models together): a pair decided alone at
-    95 % (p = 0.03) does not stay decided among three, one with p = 0.001 does; pairs at C4's rank and
-    undetermined ones (no p-value) are not in the family."""
+    """Holm over the GeLoRA pairs listed at ranks other than C4's (below and above it), of tasks informative
+    at C4's rank, all models together: not Bonferroni (p = 0.01, 0.02, 0.04 all stay); two pairs decided
+    alone at p = 0.03 do not stay among three; pairs at C4's rank, of a task trained at one rank only (not
+    listed) or of an uninformative task, and undetermined ones (no p-value) are not in the family."""
     from validation.report.render_md import _budget_familywise
 
     def pair(verdict: str, p: float | None) -> dict:
         return {"diff": 0.01, "ci": [0.0, 0.02], "n": 5, "verdict": verdict, "p": p}
 
     def budget(r: int, pairs: dict) -> dict:
-        return {"lora_r": r, "c4_lora_r": 8, "scores": {}, "pairs": pairs}
+        scores = {t: {"gelora": {"mean": 0.8, "n": 5}} for t in pairs}
+        return {"lora_r": r, "c4_lora_r": 8, "scores": scores, "pairs": pairs}
 
-    groups = {
-        "small": [
-            budget(2, {"rte": {"lora": pair("better", 0.03), "adalora": pair("undetermined", None)}}),
-            budget(8, {"rte": {"lora": pair("better", 0.0001)}}),
-        ],
-        "big": [budget(2, {"mrpc": {"lora": pair("tie", 0.4), "geolora": pair("worse", 0.03)}})],
-    }
-    (para,) = _budget_familywise(groups)
-    assert "carry a p-value: 3, every model together): none stays decided." in para.text
-    groups["big"][0]["pairs"]["mrpc"]["geolora"]["p"] = 0.001
-    (para,) = _budget_familywise(groups)
-    assert para.text.endswith(
-        ": 3, every model together): MRPC, GeLoRA − GeoLoRA at r = 2 on big (worse) stays decided."
+    def groups(p2: float, p16: float, p_big: float) -> dict:
+        return {
+            "small": [
+                budget(2, {"rte": {"lora": pair("better", p2), "adalora": pair("undetermined", None)}}),
+                budget(8, {"rte": {"lora": pair("better", 0.0001)}, "sst2": {"lora": pair("tie", 0.5)}}),
+                budget(16, {"rte": {"geolora": pair("worse", p16)}}),
+                # CoLA at r = 2 only: not listed, not counted, however small its p
+                budget(2, {"cola": {"lora": pair("worse", 0.0001)}}),
+            ],
+            "big": [
+                budget(2, {"mrpc": {"lora": pair("tie", p_big)}, "sst2": {"lora": pair("worse", 0.0001)}}),
+                budget(8, {"mrpc": {}, "sst2": {}}),
+            ],
+        }
+
+    informative = {"small": {"rte", "cola"}, "big": {"mrpc"}}  # big's SST-2 uninformative
+    (para,) = _budget_familywise(groups(0.03, 0.03, 0.4), informative)
+    assert "over the 3 GeLoRA pairs above at a rank other than C4's" in para.text
+    assert (
+        "2 decided at 95 % alone: RTE, GeLoRA − LoRA at r = 2 on small (better, p = 0.03), RTE, GeLoRA − "
+        "GeoLoRA at r = 16 on small (worse, p = 0.03); after Holm none stays decided." in para.text
     )
-    assert _budget_familywise({"small": [budget(8, {"rte": {"lora": pair("better", 0.01)}})]}) == []
+    (para,) = _budget_familywise(groups(0.01, 0.02, 0.04), informative)
+    assert para.text.endswith(
+        "after Holm RTE, GeLoRA − LoRA at r = 2 on small; RTE, GeLoRA − GeoLoRA at r = 16 on small; MRPC, "
+        "GeLoRA − LoRA at r = 2 on big stay decided."
+    )
+    (para,) = _budget_familywise(groups(0.001, 0.3, 0.5), informative)
+    assert para.text.endswith("after Holm RTE, GeLoRA − LoRA at r = 2 on small stays decided.")
+    assert _budget_familywise(groups(0.01, 0.02, 0.04), {}) == []
 
 
 def test_one_budget_has_no_budget_table(f, tmp_path, gridfix):
