@@ -708,7 +708,7 @@ def _budget_blocks(data: dict[str, Any]) -> list[Block]:
                 params = f", {e['budget_params']:,} params" if e.get("budget_params") else ""
                 cells.append(f"{fmt(e['mean'], 4)}{spread} (n={e['n']}{params})")
             rows.append((_task(t), _name(m), *cells))
-        main_r = budgets[0].get("c4_lora_r", (data.get("paper_protocol") or {}).get("lora_r"))
+        main_r = _c4_rank(budgets, data)
         on = f" on {model}" if model else ""
         out += [
             Para(
@@ -719,7 +719,17 @@ def _budget_blocks(data: dict[str, Any]) -> list[Block]:
             Table(("task", "method", *(f"r = {r}" for r in ranks)), tuple(rows)),
             *_budget_pair_paras(budgets, shown, main_r),
         ]
-    return out + _budget_familywise(groups, _informative_tasks(data))
+    return out + _budget_familywise(groups, _informative_tasks(data), data)
+
+
+def _c4_rank(budgets: list[dict[str, Any]], data: dict[str, Any]) -> Any:
+    """C4's budget rank for one model's budget records (their ``c4_lora_r``, else the paper protocol's)."""
+    return budgets[0].get("c4_lora_r", (data.get("paper_protocol") or {}).get("lora_r"))
+
+
+def _supplementary(r: Any, main_r: Any) -> bool:
+    """Whether budget rank ``r`` is not C4's; a directory without a rank (``None``) is merged into C4's."""
+    return r is not None and r != main_r
 
 
 def _informative_tasks(data: dict[str, Any]) -> dict[Any, set[str]]:
@@ -736,7 +746,9 @@ def _informative_tasks(data: dict[str, Any]) -> dict[Any, set[str]]:
 
 
 def _budget_familywise(
-    groups: dict[Any, list[dict[str, Any]]], informative: dict[Any, set[str]]
+    groups: dict[Any, list[dict[str, Any]]],
+    informative: dict[Any, set[str]],
+    data: dict[str, Any] | None = None,
 ) -> list[Block]:
     """The supplementary pairs read family-wise: every GeLoRA pair listed at a budget rank other than C4's
     (tasks trained at two or more ranks) whose task is informative at C4's rank (``informative``, per model),
@@ -750,7 +762,7 @@ def _budget_familywise(
         (f"{_task(t)}, GeLoRA − {_name(m)} at r = {b['lora_r']} on {model}", m, pd)
         for model, budgets in groups.items()
         for b in budgets
-        if b["lora_r"] != b.get("c4_lora_r")
+        if _supplementary(b["lora_r"], _c4_rank(budgets, data or {}))
         for t, by in sorted((b.get("pairs") or {}).items())
         if t in tasks_at_two_budgets(budgets) and t in informative.get(model, set())
         for m, pd in sorted(by.items())
@@ -759,6 +771,8 @@ def _budget_familywise(
     if not tested:
         return []
     alone = [q for q in tested if q[2].get("verdict") in ("better", "worse")]
+    n_without = len(pairs) - len(tested)
+    without = f" ({n_without} listed without one: fewer than two common seeds)" if n_without else ""
     decided = ", ".join(f"{label} ({pd['verdict']}, p = {pd['p']:.2g})" for label, _, pd in alone)
     held = (
         "; ".join(label for label, _, _ in kept) + (" stays decided" if len(kept) == 1 else " stay decided")
@@ -768,8 +782,8 @@ def _budget_familywise(
     return [
         Para(
             "Read family-wise (Holm's step-down, 5 % family-wise error) over the "
-            f"{len(tested)} GeLoRA pair{'s' if len(tested) != 1 else ''} above at a rank other than C4's whose "
-            "task is informative at C4's rank, every model together: "
+            f"{len(tested)} GeLoRA pair{'s' if len(tested) != 1 else ''} above at a rank other than C4's that "
+            f"carry a p-value{without} and whose task is informative at C4's rank, every model together: "
             f"{len(alone)} decided at 95 % alone{': ' + decided if alone else ''}; after Holm {held}."
         )
     ]
@@ -786,7 +800,7 @@ def _budget_pair_paras(budgets: list[dict[str, Any]], shown: set[str], main_r: A
         peers = sorted({m for b in budgets for m in ((b.get("pairs") or {}).get(t) or {})})
         for m in peers:
             at = [(b["lora_r"], ((b.get("pairs") or {}).get(t) or {}).get(m)) for b in budgets]
-            if not any(pd is not None and r != main_r for r, pd in at):
+            if not any(pd is not None and _supplementary(r, main_r) for r, pd in at):
                 continue
             parts = [
                 f"r = {r}{' (C4)' if r == main_r else ''}: "

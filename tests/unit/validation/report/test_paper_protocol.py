@@ -258,8 +258,8 @@ def test_a_further_models_second_budget_has_its_own_table(f, tmp_path, gridfix):
     # the supplementary pairs read family-wise: the three at r = 2 (p far below 5 %) stay decided; the r = 8
     # (C4) pairs are not in that family
     assert (
-        "over the 3 GeLoRA pairs above at a rank other than C4's whose task is informative at C4's rank, every "
-        "model together: 3 decided at 95 % alone: " in md
+        "over the 3 GeLoRA pairs above at a rank other than C4's that carry a p-value and whose task is "
+        "informative at C4's rank, every model together: 3 decided at 95 % alone: " in md
     )
     assert (
         "after Holm SST-2, GeLoRA − AdaLoRA at r = 2 on big-model; SST-2, GeLoRA − GeoLoRA at r = 2 on "
@@ -276,6 +276,7 @@ def test_a_further_models_second_budget_has_its_own_table(f, tmp_path, gridfix):
     both = f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [small, big8, big2, small2]))))
     md = visible(render_markdown(document(both)))
     assert md.count("| task | method | r = 2 | r = 8 |") == 2
+    assert "over the 6 GeLoRA pairs above at a rank other than C4's that carry a p-value and" in md
     assert "on small-model (" in md and "on big-model (" in md
     assert sorted(budget_series(both)) == ["sst2, big-model", "sst2, small-model"]
     assert _budget_model(both) is None
@@ -306,6 +307,12 @@ def test_every_supplementary_pair_is_listed_even_without_a_c4_partner() -> None:
     assert "RTE, GeLoRA − GeoLoRA: r = 2: undetermined (n = 0); r = 8 (C4): +0.0200 [" in para.text
     assert "GeLoRA − LoRA" not in para.text  # only at C4's rank
     assert _budget_pair_paras(budgets[1:], {"rte"}, 8) == []
+    # a pair only above C4's rank is listed; one only in a directory without a rank (merged into C4's) is not
+    above = [*budgets[1:], {"lora_r": 16, "pairs": {"rte": {"lora": pair(0.03, "better", 5)}}}]
+    (para,) = _budget_pair_paras(above, {"rte"}, 8)
+    assert "RTE, GeLoRA − LoRA: r = 8 (C4): +0.0100 [" in para.text and "r = 16: +0.0300 [" in para.text
+    unranked = [{"lora_r": None, "pairs": {"rte": {"lora": pair(0.03, "better", 5)}}}, budgets[1]]
+    assert _budget_pair_paras(unranked, {"rte"}, 8) == []
 
 
 def test_the_supplementary_pairs_are_read_family_wise() -> None:
@@ -339,7 +346,10 @@ def test_the_supplementary_pairs_are_read_family_wise() -> None:
 
     informative = {"small": {"rte", "cola"}, "big": {"mrpc"}}  # big's SST-2 uninformative
     (para,) = _budget_familywise(groups(0.03, 0.03, 0.4), informative)
-    assert "over the 3 GeLoRA pairs above at a rank other than C4's" in para.text
+    assert (
+        "over the 3 GeLoRA pairs above at a rank other than C4's that carry a p-value (1 listed without one: "
+        "fewer than two common seeds) and whose task is informative" in para.text
+    )
     assert (
         "2 decided at 95 % alone: RTE, GeLoRA − LoRA at r = 2 on small (better, p = 0.03), RTE, GeLoRA − "
         "GeoLoRA at r = 16 on small (worse, p = 0.03); after Holm none stays decided." in para.text
@@ -352,6 +362,21 @@ def test_the_supplementary_pairs_are_read_family_wise() -> None:
     (para,) = _budget_familywise(groups(0.001, 0.3, 0.5), informative)
     assert para.text.endswith("after Holm RTE, GeLoRA − LoRA at r = 2 on small stays decided.")
     assert _budget_familywise(groups(0.01, 0.02, 0.04), {}) == []
+
+
+def test_the_family_wise_line_leaves_out_a_task_without_ceiling_and_floor(f, tmp_path, gridfix):
+    """From the grids themselves: a task without full fine-tuning and head-only runs is uninformative at C4's
+    rank, so its r = 2 pairs are listed but not in the family-wise count; the informative task's are."""
+    bare = {m: v for m, v in GOOD.items() if m not in ("full", "head_only")}
+    r8 = gridfix.write_grid(tmp_path / "r8", {"sst2": GOOD, "mrpc": bare})
+    _set_lora_r(r8, 8, 800)
+    r2 = gridfix.write_grid(tmp_path / "r2", {"sst2": GOOD, "mrpc": bare})
+    _set_lora_r(r2, 2, 200)
+    md = visible(
+        render_markdown(document(f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [r8, r2]))))))
+    )
+    assert "MRPC, GeLoRA − LoRA: r = 2: " in md and "SST-2, GeLoRA − LoRA: r = 2: " in md
+    assert "over the 3 GeLoRA pairs above at a rank other than C4's that carry a p-value and whose task" in md
 
 
 def test_one_budget_has_no_budget_table(f, tmp_path, gridfix):
