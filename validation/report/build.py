@@ -718,6 +718,33 @@ def budget_pairs(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return out
 
 
+def whole_seed_sets(pairs: dict[str, dict[str, Any]], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """:func:`budget_pairs` with C4's whole-seed-set rule: a pair whose GeLoRA or baseline has not run every
+    seed of its task at that rank (:func:`validation.finetune.verdicts.planned_seeds` of ``summary``, the
+    rank's merged compact summary: the seeds any method of the task ran or planned) is "undetermined", with
+    no difference, interval or p-value, and records ``partial`` (``{method: {"ran", "of", "missing"}}``), as
+    :func:`validation.finetune.verdicts.compute_verdicts` does for C4: a rank's pair is decided on its whole
+    seed set or not at all (a grid run in shards)."""
+    verdicts = _import("validation.finetune.verdicts")
+    out: dict[str, dict[str, Any]] = {}
+    for t, by in pairs.items():
+        short_of = verdicts._shortfall(summary, t, [verdicts.GELORA, *by])
+        for b, pd in by.items():
+            short = {m: short_of[m] for m in (verdicts.GELORA, b) if m in short_of}
+            if short:
+                pd = {
+                    "diff": None,
+                    "ci": None,
+                    "n": pd["n"],
+                    "seeds": pd["seeds"],
+                    "verdict": "undetermined",
+                    "p": None,
+                    "partial": short,
+                }
+            out.setdefault(t, {})[b] = pd
+    return out
+
+
 def _task_of(task: str, model: str | None, lora_r: int | None = None, profile_name: str | None = None) -> str:
     """``task`` labelled with its model when that is not the default encoder, with its budget rank when that
     is given and is not the paper profile's, and with ``profile_name`` when given: ``"stsb (mpnet-base)"``,
@@ -806,17 +833,19 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
         if len(ranks) < 2:
             continue
         by_r: dict[int | None, dict[str, Any]] = {}
+        compacts: dict[int | None, list[dict[str, Any]]] = {}
         for r, c, s in paper:
             rec = by_r.setdefault(
                 r, {"lora_r": r, "model": model, "c4_lora_r": main_r, "sources": [], "scores": {}}
             )
             rec["sources"].append(c["run_dir"])
+            compacts.setdefault(r, []).append(c)
             for t, by in budget_scores(s).items():
                 for m, e in by.items():
                     if e["n"] or m not in rec["scores"].get(t, {}):  # later directories win
                         rec["scores"].setdefault(t, {})[m] = e
-        for rec in by_r.values():
-            rec["pairs"] = budget_pairs(rec["scores"])
+        for r, rec in by_r.items():
+            rec["pairs"] = whole_seed_sets(budget_pairs(rec["scores"]), verdicts.merge_summaries(compacts[r]))
         budgets += [by_r[r] for r in sorted(by_r, key=lambda x: -1 if x is None else x)]
     return {
         "runs": runs,

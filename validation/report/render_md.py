@@ -722,6 +722,15 @@ def _budget_blocks(data: dict[str, Any]) -> list[Block]:
     return out + _budget_familywise(groups, _informative_tasks(data), data)
 
 
+def _partial_of(pd: dict[str, Any]) -> str:
+    """``"; AdaLoRA: 3 of 5 seeds run"`` for a pair left undetermined by the whole-seed-set rule, else ``""``."""
+    from validation.finetune.verdicts import partial_reason
+    from validation.report.claims import _name
+
+    why = partial_reason(pd, {m: _name(m) for m in pd.get("partial") or {}})
+    return f"; {why}" if why else ""
+
+
 def _c4_rank(budgets: list[dict[str, Any]], data: dict[str, Any]) -> Any:
     """C4's budget rank for one model's budget records (their ``c4_lora_r``, else the paper protocol's)."""
     return budgets[0].get("c4_lora_r", (data.get("paper_protocol") or {}).get("lora_r"))
@@ -753,8 +762,8 @@ def _budget_familywise(
     """The supplementary pairs read family-wise: every GeLoRA pair listed at a budget rank other than C4's
     (tasks trained at two or more ranks) whose task is informative at C4's rank (``informative``, per model),
     all models together, Holm at 5 %. Each is tested at 95 % on its own above, so a few of many would read
-    decided by chance. Unlike C4's pairs, those at another rank are taken over the seeds both kept, with no
-    whole-seed-set rule (the runbooks keep a rank's partial shards out of the report)."""
+    decided by chance. A pair waits for its whole seed set at every rank, as C4's do
+    (:func:`validation.report.build.whole_seed_sets`: no p-value, so not counted, while a shard is missing)."""
     from validation.finetune.verdicts import familywise
     from validation.report.claims import _name, _task
 
@@ -772,7 +781,11 @@ def _budget_familywise(
         return []
     alone = [q for q in tested if q[2].get("verdict") in ("better", "worse")]
     n_without = len(pairs) - len(tested)
-    without = f" ({n_without} listed without one: fewer than two common seeds)" if n_without else ""
+    without = (
+        f" ({n_without} listed without one: fewer than two common seeds, or not every seed run)"
+        if n_without
+        else ""
+    )
     decided = ", ".join(f"{label} ({pd['verdict']}, p = {pd['p']:.2g})" for label, _, pd in alone)
     held = (
         "; ".join(label for label, _, _ in kept) + (" stays decided" if len(kept) == 1 else " stay decided")
@@ -807,7 +820,7 @@ def _budget_pair_paras(budgets: list[dict[str, Any]], shown: set[str], main_r: A
                 + (
                     "no pair"
                     if pd is None
-                    else f"{pd['verdict']} (n = {pd['n']})"
+                    else f"{pd['verdict']} (n = {pd['n']}{_partial_of(pd)})"
                     if pd.get("diff") is None
                     else f"{pd['diff']:+.4f} {_ci_of(pd['ci'], pd['n'])}, {pd['verdict']} (n = {pd['n']})"
                 )

@@ -348,7 +348,7 @@ def test_the_supplementary_pairs_are_read_family_wise() -> None:
     (para,) = _budget_familywise(groups(0.03, 0.03, 0.4), informative)
     assert (
         "over the 3 GeLoRA pairs above at a rank other than C4's that carry a p-value (1 listed without one: "
-        "fewer than two common seeds) and whose task is informative" in para.text
+        "fewer than two common seeds, or not every seed run) and whose task is informative" in para.text
     )
     assert (
         "2 decided at 95 % alone: RTE, GeLoRA − LoRA at r = 2 on small (better, p = 0.03), RTE, GeLoRA − "
@@ -377,6 +377,29 @@ def test_the_family_wise_line_leaves_out_a_task_without_ceiling_and_floor(f, tmp
     )
     assert "MRPC, GeLoRA − LoRA: r = 2: " in md and "SST-2, GeLoRA − LoRA: r = 2: " in md
     assert "over the 3 GeLoRA pairs above at a rank other than C4's that carry a p-value and whose task" in md
+
+
+def test_a_pair_at_another_rank_waits_for_every_seed(f, tmp_path, gridfix):
+    """C4's whole-seed-set rule at every rank: AdaLoRA at r = 2 with two of the task's three seeds (a first
+    shard) makes GeLoRA − AdaLoRA there undetermined, with no difference and no p-value, out of the
+    family-wise count; the other r = 2 pairs are decided as before."""
+    r8 = gridfix.write_grid(tmp_path / "r8", {"sst2": GOOD})
+    _set_lora_r(r8, 8, 800)
+    r2 = gridfix.write_grid(tmp_path / "r2", {"sst2": dict(GOOD, adalora=[0.72, 0.73])})
+    _set_lora_r(r2, 2, 200)
+    data = _grid_data(tmp_path, [r8, r2])
+    at2 = next(b for b in data["paper_budgets"] if b["lora_r"] == 2)["pairs"]["sst2"]
+    assert at2["adalora"]["verdict"] == "undetermined" and at2["adalora"]["diff"] is None
+    assert at2["adalora"]["p"] is None and at2["adalora"]["partial"]["adalora"]["missing"] == [2]
+    assert at2["lora"]["verdict"] == "better" and at2["lora"]["p"] is not None
+    md = visible(render_markdown(document(f.make_report(grid=f.sec(B._clean(data))))))
+    assert (
+        "SST-2, GeLoRA − AdaLoRA: r = 2: undetermined (n = 2; AdaLoRA: 2 of 3 seeds run); r = 8 (C4): " in md
+    )
+    assert (
+        "over the 2 GeLoRA pairs above at a rank other than C4's that carry a p-value (1 listed without one:"
+        in md
+    )
 
 
 def test_one_budget_has_no_budget_table(f, tmp_path, gridfix):
