@@ -718,10 +718,18 @@ def budget_pairs(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return out
 
 
+def _scored(entry: dict[str, Any]) -> bool:
+    """Whether a compact summary entry has a cell with a score (:func:`validation.finetune.verdicts.merge_summaries`'
+    rule for a later directory to win a task and method)."""
+    verdicts = _import("validation.finetune.verdicts")
+    return any(r.get("primary") is not None for r in verdicts._per_seed(entry))
+
+
 def whole_seed_sets(pairs: dict[str, dict[str, Any]], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """:func:`budget_pairs` with C4's whole-seed-set rule: a pair whose GeLoRA or baseline has not run every
     seed of its task at that rank (:func:`validation.finetune.verdicts.planned_seeds` of ``summary``, the
-    rank's merged compact summary: the seeds any method of the task ran or planned) is "undetermined", with
+    rank's merged compact summary: the seeds GeLoRA, any baseline, the ceiling or the floor of the task ran
+    or planned there, the ablations left out) is "undetermined", with
     no difference, interval or p-value, and records ``partial`` (``{method: {"ran", "of", "missing"}}``), as
     :func:`validation.finetune.verdicts.compute_verdicts` does for C4: a rank's pair is decided on its whole
     seed set or not at all (a grid run in shards)."""
@@ -834,7 +842,8 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
             continue
         by_r: dict[int | None, dict[str, Any]] = {}
         compacts: dict[int | None, list[dict[str, Any]]] = {}
-        for r, c, s in paper:
+        for src_r, c, s in paper:
+            r = main_r if src_r is None else src_r  # a directory without a rank is C4's, as in C4 itself
             rec = by_r.setdefault(
                 r, {"lora_r": r, "model": model, "c4_lora_r": main_r, "sources": [], "scores": {}}
             )
@@ -842,7 +851,10 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
             compacts.setdefault(r, []).append(c)
             for t, by in budget_scores(s).items():
                 for m, e in by.items():
-                    if e["n"] or m not in rec["scores"].get(t, {}):  # later directories win
+                    # later directories win, by merge_summaries' rule (a cell with a score), so that the
+                    # scores and whole_seed_sets' planned seeds come from the same directory
+                    cell = ((c.get("table") or {}).get(t) or {}).get(m) or {}
+                    if _scored(cell) or m not in rec["scores"].get(t, {}):
                         rec["scores"].setdefault(t, {})[m] = e
         for r, rec in by_r.items():
             rec["pairs"] = whole_seed_sets(budget_pairs(rec["scores"]), verdicts.merge_summaries(compacts[r]))

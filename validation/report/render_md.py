@@ -737,7 +737,8 @@ def _c4_rank(budgets: list[dict[str, Any]], data: dict[str, Any]) -> Any:
 
 
 def _supplementary(r: Any, main_r: Any) -> bool:
-    """Whether budget rank ``r`` is not C4's; a directory without a rank (``None``) is merged into C4's."""
+    """Whether budget rank ``r`` is not C4's; a rank ``None`` (a directory without one, which
+    :func:`validation.report.build.protocol_records` files under C4's rank) counts as C4's."""
     return r is not None and r != main_r
 
 

@@ -400,6 +400,33 @@ def test_a_pair_at_another_rank_waits_for_every_seed(f, tmp_path, gridfix):
         "over the 2 GeLoRA pairs above at a rank other than C4's that carry a p-value (1 listed without one:"
         in md
     )
+    # GeLoRA short of a seed makes every pair of the task wait; the seed set is that of any method of the task
+    r2b = gridfix.write_grid(tmp_path / "r2b", {"sst2": dict(GOOD, gelora=[0.80, 0.81])})
+    _set_lora_r(r2b, 2, 200)
+    at2 = next(b for b in _grid_data(tmp_path, [r8, r2b])["paper_budgets"] if b["lora_r"] == 2)["pairs"][
+        "sst2"
+    ]
+    assert {m: pd["verdict"] for m, pd in at2.items()} == dict.fromkeys(
+        ("adalora", "geolora", "lora"), "undetermined"
+    )
+    assert at2["lora"]["partial"] == {"gelora": {"ran": 2, "of": 3, "missing": [2]}}
+
+
+def test_a_directory_without_a_rank_is_c4s_in_section_5_too(f, tmp_path, gridfix):
+    """C4 merges a paper directory whose profile has no rank into its rank; section 5's C4 column does the
+    same (no "r = None" column), the later directory winning there as in C4."""
+    r8 = gridfix.write_grid(tmp_path / "r8", {"sst2": GOOD})
+    _set_lora_r(r8, 8, 800)
+    late = gridfix.write_grid(tmp_path / "late", {"sst2": dict(GOOD, lora=[0.95, 0.96, 0.97])})
+    plan = json.loads((late / "grid.json").read_text())
+    plan["profile"].pop("lora_r", None)
+    (late / "grid.json").write_text(json.dumps(plan))
+    r2 = gridfix.write_grid(tmp_path / "r2", {"sst2": GOOD})
+    _set_lora_r(r2, 2, 200)
+    data = _grid_data(tmp_path, [r8, late, r2])
+    assert [b["lora_r"] for b in data["paper_budgets"]] == [2, 8]
+    at8 = data["paper_budgets"][1]
+    assert len(at8["sources"]) == 2 and at8["pairs"]["sst2"]["lora"]["verdict"] == "worse"
 
 
 def test_one_budget_has_no_budget_table(f, tmp_path, gridfix):
