@@ -138,6 +138,25 @@ def _mean(xs: Sequence[float]) -> float | None:
     return math.fsum(xs) / len(xs) if xs else None
 
 
+def has_score(entry: Mapping[str, Any]) -> bool:
+    """Whether a summary entry has a cell with a score (usable or not): the rule by which a later directory
+    wins a task and method when summaries are merged (:func:`merge_summaries`)."""
+    return any(r.get("primary") is not None for r in _per_seed(entry))
+
+
+def undetermined_partial(pair: Mapping[str, Any], short: Mapping[str, Any]) -> dict[str, Any]:
+    """``pair`` left undetermined because a method has not run every seed of its task: no difference or
+    interval over the part run so far, its common seeds kept, ``partial`` = ``short`` (:func:`_shortfall`)."""
+    return {
+        "diff": None,
+        "ci": None,
+        "n": pair["n"],
+        "seeds": pair["seeds"],
+        "verdict": "undetermined",
+        "partial": dict(short),
+    }
+
+
 def _seeds_of(entry: Mapping[str, Any]) -> set[int]:
     """The seeds a summary entry has a cell for (usable or not)."""
     return {int(r["seed"]) for r in _per_seed(entry) if r.get("seed") is not None}
@@ -281,14 +300,7 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
             short = {m: short_of_seeds[m] for m in (GELORA, b) if m in short_of_seeds}
             if short:
                 # decided on the whole seed set or not at all: no difference over the part run so far
-                pd = {
-                    "diff": None,
-                    "ci": None,
-                    "n": pd["n"],
-                    "seeds": pd["seeds"],
-                    "verdict": "undetermined",
-                    "partial": short,
-                }
+                pd = undetermined_partial(pd, short)
             pd["excluded"] = not rec["informative"]
             rec["pairs"][b] = pd
         tasks[task] = rec
@@ -469,7 +481,7 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         metrics.update(s.get("primary_metric") or {})
         for t, by in (s.get("table") or {}).items():
             for m, e in by.items():
-                if any(r.get("primary") is not None for r in _per_seed(e)) or m not in table.get(t, {}):
+                if has_score(e) or m not in table.get(t, {}):
                     table.setdefault(t, {})[m] = e
                     origin.setdefault(t, {})[m] = s.get("run_dir")
     # planned cells without a result in any directory (a later directory may hold what an earlier one lacks)
@@ -671,11 +683,13 @@ __all__ = [
     "familywise",
     "format_verdicts",
     "glue_average",
+    "has_score",
     "merge_summaries",
     "not_run_tasks",
     "pair_lines",
     "partial_reason",
     "planned_seeds",
+    "undetermined_partial",
     "usable_mean",
     "usable_scores",
     "verdicts_from_grid",

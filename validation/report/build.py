@@ -718,13 +718,6 @@ def budget_pairs(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
     return out
 
 
-def _scored(entry: dict[str, Any]) -> bool:
-    """Whether a compact summary entry has a cell with a score (:func:`validation.finetune.verdicts.merge_summaries`'
-    rule for a later directory to win a task and method)."""
-    verdicts = _import("validation.finetune.verdicts")
-    return any(r.get("primary") is not None for r in verdicts._per_seed(entry))
-
-
 def whole_seed_sets(pairs: dict[str, dict[str, Any]], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """:func:`budget_pairs` with C4's whole-seed-set rule: a pair whose GeLoRA or baseline has not run every
     seed of its task at that rank (:func:`validation.finetune.verdicts.planned_seeds` of ``summary``, the
@@ -740,15 +733,7 @@ def whole_seed_sets(pairs: dict[str, dict[str, Any]], summary: dict[str, Any]) -
         for b, pd in by.items():
             short = {m: short_of[m] for m in (verdicts.GELORA, b) if m in short_of}
             if short:
-                pd = {
-                    "diff": None,
-                    "ci": None,
-                    "n": pd["n"],
-                    "seeds": pd["seeds"],
-                    "verdict": "undetermined",
-                    "p": None,
-                    "partial": short,
-                }
+                pd = {**verdicts.undetermined_partial(pd, short), "p": None}
             out.setdefault(t, {})[b] = pd
     return out
 
@@ -854,7 +839,7 @@ def protocol_records(summaries: Sequence[dict[str, Any]], run_dirs: Sequence[Pat
                     # later directories win, by merge_summaries' rule (a cell with a score), so that the
                     # scores and whole_seed_sets' planned seeds come from the same directory
                     cell = ((c.get("table") or {}).get(t) or {}).get(m) or {}
-                    if _scored(cell) or m not in rec["scores"].get(t, {}):
+                    if verdicts.has_score(cell) or m not in rec["scores"].get(t, {}):
                         rec["scores"].setdefault(t, {})[m] = e
         for r, rec in by_r.items():
             rec["pairs"] = whole_seed_sets(budget_pairs(rec["scores"]), verdicts.merge_summaries(compacts[r]))

@@ -768,15 +768,18 @@ def _budget_familywise(
     from validation.finetune.verdicts import familywise
     from validation.report.claims import _name, _task
 
-    pairs = [
-        (f"{_task(t)}, GeLoRA − {_name(m)} at r = {b['lora_r']} on {model}", m, pd)
-        for model, budgets in groups.items()
-        for b in budgets
-        if _supplementary(b["lora_r"], _c4_rank(budgets, data or {}))
-        for t, by in sorted((b.get("pairs") or {}).items())
-        if t in tasks_at_two_budgets(budgets) and t in informative.get(model, set())
-        for m, pd in sorted(by.items())
-    ]
+    pairs = []
+    for model, budgets in groups.items():
+        main_r = _c4_rank(budgets, data or {})
+        listed = tasks_at_two_budgets(budgets) & informative.get(model, set())
+        pairs += [
+            (f"{_task(t)}, GeLoRA − {_name(m)} at r = {b['lora_r']} on {model}", m, pd)
+            for b in budgets
+            if _supplementary(b["lora_r"], main_r)
+            for t, by in sorted((b.get("pairs") or {}).items())
+            if t in listed
+            for m, pd in sorted(by.items())
+        ]
     tested, kept = familywise(pairs)
     if not tested:
         return []
