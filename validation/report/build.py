@@ -672,15 +672,16 @@ def _paper_lora_r() -> int:
 
 
 def budget_scores(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{task: {method: {"budget_params", "mean", "std", "n", "seeds"}}}`` of one grid summary: the primary
-    score over the seeds whose cell converged (or records no convergence), and the median trainable adapter
-    parameters (None for methods without a budget record)."""
+    """``{task: {method: {"budget_params", "mean", "std", "n", "seeds"}}}`` of one paper-protocol grid
+    summary: the primary score over the seeds whose cell converged (C4's rule: a cell without a convergence
+    record is dropped, as it is from C4's pairs), and the median trainable adapter parameters (None for
+    methods without a budget record)."""
     grid = _import("validation.finetune.grid")
     usable = _import("validation.finetune.verdicts")._usable
     out: dict[str, dict[str, Any]] = {}
     for t, by in (summary.get("table") or {}).items():
         for m, e in by.items():
-            recs = [r for r in e.get("per_seed") or [] if usable(r, False)[0]]
+            recs = [r for r in e.get("per_seed") or [] if usable(r, True)[0]]
             vals = [float(r["primary"]) for r in recs]
             params = [int(x) for x in e.get("trainable_adapter_params") or [] if x is not None]
             ms = grid._mean_std(vals) if vals else {"mean": None, "std": None}

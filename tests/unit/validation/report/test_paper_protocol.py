@@ -412,6 +412,20 @@ def test_a_pair_at_another_rank_waits_for_every_seed(f, tmp_path, gridfix):
     assert at2["lora"]["partial"] == {"gelora": {"ran": 2, "of": 3, "missing": [2]}}
 
 
+def test_a_cell_at_another_rank_without_a_convergence_record_is_dropped_as_in_c4(f, tmp_path, gridfix):
+    """Section 5 keeps a cell by C4's rule at every rank: at r = 2 LoRA's seed 0 records no convergence, so
+    LoRA's score and GeLoRA − LoRA there use seeds 1 and 2 only (as C4 would)."""
+    r8 = gridfix.write_grid(tmp_path / "r8", {"sst2": GOOD})
+    _set_lora_r(r8, 8, 800)
+    conv = {("sst2", "lora", 0): gridfix.MISSING}
+    r2 = gridfix.write_grid(tmp_path / "r2", {"sst2": GOOD}, converged=conv)
+    _set_lora_r(r2, 2, 200)
+    at2 = next(b for b in _grid_data(tmp_path, [r8, r2])["paper_budgets"] if b["lora_r"] == 2)
+    assert at2["scores"]["sst2"]["lora"]["seeds"] == [1, 2] and at2["scores"]["sst2"]["lora"]["n"] == 2
+    assert at2["scores"]["sst2"]["lora"]["mean"] == pytest.approx((0.705 + 0.715) / 2)
+    assert at2["pairs"]["sst2"]["lora"]["n"] == 2 and at2["pairs"]["sst2"]["adalora"]["n"] == 3
+
+
 def test_a_directory_without_a_rank_is_c4s_in_section_5_too(f, tmp_path, gridfix):
     """C4 merges a paper directory whose profile has no rank into its rank; section 5's C4 column does the
     same (no "r = None" column), the later directory winning there as in C4."""
