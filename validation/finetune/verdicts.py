@@ -144,6 +144,12 @@ def has_score(entry: Mapping[str, Any]) -> bool:
     return any(r.get("primary") is not None for r in _per_seed(entry))
 
 
+def no_common_seed() -> dict[str, Any]:
+    """The pair of two methods that both ran a task but share no usable seed (every cell of one dropped, or
+    their usable seeds disjoint): undetermined, ``n`` 0, no difference or interval."""
+    return {"diff": None, "ci": None, "n": 0, "seeds": [], "verdict": "undetermined"}
+
+
 def undetermined_partial(pair: Mapping[str, Any], short: Mapping[str, Any]) -> dict[str, Any]:
     """``pair`` left undetermined because a method has not run every seed of its task: no difference or
     interval over the part run so far, its common seeds kept, ``partial`` = ``short`` (:func:`_shortfall`)."""
@@ -296,7 +302,7 @@ def compute_verdicts(summary: Mapping[str, Any], level: float = 0.95) -> dict[st
                 continue
             pd = paired_difference(gel, base, level)
             if pd is None:
-                pd = {"diff": None, "ci": None, "n": 0, "seeds": [], "verdict": "undetermined"}
+                pd = no_common_seed()
             short = {m: short_of_seeds[m] for m in (GELORA, b) if m in short_of_seeds}
             if short:
                 # decided on the whole seed set or not at all: no difference over the part run so far

@@ -697,25 +697,27 @@ def budget_scores(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def budget_pairs(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``{task: {baseline: paired difference}}`` of GeLoRA against each baseline at one budget rank, over
-    the seeds both kept (:func:`validation.finetune.stats.paired_difference`: ``diff``, ``ci``, ``n``,
-    ``verdict``, ``p``), from :func:`budget_scores`' per-seed values; tasks or baselines without a common
-    seed are left out."""
+    """``{task: {baseline: paired difference}}`` of GeLoRA against each adapter baseline that ran the task at
+    one budget rank, over the seeds both kept (:func:`validation.finetune.stats.paired_difference`: ``diff``,
+    ``ci``, ``n``, ``verdict``, ``p``), from :func:`budget_scores`' per-seed values; a pair without a
+    common kept seed is undetermined with ``n`` 0 and no ``p``, as in C4
+    (:func:`validation.finetune.verdicts.no_common_seed`)."""
     stats = _import("validation.finetune.stats")
     verdicts = _import("validation.finetune.verdicts")
     out: dict[str, dict[str, Any]] = {}
     for t, by in scores.items():
         g = by.get(verdicts.GELORA)
-        if not g or not g.get("values"):
+        if not g:
             continue
         mine = dict(zip(g["seeds"], g["values"], strict=True))
         for peer in verdicts.baselines_of(list(by)):
             e = by[peer]
-            if e.get("budget_params") is None or not e.get("values"):
+            if e.get("budget_params") is None:
                 continue  # full fine-tuning and the head alone have no adapter budget
             pair = stats.paired_difference(mine, dict(zip(e["seeds"], e["values"], strict=True)))
-            if pair is not None:
-                out.setdefault(t, {})[peer] = pair
+            out.setdefault(t, {})[peer] = (
+                pair if pair is not None else {**verdicts.no_common_seed(), "p": None}
+            )
     return out
 
 

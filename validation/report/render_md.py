@@ -808,8 +808,9 @@ def _budget_familywise(
 
 def _budget_pair_paras(budgets: list[dict[str, Any]], shown: set[str], main_r: Any) -> list[Block]:
     """One line per task and baseline paired with GeLoRA at a budget rank other than C4's, with its pair at
-    every rank of the model ("no pair" where a rank has none, e.g. the baseline's cells there did not converge),
-    so that every supplementary pair the family-wise line counts is listed."""
+    every rank of the model ("no pair" where GeLoRA or the baseline did not run the task at that rank, "no
+    usable common seed" where both ran but no seed of theirs is kept, e.g. every baseline cell unconverged, as
+    C4's table says), so that every supplementary pair the family-wise line counts is listed."""
     from validation.report.claims import _ci_of, _name, _task
 
     lines = []
@@ -824,6 +825,8 @@ def _budget_pair_paras(budgets: list[dict[str, Any]], shown: set[str], main_r: A
                 + (
                     "no pair"
                     if pd is None
+                    else f"{pd['verdict']} (no usable common seed{_partial_of(pd)})"
+                    if pd.get("diff") is None and not pd["n"]
                     else f"{pd['verdict']} (n = {pd['n']}{_partial_of(pd)})"
                     if pd.get("diff") is None
                     else f"{pd['diff']:+.4f} {_ci_of(pd['ci'], pd['n'])}, {pd['verdict']} (n = {pd['n']})"

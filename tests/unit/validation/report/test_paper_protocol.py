@@ -426,6 +426,42 @@ def test_a_cell_at_another_rank_without_a_convergence_record_is_dropped_as_in_c4
     assert at2["pairs"]["sst2"]["lora"]["n"] == 2 and at2["pairs"]["sst2"]["adalora"]["n"] == 3
 
 
+def test_a_pair_without_a_usable_common_seed_is_undetermined_at_every_rank(f, tmp_path, gridfix):
+    """AdaLoRA ran SST-2 and MRPC at both ranks, every cell unconverged on SST-2 at r = 8 (C4's rank) and on
+    MRPC at r = 2: section 5 lists the pair as C4 does, undetermined with n = 0 and no p-value ("no usable
+    common seed"), not as a missing pair; GeoLoRA, not run on MRPC at r = 8, still reads "no pair" there."""
+    no_geo = {m: v for m, v in GOOD.items() if m != "geolora"}
+    conv8 = {("sst2", "adalora", s): False for s in range(3)}
+    r8 = gridfix.write_grid(tmp_path / "r8", {"sst2": GOOD, "mrpc": no_geo}, converged=conv8)
+    _set_lora_r(r8, 8, 800)
+    conv2 = {("mrpc", "adalora", s): False for s in range(3)}
+    r2 = gridfix.write_grid(tmp_path / "r2", {"sst2": GOOD, "mrpc": GOOD}, converged=conv2)
+    _set_lora_r(r2, 2, 200)
+    data = _grid_data(tmp_path, [r8, r2])
+    at = {b["lora_r"]: b["pairs"] for b in data["paper_budgets"]}
+    assert at[8]["sst2"]["adalora"] == {
+        "diff": None,
+        "ci": None,
+        "n": 0,
+        "seeds": [],
+        "verdict": "undetermined",
+        "p": None,
+    }
+    assert at[2]["mrpc"]["adalora"]["n"] == 0 and at[2]["mrpc"]["adalora"]["p"] is None
+    assert "geolora" not in at[8]["mrpc"] and at[2]["sst2"]["adalora"]["verdict"] == "better"
+    r = f.make_report(grid=f.sec(B._clean(data)))
+    c4_row = next(row for row in _claim(r, "C4")["table"]["rows"] if row[:2] == ["SST-2", "AdaLoRA"])
+    assert c4_row[-1] == "undetermined"
+    md = visible(render_markdown(document(r)))
+    assert re.search(
+        r"SST-2, GeLoRA − AdaLoRA: r = 2: \+[^;]*; r = 8 \(C4\): undetermined \(no usable common seed\)\.", md
+    )
+    assert "MRPC, GeLoRA − AdaLoRA: r = 2: undetermined (no usable common seed); r = 8 (C4): +" in md
+    assert re.search(r"MRPC, GeLoRA − GeoLoRA: r = 2: \+[^;]*; r = 8 \(C4\): no pair\.", md)
+    # counted among the pairs listed without a p-value, not in the family
+    assert "(1 listed without one: fewer than two common seeds, or not every seed run)" in md
+
+
 def test_a_directory_without_a_rank_is_c4s_in_section_5_too(f, tmp_path, gridfix):
     """C4 merges a paper directory whose profile has no rank into its rank; section 5's C4 column does the
     same (no "r = None" column), the later directory winning there as in C4."""
