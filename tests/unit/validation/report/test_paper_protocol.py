@@ -284,8 +284,8 @@ def test_a_further_models_second_budget_has_its_own_table(f, tmp_path, gridfix):
 
 def test_every_supplementary_pair_is_listed_even_without_a_c4_partner() -> None:
     """The per-pair list names every pair at a rank other than C4's, with "no pair" at a rank that has none
-    (MiniLM-L6's RTE AdaLoRA at r = 8 did not converge); a pair only at C4's rank is not listed (C4's table
-    shows it); a pair without a difference (no usable common seed) reads as its verdict."""
+    (the baseline did not run there); a pair only at C4's rank is not listed (C4's table shows it); a pair
+    without a difference reads as its verdict, with "no usable common seed" where n is 0."""
     from validation.report.render_md import _budget_pair_paras
 
     def pair(diff: float | None, verdict: str, n: int) -> dict:
@@ -304,7 +304,10 @@ def test_every_supplementary_pair_is_listed_even_without_a_c4_partner() -> None:
         "RTE, GeLoRA − AdaLoRA: r = 2: -0.0094 [" in para.text
         and "tie (n = 5); r = 8 (C4): no pair." in para.text
     )
-    assert "RTE, GeLoRA − GeoLoRA: r = 2: undetermined (n = 0); r = 8 (C4): +0.0200 [" in para.text
+    assert (
+        "RTE, GeLoRA − GeoLoRA: r = 2: undetermined (no usable common seed); r = 8 (C4): +0.0200 ["
+        in para.text
+    )
     assert "GeLoRA − LoRA" not in para.text  # only at C4's rank
     assert _budget_pair_paras(budgets[1:], {"rte"}, 8) == []
     # a pair only above C4's rank is listed; one only in a directory without a rank (merged into C4's) is not
