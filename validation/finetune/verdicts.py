@@ -691,6 +691,7 @@ __all__ = [
     "glue_average",
     "has_score",
     "merge_summaries",
+    "no_common_seed",
     "not_run_tasks",
     "pair_lines",
     "partial_reason",

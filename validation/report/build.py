@@ -697,8 +697,8 @@ def budget_scores(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def budget_pairs(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``{task: {baseline: paired difference}}`` of GeLoRA against each adapter baseline that ran the task at
-    one budget rank, over the seeds both kept (:func:`validation.finetune.stats.paired_difference`: ``diff``,
+    """``{task: {baseline: paired difference}}`` of GeLoRA against each baseline
+    (:func:`validation.finetune.verdicts.baselines_of`, C4's) that ran the task at one budget rank, over the seeds both kept (:func:`validation.finetune.stats.paired_difference`: ``diff``,
     ``ci``, ``n``, ``verdict``, ``p``), from :func:`budget_scores`' per-seed values; a pair without a
     common kept seed is undetermined with ``n`` 0 and no ``p``, as in C4
     (:func:`validation.finetune.verdicts.no_common_seed`)."""
@@ -711,9 +711,7 @@ def budget_pairs(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
             continue
         mine = dict(zip(g["seeds"], g["values"], strict=True))
         for peer in verdicts.baselines_of(list(by)):
-            e = by[peer]
-            if e.get("budget_params") is None:
-                continue  # full fine-tuning and the head alone have no adapter budget
+            e = by[peer]  # baselines_of leaves out full fine-tuning and the head alone, as C4 does
             pair = stats.paired_difference(mine, dict(zip(e["seeds"], e["values"], strict=True)))
             out.setdefault(t, {})[peer] = (
                 pair if pair is not None else {**verdicts.no_common_seed(), "p": None}

@@ -809,7 +809,7 @@ def _budget_familywise(
 def _budget_pair_paras(budgets: list[dict[str, Any]], shown: set[str], main_r: Any) -> list[Block]:
     """One line per task and baseline paired with GeLoRA at a budget rank other than C4's, with its pair at
     every rank of the model ("no pair" where GeLoRA or the baseline did not run the task at that rank, "no
-    usable common seed" where both ran but no seed of theirs is kept, e.g. every baseline cell unconverged, as
+    usable common seed" where both ran but no seed is kept by both, e.g. every baseline cell unconverged, as
     C4's table says), so that every supplementary pair the family-wise line counts is listed."""
     from validation.report.claims import _ci_of, _name, _task
 

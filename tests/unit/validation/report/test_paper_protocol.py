@@ -465,6 +465,24 @@ def test_a_pair_without_a_usable_common_seed_is_undetermined_at_every_rank(f, tm
     assert "(1 listed without one: fewer than two common seeds, or not every seed run)" in md
 
 
+def test_gelora_without_a_kept_seed_leaves_every_pair_of_the_task_undetermined(f, tmp_path, gridfix):
+    """GeLoRA ran SST-2 at r = 2 but every cell of it is unconverged: each baseline's pair there is
+    undetermined with n = 0 (as C4's would be), not left out, and the line prints it."""
+    r8 = gridfix.write_grid(tmp_path / "r8", {"sst2": GOOD})
+    _set_lora_r(r8, 8, 800)
+    conv2 = {("sst2", "gelora", s): False for s in range(3)}
+    r2 = gridfix.write_grid(tmp_path / "r2", {"sst2": GOOD}, converged=conv2)
+    _set_lora_r(r2, 2, 200)
+    data = _grid_data(tmp_path, [r8, r2])
+    at2 = next(b for b in data["paper_budgets"] if b["lora_r"] == 2)
+    assert at2["scores"]["sst2"]["gelora"]["n"] == 0
+    assert {m: (pd["verdict"], pd["n"], pd["p"]) for m, pd in at2["pairs"]["sst2"].items()} == dict.fromkeys(
+        ("adalora", "geolora", "lora"), ("undetermined", 0, None)
+    )
+    md = visible(render_markdown(document(f.make_report(grid=f.sec(B._clean(data))))))
+    assert "SST-2, GeLoRA − LoRA: r = 2: undetermined (no usable common seed); r = 8 (C4): +" in md
+
+
 def test_a_directory_without_a_rank_is_c4s_in_section_5_too(f, tmp_path, gridfix):
     """C4 merges a paper directory whose profile has no rank into its rank; section 5's C4 column does the
     same (no "r = None" column), the later directory winning there as in C4."""
