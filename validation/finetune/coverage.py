@@ -35,6 +35,7 @@ from gelora._io import atomic_write_text
 from gelora.errors import ConfigError
 from validation.finetune.convergence import finite_or_none
 from validation.finetune.runner import DEFAULT_MODEL_NAME, PAPER_METHODS, PROFILES
+from validation.finetune.verdicts import GELORA
 
 #: the tasks with offline data (GLUE train+dev, QNLI dev split, SQuAD dev split by article)
 TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "stsb", "rte", "qnli", "squad_v1", "squad_v2")
@@ -223,7 +224,8 @@ def render(
     """The Markdown table (one row per model, rank and task; ``·`` no cell, ``n/a`` a method without adapter
     at another rank) and the number of cells not yet run at the protocol's rank ``main_r`` (default: the
     paper profile's), the campaign of issue 19; a finished unconverged cell, or one without a finite score,
-    counts as run."""
+    counts as run. Of those, the ones on a task where GeLoRA has run every seed and kept none (no converged
+    cell) are counted apart: every GeLoRA pair of such a task is undetermined whatever they score."""
     main_r = int(PROFILES["paper"].lora_r) if main_r is None else main_r
     cols = (*METHODS, *ABLATIONS)
     lines = [
@@ -231,6 +233,7 @@ def render(
         "|---|---|---|" + "---|" * len(cols),
     ]
     left = {m: 0 for m in METHODS}
+    moot = {m: 0 for m in METHODS}
     for model, r in sorted(cov):
         by = cov[(model, r)]
         for task in TASKS:
@@ -242,19 +245,38 @@ def render(
             lines.append(f"| {model} | {r} | {task} | " + " | ".join(cells) + " |")
             if r != main_r:
                 continue
+            # GeLoRA ran every seed and kept none (the paper profile keeps converged cells only): each of the
+            # task's pairs is undetermined whatever the other cells score (C4's pair without a common seed)
+            gel = row.get(GELORA) or {}
+            settled = len(_run_seeds(gel, seeds)) == seeds and not any(s < seeds for s in gel["converged"])
             for m in METHODS:
-                e = row.get(m) or {}
-                # every bucket but a failure has run (a failed cell is trained again)
-                run = {s for k, seeds_of in e.items() if k != "failed" for s in seeds_of if s < seeds}
-                left[m] += seeds - len(run)
+                n_left = seeds - len(_run_seeds(row.get(m) or {}, seeds))
+                left[m] += n_left
+                if settled:
+                    moot[m] += n_left
+    n_moot = sum(moot.values())
     lines += [
         "",
         f"Cells whose training converged (held-out rule), out of {seeds} seeds. Not yet run at r = {main_r} "
         f"(the protocol's rank) on these models and tasks: {sum(left.values())} cells ("
         + ", ".join(f"{m} {left[m]}" for m in METHODS)
-        + "), before their selection runs, the ablations and other ranks.",
+        + "), before their selection runs, the ablations and other ranks"
+        + (
+            f"; {n_moot} of them ("
+            + ", ".join(f"{m} {moot[m]}" for m in METHODS if moot[m])
+            + f") on tasks where GeLoRA has run all {seeds} seeds and none converged, so that every GeLoRA "
+            "pair there stays undetermined whatever they score (C4 keeps converged cells only)."
+            if n_moot
+            else "."
+        ),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _run_seeds(e: Mapping[str, Sequence[int]], seeds: int) -> set[int]:
+    """The seeds below ``seeds`` with a finished cell (every bucket but a failure: a failed cell is trained
+    again)."""
+    return {s for k, seeds_of in e.items() if k != "failed" for s in seeds_of if s < seeds}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

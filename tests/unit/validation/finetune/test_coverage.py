@@ -161,3 +161,31 @@ def test_seeds_beyond_the_protocols_do_not_complete_a_rate(tmp_path: Path, gridf
     ]
     text = render_rates(collect_rates(runs), seeds=5)
     assert "| 0.5x 1x 2x (4/5) |" in text and text.rstrip().endswith("all seeds): none.")
+
+
+def test_cells_that_cannot_change_a_verdict_are_counted_apart(tmp_path: Path, gridfix: Any) -> None:
+    """On a task where GeLoRA ran every seed and none converged, every GeLoRA pair is undetermined whatever the
+    other methods score (C4 keeps converged cells only): their cells not yet run are counted apart. GeLoRA short
+    of a seed, or with one converged seed, leaves the task's cells counted as usual."""
+    unconv = {("squad_v1", "gelora", s): False for s in range(3)}
+    unconv |= {("rte", "gelora", s): False for s in range(2)}  # seed 2 converged
+    unconv |= {("mrpc", "gelora", s): False for s in range(2)}  # seed 2 not run
+    run = gridfix.write_grid(
+        tmp_path / "a",
+        {
+            "squad_v1": {"gelora": [70.0] * 3, "lora": [71.0] * 3},
+            "rte": {"gelora": [0.6] * 3},
+            "mrpc": {"gelora": [0.8, 0.8, None]},
+        },
+        converged=unconv,
+    )
+    text = render(collect([run]), seeds=3, main_r=8)
+    # squad_v1: adalora, geolora, full, head_only 3 each (lora ran its 3, gelora ran its 3)
+    assert f"{8 * 6 * 3 - 3 - 3 - 3 - 2} cells" in text
+    assert (
+        "; 12 of them (adalora 3, geolora 3, full 3, head_only 3) on tasks where GeLoRA has run all 3" in text
+    )
+    text = render(
+        collect([gridfix.write_grid(tmp_path / "b", {"rte": {"gelora": [0.6] * 3}})]), seeds=3, main_r=8
+    )
+    assert "of them" not in text and text.rstrip().endswith("the ablations and other ranks.")
