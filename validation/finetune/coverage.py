@@ -225,7 +225,8 @@ def render(
     at another rank) and the number of cells not yet run at the protocol's rank ``main_r`` (default: the
     paper profile's), the campaign of issue 19; a finished unconverged cell, or one without a finite score,
     counts as run. Of those, the ones on a task where GeLoRA has run every seed and kept none (no converged
-    cell) are counted apart: every GeLoRA pair of such a task is undetermined whatever they score."""
+    cell with a finite score) are counted apart: every GeLoRA pair of such a task is undetermined whatever
+    they score."""
     main_r = int(PROFILES["paper"].lora_r) if main_r is None else main_r
     cols = (*METHODS, *ABLATIONS)
     lines = [
@@ -245,10 +246,12 @@ def render(
             lines.append(f"| {model} | {r} | {task} | " + " | ".join(cells) + " |")
             if r != main_r:
                 continue
-            # GeLoRA ran every seed and kept none (the paper profile keeps converged cells only): each of the
-            # task's pairs is undetermined whatever the other cells score (C4's pair without a common seed)
+            # GeLoRA ran every seed and kept none (the paper profile keeps converged cells with a finite score
+            # only; collect() files a converged cell without one under no_score): each of the task's pairs is
+            # undetermined whatever the other cells score (C4's pair without a common seed)
             gel = row.get(GELORA) or {}
-            settled = len(_run_seeds(gel, seeds)) == seeds and not any(s < seeds for s in gel["converged"])
+            settled = len(_run_seeds(gel, seeds)) == seeds
+            settled = settled and not any(s < seeds for s in gel.get("converged", []))
             for m in METHODS:
                 n_left = seeds - len(_run_seeds(row.get(m) or {}, seeds))
                 left[m] += n_left
@@ -264,8 +267,9 @@ def render(
         + (
             f"; {n_moot} of them ("
             + ", ".join(f"{m} {moot[m]}" for m in METHODS if moot[m])
-            + f") on tasks where GeLoRA has run all {seeds} seeds and none converged, so that every GeLoRA "
-            "pair there stays undetermined whatever they score (C4 keeps converged cells only)."
+            + f") on tasks where GeLoRA has run all {seeds} seeds and none converged with a finite score, so "
+            "that every GeLoRA pair there stays undetermined whatever they score (C4 keeps such cells only; "
+            "full fine-tuning and the head alone still decide whether the task counts as informative)."
             if n_moot
             else "."
         ),

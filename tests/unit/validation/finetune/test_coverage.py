@@ -163,7 +163,7 @@ def test_seeds_beyond_the_protocols_do_not_complete_a_rate(tmp_path: Path, gridf
     assert "| 0.5x 1x 2x (4/5) |" in text and text.rstrip().endswith("all seeds): none.")
 
 
-def test_cells_that_cannot_change_a_verdict_are_counted_apart(tmp_path: Path, gridfix: Any) -> None:
+def test_cells_whose_gelora_pairs_stay_undetermined_are_counted_apart(tmp_path: Path, gridfix: Any) -> None:
     """On a task where GeLoRA ran every seed and none converged, every GeLoRA pair is undetermined whatever the
     other methods score (C4 keeps converged cells only): their cells not yet run are counted apart. GeLoRA short
     of a seed, or with one converged seed, leaves the task's cells counted as usual."""
@@ -189,3 +189,49 @@ def test_cells_that_cannot_change_a_verdict_are_counted_apart(tmp_path: Path, gr
         collect([gridfix.write_grid(tmp_path / "b", {"rte": {"gelora": [0.6] * 3}})]), seeds=3, main_r=8
     )
     assert "of them" not in text and text.rstrip().endswith("the ablations and other ranks.")
+
+
+def _moot(text: str) -> str | None:
+    """The count of cells set apart in a rendered table ("12 of them (...)"), None without one."""
+    import re
+
+    m = re.search(r"; (\d+ of them \([^)]*\))", text)
+    return m.group(1) if m else None
+
+
+def test_what_keeps_gelora_from_a_kept_seed_is_the_verdicts_rule(tmp_path: Path, gridfix: Any) -> None:
+    """GeLoRA keeps no seed when each of its cells is unconverged, lacks a convergence record or a finite score
+    (the paper profile's rule), also spread over two directories; a failed GeLoRA cell is not run yet, and a
+    converged seed beyond the protocol's does not count."""
+    scores = {"rte": {"gelora": [0.6, 0.6, 0.6], "lora": [0.7] * 3}}
+    conv = {("rte", "gelora", 0): False, ("rte", "gelora", 1): gridfix.MISSING}
+    run = gridfix.write_grid(tmp_path / "a", scores, converged=conv)
+    cell = run / "cells" / "rte__gelora__seed2.json"
+    rec = json.loads(cell.read_text())
+    rec["primary"] = float("nan")  # converged, but no finite score
+    rec["metrics"] = {k: float("nan") for k in rec.get("metrics", {})}
+    cell.write_text(json.dumps(rec))
+    assert _moot(render(collect([run]), seeds=3, main_r=8)) == "12 of them (adalora 3, geolora 3, full 3, head_only 3)"
+    # the same three cells from two directories
+    a = gridfix.write_grid(tmp_path / "b", {"rte": {"gelora": [0.6, 0.6, None]}}, converged=conv)
+    b = gridfix.write_grid(
+        tmp_path / "c", {"rte": {"gelora": [None, None, 0.6]}}, converged={("rte", "gelora", 2): False}
+    )
+    assert _moot(render(collect([a, b]), seeds=3, main_r=8)) is not None
+    # a converged seed beyond the protocol's (seeds = 2 here) keeps nothing of the protocol's
+    extra = gridfix.write_grid(
+        tmp_path / "d",
+        {"rte": {"gelora": [0.6, 0.6, 0.6]}},
+        converged={("rte", "gelora", s): False for s in (0, 1)},
+    )
+    assert _moot(render(collect([extra]), seeds=2, main_r=8)) is not None
+    assert _moot(render(collect([extra]), seeds=3, main_r=8)) is None  # seed 2 converged: kept
+    # a failed GeLoRA cell is left to run: nothing is settled yet
+    failed = gridfix.write_grid(
+        tmp_path / "e",
+        {"rte": {"gelora": [0.6, 0.6, None]}},
+        converged={("rte", "gelora", s): False for s in (0, 1)},
+    )
+    record_failure(failed, "rte", "gelora", 2, RuntimeError("out of memory"))
+    assert _moot(render(collect([failed]), seeds=3, main_r=8)) is None
+    assert render(collect([failed]), seeds=0, main_r=8)  # no seed asked for: nothing to set apart, no error
