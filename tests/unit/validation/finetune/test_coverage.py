@@ -211,7 +211,10 @@ def test_what_keeps_gelora_from_a_kept_seed_is_the_verdicts_rule(tmp_path: Path,
     rec["primary"] = float("nan")  # converged, but no finite score
     rec["metrics"] = {k: float("nan") for k in rec.get("metrics", {})}
     cell.write_text(json.dumps(rec))
-    assert _moot(render(collect([run]), seeds=3, main_r=8)) == "12 of them (adalora 3, geolora 3, full 3, head_only 3)"
+    assert (
+        _moot(render(collect([run]), seeds=3, main_r=8))
+        == "12 of them (adalora 3, geolora 3, full 3, head_only 3)"
+    )
     # the same three cells from two directories
     a = gridfix.write_grid(tmp_path / "b", {"rte": {"gelora": [0.6, 0.6, None]}}, converged=conv)
     b = gridfix.write_grid(
