@@ -35,10 +35,10 @@ from gelora._io import atomic_write_text
 from gelora.errors import ConfigError
 from validation.finetune.convergence import finite_or_none
 from validation.finetune.runner import DEFAULT_MODEL_NAME, PAPER_METHODS, PROFILES
-from validation.finetune.verdicts import GELORA
+from validation.finetune.verdicts import CAMPAIGN_TASKS, GELORA
 
-#: the tasks with offline data (GLUE train+dev, QNLI dev split, SQuAD dev split by article)
-TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "stsb", "rte", "qnli", "squad_v1", "squad_v2")
+#: the tasks with offline data (GLUE train+dev, QNLI dev split, SQuAD dev split by article): C4's campaign
+TASKS: tuple[str, ...] = CAMPAIGN_TASKS
 #: the protocol's methods, then the two ablations of where the ranks go (of validation.finetune.ablations')
 METHODS: tuple[str, ...] = PAPER_METHODS
 ABLATIONS: tuple[str, ...] = ("gelora_permuted", "gelora_reversed")

@@ -355,6 +355,28 @@ def not_run_tasks(summary: Mapping[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+#: the tasks the paper-protocol campaign runs on each model: every task with offline data (GLUE train+dev,
+#: QNLI's dev split, SQuAD's dev split by article; validation/finetune/coverage.py's table has the same rows)
+CAMPAIGN_TASKS: tuple[str, ...] = ("cola", "sst2", "mrpc", "stsb", "rte", "qnli", "squad_v1", "squad_v2")
+
+
+def campaign_gaps(summary: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """``[(task, methods)]``: the methods of C4 (GeLoRA, the core baselines, the ceiling and the floor) that
+    have no cell at all on a campaign task (:data:`CAMPAIGN_TASKS`) in a merged paper-protocol summary,
+    neither run nor planned; every method when the task has none. A planned cell without a result is in
+    ``summary["missing"]`` instead, and a task without offline data in :func:`not_run_tasks`."""
+    table = summary.get("table") or {}
+    planned = {(m["task"], m["method"]) for m in summary.get("missing") or []}
+    wanted = (GELORA, *CORE_BASELINES, CEILING, FLOOR)
+    out = []
+    for task in CAMPAIGN_TASKS:
+        by = table.get(task) or {}
+        gone = [m for m in wanted if m not in by and (task, m) not in planned]
+        if gone:
+            out.append((task, gone))
+    return out
+
+
 def claim_line(c: Mapping[str, int], baseline: str | None) -> str:
     """``"better on k, tie on m, worse on j of n informative tasks"`` (``baseline`` named when given)."""
     head = f"GeLoRA vs {baseline}: " if baseline else ""
@@ -678,11 +700,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
+    "CAMPAIGN_TASKS",
     "CEILING",
     "FLOOR",
     "GELORA",
     "PAPER_PROFILE",
     "baselines_of",
+    "campaign_gaps",
     "claim_line",
     "compact_summary",
     "compute_verdicts",

@@ -491,6 +491,21 @@ def _exclusion_parts(v: dict[str, Any], summary: dict[str, Any] | None = None) -
     return parts
 
 
+def _gap_text(summary: dict[str, Any]) -> str | None:
+    """``"SST-2, SQuAD v2.0 (every method); QNLI (AdaLoRA, GeoLoRA)"``: the campaign's tasks and C4's methods
+    without any cell in one model's merged paper-protocol summary
+    (:func:`validation.finetune.verdicts.campaign_gaps`); None when every one has a cell."""
+    from validation.finetune.verdicts import CEILING, CORE_BASELINES, FLOOR, GELORA, campaign_gaps
+
+    every = {GELORA, *CORE_BASELINES, CEILING, FLOOR}
+    whole = [t for t, ms in campaign_gaps(summary) if set(ms) == every]
+    part = [(t, ms) for t, ms in campaign_gaps(summary) if set(ms) != every]
+    texts = ([", ".join(_task(t) for t in whole) + " (every method)"] if whole else []) + [
+        f"{_task(t)} ({', '.join(_name(m) for m in ms)})" for t, ms in part
+    ]
+    return "; ".join(texts) or None
+
+
 def _exclusions_line(parts: list[str], limit: int = 118) -> str:
     """One line of exclusion parts (:func:`_exclusion_parts`), shortened to ``limit`` characters."""
     return _shorten("; ".join(parts) or "none (every task informative, every cell converged)", limit)
@@ -920,6 +935,7 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         f"GLUE dev ({', '.join(_task(t) for t in v['tasks'])})"
     )
     exclusions = _exclusion_parts(v, summary)
+    gaps = [(str(model), _gap_text(summary))]
     models = [str(model)]
     per_model = [f"{model} ({', '.join(_task(t) for t in v['tasks'])})"]
     rate_parts = [(str(model), defaults, summary)]
@@ -938,6 +954,12 @@ def claim_performance(report: dict[str, Any]) -> Finding:
         per_model.append(f"{m2} ({', '.join(_task(t) for t in v2['tasks'])})")
         if more := _exclusion_parts(v2, s2):
             exclusions.append(f"{m2}: " + "; ".join(more))
+        gaps.append((m2, _gap_text(s2)))
+    if any(text for _, text in gaps):
+        evidence.append(
+            "Not run under the paper protocol (no cell of the method on the task, so in no pair and out of "
+            "the counts above): " + "; ".join(f"{m}: {text}" for m, text in gaps if text) + "."
+        )
     if any(d != defaults for _, d, _ in rate_parts):  # "all" only when every model says "all"
         defaults = [f"{_name(m)} ({mod})" for mod, d, sm in rate_parts for m in _named(d, sm)]
     rates = ", default rates (none selected)" if defaults == ["all"] else ""

@@ -429,3 +429,23 @@ def test_the_average_leaves_out_a_task_short_of_seeds_and_merges_keep_the_planne
     # a later directory that holds the cell drops it from the missing ones
     done = summarise(gridfix.write_grid(tmp_path / "h", {"rte": {"adalora": INFORMATIVE["adalora"]}}))
     assert merge_summaries([compact_summary(summary), compact_summary(done)])["missing"] == []
+
+
+def test_campaign_gaps_name_the_methods_without_any_cell(tmp_path, gridfix):
+    """C4's methods with no cell on a campaign task: a whole task when none ran, the absent methods of a task
+    some ran; a method planned without a result (the summary's missing cells) is not a gap, nor is an ablation
+    or a task outside the campaign."""
+    from validation.finetune.verdicts import CAMPAIGN_TASKS, campaign_gaps
+
+    every = ["gelora", "lora", "adalora", "geolora", "full", "head_only"]
+    scores = {
+        "sst2": dict(INFORMATIVE),
+        "rte": {m: xs for m, xs in INFORMATIVE.items() if m not in ("adalora", "geolora")},
+        "mrpc": dict(INFORMATIVE, geolora=[None, None, None], gelora_permuted=[0.8] * 3),
+    }
+    gaps = dict(campaign_gaps(summarise(gridfix.write_grid(tmp_path / "g", scores))))
+    assert gaps["rte"] == ["adalora", "geolora"]
+    assert "sst2" not in gaps and "mrpc" not in gaps  # geolora planned on MRPC: missing, not a gap
+    assert set(gaps) == set(CAMPAIGN_TASKS) - {"sst2", "mrpc"}
+    assert all(gaps[t] == every for t in CAMPAIGN_TASKS if t not in ("sst2", "mrpc", "rte"))
+    assert campaign_gaps({}) == [(t, every) for t in CAMPAIGN_TASKS]

@@ -55,6 +55,19 @@ def test_c4_holds_on_informative_tasks_and_states_the_protocol(f, tmp_path, grid
     assert c4["evidence"][0] == "Better on 3, tie on 0, worse on 0 of 3 informative task/baseline pairs."
 
 
+def test_c4_names_what_the_campaign_did_not_run(f, tmp_path, gridfix):
+    """C4's evidence lists, per model, the campaign tasks and C4 methods without any cell (out of every pair
+    and count), a whole task as "every method"; the exclusions cell of page 1 is unchanged by it."""
+    rte = {m: xs for m, xs in GOOD.items() if m not in ("adalora", "geolora")}
+    r = _report(f, tmp_path, gridfix, {"sst2": GOOD, "rte": rte})
+    c4 = _claim(r, "C4")
+    line = next(e for e in c4["evidence"] if e.startswith("Not run under the paper protocol"))
+    assert line.endswith(
+        "test-model: CoLA, MRPC, STS-B, QNLI, SQuAD v1.1, SQuAD v2.0 (every method); RTE (AdaLoRA, GeoLoRA)."
+    )
+    assert "not run" not in c4["exclusions"]
+
+
 def test_c4_worse_tie_and_no_informative_task(f, tmp_path, gridfix):
     worse = dict(GOOD, lora=[0.85, 0.86, 0.87])
     assert _claim(_report(f, tmp_path / "a", gridfix, {"sst2": worse}), "C4")["verdict"] == NOT_REPRODUCED
