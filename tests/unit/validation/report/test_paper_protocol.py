@@ -65,7 +65,27 @@ def test_c4_names_what_the_campaign_did_not_run(f, tmp_path, gridfix):
     assert line.endswith(
         "test-model: CoLA, MRPC, STS-B, QNLI, SQuAD v1.1, SQuAD v2.0 (every method); RTE (AdaLoRA, GeoLoRA)."
     )
-    assert "not run" not in c4["exclusions"]
+    assert c4["exclusions"] == "none (every task informative, every cell converged)"  # page 1: unchanged
+
+
+def test_c4_names_the_gaps_of_every_model_and_none_where_all_ran(f, tmp_path, gridfix):
+    """A first model that ran every campaign task gets no gap; a further model's gaps are named with it, tasks
+    lacking the same methods together in the campaign's order."""
+    from validation.finetune.verdicts import CAMPAIGN_TASKS
+
+    full = gridfix.write_grid(tmp_path / "a", {t: GOOD for t in CAMPAIGN_TASKS}, model="small-model")
+    no_ada = {m: xs for m, xs in GOOD.items() if m != "adalora"}
+    big = gridfix.write_grid(
+        tmp_path / "b", {"sst2": GOOD, "mrpc": no_ada, "qnli": no_ada}, model="big-model"
+    )
+    r = f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [full, big]))))
+    lines = [e for e in _claim(r, "C4")["evidence"] if e.startswith("Not run under the paper protocol")]
+    assert len(lines) == 1 and "small-model" not in lines[0]
+    assert lines[0].endswith(
+        "big-model: CoLA, STS-B, RTE, SQuAD v1.1, SQuAD v2.0 (every method); MRPC, QNLI (AdaLoRA)."
+    )
+    r = f.make_report(grid=f.sec(B._clean(_grid_data(tmp_path, [full]))))
+    assert not any(e.startswith("Not run under") for e in _claim(r, "C4")["evidence"])
 
 
 def test_c4_worse_tie_and_no_informative_task(f, tmp_path, gridfix):
