@@ -404,7 +404,9 @@ def glue_average(
     Each task enters with each method's mean primary score over its usable seeds (the rule of
     :func:`compute_verdicts`). Returns ``{"methods": {method: average}, "tasks": [tasks that entered],
     "left_out": {task: reason}}`` (a GLUE task the grid could not run for lack of offline data is left out
-    with that reason, and under the paper profile one where a method has not run every seed of the task);
+    with that reason, and under the paper profile one where a method has not run every seed of the task; a
+    method without any cell on the task, neither run nor planned, is named "not run: ...", one whose cells are
+    all unusable "no usable result for ...");
     ``methods`` maps to an empty dict when no task qualifies.
     """
     table = summary.get("table") or {}
@@ -416,21 +418,28 @@ def glue_average(
     entered: list[str] = []
     left_out: dict[str, str] = {}
     per_task: dict[str, dict[str, float]] = {}
+    planned = summary.get("missing") or []
     for task in sorted(table):
         if task not in GLUE_TASKS:
             left_out[task] = "not a GLUE task"
             continue
         means: dict[str, float] = {}
         lacking = []
+        absent = []
         for m in methods:
             sc = _scores(summary, task, m, paper, scratch)
             mu = _mean(list(sc.values())) if sc else None
-            if mu is None:
+            if sc is None and not any(x["task"] == task and x["method"] == m for x in planned):
+                absent.append(m)  # no cell at all, neither run nor planned
+            elif mu is None:
                 lacking.append(m)
             else:
                 means[m] = mu
-        if lacking:
-            left_out[task] = f"no usable result for {', '.join(lacking)}"
+        if lacking or absent:
+            left_out[task] = "; ".join(
+                [f"not run: {', '.join(absent)}"] * bool(absent)
+                + [f"no usable result for {', '.join(lacking)}"] * bool(lacking)
+            )
             continue
         short = _shortfall(summary, task, methods) if paper else {}
         if short:

@@ -510,6 +510,15 @@ def _gap_text(summary: dict[str, Any]) -> str | None:
     return "; ".join(texts) or None
 
 
+def _unrun_glue(summary: dict[str, Any]) -> list[str]:
+    """The campaign's GLUE tasks without a cell of any of C4's methods in one model's merged summary, neither
+    run nor planned (:func:`validation.finetune.verdicts.campaign_gaps`): the GLUE average never sees them."""
+    from validation.finetune.verdicts import CEILING, CORE_BASELINES, FLOOR, GELORA, GLUE_TASKS, campaign_gaps
+
+    every = {GELORA, *CORE_BASELINES, CEILING, FLOOR}
+    return [t for t, ms in campaign_gaps(summary) if t in GLUE_TASKS and set(ms) == every]
+
+
 def _exclusions_line(parts: list[str], limit: int = 118) -> str:
     """One line of exclusion parts (:func:`_exclusion_parts`), shortened to ``limit`` characters."""
     return _shorten("; ".join(parts) or "none (every task informative, every cell converged)", limit)
@@ -1596,6 +1605,12 @@ def claim_glue_average(report: dict[str, Any]) -> Finding:
                 f"Left out of the average{f' ({name})' if i > 0 else ''}: {_task(t)} ({why})."
                 for t, why in ours["left_out"].items()
             ]
+        unrun = _unrun_glue(summary)
+        if unrun:
+            evidence.append(
+                f"Not in the average, not run under the paper protocol (no cell of any method)"
+                f"{f' ({name})' if len(protocols) > 1 else ''}: {', '.join(_task(t) for t in unrun)}."
+            )
     if keys:
         extra["key"]["text"] = f"ours: {', '.join(keys)}; paper {avg}"
         extra["setup"] = f"{' and '.join(setups)}, paper protocol, mean of each task's primary metric"

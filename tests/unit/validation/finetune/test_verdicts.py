@@ -134,10 +134,19 @@ def test_average_over_tasks_where_all_compared_methods_have_results(tmp_path, gr
     v = verdicts_from_grid(gridfix.write_grid(tmp_path / "g", scores))
     avg = v["average"]
     assert avg["tasks"] == ["mrpc", "sst2"]
-    assert avg["left_out"] == {"rte": "no usable result for geolora", "squad_v1": "not a GLUE task"}
+    assert avg["left_out"] == {"rte": "not run: geolora", "squad_v1": "not a GLUE task"}
     assert math.isclose(avg["methods"]["gelora"], 0.81)
     assert math.isclose(avg["methods"]["lora"], (0.70 + 0.705 + 0.715) / 3)
     assert set(avg["methods"]) == {"gelora", "lora", "adalora", "geolora"}
+    # a method whose cells all ran but none is usable is named apart from one without any cell
+    conv = {("rte", "geolora", s): False for s in range(3)}
+    both = {"sst2": INFORMATIVE, "rte": {k: v for k, v in INFORMATIVE.items() if k != "adalora"}}
+    avg2 = verdicts_from_grid(gridfix.write_grid(tmp_path / "h", both, converged=conv))["average"]
+    assert avg2["left_out"]["rte"] == "not run: adalora; no usable result for geolora"
+    # a method planned without a result is not "not run": it has not run every seed yet
+    planned = {"sst2": INFORMATIVE, "rte": dict(INFORMATIVE, adalora=[None, None, None])}
+    avg3 = verdicts_from_grid(gridfix.write_grid(tmp_path / "i", planned))["average"]
+    assert avg3["left_out"]["rte"] == "no usable result for adalora"
 
 
 def test_average_empty_when_no_task_qualifies(tmp_path, gridfix):

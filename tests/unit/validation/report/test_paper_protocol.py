@@ -790,6 +790,13 @@ def test_c6_gives_each_models_average(f, tmp_path, gridfix):
     assert c6["exclusions"] == "left out: SQuAD v1.1 (small-model) (reasons below)"
     assert "Left out of the average: SQuAD v1.1 (not a GLUE task)." in c6["evidence"]
     assert "small-model and big-model (DeBERTaV3 is not available offline)" in c6["evidence"][-1]
+    # the campaign's GLUE tasks that no method ran are named per model, not averaged
+    unrun = [e for e in c6["evidence"] if e.startswith("Not in the average, not run")]
+    assert unrun == [
+        f"Not in the average, not run under the paper protocol (no cell of any method) ({m}): CoLA, MRPC, "
+        "STS-B, RTE, QNLI."
+        for m in ("small-model", "big-model")
+    ]
 
 
 def test_the_first_paper_directory_given_names_the_first_model(f, tmp_path, gridfix):
